@@ -1,0 +1,96 @@
+-- Queries of the event store (events/store.py).
+--
+-- Reading in global order uses the transaction-id fence: a reader only sees events whose
+-- writing transaction is older than the oldest one still in flight, and orders and
+-- checkpoints by the pair (tx_id, global_position). A sequence alone hands out positions in
+-- insertion order, not commit order, and a reader trusting it skips late commits.
+-- ORDER BY columns are qualified (e.tx_id): an unqualified name would bind to the output
+-- column of the same name and sort text, and lose the index.
+
+-- name: append
+-- $1 stream_id, $2 stream_type, $3 expected (-1 any, 0 must not exist, n exact), $4 count,
+-- $5 event ids, $6 types, $7 schema versions, $8 data, $9 metadata, $10 actor.
+-- Returns no row when the expected version does not hold.
+WITH inserted_stream AS (
+    INSERT INTO streams AS st (stream_id, stream_type, version)
+    SELECT $1, $2, $4 WHERE $3 IN (-1, 0)
+    ON CONFLICT (stream_id) DO UPDATE
+        SET version = st.version + $4, updated_at = clock_timestamp()
+        WHERE $3 = -1
+    RETURNING version
+), updated_stream AS (
+    UPDATE streams SET version = version + $4, updated_at = clock_timestamp()
+     WHERE stream_id = $1 AND $3 > 0 AND version = $3
+    RETURNING version
+), new_version AS (
+    SELECT version FROM inserted_stream UNION ALL SELECT version FROM updated_stream
+)
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data,
+                    metadata, actor)
+SELECT $1, v.version - $4 + e.ord, e.id, e.t, e.sv, e.d, e.m, $10
+  FROM new_version v,
+       unnest($5::uuid[], $6::text[], $7::smallint[], $8::jsonb[], $9::jsonb[])
+           WITH ORDINALITY AS e(id, t, sv, d, m, ord)
+RETURNING global_position, stream_version, tx_id::text AS tx, recorded_at;
+
+-- name: events_by_id
+SELECT event_id, stream_id, stream_version
+  FROM events
+ WHERE event_id = ANY($1::uuid[])
+ ORDER BY stream_version;
+
+-- name: stream_version
+SELECT coalesce((SELECT version FROM streams WHERE stream_id = $1), 0);
+
+-- name: read_stream
+-- One stream from a version on, as a JSON array decoded by events.models.Registry.decode_page.
+SELECT coalesce(json_agg(json_build_object(
+           'tag', p.event_type || '@' || p.schema_version,
+           'position', p.global_position, 'tx', p.tx_id::text,
+           'stream_id', p.stream_id, 'stream_version', p.stream_version,
+           'event_id', p.event_id, 'type', p.event_type, 'schema_version', p.schema_version,
+           'data', p.data, 'metadata', p.metadata, 'recorded_at', p.recorded_at)
+         ORDER BY p.stream_version), '[]')::text
+  FROM (SELECT *
+          FROM events e
+         WHERE e.stream_id = $1 AND e.stream_version >= $2
+         ORDER BY e.stream_version
+         LIMIT $3) p;
+
+-- name: read_all
+-- A fenced page in global order after ($1 tx, $2 position), at most $3 events, filtered by
+-- exact types $4, type patterns $5 (LIKE, e.g. 'server.%'), streams $6, actor $7,
+-- recorded_at >= $8 and < $9, and at most up to ($10 tx, $11 position) when given.
+-- $12 false drops the fence: only for a caller that holds locks keeping writers out of
+-- what it reads (the swap of a projection rebuild).
+SELECT coalesce(json_agg(json_build_object(
+           'tag', p.event_type || '@' || p.schema_version,
+           'position', p.global_position, 'tx', p.tx_id::text,
+           'stream_id', p.stream_id, 'stream_version', p.stream_version,
+           'event_id', p.event_id, 'type', p.event_type, 'schema_version', p.schema_version,
+           'data', p.data, 'metadata', p.metadata, 'recorded_at', p.recorded_at)
+         ORDER BY p.tx_id, p.global_position), '[]')::text
+  FROM (SELECT *
+          FROM events e
+         WHERE (e.tx_id, e.global_position) > ($1::text::xid8, $2::bigint)
+           AND (NOT $12::boolean OR e.tx_id < pg_snapshot_xmin(pg_current_snapshot()))
+           AND ($4::text[] IS NULL OR e.event_type = ANY($4::text[]))
+           AND ($5::text[] IS NULL OR e.event_type LIKE ANY($5::text[]))
+           AND ($6::text[] IS NULL OR e.stream_id = ANY($6::text[]))
+           AND ($7::text IS NULL OR e.actor = $7::text)
+           AND ($8::timestamptz IS NULL OR e.recorded_at >= $8::timestamptz)
+           AND ($9::timestamptz IS NULL OR e.recorded_at < $9::timestamptz)
+           AND ($10::text IS NULL OR (e.tx_id, e.global_position) <= ($10::text::xid8, $11::bigint))
+         ORDER BY e.tx_id, e.global_position
+         LIMIT $3) p;
+
+-- name: head
+-- The last event a fenced reader can see now, or none.
+SELECT e.tx_id::text AS tx, e.global_position AS position
+  FROM events e
+ WHERE e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY e.tx_id DESC, e.global_position DESC
+ LIMIT 1;
+
+-- name: notify
+SELECT pg_notify($1, '');

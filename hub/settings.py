@@ -1,0 +1,88 @@
+"""chronohub's settings: one object, from ``CHRONOHUB_*`` variables, a TOML file and defaults.
+
+Built once in ``main()`` and passed down. The database is, in order: ``CHRONOHUB_DATABASE_URL``,
+``DATABASE_URL``, the standard ``PG*`` variables (when ``PGHOST`` or ``PGDATABASE`` is set),
+else an embedded PostgreSQL in ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "CHRONOHUB_CONFIG"
+DEFAULT_CONFIG = Path("chronohub.toml")
+
+
+class Settings(BaseSettings):
+    """Every setting of a chronohub process."""
+
+    model_config = SettingsConfigDict(env_prefix="CHRONOHUB_", extra="forbid")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CHRONOHUB_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description="PostgreSQL URL; when unset (and no PG* variables), an embedded server is used",
+    )
+    data_dir: Path = Field(
+        default=Path(".chronohub"),
+        description="Where chronohub keeps its state: the embedded database, later git objects",
+    )
+    bind_ip: str = Field(default="127.0.0.1", description="Address the hub listens on")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the hub listens on")
+    db_pool_min: int = Field(default=2, ge=1, description="Connections the pool keeps open")
+    db_pool_max: int = Field(default=10, ge=1, description="Most connections the pool opens")
+    max_event_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest event payload the log accepts, in bytes"
+    )
+    log_level: str = Field(default="INFO", description="Python logging level")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments, then the environment, then the TOML file."""
+        toml_file = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+    def uses_pg_environment(self) -> bool:
+        """Whether the standard PG* variables name the database."""
+        return self.database_url is None and any(
+            os.environ.get(name) for name in ("PGHOST", "PGDATABASE")
+        )
+
+    def describe_database(self) -> str:
+        """Where the database is, for the startup message; no password shown."""
+        if self.database_url:
+            return _redact(self.database_url)
+        if self.uses_pg_environment():
+            return "from PG* environment variables"
+        return f"embedded PostgreSQL in {self.data_dir.resolve() / 'postgres'}"
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+def load(**overrides: Any) -> Settings:
+    """Settings from the environment and the TOML file, with ``overrides`` on top."""
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""Numbered, forward-only SQL migrations and the runner that applies them."""

@@ -1,0 +1,226 @@
+"""Rebuild a projection from the log, verify one against the log, or build one as of a past point.
+
+All three replay the log into tables in a scratch schema, created ``LIKE`` the live ones
+(so the migrations stay the only place tables are defined), with the connection's
+``search_path`` pointing the projection's unqualified SQL at the scratch copies. Replay
+runs in page-sized transactions: one long transaction would hold back the fence of every
+subscriber. Only the final step locks the live tables:
+
+* rebuild: catch up, then drop the live tables and move the new ones in, in one transaction;
+* verify: catch up, then compare row for row (``EXCEPT ALL`` both ways) and drop the copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from events import models, sql, store
+from projections import base
+
+queries = sql.Queries(__package__ or "projections", "checkpoints.sql")
+
+Progress = Callable[[int, int], None]
+"""Called with (events applied so far, events to apply in all) after each page."""
+
+DEFAULT_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A row present on one side only: ``side`` is ``live`` or ``rebuilt``."""
+
+    table: str
+    side: str
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a rebuild or verify replayed, and for verify what differed."""
+
+    projection: str
+    events: int
+    checkpoint: models.Checkpoint
+    differences: tuple[Difference, ...] = ()
+
+
+def ident(name: str) -> str:
+    """Quote an SQL identifier. Identifiers come from projection definitions, never from users."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def build(
+    conn: sql.Connection,
+    event_store: store.EventStore,
+    projection: base.Projection,
+    schema: str,
+    *,
+    upto: models.Checkpoint | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+) -> tuple[models.Checkpoint, int]:
+    """Create ``schema`` with empty copies of the projection's tables and replay into them.
+
+    Leaves ``conn``'s ``search_path`` on ``schema`` (the caller owns the connection).
+    Returns the checkpoint reached and the number of events applied.
+    """
+    await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)} CASCADE")
+    await conn.execute(f"CREATE SCHEMA {ident(schema)}")
+    for table in projection.tables:
+        await conn.execute(
+            f"CREATE TABLE {ident(schema)}.{ident(table)}"
+            f" (LIKE public.{ident(table)} INCLUDING ALL)"
+        )
+    await conn.execute(f"SET search_path TO {ident(schema)}, public")
+    total = await conn.fetchval(queries["count_events"], sorted(projection.handles))
+    return await _replay(
+        conn, event_store, projection, models.ORIGIN, upto, batch_size, progress, total
+    )
+
+
+async def rebuild(
+    event_store: store.EventStore,
+    projection: base.Projection,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+) -> Result:
+    """Replay the log into fresh tables, then swap them for the live ones in one transaction."""
+    schema = f"rebuild_{projection.name}"
+    async with event_store.pool.acquire() as conn:
+        try:
+            checkpoint, count = await build(
+                conn, event_store, projection, schema, batch_size=batch_size, progress=progress
+            )
+            async with conn.transaction():
+                checkpoint, more = await _catch_up_locked(
+                    conn, event_store, projection, checkpoint, "ACCESS EXCLUSIVE"
+                )
+                for table in projection.tables:
+                    await conn.execute(f"DROP TABLE public.{ident(table)}")
+                    await conn.execute(
+                        f"ALTER TABLE {ident(schema)}.{ident(table)} SET SCHEMA public"
+                    )
+                if projection.mode == "async":
+                    await conn.execute(
+                        queries["set"], projection.name, str(checkpoint.tx), checkpoint.position
+                    )
+            return Result(projection.name, count + more, checkpoint)
+        finally:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)} CASCADE")
+            await conn.execute("RESET search_path")
+
+
+async def verify(
+    event_store: store.EventStore,
+    projection: base.Projection,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+    max_rows: int = 20,
+) -> Result:
+    """Rebuild into a scratch schema and compare it with the live tables, row for row."""
+    schema = f"verify_{projection.name}"
+    async with event_store.pool.acquire() as conn:
+        try:
+            upto = None
+            if projection.mode == "async":
+                # Never build past where the live projection stands.
+                row = await conn.fetchrow(queries["get"], projection.name)
+                upto = models.Checkpoint(int(row["tx"]), row["position"]) if row else models.ORIGIN
+            checkpoint, count = await build(
+                conn,
+                event_store,
+                projection,
+                schema,
+                upto=upto,
+                batch_size=batch_size,
+                progress=progress,
+            )
+            async with conn.transaction():
+                checkpoint, more = await _catch_up_locked(
+                    conn, event_store, projection, checkpoint, "SHARE"
+                )
+                differences = []
+                for table in projection.tables:
+                    differences += await _compare(conn, schema, table, max_rows)
+            return Result(projection.name, count + more, checkpoint, tuple(differences))
+        finally:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)} CASCADE")
+            await conn.execute("RESET search_path")
+
+
+async def _catch_up_locked(
+    conn: sql.Connection,
+    event_store: store.EventStore,
+    projection: base.Projection,
+    checkpoint: models.Checkpoint,
+    lock_mode: str,
+) -> tuple[models.Checkpoint, int]:
+    """Inside the caller's transaction: keep writers out of the live tables and catch up.
+
+    An inline projection's writers are append transactions: once the live tables are
+    locked, every event they concern is either committed (and read here, fence or not) or
+    will be applied to whatever tables are live when its writer gets the lock. An async
+    projection's writer is its runner, kept out by the projection's advisory lock; it is
+    caught up to the live checkpoint.
+    """
+    for table in projection.tables:
+        await conn.execute(f"LOCK TABLE public.{ident(table)} IN {lock_mode} MODE")
+    if projection.mode == "inline":
+        return await _replay(
+            conn, event_store, projection, checkpoint, None, DEFAULT_BATCH, None, 0, fenced=False
+        )
+    await conn.execute(queries["lock_wait"], projection.name)
+    row = await conn.fetchrow(queries["get"], projection.name)
+    live = models.Checkpoint(int(row["tx"]), row["position"]) if row else models.ORIGIN
+    if lock_mode == "SHARE":  # verify compares with the live tables as they stand
+        return await _replay(
+            conn, event_store, projection, checkpoint, live, DEFAULT_BATCH, None, 0
+        )
+    return await _replay(conn, event_store, projection, checkpoint, None, DEFAULT_BATCH, None, 0)
+
+
+async def _replay(
+    conn: sql.Connection,
+    event_store: store.EventStore,
+    projection: base.Projection,
+    after: models.Checkpoint,
+    upto: models.Checkpoint | None,
+    batch_size: int,
+    progress: Progress | None,
+    total: int,
+    *,
+    fenced: bool = True,
+) -> tuple[models.Checkpoint, int]:
+    wanted = store.EventFilter(types=projection.handles, upto=upto)
+    done = 0
+    while True:
+        async with conn.transaction():
+            page = await event_store.read_all(
+                after, filter=wanted, limit=batch_size, conn=conn, fenced=fenced
+            )
+            if page:
+                await projection.apply(conn, page)
+        if page:
+            after = page[-1].checkpoint
+            done += len(page)
+            if progress:
+                progress(done, max(total, done))
+        if len(page) < batch_size:
+            return after, done
+
+
+async def _compare(
+    conn: sql.Connection, schema: str, table: str, max_rows: int
+) -> list[Difference]:
+    live, rebuilt = f"public.{ident(table)}", f"{ident(schema)}.{ident(table)}"
+    found = []
+    for side, left, right in (("live", live, rebuilt), ("rebuilt", rebuilt, live)):
+        rows = await conn.fetch(
+            f"SELECT * FROM (TABLE {left} EXCEPT ALL TABLE {right}) d LIMIT {int(max_rows)}"
+        )
+        found += [Difference(table, side, dict(r)) for r in rows]
+    return found

