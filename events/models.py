@@ -23,12 +23,17 @@ from events import errors
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
-TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+TYPE_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+CHECKPOINT = re.compile(r"([0-9]+):([0-9]+)")
 
 # A field whose name ends like this would carry a credential into an immutable, exported
 # log. Events record that a secret exists (``password_set``, ``token_id``, ``token_prefix``),
 # never the secret itself; ``SecretStr``/``SecretBytes`` fields are refused for the same reason.
-SECRET_FIELD = re.compile(r"(^|_)(password|passwd|secret|token|code|api_key|private_key|cookie)$")
+SECRET_FIELD = re.compile(
+    r"(^|_)(password|passwd|secret|token|code|api_key|private_key|secret_key|signing_key|cookie"
+    r"|credentials?)$",
+    re.IGNORECASE,
+)
 
 
 class Actor(BaseModel):
@@ -94,10 +99,10 @@ class Checkpoint(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> Checkpoint:
         """Parse the ``"<tx>:<position>"`` token that ``str()`` produces."""
-        tx, sep, position = text.partition(":")
-        if not sep or not tx.isdigit() or not position.isdigit():
+        match = CHECKPOINT.fullmatch(text)
+        if match is None:
             raise errors.InvalidEvent(f"checkpoint {text!r} is not of the form '<tx>:<position>'")
-        return cls(int(tx), int(position))
+        return cls(int(match[1]), int(match[2]))
 
 
 ORIGIN = Checkpoint(0, 0)
@@ -124,6 +129,16 @@ class RecordedEvent(BaseModel):
         """Where a reader that has handled this event stands."""
         return Checkpoint(self.tx, self.position)
 
+    def __eq__(self, other: object) -> bool:
+        # Pages decode into per-type subclasses (see Registry.decode_page); an event equals
+        # another with the same fields whichever class carried it.
+        if not isinstance(other, RecordedEvent):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in RecordedEvent.model_fields)
+
+    def __hash__(self) -> int:
+        return hash((self.event_id, self.position))
+
 
 class Registry:
     """Maps stable type names to event models; decodes stored rows, upcasting old versions."""
@@ -135,13 +150,14 @@ class Registry:
     def register(self, model: type[Event]) -> None:
         """Check ``model`` against the registry's rules and add it; raises ``RegistryError``."""
         name = model.__dict__.get("type")
-        if not isinstance(name, str) or not TYPE_NAME.match(name):
+        if not isinstance(name, str) or not TYPE_NAME.fullmatch(name):
             raise errors.RegistryError(
                 f"{model.__qualname__}.type must be a dotted lower-case name like 'user.created',"
                 f" got {name!r}"
             )
         existing = self._models.get(name)
-        if existing is not None and existing.__qualname__ != model.__qualname__:
+        # The same class defined again (a module reloaded) replaces itself; another may not.
+        if existing is not None and _origin(existing) != _origin(model):
             raise errors.RegistryError(
                 f"event type {name!r} is declared twice: {existing.__qualname__}"
                 f" and {model.__qualname__}"
@@ -154,16 +170,7 @@ class Registry:
                 f"{name}: version {version} needs an upcaster for each of versions"
                 f" {list(range(1, version))}, has {sorted(model.upcasters)}"
             )
-        for field_name, field in model.model_fields.items():
-            if SECRET_FIELD.search(field_name):
-                raise errors.RegistryError(
-                    f"{name}.{field_name}: a field named like a secret may not enter the event log;"
-                    " record a hash, an id or the fact that it was set instead"
-                )
-            if _mentions_secret_type(field.annotation):
-                raise errors.RegistryError(
-                    f"{name}.{field_name}: secret types may not enter the event log"
-                )
+        _check_no_secrets(name, model)
         self._models[name] = model
         self._page_adapter = None
 
@@ -210,7 +217,9 @@ class Registry:
         adapter = self._page_adapter or self._build_page_adapter()
         try:
             rows = adapter.validate_json(page_json)
-        except pydantic.ValidationError:
+        except ValueError as exc:
+            if not isinstance(exc, pydantic.ValidationError) or _json_invalid(exc):
+                raise errors.InvalidEvent(f"a page of events is not valid JSON: {exc}") from exc
             # Find the row at fault and say precisely what is wrong with it.
             return [self._decode_one(row) for row in pydantic_core_from_json(page_json)]
         return [
@@ -286,13 +295,43 @@ def pydantic_core_from_json(page_json: str | bytes) -> list[dict[str, Any]]:
     return rows
 
 
-def _mentions_secret_type(annotation: Any) -> bool:
-    if annotation in (pydantic.SecretStr, pydantic.SecretBytes):
-        return True
+def _origin(model: type) -> tuple[str, str]:
+    return (model.__module__, model.__qualname__)
+
+
+def _json_invalid(exc: pydantic.ValidationError) -> bool:
+    return any(error["type"] == "json_invalid" for error in exc.errors())
+
+
+def _check_no_secrets(where: str, model: type[BaseModel]) -> None:
+    """Refuse fields named like secrets or typed as secrets, in nested models too."""
+    for field_name, field in model.model_fields.items():
+        if SECRET_FIELD.search(field_name):
+            raise errors.RegistryError(
+                f"{where}.{field_name}: a field named like a secret may not enter the event log;"
+                " record a hash, an id or the fact that it was set instead"
+            )
+        for part in _annotation_parts(field.annotation):
+            if isinstance(part, type) and issubclass(
+                part, pydantic.SecretStr | pydantic.SecretBytes | pydantic.Secret
+            ):
+                raise errors.RegistryError(
+                    f"{where}.{field_name}: secret types may not enter the event log"
+                )
+            if isinstance(part, type) and issubclass(part, BaseModel):
+                _check_no_secrets(f"{where}.{field_name}", part)
+
+
+def _annotation_parts(annotation: Any) -> list[Any]:
+    """The annotation and every type nested in it (unions, lists, dicts, Annotated…)."""
+    parts = [annotation]
     origin = typing.get_origin(annotation)
-    if origin is None and not isinstance(annotation, types.UnionType):
-        return False
-    return any(_mentions_secret_type(arg) for arg in typing.get_args(annotation))
+    if origin is not None:
+        parts.append(origin)
+    if origin is not None or isinstance(annotation, types.UnionType):
+        for arg in typing.get_args(annotation):
+            parts.extend(_annotation_parts(arg))
+    return parts
 
 
 registry = Registry()

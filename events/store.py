@@ -8,9 +8,10 @@ written. Subscribers are woken after commit (``events.notify``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID, uuid4
@@ -28,9 +29,13 @@ ANY = -1
 NO_STREAM = 0
 """Expected version: the stream must not exist yet."""
 
-STREAM_ID = re.compile(r"^[a-z][a-z0-9_]*-[^\s]{1,200}$")
+STREAM_ID = re.compile(r"[a-z][a-z0-9_]*-[^\s]{1,200}")
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 MAX_EVENTS_PER_APPEND = 10_000
+# An append at ANY that loses the race for the next version tries again this often.
+ANY_RETRIES = 5
+# A violation of these means a retry (event id) or a lost race (stream version), not a bug.
+UNIQUE_KEYS = frozenset({"events_event_id_key", "events_stream_version_key"})
 
 
 class InlineProjections(Protocol):
@@ -53,7 +58,12 @@ class AppendResult:
     version: int
     positions: tuple[int, ...]
     checkpoint: models.Checkpoint
-    events: tuple[models.RecordedEvent, ...]
+    build_events: Callable[[], tuple[models.RecordedEvent, ...]] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def events(self) -> tuple[models.RecordedEvent, ...]:
+        """The events as recorded; built on first use (most callers need only the version)."""
+        return self.build_events()
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,6 @@ ALL = EventFilter()
 @dataclass(frozen=True)
 class _Prepared:
     stream_id: str
-    stream_type: str
     events: tuple[models.Event, ...]
     event_ids: list[UUID]
     types: list[str]
@@ -153,7 +162,7 @@ class EventStore:
         metadata: models.Metadata | None,
         event_ids: Sequence[UUID] | None,
     ) -> _Prepared:
-        if not isinstance(stream_id, str) or not STREAM_ID.match(stream_id):
+        if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
             raise errors.InvalidEvent(
                 f"stream id {stream_id!r} must look like '<type>-<id>' (e.g. 'user-7f3c…'),"
                 " lower-case type, no spaces, at most 200 characters of id"
@@ -190,7 +199,6 @@ class EventStore:
         meta = metadata or models.Metadata()
         return _Prepared(
             stream_id=stream_id,
-            stream_type=stream_id.split("-", 1)[0],
             events=tuple(events),
             event_ids=ids,
             types=types,
@@ -203,16 +211,47 @@ class EventStore:
     async def _append_on(
         self, conn: sql.Connection, prepared: _Prepared, expected: int
     ) -> AppendResult:
+        for _attempt in range(ANY_RETRIES):
+            try:
+                return await self._try_append(conn, prepared, expected)
+            except _Rejected:
+                return await self._explain_rejection(conn, prepared, expected)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name not in UNIQUE_KEYS:
+                    raise
+                if exc.constraint_name == "events_stream_version_key" and expected == ANY:
+                    continue  # lost a race for the next version; "any" may simply go after it
+                return await self._explain_rejection(conn, prepared, expected)
+        raise errors.ConcurrencyConflict(
+            prepared.stream_id, expected, await self.stream_version(prepared.stream_id, conn=conn)
+        )
+
+    async def _try_append(
+        self, conn: sql.Connection, prepared: _Prepared, expected: int
+    ) -> AppendResult:
         inline = self.inline if self.inline and self.inline.handles_any(prepared.types) else None
-        try:
-            # A nested transaction is a savepoint inside a session's transaction.
-            async with conn.transaction():
+        # One statement is atomic on its own: with nothing else to run in the transaction,
+        # send it alone (one round trip instead of three). Inside a session, a nested
+        # transaction is a savepoint, so a refused append leaves the session usable.
+        guarded = inline is not None or conn.is_in_transaction()
+        async with conn.transaction() if guarded else contextlib.nullcontext():
+            if len(prepared.events) == 1:
+                rows = await conn.fetch(
+                    queries["append_one"],
+                    prepared.stream_id,
+                    expected,
+                    prepared.event_ids[0],
+                    prepared.types[0],
+                    prepared.versions[0],
+                    prepared.data[0],
+                    prepared.metadata_json,
+                    prepared.metadata.actor.label,
+                )
+            else:
                 rows = await conn.fetch(
                     queries["append"],
                     prepared.stream_id,
-                    prepared.stream_type,
                     expected,
-                    len(prepared.events),
                     prepared.event_ids,
                     prepared.types,
                     prepared.versions,
@@ -220,28 +259,20 @@ class EventStore:
                     [prepared.metadata_json] * len(prepared.events),
                     prepared.metadata.actor.label,
                 )
-                if not rows:
-                    raise _Rejected
+            if not rows:
+                raise _Rejected
+            if inline is not None:
                 recorded = tuple(_recorded(prepared, rows))
-                if inline is not None:
-                    await inline.apply(conn, recorded)
-        except _Rejected:
-            return await self._explain_rejection(conn, prepared, expected)
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "events_event_id_key":
-                return await self._explain_rejection(conn, prepared, expected)
-            if exc.constraint_name == "events_stream_version_key":
-                # The streams row lags the events (only after a hand-made import): refuse cleanly.
-                actual = await conn.fetchval(queries["stream_version"], prepared.stream_id)
-                raise errors.ConcurrencyConflict(prepared.stream_id, expected, actual) from exc
-            raise
+                await inline.apply(conn, recorded)
         last = rows[-1]
         return AppendResult(
             stream_id=prepared.stream_id,
             version=last["stream_version"],
             positions=tuple(row["global_position"] for row in rows),
             checkpoint=models.Checkpoint(int(last["tx"]), last["global_position"]),
-            events=recorded,
+            build_events=(lambda: recorded)
+            if inline is not None
+            else (lambda: tuple(_recorded(prepared, rows))),
         )
 
     async def _explain_rejection(
@@ -264,7 +295,7 @@ class EventStore:
                     version=versions[-1],
                     positions=tuple(e.position for e in stored),
                     checkpoint=stored[-1].checkpoint,
-                    events=tuple(stored),
+                    build_events=lambda: tuple(stored),
                 )
             first = found[0]
             raise errors.IdempotencyConflict(

@@ -8,6 +8,7 @@ wake-up only delays it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from events import models, store
@@ -34,6 +35,8 @@ class Subscription:
         self.filter = filter
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
+        self.caught_up = asyncio.Event()
+        """Set while the subscription has read everything and waits for more."""
 
     async def pages(self) -> AsyncIterator[list[models.RecordedEvent]]:
         """Yield non-empty pages in global order; after catching up, wait and yield more."""
@@ -50,10 +53,10 @@ class Subscription:
                 yield page
                 if len(page) == self.batch_size:
                     continue
-            if await self.store.wakeup.wait(token, retry_s):
-                retry_s = 0.005
-            else:
-                retry_s = min(retry_s * 2, self.poll_interval_s)
+            self.caught_up.set()
+            woken = await self.store.wakeup.wait(token, retry_s)
+            self.caught_up.clear()
+            retry_s = 0.005 if woken else min(retry_s * 2, self.poll_interval_s)
 
     async def __aiter__(self) -> AsyncIterator[models.RecordedEvent]:
         async for page in self.pages():

@@ -57,6 +57,17 @@ def resolve_dsn(config: hub_settings.Settings) -> str | None:
     return start_embedded(config.data_dir)
 
 
+async def keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """Release a connection to the pool without asyncpg's default reset query.
+
+    The default sends ``RESET ALL; UNLISTEN *; ...`` on every release: one more round trip
+    per append, which cost a third of single-event append throughput. chronohub leaves no
+    session state on pooled connections (LISTEN has its own connection, advisory locks are
+    transaction-scoped, a rebuild resets its ``search_path``), and asyncpg still rolls
+    back any open transaction before calling this.
+    """
+
+
 async def create_pool(dsn: str | None, *, min_size: int, max_size: int) -> asyncpg.Pool[Any]:
     """A pool on ``dsn`` with chronohub's session settings."""
     try:
@@ -65,6 +76,7 @@ async def create_pool(dsn: str | None, *, min_size: int, max_size: int) -> async
             min_size=min_size,
             max_size=max_size,
             server_settings=SERVER_SETTINGS,
+            reset=keep_session,
         )
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"could not connect to PostgreSQL: {exc}") from exc

@@ -8,6 +8,7 @@ else an embedded PostgreSQL in ``data_dir``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,12 @@ class Settings(BaseSettings):
         return f"embedded PostgreSQL in {self.data_dir.resolve() / 'postgres'}"
 
 
+_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('[^']*'|[^&\s]*)", re.IGNORECASE)
+
+
 def _redact(url: str) -> str:
+    """The URL or connection string with any password replaced by ``***``."""
+    url = _PASSWORD_PARAM.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url

@@ -1,13 +1,9 @@
--- The event log: one insert-only table of events, one row per stream for optimistic concurrency.
--- See ARCHITECTURE.md and events/queries.sql for how they are written and read.
-
-CREATE TABLE streams (
-    stream_id   text PRIMARY KEY,
-    stream_type text NOT NULL,
-    version     bigint NOT NULL CHECK (version > 0),
-    created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
-) WITH (fillfactor = 90);  -- room for HOT updates of version
+-- The event log: one insert-only table of events.
+--
+-- Optimistic concurrency rests on the unique (stream_id, stream_version) key alone: an append
+-- computes the next version from the stream's last one, so two appenders racing for the same
+-- version cannot both commit, and the loser gets a clean unique violation. (A separate row
+-- per stream would cost a second write on every append.)
 
 CREATE TABLE events (
     global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- insertion order, may have holes
@@ -26,9 +22,10 @@ CREATE TABLE events (
 );
 
 CREATE INDEX events_fence ON events (tx_id, global_position);
-CREATE INDEX events_type ON events (event_type, global_position);
-CREATE INDEX events_actor ON events (actor, global_position);
 CREATE INDEX events_recorded_at ON events USING brin (recorded_at);
+-- Every index is paid for on every append: one on (event_type, position) and one on
+-- (actor, position) together cost ~30 % of 8-writer append throughput here. Audit queries
+-- scan the fence index from a checkpoint; add such indexes with the queries that need them.
 
 -- The log is immutable: only an audited administrative tool may ever change it.
 CREATE FUNCTION events_immutable() RETURNS trigger LANGUAGE plpgsql AS $$

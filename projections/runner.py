@@ -70,7 +70,12 @@ class AsyncRunner:
             token = self.store.wakeup.token()
             try:
                 applied = await step(self.store, projection, self.batch_size)
-            except (OSError, base.ProjectionError, asyncpg.PostgresError) as exc:
+            except (
+                OSError,
+                base.ProjectionError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+            ) as exc:
                 # Nothing of the batch was committed; try again from the same checkpoint.
                 log.error("projection %s failed a batch: %s", projection.name, exc)
                 await asyncio.sleep(self.retry_s)

