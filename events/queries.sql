@@ -68,13 +68,17 @@ SELECT coalesce(json_agg(json_build_object(
 -- recorded_at >= $8 and < $9, and at most up to ($10 tx, $11 position) when given.
 -- $12 false drops the fence: only for a caller that holds locks keeping writers out of
 -- what it reads (the swap of a projection rebuild).
+-- Returns the page as JSON, its length, and the checkpoint of its last event as
+-- {tx, position}, so a reader can ask for the next page before decoding this one.
 SELECT coalesce(json_agg(json_build_object(
            'tag', p.event_type || '@' || p.schema_version,
            'position', p.global_position, 'tx', p.tx_id::text,
            'stream_id', p.stream_id, 'stream_version', p.stream_version,
            'event_id', p.event_id, 'type', p.event_type, 'schema_version', p.schema_version,
            'data', p.data, 'metadata', p.metadata, 'recorded_at', p.recorded_at)
-         ORDER BY p.tx_id, p.global_position), '[]')::text
+         ORDER BY p.tx_id, p.global_position), '[]')::text AS page,
+       count(*) AS length,
+       max(ARRAY[p.tx_id::text::numeric, p.global_position]) AS last
   FROM (SELECT *
           FROM events e
          WHERE (e.tx_id, e.global_position) > ($1::text::xid8, $2::bigint)

@@ -7,6 +7,7 @@ written. Subscribers are woken after commit (``events.notify``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import re
@@ -98,6 +99,13 @@ class _Prepared:
     data: list[str]
     metadata: models.Metadata
     metadata_json: str
+
+
+@dataclass(frozen=True)
+class _RawPage:
+    text: str
+    length: int
+    last: models.Checkpoint | None
 
 
 class _Rejected(Exception):
@@ -322,10 +330,72 @@ class EventStore:
         ``fenced=False`` also returns committed events behind an older transaction still in
         flight: only for callers whose locks keep writers out of what they read.
         """
+        if conn is None:
+            async with self.pool.acquire() as own:
+                raw = await self._fetch_page(own, after, filter, limit, fenced)
+        else:
+            raw = await self._fetch_page(conn, after, filter, limit, fenced)
+        return self.registry.decode_page(raw.text)
+
+    async def pages(
+        self,
+        after: models.Checkpoint = models.ORIGIN,
+        *,
+        filter: EventFilter = ALL,
+        page_size: int = 1000,
+        fenced: bool = True,
+    ) -> AsyncIterator[list[models.RecordedEvent]]:
+        """Pages after ``after`` until caught up (the last page is shorter than ``page_size``).
+
+        Uses a connection of its own and asks for the next page before decoding the current
+        one, so the database builds page n+1 while Python decodes page n. Python's cyclic
+        garbage collector is paused while the pages are iterated (``collection_paused``).
+        """
+        with models.collection_paused():
+            async for page in self._pages(after, filter, page_size, fenced):
+                yield page
+
+    async def _pages(
+        self,
+        after: models.Checkpoint,
+        filter: EventFilter,
+        page_size: int,
+        fenced: bool,
+    ) -> AsyncIterator[list[models.RecordedEvent]]:
+        async with self.pool.acquire() as conn:
+            pending: asyncio.Future[_RawPage] | None = asyncio.ensure_future(
+                self._fetch_page(conn, after, filter, page_size, fenced)
+            )
+            try:
+                while pending is not None:
+                    raw = await pending
+                    pending = None
+                    if raw.length == page_size and raw.last is not None:
+                        pending = asyncio.ensure_future(
+                            self._fetch_page(conn, raw.last, filter, page_size, fenced)
+                        )
+                        await asyncio.sleep(0)  # let it send the query before we decode
+                    if raw.length:
+                        yield self.registry.decode_page(raw.text)
+            finally:
+                if pending is not None:
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pending
+
+    async def _fetch_page(
+        self,
+        conn: sql.Connection,
+        after: models.Checkpoint,
+        filter: EventFilter,
+        limit: int,
+        fenced: bool,
+    ) -> _RawPage:
         if limit < 1:
             raise errors.InvalidEvent(f"limit must be at least 1, got {limit}")
         upto = filter.upto
-        args = (
+        row = await conn.fetchrow(
+            queries["read_all"],
             str(after.tx),
             after.position,
             limit,
@@ -339,8 +409,13 @@ class EventStore:
             upto.position if upto else None,
             fenced,
         )
-        page = await self._fetchval(conn, queries["read_all"], *args)
-        return self.registry.decode_page(page)
+        assert row is not None  # an aggregate always returns a row
+        last = row["last"]
+        return _RawPage(
+            text=row["page"],
+            length=row["length"],
+            last=models.Checkpoint(int(last[0]), int(last[1])) if last else None,
+        )
 
     async def read_stream(
         self,

@@ -1,0 +1,66 @@
+"""The hot queries use their indexes (a plan test: a wrong ORDER BY or cast silently loses them).
+
+The fenced read once sorted on a text cast of ``tx_id`` (an unqualified ORDER BY bound to
+the output column): every page became a sequential scan and a sort. These tests read the
+plan PostgreSQL chooses for the generic (prepared) form of each query.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from events import store
+
+LOAD = """
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data,
+                    metadata, actor)
+SELECT 'note-' || (i % 500), i / 500 + 1, gen_random_uuid(), 'test.noted', 1,
+       jsonb_build_object('text', i::text), '{}', 'system:chronohub'
+  FROM generate_series(0, 19999) i
+"""
+
+
+async def generic_plan(conn: Any, query: str, *args: Any) -> str:
+    """The plan of ``query`` as a prepared statement with a generic plan, as text."""
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    statement = await conn.prepare(f"EXPLAIN (FORMAT JSON) {query}")
+    plan = await statement.fetchval(*args)
+    await conn.execute("RESET plan_cache_mode")
+    return json.dumps(plan)
+
+
+async def test_fenced_read_walks_the_fence_index(pool: asyncpg.Pool[Any]) -> None:
+    await pool.execute(LOAD)
+    await pool.execute("ANALYZE events")
+    async with pool.acquire() as conn:
+        plan = await generic_plan(
+            conn,
+            store.queries["read_all"],
+            "0",
+            0,
+            1000,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            True,
+        )
+    assert "events_fence" in plan
+    assert '"Node Type": "Sort"' not in plan
+    assert "Seq Scan" not in plan
+
+
+async def test_append_finds_the_stream_version_by_index(pool: asyncpg.Pool[Any]) -> None:
+    await pool.execute(LOAD)
+    await pool.execute("ANALYZE events")
+    async with pool.acquire() as conn:
+        plan = await generic_plan(conn, store.queries["stream_version"], "note-7")
+    assert "events_stream_version_key" in plan
+    assert "Seq Scan" not in plan
