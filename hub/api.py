@@ -1,17 +1,80 @@
-"""The root of the REST API and the health check."""
+"""The root of the REST API, whoami, hub info and the health check."""
 
 from __future__ import annotations
+
+import sys
+from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from hub import errors, version
+from hub import access, errors, scopes, version
 from hub.context import HUB
+from hub.users_api import iso
+
+queries_user = "user_by_name"
 
 
 async def root(request: web.Request) -> web.Response:
     """``GET /hub/api/``: the JupyterHub API version clients switch features on."""
     return web.json_response({"version": version.JUPYTERHUB_API})
+
+
+async def info(request: web.Request) -> web.Response:
+    """``GET /hub/api/info`` (``read:hub``): versions and the hub's components."""
+    hub = request.app[HUB]
+    async with hub.store.pool.acquire() as conn:
+        await access.require(request, conn, ["read:hub"])
+    return web.json_response(
+        {
+            "version": version.JUPYTERHUB_API,
+            "chronohub_version": version.CHRONOHUB,
+            "python": sys.version,
+            "sys_executable": sys.executable,
+            "spawner": {"class": None, "version": None},
+            "authenticator": {"class": "chronohub.tokens", "version": version.CHRONOHUB},
+        }
+    )
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """``GET /hub/api/user``: the token's owner, with the token's expanded scopes.
+
+    Any valid token may ask who it belongs to: the owner's identify scopes are added for the
+    check only, and the reply lists the scopes the token itself carries (what HubAuth checks).
+    """
+    hub = request.app[HUB]
+    caller = access.caller_of(request)
+    model: dict[str, Any]
+    if caller.kind == "user":
+        async with hub.store.pool.acquire() as conn:
+            row = await conn.fetchrow(access.queries[queries_user], caller.name)
+        if row is None:
+            raise errors.Forbidden(access.MISSING_CREDENTIALS)
+        model = {
+            "kind": "user",
+            "name": row["name"],
+            "admin": row["admin"],
+            "roles": list(caller.roles),
+            "groups": list(row["groups"]),
+            "server": None,
+            "pending": None,
+            "created": iso(row["created"]),
+            "last_activity": iso(row["last_activity"]),
+            "servers": {},
+            "auth_state": None,
+        }
+    else:
+        model = {
+            "kind": "service",
+            "name": caller.name,
+            "admin": caller.admin,
+            "roles": list(caller.roles),
+        }
+    model["token_id"] = caller.token_id
+    model["session_id"] = None
+    model["scopes"] = scopes.render(caller.expanded)
+    return web.json_response(model)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -30,5 +93,8 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get("/hub/api", root),
         web.get("/hub/api/", root),
+        web.get("/hub/api/info", info),
+        web.get("/hub/api/user", whoami),
         web.get("/hub/health", health),
+        web.get("/hub/api/health", health),
     ]

@@ -14,9 +14,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-import events.catalog.users  # noqa: F401 - registers the user events
+import events.catalog  # noqa: F401 - registers the hub's events
 from events import notify, store
-from hub import api, context, database, errors
+from hub import (
+    access,
+    api,
+    bootstrap,
+    context,
+    database,
+    errors,
+    groups_api,
+    openapi,
+    tokens_api,
+    users_api,
+)
 from hub import settings as hub_settings
 from projections import base, catalog, runner
 
@@ -45,6 +56,7 @@ async def open_hub(
                 max_event_bytes=config.max_event_bytes,
             )
             projections = catalog.ALL if follow else ()
+            await bootstrap.reconcile(event_store, config)
             async with runner.AsyncRunner(event_store, projections):
                 yield context.Hub(
                     settings=config, store=event_store, database=config.describe_database()
@@ -55,9 +67,13 @@ async def open_hub(
 
 def make_app(hub: context.Hub) -> web.Application:
     """The aiohttp application for a running hub."""
-    app = web.Application(middlewares=[errors.middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[errors.middleware, access.middleware(access.ActivityRecorder())],
+        client_max_size=MAX_BODY_BYTES,
+    )
     app[context.HUB] = hub
-    app.add_routes(api.routes())
+    for module in (api, users_api, groups_api, tokens_api, openapi):
+        app.add_routes(module.routes())
     return app
 
 

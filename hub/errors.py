@@ -28,11 +28,24 @@ class HubError(Exception):
         self.message = message
         super().__init__(message)
 
+    @classmethod
+    def with_status(cls, status: int, message: str) -> HubError:
+        """An error answering with ``status`` (for decisions made elsewhere, such as scopes)."""
+        error = cls(message)
+        error.status = status
+        return error
+
 
 class BadRequest(HubError):
     """The request is malformed; the message names the field at fault."""
 
     status = 400
+
+
+class Forbidden(HubError):
+    """No credentials, or not allowed to do this at all."""
+
+    status = 403
 
 
 class NotFound(HubError):

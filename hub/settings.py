@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,37 @@ from pydantic_settings import (
 
 CONFIG_ENV = "CHRONOHUB_CONFIG"
 DEFAULT_CONFIG = Path("chronohub.toml")
+
+
+class ServiceConfig(BaseModel):
+    """A service as JupyterHub's ``c.JupyterHub.services`` entries describe one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$",
+        description="The service's name; it is reached at /services/<name>/",
+    )
+    api_token: SecretStr | None = Field(
+        default=None, description="A token the service authenticates with (kept as a hash)"
+    )
+    url: str | None = Field(default=None, description="Where the service listens, if anywhere")
+    admin: bool = Field(default=False, description="Grant the admin role (deprecated: use roles)")
+
+
+class RoleConfig(BaseModel):
+    """A custom role, as JupyterHub's ``c.JupyterHub.load_roles`` entries describe one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="The role's name")
+    description: str = Field(default="", description="What the role is for")
+    scopes: list[str] = Field(default_factory=list, description="The scopes the role grants")
+    users: list[str] = Field(default_factory=list, description="Users who hold the role")
+    groups: list[str] = Field(default_factory=list, description="Groups whose members hold it")
+    services: list[str] = Field(default_factory=list, description="Services that hold it")
 
 
 class Settings(BaseSettings):
@@ -46,6 +77,25 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, description="Largest event payload the log accepts, in bytes"
     )
     log_level: str = Field(default="INFO", description="Python logging level")
+    public_url: str | None = Field(
+        default=None,
+        description="The hub's public base URL (https://hub.example.org/), for absolute links"
+        " such as pagination's next.url when the hub sits behind a proxy",
+    )
+    admin_users: list[str] = Field(
+        default_factory=list, description="Users created at startup, with the admin role"
+    )
+    services: list[ServiceConfig] = Field(
+        default_factory=list, description="Services and their preset tokens"
+    )
+    roles: list[RoleConfig] = Field(
+        default_factory=list, description="Custom roles and who holds them"
+    )
+    api_page_default_limit: int = Field(default=50, ge=1, description="Default page size")
+    api_page_max_limit: int = Field(default=200, ge=1, description="Largest page size")
+    token_expires_in_max_seconds: int = Field(
+        default=0, ge=0, description="Longest lifetime a new token may ask for (0: no limit)"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from projections import base, users
+from projections import base, hub_model, users
 
-ALL: tuple[base.Projection, ...] = (users.UsersProjection(),)
+ALL: tuple[base.Projection, ...] = (
+    users.UsersProjection(),
+    hub_model.GroupsProjection(),
+    hub_model.TokensProjection(),
+    hub_model.ServicesProjection(),
+    hub_model.RolesProjection(),
+)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 from uuid import UUID
 
-from pydantic import Field
-
 from events import models
+from events.catalog.names import Name
 
 
 class UserCreated(models.Event):
@@ -16,7 +15,7 @@ class UserCreated(models.Event):
     type: ClassVar[str] = "user.created"
 
     user_id: UUID
-    name: str = Field(min_length=1, max_length=255)
+    name: Name
     admin: bool = False
 
 
@@ -26,8 +25,8 @@ class UserRenamed(models.Event):
     type: ClassVar[str] = "user.renamed"
 
     user_id: UUID
-    old_name: str = Field(min_length=1, max_length=255)
-    name: str = Field(min_length=1, max_length=255)
+    old_name: Name
+    name: Name
 
 
 class UserAdminChanged(models.Event):
@@ -45,7 +44,7 @@ class UserDeleted(models.Event):
     type: ClassVar[str] = "user.deleted"
 
     user_id: UUID
-    name: str = Field(min_length=1, max_length=255)
+    name: Name
 
 
 def stream_id(user_id: UUID) -> str:

@@ -1,0 +1,56 @@
+"""Request bodies: JSON parsed and validated by a pydantic model, or 400 naming the field.
+
+Nothing is written before a body has been validated whole, so a bad request never leaves
+half a change behind.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import pydantic
+from aiohttp import web
+
+from events.catalog.names import Name
+from hub import errors
+
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+
+NAME_ADAPTER: pydantic.TypeAdapter[str] = pydantic.TypeAdapter(Name)
+
+
+async def parse(request: web.Request, model: type[ModelT], *, allow_empty: bool = False) -> ModelT:
+    """The request's JSON body as ``model``; an empty body is ``{}`` when ``allow_empty``."""
+    raw = await request.read()
+    if not raw.strip():
+        if allow_empty:
+            return model.model_validate({})
+        raise errors.BadRequest("a JSON body is required")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.BadRequest(f"the body is not valid JSON: {exc}") from None
+    return validate(model, data)
+
+
+def validate(model: type[ModelT], data: Any) -> ModelT:
+    """``data`` as ``model``, or 400 with a message naming each field at fault."""
+    if not isinstance(data, dict):
+        raise errors.BadRequest(f"the body must be a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise errors.BadRequest(describe(exc)) from None
+
+
+def describe(exc: pydantic.ValidationError) -> str:
+    """A one-line account of what is wrong, field by field."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        if error["type"] == "extra_forbidden":
+            parts.append(f"{where}: unknown field")
+        else:
+            parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

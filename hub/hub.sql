@@ -1,0 +1,182 @@
+-- Read queries of the REST API (hub/*.py), over the projections' tables.
+
+-- name: token_owner
+-- Who a token belongs to, if it exists and has not expired: the lookup of every request.
+SELECT t.token_id, t.user_id, t.service, t.scopes, t.expires_at, t.note, t.created,
+       u.name AS user_name, u.admin AS user_admin, s.admin AS service_admin
+  FROM token_secrets k
+  JOIN tokens t USING (token_id)
+  LEFT JOIN users u ON u.user_id = t.user_id
+  LEFT JOIN services s ON s.name = t.service
+ WHERE k.hash = $1
+   AND (t.expires_at IS NULL OR t.expires_at > clock_timestamp());
+
+-- name: token_store_secret
+INSERT INTO token_secrets (token_id, prefix, hash) VALUES ($1, $2, $3);
+
+-- name: token_touch
+INSERT INTO token_activity (token_id, last_activity) VALUES ($1, $2)
+ON CONFLICT (token_id) DO UPDATE SET last_activity = greatest(token_activity.last_activity,
+                                                              excluded.last_activity);
+
+-- name: user_role_scopes
+-- Every scope a user holds through roles granted to them or to their groups.
+SELECT r.scopes
+  FROM role_grants g JOIN roles r ON r.name = g.role
+ WHERE (g.principal_kind = 'user' AND g.principal = $1::text)
+    OR (g.principal_kind = 'group' AND g.principal IN (
+            SELECT group_id::text FROM group_members WHERE user_id = $1));
+
+-- name: user_role_names
+SELECT DISTINCT g.role
+  FROM role_grants g
+ WHERE (g.principal_kind = 'user' AND g.principal = $1::text)
+ ORDER BY 1;
+
+-- name: service_role_scopes
+SELECT r.scopes
+  FROM role_grants g JOIN roles r ON r.name = g.role
+ WHERE g.principal_kind = 'service' AND g.principal = $1;
+
+-- name: service_role_names
+SELECT g.role FROM role_grants g
+ WHERE g.principal_kind = 'service' AND g.principal = $1 ORDER BY 1;
+
+-- name: user_by_name
+SELECT u.user_id, u.name, u.admin, u.created,
+       (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = u.user_id) AS last_activity,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = u.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE g.principal_kind = 'user' AND g.principal = u.user_id::text), '{}')
+           AS roles
+  FROM users u
+ WHERE u.name = $1;
+
+-- name: users_by_name
+SELECT user_id, name, admin FROM users WHERE name = ANY($1::text[]);
+
+-- name: users_page
+-- Users in creation order (JupyterHub's default), $1 offset, $2 limit, $3 name substring (ILIKE), $4 only these names
+-- (a filtered list scope), $5 state: NULL, 'active', 'ready' or 'inactive'. No servers
+-- run yet, so 'active' and 'ready' are empty and 'inactive' is everyone.
+SELECT u.user_id, u.name, u.admin, u.created,
+       (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = u.user_id) AS last_activity,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = u.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE g.principal_kind = 'user' AND g.principal = u.user_id::text), '{}')
+           AS roles,
+       count(*) OVER () AS total
+  FROM users u
+ WHERE ($3::text IS NULL OR u.name ILIKE '%' || $3::text || '%')
+   AND ($4::text[] IS NULL OR u.name = ANY($4::text[]))
+   AND ($5::text IS NULL OR $5::text = 'inactive')
+ ORDER BY u.created, u.name
+OFFSET $1 LIMIT $2;
+
+-- name: users_count
+SELECT count(*) FROM users u
+ WHERE ($1::text IS NULL OR u.name ILIKE '%' || $1::text || '%')
+   AND ($2::text[] IS NULL OR u.name = ANY($2::text[]))
+   AND ($3::text IS NULL OR $3::text = 'inactive');
+
+-- name: group_by_name
+SELECT gr.group_id, gr.name, gr.properties::text AS properties,
+       coalesce((SELECT array_agg(u.name ORDER BY u.name)
+                   FROM group_members m JOIN users u USING (user_id)
+                  WHERE m.group_id = gr.group_id), '{}') AS users,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE g.principal_kind = 'group' AND g.principal = gr.group_id::text), '{}')
+           AS roles
+  FROM groups gr
+ WHERE gr.name = $1;
+
+-- name: groups_page
+SELECT gr.group_id, gr.name, gr.properties::text AS properties,
+       coalesce((SELECT array_agg(u.name ORDER BY u.name)
+                   FROM group_members m JOIN users u USING (user_id)
+                  WHERE m.group_id = gr.group_id), '{}') AS users,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE g.principal_kind = 'group' AND g.principal = gr.group_id::text), '{}')
+           AS roles,
+       count(*) OVER () AS total
+  FROM groups gr
+ WHERE ($3::text[] IS NULL OR gr.name = ANY($3::text[]))
+ ORDER BY gr.name
+OFFSET $1 LIMIT $2;
+
+-- name: groups_count
+SELECT count(*) FROM groups gr WHERE ($1::text[] IS NULL OR gr.name = ANY($1::text[]));
+
+-- name: groups_by_name
+SELECT group_id, name FROM groups WHERE name = ANY($1::text[]);
+
+-- name: group_member_ids
+SELECT user_id FROM group_members WHERE group_id = $1;
+
+-- name: group_names_of_user
+SELECT gr.name FROM group_members m JOIN groups gr USING (group_id) WHERE m.user_id = $1;
+
+-- name: group_member_names
+-- The members of the named groups: resolves !group= filters.
+SELECT gr.name AS group_name, u.name AS user_name
+  FROM groups gr JOIN group_members m USING (group_id) JOIN users u USING (user_id)
+ WHERE gr.name = ANY($1::text[]);
+
+-- name: user_tokens
+SELECT t.token_id, t.scopes, t.note, t.expires_at, t.created, a.last_activity
+  FROM tokens t LEFT JOIN token_activity a USING (token_id)
+ WHERE t.user_id = $1
+   AND (t.expires_at IS NULL OR t.expires_at > clock_timestamp())
+ ORDER BY t.created, t.token_id;
+
+-- name: user_token
+SELECT t.token_id, t.scopes, t.note, t.expires_at, t.created, a.last_activity
+  FROM tokens t LEFT JOIN token_activity a USING (token_id)
+ WHERE t.user_id = $1 AND t.token_id = $2
+   AND (t.expires_at IS NULL OR t.expires_at > clock_timestamp());
+
+-- name: activity_touch
+-- Activity only moves forward.
+INSERT INTO activity (user_id, server_name, last_activity) VALUES ($1, $2, $3)
+ON CONFLICT (user_id, server_name) DO UPDATE
+   SET last_activity = greatest(activity.last_activity, excluded.last_activity);
+
+-- name: service_by_name
+SELECT name, admin, url FROM services WHERE name = $1;
+
+-- name: services_all
+SELECT name, admin, url FROM services ORDER BY name;
+
+-- name: service_tokens
+SELECT t.token_id FROM tokens t WHERE t.service = $1;
+
+-- name: role_by_name
+SELECT name, description, scopes FROM roles WHERE name = $1;
+
+-- name: roles_all
+SELECT name, description, scopes FROM roles ORDER BY name;
+
+-- name: role_grants_all
+SELECT role, principal_kind, principal FROM role_grants ORDER BY 1, 2, 3;
+
+-- name: users_all
+SELECT user_id, name, admin FROM users;
+
+-- name: groups_all
+SELECT group_id, name FROM groups;
+
+-- name: token_secret_by_hash
+SELECT token_id FROM token_secrets WHERE hash = $1;
+
+-- name: groups_of_users
+SELECT u.name AS user_name, g.name AS group_name
+  FROM users u JOIN group_members m USING (user_id) JOIN groups g USING (group_id)
+ WHERE u.name = ANY($1::text[]);

@@ -1,0 +1,89 @@
+"""JupyterHub's pagination: ``offset``/``limit`` and the ``jupyterhub-pagination+json`` reply.
+
+A client opts in with ``Accept: application/jupyterhub-pagination+json``; it then gets
+``{"items": [...], "_pagination": {"offset", "limit", "total", "next"}}``, where
+``next.url`` is the absolute request URL with offset and limit replaced (the idle culler
+follows it verbatim). Without the header the reply is a bare list of at most the maximum
+page size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from yarl import URL
+
+from hub import errors
+
+MEDIA_TYPE = "application/jupyterhub-pagination+json"
+
+
+@dataclass(frozen=True)
+class Page:
+    """The page a request asks for."""
+
+    offset: int
+    limit: int
+    paginated: bool
+
+
+def wants_pagination(request: web.Request) -> bool:
+    """Whether the client sent the pagination media type in ``Accept``."""
+    accept = request.headers.get("Accept", "")
+    return any(part.split(";")[0].strip() == MEDIA_TYPE for part in accept.split(","))
+
+
+def parse(request: web.Request, *, default_limit: int, max_limit: int) -> Page:
+    """Read ``offset`` and ``limit`` from the query; 400 naming the parameter if malformed."""
+    paginated = wants_pagination(request)
+    offset = _non_negative(request, "offset", 0)
+    limit = _non_negative(request, "limit", default_limit if paginated else max_limit)
+    if limit == 0:
+        limit = default_limit
+    return Page(offset=offset, limit=min(limit, max_limit), paginated=paginated)
+
+
+def _non_negative(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.BadRequest(f"{name} must be a non-negative integer, got {raw!r}") from None
+    if value < 0:
+        raise errors.BadRequest(f"{name} must be a non-negative integer, got {raw!r}")
+    return value
+
+
+def reply(
+    request: web.Request, page: Page, items: list[Any], total: int, public_url: str | None
+) -> Any:
+    """The JSON body: paginated when asked for, else the bare list."""
+    if not page.paginated:
+        return items
+    next_page = None
+    if page.offset + len(items) < total:
+        next_offset = page.offset + page.limit
+        url = _absolute(request, public_url).update_query(
+            offset=str(next_offset), limit=str(page.limit)
+        )
+        next_page = {"offset": next_offset, "limit": page.limit, "url": str(url)}
+    return {
+        "items": items,
+        "_pagination": {
+            "offset": page.offset,
+            "limit": page.limit,
+            "total": total,
+            "next": next_page,
+        },
+    }
+
+
+def _absolute(request: web.Request, public_url: str | None) -> URL:
+    if public_url:
+        base = URL(public_url)
+        return base.with_path(request.rel_url.path).with_query(request.rel_url.query)
+    return request.url

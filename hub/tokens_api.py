@@ -1,0 +1,176 @@
+"""``/hub/api/users/{name}/tokens``: list, issue, read and revoke a user's API tokens.
+
+A new token may carry only scopes its owner holds. The event records the token's id,
+owner, scopes, expiry and note; the token itself is returned once and kept only as a hash.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from events import sql
+from events.catalog import tokens as token_events
+from hub import access, body, errors, scopes, tokens
+from hub.context import HUB
+from hub.users_api import iso, metadata
+
+queries = sql.Queries(__package__ or "hub", "hub.sql")
+
+
+class IssueToken(BaseModel):
+    """``POST /users/{name}/tokens``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=1000)
+    expires_in: int | None = Field(default=None, ge=1)
+    scopes: list[str] | None = Field(default=None, max_length=200)
+    roles: list[str] | None = Field(
+        default=None, max_length=50, description="Deprecated: the roles' scopes are used"
+    )
+
+
+def render(row: Any, user: str) -> dict[str, Any]:
+    """JupyterHub's token model (without the token itself)."""
+    return {
+        "kind": "api_token",
+        "id": row["token_id"],
+        "user": user,
+        "roles": [],
+        "scopes": list(row["scopes"]),
+        "note": row["note"],
+        "created": iso(row["created"]),
+        "last_activity": iso(row["last_activity"]),
+        "expires_at": iso(row["expires_at"]),
+        "session_id": None,
+        "oauth_client": "JupyterHub",
+    }
+
+
+async def _owner(conn: sql.Connection, name: str) -> Any:
+    row = await conn.fetchrow(queries["user_by_name"], name)
+    if row is None:
+        raise errors.NotFound(f"No such user: {name}")
+    return row
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    """``GET /users/{name}/tokens``."""
+    hub = request.app[HUB]
+    name = request.match_info["name"]
+    async with hub.store.pool.acquire() as conn:
+        await access.require(request, conn, ["read:tokens"], scopes.Filter.user(name))
+        owner = await _owner(conn, name)
+        rows = await conn.fetch(queries["user_tokens"], owner["user_id"])
+    return web.json_response({"api_tokens": [render(row, name) for row in rows]})
+
+
+async def get_token(request: web.Request) -> web.Response:
+    """``GET /users/{name}/tokens/{token_id}``."""
+    hub = request.app[HUB]
+    name, token_id = request.match_info["name"], request.match_info["token_id"]
+    async with hub.store.pool.acquire() as conn:
+        await access.require(request, conn, ["read:tokens"], scopes.Filter.user(name))
+        owner = await _owner(conn, name)
+        row = await conn.fetchrow(queries["user_token"], owner["user_id"], token_id)
+    if row is None:
+        raise errors.NotFound(f"No such token: {token_id}")
+    return web.json_response(render(row, name))
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    """``POST /users/{name}/tokens``: 201 with the token, shown this once."""
+    hub = request.app[HUB]
+    name = request.match_info["name"]
+    command = await body.parse(request, IssueToken, allow_empty=True)
+    limit = hub.settings.token_expires_in_max_seconds
+    if limit and (command.expires_in is None or command.expires_in > limit):
+        raise errors.BadRequest(f"expires_in must be at most {limit} seconds")
+    async with hub.store.session() as session:
+        conn = session.conn
+        caller = await access.require(request, conn, ["tokens"], scopes.Filter.user(name))
+        owner = await _owner(conn, name)
+        requested = await _requested_scopes(conn, command)
+        await _check_owner_holds(conn, owner, requested)
+        issued = await tokens.issue(
+            session,
+            owner_name=name,
+            user_id=owner["user_id"],
+            scopes=requested,
+            note=command.note,
+            expires_in=command.expires_in,
+            now=datetime.now(UTC),
+            metadata=metadata(request, caller),
+        )
+        row = await conn.fetchrow(queries["user_token"], owner["user_id"], issued.token_id)
+    reply = render(row, name)
+    reply["token"] = issued.secret
+    return web.json_response(reply, status=201)
+
+
+async def _requested_scopes(conn: sql.Connection, command: IssueToken) -> list[str]:
+    """The token's raw scopes: those asked for, the deprecated roles' scopes, or ``inherit``."""
+    requested = list(command.scopes or [])
+    for role in command.roles or []:
+        row = await conn.fetchrow(queries["role_by_name"], role)
+        if row is None:
+            default = scopes.DEFAULT_ROLES.get(role)
+            if default is None:
+                raise errors.BadRequest(f"No such role: {role}")
+            requested += default.scopes
+        else:
+            requested += row["scopes"]
+    if not requested:
+        return [scopes.INHERIT]
+    try:
+        for text in requested:
+            scopes.parse_scope(text)
+    except scopes.ScopeError as exc:
+        raise errors.BadRequest(str(exc)) from None
+    return list(dict.fromkeys(requested))
+
+
+async def _check_owner_holds(conn: sql.Connection, owner: Any, requested: list[str]) -> None:
+    """400, as JupyterHub answers, if the token asks for scopes its owner lacks."""
+    who = scopes.Owner.for_user(owner["name"])
+    owner_scopes, _ = await access.user_scopes(
+        conn, owner["user_id"], owner["name"], owner["admin"]
+    )
+    membership = await access.groups_of_users(conn, [owner["name"]])
+    try:
+        scopes.check_token_scopes(requested, owner_scopes, owner=who, groups_of=membership)
+    except scopes.ScopeError as exc:
+        raise errors.BadRequest(str(exc)) from None
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    """``DELETE /users/{name}/tokens/{token_id}``: 204; it stops working at once."""
+    hub = request.app[HUB]
+    name, token_id = request.match_info["name"], request.match_info["token_id"]
+    async with hub.store.session() as session:
+        conn = session.conn
+        caller = await access.require(request, conn, ["tokens"], scopes.Filter.user(name))
+        owner = await _owner(conn, name)
+        row = await conn.fetchrow(queries["user_token"], owner["user_id"], token_id)
+        if row is None:
+            raise errors.NotFound(f"No such token: {token_id}")
+        await session.append(
+            token_events.stream_id(token_id),
+            [token_events.TokenRevoked(token_id=token_id)],
+            metadata=metadata(request, caller),
+        )
+    return web.Response(status=204)
+
+
+def routes() -> list[web.RouteDef]:
+    """The routes of this module."""
+    return [
+        web.get("/hub/api/users/{name}/tokens", list_tokens),
+        web.post("/hub/api/users/{name}/tokens", issue_token),
+        web.get("/hub/api/users/{name}/tokens/{token_id}", get_token),
+        web.delete("/hub/api/users/{name}/tokens/{token_id}", revoke_token),
+    ]

@@ -1,0 +1,339 @@
+"""``/hub/api/users``: list, create, read, modify and delete users, and report their activity.
+
+Every change is a command decided against the users read model and appended as events
+(``user.created``, ``user.renamed``, ``user.admin_changed``, ``user.deleted``); every read
+comes from the projections, so a caller reads its own writes. Fields of the user model
+appear only where a scope of the caller grants them, as in JupyterHub.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from events import models, sql, store
+from events.catalog import users as user_events
+from events.catalog.names import Name
+from hub import access, body, errors, pagination, scopes
+from hub.context import HUB
+
+queries = sql.Queries(__package__ or "hub", "hub.sql")
+
+# Which fields each scope reveals (JupyterHub's model filtering).
+FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
+    "read:users": frozenset(
+        {
+            "kind",
+            "name",
+            "admin",
+            "roles",
+            "groups",
+            "server",
+            "pending",
+            "created",
+            "last_activity",
+            "user_info",
+        }
+    ),
+    "read:users:name": frozenset({"kind", "name", "admin", "user_info"}),
+    "read:users:groups": frozenset({"kind", "name", "groups"}),
+    "read:users:activity": frozenset({"kind", "name", "last_activity"}),
+    "read:servers": frozenset({"kind", "name", "servers"}),
+    "read:roles:users": frozenset({"kind", "name", "roles", "admin"}),
+    "admin:auth_state": frozenset({"kind", "name", "auth_state"}),
+}
+READ_USER_SCOPES = list(FIELDS_BY_SCOPE)
+STATES = ("active", "ready", "inactive")
+# Activity more than this far in the future is refused, as JupyterHub does.
+MAX_FUTURE_ACTIVITY = timedelta(minutes=59)
+
+
+class CreateUsers(BaseModel):
+    """``POST /users``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    usernames: list[Name] = Field(min_length=1, max_length=1000)
+    admin: bool = False
+
+
+class CreateUser(BaseModel):
+    """``POST /users/{name}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    admin: bool = False
+
+
+class ModifyUser(BaseModel):
+    """``PATCH /users/{name}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    admin: bool | None = None
+
+
+class ServerActivity(BaseModel):
+    """One server's activity in an activity report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    last_activity: datetime
+
+
+class Activity(BaseModel):
+    """``POST /users/{name}/activity``: the user's, or their servers', last activity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    last_activity: datetime | None = None
+    servers: dict[str, ServerActivity] = Field(default_factory=dict)
+
+
+def normalize(name: str) -> str:
+    """JupyterHub's default username normalisation: lower case."""
+    return name.lower()
+
+
+def iso(value: datetime | None) -> str | None:
+    """JupyterHub's timestamp format: ISO 8601 in UTC with a ``Z``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def render(row: Any, caller: access.Caller) -> dict[str, Any]:
+    """The user model for ``row``, with only the fields the caller's scopes grant."""
+    target = scopes.Filter.user(row["name"])
+    fields: set[str] = set()
+    for scope, granted in FIELDS_BY_SCOPE.items():
+        if caller.grants.allows(scope, target):
+            fields |= granted
+    roles = ["user", *(["admin"] if row["admin"] else []), *row["roles"]]
+    full: dict[str, Any] = {
+        "kind": "user",
+        "name": row["name"],
+        "admin": row["admin"],
+        "roles": sorted(set(roles)),
+        "groups": list(row["groups"]),
+        "server": None,
+        "pending": None,
+        "created": iso(row["created"]),
+        "last_activity": iso(row["last_activity"]),
+        "servers": {},
+        "auth_state": None,
+        "user_info": {"name": row["name"], "display_name": row["name"]},
+    }
+    return {key: value for key, value in full.items() if key in fields}
+
+
+def metadata(request: web.Request, caller: access.Caller) -> models.Metadata:
+    """Who made this request, for the events it causes."""
+    return models.Metadata(
+        actor=models.Actor(kind=caller.kind, name=caller.name),
+        request_id=request.headers.get("X-Request-Id"),
+        client_address=request.remote,
+    )
+
+
+async def list_users(request: web.Request) -> web.Response:
+    """``GET /users``: paginated, filtered by state and name, restricted by list filters."""
+    hub = request.app[HUB]
+    caller = access.require_list(request, "list:users", kinds=("user", "group"))
+    page = pagination.parse(
+        request,
+        default_limit=hub.settings.api_page_default_limit,
+        max_limit=hub.settings.api_page_max_limit,
+    )
+    state = request.query.get("state") or None
+    if state is not None and state not in STATES:
+        raise errors.BadRequest(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    name_filter = request.query.get("name_filter") or None
+    async with hub.store.pool.acquire() as conn:
+        only = await _listable_names(conn, caller)
+        rows = await conn.fetch(
+            queries["users_page"], page.offset, page.limit, name_filter, only, state
+        )
+        total = (
+            rows[0]["total"]
+            if rows
+            else await conn.fetchval(queries["users_count"], name_filter, only, state)
+        )
+    items = [render(row, caller) for row in rows]
+    return web.json_response(pagination.reply(request, page, items, total, hub.settings.public_url))
+
+
+async def _listable_names(conn: sql.Connection, caller: access.Caller) -> list[str] | None:
+    """None when the caller may list everyone, else the names its filters cover."""
+    filters = caller.grants.filters("list:users")
+    if filters.everything:
+        return None
+    names = set(filters.users)
+    if filters.groups:
+        rows = await conn.fetch(queries["group_member_names"], sorted(filters.groups))
+        names |= {row["user_name"] for row in rows}
+    return sorted(names)
+
+
+async def create_users(request: web.Request) -> web.Response:
+    """``POST /users``: create several users; 409 if all of them exist."""
+    hub = request.app[HUB]
+    command = await body.parse(request, CreateUsers)
+    names = list(dict.fromkeys(normalize(n) for n in command.usernames))
+    async with hub.store.session() as session:
+        caller = await access.require(request, session.conn, ["admin:users"])
+        existing = {r["name"] for r in await session.conn.fetch(queries["users_by_name"], names)}
+        new = [n for n in names if n not in existing]
+        if not new:
+            raise errors.Conflict(f"All {len(names)} users already exist")
+        for name in new:
+            await _append_created(session, name, command.admin, metadata(request, caller))
+        rows = [await session.conn.fetchrow(queries["user_by_name"], n) for n in new]
+    return web.json_response([render(row, caller) for row in rows], status=201)
+
+
+async def _append_created(
+    session: store.Session, name: str, admin: bool, meta: models.Metadata
+) -> UUID:
+    user_id = uuid4()
+    await session.append(
+        user_events.stream_id(user_id),
+        [user_events.UserCreated(user_id=user_id, name=name, admin=admin)],
+        expected=store.NO_STREAM,
+        metadata=meta,
+    )
+    return user_id
+
+
+async def get_user(request: web.Request) -> web.Response:
+    """``GET /users/{name}``."""
+    hub = request.app[HUB]
+    name = request.match_info["name"]
+    async with hub.store.pool.acquire() as conn:
+        caller = await access.require(request, conn, READ_USER_SCOPES, scopes.Filter.user(name))
+        row = await conn.fetchrow(queries["user_by_name"], name)
+    if row is None:
+        raise errors.NotFound(f"No such user: {name}")
+    return web.json_response(render(row, caller))
+
+
+async def create_user(request: web.Request) -> web.Response:
+    """``POST /users/{name}``: create one user; 409 if it exists."""
+    hub = request.app[HUB]
+    command = await body.parse(request, CreateUser, allow_empty=True)
+    name = normalize(_valid_name(request.match_info["name"]))
+    async with hub.store.session() as session:
+        caller = await access.require(request, session.conn, ["admin:users"])
+        if await session.conn.fetchrow(queries["user_by_name"], name) is not None:
+            raise errors.Conflict(f"User {name} already exists")
+        await _append_created(session, name, command.admin, metadata(request, caller))
+        row = await session.conn.fetchrow(queries["user_by_name"], name)
+    return web.json_response(render(row, caller), status=201)
+
+
+async def modify_user(request: web.Request) -> web.Response:
+    """``PATCH /users/{name}``: rename, or make or unmake an admin."""
+    hub = request.app[HUB]
+    command = await body.parse(request, ModifyUser)
+    name = request.match_info["name"]
+    async with hub.store.session() as session:
+        conn = session.conn
+        caller = await access.require(request, conn, ["admin:users"], scopes.Filter.user(name))
+        row = await conn.fetchrow(queries["user_by_name"], name)
+        if row is None:
+            raise errors.NotFound(f"No such user: {name}")
+        stream = user_events.stream_id(row["user_id"])
+        changes: list[models.Event] = []
+        new_name = normalize(command.name) if command.name is not None else name
+        if new_name != name:
+            if await conn.fetchrow(queries["user_by_name"], new_name) is not None:
+                raise errors.BadRequest(f"User {new_name} already exists, username must be unique")
+            changes.append(
+                user_events.UserRenamed(user_id=row["user_id"], old_name=name, name=new_name)
+            )
+        if command.admin is not None and command.admin != row["admin"]:
+            changes.append(
+                user_events.UserAdminChanged(user_id=row["user_id"], admin=command.admin)
+            )
+        if changes:
+            await session.append(stream, changes, metadata=metadata(request, caller))
+        updated = await conn.fetchrow(queries["user_by_name"], new_name)
+    return web.json_response(render(updated, caller))
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    """``DELETE /users/{name}``: 204; a user cannot delete themselves."""
+    hub = request.app[HUB]
+    name = request.match_info["name"]
+    async with hub.store.session() as session:
+        caller = await access.require(
+            request, session.conn, ["delete:users"], scopes.Filter.user(name)
+        )
+        row = await session.conn.fetchrow(queries["user_by_name"], name)
+        if row is None:
+            raise errors.NotFound(f"No such user: {name}")
+        if caller.kind == "user" and caller.name == name:
+            raise errors.BadRequest("Cannot delete yourself!")
+        await session.append(
+            user_events.stream_id(row["user_id"]),
+            [user_events.UserDeleted(user_id=row["user_id"], name=name)],
+            metadata=metadata(request, caller),
+        )
+    return web.Response(status=204)
+
+
+async def post_activity(request: web.Request) -> web.Response:
+    """``POST /users/{name}/activity``: activity only moves forward; kept out of the log."""
+    hub = request.app[HUB]
+    name = request.match_info["name"]
+    report = await body.parse(request, Activity)
+    if report.last_activity is None and not report.servers:
+        raise errors.BadRequest("last_activity or servers is required")
+    now = datetime.now(UTC)
+    stamps = [report.last_activity] if report.last_activity else []
+    stamps += [s.last_activity for s in report.servers.values()]
+    for stamp in stamps:
+        if stamp.tzinfo is None:
+            raise errors.BadRequest("last_activity must include a timezone (e.g. 'Z')")
+        if stamp > now + MAX_FUTURE_ACTIVITY:
+            raise errors.BadRequest(f"last_activity {iso(stamp)} is in the future")
+    async with hub.store.pool.acquire() as conn:
+        await access.require(request, conn, ["users:activity"], scopes.Filter.user(name))
+        row = await conn.fetchrow(queries["user_by_name"], name)
+        if row is None:
+            raise errors.NotFound(f"No such user: {name}")
+        async with conn.transaction():
+            if report.last_activity is not None:
+                await conn.execute(
+                    queries["activity_touch"], row["user_id"], "", report.last_activity
+                )
+            for server, activity in report.servers.items():
+                await conn.execute(
+                    queries["activity_touch"], row["user_id"], server, activity.last_activity
+                )
+    return web.json_response({})
+
+
+def _valid_name(name: str) -> str:
+    try:
+        return body.NAME_ADAPTER.validate_python(name)
+    except ValueError as exc:
+        raise errors.BadRequest(f"Invalid username: {name!r}") from exc
+
+
+def routes() -> list[web.RouteDef]:
+    """The routes of this module."""
+    return [
+        web.get("/hub/api/users", list_users),
+        web.post("/hub/api/users", create_users),
+        web.get("/hub/api/users/{name}", get_user),
+        web.post("/hub/api/users/{name}", create_user),
+        web.patch("/hub/api/users/{name}", modify_user),
+        web.delete("/hub/api/users/{name}", delete_user),
+        web.post("/hub/api/users/{name}/activity", post_activity),
+    ]

@@ -1,0 +1,217 @@
+"""Inline projections of the REST API's resources: groups, tokens, services and roles.
+
+Their events are few (admin actions), so each is applied with one statement; what matters
+is that they are in the append transaction, so a token works, or stops working, the
+moment its append returns. Deleting a user ends its memberships, tokens and role grants.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from events import models, sql
+from events.catalog import groups as group_events
+from events.catalog import roles as role_events
+from events.catalog import services as service_events
+from events.catalog import tokens as token_events
+from events.catalog import users as user_events
+from projections import base
+
+queries = sql.Queries(__package__ or "projections", "hub_model.sql")
+
+Handler = Callable[[sql.Connection, models.RecordedEvent], Awaitable[None]]
+
+
+class _ByType:
+    """A projection that applies each event with the handler registered for its type."""
+
+    name: str
+    tables: tuple[str, ...]
+    mode: base.Mode = "inline"
+    handlers: dict[str, Handler]
+
+    @property
+    def handles(self) -> frozenset[str]:
+        """The event types that change its tables."""
+        return frozenset(self.handlers)
+
+    async def apply(self, conn: sql.Connection, events: Sequence[models.RecordedEvent]) -> None:
+        """Apply the events one by one, in order."""
+        for event in events:
+            await self.handlers[event.type](conn, event)
+
+
+def _data(event: models.RecordedEvent, model: type[models.Event]) -> Any:
+    """The event's payload, which the registry guarantees is a ``model``."""
+    if type(event.data) is not model:
+        raise base.ProjectionError(f"{event.type} at {event.position} is not a {model.__name__}")
+    return event.data
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+
+async def _group_created(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: group_events.GroupCreated = _data(event, group_events.GroupCreated)
+    await conn.execute(
+        queries["group_create"],
+        data.group_id,
+        data.name,
+        json.dumps(data.properties),
+        event.recorded_at,
+        event.position,
+    )
+
+
+async def _group_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    await conn.execute(queries["group_delete"], _data(event, group_events.GroupDeleted).group_id)
+
+
+async def _members_added(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: group_events.GroupMembersAdded = _data(event, group_events.GroupMembersAdded)
+    await conn.execute(queries["group_add_members"], data.group_id, data.user_ids)
+
+
+async def _members_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: group_events.GroupMembersRemoved = _data(event, group_events.GroupMembersRemoved)
+    await conn.execute(queries["group_remove_members"], data.group_id, data.user_ids)
+
+
+async def _properties_set(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: group_events.GroupPropertiesSet = _data(event, group_events.GroupPropertiesSet)
+    await conn.execute(
+        queries["group_set_properties"], data.group_id, json.dumps(data.properties), event.position
+    )
+
+
+async def _group_user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    await conn.execute(queries["group_forget_user"], _data(event, user_events.UserDeleted).user_id)
+
+
+class GroupsProjection(_ByType):
+    """``groups`` and ``group_members``."""
+
+    name = "groups"
+    tables = ("groups", "group_members")
+    handlers: dict[str, Handler] = {  # noqa: RUF012 - read-only after import
+        group_events.GroupCreated.type: _group_created,
+        group_events.GroupDeleted.type: _group_deleted,
+        group_events.GroupMembersAdded.type: _members_added,
+        group_events.GroupMembersRemoved.type: _members_removed,
+        group_events.GroupPropertiesSet.type: _properties_set,
+        user_events.UserDeleted.type: _group_user_deleted,
+    }
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+async def _token_issued(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: token_events.TokenIssued = _data(event, token_events.TokenIssued)
+    await conn.execute(
+        queries["token_issue"],
+        data.token_id,
+        data.user_id,
+        data.service,
+        data.scopes,
+        data.note,
+        data.expires_at,
+        event.recorded_at,
+        event.position,
+    )
+
+
+async def _token_revoked(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    await conn.execute(queries["token_revoke"], _data(event, token_events.TokenRevoked).token_id)
+
+
+async def _token_user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    await conn.execute(queries["token_forget_user"], _data(event, user_events.UserDeleted).user_id)
+
+
+class TokensProjection(_ByType):
+    """``tokens``: metadata of the tokens that exist (revoked ones are gone)."""
+
+    name = "tokens"
+    tables = ("tokens",)
+    handlers: dict[str, Handler] = {  # noqa: RUF012 - read-only after import
+        token_events.TokenIssued.type: _token_issued,
+        token_events.TokenRevoked.type: _token_revoked,
+        user_events.UserDeleted.type: _token_user_deleted,
+    }
+
+
+# --- services -------------------------------------------------------------------------------
+
+
+async def _service_registered(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: service_events.ServiceRegistered = _data(event, service_events.ServiceRegistered)
+    await conn.execute(
+        queries["service_register"],
+        data.name,
+        data.admin,
+        data.url,
+        event.recorded_at,
+        event.position,
+    )
+
+
+async def _service_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    await conn.execute(queries["service_remove"], _data(event, service_events.ServiceRemoved).name)
+
+
+class ServicesProjection(_ByType):
+    """``services``."""
+
+    name = "services"
+    tables = ("services",)
+    handlers: dict[str, Handler] = {  # noqa: RUF012 - read-only after import
+        service_events.ServiceRegistered.type: _service_registered,
+        service_events.ServiceRemoved.type: _service_removed,
+    }
+
+
+# --- roles ----------------------------------------------------------------------------------
+
+
+async def _role_defined(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: role_events.RoleDefined = _data(event, role_events.RoleDefined)
+    await conn.execute(
+        queries["role_define"], data.name, data.description, data.scopes, event.position
+    )
+
+
+async def _role_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    await conn.execute(queries["role_remove"], _data(event, role_events.RoleRemoved).name)
+
+
+async def _role_granted(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: role_events.RoleGranted = _data(event, role_events.RoleGranted)
+    await conn.execute(queries["role_grant"], data.role, data.principal_kind, data.principal)
+
+
+async def _role_revoked(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: role_events.RoleRevoked = _data(event, role_events.RoleRevoked)
+    await conn.execute(queries["role_revoke"], data.role, data.principal_kind, data.principal)
+
+
+async def _role_user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    await conn.execute(
+        queries["role_forget_user"], str(_data(event, user_events.UserDeleted).user_id)
+    )
+
+
+class RolesProjection(_ByType):
+    """``roles`` and ``role_grants``."""
+
+    name = "roles"
+    tables = ("roles", "role_grants")
+    handlers: dict[str, Handler] = {  # noqa: RUF012 - read-only after import
+        role_events.RoleDefined.type: _role_defined,
+        role_events.RoleRemoved.type: _role_removed,
+        role_events.RoleGranted.type: _role_granted,
+        role_events.RoleRevoked.type: _role_revoked,
+        user_events.UserDeleted.type: _role_user_deleted,
+    }
