@@ -50,7 +50,7 @@ class Caller:
         return scopes.Owner(self.kind, self.name)  # type: ignore[arg-type]
 
 
-REQUEST_CALLER = "chronohub.caller"
+REQUEST_CALLER: web.RequestKey[Caller | None] = web.RequestKey("chronohub.caller")
 
 
 def parse_authorization(header: str | None) -> str | None:
@@ -150,8 +150,8 @@ async def groups_of_users(conn: sql.Connection, names: Collection[str]) -> dict[
 
 def caller_of(request: web.Request) -> Caller:
     """The authenticated caller; 403 with JupyterHub's message when there is none."""
-    caller: Caller | None = request.get(REQUEST_CALLER)
-    if caller is None:
+    caller = request.get(REQUEST_CALLER)
+    if not isinstance(caller, Caller):
         raise errors.Forbidden(MISSING_CREDENTIALS)
     return caller
 

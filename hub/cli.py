@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from hub import app, database
+from hub import app, database, errors, users_cli
 from hub import settings as hub_settings
 from migrations import runner as migrations
 from projections import base, catalog, rebuild
@@ -71,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(command=_migrate)
 
+    token = commands.add_parser("token", help="issue an API token for a user and print it")
+    token.add_argument("user", help="the user the token belongs to")
+    token.add_argument("--note", default="from the command line", help="what the token is for")
+    token.add_argument("--expires-in", type=int, default=None, help="lifetime in seconds")
+    token.add_argument(
+        "--scope", action="append", dest="scopes", default=None, help="a scope (repeatable)"
+    )
+    token.set_defaults(command=_token)
+
     projections = commands.add_parser("projections", help="rebuild or verify read models")
     actions = projections.add_subparsers(required=True, metavar="ACTION")
     rebuild_cmd = actions.add_parser("rebuild", help="replay the log into fresh tables and swap")
@@ -99,6 +108,23 @@ async def _migrate(config: hub_settings.Settings, args: argparse.Namespace) -> i
     for migration in applied:
         console.print(f"applied {migration.version:04d}_{migration.name}")
     console.print(f"schema at version {migrations.latest_version()} ({config.describe_database()})")
+    return 0
+
+
+async def _token(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    async with app.open_hub(config, follow=False) as hub:
+        try:
+            issued = await users_cli.issue_token(
+                hub.store,
+                args.user,
+                note=args.note,
+                expires_in=args.expires_in,
+                requested_scopes=args.scopes,
+            )
+        except errors.HubError as exc:
+            console.print(f"[red]error:[/red] {exc.message}")
+            return 1
+    print(issued.secret, flush=True)
     return 0
 
 

@@ -23,14 +23,14 @@ ON CONFLICT (token_id) DO UPDATE SET last_activity = greatest(token_activity.las
 -- Every scope a user holds through roles granted to them or to their groups.
 SELECT r.scopes
   FROM role_grants g JOIN roles r ON r.name = g.role
- WHERE (g.principal_kind = 'user' AND g.principal = $1::text)
+ WHERE (g.principal_kind = 'user' AND g.principal = $1::uuid::text)
     OR (g.principal_kind = 'group' AND g.principal IN (
-            SELECT group_id::text FROM group_members WHERE user_id = $1));
+            SELECT group_id::text FROM group_members WHERE user_id = $1::uuid));
 
 -- name: user_role_names
 SELECT DISTINCT g.role
   FROM role_grants g
- WHERE (g.principal_kind = 'user' AND g.principal = $1::text)
+ WHERE g.principal_kind = 'user' AND g.principal = $1::uuid::text
  ORDER BY 1;
 
 -- name: service_role_scopes

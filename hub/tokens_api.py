@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from events import sql
 from events.catalog import tokens as token_events
@@ -27,7 +27,7 @@ class IssueToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str | None = Field(default=None, max_length=1000)
-    expires_in: int | None = Field(default=None, ge=1)
+    expires_in: StrictInt | None = Field(default=None, ge=1)
     scopes: list[str] | None = Field(default=None, max_length=200)
     roles: list[str] | None = Field(
         default=None, max_length=50, description="Deprecated: the roles' scopes are used"

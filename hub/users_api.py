@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from events import models, sql, store
 from events.catalog import users as user_events
@@ -58,7 +58,7 @@ class CreateUsers(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     usernames: list[Name] = Field(min_length=1, max_length=1000)
-    admin: bool = False
+    admin: StrictBool = False
 
 
 class CreateUser(BaseModel):
@@ -66,7 +66,7 @@ class CreateUser(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    admin: bool = False
+    admin: StrictBool = False
 
 
 class ModifyUser(BaseModel):
@@ -75,7 +75,7 @@ class ModifyUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
-    admin: bool | None = None
+    admin: StrictBool | None = None
 
 
 class ServerActivity(BaseModel):
@@ -110,9 +110,10 @@ def iso(value: datetime | None) -> str | None:
 def render(row: Any, caller: access.Caller) -> dict[str, Any]:
     """The user model for ``row``, with only the fields the caller's scopes grant."""
     target = scopes.Filter.user(row["name"])
+    membership = {row["name"]: list(row["groups"])}  # for !group= filters
     fields: set[str] = set()
     for scope, granted in FIELDS_BY_SCOPE.items():
-        if caller.grants.allows(scope, target):
+        if caller.grants.allows(scope, target, groups_of=membership):
             fields |= granted
     roles = ["user", *(["admin"] if row["admin"] else []), *row["roles"]]
     full: dict[str, Any] = {

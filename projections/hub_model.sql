@@ -8,7 +8,7 @@ VALUES ($1, $2, $3::jsonb, $4, $5);
 -- name: group_delete
 WITH gone AS (DELETE FROM groups WHERE group_id = $1 RETURNING group_id),
      members AS (DELETE FROM group_members WHERE group_id = $1)
-DELETE FROM role_grants WHERE principal_kind = 'group' AND principal = $1::text;
+DELETE FROM role_grants WHERE principal_kind = 'group' AND principal = $1::uuid::text;
 
 -- name: group_add_members
 INSERT INTO group_members (group_id, user_id)
@@ -64,4 +64,4 @@ ON CONFLICT DO NOTHING;
 DELETE FROM role_grants WHERE role = $1 AND principal_kind = $2 AND principal = $3;
 
 -- name: role_forget_user
-DELETE FROM role_grants WHERE principal_kind = 'user' AND principal = $1::text;
+DELETE FROM role_grants WHERE principal_kind = 'user' AND principal = $1::uuid::text;

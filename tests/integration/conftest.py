@@ -9,3 +9,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+
+
+# The running hub app fixture, shared by the API tests.
+from tests.integration.api_fixtures import api  # noqa: E402, F401

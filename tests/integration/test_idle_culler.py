@@ -1,0 +1,349 @@
+"""The real jupyterhub-idle-culler 2.0.0 against ``chronohub serve``.
+
+The culler runs as its own process (its imports would trip ``filterwarnings = error`` here),
+with ``--api-page-size=5`` so that its user lists take several pages, and ``--cull-every=600``
+so that exactly one cycle runs (the first starts at once) while its log is watched.
+
+What one cycle of the culler does (``jupyterhub_idle_culler.cull_idle``), since chronohub
+reports JupyterHub 6.x (>= 1.3.0, so the ``state`` filter is used):
+
+* ``GET /hub/api/``;
+* with ``--cull-users=True`` only: ``GET /users?state=inactive&limit=5``, following
+  ``_pagination.next.url`` page after page; every user listed there is a cull candidate;
+* ``GET /users?limit=5&state=ready``: chronohub runs no servers, so this is one empty page,
+  and without ``--cull-users`` that is the whole cycle: there is nothing to paginate or cull;
+* per candidate user, after all pages are fetched: inactive = now - last_activity (or
+  now - created when there was no activity), culled by ``DELETE /users/{name}`` when
+  inactive >= ``--timeout`` (admins only if ``--cull-admin-users``; ``--max-age`` unset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import asyncpg
+import pytest
+
+SETUP_TOKEN = "setup-secret-0123456789abcdef0123"
+CULLER_TOKEN = "idle-culler-secret-0123456789abcdef"
+USER_CULLER_TOKEN = "idle-culler-users-secret-0123456789ab"
+PAGE_SIZE = 5
+USERS = [f"u{i:02d}" for i in range(25)]
+PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
+
+CONFIG = f"""
+admin_users = ["admin"]
+
+[[services]]
+name = "setup"
+api_token = "{SETUP_TOKEN}"
+
+[[services]]
+name = "idle-culler"
+api_token = "{CULLER_TOKEN}"
+
+[[services]]
+name = "idle-culler-users"
+api_token = "{USER_CULLER_TOKEN}"
+
+[[roles]]
+name = "setup-role"
+scopes = ["admin:users"]
+services = ["setup"]
+
+# What the culler needs to cull servers (its README).
+[[roles]]
+name = "idle-culler-role"
+scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+services = ["idle-culler"]
+
+# With --cull-users it also needs admin:users: delete:users to delete, and read:users,
+# since it reads each user's `created` and `admin` (a KeyError without them).
+[[roles]]
+name = "idle-culler-users-role"
+scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers", "admin:users"]
+services = ["idle-culler-users"]
+"""
+
+SERVING = re.compile(r"chronohub serving at (http://127\.0\.0\.1:\d+/hub/)")
+# The culler's log lines: "[I 2025-01-01 12:00:00.000 IdleCuller __init__:123] message".
+LOG_RECORD = re.compile(r"^\[([DIWEC]) [^\]]*\] (.*)$")
+DECISION = re.compile(r"(?:Not culling user|Finished culling|Error processing) (\S+)")
+
+
+@dataclass
+class Hub:
+    url: str  # http://127.0.0.1:PORT/hub/
+    db_url: str
+    session: aiohttp.ClientSession
+    started: datetime
+
+    @property
+    def api(self) -> str:
+        return self.url + "api"
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"token {SETUP_TOKEN}", **kwargs.pop("headers", {})}
+        async with self.session.request(
+            method, self.api + path, headers=headers, **kwargs
+        ) as response:
+            text = await response.text()
+            return response.status, (await response.json(content_type=None)) if text else None
+
+    async def user_names(self) -> list[str]:
+        status, users = await self.call("GET", "/users", params={"limit": "200"})
+        assert status == 200, users
+        return [user["name"] for user in users]
+
+
+async def _stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> None:
+    if proc.returncode is None:
+        proc.send_signal(sig)
+    try:
+        await asyncio.wait_for(proc.wait(), 20)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+@pytest.fixture
+async def hub(db_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
+    """``chronohub serve`` on the test database and 127.0.0.1, with users u00..u24."""
+    config = tmp_path / "chronohub.toml"
+    config.write_text(CONFIG)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "PGHOST", "PGDATABASE") and not k.startswith("CHRONOHUB_")
+    }
+    env |= {
+        "CHRONOHUB_DATABASE_URL": db_url,
+        "CHRONOHUB_CONFIG": str(config),
+        "CHRONOHUB_DATA_DIR": str(tmp_path / "state"),
+    }
+    started = datetime.now(UTC)
+    with open(tmp_path / "hub.log", "wb") as hub_log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hub.cli",
+            "serve",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            "0",
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=hub_log,
+        )
+        try:
+            assert proc.stdout is not None
+            first = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            match = SERVING.match(first)
+            assert match, first + (tmp_path / "hub.log").read_text()
+            async with aiohttp.ClientSession() as session:
+                running = Hub(match[1], db_url, session, started)
+                status, created = await running.call("POST", "/users", json={"usernames": USERS})
+                assert status == 201, created
+                yield running
+        finally:
+            await _stop(proc)
+    assert proc.returncode == 0, (tmp_path / "hub.log").read_text()
+
+
+async def run_culler(
+    hub: Hub, token: str, *options: str, done: Callable[[str], bool], cwd: Path
+) -> str:
+    """Run the culler until its log shows ``done`` (one cycle), a traceback, or 30 s pass."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env["JUPYTERHUB_API_TOKEN"] = token
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jupyterhub_idle_culler",
+        f"--url={hub.api}",
+        f"--api-page-size={PAGE_SIZE}",
+        "--cull-every=600",
+        "--timeout=3600",
+        "--concurrency=5",
+        "--IdleCuller.log_level=DEBUG",
+        *options,
+        env=env,
+        cwd=cwd,  # no idle_culler_config.py there
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    lines: list[str] = []
+
+    async def watch() -> None:
+        assert proc.stdout is not None
+        while not (done(text := "".join(lines)) or "Traceback" in text):
+            line = await proc.stdout.readline()
+            if not line:  # the culler exited
+                return
+            lines.append(line.decode())
+
+    try:
+        await asyncio.wait_for(watch(), 30)
+    except TimeoutError:
+        pass
+    finally:
+        await _stop(proc)
+    output = "".join(lines)
+    assert done(output), f"the culler did not finish a cycle:\n{output}"
+    return output
+
+
+def assert_clean(output: str) -> list[tuple[str, str]]:
+    """No traceback, error or unexpected warning in the culler's log; returns its records."""
+    assert "Traceback" not in output, output
+    records = [(m[1], m[2]) for line in output.splitlines() if (m := LOG_RECORD.match(line))]
+    assert records, output
+    problems = [
+        (level, message)
+        for level, message in records
+        if level in "EC" or (level == "W" and "pycurl" not in message)
+    ]
+    assert not problems, output
+    return records
+
+
+async def events(db_url: str, event_type: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return await conn.fetch(
+            "SELECT data->>'name' AS name, actor FROM events"
+            " WHERE event_type = $1 ORDER BY global_position",
+            event_type,
+        )
+    finally:
+        await conn.close()
+
+
+async def service_token_activity(db_url: str, service: str) -> datetime | None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        value: datetime | None = await conn.fetchval(
+            "SELECT a.last_activity FROM tokens t JOIN token_activity a USING (token_id)"
+            " WHERE t.service = $1",
+            service,
+        )
+        return value
+    finally:
+        await conn.close()
+
+
+async def test_culler_with_server_scopes_reads_and_deletes_nothing(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """Without --cull-users, the culler lists users with ready servers: none on chronohub."""
+    ready_url = f"{hub.api}/users?limit={PAGE_SIZE}&state=ready"
+    output = await run_culler(
+        hub,
+        CULLER_TOKEN,
+        done=lambda out: "Got 0 users with ready servers" in out,
+        cwd=tmp_path,
+    )
+    assert_clean(output)
+    assert f"Fetched 0 items from {ready_url} in 1 pages" in output, output
+    assert "state=inactive" not in output
+    assert "Culling" not in output
+
+    assert sorted(await hub.user_names()) == sorted(["admin", *USERS])
+    assert await events(hub.db_url, "user.deleted") == []
+    # The culler's requests reached the hub and authenticated as its service.
+    seen = await service_token_activity(hub.db_url, "idle-culler")
+    assert seen is not None and seen >= hub.started
+
+
+async def test_culler_pages_through_inactive_users_and_culls_the_idle_ones(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """With --cull-users, every user is a candidate (no server runs), fetched 5 per page.
+
+    With --timeout=3600 a user is culled when their last activity is older than an hour;
+    a user who never reported activity counts from ``created`` (seconds ago) and is kept.
+    """
+    now = datetime.now(UTC)
+    long_ago = (now - timedelta(days=2)).isoformat()
+    stale = ["u03", "u08", "u13", "u18", "u23"]  # one on each full page
+    for name in stale:
+        status, reply = await hub.call(
+            "POST", f"/users/{name}/activity", json={"last_activity": long_ago}
+        )
+        assert status == 200, reply
+    # Idle long ago, but active again since: activity only moves forward, so u12 is kept.
+    for stamp in (long_ago, now.isoformat()):
+        status, reply = await hub.call(
+            "POST", "/users/u12/activity", json={"last_activity": stamp}
+        )
+        assert status == 200, reply
+    # An idle admin, spared by --cull-admin-users=False (the culler reads `admin`).
+    status, reply = await hub.call("POST", "/users/boss", json={"admin": True})
+    assert status == 201, reply
+    status, reply = await hub.call(
+        "POST", "/users/boss/activity", json={"last_activity": long_ago}
+    )
+    assert status == 200, reply
+
+    everyone = ["admin", *USERS, "boss"]  # creation order, the order of the list
+    status, page = await hub.call("GET", "/users", headers=PAGINATED, params={"limit": "5"})
+    assert status == 200 and page["_pagination"]["total"] == len(everyone), page
+
+    def cycle_done(out: str) -> bool:
+        return set(DECISION.findall(out)) >= set(everyone)
+
+    output = await run_culler(
+        hub,
+        USER_CULLER_TOKEN,
+        "--cull-users=True",
+        "--cull-admin-users=False",
+        done=cycle_done,
+        cwd=tmp_path,
+    )
+    records = assert_clean(output)
+
+    # Pagination: pages 2..6 fetched by following next.url, absolute and on the hub.
+    inactive_url = f"{hub.api}/users?state=inactive&limit={PAGE_SIZE}"
+    followed = [
+        message.split(" ", 3)[2:]
+        for level, message in records
+        if level == "I" and message.startswith("Fetching page ")
+    ]
+    assert [int(number) for number, _ in followed] == [2, 3, 4, 5, 6], output
+    for number, url in followed:
+        parts = urlsplit(url)
+        assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{hub.api}/users", url
+        assert parse_qs(parts.query) == {
+            "state": ["inactive"],
+            "limit": [str(PAGE_SIZE)],
+            "offset": [str((int(number) - 1) * PAGE_SIZE)],
+        }, url
+    assert f"Fetched {len(everyone)} items from {inactive_url} in 6 pages" in output, output
+    assert "Got 0 users with ready servers" in output
+    # Every user was seen exactly once across the pages: none skipped, none repeated.
+    decisions = Counter(DECISION.findall(output))
+    assert decisions == Counter(everyone), output
+
+    culled = [m[1] for m in re.finditer(r"\] Culling user (\S+) \(inactive for", output)]
+    assert sorted(culled) == stale, output
+    finished = re.findall(r"Finished culling (\S+)", output)
+    assert sorted(finished) == stale, output
+
+    assert await hub.user_names() == [name for name in everyone if name not in stale]
+    deleted = await events(hub.db_url, "user.deleted")
+    assert sorted(row["name"] for row in deleted) == stale
+    assert {row["actor"] for row in deleted} == {"service:idle-culler-users"}
