@@ -9,6 +9,7 @@ held at all, 404 when it is held but not on this resource, so existence does not
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -74,12 +75,16 @@ async def authenticate(conn: sql.Connection, secret: str) -> Caller | None:
             return None
         kind, name, admin = "user", row["user_name"], bool(row["user_admin"])
         owner = scopes.Owner.for_user(name)
-        owner_scopes, roles = await user_scopes(conn, row["user_id"], name, admin)
+        implicit: tuple[str, ...] = ("user", "admin") if admin else ("user",)
     else:
         kind, name, admin = "service", row["service"], bool(row["service_admin"])
         owner = scopes.Owner.for_service(name)
-        owner_scopes, roles = await service_scopes(conn, name, admin)
-    membership = await groups_of_users(conn, _users_in_filters(owner_scopes, row["scopes"]))
+        implicit = ("admin",) if admin else ()
+    owner_scopes = _owner_scopes(implicit, tuple(sorted(set(row["role_scopes"]))), owner)
+    membership = {name: set(row["groups"])} if kind == "user" else {}
+    others = _users_in_filters(owner_scopes, row["scopes"]) - membership.keys()
+    if others:
+        membership.update(await groups_of_users(conn, others))
     effective = scopes.effective_token_scopes(
         row["scopes"], owner_scopes, owner=owner, groups_of=membership
     )
@@ -89,10 +94,19 @@ async def authenticate(conn: sql.Connection, secret: str) -> Caller | None:
         user_id=row["user_id"],
         admin=admin,
         token_id=row["token_id"],
-        roles=roles,
+        roles=tuple(sorted({*implicit, *row["role_names"]})),
         expanded=effective,
         grants=scopes.Grants.of(effective),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _owner_scopes(
+    implicit: tuple[str, ...], granted: tuple[str, ...], owner: scopes.Owner
+) -> frozenset[scopes.Scope]:
+    """Expanded scopes of an owner's roles; pure, so remembered (most requests repeat it)."""
+    raw = [scope for role in implicit for scope in scopes.DEFAULT_ROLES[role].scopes]
+    return scopes.expand([*raw, *granted], owner=owner)
 
 
 async def user_scopes(
@@ -100,32 +114,13 @@ async def user_scopes(
 ) -> tuple[frozenset[scopes.Scope], tuple[str, ...]]:
     """A user's expanded scopes and role names: ``user``, ``admin`` if admin, and granted roles
     (directly or through groups)."""
-    implicit = ["user", *(["admin"] if admin else [])]
-    granted = [r["scopes"] for r in await conn.fetch(queries["user_role_scopes"], user_id)]
+    implicit: tuple[str, ...] = ("user", "admin") if admin else ("user",)
+    granted = [s for r in await conn.fetch(queries["user_role_scopes"], user_id) for s in r[0]]
     names = [r["role"] for r in await conn.fetch(queries["user_role_names"], user_id)]
-    return _expand(implicit, granted, scopes.Owner.for_user(name)), tuple(
+    owner = scopes.Owner.for_user(name)
+    return _owner_scopes(implicit, tuple(sorted(set(granted))), owner), tuple(
         sorted({*implicit, *names})
     )
-
-
-async def service_scopes(
-    conn: sql.Connection, name: str, admin: bool
-) -> tuple[frozenset[scopes.Scope], tuple[str, ...]]:
-    """A service's expanded scopes and role names."""
-    implicit = ["admin"] if admin else []
-    granted = [r["scopes"] for r in await conn.fetch(queries["service_role_scopes"], name)]
-    names = [r["role"] for r in await conn.fetch(queries["service_role_names"], name)]
-    return _expand(implicit, granted, scopes.Owner.for_service(name)), tuple(
-        sorted({*implicit, *names})
-    )
-
-
-def _expand(
-    implicit: list[str], granted: list[list[str]], owner: scopes.Owner
-) -> frozenset[scopes.Scope]:
-    raw = [scope for role in implicit for scope in scopes.DEFAULT_ROLES[role].scopes]
-    raw += [scope for listed in granted for scope in listed]
-    return scopes.expand(raw, owner=owner)
 
 
 def _users_in_filters(owner_scopes: Iterable[scopes.Scope], raw: Iterable[str]) -> set[str]:

@@ -1,9 +1,25 @@
 -- Read queries of the REST API (hub/*.py), over the projections' tables.
 
 -- name: token_owner
--- Who a token belongs to, if it exists and has not expired: the lookup of every request.
-SELECT t.token_id, t.user_id, t.service, t.scopes, t.expires_at, t.note, t.created,
-       u.name AS user_name, u.admin AS user_admin, s.admin AS service_admin
+-- Who a token belongs to, if it exists and has not expired, with everything needed to work
+-- out its scopes: the lookup of every request, in one round trip.
+SELECT t.token_id, t.user_id, t.service, t.scopes,
+       u.name AS user_name, u.admin AS user_admin, s.admin AS service_admin,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = t.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE (g.principal_kind = 'user' AND g.principal = t.user_id::text)
+                     OR (g.principal_kind = 'service' AND g.principal = t.service)), '{}')
+           AS role_names,
+       coalesce((SELECT array_agg(scope)
+                   FROM role_grants g JOIN roles r ON r.name = g.role, unnest(r.scopes) scope
+                  WHERE (g.principal_kind = 'user' AND g.principal = t.user_id::text)
+                     OR (g.principal_kind = 'service' AND g.principal = t.service)
+                     OR (g.principal_kind = 'group' AND g.principal IN (
+                            SELECT group_id::text FROM group_members
+                             WHERE user_id = t.user_id))), '{}') AS role_scopes
   FROM token_secrets k
   JOIN tokens t USING (token_id)
   LEFT JOIN users u ON u.user_id = t.user_id

@@ -69,8 +69,9 @@ name = "idle-culler-role"
 scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 services = ["idle-culler"]
 
-# With --cull-users it also needs admin:users: delete:users to delete, and read:users,
-# since it reads each user's `created` and `admin` (a KeyError without them).
+# With --cull-users, the README's admin:users: delete:users would do to delete (list:users
+# already shows `admin`), but without read:users the culler does not see `created`, so a user
+# who never reported activity would have no age and could never be culled.
 [[roles]]
 name = "idle-culler-users-role"
 scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers", "admin:users"]
@@ -266,7 +267,8 @@ async def test_culler_with_server_scopes_reads_and_deletes_nothing(
     assert await events(hub.db_url, "user.deleted") == []
     # The culler's requests reached the hub and authenticated as its service.
     seen = await service_token_activity(hub.db_url, "idle-culler")
-    assert seen is not None and seen >= hub.started
+    assert seen is not None
+    assert seen >= hub.started
 
 
 async def test_culler_pages_through_inactive_users_and_culls_the_idle_ones(
@@ -287,21 +289,18 @@ async def test_culler_pages_through_inactive_users_and_culls_the_idle_ones(
         assert status == 200, reply
     # Idle long ago, but active again since: activity only moves forward, so u12 is kept.
     for stamp in (long_ago, now.isoformat()):
-        status, reply = await hub.call(
-            "POST", "/users/u12/activity", json={"last_activity": stamp}
-        )
+        status, reply = await hub.call("POST", "/users/u12/activity", json={"last_activity": stamp})
         assert status == 200, reply
     # An idle admin, spared by --cull-admin-users=False (the culler reads `admin`).
     status, reply = await hub.call("POST", "/users/boss", json={"admin": True})
     assert status == 201, reply
-    status, reply = await hub.call(
-        "POST", "/users/boss/activity", json={"last_activity": long_ago}
-    )
+    status, reply = await hub.call("POST", "/users/boss/activity", json={"last_activity": long_ago})
     assert status == 200, reply
 
     everyone = ["admin", *USERS, "boss"]  # creation order, the order of the list
     status, page = await hub.call("GET", "/users", headers=PAGINATED, params={"limit": "5"})
-    assert status == 200 and page["_pagination"]["total"] == len(everyone), page
+    assert status == 200, page
+    assert page["_pagination"]["total"] == len(everyone), page
 
     def cycle_done(out: str) -> bool:
         return set(DECISION.findall(out)) >= set(everyone)
