@@ -18,7 +18,7 @@ from events.catalog import groups as group_events
 from events.catalog.names import Name
 from hub import access, body, errors, pagination, scopes
 from hub.context import HUB
-from hub.users_api import metadata
+from hub.users_api import metadata, visible_fields
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
 
@@ -58,11 +58,12 @@ class Members(BaseModel):
 
 def render(row: Any, caller: access.Caller) -> dict[str, Any]:
     """The group model for ``row``, with only the fields the caller's scopes grant."""
-    target = scopes.Filter.group(row["name"])
-    fields: set[str] = set()
-    for scope, granted in FIELDS_BY_SCOPE.items():
-        if caller.grants.allows(scope, target):
-            fields |= granted
+    fields = visible_fields(caller, FIELDS_BY_SCOPE)
+    if fields is None:  # some scope is filtered: decide for this group
+        target = scopes.Filter.group(row["name"])
+        fields = frozenset().union(
+            *(g for s, g in FIELDS_BY_SCOPE.items() if caller.grants.allows(s, target))
+        )
     full = {
         "kind": "group",
         "name": row["name"],
