@@ -100,6 +100,3 @@ SELECT e.tx_id::text AS tx, e.global_position AS position
  WHERE e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
  ORDER BY e.tx_id DESC, e.global_position DESC
  LIMIT 1;
-
--- name: notify
-SELECT pg_notify($1, '');

@@ -12,8 +12,6 @@ from hub import access, errors, scopes, version
 from hub.context import HUB
 from hub.users_api import iso
 
-queries_user = "user_by_name"
-
 
 async def root(request: web.Request) -> web.Response:
     """``GET /hub/api/``: the JupyterHub API version clients switch features on."""
@@ -48,7 +46,7 @@ async def whoami(request: web.Request) -> web.Response:
     model: dict[str, Any]
     if caller.kind == "user":
         async with hub.store.pool.acquire() as conn:
-            row = await conn.fetchrow(access.queries[queries_user], caller.name)
+            row = await conn.fetchrow(access.queries["user_by_name"], caller.name)
         if row is None:
             raise errors.Forbidden(access.MISSING_CREDENTIALS)
         model = {

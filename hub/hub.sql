@@ -49,15 +49,6 @@ SELECT DISTINCT g.role
  WHERE g.principal_kind = 'user' AND g.principal = $1::uuid::text
  ORDER BY 1;
 
--- name: service_role_scopes
-SELECT r.scopes
-  FROM role_grants g JOIN roles r ON r.name = g.role
- WHERE g.principal_kind = 'service' AND g.principal = $1;
-
--- name: service_role_names
-SELECT g.role FROM role_grants g
- WHERE g.principal_kind = 'service' AND g.principal = $1 ORDER BY 1;
-
 -- name: user_by_name
 SELECT u.user_id, u.name, u.admin, u.created,
        (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = u.user_id) AS last_activity,
@@ -137,9 +128,6 @@ SELECT group_id, name FROM groups WHERE name = ANY($1::text[]);
 -- name: group_member_ids
 SELECT user_id FROM group_members WHERE group_id = $1;
 
--- name: group_names_of_user
-SELECT gr.name FROM group_members m JOIN groups gr USING (group_id) WHERE m.user_id = $1;
-
 -- name: group_member_names
 -- The members of the named groups: resolves !group= filters.
 SELECT gr.name AS group_name, u.name AS user_name
@@ -165,9 +153,6 @@ INSERT INTO activity (user_id, server_name, last_activity) VALUES ($1, $2, $3)
 ON CONFLICT (user_id, server_name) DO UPDATE
    SET last_activity = greatest(activity.last_activity, excluded.last_activity);
 
--- name: service_by_name
-SELECT name, admin, url FROM services WHERE name = $1;
-
 -- name: services_all
 SELECT name, admin, url FROM services ORDER BY name;
 
@@ -182,12 +167,6 @@ SELECT name, description, scopes FROM roles ORDER BY name;
 
 -- name: role_grants_all
 SELECT role, principal_kind, principal FROM role_grants ORDER BY 1, 2, 3;
-
--- name: users_all
-SELECT user_id, name, admin FROM users;
-
--- name: groups_all
-SELECT group_id, name FROM groups;
 
 -- name: token_secret_by_hash
 SELECT token_id FROM token_secrets WHERE hash = $1;

@@ -15,10 +15,3 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::timestamptz[],
 ON CONFLICT (user_id) DO UPDATE
    SET name = excluded.name, admin = excluded.admin, created = excluded.created,
        updated = excluded.updated, last_position = excluded.last_position;
-
--- name: by_name
-SELECT user_id, name, admin, created, updated, last_position FROM users WHERE name = $1;
-
--- name: page
-SELECT user_id, name, admin, created, updated, last_position
-  FROM users ORDER BY name LIMIT $1 OFFSET $2;
