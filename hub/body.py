@@ -22,16 +22,39 @@ NAME_ADAPTER: pydantic.TypeAdapter[str] = pydantic.TypeAdapter(Name)
 
 async def parse(request: web.Request, model: type[ModelT], *, allow_empty: bool = False) -> ModelT:
     """The request's JSON body as ``model``; an empty body is ``{}`` when ``allow_empty``."""
-    raw = await request.read()
-    if not raw.strip():
+    data = await read_json(request)
+    if data is None:
         if allow_empty:
             return model.model_validate({})
         raise errors.BadRequest("a JSON body is required")
+    return validate(model, data)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request's JSON body, None if empty; 400 if it is not JSON or holds a NUL character.
+
+    PostgreSQL text cannot hold NUL, so it is refused here rather than failing at the database.
+    """
+    raw = await request.read()
+    if not raw.strip():
+        return None
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise errors.BadRequest(f"the body is not valid JSON: {exc}") from None
-    return validate(model, data)
+    if _has_nul(data):
+        raise errors.BadRequest("the body holds a NUL character (\\u0000), which is not allowed")
+    return data
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def validate(model: type[ModelT], data: Any) -> ModelT:

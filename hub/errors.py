@@ -85,6 +85,8 @@ def error_response(status: int, message: str) -> web.Response:
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Add the version header to every response; render every error as JSON."""
     try:
+        if "\x00" in request.path or any("\x00" in v for v in request.query.values()):
+            raise BadRequest("the URL holds a NUL character (%00), which is not allowed")
         response = await handler(request)
     except HubError as exc:
         response = error_response(exc.status, exc.message)

@@ -224,11 +224,7 @@ async def set_properties(request: web.Request) -> web.Response:
     """``PUT /groups/{name}/properties``: replace the properties with any JSON object."""
     hub = request.app[HUB]
     name = request.match_info["name"]
-    raw = await request.read()
-    try:
-        properties = json.loads(raw) if raw.strip() else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.BadRequest(f"the body is not valid JSON: {exc}") from None
+    properties = await body.read_json(request)
     if not isinstance(properties, dict):
         raise errors.BadRequest("properties must be a JSON object")
     async with hub.store.session() as session:

@@ -66,11 +66,11 @@ SELECT u.user_id, u.name, u.admin, u.created,
 SELECT user_id, name, admin FROM users WHERE name = ANY($1::text[]);
 
 -- name: users_page
--- Users in creation order (JupyterHub's default), $1 offset, $2 limit, $3 name substring (ILIKE), $4 only these names
--- (a filtered list scope), $5 state: NULL, 'active', 'ready' or 'inactive'. No servers
--- run yet, so 'active' and 'ready' are empty and 'inactive' is everyone.
-SELECT u.user_id, u.name, u.admin, u.created,
-       (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = u.user_id) AS last_activity,
+-- Users, $1 offset, $2 limit, $3 name substring (ILIKE), $4 only these names (a filtered
+-- list scope), $5 state: NULL, 'active', 'ready' or 'inactive' (no servers run yet, so
+-- 'active' and 'ready' are empty and 'inactive' is everyone), $6 sort: id (creation order,
+-- JupyterHub's default), name or last_activity, '-' before it for descending.
+SELECT u.user_id, u.name, u.admin, u.created, act.last_activity,
        coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
                    FROM group_members m JOIN groups gr USING (group_id)
                   WHERE m.user_id = u.user_id), '{}') AS groups,
@@ -80,10 +80,17 @@ SELECT u.user_id, u.name, u.admin, u.created,
            AS roles,
        count(*) OVER () AS total
   FROM users u
+  LEFT JOIN LATERAL (SELECT max(a.last_activity) AS last_activity
+                       FROM activity a WHERE a.user_id = u.user_id) act ON true
  WHERE ($3::text IS NULL OR u.name ILIKE '%' || $3::text || '%')
    AND ($4::text[] IS NULL OR u.name = ANY($4::text[]))
    AND ($5::text IS NULL OR $5::text = 'inactive')
- ORDER BY u.created, u.name
+ ORDER BY CASE WHEN $6::text = 'name' THEN u.name END,
+          CASE WHEN $6::text = '-name' THEN u.name END DESC,
+          CASE WHEN $6::text = 'last_activity' THEN act.last_activity END,
+          CASE WHEN $6::text = '-last_activity' THEN act.last_activity END DESC,
+          CASE WHEN $6::text = '-id' THEN u.created END DESC,
+          u.created, u.name
 OFFSET $1 LIMIT $2;
 
 -- name: users_count

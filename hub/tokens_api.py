@@ -92,8 +92,13 @@ async def issue_token(request: web.Request) -> web.Response:
         raise errors.BadRequest(f"expires_in must be at most {limit} seconds")
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["tokens"], scopes.Filter.user(name))
-        owner = await _owner(conn, name)
+        caller = access.caller_of(request)
+        owner = await conn.fetchrow(queries["user_by_name"], name)
+        if owner is None or not caller.grants.allows(
+            "tokens", scopes.Filter.user(name), groups_of={name: list(owner["groups"])}
+        ):
+            # JupyterHub's answer: one message for "no such user" and "not yours".
+            raise errors.Forbidden(f"User {name} not found or no permissions to generate tokens")
         requested = await _requested_scopes(conn, command)
         await _check_owner_holds(conn, owner, requested)
         issued = await tokens.issue(
@@ -101,7 +106,7 @@ async def issue_token(request: web.Request) -> web.Response:
             owner_name=name,
             user_id=owner["user_id"],
             scopes=requested,
-            note=command.note,
+            note=command.note or _default_note(caller, name),
             expires_in=command.expires_in,
             now=datetime.now(UTC),
             metadata=metadata(request, caller),
@@ -110,6 +115,13 @@ async def issue_token(request: web.Request) -> web.Response:
     reply = render(row, name)
     reply["token"] = issued.secret
     return web.json_response(reply, status=201)
+
+
+def _default_note(caller: access.Caller, owner: str) -> str:
+    """JupyterHub's note for a token requested without one."""
+    if caller.kind == "user" and caller.name == owner:
+        return "Requested via api"
+    return f"Requested via api by {caller.kind} {caller.name}"
 
 
 async def _requested_scopes(conn: sql.Connection, command: IssueToken) -> list[str]:

@@ -48,6 +48,7 @@ FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
 }
 READ_USER_SCOPES = list(FIELDS_BY_SCOPE)
 STATES = ("active", "ready", "inactive")
+SORTS = ("id", "name", "last_activity", "-id", "-name", "-last_activity")
 # Activity more than this far in the future is refused, as JupyterHub does.
 MAX_FUTURE_ACTIVITY = timedelta(minutes=59)
 
@@ -177,11 +178,14 @@ async def list_users(request: web.Request) -> web.Response:
     state = request.query.get("state") or None
     if state is not None and state not in STATES:
         raise errors.BadRequest(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    sort = request.query.get("sort") or "id"
+    if sort not in SORTS:
+        raise errors.BadRequest(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
     name_filter = request.query.get("name_filter") or None
     async with hub.store.pool.acquire() as conn:
         only = await _listable_names(conn, caller)
         rows = await conn.fetch(
-            queries["users_page"], page.offset, page.limit, name_filter, only, state
+            queries["users_page"], page.offset, page.limit, name_filter, only, state, sort
         )
         total = (
             rows[0]["total"]
@@ -318,6 +322,9 @@ async def post_activity(request: web.Request) -> web.Response:
     report = await body.parse(request, Activity)
     if report.last_activity is None and not report.servers:
         raise errors.BadRequest("last_activity or servers is required")
+    for server in report.servers:
+        # Servers come with the spawner (not built yet): none exists, as JupyterHub answers.
+        raise errors.BadRequest(f"No such server: {server!r}")
     now = datetime.now(UTC)
     stamps = [report.last_activity] if report.last_activity else []
     stamps += [s.last_activity for s in report.servers.values()]

@@ -106,6 +106,7 @@ async def test_list_users_paginated_with_absolute_next(api: Api) -> None:
     ("query", "message"),
     [
         ("state=running", "state must be one of"),
+        ("sort=bogus", "sort must be one of"),
         ("limit=-1", "limit must be a non-negative integer"),
         ("offset=abc", "offset must be a non-negative integer"),
     ],
@@ -169,14 +170,12 @@ async def test_activity_moves_forward_only(api: Api) -> None:
     )
     assert status == 400
     assert "future" in payload["message"]
-    status, _ = await api.call(
+    status, payload = await api.call(
         "POST",
         "/users/act/activity",
         json={"servers": {"": {"last_activity": "2026-11-25T11:00:00Z"}}},
     )
-    assert status == 200
-    _, user = await api.call("GET", "/users/act")
-    assert user["last_activity"] == "2026-11-25T11:00:00Z"
+    assert (status, payload["message"]) == (400, "No such server: ''")
 
 
 async def test_groups(api: Api, pool: asyncpg.Pool[Any]) -> None:
@@ -296,3 +295,41 @@ async def test_info_and_openapi(api: Api) -> None:
     schema = spec["components"]["schemas"]["CreateUsers"]
     assert schema["properties"]["usernames"]["type"] == "array"
     assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", "/groups/g/properties", '{"a": "x\\u0000"}'),
+        ("POST", "/users/admin/tokens", '{"note": "x\\u0000"}'),
+        ("GET", "/users?name_filter=a%00", None),
+        ("GET", "/users/a%00", None),
+    ],
+)
+async def test_nul_characters_are_refused_not_crashed_on(
+    api: Api, pool: asyncpg.Pool[Any], method: str, path: str, body: str | None
+) -> None:
+    await api.call("POST", "/groups/g")
+    before = await pool.fetchval("SELECT count(*) FROM events")
+    status, payload = await api.call(method, path, data=body)
+    assert status == 400
+    assert "NUL" in payload["message"]
+    assert await pool.fetchval("SELECT count(*) FROM events") == before
+
+
+async def test_sorting_and_default_token_notes(api: Api) -> None:
+    await api.call("POST", "/users", json={"usernames": ["s-b", "s-a", "s-c"]})
+    _, by_id = await api.call("GET", "/users?name_filter=s-")
+    assert [u["name"] for u in by_id] == ["s-b", "s-a", "s-c"]
+    _, by_name = await api.call("GET", "/users?name_filter=s-&sort=-name")
+    assert [u["name"] for u in by_name] == ["s-c", "s-b", "s-a"]
+
+    status, token = await api.call("POST", "/users/s-a/tokens", json={})
+    assert (status, token["note"]) == (201, "Requested via api by service bench")
+    status, own = await api.call("POST", "/users/s-a/tokens", token=token["token"], json={})
+    assert (status, own["note"]) == (201, "Requested via api")
+    status, payload = await api.call("POST", "/users/nobody/tokens", json={})
+    assert (status, payload["message"]) == (
+        403,
+        "User nobody not found or no permissions to generate tokens",
+    )

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from hub import openapi
-from tests.integration.api_fixtures import SERVICE_TOKEN, Api, api  # noqa: F401 - fixture
+from tests.integration.api_fixtures import SERVICE_TOKEN, Api
 
 HERE = Path(__file__).resolve()
 # JupyterHub's spec, copied into the repository with its BSD-3-Clause notice, so that the test
@@ -115,7 +115,7 @@ _SpecLoader.yaml_implicit_resolvers = {
 def load_spec(path: Path = SPEC) -> dict[str, Any]:
     """The spec as JSON-compatible data (status codes as strings, as in JSON)."""
     spec: dict[str, Any] = json.loads(
-        json.dumps(yaml.load(path.read_text(), Loader=_SpecLoader))  # noqa: S506 - safe loader
+        json.dumps(yaml.load(path.read_text(), Loader=_SpecLoader))  # a SafeLoader
     )
     return spec
 
@@ -231,6 +231,7 @@ async def test_schemathesis_against_jupyterhub_spec(api: Api, tmp_path: Path) ->
         *("--generation-database", "none"),  # no .hypothesis directory; same cases every run
         *("--request-timeout", "10"),
         *("--output-truncate", "false"),
+        "--continue-on-failure",  # report every failing case, not the first of each operation
     ]
     process = await asyncio.create_subprocess_exec(
         *command,
@@ -240,6 +241,8 @@ async def test_schemathesis_against_jupyterhub_spec(api: Api, tmp_path: Path) ->
     )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT)
+    except TimeoutError:
+        pytest.fail(f"schemathesis did not finish within {RUN_TIMEOUT:.0f} s")
     finally:
         if process.returncode is None:  # timed out (or cancelled): stop it
             process.kill()
