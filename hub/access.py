@@ -19,8 +19,8 @@ from uuid import UUID
 
 from aiohttp import web
 
-from events import sql
-from hub import errors, scopes, tokens
+from events import models, sql
+from hub import errors, roles, scopes, tokens
 from hub.context import HUB
 from hub.errors import Handler
 
@@ -105,7 +105,7 @@ def _owner_scopes(
     implicit: tuple[str, ...], granted: tuple[str, ...], owner: scopes.Owner
 ) -> frozenset[scopes.Scope]:
     """Expanded scopes of an owner's roles; pure, so remembered (most requests repeat it)."""
-    raw = [scope for role in implicit for scope in scopes.DEFAULT_ROLES[role].scopes]
+    raw = [scope for role in implicit for scope in roles.DEFAULT_ROLES[role].scopes]
     return scopes.expand([*raw, *granted], owner=owner)
 
 
@@ -177,6 +177,15 @@ def require_list(request: web.Request, scope: str, kinds: Collection[scopes.Kind
     if not decision.allowed:
         raise errors.HubError.with_status(decision.status, decision.message)
     return caller
+
+
+def event_metadata(request: web.Request, caller: Caller) -> models.Metadata:
+    """Who made this request, for the events it causes."""
+    return models.Metadata(
+        actor=models.Actor(kind="user" if caller.kind == "user" else "service", name=caller.name),
+        request_id=request.headers.get("X-Request-Id"),
+        client_address=request.remote,
+    )
 
 
 class ActivityRecorder:

@@ -8,9 +8,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from hub import access, errors, scopes, version
+from hub import access, errors, scopes, users_api, version
 from hub.context import HUB
-from hub.users_api import iso
 
 
 async def root(request: web.Request) -> web.Response:
@@ -57,8 +56,8 @@ async def whoami(request: web.Request) -> web.Response:
             "groups": list(row["groups"]),
             "server": None,
             "pending": None,
-            "created": iso(row["created"]),
-            "last_activity": iso(row["last_activity"]),
+            "created": users_api.iso(row["created"]),
+            "last_activity": users_api.iso(row["last_activity"]),
             "servers": {},
             "auth_state": None,
         }

@@ -13,13 +13,15 @@ import logging
 from datetime import UTC, datetime
 from uuid import uuid4
 
+from pydantic import SecretStr
+
 from events import models, sql, store
 from events.catalog import groups as group_events
 from events.catalog import roles as role_events
 from events.catalog import services as service_events
 from events.catalog import tokens as token_events
 from events.catalog import users as user_events
-from hub import scopes, tokens
+from hub import roles, scopes, tokens
 from hub import settings as hub_settings
 
 log = logging.getLogger(__name__)
@@ -32,12 +34,12 @@ class ConfigurationError(Exception):
     """The configuration cannot be applied; the message names the entry at fault."""
 
 
-def desired_roles(config: hub_settings.Settings) -> dict[str, scopes.Role]:
+def desired_roles(config: hub_settings.Settings) -> dict[str, roles.Role]:
     """The default roles, overridden or extended by the configured ones (validated)."""
-    roles = dict(scopes.DEFAULT_ROLES)
+    wanted = dict(roles.DEFAULT_ROLES)
     for entry in config.roles:
         try:
-            roles[entry.name] = scopes.define_role(entry.name, entry.scopes, entry.description)
+            wanted[entry.name] = roles.define_role(entry.name, entry.scopes, entry.description)
         except scopes.ScopeError as exc:
             raise ConfigurationError(f"roles: {exc}") from None
     services = {s.name for s in config.services}
@@ -47,15 +49,15 @@ def desired_roles(config: hub_settings.Settings) -> dict[str, scopes.Role]:
             raise ConfigurationError(
                 f"roles: role {entry.name!r} names services that are not configured: {unknown}"
             )
-    return roles
+    return wanted
 
 
 async def reconcile(event_store: store.EventStore, config: hub_settings.Settings) -> int:
     """Append what it takes for the state to match ``config``; return how many events."""
-    roles = desired_roles(config)
+    wanted_roles = desired_roles(config)
     async with event_store.session() as session:
         counter = _Counter(session)
-        await _roles(counter, roles)
+        await _roles(counter, wanted_roles)
         users = await _users(counter, config)
         groups = await _groups(counter, config)
         await _services(counter, config)
@@ -80,9 +82,9 @@ class _Counter:
         self.count += len(events)
 
 
-async def _roles(counter: _Counter, roles: dict[str, scopes.Role]) -> None:
+async def _roles(counter: _Counter, wanted: dict[str, roles.Role]) -> None:
     current = {row["name"]: row for row in await counter.conn.fetch(queries["roles_all"])}
-    for name, role in roles.items():
+    for name, role in wanted.items():
         row = current.get(name)
         if (
             row is None
@@ -97,7 +99,7 @@ async def _roles(counter: _Counter, roles: dict[str, scopes.Role]) -> None:
                     )
                 ],
             )
-    for name in current.keys() - roles.keys():
+    for name in current.keys() - wanted.keys():
         await counter.append(role_events.stream_id(name), [role_events.RoleRemoved(name=name)])
 
 
@@ -169,12 +171,12 @@ async def _services(counter: _Counter, config: hub_settings.Settings) -> None:
         )
 
 
-async def _service_token(counter: _Counter, service: str, api_token: object) -> None:
+async def _service_token(counter: _Counter, service: str, api_token: SecretStr | None) -> None:
     """Keep exactly the configured token for ``service`` (none if none is configured)."""
     existing = [r["token_id"] for r in await counter.conn.fetch(queries["service_tokens"], service)]
     keep = None
     if api_token is not None:
-        secret = api_token.get_secret_value()  # type: ignore[attr-defined]
+        secret = api_token.get_secret_value()
         if len(secret) < 8:
             raise ConfigurationError(f"services: the api_token of {service!r} is too short")
         found = await counter.conn.fetchval(queries["token_secret_by_hash"], tokens.digest(secret))

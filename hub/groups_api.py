@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from events import models, sql, store
 from events.catalog import groups as group_events
 from events.catalog.names import Name
-from hub import access, body, errors, pagination, scopes
+from hub import access, body, errors, pagination, scopes, users_api
 from hub.context import HUB
-from hub.users_api import metadata, visible_fields
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
 
@@ -58,7 +57,7 @@ class Members(BaseModel):
 
 def render(row: Any, caller: access.Caller) -> dict[str, Any]:
     """The group model for ``row``, with only the fields the caller's scopes grant."""
-    fields = visible_fields(caller, FIELDS_BY_SCOPE)
+    fields = users_api.visible_fields(caller, FIELDS_BY_SCOPE)
     if fields is None:  # some scope is filtered: decide for this group
         target = scopes.Filter.group(row["name"])
         fields = frozenset().union(
@@ -132,7 +131,7 @@ async def create_groups(request: web.Request) -> web.Response:
             raise errors.Conflict(f"Group {existing[0]} already exists")
         members = await _user_ids(conn, command.users)
         for name in names:
-            await _create(session, name, members, metadata(request, caller))
+            await _create(session, name, members, access.event_metadata(request, caller))
         rows = [await conn.fetchrow(queries["group_by_name"], n) for n in names]
     return web.json_response([render(row, caller) for row in rows], status=201)
 
@@ -148,7 +147,7 @@ async def create_group(request: web.Request) -> web.Response:
         if await conn.fetchrow(queries["group_by_name"], name) is not None:
             raise errors.Conflict(f"Group {name} already exists")
         members = await _user_ids(conn, command.users)
-        await _create(session, name, members, metadata(request, caller))
+        await _create(session, name, members, access.event_metadata(request, caller))
         row = await conn.fetchrow(queries["group_by_name"], name)
     return web.json_response(render(row, caller), status=201)
 
@@ -179,7 +178,7 @@ async def delete_group(request: web.Request) -> web.Response:
         await session.append(
             group_events.stream_id(row["group_id"]),
             [group_events.GroupDeleted(group_id=row["group_id"], name=name)],
-            metadata=metadata(request, caller),
+            metadata=access.event_metadata(request, caller),
         )
     return web.Response(status=204)
 
@@ -214,7 +213,7 @@ async def change_members(request: web.Request) -> web.Response:
                         users=list(changed),
                     )
                 ],
-                metadata=metadata(request, caller),
+                metadata=access.event_metadata(request, caller),
             )
         updated = await conn.fetchrow(queries["group_by_name"], name)
     return web.json_response(render(updated, caller))
@@ -236,7 +235,7 @@ async def set_properties(request: web.Request) -> web.Response:
         await session.append(
             group_events.stream_id(row["group_id"]),
             [group_events.GroupPropertiesSet(group_id=row["group_id"], properties=properties)],
-            metadata=metadata(request, caller),
+            metadata=access.event_metadata(request, caller),
         )
         updated = await conn.fetchrow(queries["group_by_name"], name)
     return web.json_response(render(updated, caller))

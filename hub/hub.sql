@@ -69,29 +69,57 @@ SELECT user_id, name, admin FROM users WHERE name = ANY($1::text[]);
 -- Users, $1 offset, $2 limit, $3 name substring (ILIKE), $4 only these names (a filtered
 -- list scope), $5 state: NULL, 'active', 'ready' or 'inactive' (no servers run yet, so
 -- 'active' and 'ready' are empty and 'inactive' is everyone), $6 sort: id (creation order,
--- JupyterHub's default), name or last_activity, '-' before it for descending.
-SELECT u.user_id, u.name, u.admin, u.created, act.last_activity,
+-- JupyterHub's default) or name, '-' before it for descending. The page is cut first, so
+-- groups, roles and activity are looked up for its rows only.
+SELECT p.user_id, p.name, p.admin, p.created, p.total,
+       (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = p.user_id) AS last_activity,
        coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
                    FROM group_members m JOIN groups gr USING (group_id)
-                  WHERE m.user_id = u.user_id), '{}') AS groups,
+                  WHERE m.user_id = p.user_id), '{}') AS groups,
        coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
                    FROM role_grants g
-                  WHERE g.principal_kind = 'user' AND g.principal = u.user_id::text), '{}')
-           AS roles,
-       count(*) OVER () AS total
-  FROM users u
-  LEFT JOIN LATERAL (SELECT max(a.last_activity) AS last_activity
-                       FROM activity a WHERE a.user_id = u.user_id) act ON true
- WHERE ($3::text IS NULL OR u.name ILIKE '%' || $3::text || '%')
-   AND ($4::text[] IS NULL OR u.name = ANY($4::text[]))
-   AND ($5::text IS NULL OR $5::text = 'inactive')
- ORDER BY CASE WHEN $6::text = 'name' THEN u.name END,
-          CASE WHEN $6::text = '-name' THEN u.name END DESC,
-          CASE WHEN $6::text = 'last_activity' THEN act.last_activity END,
-          CASE WHEN $6::text = '-last_activity' THEN act.last_activity END DESC,
-          CASE WHEN $6::text = '-id' THEN u.created END DESC,
-          u.created, u.name
-OFFSET $1 LIMIT $2;
+                  WHERE g.principal_kind = 'user' AND g.principal = p.user_id::text), '{}')
+           AS roles
+  FROM (SELECT u.*, count(*) OVER () AS total
+          FROM users u
+         WHERE ($3::text IS NULL OR u.name ILIKE '%' || $3::text || '%')
+           AND ($4::text[] IS NULL OR u.name = ANY($4::text[]))
+           AND ($5::text IS NULL OR $5::text = 'inactive')
+         ORDER BY CASE WHEN $6::text = 'name' THEN u.name END,
+                  CASE WHEN $6::text = '-name' THEN u.name END DESC,
+                  CASE WHEN $6::text = '-id' THEN u.created END DESC,
+                  u.created, u.name
+        OFFSET $1 LIMIT $2) p
+ ORDER BY CASE WHEN $6::text = 'name' THEN p.name END,
+          CASE WHEN $6::text = '-name' THEN p.name END DESC,
+          CASE WHEN $6::text = '-id' THEN p.created END DESC,
+          p.created, p.name;
+
+-- name: users_page_by_activity
+-- As users_page, sorted by last activity ($6 'last_activity' or '-last_activity'; users
+-- without activity last).
+SELECT p.user_id, p.name, p.admin, p.created, p.total, p.last_activity,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = p.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE g.principal_kind = 'user' AND g.principal = p.user_id::text), '{}')
+           AS roles
+  FROM (SELECT u.*, act.last_activity, count(*) OVER () AS total
+          FROM users u
+          LEFT JOIN LATERAL (SELECT max(a.last_activity) AS last_activity
+                               FROM activity a WHERE a.user_id = u.user_id) act ON true
+         WHERE ($3::text IS NULL OR u.name ILIKE '%' || $3::text || '%')
+           AND ($4::text[] IS NULL OR u.name = ANY($4::text[]))
+           AND ($5::text IS NULL OR $5::text = 'inactive')
+         ORDER BY CASE WHEN $6::text = 'last_activity' THEN act.last_activity END NULLS LAST,
+                  CASE WHEN $6::text = '-last_activity' THEN act.last_activity END DESC NULLS LAST,
+                  u.created, u.name
+        OFFSET $1 LIMIT $2) p
+ ORDER BY CASE WHEN $6::text = 'last_activity' THEN p.last_activity END NULLS LAST,
+          CASE WHEN $6::text = '-last_activity' THEN p.last_activity END DESC NULLS LAST,
+          p.created, p.name;
 
 -- name: users_count
 SELECT count(*) FROM users u

@@ -1,4 +1,4 @@
-"""Scopes and roles: JupyterHub's RBAC vocabulary, expansion, filters and checks, as pure data.
+"""Scopes: JupyterHub's RBAC vocabulary, expansion, filters and checks (roles in roles.py).
 
 Nothing here does I/O. Group membership, which lives in the database, is passed in by the
 caller as a mapping or a function from a user name to that user's group names.
@@ -28,7 +28,6 @@ INHERIT = "inherit"
 METASCOPES = frozenset({SELF, INHERIT})
 
 CUSTOM_SCOPE_PATTERN = re.compile(r"^custom:[a-z0-9][a-z0-9_\-\*:]+[a-z0-9_\*]$")
-ROLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9\-_~\.]{1,253}[a-z0-9]$")
 
 NOT_FOUND_MESSAGE = "No access to resources or resources not found"
 FORBIDDEN_MESSAGE = "Forbidden"
@@ -808,97 +807,3 @@ def check_token_scopes(
     ]
     if excess:
         raise ScopesNotHeld(excess, owner)
-
-
-# ---------------------------------------------------------------------------------------------
-# Roles
-
-
-@dataclass(frozen=True)
-class Role:
-    """A named list of raw scopes, assigned to users, groups, services or tokens."""
-
-    name: str
-    description: str
-    scopes: tuple[str, ...]
-
-
-_ADMIN_SCOPES = (
-    "admin-ui",
-    "admin:users",
-    "admin:servers",
-    "admin:services",
-    "tokens",
-    "admin:groups",
-    "list:services",
-    "read:services",
-    "read:hub",
-    "proxy",
-    "shutdown",
-    "access:services",
-    "access:servers",
-    "read:roles",
-    "read:metrics",
-    "shares",
-    "read:events",
-)
-
-DEFAULT_ROLES: Mapping[str, Role] = MappingProxyType(
-    {
-        role.name: role
-        for role in (
-            Role("user", "Standard user privileges", (SELF,)),
-            Role("admin", "Elevated privileges (can do anything)", _ADMIN_SCOPES),
-            Role(
-                "server",
-                "A server's own token: report activity, let its users in",
-                ("users:activity!user", "access:servers!server"),
-            ),
-            Role("token", "A token with the same permissions as its owner", (INHERIT,)),
-        )
-    }
-)
-
-
-def define_role(
-    name: str,
-    scopes: Iterable[str],
-    description: str | None = None,
-    *,
-    vocabulary: Vocabulary = BUILTIN,
-) -> Role:
-    """Validate a role from configuration; errors name the role and the offending scope."""
-    if not ROLE_NAME_PATTERN.match(name):
-        raise ScopeError(
-            "invalid role name: role names are 3-255 characters of lowercase letters, digits"
-            " and '-._~', start with a letter and end with a letter or digit",
-            role=name,
-        )
-    parsed: list[str] = []
-    for text in scopes:
-        try:
-            scope = parse_scope(text, unvalued=True, vocabulary=vocabulary)
-        except ScopeError as exc:
-            raise ScopeError(str(exc), scope=text, role=name) from None
-        if str(scope) not in parsed:
-            parsed.append(str(scope))
-    default = DEFAULT_ROLES.get(name)
-    if description is None:
-        description = default.description if default is not None else ""
-    role = Role(name, description, tuple(parsed))
-    # The admin role is what `admin: true` means; JupyterHub refuses to let config redefine it.
-    if name == "admin" and default is not None:
-        if set(role.scopes) != set(default.scopes):
-            raise ScopeError("the admin role's scopes cannot be changed", role=name)
-        if role.description != default.description:
-            raise ScopeError("the admin role's description cannot be changed", role=name)
-    return role
-
-
-def expand_roles(
-    roles: Iterable[Role], *, owner: Owner, vocabulary: Vocabulary = BUILTIN
-) -> frozenset[Scope]:
-    """The expanded scopes an owner holds through its roles (group roles included by caller)."""
-    return expand(
-        (scope for role in roles for scope in role.scopes), owner=owner, vocabulary=vocabulary
-    )

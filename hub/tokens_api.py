@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from events import sql
 from events.catalog import tokens as token_events
-from hub import access, body, errors, scopes, tokens
+from hub import access, body, errors, roles, scopes, tokens, users_api
 from hub.context import HUB
-from hub.users_api import iso, metadata
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
 
@@ -43,9 +42,9 @@ def render(row: Any, user: str) -> dict[str, Any]:
         "roles": [],
         "scopes": list(row["scopes"]),
         "note": row["note"],
-        "created": iso(row["created"]),
-        "last_activity": iso(row["last_activity"]),
-        "expires_at": iso(row["expires_at"]),
+        "created": users_api.iso(row["created"]),
+        "last_activity": users_api.iso(row["last_activity"]),
+        "expires_at": users_api.iso(row["expires_at"]),
         "session_id": None,
         "oauth_client": "JupyterHub",
     }
@@ -109,7 +108,7 @@ async def issue_token(request: web.Request) -> web.Response:
             note=command.note or _default_note(caller, name),
             expires_in=command.expires_in,
             now=datetime.now(UTC),
-            metadata=metadata(request, caller),
+            metadata=access.event_metadata(request, caller),
         )
         row = await conn.fetchrow(queries["user_token"], owner["user_id"], issued.token_id)
     reply = render(row, name)
@@ -130,7 +129,7 @@ async def _requested_scopes(conn: sql.Connection, command: IssueToken) -> list[s
     for role in command.roles or []:
         row = await conn.fetchrow(queries["role_by_name"], role)
         if row is None:
-            default = scopes.DEFAULT_ROLES.get(role)
+            default = roles.DEFAULT_ROLES.get(role)
             if default is None:
                 raise errors.BadRequest(f"No such role: {role}")
             requested += default.scopes
@@ -173,7 +172,7 @@ async def revoke_token(request: web.Request) -> web.Response:
         await session.append(
             token_events.stream_id(token_id),
             [token_events.TokenRevoked(token_id=token_id)],
-            metadata=metadata(request, caller),
+            metadata=access.event_metadata(request, caller),
         )
     return web.Response(status=204)
 

@@ -157,15 +157,6 @@ def visible_fields(
     return frozenset(fields)
 
 
-def metadata(request: web.Request, caller: access.Caller) -> models.Metadata:
-    """Who made this request, for the events it causes."""
-    return models.Metadata(
-        actor=models.Actor(kind=caller.kind, name=caller.name),
-        request_id=request.headers.get("X-Request-Id"),
-        client_address=request.remote,
-    )
-
-
 async def list_users(request: web.Request) -> web.Response:
     """``GET /users``: paginated, filtered by state and name, restricted by list filters."""
     hub = request.app[HUB]
@@ -184,9 +175,8 @@ async def list_users(request: web.Request) -> web.Response:
     name_filter = request.query.get("name_filter") or None
     async with hub.store.pool.acquire() as conn:
         only = await _listable_names(conn, caller)
-        rows = await conn.fetch(
-            queries["users_page"], page.offset, page.limit, name_filter, only, state, sort
-        )
+        query = queries["users_page_by_activity" if "last_activity" in sort else "users_page"]
+        rows = await conn.fetch(query, page.offset, page.limit, name_filter, only, state, sort)
         total = (
             rows[0]["total"]
             if rows
@@ -220,7 +210,9 @@ async def create_users(request: web.Request) -> web.Response:
         if not new:
             raise errors.Conflict(f"All {len(names)} users already exist")
         for name in new:
-            await _append_created(session, name, command.admin, metadata(request, caller))
+            await _append_created(
+                session, name, command.admin, access.event_metadata(request, caller)
+            )
         rows = [await session.conn.fetchrow(queries["user_by_name"], n) for n in new]
     return web.json_response([render(row, caller) for row in rows], status=201)
 
@@ -259,7 +251,7 @@ async def create_user(request: web.Request) -> web.Response:
         caller = await access.require(request, session.conn, ["admin:users"])
         if await session.conn.fetchrow(queries["user_by_name"], name) is not None:
             raise errors.Conflict(f"User {name} already exists")
-        await _append_created(session, name, command.admin, metadata(request, caller))
+        await _append_created(session, name, command.admin, access.event_metadata(request, caller))
         row = await session.conn.fetchrow(queries["user_by_name"], name)
     return web.json_response(render(row, caller), status=201)
 
@@ -289,7 +281,7 @@ async def modify_user(request: web.Request) -> web.Response:
                 user_events.UserAdminChanged(user_id=row["user_id"], admin=command.admin)
             )
         if changes:
-            await session.append(stream, changes, metadata=metadata(request, caller))
+            await session.append(stream, changes, metadata=access.event_metadata(request, caller))
         updated = await conn.fetchrow(queries["user_by_name"], new_name)
     return web.json_response(render(updated, caller))
 
@@ -310,7 +302,7 @@ async def delete_user(request: web.Request) -> web.Response:
         await session.append(
             user_events.stream_id(row["user_id"]),
             [user_events.UserDeleted(user_id=row["user_id"], name=name)],
-            metadata=metadata(request, caller),
+            metadata=access.event_metadata(request, caller),
         )
     return web.Response(status=204)
 

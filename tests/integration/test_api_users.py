@@ -323,6 +323,12 @@ async def test_sorting_and_default_token_notes(api: Api) -> None:
     assert [u["name"] for u in by_id] == ["s-b", "s-a", "s-c"]
     _, by_name = await api.call("GET", "/users?name_filter=s-&sort=-name")
     assert [u["name"] for u in by_name] == ["s-c", "s-b", "s-a"]
+    await api.call("POST", "/users/s-c/activity", json={"last_activity": "2026-11-20T00:00:00Z"})
+    await api.call("POST", "/users/s-a/activity", json={"last_activity": "2026-11-21T00:00:00Z"})
+    _, by_activity = await api.call("GET", "/users?name_filter=s-&sort=-last_activity")
+    assert [u["name"] for u in by_activity] == ["s-a", "s-c", "s-b"]
+    _, first = await api.call("GET", "/users?name_filter=s-&sort=last_activity&limit=1")
+    assert [u["name"] for u in first] == ["s-c"]
 
     status, token = await api.call("POST", "/users/s-a/tokens", json={})
     assert (status, token["note"]) == (201, "Requested via api by service bench")

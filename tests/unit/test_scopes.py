@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub import scopes
+from hub import roles, scopes
 from hub.scopes import Filter, Owner, Scope
 
 ALICE = Owner.for_user("alice")
@@ -118,7 +118,7 @@ def test_custom_scopes_once_declared() -> None:
         "custom:grader:*!group=tas",
         "custom:grader:read!group=tas",
     }
-    role = scopes.define_role("grader", ["custom:grader:*"], vocabulary=vocabulary)
+    role = roles.define_role("grader", ["custom:grader:*"], vocabulary=vocabulary)
     assert role.scopes == ("custom:grader:*",)
 
 
@@ -248,7 +248,7 @@ def test_filters_are_carried_down() -> None:
 
 
 def test_the_server_role_for_a_server() -> None:
-    role = scopes.DEFAULT_ROLES["server"]
+    role = roles.DEFAULT_ROLES["server"]
     expanded = scopes.expand(role.scopes, owner=Owner.for_server("alice", "lab"))
     assert strings(expanded) == {
         "users:activity!user=alice",
@@ -258,7 +258,7 @@ def test_the_server_role_for_a_server() -> None:
 
 
 def test_unresolvable_unvalued_filters_are_dropped() -> None:
-    role = scopes.DEFAULT_ROLES["server"]
+    role = roles.DEFAULT_ROLES["server"]
     assert strings(scopes.expand(role.scopes, owner=ALICE)) == {
         "users:activity!user=alice",
         "read:users:activity!user=alice",
@@ -294,18 +294,18 @@ def test_an_unfiltered_scope_absorbs_its_filtered_forms() -> None:
 
 def test_whoami_of_a_service_lists_27_scopes() -> None:
     # compat §4.3: a service with this role sees 27 expanded scopes in whoami.
-    role = scopes.define_role(
+    role = roles.define_role(
         "bench-role",
         ["admin:users", "admin:servers", "list:users", "read:hub", "admin:groups", "tokens"],
     )
     owner = Owner.for_service("bench")
-    owned = scopes.expand_roles([role], owner=owner)
+    owned = roles.expand_roles([role], owner=owner)
     token = scopes.effective_token_scopes(["inherit"], owned, owner=owner)
     assert len(scopes.render(token)) == 27
 
 
 def test_render_is_sorted_strings() -> None:
-    expanded = scopes.expand(scopes.DEFAULT_ROLES["server"].scopes, owner=Owner.for_server("a"))
+    expanded = scopes.expand(roles.DEFAULT_ROLES["server"].scopes, owner=Owner.for_server("a"))
     assert scopes.render(expanded) == [
         "access:servers!server=a/",
         "read:users:activity!user=a",
@@ -460,7 +460,7 @@ def test_a_user_filter_against_a_group_filter_needs_membership(member: bool, kep
 def test_a_server_token_is_what_the_singleuser_server_expects() -> None:
     owned = scopes.expand(["self"], owner=ALICE)
     effective = scopes.effective_token_scopes(
-        scopes.DEFAULT_ROLES["server"].scopes, owned, owner=Owner.for_server("alice", "")
+        roles.DEFAULT_ROLES["server"].scopes, owned, owner=Owner.for_server("alice", "")
     )
     assert scopes.render(effective) == [
         "access:servers!server=alice/",
@@ -523,22 +523,22 @@ def test_access_scopes_for_oauth_clients() -> None:
 
 
 def test_default_roles() -> None:
-    roles = scopes.DEFAULT_ROLES
-    assert roles["user"].scopes == ("self",)
-    assert roles["token"].scopes == ("inherit",)
-    assert roles["server"].scopes == ("users:activity!user", "access:servers!server")
-    assert set(roles["admin"].scopes) == {
+    defaults = roles.DEFAULT_ROLES
+    assert defaults["user"].scopes == ("self",)
+    assert defaults["token"].scopes == ("inherit",)
+    assert defaults["server"].scopes == ("users:activity!user", "access:servers!server")
+    assert set(defaults["admin"].scopes) == {
         "admin-ui", "admin:users", "admin:servers", "admin:services", "tokens",
         "admin:groups", "list:services", "read:services", "read:hub", "proxy", "shutdown",
         "access:services", "access:servers", "read:roles", "read:metrics", "shares",
         "read:events",
     }  # fmt: skip
-    for role in roles.values():
-        assert scopes.define_role(role.name, role.scopes) == role
+    for role in defaults.values():
+        assert roles.define_role(role.name, role.scopes) == role
 
 
 def test_the_admin_role_has_what_the_idle_culler_needs() -> None:
-    admin = scopes.Grants.of(scopes.expand_roles([scopes.DEFAULT_ROLES["admin"]], owner=ALICE))
+    admin = scopes.Grants.of(roles.expand_roles([roles.DEFAULT_ROLES["admin"]], owner=ALICE))
     for needed in ("list:users", "read:users:activity", "read:servers", "delete:servers"):
         assert admin.allows(needed)
     assert admin.allows("read:events")
@@ -562,7 +562,7 @@ def test_bad_roles_are_refused_naming_role_and_scope(
     name: str, scope_list: list[str], named_scope: str | None, why: str
 ) -> None:
     with pytest.raises(scopes.ScopeError) as caught:
-        scopes.define_role(name, scope_list)
+        roles.define_role(name, scope_list)
     assert caught.value.role == name
     assert caught.value.scope == named_scope
     message = str(caught.value)
@@ -573,14 +573,14 @@ def test_bad_roles_are_refused_naming_role_and_scope(
 
 
 def test_a_custom_role_and_an_extended_user_role() -> None:
-    role = scopes.define_role(
+    role = roles.define_role(
         "ta.grader_1", ["read:users!group=cs101", "servers!group=cs101", "read:users!group=cs101"]
     )
     assert role.scopes == ("read:users!group=cs101", "servers!group=cs101")
     assert role.description == ""
-    user = scopes.define_role("user", ["self", "shares!user"])
-    assert user.description == scopes.DEFAULT_ROLES["user"].description
-    held = scopes.Grants.of(scopes.expand_roles([user], owner=ALICE))
+    user = roles.define_role("user", ["self", "shares!user"])
+    assert user.description == roles.DEFAULT_ROLES["user"].description
+    held = scopes.Grants.of(roles.expand_roles([user], owner=ALICE))
     assert held.allows("shares", Filter.server("alice", ""))
     assert not held.allows("shares", Filter.server("bob", ""))
 
