@@ -1,96 +1,151 @@
 """``GET /hub/api/openapi.json``: chronohub's own OpenAPI document, from its pydantic models.
 
-Request bodies are the models the handlers validate with, so the document cannot drift
-from what the API accepts.
+Request bodies are the models the handlers validate with, and replies are the models of
+``hub/api_models.py``, which a test checks real replies against, so the document cannot
+drift from what the API does.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 from aiohttp import web
+from pydantic.json_schema import models_json_schema
 
-from hub import groups_api, tokens_api, users_api, version
+from hub import api_models, groups_api, tokens_api, users_api, version
 
-ERROR = {
-    "type": "object",
-    "properties": {"status": {"type": "integer"}, "message": {"type": "string"}},
-    "required": ["status", "message"],
-}
+Model = type[pydantic.BaseModel]
 
-# (method, path, summary, scope, request model)
-OPERATIONS: list[tuple[str, str, str, str | None, type[pydantic.BaseModel] | None]] = [
-    ("get", "/", "The JupyterHub API version", None, None),
-    ("get", "/info", "Versions and components of the hub", "read:hub", None),
-    ("get", "/user", "Who the token belongs to, and its scopes", None, None),
-    ("get", "/users", "List users (paginated)", "list:users", None),
-    ("post", "/users", "Create users", "admin:users", users_api.CreateUsers),
-    ("get", "/users/{name}", "A user", "read:users", None),
-    ("post", "/users/{name}", "Create a user", "admin:users", users_api.CreateUser),
-    (
-        "patch",
-        "/users/{name}",
-        "Rename a user or change admin",
-        "admin:users",
-        users_api.ModifyUser,
+
+@dataclass(frozen=True)
+class Operation:
+    """One method on one path: what it needs, takes and answers."""
+
+    method: str
+    path: str
+    summary: str
+    scope: str | None = None
+    request: Model | None = None
+    status: int = 200
+    reply: Model | None = None
+    reply_list: bool = False  # a bare list of ``reply``
+    page: Model | None = None  # the paginated form, with the pagination media type
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("get", "/", "The JupyterHub API version", reply=api_models.Version),
+    Operation("get", "/info", "Versions and components", "read:hub", reply=api_models.Info),
+    Operation("get", "/user", "Who the token belongs to, and its scopes", reply=api_models.Whoami),
+    Operation(
+        "get", "/users", "List users", "list:users", reply=api_models.User, reply_list=True,
+        page=api_models.UserPage,
     ),
-    ("delete", "/users/{name}", "Delete a user", "delete:users", None),
-    ("post", "/users/{name}/activity", "Report activity", "users:activity", users_api.Activity),
-    ("get", "/users/{name}/tokens", "A user's tokens", "read:tokens", None),
-    ("post", "/users/{name}/tokens", "Issue a token", "tokens", tokens_api.IssueToken),
-    ("get", "/users/{name}/tokens/{token_id}", "A token", "read:tokens", None),
-    ("delete", "/users/{name}/tokens/{token_id}", "Revoke a token", "tokens", None),
-    ("get", "/groups", "List groups (paginated)", "list:groups", None),
-    ("post", "/groups", "Create groups", "admin:groups", groups_api.CreateGroups),
-    ("get", "/groups/{name}", "A group", "read:groups", None),
-    ("post", "/groups/{name}", "Create a group", "admin:groups", groups_api.CreateGroup),
-    ("delete", "/groups/{name}", "Delete a group", "delete:groups", None),
-    ("post", "/groups/{name}/users", "Add members", "groups", groups_api.Members),
-    ("delete", "/groups/{name}/users", "Remove members", "groups", groups_api.Members),
-    ("put", "/groups/{name}/properties", "Replace properties", "groups", None),
-]
+    Operation(
+        "post", "/users", "Create users", "admin:users", users_api.CreateUsers, 201,
+        api_models.User, reply_list=True,
+    ),
+    Operation("get", "/users/{name}", "A user", "read:users", reply=api_models.User),
+    Operation(
+        "post", "/users/{name}", "Create a user", "admin:users", users_api.CreateUser, 201,
+        api_models.User,
+    ),
+    Operation(
+        "patch", "/users/{name}", "Rename a user or change admin", "admin:users",
+        users_api.ModifyUser, reply=api_models.User,
+    ),
+    Operation("delete", "/users/{name}", "Delete a user", "delete:users", status=204),
+    Operation(
+        "post", "/users/{name}/activity", "Report activity", "users:activity", users_api.Activity
+    ),
+    Operation(
+        "get", "/users/{name}/tokens", "A user's tokens", "read:tokens", reply=api_models.Tokens
+    ),
+    Operation(
+        "post", "/users/{name}/tokens", "Issue a token", "tokens", tokens_api.IssueToken, 201,
+        api_models.NewToken,
+    ),
+    Operation(
+        "get", "/users/{name}/tokens/{token_id}", "A token", "read:tokens", reply=api_models.Token
+    ),
+    Operation(
+        "delete", "/users/{name}/tokens/{token_id}", "Revoke a token", "tokens", status=204
+    ),
+    Operation(
+        "get", "/groups", "List groups", "list:groups", reply=api_models.Group, reply_list=True,
+        page=api_models.GroupPage,
+    ),
+    Operation(
+        "post", "/groups", "Create groups", "admin:groups", groups_api.CreateGroups, 201,
+        api_models.Group, reply_list=True,
+    ),
+    Operation("get", "/groups/{name}", "A group", "read:groups", reply=api_models.Group),
+    Operation(
+        "post", "/groups/{name}", "Create a group", "admin:groups", groups_api.CreateGroup, 201,
+        api_models.Group,
+    ),
+    Operation("delete", "/groups/{name}", "Delete a group", "delete:groups", status=204),
+    Operation(
+        "post", "/groups/{name}/users", "Add members", "groups", groups_api.Members,
+        reply=api_models.Group,
+    ),
+    Operation(
+        "delete", "/groups/{name}/users", "Remove members", "groups", groups_api.Members,
+        reply=api_models.Group,
+    ),
+    Operation(
+        "put", "/groups/{name}/properties", "Replace properties (any JSON object)", "groups",
+        reply=api_models.Group,
+    ),
+)  # fmt: skip
+
+
+def _ref(model: Model) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
 
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API built so far."""
+    models: set[Model] = {api_models.Error}
+    for op in OPERATIONS:
+        models |= {m for m in (op.request, op.reply, op.page) if m is not None}
+    _, definitions = models_json_schema(
+        [(m, "serialization") for m in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
     paths: dict[str, dict[str, Any]] = {}
-    schemas: dict[str, Any] = {"Error": ERROR}
-    for method, path, summary, scope, model in OPERATIONS:
+    for op in OPERATIONS:
+        success: dict[str, Any] = {"description": op.summary}
+        if op.reply is not None:
+            schema = {"type": "array", "items": _ref(op.reply)} if op.reply_list else _ref(op.reply)
+            success["content"] = _json(schema)
+            if op.page is not None:
+                success["content"]["application/jupyterhub-pagination+json"] = {
+                    "schema": _ref(op.page)
+                }
         operation: dict[str, Any] = {
-            "summary": summary,
+            "summary": op.summary,
             "responses": {
-                "default": {
-                    "description": "An error",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                },
-                "200": {"description": "Success"},
+                str(op.status): success,
+                "default": {"description": "An error", "content": _json(_ref(api_models.Error))},
             },
         }
-        if scope:
-            operation["security"] = [{"token": [scope]}]
-        params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+        if op.scope:
+            operation["security"] = [{"token": [op.scope]}]
+        params = [p.strip("{}") for p in op.path.split("/") if p.startswith("{")]
         if params:
             operation["parameters"] = [
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                 for p in params
             ]
-        if model is not None:
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, definition in schema.pop("$defs", {}).items():
-                schemas[name] = definition
-            schemas[model.__name__] = schema
-            operation["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
-                    }
-                },
-            }
-        paths.setdefault(path, {})[method] = operation
+        if op.request is not None:
+            operation["requestBody"] = {"required": True, "content": _json(_ref(op.request))}
+        paths.setdefault(op.path, {})[op.method] = operation
     return {
         "openapi": "3.1.0",
         "info": {
@@ -102,7 +157,7 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/hub/api"}],
         "paths": paths,
         "components": {
-            "schemas": schemas,
+            "schemas": definitions.get("$defs", {}),
             "securitySchemes": {
                 "token": {"type": "apiKey", "in": "header", "name": "Authorization"}
             },

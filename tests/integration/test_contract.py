@@ -122,7 +122,7 @@ def load_spec(path: Path = SPEC) -> dict[str, Any]:
 
 def implemented() -> set[tuple[str, str]]:
     """(method, path) of every operation chronohub serves under /hub/api."""
-    return {(method, path) for method, path, *_ in openapi.OPERATIONS}
+    return {(op.method, op.path) for op in openapi.OPERATIONS}
 
 
 def documented(spec: dict[str, Any]) -> set[tuple[str, str]]:

@@ -1,0 +1,159 @@
+"""The REST API's response bodies as pydantic models, for chronohub's OpenAPI document.
+
+The handlers build these bodies as dicts, with only the fields the caller's scopes grant
+(so every field but ``kind`` and ``name`` is optional here); a test checks real replies
+against these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(_Reply):
+    """Every error: JupyterHub's shape."""
+
+    status: int
+    message: str
+
+
+class Version(_Reply):
+    """``GET /``."""
+
+    version: str = Field(description="The JupyterHub API version this hub implements")
+
+
+class ComponentInfo(_Reply):
+    """A component of the hub and its version."""
+
+    class_: str = Field(alias="class")
+    version: str
+
+
+class Info(_Reply):
+    """``GET /info``."""
+
+    version: str
+    chronohub_version: str
+    python: str
+    sys_executable: str
+    spawner: ComponentInfo
+    authenticator: ComponentInfo
+
+
+class UserInfo(_Reply):
+    """How to show a user."""
+
+    name: str
+    display_name: str
+
+
+class User(_Reply):
+    """A user; fields appear where the caller's scopes grant them."""
+
+    kind: Literal["user"]
+    name: str
+    admin: bool | None = None
+    roles: list[str] | None = None
+    groups: list[str] | None = None
+    server: str | None = None
+    pending: str | None = None
+    created: str | None = Field(default=None, description="ISO 8601, UTC, with a Z")
+    last_activity: str | None = None
+    servers: dict[str, Any] | None = None
+    auth_state: dict[str, Any] | None = None
+    user_info: UserInfo | None = None
+
+
+class Whoami(_Reply):
+    """``GET /user``: the token's owner (a user or a service) and the token's scopes."""
+
+    kind: Literal["user", "service"]
+    name: str
+    admin: bool
+    roles: list[str]
+    groups: list[str] | None = None
+    server: str | None = None
+    pending: str | None = None
+    created: str | None = None
+    last_activity: str | None = None
+    servers: dict[str, Any] | None = None
+    auth_state: dict[str, Any] | None = None
+    token_id: str
+    session_id: str | None
+    scopes: list[str] = Field(description="The token's expanded scopes, sorted")
+
+
+class Group(_Reply):
+    """A group; fields appear where the caller's scopes grant them."""
+
+    kind: Literal["group"]
+    name: str
+    roles: list[str] | None = None
+    users: list[str] | None = None
+    properties: dict[str, Any] | None = None
+
+
+class Token(_Reply):
+    """An API token's metadata (never the token, but once, when it is issued)."""
+
+    kind: Literal["api_token"]
+    id: str
+    user: str
+    roles: list[str]
+    scopes: list[str]
+    note: str | None
+    created: str
+    last_activity: str | None
+    expires_at: str | None
+    session_id: str | None
+    oauth_client: str
+
+
+class NewToken(Token):
+    """``POST /users/{name}/tokens``: the token's metadata and, this once, the token."""
+
+    token: str
+
+
+class Tokens(_Reply):
+    """``GET /users/{name}/tokens``."""
+
+    api_tokens: list[Token]
+
+
+class NextPage(_Reply):
+    """Where the next page is."""
+
+    offset: int
+    limit: int
+    url: str = Field(description="The absolute URL of the next page")
+
+
+class Pagination(_Reply):
+    """The ``_pagination`` of a paginated reply."""
+
+    offset: int
+    limit: int
+    total: int
+    next: NextPage | None
+
+
+class UserPage(_Reply):
+    """``GET /users`` with ``Accept: application/jupyterhub-pagination+json``."""
+
+    items: list[User]
+    pagination: Pagination = Field(alias="_pagination")
+
+
+class GroupPage(_Reply):
+    """``GET /groups`` with ``Accept: application/jupyterhub-pagination+json``."""
+
+    items: list[Group]
+    pagination: Pagination = Field(alias="_pagination")
