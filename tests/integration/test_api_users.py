@@ -326,3 +326,47 @@ async def test_replies_match_the_documented_models(api: Api) -> None:
     api_models.NewToken.model_validate(new)
     _, error = await api.call("GET", "/users/nobody")
     api_models.Error.model_validate(error)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", "/groups/g/properties", '{"a": "x\\u0000"}'),
+        ("POST", "/users/admin/tokens", '{"note": "x\\u0000"}'),
+        ("GET", "/users?name_filter=a%00", None),
+        ("GET", "/users/a%00", None),
+    ],
+)
+async def test_nul_characters_are_refused_not_crashed_on(
+    api: Api, pool: asyncpg.Pool[Any], method: str, path: str, body: str | None
+) -> None:
+    await api.call("POST", "/groups/g")
+    before = await pool.fetchval("SELECT count(*) FROM events")
+    status, payload = await api.call(method, path, data=body)
+    assert status == 400
+    assert "NUL" in payload["message"]
+    assert await pool.fetchval("SELECT count(*) FROM events") == before
+
+
+async def test_sorting_and_default_token_notes(api: Api) -> None:
+    await api.call("POST", "/users", json={"usernames": ["s-b", "s-a", "s-c"]})
+    _, by_id = await api.call("GET", "/users?name_filter=s-")
+    assert [u["name"] for u in by_id] == ["s-b", "s-a", "s-c"]
+    _, by_name = await api.call("GET", "/users?name_filter=s-&sort=-name")
+    assert [u["name"] for u in by_name] == ["s-c", "s-b", "s-a"]
+    await api.call("POST", "/users/s-c/activity", json={"last_activity": "2026-11-20T00:00:00Z"})
+    await api.call("POST", "/users/s-a/activity", json={"last_activity": "2026-11-21T00:00:00Z"})
+    _, by_activity = await api.call("GET", "/users?name_filter=s-&sort=-last_activity")
+    assert [u["name"] for u in by_activity] == ["s-a", "s-c", "s-b"]
+    _, first = await api.call("GET", "/users?name_filter=s-&sort=last_activity&limit=1")
+    assert [u["name"] for u in first] == ["s-c"]
+
+    status, token = await api.call("POST", "/users/s-a/tokens", json={})
+    assert (status, token["note"]) == (201, "Requested via api by service bench")
+    status, own = await api.call("POST", "/users/s-a/tokens", token=token["token"], json={})
+    assert (status, own["note"]) == (201, "Requested via api")
+    status, payload = await api.call("POST", "/users/nobody/tokens", json={})
+    assert (status, payload["message"]) == (
+        403,
+        "User nobody not found or no permissions to generate tokens",
+    )
