@@ -198,9 +198,7 @@ async def _role_revoked(conn: sql.Connection, event: models.RecordedEvent) -> No
 
 
 async def _role_user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    await conn.execute(
-        queries["role_forget_user"], _data(event, user_events.UserDeleted).user_id
-    )
+    await conn.execute(queries["role_forget_user"], _data(event, user_events.UserDeleted).user_id)
 
 
 class RolesProjection(_ByType):
