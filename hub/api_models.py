@@ -157,3 +157,51 @@ class GroupPage(_Reply):
 
     items: list[Group]
     pagination: Pagination = Field(alias="_pagination")
+
+
+class EventActor(_Reply):
+    """Who caused an event."""
+
+    kind: Literal["user", "service", "system"]
+    name: str
+
+
+class Event(_Reply):
+    """An event of the log, in its public shape. ``data`` follows the schema of its type
+    (the ``event.<type>`` schemas of this document)."""
+
+    id: str = Field(description="Checkpoint '<tx>:<position>', for Last-Event-ID and ?after=")
+    position: int
+    type: str
+    schema_version: int
+    stream: str
+    version: int = Field(description="The event's version within its stream")
+    time: str
+    actor: EventActor
+    data: dict[str, Any]
+    request_id: str | None
+    correlation_id: str | None
+    causation_id: str | None
+
+
+class EventsNext(_Reply):
+    """Where the next page of history is: after or before a position."""
+
+    after: int | None = None
+    before: int | None = None
+    limit: int
+    url: str
+
+
+class EventsPagination(_Reply):
+    """The ``_pagination`` of an events page (position-based, no total)."""
+
+    limit: int
+    next: EventsNext | None
+
+
+class EventPage(_Reply):
+    """``GET /events`` with ``Accept: application/jupyterhub-pagination+json``."""
+
+    items: list[Event]
+    pagination: EventsPagination = Field(alias="_pagination")

@@ -19,6 +19,7 @@ from events import notify, store
 from hub import (
     access,
     api,
+    audit,
     bootstrap,
     context,
     database,
@@ -72,7 +73,7 @@ def make_app(hub: context.Hub) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[context.HUB] = hub
-    for module in (api, users_api, groups_api, tokens_api, openapi):
+    for module in (api, users_api, groups_api, tokens_api, audit, openapi):
         app.add_routes(module.routes())
     return app
 

@@ -14,6 +14,8 @@ import pydantic
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
+import events.catalog  # noqa: F401 - registers the hub's events, documented below
+from events import models
 from hub import api_models, groups_api, tokens_api, users_api, version
 
 Model = type[pydantic.BaseModel]
@@ -98,6 +100,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "put", "/groups/{name}/properties", "Replace properties (any JSON object)", "groups",
         reply=api_models.Group,
     ),
+    Operation(
+        "get", "/events", "The event log, filtered (type, type_prefix, stream, actor, user,"
+        " group, since, until, from_position, to_position, order, after/before, limit)",
+        "read:events", reply=api_models.Event, reply_list=True, page=api_models.EventPage,
+    ),
+    Operation(
+        "get", "/events/stream", "The event log as server-sent events (text/event-stream),"
+        " from Last-Event-ID or ?after=, then live; same filters", "read:events",
+    ),
 )  # fmt: skip
 
 
@@ -111,11 +122,11 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API built so far."""
-    models: set[Model] = {api_models.Error}
+    documented: set[Model] = {api_models.Error}
     for op in OPERATIONS:
-        models |= {m for m in (op.request, op.reply, op.page) if m is not None}
+        documented |= {m for m in (op.request, op.reply, op.page) if m is not None}
     _, definitions = models_json_schema(
-        [(m, "serialization") for m in sorted(models, key=lambda m: m.__name__)],
+        [(m, "serialization") for m in sorted(documented, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
     )
     paths: dict[str, dict[str, Any]] = {}
@@ -146,6 +157,9 @@ def document() -> dict[str, Any]:
         if op.request is not None:
             operation["requestBody"] = {"required": True, "content": _json(_ref(op.request))}
         paths.setdefault(op.path, {})[op.method] = operation
+    schemas = definitions.get("$defs", {})
+    for type_name in sorted(models.registry.types()):
+        schemas[f"event.{type_name}"] = models.registry.model(type_name).model_json_schema()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -157,7 +171,7 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/hub/api"}],
         "paths": paths,
         "components": {
-            "schemas": definitions.get("$defs", {}),
+            "schemas": schemas,
             "securitySchemes": {
                 "token": {"type": "apiKey", "in": "header", "name": "Authorization"}
             },

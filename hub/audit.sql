@@ -1,0 +1,63 @@
+-- Queries of the audit API (hub/audit.py). History queries read committed events by position
+-- (not through the fence: they answer "what is in the log", not "what comes next"); the live
+-- stream uses events.subscription, which does.
+--
+-- Filters: $1 cursor position (exclusive), $2 limit, $3 exact types, $4 type LIKE patterns,
+-- $5 streams, $6 actor, $7 recorded_at >= , $8 recorded_at <, $9 position >=, $10 position <=,
+-- $11 subjects: the event's data contains any of these JSON objects.
+
+-- name: history_ascending
+SELECT coalesce(json_agg(json_build_object(
+           'tag', p.event_type || '@' || p.schema_version,
+           'position', p.global_position, 'tx', p.tx_id::text,
+           'stream_id', p.stream_id, 'stream_version', p.stream_version,
+           'event_id', p.event_id, 'type', p.event_type, 'schema_version', p.schema_version,
+           'data', p.data, 'metadata', p.metadata, 'recorded_at', p.recorded_at)
+         ORDER BY p.global_position), '[]')::text
+  FROM (SELECT *
+          FROM events e
+         WHERE e.global_position > $1
+           AND ($3::text[] IS NULL OR e.event_type = ANY($3::text[]))
+           AND ($4::text[] IS NULL OR e.event_type LIKE ANY($4::text[]))
+           AND ($5::text[] IS NULL OR e.stream_id = ANY($5::text[]))
+           AND ($6::text IS NULL OR e.actor = $6::text)
+           AND ($7::timestamptz IS NULL OR e.recorded_at >= $7::timestamptz)
+           AND ($8::timestamptz IS NULL OR e.recorded_at < $8::timestamptz)
+           AND ($9::bigint IS NULL OR e.global_position >= $9::bigint)
+           AND ($10::bigint IS NULL OR e.global_position <= $10::bigint)
+           AND ($11::jsonb[] IS NULL OR e.data @> ANY($11::jsonb[]))
+         ORDER BY e.global_position
+         LIMIT $2) p;
+
+-- name: history_descending
+SELECT coalesce(json_agg(json_build_object(
+           'tag', p.event_type || '@' || p.schema_version,
+           'position', p.global_position, 'tx', p.tx_id::text,
+           'stream_id', p.stream_id, 'stream_version', p.stream_version,
+           'event_id', p.event_id, 'type', p.event_type, 'schema_version', p.schema_version,
+           'data', p.data, 'metadata', p.metadata, 'recorded_at', p.recorded_at)
+         ORDER BY p.global_position DESC), '[]')::text
+  FROM (SELECT *
+          FROM events e
+         WHERE e.global_position < $1
+           AND ($3::text[] IS NULL OR e.event_type = ANY($3::text[]))
+           AND ($4::text[] IS NULL OR e.event_type LIKE ANY($4::text[]))
+           AND ($5::text[] IS NULL OR e.stream_id = ANY($5::text[]))
+           AND ($6::text IS NULL OR e.actor = $6::text)
+           AND ($7::timestamptz IS NULL OR e.recorded_at >= $7::timestamptz)
+           AND ($8::timestamptz IS NULL OR e.recorded_at < $8::timestamptz)
+           AND ($9::bigint IS NULL OR e.global_position >= $9::bigint)
+           AND ($10::bigint IS NULL OR e.global_position <= $10::bigint)
+           AND ($11::jsonb[] IS NULL OR e.data @> ANY($11::jsonb[]))
+         ORDER BY e.global_position DESC
+         LIMIT $2) p;
+
+-- name: user_ids
+SELECT name, user_id FROM users WHERE name = ANY($1::text[]);
+
+-- name: group_ids_and_members
+SELECT gr.name, gr.group_id, coalesce(array_agg(m.user_id) FILTER (WHERE m.user_id IS NOT NULL),
+                                      '{}') AS members
+  FROM groups gr LEFT JOIN group_members m USING (group_id)
+ WHERE gr.name = ANY($1::text[])
+ GROUP BY gr.name, gr.group_id;
