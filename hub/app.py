@@ -39,11 +39,13 @@ MAX_BODY_BYTES = 1024 * 1024
 
 @contextlib.asynccontextmanager
 async def open_hub(
-    config: hub_settings.Settings, *, follow: bool = True
+    config: hub_settings.Settings, *, serving: bool = True
 ) -> AsyncIterator[context.Hub]:
     """Start the database (embedded when none is configured), migrate, and run the hub's parts.
 
-    ``follow=False`` leaves the asynchronous projections alone (for one-shot CLI commands).
+    ``serving=False`` is for one-shot CLI commands: it neither applies the configuration
+    (a command run without the server's configuration file must not undo it) nor runs the
+    asynchronous projections.
     """
     dsn = await asyncio.to_thread(database.resolve_dsn, config)
     await database.migrate(dsn)
@@ -56,8 +58,9 @@ async def open_hub(
                 notifier=notifier,
                 max_event_bytes=config.max_event_bytes,
             )
-            projections = catalog.ALL if follow else ()
-            await bootstrap.reconcile(event_store, config)
+            projections = catalog.ALL if serving else ()
+            if serving:
+                await bootstrap.reconcile(event_store, config)
             async with runner.AsyncRunner(event_store, projections):
                 yield context.Hub(
                     settings=config, store=event_store, database=config.describe_database()

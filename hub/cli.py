@@ -117,7 +117,7 @@ async def _migrate(config: hub_settings.Settings, args: argparse.Namespace) -> i
 
 
 async def _token(config: hub_settings.Settings, args: argparse.Namespace) -> int:
-    async with app.open_hub(config, follow=False) as hub:
+    async with app.open_hub(config, serving=False) as hub:
         try:
             issued = await users_cli.issue_token(
                 hub.store,
@@ -150,7 +150,7 @@ def _chosen(name: str | None) -> list[base.Projection]:
 
 
 async def _rebuild(config: hub_settings.Settings, args: argparse.Namespace) -> int:
-    async with app.open_hub(config, follow=False) as hub:
+    async with app.open_hub(config, serving=False) as hub:
         for projection in _chosen(args.name):
             with _progress() as progress:
                 result = await rebuild.rebuild(
@@ -164,7 +164,7 @@ async def _rebuild(config: hub_settings.Settings, args: argparse.Namespace) -> i
 
 async def _verify(config: hub_settings.Settings, args: argparse.Namespace) -> int:
     failed = False
-    async with app.open_hub(config, follow=False) as hub:
+    async with app.open_hub(config, serving=False) as hub:
         for projection in _chosen(args.name):
             with _progress() as progress:
                 result = await rebuild.verify(

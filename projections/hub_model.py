@@ -2,7 +2,9 @@
 
 Their events are few (admin actions), so each is applied with one statement; what matters
 is that they are in the append transaction, so a token works, or stops working, the
-moment its append returns. Deleting a user ends its memberships, tokens and role grants.
+moment its append returns. Each projection writes only its own tables: when a user, group
+or service goes, each projection that refers to it handles that event itself (memberships,
+tokens, role grants), so each can be rebuilt on its own.
 """
 
 from __future__ import annotations
@@ -131,6 +133,11 @@ async def _token_user_deleted(conn: sql.Connection, event: models.RecordedEvent)
     await conn.execute(queries["token_forget_user"], _data(event, user_events.UserDeleted).user_id)
 
 
+async def _token_service_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    name = _data(event, service_events.ServiceRemoved).name
+    await conn.execute(queries["token_forget_service"], name)
+
+
 class TokensProjection(_ByType):
     """``tokens``: metadata of the tokens that exist (revoked ones are gone)."""
 
@@ -140,6 +147,7 @@ class TokensProjection(_ByType):
         token_events.TokenIssued.type: _token_issued,
         token_events.TokenRevoked.type: _token_revoked,
         user_events.UserDeleted.type: _token_user_deleted,
+        service_events.ServiceRemoved.type: _token_service_removed,
     }
 
 
@@ -201,6 +209,16 @@ async def _role_user_deleted(conn: sql.Connection, event: models.RecordedEvent) 
     await conn.execute(queries["role_forget_user"], _data(event, user_events.UserDeleted).user_id)
 
 
+async def _role_group_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    group_id = _data(event, group_events.GroupDeleted).group_id
+    await conn.execute(queries["role_forget_group"], group_id)
+
+
+async def _role_service_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    name = _data(event, service_events.ServiceRemoved).name
+    await conn.execute(queries["role_forget_service"], name)
+
+
 class RolesProjection(_ByType):
     """``roles`` and ``role_grants``."""
 
@@ -212,4 +230,6 @@ class RolesProjection(_ByType):
         role_events.RoleGranted.type: _role_granted,
         role_events.RoleRevoked.type: _role_revoked,
         user_events.UserDeleted.type: _role_user_deleted,
+        group_events.GroupDeleted.type: _role_group_deleted,
+        service_events.ServiceRemoved.type: _role_service_removed,
     }

@@ -6,9 +6,8 @@ INSERT INTO groups (group_id, name, properties, created, last_position)
 VALUES ($1, $2, $3::jsonb, $4, $5);
 
 -- name: group_delete
-WITH gone AS (DELETE FROM groups WHERE group_id = $1 RETURNING group_id),
-     members AS (DELETE FROM group_members WHERE group_id = $1)
-DELETE FROM role_grants WHERE principal_kind = 'group' AND principal = $1::uuid::text;
+WITH gone AS (DELETE FROM groups WHERE group_id = $1)
+DELETE FROM group_members WHERE group_id = $1;
 
 -- name: group_add_members
 INSERT INTO group_members (group_id, user_id)
@@ -41,9 +40,10 @@ ON CONFLICT (name) DO UPDATE
    SET admin = excluded.admin, url = excluded.url, last_position = excluded.last_position;
 
 -- name: service_remove
-WITH gone AS (DELETE FROM services WHERE name = $1),
-     tokens_gone AS (DELETE FROM tokens WHERE service = $1)
-DELETE FROM role_grants WHERE principal_kind = 'service' AND principal = $1;
+DELETE FROM services WHERE name = $1;
+
+-- name: token_forget_service
+DELETE FROM tokens WHERE service = $1;
 
 -- name: role_define
 INSERT INTO roles (name, description, scopes, last_position)
@@ -65,3 +65,9 @@ DELETE FROM role_grants WHERE role = $1 AND principal_kind = $2 AND principal = 
 
 -- name: role_forget_user
 DELETE FROM role_grants WHERE principal_kind = 'user' AND principal = $1::uuid::text;
+
+-- name: role_forget_group
+DELETE FROM role_grants WHERE principal_kind = 'group' AND principal = $1::uuid::text;
+
+-- name: role_forget_service
+DELETE FROM role_grants WHERE principal_kind = 'service' AND principal = $1;

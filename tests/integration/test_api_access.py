@@ -17,6 +17,7 @@ import pytest
 from events import store
 from hub import bootstrap
 from hub import settings as hub_settings
+from projections import catalog, rebuild
 from tests.integration.api_fixtures import CONFIG, Api
 
 # The callers, each a token of one default role (the "token" role is inherit: a user's own).
@@ -195,6 +196,17 @@ async def test_startup_reconciliation_is_idempotent(
     assert await bootstrap.reconcile(event_store, config2) == 0
     assert await pool.fetchval("SELECT count(*) FROM roles WHERE name = 'bench-role'") == 0
     assert await pool.fetchval("SELECT admin FROM users WHERE name = 'second'") is True
+
+    # A service dropped from the configuration takes its tokens and role grants with it,
+    # and every projection still equals its rebuild (each handles that event on its own).
+    dropped = dict(changed)
+    dropped["services"] = [CONFIG["services"][0]]
+    dropped["roles"] = []
+    assert await bootstrap.reconcile(event_store, hub_settings.Settings(**dropped)) > 0
+    assert await pool.fetchval("SELECT count(*) FROM tokens WHERE service = 'culler'") == 0
+    assert await pool.fetchval("SELECT count(*) FROM role_grants") == 0
+    for projection in catalog.ALL:
+        assert (await rebuild.verify(event_store, projection)).differences == (), projection.name
 
 
 @pytest.mark.parametrize(
