@@ -55,9 +55,10 @@ class Members(BaseModel):
     users: list[Name] = Field(min_length=1, max_length=10_000)
 
 
-def render(row: Any, caller: access.Caller) -> dict[str, Any]:
+def render(row: Any, caller: access.Caller, fields: frozenset[str] | None = None) -> dict[str, Any]:
     """The group model for ``row``, with only the fields the caller's scopes grant."""
-    fields = users_api.visible_fields(caller, FIELDS_BY_SCOPE)
+    if fields is None:
+        fields = users_api.visible_fields(caller, FIELDS_BY_SCOPE)
     if fields is None:  # some scope is filtered: decide for this group
         target = scopes.Filter.group(row["name"])
         fields = frozenset().union(
@@ -87,7 +88,8 @@ async def list_groups(request: web.Request) -> web.Response:
     async with hub.store.pool.acquire() as conn:
         rows = await conn.fetch(queries["groups_page"], page.offset, page.limit, only)
         total = rows[0]["total"] if rows else await conn.fetchval(queries["groups_count"], only)
-    items = [render(row, caller) for row in rows]
+    fields = users_api.visible_fields(caller, FIELDS_BY_SCOPE)
+    items = [render(row, caller, fields) for row in rows]
     return web.json_response(pagination.reply(request, page, items, total, hub.settings.public_url))
 
 

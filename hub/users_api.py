@@ -108,9 +108,13 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def render(row: Any, caller: access.Caller) -> dict[str, Any]:
-    """The user model for ``row``, with only the fields the caller's scopes grant."""
-    fields = visible_fields(caller, FIELDS_BY_SCOPE)
+def render(row: Any, caller: access.Caller, fields: frozenset[str] | None = None) -> dict[str, Any]:
+    """The user model for ``row``, with only the fields the caller's scopes grant.
+
+    ``fields`` is ``visible_fields`` worked out once for a whole list, when it can be.
+    """
+    if fields is None:
+        fields = visible_fields(caller, FIELDS_BY_SCOPE)
     if fields is None:  # some scope is filtered: decide for this user
         target = scopes.Filter.user(row["name"])
         membership = {row["name"]: list(row["groups"])}  # for !group= filters
@@ -182,7 +186,8 @@ async def list_users(request: web.Request) -> web.Response:
             if rows
             else await conn.fetchval(queries["users_count"], name_filter, only, state)
         )
-    items = [render(row, caller) for row in rows]
+    fields = visible_fields(caller, FIELDS_BY_SCOPE)
+    items = [render(row, caller, fields) for row in rows]
     return web.json_response(pagination.reply(request, page, items, total, hub.settings.public_url))
 
 
