@@ -175,6 +175,21 @@ def require_list(request: web.Request, scope: str, kinds: Collection[scopes.Kind
     return caller
 
 
+async def check_token_request(conn: sql.Connection, owner: Any, requested: list[str]) -> None:
+    """400, as JupyterHub answers, if a new token of user ``owner`` (a ``user_by_name`` row)
+    asks for a malformed scope or one its owner lacks."""
+    who = scopes.Owner.for_user(owner["name"])
+    try:
+        for text in requested:
+            scopes.parse_scope(text)
+        owner_scopes, _ = await user_scopes(conn, owner["user_id"], owner["name"], owner["admin"])
+        scopes.check_token_scopes(
+            requested, owner_scopes, owner=who, groups_of={owner["name"]: set(owner["groups"])}
+        )
+    except scopes.ScopeError as exc:
+        raise errors.BadRequest(str(exc)) from None
+
+
 def event_metadata(request: web.Request, caller: Caller) -> models.Metadata:
     """Who made this request, for the events it causes."""
     return models.Metadata(

@@ -99,7 +99,7 @@ async def issue_token(request: web.Request) -> web.Response:
             # JupyterHub's answer: one message for "no such user" and "not yours".
             raise errors.Forbidden(f"User {name} not found or no permissions to generate tokens")
         requested = await _requested_scopes(conn, command)
-        await _check_owner_holds(conn, owner, requested)
+        await access.check_token_request(conn, owner, requested)
         issued = await tokens.issue(
             session,
             owner_name=name,
@@ -137,25 +137,7 @@ async def _requested_scopes(conn: sql.Connection, command: IssueToken) -> list[s
             requested += row["scopes"]
     if not requested:
         return [scopes.INHERIT]
-    try:
-        for text in requested:
-            scopes.parse_scope(text)
-    except scopes.ScopeError as exc:
-        raise errors.BadRequest(str(exc)) from None
     return list(dict.fromkeys(requested))
-
-
-async def _check_owner_holds(conn: sql.Connection, owner: Any, requested: list[str]) -> None:
-    """400, as JupyterHub answers, if the token asks for scopes its owner lacks."""
-    who = scopes.Owner.for_user(owner["name"])
-    owner_scopes, _ = await access.user_scopes(
-        conn, owner["user_id"], owner["name"], owner["admin"]
-    )
-    membership = await access.groups_of_users(conn, [owner["name"]])
-    try:
-        scopes.check_token_scopes(requested, owner_scopes, owner=who, groups_of=membership)
-    except scopes.ScopeError as exc:
-        raise errors.BadRequest(str(exc)) from None
 
 
 async def revoke_token(request: web.Request) -> web.Response:

@@ -28,17 +28,7 @@ async def issue_token(
         row = await session.conn.fetchrow(queries["user_by_name"], user)
         if row is None:
             raise errors.NotFound(f"No such user: {user}")
-        try:
-            for text in requested:
-                scopes.parse_scope(text)
-            owner_scopes, _ = await access.user_scopes(
-                session.conn, row["user_id"], row["name"], row["admin"]
-            )
-            scopes.check_token_scopes(
-                requested, owner_scopes, owner=scopes.Owner.for_user(row["name"])
-            )
-        except scopes.ScopeError as exc:
-            raise errors.BadRequest(str(exc)) from None
+        await access.check_token_request(session.conn, row, requested)
         return await tokens.issue(
             session,
             owner_name=row["name"],
