@@ -39,7 +39,8 @@ def render(event: models.RecordedEvent) -> dict[str, Any]:
         "id": str(event.checkpoint),
         "position": event.position,
         "type": event.type,
-        "schema_version": event.schema_version,
+        # ``data`` is decoded into the current model (upcast if it was stored older)
+        "schema_version": type(event.data).schema_version,
         "stream": event.stream_id,
         "version": event.stream_version,
         "time": users_api.iso(event.recorded_at),

@@ -1,4 +1,4 @@
-"""The ``chronohub`` command: serve, migrate, projections rebuild|verify."""
+"""The ``chronohub`` command: serve, migrate, token, projections, events, state."""
 
 from __future__ import annotations
 
@@ -7,20 +7,13 @@ import asyncio
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from hub import app, bootstrap, database, errors, users_cli
+from hub import app, bootstrap, database, errors, events_cli, progress, users_cli
 from hub import settings as hub_settings
 from migrations import runner as migrations
 from projections import base, catalog, rebuild
@@ -93,7 +86,76 @@ def _parser() -> argparse.ArgumentParser:
     verify_cmd = actions.add_parser("verify", help="rebuild aside and compare with live tables")
     verify_cmd.add_argument("name", nargs="?", help="one projection (default: all)")
     verify_cmd.set_defaults(command=_verify)
+
+    log = commands.add_parser("events", help="read, follow, export, import or count the event log")
+    log_actions = log.add_subparsers(required=True, metavar="ACTION")
+    tail = log_actions.add_parser("tail", help="the last events, oldest first")
+    tail.add_argument("-n", type=events_cli.positive_int, default=20, help="how many (default 20)")
+    _event_filters(tail)
+    tail.set_defaults(command=_events_tail)
+    follow = log_actions.add_parser("follow", help="print events as they happen, until Ctrl-C")
+    _event_filters(follow)
+    follow.add_argument(
+        "--after",
+        type=events_cli.checkpoint_argument,
+        metavar="TX:POS",
+        help="start after this event id instead of at the head",
+    )
+    follow.add_argument("--json", action="store_true", help="one JSON object per line")
+    follow.set_defaults(command=_events_follow)
+    export = log_actions.add_parser("export", help="write the log as JSON Lines")
+    export.add_argument(
+        "-o", "--output", default="-", metavar="FILE", help="a file, or - for stdout (default)"
+    )
+    export.add_argument(
+        "--after",
+        type=events_cli.checkpoint_argument,
+        metavar="TX:POS",
+        help="resume after the event with this id (the last line exported)",
+    )
+    export.set_defaults(command=_events_export)
+    import_cmd = log_actions.add_parser(
+        "import", help="load an export into an empty log, then rebuild the projections"
+    )
+    import_cmd.add_argument("file", type=Path, help="a file written by 'events export'")
+    import_cmd.set_defaults(command=_events_import)
+    stats = log_actions.add_parser("stats", help="counts of events by type and by day (UTC)")
+    stats.add_argument("--by", choices=("day", "type"), help="only one of the two tables")
+    stats.set_defaults(command=_events_stats)
+
+    state = commands.add_parser("state", help="users, groups or tokens as they were at a point")
+    state.add_argument(
+        "--at",
+        required=True,
+        type=events_cli.at_argument,
+        metavar="POSITION|TIMESTAMP",
+        help="a global position, or an ISO 8601 time with a zone (e.g. 2025-01-31T12:00:00Z)",
+    )
+    state.add_argument(
+        "view",
+        nargs="?",
+        choices=events_cli.STATE_VIEWS,
+        default="users",
+        metavar="users|groups|tokens",
+        help="what to show (default users)",
+    )
+    state.add_argument(
+        "--limit", type=events_cli.positive_int, default=1000, help="most rows shown (default 1000)"
+    )
+    state.set_defaults(command=_state)
     return parser
+
+
+def _event_filters(parser: argparse.ArgumentParser) -> None:
+    for flag, dest, metavar, help_text in (
+        ("--type", "types", "TYPE", "an event type, e.g. user.created (repeatable)"),
+        ("--type-prefix", "type_prefixes", "PREFIX", "a type prefix, e.g. user. (repeatable)"),
+        ("--stream", "streams", "STREAM", "a stream id (repeatable)"),
+        ("--user", "users", "USER", "events about this user (repeatable)"),
+        ("--group", "groups", "GROUP", "events about this group or its members (repeatable)"),
+    ):
+        parser.add_argument(flag, action="append", dest=dest, metavar=metavar, help=help_text)
+    parser.add_argument("--actor", help="who caused them, e.g. user:alice or system:chronohub")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -133,18 +195,6 @@ async def _token(config: hub_settings.Settings, args: argparse.Namespace) -> int
     return 0
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} events/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
 def _chosen(name: str | None) -> list[base.Projection]:
     return [base.by_name(catalog.ALL, name)] if name else list(catalog.ALL)
 
@@ -152,11 +202,11 @@ def _chosen(name: str | None) -> list[base.Projection]:
 async def _rebuild(config: hub_settings.Settings, args: argparse.Namespace) -> int:
     async with app.open_hub(config, serving=False) as hub:
         for projection in _chosen(args.name):
-            with _progress() as progress:
+            with progress.bar(console) as bar:
                 result = await rebuild.rebuild(
                     hub.store,
                     projection,
-                    progress=_reporter(progress, f"rebuild {projection.name}"),
+                    progress=progress.reporter(bar, f"rebuild {projection.name}"),
                 )
             console.print(f"rebuilt {result.projection}: {result.events} events")
     return 0
@@ -166,9 +216,11 @@ async def _verify(config: hub_settings.Settings, args: argparse.Namespace) -> in
     failed = False
     async with app.open_hub(config, serving=False) as hub:
         for projection in _chosen(args.name):
-            with _progress() as progress:
+            with progress.bar(console) as bar:
                 result = await rebuild.verify(
-                    hub.store, projection, progress=_reporter(progress, f"verify {projection.name}")
+                    hub.store,
+                    projection,
+                    progress=progress.reporter(bar, f"verify {projection.name}"),
                 )
             if not result.differences:
                 console.print(
@@ -185,15 +237,36 @@ async def _verify(config: hub_settings.Settings, args: argparse.Namespace) -> in
     return 1 if failed else 0
 
 
-def _reporter(progress: Progress, description: str) -> rebuild.Progress:
-    task = progress.add_task(description, total=None, rate="-")
-    start = asyncio.get_running_loop().time()
+async def _events_tail(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    async with app.open_hub(config, serving=False) as hub:
+        return await events_cli.tail(hub.store, events_cli.filters(args, limit=args.n))
 
-    def report(done: int, total: int) -> None:
-        elapsed = max(asyncio.get_running_loop().time() - start, 1e-6)
-        progress.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
 
-    return report
+async def _events_follow(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    async with app.open_hub(config, serving=False) as hub:
+        query = events_cli.filters(args)
+        return await events_cli.follow(hub.store, query, after=args.after, as_json=args.json)
+
+
+async def _events_export(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    target = None if args.output == "-" else Path(args.output)
+    async with app.open_hub(config, serving=False) as hub:
+        return await events_cli.export(hub.store, target, after=args.after)
+
+
+async def _events_import(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    async with app.open_hub(config, serving=False) as hub:
+        return await events_cli.import_file(hub.store, args.file)
+
+
+async def _events_stats(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    async with app.open_hub(config, serving=False) as hub:
+        return await events_cli.stats(hub.store, args.by)
+
+
+async def _state(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    async with app.open_hub(config, serving=False) as hub:
+        return await events_cli.state(hub.store, args.at, args.view, limit=args.limit)
 
 
 if __name__ == "__main__":
