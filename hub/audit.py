@@ -80,7 +80,7 @@ def parse_query(request: web.Request, *, history: bool = True) -> Query:
     order = q.get("order", "asc")
     if order not in ("asc", "desc"):
         raise errors.BadRequest(f"order must be 'asc' or 'desc', got {order!r}")
-    limit = _int(q, "limit", DEFAULT_LIMIT)
+    limit = pagination.non_negative(q, "limit", DEFAULT_LIMIT)
     if not 1 <= limit <= MAX_LIMIT:
         raise errors.BadRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     return Query(
@@ -92,30 +92,19 @@ def parse_query(request: web.Request, *, history: bool = True) -> Query:
         groups=_many(q, "group"),
         since=_time(q, "since"),
         until=_time(q, "until"),
-        from_position=_int(q, "from_position", None),
-        to_position=_int(q, "to_position", None),
+        from_position=pagination.non_negative(q, "from_position", None),
+        to_position=pagination.non_negative(q, "to_position", None),
         descending=order == "desc",
         limit=limit,
-        cursor=_int(q, "before" if order == "desc" else "after", None) if history else None,
+        cursor=pagination.non_negative(q, "before" if order == "desc" else "after", None)
+        if history
+        else None,
     )
 
 
 def _many(q: Any, name: str) -> tuple[str, ...] | None:
     values = tuple(v for raw in q.getall(name, []) for v in raw.split(",") if v)
     return values or None
-
-
-def _int(q: Any, name: str, default: int | None) -> Any:
-    raw = q.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.BadRequest(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise errors.BadRequest(f"{name} must not be negative, got {raw!r}")
-    return value
 
 
 def _time(q: Any, name: str) -> datetime | None:

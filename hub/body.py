@@ -20,6 +20,14 @@ ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 NAME_ADAPTER: pydantic.TypeAdapter[str] = pydantic.TypeAdapter(Name)
 
 
+def valid_name(name: str, what: str) -> str:
+    """``name`` if it is a valid user or group name, else 400 ("Invalid <what>: ...")."""
+    try:
+        return NAME_ADAPTER.validate_python(name)
+    except ValueError as exc:
+        raise errors.BadRequest(f"Invalid {what}: {name!r}") from exc
+
+
 async def parse(request: web.Request, model: type[ModelT], *, allow_empty: bool = False) -> ModelT:
     """The request's JSON body as ``model``; an empty body is ``{}`` when ``allow_empty``."""
     data = await read_json(request)

@@ -30,9 +30,7 @@ import pydantic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    Progress,
-)
+from rich.progress import Progress
 from rich.table import Table
 
 import events.catalog  # noqa: F401 - registers the hub's events, which import validates against

@@ -141,7 +141,7 @@ async def create_groups(request: web.Request) -> web.Response:
 async def create_group(request: web.Request) -> web.Response:
     """``POST /groups/{name}``: create one group; 409 if it exists."""
     hub = request.app[HUB]
-    name = _valid_name(request.match_info["name"])
+    name = body.valid_name(request.match_info["name"], "group name")
     command = await body.parse(request, CreateGroup, allow_empty=True)
     async with hub.store.session() as session:
         conn = session.conn
@@ -160,9 +160,7 @@ async def get_group(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     async with hub.store.pool.acquire() as conn:
         caller = await access.require(request, conn, READ_GROUP_SCOPES, scopes.Filter.group(name))
-        row = await conn.fetchrow(queries["group_by_name"], name)
-    if row is None:
-        raise errors.NotFound(f"No such group: {name}")
+        row = await _group(conn, name)
     return web.json_response(render(row, caller))
 
 
@@ -174,9 +172,7 @@ async def delete_group(request: web.Request) -> web.Response:
         caller = await access.require(
             request, session.conn, ["delete:groups"], scopes.Filter.group(name)
         )
-        row = await session.conn.fetchrow(queries["group_by_name"], name)
-        if row is None:
-            raise errors.NotFound(f"No such group: {name}")
+        row = await _group(session.conn, name)
         await session.append(
             group_events.stream_id(row["group_id"]),
             [group_events.GroupDeleted(group_id=row["group_id"], name=name)],
@@ -194,9 +190,7 @@ async def change_members(request: web.Request) -> web.Response:
     async with hub.store.session() as session:
         conn = session.conn
         caller = await access.require(request, conn, ["groups"], scopes.Filter.group(name))
-        row = await conn.fetchrow(queries["group_by_name"], name)
-        if row is None:
-            raise errors.NotFound(f"No such group: {name}")
+        row = await _group(conn, name)
         members = await _user_ids(conn, command.users)
         current = {
             r["user_id"] for r in await conn.fetch(queries["group_member_ids"], row["group_id"])
@@ -231,9 +225,7 @@ async def set_properties(request: web.Request) -> web.Response:
     async with hub.store.session() as session:
         conn = session.conn
         caller = await access.require(request, conn, ["groups"], scopes.Filter.group(name))
-        row = await conn.fetchrow(queries["group_by_name"], name)
-        if row is None:
-            raise errors.NotFound(f"No such group: {name}")
+        row = await _group(conn, name)
         await session.append(
             group_events.stream_id(row["group_id"]),
             [group_events.GroupPropertiesSet(group_id=row["group_id"], properties=properties)],
@@ -243,11 +235,12 @@ async def set_properties(request: web.Request) -> web.Response:
     return web.json_response(render(updated, caller))
 
 
-def _valid_name(name: str) -> str:
-    try:
-        return body.NAME_ADAPTER.validate_python(name)
-    except ValueError as exc:
-        raise errors.BadRequest(f"Invalid group name: {name!r}") from exc
+async def _group(conn: sql.Connection, name: str) -> Any:
+    """The ``group_by_name`` row; 404 if there is no such group."""
+    row = await conn.fetchrow(queries["group_by_name"], name)
+    if row is None:
+        raise errors.NotFound(f"No such group: {name}")
+    return row
 
 
 def routes() -> list[web.RouteDef]:

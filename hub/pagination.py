@@ -9,8 +9,9 @@ page size.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from yarl import URL
@@ -18,6 +19,8 @@ from yarl import URL
 from hub import errors
 
 MEDIA_TYPE = "application/jupyterhub-pagination+json"
+
+T = TypeVar("T", int, None)
 
 
 @dataclass(frozen=True)
@@ -38,15 +41,16 @@ def wants_pagination(request: web.Request) -> bool:
 def parse(request: web.Request, *, default_limit: int, max_limit: int) -> Page:
     """Read ``offset`` and ``limit`` from the query; 400 naming the parameter if malformed."""
     paginated = wants_pagination(request)
-    offset = _non_negative(request, "offset", 0)
-    limit = _non_negative(request, "limit", default_limit if paginated else max_limit)
+    offset = non_negative(request.query, "offset", 0)
+    limit = non_negative(request.query, "limit", default_limit if paginated else max_limit)
     if limit == 0:
         limit = default_limit
     return Page(offset=offset, limit=min(limit, max_limit), paginated=paginated)
 
 
-def _non_negative(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
+def non_negative(query: Mapping[str, str], name: str, default: T) -> int | T:
+    """The query parameter ``name`` as an integer >= 0, ``default`` if absent; else 400."""
+    raw = query.get(name)
     if raw is None or raw == "":
         return default
     try:

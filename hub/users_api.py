@@ -251,7 +251,7 @@ async def create_user(request: web.Request) -> web.Response:
     """``POST /users/{name}``: create one user; 409 if it exists."""
     hub = request.app[HUB]
     command = await body.parse(request, CreateUser, allow_empty=True)
-    name = normalize(_valid_name(request.match_info["name"]))
+    name = normalize(body.valid_name(request.match_info["name"], "username"))
     async with hub.store.session() as session:
         caller = await access.require(request, session.conn, ["admin:users"])
         if await session.conn.fetchrow(queries["user_by_name"], name) is not None:
@@ -345,13 +345,6 @@ async def post_activity(request: web.Request) -> web.Response:
                     queries["activity_touch"], row["user_id"], server, activity.last_activity
                 )
     return web.json_response({})
-
-
-def _valid_name(name: str) -> str:
-    try:
-        return body.NAME_ADAPTER.validate_python(name)
-    except ValueError as exc:
-        raise errors.BadRequest(f"Invalid username: {name!r}") from exc
 
 
 def routes() -> list[web.RouteDef]:

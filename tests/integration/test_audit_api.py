@@ -65,7 +65,7 @@ async def test_history_filters_and_cursor(api: Api) -> None:
         ("limit=0", "limit must be between"),
         ("since=yesterday", "since must be an ISO 8601 time"),
         ("since=2026-11-01T00:00", "must include a timezone"),
-        ("after=-3", "after must not be negative"),
+        ("after=-3", "after must be a non-negative integer"),
     ],
 )
 async def test_bad_queries_are_refused(api: Api, query: str, message: str) -> None:
