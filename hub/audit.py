@@ -1,10 +1,11 @@
 """The audit API: ``GET /hub/api/events`` (history) and ``/hub/api/events/stream`` (live, SSE).
 
 Events are shown in one public JSON shape (``render``). What a caller may see is what its
-``read:events`` scope covers: everything, or the events about the users (``!user=``) and
-groups (``!group=``) it names, an event being about a user when its data names the user's
-id (``user_id``, ``user_ids`` or a role grant's ``principal``) and about a group when it
-names the group's id or one of its members.
+``read:events`` scopes cover: the whole log, or one kind of event (``read:events:servers``
+shows ``server.*``), each everywhere or only about the users (``!user=``) and groups
+(``!group=``) it names, an event being about a user when its data names the user's id
+(``user_id``, ``user_ids`` or a role grant's ``principal``) and about a group when it names
+the group's id or one of its members.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from events import errors as event_errors
 from events import models, sql, store, subscription
-from hub import access, errors, pagination, users_api
+from hub import access, errors, pagination, scopes, users_api
 from hub.context import HUB
 
 queries = sql.Queries(__package__ or "hub", "audit.sql")
@@ -29,6 +30,8 @@ queries = sql.Queries(__package__ or "hub", "audit.sql")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 HEARTBEAT_S = 15.0
+# A restricted caller's history page reads at most this many pages of the log.
+SCAN_PAGES = 10
 NOT_FOUND = "No access to resources or resources not found"
 
 
@@ -141,22 +144,80 @@ async def subjects(
     return found
 
 
-async def visible_subjects(
-    conn: sql.Connection, caller: access.Caller, query: Query
-) -> list[dict[str, Any]] | None:
-    """The subjects the caller may see and asked for; None means every event."""
-    held = caller.grants.filters("read:events")
-    asked = query.users is not None or query.groups is not None
-    if held.everything:
-        if not asked:
+Subjects = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Permission:
+    """What of the log a caller may read: per kind of event (type prefix), its subjects.
+
+    ``None`` for a kind means every event of that kind; a kind missing means none.
+    """
+
+    kinds: dict[str, Subjects | None]
+
+    @property
+    def unrestricted(self) -> bool:
+        """Every kind, every subject."""
+        return len(self.kinds) == len(scopes.EVENT_SCOPES) and all(
+            v is None for v in self.kinds.values()
+        )
+
+    def prefilter(self) -> Subjects | None:
+        """A subject filter no narrower than the permission (for the SQL query)."""
+        if any(v is None for v in self.kinds.values()):
             return None
-        return await subjects(conn, query.users or (), query.groups or ())
-    if asked:
-        outside = set(query.users or ()) - held.users
-        if (query.groups and not set(query.groups) <= held.groups) or (outside and not held.groups):
+        return [subject for v in self.kinds.values() for subject in v or ()]
+
+    def allows(self, event: models.RecordedEvent) -> bool:
+        """Whether the caller may see ``event``."""
+        prefix = event.type.split(".", 1)[0] + "."
+        if prefix not in self.kinds:
+            return False
+        return matches(event, self.kinds[prefix])
+
+
+async def permission(conn: sql.Connection, caller: access.Caller) -> Permission:
+    """What the caller's ``read:events`` scopes (whole or by kind) let it read; 403 if none."""
+    decision = caller.grants.authorize(list(scopes.EVENT_SCOPES), post_filter=True)
+    if not decision.allowed:
+        raise errors.Forbidden(
+            "Action is not authorized with current scopes; requires any of [read:events]"
+        )
+    kinds: dict[str, Subjects | None] = {}
+    cache: dict[tuple[frozenset[str], frozenset[str]], Subjects] = {}
+    for scope, prefix in scopes.EVENT_SCOPES.items():
+        held = caller.grants.filters(scope)
+        if held.everything:
+            kinds[prefix] = None
+        elif held.users or held.groups:
+            key = (held.users, held.groups)
+            if key not in cache:
+                cache[key] = await subjects(conn, held.users, held.groups)
+            kinds[prefix] = cache[key]
+    return Permission(kinds)
+
+
+async def asked_subjects(
+    conn: sql.Connection, caller: access.Caller, query: Query
+) -> Subjects | None:
+    """The subjects the query asks for (``user=``, ``group=``), None if it asks for none;
+    404 when the caller's scopes name users or groups and these are not among them."""
+    if query.users is None and query.groups is None:
+        return None
+    held_users: set[str] = set()
+    held_groups: set[str] = set()
+    everywhere = False
+    for scope in scopes.EVENT_SCOPES:
+        held = caller.grants.filters(scope)
+        everywhere = everywhere or held.everything
+        held_users |= held.users
+        held_groups |= held.groups
+    if not everywhere:
+        outside = set(query.users or ()) - held_users
+        if (query.groups and not set(query.groups) <= held_groups) or (outside and not held_groups):
             raise errors.NotFound(NOT_FOUND)
-        return await subjects(conn, query.users or (), query.groups or ())
-    return await subjects(conn, held.users, held.groups)
+    return await subjects(conn, query.users or (), query.groups or ())
 
 
 def matches(event: models.RecordedEvent, allowed: list[dict[str, Any]] | None) -> bool:
@@ -199,35 +260,61 @@ async def history(
     conn: sql.Connection,
     registry: models.Registry,
     query: Query,
-    allowed: list[dict[str, Any]] | None,
-) -> list[models.RecordedEvent]:
-    """One page of the log matching ``query``, in position order (newest first if asked)."""
+    allowed: Subjects | None,
+    permitted: Permission | None = None,
+) -> tuple[list[models.RecordedEvent], int | None]:
+    """One page of the log matching ``query``, in position order (newest first if asked),
+    and the position to continue from (None at the end).
+
+    ``allowed`` narrows the SQL query to events about these subjects; ``permitted`` then drops
+    what the caller may not see. A restricted caller's page may come back short: at most
+    ``SCAN_PAGES`` pages of the log are read for it, and the cursor says where to go on.
+    """
     if allowed == []:
-        return []
+        return [], None
     name = "history_descending" if query.descending else "history_ascending"
-    page = await conn.fetchval(queries[name], *_args(query, allowed))
-    return registry.decode_page(page)
+    found: list[models.RecordedEvent] = []
+    cursor = query.cursor
+    for _ in range(SCAN_PAGES if permitted is not None else 1):
+        page = registry.decode_page(
+            await conn.fetchval(queries[name], *_args(replace(query, cursor=cursor), allowed))
+        )
+        found += [e for e in page if permitted is None or permitted.allows(e)]
+        if len(page) < query.limit:
+            return found[: query.limit], None
+        cursor = page[-1].position
+        if len(found) >= query.limit:
+            break
+    if len(found) > query.limit:
+        found = found[: query.limit]
+        cursor = found[-1].position
+    return found, cursor
 
 
 async def list_events(request: web.Request) -> web.Response:
     """``GET /hub/api/events``: the history, filtered, paginated by position."""
     hub = request.app[HUB]
     caller = access.caller_of(request)
-    decision = caller.grants.authorize(["read:events"], post_filter=True)
-    if not decision.allowed:
-        raise errors.HubError.with_status(decision.status, decision.message)
     query = parse_query(request)
     async with hub.store.pool.acquire() as conn:
-        allowed = await visible_subjects(conn, caller, query)
-        found = await history(conn, hub.store.registry, query, allowed)
+        permitted = await permission(conn, caller)
+        asked = await asked_subjects(conn, caller, query)
+        allowed = asked if asked is not None else permitted.prefilter()
+        found, cursor = await history(
+            conn,
+            hub.store.registry,
+            query,
+            allowed,
+            None if permitted.unrestricted else permitted,
+        )
     items = [render(event) for event in found]
     if not pagination.wants_pagination(request):
         return web.json_response(items)
     next_page = None
-    if len(found) == query.limit:
+    if cursor is not None:
         key = "before" if query.descending else "after"
-        url = request.url.update_query({key: str(found[-1].position)})
-        next_page = {key: found[-1].position, "limit": query.limit, "url": str(url)}
+        url = request.url.update_query({key: str(cursor)})
+        next_page = {key: cursor, "limit": query.limit, "url": str(url)}
     return web.json_response(
         {"items": items, "_pagination": {"limit": query.limit, "next": next_page}}
     )
@@ -238,9 +325,6 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     follow live, as server-sent events; a comment line every 15 s keeps the line open."""
     hub = request.app[HUB]
     caller = access.caller_of(request)
-    decision = caller.grants.authorize(["read:events"], post_filter=True)
-    if not decision.allowed:
-        raise errors.HubError.with_status(decision.status, decision.message)
     query = replace(parse_query(request, history=False), descending=False)
     raw_after = request.headers.get("Last-Event-ID") or request.query.get("after") or ""
     after = models.ORIGIN
@@ -250,7 +334,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         except event_errors.InvalidEvent as exc:
             raise errors.BadRequest(f"after/Last-Event-ID: {exc}") from None
     async with hub.store.pool.acquire() as conn:
-        allowed = await visible_subjects(conn, caller, query)
+        permitted = await permission(conn, caller)
+        asked = await asked_subjects(conn, caller, query)
     live = subscription.Subscription(
         hub.store,
         after=after,
@@ -283,7 +368,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                 continue
             page = next_page.result()
             next_page = None
-            chunk = b"".join(_sse(event) for event in page if matches(event, allowed))
+            chunk = b"".join(
+                _sse(event) for event in page if permitted.allows(event) and matches(event, asked)
+            )
             if chunk:
                 await response.write(chunk)
     finally:

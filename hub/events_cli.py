@@ -131,7 +131,7 @@ async def tail(event_store: store.EventStore, query: audit.Query) -> int:
     try:
         async with event_store.pool.acquire() as conn:
             allowed = await _subjects(conn, query)
-            found = await audit.history(conn, event_store.registry, query, allowed)
+            found, _ = await audit.history(conn, event_store.registry, query, allowed)
     except errors.HubError as exc:
         return _failed(exc)
     headers = ("position", "time (UTC)", "type", "stream", "actor", "data")

@@ -267,9 +267,34 @@ BUILTIN = Vocabulary(
         ),
         _D("read:users:shares", "Read the servers shared with users"),
         _D("read:groups:shares", "Read the servers shared with groups"),
-        # chronohub's own
-        _D("read:events", "Read the hub's event log"),
+        # chronohub's own: the event log, whole or by kind of event
+        _D(
+            "read:events",
+            "Read the hub's event log",
+            tuple(
+                f"read:events:{c}"
+                for c in ("users", "groups", "tokens", "roles", "services", "servers")
+            ),
+        ),
+        _D("read:events:users", "Read the log's user events (user.*)"),
+        _D("read:events:groups", "Read the log's group events (group.*)"),
+        _D("read:events:tokens", "Read the log's token events (token.*, never a token)"),
+        _D("read:events:roles", "Read the log's role events (role.*)"),
+        _D("read:events:services", "Read the log's service events (service.*)"),
+        _D("read:events:servers", "Read the log's server events (server.*)"),
     )
+)
+
+# Which events each read:events:<kind> scope shows, by type prefix.
+EVENT_SCOPES: Mapping[str, str] = MappingProxyType(
+    {
+        "read:events:users": "user.",
+        "read:events:groups": "group.",
+        "read:events:tokens": "token.",
+        "read:events:roles": "role.",
+        "read:events:services": "service.",
+        "read:events:servers": "server.",
+    }
 )
 
 # What `self` stands for, each filtered to the owning user (JupyterHub 6.x, fully expanded).

@@ -158,3 +158,38 @@ async def test_each_event_type_has_its_schema_in_the_openapi_document(api: Api) 
         assert f"event.{type_name}" in schemas
     assert "token" not in schemas["event.token.issued"]["properties"]
     assert "/events" in spec["paths"]
+
+
+async def test_scopes_for_one_kind_of_event(api: Api) -> None:
+    await api.call("POST", "/users", json={"usernames": ["k1", "k2"]})
+    await api.call("POST", "/groups", json={"groups": ["kg"], "users": ["k1"]})
+    await api.user_token("k2")  # a token.issued event about k2
+
+    groups_only = await api.user_token("admin", scopes=["read:events:groups"])
+    status, seen = await api.call("GET", "/events", token=groups_only)
+    assert status == 200
+    assert {e["type"] for e in seen} == {"group.created", "group.members_added"}
+
+    k2_tokens = await api.user_token("admin", scopes=["read:events:tokens!user=k2"])
+    _, seen = await api.call("GET", "/events", token=k2_tokens)
+    assert [e["type"] for e in seen] == ["token.issued"]
+    assert seen[0]["data"]["owner_name"] == "k2"
+
+    # Two kinds with different filters: nothing of one leaks through the other's filter.
+    mixed = await api.user_token(
+        "admin", scopes=["read:events:users!user=k1", "read:events:tokens!user=k2"]
+    )
+    _, seen = await api.call("GET", "/events", token=mixed)
+    kinds = {(e["type"], e["data"].get("name") or e["data"].get("owner_name")) for e in seen}
+    assert kinds == {("user.created", "k1"), ("token.issued", "k2")}
+
+    # A short page still says where to go on, so a restricted caller pages to the end.
+    _, page = await api.call("GET", "/events?limit=1", token=mixed, headers=PAGINATED)
+    assert len(page["items"]) == 1
+    assert page["_pagination"]["next"] is not None
+
+    # The stream applies the same limits.
+    headers = {"Authorization": f"token {groups_only}"}
+    async with api.client.get("/hub/api/events/stream", headers=headers) as response:
+        streamed = await read_sse(response, 2)
+    assert {e["data"]["type"] for e in streamed} == {"group.created", "group.members_added"}

@@ -43,9 +43,13 @@ JUPYTERHUB_SCOPES = [
 
 
 def test_the_vocabulary_is_jupyterhubs_plus_the_event_log() -> None:
-    assert scopes.BUILTIN.names() == {*JUPYTERHUB_SCOPES, "read:events"}
+    kinds = {
+        f"read:events:{k}" for k in ("users", "groups", "tokens", "roles", "services", "servers")
+    }
+    assert scopes.BUILTIN.names() == {*JUPYTERHUB_SCOPES, "read:events", *kinds}
     assert scopes.BUILTIN["read:events"].description == "Read the hub's event log"
-    assert scopes.BUILTIN["read:events"].implies == ()
+    assert set(scopes.BUILTIN["read:events"].implies) == kinds
+    assert set(scopes.EVENT_SCOPES) == kinds
     for name in scopes.BUILTIN.names():
         description = scopes.BUILTIN[name].description
         assert description
