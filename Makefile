@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint typecheck unit integration bench-events bench-api clean
+.PHONY: run test lint typecheck unit integration bench-events bench-audit bench-api clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ integration: $(VENV)/.installed-dev
 
 bench-events: $(VENV)/.installed-bench
 	$(BIN)/python bench/event_store.py
+
+bench-audit: $(VENV)/.installed-bench
+	$(BIN)/python bench/audit.py
 
 # configurable-http-proxy, which the JupyterHub that bench-api measures starts (node >= 20)
 bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json

@@ -11,6 +11,7 @@ the group's id or one of its members.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -373,10 +374,17 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             )
             if chunk:
                 await response.write(chunk)
+    except ConnectionResetError:
+        pass  # the client went away: the stream simply ends
     finally:
+        # The page task runs the subscription's generator: stop it, and wait until it has
+        # stopped, before closing the generator (else "aclose(): already running").
         if next_page is not None:
             next_page.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await next_page
         await pages.aclose()  # type: ignore[attr-defined]
+    return response
 
 
 def _sse(event: models.RecordedEvent) -> bytes:
