@@ -277,9 +277,12 @@ async def history(
     found: list[models.RecordedEvent] = []
     cursor = query.cursor
     for _ in range(SCAN_PAGES if permitted is not None else 1):
-        page = registry.decode_page(
-            await conn.fetchval(queries[name], *_args(replace(query, cursor=cursor), allowed))
-        )
+        async with conn.transaction():
+            await conn.execute(queries["custom_plans"])
+            text = await conn.fetchval(
+                queries[name], *_args(replace(query, cursor=cursor), allowed)
+            )
+        page = registry.decode_page(text)
         found += [e for e in page if permitted is None or permitted.allows(e)]
         if len(page) < query.limit:
             return found[: query.limit], None

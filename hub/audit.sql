@@ -52,6 +52,11 @@ SELECT coalesce(json_agg(json_build_object(
          ORDER BY e.global_position DESC
          LIMIT $2) p;
 
+-- name: custom_plans
+-- Only a plan made for the actual subjects uses the index on data: a generic plan cannot
+-- tell "no subject filter" from "this subject". Set inside the history query's transaction.
+SET LOCAL plan_cache_mode = force_custom_plan;
+
 -- name: user_ids
 SELECT name, user_id FROM users WHERE name = ANY($1::text[]);
 

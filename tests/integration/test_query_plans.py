@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from events import store
+from hub import audit
 
 LOAD = """
 INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data,
@@ -64,3 +65,25 @@ async def test_append_finds_the_stream_version_by_index(pool: asyncpg.Pool[Any])
         plan = await generic_plan(conn, store.queries["stream_version"], "note-7")
     assert "events_stream_version_key" in plan
     assert "Seq Scan" not in plan
+
+
+async def test_history_about_one_user_uses_the_data_index(pool: asyncpg.Pool[Any]) -> None:
+    """The audit query for one subject, planned as audit.history runs it (custom plans)."""
+    await pool.execute(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,"
+        " data, metadata, actor)"
+        " SELECT 'user-' || (i % 2000), i / 2000 + 1, gen_random_uuid(), 'user.admin_changed', 1,"
+        "        jsonb_build_object('user_id', md5((i % 2000)::text)::uuid, 'admin', true), '{}',"
+        "        'system:chronohub'"
+        "   FROM generate_series(0, 39999) i"
+    )
+    await pool.execute("ANALYZE events")
+    subject = json.dumps({"user_id": "c4ca4238-a0b9-2382-0dcc-509a6f75849b"})
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(audit.queries["custom_plans"])
+        rows = await conn.fetch(
+            "EXPLAIN (FORMAT JSON) " + audit.queries["history_ascending"],
+            0, 100, None, None, None, None, None, None, None, None, [subject],
+        )  # fmt: skip
+    plan = json.dumps(rows[0][0])
+    assert "events_data" in plan
