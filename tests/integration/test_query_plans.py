@@ -7,7 +7,9 @@ plan PostgreSQL chooses for the generic (prepared) form of each query.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from typing import Any
 
 import asyncpg
@@ -75,10 +77,12 @@ async def test_history_about_one_user_uses_the_data_index(pool: asyncpg.Pool[Any
         " SELECT 'user-' || (i % 2000), i / 2000 + 1, gen_random_uuid(), 'user.admin_changed', 1,"
         "        jsonb_build_object('user_id', md5((i % 2000)::text)::uuid, 'admin', true), '{}',"
         "        'system:chronohub'"
-        "   FROM generate_series(0, 39999) i"
+        "   FROM generate_series(0, 199999) i"
     )
     await pool.execute("ANALYZE events")
-    subject = json.dumps({"user_id": "c4ca4238-a0b9-2382-0dcc-509a6f75849b"})
+    # One user's 100 events spread over 200,000, as in a real log: found by the index, not by
+    # walking the log in position order.
+    subject = json.dumps({"user_id": str(uuid.UUID(hashlib.md5(b"7").hexdigest()))})
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(audit.queries["custom_plans"])
         rows = await conn.fetch(
