@@ -249,7 +249,7 @@ class Executor:
         self, request_id: str, cell_id: Any, requester: Participant, via: Via, exc: Exception
     ) -> None:
         reason = str(exc)[:500]
-        if via == "document" and REQUEST_ID.fullmatch(request_id):
+        if via == "document":  # answered under the key the participant chose
             with self.doc.transaction(origin=ORIGIN):
                 self._requests[request_id] = {
                     "cell_id": str(cell_id)[:255],
@@ -353,16 +353,16 @@ class Executor:
         clear_pending = False
         try:
             async for batch in self.kernel.execute(request.code):
+                for message in batch:
+                    if isinstance(message, kernels.Finished):
+                        status, count = message.status, message.execution_count
                 with self.doc.transaction(origin=ORIGIN):
                     try:
                         cell = notebook.find_code_cell(self.doc, request.cell_id)
                     except errors.SessionError:
                         continue  # deleted while running: the outputs have nowhere to go
                     for message in batch:
-                        if isinstance(message, kernels.Finished):
-                            status, count = message.status, message.execution_count
-                        else:
-                            clear_pending = self._apply(request, cell, message, clear_pending)
+                        clear_pending = self._apply(request, cell, message, clear_pending)
         except asyncio.CancelledError:
             await self._finish(request, "aborted", None, started=started, reason="stopped")
             raise
