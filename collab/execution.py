@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -130,6 +131,7 @@ class Executor:
         record: Recorder,
         identify: Identify = identify_by_name,
         keep_finished: int = 50,
+        max_output_chars: int = 2_000_000,
     ) -> None:
         self.session_id = session_id
         self.doc = doc
@@ -138,6 +140,7 @@ class Executor:
         self.record = record
         self.identify = identify
         self.keep_finished = keep_finished
+        self.max_output_chars = max_output_chars
         self.current: ExecutionRequest | None = None
         self._queue: asyncio.Queue[ExecutionRequest] = asyncio.Queue()
         self._asks: asyncio.Queue[_DocAsk] = asyncio.Queue()
@@ -307,8 +310,21 @@ class Executor:
                     errors.Forbidden("unknown", "run cells without being identified"),
                 )
                 continue
-            with contextlib.suppress(errors.SessionError):  # refused: answered in the entry
+            try:
                 await self._admit(ask.request_id, ask.cell_id, requester, "document")
+            except errors.SessionError:
+                pass  # refused: answered in the entry and recorded
+            except Exception:
+                # The request could not be recorded (the log is unreachable): it does not
+                # run, the participant is told, and the next request is still taken.
+                log.exception("execution request %s could not be admitted", ask.request_id)
+                with self.doc.transaction(origin=ORIGIN):
+                    self._requests[ask.request_id] = {
+                        "cell_id": str(ask.cell_id)[:255],
+                        "requester": requester.name,
+                        "status": "refused",
+                        "reason": "the hub could not record the request; try again",
+                    }
 
     def _abort_stale_entries(self) -> None:
         """Entries left queued or running by an earlier session of this document."""
@@ -335,6 +351,10 @@ class Executor:
             self.current = request
             try:
                 await self._execute(request)
+            except Exception:
+                # A bug here must not leave the queue stuck behind a dead task.
+                log.exception("request %s failed in the executor", request.request_id)
+                await self._finish(request, "aborted", None, started=None, reason="internal error")
             finally:
                 self.current = None
 
@@ -350,7 +370,7 @@ class Executor:
             return
         status: Literal["ok", "error", "aborted"] = "aborted"
         count: int | None = None
-        clear_pending = False
+        progress = _Progress(budget=self.max_output_chars)
         try:
             async for batch in self.kernel.execute(request.code):
                 for message in batch:
@@ -362,7 +382,7 @@ class Executor:
                     except errors.SessionError:
                         continue  # deleted while running: the outputs have nowhere to go
                     for message in batch:
-                        clear_pending = self._apply(request, cell, message, clear_pending)
+                        self._apply(request, cell, message, progress)
         except asyncio.CancelledError:
             await self._finish(request, "aborted", None, started=started, reason="stopped")
             raise
@@ -372,26 +392,42 @@ class Executor:
         await self._finish(request, status, count, started=started)
 
     def _apply(
-        self, request: ExecutionRequest, cell: Map[Any], message: kernels.KernelMessage, clear: bool
-    ) -> bool:
-        """Write one kernel message into the cell; returns whether a clear is still pending."""
+        self,
+        request: ExecutionRequest,
+        cell: Map[Any],
+        message: kernels.KernelMessage,
+        progress: _Progress,
+    ) -> None:
+        """Write one kernel message into the cell."""
         if isinstance(message, kernels.Started):
             notebook.set_execution_count(cell, message.execution_count)
         elif isinstance(message, kernels.ClearOutput):
-            if not message.wait:
-                notebook.clear_outputs(cell)
-            return message.wait
+            if message.wait:
+                progress.clear_pending = True
+            else:
+                self._clear(request, cell, progress)
         elif isinstance(message, kernels.Output):
-            if clear:
-                notebook.clear_outputs(cell)
-                self._forget_displays(request.cell_id)
+            if progress.clear_pending:
+                self._clear(request, cell, progress)
+            size = len(json.dumps(message.output))
+            if size > progress.budget:
+                if not progress.truncated:
+                    progress.truncated = True
+                    notebook.append_output(cell, _truncated_notice(self.max_output_chars))
+                return
+            progress.budget -= size
             index = notebook.append_output(cell, message.output)
             if message.display_id:
                 self._displays.setdefault(message.display_id, []).append((request.cell_id, index))
-            return False
         elif isinstance(message, kernels.DisplayUpdate):
             self._update_display(message)
-        return clear
+
+    def _clear(self, request: ExecutionRequest, cell: Map[Any], progress: _Progress) -> None:
+        notebook.clear_outputs(cell)
+        self._forget_displays(request.cell_id)
+        progress.clear_pending = False
+        progress.budget = self.max_output_chars
+        progress.truncated = False
 
     def _update_display(self, update: kernels.DisplayUpdate) -> None:
         # A display can be updated from any later cell: follow it wherever it is shown.
@@ -473,6 +509,23 @@ class Executor:
                 for key in old:
                     if key in self._requests:
                         del self._requests[key]
+
+
+@dataclass
+class _Progress:
+    """What one running request has written so far."""
+
+    budget: int
+    clear_pending: bool = False
+    truncated: bool = False
+
+
+def _truncated_notice(limit: int) -> dict[str, Any]:
+    return {
+        "output_type": "stream",
+        "name": "stderr",
+        "text": f"[chronohub: output beyond {limit:,} characters is not shown]\n",
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -157,13 +157,17 @@ class SharedKernel:
             asyncio.create_task(self._read_iopub(client), name="kernel-iopub"),
             asyncio.create_task(self._read_shell(client), name="kernel-shell"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_done)
         try:
             await self._handshake()
         except errors.KernelError:
             await self.shutdown()
             self.state = "dead"
             raise
-        self._tasks.append(asyncio.create_task(self._watch(manager), name="kernel-liveness"))
+        watcher = asyncio.create_task(self._watch(manager), name="kernel-liveness")
+        watcher.add_done_callback(self._task_done)
+        self._tasks.append(watcher)
         self.state = "ready"
 
     async def interrupt(self) -> None:
@@ -268,6 +272,19 @@ class SharedKernel:
         assert self._manager is not None
         return self._manager
 
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A reader or the watcher ended: only cancellation is expected; anything else kills."""
+        if task.cancelled() or self.state == "shut_down":
+            return
+        log.error("kernel task %s died", task.get_name(), exc_info=task.exception())
+        self._fail_pending(errors.KernelDied(f"the kernel's {task.get_name()} task failed"))
+
+    def _fail_pending(self, error: errors.KernelError) -> None:
+        self.state = "dead"
+        for pending in self._pending.values():
+            pending.queue.put_nowait(error)
+        self._pending.clear()
+
     def _abort_pending(self) -> None:
         for pending in self._pending.values():
             pending.queue.put_nowait(Finished(status="aborted", execution_count=None))
@@ -340,10 +357,7 @@ class SharedKernel:
             if self.state != "ready" or await manager.is_alive():
                 continue
             log.warning("kernel %s died", self.kernel_name)
-            self.state = "dead"
-            for pending in self._pending.values():
-                pending.queue.put_nowait(errors.KernelDied("the kernel died while running"))
-            self._pending.clear()
+            self._fail_pending(errors.KernelDied("the kernel died while running"))
 
 
 def _translate_iopub(msg: dict[str, Any]) -> KernelMessage | _Idle | None:

@@ -43,6 +43,7 @@ class Session:
         identify: execution.Identify = execution.identify_by_name,
         kernel: kernels.SharedKernel | None = None,
         grace_period: float = 60.0,
+        max_output_chars: int = 2_000_000,
         on_ended: Callable[[Session], None] | None = None,
     ) -> None:
         self.session_id = session_id
@@ -53,7 +54,13 @@ class Session:
         self.record = record
         self.kernel = kernel or kernels.SharedKernel()
         self.executor = execution.Executor(
-            session_id, doc, self.kernel, may_write=may_write, record=record, identify=identify
+            session_id,
+            doc,
+            self.kernel,
+            may_write=may_write,
+            record=record,
+            identify=identify,
+            max_output_chars=max_output_chars,
         )
         self.grace_period = grace_period
         self.on_ended = on_ended

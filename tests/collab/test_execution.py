@@ -442,3 +442,17 @@ async def test_displays_are_updated_in_place_and_clear_output_waits(recorded: Re
         assert cell(session, "c2")["outputs"] == [
             {"output_type": "stream", "name": "stdout", "text": "kept\n"}
         ]
+
+
+async def test_output_beyond_the_limit_is_dropped_with_one_notice(recorded: Recorded) -> None:
+    """A cell printing without end must not grow everybody's document without end."""
+    flood = "for i in range(200):\n    print('x' * 50, flush=True)"
+    async with make_session(notebook_doc(flood), recorded, max_output_chars=1000) as session:
+        request = await session.execute("c0", ALICE)
+        assert (await asyncio.wait_for(request.done, 20)).status == "ok"
+
+        outputs = cell(session, "c0")["outputs"]
+    shown = "".join(o["text"] for o in outputs if o["name"] == "stdout")
+    assert 0 < len(shown) <= 1000
+    notices = [o["text"] for o in outputs if o["name"] == "stderr"]
+    assert notices == ["[chronohub: output beyond 1,000 characters is not shown]\n"]
