@@ -17,9 +17,11 @@ Two ways to ask, both checked by the same write-access callback:
   ``POST /hub/api/collab/sessions/{id}/execute`` calls it), which returns the request; its
   ``done`` future resolves to the ``Outcome``.
 
-Requests run one at a time in arrival order. Outputs, the execution count and the cell's
-``execution_state`` are written into the document as the kernel sends them, each batch of
-kernel messages in one transaction (one CRDT update for every participant). Every request
+Requests run one at a time in arrival order (at most ``max_queued`` wait). Outputs, the
+execution count and the cell's ``execution_state`` are written into the document as the
+kernel sends them, each batch of kernel messages in one transaction (one CRDT update for
+every participant). Beyond ``max_output_chars`` a request's further output is dropped with
+one notice, so a runaway loop cannot grow everybody's document without end. Every request
 and its end are reported as events (``events.catalog.collab_sessions``): who ran which cell,
 never its source or outputs.
 """
@@ -51,7 +53,6 @@ ORIGIN = "chronohub:executor"
 """The origin of the executor's own transactions on the document."""
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-FINAL = frozenset({"ok", "error", "aborted", "refused"})
 Via = Literal["document", "api"]
 
 
@@ -132,6 +133,7 @@ class Executor:
         identify: Identify = identify_by_name,
         keep_finished: int = 50,
         max_output_chars: int = 2_000_000,
+        max_queued: int = 100,
     ) -> None:
         self.session_id = session_id
         self.doc = doc
@@ -141,6 +143,7 @@ class Executor:
         self.identify = identify
         self.keep_finished = keep_finished
         self.max_output_chars = max_output_chars
+        self.max_queued = max_queued
         self.current: ExecutionRequest | None = None
         self._queue: asyncio.Queue[ExecutionRequest] = asyncio.Queue()
         self._asks: asyncio.Queue[_DocAsk] = asyncio.Queue()
@@ -194,8 +197,8 @@ class Executor:
     ) -> ExecutionRequest:
         """Queue ``cell_id`` to run for ``requester`` (a direct call: the REST endpoint).
 
-        Raises ``Forbidden``, ``CellNotFound``, ``NotACodeCell``, ``Invalid`` or
-        ``SessionClosed``; a refusal is recorded as an event as well.
+        Raises ``Forbidden``, ``CellNotFound``, ``NotACodeCell``, ``Invalid``, ``Unavailable``
+        (the queue is full) or ``SessionClosed``; a refusal is recorded as an event as well.
         """
         request_id = request_id or uuid.uuid4().hex
         return await self._admit(request_id, cell_id, requester, "api")
@@ -229,6 +232,10 @@ class Executor:
             if not await self.may_write(requester):
                 raise errors.Forbidden(requester.name, "run cells")
             code = notebook.source_of(notebook.find_code_cell(self.doc, cell_id))
+            if self._queue.qsize() >= self.max_queued:
+                raise errors.Unavailable(
+                    f"{self.max_queued} requests are already waiting; try again later"
+                )
         except errors.SessionError as exc:
             await self._refuse(request_id, cell_id, requester, via, exc)
             raise
@@ -244,6 +251,9 @@ class Executor:
             ),
             requester,
         )
+        if self._closed:  # stopped while the request was being recorded
+            await self._finish(request, "aborted", None, started=None, reason="session ended")
+            return request
         self._write_entry(request, "queued")
         self._queue.put_nowait(request)
         return request

@@ -456,3 +456,20 @@ async def test_output_beyond_the_limit_is_dropped_with_one_notice(recorded: Reco
     assert 0 < len(shown) <= 1000
     notices = [o["text"] for o in outputs if o["name"] == "stderr"]
     assert notices == ["[chronohub: output beyond 1,000 characters is not shown]\n"]
+
+
+async def test_a_full_queue_refuses_more_requests(recorded: Recorded) -> None:
+    from collab import execution as executor_module
+
+    doc = notebook_doc("import time; time.sleep(30)", "1")
+    session = make_session(doc, recorded)
+    async with session:
+        session.executor.max_queued = 1
+        await session.execute("c0", ALICE)  # running
+        await wait_for(lambda: session.executor.current is not None)
+        queued = await session.execute("c1", ALICE)  # waiting: the queue is full now
+
+        with pytest.raises(errors.Unavailable, match="1 requests are already waiting"):
+            await session.execute("c1", ALICE)
+        assert "already waiting" in recorded.of(ev.ExecutionRefused)[0].reason
+    assert queued.done.result() == executor_module.Outcome("aborted", None)
