@@ -6,6 +6,8 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text
 
 from collab import notebook
@@ -176,6 +178,11 @@ def test_cells_are_found_by_id_and_only_code_cells_run() -> None:
         notebook.find_code_cell(doc, "intro")
 
 
+def stream(name: str, text: str | list[str]) -> dict[str, Any]:
+    """A stream output."""
+    return {"output_type": "stream", "name": name, "text": text}
+
+
 def test_output_edits_follow_jupyterlab() -> None:
     """Streams of the same name merge into one growing text; others start a new output."""
     doc: Doc[Any] = Doc()
@@ -216,3 +223,58 @@ def test_output_edits_follow_jupyterlab() -> None:
     with doc.transaction():
         notebook.clear_outputs(cell)
     assert notebook.read(doc)["cells"][1]["outputs"] == []
+
+
+def merged(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reference: consecutive stream outputs of the same name are one output."""
+    result: list[dict[str, Any]] = []
+    for output in outputs:
+        last = result[-1] if result else None
+        if (
+            output["output_type"] == "stream"
+            and last is not None
+            and last["output_type"] == "stream"
+            and last["name"] == output["name"]
+        ):
+            result[-1] = {**last, "text": last["text"] + output["text"]}
+        else:
+            result.append(dict(output))
+    return result
+
+
+output_strategy = st.one_of(
+    st.builds(stream, st.sampled_from(["stdout", "stderr"]), st.text(min_size=1, max_size=20)),
+    st.builds(
+        lambda text: {"output_type": "display_data", "data": {"text/plain": text}, "metadata": {}},
+        st.text(max_size=10),
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(outputs=st.lists(output_strategy, max_size=12), edits=st.lists(st.text(max_size=5)))
+def test_outputs_written_while_a_participant_types_converge(
+    outputs: list[dict[str, Any]], edits: list[str]
+) -> None:
+    """The executor's writes and a participant's concurrent typing merge on both replicas."""
+    server: Doc[Any] = Doc()
+    notebook.load(server, sample())
+    client: Doc[Any] = Doc()
+    client.apply_update(server.get_update())
+
+    with server.transaction():
+        cell = notebook.find_code_cell(server, "calc")
+        notebook.begin_execution(cell)
+        for output in outputs:
+            notebook.append_output(cell, output)
+    with client.transaction():
+        source = notebook.find_code_cell(client, "calc")["source"]
+        for text in edits:
+            source += text
+    server.apply_update(client.get_update(server.get_state()))
+    client.apply_update(server.get_update(client.get_state()))
+
+    assert notebook.read(server) == notebook.read(client)
+    ran = notebook.read(server)["cells"][1]
+    assert ran["outputs"] == merged(outputs)
+    assert ran["source"] == "print('hi')\n1 + 1" + "".join(edits)
