@@ -144,9 +144,12 @@ class SharedKernel:
         self._manager = manager
         try:
             await manager.start_kernel()
-        except Exception as exc:
+        except BaseException as exc:
+            # Cancelled or failed: leave no process and no directory behind.
             await self._release()
             self.state = "dead"
+            if not isinstance(exc, Exception):
+                raise
             raise errors.KernelStartFailed(
                 f"kernel {self.kernel_name!r} did not start: {exc}"
             ) from exc
@@ -161,7 +164,7 @@ class SharedKernel:
             task.add_done_callback(self._task_done)
         try:
             await self._handshake()
-        except errors.KernelError:
+        except BaseException:  # not answering, or cancelled: stop what was started
             await self.shutdown()
             self.state = "dead"
             raise

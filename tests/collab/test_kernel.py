@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +153,25 @@ async def test_an_unknown_kernel_fails_to_start_with_its_name() -> None:
     with pytest.raises(errors.KernelStartFailed, match="no-such-kernel"):
         await k.start()
     assert k.state == "dead"
+
+
+async def test_a_start_cancelled_midway_leaves_no_kernel_behind() -> None:
+    k = kernel.SharedKernel()
+    starting = asyncio.create_task(k.start())
+
+    def process_started() -> bool:
+        manager = k._manager
+        return manager is not None and manager.has_kernel
+
+    await wait_for(process_started, timeout_s=30)
+    assert k._manager is not None
+    pid = k._manager.provisioner.pid  # type: ignore[union-attr]
+    runtime = Path(k._runtime.name)  # type: ignore[union-attr]
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+
+    assert k.state == "dead"
+    assert not runtime.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
