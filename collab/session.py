@@ -98,7 +98,12 @@ class Session:
             await self.kernel.start()
         except errors.KernelError:
             self.state = "ended"
-            await self._record_end("kernel_failed")
+            try:
+                await self._record_end("kernel_failed")
+            finally:
+                self.ended.set()
+                if self.on_ended is not None:
+                    self.on_ended(self)
             raise
         await self.record(
             session_events.KernelStarted(

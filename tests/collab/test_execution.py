@@ -393,9 +393,15 @@ async def test_a_session_nobody_joins_ends_after_the_grace_period(recorded: Reco
 async def test_a_kernel_that_cannot_start_ends_the_session(recorded: Recorded) -> None:
     from collab import kernel
 
-    session = make_session(notebook_doc("1"), recorded, kernel=kernel.SharedKernel("nope"))
+    ended: list[Session] = []
+    session = make_session(
+        notebook_doc("1"), recorded, kernel=kernel.SharedKernel("nope"), on_ended=ended.append
+    )
     with pytest.raises(errors.KernelStartFailed):
         await session.start()
+
+    assert session.ended.is_set()
+    assert ended == [session]
 
     assert recorded.types() == ["collab_session.created", "collab_session.ended"]
     assert recorded.of(ev.SessionEnded)[0].reason == "kernel_failed"
