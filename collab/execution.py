@@ -12,7 +12,8 @@ Two ways to ask, both checked by the same write-access callback:
   field of the entry. The executor answers in the same entry, replacing it with
   ``{cell_id, requester, status, reason?, execution_count?}`` where ``status`` goes
   ``queued`` → ``running`` → ``ok`` | ``error`` | ``aborted``, or is ``refused`` with a
-  ``reason``. Finished entries beyond the last ``keep_finished`` are deleted.
+  ``reason``. Finished entries beyond the last ``keep_finished`` are deleted. Requests
+  written in one update run in the order of their ids.
 * **By a call** (``Executor.submit``; the REST endpoint
   ``POST /hub/api/collab/sessions/{id}/execute`` calls it), which returns the request; its
   ``done`` future resolves to the ``Outcome``.
@@ -166,7 +167,7 @@ class Executor:
         self._abort_stale_entries()
         self._subscription = self._requests.observe(self._on_requests_changed)
         # Entries written before we watched (e.g. while the session was starting).
-        for key in list(self._requests.keys()):
+        for key in sorted(self._requests.keys()):
             self._consider(key, self._requests.get(key), origin=None, initial=True)
         self._tasks = [
             asyncio.create_task(self._intake(), name=f"executor-intake-{self.session_id}"),
@@ -292,7 +293,9 @@ class Executor:
         if origin == ORIGIN:
             return
         changes: dict[str, dict[str, Any]] = getattr(event, "keys", {})
-        for key, change in changes.items():
+        # A map's changes come in hash order: requests that arrive in one update run in the
+        # order of their ids, so a client writing several at once can order them.
+        for key, change in sorted(changes.items()):
             if change.get("action") in ("add", "update"):
                 self._consider(key, change.get("newValue"), origin=origin, initial=False)
 

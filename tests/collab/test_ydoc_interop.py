@@ -101,12 +101,18 @@ async def test_jupyterlab_asks_for_a_cell_and_sees_another_clients_outputs() -> 
         may_write=lambda who: _yes(),
         record=recorded,
     )
+    lab_cell = {"id": "from-lab", "cell_type": "code", "source": "print('lab')", "metadata": {}}
     async with session:
         answer = await node(
             "edit",
             {
                 "update": b64(doc.get_update()),
-                "edits": [{"op": "request", "request_id": "lab-1", "cell_id": "c0"}],
+                "edits": [
+                    {"op": "request", "request_id": "lab-1", "cell_id": "c0"},
+                    # A cell JupyterLab creates (no execution_state yet), asked for at once.
+                    {"op": "insert", "index": 1, "cell": lab_cell},
+                    {"op": "request", "request_id": "lab-2", "cell_id": "from-lab"},
+                ],
             },
         )
         # The room applies a participant's update with the participant as origin.
@@ -114,7 +120,10 @@ async def test_jupyterlab_asks_for_a_cell_and_sees_another_clients_outputs() -> 
             doc.apply_update(base64.b64decode(answer["update"]))
 
         requests = doc.get(notebook.REQUESTS, type=Map)
-        await wait_for(lambda: (requests.get("lab-1") or {}).get("status") == "ok", timeout_s=20)
+        for request_id in ("lab-1", "lab-2"):
+            await wait_for(
+                lambda r=request_id: (requests.get(r) or {}).get("status") == "ok", timeout_s=20
+            )
 
     seen = await node("read", {"update": b64(doc.get_update())})
     assert seen["notebook"]["cells"] == notebook.read(doc)["cells"]
@@ -127,12 +136,18 @@ async def test_jupyterlab_asks_for_a_cell_and_sees_another_clients_outputs() -> 
             "metadata": {},
         },
     ]
-    assert seen["states"] == {"c0": "idle"}
-    assert seen["requests"]["lab-1"] == {
-        "cell_id": "c0",
-        "requester": "alice",
-        "status": "ok",
-        "execution_count": 1,
+    assert seen["notebook"]["cells"][1]["outputs"] == [
+        {"output_type": "stream", "name": "stdout", "text": "lab\n"}
+    ]
+    assert seen["states"] == {"c0": "idle", "from-lab": "idle"}
+    assert seen["requests"] == {
+        "lab-1": {"cell_id": "c0", "requester": "alice", "status": "ok", "execution_count": 1},
+        "lab-2": {
+            "cell_id": "from-lab",
+            "requester": "alice",
+            "status": "ok",
+            "execution_count": 2,
+        },
     }
 
 
