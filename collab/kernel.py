@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -98,12 +99,45 @@ class _Pending:
     )
 
 
-class SharedKernel:
-    """A kernel for one session: ``async with SharedKernel() as kernel: ...``."""
+# What the kernel inherits of the hub's environment: enough to run Python and find its
+# packages, nothing else. The hub's own variables (database URL, PG* passwords, service
+# tokens, CHRONOHUB_*) must not be readable by code that participants run.
+INHERITED = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ",
+        "TMPDIR", "TEMP", "TMP", "VIRTUAL_ENV", "CONDA_PREFIX", "SYSTEMROOT",
+    }
+)  # fmt: skip
 
-    def __init__(self, kernel_name: str = "python3", *, startup_timeout: float = 60.0) -> None:
+
+def kernel_environment(
+    environ: Mapping[str, str], extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment a kernel starts with: the allowed part of ``environ``, plus ``extra``."""
+    env = {k: v for k, v in environ.items() if k in INHERITED or k.startswith("LC_")}
+    env.update(extra or {})
+    return env
+
+
+class SharedKernel:
+    """A kernel for one session: ``async with SharedKernel() as kernel: ...``.
+
+    The kernel runs as the hub's user, in ``cwd`` (by default a scratch directory removed at
+    shutdown), with ``kernel_environment(os.environ, env)``.
+    """
+
+    def __init__(
+        self,
+        kernel_name: str = "python3",
+        *,
+        startup_timeout: float = 60.0,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.kernel_name = kernel_name
         self.startup_timeout = startup_timeout
+        self.cwd = cwd
+        self.extra_env = dict(env or {})
         self.state: KernelState = "new"
         self._runtime: tempfile.TemporaryDirectory[str] | None = None
         self._manager: AsyncKernelManager | None = None
@@ -142,8 +176,12 @@ class SharedKernel:
             ip=str(runtime / "kernel"),
         )
         self._manager = manager
+        work = self.cwd or runtime / "work"
+        work.mkdir(exist_ok=True)
         try:
-            await manager.start_kernel()
+            await manager.start_kernel(
+                env=kernel_environment(os.environ, self.extra_env), cwd=str(work)
+            )
         except BaseException as exc:
             # Cancelled or failed: leave no process and no directory behind.
             await self._release()

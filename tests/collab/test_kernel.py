@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
@@ -175,3 +176,23 @@ async def test_a_start_cancelled_midway_leaves_no_kernel_behind() -> None:
     assert not runtime.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_the_kernel_sees_none_of_the_hubs_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHRONOHUB_DATABASE_URL", "postgresql://hub:pw@db/hub")
+    monkeypatch.setenv("PGPASSWORD", "pw")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    async with kernel.SharedKernel(env={"SESSION_NAME": "demo"}) as k:
+        messages = await run(
+            k, "import os, json; print(json.dumps(sorted(os.environ)), os.getcwd(), sep='\\n')"
+        )
+        runtime = Path(k._runtime.name)  # type: ignore[union-attr]
+
+    printed_text = "".join(
+        m.output["text"] for m in messages if isinstance(m, kernel.Output)
+    ).splitlines()
+    names = set(json.loads(printed_text[0]))
+    assert "CHRONOHUB_DATABASE_URL" not in names
+    assert "PGPASSWORD" not in names
+    assert {"PATH", "LC_ALL", "SESSION_NAME"} <= names
+    assert Path(printed_text[1]) == runtime / "work"
