@@ -204,6 +204,11 @@ class Executor:
         request_id = request_id or uuid.uuid4().hex
         return await self._admit(request_id, cell_id, requester, "api")
 
+    @property
+    def queued(self) -> int:
+        """How many requests wait behind the running one."""
+        return self._queue.qsize()
+
     def drain(self) -> list[ExecutionRequest]:
         """Take every queued request off the queue (they will not run)."""
         drained: list[ExecutionRequest] = []

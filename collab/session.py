@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
@@ -26,6 +27,19 @@ log = logging.getLogger(__name__)
 
 SessionState = Literal["new", "running", "ending", "ended"]
 EndReason = Literal["shutdown", "idle", "kernel_failed"]
+
+
+@dataclass(frozen=True)
+class Status:
+    """What a session is doing now (for the REST API's reply about a session)."""
+
+    session_id: UUID
+    room: str
+    state: SessionState
+    kernel_state: kernels.KernelState
+    running_cell: str | None
+    queued: int
+    participants: int
 
 
 class Session:
@@ -139,6 +153,19 @@ class Session:
     async def _record_end(self, reason: EndReason) -> None:
         await self.record(
             session_events.SessionEnded(session_id=self.session_id, reason=reason), None
+        )
+
+    def status(self) -> Status:
+        """A snapshot of the session's state."""
+        current = self.executor.current
+        return Status(
+            session_id=self.session_id,
+            room=self.room,
+            state=self.state,
+            kernel_state=self.kernel.state,
+            running_cell=current.cell_id if current else None,
+            queued=self.executor.queued,
+            participants=len(self._participants),
         )
 
     # --- participants and the grace period -----------------------------------------------

@@ -474,6 +474,13 @@ async def test_a_full_queue_refuses_more_requests(recorded: Recorded) -> None:
         await session.execute("c0", ALICE)  # running
         await wait_for(lambda: session.executor.current is not None)
         queued = await session.execute("c1", ALICE)  # waiting: the queue is full now
+        status = session.status()
+        assert (status.state, status.kernel_state, status.running_cell, status.queued) == (
+            "running",
+            "ready",
+            "c0",
+            1,
+        )
 
         with pytest.raises(errors.Unavailable, match="1 requests are already waiting"):
             await session.execute("c1", ALICE)
