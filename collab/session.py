@@ -201,7 +201,12 @@ class Session:
         await asyncio.sleep(self.grace_period)
         log.info("session %s: nobody for %gs, shutting down", self.session_id, self.grace_period)
         self._grace = None  # this task ends the session; shutdown must not cancel it
-        await self.shutdown("idle")
+        try:
+            await self.shutdown("idle")
+        except Exception:
+            # The kernel is stopped either way; only recording the end failed. Nobody
+            # awaits this task, so say it here.
+            log.exception("session %s: the idle shutdown could not be recorded", self.session_id)
 
     # --- what participants do ------------------------------------------------------------
 
