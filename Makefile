@@ -56,5 +56,12 @@ bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.jso
 bench-api: $(VENV)/.installed-bench bench/node_modules/.package-lock.json
 	$(BIN)/python bench/rest_api.py
 
+# JupyterLab's notebook model (@jupyter/ydoc) for the shared-execution interop tests (node >= 20)
+tests/node/ydoc/node_modules/.package-lock.json: tests/node/ydoc/package.json tests/node/ydoc/package-lock.json
+	npm ci --prefix tests/node/ydoc --no-audit --no-fund
+	touch $@
+
+test: tests/node/ydoc/node_modules/.package-lock.json
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

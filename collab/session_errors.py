@@ -1,0 +1,79 @@
+"""Typed errors of shared execution sessions: the notebook, the kernel, the executor.
+
+Each carries the fields a caller needs to answer (the REST layer maps ``Forbidden`` to 403/404,
+``NotFound`` to 404, ``Invalid`` to 400, ``Unavailable`` to 409/503).
+"""
+
+from __future__ import annotations
+
+
+class SessionError(Exception):
+    """Base of every error a shared execution session raises."""
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+class Invalid(SessionError):
+    """The input is malformed; the message names what is wrong."""
+
+
+class NotebookInvalid(Invalid):
+    """A notebook given to build a session does not follow nbformat 4."""
+
+
+class NotFound(SessionError):
+    """A named thing does not exist."""
+
+
+class CellNotFound(NotFound):
+    """The document holds no cell with this id."""
+
+    def __init__(self, cell_id: str) -> None:
+        super().__init__(f"the notebook has no cell with id {cell_id!r}")
+        self.cell_id = cell_id
+
+
+class NotACodeCell(Invalid):
+    """Only code cells can run."""
+
+    def __init__(self, cell_id: str, cell_type: str) -> None:
+        super().__init__(f"cell {cell_id!r} is a {cell_type} cell; only code cells run")
+        self.cell_id = cell_id
+        self.cell_type = cell_type
+
+
+class Forbidden(SessionError):
+    """The requester may not do this (read-only participant, or no participant at all)."""
+
+    def __init__(self, requester: str, action: str) -> None:
+        super().__init__(f"{requester!r} may not {action} in this session")
+        self.requester = requester
+        self.action = action
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+class Unavailable(SessionError):
+    """The session or its kernel cannot take this request now."""
+
+
+class SessionClosed(Unavailable):
+    """The session has ended; it takes no more requests."""
+
+
+class KernelError(SessionError):
+    """Something went wrong with the kernel process."""
+
+
+class KernelStartFailed(KernelError):
+    """The kernel did not start, or did not answer in time."""
+
+
+class KernelDied(KernelError, Unavailable):
+    """The kernel process is gone; restart the session's kernel to go on."""
+
+
+class KernelNotRunning(KernelError, Unavailable):
+    """The kernel is not started yet, or was shut down."""
