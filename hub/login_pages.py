@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 from uuid import uuid4
 
 from aiohttp import web
@@ -164,7 +165,7 @@ async def complete_login(
             authenticator=auth.authenticator.kind,
             metadata=_metadata(request, models.Actor(kind="user", name=name)),
         )
-    response = web.HTTPFound(next_url)
+    response = pages.redirect(next_url)
     auth.cookies.set(response, sessions.COOKIE_NAME, started.cookie, httponly=True)
     return response
 
@@ -200,7 +201,7 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
 def _require_user(request: web.Request) -> Any:
     row = identity.session_user(request)
     if row is None:
-        raise web.HTTPFound(f"/hub/login?next={request.path}")
+        raise web.HTTPFound("/hub/login?next=" + quote(request.path_qs, safe=""))
     return row
 
 
@@ -238,7 +239,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
                 row,
                 metadata=_metadata(request, models.Actor(kind="user", name=row["name"])),
             )
-    response = web.HTTPFound("/hub/login")
+    response = pages.redirect("/hub/login")
     auth.cookies.clear(response, sessions.COOKIE_NAME)
     return response
 

@@ -169,8 +169,8 @@ def check_exchange(code: Mapping[str, Any], request: Exchange, now: datetime) ->
 # --- authorize -------------------------------------------------------------------------------
 
 
-def _oauth_redirect(error: oauth_errors.OAuth2Error, redirect_uri: str) -> web.HTTPFound:
-    return web.HTTPFound(error.in_uri(redirect_uri))
+def _oauth_redirect(error: oauth_errors.OAuth2Error, redirect_uri: str) -> web.Response:
+    return pages.redirect(error.in_uri(redirect_uri))
 
 
 def _with_query(uri: str, **params: str) -> str:

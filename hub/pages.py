@@ -39,10 +39,15 @@ def render(template: str, *, status: int = 200, **context: Any) -> web.Response:
     return response
 
 
+def redirect(location: str) -> web.Response:
+    """A 302 to ``location`` that cookies can be set on (aiohttp wants exceptions raised)."""
+    return web.Response(status=302, headers={"Location": location})
+
+
 def error_page(status: int, message: str, *, user: str | None = None) -> web.Response:
     """An HTML error page (for browsers; the API answers JSON)."""
     reason = _REASONS.get(status, "Error")
-    return render("error.html", status=status, reason=reason, error=message, user=user)
+    return render("error.html", status=status, code=status, reason=reason, error=message, user=user)
 
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests"}

@@ -85,7 +85,7 @@ class OAuthAuthenticator:
             code_challenge=client.create_code_challenge(verifier, "S256"),
             code_challenge_method="S256",
         )
-        response = web.HTTPFound(url)
+        response = web.Response(status=302, headers={"Location": url})
         payload = json.dumps({"state": state, "verifier": verifier, "next": next_url})
         self.cookies.set(
             response, STATE_COOKIE, self.cookies.sign("oauth-state", payload), httponly=True
