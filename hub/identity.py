@@ -27,6 +27,11 @@ from hub.login_throttle import Limits
 SESSION_USER: web.RequestKey[Any] = web.RequestKey("chronohub.session_user")
 
 
+# Not cookie-checked here: the token endpoint authenticates the OAuth client, never a
+# cookie; the login and signup forms check XSRF themselves, to answer with the form.
+XSRF_CHECKED_ELSEWHERE = frozenset({"/hub/api/oauth2/token", "/hub/login", "/hub/signup"})
+
+
 @dataclass(frozen=True)
 class Auth:
     """The login machinery of a running hub."""
@@ -92,7 +97,10 @@ def middleware() -> Any:
             return await handler(request)
         caller = await resolve(request)
         if caller is not None:
-            if request.method not in sessions.SAFE_METHODS:
+            if (
+                request.method not in sessions.SAFE_METHODS
+                and request.path not in XSRF_CHECKED_ELSEWHERE
+            ):
                 await sessions.check_xsrf(request, request.app[AUTH].cookies)
             request[access.REQUEST_CALLER] = caller
         return await handler(request)

@@ -169,7 +169,9 @@ async def register_server_client(
             dict.fromkeys([f"access:servers!server={user}/{server_name}", *(allowed_scopes or [])])
         ),
     )
-    scopes.check_scope_names([scopes.parse_scope(s).name for s in client.allowed_scopes])
+    scopes.check_scope_names(
+        [scopes.parse_scope(s, unvalued=True).name for s in client.allowed_scopes]
+    )
     async with _session(target) as session:
         await _put(session, client, metadata or models.Metadata())
     return client.client_id
@@ -201,7 +203,7 @@ def service_client(entry: hub_settings.ServiceConfig) -> Client | None:
     wanted = [access, *entry.oauth_client_allowed_scopes]
     for text in wanted:
         try:
-            scopes.check_scope_names([scopes.parse_scope(text).name])
+            scopes.check_scope_names([scopes.parse_scope(text, unvalued=True).name])
         except scopes.ScopeError as exc:
             raise ClientConfigError(
                 f"services: oauth_client_allowed_scopes of {entry.name!r}: {exc}"

@@ -45,7 +45,8 @@ async def events_of(pool: asyncpg.Pool[Any], event_type: str) -> list[dict[str, 
     import json
 
     rows = await pool.fetch(
-        "SELECT stream_id, data, metadata FROM events WHERE event_type = $1 ORDER BY global_position",
+        "SELECT stream_id, data, metadata FROM events"
+        " WHERE event_type = $1 ORDER BY global_position",
         event_type,
     )
     return [
@@ -60,27 +61,35 @@ async def test_login_sets_a_signed_httponly_samesite_cookie_that_authenticates_t
     api, _ = hub
     await set_password(api, "alice")
     form = await browser.get("/hub/login")
-    assert form.status == 200 and "<form" in form.text and 'name="_xsrf"' in form.text
+    assert form.status == 200
+    assert "<form" in form.text
+    assert 'name="_xsrf"' in form.text
 
     page = await browser.login("alice")
-    assert page.status == 302 and page.location == "/hub/home"
+    assert page.status == 302
+    assert page.location == "/hub/home"
     cookie = page.response.headers.getall("Set-Cookie")
     login_cookie = next(c for c in cookie if c.startswith("jupyterhub-hub-login="))
-    assert "HttpOnly" in login_cookie and "SameSite=Lax" in login_cookie
+    assert "HttpOnly" in login_cookie
+    assert "SameSite=Lax" in login_cookie
     assert "Path=/hub/" in login_cookie
 
     home = await browser.get("/hub/home")
-    assert home.status == 200 and 'id="user">alice<' in home.text
+    assert home.status == 200
+    assert 'id="user">alice<' in home.text
     whoami = await browser.get("/hub/api/user")
     assert whoami.status == 200
     me = await whoami.response.json()
-    assert me["name"] == "alice" and "read:users!user=alice" in me["scopes"]
+    assert me["name"] == "alice"
+    assert "read:users!user=alice" in me["scopes"]
     assert await sessions_of(pool, "alice") == 1
     [logged_in] = await events_of(pool, "user.logged_in")
-    assert logged_in["name"] == "alice" and logged_in["authenticator"] == "native"
+    assert logged_in["name"] == "alice"
+    assert logged_in["authenticator"] == "native"
     assert logged_in["meta"]["actor"] == {"kind": "user", "name": "alice"}
     [password_set] = await events_of(pool, "user.password_set")
-    assert password_set["by"] == "admin" and PASSWORD not in str(password_set)
+    assert password_set["by"] == "admin"
+    assert PASSWORD not in str(password_set)
 
 
 async def test_wrong_password_and_unknown_user_are_refused_alike_and_logged(
@@ -102,7 +111,8 @@ async def test_wrong_password_and_unknown_user_are_refused_alike_and_logged(
         ("unknown_user", None, "login"),  # the name typed is not logged: it may be a password
     ]
     log = "\n".join(r[0] for r in await pool.fetch("SELECT row_to_json(e)::text FROM events e"))
-    assert "not the password" not in log and "nobody" not in log
+    assert "not the password" not in log
+    assert "nobody" not in log
 
 
 async def test_login_without_or_with_a_wrong_xsrf_token_is_refused(
@@ -112,11 +122,13 @@ async def test_login_without_or_with_a_wrong_xsrf_token_is_refused(
     await set_password(api, "alice")
     await browser.get("/hub/login")
     missing = await browser.post("/hub/login", data={"username": "alice", "password": PASSWORD})
-    assert missing.status == 403 and "&#39;_xsrf&#39; argument missing from POST" in missing.text
+    assert missing.status == 403
+    assert "&#39;_xsrf&#39; argument missing from POST" in missing.text
     wrong = await browser.post(
         "/hub/login", data={"_xsrf": "forged", "username": "alice", "password": PASSWORD}
     )
-    assert wrong.status == 403 and "XSRF cookie does not match POST argument" in wrong.text
+    assert wrong.status == 403
+    assert "XSRF cookie does not match POST argument" in wrong.text
     assert await pool.fetchval("SELECT count(*) FROM login_sessions") == 0
     assert await events_of(pool, "user.logged_in") == []
 
@@ -138,7 +150,8 @@ async def test_a_tampered_or_forged_cookie_is_refused(
             assert page.status == 403
             assert (await page.response.json())["message"] == "Missing or invalid credentials."
             home = await other.get("/hub/home")
-            assert home.status == 302 and home.location.startswith("/hub/login")
+            assert home.status == 302
+            assert home.location.startswith("/hub/login")
         finally:
             await other.close()
 
@@ -174,12 +187,15 @@ async def test_logout_ends_the_session_for_good(
     await browser.login("alice")
     cookie = browser.cookie("jupyterhub-hub-login")
     page = await browser.get("/hub/logout")
-    assert page.status == 200 and "<form" in page.text
+    assert page.status == 200
+    assert "<form" in page.text
     no_xsrf = await browser.post("/hub/logout")
-    assert no_xsrf.status == 403 and await sessions_of(pool, "alice") == 1
+    assert no_xsrf.status == 403
+    assert await sessions_of(pool, "alice") == 1
 
     out = await browser.post("/hub/logout", data={"_xsrf": page.hidden("_xsrf")})
-    assert out.status == 302 and out.location == "/hub/login"
+    assert out.status == 302
+    assert out.location == "/hub/login"
     assert await sessions_of(pool, "alice") == 0
     [logged_out] = await events_of(pool, "user.logged_out")
     assert logged_out["name"] == "alice"
@@ -210,7 +226,8 @@ async def test_next_redirects_stay_on_this_hub(
     api, _ = hub
     await set_password(api, "alice")
     page = await browser.login("alice", next_url=quote(next_url, safe=""))
-    assert page.status == 302 and page.location == lands
+    assert page.status == 302
+    assert page.location == lands
 
 
 async def test_repeated_failures_lock_the_user_out_even_with_the_right_password(
@@ -221,7 +238,8 @@ async def test_repeated_failures_lock_the_user_out_even_with_the_right_password(
     for _ in range(2):
         assert (await browser.login("alice", "wrong password")).status == 403
     third = await browser.login("alice", "wrong password")
-    assert third.status == 403 and "the account is locked for 300 seconds" in third.text
+    assert third.status == 403
+    assert "the account is locked for 300 seconds" in third.text
     locked = await browser.login("alice")  # the right password, too late
     assert locked.status == 429
     assert "Too many failed logins for this user" in locked.text
@@ -241,7 +259,8 @@ async def test_failures_from_one_address_are_rate_limited(
     for i in range(5):  # five different names: no user lockout, one address
         assert (await browser.login(f"guess{i}", "wrong password")).status == 403
     limited = await browser.login("carol")
-    assert limited.status == 429 and "Too many failed logins from this address" in limited.text
+    assert limited.status == 429
+    assert "Too many failed logins from this address" in limited.text
     assert await sessions_of(pool, "carol") == 0
 
 
@@ -251,21 +270,24 @@ async def test_passwords_set_by_admin_and_changed_by_their_owner(
     api, _ = hub
     await set_password(api, "alice")
     status, body = await api.call("PUT", "/users/alice/password", json={"password": "short"})
-    assert status == 400 and body["message"] == "the password must be at least 8 characters long"
+    assert status == 400
+    assert body["message"] == "the password must be at least 8 characters long"
     status, body = await api.call("PUT", "/users/ghost/password", json={"password": PASSWORD})
     assert status == 404
     alice_token = await api.user_token("alice")
     status, body = await api.call(
         "PUT", "/users/alice/password", token=alice_token, json={"password": "a new password"}
     )
-    assert status == 400 and "current_password is required" in body["message"]
+    assert status == 400
+    assert "current_password is required" in body["message"]
     status, body = await api.call(
         "PUT",
         "/users/alice/password",
         token=alice_token,
         json={"password": "a new password", "current_password": "wrong"},
     )
-    assert status == 403 and body["message"] == "the current password is wrong"
+    assert status == 403
+    assert body["message"] == "the current password is wrong"
     status, body = await api.call(
         "PUT", "/users/admin/password", token=alice_token, json={"password": "a new password"}
     )
@@ -281,7 +303,8 @@ async def test_passwords_set_by_admin_and_changed_by_their_owner(
             "password": "a brand new password",
         },
     )
-    assert changed.status == 200 and "Your password was changed" in changed.text
+    assert changed.status == 200
+    assert "Your password was changed" in changed.text
     fresh = Browser(browser.base)
     try:
         assert (await fresh.login("alice")).status == 403
@@ -301,22 +324,27 @@ async def test_signup_waits_for_an_admin(
         "/hub/signup",
         data={"_xsrf": form.hidden("_xsrf"), "username": "Dora", "password": PASSWORD},
     )
-    assert sent.status == 200 and "an administrator will look at your request" in sent.text
+    assert sent.status == 200
+    assert "an administrator will look at your request" in sent.text
     again = await browser.post(
         "/hub/signup",
         data={"_xsrf": form.hidden("_xsrf"), "username": "dora", "password": PASSWORD},
     )
-    assert again.status == 409 and "already asked for" in again.text
+    assert again.status == 409
+    assert "already asked for" in again.text
     bad = await browser.post(
         "/hub/signup", data={"_xsrf": form.hidden("_xsrf"), "username": "a/b", "password": PASSWORD}
     )
-    assert bad.status == 400 and "invalid username" in bad.text
+    assert bad.status == 400
+    assert "invalid username" in bad.text
     assert (await browser.login("dora")).status == 403  # not before approval
 
     status, pending = await api.call("GET", "/signups")
-    assert status == 200 and [p["name"] for p in pending] == ["dora"]
+    assert status == 200
+    assert [p["name"] for p in pending] == ["dora"]
     status, user = await api.call("POST", "/signups/dora")
-    assert status == 201 and user["name"] == "dora"
+    assert status == 201
+    assert user["name"] == "dora"
     assert (await api.call("POST", "/signups/dora"))[0] == 404
     assert (await browser.login("dora")).status == 302
     assert await pool.fetchval("SELECT count(*) FROM signup_credentials") == 0
@@ -329,9 +357,12 @@ async def test_signup_waits_for_an_admin(
     assert (await api.call("DELETE", "/signups/eve"))[0] == 204
     assert await pool.fetchval("SELECT count(*) FROM users WHERE name = 'eve'") == 0
     assert await pool.fetchval("SELECT count(*) FROM signup_credentials") == 0
-    types = [r[0] for r in await pool.fetch("SELECT event_type FROM events ORDER BY global_position")]
+    types = [
+        r[0] for r in await pool.fetch("SELECT event_type FROM events ORDER BY global_position")
+    ]
     assert types.count("signup.requested") == 2
-    assert "signup.approved" in types and "signup.rejected" in types
+    assert "signup.approved" in types
+    assert "signup.rejected" in types
 
 
 async def test_signup_is_closed_unless_allowed(event_store: store.EventStore) -> None:
@@ -339,7 +370,8 @@ async def test_signup_is_closed_unless_allowed(event_store: store.EventStore) ->
         b = Browser(base)
         try:
             page = await b.get("/hub/signup")
-            assert page.status == 404 and "Signing up is not open" in page.text
+            assert page.status == 404
+            assert "Signing up is not open" in page.text
             posted = await b.post("/hub/signup", data={"username": "x", "password": PASSWORD})
             assert posted.status == 404
         finally:
