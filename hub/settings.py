@@ -101,6 +101,10 @@ class UpstreamOAuthConfig(BaseModel):
     )
     allow_all: bool = Field(default=False, description="Let anyone the provider knows log in")
     login_service: str = Field(default="OAuth", description="The provider's name on the page")
+    allow_insecure_http: bool = Field(
+        default=False,
+        description="Accept http:// provider URLs (a provider on this machine, tests); else https",
+    )
 
     def resolved(self) -> UpstreamOAuthConfig:
         """This configuration with the preset's values filled in where none was given."""
@@ -114,6 +118,15 @@ class UpstreamOAuthConfig(BaseModel):
         ]
         if missing:
             raise ValueError(f"oauth: {', '.join(missing)} must be set (or use preset = 'github')")
+        for name in ("authorize_url", "token_url", "userdata_url"):
+            url = getattr(resolved, name)
+            if not url.startswith("https://") and not (
+                self.allow_insecure_http and url.startswith("http://")
+            ):
+                raise ValueError(
+                    f"oauth: {name} must be an https:// URL (allow_insecure_http = true"
+                    f" accepts http:// for a provider on this machine): {url}"
+                )
         return resolved
 
 

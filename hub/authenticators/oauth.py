@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp import web
+from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
 
 from events import sql
@@ -77,14 +78,19 @@ class OAuthAuthenticator:
         client = WebApplicationClient(self.config.client_id)
         verifier = client.create_code_verifier(64)
         state = secrets.token_urlsafe(24)
-        url = client.prepare_request_uri(
-            self.config.authorize_url,
-            redirect_uri=self.callback_url(request),
-            scope=self.config.scope or None,
-            state=state,
-            code_challenge=client.create_code_challenge(verifier, "S256"),
-            code_challenge_method="S256",
-        )
+        # oauthlib's prepare_request_uri would refuse http:// even where the settings allow
+        # it (it reads an environment variable); the settings check the scheme at startup.
+        params = [
+            ("response_type", "code"),
+            ("client_id", self.config.client_id),
+            ("redirect_uri", self.callback_url(request)),
+            ("state", state),
+            ("code_challenge", client.create_code_challenge(verifier, "S256")),
+            ("code_challenge_method", "S256"),
+        ]
+        if self.config.scope:
+            params.append(("scope", " ".join(self.config.scope)))
+        url = add_params_to_uri(self.config.authorize_url or "", params)
         response = web.Response(status=302, headers={"Location": url})
         payload = json.dumps({"state": state, "verifier": verifier, "next": next_url})
         self.cookies.set(

@@ -104,14 +104,14 @@ class Browser:
 
 @asynccontextmanager
 async def running_hub(
-    event_store: store.EventStore, **overrides: Any
+    event_store: store.EventStore, *, port: int | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[Api, str]]:
-    """The hub app with ``CONFIG`` and ``overrides``, served on a free port of 127.0.0.1.
-    Yields the API helper and the base URL (``http://127.0.0.1:PORT``)."""
+    """The hub app with ``CONFIG`` and ``overrides``, served on ``port`` (default: a free one)
+    of 127.0.0.1. Yields the API helper and the base URL (``http://127.0.0.1:PORT``)."""
     config = hub_settings.Settings(**{**CONFIG, **overrides})
     await bootstrap.reconcile(event_store, config)
     hub = context.Hub(settings=config, store=event_store, database="test")
-    server = test_utils.TestServer(app.make_app(hub), host="127.0.0.1")
+    server = test_utils.TestServer(app.make_app(hub), host="127.0.0.1", port=port)
     async with test_utils.TestClient(server) as client:
         yield Api(client, event_store), str(client.make_url("")).rstrip("/")
 
