@@ -115,7 +115,7 @@ async def log_in_upstream(browser: Browser, b_url: str, name: str) -> Page:
 async def test_logging_in_through_a_second_chronohub(
     hubs: tuple[Api, str, Api, str], pool: asyncpg.Pool[Any]
 ) -> None:
-    a_api, a_url, b_api, b_url = hubs
+    _, a_url, b_api, b_url = hubs
     await set_password(b_api, "alice", "b password")
     browser = Browser(a_url)
     try:
