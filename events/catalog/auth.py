@@ -52,9 +52,9 @@ class UserLoginFailed(models.Event):
     user_id: UUID | None = None
     name: Name | None = None
     authenticator: Authenticator
-    reason: Literal[
-        "bad_password", "no_password", "unknown_user", "locked", "rate_limited", "not_allowed"
-    ]
+    # Attempts refused by a lockout or rate limit are not events (they would let anyone
+    # flood the log); the failures that caused the lockout are.
+    reason: Literal["bad_password", "no_password", "unknown_user", "not_allowed"]
 
 
 class UserPasswordSet(models.Event):
