@@ -26,6 +26,13 @@ class SetPassword(BaseModel):
     current_password: str | None = Field(default=None, max_length=1024)
 
 
+class Signup(BaseModel):
+    """A signup request waiting for an admin."""
+
+    name: str
+    requested: str
+
+
 async def set_password(request: web.Request) -> web.Response:
     """``PUT /hub/api/users/{name}/password``: 204; never echoes the password."""
     hub = request.app[HUB]

@@ -28,12 +28,13 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from aiohttp import web
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
+from pydantic import BaseModel
 
 from events import models, sql
 from events.catalog import auth as auth_events
@@ -53,6 +54,15 @@ AUTHORIZE_PARAMS = (
     "code_challenge",
     "code_challenge_method",
 )
+
+
+class TokenReply(BaseModel):
+    """``POST /oauth2/token``'s answer (no refresh token, as JupyterHub's)."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    scope: str
 
 
 class ClientRejected(Exception):
