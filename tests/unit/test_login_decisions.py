@@ -328,3 +328,42 @@ def test_the_github_preset_fills_in_githubs_endpoints() -> None:
 def test_service_oauth_client_ids_must_start_with_service() -> None:
     with pytest.raises(ValueError, match="service-"):
         hub_settings.ServiceConfig(name="x", oauth_client_id="my-client")
+
+
+# --- property: an OAuth grant never exceeds what was asked, allowed and held -------------------
+
+SCOPE_POOL = [
+    "read:users",
+    "read:users!user",
+    "read:users:name",
+    "read:users:name!user=bob",
+    "read:users:groups!user",
+    "tokens!user",
+    "admin:users",
+    "read:servers!server=alice/",
+    "access:servers!user=alice",
+    "list:groups",
+]
+
+
+@given(
+    requested=st.lists(st.sampled_from(SCOPE_POOL), max_size=5),
+    allowed=st.lists(st.sampled_from(SCOPE_POOL), max_size=6),
+    held=st.lists(st.sampled_from(SCOPE_POOL), max_size=6),
+)
+def test_granted_scopes_never_exceed_the_request_the_client_or_the_user(
+    requested: list[str], allowed: list[str], held: list[str]
+) -> None:
+    owner = scopes.Owner.for_user("alice")
+    client = service(allowed=tuple(allowed))
+    user = scopes.Grants.of(scopes.expand([*held, "access:services!service=whoami"], owner=owner))
+    try:
+        granted = oauth_provider.decide_scopes(requested, client, owner, user)
+    except oauth_errors.InvalidScopeError:
+        return  # asked for more than the client may have: nothing granted at all
+    assert set(granted) <= {*requested, client.access_scope}
+    client_grants = scopes.Grants.of(scopes.expand(client.allowed_scopes, owner=owner))
+    for text in granted:
+        for scope in scopes.expand([text], owner=owner):
+            assert client_grants.allows(scope.name, scope.filter)
+            assert user.allows(scope.name, scope.filter)
