@@ -58,6 +58,10 @@ SELECT s.session_id, u.user_id, u.name, u.admin,
 -- name: session_delete
 DELETE FROM login_sessions WHERE session_id = $1 RETURNING user_id;
 
+-- name: sessions_end_others
+DELETE FROM login_sessions WHERE user_id = $1 AND session_id <> coalesce($2, '')
+RETURNING session_id;
+
 -- name: sessions_purge
 DELETE FROM login_sessions WHERE expires_at <= clock_timestamp();
 

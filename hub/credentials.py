@@ -17,7 +17,7 @@ import argon2
 from events import models, sql, store
 from events.catalog import auth as auth_events
 from events.catalog import users as user_events
-from hub import errors
+from hub import errors, sessions
 
 queries = sql.Queries(__package__ or "hub", "auth.sql")
 
@@ -75,8 +75,13 @@ async def set_password(
     *,
     by: Literal["admin", "self", "signup", "cli"],
     metadata: models.Metadata,
+    keep_session: str | None = None,
 ) -> None:
-    """Store ``user``'s (a row with ``user_id`` and ``name``) new hash and say so in the log."""
+    """Store ``user``'s (a row with ``user_id`` and ``name``) new hash and say so in the log.
+
+    Every browser session of the user ends but ``keep_session`` (the one that changed it):
+    whoever knew the old password is signed out.
+    """
     await session.conn.execute(
         queries["credential_set"], user["user_id"], password_hash, datetime.now(UTC)
     )
@@ -85,3 +90,4 @@ async def set_password(
         [auth_events.UserPasswordSet(user_id=user["user_id"], name=user["name"], by=by)],
         metadata=metadata,
     )
+    await sessions.end_others(session, user, keep=keep_session, metadata=metadata)

@@ -180,6 +180,28 @@ async def end(session: store.Session, user: Any, *, metadata: models.Metadata) -
     )
 
 
+async def end_others(
+    session: store.Session, user: Any, *, keep: str | None, metadata: models.Metadata
+) -> int:
+    """End every browser session of ``user`` but ``keep`` (after a password change)."""
+    ended = await session.conn.fetch(queries["sessions_end_others"], user["user_id"], keep)
+    if ended:
+        await session.append(
+            "user-" + str(user["user_id"]),
+            [
+                auth_events.UserLoggedOut(
+                    user_id=user["user_id"],
+                    name=user["name"],
+                    session_id=row["session_id"],
+                    reason="password_changed",
+                )
+                for row in ended
+            ],
+            metadata=metadata,
+        )
+    return len(ended)
+
+
 # --- XSRF ------------------------------------------------------------------------------------
 
 

@@ -146,4 +146,11 @@ async def change_own_password(
         raise errors.Forbidden("the current password is wrong")
     password_hash = await credentials.hash_password(new)
     async with event_store.session() as session:
-        await credentials.set_password(session, user, password_hash, by="self", metadata=metadata)
+        await credentials.set_password(
+            session,
+            user,
+            password_hash,
+            by="self",
+            metadata=metadata,
+            keep_session=user.get("session_id"),
+        )

@@ -35,13 +35,14 @@ class UserLoggedIn(models.Event):
 
 
 class UserLoggedOut(models.Event):
-    """A user ended a browser session."""
+    """A browser session ended: the user logged out, or their password changed."""
 
     type: ClassVar[str] = "user.logged_out"
 
     user_id: UUID
     name: Name
     session_id: str = Field(min_length=1, max_length=64)
+    reason: Literal["logout", "password_changed"] = "logout"
 
 
 class UserLoginFailed(models.Event):

@@ -398,3 +398,36 @@ async def test_the_dummy_authenticator_lets_anyone_in_only_when_enabled(
             await b.close()
     [event] = await events_of(pool, "user.logged_in")
     assert event["authenticator"] == "dummy"
+
+
+async def test_a_new_password_signs_out_every_other_session(
+    hub: tuple[Api, str], browser: Browser, pool: asyncpg.Pool[Any]
+) -> None:
+    api, base = hub
+    await set_password(api, "alice")
+    other = Browser(base)  # say, a laptop left signed in somewhere
+    try:
+        assert (await other.login("alice")).status == 302
+        assert (await browser.login("alice")).status == 302
+        form = await browser.get("/hub/password")
+        changed = await browser.post(
+            "/hub/password",
+            data={
+                "_xsrf": form.hidden("_xsrf"),
+                "current_password": PASSWORD,
+                "password": "x" * 12,
+            },
+        )
+        assert changed.status == 200
+        assert (await browser.get("/hub/api/user")).status == 200  # the one that changed it
+        assert (await other.get("/hub/api/user")).status == 403
+        assert await sessions_of(pool, "alice") == 1
+
+        status, _ = await api.call("PUT", "/users/alice/password", json={"password": "y" * 12})
+        assert status == 204
+        assert (await browser.get("/hub/api/user")).status == 403  # an admin's reset: all
+        assert await sessions_of(pool, "alice") == 0
+    finally:
+        await other.close()
+    reasons = [e["reason"] for e in await events_of(pool, "user.logged_out")]
+    assert reasons == ["password_changed", "password_changed"]
