@@ -185,6 +185,14 @@ class OAuthAuthenticator:
             return True
         if self.config.allowed_organizations and self.config.preset == "github":
             orgs = await self._get_json(urljoin(self.config.userdata_url or "", "user/orgs"), token)
-            logins = {o.get("login", "").lower() for o in orgs if isinstance(o, dict)}
-            return bool(logins & {o.lower() for o in self.config.allowed_organizations})
+            return member_of(orgs, self.config.allowed_organizations)
         return False
+
+
+def member_of(orgs: Any, allowed: list[str]) -> bool:
+    """Whether GitHub's ``GET /user/orgs`` answer names one of the ``allowed`` organisations
+    (compared as GitHub does, ignoring case)."""
+    if not isinstance(orgs, list):
+        raise UpstreamError("GitHub's organisation list is not a list")
+    logins = {str(o.get("login", "")).lower() for o in orgs if isinstance(o, dict)}
+    return bool(logins & {name.lower() for name in allowed})

@@ -367,3 +367,14 @@ def test_granted_scopes_never_exceed_the_request_the_client_or_the_user(
         for scope in scopes.expand([text], owner=owner):
             assert client_grants.allows(scope.name, scope.filter)
             assert user.allows(scope.name, scope.filter)
+
+
+def test_github_organisation_membership() -> None:
+    from hub.authenticators import oauth
+
+    answer = [{"login": "Jupyter", "id": 1}, {"login": "other"}, "junk"]
+    assert oauth.member_of(answer, ["jupyter"])
+    assert not oauth.member_of(answer, ["nobody"])
+    assert not oauth.member_of([], ["jupyter"])
+    with pytest.raises(oauth.UpstreamError, match="not a list"):
+        oauth.member_of({"message": "Bad credentials"}, ["jupyter"])
