@@ -25,6 +25,7 @@ from hub import (
     database,
     errors,
     groups_api,
+    login,
     openapi,
     tokens_api,
     users_api,
@@ -78,6 +79,7 @@ def make_app(hub: context.Hub) -> web.Application:
     app[context.HUB] = hub
     for module in (api, users_api, groups_api, tokens_api, audit, openapi):
         app.add_routes(module.routes())
+    login.install(app, hub)  # login cookie, /hub/login, OAuth provider (issue 4)
     return app
 
 

@@ -21,7 +21,7 @@ from events.catalog import roles as role_events
 from events.catalog import services as service_events
 from events.catalog import tokens as token_events
 from events.catalog import users as user_events
-from hub import roles, scopes, tokens
+from hub import oauth_clients, roles, scopes, tokens
 from hub import settings as hub_settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ async def reconcile(event_store: store.EventStore, config: hub_settings.Settings
         users = await _users(counter, config)
         groups = await _groups(counter, config)
         await _services(counter, config)
+        counter.count += await _oauth_clients(counter.session, config)
         await _grants(counter, config, users, groups)
     if counter.count:
         log.info("applied configuration: %d events", counter.count)
@@ -245,3 +246,11 @@ async def _grants(
                 )
             ],
         )
+
+
+async def _oauth_clients(session: store.Session, config: hub_settings.Settings) -> int:
+    """The OAuth clients of the configured services (``hub/oauth_clients.py``)."""
+    try:
+        return await oauth_clients.reconcile(session, config, STARTUP)
+    except oauth_clients.ClientConfigError as exc:
+        raise ConfigurationError(str(exc)) from None

@@ -1,4 +1,4 @@
-"""The ``chronohub`` command: serve, migrate, token, projections, events, state."""
+"""The ``chronohub`` command: serve, migrate, token, password, projections, events, state."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from hub import app, bootstrap, database, errors, events_cli, progress, users_cli
+from hub import app, bootstrap, database, errors, events_cli, password_cli, progress, users_cli
 from hub import settings as hub_settings
 from migrations import runner as migrations
 from projections import base, catalog, rebuild
@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
         "--scope", action="append", dest="scopes", default=None, help="a scope (repeatable)"
     )
     token.set_defaults(command=_token)
+
+    password = commands.add_parser(
+        "password", help="set a user's password (asked on the terminal, or one line of stdin)"
+    )
+    password.add_argument("user", help="the user (created if there is none yet)")
+    password.set_defaults(command=_password)
 
     projections = commands.add_parser("projections", help="rebuild or verify read models")
     actions = projections.add_subparsers(required=True, metavar="ACTION")
@@ -192,6 +198,18 @@ async def _token(config: hub_settings.Settings, args: argparse.Namespace) -> int
             console.print(f"[red]error:[/red] {exc.message}")
             return 1
     print(issued.secret, flush=True)
+    return 0
+
+
+async def _password(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    try:
+        secret = password_cli.read_password()
+        async with app.open_hub(config, serving=False) as hub:
+            created = await password_cli.set_password(hub.store, config, args.user, secret)
+    except errors.HubError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        return 1
+    console.print(f"{'created user ' + args.user + ' and ' if created else ''}set the password")
     return 0
 
 

@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 import events.catalog  # noqa: F401 - registers the hub's events, documented below
 from events import models
-from hub import api_models, groups_api, tokens_api, users_api, version
+from hub import api_models, auth_api, groups_api, oauth_provider, tokens_api, users_api, version
 
 Model = type[pydantic.BaseModel]
 
@@ -108,6 +108,31 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get", "/events/stream", "The event log as server-sent events (text/event-stream),"
         " from Last-Event-ID or ?after=, then live; same filters", "read:events",
+    ),
+    # login and OAuth (issue 4)
+    Operation(
+        "put", "/users/{name}/password", "Set a user's password (admin) or change your own",
+        "admin:users", auth_api.SetPassword, 204,
+    ),
+    Operation(
+        "get", "/signups", "Signup requests waiting for an admin", "admin:users",
+        reply=auth_api.Signup, reply_list=True,
+    ),
+    Operation(
+        "post", "/signups/{name}", "Approve a signup: the user is created", "admin:users",
+        status=201, reply=api_models.User,
+    ),
+    Operation("delete", "/signups/{name}", "Reject a signup", "admin:users", status=204),
+    Operation(
+        "get", "/oauth2/authorize",
+        "Start OAuth (browser, login cookie): consent page, or 302 to redirect_uri with a code",
+        status=302,
+    ),
+    Operation(
+        "post", "/oauth2/token",
+        "Exchange a code (form-encoded; client_secret = the client's API token; PKCE"
+        " code_verifier) for an access token",
+        reply=oauth_provider.TokenReply,
     ),
 )  # fmt: skip
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,6 +40,24 @@ class ServiceConfig(BaseModel):
     )
     url: str | None = Field(default=None, description="Where the service listens, if anywhere")
     admin: bool = Field(default=False, description="Grant the admin role (deprecated: use roles)")
+    oauth_client_id: str | None = Field(
+        default=None,
+        pattern=r"^service-\S+$",
+        description="OAuth client id of a service with a url (default service-<name>)",
+    )
+    oauth_redirect_uri: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Where the hub sends its users back with a code"
+        " (default /services/<name>/oauth_callback)",
+    )
+    oauth_no_confirm: bool = Field(
+        default=False, description="Skip the page asking users to approve the service's access"
+    )
+    oauth_client_allowed_scopes: list[str] = Field(
+        default_factory=list,
+        description="Scopes the service may ask its users for, beyond access to itself",
+    )
 
 
 class RoleConfig(BaseModel):
@@ -53,6 +71,75 @@ class RoleConfig(BaseModel):
     users: list[str] = Field(default_factory=list, description="Users who hold the role")
     groups: list[str] = Field(default_factory=list, description="Groups whose members hold it")
     services: list[str] = Field(default_factory=list, description="Services that hold it")
+
+
+class UpstreamOAuthConfig(BaseModel):
+    """Log in through an upstream OAuth2/OpenID Connect provider (``authenticator = "oauth"``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Literal["generic", "github"] = Field(
+        default="generic", description="github fills in GitHub's URLs, scope and username claim"
+    )
+    authorize_url: str | None = Field(default=None, description="The provider's authorize URL")
+    token_url: str | None = Field(default=None, description="The provider's token URL")
+    userdata_url: str | None = Field(
+        default=None, description="Where the access token reads the user's identity (JSON)"
+    )
+    client_id: str = Field(min_length=1, description="This hub's client id at the provider")
+    client_secret: SecretStr = Field(description="This hub's client secret at the provider")
+    scope: list[str] | None = Field(default=None, description="Scopes asked of the provider")
+    username_claim: str | None = Field(
+        default=None, description="Field of the user data that is the username"
+    )
+    callback_url: str | None = Field(
+        default=None, description="This hub's callback URL (default <public_url>hub/oauth_callback)"
+    )
+    allowed_users: list[str] = Field(default_factory=list, description="Who may log in")
+    allowed_organizations: list[str] = Field(
+        default_factory=list, description="GitHub organisations whose members may log in"
+    )
+    allow_all: bool = Field(default=False, description="Let anyone the provider knows log in")
+    login_service: str = Field(default="OAuth", description="The provider's name on the page")
+    allow_insecure_http: bool = Field(
+        default=False,
+        description="Accept http:// provider URLs (a provider on this machine, tests); else https",
+    )
+
+    def resolved(self) -> UpstreamOAuthConfig:
+        """This configuration with the preset's values filled in where none was given."""
+        preset = _OAUTH_PRESETS.get(self.preset, {})
+        values = {k: v for k, v in preset.items() if getattr(self, k) in (None, "OAuth")}
+        resolved = self.model_copy(update=values)
+        missing = [
+            name
+            for name in ("authorize_url", "token_url", "userdata_url")
+            if not getattr(resolved, name)
+        ]
+        if missing:
+            raise ValueError(f"oauth: {', '.join(missing)} must be set (or use preset = 'github')")
+        for name in ("authorize_url", "token_url", "userdata_url"):
+            url = getattr(resolved, name)
+            if not url.startswith("https://") and not (
+                self.allow_insecure_http and url.startswith("http://")
+            ):
+                raise ValueError(
+                    f"oauth: {name} must be an https:// URL (allow_insecure_http = true"
+                    f" accepts http:// for a provider on this machine): {url}"
+                )
+        return resolved
+
+
+_OAUTH_PRESETS: dict[str, dict[str, Any]] = {
+    "github": {
+        "authorize_url": "https://github.com/login/oauth/authorize",
+        "token_url": "https://github.com/login/oauth/access_token",
+        "userdata_url": "https://api.github.com/user",
+        "scope": ["read:org"],
+        "username_claim": "login",
+        "login_service": "GitHub",
+    }
+}
 
 
 class Settings(BaseSettings):
@@ -96,6 +183,60 @@ class Settings(BaseSettings):
     token_expires_in_max_seconds: int = Field(
         default=0, ge=0, description="Longest lifetime a new token may ask for (0: no limit)"
     )
+    # --- login, browser sessions, OAuth (issue 4) ---
+    authenticator: Literal["native", "oauth", "dummy"] = Field(
+        default="native", description="How people log in: native passwords, upstream OAuth, dummy"
+    )
+    dummy_authenticator_enabled: bool = Field(
+        default=False,
+        description="Required beside authenticator = 'dummy': it lets anyone in, development only",
+    )
+    dummy_password: SecretStr | None = Field(
+        default=None, description="With the dummy authenticator: the one password (unset: any)"
+    )
+    oauth: UpstreamOAuthConfig | None = Field(
+        default=None, description="The upstream provider of authenticator = 'oauth'"
+    )
+    allow_signup: bool = Field(
+        default=False, description="Native: people may ask for an account; an admin approves"
+    )
+    min_password_length: int = Field(default=8, ge=1, description="Shortest password accepted")
+    cookie_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs login cookies; unset: generated into <data_dir>/cookie_secret",
+    )
+    cookie_max_age_seconds: int = Field(
+        default=14 * 24 * 3600, ge=60, description="How long a browser session lasts"
+    )
+    login_lockout_failures: int = Field(
+        default=5, ge=1, description="Failed logins in a row after which a user is locked out"
+    )
+    login_lockout_seconds: int = Field(
+        default=300, ge=1, description="How long a lockout (and the failure window) lasts"
+    )
+    login_address_max_failures: int = Field(
+        default=20, ge=1, description="Failed logins from one address per window before 429s"
+    )
+    oauth_code_expires_in_seconds: int = Field(
+        default=300, ge=1, le=3600, description="Lifetime of an OAuth authorization code"
+    )
+    oauth_token_expires_in_seconds: int = Field(
+        default=0, ge=0, description="Lifetime of OAuth access tokens (0: the session's)"
+    )
+
+    @model_validator(mode="after")
+    def _authenticator_is_usable(self) -> Settings:
+        """Refuse a dummy authenticator nobody enabled, and oauth without its provider."""
+        if self.authenticator == "dummy" and not self.dummy_authenticator_enabled:
+            raise ValueError(
+                "authenticator = 'dummy' lets anyone log in: it is for development only and"
+                " needs dummy_authenticator_enabled = true as well"
+            )
+        if self.authenticator == "oauth":
+            if self.oauth is None:
+                raise ValueError("authenticator = 'oauth' needs an [oauth] section")
+            self.oauth.resolved()
+        return self
 
     @classmethod
     def settings_customise_sources(

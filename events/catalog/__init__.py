@@ -1,5 +1,14 @@
 """The hub's event types, one module per aggregate. Importing this package registers them all."""
 
-from events.catalog import collab_sessions, groups, roles, servers, services, tokens, users
+from events.catalog import (
+    auth,
+    collab_sessions,
+    groups,
+    roles,
+    servers,
+    services,
+    tokens,
+    users,
+)
 
-__all__ = ["collab_sessions", "groups", "roles", "servers", "services", "tokens", "users"]
+__all__ = ["auth", "collab_sessions", "groups", "roles", "servers", "services", "tokens", "users"]

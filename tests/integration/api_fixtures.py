@@ -19,6 +19,7 @@ CULLER_TOKEN = "culler-secret-0123456789abcdef"
 CONFIG: dict[str, Any] = {
     "database_url": "postgresql://unused",
     "admin_users": ["admin"],
+    "cookie_secret": "test-cookie-secret-0123456789abcdef0123456789",
     "services": [
         {"name": "bench", "api_token": SERVICE_TOKEN},
         {"name": "culler", "api_token": CULLER_TOKEN},

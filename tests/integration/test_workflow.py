@@ -14,7 +14,9 @@ from typing import Any
 
 import asyncpg
 
+from hub import oauth_clients
 from tests.integration.api_fixtures import CULLER_TOKEN, SERVICE_TOKEN, Api
+from tests.integration.browser import Browser, set_password
 
 
 async def run_workflow(api: Api) -> list[str]:
@@ -42,10 +44,66 @@ async def run_workflow(api: Api) -> list[str]:
     return secrets
 
 
+async def run_login_workflow(api: Api) -> list[str]:
+    """Passwords, a browser session, an OAuth code flow; returns every secret handed out:
+    passwords, cookie values, the OAuth code, its PKCE verifier and the access token."""
+    import base64
+    import hashlib
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    password, changed = "w1's first password", "w1's second password"
+    await set_password(api, "w1", password)
+    server = await api.call("POST", "/users/w1/tokens", json={"note": "Server at /user/w1/"})
+    client_id = await oauth_clients.register_server_client(
+        api.store, user="w1", server_name="", redirect_uri=None, token_id=server[1]["id"]
+    )
+    browser = Browser(str(api.client.make_url("")).rstrip("/"))
+    try:
+        assert (await browser.login("w1", password)).status == 302
+        form = await browser.get("/hub/password")
+        await browser.post(
+            "/hub/password",
+            data={"_xsrf": form.hidden("_xsrf"), "current_password": password, "password": changed},
+        )
+        verifier = "pkce-verifier-" + "0123456789abcdef" * 3
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        query = {
+            "client_id": client_id,
+            "response_type": "code",
+            "state": "s",
+            "code_challenge": challenge.decode().rstrip("="),
+            "code_challenge_method": "S256",
+        }
+        page = await browser.get("/hub/api/oauth2/authorize?" + urlencode(query))
+        code = parse_qs(urlsplit(page.location or "").query)["code"][0]
+        async with browser.session.post(
+            browser.url("/hub/api/oauth2/token"),
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": verifier,
+                "client_id": client_id,
+                "client_secret": server[1]["token"],
+                "redirect_uri": "/user/w1/oauth_callback",
+            },
+        ) as response:
+            assert response.status == 200
+            access_token = (await response.json())["access_token"]
+        cookies = [m.value for m in browser.session.cookie_jar]
+        logout = await browser.get("/hub/logout")
+        await browser.post("/hub/logout", data={"_xsrf": logout.hidden("_xsrf")})
+    finally:
+        await browser.close()
+    assert len(cookies) == 2  # the login cookie and the _xsrf cookie
+    return [password, changed, server[1]["token"], code, verifier, access_token, *cookies]
+
+
 async def test_full_workflow_then_verify_and_search_the_log_for_secrets(
     api: Api, db_url: str, pool: asyncpg.Pool[Any]
 ) -> None:
-    secrets = await run_workflow(api)
+    api_secrets = await run_workflow(api)
+    login_secrets = await run_login_workflow(api)
+    secrets = api_secrets + login_secrets
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub.cli", "projections", "verify",
@@ -54,17 +112,27 @@ async def test_full_workflow_then_verify_and_search_the_log_for_secrets(
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, out.decode()
-    for name in ("users", "groups", "tokens", "services", "roles"):
+    for name in ("users", "groups", "tokens", "services", "roles", "oauth_clients", "signups"):
         assert f"{name}: identical" in out.decode()
 
     # Every column of every event, as an audit export would carry it.
     log = "\n".join(r[0] for r in await pool.fetch("SELECT row_to_json(e)::text FROM events e"))
     types = {r[0] for r in await pool.fetch("SELECT DISTINCT event_type FROM events")}
     assert {"token.issued", "token.revoked", "group.members_removed", "user.renamed"} <= types
+    assert {
+        "user.password_set",
+        "user.logged_in",
+        "user.logged_out",
+        "oauth_client.registered",
+        "oauth.code_issued",
+        "oauth.code_exchanged",
+    } <= types
     for secret in secrets:
         assert secret not in log
-    for generated in secrets[2:]:  # the hub's own tokens: 32 random hex characters
+    for generated in secrets[2:]:  # tokens, codes, cookies: random, and long enough
         assert generated[:8] not in log  # not even a recognisable piece of one
+    # Cookie values are signed secrets, not the secrets themselves; neither is in the log.
+    assert all(len(secret) >= 12 for secret in login_secrets)
     # The hashes are outside the log, and a token still works: they are where auth looks.
-    assert await pool.fetchval("SELECT count(*) FROM token_secrets") >= len(secrets) - 1
-    assert (await api.call("GET", "/user", token=secrets[-1]))[0] == 200
+    assert await pool.fetchval("SELECT count(*) FROM token_secrets") >= len(api_secrets) - 1
+    assert (await api.call("GET", "/user", token=api_secrets[-1]))[0] == 200

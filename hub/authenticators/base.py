@@ -1,0 +1,71 @@
+"""The interface every authenticator implements, and what it answers.
+
+An authenticator either checks a username and password from the login form
+(``password_form`` true: native, dummy), or sends the browser to an upstream provider and
+reads the identity from its callback (``password_form`` false: oauth). Either way it returns
+an ``Identity`` or raises ``LoginFailed``; lockouts, rate limits, events and the session
+are the login pages' business, the same for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from aiohttp import web
+
+from events import sql
+from events.catalog import auth as auth_events
+
+GENERIC_FAILURE = "Invalid username or password"
+
+Reason = Literal["bad_password", "no_password", "unknown_user", "not_allowed"]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who logged in. ``create``: make the user if there is none by that name yet."""
+
+    name: str
+    create: bool = False
+
+
+class LoginFailed(Exception):
+    """The credentials were refused; ``message`` is shown, ``reason`` goes to the log."""
+
+    def __init__(self, reason: Reason, message: str = GENERIC_FAILURE, status: int = 403) -> None:
+        self.reason: Reason = reason
+        self.message = message
+        self.status = status
+        super().__init__(message)
+
+
+class Authenticator(Protocol):
+    """What the login pages need of an authenticator."""
+
+    @property
+    def kind(self) -> auth_events.Authenticator:
+        """Its name in events and settings."""
+        ...
+
+    @property
+    def password_form(self) -> bool:
+        """Whether the login page asks for a username and password."""
+        ...
+
+    @property
+    def login_service(self) -> str:
+        """The provider's name on the login button (redirecting authenticators)."""
+        ...
+
+    async def authenticate(self, conn: sql.Connection, username: str, password: str) -> Identity:
+        """Check a username and password (``password_form`` authenticators)."""
+        ...
+
+    async def redirect(self, request: web.Request, next_url: str) -> web.StreamResponse:
+        """Send the browser to the upstream provider (redirecting authenticators)."""
+        ...
+
+    async def callback(self, request: web.Request) -> tuple[Identity, str]:
+        """The identity the provider's callback vouches for, and where to go next."""
+        ...

@@ -1,0 +1,42 @@
+"""Wiring of login, browser sessions and the OAuth provider into the hub's application."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from aiohttp import web
+
+from hub import auth_api, authenticators, context, identity, login_pages, oauth_provider, sessions
+from hub.login_throttle import Limits
+
+
+def build(hub: context.Hub) -> identity.Auth:
+    """The login machinery for ``hub``'s settings (reads or makes the cookie secret)."""
+    config = hub.settings
+    cookies = sessions.Cookies(
+        secret=sessions.load_secret(config),
+        max_age_s=config.cookie_max_age_seconds,
+        secure=(config.public_url or "").startswith("https://"),
+    )
+    return identity.Auth(
+        settings=config,
+        cookies=cookies,
+        authenticator=authenticators.build(config, cookies),
+        limits=Limits(
+            user_failures=config.login_lockout_failures,
+            address_failures=config.login_address_max_failures,
+            window=timedelta(seconds=config.login_lockout_seconds),
+        ),
+    )
+
+
+def install(app: web.Application, hub: context.Hub) -> None:
+    """Add the login cookie middleware and the login, OAuth and password routes to ``app``.
+
+    Call after the token middleware is in place: the cookie is only looked at when no
+    ``Authorization`` header was sent.
+    """
+    app[identity.AUTH] = build(hub)
+    app.middlewares.append(identity.middleware())
+    for module in (login_pages, oauth_provider, auth_api):
+        app.add_routes(module.routes())

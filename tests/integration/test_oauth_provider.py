@@ -1,0 +1,385 @@
+"""The hub as an OAuth2 provider: authorization code + PKCE, JupyterHub's clients and consent
+rules, and every way an authorize or token request can be wrong (each refused with its
+status and message, nothing granted: no code, no token)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import aiohttp
+import asyncpg
+import pytest
+
+from events import models, store
+from hub import bootstrap, oauth_clients
+from hub import settings as hub_settings
+from tests.integration.api_fixtures import CONFIG, Api
+from tests.integration.browser import Browser, running_hub, set_password
+
+WHOAMI_TOKEN = "whoami-service-secret-0123456789abcdef"
+REDIRECT = "/services/whoami/oauth_callback"
+SERVICES = [
+    *CONFIG["services"],
+    {
+        "name": "whoami",
+        "api_token": WHOAMI_TOKEN,
+        "url": "http://127.0.0.1:10101",
+        "oauth_client_allowed_scopes": ["read:users:name!user", "read:users:groups!user"],
+    },
+    {"name": "quiet", "url": "http://127.0.0.1:10102", "oauth_no_confirm": True},
+]
+ROLES = [
+    *CONFIG["roles"],
+    {"name": "whoami-users", "scopes": ["access:services!service=whoami"], "users": ["alice"]},
+]
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.decode().rstrip("=")
+
+
+@pytest.fixture
+async def hub(event_store: store.EventStore) -> AsyncIterator[tuple[Api, str]]:
+    async with running_hub(event_store, services=SERVICES, roles=ROLES) as running:
+        yield running
+
+
+@pytest.fixture
+async def alice(hub: tuple[Api, str]) -> AsyncIterator[Browser]:
+    api, base = hub
+    await set_password(api, "alice")
+    await set_password(api, "bob")
+    browser = Browser(base)
+    assert (await browser.login("alice")).status == 302
+    yield browser
+    await browser.close()
+
+
+def authorize_url(client_id: str = "service-whoami", **params: str) -> str:
+    query = {"client_id": client_id, "response_type": "code", "state": "st4te", **params}
+    return "/hub/api/oauth2/authorize?" + urlencode(query)
+
+
+async def get_code(browser: Browser, challenge: str, **params: str) -> str:
+    """Authorize (approving on the consent page if it is shown); the code from the redirect."""
+    page = await browser.get(
+        authorize_url(
+            redirect_uri=REDIRECT, code_challenge=challenge, code_challenge_method="S256", **params
+        )
+    )
+    if page.status == 200:  # the consent page
+        page = await browser.post(
+            "/hub/api/oauth2/authorize", data=[*page.fields(), ("approve", "1")]
+        )
+    assert page.status == 302, page.text
+    location = urlsplit(page.location or "")
+    assert location.path == REDIRECT
+    query = parse_qs(location.query)
+    assert query["state"] == ["st4te"]
+    return query["code"][0]
+
+
+async def exchange(browser: Browser, **form: str) -> tuple[int, dict[str, Any]]:
+    body = {
+        "grant_type": "authorization_code",
+        "client_id": "service-whoami",
+        "client_secret": WHOAMI_TOKEN,
+        "redirect_uri": REDIRECT,
+        **form,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    # A server-side request, without the browser's cookies.
+    async with (
+        aiohttp.ClientSession() as server_side,
+        server_side.post(browser.url("/hub/api/oauth2/token"), data=body) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def count(pool: asyncpg.Pool[Any], sql: str) -> int:
+    return int(await pool.fetchval(sql))
+
+
+async def test_services_with_a_url_get_clients_at_startup_idempotently(
+    hub: tuple[Api, str], event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    rows = await pool.fetch("SELECT * FROM oauth_clients ORDER BY client_id")
+    assert [(r["client_id"], r["redirect_uri"], r["no_confirm"]) for r in rows] == [
+        ("service-quiet", "/services/quiet/oauth_callback", True),
+        ("service-whoami", REDIRECT, False),
+    ]
+    assert list(rows[1]["allowed_scopes"]) == [
+        "access:services!service=whoami",
+        "read:users:name!user",
+        "read:users:groups!user",
+    ]
+    config = hub_settings.Settings(**{**CONFIG, "services": SERVICES, "roles": ROLES})
+    assert await bootstrap.reconcile(event_store, config) == 0
+    bad = {**SERVICES[2], "oauth_client_allowed_scopes": ["no-such-scope"]}
+    with pytest.raises(bootstrap.ConfigurationError, match="oauth_client_allowed_scopes of"):
+        await bootstrap.reconcile(
+            event_store,
+            hub_settings.Settings(**{**CONFIG, "services": [*SERVICES[:3], bad], "roles": ROLES}),
+        )
+    dropped = hub_settings.Settings(**{**CONFIG, "services": SERVICES[:3], "roles": ROLES})
+    assert await bootstrap.reconcile(event_store, dropped) >= 1
+    assert await count(pool, "SELECT count(*) FROM oauth_clients") == 1
+
+
+async def test_code_flow_with_pkce_issues_a_token_with_only_the_granted_scopes(
+    hub: tuple[Api, str], alice: Browser, pool: asyncpg.Pool[Any]
+) -> None:
+    api, _ = hub
+    verifier, challenge = pkce()
+    first = await alice.get(
+        authorize_url(redirect_uri=REDIRECT, code_challenge=challenge, code_challenge_method="S256")
+    )
+    assert first.status == 200
+    assert "Authorize access" in first.text
+    code = await get_code(alice, challenge)
+    status, reply = await exchange(alice, code=code, code_verifier=verifier)
+    assert status == 200, reply
+    assert reply["token_type"] == "Bearer"
+    assert reply["expires_in"] > 0
+    assert set(reply["scope"].split()) == {
+        "access:services!service=whoami",
+        "read:users:groups!user",
+        "read:users:name!user",
+    }
+    status, me = await api.call("GET", "/user", token=reply["access_token"])
+    assert status == 200
+    assert me["name"] == "alice"
+    assert "access:services!service=whoami" in me["scopes"]
+    assert not any(s.startswith(("tokens", "read:users!", "servers")) for s in me["scopes"])
+    # The token is alice's, listed with her tokens; it can do nothing beyond its scopes.
+    assert (await api.call("GET", "/users/alice/tokens", token=reply["access_token"]))[0] == 403
+
+    # Approved once: the next authorization of the same scopes goes straight through.
+    again = await alice.get(
+        authorize_url(redirect_uri=REDIRECT, code_challenge=challenge, code_challenge_method="S256")
+    )
+    assert again.status == 302
+    assert "code=" in (again.location or "")
+
+    log = "\n".join(r[0] for r in await pool.fetch("SELECT row_to_json(e)::text FROM events e"))
+    types = [r[0] for r in await pool.fetch("SELECT event_type FROM events")]
+    assert types.count("oauth.code_issued") == 2
+    assert types.count("oauth.code_exchanged") == 1
+    assert code not in log
+    assert reply["access_token"] not in log
+    assert verifier not in log
+
+
+async def test_a_code_is_single_use(
+    hub: tuple[Api, str], alice: Browser, pool: asyncpg.Pool[Any]
+) -> None:
+    verifier, challenge = pkce()
+    code = await get_code(alice, challenge)
+    assert (await exchange(alice, code=code, code_verifier=verifier))[0] == 200
+    tokens_before = await count(pool, "SELECT count(*) FROM tokens")
+    status, reply = await exchange(alice, code=code, code_verifier=verifier)
+    assert status == 400
+    assert reply["error"] == "invalid_grant"
+    assert reply["message"] == "invalid authorization code: unknown, already used or expired"
+    assert await count(pool, "SELECT count(*) FROM tokens") == tokens_before
+
+
+async def test_bad_token_requests_are_refused_and_grant_nothing(
+    hub: tuple[Api, str], alice: Browser, pool: asyncpg.Pool[Any]
+) -> None:
+    verifier, challenge = pkce()
+    tokens_before = await count(pool, "SELECT count(*) FROM tokens")
+
+    async def refused(expect: tuple[int, str, str], **form: str | None) -> None:
+        code = await get_code(alice, challenge)
+        status, reply = await exchange(alice, code=code, **form)  # type: ignore[arg-type]
+        assert (status, reply["error"], reply["message"]) == expect, reply
+        # Spent by the attempt: the right request afterwards gets nothing either.
+        assert (await exchange(alice, code=code, code_verifier=verifier))[0] == 400
+
+    await refused(
+        (400, "invalid_grant", "code_verifier does not match the code_challenge"),
+        code_verifier=pkce()[0],
+    )
+    await refused(
+        (400, "invalid_request", "code_verifier is required: the code was issued with a"
+         " code_challenge"),
+    )  # fmt: skip
+    await refused(
+        (400, "invalid_grant", "redirect_uri does not match the one of the authorization request"),
+        code_verifier=verifier,
+        redirect_uri="/services/evil/oauth_callback",
+    )
+
+    code = await get_code(alice, challenge)
+    status, reply = await exchange(alice, code=code, code_verifier=verifier, client_secret="wrong")
+    assert (status, reply["error"]) == (401, "invalid_client")
+    assert reply["message"] == "client authentication failed: unknown client or wrong secret"
+    status, reply = await exchange(
+        alice, code=code, code_verifier=verifier, client_id="service-quiet", client_secret=None
+    )
+    assert (status, reply["error"]) == (401, "invalid_client")
+    # Another client's own secret does not let it take this code.
+    status, reply = await exchange(
+        alice,
+        code=code,
+        code_verifier=verifier,
+        client_id="service-bench-missing",
+    )
+    assert status == 401
+
+    expired = await get_code(alice, challenge)
+    await pool.execute("UPDATE oauth_codes SET expires_at = now() - interval '1 second'")
+    status, reply = await exchange(alice, code=expired, code_verifier=verifier)
+    assert (status, reply["error"], reply["message"]) == (
+        400,
+        "invalid_grant",
+        "the authorization code has expired",
+    )
+    status, reply = await exchange(alice, code="made-up", code_verifier=verifier)
+    assert (status, reply["error"]) == (400, "invalid_grant")
+    status, reply = await exchange(alice, code=code, grant_type="password")
+    assert (status, reply["error"]) == (400, "unsupported_grant_type")
+    assert await count(pool, "SELECT count(*) FROM tokens") == tokens_before
+    assert "oauth.code_exchanged" not in [
+        r[0] for r in await pool.fetch("SELECT event_type FROM events")
+    ]
+
+
+async def test_bad_authorize_requests_are_refused_and_issue_no_code(
+    hub: tuple[Api, str], alice: Browser, pool: asyncpg.Pool[Any]
+) -> None:
+    _, challenge = pkce()
+    pk = {"code_challenge": challenge, "code_challenge_method": "S256"}
+
+    unknown = await alice.get(authorize_url("service-nope", **pk))
+    assert unknown.status == 400
+    assert "Unknown OAuth client: service-nope" in unknown.text
+    evil = await alice.get(authorize_url(redirect_uri="https://evil.example/cb", **pk))
+    assert evil.status == 400
+    assert evil.location is None
+    assert (
+        "redirect_uri https://evil.example/cb is not registered for OAuth client service-whoami"
+        in evil.text
+    )
+    plain = await alice.get(authorize_url(code_challenge=challenge, code_challenge_method="plain"))
+    assert plain.status == 302
+    query = parse_qs(urlsplit(plain.location or "").query)
+    assert query["error"] == ["invalid_request"]
+    assert query["state"] == ["st4te"]
+    assert query["error_description"] == ["code_challenge_method must be S256, not plain"]
+    wide = await alice.get(authorize_url(scope="admin:users", **pk))
+    assert parse_qs(urlsplit(wide.location or "").query)["error"] == ["invalid_scope"]
+    token_type = await alice.get(authorize_url(response_type="token", **pk))
+    assert parse_qs(urlsplit(token_type.location or "").query)["error"] == [
+        "unsupported_response_type"
+    ]
+
+    anonymous = Browser(alice.base)
+    try:
+        page = await anonymous.get(authorize_url(**pk))
+        assert page.status == 302
+        assert (page.location or "").startswith("/hub/login?next=")
+        assert (
+            await anonymous.login("bob", next_url=urlsplit(page.location or "").query[5:])
+        ).status == 302
+        refused = await anonymous.get(authorize_url(**pk))
+        assert refused.status == 403
+        assert "You do not have permission to access Service whoami" in refused.text
+    finally:
+        await anonymous.close()
+    assert await count(pool, "SELECT count(*) FROM oauth_codes") == 0
+    assert "oauth.code_issued" not in [
+        r[0] for r in await pool.fetch("SELECT event_type FROM events")
+    ]
+
+
+async def test_the_consent_form_needs_the_xsrf_token(
+    hub: tuple[Api, str], alice: Browser, pool: asyncpg.Pool[Any]
+) -> None:
+    _, challenge = pkce()
+    page = await alice.get(
+        authorize_url(redirect_uri=REDIRECT, code_challenge=challenge, code_challenge_method="S256")
+    )
+    forged = [(k, v) for k, v in page.fields() if k != "_xsrf"]
+    posted = await alice.post("/hub/api/oauth2/authorize", data=forged)
+    assert posted.status == 403
+    assert json.loads(posted.text)["message"] == "'_xsrf' argument missing from POST"
+    assert await count(pool, "SELECT count(*) FROM oauth_codes") == 0
+
+
+async def test_server_clients_for_the_spawner(
+    hub: tuple[Api, str], alice: Browser, event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    api, _ = hub
+    status, server_token = await api.call(
+        "POST", "/users/alice/tokens", json={"note": "Server at /user/alice/"}
+    )
+    assert status == 201
+    client_id = await oauth_clients.register_server_client(
+        event_store,
+        user="alice",
+        server_name="",
+        redirect_uri=None,
+        token_id=server_token["id"],
+        metadata=models.Metadata(),
+    )
+    assert client_id == "jupyterhub-user-alice"
+    again = await oauth_clients.register_server_client(
+        event_store, user="alice", server_name="", redirect_uri=None, token_id=server_token["id"]
+    )
+    assert again == client_id
+    assert [r[0] for r in await pool.fetch("SELECT event_type FROM events")].count(
+        "oauth_client.registered"
+    ) == 3  # two services at startup, this server once
+    named = await oauth_clients.register_server_client(
+        event_store, user="alice", server_name="lab 1", redirect_uri=None, token_id="t0"
+    )
+    assert named == "jupyterhub-user-alice-lab%201"
+
+    verifier, challenge = pkce()
+    redirect = "/user/alice/oauth_callback"
+    page = await alice.get(
+        authorize_url(
+            client_id,
+            redirect_uri=redirect,
+            code_challenge=challenge,
+            code_challenge_method="S256",
+        )
+    )
+    assert page.status == 302, page.text  # her own server: no consent page
+    code = parse_qs(urlsplit(page.location or "").query)["code"][0]
+    status, reply = await exchange(
+        alice,
+        code=code,
+        code_verifier=verifier,
+        client_id=client_id,
+        client_secret=server_token["token"],
+        redirect_uri=redirect,
+    )
+    assert status == 200, reply
+    status, me = await api.call("GET", "/user", token=reply["access_token"])
+    assert "access:servers!server=alice/" in me["scopes"]
+
+    bob = Browser(alice.base)
+    try:
+        await bob.login("bob")
+        refused = await bob.get(authorize_url(client_id, redirect_uri=redirect))
+        assert refused.status == 403
+        assert "Server at /user/alice/" in refused.text
+    finally:
+        await bob.close()
+
+    assert await oauth_clients.remove_server_client(event_store, user="alice", server_name="")
+    assert not await oauth_clients.remove_server_client(event_store, user="alice", server_name="")
+    gone = await alice.get(authorize_url(client_id, redirect_uri=redirect))
+    assert gone.status == 400
+    assert "Unknown OAuth client" in gone.text
