@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections import base, hub_model, users
+from projections import base, hub_model, servers, users
 
 ALL: tuple[base.Projection, ...] = (
     users.UsersProjection(),
@@ -10,4 +10,6 @@ ALL: tuple[base.Projection, ...] = (
     hub_model.TokensProjection(),
     hub_model.ServicesProjection(),
     hub_model.RolesProjection(),
+    servers.ServersProjection(),
+    servers.RoutesProjection(),
 )

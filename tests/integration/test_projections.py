@@ -339,7 +339,9 @@ async def test_rebuild_reproduces_the_live_state_exactly(
 def test_catalog_projection_names_are_unique() -> None:
     names = [p.name for p in catalog.ALL]
     assert len(names) == len(set(names))
-    with pytest.raises(base.ProjectionError, match="known: groups, roles, services, tokens, users"):
+    with pytest.raises(
+        base.ProjectionError, match="known: groups, roles, routes, servers, services, tokens, users"
+    ):
         base.by_name(catalog.ALL, "nope")
 
 
