@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: run test lint typecheck unit integration bench-events bench-audit bench-api clean
+.PHONY: bench-spawn
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +34,13 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck tests/node/chp/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest tests/unit
 
-integration: $(VENV)/.installed-dev
+integration: $(VENV)/.installed-dev tests/node/chp/node_modules/.package-lock.json
 	$(BIN)/pytest tests/integration
 
 bench-events: $(VENV)/.installed-bench
@@ -55,6 +56,15 @@ bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.jso
 
 bench-api: $(VENV)/.installed-bench bench/node_modules/.package-lock.json
 	$(BIN)/python bench/rest_api.py
+
+# configurable-http-proxy, which the CHP adapter tests run (node >= 20)
+tests/node/chp/node_modules/.package-lock.json: tests/node/chp/package.json tests/node/chp/package-lock.json
+	npm install --prefix tests/node/chp --no-audit --no-fund
+	touch $@
+
+# spawn overhead and proxy throughput beside JupyterHub and configurable-http-proxy
+bench-spawn: $(VENV)/.installed-bench bench/node_modules/.package-lock.json
+	$(BIN)/python bench/spawn_proxy.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -109,9 +110,18 @@ def make_app(hub: context.Hub) -> web.Application:
     return app
 
 
+@dataclass(frozen=True)
+class RunningProxy:
+    """The proxy in front of the hub: its public URL and the part that runs it."""
+
+    url: str
+    builtin: builtin_proxy.Proxy | None = None
+    chp: chp_proxy.ChpProxy | None = None
+
+
 @contextlib.asynccontextmanager
-async def run_proxy(hub: context.Hub, hub_target: str) -> AsyncIterator[str | None]:
-    """Run the configured proxy in front of the hub at ``hub_target``; yields its public URL.
+async def run_proxy(hub: context.Hub, hub_target: str) -> AsyncIterator[RunningProxy | None]:
+    """Run the configured proxy in front of the hub at ``hub_target`` (None: no proxy).
 
     Its routing table follows the routes read model (``hub.routes``); the traffic it sees
     becomes server activity.
@@ -122,10 +132,12 @@ async def run_proxy(hub: context.Hub, hub_target: str) -> AsyncIterator[str | No
         return
     sinks: list[routes.Sink] = []
     async with contextlib.AsyncExitStack() as stack:
+        running: RunningProxy
         if config.proxy == "builtin":
             proxy = builtin_proxy.Proxy(hub_target, on_activity=manager.record_activity)
             stack.push_async_callback(proxy.close)
             host, port = await proxy.start(config.proxy_ip, config.proxy_port)
+            running = RunningProxy(f"http://{host}:{port}/", builtin=proxy)
 
             async def to_builtin(table: list[builtin_proxy.Route]) -> None:
                 proxy.set_routes(table)
@@ -143,7 +155,7 @@ async def run_proxy(hub: context.Hub, hub_target: str) -> AsyncIterator[str | No
                 on_activity=manager.record_activity,
             )
             await stack.enter_async_context(chp)
-            host, port = config.proxy_ip, config.proxy_port
+            running = RunningProxy(f"http://{config.proxy_ip}:{config.proxy_port}/", chp=chp)
 
             async def to_chp(table: list[builtin_proxy.Route]) -> None:
                 await chp.sync(table)
@@ -154,7 +166,7 @@ async def run_proxy(hub: context.Hub, hub_target: str) -> AsyncIterator[str | No
         stack.push_async_callback(follower.stop)
         manager.on_routes_changed(follower.refresh)
         stack.callback(manager.forget_routes_listener, follower.refresh)
-        yield f"http://{host}:{port}/"
+        yield running
 
 
 async def serve(config: hub_settings.Settings) -> None:
@@ -168,11 +180,11 @@ async def serve(config: hub_settings.Settings) -> None:
             host, port = app_runner.addresses[0][:2]
             if hub.servers is not None:
                 hub.servers.hub_url = f"http://{host}:{port}/hub/"
-            async with run_proxy(hub, f"http://{host}:{port}") as proxy_url:
+            async with run_proxy(hub, f"http://{host}:{port}") as running:
                 print(f"chronohub serving at http://{host}:{port}/hub/", flush=True)
                 print(f"database: {hub.database}", flush=True)
-                if proxy_url:
-                    print(f"proxy ({config.proxy}) at {proxy_url}", flush=True)
+                if running is not None:
+                    print(f"proxy ({config.proxy}) at {running.url}", flush=True)
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
