@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
+from events.catalog import servers as server_events
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
 
@@ -500,3 +501,23 @@ async def test_a_restarted_manager_readopts_live_servers_and_fails_dead_ones(
     assert (await again.call("DELETE", "/users/pat/server"))[0] == 204
     await wait_for(lambda: not alive(pids["pat"]), timeout_s=5)
     assert (await again.server("pat"))["state"] == "stopped"  # type: ignore[index]
+
+
+async def test_a_spawn_recorded_without_a_process_fails_at_readoption(
+    spawn_hub: StartHub,
+) -> None:
+    """A hub that died between ``spawn_requested`` and starting the process left no process."""
+    hub = await spawn_hub("serve")
+    await hub.user("ros")
+    async with hub.store.pool.acquire() as conn:
+        user_id = await conn.fetchval("SELECT user_id FROM users WHERE name = 'ros'")
+    await hub.store.append(
+        server_events.stream_id(user_id),
+        [server_events.ServerSpawnRequested(user_id=user_id, user="ros")],
+    )
+    await hub.manager.readopt()
+    row = await hub.server("ros")
+    assert row is not None
+    assert row["state"] == "failed"
+    assert row["reason"] == "the hub stopped before the server's process was started"
+    assert await hub.event_types() == ["server.spawn_requested", "server.failed"]
