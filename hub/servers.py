@@ -44,7 +44,7 @@ ENDED = frozenset({"defined", "stopped", "failed"})
 # Readiness is polled often at first, then less: the hub's overhead per spawn is mostly how
 # late the first successful check comes after the server listens.
 POLL_FIRST_S = 0.005
-POLL_MAX_S = 0.05
+POLL_MAX_S = 0.02
 POLL_REQUEST_TIMEOUT_S = 2.0
 # After a hub restart, a server recorded as ready gets this long to answer again.
 READOPT_CHECK_S = 3.0
