@@ -25,7 +25,9 @@ are noisy, ratios from one run steadier than absolute numbers.
     (raw asyncio streams on uvloop: a few tens of µs per request, so the proxies, not the
     client, are measured) with 1 and 32 connections, ``--seconds`` each after a 1 s warm-up,
     in two rounds in opposite orders; the figures are the mean of the rounds. For each:
-    requests/s, p50 and p99 latency, and the proxy process's CPU time per request.
+    requests/s, p50 and p99 latency, and the proxy process's CPU time per request. The same
+    client straight to the backend gives the ceiling (``direct_to_backend``). Only answers
+    with status 200 and the full 1 KB body count.
 
 Output keys: ``spawn_overhead_ms``, ``jupyterhub_spawn_overhead_ms``,
 ``spawn_overhead_vs_jupyterhub`` (chronohub's overhead over JupyterHub's: below 1 is better),
@@ -175,8 +177,9 @@ class Load:
     """A lean keep-alive HTTP/1.1 client: each connection sends one GET, reads the answer by
     its Content-Length, and goes again, until the time is up."""
 
-    def __init__(self, host: str, port: int, path: str) -> None:
+    def __init__(self, host: str, port: int, path: str, body_bytes: int = 1024) -> None:
         self.host, self.port = host, port
+        self.body_bytes = body_bytes
         self.request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 
     async def run(self, connections: int, seconds: float, warmup: float) -> dict[str, Any]:
@@ -201,10 +204,9 @@ class Load:
                     for line in head.split(b"\r\n"):
                         if line[:15].lower() == b"content-length:":
                             length = int(line[15:])
-                    if length:
-                        await reader.readexactly(length)
+                    body = await reader.readexactly(length) if length else b""
                     if now >= counting_from:
-                        if status == 200:
+                        if status == 200 and len(body) == self.body_bytes:
                             latencies.append(clock() - sent)
                         else:
                             errors += 1
@@ -232,10 +234,13 @@ def process_cpu(pid: int) -> float:
 
 
 async def measure_proxy(
-    label: str, port: int, pid: int, connections: int, args: argparse.Namespace
+    label: str, port: int, pid: int | None, connections: int, args: argparse.Namespace
 ) -> dict[str, Any]:
-    before = process_cpu(pid)
+    before = process_cpu(pid) if pid else 0.0
     figures = await Load("127.0.0.1", port, PROXY_PATH).run(connections, args.seconds, args.warmup)
+    if pid is None:  # straight to the backend: no proxy
+        log(f"  {label} c{connections}: {figures['rps']:.0f} req/s, p99 {figures['p99_ms']} ms")
+        return figures
     used = process_cpu(pid) - before
     # CPU over the warm-up too: divide by every request, the warm-up's estimated from its rate.
     total_requests = figures["requests"] * (args.seconds + args.warmup) / args.seconds
@@ -392,6 +397,14 @@ async def proxy_bench(
                 body = await response.read()
                 if response.status != 200 or len(body) != 1024:
                     raise common.StepError(f"{label} answered {response.status}, {len(body)} B")
+        backend_port = int(backend.rsplit(":", 1)[1])
+        direct = {
+            f"c{c}": await measure_proxy("direct", backend_port, None, c, args) for c in (1, 32)
+        }
+        result["proxy"]["direct_to_backend"] = {
+            level: {k: figures[k] for k in ("rps", "p50_ms", "p99_ms")}
+            for level, figures in direct.items()
+        }
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {
             label: {"c1": [], "c32": []} for label in sides
         }
