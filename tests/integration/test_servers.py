@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from events.catalog import servers as server_events
+from hub import api_models
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
 
@@ -63,6 +64,8 @@ async def test_spawn_route_and_stop_record_every_transition(spawn_hub: StartHub)
     assert user["server"] == "/user/alice/"
     assert user["pending"] is None
     server = user["servers"][""]
+    api_models.Server.model_validate(server)
+    api_models.User.model_validate(user)
     assert server["ready"] is True
     assert server["pending"] is None
     assert server["url"] == "/user/alice/"
@@ -361,6 +364,7 @@ async def test_named_servers_put_patch_start_and_remove(spawn_hub: StartHub) -> 
     )
     assert status == 409, reply  # running: stop it first
     status, server = await hub.call("GET", "/users/ivy/servers/lab", token=token)
+    api_models.Server.model_validate(server)
     assert server["ready"] is True
     assert "state" not in server
 
