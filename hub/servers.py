@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
 from uuid import UUID
 
 import aiohttp
@@ -33,14 +32,11 @@ from events.catalog import server_records
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
 from hub import local_spawner, spawner, tokens
-from projections import servers as server_projection
+from hub import server_rules as rules
 
 log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub", "servers.sql")
 
-ACTIVE = frozenset({"spawning", "started", "ready", "stopping"})
-PENDING_SPAWN = frozenset({"spawning", "started"})
-ENDED = frozenset({"defined", "stopped", "failed"})
 # Readiness is polled often at first, then less: the hub's overhead per spawn is mostly how
 # late the first successful check comes after the server listens.
 POLL_FIRST_S = 0.005
@@ -50,136 +46,6 @@ POLL_REQUEST_TIMEOUT_S = 2.0
 READOPT_CHECK_S = 3.0
 # How long DELETE waits for a stop before answering 202.
 SLOW_STOP_TIMEOUT_S = 10.0
-
-Decision = Literal["spawn", "pending"]
-StopDecision = Literal["stop", "pending", "remove"]
-
-
-class ServerNotFound(spawner.PolicyError):
-    """No such server."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status=404)
-
-
-# --- decisions (pure) -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What a spawn request is checked against."""
-
-    allow_named: bool
-    named_limit: int
-    named_count: int
-    spawn_limit: int
-    pending_spawns: int
-
-
-def label(user: str, server_name: str) -> str:
-    """How messages name a server, as JupyterHub's do (``alice``'s server, ``alice/lab``)."""
-    return f"{user}/{server_name}" if server_name else f"{user}'s server"
-
-
-def decide_spawn(state: str | None, user: str, server_name: str, limits: Limits) -> Decision:
-    """Whether to spawn, or that a spawn is already pending; ``PolicyError`` if refused."""
-    if server_name and not limits.allow_named:
-        raise spawner.PolicyError("Named servers are not enabled.")
-    if state in PENDING_SPAWN:
-        return "pending"
-    if state == "ready":
-        raise spawner.PolicyError(f"{label(user, server_name)} is already running")
-    if state == "stopping":
-        raise spawner.PolicyError(f"{label(user, server_name)} is pending stop, please wait")
-    if (
-        server_name
-        and state is None
-        and limits.named_limit
-        and limits.named_count >= limits.named_limit
-    ):
-        raise spawner.PolicyError(
-            f"User {user} already has the maximum of {limits.named_limit} named servers."
-            " One must be deleted before a new server can be created"
-        )
-    if limits.spawn_limit and limits.pending_spawns >= limits.spawn_limit:
-        raise spawner.PolicyError(
-            f"Too many servers starting ({limits.pending_spawns}, the limit is"
-            f" {limits.spawn_limit}). Try again in a minute.",
-            status=429,
-        )
-    return "spawn"
-
-
-def decide_stop(state: str | None, user: str, server_name: str, remove: bool) -> StopDecision:
-    """Stop, already stopping, or remove a stopped named server; ``PolicyError`` if refused."""
-    if remove and not server_name:
-        raise spawner.PolicyError("Cannot delete the default server")
-    if state is None:
-        if server_name:
-            raise ServerNotFound(f"{user} has no server named {server_name!r}")
-        raise spawner.PolicyError(f"{label(user, server_name)} is not running")
-    if state == "stopping":
-        return "pending"
-    if state in ACTIVE:
-        return "stop"
-    if remove:
-        return "remove"
-    raise spawner.PolicyError(f"{label(user, server_name)} is not running")
-
-
-def prefix(user: str, server_name: str) -> str:
-    """The server's URL path: ``/user/<name>/[<server>/]``."""
-    return server_projection.routespec(user, server_name)
-
-
-def client_id(user: str, server_name: str) -> str:
-    """The server's OAuth client id, as JupyterHub names it."""
-    suffix = f"-{quote(server_name, safe='')}" if server_name else ""
-    return f"jupyterhub-user-{quote(user, safe='')}{suffix}"
-
-
-def contract_env(
-    *,
-    user: str,
-    server_name: str,
-    api_token: str,
-    hub_url: str,
-    service_url: str,
-    public_url: str | None,
-    extra: dict[str, str],
-) -> dict[str, str]:
-    """JupyterHub's spawner environment (``Spawner.get_env``), for jupyterhub-singleuser."""
-    path = prefix(user, server_name)
-    api_url = hub_url.rstrip("/") + "/api"
-    access = [f"access:servers!server={user}/{server_name}", f"access:servers!user={user}"]
-    env = {
-        **extra,
-        "JUPYTERHUB_API_TOKEN": api_token,
-        "JPY_API_TOKEN": api_token,
-        "JUPYTERHUB_CLIENT_ID": client_id(user, server_name),
-        "JUPYTERHUB_HOST": "",
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{path}oauth_callback",
-        "JUPYTERHUB_OAUTH_SCOPES": json.dumps(access),
-        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(access),
-        "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": json.dumps([]),
-        "JUPYTERHUB_USER": user,
-        "JUPYTERHUB_SERVER_NAME": server_name,
-        "JUPYTERHUB_API_URL": api_url,
-        "JUPYTERHUB_ACTIVITY_URL": f"{api_url}/users/{quote(user, safe='')}/activity",
-        "JUPYTERHUB_BASE_URL": "/",
-        "JUPYTERHUB_SERVICE_PREFIX": path,
-        "JUPYTERHUB_SERVICE_URL": service_url,
-        "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED": "0",
-    }
-    if public_url:
-        env["JUPYTERHUB_PUBLIC_URL"] = public_url.rstrip("/") + path
-        env["JUPYTERHUB_PUBLIC_HUB_URL"] = public_url.rstrip("/") + "/hub/"
-    return env
-
-
-def server_token_scopes(user: str, server_name: str) -> list[str]:
-    """The ``server`` role, resolved for this server: report activity, let its users in."""
-    return [f"access:servers!server={user}/{server_name}", f"users:activity!user={user}"]
 
 
 def free_port(ip: str) -> int:
@@ -365,21 +231,23 @@ class ServerManager:
                 conn = session.conn
                 await conn.execute(queries["lock_server"], stream)
                 row = await conn.fetchrow(queries["server"], user_id, server_name)
-                limits = Limits(
+                limits = rules.Limits(
                     allow_named=self.settings.allow_named,
                     named_limit=self.settings.named_limit,
                     named_count=await conn.fetchval(queries["named_servers"], user_id),
                     spawn_limit=self.settings.spawn_limit,
                     pending_spawns=await conn.fetchval(queries["pending_spawns"]),
                 )
-                decision = decide_spawn(row["state"] if row else None, user, server_name, limits)
+                decision = rules.decide_spawn(
+                    row["state"] if row else None, user, server_name, limits
+                )
                 if decision == "spawn":
                     issued = await tokens.issue(
                         session,
                         owner_name=user,
                         user_id=user_id,
-                        scopes=server_token_scopes(user, server_name),
-                        note=f"Server at {prefix(user, server_name)}",
+                        scopes=rules.server_token_scopes(user, server_name),
+                        note=f"Server at {rules.prefix(user, server_name)}",
                         expires_in=None,
                         now=datetime.now(UTC),
                         metadata=meta,
@@ -429,9 +297,9 @@ class ServerManager:
         deadline = loop.time() + settings.start_timeout
         try:
             port = free_port(settings.ip)
-            path = prefix(live.user, live.server_name)
+            path = rules.prefix(live.user, live.server_name)
             url = f"http://{settings.ip}:{port}{path}"
-            env = contract_env(
+            env = rules.contract_env(
                 user=live.user,
                 server_name=live.server_name,
                 api_token=api_token,
@@ -441,7 +309,7 @@ class ServerManager:
                 extra=settings.env,
             )
             await self.oauth.register(
-                client_id(live.user, live.server_name),
+                rules.client_id(live.user, live.server_name),
                 f"{path}oauth_callback",
                 live.token_id or "",
                 f"Server at {path}",
@@ -546,7 +414,7 @@ class ServerManager:
                 metadata=meta or models.Metadata(),
             )
             await self._revoke(session, live.token_id, meta)
-        await self.oauth.unregister(client_id(live.user, live.server_name))
+        await self.oauth.unregister(rules.client_id(live.user, live.server_name))
         message = reason if kind == "policy" else f"Spawn failed: {reason}"
         live.report({"progress": 100, "failed": True, "message": message, "kind": kind})
         live.finish("failed")
@@ -593,7 +461,9 @@ class ServerManager:
                 conn = session.conn
                 await conn.execute(queries["lock_server"], stream)
                 row = await conn.fetchrow(queries["server"], user_id, server_name)
-                decision = decide_stop(row["state"] if row else None, user, server_name, remove)
+                decision = rules.decide_stop(
+                    row["state"] if row else None, user, server_name, remove
+                )
                 ids = {"user_id": user_id, "user": user, "server_name": server_name}
                 if decision == "remove":
                     await session.append(
@@ -637,7 +507,7 @@ class ServerManager:
                 server_events.stream_id(live.user_id, live.server_name), events, metadata=meta
             )
             await self._revoke(session, live.token_id, meta)
-        await self.oauth.unregister(client_id(live.user, live.server_name))
+        await self.oauth.unregister(rules.client_id(live.user, live.server_name))
         live.report({"progress": 100, "failed": True, "message": "Spawn cancelled: stopped"})
         live.finish("stopped")
         if self._live.get(live.key) is live:
@@ -698,10 +568,10 @@ class ServerManager:
             await conn.execute(queries["lock_server"], stream)
             row = await conn.fetchrow(queries["server"], user_id, server_name)
             if row is None:
-                raise ServerNotFound(f"{user} has no server named {server_name!r}")
-            if row["state"] in ACTIVE:
+                raise rules.ServerNotFound(f"{user} has no server named {server_name!r}")
+            if row["state"] in rules.ACTIVE:
                 raise spawner.PolicyError(
-                    f"{label(user, server_name)} is running; stop it before changing it",
+                    f"{rules.label(user, server_name)} is running; stop it before changing it",
                     status=409,
                 )
             await session.append(

@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from events import sql
-from hub import access, body, errors, scopes, servers, spawner
+from hub import access, body, errors, scopes, server_rules, servers, spawner
 from hub.context import HUB
 
 queries = sql.Queries(__package__ or "hub", "servers.sql")
@@ -87,7 +87,7 @@ def iso(value: datetime | None) -> str | None:
 def render(row: Any, user: str, *, with_state: bool = False) -> dict[str, Any]:
     """JupyterHub's Server model of a ``servers`` row."""
     state, name = row["state"], row["server_name"]
-    active = state in servers.ACTIVE
+    active = state in server_rules.ACTIVE
     base = f"/hub/api/users/{user}/server" if not name else f"/hub/api/users/{user}/servers/{name}"
     last_activity = row["last_activity"] or (row["started"] if active else None)
     model: dict[str, Any] = {
@@ -97,13 +97,13 @@ def render(row: Any, user: str, *, with_state: bool = False) -> dict[str, Any]:
         "last_activity": iso(last_activity),
         "started": iso(row["started"]) if active else None,
         "pending": "spawn"
-        if state in servers.PENDING_SPAWN
+        if state in server_rules.PENDING_SPAWN
         else "stop"
         if state == "stopping"
         else None,
         "ready": state == "ready",
         "stopped": not active,
-        "url": servers.prefix(user, name),
+        "url": server_rules.prefix(user, name),
         "user_options": json.loads(row["options"]),
         "progress_url": f"{base}/progress",
         "full_url": None,
@@ -283,7 +283,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
     async with hub.store.pool.acquire() as conn:
         _, user, server_name = await _target(request, conn, ["read:servers"])
         row = await conn.fetchrow(queries["server"], user["user_id"], server_name)
-    path = servers.prefix(user["name"], server_name)
+    path = server_rules.prefix(user["name"], server_name)
     follow = servers_.progress(user["user_id"], server_name)
     if row is not None and row["state"] == "ready" and follow is None:
         events: list[dict[str, Any]] = [
@@ -296,7 +296,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
             }
         ]
     elif follow is None:
-        raise errors.BadRequest(f"{servers.label(user['name'], server_name)} is not starting")
+        raise errors.BadRequest(f"{server_rules.label(user['name'], server_name)} is not starting")
     else:
         events = []
     response = web.StreamResponse(

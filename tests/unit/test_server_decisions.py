@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from hub import chp, proxy, servers, spawner
+from hub import chp, proxy, server_rules, spawner
 
-LIMITS = servers.Limits(
+LIMITS = server_rules.Limits(
     allow_named=True, named_limit=2, named_count=0, spawn_limit=3, pending_spawns=0
 )
 
@@ -20,7 +20,7 @@ LIMITS = servers.Limits(
      ("spawning", "pending"), ("started", "pending")],
 )  # fmt: skip
 def test_spawn_decisions(state: str | None, decision: str) -> None:
-    assert servers.decide_spawn(state, "ann", "", LIMITS) == decision
+    assert server_rules.decide_spawn(state, "ann", "", LIMITS) == decision
 
 
 @pytest.mark.parametrize(
@@ -28,23 +28,29 @@ def test_spawn_decisions(state: str | None, decision: str) -> None:
     [
         ("ready", "", LIMITS, 400, "ann's server is already running"),
         ("stopping", "lab", LIMITS, 400, "ann/lab is pending stop, please wait"),
-        (None, "lab", servers.Limits(False, 0, 0, 0, 0), 400, "Named servers are not enabled."),
-        (None, "c", servers.Limits(True, 2, 2, 0, 0), 400, "maximum of 2 named servers"),
-        (None, "", servers.Limits(True, 0, 0, 3, 3), 429, "Too many servers starting (3"),
+        (
+            None,
+            "lab",
+            server_rules.Limits(False, 0, 0, 0, 0),
+            400,
+            "Named servers are not enabled.",
+        ),
+        (None, "c", server_rules.Limits(True, 2, 2, 0, 0), 400, "maximum of 2 named servers"),
+        (None, "", server_rules.Limits(True, 0, 0, 3, 3), 429, "Too many servers starting (3"),
     ],
 )
 def test_spawn_refusals_are_policy_errors(
-    state: str | None, server_name: str, limits: servers.Limits, status: int, message: str
+    state: str | None, server_name: str, limits: server_rules.Limits, status: int, message: str
 ) -> None:
     with pytest.raises(spawner.PolicyError, match=message.replace("(", r"\(")) as caught:
-        servers.decide_spawn(state, "ann", server_name, limits)
+        server_rules.decide_spawn(state, "ann", server_name, limits)
     assert caught.value.status == status
     assert caught.value.kind == "policy"
 
 
 def test_a_named_server_that_exists_is_not_counted_against_the_limit() -> None:
-    full = servers.Limits(True, 2, 2, 0, 0)
-    assert servers.decide_spawn("stopped", "ann", "lab", full) == "spawn"
+    full = server_rules.Limits(True, 2, 2, 0, 0)
+    assert server_rules.decide_spawn("stopped", "ann", "lab", full) == "spawn"
 
 
 @pytest.mark.parametrize(
@@ -54,7 +60,7 @@ def test_a_named_server_that_exists_is_not_counted_against_the_limit() -> None:
      ("defined", "lab", True, "remove")],
 )  # fmt: skip
 def test_stop_decisions(state: str, server_name: str, remove: bool, decision: str) -> None:
-    assert servers.decide_stop(state, "ann", server_name, remove) == decision
+    assert server_rules.decide_stop(state, "ann", server_name, remove) == decision
 
 
 @pytest.mark.parametrize(
@@ -71,12 +77,12 @@ def test_stop_refusals(
     state: str | None, server_name: str, remove: bool, status: int, message: str
 ) -> None:
     with pytest.raises(spawner.PolicyError, match=message) as caught:
-        servers.decide_stop(state, "ann", server_name, remove)
+        server_rules.decide_stop(state, "ann", server_name, remove)
     assert caught.value.status == status
 
 
 def test_the_environment_contract() -> None:
-    env = servers.contract_env(
+    env = server_rules.contract_env(
         user="ann",
         server_name="lab",
         api_token="secret",
@@ -108,8 +114,8 @@ def test_the_environment_contract() -> None:
         "JUPYTERHUB_PUBLIC_URL": "https://hub.example.org/user/ann/lab/",
         "JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.org/hub/",
     }
-    assert servers.client_id("ann", "") == "jupyterhub-user-ann"
-    assert servers.server_token_scopes("ann", "") == [
+    assert server_rules.client_id("ann", "") == "jupyterhub-user-ann"
+    assert server_rules.server_token_scopes("ann", "") == [
         "access:servers!server=ann/",
         "users:activity!user=ann",
     ]
