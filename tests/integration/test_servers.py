@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from events.catalog import servers as server_events
 from hub import api_models
@@ -525,3 +526,29 @@ async def test_a_spawn_recorded_without_a_process_fails_at_readoption(
     assert row["state"] == "failed"
     assert row["reason"] == "the hub stopped before the server's process was started"
     assert await hub.event_types() == ["server.spawn_requested", "server.failed"]
+
+
+async def test_services_with_a_url_are_routed_at_services(spawn_hub: StartHub) -> None:
+    async def seen(request: web.Request) -> web.Response:
+        return web.Response(text=f"service saw {request.path}")
+
+    service = web.Application()
+    service.add_routes([web.get("/services/notes/{tail:.*}", seen)])
+    runner = web.AppRunner(service)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        hub = await spawn_hub(
+            "serve",
+            services=[
+                {"name": "operator", "api_token": "spawn-admin-secret-0123456789abcdef"},
+                {"name": "notes", "url": f"http://127.0.0.1:{port}"},
+            ],
+        )
+        async with hub.session.get(hub.proxy_url + "/services/notes/today") as response:
+            assert response.status == 200
+            assert await response.text() == "service saw /services/notes/today"
+    finally:
+        await runner.cleanup()
