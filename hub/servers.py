@@ -285,9 +285,9 @@ class ServerManager:
             return "ready"
         failure = live.progress[-1]
         error: spawner.SpawnError = (
-            spawner.PolicyError(failure["message"])
+            spawner.PolicyError(failure["reason"])
             if failure.get("kind") == "policy"
-            else spawner.SystemFailure(failure["message"])
+            else spawner.SystemFailure(failure["reason"])
         )
         raise error
 
@@ -416,7 +416,9 @@ class ServerManager:
             await self._revoke(session, live.token_id, meta)
         await self.oauth.unregister(rules.client_id(live.user, live.server_name))
         message = reason if kind == "policy" else f"Spawn failed: {reason}"
-        live.report({"progress": 100, "failed": True, "message": message, "kind": kind})
+        live.report(
+            {"progress": 100, "failed": True, "message": message, "kind": kind, "reason": reason}
+        )
         live.finish("failed")
         if self._live.get(live.key) is live:
             del self._live[live.key]
@@ -604,7 +606,7 @@ class ServerManager:
             while sent < len(live.progress):
                 event = live.progress[sent]
                 sent += 1
-                yield {k: v for k, v in event.items() if k != "kind"}
+                yield {k: v for k, v in event.items() if k not in ("kind", "reason")}
                 if event.get("progress") == 100:
                     return
             await changed.wait()
