@@ -17,7 +17,7 @@ import pytest
 from aiohttp import test_utils
 
 from events import store
-from hub import app, bootstrap, context, proxy, routes, servers
+from hub import app, bootstrap, context, proxy, routes, servers, spawner
 from hub import settings as hub_settings
 
 ADMIN_TOKEN = "spawn-admin-secret-0123456789abcdef"
@@ -111,7 +111,10 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(
-            mode: str = "serve", command: list[str] | None = None, **overrides: Any
+            mode: str = "serve",
+            command: list[str] | None = None,
+            oauth: spawner.OAuthClients | None = None,
+            **overrides: Any,
         ) -> SpawnHub:
             config = hub_settings.Settings(
                 **{
@@ -122,7 +125,7 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
                 }
             )
             await bootstrap.reconcile(event_store, config)
-            manager = servers.ServerManager(event_store, servers.settings_from(config))
+            manager = servers.ServerManager(event_store, servers.settings_from(config), oauth=oauth)
             await manager.start()
             stack.push_async_callback(manager.close, stop_servers=True)
             hub = context.Hub(settings=config, store=event_store, database="test", servers=manager)

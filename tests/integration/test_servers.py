@@ -552,3 +552,51 @@ async def test_services_with_a_url_are_routed_at_services(spawn_hub: StartHub) -
             assert await response.text() == "service saw /services/notes/today"
     finally:
         await runner.cleanup()
+
+
+class RecordingOAuth:
+    """The OAuth seam as the hub's provider would take it: what was registered, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    async def register(
+        self, client_id: str, redirect_uri: str, token_id: str, description: str
+    ) -> None:
+        self.calls.append(("register", client_id, redirect_uri, token_id, description))
+
+    async def unregister(self, client_id: str) -> None:
+        self.calls.append(("unregister", client_id))
+
+
+async def test_the_oauth_client_is_registered_at_spawn_and_forgotten_at_stop(
+    spawn_hub: StartHub,
+) -> None:
+    oauth = RecordingOAuth()
+    hub = await spawn_hub("serve", oauth=oauth)
+    token = await hub.user("uma")
+    options = {"profile": "small", "gpus": 0}
+    status, reply = await hub.call(
+        "POST", "/users/uma/servers/lab", token=token, json={"user_options": options}
+    )
+    assert status == 201, reply
+    requested = json.loads((await hub.events("server.spawn_requested"))[0]["data"])
+    assert requested["options"] == options
+    token_id = requested["token_id"]
+    assert oauth.calls == [
+        (
+            "register",
+            "jupyterhub-user-uma-lab",
+            "/user/uma/lab/oauth_callback",
+            token_id,
+            "Server at /user/uma/lab/",
+        )
+    ]
+    status, server = await hub.call("GET", "/users/uma/servers/lab", token=token)
+    assert server["user_options"] == options
+    # The token the client's secret is: the server's own, with the server role's scopes.
+    async with hub.store.pool.acquire() as conn:
+        scopes = await conn.fetchval("SELECT scopes FROM tokens WHERE token_id = $1", token_id)
+    assert sorted(scopes) == ["access:servers!server=uma/lab", "users:activity!user=uma"]
+    assert (await hub.call("DELETE", "/users/uma/servers/lab", token=token))[0] == 204
+    assert oauth.calls[-1] == ("unregister", "jupyterhub-user-uma-lab")
