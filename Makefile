@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# the Node.js clients the interop tests run (configurable-http-proxy, @jupyter/ydoc, …)
+NODE_TEST_CLIENTS := tests/node/chp/node_modules/.package-lock.json \
+                     tests/node/ydoc/node_modules/.package-lock.json
 
 .PHONY: run test lint typecheck unit integration bench-events bench-audit bench-api clean
+.PHONY: bench-spawn
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +37,13 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(NODE_TEST_CLIENTS)
 	$(BIN)/pytest
 
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest tests/unit
 
-integration: $(VENV)/.installed-dev
+integration: $(VENV)/.installed-dev $(NODE_TEST_CLIENTS)
 	$(BIN)/pytest tests/integration
 
 bench-events: $(VENV)/.installed-bench
@@ -61,7 +65,14 @@ tests/node/ydoc/node_modules/.package-lock.json: tests/node/ydoc/package.json te
 	npm ci --prefix tests/node/ydoc --no-audit --no-fund
 	touch $@
 
-test: tests/node/ydoc/node_modules/.package-lock.json
+# configurable-http-proxy, which the CHP adapter tests run (node >= 20)
+tests/node/chp/node_modules/.package-lock.json: tests/node/chp/package.json tests/node/chp/package-lock.json
+	npm install --prefix tests/node/chp --no-audit --no-fund
+	touch $@
+
+# spawn overhead and proxy throughput beside JupyterHub and configurable-http-proxy
+bench-spawn: $(VENV)/.installed-bench bench/node_modules/.package-lock.json
+	$(BIN)/python bench/spawn_proxy.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

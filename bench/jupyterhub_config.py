@@ -48,3 +48,10 @@ c.JupyterHub.load_roles = [
 # salted SHA-512 on every request it authenticates. True: one round, like tokens the hub
 # generates. The benchmark measures both (see rest_api.py).
 c.JupyterHub.trust_user_provided_tokens = env.get("BENCH_TRUST_TOKENS") == "1"
+
+# The spawn benchmark (spawn_proxy.py) spawns its single-user stand-in with the simple spawner.
+if "BENCH_SPAWNER_CMD" in env:
+    import json
+
+    c.Spawner.cmd = json.loads(env["BENCH_SPAWNER_CMD"])
+    c.Spawner.default_url = ""

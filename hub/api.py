@@ -28,7 +28,7 @@ async def info(request: web.Request) -> web.Response:
             "chronohub_version": version.CHRONOHUB,
             "python": sys.version,
             "sys_executable": sys.executable,
-            "spawner": {"class": "none (spawning is not built yet)", "version": version.CHRONOHUB},
+            "spawner": {"class": "chronohub.local_spawner", "version": version.CHRONOHUB},
             "authenticator": {"class": "chronohub.tokens", "version": version.CHRONOHUB},
         }
     )

@@ -205,3 +205,22 @@ class EventPage(_Reply):
 
     items: list[Event]
     pagination: EventsPagination = Field(alias="_pagination")
+
+
+class Server(_Reply):
+    """A user's server (JupyterHub 6's Server model); ``state`` only with admin:server_state."""
+
+    name: str
+    display_name: str
+    full_name: str
+    last_activity: str | None
+    started: str | None
+    pending: Literal["spawn", "stop"] | None
+    ready: bool
+    stopped: bool
+    url: str
+    user_options: dict[str, Any]
+    progress_url: str
+    full_url: str | None
+    full_progress_url: str | None
+    state: dict[str, Any] | None = None

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -27,9 +28,15 @@ from hub import (
     groups_api,
     login,
     openapi,
+    routes,
+    servers,
+    servers_api,
+    spawner,
     tokens_api,
     users_api,
 )
+from hub import chp as chp_proxy
+from hub import proxy as builtin_proxy
 from hub import settings as hub_settings
 from projections import base, catalog, runner
 
@@ -40,13 +47,17 @@ MAX_BODY_BYTES = 1024 * 1024
 
 @contextlib.asynccontextmanager
 async def open_hub(
-    config: hub_settings.Settings, *, serving: bool = True
+    config: hub_settings.Settings,
+    *,
+    serving: bool = True,
+    oauth: spawner.OAuthClients | None = None,
 ) -> AsyncIterator[context.Hub]:
     """Start the database (embedded when none is configured), migrate, and run the hub's parts.
 
     ``serving=False`` is for one-shot CLI commands: it neither applies the configuration
     (a command run without the server's configuration file must not undo it) nor runs the
-    asynchronous projections.
+    asynchronous projections, nor manages servers. ``oauth`` is where spawned servers' OAuth
+    clients are registered (by default, nowhere).
     """
     dsn = await asyncio.to_thread(database.resolve_dsn, config)
     await database.migrate(dsn)
@@ -63,9 +74,25 @@ async def open_hub(
             if serving:
                 await bootstrap.reconcile(event_store, config)
             async with runner.AsyncRunner(event_store, projections):
-                yield context.Hub(
-                    settings=config, store=event_store, database=config.describe_database()
+                if not serving:
+                    yield context.Hub(
+                        settings=config, store=event_store, database=config.describe_database()
+                    )
+                    return
+                manager = servers.ServerManager(
+                    event_store, servers.settings_from(config), oauth=oauth
                 )
+                await manager.start()
+                try:
+                    await manager.readopt()
+                    yield context.Hub(
+                        settings=config,
+                        store=event_store,
+                        database=config.describe_database(),
+                        servers=manager,
+                    )
+                finally:
+                    await manager.close(stop_servers=config.cleanup_servers)
     finally:
         await pool.close()
 
@@ -77,10 +104,71 @@ def make_app(hub: context.Hub) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[context.HUB] = hub
-    for module in (api, users_api, groups_api, tokens_api, audit, openapi):
+    if hub.servers is not None:
+        app[servers_api.SERVER_APP] = hub.servers
+    for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
         app.add_routes(module.routes())
     login.install(app, hub)  # login cookie, /hub/login, OAuth provider (issue 4)
     return app
+
+
+@dataclass(frozen=True)
+class RunningProxy:
+    """The proxy in front of the hub: its public URL and the part that runs it."""
+
+    url: str
+    builtin: builtin_proxy.Proxy | None = None
+    chp: chp_proxy.ChpProxy | None = None
+
+
+@contextlib.asynccontextmanager
+async def run_proxy(hub: context.Hub, hub_target: str) -> AsyncIterator[RunningProxy | None]:
+    """Run the configured proxy in front of the hub at ``hub_target`` (None: no proxy).
+
+    Its routing table follows the routes read model (``hub.routes``); the traffic it sees
+    becomes server activity.
+    """
+    config, manager = hub.settings, hub.servers
+    if config.proxy == "none" or manager is None:
+        yield None
+        return
+    sinks: list[routes.Sink] = []
+    async with contextlib.AsyncExitStack() as stack:
+        running: RunningProxy
+        if config.proxy == "builtin":
+            proxy = builtin_proxy.Proxy(hub_target, on_activity=manager.record_activity)
+            stack.push_async_callback(proxy.close)
+            host, port = await proxy.start(config.proxy_ip, config.proxy_port)
+            running = RunningProxy(f"http://{host}:{port}/", builtin=proxy)
+
+            async def to_builtin(table: list[builtin_proxy.Route]) -> None:
+                proxy.set_routes(table)
+
+            sinks.append(to_builtin)
+        else:
+            token = config.chp_auth_token.get_secret_value() if config.chp_auth_token else None
+            chp = chp_proxy.ChpProxy(
+                command=config.chp_command,
+                api_url=config.chp_api_url,
+                auth_token=token,
+                ip=config.proxy_ip,
+                port=config.proxy_port,
+                hub_target=hub_target,
+                on_activity=manager.record_activity,
+            )
+            await stack.enter_async_context(chp)
+            running = RunningProxy(f"http://{config.proxy_ip}:{config.proxy_port}/", chp=chp)
+
+            async def to_chp(table: list[builtin_proxy.Route]) -> None:
+                await chp.sync(table)
+
+            sinks.append(to_chp)
+        follower = routes.RouteFollower(hub.store.pool, sinks, config.proxy_check_interval)
+        await follower.start()
+        stack.push_async_callback(follower.stop)
+        manager.on_routes_changed(follower.refresh)
+        stack.callback(manager.forget_routes_listener, follower.refresh)
+        yield running
 
 
 async def serve(config: hub_settings.Settings) -> None:
@@ -92,13 +180,18 @@ async def serve(config: hub_settings.Settings) -> None:
         await site.start()
         try:
             host, port = app_runner.addresses[0][:2]
-            print(f"chronohub serving at http://{host}:{port}/hub/", flush=True)
-            print(f"database: {hub.database}", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            log.info("shutting down")
+            if hub.servers is not None:
+                hub.servers.hub_url = f"http://{host}:{port}/hub/"
+            async with run_proxy(hub, f"http://{host}:{port}") as running:
+                print(f"chronohub serving at http://{host}:{port}/hub/", flush=True)
+                print(f"database: {hub.database}", flush=True)
+                if running is not None:
+                    print(f"proxy ({config.proxy}) at {running.url}", flush=True)
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+                log.info("shutting down")
         finally:
             await app_runner.cleanup()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from events import store
+from hub import servers as hub_servers
 from hub import settings as hub_settings
 
 
@@ -17,6 +18,7 @@ class Hub:
     settings: hub_settings.Settings
     store: store.EventStore
     database: str
+    servers: hub_servers.ServerManager | None = None
 
 
 HUB = web.AppKey("hub", Hub)

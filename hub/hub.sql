@@ -67,8 +67,8 @@ SELECT user_id, name, admin FROM users WHERE name = ANY($1::text[]);
 
 -- name: users_page
 -- Users, $1 offset, $2 limit, $3 name substring (ILIKE), $4 only these names (a filtered
--- list scope), $5 state: NULL, 'active', 'ready' or 'inactive' (no servers run yet, so
--- 'active' and 'ready' are empty and 'inactive' is everyone), $6 sort: id (creation order,
+-- list scope), $5 state: NULL, 'active' (some server running or pending), 'ready' (some
+-- server ready) or 'inactive' (no server active), $6 sort: id (creation order,
 -- JupyterHub's default) or name, '-' before it for descending. The page is cut first, so
 -- groups, roles and activity are looked up for its rows only.
 SELECT p.user_id, p.name, p.admin, p.created, p.total,
@@ -84,7 +84,10 @@ SELECT p.user_id, p.name, p.admin, p.created, p.total,
           FROM users u
          WHERE ($3::text IS NULL OR u.name ILIKE '%' || $3::text || '%')
            AND ($4::text[] IS NULL OR u.name = ANY($4::text[]))
-           AND ($5::text IS NULL OR $5::text = 'inactive')
+           AND ($5::text IS NULL OR ($5::text = 'inactive') <> EXISTS (
+                    SELECT 1 FROM servers s WHERE s.user_id = u.user_id
+                       AND s.state = ANY(CASE WHEN $5::text = 'ready' THEN '{ready}'::text[]
+                                         ELSE '{spawning,started,ready,stopping}'::text[] END)))
          ORDER BY CASE WHEN $6::text = 'name' THEN u.name END,
                   CASE WHEN $6::text = '-name' THEN u.name END DESC,
                   CASE WHEN $6::text = '-id' THEN u.created END DESC,
@@ -112,7 +115,10 @@ SELECT p.user_id, p.name, p.admin, p.created, p.total, p.last_activity,
                                FROM activity a WHERE a.user_id = u.user_id) act ON true
          WHERE ($3::text IS NULL OR u.name ILIKE '%' || $3::text || '%')
            AND ($4::text[] IS NULL OR u.name = ANY($4::text[]))
-           AND ($5::text IS NULL OR $5::text = 'inactive')
+           AND ($5::text IS NULL OR ($5::text = 'inactive') <> EXISTS (
+                    SELECT 1 FROM servers s WHERE s.user_id = u.user_id
+                       AND s.state = ANY(CASE WHEN $5::text = 'ready' THEN '{ready}'::text[]
+                                         ELSE '{spawning,started,ready,stopping}'::text[] END)))
          ORDER BY CASE WHEN $6::text = 'last_activity' THEN act.last_activity END NULLS LAST,
                   CASE WHEN $6::text = '-last_activity' THEN act.last_activity END DESC NULLS LAST,
                   u.created, u.name
@@ -125,7 +131,10 @@ SELECT p.user_id, p.name, p.admin, p.created, p.total, p.last_activity,
 SELECT count(*) FROM users u
  WHERE ($1::text IS NULL OR u.name ILIKE '%' || $1::text || '%')
    AND ($2::text[] IS NULL OR u.name = ANY($2::text[]))
-   AND ($3::text IS NULL OR $3::text = 'inactive');
+   AND ($3::text IS NULL OR ($3::text = 'inactive') <> EXISTS (
+            SELECT 1 FROM servers s WHERE s.user_id = u.user_id
+               AND s.state = ANY(CASE WHEN $3::text = 'ready' THEN '{ready}'::text[]
+                                 ELSE '{spawning,started,ready,stopping}'::text[] END)));
 
 -- name: group_by_name
 SELECT gr.group_id, gr.name, gr.properties::text AS properties,

@@ -16,7 +16,16 @@ from pydantic.json_schema import models_json_schema
 
 import events.catalog  # noqa: F401 - registers the hub's events, documented below
 from events import models
-from hub import api_models, auth_api, groups_api, oauth_provider, tokens_api, users_api, version
+from hub import (
+    api_models,
+    auth_api,
+    groups_api,
+    oauth_provider,
+    servers_api,
+    tokens_api,
+    users_api,
+    version,
+)
 
 Model = type[pydantic.BaseModel]
 
@@ -133,6 +142,41 @@ OPERATIONS: tuple[Operation, ...] = (
         "Exchange a code (form-encoded; client_secret = the client's API token; PKCE"
         " code_verifier) for an access token",
         reply=oauth_provider.TokenReply,
+    ),
+    # Servers (hub/servers_api.py): 201 ready, 202 pending, text/plain bodies.
+    Operation(
+        "post", "/users/{name}/server", "Start the default server", "start:servers",
+        servers_api.SpawnBody, 201,
+    ),
+    Operation("get", "/users/{name}/server", "The default server", "read:servers",
+              reply=api_models.Server),
+    Operation("delete", "/users/{name}/server", "Stop the default server", "delete:servers",
+              status=204),
+    Operation(
+        "get", "/users/{name}/server/progress", "A spawn's progress (text/event-stream)",
+        "read:servers",
+    ),
+    Operation(
+        "post", "/users/{name}/servers/{server_name}", "Start a named server", "start:servers",
+        servers_api.SpawnBody, 201,
+    ),
+    Operation("get", "/users/{name}/servers/{server_name}", "A named server", "read:servers",
+              reply=api_models.Server),
+    Operation(
+        "put", "/users/{name}/servers/{server_name}", "Create a named server, stopped",
+        "start:servers", servers_api.DefineBody, 201, api_models.Server,
+    ),
+    Operation(
+        "patch", "/users/{name}/servers/{server_name}", "Change a stopped server",
+        "start:servers", servers_api.ModifyBody, reply=api_models.Server,
+    ),
+    Operation(
+        "delete", "/users/{name}/servers/{server_name}", "Stop (remove: delete) a named server",
+        "delete:servers", servers_api.StopBody, 204,
+    ),
+    Operation(
+        "get", "/users/{name}/servers/{server_name}/progress",
+        "A spawn's progress (text/event-stream)", "read:servers",
     ),
 )  # fmt: skip
 

@@ -238,6 +238,67 @@ class Settings(BaseSettings):
             self.oauth.resolved()
         return self
 
+    # --- spawning single-user servers and the proxy (issue 5) ---
+    spawner_cmd: list[str] = Field(
+        default_factory=lambda: ["jupyterhub-singleuser"],
+        min_length=1,
+        description="The single-user server's command; the spawner adds nothing but spawner_args",
+    )
+    spawner_args: list[str] = Field(
+        default_factory=list, description="Extra arguments after spawner_cmd (e.g. --allow-root)"
+    )
+    spawner_env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for single-user servers"
+    )
+    spawner_ip: str = Field(default="127.0.0.1", description="Where single-user servers listen")
+    start_timeout: float = Field(
+        default=60, gt=0, description="Seconds a server may take from spawn to ready"
+    )
+    slow_spawn_timeout: float = Field(
+        default=10,
+        ge=0,
+        description="Seconds POST /users/{name}/server waits for ready before answering 202",
+    )
+    term_timeout: float = Field(
+        default=5, gt=0, description="Seconds between SIGTERM and SIGKILL when stopping a server"
+    )
+    concurrent_spawn_limit: int = Field(
+        default=100, ge=0, description="Most spawns pending at once (0: no limit)"
+    )
+    named_server_limit_per_user: int = Field(
+        default=0, ge=0, description="Most named servers a user may have (0: no limit)"
+    )
+    allow_named_servers: bool = Field(default=True, description="Allow named servers")
+    cleanup_servers: bool = Field(
+        default=True,
+        description="Stop servers when the hub shuts down; false leaves them running, and the"
+        " next hub process re-adopts them",
+    )
+    proxy: str = Field(
+        default="builtin",
+        pattern=r"^(builtin|chp|none)$",
+        description="builtin (in the hub process), chp (configurable-http-proxy) or none",
+    )
+    proxy_ip: str = Field(default="127.0.0.1", description="Where the proxy listens")
+    proxy_port: int = Field(
+        default=8001, ge=0, le=65535, description="Public port of the proxy (/user/<name>/)"
+    )
+    chp_command: list[str] = Field(
+        default_factory=lambda: ["configurable-http-proxy"],
+        min_length=1,
+        description="How to start configurable-http-proxy (proxy = chp, chp_api_url unset)",
+    )
+    chp_api_url: str | None = Field(
+        default=None,
+        description="REST API of an external configurable-http-proxy; unset: the hub starts one",
+    )
+    chp_auth_token: SecretStr | None = Field(
+        default=None, description="CONFIGPROXY_AUTH_TOKEN of an external proxy"
+    )
+    proxy_check_interval: float = Field(
+        default=5, gt=0, description="Seconds between checks of the proxy's routing table"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from events import models, sql, store
 from events.catalog import users as user_events
 from events.catalog.names import Name
-from hub import access, body, errors, pagination, scopes
+from hub import access, body, errors, pagination, scopes, servers_api, spawner
 from hub.context import HUB
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
@@ -108,10 +108,16 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def render(row: Any, caller: access.Caller, fields: frozenset[str] | None = None) -> dict[str, Any]:
+def render(
+    row: Any,
+    caller: access.Caller,
+    fields: frozenset[str] | None = None,
+    servers: list[Any] | None = None,
+) -> dict[str, Any]:
     """The user model for ``row``, with only the fields the caller's scopes grant.
 
-    ``fields`` is ``visible_fields`` worked out once for a whole list, when it can be.
+    ``fields`` is ``visible_fields`` worked out once for a whole list, when it can be;
+    ``servers`` the user's rows of the servers read model.
     """
     if fields is None:
         fields = visible_fields(caller, FIELDS_BY_SCOPE)
@@ -140,6 +146,9 @@ def render(row: Any, caller: access.Caller, fields: frozenset[str] | None = None
         "auth_state": None,
         "user_info": {"name": row["name"], "display_name": row["name"]},
     }
+    if servers:
+        with_state = caller.grants.allows("admin:server_state", scopes.Filter.user(row["name"]))
+        full.update(servers_api.server_fields(servers, row["name"], with_state=with_state))
     return {key: value for key, value in full.items() if key in fields}
 
 
@@ -186,9 +195,16 @@ async def list_users(request: web.Request) -> web.Response:
             if rows
             else await conn.fetchval(queries["users_count"], name_filter, only, state)
         )
+        servers = await servers_api.servers_by_user(
+            conn, [row["user_id"] for row in rows], include_stopped=_include_stopped(request)
+        )
     fields = visible_fields(caller, FIELDS_BY_SCOPE)
-    items = [render(row, caller, fields) for row in rows]
+    items = [render(row, caller, fields, servers[row["user_id"]]) for row in rows]
     return web.json_response(pagination.reply(request, page, items, total, hub.settings.public_url))
+
+
+def _include_stopped(request: web.Request) -> bool:
+    return request.query.get("include_stopped_servers", "").lower() not in ("", "0", "false")
 
 
 async def _listable_names(conn: sql.Connection, caller: access.Caller) -> list[str] | None:
@@ -242,9 +258,12 @@ async def get_user(request: web.Request) -> web.Response:
     async with hub.store.pool.acquire() as conn:
         caller = await access.require(request, conn, READ_USER_SCOPES, scopes.Filter.user(name))
         row = await conn.fetchrow(queries["user_by_name"], name)
-    if row is None:
-        raise errors.NotFound(f"No such user: {name}")
-    return web.json_response(render(row, caller))
+        if row is None:
+            raise errors.NotFound(f"No such user: {name}")
+        servers = await servers_api.servers_by_user(
+            conn, [row["user_id"]], include_stopped=_include_stopped(request)
+        )
+    return web.json_response(render(row, caller, None, servers[row["user_id"]]))
 
 
 async def create_user(request: web.Request) -> web.Response:
@@ -292,9 +311,10 @@ async def modify_user(request: web.Request) -> web.Response:
 
 
 async def delete_user(request: web.Request) -> web.Response:
-    """``DELETE /users/{name}``: 204; a user cannot delete themselves."""
+    """``DELETE /users/{name}``: 204; a user cannot delete themselves; servers stop first."""
     hub = request.app[HUB]
     name = request.match_info["name"]
+    await _stop_servers_of(request, name)
     async with hub.store.session() as session:
         caller = await access.require(
             request, session.conn, ["delete:users"], scopes.Filter.user(name)
@@ -312,6 +332,35 @@ async def delete_user(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def _stop_servers_of(request: web.Request, name: str) -> None:
+    """Stop a user's running servers before the user is deleted (400 if one will not stop)."""
+    manager = request.app.get(servers_api.SERVER_APP)
+    if manager is None:
+        return
+    hub = request.app[HUB]
+    async with hub.store.pool.acquire() as conn:
+        caller = await access.require(request, conn, ["delete:users"], scopes.Filter.user(name))
+        row = await conn.fetchrow(queries["user_by_name"], name)
+        if row is None:
+            return
+        if caller.kind == "user" and caller.name == name:
+            raise errors.BadRequest("Cannot delete yourself!")
+        running = (
+            await servers_api.servers_by_user(conn, [row["user_id"]], include_stopped=False)
+        )[row["user_id"]]
+    for server in running:
+        try:
+            outcome = await manager.stop(
+                row["user_id"], name, server["server_name"], access.event_metadata(request, caller)
+            )
+        except spawner.PolicyError:
+            continue  # stopped meanwhile
+        if outcome == "pending":
+            raise errors.BadRequest(
+                f"{name}'s server {server['server_name']!r} is still stopping; try again"
+            )
+
+
 async def post_activity(request: web.Request) -> web.Response:
     """``POST /users/{name}/activity``: activity only moves forward; kept out of the log."""
     hub = request.app[HUB]
@@ -319,9 +368,6 @@ async def post_activity(request: web.Request) -> web.Response:
     report = await body.parse(request, Activity)
     if report.last_activity is None and not report.servers:
         raise errors.BadRequest("last_activity or servers is required")
-    for server in report.servers:
-        # Servers come with the spawner (not built yet): none exists, as JupyterHub answers.
-        raise errors.BadRequest(f"No such server: {server!r}")
     now = datetime.now(UTC)
     stamps = [report.last_activity] if report.last_activity else []
     stamps += [s.last_activity for s in report.servers.values()]
@@ -335,14 +381,20 @@ async def post_activity(request: web.Request) -> web.Response:
         row = await conn.fetchrow(queries["user_by_name"], name)
         if row is None:
             raise errors.NotFound(f"No such user: {name}")
+        known = await servers_api.servers_by_user(conn, [row["user_id"]], include_stopped=True)
+        names = {server["server_name"] for server in known[row["user_id"]]}
+        for server in report.servers:
+            if server not in names:
+                raise errors.BadRequest(f"No such server: {server!r}")
         async with conn.transaction():
-            if report.last_activity is not None:
+            for stamp in stamps:  # a server's activity is its user's too, as in JupyterHub
+                await conn.execute(queries["activity_touch"], row["user_id"], "", stamp)
+            if report.servers:
                 await conn.execute(
-                    queries["activity_touch"], row["user_id"], "", report.last_activity
-                )
-            for server, activity in report.servers.items():
-                await conn.execute(
-                    queries["activity_touch"], row["user_id"], server, activity.last_activity
+                    servers_api.queries["server_activity_touch"],
+                    [row["user_id"]] * len(report.servers),
+                    list(report.servers),
+                    [activity.last_activity for activity in report.servers.values()],
                 )
     return web.json_response({})
 

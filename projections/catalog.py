@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections import auth, base, hub_model, users
+from projections import auth, base, hub_model, servers, users
 
 ALL: tuple[base.Projection, ...] = (
     users.UsersProjection(),
@@ -12,4 +12,6 @@ ALL: tuple[base.Projection, ...] = (
     hub_model.RolesProjection(),
     auth.OAuthClientsProjection(),
     auth.SignupsProjection(),
+    servers.ServersProjection(),
+    servers.RoutesProjection(),
 )

@@ -5,10 +5,21 @@ from events.catalog import (
     collab_sessions,
     groups,
     roles,
+    server_records,
     servers,
     services,
     tokens,
     users,
 )
 
-__all__ = ["auth", "collab_sessions", "groups", "roles", "servers", "services", "tokens", "users"]
+__all__ = [
+    "auth",
+    "collab_sessions",
+    "groups",
+    "roles",
+    "server_records",
+    "servers",
+    "services",
+    "tokens",
+    "users",
+]

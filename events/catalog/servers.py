@@ -32,6 +32,9 @@ class ServerSpawnRequested(ServerEvent):
     type: ClassVar[str] = "server.spawn_requested"
 
     options: dict[str, object] = Field(default_factory=dict)
+    token_id: str | None = Field(
+        default=None, max_length=64, description="The id (never the secret) of the server's token"
+    )
 
 
 class ServerStarted(ServerEvent):
@@ -61,6 +64,8 @@ class ServerStopped(ServerEvent):
     """The server's process is gone after a requested stop."""
 
     type: ClassVar[str] = "server.stopped"
+
+    forced: bool = Field(default=False, description="SIGKILL was needed: it ignored SIGTERM")
 
 
 class ServerFailed(ServerEvent):

@@ -10,8 +10,10 @@ reports JupyterHub 6.x (>= 1.3.0, so the ``state`` filter is used):
 * ``GET /hub/api/``;
 * with ``--cull-users=True`` only: ``GET /users?state=inactive&limit=5``, following
   ``_pagination.next.url`` page after page; every user listed there is a cull candidate;
-* ``GET /users?limit=5&state=ready``: chronohub runs no servers, so this is one empty page,
+* ``GET /users?limit=5&state=ready``: where no server runs, this is one empty page,
   and without ``--cull-users`` that is the whole cycle: there is nothing to paginate or cull;
+* per server of a user listed as ready: inactive = now - the server's last_activity (or
+  ``started``), stopped by ``DELETE /users/{name}/server`` when inactive >= ``--timeout``;
 * per candidate user, after all pages are fetched: inactive = now - last_activity (or
   now - created when there was no activity), culled by ``DELETE /users/{name}`` when
   inactive >= ``--timeout`` (admins only if ``--cull-admin-users``; ``--max-age`` unset).
@@ -20,6 +22,7 @@ reports JupyterHub 6.x (>= 1.3.0, so the ``state`` filter is used):
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -43,8 +46,12 @@ PAGE_SIZE = 5
 USERS = [f"u{i:02d}" for i in range(25)]
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 
+FAKE_SERVER = Path(__file__).resolve().parent.parent / "spawners" / "fake_server.py"
+
 CONFIG = f"""
 admin_users = ["admin"]
+spawner_cmd = {json.dumps([sys.executable, str(FAKE_SERVER), "serve"])}
+proxy_port = 0
 
 [[services]]
 name = "setup"
@@ -60,7 +67,7 @@ api_token = "{USER_CULLER_TOKEN}"
 
 [[roles]]
 name = "setup-role"
-scopes = ["admin:users"]
+scopes = ["admin:users", "admin:servers"]
 services = ["setup"]
 
 # What the culler needs to cull servers (its README).
@@ -250,7 +257,7 @@ async def service_token_activity(db_url: str, service: str) -> datetime | None:
 async def test_culler_with_server_scopes_reads_and_deletes_nothing(
     hub: Hub, tmp_path: Path
 ) -> None:
-    """Without --cull-users, the culler lists users with ready servers: none on chronohub."""
+    """Without --cull-users, the culler lists users with ready servers: none has one here."""
     ready_url = f"{hub.api}/users?limit={PAGE_SIZE}&state=ready"
     output = await run_culler(
         hub,
@@ -346,3 +353,53 @@ async def test_culler_pages_through_inactive_users_and_culls_the_idle_ones(
     deleted = await events(hub.db_url, "user.deleted")
     assert sorted(row["name"] for row in deleted) == stale
     assert {row["actor"] for row in deleted} == {"service:idle-culler-users"}
+
+
+async def test_culler_stops_an_idle_server_and_leaves_an_active_one_running(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """Two users with running servers: u01's last activity is two days old, u02's is now."""
+    now = datetime.now(UTC)
+    for name, stamp in (("u01", now - timedelta(days=2)), ("u02", now)):
+        status, reply = await hub.call("POST", f"/users/{name}/server")
+        assert status == 201, reply
+        status, reply = await hub.call(
+            "POST",
+            f"/users/{name}/activity",
+            json={"servers": {"": {"last_activity": stamp.isoformat()}}},
+        )
+        assert status == 200, reply
+    status, ready = await hub.call("GET", "/users", params={"state": "ready"})
+    assert sorted(user["name"] for user in ready) == ["u01", "u02"]
+
+    def cycle_done(out: str) -> bool:
+        return "Culling server u01 " in out and "Not culling server u02 " in out
+
+    output = await run_culler(hub, CULLER_TOKEN, done=cycle_done, cwd=tmp_path)
+    assert_clean(output)
+    assert "Got 2 users with ready servers" in output, output
+    assert "slow to stop" not in output
+
+    async def server_of(name: str) -> dict[str, Any]:
+        status, user = await hub.call("GET", f"/users/{name}")
+        assert status == 200, user
+        servers: dict[str, Any] = user["servers"]
+        return servers
+
+    assert await server_of("u01") == {}
+    assert (await server_of("u02"))[""]["ready"] is True
+    conn = await asyncpg.connect(hub.db_url)
+    try:
+        stops = await conn.fetch(
+            "SELECT data->>'user' AS name, actor FROM events"
+            " WHERE event_type IN ('server.stop_requested', 'server.stopped')"
+            " ORDER BY global_position"
+        )
+    finally:
+        await conn.close()
+    assert [(row["name"], row["actor"]) for row in stops] == [
+        ("u01", "service:idle-culler"),
+        ("u01", "service:idle-culler"),
+    ]
+    # The culler stopped the server; it did not delete the user.
+    assert "u01" in await hub.user_names()

@@ -1,0 +1,160 @@
+"""A hub that spawns servers, for the server tests: the real application, server manager,
+local-process spawner and built-in proxy, on the test database, with a test spawner command
+(``tests/spawners/fake_server.py MODE`` unless told otherwise)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import test_utils
+
+from events import store
+from hub import app, bootstrap, context, proxy, routes, servers, spawner
+from hub import settings as hub_settings
+
+ADMIN_TOKEN = "spawn-admin-secret-0123456789abcdef"
+FAKE_SERVER = Path(__file__).resolve().parent.parent / "spawners" / "fake_server.py"
+
+CONFIG: dict[str, Any] = {
+    "database_url": "postgresql://unused",
+    "services": [{"name": "operator", "api_token": ADMIN_TOKEN}],
+    "roles": [
+        {
+            "name": "operator-role",
+            "scopes": ["admin:users", "admin:servers", "tokens", "read:hub", "proxy"],
+            "services": ["operator"],
+        }
+    ],
+    "start_timeout": 20,
+    "slow_spawn_timeout": 15,
+    "term_timeout": 2,
+}
+
+
+def fake(mode: str) -> list[str]:
+    """The spawner command of a fake server in ``mode``."""
+    return [sys.executable, str(FAKE_SERVER), mode]
+
+
+@dataclass
+class SpawnHub:
+    """A running hub with its proxy; ``call`` talks to the hub API, ``proxied`` to the proxy."""
+
+    client: test_utils.TestClient[Any, Any]
+    session: aiohttp.ClientSession
+    store: store.EventStore
+    manager: servers.ServerManager
+    proxy: proxy.Proxy
+    proxy_url: str
+    data_dir: Path
+
+    async def call(
+        self, method: str, path: str, token: str | None = ADMIN_TOKEN, **kwargs: Any
+    ) -> tuple[int, Any]:
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"token {token}"
+        response = await self.client.request(method, "/hub/api" + path, headers=headers, **kwargs)
+        text = await response.text()
+        try:
+            payload = await response.json(content_type=None) if text else None
+        except ValueError:
+            payload = text
+        return response.status, payload
+
+    async def user(self, name: str) -> str:
+        """Create ``name`` and return a token of theirs."""
+        status, reply = await self.call("POST", f"/users/{name}")
+        assert status in (201, 409), reply
+        status, reply = await self.call("POST", f"/users/{name}/tokens", json={})
+        assert status == 201, reply
+        token: str = reply["token"]
+        return token
+
+    async def events(self, prefix: str = "server.") -> list[asyncpg.Record]:
+        async with self.store.pool.acquire() as conn:
+            return await conn.fetch(
+                "SELECT event_type, data, actor FROM events WHERE event_type LIKE $1"
+                " ORDER BY global_position",
+                prefix + "%",
+            )
+
+    async def event_types(self, prefix: str = "server.") -> list[str]:
+        return [row["event_type"] for row in await self.events(prefix)]
+
+    async def server(self, user: str, name: str = "") -> asyncpg.Record | None:
+        async with self.store.pool.acquire() as conn:
+            return await conn.fetchrow(
+                "SELECT * FROM servers WHERE user_name = $1 AND server_name = $2", user, name
+            )
+
+    async def routes(self) -> dict[str, str]:
+        async with self.store.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT routespec, target FROM routes")
+        return {row["routespec"]: row["target"] for row in rows}
+
+
+StartHub = Callable[..., Awaitable[SpawnHub]]
+
+
+@pytest.fixture
+async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncIterator[StartHub]:
+    """Start a spawning hub: ``await spawn_hub("serve", start_timeout=1, ...)``."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(
+            mode: str = "serve",
+            command: list[str] | None = None,
+            oauth: spawner.OAuthClients | None = None,
+            **overrides: Any,
+        ) -> SpawnHub:
+            config = hub_settings.Settings(
+                **{
+                    **CONFIG,
+                    "spawner_cmd": command or fake(mode),
+                    "data_dir": tmp_path / "state",
+                    **overrides,
+                }
+            )
+            await bootstrap.reconcile(event_store, config)
+            manager = servers.ServerManager(event_store, servers.settings_from(config), oauth=oauth)
+            await manager.start()
+            stack.push_async_callback(manager.close, stop_servers=True)
+            hub = context.Hub(settings=config, store=event_store, database="test", servers=manager)
+            client = test_utils.TestClient(test_utils.TestServer(app.make_app(hub)))
+            await stack.enter_async_context(client)
+            hub_target = str(client.make_url("")).rstrip("/")
+            manager.hub_url = hub_target + "/hub/"
+            builtin = proxy.Proxy(
+                hub_target, on_activity=manager.record_activity, activity_interval=3600
+            )
+            stack.push_async_callback(builtin.close)
+            host, port = await builtin.start("127.0.0.1", 0)
+
+            async def to_proxy(table: list[proxy.Route]) -> None:
+                builtin.set_routes(table)
+
+            follower = routes.RouteFollower(event_store.pool, [to_proxy], 3600)
+            await follower.start()
+            stack.push_async_callback(follower.stop)
+            manager.on_routes_changed(follower.refresh)
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            return SpawnHub(
+                client,
+                session,
+                event_store,
+                manager,
+                builtin,
+                f"http://{host}:{port}",
+                tmp_path / "state",
+            )
+
+        yield start
