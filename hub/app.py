@@ -15,12 +15,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import events.catalog  # noqa: F401 - registers the hub's events
+from collab import limits as collab_limits
+from collab import persistence as collab_persistence
+from collab import rooms as collab_rooms
+from collab import server as collab_server
 from events import notify, store
 from hub import (
     access,
     api,
     audit,
     bootstrap,
+    collab_access,
     context,
     database,
     errors,
@@ -61,12 +66,45 @@ async def open_hub(
             projections = catalog.ALL if serving else ()
             if serving:
                 await bootstrap.reconcile(event_store, config)
-            async with runner.AsyncRunner(event_store, projections):
+            async with (
+                runner.AsyncRunner(event_store, projections),
+                open_rooms(config, event_store, dsn, serving=serving) as rooms,
+            ):
                 yield context.Hub(
-                    settings=config, store=event_store, database=config.describe_database()
+                    settings=config,
+                    store=event_store,
+                    database=config.describe_database(),
+                    rooms=rooms,
                 )
     finally:
         await pool.close()
+
+
+def collab_limits_of(config: hub_settings.Settings) -> collab_limits.Limits:
+    """collab's limits, from the hub's settings."""
+    return collab_limits.Limits(
+        max_message_bytes=config.collab_max_message_bytes,
+        rate_per_s=config.collab_rate_per_s,
+        rate_burst=config.collab_rate_burst,
+        send_buffer_bytes=config.collab_send_buffer_bytes,
+        room_grace_s=config.collab_room_grace_s,
+        compact_after_updates=config.collab_compact_after_updates,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_rooms(
+    config: hub_settings.Settings, event_store: store.EventStore, dsn: str | None, *, serving: bool
+) -> AsyncIterator[collab_rooms.Rooms | None]:
+    """The collaboration rooms of a serving hub (none for one-shot commands)."""
+    if not serving:
+        yield None
+        return
+    rooms = collab_rooms.Rooms(
+        collab_persistence.RoomStore(event_store), collab_limits_of(config), dsn=dsn
+    )
+    async with rooms:
+        yield rooms
 
 
 def make_app(hub: context.Hub) -> web.Application:
@@ -78,6 +116,9 @@ def make_app(hub: context.Hub) -> web.Application:
     app[context.HUB] = hub
     for module in (api, users_api, groups_api, tokens_api, audit, openapi):
         app.add_routes(module.routes())
+    if hub.rooms is not None:
+        gatekeeper = collab_access.TokenGatekeeper(hub.store)
+        app.add_routes(collab_server.Endpoint(hub.rooms, gatekeeper).routes())
     return app
 
 

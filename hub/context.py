@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from collab import rooms as collab_rooms
 from events import store
 from hub import settings as hub_settings
 
@@ -17,6 +18,7 @@ class Hub:
     settings: hub_settings.Settings
     store: store.EventStore
     database: str
+    rooms: collab_rooms.Rooms | None = None  # collaboration rooms, when the hub serves them
 
 
 HUB = web.AppKey("hub", Hub)

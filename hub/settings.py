@@ -96,6 +96,37 @@ class Settings(BaseSettings):
     token_expires_in_max_seconds: int = Field(
         default=0, ge=0, description="Longest lifetime a new token may ask for (0: no limit)"
     )
+    # Real-time collaboration (collab/): limits of one connection, and room housekeeping.
+    collab_max_message_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest y-websocket message (an update, say) a connection may send; a"
+        " larger one closes that connection (4413) and nothing of it is stored",
+    )
+    collab_rate_per_s: float = Field(
+        default=200.0,
+        gt=0,
+        description="Messages per second a connection may send on average; a flood beyond"
+        " collab_rate_burst closes that connection (4429)",
+    )
+    collab_rate_burst: int = Field(
+        default=1000, ge=1, description="Messages a connection may send at once"
+    )
+    collab_send_buffer_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes waiting to be sent to one connection before it is closed as too slow",
+    )
+    collab_room_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a room with nobody connected stays loaded before it is unloaded",
+    )
+    collab_compact_after_updates: int = Field(
+        default=1000,
+        ge=1,
+        description="Updates after which a room's log is compacted into a snapshot",
+    )
 
     @classmethod
     def settings_customise_sources(
