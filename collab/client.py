@@ -118,6 +118,8 @@ class RoomClient:
             frame = await self._outgoing.get()
             try:
                 await self.ws.send(frame)
+            except ConnectionClosed:
+                pass  # nothing more reaches the server; keep draining so flushed() returns
             finally:
                 self._outgoing.task_done()
 

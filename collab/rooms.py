@@ -32,6 +32,7 @@ from events.catalog import collab as collab_events
 log = logging.getLogger(__name__)
 
 JANITOR_S = 1.0
+RECORD_DRAIN_S = 5.0
 
 
 def _metadata(who: access.Participant) -> models.Metadata:
@@ -60,6 +61,10 @@ class Rooms:
         self._opening: dict[str, asyncio.Future[room.Room]] = {}
         self._relay = Relay(dsn, self._on_wake) if relay else None
         self._janitor: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
+        self._records: asyncio.Queue[tuple[str, collab_events.RoomEvent, models.Metadata]] = (
+            asyncio.Queue()
+        )
         self._compacting: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -69,6 +74,7 @@ class Rooms:
         if self._relay is not None:
             await self._relay.start()
         self._janitor = asyncio.create_task(self._janitor_loop(), name="chronohub-collab-janitor")
+        self._recorder = asyncio.create_task(self._record_loop(), name="chronohub-collab-recorder")
 
     async def stop(self) -> None:
         """Close every room (persisting what is queued), then stop the janitor and the relay."""
@@ -79,6 +85,13 @@ class Rooms:
             self._janitor = None
         for name in list(self._rooms):
             await self.close(name, reason="the hub is stopping")
+        if self._recorder is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._records.join(), RECORD_DRAIN_S)
+            self._recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder
+            self._recorder = None
         if self._relay is not None:
             await self._relay.stop()
 
@@ -184,37 +197,45 @@ class Rooms:
 
     # --- participants ----------------------------------------------------------------------
 
-    async def joined(self, opened: room.Room, conn: room.Connection) -> None:
-        """Record that ``conn`` joined (a ``collab.participant_joined`` event)."""
+    def joined(self, opened: room.Room, conn: room.Connection) -> None:
+        """Record that ``conn`` joined (a ``collab.participant_joined`` event, soon, in order)."""
         who = conn.participant
-        await self.store.events.append(
-            collab_events.stream_id(opened.name),
-            [
-                collab_events.ParticipantJoined(
-                    room=opened.name,
-                    participant=who.label,
-                    connection=conn.id,
-                    access="write" if who.can_write else "read",
-                )
-            ],
-            metadata=_metadata(who),
+        event = collab_events.ParticipantJoined(
+            room=opened.name,
+            participant=who.label,
+            connection=conn.id,
+            access="write" if who.can_write else "read",
         )
+        self._records.put_nowait((opened.name, event, _metadata(who)))
 
-    async def left(self, opened: room.Room, conn: room.Connection, reason: str) -> None:
-        """Record that ``conn`` left, and why."""
+    def left(self, opened: room.Room, conn: room.Connection, reason: str) -> None:
+        """Record that ``conn`` left, and why (soon, after its join, in order)."""
         who = conn.participant
-        await self.store.events.append(
-            collab_events.stream_id(opened.name),
-            [
-                collab_events.ParticipantLeft(
-                    room=opened.name,
-                    participant=who.label,
-                    connection=conn.id,
-                    reason=errors.short_reason(reason or "closed"),
-                )
-            ],
-            metadata=_metadata(who),
+        event = collab_events.ParticipantLeft(
+            room=opened.name,
+            participant=who.label,
+            connection=conn.id,
+            reason=errors.short_reason(reason or "closed"),
         )
+        self._records.put_nowait((opened.name, event, _metadata(who)))
+
+    async def recorded(self) -> None:
+        """Wait until every join and leave so far is in the event log."""
+        await self._records.join()
+
+    async def _record_loop(self) -> None:
+        # Joins and leaves are recorded by this one owned task, not by the connection's
+        # handler, which aiohttp may cancel as the socket goes, and in the order they happened.
+        while True:
+            name, event, metadata = await self._records.get()
+            try:
+                await self.store.events.append(
+                    collab_events.stream_id(name), [event], metadata=metadata
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("room %s: could not record %s (%s)", name, event.type, exc)
+            finally:
+                self._records.task_done()
 
     def _participants_changed(self, changed: room.Room) -> None:
         for hook in self.participants_hooks:

@@ -105,7 +105,7 @@ class Endpoint:
         room.join(conn)
         reason = "closed by the client"
         try:
-            await self.rooms.joined(room, conn)
+            self.rooms.joined(room, conn)
             async for message in ws:
                 if message.type is WSMsgType.BINARY:
                     room.receive(conn, message.data)
@@ -125,5 +125,5 @@ class Endpoint:
             if sink.closing is not None:
                 reason = reason if reason != "closed by the client" else sink.close_reason
                 await sink.closing
-            await self.rooms.left(room, conn, reason)
+            self.rooms.left(room, conn, reason)
         return ws
