@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+YJS_CLIENTS := tests/node/yjs/node_modules/.package-lock.json
 
-.PHONY: run test lint typecheck unit integration bench-events bench-audit bench-api clean
+.PHONY: run test lint typecheck unit integration bench-events bench-audit bench-api bench-collab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +34,13 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(YJS_CLIENTS)
 	$(BIN)/pytest
 
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest tests/unit
 
-integration: $(VENV)/.installed-dev
+integration: $(VENV)/.installed-dev $(YJS_CLIENTS)
 	$(BIN)/pytest tests/integration
 
 bench-events: $(VENV)/.installed-bench
@@ -55,6 +56,19 @@ bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.jso
 
 bench-api: $(VENV)/.installed-bench bench/node_modules/.package-lock.json
 	$(BIN)/python bench/rest_api.py
+
+# Real Yjs clients (yjs, y-websocket, ws) that the collab interop tests run (node >= 20)
+$(YJS_CLIENTS): tests/node/yjs/package.json tests/node/yjs/package-lock.json
+	npm ci --prefix tests/node/yjs --no-audit --no-fund
+	touch $@
+
+# The collab benchmark's Node peer (@y/websocket-server) and its client driver (ws, yjs)
+bench/collab/node_modules/.package-lock.json: bench/collab/package.json bench/collab/package-lock.json
+	npm ci --prefix bench/collab --no-audit --no-fund
+	touch $@
+
+bench-collab: $(VENV)/.installed-bench bench/collab/node_modules/.package-lock.json
+	$(BIN)/python bench/collab.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
