@@ -320,11 +320,11 @@ SELF_SCOPES = (
 
 def _filter_problem(kind: Kind, value: str | None) -> str | None:
     """Why ``!kind[=value]`` is malformed, or None."""
+    if kind == "room":
+        return "!room needs a value" if value is None else _room_problem(value)
     if value is None:
         # An unvalued filter resolves against the owner; a group never owns anything.
         return "!group needs a value" if kind == "group" else None
-    if kind == "room":
-        return "!room needs a value" if value is None else _room_problem(value)
     if not value:
         return f"!{kind}= needs a value"
     if kind == "server":

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import socket
+import sys
+from pathlib import Path
 from typing import Any
 
 import pycrdt
@@ -12,7 +17,7 @@ from collab import client, errors, protocol
 from events import store
 from events.catalog import collab as collab_events
 from tests.helpers import wait_for
-from tests.integration.collab_fixtures import CollabHub
+from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub
 from tests.integration.collab_fixtures import collab_hub as collab_hub
 
 
@@ -423,3 +428,57 @@ async def test_a_read_only_participant_is_refused_writes_and_still_receives(
         await asyncio.wait_for(ro.wait_closed(), 10)
         assert ro.close_code == errors.NOT_FOUND
         assert "read-only access cannot create it" in (ro.close_reason or "")
+
+
+async def test_two_hub_processes_serving_one_room_converge(
+    collab_hub: CollabHub, db_url: str, tmp_path: Path
+) -> None:
+    """A second chronohub, a separate OS process on the same database, serves the same room."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CHRONOHUB_DATABASE_URL": db_url,
+        "CHRONOHUB_CONFIG": str(tmp_path / "none.toml"),
+        "CHRONOHUB_ADMIN_USERS": json.dumps(COLLAB_CONFIG["admin_users"]),
+        "CHRONOHUB_SERVICES": json.dumps(COLLAB_CONFIG["services"]),
+        "CHRONOHUB_ROLES": json.dumps(COLLAB_CONFIG["roles"]),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "serve", "--ip", "127.0.0.1", "--port", str(port),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        banner = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert b"chronohub serving" in banner, banner
+        alice = await collab_hub.token("alice")
+        other_url = f"ws://127.0.0.1:{port}"
+        async with (
+            client.connect(collab_hub.url, "procs", token=alice) as here,
+            client.connect(other_url, "procs", token=alice) as there,
+        ):
+            await asyncio.wait_for(asyncio.gather(here.synced.wait(), there.synced.wait()), 10)
+            here.doc.get("t", type=pycrdt.Text).insert(0, "one")
+            await wait_for(lambda: text_of(there.doc) == "one")
+            there_text = there.doc.get("t", type=pycrdt.Text)
+            there_text += " two"
+            await wait_for(lambda: text_of(here.doc) == "one two")
+            for i in range(20):  # interleaved edits from both sides converge
+                here.doc.get("t", type=pycrdt.Text).insert(0, f"h{i}")
+                there_text += f"t{i}"
+            await wait_for(lambda: text_of(here.doc) == text_of(there.doc), timeout_s=10)
+            assert len(text_of(here.doc)) == len("one two") + 2 * sum(
+                len(f"h{i}") for i in range(20)
+            )
+        authors = {r["author"] for r in await stored_updates(collab_hub, "procs")}
+        assert authors == {"user:alice"}
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

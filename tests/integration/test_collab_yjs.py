@@ -17,7 +17,7 @@ import pycrdt
 from collab import client
 from events import store
 from tests.integration.collab_fixtures import CollabHub, serving
-from tests.integration.collab_fixtures import collab_hub as collab_hub  # noqa: F401 - fixture
+from tests.integration.collab_fixtures import collab_hub as collab_hub
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node" / "yjs"
 SCRIPT = NODE_DIR / "providers.mjs"
