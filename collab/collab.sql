@@ -10,15 +10,21 @@ SELECT room, owner, last_seq FROM collab_rooms WHERE room = $1;
 
 -- name: append_updates
 -- Takes the room row's lock for the statement's transaction, so the room's updates commit in
--- sequence order (readers never skip one); one round trip for a whole batch.
-WITH counter AS (
+-- sequence order (readers never skip one); one round trip for a whole batch. $4 is this
+-- transaction's synchronous_commit ('on' or 'off'; see RoomStore): set inside the statement,
+-- which is its own transaction, so it needs no BEGIN/COMMIT round trips.
+WITH commit_mode AS (
+    SELECT set_config('synchronous_commit', $4::text, true) AS mode
+),
+counter AS (
     UPDATE collab_rooms SET last_seq = last_seq + cardinality($2::bytea[])
     WHERE room = $1
     RETURNING last_seq - cardinality($2::bytea[]) AS base
 )
 INSERT INTO collab_updates (room, seq, data, author)
 SELECT $1, counter.base + u.ord, u.data, u.author
-FROM counter, unnest($2::bytea[], $3::text[]) WITH ORDINALITY AS u(data, author, ord)
+FROM commit_mode, counter,
+    unnest($2::bytea[], $3::text[]) WITH ORDINALITY AS u(data, author, ord)
 RETURNING seq;
 
 -- name: latest_snapshot

@@ -53,11 +53,21 @@ class Compaction:
 
 
 class RoomStore:
-    """Reads and writes the collab tables; room lifecycle events go through the event store."""
+    """Reads and writes the collab tables; room lifecycle events go through the event store.
 
-    def __init__(self, event_store: store.EventStore) -> None:
+    ``durable_updates=False`` (the hub's default) commits update appends without waiting for
+    the WAL flush (``synchronous_commit = off`` for those transactions only): an append is
+    committed and visible to every process before its broadcast, but a crash of PostgreSQL
+    itself (not of the hub) may lose the last few hundred milliseconds of updates. Yjs
+    clients heal that: on reconnect they send the server whatever it lacks (SyncStep2).
+    Waiting for the flush costs a disk sync per batch (measured here: p50 2.6 ms, p99 7.8 ms
+    per commit against 0.05 / 0.13 ms), which the broadcast would wait for.
+    """
+
+    def __init__(self, event_store: store.EventStore, *, durable_updates: bool = True) -> None:
         self.events = event_store
         self.pool = event_store.pool
+        self.commit_mode = "on" if durable_updates else "off"
 
     async def info(self, room: str) -> tuple[bool, str | None]:
         """Whether ``room`` exists, and its owner."""
@@ -94,7 +104,9 @@ class RoomStore:
     ) -> list[int]:
         """Append updates (one statement, one round trip); their sequence numbers, in order."""
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(queries["append_updates"], room, list(updates), list(authors))
+            rows = await conn.fetch(
+                queries["append_updates"], room, list(updates), list(authors), self.commit_mode
+            )
         if len(rows) != len(updates):
             raise errors.CollabError(f"room {room!r} does not exist; nothing was appended")
         return sorted(row["seq"] for row in rows)

@@ -101,7 +101,9 @@ async def open_rooms(
         yield None
         return
     rooms = collab_rooms.Rooms(
-        collab_persistence.RoomStore(event_store), collab_limits_of(config), dsn=dsn
+        collab_persistence.RoomStore(event_store, durable_updates=config.collab_durable_updates),
+        collab_limits_of(config),
+        dsn=dsn,
     )
     async with rooms:
         yield rooms

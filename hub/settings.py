@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a room with nobody connected stays loaded before it is unloaded",
     )
+    collab_durable_updates: bool = Field(
+        default=False,
+        description="Wait for PostgreSQL's disk flush before broadcasting each batch of"
+        " updates; off, a database crash may lose the last fraction of a second of edits,"
+        " which Yjs clients send again when they reconnect",
+    )
     collab_compact_after_updates: int = Field(
         default=1000,
         ge=1,
