@@ -249,6 +249,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     ]
     with tempfile.TemporaryDirectory(prefix="chronohub-bench-collab-") as tmp:
         for label, start in starters:
+            if label not in args.servers.split(","):
+                continue
             workdir = Path(tmp) / label
             workdir.mkdir()
             log(f"{label}: starting")
@@ -294,6 +296,9 @@ def cli() -> None:
     parser.add_argument("--updates", type=int, default=2000, help="updates per fan-out burst")
     parser.add_argument("--samples", type=int, default=250, help="updates per latency run")
     parser.add_argument("--rooms", type=int, default=1000, help="idle rooms for memory")
+    parser.add_argument(
+        "--servers", default="chronohub,pycrdt_websocket,node", help="which servers to measure"
+    )
     args = parser.parse_args()
     try:
         import uvloop
