@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 PATH = "/collab/{room:.+}"
 # aiohttp refuses frames over this itself (close 1009); ours, smaller, gives a clearer reason.
 AIOHTTP_SLACK_BYTES = 64 * 1024
+HEARTBEAT_S = 30.0
 
 
 class TransportSink:
@@ -75,6 +76,9 @@ class Endpoint:
             compress=False,
             max_msg_size=limits.max_message_bytes + AIOHTTP_SLACK_BYTES,
             autoping=True,
+            # A peer gone without a close (network loss) is noticed within a minute and its
+            # awareness states removed; y-websocket clients answer pings without help.
+            heartbeat=HEARTBEAT_S,
         )
         await ws.prepare(request)
         name = request.match_info["room"]

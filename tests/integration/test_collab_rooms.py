@@ -130,6 +130,10 @@ async def test_awareness_echo_snapshot_on_join_and_removal_at_once_on_abrupt_dro
             # The joiner gets the states already present at once (not at the next renewal).
             await wait_for(lambda: a.awareness.client_id in b.awareness.states)
             await wait_for(lambda: b.awareness.client_id in a.awareness.states)
+            # Query-awareness: the server answers with every state it holds.
+            before = b.received
+            await b.send_raw(bytes((protocol.QUERY_AWARENESS,)))
+            await wait_for(lambda: b.received > before)
             loop = asyncio.get_running_loop()
             started = loop.time()
             b.ws.transport.abort()  # no goodbye: the server must notice and tell the others
