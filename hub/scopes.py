@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, assert_never
 
+from events.catalog import collab as collab_events
+
 Kind = Literal["user", "group", "server", "service", "room"]
 KINDS: tuple[Kind, ...] = ("user", "group", "server", "service", "room")
 _KIND_BY_NAME: Mapping[str, Kind] = {kind: kind for kind in KINDS}
@@ -334,7 +336,7 @@ def _filter_problem(kind: Kind, value: str | None) -> str | None:
     return None
 
 
-ROOM_FILTER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/\-]{0,199}$")
+ROOM_FILTER_PATTERN = re.compile(collab_events.ROOM_PATTERN)
 
 
 def _room_problem(value: str) -> str | None:
