@@ -262,6 +262,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"{label}: failed: {exc}")
             finally:
                 stop(server)
+                if args.keep_logs and server.log_path is not None:
+                    Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(server.log_path, Path(args.keep_logs) / server.log_path.name)
         shutil.rmtree(tmp, ignore_errors=True)
     ours = results.get("chronohub", {})
     node = results.get("node", {})
@@ -294,8 +297,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=2000, help="updates per fan-out burst")
-    parser.add_argument("--samples", type=int, default=250, help="updates per latency run")
+    parser.add_argument("--samples", type=int, default=500, help="updates per latency run")
     parser.add_argument("--rooms", type=int, default=1000, help="idle rooms for memory")
+    parser.add_argument("--keep-logs", help="copy each server's log into this directory")
     parser.add_argument(
         "--servers", default="chronohub,pycrdt_websocket,node", help="which servers to measure"
     )
