@@ -25,7 +25,15 @@ INSERT INTO collab_updates (room, seq, data, author)
 SELECT $1, counter.base + u.ord, u.data, u.author
 FROM commit_mode, counter,
     unnest($2::bytea[], $3::text[]) WITH ORDINALITY AS u(data, author, ord)
-RETURNING seq;
+RETURNING seq,
+    EXISTS (SELECT 1 FROM collab_presence p WHERE p.room = $1 AND p.process <> $5) AS shared;
+
+-- name: enter_room
+INSERT INTO collab_presence (room, process) VALUES ($1, $2)
+ON CONFLICT (room, process) DO UPDATE SET opened_at = clock_timestamp();
+
+-- name: leave_room
+DELETE FROM collab_presence WHERE room = $1 AND process = $2;
 
 -- name: latest_snapshot
 SELECT seq, data FROM collab_snapshots WHERE room = $1 ORDER BY seq DESC LIMIT 1;

@@ -8,7 +8,10 @@ an update that arrives meanwhile: it merges only the updates it read, and delete
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +47,14 @@ class Loaded:
 
 
 @dataclass(frozen=True)
+class Appended:
+    """What an append wrote: sequence numbers, and whether another process holds the room."""
+
+    seqs: list[int]
+    shared: bool
+
+
+@dataclass(frozen=True)
 class Compaction:
     """What a compaction did: the sequence it covers and how many updates it replaced."""
 
@@ -64,10 +75,17 @@ class RoomStore:
     per commit against 0.05 / 0.13 ms), which the broadcast would wait for.
     """
 
-    def __init__(self, event_store: store.EventStore, *, durable_updates: bool = True) -> None:
+    def __init__(
+        self,
+        event_store: store.EventStore,
+        *,
+        durable_updates: bool = True,
+        process: str | None = None,
+    ) -> None:
         self.events = event_store
         self.pool = event_store.pool
         self.commit_mode = "on" if durable_updates else "off"
+        self.process = process or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def info(self, room: str) -> tuple[bool, str | None]:
         """Whether ``room`` exists, and its owner."""
@@ -89,7 +107,10 @@ class RoomStore:
         return created is not None
 
     async def load(self, room: str) -> Loaded:
-        """The room's document: its latest snapshot plus every later update, merged."""
+        """The room's document: its latest snapshot plus every later update, merged; from now
+        on this process counts as holding the room (``Appended.shared`` for the others)."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(queries["enter_room"], room, self.process)
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             snapshot = await conn.fetchrow(queries["latest_snapshot"], room)
             base = snapshot["seq"] if snapshot else 0
@@ -99,17 +120,26 @@ class RoomStore:
         seq = rows[-1]["seq"] if rows else base
         return Loaded(update=update, seq=seq, updates_since_snapshot=len(rows))
 
-    async def append(
-        self, room: str, updates: Sequence[bytes], authors: Sequence[str]
-    ) -> list[int]:
-        """Append updates (one statement, one round trip); their sequence numbers, in order."""
+    async def release(self, room: str) -> None:
+        """This process no longer holds ``room``."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(queries["leave_room"], room, self.process)
+
+    async def append(self, room: str, updates: Sequence[bytes], authors: Sequence[str]) -> Appended:
+        """Append updates (one statement, one round trip): their sequence numbers, in order,
+        and whether another process holds the room (and so needs a wake-up)."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                queries["append_updates"], room, list(updates), list(authors), self.commit_mode
+                queries["append_updates"],
+                room,
+                list(updates),
+                list(authors),
+                self.commit_mode,
+                self.process,
             )
         if len(rows) != len(updates):
             raise errors.CollabError(f"room {room!r} does not exist; nothing was appended")
-        return sorted(row["seq"] for row in rows)
+        return Appended(sorted(row["seq"] for row in rows), bool(rows and rows[0]["shared"]))
 
     async def catch_up(self, room: str, seq: int) -> tuple[bytes | None, list[tuple[int, bytes]]]:
         """What a process holding updates up to ``seq`` lacks: the latest snapshot if it was

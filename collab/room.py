@@ -320,13 +320,15 @@ class Room:
 
     async def _flush_outbox(self) -> None:
         batch, self._outbox = self._outbox, []
+        shared = False
         if self._store is None:
             seqs = list(range(self._cursor + 1, self._cursor + 1 + len(batch)))
         else:
             try:
-                seqs = await self._store.append(
+                appended = await self._store.append(
                     self.name, [item[0] for item in batch], [item[3] for item in batch]
                 )
+                seqs, shared = appended.seqs, appended.shared
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("room %s: cannot append updates (%s); retrying", self.name, exc)
                 self._outbox[:0] = batch
@@ -336,7 +338,7 @@ class Room:
         self.updates_since_snapshot += len(batch)
         for _update, payload, origin, _author in batch:
             self.broadcast(protocol.ws_frame(payload), exclude=origin)
-        if self._announce is not None:
+        if shared and self._announce is not None:
             self._announce(self.name)
 
     def _note_own(self, seqs: list[int]) -> None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 
 import asyncpg
@@ -55,7 +53,7 @@ class Rooms:
     ) -> None:
         self.store = store
         self.limits = limits or Limits()
-        self.process = process or f"{socket.gethostname()}:{os.getpid()}"
+        self.process = process or store.process
         self.participants_hooks: list[room.ParticipantsHook] = []
         self._rooms: dict[str, room.Room] = {}
         self._opening: dict[str, asyncio.Future[room.Room]] = {}
@@ -172,6 +170,7 @@ class Rooms:
             return
         await closing.close(errors.GOING_AWAY, reason)
         try:
+            await self.store.release(name)
             if closing.updates_since_snapshot:
                 await self.compact(name)
             await self.store.events.append(

@@ -23,6 +23,16 @@ CREATE TABLE collab_updates (
     PRIMARY KEY (room, seq)
 );
 
+-- Which hub processes have a room loaded. An append learns from it, in the same statement,
+-- whether any other process needs a wake-up (NOTIFY); a process that died leaves its rows,
+-- which only cost needless notifications.
+CREATE TABLE collab_presence (
+    room      text NOT NULL REFERENCES collab_rooms (room) ON DELETE CASCADE,
+    process   text NOT NULL,
+    opened_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (room, process)
+);
+
 -- A compaction's result: the room's whole document up to and including update seq.
 -- A room loads from its latest snapshot plus the updates after it.
 CREATE TABLE collab_snapshots (

@@ -13,8 +13,8 @@ from typing import Any
 import pycrdt
 import pytest
 
-from collab import client, errors, protocol
-from events import store
+from collab import client, errors, persistence, protocol
+from events import models, store
 from events.catalog import collab as collab_events
 from tests.helpers import wait_for
 from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub
@@ -486,3 +486,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def test_an_append_says_whether_another_process_holds_the_room(
+    event_store: store.EventStore,
+) -> None:
+    one = persistence.RoomStore(event_store, durable_updates=False, process="one")
+    two = persistence.RoomStore(event_store, process="two")
+    await one.create("presence", None, models.Metadata())
+    await one.load("presence")
+    alone = await one.append("presence", [text_update("a")], ["user:a"])
+    assert alone == persistence.Appended([1], shared=False)  # nobody to wake: no NOTIFY
+    await two.load("presence")
+    both = await one.append("presence", [text_update("b", 2), text_update("c", 3)], ["x", "y"])
+    assert both == persistence.Appended([2, 3], shared=True)
+    await two.release("presence")
+    assert (await one.append("presence", [text_update("d", 4)], ["x"])).shared is False
+
+
+def text_update(text: str, client_id: int = 1) -> bytes:
+    doc: pycrdt.Doc[Any] = pycrdt.Doc(client_id=client_id)
+    doc.get("t", type=pycrdt.Text).insert(0, text)
+    return doc.get_update()

@@ -9,7 +9,7 @@ import pycrdt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collab import access, protocol, room
+from collab import access, persistence, protocol, room
 from collab.limits import Limits
 
 
@@ -19,10 +19,10 @@ class MemoryLog:
     def __init__(self) -> None:
         self.updates: list[bytes] = []
 
-    async def append(self, name: str, updates: list[bytes], authors: list[str]) -> list[int]:
+    async def append(self, name: str, updates: list[bytes], authors: list[str]) -> Any:
         start = len(self.updates) + 1
         self.updates.extend(updates)
-        return list(range(start, start + len(updates)))
+        return persistence.Appended(list(range(start, start + len(updates))), shared=False)
 
 
 class NullSink:
