@@ -163,6 +163,13 @@ class Rooms:
         )
         return opened
 
+    def disconnect_all(self, reason: str = "the hub is stopping") -> None:
+        """Close every connection of every room with 1001 (going away): y-websocket clients
+        reconnect, to this hub when it is back or to another. Rooms stay loaded."""
+        for opened in self._rooms.values():
+            for conn in list(opened.connections):
+                opened.drop(conn, errors.GOING_AWAY, reason)
+
     async def close(self, name: str, *, reason: str = "room closed") -> None:
         """Unload a room: close its connections, persist what is queued, compact, record it."""
         closing = self._rooms.pop(name, None)

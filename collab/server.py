@@ -69,6 +69,15 @@ class Endpoint:
         """The routes of the endpoint."""
         return [web.get(PATH, self.handle)]
 
+    def install(self, app: web.Application) -> None:
+        """Add the routes, and close every connection when the app shuts down (else aiohttp
+        waits for open WebSockets before it stops)."""
+        app.add_routes(self.routes())
+        app.on_shutdown.append(self._on_shutdown)
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        self.rooms.disconnect_all()
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Serve one y-websocket connection until it closes."""
         limits = self.rooms.limits

@@ -121,7 +121,7 @@ def make_app(hub: context.Hub) -> web.Application:
         app.add_routes(module.routes())
     if hub.rooms is not None:
         gatekeeper = collab_access.TokenGatekeeper(hub.store)
-        app.add_routes(collab_server.Endpoint(hub.rooms, gatekeeper).routes())
+        collab_server.Endpoint(hub.rooms, gatekeeper).install(app)
     return app
 
 

@@ -508,3 +508,25 @@ def text_update(text: str, client_id: int = 1) -> bytes:
     doc: pycrdt.Doc[Any] = pycrdt.Doc(client_id=client_id)
     doc.get("t", type=pycrdt.Text).insert(0, text)
     return doc.get_update()
+
+
+async def test_stopping_the_hub_closes_connections_with_going_away(
+    event_store: store.EventStore, db_url: str
+) -> None:
+    from tests.integration.collab_fixtures import serving
+
+    loop = asyncio.get_running_loop()
+    async with serving(event_store, db_url) as hub:
+        alice = await hub.token("alice")
+        async with client.connect(hub.url, "bye", token=alice) as joined:
+            await asyncio.wait_for(joined.synced.wait(), 10)
+            joined.doc.get("t", type=pycrdt.Text).insert(0, "kept")
+            await joined.flushed()
+            await wait_for(lambda: _len_rows(hub, "bye", 1))
+            started = loop.time()
+            await hub.api.client.close()  # the app shuts down while the client is connected
+            await asyncio.wait_for(joined.wait_closed(), 10)
+            assert joined.close_code == errors.GOING_AWAY
+            assert loop.time() - started < 5
+    types = await room_events(event_store, "bye")
+    assert types[-1] == "collab.room_closed"
