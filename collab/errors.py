@@ -13,6 +13,7 @@ TOO_LARGE = 4413
 FLOOD = 4429
 SLOW_CONSUMER = 4408
 GOING_AWAY = 1001
+UNAVAILABLE = 1011  # the database did not answer: retried by y-websocket, as it should be
 
 MAX_REASON_BYTES = 123
 

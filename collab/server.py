@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import asyncpg
 from aiohttp import WSMsgType, web
 
 from collab import access, errors, protocol
@@ -108,6 +109,10 @@ class Endpoint:
             room = await self.rooms.open(name, creator=participant)
         except errors.InvalidRoomName as exc:
             await ws.close(code=errors.BAD_MESSAGE, message=errors.short_reason(str(exc)).encode())
+            return ws
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("room %s: cannot admit a connection: %s", name, exc)
+            await ws.close(code=errors.UNAVAILABLE, message=b"the hub's database does not answer")
             return ws
         except errors.ConnectionRefused as exc:
             await ws.send_bytes(protocol.permission_denied(exc.reason))

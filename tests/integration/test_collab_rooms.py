@@ -530,3 +530,15 @@ async def test_stopping_the_hub_closes_connections_with_going_away(
             assert loop.time() - started < 5
     types = await room_events(event_store, "bye")
     assert types[-1] == "collab.room_closed"
+
+
+async def test_a_database_that_does_not_answer_closes_with_a_retryable_code(
+    collab_hub: CollabHub,
+) -> None:
+    alice = await collab_hub.token("alice")
+    collab_hub.rooms.store.pool.terminate()
+    # In the query: a header would meet the hub's API middleware first (an HTTP 500).
+    async with client.connect(collab_hub.url, "down", token=alice, in_query=True) as joined:
+        await asyncio.wait_for(joined.wait_closed(), 10)
+        assert joined.close_code == errors.UNAVAILABLE  # not 44xx: y-websocket retries
+        assert "database" in (joined.close_reason or "")
