@@ -178,6 +178,8 @@ class Room:
 
     def receive(self, conn: Connection, frame: bytes) -> None:
         """Handle one frame from ``conn``; ``ConnectionRefused`` means: close this connection."""
+        if conn.closed:  # being closed (too slow, say): nothing more from it counts
+            return
         if len(frame) > self.limits.max_message_bytes:
             raise errors.ProtocolError(
                 f"message of {len(frame)} bytes is over the limit of"

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     )
     collab_room_grace_s: float = Field(
         default=60.0,
-        ge=0,
+        ge=1,
         description="How long a room with nobody connected stays loaded before it is unloaded",
     )
     collab_durable_updates: bool = Field(
