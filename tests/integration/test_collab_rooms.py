@@ -542,3 +542,56 @@ async def test_a_database_that_does_not_answer_closes_with_a_retryable_code(
         await asyncio.wait_for(joined.wait_closed(), 10)
         assert joined.close_code == errors.UNAVAILABLE  # not 44xx: y-websocket retries
         assert "database" in (joined.close_reason or "")
+
+
+async def test_a_connection_that_stops_reading_is_closed_and_the_room_goes_on(
+    event_store: store.EventStore, db_url: str
+) -> None:
+    from websockets.asyncio.client import connect as ws_connect
+
+    from collab.limits import Limits
+    from tests.integration.collab_fixtures import serving
+
+    limits = Limits(
+        send_buffer_bytes=32 * 1024, room_grace_s=3600, rate_per_s=10_000, rate_burst=10_000
+    )
+    async with serving(event_store, db_url, limits) as hub:
+        alice = await hub.token("alice")
+        headers = {"Authorization": f"token {alice}"}
+        # A client that never reads: once its socket buffers are full, frames pile up here.
+        small = socket.socket()
+        small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        small.connect(("127.0.0.1", int(hub.url.rsplit(":", 1)[1])))
+        async with ws_connect(
+            f"{hub.url}/collab/slow",
+            additional_headers=headers,
+            max_queue=1,
+            proxy=None,
+            sock=small,
+        ) as stalled:
+            await stalled.recv()  # the server's SyncStep1: it is in the room
+            stalled.transport.pause_reading()
+            async with client.connect(hub.url, "slow", token=alice) as writer:
+                await asyncio.wait_for(writer.synced.wait(), 10)
+                room = hub.rooms.get("slow")
+                assert room is not None
+                text = writer.doc.get("t", type=pycrdt.Text)
+                for i in range(500):  # up to 16 MB: more than the socket buffers hold
+                    text += f"{i:04d}" * 8000
+                    if len(room.connections) == 1:
+                        break
+                    await asyncio.sleep(0.002)
+                await wait_for(lambda: len(room.connections) == 1, timeout_s=20)
+                assert [c.participant.name for c in room.connections] == ["alice"]
+                # The writer goes on, alone in the room, every update stored.
+                await writer.flushed()
+                await room.flushed()
+                assert len(await stored_updates(hub, "slow")) >= 1
+            stalled.transport.abort()  # it would not answer a closing handshake either
+        await hub.rooms.recorded()
+        left = [
+            e.data
+            for e in await event_store.read_stream(collab_events.stream_id("slow"))
+            if e.type == "collab.participant_left"
+        ]
+        assert any("bytes waiting to be sent" in e.reason for e in left)  # type: ignore[attr-defined]
