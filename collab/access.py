@@ -54,6 +54,16 @@ class Participant:
 SYSTEM = Participant("system", "chronohub", can_write=True)
 
 
+def author(label: str) -> Participant:
+    """The participant an update's stored author label (``kind:name``) names."""
+    kind, _, name = label.partition(":")
+    if kind == "user":
+        return Participant("user", name, can_write=True)
+    if kind == "service":
+        return Participant("service", name, can_write=True)
+    return Participant("system", name or label, can_write=True)
+
+
 class Gatekeeper(Protocol):
     """Decides who may join a room, and how."""
 

@@ -39,7 +39,7 @@ DELETE FROM collab_presence WHERE room = $1 AND process = $2;
 SELECT seq, data FROM collab_snapshots WHERE room = $1 ORDER BY seq DESC LIMIT 1;
 
 -- name: updates_after
-SELECT seq, data FROM collab_updates WHERE room = $1 AND seq > $2 ORDER BY seq;
+SELECT seq, data, author FROM collab_updates WHERE room = $1 AND seq > $2 ORDER BY seq;
 
 -- name: compaction_lock
 SELECT pg_try_advisory_xact_lock(hashtextextended('chronohub-collab-compact:' || $1, 0));

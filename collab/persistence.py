@@ -141,14 +141,17 @@ class RoomStore:
             raise errors.CollabError(f"room {room!r} does not exist; nothing was appended")
         return Appended(sorted(row["seq"] for row in rows), bool(rows and rows[0]["shared"]))
 
-    async def catch_up(self, room: str, seq: int) -> tuple[bytes | None, list[tuple[int, bytes]]]:
+    async def catch_up(
+        self, room: str, seq: int
+    ) -> tuple[bytes | None, list[tuple[int, bytes, str]]]:
         """What a process holding updates up to ``seq`` lacks: the latest snapshot if it was
-        compacted past ``seq`` (None otherwise), and the updates after ``seq``, in order."""
+        compacted past ``seq`` (None otherwise), and the updates after ``seq`` with their
+        authors, in order."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             snapshot = await conn.fetchrow(queries["latest_snapshot"], room)
             rows = await conn.fetch(queries["updates_after"], room, seq)
         newer = snapshot["data"] if snapshot is not None and snapshot["seq"] > seq else None
-        return newer, [(row["seq"], row["data"]) for row in rows]
+        return newer, [(row["seq"], row["data"], row["author"]) for row in rows]
 
     async def compact(
         self, room: str, metadata: models.Metadata | None = None

@@ -28,7 +28,7 @@ import asyncpg
 import pycrdt
 
 from collab import errors, protocol
-from collab.access import SYSTEM, Participant
+from collab.access import SYSTEM, Participant, author
 from collab.limits import Limits, TokenBucket
 
 if TYPE_CHECKING:
@@ -219,7 +219,9 @@ class Room:
         self._changed = False
         self._applying = True
         try:
-            self.doc.apply_update(update)
+            # The origin tells observers (a session's executor) who wrote the update.
+            with self.doc.transaction(origin=conn.participant):
+                self.doc.apply_update(update)
         except ValueError as exc:
             raise errors.ProtocolError(f"update does not apply: {exc}") from None
         finally:
@@ -361,20 +363,21 @@ class Room:
             self._wake = True
             return
         if snapshot is not None:  # compacted past our cursor: the snapshot holds what we lack
-            self._apply_foreign(snapshot)
-        for seq, data in rows:
+            self._apply_foreign(snapshot, SYSTEM)
+        for seq, data, label in rows:
             if seq in self._own:
                 self._own.discard(seq)
             else:
-                self._apply_foreign(data)
+                self._apply_foreign(data, author(label))
             self._cursor = max(self._cursor, seq)
         self._own = {seq for seq in self._own if seq > self._cursor}
 
-    def _apply_foreign(self, update: bytes) -> None:
+    def _apply_foreign(self, update: bytes, origin: Participant) -> None:
         self._changed = False
         self._applying = True
         try:
-            self.doc.apply_update(update)
+            with self.doc.transaction(origin=origin):
+                self.doc.apply_update(update)
         except ValueError:
             log.exception("room %s: a stored update does not apply", self.name)
             return

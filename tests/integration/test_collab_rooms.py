@@ -595,3 +595,34 @@ async def test_a_connection_that_stops_reading_is_closed_and_the_room_goes_on(
             if e.type == "collab.participant_left"
         ]
         assert any("bytes waiting to be sent" in e.reason for e in left)  # type: ignore[attr-defined]
+
+
+async def test_observers_learn_who_wrote_an_update_here_and_through_another_process(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    """A session's executor identifies who asked from the transaction origin."""
+    from collab.access import Participant
+    from tests.integration.collab_fixtures import serving
+
+    alice = await collab_hub.token("alice")
+    async with serving(event_store, db_url) as other:
+        async with client.connect(collab_hub.url, "asks", token=alice) as joined:
+            await asyncio.wait_for(joined.synced.wait(), 10)  # alice's room now
+            here = await collab_hub.rooms.open("asks")
+            there = await other.rooms.open("asks")
+            seen_here: list[Any] = []
+            seen_there: list[Any] = []
+            subscriptions = [  # kept: a dropped subscription stops observing
+                here.doc.get("requests", type=pycrdt.Map).observe(
+                    lambda e: seen_here.append(e.transaction.origin)
+                ),
+                there.doc.get("requests", type=pycrdt.Map).observe(
+                    lambda e: seen_there.append(e.transaction.origin)
+                ),
+            ]
+            joined.doc.get("requests", type=pycrdt.Map)["r1"] = {"cell_id": "c1"}
+            await wait_for(lambda: seen_here and seen_there)
+        assert len(subscriptions) == 2
+        expected = Participant("user", "alice", can_write=True)
+        assert seen_here == [expected]
+        assert seen_there == [expected]
