@@ -103,7 +103,6 @@ class Room:
         self._outbox: list[tuple[bytes, bytes, Connection | None, str]] = []
         self._wake = False
         self._task: asyncio.Task[None] | None = None
-        self._idle: asyncio.Event | None = None
         self._applying = False
         self._changed = False
         self._local_author = SYSTEM.label
