@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
-# the Node.js clients the interop tests run (configurable-http-proxy, @jupyter/ydoc, …)
+# the Node.js clients the interop tests run (configurable-http-proxy, @jupyter/ydoc, Yjs)
+YJS_CLIENTS := tests/node/yjs/node_modules/.package-lock.json
 NODE_TEST_CLIENTS := tests/node/chp/node_modules/.package-lock.json \
-                     tests/node/ydoc/node_modules/.package-lock.json
+                     tests/node/ydoc/node_modules/.package-lock.json \
+                     $(YJS_CLIENTS)
 
-.PHONY: run test lint typecheck unit integration bench-events bench-audit bench-api clean
-.PHONY: bench-spawn
+.PHONY: run test lint typecheck unit integration clean
+.PHONY: bench-events bench-audit bench-api bench-spawn bench-collab
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +75,19 @@ tests/node/chp/node_modules/.package-lock.json: tests/node/chp/package.json test
 # spawn overhead and proxy throughput beside JupyterHub and configurable-http-proxy
 bench-spawn: $(VENV)/.installed-bench bench/node_modules/.package-lock.json
 	$(BIN)/python bench/spawn_proxy.py
+
+# Real Yjs clients (yjs, y-websocket, ws) that the collab interop tests run (node >= 20)
+$(YJS_CLIENTS): tests/node/yjs/package.json tests/node/yjs/package-lock.json
+	npm ci --prefix tests/node/yjs --no-audit --no-fund
+	touch $@
+
+# The collab benchmark's Node peer (@y/websocket-server) and its client driver (ws, yjs)
+bench/collab/node_modules/.package-lock.json: bench/collab/package.json bench/collab/package-lock.json
+	npm ci --prefix bench/collab --no-audit --no-fund
+	touch $@
+
+bench-collab: $(VENV)/.installed-bench bench/collab/node_modules/.package-lock.json
+	$(BIN)/python bench/collab.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from collab import rooms as collab_rooms
 from events import store
 from hub import servers as hub_servers
 from hub import settings as hub_settings
@@ -19,6 +20,7 @@ class Hub:
     store: store.EventStore
     database: str
     servers: hub_servers.ServerManager | None = None
+    rooms: collab_rooms.Rooms | None = None  # collaboration rooms, when the hub serves them
 
 
 HUB = web.AppKey("hub", Hub)

@@ -39,13 +39,15 @@ _ADMIN_SCOPES = (
     "read:metrics",
     "shares",
     "read:events",
+    "write:collab",
 )
 
 DEFAULT_ROLES: Mapping[str, Role] = MappingProxyType(
     {
         role.name: role
         for role in (
-            Role("user", "Standard user privileges", (scopes.SELF,)),
+            # chronohub adds to JupyterHub's user role: the rooms a user creates are theirs.
+            Role("user", "Standard user privileges", (scopes.SELF, "write:collab!user")),
             Role("admin", "Elevated privileges (can do anything)", _ADMIN_SCOPES),
             Role(
                 "server",

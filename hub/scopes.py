@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, assert_never
 
-Kind = Literal["user", "group", "server", "service"]
-KINDS: tuple[Kind, ...] = ("user", "group", "server", "service")
+from events.catalog import collab as collab_events
+
+Kind = Literal["user", "group", "server", "service", "room"]
+KINDS: tuple[Kind, ...] = ("user", "group", "server", "service", "room")
 _KIND_BY_NAME: Mapping[str, Kind] = {kind: kind for kind in KINDS}
 
 # A user name -> that user's group names; a mapping works too (missing users are in no group).
@@ -282,6 +284,11 @@ BUILTIN = Vocabulary(
         _D("read:events:roles", "Read the log's role events (role.*)"),
         _D("read:events:services", "Read the log's service events (service.*)"),
         _D("read:events:servers", "Read the log's server events (server.*)"),
+        # chronohub's own: collaboration rooms. A room belongs to the user who created it, so
+        # !user= / !group= reach the rooms of that user / of the group's members, and
+        # !room=<name> one room whoever owns it.
+        _D("write:collab", "Join collaboration rooms and edit their documents", ("read:collab",)),
+        _D("read:collab", "Join collaboration rooms read-only: see the document and who is there"),
     )
 )
 
@@ -315,6 +322,8 @@ SELF_SCOPES = (
 
 def _filter_problem(kind: Kind, value: str | None) -> str | None:
     """Why ``!kind[=value]`` is malformed, or None."""
+    if kind == "room":
+        return "!room needs a value" if value is None else _room_problem(value)
     if value is None:
         # An unvalued filter resolves against the owner; a group never owns anything.
         return "!group needs a value" if kind == "group" else None
@@ -325,6 +334,15 @@ def _filter_problem(kind: Kind, value: str | None) -> str | None:
         if not slash or not user:
             return "a server filter is !server=<user>/<server>"
     return None
+
+
+ROOM_FILTER_PATTERN = re.compile(collab_events.ROOM_PATTERN)
+
+
+def _room_problem(value: str) -> str | None:
+    if ROOM_FILTER_PATTERN.match(value):
+        return None
+    return "a room filter is !room=<name>: letters, digits and ._:@/- (at most 200)"
 
 
 @dataclass(frozen=True)
@@ -365,6 +383,11 @@ class Filter:
         """The service ``name``."""
         return cls("service", name)
 
+    @classmethod
+    def room(cls, name: str) -> Filter:
+        """The collaboration room ``name``."""
+        return cls("room", name)
+
     @property
     def server_parts(self) -> tuple[str, str]:
         """(user, server name) of a valued server filter."""
@@ -401,7 +424,7 @@ def parse_scope(text: str, *, unvalued: bool = False, vocabulary: Vocabulary = B
     if kind is None:
         raise ScopeError(
             f"Scope {text!r} has an unknown filter !{rest};"
-            " filters are !user=, !group=, !server= and !service=",
+            " filters are !user=, !group=, !server=, !service= and !room=",
             scope=text,
         )
     problem = _filter_problem(kind, value if equals else None)
@@ -580,6 +603,7 @@ class Filters:
     groups: frozenset[str] = frozenset()
     servers: frozenset[tuple[str, str]] = frozenset()
     services: frozenset[str] = frozenset()
+    rooms: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, targets: Iterable[Filter]) -> Filters:
@@ -594,12 +618,15 @@ class Filters:
             groups=frozenset(by_kind["group"]),
             servers=frozenset(Filter("server", v).server_parts for v in by_kind["server"]),
             services=frozenset(by_kind["service"]),
+            rooms=frozenset(by_kind["room"]),
         )
 
     @property
     def held(self) -> bool:
         """True when the scope is held on anything at all."""
-        return self.everything or bool(self.users or self.groups or self.servers or self.services)
+        return self.everything or bool(
+            self.users or self.groups or self.servers or self.services or self.rooms
+        )
 
     @property
     def kinds(self) -> frozenset[Kind]:
@@ -609,6 +636,7 @@ class Filters:
             ("group", self.groups),
             ("server", self.servers),
             ("service", self.services),
+            ("room", self.rooms),
         )
         return frozenset(kind for kind, values in present if values)
 
@@ -619,6 +647,7 @@ class Filters:
             + [Filter.group(g) for g in self.groups]
             + [Filter.server(u, s) for u, s in self.servers]
             + [Filter.service(s) for s in self.services]
+            + [Filter.room(r) for r in self.rooms]
         )
 
     def covers(self, target: Filter | None, *, groups_of: Membership | None = None) -> bool:
@@ -641,7 +670,17 @@ class Filters:
             )
         if target.kind == "user":
             return self._covers_user(value, groups_of)
+        if target.kind == "room":
+            return value in self.rooms
         assert_never(target.kind)
+
+    def covers_room(
+        self, room: str, owner: str | None, *, groups_of: Membership | None = None
+    ) -> bool:
+        """Whether these filters reach room ``room`` of user ``owner`` (None: no user's)."""
+        if self.everything or room in self.rooms:
+            return True
+        return owner is not None and self._covers_user(owner, groups_of)
 
     def _covers_user(self, user: str, groups_of: Membership | None) -> bool:
         if user in self.users:

@@ -298,6 +298,43 @@ class Settings(BaseSettings):
     proxy_check_interval: float = Field(
         default=5, gt=0, description="Seconds between checks of the proxy's routing table"
     )
+    # Real-time collaboration (collab/): limits of one connection, and room housekeeping.
+    collab_max_message_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest y-websocket message (an update, say) a connection may send; a"
+        " larger one closes that connection (4413) and nothing of it is stored",
+    )
+    collab_rate_per_s: float = Field(
+        default=200.0,
+        gt=0,
+        description="Messages per second a connection may send on average; a flood beyond"
+        " collab_rate_burst closes that connection (4429)",
+    )
+    collab_rate_burst: int = Field(
+        default=1000, ge=1, description="Messages a connection may send at once"
+    )
+    collab_send_buffer_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes waiting to be sent to one connection before it is closed as too slow",
+    )
+    collab_room_grace_s: float = Field(
+        default=60.0,
+        ge=1,
+        description="How long a room with nobody connected stays loaded before it is unloaded",
+    )
+    collab_durable_updates: bool = Field(
+        default=False,
+        description="Wait for PostgreSQL's disk flush before broadcasting each batch of"
+        " updates; off, a database crash may lose the last fraction of a second of edits,"
+        " which Yjs clients send again when they reconnect",
+    )
+    collab_compact_after_updates: int = Field(
+        default=1000,
+        ge=1,
+        description="Updates after which a room's log is compacted into a snapshot",
+    )
 
     @classmethod
     def settings_customise_sources(

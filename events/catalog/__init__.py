@@ -2,6 +2,7 @@
 
 from events.catalog import (
     auth,
+    collab,
     collab_sessions,
     groups,
     roles,
@@ -14,6 +15,7 @@ from events.catalog import (
 
 __all__ = [
     "auth",
+    "collab",
     "collab_sessions",
     "groups",
     "roles",

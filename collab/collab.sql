@@ -1,0 +1,54 @@
+-- Queries of collab/persistence.py: rooms, their updates and snapshots (migrations/0005).
+
+-- name: create_room
+INSERT INTO collab_rooms (room, owner) VALUES ($1, $2)
+ON CONFLICT (room) DO NOTHING
+RETURNING room;
+
+-- name: room_info
+SELECT room, owner, last_seq FROM collab_rooms WHERE room = $1;
+
+-- name: append_updates
+-- Takes the room row's lock for the statement's transaction, so the room's updates commit in
+-- sequence order (readers never skip one); one round trip for a whole batch. $4 is this
+-- transaction's synchronous_commit ('on' or 'off'; see RoomStore): set inside the statement,
+-- which is its own transaction, so it needs no BEGIN/COMMIT round trips.
+WITH commit_mode AS (
+    SELECT set_config('synchronous_commit', $4::text, true) AS mode
+),
+counter AS (
+    UPDATE collab_rooms SET last_seq = last_seq + cardinality($2::bytea[])
+    WHERE room = $1
+    RETURNING last_seq - cardinality($2::bytea[]) AS base
+)
+INSERT INTO collab_updates (room, seq, data, author)
+SELECT $1, counter.base + u.ord, u.data, u.author
+FROM commit_mode, counter,
+    unnest($2::bytea[], $3::text[]) WITH ORDINALITY AS u(data, author, ord)
+RETURNING seq,
+    EXISTS (SELECT 1 FROM collab_presence p WHERE p.room = $1 AND p.process <> $5) AS shared;
+
+-- name: enter_room
+INSERT INTO collab_presence (room, process) VALUES ($1, $2)
+ON CONFLICT (room, process) DO UPDATE SET opened_at = clock_timestamp();
+
+-- name: leave_room
+DELETE FROM collab_presence WHERE room = $1 AND process = $2;
+
+-- name: latest_snapshot
+SELECT seq, data FROM collab_snapshots WHERE room = $1 ORDER BY seq DESC LIMIT 1;
+
+-- name: updates_after
+SELECT seq, data, author FROM collab_updates WHERE room = $1 AND seq > $2 ORDER BY seq;
+
+-- name: compaction_lock
+SELECT pg_try_advisory_xact_lock(hashtextextended('chronohub-collab-compact:' || $1, 0));
+
+-- name: insert_snapshot
+INSERT INTO collab_snapshots (room, seq, data) VALUES ($1, $2, $3);
+
+-- name: delete_updates_upto
+DELETE FROM collab_updates WHERE room = $1 AND seq <= $2;
+
+-- name: delete_snapshots_before
+DELETE FROM collab_snapshots WHERE room = $1 AND seq < $2;

@@ -1,0 +1,196 @@
+"""The y-websocket wire protocol: strict parsing of incoming frames, and building outgoing ones.
+
+One WebSocket binary message is one protocol message: ``varUint(type)`` then the payload
+(sync: ``varUint(subtype)`` + ``varUint8Array``; awareness: ``varUint8Array``; queryAwareness:
+nothing). Outgoing messages use pycrdt's encoders. Incoming ones are parsed here rather than
+with ``pycrdt.Decoder``, because that decoder reads past the end of a truncated frame
+(IndexError) or silently returns a short slice, and a server must name the problem and refuse
+the frame before anything of it is applied or stored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pycrdt
+from websockets import frames
+
+from collab.errors import ProtocolError
+
+SYNC = 0
+AWARENESS = 1
+AUTH = 2
+QUERY_AWARENESS = 3
+
+SYNC_STEP1 = 0
+SYNC_STEP2 = 1
+SYNC_UPDATE = 2
+
+PERMISSION_DENIED = 0
+EMPTY_UPDATE = b"\x00\x00"
+# A varUint longer than this cannot be a length or an id a sane client sends (2**63).
+MAX_VARUINT_BYTES = 9
+
+
+class Reader:
+    """Reads lib0-encoded values from one frame; every overrun is a ``ProtocolError``."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def var_uint(self, what: str) -> int:
+        """A little-endian base-128 unsigned integer."""
+        value = 0
+        shift = 0
+        data, pos = self.data, self.pos
+        for _ in range(MAX_VARUINT_BYTES):
+            if pos >= len(data):
+                raise ProtocolError(f"truncated varint ({what})")
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                self.pos = pos
+                return value
+            shift += 7
+        raise ProtocolError(f"varint too long ({what})")
+
+    def var_bytes(self, what: str) -> bytes:
+        """``varUint(length)`` followed by that many bytes."""
+        length = self.var_uint(f"length of {what}")
+        end = self.pos + length
+        if end > len(self.data):
+            raise ProtocolError(
+                f"truncated {what}: {length} bytes announced, {len(self.data) - self.pos} present"
+            )
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def var_string(self, what: str) -> str:
+        """``varUint(utf-8 length)`` followed by UTF-8 text."""
+        raw = self.var_bytes(what)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(f"{what} is not UTF-8") from None
+
+    def end(self, what: str) -> None:
+        """Refuse trailing bytes."""
+        if self.pos != len(self.data):
+            raise ProtocolError(f"{len(self.data) - self.pos} unexpected bytes after {what}")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncMessage:
+    """A sync message: step 1 (a state vector), step 2 or update (a Yjs update)."""
+
+    subtype: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessMessage:
+    """An awareness update and the (client id, clock, state or None) entries it holds."""
+
+    update: bytes
+    entries: tuple[tuple[int, int, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAwareness:
+    """A request for every awareness state the server knows."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthMessage:
+    """Message type 2 from a client (JupyterLab's RAW channel); the server ignores it."""
+
+
+Message = SyncMessage | AwarenessMessage | QueryAwareness | AuthMessage
+
+
+def parse(frame: bytes) -> Message:
+    """The message in one binary frame, or ``ProtocolError`` naming what is wrong with it."""
+    if not frame:
+        raise ProtocolError("empty frame")
+    reader = Reader(frame)
+    kind = reader.var_uint("message type")
+    if kind == SYNC:
+        subtype = reader.var_uint("sync message type")
+        if subtype not in (SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE):
+            raise ProtocolError(f"unknown sync message type {subtype}")
+        data = reader.var_bytes("sync payload")
+        reader.end("the sync message")
+        return SyncMessage(subtype, data)
+    if kind == AWARENESS:
+        update = reader.var_bytes("awareness update")
+        reader.end("the awareness message")
+        return AwarenessMessage(update, decode_awareness(update))
+    if kind == QUERY_AWARENESS:
+        reader.end("the query-awareness message")
+        return QueryAwareness()
+    if kind == AUTH:
+        return AuthMessage()
+    raise ProtocolError(f"unknown message type {kind}")
+
+
+def decode_awareness(update: bytes) -> tuple[tuple[int, int, Any], ...]:
+    """The entries of an awareness update; a state of JSON ``null`` is None (client gone)."""
+    reader = Reader(update)
+    count = reader.var_uint("awareness entry count")
+    if count > len(update):  # each entry takes at least three bytes
+        raise ProtocolError(f"awareness update announces {count} entries in {len(update)} bytes")
+    entries = []
+    for _ in range(count):
+        client_id = reader.var_uint("awareness client id")
+        clock = reader.var_uint("awareness clock")
+        text = reader.var_string("awareness state")
+        try:
+            state = json.loads(text) if text else None
+        except ValueError:
+            raise ProtocolError("awareness state is not JSON") from None
+        if state is not None and not isinstance(state, dict):
+            raise ProtocolError("awareness state is not a JSON object or null")
+        entries.append((client_id, clock, state))
+    reader.end("the awareness update")
+    return tuple(entries)
+
+
+def sync_step1(doc: pycrdt.Doc[Any]) -> bytes:
+    """SyncStep1 carrying ``doc``'s state vector."""
+    return pycrdt.create_sync_message(doc)
+
+
+def sync_step2(update: bytes) -> bytes:
+    """SyncStep2 carrying ``update``."""
+    return bytes((SYNC, SYNC_STEP2)) + pycrdt.write_message(update)
+
+
+def update_message(update: bytes) -> bytes:
+    """A sync Update message carrying ``update``."""
+    return pycrdt.create_update_message(update)
+
+
+def awareness_message(update: bytes) -> bytes:
+    """An awareness message carrying ``update``."""
+    return pycrdt.create_awareness_message(update)
+
+
+def permission_denied(reason: str) -> bytes:
+    """The auth message refusing something: ``[2, 0, varString(reason)]``."""
+    data = reason.encode()
+    return bytes((AUTH, PERMISSION_DENIED)) + pycrdt.write_var_uint(len(data)) + data
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """One unmasked, uncompressed binary WebSocket frame (what a server sends) for ``payload``.
+
+    Built once per broadcast: the same bytes go to every receiver's transport.
+    """
+    return frames.Frame(frames.Opcode.BINARY, payload).serialize(mask=False)

@@ -1,0 +1,434 @@
+"""One room: a pycrdt document, its awareness, its connections, and the path of every update.
+
+An update from a connection is applied to the document once, appended to the room's update
+log, and only then forwarded - its original frame bytes, one WebSocket frame built once - to
+every other connection. Appends are batched: while one batch is being written, new updates
+gather, and the next append carries them all in one statement, so persistence costs one
+round trip per batch, not per update, and "appended before broadcast" still holds.
+
+Outgoing frames are queued per connection, in order, and each connection's queue is written
+to its transport in one write per event-loop pass. Rooms never see the web framework: a
+connection writes to a ``Sink``.
+
+Server-side code changes the document like a client: ``with room.transaction(author):`` (or
+any transaction on ``room.doc``) is persisted and broadcast by the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import asyncpg
+import pycrdt
+
+from collab import errors, protocol
+from collab.access import SYSTEM, Participant, author
+from collab.limits import Limits, TokenBucket
+
+if TYPE_CHECKING:
+    from collab.persistence import RoomStore
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 0.5
+
+
+class Sink(Protocol):
+    """Where a connection's frames go: a transport that buffers, and can be closed."""
+
+    def write(self, data: bytes) -> None:
+        """Queue ready WebSocket frames for sending; never blocks."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes written but not yet sent."""
+        ...
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection soon with ``code`` and ``reason``; never blocks."""
+        ...
+
+
+class Connection:
+    """One participant's socket in a room: its ordered outgoing frames and awareness ids."""
+
+    __slots__ = ("bucket", "closed", "controlled", "denied", "id", "participant", "pending", "sink")
+
+    def __init__(self, participant: Participant, sink: Sink, limits: Limits) -> None:
+        self.id = uuid.uuid4().hex
+        self.participant = participant
+        self.sink = sink
+        self.pending: list[bytes] = []
+        self.controlled: set[int] = set()
+        self.closed = False
+        self.denied = False
+        self.bucket = TokenBucket(limits.rate_per_s, limits.rate_burst, time.monotonic())
+
+
+ParticipantsHook = Callable[["Room"], None]
+
+
+class Room:
+    """A document shared by connections; see the module docstring for the update path."""
+
+    def __init__(
+        self,
+        name: str,
+        store: RoomStore | None,
+        limits: Limits,
+        *,
+        announce: Callable[[str], None] | None = None,
+        seq: int = 0,
+        updates_since_snapshot: int = 0,
+    ) -> None:
+        self.name = name
+        self.doc: pycrdt.Doc[Any] = pycrdt.Doc()
+        self.awareness = pycrdt.Awareness(self.doc)
+        self.awareness.set_local_state(None)  # the server itself is nobody's cursor
+        self.connections: dict[Connection, None] = {}
+        self.limits = limits
+        self.updates_since_snapshot = updates_since_snapshot
+        self.idle_since = time.monotonic()
+        self.participants_hooks: list[ParticipantsHook] = []
+        self._store = store
+        self._announce = announce
+        self._cursor = seq
+        self._own: set[int] = set()
+        self._outbox: list[tuple[bytes, bytes, Connection | None, str]] = []
+        self._wake = False
+        self._task: asyncio.Task[None] | None = None
+        self._applying = False
+        self._changed = False
+        self._local_author = SYSTEM.label
+        self._dirty: list[Connection] = []
+        self._flush_scheduled = False
+        self._closed = False
+        self.doc.observe(self._on_doc_update)
+
+    # --- loading ---------------------------------------------------------------------------
+
+    def load(self, update: bytes) -> None:
+        """Apply the persisted state (not persisted again, not broadcast: nobody is here yet)."""
+        self._applying = True
+        try:
+            self.doc.apply_update(update)
+        finally:
+            self._applying = False
+
+    @property
+    def seq(self) -> int:
+        """The last update sequence number this room holds from the log."""
+        return self._cursor
+
+    # --- connections -----------------------------------------------------------------------
+
+    def join(self, conn: Connection) -> None:
+        """Add a connection: send it SyncStep1 and every awareness state present."""
+        self.connections[conn] = None
+        self._send(conn, protocol.ws_frame(protocol.sync_step1(self.doc)))
+        if self.awareness.states:
+            everyone = self.awareness.encode_awareness_update(list(self.awareness.states))
+            self._send(conn, protocol.ws_frame(protocol.awareness_message(everyone)))
+        self._participants_changed()
+
+    def leave(self, conn: Connection) -> None:
+        """Remove a connection; the awareness states it controlled go at once, for everyone."""
+        conn.closed = True
+        conn.pending.clear()
+        if conn not in self.connections:
+            return
+        del self.connections[conn]
+        gone = [cid for cid in conn.controlled if cid in self.awareness.states]
+        if gone:
+            self.awareness.remove_awareness_states(gone, conn)
+            update = self.awareness.encode_awareness_update(gone)
+            self.broadcast(protocol.ws_frame(protocol.awareness_message(update)))
+        if not self.connections:
+            self.idle_since = time.monotonic()
+        self._participants_changed()
+
+    @property
+    def participants(self) -> tuple[Participant, ...]:
+        """Who is connected, one entry per connection."""
+        return tuple(conn.participant for conn in self.connections)
+
+    def _participants_changed(self) -> None:
+        for hook in self.participants_hooks:
+            try:
+                hook(self)
+            except Exception:  # a hook's bug must not break the room's connections
+                log.exception("participants hook of room %s failed", self.name)
+
+    def drop(self, conn: Connection, code: int, reason: str) -> None:
+        """Close one connection (the room and the others are unaffected)."""
+        if conn.closed:
+            return
+        conn.closed = True
+        conn.pending.clear()
+        conn.sink.close(code, errors.short_reason(reason))
+
+    # --- incoming messages -----------------------------------------------------------------
+
+    def receive(self, conn: Connection, frame: bytes) -> None:
+        """Handle one frame from ``conn``; ``ConnectionRefused`` means: close this connection."""
+        if conn.closed:  # being closed (too slow, say): nothing more from it counts
+            return
+        if len(frame) > self.limits.max_message_bytes:
+            raise errors.ProtocolError(
+                f"message of {len(frame)} bytes is over the limit of"
+                f" {self.limits.max_message_bytes}",
+                code=errors.TOO_LARGE,
+            )
+        if not conn.bucket.take(time.monotonic()):
+            raise errors.ConnectionRefused(
+                errors.FLOOD,
+                f"over the rate limit of {self.limits.rate_per_s:g} messages/s"
+                f" (burst {self.limits.rate_burst})",
+            )
+        message = protocol.parse(frame)
+        if isinstance(message, protocol.SyncMessage):
+            if message.subtype == protocol.SYNC_STEP1:
+                self._answer_step1(conn, message.data)
+            elif conn.participant.can_write:
+                original = frame if message.subtype == protocol.SYNC_UPDATE else None
+                self._apply_client_update(conn, message.data, original)
+            else:
+                self._refuse_read_only(conn, message.data)
+        elif isinstance(message, protocol.AwarenessMessage):
+            self._apply_awareness(conn, message, frame)
+        elif isinstance(message, protocol.QueryAwareness):
+            everyone = self.awareness.encode_awareness_update(list(self.awareness.states))
+            self._send(conn, protocol.ws_frame(protocol.awareness_message(everyone)))
+        # protocol.AuthMessage: JupyterLab's RAW channel (save requests); not served here.
+
+    def _answer_step1(self, conn: Connection, state_vector: bytes) -> None:
+        try:
+            diff = self.doc.get_update(state_vector)
+        except ValueError:
+            raise errors.ProtocolError("sync step 1 does not hold a valid state vector") from None
+        self._send(conn, protocol.ws_frame(protocol.sync_step2(diff)))
+
+    def _apply_client_update(self, conn: Connection, update: bytes, frame: bytes | None) -> None:
+        self._changed = False
+        self._applying = True
+        try:
+            # The origin tells observers (a session's executor) who wrote the update.
+            with self.doc.transaction(origin=conn.participant):
+                self.doc.apply_update(update)
+        except ValueError as exc:
+            raise errors.ProtocolError(f"update does not apply: {exc}") from None
+        finally:
+            self._applying = False
+        # An update the document already had changes nothing and is neither stored nor sent.
+        # One whose dependencies are missing changes nothing *yet* (pycrdt keeps it pending)
+        # and must be stored: what the document lacks of it tells the two apart.
+        if not self._changed and pycrdt.get_update(update, self.doc.get_state()) == (
+            protocol.EMPTY_UPDATE
+        ):
+            return
+        payload = frame if frame is not None else protocol.update_message(update)
+        self._queue(update, payload, conn, conn.participant.label)
+
+    def _refuse_read_only(self, conn: Connection, update: bytes) -> None:
+        # A read-only client still answers our SyncStep1 with its own state: nothing new in
+        # it is no attempt to write. Anything new is refused, once said, never applied.
+        try:
+            new = pycrdt.get_update(update, self.doc.get_state())
+        except ValueError as exc:
+            raise errors.ProtocolError(f"update does not decode: {exc}") from None
+        if new[:1] == b"\x00":
+            return
+        if not conn.denied:
+            conn.denied = True
+            reason = f"read-only access to room {self.name}: updates are not accepted"
+            self._send(conn, protocol.ws_frame(protocol.permission_denied(reason)))
+
+    def _apply_awareness(
+        self, conn: Connection, message: protocol.AwarenessMessage, frame: bytes
+    ) -> None:
+        for client_id, _clock, state in message.entries:
+            if state is None:
+                conn.controlled.discard(client_id)
+            else:
+                conn.controlled.add(client_id)
+        self.awareness.apply_awareness_update(message.update, conn)
+        # Echoed to the sender too: a lone client otherwise hears nothing for 30 s and
+        # reconnects (y-websocket's messageReconnectTimeout).
+        self.broadcast(protocol.ws_frame(frame))
+
+    # --- local changes ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, author: str = SYSTEM.label) -> Iterator[pycrdt.Doc[Any]]:
+        """Change the document server-side; the change is persisted and broadcast like a
+        client's, attributed to ``author`` (``user:<name>``, ``system:<part>``)."""
+        if self._closed:
+            raise errors.CollabError(f"room {self.name} is closed")
+        previous, self._local_author = self._local_author, author
+        try:
+            with self.doc.transaction(origin=author):
+                yield self.doc
+        finally:
+            self._local_author = previous
+
+    def _on_doc_update(self, event: pycrdt.TransactionEvent) -> None:
+        if self._applying:
+            self._changed = True
+            return
+        update = event.update
+        self._queue(update, protocol.update_message(update), None, self._local_author)
+
+    # --- persistence, then broadcast --------------------------------------------------------
+
+    def _queue(self, update: bytes, payload: bytes, origin: Connection | None, author: str) -> None:
+        self._outbox.append((update, payload, origin, author))
+        self._kick()
+
+    def wake(self) -> None:
+        """Another process may have appended updates: read them (soon, in order)."""
+        self._wake = True
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._sync(), name=f"chronohub-collab-room-{self.name}"
+            )
+            self._task.add_done_callback(_report_failure)
+
+    async def flushed(self) -> None:
+        """Wait until every change made so far is persisted and broadcast."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _sync(self) -> None:
+        try:
+            while True:
+                if self._outbox:
+                    await self._flush_outbox()
+                elif self._wake:
+                    self._wake = False
+                    await self._catch_up()
+                else:
+                    return
+        finally:
+            # No await between the last check and this: a _kick() after it starts a new task.
+            self._task = None
+
+    async def _flush_outbox(self) -> None:
+        batch, self._outbox = self._outbox, []
+        shared = False
+        if self._store is None:
+            seqs = list(range(self._cursor + 1, self._cursor + 1 + len(batch)))
+        else:
+            try:
+                appended = await self._store.append(
+                    self.name, [item[0] for item in batch], [item[3] for item in batch]
+                )
+                seqs, shared = appended.seqs, appended.shared
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("room %s: cannot append updates (%s); retrying", self.name, exc)
+                self._outbox[:0] = batch
+                await asyncio.sleep(RETRY_S)
+                return
+        self._note_own(seqs)
+        self.updates_since_snapshot += len(batch)
+        for _update, payload, origin, _author in batch:
+            self.broadcast(protocol.ws_frame(payload), exclude=origin)
+        if shared and self._announce is not None:
+            self._announce(self.name)
+
+    def _note_own(self, seqs: list[int]) -> None:
+        if seqs and seqs[0] == self._cursor + 1 and seqs[-1] - seqs[0] == len(seqs) - 1:
+            self._cursor = seqs[-1]
+        else:  # another process appended in between: read its updates, skip ours
+            self._own.update(seqs)
+            self._wake = True
+
+    async def _catch_up(self) -> None:
+        if self._store is None:
+            return
+        try:
+            snapshot, rows = await self._store.catch_up(self.name, self._cursor)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("room %s: cannot read updates (%s); retrying", self.name, exc)
+            await asyncio.sleep(RETRY_S)
+            self._wake = True
+            return
+        if snapshot is not None:  # compacted past our cursor: the snapshot holds what we lack
+            self._apply_foreign(snapshot, SYSTEM)
+        for seq, data, label in rows:
+            if seq in self._own:
+                self._own.discard(seq)
+            else:
+                self._apply_foreign(data, author(label))
+            self._cursor = max(self._cursor, seq)
+        self._own = {seq for seq in self._own if seq > self._cursor}
+
+    def _apply_foreign(self, update: bytes, origin: Participant) -> None:
+        self._changed = False
+        self._applying = True
+        try:
+            with self.doc.transaction(origin=origin):
+                self.doc.apply_update(update)
+        except ValueError:
+            log.exception("room %s: a stored update does not apply", self.name)
+            return
+        finally:
+            self._applying = False
+        if self._changed:
+            self.broadcast(protocol.ws_frame(protocol.update_message(update)))
+
+    # --- outgoing frames --------------------------------------------------------------------
+
+    def broadcast(self, frame: bytes, exclude: Connection | None = None) -> None:
+        """Queue one ready WebSocket frame for every connection but ``exclude``."""
+        for conn in self.connections:
+            if conn is not exclude:
+                self._send(conn, frame)
+
+    def _send(self, conn: Connection, frame: bytes) -> None:
+        if conn.closed:
+            return
+        if not conn.pending:
+            self._dirty.append(conn)
+        conn.pending.append(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_pending)
+
+    def _write_pending(self) -> None:
+        """Write each connection's queued frames in one write (once per event-loop pass)."""
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            frames, conn.pending = conn.pending, []
+            if conn.closed or not frames:
+                continue
+            conn.sink.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            if conn.sink.buffered() > self.limits.send_buffer_bytes:
+                self.drop(
+                    conn,
+                    errors.SLOW_CONSUMER,
+                    f"more than {self.limits.send_buffer_bytes} bytes waiting to be sent",
+                )
+
+    # --- closing ---------------------------------------------------------------------------
+
+    async def close(self, code: int = errors.GOING_AWAY, reason: str = "room closed") -> None:
+        """Close every connection, then persist what is still queued."""
+        for conn in list(self.connections):
+            self.drop(conn, code, reason)
+        await self.flushed()
+        self._closed = True
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("collab room task %s failed", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,281 @@
+"""The rooms a hub process serves: get or open a room by name, close idle ones, compact, relay.
+
+This is the public API for server-side code (shared execution sessions, services)::
+
+    room = await rooms.open("json:notebook:abc", creator=participant)   # creating it if needed
+    with room.transaction(author="system:kernel") as doc:                # persisted + broadcast
+        ...
+    rooms.participants_hooks.append(lambda room: ...)                   # joins and leaves
+
+Opening is serialised per name, so simultaneous first joins of a new room all get the one
+room (pycrdt-websocket hangs all but one of them). A room with nobody connected stays loaded
+for a grace period, so a quick reconnect does not reload it, then is unloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import asyncpg
+
+from collab import access, errors, persistence, room
+from collab.limits import Limits
+from collab.relay import Relay
+from events import models
+from events.catalog import collab as collab_events
+
+log = logging.getLogger(__name__)
+
+JANITOR_S = 1.0
+RECORD_DRAIN_S = 5.0
+
+
+def _metadata(who: access.Participant) -> models.Metadata:
+    if who.kind == "system":
+        return models.Metadata()
+    return models.Metadata(actor=models.Actor(kind=who.kind, name=who.name))
+
+
+class Rooms:
+    """Every room open in this process. Use as ``async with Rooms(...)`` or start/stop."""
+
+    def __init__(
+        self,
+        store: persistence.RoomStore,
+        limits: Limits | None = None,
+        *,
+        dsn: str | None = None,
+        relay: bool = True,
+        process: str | None = None,
+    ) -> None:
+        self.store = store
+        self.limits = limits or Limits()
+        self.process = process or store.process
+        self.participants_hooks: list[room.ParticipantsHook] = []
+        self._rooms: dict[str, room.Room] = {}
+        self._opening: dict[str, asyncio.Future[room.Room]] = {}
+        self._relay = Relay(dsn, self._on_wake) if relay else None
+        self._janitor: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
+        self._records: asyncio.Queue[tuple[str, collab_events.RoomEvent, models.Metadata]] = (
+            asyncio.Queue()
+        )
+        self._compacting: set[str] = set()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the relay (cross-process wake-ups) and the janitor (unload, poll, compact)."""
+        if self._relay is not None:
+            await self._relay.start()
+        self._janitor = asyncio.create_task(self._janitor_loop(), name="chronohub-collab-janitor")
+        self._recorder = asyncio.create_task(self._record_loop(), name="chronohub-collab-recorder")
+
+    async def stop(self) -> None:
+        """Close every room (persisting what is queued), then stop the janitor and the relay."""
+        if self._janitor is not None:
+            self._janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
+            self._janitor = None
+        for name in list(self._rooms):
+            await self.close(name, reason="the hub is stopping")
+        if self._recorder is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._records.join(), RECORD_DRAIN_S)
+            self._recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder
+            self._recorder = None
+        if self._relay is not None:
+            await self._relay.stop()
+
+    async def __aenter__(self) -> Rooms:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def listening(self) -> asyncio.Event | None:
+        """Set while the relay listens for other processes' notifications (None: no relay)."""
+        return self._relay.listening if self._relay is not None else None
+
+    # --- rooms -----------------------------------------------------------------------------
+
+    def get(self, name: str) -> room.Room | None:
+        """The room if it is open in this process."""
+        return self._rooms.get(name)
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    async def describe(self, name: str) -> access.RoomInfo:
+        """What the gatekeeper needs to know of a room: whether it exists, and its owner."""
+        persistence.check_room_name(name)
+        exists, owner = await self.store.info(name)
+        return access.RoomInfo(name=name, exists=exists, owner=owner)
+
+    async def open(self, name: str, *, creator: access.Participant = access.SYSTEM) -> room.Room:
+        """The room ``name``, loaded if it is not open here, created (owned by ``creator``,
+        if a user) if it does not exist."""
+        persistence.check_room_name(name)
+        existing = self._rooms.get(name)
+        if existing is not None:
+            return existing
+        pending = self._opening.get(name)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._opening[name] = pending
+            try:
+                opened = await self._load(name, creator)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                pending.exception()  # retrieved: the waiters, if any, get it too
+                raise
+            finally:
+                del self._opening[name]
+            self._rooms[name] = opened
+            pending.set_result(opened)
+            return opened
+        return await asyncio.shield(pending)
+
+    async def _load(self, name: str, creator: access.Participant) -> room.Room:
+        await self.store.create(name, creator.owner_name, _metadata(creator))
+        loaded = await self.store.load(name)
+        opened = room.Room(
+            name,
+            self.store,
+            self.limits,
+            announce=self._relay.announce if self._relay is not None else None,
+            seq=loaded.seq,
+            updates_since_snapshot=loaded.updates_since_snapshot,
+        )
+        opened.load(loaded.update)
+        opened.participants_hooks.append(self._participants_changed)
+        await self.store.events.append(
+            collab_events.stream_id(name),
+            [collab_events.RoomOpened(room=name, process=self.process, seq=loaded.seq)],
+        )
+        return opened
+
+    def disconnect_all(self, reason: str = "the hub is stopping") -> None:
+        """Close every connection of every room with 1001 (going away): y-websocket clients
+        reconnect, to this hub when it is back or to another. Rooms stay loaded."""
+        for opened in self._rooms.values():
+            for conn in list(opened.connections):
+                opened.drop(conn, errors.GOING_AWAY, reason)
+
+    async def close(self, name: str, *, reason: str = "room closed") -> None:
+        """Unload a room: close its connections, persist what is queued, compact, record it."""
+        closing = self._rooms.pop(name, None)
+        if closing is None:
+            return
+        await closing.close(errors.GOING_AWAY, reason)
+        try:
+            await self.store.release(name)
+            if closing.updates_since_snapshot:
+                await self.compact(name)
+            await self.store.events.append(
+                collab_events.stream_id(name),
+                [collab_events.RoomClosed(room=name, process=self.process, seq=closing.seq)],
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("room %s closed, but not recorded (%s)", name, exc)
+
+    async def compact(self, name: str) -> persistence.Compaction | None:
+        """Compact a room's update log into a snapshot (see ``RoomStore.compact``)."""
+        if name in self._compacting:
+            return None
+        self._compacting.add(name)
+        try:
+            done = await self.store.compact(name)
+        finally:
+            self._compacting.discard(name)
+        opened = self._rooms.get(name)
+        if done is not None and opened is not None:
+            opened.updates_since_snapshot = max(0, opened.updates_since_snapshot - done.updates)
+        return done
+
+    # --- participants ----------------------------------------------------------------------
+
+    def joined(self, opened: room.Room, conn: room.Connection) -> None:
+        """Record that ``conn`` joined (a ``collab.participant_joined`` event, soon, in order)."""
+        who = conn.participant
+        event = collab_events.ParticipantJoined(
+            room=opened.name,
+            participant=who.label,
+            connection=conn.id,
+            access="write" if who.can_write else "read",
+        )
+        self._records.put_nowait((opened.name, event, _metadata(who)))
+
+    def left(self, opened: room.Room, conn: room.Connection, reason: str) -> None:
+        """Record that ``conn`` left, and why (soon, after its join, in order)."""
+        who = conn.participant
+        event = collab_events.ParticipantLeft(
+            room=opened.name,
+            participant=who.label,
+            connection=conn.id,
+            reason=errors.short_reason(reason or "closed"),
+        )
+        self._records.put_nowait((opened.name, event, _metadata(who)))
+
+    async def recorded(self) -> None:
+        """Wait until every join and leave so far is in the event log."""
+        await self._records.join()
+
+    async def _record_loop(self) -> None:
+        # Joins and leaves are recorded by this one owned task, not by the connection's
+        # handler, which aiohttp may cancel as the socket goes, and in the order they happened.
+        while True:
+            name, event, metadata = await self._records.get()
+            try:
+                await self.store.events.append(
+                    collab_events.stream_id(name), [event], metadata=metadata
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("room %s: could not record %s (%s)", name, event.type, exc)
+            finally:
+                self._records.task_done()
+
+    def _participants_changed(self, changed: room.Room) -> None:
+        for hook in self.participants_hooks:
+            try:
+                hook(changed)
+            except Exception:  # a hook's bug must not break the room's connections
+                log.exception("participants hook failed for room %s", changed.name)
+
+    # --- background ------------------------------------------------------------------------
+
+    def _on_wake(self, name: str | None) -> None:
+        if name is None:
+            for opened in self._rooms.values():
+                opened.wake()
+        elif (named := self._rooms.get(name)) is not None:
+            named.wake()
+
+    async def _janitor_loop(self) -> None:
+        last_poll = time.monotonic()
+        while True:
+            await asyncio.sleep(JANITOR_S)
+            now = time.monotonic()
+            poll = now - last_poll >= self.limits.poll_s
+            if poll:
+                last_poll = now
+            for name, opened in list(self._rooms.items()):
+                try:
+                    if not opened.connections:
+                        if now - opened.idle_since >= self.limits.room_grace_s:
+                            await self.close(name, reason="no participant left")
+                        continue
+                    if poll:  # a lost notification only delays
+                        opened.wake()
+                    if opened.updates_since_snapshot >= self.limits.compact_after_updates:
+                        await self.compact(name)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("collab janitor: room %s: %s", name, exc)
