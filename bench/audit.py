@@ -140,7 +140,7 @@ async def time_http(
 
 def history_args(allowed: list[dict[str, Any]]) -> tuple[Any, ...]:
     """The arguments the app sends with ``history_ascending`` for ``?user=<name>&limit=100``."""
-    return audit._args(audit.Query(limit=HISTORY_LIMIT), allowed)
+    return audit.history_args(audit.Query(limit=HISTORY_LIMIT), allowed)
 
 
 async def time_sql(
@@ -326,7 +326,7 @@ async def bench_export(hub_store: store.EventStore, root: Path) -> dict[str, Any
     elapsed = time.perf_counter() - start
     if status != 0:
         raise RuntimeError(f"export returned {status}")
-    lines = await asyncio.to_thread(events_cli._count_lines, target)
+    lines = await asyncio.to_thread(events_cli.count_lines, target)
     if lines != total:
         raise RuntimeError(f"export wrote {lines} lines, expected {total}")
     size = target.stat().st_size
