@@ -29,24 +29,25 @@ def feed_of(api: Api) -> audit_feed.Feed:
     return api.client.server.app[audit.FEED]
 
 
+async def collect_ids(response: Any, until: str, ids: list[str]) -> None:
+    """Append to ``ids`` the ids of the events of an SSE response as they come, up to and
+    including the one named ``until`` (a ``user.created`` event's name)."""
+    current: str | None = None
+    async for raw in response.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("id: "):
+            current = line[4:]
+        elif line.startswith("data: "):
+            assert current is not None
+            ids.append(current)
+            if json.loads(line[6:])["data"].get("name") == until:
+                return
+
+
 async def sse_ids(response: Any, until: str, timeout_s: float = 30) -> list[str]:
-    """The ids of the events of an SSE response up to and including the one named ``until``
-    (a ``user.created`` event's name)."""
+    """The ids of the events of an SSE response up to and including the one named ``until``."""
     ids: list[str] = []
-
-    async def collect() -> None:
-        current: str | None = None
-        async for raw in response.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("id: "):
-                current = line[4:]
-            elif line.startswith("data: "):
-                assert current is not None
-                ids.append(current)
-                if json.loads(line[6:])["data"].get("name") == until:
-                    return
-
-    await asyncio.wait_for(collect(), timeout_s)
+    await asyncio.wait_for(collect_ids(response, until, ids), timeout_s)
     return ids
 
 
@@ -193,25 +194,30 @@ async def test_a_follower_too_far_behind_is_dropped_and_resumes_without_loss(
     fast = await api.client.get(
         f"/hub/api/events/stream?after={head}", headers={"Authorization": f"token {token}"}
     )
+    fast_ids: list[str] = []
+    reading = asyncio.create_task(collect_ids(fast, "after-the-drop", fast_ids))
     try:
         # Events of ~30 kB, one commit each, until the slow one's writes are stuck and its
-        # backlog overflows; the fast one reads them all meanwhile.
+        # backlog overflows; the fast one receives each before the next is appended.
         blob = "x" * 30_000
         sent = 0
         async with asyncio.timeout(60):
             while lagging.dropped is None:
                 group_id = uuid4()
-                await api.store.append(
+                result = await api.store.append(
                     group_events.stream_id(group_id),
                     [group_events.GroupCreated(group_id=group_id, name=f"g{sent}",
                                                properties={"blob": blob})],
                 )  # fmt: skip
                 sent += 1
+                while str(result.checkpoint) not in fast_ids[-1:]:
+                    await asyncio.sleep(0.005)
         assert "more than 20 events behind" in lagging.dropped
+        assert sent > 20
         await create_user(api.store, "after-the-drop")
+        await asyncio.wait_for(reading, 30)
         log = [row[0] for row in await pool.fetch(LOG_ORDER)]
-        ids = await sse_ids(fast, "after-the-drop")
-        assert ids == after(log, str(head))  # the fast one was never held up or dropped
+        assert fast_ids == after(log, str(head))  # the fast one was never held up or dropped
         assert lagging not in feed.followers
 
         # The slow one's connection was closed; it resumes from the last event it has whole.
@@ -222,13 +228,13 @@ async def test_a_follower_too_far_behind_is_dropped_and_resumes_without_loss(
         whole = received[: received.rfind(b"\n\n") + 2]
         last_ids = [line[4:].decode() for line in whole.split(b"\n") if line.startswith(b"id: ")]
         resume = last_ids[-1] if last_ids else str(head)
-        assert sent > 0
         async with api.client.get(
             "/hub/api/events/stream",
             headers={"Authorization": f"token {token}", "Last-Event-ID": resume},
         ) as again:
             assert await sse_ids(again, "after-the-drop") == after(log, resume)
     finally:
+        reading.cancel()
         fast.close()
         slow.close()
 
