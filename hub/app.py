@@ -78,7 +78,7 @@ def make_app(hub: context.Hub) -> web.Application:
     app[context.HUB] = hub
     for module in (api, users_api, groups_api, tokens_api, audit, openapi):
         app.add_routes(module.routes())
-    app.cleanup_ctx.append(audit.feed_context)  # the live feed of /hub/api/events/stream
+    audit.install(app)  # the live feed of /hub/api/events/stream
     return app
 
 

@@ -356,12 +356,12 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
     follower, joined = await feed.follow(selection)
     transport = request.transport
     if transport is not None:
         follower.abort = transport.abort
     try:
+        await response.prepare(request)
         # The log up to where the feed stood when this stream joined, then the feed: what
         # it hands out comes after that point, and after ``after`` unless the client is
         # ahead of this process's feed (then what it has already is skipped).
@@ -406,18 +406,21 @@ async def _catch_up(
             break
 
 
-async def feed_context(app: web.Application) -> AsyncIterator[None]:
-    """The process's live feed, for the app's lifetime (``cleanup_ctx``); streams end at
-    shutdown, before the server waits for its handlers."""
-    feed = audit_feed.Feed(app[HUB].store)
-    app[FEED] = feed
+def install(app: web.Application) -> None:
+    """Give ``app`` the process's live feed for its lifetime; streams end at shutdown,
+    before the server waits for its handlers."""
+    app.cleanup_ctx.append(_feed_context)
+    app.on_shutdown.append(_end_streams)
 
-    async def end_streams(_app: web.Application) -> None:
-        await feed.stop()
 
-    app.on_shutdown.append(end_streams)
-    async with feed:
+async def _feed_context(app: web.Application) -> AsyncIterator[None]:
+    async with audit_feed.Feed(app[HUB].store) as feed:
+        app[FEED] = feed
         yield
+
+
+async def _end_streams(app: web.Application) -> None:
+    await app[FEED].stop()
 
 
 def routes() -> list[web.RouteDef]:

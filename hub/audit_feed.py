@@ -22,6 +22,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -50,8 +51,8 @@ class Selection:
     type_prefixes: tuple[str, ...] | None = None
     streams: frozenset[str] | None = None
     actor: str | None = None
-    since: Any = None
-    until: Any = None
+    since: datetime | None = None
+    until: datetime | None = None
     permitted: Callable[[models.RecordedEvent, dict[str, Any]], bool] = lambda _e, _d: True
 
     def admits(self, event: models.RecordedEvent, data: dict[str, Any]) -> bool:

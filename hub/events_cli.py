@@ -362,7 +362,7 @@ async def _export_pages(
 
     async def fetch(start: models.Checkpoint, end: models.Checkpoint | None) -> _ExportPage:
         async with event_store.pool.acquire() as conn:
-            row = await conn.fetchrow(
+            rows = await conn.fetch(
                 queries["export_page"],
                 str(start.tx),
                 start.position,
@@ -372,14 +372,14 @@ async def _export_pages(
                 str(end.tx) if end else None,
                 end.position if end else None,
             )
-        assert row is not None  # an aggregate always returns a row
-        last = row["last"]
+        lines = [row["line"] for row in rows]
+        unrendered = lines.count(None)
         page = _ExportPage(
             start,
-            row["chunk"] or b"",
-            row["length"],
-            row["unrendered"],
-            models.Checkpoint(int(last[0]), int(last[1])) if last else start,
+            b"" if unrendered else "".join(lines).encode(),
+            len(rows),
+            unrendered,
+            models.Checkpoint(int(rows[-1]["tx"]), rows[-1]["position"]) if rows else start,
         )
         if end is not None and page.last != end:  # see export_bounds: cannot happen
             raise errors.Conflict(f"the export page ending at {end} ended at {page.last}")

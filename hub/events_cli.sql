@@ -25,9 +25,9 @@ SELECT count(*) AS total,
 -- its keys sorted), times as Python's isoformat writes them. A line is NULL when only Python
 -- can write it exactly: an older schema version (upcast on read), a payload missing a model
 -- field, or a free-form payload ($5: its types) holding a number (jsonb keeps numbers as
--- decimals, Python as floats). Returns the page's lines as one UTF-8 chunk, its length, how
--- many lines are NULL (then the caller writes the whole page in Python), and the checkpoint
--- of its last event.
+-- decimals, Python as floats); then the caller writes the whole page in Python. Returns the
+-- lines in order, each with its event's checkpoint. (Rows, not one aggregate: an ordered
+-- aggregate sorts its input again, and the line would be built once per reference to it.)
 WITH page AS (
     SELECT e.*
       FROM events e
@@ -36,53 +36,52 @@ WITH page AS (
        AND ($6::text IS NULL OR (e.tx_id, e.global_position) <= ($6::text::xid8, $7::bigint))
      ORDER BY e.tx_id, e.global_position
      LIMIT $3
-), parts AS (
-    SELECT replace(to_char(p.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
-                   '.000000', '') AS at,
-           '{"kind":' || (p.metadata #> '{actor,kind}')::text ||
-               ',"name":' || (p.metadata #> '{actor,name}')::text || '}' AS actor_json,
-           (SELECT CASE WHEN bool_and(p.data ? k.key) THEN
-                       '{' || string_agg(to_json(k.key)::text || ':' ||
-                                         CASE WHEN jsonb_typeof(p.data -> k.key)
-                                                   IN ('object', 'array')
-                                              THEN regexp_replace((p.data -> k.key)::text,
-                                                       '("(?:[^"\\]|\\.)*")|([,:]) ', '\1\2', 'g')
-                                              ELSE (p.data -> k.key)::text END,
-                                         ',' ORDER BY k.ord) || '}'
-                   END
-              FROM jsonb_array_elements_text($4::jsonb -> (p.event_type || '@' || p.schema_version))
-                       WITH ORDINALITY AS k(key, ord)
-             WHERE NOT (p.event_type = ANY($5::text[])
-                        AND jsonb_path_exists(p.data, '$.** ? (@.type() == "number")'))
-           ) AS payload,
-           p.*
-      FROM page p
-), lines AS (
-    SELECT x.tx_id, x.global_position,
-           '{"id":"' || x.tx_id::text || ':' || x.global_position ||
-           '","position":' || x.global_position ||
-           ',"type":' || to_json(x.event_type)::text ||
-           ',"schema_version":' || x.schema_version ||
-           ',"stream":' || to_json(x.stream_id)::text ||
-           ',"version":' || x.stream_version ||
-           ',"time":"' || x.at || 'Z","actor":' || x.actor_json ||
-           ',"data":' || x.payload ||
-           ',"request_id":' || (x.metadata -> 'request_id')::text ||
-           ',"correlation_id":' || (x.metadata -> 'correlation_id')::text ||
-           ',"causation_id":' || (x.metadata -> 'causation_id')::text ||
-           ',"event_id":"' || x.event_id::text ||
-           '","recorded_at":"' || x.at || '+00:00","metadata":{"actor":' || x.actor_json ||
-           ',"request_id":' || (x.metadata -> 'request_id')::text ||
-           ',"correlation_id":' || (x.metadata -> 'correlation_id')::text ||
-           ',"causation_id":' || (x.metadata -> 'causation_id')::text ||
-           ',"client_address":' || (x.metadata -> 'client_address')::text || E'}}\n' AS line
-      FROM parts x
 )
-SELECT convert_to(string_agg(l.line, '' ORDER BY l.tx_id, l.global_position), 'UTF8') AS chunk,
-       count(*) AS length,
-       count(*) FILTER (WHERE l.line IS NULL) AS unrendered,
-       max(ARRAY[l.tx_id::text::numeric, l.global_position]) AS last
-  FROM lines l;
+SELECT p.tx_id::text AS tx, p.global_position AS position,
+       '{"id":"' || p.tx_id::text || ':' || p.global_position ||
+       '","position":' || p.global_position ||
+       ',"type":' || to_json(p.event_type)::text ||
+       ',"schema_version":' || p.schema_version ||
+       ',"stream":' || to_json(p.stream_id)::text ||
+       ',"version":' || p.stream_version ||
+       ',"time":"' || x.at || 'Z","actor":' || x.actor ||
+       ',"data":' || x.payload ||
+       ',"request_id":' || x.request_id ||
+       ',"correlation_id":' || x.correlation_id ||
+       ',"causation_id":' || x.causation_id ||
+       ',"event_id":"' || p.event_id::text ||
+       '","recorded_at":"' || x.at || '+00:00","metadata":{"actor":' || x.actor ||
+       ',"request_id":' || x.request_id ||
+       ',"correlation_id":' || x.correlation_id ||
+       ',"causation_id":' || x.causation_id ||
+       ',"client_address":' || (p.metadata -> 'client_address')::text || E'}}\n' AS line
+  FROM page p
+ -- OFFSET 0 keeps this a subquery, evaluated once per row: its columns are used twice.
+ CROSS JOIN LATERAL (
+       SELECT replace(to_char(p.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
+                      '.000000', '') AS at,
+              '{"kind":' || (p.metadata #> '{actor,kind}')::text ||
+                  ',"name":' || (p.metadata #> '{actor,name}')::text || '}' AS actor,
+              (p.metadata -> 'request_id')::text AS request_id,
+              (p.metadata -> 'correlation_id')::text AS correlation_id,
+              (p.metadata -> 'causation_id')::text AS causation_id,
+              (SELECT CASE WHEN bool_and(p.data ? k.key) THEN
+                          '{' || string_agg(to_json(k.key)::text || ':' ||
+                                            CASE WHEN jsonb_typeof(p.data -> k.key)
+                                                      IN ('object', 'array')
+                                                 THEN regexp_replace((p.data -> k.key)::text,
+                                                          '("(?:[^"\\]|\\.)*")|([,:]) ', '\1\2', 'g')
+                                                 ELSE (p.data -> k.key)::text END,
+                                            ',' ORDER BY k.ord) || '}'
+                      END
+                 FROM jsonb_array_elements_text(
+                          $4::jsonb -> (p.event_type || '@' || p.schema_version))
+                          WITH ORDINALITY AS k(key, ord)
+                WHERE NOT (p.event_type = ANY($5::text[])
+                           AND jsonb_path_exists(p.data, '$.** ? (@.type() == "number")'))
+              ) AS payload
+       OFFSET 0) x
+ ORDER BY p.tx_id, p.global_position;
 
 -- name: stored_data
 -- The payloads as stored, for events of an older schema version (the decoded models hold
