@@ -142,19 +142,21 @@ class Follower:
         if self.closed:
             return
         if len(self.backlog) >= limit:
-            self.drop(f"more than {limit} events behind")
+            self.drop(f"more than {limit} events behind", abort=True)
             return
         self.backlog.append((checkpoint, chunk))
         self._ready.set()
 
-    def drop(self, reason: str) -> None:
-        """Stop feeding this follower and close its connection: it reconnects and resumes."""
+    def drop(self, reason: str, *, abort: bool = False) -> None:
+        """Stop feeding this follower: its stream ends (at once, with ``abort``, even in the
+        middle of a write that its client does not read), and its client resumes."""
         if self.closed:
             return
         self.dropped = reason
         self.close()
         self.backlog.clear()
-        self.abort()
+        if abort:
+            self.abort()
 
     def close(self) -> None:
         """No more events: the stream ends once it has written what it holds."""

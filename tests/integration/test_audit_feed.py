@@ -264,3 +264,46 @@ async def test_shutdown_ends_every_stream_and_the_feed(event_store: store.EventS
         assert response.content.at_eof()
     finally:
         await client.close()
+
+
+async def test_a_database_error_ends_the_streams_which_resume_and_the_feed_reads_on(
+    api: Api, pool: asyncpg.Pool[Any], monkeypatch: Any
+) -> None:
+    token = await api.user_token("admin")
+    headers = {"Authorization": f"token {token}"}
+    head = await api.store.head()
+    feed = feed_of(api)
+    monkeypatch.setattr(audit_feed, "RETRY_S", 0.05)
+    stream = await api.client.get(f"/hub/api/events/stream?after={head}", headers=headers)
+    await create_user(api.store, "before-the-error")
+    received = await sse_ids(stream, "before-the-error")
+    [follower] = feed.followers
+
+    read_all = api.store.read_all
+    failed = asyncio.Event()
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        if not failed.is_set():
+            failed.set()
+            raise asyncpg.InterfaceError("connection lost (simulated)")
+        return await read_all(*args, **kwargs)
+
+    monkeypatch.setattr(api.store, "read_all", failing_once)
+    await create_user(api.store, "during-the-error")
+    async with asyncio.timeout(10):
+        await failed.wait()
+        while follower.dropped is None:
+            await asyncio.sleep(0.01)
+    assert follower.dropped == "the live feed lost its database"
+    await asyncio.wait_for(stream.content.read(), 10)  # the stream ended
+    stream.close()
+
+    # The client resumes from the last event it has; the feed reads on from where it stood.
+    await create_user(api.store, "after-the-error")
+    resume = {**headers, "Last-Event-ID": received[-1]}
+    async with api.client.get("/hub/api/events/stream", headers=resume) as again:
+        ids = await sse_ids(again, "after-the-error")
+    log = [row[0] for row in await pool.fetch(LOG_ORDER)]
+    assert ids == after(log, received[-1])
+    assert feed._task is not None
+    assert not feed._task.done()
