@@ -3,8 +3,9 @@ and replay the event log from the command line.
 
 Export writes JSON Lines: per event, the public shape of ``audit.render`` plus what it takes
 to restore the event exactly (``event_id``, ``recorded_at``, the whole ``metadata``; ``data``
-is the payload as stored). Import reads such a file into a database whose log is empty, in
-one transaction, and rebuilds every projection. The positions (and transaction ids) are
+is the payload as stored). PostgreSQL builds the lines (``export_page``), byte for byte
+what ``export_line`` writes in Python. Import reads such a file into a database whose log is
+empty, in one transaction, and rebuilds every projection. The positions (and transaction ids) are
 the target database's own: events keep their order, not their numbers.
 """
 
