@@ -532,6 +532,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     token = secrets.token_hex(24)
     figures: dict[str, Any] = {}
     began = time.perf_counter()
+    # The machine may be shared: its load average, beside the figures, says how noisy they are.
+    load_before = round(os.getloadavg()[0], 1)
     try:
         admin = await asyncpg.connect(admin_url)
         await admin.execute("CREATE DATABASE bench_audit")
@@ -594,6 +596,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "events_loaded": args.events,
         "users": args.users,
         "runtime_s": round(time.perf_counter() - began),
+        "load_average_1min_before_after": [load_before, round(os.getloadavg()[0], 1)],
     }
     result["notes"] = [*verdicts(result), *explanations(result, figures, plan)]
     return result
