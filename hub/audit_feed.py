@@ -20,14 +20,14 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from events import models, store, subscription
+from events import models, sql, store
 from hub import users_api
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,11 @@ MAX_BACKLOG = 10_000
 """Events a follower may have waiting before it is dropped."""
 PAGE = 500
 COALESCE_S = 0.01
-"""After handing out a page the feed waits this long before reading the next, so that under
-a stream of commits one read serves many events and each stream is woken, and written to,
-once per page rather than once per commit (at 1,000 appends/s: ~100 pages a second)."""
+"""After a wake-up the feed waits this long before reading, so that under a stream of
+commits one read serves many events and each stream is woken, and written to, once per page
+rather than once per commit (at 1,000 appends/s: ~100 pages a second)."""
+POLL_S = 1.0
+"""The longest the feed waits without a wake-up before it reads again."""
 RETRY_S = 1.0
 """After a database error the feed drops its followers and reads on after this pause."""
 
@@ -242,8 +244,10 @@ class Feed:
     async def _run(self) -> None:
         while True:
             try:
-                async for page in self._pages():
-                    self.dispatch(page)
+                # A connection of its own for the feed's life: its reads never queue behind
+                # the appends (and requests) that share the pool.
+                async with self.store.pool.acquire() as conn:
+                    await self._follow(conn)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # Followers resume from the log where they stand; the feed reads on later.
                 log.warning("live event feed: %s; dropping its followers, retrying", exc)
@@ -251,16 +255,24 @@ class Feed:
                     follower.drop("the live feed lost its database")
                 await asyncio.sleep(RETRY_S)
 
-    async def _pages(self) -> AsyncIterator[list[models.RecordedEvent]]:
-        assert self.checkpoint is not None
-        live = subscription.Subscription(self.store, after=self.checkpoint, batch_size=PAGE)
-        pages = live.pages()
-        try:
-            async for page in pages:
-                yield page
+    async def _follow(self, conn: sql.Connection) -> None:
+        """Read pages after the checkpoint and hand them out, forever: after a wake-up (a
+        commit in this process, or a NOTIFY from another) or the poll interval."""
+        retry_s = POLL_S
+        while True:
+            assert self.checkpoint is not None
+            token = self.store.wakeup.token()
+            page = await self.store.read_all(self.checkpoint, limit=PAGE, conn=conn)
+            if page:
+                self.dispatch(page)
+                if len(page) == PAGE:
+                    continue
+            woken = await self.store.wakeup.wait(token, retry_s)
+            # After a wake-up the new commit may still sit behind the fence (an older
+            # transaction is in flight): read again soon, backing off to the poll interval.
+            retry_s = COALESCE_S if woken else min(retry_s * 2, POLL_S)
+            if woken:
                 await asyncio.sleep(COALESCE_S)
-        finally:
-            await pages.aclose()  # type: ignore[attr-defined]
 
     def dispatch(self, page: list[models.RecordedEvent]) -> None:
         """Hand each event of ``page`` (rendered once) to every follower that admits it."""
