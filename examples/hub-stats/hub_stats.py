@@ -51,7 +51,8 @@ class Stats:
     last_id: str | None = None
     events: int = 0
     running: set[tuple[str, str]] = field(default_factory=set)
-    logged_in: set[str] = field(default_factory=set)
+    sessions: dict[str, tuple[str, datetime | None]] = field(default_factory=dict)
+    """Open browser sessions: session id -> (user name, expiry)."""
     requested: dict[tuple[str, str], datetime] = field(default_factory=dict)
     spawn_seconds: list[float] = field(default_factory=list)
     spawns_per_hour: dict[str, int] = field(default_factory=dict)
@@ -66,9 +67,13 @@ class Stats:
         kind, data = event["type"], event["data"]
         at = datetime.fromisoformat(event["time"])
         if kind == "user.logged_in":
-            self.logged_in.add(data.get("name") or data.get("user") or "")
+            expires = data.get("expires_at")
+            self.sessions[data["session_id"]] = (
+                data["name"],
+                datetime.fromisoformat(expires) if expires else None,
+            )
         elif kind == "user.logged_out":
-            self.logged_in.discard(data.get("name") or data.get("user") or "")
+            self.sessions.pop(data["session_id"], None)
         if not kind.startswith("server."):
             return True
         server = (data["user"], data.get("server_name", ""))
@@ -86,12 +91,17 @@ class Stats:
             self.failures += kind == "server.failed"
         return True
 
-    def figures(self) -> dict[str, Any]:
-        """The statistics as JSON-ready data."""
-        active = {user for user, _ in self.running} | (self.logged_in - {""})
+    def figures(self, now: datetime) -> dict[str, Any]:
+        """The statistics as JSON-ready data; active users are those with a running server
+        or a browser session that has not expired by ``now``."""
+        logged_in = {
+            name for name, expires in self.sessions.values() if expires is None or expires > now
+        }
+        active = {user for user, _ in self.running} | logged_in
         return {
             "active_users": len(active),
             "active_user_names": sorted(active),
+            "logged_in_users": len(logged_in),
             "running_servers": len(self.running),
             "spawns": sum(self.spawns_per_hour.values()),
             "spawns_per_hour": dict(sorted(self.spawns_per_hour.items())),
@@ -197,10 +207,11 @@ def make_app(stats: Stats, prefix: str) -> web.Application:
     """The statistics' web app, under ``prefix``."""
 
     async def as_json(_request: web.Request) -> web.Response:
-        return web.json_response(stats.figures())
+        return web.json_response(stats.figures(datetime.now(UTC)))
 
     async def as_html(_request: web.Request) -> web.Response:
-        return web.Response(text=page(stats.figures(), datetime.now(UTC)), content_type="text/html")
+        now = datetime.now(UTC)
+        return web.Response(text=page(stats.figures(now), now), content_type="text/html")
 
     app = web.Application()
     app.add_routes([web.get(f"{prefix}stats.json", as_json), web.get(prefix, as_html)])
