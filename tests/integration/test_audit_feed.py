@@ -11,6 +11,7 @@ from typing import Any
 from uuid import uuid4
 
 import asyncpg
+import pytest
 from aiohttp import test_utils
 
 from events import models, store
@@ -307,3 +308,59 @@ async def test_a_database_error_ends_the_streams_which_resume_and_the_feed_reads
     assert ids == after(log, received[-1])
     assert feed._task is not None
     assert not feed._task.done()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "type_prefix=user.",
+        "type=group.created,user.renamed",
+        "actor=service:bench",
+        "user=lf1",
+        "group=lfg",
+        "type_prefix=group.&user=lf2",
+    ],
+)
+async def test_live_filters_admit_what_the_history_query_returns(api: Api, query: str) -> None:
+    """The feed filters in Python what the history (and the catch-up) filter in SQL."""
+    token = await api.user_token("admin")
+    headers = {"Authorization": f"token {token}"}
+    await api.call("POST", "/users", json={"usernames": ["lf1", "lf2", "lf3"]})
+    await api.call("POST", "/groups", json={"groups": ["lfg"], "users": ["lf1"]})
+    head = await api.store.head()
+    async with api.client.get(
+        f"/hub/api/events/stream?after={head}&{query}", headers=headers
+    ) as stream:
+        # (A stream resolves user and group names to ids when it connects: nothing here
+        # changes who lf1, lf2 or lfg are.)
+        await api.call("PUT", "/groups/lfg/properties", json={"quota": 5})
+        await api.call("PATCH", "/users/lf3", json={"name": "lf3-renamed"})
+        await api.call("POST", "/groups", json={"groups": ["other"], "users": ["lf2"]})
+        await api.user_token("lf1")
+        await api.call("PATCH", "/users/lf1", json={"admin": True}, token=token)
+        status, expected = await api.call(
+            "GET", f"/events?after={head.position}&{query}", token=token
+        )
+        assert status == 200
+        assert expected  # every filter here admits something
+        received: list[str] = []
+        async with asyncio.timeout(10):
+            async for raw in stream.content:
+                line = raw.decode()
+                if line.startswith("id: "):
+                    received.append(line[4:].strip())
+                if len(received) == len(expected):
+                    break
+    assert received == [event["id"] for event in expected]
+
+
+async def test_a_quiet_stream_gets_heartbeats(api: Api, monkeypatch: Any) -> None:
+    monkeypatch.setattr(audit, "HEARTBEAT_S", 0.05)
+    token = await api.user_token("admin")
+    head = await api.store.head()
+    async with api.client.get(
+        f"/hub/api/events/stream?after={head}", headers={"Authorization": f"token {token}"}
+    ) as stream:
+        async with asyncio.timeout(5):
+            assert await stream.content.readuntil(b"\n\n") == b": keepalive\n\n"
+            assert await stream.content.readuntil(b"\n\n") == b": keepalive\n\n"
