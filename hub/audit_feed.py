@@ -8,7 +8,7 @@ reconnects with ``Last-Event-ID`` and catches up from the log; the others never 
 
 A stream joins the feed in two steps, with no loss or duplicate at the seam: it registers
 (``follow``) and learns where the feed stands, reads the log from its own cursor up to that
-point (``catch_up``), then takes what the feed hands it, skipping whatever it already has.
+point, then takes what the feed hands it, skipping whatever it already has.
 Both read in the fence's gap-free order, so "up to the point" and "after it" split the log
 exactly.
 """
@@ -229,11 +229,11 @@ class Feed:
         for follower in list(self.followers):
             follower.close()
         self.followers.clear()
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None and not task.done():  # a task that died has been reported
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     def _died(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
