@@ -364,3 +364,34 @@ async def test_a_quiet_stream_gets_heartbeats(api: Api, monkeypatch: Any) -> Non
         async with asyncio.timeout(5):
             assert await stream.content.readuntil(b"\n\n") == b": keepalive\n\n"
             assert await stream.content.readuntil(b"\n\n") == b": keepalive\n\n"
+
+
+async def test_a_feed_that_crashes_ends_its_streams_and_restarts_with_the_next(
+    api: Api, pool: asyncpg.Pool[Any], monkeypatch: Any
+) -> None:
+    token = await api.user_token("admin")
+    headers = {"Authorization": f"token {token}"}
+    feed = feed_of(api)
+    head = await api.store.head()
+    stream = await api.client.get(f"/hub/api/events/stream?after={head}", headers=headers)
+    [follower] = feed.followers
+
+    def broken(page: list[models.RecordedEvent]) -> None:
+        raise RuntimeError("a bug in the feed")
+
+    monkeypatch.setattr(feed, "dispatch", broken)
+    await create_user(api.store, "crash")
+    async with asyncio.timeout(10):
+        while follower.dropped is None:
+            await asyncio.sleep(0.01)
+    assert follower.dropped == "the live feed failed"
+    await asyncio.wait_for(stream.content.read(), 10)  # the stream ended
+    stream.close()
+    monkeypatch.undo()
+
+    # The next stream starts the feed again, from where it stood: nothing is skipped.
+    async with api.client.get(f"/hub/api/events/stream?after={head}", headers=headers) as again:
+        await create_user(api.store, "after-the-crash")
+        ids = await sse_ids(again, "after-the-crash")
+    log = [row[0] for row in await pool.fetch(LOG_ORDER)]
+    assert ids == after(log, str(head))
