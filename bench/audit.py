@@ -13,13 +13,10 @@ Measured:
   p50/p99 ms; the same query sent alone (``history_ascending``, its subjects looked up
   first and not timed) on one connection, as the app sends it (a prepared statement, so
   PostgreSQL's plan cache may switch to a generic plan); its ``EXPLAIN ANALYZE`` (the custom
-  plan and the generic one) is printed on stderr. Then, as an experiment (chronohub has no
-  such index), the same with a GIN index on ``data`` (``jsonb_path_ops``) created ad hoc in
-  the bench database on fresh pool connections; again with ``plan_cache_mode =
-  force_custom_plan``; and the query alone with its subject filter written without the
-  ``$11 IS NULL OR`` escape (which a generic plan cannot use an index for). The index is
-  dropped before (d);
-* (b) ``hub.events_cli.export`` of the whole log to a file, events/s;
+  plan and the generic one) is printed on stderr. The log has the GIN index on ``data`` of
+  migration 0004;
+* (b) ``hub.events_cli.export`` of the whole log to a file, events/s (PostgreSQL builds the
+  lines, several pages side by side);
 * (c) ``hub.events_cli.state`` at the position in the middle of the log (its table is
   swallowed), seconds;
 * (d) fan-out: 50 followers on ``GET /hub/api/events/stream?after=<head>`` (aiohttp, in a
@@ -70,15 +67,8 @@ from bench.event_store import load_user_log, log, start_server
 
 SERVICE = "audit-bench"
 TOKEN_ENV = "AUDIT_BENCH_TOKEN"
-GIN_INDEX = "bench_events_data_gin"
-GIN_DDL = f"CREATE INDEX {GIN_INDEX} ON events USING gin (data jsonb_path_ops)"
 HISTORY_LIMIT = 100
 HISTORY = audit.queries["history_ascending"]
-# The subject filter as the hub writes it, and without the escape for "no filter", which a
-# generic plan cannot use an index for (the same query, for the experiment only).
-HISTORY_FILTER = "($11::jsonb[] IS NULL OR e.data @> ANY($11::jsonb[]))"
-REWRITTEN_FILTER = "e.data @> ANY($11::jsonb[])"
-HISTORY_REWRITTEN = HISTORY.replace(HISTORY_FILTER, REWRITTEN_FILTER)
 # An SSE event's id line: "id: <tx>:<position>" (the data line starts with "data: ").
 SSE_ID = re.compile(rb"^id: [0-9]+:([0-9]+)$", re.MULTILINE)
 
@@ -140,7 +130,7 @@ async def time_http(
 
 def history_args(allowed: list[dict[str, Any]]) -> tuple[Any, ...]:
     """The arguments the app sends with ``history_ascending`` for ``?user=<name>&limit=100``."""
-    return audit._args(audit.Query(limit=HISTORY_LIMIT), allowed)
+    return audit.history_args(audit.Query(limit=HISTORY_LIMIT), allowed)
 
 
 async def time_sql(
@@ -255,66 +245,6 @@ async def bench_history(
     return figures
 
 
-async def custom_plans_only(pool: asyncpg.Pool[Any], on: bool) -> None:
-    """``plan_cache_mode = force_custom_plan`` for the bench database, or back to the default;
-    the pool's connections are replaced so that they take it."""
-    database_name = await pool.fetchval("SELECT current_database()")
-    setting = "SET plan_cache_mode = force_custom_plan" if on else "RESET plan_cache_mode"
-    await pool.execute(f'ALTER DATABASE "{database_name}" {setting}')
-    await pool.expire_connections()
-
-
-async def gin_experiment(
-    hub_store: store.EventStore,
-    session: aiohttp.ClientSession,
-    base: str,
-    names: list[str],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
-    """(a) again with a GIN index on ``data``, created here and dropped afterwards: as the
-    hub runs (plan cache as it is), with custom plans forced, and the query alone with the
-    subject filter written without its ``IS NULL OR`` escape."""
-    pool = hub_store.pool
-    log(f"creating the GIN index ad hoc: {GIN_DDL}")
-    start = time.perf_counter()
-    await pool.execute(GIN_DDL)
-    await pool.execute("ANALYZE events")
-    # Fresh connections, as after a restart with a migration: a prepared statement's plan
-    # cache remembers the cost of its custom plans from before the index.
-    await pool.expire_connections()
-    figures: dict[str, Any] = {
-        "gin_build_s": round(time.perf_counter() - start, 1),
-        "gin_size_mb": round(
-            await pool.fetchval("SELECT pg_relation_size($1::regclass)", GIN_INDEX) / 2**20, 1
-        ),
-    }
-    try:
-        figures |= await bench_history(hub_store, session, base, names, args, "_with_gin")
-        log("(a) with the GIN index and plan_cache_mode = force_custom_plan")
-        await custom_plans_only(pool, True)
-        try:
-            figures |= await bench_history(
-                hub_store, session, base, names, args, "_with_gin_custom_plans", show_plans=False
-            )
-        finally:
-            await custom_plans_only(pool, False)
-        if HISTORY_REWRITTEN == HISTORY:
-            log("the history query no longer has the subject filter expected; not rewritten")
-            return figures
-        log(f"(a) the query alone, with the GIN index, subject filter as {REWRITTEN_FILTER}")
-        async with pool.acquire() as conn:
-            figures |= await plans(conn, names[0], "_with_gin_rewritten", HISTORY_REWRITTEN)
-            sql, used = await time_sql(
-                conn, names[: args.requests], args.history_seconds, HISTORY_REWRITTEN
-            )
-        figures["history_sql_p50_ms_with_gin_rewritten"] = ms(statistics.median(sql))
-        figures["history_sql_plans_with_gin_rewritten"] = used
-        log(f"history SQL, rewritten: p50 {ms(statistics.median(sql))} ms (plans used {used})")
-    finally:
-        await pool.execute(f"DROP INDEX IF EXISTS {GIN_INDEX}")
-    return figures
-
-
 # --- (b) export and (c) state --at -----------------------------------------------------------
 
 
@@ -326,7 +256,7 @@ async def bench_export(hub_store: store.EventStore, root: Path) -> dict[str, Any
     elapsed = time.perf_counter() - start
     if status != 0:
         raise RuntimeError(f"export returned {status}")
-    lines = await asyncio.to_thread(events_cli._count_lines, target)
+    lines = await asyncio.to_thread(events_cli.count_lines, target)
     if lines != total:
         raise RuntimeError(f"export wrote {lines} lines, expected {total}")
     size = target.stat().st_size
@@ -602,6 +532,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     token = secrets.token_hex(24)
     figures: dict[str, Any] = {}
     began = time.perf_counter()
+    # The machine may be shared: its load average, beside the figures, says how noisy they are.
+    load_before = round(os.getloadavg()[0], 1)
     try:
         admin = await asyncpg.connect(admin_url)
         await admin.execute("CREATE DATABASE bench_audit")
@@ -636,8 +568,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     figures |= await bench_export(hub.store, root)
                     log("(c) state --at the middle")
                     figures |= await bench_state(hub.store)
-                    log("(a) again, with a GIN index on data")
-                    figures |= await gin_experiment(hub.store, session, base, names, args)
                 log("(d) SSE fan-out")
                 figures |= await bench_fanout(
                     hub.store, base, token, root, args.followers, args.rate, args.seconds
@@ -661,40 +591,25 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
 
     result = {key: figures.pop(key) for key in TARGETS}
-    result["history_p50_ms_with_gin"] = figures.pop("history_p50_ms_with_gin")
     plan = {k: figures.pop(k) for k in list(figures) if k.startswith("history_plan_")}
     result["detail"] = figures | {
         "events_loaded": args.events,
         "users": args.users,
         "runtime_s": round(time.perf_counter() - began),
+        "load_average_1min_before_after": [load_before, round(os.getloadavg()[0], 1)],
     }
     result["notes"] = [*verdicts(result), *explanations(result, figures, plan)]
     return result
 
 
 def explanations(result: dict[str, Any], f: dict[str, Any], plan: dict[str, str]) -> list[str]:
-    """What the plans and the experiments say, for the notes."""
+    """What the plans and the fan-out figures say, for the notes."""
     notes = [
-        f"history, no index on data: HTTP p50 {result['history_p50_ms']} ms, query alone p50"
+        f"history (GIN index on data): HTTP p50 {result['history_p50_ms']} ms, query alone p50"
         f" {f['history_sql_p50_ms']} ms (plans used {f['history_sql_plans']});"
         f" generic plan: {plan['history_plan_generic']}; custom plan:"
         f" {plan['history_plan_custom']}",
-        f"with {GIN_DDL} (ad hoc, {f['gin_size_mb']} MB, built in {f['gin_build_s']} s):"
-        f" HTTP p50 {result['history_p50_ms_with_gin']} ms, query alone p50"
-        f" {f['history_sql_p50_ms_with_gin']} ms (plans used {f['history_sql_plans_with_gin']});"
-        f" generic plan: {plan['history_plan_generic_with_gin']}; custom plan:"
-        f" {plan['history_plan_custom_with_gin']}",
-        f"with the GIN index and plan_cache_mode = force_custom_plan: HTTP p50"
-        f" {f['history_p50_ms_with_gin_custom_plans']} ms, query alone p50"
-        f" {f['history_sql_p50_ms_with_gin_custom_plans']} ms",
     ]
-    if "history_sql_p50_ms_with_gin_rewritten" in f:
-        notes.append(
-            f"with the GIN index and the subject filter written {REWRITTEN_FILTER!r} (no"
-            f" 'IS NULL OR'), query alone p50 {f['history_sql_p50_ms_with_gin_rewritten']} ms"
-            f" (plans used {f['history_sql_plans_with_gin_rewritten']}); generic plan:"
-            f" {plan['history_plan_generic_with_gin_rewritten']}"
-        )
     notes.append(
         f"fan-out: {f['fanout_appends_per_s']} appends/s reached of {f['fanout_rate_asked']:g}"
         f" asked (append p50 {f['fanout_append_p50_ms']} ms), {f['fanout_deliveries_per_s']:,}"

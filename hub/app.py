@@ -147,6 +147,7 @@ def make_app(hub: context.Hub) -> web.Application:
         app[servers_api.SERVER_APP] = hub.servers
     for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
         app.add_routes(module.routes())
+    audit.install(app)  # the live feed of /hub/api/events/stream
     login.install(app, hub)  # login cookie, /hub/login, OAuth provider
     if hub.rooms is not None:
         gatekeeper = collab_access.TokenGatekeeper(hub.store)

@@ -10,10 +10,8 @@ the group's id or one of its members.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -22,8 +20,8 @@ from uuid import UUID
 from aiohttp import web
 
 from events import errors as event_errors
-from events import models, sql, store, subscription
-from hub import access, errors, pagination, scopes, users_api
+from events import models, sql, store
+from hub import access, audit_feed, errors, pagination, scopes
 from hub.context import HUB
 
 queries = sql.Queries(__package__ or "hub", "audit.sql")
@@ -34,26 +32,12 @@ HEARTBEAT_S = 15.0
 # A restricted caller's history page reads at most this many pages of the log.
 SCAN_PAGES = 10
 NOT_FOUND = "No access to resources or resources not found"
+FEED = web.AppKey("audit-feed", audit_feed.Feed)
 
 
 def render(event: models.RecordedEvent) -> dict[str, Any]:
     """The public JSON shape of an event (documented in the OpenAPI spec as ``Event``)."""
-    meta = event.metadata
-    return {
-        "id": str(event.checkpoint),
-        "position": event.position,
-        "type": event.type,
-        # ``data`` is decoded into the current model (upcast if it was stored older)
-        "schema_version": type(event.data).schema_version,
-        "stream": event.stream_id,
-        "version": event.stream_version,
-        "time": users_api.iso(event.recorded_at),
-        "actor": {"kind": meta.actor.kind, "name": meta.actor.name},
-        "data": event.data.model_dump(mode="json"),
-        "request_id": meta.request_id,
-        "correlation_id": str(meta.correlation_id) if meta.correlation_id else None,
-        "causation_id": str(meta.causation_id) if meta.causation_id else None,
-    }
+    return audit_feed.render(event)
 
 
 @dataclass(frozen=True)
@@ -170,12 +154,12 @@ class Permission:
             return None
         return [subject for v in self.kinds.values() for subject in v or ()]
 
-    def allows(self, event: models.RecordedEvent) -> bool:
-        """Whether the caller may see ``event``."""
+    def allows(self, event: models.RecordedEvent, data: dict[str, Any] | None = None) -> bool:
+        """Whether the caller may see ``event`` (``data``: its payload, if already dumped)."""
         prefix = event.type.split(".", 1)[0] + "."
         if prefix not in self.kinds:
             return False
-        return matches(event, self.kinds[prefix])
+        return matches(event, self.kinds[prefix], data)
 
 
 async def permission(conn: sql.Connection, caller: access.Caller) -> Permission:
@@ -221,11 +205,17 @@ async def asked_subjects(
     return await subjects(conn, query.users or (), query.groups or ())
 
 
-def matches(event: models.RecordedEvent, allowed: list[dict[str, Any]] | None) -> bool:
-    """Whether ``event``'s data contains one of ``allowed`` (as ``@>`` does in SQL)."""
+def matches(
+    event: models.RecordedEvent,
+    allowed: list[dict[str, Any]] | None,
+    data: dict[str, Any] | None = None,
+) -> bool:
+    """Whether ``event``'s data contains one of ``allowed`` (as ``@>`` does in SQL);
+    ``data`` is the payload, if the caller has dumped it already."""
     if allowed is None:
         return True
-    data = event.data.model_dump(mode="json")
+    if data is None:
+        data = event.data.model_dump(mode="json")
     for subject in allowed:
         for key, value in subject.items():
             held = data.get(key)
@@ -237,7 +227,8 @@ def matches(event: models.RecordedEvent, allowed: list[dict[str, Any]] | None) -
     return False
 
 
-def _args(query: Query, allowed: list[dict[str, Any]] | None) -> tuple[Any, ...]:
+def history_args(query: Query, allowed: list[dict[str, Any]] | None) -> tuple[Any, ...]:
+    """The parameters of the ``history_*`` queries for ``query`` and subjects ``allowed``."""
     patterns = store.EventFilter(type_prefixes=query.type_prefixes).like_patterns()
     cursor = query.cursor
     if cursor is None:
@@ -280,7 +271,7 @@ async def history(
         async with conn.transaction():
             await conn.execute(queries["custom_plans"])
             text = await conn.fetchval(
-                queries[name], *_args(replace(query, cursor=cursor), allowed)
+                queries[name], *history_args(replace(query, cursor=cursor), allowed)
             )
         page = registry.decode_page(text)
         found += [e for e in page if permitted is None or permitted.allows(e)]
@@ -326,8 +317,13 @@ async def list_events(request: web.Request) -> web.Response:
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """``GET /hub/api/events/stream``: catch up from ``Last-Event-ID`` or ``?after=``, then
-    follow live, as server-sent events; a comment line every 15 s keeps the line open."""
+    follow live, as server-sent events; a comment line every 15 s keeps the line open.
+
+    Live events come from the process's shared feed (``audit_feed``); a stream that falls
+    too far behind is closed, and its client resumes with ``Last-Event-ID``.
+    """
     hub = request.app[HUB]
+    feed = request.app[FEED]
     caller = access.caller_of(request)
     query = replace(parse_query(request, history=False), descending=False)
     raw_after = request.headers.get("Last-Event-ID") or request.query.get("after") or ""
@@ -340,17 +336,20 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     async with hub.store.pool.acquire() as conn:
         permitted = await permission(conn, caller)
         asked = await asked_subjects(conn, caller, query)
-    live = subscription.Subscription(
-        hub.store,
-        after=after,
-        filter=store.EventFilter(
-            types=frozenset(query.types) if query.types else None,
-            type_prefixes=query.type_prefixes,
-            streams=frozenset(query.streams) if query.streams else None,
-            actor=query.actor,
-            since=query.since,
-            until=query.until,
-        ),
+
+    def allowed(event: models.RecordedEvent, data: dict[str, Any]) -> bool:
+        return permitted.allows(event, data) and matches(event, asked, data)
+
+    everything = permitted.unrestricted and asked is None
+
+    selection = audit_feed.Selection(
+        types=frozenset(query.types) if query.types else None,
+        type_prefixes=query.type_prefixes,
+        streams=frozenset(query.streams) if query.streams else None,
+        actor=query.actor,
+        since=query.since,
+        until=query.until,
+        permitted=None if everything else allowed,
     )
     response = web.StreamResponse(
         headers={
@@ -359,39 +358,72 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
-    pages = live.pages().__aiter__()
-    next_page: asyncio.Task[list[models.RecordedEvent]] | None = None
+    follower, joined = await feed.follow(selection)
+    transport = request.transport
+    if transport is not None:
+        follower.abort = transport.abort
     try:
-        while True:
-            if next_page is None:
-                next_page = asyncio.ensure_future(pages.__anext__())
-            done, _ = await asyncio.wait({next_page}, timeout=HEARTBEAT_S)
-            if not done:
+        await response.prepare(request)
+        # The log up to where the feed stood when this stream joined, then the feed: what
+        # it hands out comes after that point, and after ``after`` unless the client is
+        # ahead of this process's feed (then what it has already is skipped).
+        await _catch_up(hub.store, response, selection, after, joined)
+        while (items := await follower.take(HEARTBEAT_S)) is not None:
+            if not items:
                 await response.write(b": keepalive\n\n")
                 continue
-            page = next_page.result()
-            next_page = None
-            chunk = b"".join(
-                _sse(event) for event in page if permitted.allows(event) and matches(event, asked)
-            )
+            chunk = b"".join(data for checkpoint, data in items if checkpoint > after)
             if chunk:
                 await response.write(chunk)
     except ConnectionResetError:
-        pass  # the client went away: the stream simply ends
+        pass  # the client went away (or was dropped for falling behind): the stream ends
     finally:
-        # The page task runs the subscription's generator: stop it, and wait until it has
-        # stopped, before closing the generator (else "aclose(): already running").
-        if next_page is not None:
-            next_page.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await next_page
-        await pages.aclose()  # type: ignore[attr-defined]
+        feed.unfollow(follower)
     return response
 
 
-def _sse(event: models.RecordedEvent) -> bytes:
-    return f"id: {event.checkpoint}\ndata: {json.dumps(render(event))}\n\n".encode()
+async def _catch_up(
+    event_store: store.EventStore,
+    response: web.StreamResponse,
+    selection: audit_feed.Selection,
+    after: models.Checkpoint,
+    upto: models.Checkpoint,
+) -> None:
+    """Write the admitted events after ``after`` up to ``upto`` (inclusive)."""
+    wanted = selection.event_filter(upto)
+    cursor = after
+    while cursor < upto:
+        page = await event_store.read_all(cursor, filter=wanted, limit=audit_feed.PAGE)
+        if not page:
+            break
+        parts = []
+        for event in page:
+            data = event.data.model_dump(mode="json")
+            if selection.permitted is None or selection.permitted(event, data):
+                parts.append(audit_feed.sse(event, data))
+        chunk = b"".join(parts)
+        if chunk:
+            await response.write(chunk)
+        cursor = page[-1].checkpoint
+        if len(page) < audit_feed.PAGE:
+            break
+
+
+def install(app: web.Application) -> None:
+    """Give ``app`` the process's live feed for its lifetime; streams end at shutdown,
+    before the server waits for its handlers."""
+    app.cleanup_ctx.append(_feed_context)
+    app.on_shutdown.append(_end_streams)
+
+
+async def _feed_context(app: web.Application) -> AsyncIterator[None]:
+    async with audit_feed.Feed(app[HUB].store) as feed:
+        app[FEED] = feed
+        yield
+
+
+async def _end_streams(app: web.Application) -> None:
+    await app[FEED].stop()
 
 
 def routes() -> list[web.RouteDef]:

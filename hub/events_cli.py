@@ -3,8 +3,9 @@ and replay the event log from the command line.
 
 Export writes JSON Lines: per event, the public shape of ``audit.render`` plus what it takes
 to restore the event exactly (``event_id``, ``recorded_at``, the whole ``metadata``; ``data``
-is the payload as stored). Import reads such a file into a database whose log is empty, in
-one transaction, and rebuilds every projection. The positions (and transaction ids) are
+is the payload as stored). PostgreSQL builds the lines (``export_page``), byte for byte
+what ``export_line`` writes in Python. Import reads such a file into a database whose log is
+empty, in one transaction, and rebuilds every projection. The positions (and transaction ids) are
 the target database's own: events keep their order, not their numbers.
 """
 
@@ -12,17 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
 import re
 import signal
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+import types
+import typing
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any, BinaryIO, Literal, Union
 from uuid import UUID
 
 import asyncpg
@@ -46,6 +50,8 @@ stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXPORT_PAGE = 5000
+# Export pages built side by side, each by its own connection (PostgreSQL builds the lines).
+EXPORT_CONNECTIONS = 3
 IMPORT_BATCH = 5000
 SUMMARY_WIDTH = 60
 # The columns of ``state``'s views, in the order their queries return them.
@@ -256,28 +262,39 @@ async def export(
 ) -> int:
     """Write the events after ``after`` as JSON Lines to ``target`` (``None``: stdout).
 
-    Streams fenced pages; a progress bar shows on stderr when writing to a file. Ends by
+    PostgreSQL builds the lines (``export_page``), a fenced page at a time, several pages side
+    by side on their own connections, and the bytes go to the file in order. A page
+    with a line only Python writes exactly (an upcast payload, see the query) is written by
+    ``export_line`` instead. A progress bar shows on stderr when writing to a file. Ends by
     printing the last checkpoint, the ``--after`` that resumes the export.
     """
     after = after or models.ORIGIN
-    out: TextIO = sys.stdout
+    out: BinaryIO = sys.stdout.buffer
     if target is not None:
         try:
-            out = await asyncio.to_thread(target.open, "w", encoding="utf-8")
+            out = await asyncio.to_thread(target.open, "wb")
         except OSError as exc:
             return _failed(errors.BadRequest(f"cannot write {target}: {exc.strerror}"))
     done, last = 0, after
+    shapes = ExportShapes.of(event_store.registry)
     try:
         with progress.bar(stderr, enabled=target is not None) as bar:
-            total = await event_store.pool.fetchval(
-                queries["count_after"], str(after.tx), after.position
+            bounds = await event_store.pool.fetchrow(
+                queries["export_bounds"], str(after.tx), after.position, EXPORT_PAGE
             )
+            assert bounds is not None  # an aggregate always returns a row
+            total = bounds["total"]
+            ends = [
+                models.Checkpoint(int(tx), position)
+                for tx, position in zip(bounds["txs"], bounds["positions"], strict=True)
+            ]
             report = progress.reporter(bar, "export", total)
-            async for page in event_store.pages(after, page_size=EXPORT_PAGE):
-                stored = await _stored_payloads(event_store, page)
-                chunk = "".join(export_line(e, stored.get(e.event_id)) for e in page)
+            async for page in _export_pages(event_store, after, ends, shapes):
+                chunk = page.chunk
+                if page.unrendered:
+                    chunk = await _python_lines(event_store, page.after, page.length)
                 await asyncio.to_thread(out.write, chunk)
-                done, last = done + len(page), page[-1].checkpoint
+                done, last = done + page.length, page.last
                 report(done, total)
         await asyncio.to_thread(out.flush)
     finally:
@@ -285,6 +302,129 @@ async def export(
             await asyncio.to_thread(out.close)
     stderr.print(f"exported {done:,} events; last checkpoint {last} (resume with --after {last})")
     return 0
+
+
+@dataclass(frozen=True)
+class ExportShapes:
+    """What ``export_page`` needs of the models: each current type's field names in order,
+    and the types with free-form fields (``dict[str, Any]``, ``object``, floats), whose
+    numbers only Python writes as it would."""
+
+    keys: str
+    free_form: list[str]
+
+    @classmethod
+    def of(cls, registry: models.Registry) -> ExportShapes:
+        """The shapes of every type in ``registry``."""
+        keys: dict[str, list[str]] = {}
+        free_form: list[str] = []
+        for name in sorted(registry.types()):
+            model = registry.model(name)
+            keys[f"{name}@{model.schema_version}"] = list(model.model_fields)
+            if not all(_plain(f.annotation) for f in model.model_fields.values()):
+                free_form.append(name)
+        return cls(json.dumps(keys), free_form)
+
+
+# Field types whose JSON form PostgreSQL's jsonb writes back exactly as Python does.
+_PLAIN = (str, int, bool, UUID, datetime, type(None))
+
+
+def _plain(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return all(isinstance(v, str | int | bool) for v in typing.get_args(annotation))
+    if origin is Annotated:
+        return _plain(typing.get_args(annotation)[0])
+    if origin in (list, tuple, Union, types.UnionType):
+        return all(_plain(arg) for arg in typing.get_args(annotation) if arg is not Ellipsis)
+    return (
+        isinstance(annotation, type) and issubclass(annotation, _PLAIN) and annotation is not float
+    )
+
+
+@dataclass(frozen=True)
+class _ExportPage:
+    after: models.Checkpoint
+    chunk: bytes
+    length: int
+    unrendered: int
+    last: models.Checkpoint
+
+
+async def _export_pages(
+    event_store: store.EventStore,
+    after: models.Checkpoint,
+    ends: list[models.Checkpoint],
+    shapes: ExportShapes,
+) -> AsyncIterator[_ExportPage]:
+    """The export's pages in order: those between ``after`` and the ``ends`` built
+    ``EXPORT_CONNECTIONS`` at a time, then page after page until caught up."""
+
+    async def fetch(start: models.Checkpoint, end: models.Checkpoint | None) -> _ExportPage:
+        async with event_store.pool.acquire() as conn:
+            rows = await conn.fetch(
+                queries["export_page"],
+                str(start.tx),
+                start.position,
+                EXPORT_PAGE,
+                shapes.keys,
+                shapes.free_form,
+                str(end.tx) if end else None,
+                end.position if end else None,
+            )
+        lines = [row["line"] for row in rows]
+        unrendered = lines.count(None)
+        page = _ExportPage(
+            start,
+            b"" if unrendered else "".join(lines).encode(),
+            len(rows),
+            unrendered,
+            models.Checkpoint(int(rows[-1]["tx"]), rows[-1]["position"]) if rows else start,
+        )
+        if end is not None and page.last != end:  # see export_bounds: cannot happen
+            raise errors.Conflict(f"the export page ending at {end} ended at {page.last}")
+        return page
+
+    bounded = iter(zip([after, *ends], ends, strict=False))
+    queue: collections.deque[asyncio.Task[_ExportPage]] = collections.deque()
+    tail: asyncio.Task[_ExportPage] | None = None
+
+    def refill() -> None:
+        while len(queue) < EXPORT_CONNECTIONS and (span := next(bounded, None)) is not None:
+            queue.append(asyncio.ensure_future(fetch(*span)))
+
+    try:
+        refill()
+        while queue:
+            page = await queue[0]
+            queue.popleft()
+            refill()
+            yield page
+        # What the bounds do not cover: less than a page, and whatever committed since.
+        tail = asyncio.ensure_future(fetch(ends[-1] if ends else after, None))
+        while tail is not None:
+            page = await tail
+            tail = None
+            if not page.length:
+                return
+            if page.length == EXPORT_PAGE:
+                tail = asyncio.ensure_future(fetch(page.last, None))
+            yield page
+    finally:
+        for task in [*queue, *([tail] if tail else [])]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _python_lines(
+    event_store: store.EventStore, after: models.Checkpoint, length: int
+) -> bytes:
+    """The page after ``after`` written by ``export_line`` (the reference path)."""
+    page = await event_store.read_all(after, limit=length)
+    stored = await _stored_payloads(event_store, page)
+    return "".join(export_line(e, stored.get(e.event_id)) for e in page).encode()
 
 
 async def _stored_payloads(
@@ -341,7 +481,7 @@ async def import_file(event_store: store.EventStore, path: Path) -> int:
     try:
         if not await asyncio.to_thread(path.is_file):
             raise errors.BadRequest(f"no such file: {path}")
-        lines = await asyncio.to_thread(_count_lines, path)
+        lines = await asyncio.to_thread(count_lines, path)
         with progress.bar(stderr) as bar:
             count = await _insert_all(event_store, path, bar, lines)
     except errors.HubError as exc:
@@ -448,7 +588,8 @@ def parse_line(number: int, text: str, registry: models.Registry) -> ImportedEve
     return event
 
 
-def _count_lines(path: Path) -> int:
+def count_lines(path: Path) -> int:
+    """How many lines ``path`` holds (newlines, counted a MiB at a time)."""
     with path.open("rb") as file:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
 

@@ -116,7 +116,8 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get", "/events/stream", "The event log as server-sent events (text/event-stream),"
-        " from Last-Event-ID or ?after=, then live; same filters", "read:events",
+        " from Last-Event-ID or ?after=, then live; same filters. A stream more than 10,000"
+        " events behind is closed: reconnect with Last-Event-ID", "read:events",
     ),
     # login and OAuth (issue 4)
     Operation(

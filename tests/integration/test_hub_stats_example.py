@@ -1,0 +1,166 @@
+"""examples/hub-stats, run as a subprocess against a running hub: its figures match the log
+exactly, and after a hub restart (events appended while the hub was down) it resumes with
+no event lost or counted twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from events import store
+from events.catalog import servers as server_events
+from hub import app, bootstrap, context
+from hub import settings as hub_settings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hub-stats" / "hub_stats.py"
+STATS_TOKEN = "hub-stats-secret-0123456789abcdef"
+CONFIG: dict[str, Any] = {
+    "database_url": "postgresql://unused",
+    "services": [{"name": "hub-stats", "api_token": STATS_TOKEN}],
+    "roles": [
+        {
+            "name": "hub-stats",
+            # least privilege: server events, and the users' login events
+            "scopes": ["read:events:servers", "read:events:users"],
+            "services": ["hub-stats"],
+        }
+    ],
+}
+
+
+async def start_hub(event_store: store.EventStore, port: int = 0) -> web.AppRunner:
+    config = hub_settings.Settings(**CONFIG)
+    await bootstrap.reconcile(event_store, config)
+    hub = context.Hub(settings=config, store=event_store, database="test")
+    runner = web.AppRunner(app.make_app(hub), access_log=None, shutdown_timeout=2)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def spawn(
+    event_store: store.EventStore, user: str, user_id: UUID, outcome: str, server: str = ""
+) -> None:
+    """One spawn of ``user``'s server that ends ``ready`` or ``failed``."""
+    stream = server_events.stream_id(user_id, server)
+    base = {"user_id": user_id, "user": user, "server_name": server}
+    await event_store.append(stream, [server_events.ServerSpawnRequested(**base)])
+    await event_store.append(stream, [server_events.ServerStarted(**base, url="http://h:1/")])
+    if outcome == "ready":
+        await event_store.append(stream, [server_events.ServerReady(**base, url="http://h:1/")])
+    else:
+        await event_store.append(stream, [server_events.ServerFailed(**base, reason="boom")])
+
+
+async def stop(event_store: store.EventStore, user: str, user_id: UUID) -> None:
+    stream = server_events.stream_id(user_id)
+    base = {"user_id": user_id, "user": user}
+    await event_store.append(stream, [server_events.ServerStopRequested(**base)])
+    await event_store.append(stream, [server_events.ServerStopped(**base)])
+
+
+async def expected(pool: asyncpg.Pool[Any]) -> dict[str, Any]:
+    """The figures worked out from the log with SQL and plain Python."""
+    rows = await pool.fetch(
+        "SELECT event_type, data->>'user' AS u, data->>'server_name' AS s, recorded_at"
+        " FROM events WHERE event_type LIKE 'server.%' ORDER BY tx_id, global_position"
+    )
+    running: set[tuple[str, str]] = set()
+    requested: dict[tuple[str, str], Any] = {}
+    seconds: list[float] = []
+    per_hour: dict[str, int] = {}
+    for row in rows:
+        key = (row["u"], row["s"])
+        if row["event_type"] == "server.spawn_requested":
+            requested[key] = row["recorded_at"]
+            hour = row["recorded_at"].strftime("%Y-%m-%dT%H:00Z")
+            per_hour[hour] = per_hour.get(hour, 0) + 1
+        elif row["event_type"] == "server.ready":
+            running.add(key)
+            seconds.append((row["recorded_at"] - requested.pop(key)).total_seconds())
+        elif row["event_type"] in ("server.stopped", "server.failed"):
+            running.discard(key)
+    return {
+        "active_users": len({u for u, _ in running}),
+        "running_servers": len(running),
+        "spawns": sum(per_hour.values()),
+        "spawns_per_hour": dict(sorted(per_hour.items())),
+        "spawn_failures": sum(r["event_type"] == "server.failed" for r in rows),
+        "median_spawn_seconds": statistics.median(seconds),
+        "events": len(rows),
+    }
+
+
+async def figures_when(url: str, events: int) -> dict[str, Any]:
+    """The service's figures once it has counted ``events`` events (within 30 s)."""
+    async with aiohttp.ClientSession() as session:
+        async with asyncio.timeout(30):
+            while True:
+                async with session.get(url + "stats.json") as response:
+                    figures: dict[str, Any] = await response.json()
+                if figures["events"] >= events:
+                    return figures
+                await asyncio.sleep(0.05)
+
+
+async def test_hub_stats_follows_the_stream_and_resumes_after_a_restart(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    runner = await start_hub(event_store)
+    port = runner.addresses[0][1]
+    service = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLE),
+        env={**os.environ, "JUPYTERHUB_API_URL": f"http://127.0.0.1:{port}/hub/api",
+             "JUPYTERHUB_API_TOKEN": STATS_TOKEN,
+             "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:0"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert service.stdout is not None
+    try:
+        line = (await asyncio.wait_for(service.stdout.readline(), 30)).decode()
+        assert line.startswith("hub-stats serving at "), line
+        url = line.split(" at ", 1)[1].strip()
+
+        ada, bob, cyd = uuid4(), uuid4(), uuid4()
+        await spawn(event_store, "ada", ada, "ready")
+        await spawn(event_store, "bob", bob, "failed")
+        await spawn(event_store, "bob", bob, "ready")
+        await spawn(event_store, "cyd", cyd, "ready", server="lab")
+        want = await expected(pool)
+        got = await figures_when(url, want["events"])
+        assert {k: got[k] for k in want} == want
+        assert got["active_user_names"] == ["ada", "bob", "cyd"]
+        assert (want["spawns"], want["spawn_failures"], want["running_servers"]) == (4, 1, 3)
+
+        # The hub goes away; servers change meanwhile; it comes back on the same port.
+        await runner.cleanup()
+        await stop(event_store, "ada", ada)
+        await spawn(event_store, "ada", ada, "failed")
+        runner = await start_hub(event_store, port)
+        await spawn(event_store, "dan", uuid4(), "ready")
+        want = await expected(pool)
+        got = await figures_when(url, want["events"])
+        assert {k: got[k] for k in want} == want  # nothing lost, nothing counted twice
+        assert got["active_user_names"] == ["bob", "cyd", "dan"]
+        assert (want["spawns"], want["spawn_failures"]) == (6, 2)
+
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            html = await response.text()
+        assert response.status == 200
+        assert "<svg" in html
+        assert "<td>2</td>" in html  # the failures
+    finally:
+        service.terminate()
+        _, err = await asyncio.wait_for(service.communicate(), 30)
+        await runner.cleanup()
+    assert service.returncode == 0, err.decode()
+    assert b"reconnecting" in err
