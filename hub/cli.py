@@ -129,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--by", choices=("day", "type"), help="only one of the two tables")
     stats.set_defaults(command=_events_stats)
 
-    state = commands.add_parser("state", help="users, groups or tokens as they were at a point")
+    state = commands.add_parser(
+        "state", help="users, groups, tokens or servers as they were at a point"
+    )
     state.add_argument(
         "--at",
         required=True,
@@ -142,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         choices=events_cli.STATE_VIEWS,
         default="users",
-        metavar="users|groups|tokens",
+        metavar="users|groups|tokens|servers",
         help="what to show (default users)",
     )
     state.add_argument(

@@ -59,6 +59,7 @@ _HEADERS = {
     "users": ["name", "admin", "created (UTC)"],
     "groups": ["name", "members"],
     "tokens": ["id", "owner", "scopes", "expires (UTC)"],
+    "servers": ["user", "server", "state", "url", "started (UTC)"],
 }
 STATE_VIEWS = tuple(_HEADERS)
 _DIGITS = re.compile(r"[0-9]+")
@@ -618,7 +619,7 @@ async def stats(event_store: store.EventStore, by: str | None) -> int:
 async def state(
     event_store: store.EventStore, at: int | datetime, view: str, *, limit: int = 1000
 ) -> int:
-    """Show users, groups or tokens as they were at a position or time.
+    """Show users, groups, tokens or servers as they were at a position or time.
 
     Replays every projection up to that point into a scratch schema, points the connection's
     ``search_path`` at it, reads, and drops it.

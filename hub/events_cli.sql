@@ -171,3 +171,13 @@ SELECT t.token_id AS id, coalesce(u.name, 'service ' || t.service) AS owner,
   FROM tokens t LEFT JOIN users u USING (user_id)
  ORDER BY t.created, t.token_id
  LIMIT $1;
+
+-- name: state_servers
+SELECT s.user_name AS "user", s.server_name AS server, s.state,
+       coalesce(s.url, '') AS url,
+       coalesce(to_char(s.started AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), '')
+           AS "started (UTC)",
+       count(*) OVER () AS total
+  FROM servers s
+ ORDER BY s.user_name, s.server_name
+ LIMIT $1;

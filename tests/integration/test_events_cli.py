@@ -17,6 +17,7 @@ import pytest
 
 from events import models, store
 from events.catalog import groups as group_events
+from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
 from events.catalog import users as user_events
 from hub import database, events_cli
@@ -284,6 +285,39 @@ async def test_state_at_a_position_or_a_time(
     assert code == 1
     assert "no event at position 999999" in out
     assert await pool.fetchval(scratch) == 0
+
+
+async def test_state_shows_servers_as_they_were(event_store: store.EventStore, db_url: str) -> None:
+    dana = uuid4()
+    await event_store.append(
+        user_events.stream_id(dana), [user_events.UserCreated(user_id=dana, name="dana")]
+    )
+    ids = {"user_id": dana, "user": "dana", "server_name": ""}
+    url = "http://127.0.0.1:41234/user/dana/"
+    running = await event_store.append(
+        server_events.stream_id(dana),
+        [
+            server_events.ServerSpawnRequested(**ids),
+            server_events.ServerStarted(**ids, pid=4242, url=url),
+            server_events.ServerReady(**ids, url=url),
+        ],
+    )
+    stopped = await event_store.append(
+        server_events.stream_id(dana),
+        [server_events.ServerStopRequested(**ids), server_events.ServerStopped(**ids)],
+    )
+
+    code, out = await cli(db_url, "state", "--at", str(running.positions[-1]), "servers")
+    assert code == 0, out
+    [row] = table_rows(out)
+    assert row[:4] == ["dana", "", "ready", url]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row[4])
+    code, out = await cli(db_url, "state", "--at", str(stopped.positions[-1]), "servers")
+    assert code == 0, out
+    assert [r[:3] for r in table_rows(out)] == [["dana", "", "stopped"]]
+    code, out = await cli(db_url, "state", "--at", str(running.positions[0] - 1), "servers")
+    assert code == 0, out
+    assert table_rows(out) == []
 
 
 async def test_follow_prints_new_events_until_a_signal(

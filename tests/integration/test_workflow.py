@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from typing import Any
@@ -17,6 +18,7 @@ import asyncpg
 from hub import oauth_clients
 from tests.integration.api_fixtures import CULLER_TOKEN, SERVICE_TOKEN, Api
 from tests.integration.browser import Browser, set_password
+from tests.integration.spawn_fixtures import StartHub
 
 
 async def run_workflow(api: Api) -> list[str]:
@@ -136,3 +138,40 @@ async def test_full_workflow_then_verify_and_search_the_log_for_secrets(
     # The hashes are outside the log, and a token still works: they are where auth looks.
     assert await pool.fetchval("SELECT count(*) FROM token_secrets") >= len(api_secrets) - 1
     assert (await api.call("GET", "/user", token=api_secrets[-1]))[0] == 200
+
+
+async def test_servers_workflow_then_verify_and_search_the_log_for_secrets(
+    spawn_hub: StartHub, db_url: str, pool: asyncpg.Pool[Any]
+) -> None:
+    """Spawns, named servers, a stop and a failure: the servers and routes read models rebuild
+    identically, and no server's API token (its OAuth client secret too) is in the log."""
+    hub = await spawn_hub("serve", named_server_limit_per_user=2)
+    token = await hub.user("sw")
+    secrets = [token]
+    for path in ("/users/sw/server", "/users/sw/servers/lab"):
+        assert (await hub.call("POST", path, token=token))[0] == 201
+        # The fake server writes the environment it was given into the user's directory.
+        env = json.loads((hub.data_dir / "users" / "sw" / "env.json").read_text())
+        secrets.append(env["JUPYTERHUB_API_TOKEN"])
+    assert len(set(secrets)) == 3
+    assert (await hub.call("DELETE", "/users/sw/server", token=token))[0] in (202, 204)
+    failing = await spawn_hub("exit")
+    other = await failing.user("sx")
+    assert (await failing.call("POST", "/users/sx/server", token=other))[0] == 500
+    secrets.append(other)
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "projections", "verify",
+        env={**os.environ, "CHRONOHUB_DATABASE_URL": db_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, out.decode()
+    for name in ("servers", "routes", "tokens"):
+        assert f"{name}: identical" in out.decode()
+    types = {r[0] for r in await pool.fetch("SELECT DISTINCT event_type FROM events")}
+    assert {"server.ready", "server.stopped", "server.failed"} <= types
+    log = "\n".join(r[0] for r in await pool.fetch("SELECT row_to_json(e)::text FROM events e"))
+    for secret in secrets:
+        assert secret not in log
+        assert secret[:8] not in log
