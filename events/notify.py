@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Self
 
 import asyncpg
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "chronohub_events"
+MAX_PAYLOAD_BYTES = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 
 
 class Wakeup:
@@ -49,41 +51,52 @@ class Wakeup:
         return True
 
 
-class Notifier:
-    """Owns the cross-process wake-up: a debounced NOTIFY sender and a reconnecting listener.
+class Channel:
+    """One NOTIFY channel between processes: payloads sent after commit, coalesced, on a
+    connection of their own, and a LISTEN connection that reconnects when it is lost.
 
-    Use as ``async with Notifier(dsn) as n`` or ``start()``/``stop()``; ``poke()`` after a commit.
+    ``on_message(payload)`` is called for each notification, and with ``None`` each time the
+    listener (re)connects: whatever was sent while it was not listening is unknown, so the
+    receiver should look at everything. With ``ignore_own``, notifications this object sent
+    itself are not handed on. Use as ``async with Channel(...)`` or ``start()``/``stop()``.
     """
 
     def __init__(
         self,
         dsn: str | None,
+        channel: str,
+        on_message: Callable[[str | None], None],
         *,
-        channel: str = CHANNEL,
+        ignore_own: bool = False,
         coalesce_s: float = 0.02,
         reconnect_s: float = 1.0,
         connect_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        self.wakeup = Wakeup()
         self._dsn = dsn
         self._channel = channel
+        self._on_message = on_message
+        self._ignore_own = ignore_own
         self._coalesce_s = coalesce_s
         self._reconnect_s = reconnect_s
         self._connect_kwargs = connect_kwargs or {}
+        self._outbox: set[str] = set()
         self._pending = asyncio.Event()
+        self._own_pids: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()
 
-    def poke(self) -> None:
-        """Something was committed: wake local subscribers now, other processes soon."""
-        self.wakeup.fire()
-        self._pending.set()
+    def send(self, payload: str = "") -> None:
+        """Notify other processes soon; equal payloads sent meanwhile go out once. A payload
+        over PostgreSQL's limit is not sent (receivers poll, so it is only late)."""
+        if len(payload.encode()) <= MAX_PAYLOAD_BYTES:
+            self._outbox.add(payload)
+            self._pending.set()
 
     async def start(self) -> None:
         """Start the sender and the listener tasks."""
         self._tasks = [
-            asyncio.create_task(self._send_loop(), name="chronohub-notify-sender"),
-            asyncio.create_task(self._listen_loop(), name="chronohub-notify-listener"),
+            asyncio.create_task(self._send_loop(), name=f"{self._channel}-notify"),
+            asyncio.create_task(self._listen_loop(), name=f"{self._channel}-listen"),
         ]
 
     async def stop(self) -> None:
@@ -95,7 +108,7 @@ class Notifier:
                 await task
         self._tasks = []
 
-    async def __aenter__(self) -> Notifier:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -112,10 +125,13 @@ class Notifier:
             while True:
                 await self._pending.wait()
                 self._pending.clear()
+                payloads, self._outbox = self._outbox, set()
                 try:
                     if conn is None or conn.is_closed():
                         conn = await self._connect()
-                    await conn.execute("SELECT pg_notify($1, '')", self._channel)
+                        self._own_pids.add(conn.get_server_pid())
+                    for payload in payloads:
+                        await conn.execute("SELECT pg_notify($1, $2)", self._channel, payload)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     # Other processes still poll: a lost NOTIFY only delays them.
                     log.warning("could not send NOTIFY (%s); other processes will poll", exc)
@@ -135,8 +151,7 @@ class Notifier:
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(self._channel, self._on_notify)
                 self.listening.set()
-                # Anything committed while we were not listening: wake subscribers once.
-                self.wakeup.fire()
+                self._on_message(None)  # anything sent while we were not listening
                 await lost.wait()
                 log.warning("LISTEN connection lost; reconnecting")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -147,5 +162,55 @@ class Notifier:
                     await conn.close()
             await asyncio.sleep(self._reconnect_s)
 
-    def _on_notify(self, *_args: object) -> None:
+    def _on_notify(self, _conn: object, pid: int, _channel: str, payload: object) -> None:
+        if self._ignore_own and pid in self._own_pids:
+            return
+        self._on_message(str(payload))
+
+
+class Notifier:
+    """The event log's cross-process wake-up: local subscribers are woken at once, other
+    processes by one coalesced, empty NOTIFY on ``CHANNEL``.
+
+    Use as ``async with Notifier(dsn) as n`` or ``start()``/``stop()``; ``poke()`` after a commit.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None,
+        *,
+        channel: str = CHANNEL,
+        coalesce_s: float = 0.02,
+        reconnect_s: float = 1.0,
+        connect_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.wakeup = Wakeup()
+        self._channel = Channel(
+            dsn,
+            channel,
+            lambda _payload: self.wakeup.fire(),
+            coalesce_s=coalesce_s,
+            reconnect_s=reconnect_s,
+            connect_kwargs=connect_kwargs,
+        )
+        self.listening = self._channel.listening
+
+    def poke(self) -> None:
+        """Something was committed: wake local subscribers now, other processes soon."""
         self.wakeup.fire()
+        self._channel.send()
+
+    async def start(self) -> None:
+        """Start the sender and the listener tasks."""
+        await self._channel.start()
+
+    async def stop(self) -> None:
+        """Stop them."""
+        await self._channel.stop()
+
+    async def __aenter__(self) -> Notifier:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
