@@ -1,15 +1,54 @@
-"""Helpers shared by the tests: waiting with a deadline, and event types used only by tests."""
+"""Helpers shared by the tests: waiting with a deadline, calling the hub API, the environment
+of a hub run as a process, and event types used only by tests."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, ClassVar
 from uuid import UUID
 
+from aiohttp import test_utils
 from pydantic import Field
 
 from events import models
+
+
+async def call_api(
+    client: test_utils.TestClient[Any, Any],
+    method: str,
+    path: str,
+    token: str | None,
+    **kwargs: Any,
+) -> tuple[int, Any]:
+    """Call ``/hub/api<path>`` with ``token``: the status and the JSON reply (text if not JSON)."""
+    headers = dict(kwargs.pop("headers", {}))
+    if token is not None:
+        headers["Authorization"] = f"token {token}"
+    response = await client.request(method, "/hub/api" + path, headers=headers, **kwargs)
+    text = await response.text()
+    try:
+        payload = await response.json(content_type=None) if text else None
+    except ValueError:
+        payload = text
+    return response.status, payload
+
+
+def hub_process_env(db_url: str, config: Path, data_dir: Path) -> dict[str, str]:
+    """The environment of a ``chronohub serve`` subprocess on the test database: this one's,
+    minus any database or chronohub settings, plus the test's."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "PGHOST", "PGDATABASE") and not k.startswith("CHRONOHUB_")
+    }
+    return env | {
+        "CHRONOHUB_DATABASE_URL": db_url,
+        "CHRONOHUB_CONFIG": str(config),
+        "CHRONOHUB_DATA_DIR": str(data_dir),
+    }
 
 
 async def wait_for(

@@ -12,6 +12,7 @@ from aiohttp import test_utils
 from events import store
 from hub import app, bootstrap, context
 from hub import settings as hub_settings
+from tests.helpers import call_api
 
 SERVICE_TOKEN = "service-secret-0123456789abcdef"
 CULLER_TOKEN = "culler-secret-0123456789abcdef"
@@ -49,16 +50,7 @@ class Api:
     async def call(
         self, method: str, path: str, token: str | None = SERVICE_TOKEN, **kwargs: Any
     ) -> tuple[int, Any]:
-        headers = dict(kwargs.pop("headers", {}))
-        if token is not None:
-            headers["Authorization"] = f"token {token}"
-        response = await self.client.request(method, "/hub/api" + path, headers=headers, **kwargs)
-        text = await response.text()
-        try:
-            payload = await response.json(content_type=None) if text else None
-        except ValueError:
-            payload = text
-        return response.status, payload
+        return await call_api(self.client, method, path, token, **kwargs)
 
     async def user_token(self, name: str, **body: Any) -> str:
         """A token of ``name``'s (creating the user if needed), issued by the service."""

@@ -19,6 +19,7 @@ from aiohttp import test_utils
 from events import store
 from hub import app, bootstrap, context, proxy, routes, servers, spawner
 from hub import settings as hub_settings
+from tests.helpers import call_api
 
 ADMIN_TOKEN = "spawn-admin-secret-0123456789abcdef"
 FAKE_SERVER = Path(__file__).resolve().parent.parent / "spawners" / "fake_server.py"
@@ -59,16 +60,7 @@ class SpawnHub:
     async def call(
         self, method: str, path: str, token: str | None = ADMIN_TOKEN, **kwargs: Any
     ) -> tuple[int, Any]:
-        headers = dict(kwargs.pop("headers", {}))
-        if token is not None:
-            headers["Authorization"] = f"token {token}"
-        response = await self.client.request(method, "/hub/api" + path, headers=headers, **kwargs)
-        text = await response.text()
-        try:
-            payload = await response.json(content_type=None) if text else None
-        except ValueError:
-            payload = text
-        return response.status, payload
+        return await call_api(self.client, method, path, token, **kwargs)
 
     async def user(self, name: str) -> str:
         """Create ``name`` and return a token of theirs."""

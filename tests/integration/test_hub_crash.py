@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from tests.helpers import wait_for
+from tests.helpers import hub_process_env, wait_for
 from tests.integration.spawn_fixtures import fake
 
 TOKEN = "crash-admin-secret-0123456789abcdef"
@@ -70,16 +70,7 @@ async def serve(db_url: str, tmp_path: Path, toml: str) -> AsyncIterator[Running
     """``python -m hub.cli serve`` on the test database; stopped (SIGTERM) unless killed."""
     path = tmp_path / "chronohub.toml"
     path.write_text(toml)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "PGHOST", "PGDATABASE") and not k.startswith("CHRONOHUB_")
-    }
-    env |= {
-        "CHRONOHUB_DATABASE_URL": db_url,
-        "CHRONOHUB_CONFIG": str(path),
-        "CHRONOHUB_DATA_DIR": str(tmp_path / "state"),
-    }
+    env = hub_process_env(db_url, path, tmp_path / "state")
     with open(tmp_path / "hub.log", "ab") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hub.cli", "serve", "--ip", "127.0.0.1", "--port", "0",

@@ -39,6 +39,8 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests.helpers import hub_process_env
+
 SETUP_TOKEN = "setup-secret-0123456789abcdef0123"
 CULLER_TOKEN = "idle-culler-secret-0123456789abcdef"
 USER_CULLER_TOKEN = "idle-culler-users-secret-0123456789ab"
@@ -131,16 +133,7 @@ async def hub(db_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
     """``chronohub serve`` on the test database and 127.0.0.1, with users u00..u24."""
     config = tmp_path / "chronohub.toml"
     config.write_text(CONFIG)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "PGHOST", "PGDATABASE") and not k.startswith("CHRONOHUB_")
-    }
-    env |= {
-        "CHRONOHUB_DATABASE_URL": db_url,
-        "CHRONOHUB_CONFIG": str(config),
-        "CHRONOHUB_DATA_DIR": str(tmp_path / "state"),
-    }
+    env = hub_process_env(db_url, config, tmp_path / "state")
     started = datetime.now(UTC)
     with open(tmp_path / "hub.log", "wb") as hub_log:
         proc = await asyncio.create_subprocess_exec(
