@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from collab import client, errors, persistence, protocol
 from events import models, store
 from events.catalog import collab as collab_events
-from tests.helpers import wait_for
+from tests.helpers import hub_process_env, wait_for
 from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub
 from tests.integration.collab_fixtures import collab_hub as collab_hub
 
@@ -439,22 +438,20 @@ async def test_two_hub_processes_serving_one_room_converge(
 ) -> None:
     """A second chronohub, a separate OS process on the same database, serves the same room."""
     port = free_port()
-    env = {
-        **os.environ,
-        "CHRONOHUB_DATABASE_URL": db_url,
-        "CHRONOHUB_CONFIG": str(tmp_path / "none.toml"),
+    env = hub_process_env(db_url, tmp_path / "none.toml", tmp_path / "state") | {
         "CHRONOHUB_ADMIN_USERS": json.dumps(COLLAB_CONFIG["admin_users"]),
         "CHRONOHUB_SERVICES": json.dumps(COLLAB_CONFIG["services"]),
         "CHRONOHUB_ROLES": json.dumps(COLLAB_CONFIG["roles"]),
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "serve", "--ip", "127.0.0.1", "--port", str(port),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    with open(tmp_path / "hub.log", "wb") as hub_log:  # its log lines, apart from the banner
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hub.cli", "serve", "--ip", "127.0.0.1", "--port", str(port),
+            env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=hub_log,
+        )  # fmt: skip
     try:
         assert process.stdout is not None
         banner = await asyncio.wait_for(process.stdout.readline(), 60)
-        assert b"chronohub serving" in banner, banner
+        assert b"chronohub serving" in banner, (banner, (tmp_path / "hub.log").read_text())
         alice = await collab_hub.token("alice")
         other_url = f"ws://127.0.0.1:{port}"
         async with (

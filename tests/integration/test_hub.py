@@ -19,6 +19,7 @@ from aiohttp import test_utils
 from events import store
 from hub import app, context, version
 from hub import settings as hub_settings
+from tests.helpers import hub_process_env
 
 
 @pytest.fixture
@@ -157,10 +158,10 @@ async def test_serve_refuses_a_bad_configuration_with_a_clear_message(
 ) -> None:
     config = tmp_path / "chronohub.toml"
     config.write_text('[[roles]]\nname = "graders"\nscopes = ["read:nothing"]\n')
-    env = {**os.environ, "CHRONOHUB_DATABASE_URL": db_url, "CHRONOHUB_CONFIG": str(config)}
+    env = hub_process_env(db_url, config, tmp_path / "state")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub.cli", "serve", "--port", "0",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
@@ -170,7 +171,7 @@ async def test_serve_refuses_a_bad_configuration_with_a_clear_message(
     config.write_text("unknown_setting = 1\n")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub.cli", "serve", "--port", "0",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
