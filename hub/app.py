@@ -57,7 +57,7 @@ async def open_hub(
     ``serving=False`` is for one-shot CLI commands: it neither applies the configuration
     (a command run without the server's configuration file must not undo it) nor runs the
     asynchronous projections, nor manages servers. ``oauth`` is where spawned servers' OAuth
-    clients are registered (by default, nowhere).
+    clients are registered: by default this hub's own OAuth provider.
     """
     dsn = await asyncio.to_thread(database.resolve_dsn, config)
     await database.migrate(dsn)
