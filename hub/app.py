@@ -33,6 +33,7 @@ from hub import (
     servers_api,
     spawner,
     tokens_api,
+    user_pages,
     users_api,
 )
 from hub import chp as chp_proxy
@@ -109,6 +110,7 @@ def make_app(hub: context.Hub) -> web.Application:
     for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
         app.add_routes(module.routes())
     login.install(app, hub)  # login cookie, /hub/login, OAuth provider (issue 4)
+    app.add_routes(user_pages.routes())  # /user/... without a route, start/stop pages
     return app
 
 

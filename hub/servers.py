@@ -599,6 +599,13 @@ class ServerManager:
             return None
         return self._follow(live)
 
+    def latest_progress(self, user_id: UUID, server_name: str) -> dict[str, Any] | None:
+        """The last progress event of a spawn this process runs, or None."""
+        live = self._live.get((user_id, server_name))
+        if live is None or not live.progress:
+            return None
+        return {k: v for k, v in live.progress[-1].items() if k not in ("kind", "reason")}
+
     async def _follow(self, live: _Live) -> AsyncIterator[dict[str, Any]]:
         sent = 0
         while True:

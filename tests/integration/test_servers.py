@@ -138,9 +138,11 @@ async def test_spawn_route_and_stop_record_every_transition(spawn_hub: StartHub)
     assert user["server"] is None
     # The server's token went with it; the proxy now sends /user/alice/ to the hub.
     assert (await whoami(hub, server_token))[0] == 403
-    async with hub.session.get(hub.proxy_url + "/user/alice/echo") as response:
-        assert response.status == 503
-        assert "not running" in (await response.json())["message"]
+    async with hub.session.get(
+        hub.proxy_url + "/user/alice/api/status", headers={"Authorization": f"token {token}"}
+    ) as response:
+        assert response.status == 424  # an API call to a stopped server, as JupyterHub
+        assert "no longer running" in (await response.json())["message"]
 
 
 async def test_websocket_and_large_bodies_pass_through_the_proxy(spawn_hub: StartHub) -> None:

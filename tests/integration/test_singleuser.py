@@ -133,8 +133,11 @@ async def test_unknown_paths_through_the_proxy_reach_the_hub(spawn_hub: StartHub
     async with hub.session.get(hub.proxy_url + "/hub/api/") as response:
         assert response.status == 200
         assert (await response.json())["version"].startswith("6.")
-    async with hub.session.get(hub.proxy_url + "/user/nobody/lab") as response:
-        assert response.status == 503
+    async with hub.session.get(
+        hub.proxy_url + "/user/nobody/lab", allow_redirects=False
+    ) as response:
+        assert response.status == 302  # to /hub/user/nobody/lab, where the login cookie goes
+        assert response.headers["Location"] == "/hub/user/nobody/lab"
     async with (
         aiohttp.ClientSession() as session,
         session.head(hub.proxy_url + "/hub/api/") as response,
