@@ -28,6 +28,7 @@ from hub import (
     groups_api,
     login,
     openapi,
+    proxy_api,
     routes,
     servers,
     servers_api,
@@ -109,6 +110,8 @@ def make_app(hub: context.Hub) -> web.Application:
         app[servers_api.SERVER_APP] = hub.servers
     for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
         app.add_routes(module.routes())
+    app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy
+    app.add_routes(proxy_api.routes())
     login.install(app, hub)  # login cookie, /hub/login, OAuth provider (issue 4)
     app.add_routes(user_pages.routes())  # /user/... without a route, start/stop pages
     return app
@@ -124,11 +127,14 @@ class RunningProxy:
 
 
 @contextlib.asynccontextmanager
-async def run_proxy(hub: context.Hub, hub_target: str) -> AsyncIterator[RunningProxy | None]:
+async def run_proxy(
+    hub: context.Hub, hub_target: str, state: proxy_api.ProxyState | None = None
+) -> AsyncIterator[RunningProxy | None]:
     """Run the configured proxy in front of the hub at ``hub_target`` (None: no proxy).
 
     Its routing table follows the routes read model (``hub.routes``); the traffic it sees
-    becomes server activity.
+    becomes server activity. ``state`` (the application's) is told about it, for the
+    ``/hub/api/proxy`` endpoints.
     """
     config, manager = hub.settings, hub.servers
     if config.proxy == "none" or manager is None:
@@ -170,13 +176,21 @@ async def run_proxy(hub: context.Hub, hub_target: str) -> AsyncIterator[RunningP
         stack.push_async_callback(follower.stop)
         manager.on_routes_changed(follower.refresh)
         stack.callback(manager.forget_routes_listener, follower.refresh)
+        if state is not None:
+            state.builtin, state.chp, state.refresh = running.builtin, running.chp, follower.refresh
+            stack.callback(_forget_proxy, state)
         yield running
+
+
+def _forget_proxy(state: proxy_api.ProxyState) -> None:
+    state.builtin, state.chp, state.refresh = None, None, None
 
 
 async def serve(config: hub_settings.Settings) -> None:
     """Serve until SIGINT or SIGTERM."""
     async with open_hub(config) as hub:
-        app_runner = web.AppRunner(make_app(hub), access_log=None)
+        application = make_app(hub)
+        app_runner = web.AppRunner(application, access_log=None)
         await app_runner.setup()
         site = web.TCPSite(app_runner, config.bind_ip, config.port)
         await site.start()
@@ -184,7 +198,8 @@ async def serve(config: hub_settings.Settings) -> None:
             host, port = app_runner.addresses[0][:2]
             if hub.servers is not None:
                 hub.servers.hub_url = f"http://{host}:{port}/hub/"
-            async with run_proxy(hub, f"http://{host}:{port}") as running:
+            target, state = f"http://{host}:{port}", application[proxy_api.PROXY]
+            async with run_proxy(hub, target, state) as running:
                 print(f"chronohub serving at http://{host}:{port}/hub/", flush=True)
                 print(f"database: {hub.database}", flush=True)
                 if running is not None:
