@@ -641,3 +641,32 @@ async def test_a_failed_servers_client_is_removed(spawn_hub: StartHub) -> None:
         "oauth_client.removed",
     ]
     assert await _client(hub, "jupyterhub-user-wes") is None
+
+
+async def test_a_servers_own_token_is_not_its_users_activity(spawn_hub: StartHub) -> None:
+    hub = await spawn_hub("serve")
+    token = await hub.user("xia")
+    assert (await hub.call("POST", "/users/xia/server", token=token))[0] == 201
+    env = json.loads((hub.data_dir / "users" / "xia" / "env.json").read_text())
+    server_token = env["JUPYTERHUB_API_TOKEN"]
+
+    async def activity() -> tuple[object, object]:
+        async with hub.store.pool.acquire() as conn:
+            user = await conn.fetchval(
+                "SELECT last_activity FROM activity a JOIN users u USING (user_id)"
+                " WHERE u.name = 'xia' AND a.server_name = ''"
+            )
+            own = await conn.fetchval(
+                "SELECT last_activity FROM token_activity a JOIN servers s USING (token_id)"
+                " WHERE s.user_name = 'xia'"
+            )
+        return user, own
+
+    before, _ = await activity()  # xia's own token started the server
+    assert (await whoami(hub, server_token))[0] == 200
+    user_seen, token_seen = await activity()
+    assert user_seen == before  # the server's call is not xia's activity...
+    assert token_seen is not None  # ...but it is its token's
+    assert (await whoami(hub, await hub.user("xia")))[0] == 200  # a new token of xia's
+    user_seen, _ = await activity()
+    assert user_seen > before  # type: ignore[operator]
