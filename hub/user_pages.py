@@ -124,12 +124,19 @@ async def not_routed(request: web.Request) -> web.StreamResponse:
                     server_name, row = segments[0], named
             if row is None:
                 row = await conn.fetchrow(queries["server"], user["user_id"], "")
-    target = scopes.Filter.server(user_name, server_name)
+        has_access = False
+        if user is not None and isinstance(caller, access.Caller):
+            groups_of = None
+            if caller.grants.filters("access:servers").groups:
+                groups_of = await access.groups_of_users(conn, [user_name])
+            has_access = caller.grants.allows(
+                "access:servers",
+                scopes.Filter.server(user_name, server_name),
+                groups_of=groups_of,
+            )
     visit = Visit(
         signed_in=session is not None or isinstance(caller, access.Caller),
-        has_access=user is not None
-        and isinstance(caller, access.Caller)
-        and caller.grants.allows("access:servers", target),
+        has_access=has_access,
         state=row["state"] if row is not None else None,
         api_request=is_api_request(segments, request.headers.get("Accept", "")),
     )
