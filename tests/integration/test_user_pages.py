@@ -14,7 +14,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from hub import user_pages
 from tests.integration.browser import PASSWORD, Browser
-from tests.integration.spawn_fixtures import SpawnHub, StartHub
+from tests.integration.spawn_fixtures import CONFIG, SpawnHub, StartHub
 
 
 async def _people(hub: SpawnHub, *names: str) -> None:
@@ -204,3 +204,22 @@ async def test_no_route_hides_another(spawn_hub: StartHub) -> None:
         ), f"{route.method} {canonical} is reached by {match.route}"
         checked += 1
     assert checked > 60
+
+
+async def test_access_through_a_group_shows_the_page_but_starting_needs_its_own_scope(
+    spawn_hub: StartHub, browsers: list[Browser]
+) -> None:
+    operator = {**CONFIG["roles"][0], "scopes": [*CONFIG["roles"][0]["scopes"], "admin:groups"]}
+    peek = {"name": "peek", "scopes": ["access:servers!group=team"], "users": ["bob"]}
+    hub = await spawn_hub("serve", roles=[operator, peek])
+    await _people(hub, "ann", "bob")
+    assert (await hub.call("POST", "/groups/team"))[0] == 201
+    assert (await hub.call("POST", "/groups/team/users", json={"users": ["ann"]}))[0] == 200
+    bob = _open(browsers, hub)
+    await bob.login("bob")
+    page = await bob.get("/hub/user/ann/echo")
+    assert page.status == 424, page.text
+    assert "Start ann&#39;s server" in page.text
+    started = await bob.post("/hub/spawn/ann", data=page.fields())
+    assert started.status == 404  # access, but no start:servers on ann's server
+    assert await hub.event_types() == []
