@@ -227,6 +227,8 @@ async def home(request: web.Request) -> web.StreamResponse:
         servers=await user_pages.home_servers(request, row["user_id"], row["name"])
         if spawning
         else [],
+        allow_named=spawning and auth.settings.allow_named_servers,
+        spawn_url=f"/hub/spawn/{user_pages.server_path(row['name'], '')}",
         xsrf=token,
     )
     sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)

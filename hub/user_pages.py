@@ -212,13 +212,14 @@ def _start_page(
 
 
 async def _server_target(
-    request: web.Request, scope: str
+    request: web.Request, scope: str, server_name: str | None = None
 ) -> tuple[servers.ServerManager, access.Caller, Any, str]:
     """The manager, the signed-in caller (``scope`` checked on the server), the user row and
-    the server name of a ``/hub/spawn|stop/<name>[/<server>]`` request."""
+    the server name of a ``/hub/spawn|stop/<name>[/<server>]`` request (or ``server_name``)."""
     manager = servers_api.manager(request)
     user_name = request.match_info["name"]
-    server_name = request.match_info.get("server_name", "")
+    if server_name is None:
+        server_name = request.match_info.get("server_name", "")
     if server_name and not servers_api.SERVER_NAME.match(server_name):
         raise errors.BadRequest(f"Invalid server_name: {server_name!r}")
     hub = request.app[HUB]
@@ -249,14 +250,16 @@ async def spawn_form(request: web.Request) -> web.StreamResponse:
 
 async def spawn(request: web.Request) -> web.StreamResponse:
     """``POST /hub/spawn/<name>[/<server>]`` (XSRF checked): start the server, then go to
-    ``next`` once it is ready, or to the page following its start."""
+    ``next`` once it is ready, or to the page following its start. The home page's "new
+    named server" form names the server in a ``server_name`` field instead of the path."""
     if identity.session_user(request) is None:
         return pages.error_page(403, "Sign in to start a server")
+    form = await request.post()
+    named = request.match_info.get("server_name") or str(form.get("server_name", "")).strip()
     try:
-        manager, caller, user, server_name = await _server_target(request, "start:servers")
+        manager, caller, user, server_name = await _server_target(request, "start:servers", named)
     except errors.HubError as exc:
         return pages.error_page(exc.status, exc.message)
-    form = await request.post()
     next_url = _next(request, form, user["name"], server_name)
     try:
         outcome = await manager.spawn(

@@ -172,6 +172,14 @@ async def test_home_starts_and_stops_the_default_and_named_servers(
     assert again.status == 400
     assert "not running" in again.text
 
+    # A new named server from the home page's form; a bad name is refused by name.
+    added = await ann.post("/hub/spawn/ann", data={"_xsrf": xsrf, "server_name": "new-one"})
+    assert (added.status, added.location) == (302, "/user/ann/new-one/")
+    assert 'action="/hub/stop/ann/new-one"' in (await ann.get("/hub/home")).text
+    bad = await ann.post("/hub/spawn/ann", data={"_xsrf": xsrf, "server_name": "Bad Name!"})
+    assert bad.status == 400
+    assert "Invalid server_name" in bad.text
+
 
 def test_decisions() -> None:
     visit = user_pages.Visit(signed_in=True, has_access=True, state=None, api_request=False)
