@@ -108,6 +108,7 @@ async def test_patch_moves_the_hub_to_another_chp_and_keeps_the_old_one_if_refus
         assert status == 200, table
         assert table["/user/quin/"]["data"]["user"] == "quin"
         assert table["/"]["target"] == hub_target
+        assert table["/"]["data"]["hub"] is True  # CHP adds last_activity beside it
         assert "/user/quin" not in await second.routes()
 
         # A token the new proxy refuses: 400, and the hub stays with the proxy it had.
