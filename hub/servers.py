@@ -414,6 +414,9 @@ class ServerManager:
                 metadata=meta or models.Metadata(),
             )
             await self._revoke(session, live.token_id, meta)
+        # The proxy forgets the route first, then the OAuth client goes; only then is the
+        # failure reported, so whoever waits for the spawn sees it all done.
+        await self._routes_changed()
         await self.oauth.unregister(user=live.user, server_name=live.server_name)
         message = reason if kind == "policy" else f"Spawn failed: {reason}"
         live.report(
@@ -422,7 +425,6 @@ class ServerManager:
         live.finish("failed")
         if self._live.get(live.key) is live:
             del self._live[live.key]
-        await self._routes_changed()
 
     async def _revoke(
         self, session: store.Session, token_id: str | None, meta: models.Metadata | None
