@@ -200,7 +200,12 @@ def event_metadata(request: web.Request, caller: Caller) -> models.Metadata:
 
 
 class ActivityRecorder:
-    """Writes token and user activity from API use, at most once per resolution per token."""
+    """Writes token and user activity from API use, at most once per resolution per token.
+
+    A server's own token (``JUPYTERHUB_API_TOKEN``, used by jupyterhub-singleuser for its API
+    calls) counts as the token's activity, not its user's, as in JupyterHub: otherwise a
+    server checking its users would keep its idle user looking active.
+    """
 
     def __init__(self, resolution_s: float = ACTIVITY_RESOLUTION_S) -> None:
         self.resolution_s = resolution_s
@@ -224,7 +229,9 @@ class ActivityRecorder:
         now = datetime.now(UTC)
         await conn.execute(queries["token_touch"], caller.token_id, now)
         if caller.user_id is not None:
-            await conn.execute(queries["activity_touch"], caller.user_id, "", now)
+            await conn.execute(
+                queries["activity_touch_unless_server_token"], caller.user_id, caller.token_id, now
+            )
 
 
 def middleware(recorder: ActivityRecorder) -> Any:

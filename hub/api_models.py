@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class _Reply(BaseModel):
@@ -224,3 +224,15 @@ class Server(_Reply):
     full_url: str | None
     full_progress_url: str | None
     state: dict[str, Any] | None = None
+
+
+class ProxyRoute(_Reply):
+    """One route of the proxy (JupyterHub's ``Proxy.get_all_routes`` shape)."""
+
+    routespec: str
+    target: str | None
+    data: dict[str, Any]
+
+
+class ProxyTable(RootModel[dict[str, ProxyRoute]]):
+    """``GET /proxy``: the routing table, by routespec."""

@@ -34,11 +34,13 @@ from hub import (
     groups_api,
     login,
     openapi,
+    proxy_api,
     routes,
     servers,
     servers_api,
     spawner,
     tokens_api,
+    user_pages,
     users_api,
 )
 from hub import chp as chp_proxy
@@ -63,7 +65,7 @@ async def open_hub(
     ``serving=False`` is for one-shot CLI commands: it neither applies the configuration
     (a command run without the server's configuration file must not undo it) nor runs the
     asynchronous projections, nor manages servers. ``oauth`` is where spawned servers' OAuth
-    clients are registered (by default, nowhere).
+    clients are registered: by default this hub's own OAuth provider.
     """
     dsn = await asyncio.to_thread(database.resolve_dsn, config)
     await database.migrate(dsn)
@@ -147,8 +149,11 @@ def make_app(hub: context.Hub) -> web.Application:
         app[servers_api.SERVER_APP] = hub.servers
     for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
         app.add_routes(module.routes())
+    app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy
+    app.add_routes(proxy_api.routes())
     audit.install(app)  # the live feed of /hub/api/events/stream
     login.install(app, hub)  # login cookie, /hub/login, OAuth provider
+    app.add_routes(user_pages.routes())  # /user/... without a route, start/stop pages
     if hub.rooms is not None:
         gatekeeper = collab_access.TokenGatekeeper(hub.store)
         collab_server.Endpoint(hub.rooms, gatekeeper).install(app)
@@ -165,11 +170,14 @@ class RunningProxy:
 
 
 @contextlib.asynccontextmanager
-async def run_proxy(hub: context.Hub, hub_target: str) -> AsyncIterator[RunningProxy | None]:
+async def run_proxy(
+    hub: context.Hub, hub_target: str, state: proxy_api.ProxyState | None = None
+) -> AsyncIterator[RunningProxy | None]:
     """Run the configured proxy in front of the hub at ``hub_target`` (None: no proxy).
 
     Its routing table follows the routes read model (``hub.routes``); the traffic it sees
-    becomes server activity.
+    becomes server activity. ``state`` (the application's) is told about it, for the
+    ``/hub/api/proxy`` endpoints.
     """
     config, manager = hub.settings, hub.servers
     if config.proxy == "none" or manager is None:
@@ -211,13 +219,21 @@ async def run_proxy(hub: context.Hub, hub_target: str) -> AsyncIterator[RunningP
         stack.push_async_callback(follower.stop)
         manager.on_routes_changed(follower.refresh)
         stack.callback(manager.forget_routes_listener, follower.refresh)
+        if state is not None:
+            state.builtin, state.chp, state.refresh = running.builtin, running.chp, follower.refresh
+            stack.callback(_forget_proxy, state)
         yield running
+
+
+def _forget_proxy(state: proxy_api.ProxyState) -> None:
+    state.builtin, state.chp, state.refresh = None, None, None
 
 
 async def serve(config: hub_settings.Settings) -> None:
     """Serve until SIGINT or SIGTERM."""
     async with open_hub(config) as hub:
-        app_runner = web.AppRunner(make_app(hub), access_log=None)
+        application = make_app(hub)
+        app_runner = web.AppRunner(application, access_log=None)
         await app_runner.setup()
         site = web.TCPSite(app_runner, config.bind_ip, config.port)
         await site.start()
@@ -230,7 +246,8 @@ async def serve(config: hub_settings.Settings) -> None:
             host, port = app_runner.addresses[0][:2]
             if hub.servers is not None:
                 hub.servers.hub_url = f"http://{host}:{port}/hub/"
-            async with run_proxy(hub, f"http://{host}:{port}") as running:
+            target, state = f"http://{host}:{port}", application[proxy_api.PROXY]
+            async with run_proxy(hub, target, state) as running:
                 print(f"chronohub serving at http://{host}:{port}/hub/", flush=True)
                 print(f"database: {hub.database}", flush=True)
                 if running is not None:

@@ -59,11 +59,12 @@ def desired(routes: Sequence[proxy.Route], hub_target: str) -> dict[str, dict[st
 
 
 def plan(want: Mapping[str, dict[str, Any]], have: Mapping[str, Mapping[str, Any]]) -> Plan:
-    """Add what is missing or points elsewhere; delete what should not be there."""
+    """Add what is missing, points elsewhere or lacks its data (the route CHP makes for
+    ``--default-target`` has no ``hub`` flag); delete what should not be there."""
     add = {
         path: body
         for path, body in want.items()
-        if path not in have or have[path].get("target") != body["target"]
+        if path not in have or any(have[path].get(key) != value for key, value in body.items())
     }
     return Plan(add=add, delete=sorted(path for path in have if path not in want))
 

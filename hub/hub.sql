@@ -197,6 +197,15 @@ INSERT INTO activity (user_id, server_name, last_activity) VALUES ($1, $2, $3)
 ON CONFLICT (user_id, server_name) DO UPDATE
    SET last_activity = greatest(activity.last_activity, excluded.last_activity);
 
+-- name: activity_touch_unless_server_token
+-- A user's activity from API use with token $2, unless that is a server's own token: a
+-- server's API calls are not its user's activity (JupyterHub does not count them either).
+INSERT INTO activity (user_id, server_name, last_activity)
+SELECT $1, '', $3
+ WHERE NOT EXISTS (SELECT 1 FROM servers WHERE token_id = $2)
+ON CONFLICT (user_id, server_name) DO UPDATE
+   SET last_activity = greatest(activity.last_activity, excluded.last_activity);
+
 -- name: services_all
 SELECT name, admin, url FROM services ORDER BY name;
 

@@ -25,7 +25,16 @@ from events import models, sql
 from events.catalog import auth as auth_events
 from events.catalog import names
 from events.catalog import users as user_events
-from hub import errors, identity, login_throttle, pages, sessions, signups
+from hub import (
+    errors,
+    identity,
+    login_throttle,
+    pages,
+    servers_api,
+    sessions,
+    signups,
+    user_pages,
+)
 from hub.authenticators.base import Identity, LoginFailed
 from hub.context import HUB
 
@@ -209,11 +218,21 @@ async def home(request: web.Request) -> web.StreamResponse:
     """``GET /hub/home``: who is signed in, and what they can do here."""
     row = _require_user(request)
     auth = request.app[identity.AUTH]
-    return pages.render(
+    token, new_cookie = sessions.xsrf_token(request, auth.cookies)
+    spawning = request.app.get(servers_api.SERVER_APP) is not None
+    response = pages.render(
         "home.html",
         user=row["name"],
         password_form=auth.authenticator.kind == "native",
+        servers=await user_pages.home_servers(request, row["user_id"], row["name"])
+        if spawning
+        else [],
+        allow_named=spawning and auth.settings.allow_named_servers,
+        spawn_url=f"/hub/spawn/{user_pages.server_path(row['name'], '')}",
+        xsrf=token,
     )
+    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
+    return response
 
 
 async def logout_form(request: web.Request) -> web.StreamResponse:

@@ -5,8 +5,8 @@
   service's ``api_token``. Registered at startup from the configuration (``reconcile``).
 * single-user servers: ``jupyterhub-user-<name>[-<server>]``, redirect
   ``/user/<name>/[<server>/]oauth_callback``; the secret is the API token the spawner gives
-  the server. The spawner calls ``register_server_client`` at spawn and
-  ``remove_server_client`` when the server is removed.
+  the server. The server manager registers it at spawn and removes it once the server has
+  stopped or failed, through ``ServerClients`` (the spawner's ``OAuthClients`` seam).
 
 Every registration and removal is an event (``oauth_client.registered``/``.removed``); the
 ``oauth_clients`` projection is the read model. A registration equal to the current one
@@ -30,6 +30,7 @@ queries = sql.Queries(__package__ or "hub", "auth.sql")
 
 SERVICE_PREFIX = "service-"
 SERVER_PREFIX = "jupyterhub-user-"
+SPAWNER_METADATA = models.Metadata(actor=models.Actor(kind="system", name="spawner"))
 
 
 class ClientConfigError(Exception):
@@ -236,3 +237,30 @@ async def reconcile(
         if row["kind"] == "service" and row["client_id"] not in wanted:
             count += await _remove(session, row["client_id"], metadata)
     return count
+
+
+class ServerClients:
+    """The spawner's OAuth seam (``hub.spawner.OAuthClients``) on this hub's provider: each
+    server's client is registered at spawn and removed once the server stopped or failed."""
+
+    def __init__(self, event_store: store.EventStore) -> None:
+        self.store = event_store
+
+    async def register(
+        self, *, user: str, server_name: str, redirect_uri: str, token_id: str
+    ) -> str:
+        """``register_server_client`` as the spawner."""
+        return await register_server_client(
+            self.store,
+            user=user,
+            server_name=server_name,
+            redirect_uri=redirect_uri,
+            token_id=token_id,
+            metadata=SPAWNER_METADATA,
+        )
+
+    async def unregister(self, *, user: str, server_name: str) -> None:
+        """``remove_server_client`` as the spawner."""
+        await remove_server_client(
+            self.store, user=user, server_name=server_name, metadata=SPAWNER_METADATA
+        )

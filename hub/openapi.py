@@ -21,6 +21,7 @@ from hub import (
     auth_api,
     groups_api,
     oauth_provider,
+    proxy_api,
     servers_api,
     tokens_api,
     users_api,
@@ -178,6 +179,16 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get", "/users/{name}/servers/{server_name}/progress",
         "A spawn's progress (text/event-stream)", "read:servers",
+    ),
+    # The proxy (hub/proxy_api.py)
+    Operation(
+        "get", "/proxy", "The proxy's routing table (offset, limit; paginated on request)",
+        "proxy", reply=api_models.ProxyTable,
+    ),
+    Operation("post", "/proxy", "Re-sync the proxy with the routes read model now", "proxy"),
+    Operation(
+        "patch", "/proxy", "Point the hub at another configurable-http-proxy (400 when the"
+        " proxy is the built-in one)", "proxy", proxy_api.PatchBody,
     ),
 )  # fmt: skip
 

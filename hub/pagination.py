@@ -63,7 +63,11 @@ def non_negative(query: Mapping[str, str], name: str, default: T) -> int | T:
 
 
 def reply(
-    request: web.Request, page: Page, items: list[Any], total: int, public_url: str | None
+    request: web.Request,
+    page: Page,
+    items: list[Any] | dict[str, Any],
+    total: int,
+    public_url: str | None,
 ) -> Any:
     """The JSON body: paginated when asked for, else the bare list."""
     if not page.paginated:

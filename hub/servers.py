@@ -31,7 +31,7 @@ from events import models, sql, store
 from events.catalog import server_records
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
-from hub import local_spawner, spawner, tokens
+from hub import local_spawner, oauth_clients, spawner, tokens
 from hub import server_rules as rules
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class ServerManager:
         self.store = event_store
         self.settings = settings
         self.spawner = spawner_ or local_spawner.LocalSpawner()
-        self.oauth = oauth or spawner.NoOAuthClients()
+        self.oauth = oauth or oauth_clients.ServerClients(event_store)
         self.hub_url = "http://127.0.0.1:8000/hub/"
         self._live: dict[tuple[UUID, str], _Live] = {}
         self._locks: dict[tuple[UUID, str], asyncio.Lock] = {}
@@ -309,10 +309,10 @@ class ServerManager:
                 extra=settings.env,
             )
             await self.oauth.register(
-                rules.client_id(live.user, live.server_name),
-                f"{path}oauth_callback",
-                live.token_id or "",
-                f"Server at {path}",
+                user=live.user,
+                server_name=live.server_name,
+                redirect_uri=f"{path}oauth_callback",
+                token_id=live.token_id or "",
             )
             spec = spawner.SpawnSpec(
                 user=live.user,
@@ -414,7 +414,10 @@ class ServerManager:
                 metadata=meta or models.Metadata(),
             )
             await self._revoke(session, live.token_id, meta)
-        await self.oauth.unregister(rules.client_id(live.user, live.server_name))
+        # The proxy forgets the route first, then the OAuth client goes; only then is the
+        # failure reported, so whoever waits for the spawn sees it all done.
+        await self._routes_changed()
+        await self.oauth.unregister(user=live.user, server_name=live.server_name)
         message = reason if kind == "policy" else f"Spawn failed: {reason}"
         live.report(
             {"progress": 100, "failed": True, "message": message, "kind": kind, "reason": reason}
@@ -422,7 +425,6 @@ class ServerManager:
         live.finish("failed")
         if self._live.get(live.key) is live:
             del self._live[live.key]
-        await self._routes_changed()
 
     async def _revoke(
         self, session: store.Session, token_id: str | None, meta: models.Metadata | None
@@ -509,7 +511,7 @@ class ServerManager:
                 server_events.stream_id(live.user_id, live.server_name), events, metadata=meta
             )
             await self._revoke(session, live.token_id, meta)
-        await self.oauth.unregister(rules.client_id(live.user, live.server_name))
+        await self.oauth.unregister(user=live.user, server_name=live.server_name)
         live.report({"progress": 100, "failed": True, "message": "Spawn cancelled: stopped"})
         live.finish("stopped")
         if self._live.get(live.key) is live:
@@ -598,6 +600,13 @@ class ServerManager:
         if live is None or live.stopping or live.outcome.done():
             return None
         return self._follow(live)
+
+    def latest_progress(self, user_id: UUID, server_name: str) -> dict[str, Any] | None:
+        """The last progress event of a spawn this process runs, or None."""
+        live = self._live.get((user_id, server_name))
+        if live is None or not live.progress:
+            return None
+        return {k: v for k, v in live.progress[-1].items() if k not in ("kind", "reason")}
 
     async def _follow(self, live: _Live) -> AsyncIterator[dict[str, Any]]:
         sent = 0

@@ -336,17 +336,6 @@ async def _with_keepalive(source: Any) -> Any:
         await iterator.aclose()
 
 
-async def not_running(request: web.Request) -> web.Response:
-    """``/user/<name>/...`` reached the hub: the proxy has no route, so the server is not
-    running (the proxy sends unknown paths here)."""
-    name = request.match_info["name"]
-    raise errors.HubError.with_status(
-        503,
-        f"The server at /user/{name}/ is not running; start it with"
-        f" POST /hub/api/users/{name}/server",
-    )
-
-
 def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     one = "/hub/api/users/{name}/server"
@@ -362,6 +351,4 @@ def routes() -> list[web.RouteDef]:
         web.put(named, define_server),
         web.patch(named, modify_server),
         web.get(named + "/progress", progress),
-        web.route("*", "/user/{name}", not_running),
-        web.route("*", "/user/{name}/{tail:.*}", not_running),
     ]

@@ -88,28 +88,18 @@ class Spawner(Protocol):
 class OAuthClients(Protocol):
     """Where a spawned server's OAuth client is registered (the hub's OAuth provider).
 
-    The spawner calls ``register`` before starting a server and ``unregister`` once it has
-    stopped or failed. ``hub/app.py`` hands one in; the default does nothing.
+    The server manager calls ``register`` before starting a server and ``unregister`` once it
+    has stopped or failed. A serving hub registers with its own provider
+    (``hub.oauth_clients.ServerClients``); tests may hand in a recorder.
     """
 
     async def register(
-        self, client_id: str, redirect_uri: str, token_id: str, description: str
-    ) -> None:
-        """Register (or update) the client whose secret is the server token ``token_id``."""
+        self, *, user: str, server_name: str, redirect_uri: str, token_id: str
+    ) -> str:
+        """Register (or update) the server's client, whose secret is the server token
+        ``token_id``; returns the client id."""
         ...
 
-    async def unregister(self, client_id: str) -> None:
-        """Forget the client."""
+    async def unregister(self, *, user: str, server_name: str) -> None:
+        """Forget the server's client."""
         ...
-
-
-class NoOAuthClients:
-    """The default seam: no OAuth provider is connected, so nothing is registered."""
-
-    async def register(
-        self, client_id: str, redirect_uri: str, token_id: str, description: str
-    ) -> None:
-        """Do nothing."""
-
-    async def unregister(self, client_id: str) -> None:
-        """Do nothing."""

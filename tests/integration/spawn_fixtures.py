@@ -17,7 +17,7 @@ import pytest
 from aiohttp import test_utils
 
 from events import store
-from hub import app, bootstrap, context, proxy, routes, servers, spawner
+from hub import app, bootstrap, context, proxy, proxy_api, routes, servers, spawner
 from hub import settings as hub_settings
 from tests.helpers import call_api
 
@@ -138,6 +138,9 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
             await follower.start()
             stack.push_async_callback(follower.stop)
             manager.on_routes_changed(follower.refresh)
+            assert client.app is not None
+            state = client.app[proxy_api.PROXY]  # for /hub/api/proxy
+            state.builtin, state.refresh = builtin, follower.refresh
             session = await stack.enter_async_context(aiohttp.ClientSession())
             return SpawnHub(
                 client,

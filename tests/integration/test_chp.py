@@ -111,7 +111,8 @@ async def test_chp_follows_the_routes_read_model(
         status, reply = await hub.call("DELETE", "/users/zoe/server")
         assert status == 204, reply
         assert "/user/zoe" not in await table()  # removed before the stop was answered
-        async with hub.session.get(public + "/user/zoe/echo") as response:
-            assert response.status == 503  # the hub: not running
+        async with hub.session.get(public + "/user/zoe/api/x", allow_redirects=False) as response:
+            assert response.status == 302  # the hub: to its prefix, where the login cookie goes
+            assert response.headers["Location"] == "/hub/user/zoe/api/x"
     assert chp.process is not None
     assert chp.process.returncode is not None  # the hub's CHP stopped with it

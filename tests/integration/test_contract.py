@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hub import openapi
+from hub import openapi, proxy, proxy_api, routes
 from tests.integration.api_fixtures import SERVICE_TOKEN, Api
 
 HERE = Path(__file__).resolve()
@@ -63,6 +63,9 @@ SPAWNING = {
     ("patch", "/users/{name}/servers/{server_name}"),
     ("delete", "/users/{name}/servers/{server_name}"),
 }
+# The proxy API needs a proxy in front of the hub: test_schemathesis_proxy_api checks it with
+# the built-in proxy, as an admin (the ``proxy`` scope).
+PROXY = {("get", "/proxy"), ("post", "/proxy"), ("patch", "/proxy")}
 
 SEED = 20240611
 MAX_EXAMPLES = 30  # per operation and phase
@@ -117,6 +120,11 @@ ERROR_STATUSES: dict[tuple[str, str], set[int]] = {
     # oauthlib's errors: 400 (invalid_request, invalid_grant, unsupported_grant_type), 401
     # (invalid_client); their body also carries JupyterHub's status and message.
     ("post", "/oauth2/token"): {400, 401},
+    # 400: bad offset/limit, a body that is not a JSON object; chronohub also refuses unknown
+    # keys and, with its built-in proxy (nothing to point the hub at), any PATCH.
+    ("get", "/proxy"): {400, 403},
+    ("post", "/proxy"): {403},
+    ("patch", "/proxy"): {400, 403},
 }
 
 # Fields the spec types as plain strings/objects that JupyterHub's code answers with null
@@ -240,8 +248,33 @@ def test_every_implemented_operation_is_known() -> None:
 
 
 async def test_schemathesis_against_jupyterhub_spec(api: Api, tmp_path: Path) -> None:
-    schema = amend(restrict(load_spec(), implemented() - NOT_IN_SPEC - SPAWNING))
-    assert documented(schema) == implemented() - NOT_IN_SPEC - SPAWNING
+    operations = implemented() - NOT_IN_SPEC - SPAWNING - PROXY
+    await _run_schemathesis(api, operations, SERVICE_TOKEN, tmp_path)
+
+
+async def test_schemathesis_proxy_api(api: Api, tmp_path: Path) -> None:
+    assert api.client.app is not None
+    hub_target = str(api.client.make_url("")).rstrip("/")
+    async with proxy.Proxy(hub_target) as builtin:
+        await builtin.start("127.0.0.1", 0)
+
+        async def to_proxy(table: list[proxy.Route]) -> None:
+            builtin.set_routes(table)
+
+        follower = routes.RouteFollower(api.store.pool, [to_proxy], 3600)
+        state = api.client.app[proxy_api.PROXY]
+        state.builtin, state.refresh = builtin, follower.refresh
+        admin_token = await api.user_token("admin")
+        await _run_schemathesis(api, PROXY, admin_token, tmp_path)
+
+
+async def _run_schemathesis(
+    api: Api, operations: set[tuple[str, str]], token: str, tmp_path: Path
+) -> None:
+    """Run schemathesis's CLI on ``operations`` of the (amended) spec, as ``token``."""
+    checked = implemented() - NOT_IN_SPEC - SPAWNING  # what ``amend`` knows the errors of
+    schema = restrict(amend(restrict(load_spec(), checked)), operations)
+    assert documented(schema) == operations
     schema_path = tmp_path / "jupyterhub-rest-api.json"
     schema_path.write_text(json.dumps(schema))
     # an empty config file, so that no schemathesis.toml around the run changes it
@@ -253,7 +286,7 @@ async def test_schemathesis_against_jupyterhub_spec(api: Api, tmp_path: Path) ->
         *(sys.executable, "-m", "schemathesis.cli", "--no-color"),
         *("--config-file", str(config_path)),
         *("run", str(schema_path), "--url", base_url),
-        *("--header", f"Authorization: token {SERVICE_TOKEN}"),
+        *("--header", f"Authorization: token {token}"),
         *("--checks", ",".join(CHECKS)),
         *("--phases", "examples,coverage,fuzzing,stateful"),
         *("--max-examples", str(MAX_EXAMPLES)),

@@ -3,8 +3,10 @@ chronohub: a browser with a cookie jar goes from the service to the hub's login,
 approves, comes back through the service's OAuth callback, and the service sees the right
 user and scopes; a user without access to the service is refused.
 
-The built-in proxy is not part of this branch, so the service is reached on its own port
-(its callback URL is absolute); everything else is as behind a proxy.
+The browser only ever talks to the hub's public address, the built-in proxy: it routes
+``/services/whoami/`` to the service (its ``url`` in the services configuration) and the
+rest to the hub, so the redirects are all relative, as JupyterHub's are behind its proxy.
+The service calls the hub's API directly (``JUPYTERHUB_API_URL``), as in JupyterHub.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from events import store
+from hub import proxy, routes
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
 
@@ -37,34 +40,40 @@ def free_port() -> int:
 
 @pytest.fixture
 async def deployment(event_store: store.EventStore) -> AsyncIterator[tuple[Api, str, str]]:
-    """chronohub, and the HubOAuth service registered with it; yields (api, hub, service)."""
+    """chronohub behind its built-in proxy, and the HubOAuth service registered with it;
+    yields (api, public URL, the service's public URL)."""
     port = free_port()
-    service_url = f"http://127.0.0.1:{port}/services/whoami/"
     services = [
         *CONFIG["services"],
-        {
-            "name": "whoami",
-            "api_token": TOKEN,
-            "url": f"http://127.0.0.1:{port}",
-            "oauth_redirect_uri": service_url + "oauth_callback",
-        },
+        {"name": "whoami", "api_token": TOKEN, "url": f"http://127.0.0.1:{port}"},
     ]
     roles = [
         *CONFIG["roles"],
         {"name": "whoami-users", "scopes": ["access:services!service=whoami"], "users": ["alice"]},
     ]
-    async with running_hub(event_store, services=services, roles=roles) as (api, hub):
+    async with (
+        running_hub(event_store, services=services, roles=roles) as (api, hub),
+        proxy.Proxy(hub) as public,
+    ):
+        host, proxy_port = await public.start("127.0.0.1", 0)
+
+        async def to_proxy(table: list[proxy.Route]) -> None:
+            public.set_routes(table)
+
+        follower = routes.RouteFollower(event_store.pool, [to_proxy], 3600)
+        await follower.start()
+        public_url = f"http://{host}:{proxy_port}"
         env = {
             **os.environ,
             "JUPYTERHUB_API_TOKEN": TOKEN,
             "JUPYTERHUB_API_URL": hub + "/hub/api",
-            "JUPYTERHUB_HOST": hub,
+            "JUPYTERHUB_HOST": "",
             "JUPYTERHUB_BASE_URL": "/",
             "JUPYTERHUB_CLIENT_ID": "service-whoami",
             "JUPYTERHUB_SERVICE_NAME": "whoami",
             "JUPYTERHUB_SERVICE_PREFIX": "/services/whoami/",
-            "JUPYTERHUB_SERVICE_URL": service_url,
-            "JUPYTERHUB_OAUTH_CALLBACK_URL": service_url + "oauth_callback",
+            "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}/services/whoami/",
+            "JUPYTERHUB_OAUTH_CALLBACK_URL": "/services/whoami/oauth_callback",
             "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(["access:services!service=whoami"]),
         }
         proc = await asyncio.create_subprocess_exec(
@@ -75,8 +84,9 @@ async def deployment(event_store: store.EventStore) -> AsyncIterator[tuple[Api, 
             assert proc.stdout is not None
             line = await asyncio.wait_for(proc.stdout.readline(), 60)
             assert line.strip() == b"listening", line + await proc.stdout.read(4000)
-            yield api, hub, service_url
+            yield api, public_url, public_url + "/services/whoami/"
         finally:
+            await follower.stop()
             proc.terminate()
             try:
                 await asyncio.wait_for(proc.wait(), 10)
@@ -91,7 +101,7 @@ async def sign_in_through_the_service(browser: Browser, service_url: str, name: 
     start = await browser.get(service_url)
     assert start.status == 302, start.text
     authorize = start.location or ""
-    assert authorize.startswith(browser.base + "/hub/api/oauth2/authorize?")
+    assert authorize.startswith("/hub/api/oauth2/authorize?")  # through the same address
     assert "client_id=service-whoami" in authorize
     assert "code_challenge_method=S256" in authorize  # HubOAuth 6 always sends PKCE
 
@@ -125,7 +135,7 @@ async def test_huboauth_service_sees_the_user_who_logged_in_at_the_hub(
         )
         assert approved.status == 302
         callback = approved.location or ""
-        assert callback.startswith(service_url + "oauth_callback?code=")
+        assert callback.startswith("/services/whoami/oauth_callback?code=")
 
         # HubOAuth exchanges the code (client secret = its API token, PKCE verifier), asks
         # whoami with the new token, sets its cookie and sends the browser back.

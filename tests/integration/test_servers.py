@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
@@ -137,9 +138,11 @@ async def test_spawn_route_and_stop_record_every_transition(spawn_hub: StartHub)
     assert user["server"] is None
     # The server's token went with it; the proxy now sends /user/alice/ to the hub.
     assert (await whoami(hub, server_token))[0] == 403
-    async with hub.session.get(hub.proxy_url + "/user/alice/echo") as response:
-        assert response.status == 503
-        assert "not running" in (await response.json())["message"]
+    async with hub.session.get(
+        hub.proxy_url + "/user/alice/api/status", headers={"Authorization": f"token {token}"}
+    ) as response:
+        assert response.status == 424  # an API call to a stopped server, as JupyterHub
+        assert "no longer running" in (await response.json())["message"]
 
 
 async def test_websocket_and_large_bodies_pass_through_the_proxy(spawn_hub: StartHub) -> None:
@@ -555,18 +558,19 @@ async def test_services_with_a_url_are_routed_at_services(spawn_hub: StartHub) -
 
 
 class RecordingOAuth:
-    """The OAuth seam as the hub's provider would take it: what was registered, in order."""
+    """The OAuth seam as a recorder: what was registered, in order."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
 
     async def register(
-        self, client_id: str, redirect_uri: str, token_id: str, description: str
-    ) -> None:
-        self.calls.append(("register", client_id, redirect_uri, token_id, description))
+        self, *, user: str, server_name: str, redirect_uri: str, token_id: str
+    ) -> str:
+        self.calls.append(("register", user, server_name, redirect_uri, token_id))
+        return f"jupyterhub-user-{user}"
 
-    async def unregister(self, client_id: str) -> None:
-        self.calls.append(("unregister", client_id))
+    async def unregister(self, *, user: str, server_name: str) -> None:
+        self.calls.append(("unregister", user, server_name))
 
 
 async def test_the_oauth_client_is_registered_at_spawn_and_forgotten_at_stop(
@@ -586,10 +590,10 @@ async def test_the_oauth_client_is_registered_at_spawn_and_forgotten_at_stop(
     assert oauth.calls == [
         (
             "register",
-            "jupyterhub-user-uma-lab",
+            "uma",
+            "lab",
             "/user/uma/lab/oauth_callback",
             token_id,
-            "Server at /user/uma/lab/",
         )
     ]
     status, server = await hub.call("GET", "/users/uma/servers/lab", token=token)
@@ -599,4 +603,70 @@ async def test_the_oauth_client_is_registered_at_spawn_and_forgotten_at_stop(
         scopes = await conn.fetchval("SELECT scopes FROM tokens WHERE token_id = $1", token_id)
     assert sorted(scopes) == ["access:servers!server=uma/lab", "users:activity!user=uma"]
     assert (await hub.call("DELETE", "/users/uma/servers/lab", token=token))[0] == 204
-    assert oauth.calls[-1] == ("unregister", "jupyterhub-user-uma-lab")
+    assert oauth.calls[-1] == ("unregister", "uma", "lab")
+
+
+async def _client(hub: SpawnHub, client_id: str) -> asyncpg.Record | None:
+    async with hub.store.pool.acquire() as conn:
+        return await conn.fetchrow("SELECT * FROM oauth_clients WHERE client_id = $1", client_id)
+
+
+async def test_the_hubs_provider_knows_a_servers_client_only_while_it_runs(
+    spawn_hub: StartHub,
+) -> None:
+    hub = await spawn_hub("serve")  # no seam handed in: the hub's own provider
+    token = await hub.user("vera")
+    assert (await hub.call("POST", "/users/vera/servers/lab", token=token))[0] == 201
+    requested = json.loads((await hub.events("server.spawn_requested"))[0]["data"])
+    client = await _client(hub, "jupyterhub-user-vera-lab")
+    assert client is not None
+    assert client["kind"] == "server"
+    assert client["redirect_uri"] == "/user/vera/lab/oauth_callback"
+    assert client["token_id"] == requested["token_id"]  # the secret is the server's token
+    assert list(client["allowed_scopes"]) == ["access:servers!server=vera/lab"]
+    assert (await hub.call("DELETE", "/users/vera/servers/lab", token=token))[0] == 204
+    assert await _client(hub, "jupyterhub-user-vera-lab") is None
+    removed = await hub.events("oauth_client.removed")
+    assert [json.loads(r["data"])["client_id"] for r in removed] == ["jupyterhub-user-vera-lab"]
+    assert "spawner" in removed[0]["actor"]
+
+
+async def test_a_failed_servers_client_is_removed(spawn_hub: StartHub) -> None:
+    hub = await spawn_hub("exit")  # the server exits at once
+    token = await hub.user("wes")
+    status, _ = await hub.call("POST", "/users/wes/server", token=token)
+    assert status == 500
+    assert await hub.event_types("oauth_client.") == [
+        "oauth_client.registered",
+        "oauth_client.removed",
+    ]
+    assert await _client(hub, "jupyterhub-user-wes") is None
+
+
+async def test_a_servers_own_token_is_not_its_users_activity(spawn_hub: StartHub) -> None:
+    hub = await spawn_hub("serve")
+    token = await hub.user("xia")
+    assert (await hub.call("POST", "/users/xia/server", token=token))[0] == 201
+    env = json.loads((hub.data_dir / "users" / "xia" / "env.json").read_text())
+    server_token = env["JUPYTERHUB_API_TOKEN"]
+
+    async def activity() -> tuple[object, object]:
+        async with hub.store.pool.acquire() as conn:
+            user = await conn.fetchval(
+                "SELECT last_activity FROM activity a JOIN users u USING (user_id)"
+                " WHERE u.name = 'xia' AND a.server_name = ''"
+            )
+            own = await conn.fetchval(
+                "SELECT last_activity FROM token_activity a JOIN servers s USING (token_id)"
+                " WHERE s.user_name = 'xia'"
+            )
+        return user, own
+
+    before, _ = await activity()  # xia's own token started the server
+    assert (await whoami(hub, server_token))[0] == 200
+    user_seen, token_seen = await activity()
+    assert user_seen == before  # the server's call is not xia's activity...
+    assert token_seen is not None  # ...but it is its token's
+    assert (await whoami(hub, await hub.user("xia")))[0] == 200  # a new token of xia's
+    user_seen, _ = await activity()
+    assert user_seen > before  # type: ignore[operator]

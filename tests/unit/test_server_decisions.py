@@ -164,3 +164,8 @@ def test_the_chp_plan_adds_missing_and_moved_routes_and_deletes_stale_ones() -> 
     assert sorted(plan.add) == ["/user/ann", "/user/bo/lab"]
     assert plan.delete == ["/user/old"]
     assert chp.plan(want, want) == chp.Plan(add={}, delete=[])
+    # CHP's own route for --default-target has no data: the hub flag is added to it; the
+    # last_activity CHP adds to every route changes nothing.
+    bare = {path: {**body, "last_activity": "2026-01-01T00:00:00Z"} for path, body in want.items()}
+    bare["/"] = {"target": "http://127.0.0.1:8081"}
+    assert chp.plan(want, bare) == chp.Plan(add={"/": want["/"]}, delete=[])
