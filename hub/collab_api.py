@@ -146,8 +146,10 @@ async def _level(
 
 
 def _refuse(grants: scopes.Grants, needed: str) -> hub_errors.HubError:
-    """403 when no collab scope is held at all, else 404 (held, not on this room)."""
-    if grants.holds(collab_access.WRITE) or grants.holds(collab_access.READ):
+    """404 when a scope that would do is held, but not on this room; else 403."""
+    enough = (collab_access.WRITE,) if needed == collab_access.WRITE else (
+        collab_access.READ, collab_access.WRITE)  # fmt: skip
+    if any(grants.holds(scope) for scope in enough):
         return hub_errors.NotFound(scopes.NOT_FOUND_MESSAGE)
     return hub_errors.Forbidden(
         f"Action is not authorized with current scopes; requires any of [{needed}]"
