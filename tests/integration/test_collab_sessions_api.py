@@ -14,6 +14,7 @@ from collab import access as room_access
 from collab import client, notebook
 from events import store
 from events.catalog import collab_sessions as session_events
+from hub import collab_api
 from tests.helpers import wait_for
 from tests.integration import browser
 from tests.integration.collab_fixtures import CollabHub, serving
@@ -72,6 +73,7 @@ async def test_a_session_runs_a_cell_asked_over_rest_and_its_output_reaches_the_
         "POST", SESSIONS, alice, json={"notebook": nb("print('hi from the kernel')")}
     )
     assert status == 201, created
+    collab_api.CollabSession.model_validate(created)  # the reply documented in the OpenAPI
     assert created["ws_url"] == f"{collab_hub.url}/collab/{created['room']}"
     assert created["state"] == "running"
     assert created["kernel_name"] == "python3"
@@ -81,6 +83,7 @@ async def test_a_session_runs_a_cell_asked_over_rest_and_its_output_reaches_the_
             "POST", f"{SESSIONS}/{created['id']}/execute", alice, json={"cell_id": "c0"}
         )
         assert status == 202, asked
+        collab_api.ExecutionAccepted.model_validate(asked)
         assert asked["status"] == "queued"
         assert asked["cell_id"] == "c0"
         await wait_for(lambda: "hi from the kernel" in stream_text(joined.doc, "c0"), timeout_s=30)
