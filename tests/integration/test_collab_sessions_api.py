@@ -11,7 +11,7 @@ import aiohttp
 import pycrdt
 
 from collab import access as room_access
-from collab import client, notebook
+from collab import client, execution, notebook
 from events import store
 from events.catalog import collab_sessions as session_events
 from hub import collab_api
@@ -329,3 +329,23 @@ async def test_collab_events_are_readable_with_read_events_collab(collab_hub: Co
     status, page = await collab_hub.api.call("GET", "/events?limit=1000", sessions_only)
     assert status == 200, page
     assert {event["type"].split(".", 1)[0] for event in page} == {"collab_session"}
+
+
+async def test_may_write_asks_the_participants_own_roles_on_the_room(
+    collab_hub: CollabHub,
+) -> None:
+    check = collab_api.may_write(collab_hub.api.store, collab_hub.rooms)
+    await collab_hub.token("alice")
+    await collab_hub.token("reader")
+    await collab_hub.token("editor")
+    await collab_hub.rooms.open("shared", creator=room_access.Participant("user", "editor", True))
+    alice = room_access.Participant("user", "alice", can_write=True)
+    await collab_hub.rooms.open("alice-room", creator=alice)
+    user = execution.Participant
+    assert await check("alice-room", user("alice"))  # the user role: write:collab!user
+    assert await check("shared", user("editor"))  # write:collab!room=shared
+    assert await check("shared", user("alice")) is False
+    assert await check("shared", user("reader")) is False  # read:collab only
+    assert await check("shared", user("nobody")) is False  # no such user
+    assert await check("shared", user("bench", "service")) is False  # no collab role
+    assert await check("shared", user("ghost", "service")) is False  # no such service
