@@ -97,7 +97,11 @@ class TokenGatekeeper:
         if secret is None:
             secret = handshake.query.get("token") or None
         caller: access.Caller | None = None
-        if secret is None and self.cookie_auth is not None and handshake.cookies:
+        if (
+            secret is None
+            and self.cookie_auth is not None
+            and sessions.COOKIE_NAME in handshake.cookies
+        ):
             if not same_origin(handshake.headers):
                 raise collab_errors.ConnectionRefused(collab_errors.FORBIDDEN, CROSS_ORIGIN)
             caller = await self.cookie_auth(handshake.cookies)
