@@ -173,12 +173,12 @@ def make_app(hub: context.Hub) -> web.Application:
         app[collab_api.SESSIONS] = hub.collab_sessions
     for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
         app.add_routes(module.routes())
-    app.add_routes(collab_api.routes())
     login.install(app, hub)  # login cookie, /hub/login, OAuth provider
     if hub.rooms is not None:
         cookie_auth = collab_access.cookie_caller(hub.store, app[identity.AUTH].cookies)
         gatekeeper = collab_access.TokenGatekeeper(hub.store, cookie_auth)
         collab_server.Endpoint(hub.rooms, gatekeeper).install(app)
+    app.add_routes(collab_api.routes())  # shared execution sessions (503 without rooms)
     return app
 
 
