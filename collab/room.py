@@ -95,6 +95,8 @@ class Room:
         self.limits = limits
         self.updates_since_snapshot = updates_since_snapshot
         self.idle_since = time.monotonic()
+        # Holders (a shared execution session) that keep the room open with nobody in it.
+        self.pins: set[object] = set()
         self.participants_hooks: list[ParticipantsHook] = []
         self._store = store
         self._announce = announce

@@ -270,6 +270,8 @@ class Rooms:
             for name, opened in list(self._rooms.items()):
                 try:
                     if not opened.connections:
+                        if opened.pins:  # a session holds it; its grace starts when unpinned
+                            continue
                         if now - opened.idle_since >= self.limits.room_grace_s:
                             await self.close(name, reason="no participant left")
                         continue

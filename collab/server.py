@@ -26,6 +26,9 @@ from collab.rooms import Rooms
 log = logging.getLogger(__name__)
 
 PATH = "/collab/{room:.+}"
+# The same endpoint under /hub/: the hub's login cookie is scoped to /hub/, so a browser page
+# joining with the cookie (no token) connects here.
+COOKIE_PATH = "/hub/collab/{room:.+}"
 # aiohttp refuses frames over this itself (close 1009); ours, smaller, gives a clearer reason.
 AIOHTTP_SLACK_BYTES = 64 * 1024
 HEARTBEAT_S = 30.0
@@ -68,7 +71,7 @@ class Endpoint:
 
     def routes(self) -> list[web.RouteDef]:
         """The routes of the endpoint."""
-        return [web.get(PATH, self.handle)]
+        return [web.get(PATH, self.handle), web.get(COOKIE_PATH, self.handle)]
 
     def install(self, app: web.Application) -> None:
         """Add the routes, and close every connection when the app shuts down (else aiohttp

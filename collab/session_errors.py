@@ -77,3 +77,20 @@ class KernelDied(KernelError, Unavailable):
 
 class KernelNotRunning(KernelError, Unavailable):
     """The kernel is not started yet, or was shut down."""
+
+
+# --- sessions bound to rooms (collab.sessions) ---------------------------------------------
+
+
+class UnknownKernel(Invalid):
+    """No kernel spec of this name is installed."""
+
+    def __init__(self, kernel_name: str, available: list[str]) -> None:
+        super().__init__(
+            f"no kernel named {kernel_name[:80]!r} is installed; available: {', '.join(available)}"
+        )
+        self.kernel_name = kernel_name
+
+
+class RoomBusy(SessionError):
+    """The room cannot take a new session (one runs there, or it holds another document)."""

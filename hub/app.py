@@ -21,6 +21,8 @@ from collab import limits as collab_limits
 from collab import persistence as collab_persistence
 from collab import rooms as collab_rooms
 from collab import server as collab_server
+from collab import session_log as collab_session_log
+from collab import sessions as collab_sessions
 from events import notify, store
 from hub import (
     access,
@@ -28,10 +30,12 @@ from hub import (
     audit,
     bootstrap,
     collab_access,
+    collab_api,
     context,
     database,
     errors,
     groups_api,
+    identity,
     login,
     openapi,
     proxy_api,
@@ -84,6 +88,7 @@ async def open_hub(
             async with (
                 runner.AsyncRunner(event_store, projections),
                 open_rooms(config, event_store, dsn, serving=serving) as rooms,
+                open_sessions(config, event_store, rooms) as sessions,
             ):
                 if not serving:
                     yield context.Hub(
@@ -102,6 +107,7 @@ async def open_hub(
                         database=config.describe_database(),
                         servers=manager,
                         rooms=rooms,
+                        collab_sessions=sessions,
                     )
                 finally:
                     await manager.close(stop_servers=config.cleanup_servers)
@@ -138,6 +144,24 @@ async def open_rooms(
         yield rooms
 
 
+@contextlib.asynccontextmanager
+async def open_sessions(
+    config: hub_settings.Settings, event_store: store.EventStore, rooms: collab_rooms.Rooms | None
+) -> AsyncIterator[collab_sessions.SessionManager | None]:
+    """Shared execution sessions on the hub's rooms, all shut down when the hub stops."""
+    if rooms is None:
+        yield None
+        return
+    async with collab_sessions.SessionManager(
+        rooms,
+        collab_session_log.StoreRecorder(event_store),
+        collab_api.may_write(event_store, rooms),
+        grace_period=config.collab_session_grace_s,
+        kernel_startup_timeout=config.collab_kernel_startup_timeout_s,
+    ) as manager:
+        yield manager
+
+
 def make_app(hub: context.Hub) -> web.Application:
     """The aiohttp application for a running hub."""
     app = web.Application(
@@ -147,6 +171,8 @@ def make_app(hub: context.Hub) -> web.Application:
     app[context.HUB] = hub
     if hub.servers is not None:
         app[servers_api.SERVER_APP] = hub.servers
+    if hub.collab_sessions is not None:
+        app[collab_api.SESSIONS] = hub.collab_sessions
     for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
         app.add_routes(module.routes())
     app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy
@@ -155,8 +181,10 @@ def make_app(hub: context.Hub) -> web.Application:
     login.install(app, hub)  # login cookie, /hub/login, OAuth provider
     app.add_routes(user_pages.routes())  # /user/... without a route, start/stop pages
     if hub.rooms is not None:
-        gatekeeper = collab_access.TokenGatekeeper(hub.store)
+        cookie_auth = collab_access.cookie_caller(hub.store, app[identity.AUTH].cookies)
+        gatekeeper = collab_access.TokenGatekeeper(hub.store, cookie_auth)
         collab_server.Endpoint(hub.rooms, gatekeeper).install(app)
+    app.add_routes(collab_api.routes())  # shared execution sessions (503 without rooms)
     return app
 
 

@@ -5,7 +5,9 @@ Events are shown in one public JSON shape (``render``). What a caller may see is
 shows ``server.*``), each everywhere or only about the users (``!user=``) and groups
 (``!group=``) it names, an event being about a user when its data names the user's id
 (``user_id``, ``user_ids`` or a role grant's ``principal``) and about a group when it names
-the group's id or one of its members.
+the group's id or one of its members. Collaboration events (``collab.*``, ``collab_session.*``,
+``read:events:collab``) name rooms and participants, not user ids, so only unfiltered scopes
+show them.
 """
 
 from __future__ import annotations

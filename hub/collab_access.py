@@ -2,9 +2,13 @@
 scopes.
 
 A connection authenticates with ``Authorization: token <t>`` (or ``bearer``), or ``?token=<t>``
-(browsers cannot set headers on a WebSocket). A browser session cookie is the third way: the
-``cookie_auth`` seam takes the handshake's cookies and returns a token secret or a ``Caller``;
-the hub's login (another part) plugs in there.
+(browsers cannot set headers on a WebSocket). A browser's hub login cookie is the third way:
+the ``cookie_auth`` seam takes the handshake's cookies and returns the ``Caller``
+(``cookie_caller`` below, on hub/sessions.py's signed cookie). A WebSocket upgrade is a GET
+that carries no XSRF token, and browsers send cookies on cross-site WebSocket upgrades, so a
+cookie is accepted only from a page of the hub's own origin: the ``Origin`` header a browser
+always sends must name the host the request was sent to (jupyter_server's and JupyterHub's
+``check_origin``); an upgrade without ``Origin`` does not come from a browser page.
 
 Rooms belong to the user who created them, so ``!user=``/``!group=`` filters reach the rooms
 of that user or of the group's members, and ``!room=<name>`` one room. As everywhere in the
@@ -15,11 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
+from urllib.parse import urlsplit
 
 from collab import access as collab_access
 from collab import errors as collab_errors
 from events import store
-from hub import access, scopes
+from hub import access, identity, scopes, sessions
 
 READ = "read:collab"
 WRITE = "write:collab"
@@ -27,6 +32,36 @@ WRITE = "write:collab"
 CookieAuth = Callable[[Mapping[str, str]], Awaitable[access.Caller | None]]
 
 Level = Literal["write", "read", "forbidden", "not_found"]
+
+CROSS_ORIGIN = (
+    "cross-origin WebSocket refused: the login cookie is only accepted from the hub's pages"
+)
+
+
+def same_origin(headers: Mapping[str, str]) -> bool:
+    """Whether a cookie-authenticated upgrade comes from the hub's own origin: pure.
+
+    No ``Origin`` (not a browser page) is allowed; otherwise its host and port must be the
+    ``Host`` the request was sent to.
+    """
+    origin = headers.get("Origin")
+    if origin is None:
+        return True
+    host = headers.get("Host")
+    if not host or origin == "null":
+        return False
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+def cookie_caller(event_store: store.EventStore, cookies: sessions.Cookies) -> CookieAuth:
+    """The ``cookie_auth`` seam on the hub's login cookie (hub/sessions.py)."""
+
+    async def resolve(jar: Mapping[str, str]) -> access.Caller | None:
+        async with event_store.pool.acquire() as conn:
+            row = await sessions.user_of(conn, cookies, jar.get(sessions.COOKIE_NAME))
+            return await identity.session_caller(conn, row) if row is not None else None
+
+    return resolve
 
 
 def decide(
@@ -62,11 +97,17 @@ class TokenGatekeeper:
         if secret is None:
             secret = handshake.query.get("token") or None
         caller: access.Caller | None = None
+        if (
+            secret is None
+            and self.cookie_auth is not None
+            and sessions.COOKIE_NAME in handshake.cookies
+        ):
+            if not same_origin(handshake.headers):
+                raise collab_errors.ConnectionRefused(collab_errors.FORBIDDEN, CROSS_ORIGIN)
+            caller = await self.cookie_auth(handshake.cookies)
         async with self.store.pool.acquire() as conn:
             if secret is not None:
                 caller = await access.authenticate(conn, secret)
-            elif self.cookie_auth is not None and handshake.cookies:
-                caller = await self.cookie_auth(handshake.cookies)
             if caller is None:
                 raise collab_errors.ConnectionRefused(
                     collab_errors.UNAUTHORIZED, access.MISSING_CREDENTIALS

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from collab import rooms as collab_rooms
+from collab import sessions as collab_sessions
 from events import store
 from hub import servers as hub_servers
 from hub import settings as hub_settings
@@ -21,6 +22,8 @@ class Hub:
     database: str
     servers: hub_servers.ServerManager | None = None
     rooms: collab_rooms.Rooms | None = None  # collaboration rooms, when the hub serves them
+    # shared execution sessions on those rooms (hub/collab_api.py)
+    collab_sessions: collab_sessions.SessionManager | None = None
 
 
 HUB = web.AppKey("hub", Hub)

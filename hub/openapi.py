@@ -19,6 +19,7 @@ from events import models
 from hub import (
     api_models,
     auth_api,
+    collab_api,
     groups_api,
     oauth_provider,
     proxy_api,
@@ -189,6 +190,37 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "patch", "/proxy", "Point the hub at another configurable-http-proxy (400 when the"
         " proxy is the built-in one)", "proxy", proxy_api.PatchBody,
+    ),
+    # Shared execution sessions (hub/collab_api.py): chronohub's own, on a room's scopes.
+    Operation(
+        "post", "/collab/sessions", "Start a shared execution session: a room holding the"
+        " notebook, and one kernel", "write:collab", collab_api.CreateSession, 201,
+        collab_api.CollabSession,
+    ),
+    Operation(
+        "get", "/collab/sessions", "The running sessions whose rooms the caller may read",
+        "read:collab", reply=collab_api.CollabSessions,
+    ),
+    Operation(
+        "get", "/collab/sessions/{session_id}", "A session's state", "read:collab",
+        reply=collab_api.CollabSession,
+    ),
+    Operation(
+        "delete", "/collab/sessions/{session_id}", "End a session (the room and its notebook"
+        " stay)", "write:collab", status=204,
+    ),
+    Operation(
+        "post", "/collab/sessions/{session_id}/execute", "Run a code cell in the shared kernel;"
+        " outputs go into the room's document", "write:collab", collab_api.ExecuteCell, 202,
+        collab_api.ExecutionAccepted,
+    ),
+    Operation(
+        "post", "/collab/sessions/{session_id}/interrupt", "Interrupt the running cell",
+        "write:collab", reply=collab_api.CollabSession,
+    ),
+    Operation(
+        "post", "/collab/sessions/{session_id}/restart", "Restart the kernel (queued requests"
+        " are aborted)", "write:collab", reply=collab_api.KernelRestarted,
     ),
 )  # fmt: skip
 

@@ -275,7 +275,7 @@ BUILTIN = Vocabulary(
             "Read the hub's event log",
             tuple(
                 f"read:events:{c}"
-                for c in ("users", "groups", "tokens", "roles", "services", "servers")
+                for c in ("users", "groups", "tokens", "roles", "services", "servers", "collab")
             ),
         ),
         _D("read:events:users", "Read the log's user events (user.*)"),
@@ -284,6 +284,16 @@ BUILTIN = Vocabulary(
         _D("read:events:roles", "Read the log's role events (role.*)"),
         _D("read:events:services", "Read the log's service events (service.*)"),
         _D("read:events:servers", "Read the log's server events (server.*)"),
+        _D(
+            "read:events:collab",
+            "Read the log's collaboration events (collab.*: rooms and who joined them;"
+            " collab_session.*: shared execution sessions, who ran which cell)",
+            ("read:events:collab_sessions",),
+        ),
+        _D(
+            "read:events:collab_sessions",
+            "Read the log's shared execution session events (collab_session.*)",
+        ),
         # chronohub's own: collaboration rooms. A room belongs to the user who created it, so
         # !user= / !group= reach the rooms of that user / of the group's members, and
         # !room=<name> one room whoever owns it.
@@ -301,6 +311,8 @@ EVENT_SCOPES: Mapping[str, str] = MappingProxyType(
         "read:events:roles": "role.",
         "read:events:services": "service.",
         "read:events:servers": "server.",
+        "read:events:collab": "collab.",
+        "read:events:collab_sessions": "collab_session.",
     }
 )
 

@@ -335,6 +335,16 @@ class Settings(BaseSettings):
         ge=1,
         description="Updates after which a room's log is compacted into a snapshot",
     )
+    # Shared execution sessions (collab/sessions.py, hub/collab_api.py)
+    collab_session_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a shared execution session's kernel runs with nobody in its"
+        " room before the session shuts down",
+    )
+    collab_kernel_startup_timeout_s: float = Field(
+        default=60.0, gt=0, description="How long a session's kernel may take to start"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -11,9 +11,9 @@ import pytest
 from aiohttp import test_utils
 
 from collab import limits as collab_limits
-from collab import persistence, rooms
+from collab import persistence, rooms, session_log, sessions
 from events import store
-from hub import app, bootstrap, context
+from hub import app, bootstrap, collab_api, context
 from hub import settings as hub_settings
 from tests.integration.api_fixtures import CONFIG, Api
 
@@ -36,6 +36,7 @@ class CollabHub:
     rooms: rooms.Rooms
     url: str
     tokens: dict[str, str] = field(default_factory=dict)
+    sessions: sessions.SessionManager | None = None
 
     async def token(self, user: str, **body: Any) -> str:
         """A token of ``user`` (created on first use), remembered per user."""
@@ -51,6 +52,7 @@ async def serving(
     limits: collab_limits.Limits | None = None,
     *,
     relay: bool = True,
+    session_grace_s: float = 60.0,
 ) -> AsyncIterator[CollabHub]:
     """The hub app and its rooms on a free port of 127.0.0.1, stopped on exit."""
     config = hub_settings.Settings(**COLLAB_CONFIG)
@@ -62,14 +64,28 @@ async def serving(
         relay=relay,
     )
     async with room_set:
-        hub = context.Hub(settings=config, store=event_store, database="test", rooms=room_set)
-        server = test_utils.TestServer(app.make_app(hub), host="127.0.0.1")
-        async with test_utils.TestClient(server) as client:
-            yield CollabHub(
-                api=Api(client, event_store),
+        manager = sessions.SessionManager(
+            room_set,
+            session_log.StoreRecorder(event_store),
+            collab_api.may_write(event_store, room_set),
+            grace_period=session_grace_s,
+        )
+        async with manager:
+            hub = context.Hub(
+                settings=config,
+                store=event_store,
+                database="test",
                 rooms=room_set,
-                url=f"ws://127.0.0.1:{server.port}",
+                collab_sessions=manager,
             )
+            server = test_utils.TestServer(app.make_app(hub), host="127.0.0.1")
+            async with test_utils.TestClient(server) as client:
+                yield CollabHub(
+                    api=Api(client, event_store),
+                    rooms=room_set,
+                    url=f"ws://127.0.0.1:{server.port}",
+                    sessions=manager,
+                )
 
 
 @pytest.fixture

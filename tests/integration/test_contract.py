@@ -51,6 +51,15 @@ NOT_IN_SPEC = {
     ("get", "/users/{name}/server"),
     ("get", "/users/{name}/server/progress"),
     ("get", "/users/{name}/servers/{server_name}/progress"),
+    # chronohub's own shared execution sessions (issue 7): tests/integration/
+    # test_collab_sessions_api.py
+    ("post", "/collab/sessions"),
+    ("get", "/collab/sessions"),
+    ("get", "/collab/sessions/{session_id}"),
+    ("delete", "/collab/sessions/{session_id}"),
+    ("post", "/collab/sessions/{session_id}/execute"),
+    ("post", "/collab/sessions/{session_id}/interrupt"),
+    ("post", "/collab/sessions/{session_id}/restart"),
 }
 # Server operations need a hub that spawns: tests/integration/test_servers.py checks them with
 # a real spawner; schemathesis (whose hub here spawns nothing) leaves them out.

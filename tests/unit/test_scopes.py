@@ -47,10 +47,18 @@ def test_the_vocabulary_is_jupyterhubs_plus_the_event_log_and_collab() -> None:
         f"read:events:{k}" for k in ("users", "groups", "tokens", "roles", "services", "servers")
     }
     collab = {"read:collab", "write:collab"}
-    assert scopes.BUILTIN.names() == {*JUPYTERHUB_SCOPES, "read:events", *kinds, *collab}
+    collab_kinds = {"read:events:collab", "read:events:collab_sessions"}
+    assert scopes.BUILTIN.names() == {
+        *JUPYTERHUB_SCOPES,
+        "read:events",
+        *kinds,
+        *collab_kinds,
+        *collab,
+    }
     assert scopes.BUILTIN["read:events"].description == "Read the hub's event log"
-    assert set(scopes.BUILTIN["read:events"].implies) == kinds
-    assert set(scopes.EVENT_SCOPES) == kinds
+    assert set(scopes.BUILTIN["read:events"].implies) == {*kinds, "read:events:collab"}
+    assert set(scopes.BUILTIN["read:events:collab"].implies) == {"read:events:collab_sessions"}
+    assert set(scopes.EVENT_SCOPES) == {*kinds, *collab_kinds}
     for name in scopes.BUILTIN.names():
         description = scopes.BUILTIN[name].description
         assert description
