@@ -8,6 +8,7 @@ import asyncio
 import os
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -20,6 +21,8 @@ from events import store
 from events.catalog import servers as server_events
 from hub import app, bootstrap, context
 from hub import settings as hub_settings
+from tests.integration.api_fixtures import CONFIG as API_CONFIG
+from tests.integration.browser import Browser, running_hub, set_password
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hub-stats" / "hub_stats.py"
 STATS_TOKEN = "hub-stats-secret-0123456789abcdef"
@@ -164,3 +167,52 @@ async def test_hub_stats_follows_the_stream_and_resumes_after_a_restart(
         await runner.cleanup()
     assert service.returncode == 0, err.decode()
     assert b"reconnecting" in err
+
+
+async def figures_until(url: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The service's figures once ``done`` holds for them (within 30 s)."""
+    async with aiohttp.ClientSession() as session:
+        async with asyncio.timeout(30):
+            while True:
+                async with session.get(url + "stats.json") as response:
+                    figures: dict[str, Any] = await response.json()
+                if done(figures):
+                    return figures
+                await asyncio.sleep(0.05)
+
+
+async def test_hub_stats_counts_people_who_log_in_and_out_through_the_hub(
+    event_store: store.EventStore,
+) -> None:
+    """Real logins through the hub's login form (user.logged_in / user.logged_out)."""
+    services = [*API_CONFIG["services"], *CONFIG["services"]]
+    roles = [*API_CONFIG["roles"], *CONFIG["roles"]]
+    async with running_hub(event_store, services=services, roles=roles) as (api, base):
+        service = await asyncio.create_subprocess_exec(
+            sys.executable, str(EXAMPLE),
+            env={**os.environ, "JUPYTERHUB_API_URL": f"{base}/hub/api",
+                 "JUPYTERHUB_API_TOKEN": STATS_TOKEN,
+                 "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:0"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert service.stdout is not None
+        browser = Browser(base)
+        try:
+            line = (await asyncio.wait_for(service.stdout.readline(), 30)).decode()
+            url = line.split(" at ", 1)[1].strip()
+            await set_password(api, "eve")
+            assert (await browser.login("eve")).status == 302
+            got = await figures_until(url, lambda f: f["logged_in_users"] == 1)
+            assert got["active_user_names"] == ["eve"]
+            assert got["active_users"] == 1
+
+            form = await browser.get("/hub/logout")
+            out = await browser.post("/hub/logout", data={"_xsrf": form.hidden("_xsrf")})
+            assert out.status in (200, 302), out.text
+            got = await figures_until(url, lambda f: f["logged_in_users"] == 0)
+            assert got["active_user_names"] == []
+        finally:
+            await browser.close()
+            service.terminate()
+            _, err = await asyncio.wait_for(service.communicate(), 30)
+    assert service.returncode == 0, err.decode()
