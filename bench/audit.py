@@ -10,7 +10,7 @@ here asserts timing. Everything stops by time and count.
 
 Measured:
 * (a) ``GET /hub/api/events?user=<name>&limit=100`` for random users, one request at a time:
-  p50/p99 ms; the same query sent alone (``history_ascending``, its subjects looked up
+  p50/p99 ms; the same query sent alone (``history_about_ascending``, its subjects looked up
   first and not timed) on one connection, as the app sends it (a prepared statement, so
   PostgreSQL's plan cache may switch to a generic plan); its ``EXPLAIN ANALYZE`` (the custom
   plan and the generic one) is printed on stderr. The log has the GIN index on ``data`` of
@@ -68,7 +68,7 @@ from bench.event_store import load_user_log, log, start_server
 SERVICE = "audit-bench"
 TOKEN_ENV = "AUDIT_BENCH_TOKEN"
 HISTORY_LIMIT = 100
-HISTORY = audit.queries["history_ascending"]
+HISTORY = audit.queries["history_about_ascending"]
 # An SSE event's id line: "id: <tx>:<position>" (the data line starts with "data: ").
 SSE_ID = re.compile(rb"^id: [0-9]+:([0-9]+)$", re.MULTILINE)
 
@@ -129,7 +129,7 @@ async def time_http(
 
 
 def history_args(allowed: list[dict[str, Any]]) -> tuple[Any, ...]:
-    """The arguments the app sends with ``history_ascending`` for ``?user=<name>&limit=100``."""
+    """The arguments the app sends with ``history_about_ascending`` for ``?user=NAME``."""
     return audit.history_args(audit.Query(limit=HISTORY_LIMIT), allowed)
 
 

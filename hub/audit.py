@@ -250,6 +250,13 @@ def history_args(query: Query, allowed: list[dict[str, Any]] | None) -> tuple[An
     )
 
 
+def history_query(query: Query, allowed: Subjects | None) -> str:
+    """The name of the SQL query that answers ``query`` about subjects ``allowed``: found
+    through the index on data first when there are subjects, in position order otherwise."""
+    direction = "descending" if query.descending else "ascending"
+    return f"history_about_{direction}" if allowed is not None else f"history_{direction}"
+
+
 async def history(
     conn: sql.Connection,
     registry: models.Registry,
@@ -266,7 +273,7 @@ async def history(
     """
     if allowed == []:
         return [], None
-    name = "history_descending" if query.descending else "history_ascending"
+    name = history_query(query, allowed)
     found: list[models.RecordedEvent] = []
     cursor = query.cursor
     for _ in range(SCAN_PAGES if permitted is not None else 1):

@@ -58,6 +58,35 @@ async def test_history_filters_and_cursor(api: Api) -> None:
     assert seen == positions
 
 
+async def test_history_about_a_user_pages_both_ways(api: Api) -> None:
+    """The subject-first queries (index on data, then order and cut): every page, oldest or
+    newest first, holds exactly that user's events, in order, none lost or repeated."""
+    token = await admin_token(api)
+    await api.call("POST", "/users", json={"usernames": ["p1", "p2"]})
+    for i in range(4):
+        await api.call("PATCH", "/users/p1", json={"admin": i % 2 == 0})
+        await api.call("PATCH", "/users/p2", json={"admin": i % 2 == 0})
+        await api.call("POST", "/users/p1/tokens", json={"note": f"t{i}"})
+    _, everything = await api.call("GET", "/events?limit=200", token=token)
+    _, about_p1 = await api.call("GET", "/events?user=p1&limit=200", token=token)
+    p1_id = about_p1[0]["data"]["user_id"]
+    expected = [e["position"] for e in everything if p1_id in json.dumps(e["data"])]
+    assert len(expected) == 9  # created, 4 admin changes, 4 tokens
+    for order, want in (("asc", expected), ("desc", expected[::-1])):
+        seen: list[int] = []
+        url: str | None = f"/hub/api/events?user=p1&order={order}&limit=2"
+        while url:
+            response = await api.client.session.get(
+                url if url.startswith("http") else str(api.client.make_url(url)),
+                headers={**PAGINATED, "Authorization": f"token {token}"},
+            )
+            page = await response.json()
+            seen += [e["position"] for e in page["items"]]
+            nxt = page["_pagination"]["next"]
+            url = nxt["url"] if nxt else None
+        assert seen == want, order
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [

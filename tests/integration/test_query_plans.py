@@ -82,12 +82,14 @@ async def test_history_about_one_user_uses_the_data_index(pool: asyncpg.Pool[Any
     await pool.execute("ANALYZE events")
     # One user's 100 events spread over 200,000, as in a real log: found by the index, not by
     # walking the log in position order.
-    subject = json.dumps({"user_id": str(uuid.UUID(hashlib.md5(b"7").hexdigest()))})
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(audit.queries["custom_plans"])
-        rows = await conn.fetch(
-            "EXPLAIN (FORMAT JSON) " + audit.queries["history_ascending"],
-            0, 100, None, None, None, None, None, None, None, None, [subject],
-        )  # fmt: skip
-    plan = json.dumps(rows[0][0])
-    assert "events_data" in plan
+    subject = {"user_id": str(uuid.UUID(hashlib.md5(b"7").hexdigest()))}
+    for query in (audit.Query(limit=100), audit.Query(limit=100, descending=True)):
+        name = audit.history_query(query, [subject])
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(audit.queries["custom_plans"])
+            rows = await conn.fetch(
+                "EXPLAIN (FORMAT JSON) " + audit.queries[name],
+                *audit.history_args(query, [subject]),
+            )
+        plan = json.dumps(rows[0][0])
+        assert "events_data" in plan, name
