@@ -87,7 +87,7 @@ bench/collab/node_modules/.package-lock.json: bench/collab/package.json bench/co
 	touch $@
 
 bench-collab: $(VENV)/.installed-bench bench/collab/node_modules/.package-lock.json
-	$(BIN)/python bench/collab.py
+	$(BIN)/python bench/collab_rooms.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
