@@ -41,7 +41,7 @@ import events.catalog  # noqa: F401 - registers the hub's events, which import v
 from events import errors as event_errors
 from events import models, sql, store, subscription
 from hub import audit, errors, progress
-from projections import catalog, rebuild
+from projections import base, catalog, rebuild
 
 queries = sql.Queries(__package__ or "hub", "events_cli.sql")
 
@@ -635,19 +635,20 @@ async def state(
             await conn.execute(f"DROP SCHEMA IF EXISTS {rebuild.ident(schema)} CASCADE")
             await conn.execute(f"CREATE SCHEMA {rebuild.ident(schema)}")
             with progress.bar(stderr) as bar:
-                for projection in catalog.ALL:
-                    # build() makes its schema afresh for each projection: build in a staging
-                    # schema and move the tables into the one the queries read. Its total
-                    # counts the events past the point too, so the bar shows none.
-                    report = progress.reporter(bar, f"replay {projection.name}", exact=False)
-                    await rebuild.build(
-                        conn, event_store, projection, staging, upto=checkpoint, progress=report
+                # Every projection in one pass over the log (each page read once). build()
+                # makes its schema afresh: build in a staging schema and move the tables into
+                # the one the queries read. Its total counts the events past the point too,
+                # so the bar shows none.
+                together = base.Together(catalog.ALL)
+                report = progress.reporter(bar, "replay all projections", exact=False)
+                await rebuild.build(
+                    conn, event_store, together, staging, upto=checkpoint, progress=report
+                )
+                for table in together.tables:
+                    await conn.execute(
+                        f"ALTER TABLE {rebuild.ident(staging)}.{rebuild.ident(table)}"
+                        f" SET SCHEMA {rebuild.ident(schema)}"
                     )
-                    for table in projection.tables:
-                        await conn.execute(
-                            f"ALTER TABLE {rebuild.ident(staging)}.{rebuild.ident(table)}"
-                            f" SET SCHEMA {rebuild.ident(schema)}"
-                        )
             await conn.execute(f"SET search_path TO {rebuild.ident(schema)}, public")
             rows = await conn.fetch(queries[f"state_{view}"], limit)
         finally:

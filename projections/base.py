@@ -68,6 +68,27 @@ class Inline:
                 await projection.apply(conn, mine)
 
 
+class Together:
+    """Several projections replayed as one: each page of the log is read once and each
+    projection applies the events it handles (``state --at`` builds them all this way, rather
+    than reading the log once per projection)."""
+
+    mode: Mode = "async"
+
+    def __init__(self, projections: Iterable[Projection]) -> None:
+        self.projections = list(projections)
+        self.name = "+".join(p.name for p in self.projections)
+        self.tables = tuple(t for p in self.projections for t in p.tables)
+        self.handles = frozenset().union(*(p.handles for p in self.projections))
+
+    async def apply(self, conn: sql.Connection, events: Sequence[models.RecordedEvent]) -> None:
+        """Apply each projection to the events it handles, in the order given."""
+        for projection in self.projections:
+            mine = [e for e in events if e.type in projection.handles]
+            if mine:
+                await projection.apply(conn, mine)
+
+
 def by_name(projections: Iterable[Projection], name: str) -> Projection:
     """The projection called ``name``; ``ProjectionError`` naming the known ones otherwise."""
     known = {p.name: p for p in projections}
