@@ -8,6 +8,7 @@ while its server is ready.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from projections import base
 queries = sql.Queries(__package__ or "projections", "servers.sql")
 
 Handler = Callable[[sql.Connection, models.RecordedEvent], Awaitable[None]]
+# Applies a run of consecutive events of one type at once.
+RunHandler = Callable[[sql.Connection, Sequence[models.RecordedEvent]], Awaitable[None]]
 
 
 def routespec(user: str, server_name: str = "") -> str:
@@ -119,10 +122,21 @@ async def _modified(conn: sql.Connection, event: models.RecordedEvent) -> None:
     )
 
 
-async def _user_renamed(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data = event.data
-    assert isinstance(data, user_events.UserRenamed)
-    await conn.execute(queries["rename_user"], data.user_id, data.name)
+def _renames(events: Sequence[models.RecordedEvent]) -> tuple[list[Any], list[str]]:
+    """The user ids and new names of a run of ``user.renamed`` events, in order."""
+    ids, names = [], []
+    for event in events:
+        data = event.data
+        assert isinstance(data, user_events.UserRenamed)
+        ids.append(data.user_id)
+        names.append(data.name)
+    return ids, names
+
+
+async def _users_renamed(conn: sql.Connection, events: Sequence[models.RecordedEvent]) -> None:
+    # One statement for a run of renames: a log (or a replay) with many of them, most of users
+    # without servers, would otherwise cost a round trip each.
+    await conn.execute(queries["rename_users"], *_renames(events))
 
 
 async def _user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
@@ -138,16 +152,22 @@ class _ByType:
     tables: tuple[str, ...]
     mode: base.Mode = "inline"
     handlers: dict[str, Handler]
+    run_handlers: dict[str, RunHandler]
 
     @property
     def handles(self) -> frozenset[str]:
         """The event types that change its tables."""
-        return frozenset(self.handlers)
+        return frozenset(self.handlers) | frozenset(self.run_handlers)
 
     async def apply(self, conn: sql.Connection, events: Sequence[models.RecordedEvent]) -> None:
-        """Apply the events one by one, in order."""
-        for event in events:
-            await self.handlers[event.type](conn, event)
+        """Apply the events in order: one by one, or a run of one type at once where a
+        run handler exists for it."""
+        for kind, run in itertools.groupby(events, key=lambda e: e.type):
+            if kind in self.run_handlers:
+                await self.run_handlers[kind](conn, list(run))
+            else:
+                for event in run:
+                    await self.handlers[kind](conn, event)
 
 
 class ServersProjection(_ByType):
@@ -165,8 +185,10 @@ class ServersProjection(_ByType):
         server_events.ServerRemoved.type: _removed,
         server_records.ServerDefined.type: _defined,
         server_records.ServerModified.type: _modified,
-        user_events.UserRenamed.type: _user_renamed,
         user_events.UserDeleted.type: _user_deleted,
+    }
+    run_handlers: dict[str, RunHandler] = {  # noqa: RUF012 - read-only after import
+        user_events.UserRenamed.type: _users_renamed,
     }
 
 
@@ -188,10 +210,10 @@ async def _route_remove(conn: sql.Connection, event: models.RecordedEvent) -> No
     await conn.execute(queries["route_remove"], data.user_id, data.server_name)
 
 
-async def _route_user_renamed(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data = event.data
-    assert isinstance(data, user_events.UserRenamed)
-    await conn.execute(queries["route_rename_user"], data.user_id, data.name)
+async def _route_users_renamed(
+    conn: sql.Connection, events: Sequence[models.RecordedEvent]
+) -> None:
+    await conn.execute(queries["route_rename_users"], *_renames(events))
 
 
 async def _route_user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
@@ -211,6 +233,8 @@ class RoutesProjection(_ByType):
         server_events.ServerStopped.type: _route_remove,
         server_events.ServerFailed.type: _route_remove,
         server_events.ServerRemoved.type: _route_remove,
-        user_events.UserRenamed.type: _route_user_renamed,
         user_events.UserDeleted.type: _route_user_deleted,
+    }
+    run_handlers: dict[str, RunHandler] = {  # noqa: RUF012 - read-only after import
+        user_events.UserRenamed.type: _route_users_renamed,
     }

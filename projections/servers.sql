@@ -37,8 +37,13 @@ VALUES ($1, $2, $3, $4, 'defined', $5::jsonb, NULL, NULL, NULL, NULL, NULL, $6);
 UPDATE servers SET display_name = $3, options = $4::jsonb, last_position = $5
  WHERE user_id = $1 AND server_name = $2;
 
--- name: rename_user
-UPDATE servers SET user_name = $2 WHERE user_id = $1;
+-- name: rename_users
+-- A run of renames ($1 user ids, $2 new names, in log order): each user's last name wins.
+UPDATE servers s SET user_name = r.name
+  FROM (SELECT DISTINCT ON (user_id) user_id, name
+          FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS r (user_id, name, n)
+         ORDER BY user_id, n DESC) r
+ WHERE s.user_id = r.user_id;
 
 -- name: forget_user
 DELETE FROM servers WHERE user_id = $1;
@@ -53,8 +58,13 @@ ON CONFLICT (routespec) DO UPDATE
 -- name: route_remove
 DELETE FROM routes WHERE user_id = $1 AND server_name = $2;
 
--- name: route_rename_user
-UPDATE routes SET user_name = $2 WHERE user_id = $1;
+-- name: route_rename_users
+-- As rename_users, for the routes.
+UPDATE routes t SET user_name = r.name
+  FROM (SELECT DISTINCT ON (user_id) user_id, name
+          FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS r (user_id, name, n)
+         ORDER BY user_id, n DESC) r
+ WHERE t.user_id = r.user_id;
 
 -- name: route_forget_user
 DELETE FROM routes WHERE user_id = $1;
