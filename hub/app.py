@@ -1,7 +1,9 @@
 """The composition root: the only place that builds pools, tasks and servers and wires packages.
 
-Shutdown runs in reverse order of the ``async with`` below: the HTTP site stops first,
-then the projection runner, the notifier, and last the pool.
+Shutdown runs in reverse order of the ``async with`` below: the proxy and the HTTP site stop
+first, then the server manager (stopping servers unless ``cleanup_servers`` is off), the shared
+execution sessions (their kernels), the collab rooms, the projection runner, the notifier, and
+last the pool.
 """
 
 from __future__ import annotations
