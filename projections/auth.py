@@ -11,15 +11,13 @@ from events import models, sql
 from events.catalog import auth as auth_events
 from events.catalog import services as service_events
 from events.catalog import users as user_events
-from projections import base, hub_model
+from projections import base
 
 queries = sql.Queries(__package__ or "projections", "auth.sql")
 
 
 async def _client_registered(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: auth_events.OAuthClientRegistered = hub_model._data(
-        event, auth_events.OAuthClientRegistered
-    )
+    data: auth_events.OAuthClientRegistered = base.payload(event, auth_events.OAuthClientRegistered)
     await conn.execute(
         queries["client_register"],
         data.client_id,
@@ -36,31 +34,31 @@ async def _client_registered(conn: sql.Connection, event: models.RecordedEvent) 
 
 
 async def _client_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data = hub_model._data(event, auth_events.OAuthClientRemoved)
+    data = base.payload(event, auth_events.OAuthClientRemoved)
     await conn.execute(queries["client_remove"], data.client_id)
 
 
 async def _code_exchanged(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: auth_events.OAuthCodeExchanged = hub_model._data(event, auth_events.OAuthCodeExchanged)
+    data: auth_events.OAuthCodeExchanged = base.payload(event, auth_events.OAuthCodeExchanged)
     await conn.execute(queries["grant_add"], data.user_id, data.client_id, sorted(data.scopes))
 
 
 async def _service_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    name = hub_model._data(event, service_events.ServiceRemoved).name
+    name = base.payload(event, service_events.ServiceRemoved).name
     await conn.execute(queries["client_forget_service"], name)
 
 
 async def _user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data = hub_model._data(event, user_events.UserDeleted)
+    data = base.payload(event, user_events.UserDeleted)
     await conn.execute(queries["client_forget_user"], data.user_id, data.name)
 
 
-class OAuthClientsProjection(hub_model._ByType):
+class OAuthClientsProjection(base.ByType):
     """``oauth_clients`` and ``oauth_grants``."""
 
     name = "oauth_clients"
     tables = ("oauth_clients", "oauth_grants")
-    handlers: dict[str, hub_model.Handler] = {  # noqa: RUF012 - read-only after import
+    handlers: dict[str, base.Handler] = {  # noqa: RUF012 - read-only after import
         auth_events.OAuthClientRegistered.type: _client_registered,
         auth_events.OAuthClientRemoved.type: _client_removed,
         auth_events.OAuthCodeExchanged.type: _code_exchanged,
@@ -70,7 +68,7 @@ class OAuthClientsProjection(hub_model._ByType):
 
 
 async def _signup_requested(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data = hub_model._data(event, auth_events.SignupRequested)
+    data = base.payload(event, auth_events.SignupRequested)
     await conn.execute(
         queries["signup_request"], data.name, data.request_id, event.recorded_at, event.position
     )
@@ -83,12 +81,12 @@ async def _signup_closed(conn: sql.Connection, event: models.RecordedEvent) -> N
     await conn.execute(queries["signup_close"], data.name, data.request_id)
 
 
-class SignupsProjection(hub_model._ByType):
+class SignupsProjection(base.ByType):
     """``signup_requests``: the requests no admin has answered yet."""
 
     name = "signups"
     tables = ("signup_requests",)
-    handlers: dict[str, hub_model.Handler] = {  # noqa: RUF012 - read-only after import
+    handlers: dict[str, base.Handler] = {  # noqa: RUF012 - read-only after import
         auth_events.SignupRequested.type: _signup_requested,
         auth_events.SignupApproved.type: _signup_closed,
         auth_events.SignupRejected.type: _signup_closed,

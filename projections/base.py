@@ -9,12 +9,17 @@ tables exactly. *Inline* projections run inside the append transaction (read-you
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Literal, Protocol
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
 
 from events import models, sql
 
 Mode = Literal["inline", "async"]
+Handler = Callable[[sql.Connection, models.RecordedEvent], Awaitable[None]]
+# Applies a run of consecutive events of one type at once.
+RunHandler = Callable[[sql.Connection, Sequence[models.RecordedEvent]], Awaitable[None]]
 
 
 class Projection(Protocol):
@@ -49,29 +54,44 @@ class ProjectionError(Exception):
     """A projection that cannot be found, rebuilt or verified."""
 
 
-class Inline:
-    """The inline projections, in the shape ``events.store.EventStore`` calls them."""
+def payload(event: models.RecordedEvent, model: type[models.Event]) -> Any:
+    """The event's payload, which the registry guarantees is a ``model``."""
+    if type(event.data) is not model:
+        raise ProjectionError(f"{event.type} at {event.position} is not a {model.__name__}")
+    return event.data
 
-    def __init__(self, projections: Iterable[Projection]) -> None:
-        self.projections = [p for p in projections if p.mode == "inline"]
-        self._types = frozenset().union(*(p.handles for p in self.projections))
 
-    def handles_any(self, types: Iterable[str]) -> bool:
-        """Whether any of ``types`` concerns an inline projection."""
-        return not self._types.isdisjoint(types)
+class ByType:
+    """A projection that applies each event with the handler registered for its type, in
+    order; a run of consecutive events of one type goes to its run handler at once, where
+    the subclass has one (one statement for the run instead of one per event)."""
+
+    name: str
+    tables: tuple[str, ...]
+    mode: Mode = "inline"
+    handlers: dict[str, Handler]
+    run_handlers: Mapping[str, RunHandler] = MappingProxyType({})
+
+    @property
+    def handles(self) -> frozenset[str]:
+        """The event types that change its tables."""
+        return frozenset(self.handlers) | frozenset(self.run_handlers)
 
     async def apply(self, conn: sql.Connection, events: Sequence[models.RecordedEvent]) -> None:
-        """Apply each inline projection to the events it handles."""
-        for projection in self.projections:
-            mine = [e for e in events if e.type in projection.handles]
-            if mine:
-                await projection.apply(conn, mine)
+        """Apply the events in order."""
+        for kind, run in itertools.groupby(events, key=lambda e: e.type):
+            if kind in self.run_handlers:
+                await self.run_handlers[kind](conn, list(run))
+            else:
+                for event in run:
+                    await self.handlers[kind](conn, event)
 
 
 class Together:
-    """Several projections replayed as one: each page of the log is read once and each
-    projection applies the events it handles (``state --at`` builds them all this way, rather
-    than reading the log once per projection)."""
+    """Several projections applied as one: each projection applies the events of a batch it
+    handles, in the order given. The inline projections run this way in the append
+    transaction; ``state --at`` replays them all this way, each page of the log read once
+    (as a scratch build, so no checkpoint is kept: hence ``async``, never run inline)."""
 
     mode: Mode = "async"
 
@@ -87,6 +107,19 @@ class Together:
             mine = [e for e in events if e.type in projection.handles]
             if mine:
                 await projection.apply(conn, mine)
+
+
+class Inline(Together):
+    """The inline projections, in the shape ``events.store.EventStore`` calls them."""
+
+    mode: Mode = "inline"
+
+    def __init__(self, projections: Iterable[Projection]) -> None:
+        super().__init__(p for p in projections if p.mode == "inline")
+
+    def handles_any(self, types: Iterable[str]) -> bool:
+        """Whether any of ``types`` concerns an inline projection."""
+        return not self.handles.isdisjoint(types)
 
 
 def by_name(projections: Iterable[Projection], name: str) -> Projection:

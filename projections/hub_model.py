@@ -10,8 +10,6 @@ tokens, role grants), so each can be rebuilt on its own.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from events import models, sql
 from events.catalog import groups as group_events
@@ -23,40 +21,14 @@ from projections import base
 
 queries = sql.Queries(__package__ or "projections", "hub_model.sql")
 
-Handler = Callable[[sql.Connection, models.RecordedEvent], Awaitable[None]]
-
-
-class _ByType:
-    """A projection that applies each event with the handler registered for its type."""
-
-    name: str
-    tables: tuple[str, ...]
-    mode: base.Mode = "inline"
-    handlers: dict[str, Handler]
-
-    @property
-    def handles(self) -> frozenset[str]:
-        """The event types that change its tables."""
-        return frozenset(self.handlers)
-
-    async def apply(self, conn: sql.Connection, events: Sequence[models.RecordedEvent]) -> None:
-        """Apply the events one by one, in order."""
-        for event in events:
-            await self.handlers[event.type](conn, event)
-
-
-def _data(event: models.RecordedEvent, model: type[models.Event]) -> Any:
-    """The event's payload, which the registry guarantees is a ``model``."""
-    if type(event.data) is not model:
-        raise base.ProjectionError(f"{event.type} at {event.position} is not a {model.__name__}")
-    return event.data
+Handler = base.Handler
 
 
 # --- groups ---------------------------------------------------------------------------------
 
 
 async def _group_created(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: group_events.GroupCreated = _data(event, group_events.GroupCreated)
+    data: group_events.GroupCreated = base.payload(event, group_events.GroupCreated)
     await conn.execute(
         queries["group_create"],
         data.group_id,
@@ -68,31 +40,35 @@ async def _group_created(conn: sql.Connection, event: models.RecordedEvent) -> N
 
 
 async def _group_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    await conn.execute(queries["group_delete"], _data(event, group_events.GroupDeleted).group_id)
+    await conn.execute(
+        queries["group_delete"], base.payload(event, group_events.GroupDeleted).group_id
+    )
 
 
 async def _members_added(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: group_events.GroupMembersAdded = _data(event, group_events.GroupMembersAdded)
+    data: group_events.GroupMembersAdded = base.payload(event, group_events.GroupMembersAdded)
     await conn.execute(queries["group_add_members"], data.group_id, data.user_ids)
 
 
 async def _members_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: group_events.GroupMembersRemoved = _data(event, group_events.GroupMembersRemoved)
+    data: group_events.GroupMembersRemoved = base.payload(event, group_events.GroupMembersRemoved)
     await conn.execute(queries["group_remove_members"], data.group_id, data.user_ids)
 
 
 async def _properties_set(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: group_events.GroupPropertiesSet = _data(event, group_events.GroupPropertiesSet)
+    data: group_events.GroupPropertiesSet = base.payload(event, group_events.GroupPropertiesSet)
     await conn.execute(
         queries["group_set_properties"], data.group_id, json.dumps(data.properties), event.position
     )
 
 
 async def _group_user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    await conn.execute(queries["group_forget_user"], _data(event, user_events.UserDeleted).user_id)
+    await conn.execute(
+        queries["group_forget_user"], base.payload(event, user_events.UserDeleted).user_id
+    )
 
 
-class GroupsProjection(_ByType):
+class GroupsProjection(base.ByType):
     """``groups`` and ``group_members``."""
 
     name = "groups"
@@ -111,7 +87,7 @@ class GroupsProjection(_ByType):
 
 
 async def _token_issued(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: token_events.TokenIssued = _data(event, token_events.TokenIssued)
+    data: token_events.TokenIssued = base.payload(event, token_events.TokenIssued)
     await conn.execute(
         queries["token_issue"],
         data.token_id,
@@ -126,19 +102,23 @@ async def _token_issued(conn: sql.Connection, event: models.RecordedEvent) -> No
 
 
 async def _token_revoked(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    await conn.execute(queries["token_revoke"], _data(event, token_events.TokenRevoked).token_id)
+    await conn.execute(
+        queries["token_revoke"], base.payload(event, token_events.TokenRevoked).token_id
+    )
 
 
 async def _token_user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    await conn.execute(queries["token_forget_user"], _data(event, user_events.UserDeleted).user_id)
+    await conn.execute(
+        queries["token_forget_user"], base.payload(event, user_events.UserDeleted).user_id
+    )
 
 
 async def _token_service_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    name = _data(event, service_events.ServiceRemoved).name
+    name = base.payload(event, service_events.ServiceRemoved).name
     await conn.execute(queries["token_forget_service"], name)
 
 
-class TokensProjection(_ByType):
+class TokensProjection(base.ByType):
     """``tokens``: metadata of the tokens that exist (revoked ones are gone)."""
 
     name = "tokens"
@@ -155,7 +135,7 @@ class TokensProjection(_ByType):
 
 
 async def _service_registered(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: service_events.ServiceRegistered = _data(event, service_events.ServiceRegistered)
+    data: service_events.ServiceRegistered = base.payload(event, service_events.ServiceRegistered)
     await conn.execute(
         queries["service_register"],
         data.name,
@@ -167,10 +147,12 @@ async def _service_registered(conn: sql.Connection, event: models.RecordedEvent)
 
 
 async def _service_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    await conn.execute(queries["service_remove"], _data(event, service_events.ServiceRemoved).name)
+    await conn.execute(
+        queries["service_remove"], base.payload(event, service_events.ServiceRemoved).name
+    )
 
 
-class ServicesProjection(_ByType):
+class ServicesProjection(base.ByType):
     """``services``."""
 
     name = "services"
@@ -185,41 +167,43 @@ class ServicesProjection(_ByType):
 
 
 async def _role_defined(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: role_events.RoleDefined = _data(event, role_events.RoleDefined)
+    data: role_events.RoleDefined = base.payload(event, role_events.RoleDefined)
     await conn.execute(
         queries["role_define"], data.name, data.description, data.scopes, event.position
     )
 
 
 async def _role_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    await conn.execute(queries["role_remove"], _data(event, role_events.RoleRemoved).name)
+    await conn.execute(queries["role_remove"], base.payload(event, role_events.RoleRemoved).name)
 
 
 async def _role_granted(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: role_events.RoleGranted = _data(event, role_events.RoleGranted)
+    data: role_events.RoleGranted = base.payload(event, role_events.RoleGranted)
     await conn.execute(queries["role_grant"], data.role, data.principal_kind, data.principal)
 
 
 async def _role_revoked(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    data: role_events.RoleRevoked = _data(event, role_events.RoleRevoked)
+    data: role_events.RoleRevoked = base.payload(event, role_events.RoleRevoked)
     await conn.execute(queries["role_revoke"], data.role, data.principal_kind, data.principal)
 
 
 async def _role_user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    await conn.execute(queries["role_forget_user"], _data(event, user_events.UserDeleted).user_id)
+    await conn.execute(
+        queries["role_forget_user"], base.payload(event, user_events.UserDeleted).user_id
+    )
 
 
 async def _role_group_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    group_id = _data(event, group_events.GroupDeleted).group_id
+    group_id = base.payload(event, group_events.GroupDeleted).group_id
     await conn.execute(queries["role_forget_group"], group_id)
 
 
 async def _role_service_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
-    name = _data(event, service_events.ServiceRemoved).name
+    name = base.payload(event, service_events.ServiceRemoved).name
     await conn.execute(queries["role_forget_service"], name)
 
 
-class RolesProjection(_ByType):
+class RolesProjection(base.ByType):
     """``roles`` and ``role_grants``."""
 
     name = "roles"

@@ -8,9 +8,8 @@ while its server is ready.
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -22,9 +21,8 @@ from projections import base
 
 queries = sql.Queries(__package__ or "projections", "servers.sql")
 
-Handler = Callable[[sql.Connection, models.RecordedEvent], Awaitable[None]]
-# Applies a run of consecutive events of one type at once.
-RunHandler = Callable[[sql.Connection, Sequence[models.RecordedEvent]], Awaitable[None]]
+Handler = base.Handler
+RunHandler = base.RunHandler
 
 
 def routespec(user: str, server_name: str = "") -> str:
@@ -145,32 +143,7 @@ async def _user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> No
     await conn.execute(queries["forget_user"], data.user_id)
 
 
-class _ByType:
-    """Applies each event with the handler registered for its type, in order."""
-
-    name: str
-    tables: tuple[str, ...]
-    mode: base.Mode = "inline"
-    handlers: dict[str, Handler]
-    run_handlers: dict[str, RunHandler]
-
-    @property
-    def handles(self) -> frozenset[str]:
-        """The event types that change its tables."""
-        return frozenset(self.handlers) | frozenset(self.run_handlers)
-
-    async def apply(self, conn: sql.Connection, events: Sequence[models.RecordedEvent]) -> None:
-        """Apply the events in order: one by one, or a run of one type at once where a
-        run handler exists for it."""
-        for kind, run in itertools.groupby(events, key=lambda e: e.type):
-            if kind in self.run_handlers:
-                await self.run_handlers[kind](conn, list(run))
-            else:
-                for event in run:
-                    await self.handlers[kind](conn, event)
-
-
-class ServersProjection(_ByType):
+class ServersProjection(base.ByType):
     """``servers``: each server's state, process and options."""
 
     name = "servers"
@@ -222,7 +195,7 @@ async def _route_user_deleted(conn: sql.Connection, event: models.RecordedEvent)
     await conn.execute(queries["route_forget_user"], data.user_id)
 
 
-class RoutesProjection(_ByType):
+class RoutesProjection(base.ByType):
     """``routes``: the proxy's table, one route per ready server."""
 
     name = "routes"
