@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from events import sql
 from hub import access, body, errors, scopes, server_rules, servers, spawner
-from hub.context import HUB
+from hub.context import HUB, Hub
 
 queries = sql.Queries(__package__ or "hub", "servers.sql")
 user_queries = sql.Queries(__package__ or "hub", "hub.sql")
@@ -228,6 +228,15 @@ async def get_server(request: web.Request) -> web.Response:
     return web.json_response(render(row, user["name"], with_state=with_state))
 
 
+async def _server_reply(
+    hub: Hub, user: Any, server_name: str, *, status: int = 200
+) -> web.Response:
+    """The server as it now stands in the read model, rendered as JupyterHub's server model."""
+    async with hub.store.pool.acquire() as conn:
+        row = await conn.fetchrow(queries["server"], user["user_id"], server_name)
+    return web.json_response(render(row, user["name"]), status=status)
+
+
 async def define_server(request: web.Request) -> web.Response:
     """``PUT /users/{name}/servers/{server_name}``: create it stopped; 201, 409 if it exists."""
     hub = request.app[HUB]
@@ -246,9 +255,7 @@ async def define_server(request: web.Request) -> web.Response:
         )
     except spawner.SpawnError as exc:
         raise _policy(exc) from None
-    async with hub.store.pool.acquire() as conn:
-        row = await conn.fetchrow(queries["server"], user["user_id"], server_name)
-    return web.json_response(render(row, user["name"]), status=201)
+    return await _server_reply(hub, user, server_name, status=201)
 
 
 async def modify_server(request: web.Request) -> web.Response:
@@ -271,9 +278,7 @@ async def modify_server(request: web.Request) -> web.Response:
         )
     except spawner.SpawnError as exc:
         raise _policy(exc) from None
-    async with hub.store.pool.acquire() as conn:
-        row = await conn.fetchrow(queries["server"], user["user_id"], server_name)
-    return web.json_response(render(row, user["name"]))
+    return await _server_reply(hub, user, server_name)
 
 
 async def progress(request: web.Request) -> web.StreamResponse:
