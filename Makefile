@@ -49,10 +49,10 @@ integration: $(VENV)/.installed-dev $(NODE_TEST_CLIENTS)
 	$(BIN)/pytest tests/integration
 
 bench-events: $(VENV)/.installed-bench
-	$(BIN)/python bench/event_store.py
+	$(BIN)/python -m bench.event_store
 
 bench-audit: $(VENV)/.installed-bench
-	$(BIN)/python bench/audit.py
+	$(BIN)/python -m bench.audit
 
 # configurable-http-proxy, which the JupyterHub that bench-api measures starts (node >= 20)
 bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json
@@ -60,7 +60,7 @@ bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.jso
 	touch $@
 
 bench-api: $(VENV)/.installed-bench bench/node_modules/.package-lock.json
-	$(BIN)/python bench/rest_api.py
+	$(BIN)/python -m bench.rest_api
 
 # JupyterLab's notebook model (@jupyter/ydoc) for the shared-execution interop tests (node >= 20)
 tests/node/ydoc/node_modules/.package-lock.json: tests/node/ydoc/package.json tests/node/ydoc/package-lock.json
@@ -74,7 +74,7 @@ tests/node/chp/node_modules/.package-lock.json: tests/node/chp/package.json test
 
 # spawn overhead and proxy throughput beside JupyterHub and configurable-http-proxy
 bench-spawn: $(VENV)/.installed-bench bench/node_modules/.package-lock.json
-	$(BIN)/python bench/spawn_proxy.py
+	$(BIN)/python -m bench.spawn_proxy
 
 # Real Yjs clients (yjs, y-websocket, ws) that the collab interop tests run (node >= 20)
 $(YJS_CLIENTS): tests/node/yjs/package.json tests/node/yjs/package-lock.json
@@ -82,12 +82,12 @@ $(YJS_CLIENTS): tests/node/yjs/package.json tests/node/yjs/package-lock.json
 	touch $@
 
 # The collab benchmark's Node peer (@y/websocket-server) and its client driver (ws, yjs)
-bench/collab/node_modules/.package-lock.json: bench/collab/package.json bench/collab/package-lock.json
-	npm ci --prefix bench/collab --no-audit --no-fund
+bench/collab_node/node_modules/.package-lock.json: bench/collab_node/package.json bench/collab_node/package-lock.json
+	npm ci --prefix bench/collab_node --no-audit --no-fund
 	touch $@
 
-bench-collab: $(VENV)/.installed-bench bench/collab/node_modules/.package-lock.json
-	$(BIN)/python bench/collab_rooms.py
+bench-collab: $(VENV)/.installed-bench bench/collab_node/node_modules/.package-lock.json
+	$(BIN)/python -m bench.collab
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

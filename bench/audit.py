@@ -55,16 +55,14 @@ import asyncpg
 from aiohttp import web
 
 import events.catalog  # noqa: F401 - registers the hub's events
+from bench.event_store import load_user_log, log, start_server
 from events import models, store
 from events.catalog import users as user_events
 from hub import app, audit, database, events_cli
 from hub import settings as hub_settings
 from projections import rebuild, users
 
-if __package__ in (None, ""):  # run as a script (``python bench/audit.py``): find ``bench``
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.event_store import load_user_log, log, start_server
-
+ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "audit-bench"
 TOKEN_ENV = "AUDIT_BENCH_TOKEN"
 HISTORY_LIMIT = 100
@@ -366,7 +364,8 @@ async def bench_fanout(
     url = f"{base}/hub/api/events/stream?after={head}"
     child = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(Path(__file__).resolve()),
+        "-m",
+        "bench.audit",
         "--follow",
         url,
         "--followers",
@@ -376,6 +375,7 @@ async def bench_fanout(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, TOKEN_ENV: token},
+        cwd=ROOT,
     )
     assert child.stdin is not None
     assert child.stdout is not None

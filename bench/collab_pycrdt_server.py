@@ -1,6 +1,6 @@
 """The Python peer of the collaboration benchmark: pycrdt-websocket's server on ``websockets``.
 
-Run by ``bench/collab_rooms.py`` as ``python bench/collab_pycrdt_server.py <port>``. Rooms are kept
+Run by ``bench/collab.py`` as ``python bench/collab_pycrdt_server.py <port>``. Rooms are kept
 when their last client leaves (``auto_clean_rooms=False``), so idle rooms stay loaded as the
 Node server and chronohub keep them. The channel adapter maps a ``websockets`` connection onto
 pycrdt's ``Channel`` protocol (pycrdt-websocket ships adapters for ASGI and Django only).

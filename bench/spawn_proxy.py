@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import rest_api as common  # bench/rest_api.py: servers, stopping, readiness
+
+from bench import rest_api as common  # servers, stopping, readiness
 
 BENCH_DIR = Path(__file__).resolve().parent
 TINY_SERVER = BENCH_DIR / "tiny_server.py"

@@ -11,10 +11,10 @@ The servers, one after the other (the machine has 2 cores; the driver needs one)
   raised (``CHRONOHUB_COLLAB_RATE_PER_S``/``_BURST``): a burst writer is a flood by design.
 * pycrdt-websocket 0.16 (``bench/collab_pycrdt_server.py``): ``WebsocketServer`` on the
   ``websockets`` package, asyncio, no store.
-* the Node reference server, ``@y/websocket-server`` 0.1.1 (``bench/collab/package.json``),
+* the Node reference server, ``@y/websocket-server`` 0.1.1 (``bench/collab_node/package.json``),
   no persistence.
 
-The driver (``bench/collab/driver.mjs``, Node, the same for all three):
+The driver (``bench/collab_node/driver.mjs``, Node, the same for all three):
 
 * fan-out: one writer sends a burst of ``--updates`` one-element Y.Array pushes into a room
   with N-1 readers (N = 2, 16, 64); deliveries/s = update frames received by the readers
@@ -51,7 +51,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
-NODE_DIR = ROOT / "bench" / "collab"
+NODE_DIR = ROOT / "bench" / "collab_node"
 DRIVER = NODE_DIR / "driver.mjs"
 NODE_SERVER = NODE_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
 PYCRDT_SERVER = ROOT / "bench" / "collab_pycrdt_server.py"

@@ -1,4 +1,4 @@
-// The collaboration benchmark's client driver (bench/collab_rooms.py runs it): the same driver for
+// The collaboration benchmark's client driver (bench/collab.py runs it): the same driver for
 // every server. Prints one JSON line. Loopback only; every phase stops by count and deadline.
 //
 //   node driver.mjs fanout  <room-url> <clients> <updates>   1 writer, clients-1 readers: a burst
