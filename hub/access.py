@@ -222,6 +222,12 @@ class ActivityRecorder:
         self._last[token_id] = now
         return True
 
+    async def record_browser(self, pool: Any, user_id: UUID) -> None:
+        """Write the activity of a user signed in with the login cookie, if it is due
+        (JupyterHub counts a browser's requests to the hub as its user's activity)."""
+        if self.due(f"browser:{user_id}"):
+            await pool.execute(queries["activity_touch"], user_id, "", datetime.now(UTC))
+
     async def record(self, conn: sql.Connection, caller: Caller) -> None:
         """Write the activity of ``caller``'s token (and user) if it is due."""
         if not self.due(caller.token_id):
@@ -232,6 +238,9 @@ class ActivityRecorder:
             await conn.execute(
                 queries["activity_touch_unless_server_token"], caller.user_id, caller.token_id, now
             )
+
+
+ACTIVITY = web.AppKey("chronohub.activity", ActivityRecorder)
 
 
 def middleware(recorder: ActivityRecorder) -> Any:

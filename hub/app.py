@@ -166,11 +166,13 @@ async def open_sessions(
 
 def make_app(hub: context.Hub) -> web.Application:
     """The aiohttp application for a running hub."""
+    activity = access.ActivityRecorder()
     app = web.Application(
-        middlewares=[errors.middleware, access.middleware(access.ActivityRecorder())],
+        middlewares=[errors.middleware, access.middleware(activity)],
         client_max_size=MAX_BODY_BYTES,
     )
     app[context.HUB] = hub
+    app[access.ACTIVITY] = activity
     if hub.servers is not None:
         app[servers_api.SERVER_APP] = hub.servers
     if hub.collab_sessions is not None:

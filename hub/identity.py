@@ -103,6 +103,10 @@ def middleware() -> Any:
             ):
                 await sessions.check_xsrf(request, request.app[AUTH].cookies)
             request[access.REQUEST_CALLER] = caller
+            if caller.user_id is not None:
+                await request.app[access.ACTIVITY].record_browser(
+                    request.app[HUB].store.pool, caller.user_id
+                )
         return await handler(request)
 
     return cookie_session

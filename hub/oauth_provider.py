@@ -423,6 +423,7 @@ async def _token(request: web.Request) -> web.Response:
             expires_in=expires_in,
             now=datetime.now(UTC),
             metadata=metadata,
+            oauth_client=client.client_id,
         )
         await session.append(
             auth_events.code_stream(taken["code_id"]),

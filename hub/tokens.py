@@ -57,10 +57,12 @@ async def issue(
     now: datetime,
     metadata: models.Metadata,
     secret: str | None = None,
+    oauth_client: str | None = None,
 ) -> Issued:
     """Append ``token.issued`` and store the secret's hash, in the session's transaction.
 
     ``secret`` is for tokens given in configuration; otherwise a new one is made.
+    ``oauth_client`` names the OAuth client a token is issued to by the provider.
     """
     token_id = new_token_id()
     secret = secret or new_secret()
@@ -76,6 +78,7 @@ async def issue(
                 scopes=scopes,
                 note=note,
                 expires_at=expires_at,
+                oauth_client=oauth_client,
             )
         ],
         expected=store.NO_STREAM,

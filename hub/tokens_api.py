@@ -46,7 +46,7 @@ def render(row: Any, user: str) -> dict[str, Any]:
         "last_activity": users_api.iso(row["last_activity"]),
         "expires_at": users_api.iso(row["expires_at"]),
         "session_id": None,
-        "oauth_client": "JupyterHub",
+        "oauth_client": row["oauth_client_name"] or "JupyterHub",
     }
 
 
@@ -141,7 +141,11 @@ async def _requested_scopes(conn: sql.Connection, command: IssueToken) -> list[s
 
 
 async def revoke_token(request: web.Request) -> web.Response:
-    """``DELETE /users/{name}/tokens/{token_id}``: 204; it stops working at once."""
+    """``DELETE /users/{name}/tokens/{token_id}``: 204; it stops working at once.
+
+    A token issued through OAuth takes the user's other tokens of the same client along (the
+    client's access is revoked), as in JupyterHub.
+    """
     hub = request.app[HUB]
     name, token_id = request.match_info["name"], request.match_info["token_id"]
     async with hub.store.session() as session:
@@ -151,11 +155,19 @@ async def revoke_token(request: web.Request) -> web.Response:
         row = await conn.fetchrow(queries["user_token"], owner["user_id"], token_id)
         if row is None:
             raise errors.NotFound(f"No such token: {token_id}")
-        await session.append(
-            token_events.stream_id(token_id),
-            [token_events.TokenRevoked(token_id=token_id)],
-            metadata=access.event_metadata(request, caller),
-        )
+        revoked = [token_id]
+        if row["oauth_client"] is not None:
+            same_client = await conn.fetch(
+                queries["user_client_tokens"], owner["user_id"], row["oauth_client"]
+            )
+            revoked = [r["token_id"] for r in same_client]
+        metadata = access.event_metadata(request, caller)
+        for each in revoked:
+            await session.append(
+                token_events.stream_id(each),
+                [token_events.TokenRevoked(token_id=each)],
+                metadata=metadata,
+            )
     return web.Response(status=204)
 
 

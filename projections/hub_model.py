@@ -4,7 +4,7 @@ Their events are few (admin actions), so each is applied with one statement; wha
 is that they are in the append transaction, so a token works, or stops working, the
 moment its append returns. Each projection writes only its own tables: when a user, group
 or service goes, each projection that refers to it handles that event itself (memberships,
-tokens, role grants), so each can be rebuilt on its own.
+tokens, role grants; an OAuth client's tokens), so each can be rebuilt on its own.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from events import models, sql
+from events.catalog import auth as auth_events
 from events.catalog import groups as group_events
 from events.catalog import roles as role_events
 from events.catalog import services as service_events
@@ -98,6 +99,7 @@ async def _token_issued(conn: sql.Connection, event: models.RecordedEvent) -> No
         data.expires_at,
         event.recorded_at,
         event.position,
+        data.oauth_client,
     )
 
 
@@ -118,6 +120,11 @@ async def _token_service_removed(conn: sql.Connection, event: models.RecordedEve
     await conn.execute(queries["token_forget_service"], name)
 
 
+async def _token_client_removed(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    client_id = base.payload(event, auth_events.OAuthClientRemoved).client_id
+    await conn.execute(queries["token_forget_client"], client_id)
+
+
 class TokensProjection(base.ByType):
     """``tokens``: metadata of the tokens that exist (revoked ones are gone)."""
 
@@ -128,6 +135,7 @@ class TokensProjection(base.ByType):
         token_events.TokenRevoked.type: _token_revoked,
         user_events.UserDeleted.type: _token_user_deleted,
         service_events.ServiceRemoved.type: _token_service_removed,
+        auth_events.OAuthClientRemoved.type: _token_client_removed,
     }
 
 

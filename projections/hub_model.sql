@@ -24,8 +24,9 @@ UPDATE groups SET properties = $2::jsonb, last_position = $3 WHERE group_id = $1
 DELETE FROM group_members WHERE user_id = $1;
 
 -- name: token_issue
-INSERT INTO tokens (token_id, user_id, service, scopes, note, expires_at, created, last_position)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+INSERT INTO tokens (token_id, user_id, service, scopes, note, expires_at, created, last_position,
+                    oauth_client)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
 -- name: token_revoke
 DELETE FROM tokens WHERE token_id = $1;
@@ -44,6 +45,10 @@ DELETE FROM services WHERE name = $1;
 
 -- name: token_forget_service
 DELETE FROM tokens WHERE service = $1;
+
+-- name: token_forget_client
+-- An OAuth client removed takes the tokens issued to it along (JupyterHub cascades too).
+DELETE FROM tokens WHERE oauth_client = $1;
 
 -- name: role_define
 INSERT INTO roles (name, description, scopes, last_position)

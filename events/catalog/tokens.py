@@ -23,6 +23,11 @@ class TokenIssued(models.Event):
     scopes: list[str]
     note: str | None = Field(default=None, max_length=1000)
     expires_at: datetime | None = None
+    oauth_client: str | None = Field(
+        default=None,
+        max_length=255,
+        description="The OAuth client it was issued to (none for tokens issued by the API)",
+    )
 
 
 class TokenRevoked(models.Event):

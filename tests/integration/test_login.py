@@ -92,6 +92,27 @@ async def test_login_sets_a_signed_httponly_samesite_cookie_that_authenticates_t
     assert PASSWORD not in str(password_set)
 
 
+async def test_a_signed_in_browser_counts_as_its_users_activity(
+    hub: tuple[Api, str], browser: Browser
+) -> None:
+    """As in JupyterHub, a user using the hub in a browser is active (the idle culler's
+    ``--cull-users`` must not remove them); the first request writes it, later ones within
+    the activity resolution do not write again."""
+    api, _ = hub
+    await set_password(api, "alice")
+    status, before = await api.call("GET", "/users/alice")
+    assert status == 200
+    assert before["last_activity"] is None
+    assert (await browser.login("alice")).status == 302
+    assert (await browser.get("/hub/home")).status == 200
+    status, after = await api.call("GET", "/users/alice")
+    assert after["last_activity"] is not None
+    assert after["last_activity"] >= after["created"]
+    assert (await browser.get("/hub/home")).status == 200
+    status, again = await api.call("GET", "/users/alice")
+    assert again["last_activity"] == after["last_activity"]
+
+
 async def test_wrong_password_and_unknown_user_are_refused_alike_and_logged(
     hub: tuple[Api, str], browser: Browser, pool: asyncpg.Pool[Any]
 ) -> None:

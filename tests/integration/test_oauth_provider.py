@@ -383,3 +383,77 @@ async def test_server_clients_for_the_spawner(
     gone = await alice.get(authorize_url(client_id, redirect_uri=redirect))
     assert gone.status == 400
     assert "Unknown OAuth client" in gone.text
+
+
+async def test_an_oauth_token_names_its_client_and_is_revoked_with_the_clients_others(
+    hub: tuple[Api, str], alice: Browser, pool: asyncpg.Pool[Any]
+) -> None:
+    """As in JupyterHub: revoking one token of an OAuth client revokes the user's access
+    through that client (all its tokens), and nothing else."""
+    api, _ = hub
+    issued = []
+    for _ in range(2):
+        verifier, challenge = pkce()
+        status, reply = await exchange(
+            alice, code=await get_code(alice, challenge), code_verifier=verifier
+        )
+        assert status == 200, reply
+        issued.append(reply["access_token"])
+    status, plain = await api.call("POST", "/users/alice/tokens", json={"note": "plain"})
+    assert status == 201, plain
+    status, listed = await api.call("GET", "/users/alice/tokens")
+    assert status == 200
+    clients = sorted(t["oauth_client"] for t in listed["api_tokens"])
+    assert clients == ["JupyterHub", "Service whoami", "Service whoami"], listed
+    oauth_ids = [t["id"] for t in listed["api_tokens"] if t["oauth_client"] != "JupyterHub"]
+
+    assert (await api.call("DELETE", f"/users/alice/tokens/{oauth_ids[0]}"))[0] == 204
+    for token in issued:
+        assert (await api.call("GET", "/user", token=token))[0] == 403
+    status, me = await api.call("GET", "/user", token=plain["token"])
+    assert status == 200, me
+    status, listed = await api.call("GET", "/users/alice/tokens")
+    assert [t["id"] for t in listed["api_tokens"]] == [plain["id"]]
+    revoked = await pool.fetch(
+        "SELECT data->>'token_id' AS token_id, metadata->'actor'->>'name' AS actor"
+        " FROM events WHERE event_type = 'token.revoked' ORDER BY global_position"
+    )
+    assert sorted(r["token_id"] for r in revoked) == sorted(oauth_ids)
+    assert {r["actor"] for r in revoked} == {"bench"}  # the admin service the fixture calls as
+
+
+async def test_removing_a_client_revokes_the_tokens_issued_to_it(
+    hub: tuple[Api, str], alice: Browser, event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    """A server's client goes when the server stops (JupyterHub deletes it, and its tokens
+    with it): a browser's token for the old server must not outlive it."""
+    api, _ = hub
+    status, server_token = await api.call("POST", "/users/alice/tokens", json={"note": "server"})
+    assert status == 201
+    client_id = await oauth_clients.register_server_client(
+        event_store, user="alice", server_name="", redirect_uri=None, token_id=server_token["id"]
+    )
+    verifier, challenge = pkce()
+    redirect = "/user/alice/oauth_callback"
+    page = await alice.get(
+        authorize_url(
+            client_id, redirect_uri=redirect, code_challenge=challenge, code_challenge_method="S256"
+        )
+    )
+    code = parse_qs(urlsplit(page.location or "").query)["code"][0]
+    status, reply = await exchange(
+        alice,
+        code=code,
+        code_verifier=verifier,
+        client_id=client_id,
+        client_secret=server_token["token"],
+        redirect_uri=redirect,
+    )
+    assert status == 200, reply
+    assert (await api.call("GET", "/user", token=reply["access_token"]))[0] == 200
+
+    assert await oauth_clients.remove_server_client(event_store, user="alice", server_name="")
+    assert (await api.call("GET", "/user", token=reply["access_token"]))[0] == 403
+    assert await count(pool, "SELECT count(*) FROM tokens WHERE oauth_client IS NOT NULL") == 0
+    # The server's own API token is not an OAuth token of that client: it stays.
+    assert (await api.call("GET", "/user", token=server_token["token"]))[0] == 200
