@@ -20,7 +20,7 @@ from uuid import UUID
 from aiohttp import web
 
 from events import models, sql
-from hub import errors, roles, scopes, tokens
+from hub import client_address, errors, roles, scopes, tokens
 from hub.context import HUB
 from hub.errors import Handler
 
@@ -190,13 +190,19 @@ async def check_token_request(conn: sql.Connection, owner: Any, requested: list[
         raise errors.BadRequest(str(exc)) from None
 
 
+def request_metadata(request: web.Request, actor: models.Actor) -> models.Metadata:
+    """The metadata of the events ``request`` causes on behalf of ``actor``: its request id
+    and the client's address (through the trusted proxies)."""
+    return models.Metadata(
+        actor=actor,
+        request_id=request.headers.get("X-Request-Id"),
+        client_address=client_address.of(request),
+    )
+
+
 def event_metadata(request: web.Request, caller: Caller) -> models.Metadata:
     """Who made this request, for the events it causes."""
-    return models.Metadata(
-        actor=models.Actor(kind=caller.kind, name=caller.name),
-        request_id=request.headers.get("X-Request-Id"),
-        client_address=request.remote,
-    )
+    return request_metadata(request, models.Actor(kind=caller.kind, name=caller.name))
 
 
 class ActivityRecorder:

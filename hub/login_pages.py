@@ -26,6 +26,8 @@ from events.catalog import auth as auth_events
 from events.catalog import names
 from events.catalog import users as user_events
 from hub import (
+    access,
+    client_address,
     errors,
     identity,
     login_throttle,
@@ -45,11 +47,7 @@ _NAME = TypeAdapter(names.Name)
 
 
 def _metadata(request: web.Request, actor: models.Actor = LOGIN) -> models.Metadata:
-    return models.Metadata(
-        actor=actor,
-        request_id=request.headers.get("X-Request-Id"),
-        client_address=request.remote,
-    )
+    return access.request_metadata(request, actor)
 
 
 def _login_page(
@@ -99,21 +97,18 @@ async def login(request: web.Request) -> web.StreamResponse:
             request, status=400, error="Username and password are required", username=username
         )
     now = datetime.now(UTC)
+    address = client_address.of(request)
     async with hub.store.pool.acquire() as conn:
-        refusal = await login_throttle.refusal(conn, username, request.remote, now, auth.limits)
+        refusal = await login_throttle.refusal(conn, username, address, now, auth.limits)
         if refusal is not None:
-            log.warning(
-                "login refused (%s) for %r from %s", refusal.reason, username, request.remote
-            )
+            log.warning("login refused (%s) for %r from %s", refusal.reason, username, address)
             response = _login_page(request, status=429, error=refusal.message, username=username)
             response.headers["Retry-After"] = str(refusal.retry_after_s)
             return response
         try:
             found = await auth.authenticator.authenticate(conn, username, password)
         except LoginFailed as failure:
-            locked = await login_throttle.record_failure(
-                conn, username, request.remote, now, auth.limits
-            )
+            locked = await login_throttle.record_failure(conn, username, address, now, auth.limits)
             await _failed(request, conn, username, failure.reason)
             message = failure.message
             if locked:

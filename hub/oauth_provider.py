@@ -38,7 +38,7 @@ from pydantic import BaseModel
 
 from events import models, sql
 from events.catalog import auth as auth_events
-from hub import identity, oauth_clients, pages, scopes, sessions, tokens
+from hub import access, identity, oauth_clients, pages, scopes, sessions, tokens
 from hub.context import HUB
 
 queries = sql.Queries(__package__ or "hub", "auth.sql")
@@ -322,15 +322,9 @@ async def _issue_code(
                 )
             ],
             expected=0,
-            metadata=_metadata(request, models.Actor(kind="user", name=user["name"])),
+            metadata=access.request_metadata(request, models.Actor(kind="user", name=user["name"])),
         )
     return code
-
-
-def _metadata(request: web.Request, actor: models.Actor) -> models.Metadata:
-    return models.Metadata(
-        actor=actor, request_id=request.headers.get("X-Request-Id"), client_address=request.remote
-    )
 
 
 # --- token -----------------------------------------------------------------------------------
@@ -412,7 +406,7 @@ async def _token(request: web.Request) -> web.Response:
         if client.kind == "service"
         else models.Actor(kind="user", name=taken["user_name"])
     )
-    metadata = _metadata(request, actor)
+    metadata = access.request_metadata(request, actor)
     async with hub.store.session() as session:
         issued = await tokens.issue(
             session,

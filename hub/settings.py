@@ -7,12 +7,21 @@ else an embedded PostgreSQL in ``data_dir``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +31,13 @@ from pydantic_settings import (
 
 CONFIG_ENV = "CHRONOHUB_CONFIG"
 DEFAULT_CONFIG = Path("chronohub.toml")
+
+
+# Where the hub's own proxy connects from (it runs beside the hub).
+LOOPBACK: tuple[IPvAnyNetwork, ...] = (
+    ipaddress.IPv4Network("127.0.0.0/8"),
+    ipaddress.IPv6Network("::1/128"),
+)
 
 
 class ServiceConfig(BaseModel):
@@ -216,6 +232,11 @@ class Settings(BaseSettings):
     )
     login_address_max_failures: int = Field(
         default=20, ge=1, description="Failed logins from one address per window before 429s"
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: list(LOOPBACK),
+        description="Addresses whose X-Forwarded-For is believed when finding a request's "
+        "client (the hub's proxy runs on loopback); [] believes no one",
     )
     oauth_code_expires_in_seconds: int = Field(
         default=300, ge=1, le=3600, description="Lifetime of an OAuth authorization code"

@@ -45,9 +45,11 @@ class Page:
 class Browser:
     """A cookie-keeping HTTP client; ``base`` is ``http://host:port``."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, headers: dict[str, str] | None = None) -> None:
         self.base = base
-        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), headers=headers
+        )
 
     async def close(self) -> None:
         await self.session.close()
