@@ -33,6 +33,9 @@ STATE_COOKIE = "chronohub-oauth-state"
 STATE_MAX_AGE_S = 600
 CALLBACK_PATH = "/hub/oauth_callback"
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=30)
+# GitHub lists a user's organisations 100 a page at most; 10 pages is more than anyone has.
+ORGS_PER_PAGE = 100
+ORG_PAGES = 10
 
 
 class UpstreamError(LoginFailed):
@@ -159,6 +162,10 @@ class OAuthAuthenticator:
         return access_token
 
     async def _get_json(self, url: str, token: str) -> Any:
+        return (await self._get_page(url, token))[0]
+
+    async def _get_page(self, url: str, token: str) -> tuple[Any, str | None]:
+        """The JSON at ``url`` and the next page's URL (``Link: <…>; rel="next"``), if any."""
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         async with (
             aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http,
@@ -167,9 +174,11 @@ class OAuthAuthenticator:
             if response.status != 200:
                 raise UpstreamError(f"{url} answered {response.status}")
             try:
-                return await response.json(content_type=None)
+                body = await response.json(content_type=None)
             except ValueError:
                 raise UpstreamError(f"{url} did not answer JSON") from None
+            following = response.links.get("next")
+            return body, str(following["url"]) if following and "url" in following else None
 
     def _username(self, user: Any) -> str:
         claim = self.config.username_claim or "preferred_username"
@@ -184,8 +193,19 @@ class OAuthAuthenticator:
         if name in {n.lower() for n in self.config.allowed_users}:
             return True
         if self.config.allowed_organizations and self.config.preset == "github":
-            orgs = await self._get_json(urljoin(self.config.userdata_url or "", "user/orgs"), token)
-            return member_of(orgs, self.config.allowed_organizations)
+            return await self._in_allowed_organization(token)
+        return False
+
+    async def _in_allowed_organization(self, token: str) -> bool:
+        """Whether GitHub's ``GET /user/orgs`` (every page of it) names an allowed one."""
+        orgs_url = urljoin(self.config.userdata_url or "", "user/orgs")
+        url: str | None = add_params_to_uri(orgs_url, [("per_page", str(ORGS_PER_PAGE))])
+        for _ in range(ORG_PAGES):
+            if url is None:
+                break
+            orgs, url = await self._get_page(url, token)
+            if member_of(orgs, self.config.allowed_organizations):
+                return True
         return False
 
 
