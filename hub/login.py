@@ -6,7 +6,16 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from hub import auth_api, authenticators, context, identity, login_pages, oauth_provider, sessions
+from hub import (
+    auth_api,
+    authenticators,
+    context,
+    identity,
+    login_pages,
+    oauth_provider,
+    sessions,
+    token_page,
+)
 from hub.login_throttle import Limits
 
 
@@ -38,5 +47,5 @@ def install(app: web.Application, hub: context.Hub) -> None:
     """
     app[identity.AUTH] = build(hub)
     app.middlewares.append(identity.middleware())
-    for module in (login_pages, oauth_provider, auth_api):
+    for module in (login_pages, oauth_provider, auth_api, token_page):
         app.add_routes(module.routes())

@@ -83,9 +83,18 @@ async def get_token(request: web.Request) -> web.Response:
 
 async def issue_token(request: web.Request) -> web.Response:
     """``POST /users/{name}/tokens``: 201 with the token, shown this once."""
-    hub = request.app[HUB]
-    name = request.match_info["name"]
     command = await body.parse(request, IssueToken, allow_empty=True)
+    row, secret = await issue(request, request.match_info["name"], command)
+    reply = render(row, request.match_info["name"])
+    reply["token"] = secret
+    return web.json_response(reply, status=201)
+
+
+async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[Any, str]:
+    """Issue a token to user ``name`` as the request's caller asks: its row and its secret.
+
+    Raises ``errors.HubError`` (with JupyterHub's messages) for what may not be issued."""
+    hub = request.app[HUB]
     limit = hub.settings.token_expires_in_max_seconds
     if limit and (command.expires_in is None or command.expires_in > limit):
         raise errors.BadRequest(f"expires_in must be at most {limit} seconds")
@@ -111,9 +120,7 @@ async def issue_token(request: web.Request) -> web.Response:
             metadata=access.event_metadata(request, caller),
         )
         row = await conn.fetchrow(queries["user_token"], owner["user_id"], issued.token_id)
-    reply = render(row, name)
-    reply["token"] = issued.secret
-    return web.json_response(reply, status=201)
+    return row, issued.secret
 
 
 def _default_note(caller: access.Caller, owner: str) -> str:
@@ -146,8 +153,14 @@ async def revoke_token(request: web.Request) -> web.Response:
     A token issued through OAuth takes the user's other tokens of the same client along (the
     client's access is revoked), as in JupyterHub.
     """
+    await revoke(request, request.match_info["name"], request.match_info["token_id"])
+    return web.Response(status=204)
+
+
+async def revoke(request: web.Request, name: str, token_id: str) -> None:
+    """Revoke user ``name``'s token ``token_id`` (and, for an OAuth token, the user's other
+    tokens of its client) as the request's caller; ``errors.HubError`` if it may not."""
     hub = request.app[HUB]
-    name, token_id = request.match_info["name"], request.match_info["token_id"]
     async with hub.store.session() as session:
         conn = session.conn
         caller = await access.require(request, conn, ["tokens"], scopes.Filter.user(name))
@@ -168,7 +181,6 @@ async def revoke_token(request: web.Request) -> web.Response:
                 [token_events.TokenRevoked(token_id=each)],
                 metadata=metadata,
             )
-    return web.Response(status=204)
 
 
 def routes() -> list[web.RouteDef]:
