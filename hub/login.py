@@ -7,6 +7,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from hub import (
+    admin_page,
     auth_api,
     authenticators,
     context,
@@ -47,5 +48,5 @@ def install(app: web.Application, hub: context.Hub) -> None:
     """
     app[identity.AUTH] = build(hub)
     app.middlewares.append(identity.middleware())
-    for module in (login_pages, oauth_provider, auth_api, token_page):
+    for module in (login_pages, oauth_provider, auth_api, token_page, admin_page):
         app.add_routes(module.routes())

@@ -224,6 +224,7 @@ async def home(request: web.Request) -> web.StreamResponse:
         else [],
         allow_named=spawning and auth.settings.allow_named_servers,
         spawn_url=f"/hub/spawn/{user_pages.server_path(row['name'], '')}",
+        admin_ui=access.caller_of(request).grants.holds("admin-ui"),
         xsrf=token,
     )
     sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)

@@ -313,9 +313,12 @@ async def spawn_pending(request: web.Request) -> web.StreamResponse:
 
 
 async def stop(request: web.Request) -> web.StreamResponse:
-    """``POST /hub/stop/<name>[/<server>]`` (XSRF checked): stop the server, back home."""
+    """``POST /hub/stop/<name>[/<server>]`` (XSRF checked): stop the server, then back to
+    ``next`` (a page of this hub; home by default)."""
     if identity.session_user(request) is None:
         return pages.error_page(403, "Sign in to stop a server")
+    form = await request.post()
+    back = form.get("next")
     try:
         manager, caller, user, server_name = await _server_target(request, "delete:servers")
         await manager.stop(
@@ -326,7 +329,7 @@ async def stop(request: web.Request) -> web.StreamResponse:
     except spawner.SpawnError as exc:
         status = exc.status if isinstance(exc, spawner.PolicyError) else 500
         return pages.error_page(status, exc.message)
-    return pages.redirect("/hub/home")
+    return pages.redirect(pages.safe_next(request, back if isinstance(back, str) else None))
 
 
 async def home_servers(request: web.Request, user_id: Any, user: str) -> list[dict[str, Any]]:

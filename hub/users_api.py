@@ -187,7 +187,7 @@ async def list_users(request: web.Request) -> web.Response:
         raise errors.BadRequest(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
     name_filter = request.query.get("name_filter") or None
     async with hub.store.pool.acquire() as conn:
-        only = await _listable_names(conn, caller)
+        only = await listable_names(conn, caller)
         query = queries["users_page_by_activity" if "last_activity" in sort else "users_page"]
         rows = await conn.fetch(query, page.offset, page.limit, name_filter, only, state, sort)
         total = (
@@ -207,7 +207,7 @@ def _include_stopped(request: web.Request) -> bool:
     return request.query.get("include_stopped_servers", "").lower() not in ("", "0", "false")
 
 
-async def _listable_names(conn: sql.Connection, caller: access.Caller) -> list[str] | None:
+async def listable_names(conn: sql.Connection, caller: access.Caller) -> list[str] | None:
     """None when the caller may list everyone, else the names its filters cover."""
     filters = caller.grants.filters("list:users")
     if filters.everything:
@@ -221,8 +221,17 @@ async def _listable_names(conn: sql.Connection, caller: access.Caller) -> list[s
 
 async def create_users(request: web.Request) -> web.Response:
     """``POST /users``: create several users; 409 if all of them exist."""
-    hub = request.app[HUB]
     command = await body.parse(request, CreateUsers)
+    caller, rows = await create_many(request, command)
+    return web.json_response([render(row, caller) for row in rows], status=201)
+
+
+async def create_many(
+    request: web.Request, command: CreateUsers
+) -> tuple[access.Caller, list[Any]]:
+    """Create those of ``command``'s users that do not exist yet, as the request's caller: the
+    caller and the new users' rows. ``errors.Conflict`` if every one of them exists."""
+    hub = request.app[HUB]
     names = list(dict.fromkeys(normalize(n) for n in command.usernames))
     async with hub.store.session() as session:
         caller = await access.require(request, session.conn, ["admin:users"])
@@ -235,7 +244,7 @@ async def create_users(request: web.Request) -> web.Response:
                 session, name, command.admin, access.event_metadata(request, caller)
             )
         rows = [await session.conn.fetchrow(queries["user_by_name"], n) for n in new]
-    return web.json_response([render(row, caller) for row in rows], status=201)
+    return caller, rows
 
 
 async def _append_created(
@@ -282,9 +291,15 @@ async def create_user(request: web.Request) -> web.Response:
 
 async def modify_user(request: web.Request) -> web.Response:
     """``PATCH /users/{name}``: rename, or make or unmake an admin."""
-    hub = request.app[HUB]
     command = await body.parse(request, ModifyUser)
-    name = request.match_info["name"]
+    caller, updated = await modify(request, request.match_info["name"], command)
+    return web.json_response(render(updated, caller))
+
+
+async def modify(request: web.Request, name: str, command: ModifyUser) -> tuple[access.Caller, Any]:
+    """Rename user ``name`` or change whether they are an admin, as the request's caller: the
+    caller and the user's row afterwards."""
+    hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
         caller = await access.require(request, conn, ["admin:users"], scopes.Filter.user(name))
@@ -307,13 +322,18 @@ async def modify_user(request: web.Request) -> web.Response:
         if changes:
             await session.append(stream, changes, metadata=access.event_metadata(request, caller))
         updated = await conn.fetchrow(queries["user_by_name"], new_name)
-    return web.json_response(render(updated, caller))
+    return caller, updated
 
 
 async def delete_user(request: web.Request) -> web.Response:
     """``DELETE /users/{name}``: 204; a user cannot delete themselves; servers stop first."""
+    await delete(request, request.match_info["name"])
+    return web.Response(status=204)
+
+
+async def delete(request: web.Request, name: str) -> None:
+    """Delete user ``name`` as the request's caller (their servers stopped first)."""
     hub = request.app[HUB]
-    name = request.match_info["name"]
     await _stop_servers_of(request, name)
     async with hub.store.session() as session:
         caller = await access.require(
@@ -329,7 +349,6 @@ async def delete_user(request: web.Request) -> web.Response:
             [user_events.UserDeleted(user_id=row["user_id"], name=name)],
             metadata=access.event_metadata(request, caller),
         )
-    return web.Response(status=204)
 
 
 async def _stop_servers_of(request: web.Request, name: str) -> None:
