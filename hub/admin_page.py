@@ -1,16 +1,18 @@
-"""``/hub/admin``: the admin page (JupyterHub's, without its JavaScript).
+"""``/hub/admin`` and ``/hub/admin/groups``: the admin pages (JupyterHub's, without its
+JavaScript).
 
 Users page by page (filter by name), each with their servers; start and stop a server (the
 forms post to ``/hub/spawn`` and ``/hub/stop`` and come back here), make or unmake an admin,
-delete a user (a confirmation box), add users. Opening the page needs ``admin-ui``; every
-action needs its own scope, checked by the same functions the REST API uses
-(``users_api.create_many``/``modify``/``delete``), with the same events. Forms are
-XSRF-checked by ``identity.middleware``.
+delete a user (a confirmation box), add users. Groups with their members: create a group,
+add and remove members, delete a group. Opening a page needs ``admin-ui``; every action
+needs its own scope, checked by the same functions the REST API uses (``users_api`` and
+``groups_api``), with the same events. Forms are XSRF-checked by ``identity.middleware``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +22,7 @@ from hub import (
     access,
     body,
     errors,
+    groups_api,
     identity,
     pages,
     server_rules,
@@ -30,8 +33,10 @@ from hub import (
 )
 from hub.context import HUB
 
+Page = Callable[..., Awaitable[web.Response]]  # renders a page: (request, status=, error=, notice=)
 PAGE_SIZE = 50
 ADMIN = "/hub/admin"
+GROUPS = "/hub/admin/groups"
 
 
 def names_of(text: str) -> list[str]:
@@ -40,12 +45,14 @@ def names_of(text: str) -> list[str]:
     return [name for name in re.split(r"[\s,]+", text) if name]
 
 
-def page_links(offset: int, total: int, name_filter: str) -> dict[str, str | None]:
+def page_links(
+    offset: int, total: int, name_filter: str, path: str = ADMIN
+) -> dict[str, str | None]:
     """The previous and next pages' URLs (None at either end)."""
 
     def link(at: int) -> str:
         query = {"offset": str(at)} | ({"name_filter": name_filter} if name_filter else {})
-        return f"{ADMIN}?{urlencode(query)}"
+        return f"{path}?{urlencode(query)}"
 
     return {
         "previous": link(max(offset - PAGE_SIZE, 0)) if offset > 0 else None,
@@ -144,17 +151,24 @@ def _signed_in(request: web.Request) -> Any:
     return row
 
 
-async def _answer(request: web.Request, action: Any, notice: str) -> web.Response:
-    """Run ``action()``; the page again, with ``notice`` or the action's error."""
+async def _answer(
+    request: web.Request,
+    action: Callable[[], Awaitable[None]],
+    notice: str,
+    page: Page | None = None,
+) -> web.Response:
+    """Run ``action()``; the page (``page``, the users' by default) again, with ``notice`` or
+    the action's error."""
     _signed_in(request)
+    render = page or _page
     try:
         await action()
     except errors.HubError as exc:
         try:
-            return await _page(request, status=exc.status, error=exc.message)
+            return await render(request, status=exc.status, error=exc.message)
         except errors.HubError as outer:  # not even allowed to see the page
             return pages.error_page(outer.status, outer.message)
-    return await _page(request, notice=notice)
+    return await render(request, notice=notice)
 
 
 async def admin_page(request: web.Request) -> web.StreamResponse:
@@ -208,6 +222,104 @@ async def delete_user(request: web.Request) -> web.StreamResponse:
     return await _answer(request, delete, f"Deleted {name}")
 
 
+# --- groups ---------------------------------------------------------------------------------
+
+
+async def _groups_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    notice: str | None = None,
+) -> web.Response:
+    signed_in = _signed_in(request)
+    hub = request.app[HUB]
+    auth = request.app[identity.AUTH]
+    offset = _offset(request) if request.method == "GET" else 0
+    async with hub.store.pool.acquire() as conn:
+        caller = await access.require(request, conn, ["admin-ui"])
+        filters = caller.grants.filters("list:groups")
+        only = None if filters.everything else sorted(filters.groups)
+        rows = await conn.fetch(groups_api.queries["groups_page"], offset, PAGE_SIZE, only)
+        total = (
+            rows[0]["total"]
+            if rows
+            else await conn.fetchval(groups_api.queries["groups_count"], only)
+        )
+    xsrf, new_cookie = sessions.xsrf_token(request, auth.cookies)
+    response = pages.render(
+        "admin_groups.html",
+        status=status,
+        user=signed_in["name"],
+        error=error,
+        notice=notice,
+        groups=[{"name": r["name"], "users": list(r["users"])} for r in rows],
+        total=total,
+        offset=offset,
+        links=page_links(offset, total, "", GROUPS),
+        xsrf=xsrf,
+    )
+    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
+    return response
+
+
+async def groups_page(request: web.Request) -> web.StreamResponse:
+    """``GET /hub/admin/groups``."""
+    _signed_in(request)
+    try:
+        return await _groups_page(request)
+    except errors.HubError as exc:
+        return pages.error_page(exc.status, exc.message)
+
+
+async def add_group(request: web.Request) -> web.StreamResponse:
+    """``POST /hub/admin/groups``: a new group (``name``) with the ``usernames`` typed."""
+    form = await request.post()
+    name = str(form.get("name", "")).strip()
+    members = names_of(str(form.get("usernames", "")))
+
+    async def create() -> None:
+        command = body.validate(groups_api.CreateGroup, {"users": members})
+        await groups_api.create(request, body.valid_name(name, "group name"), command)
+
+    return await _answer(request, create, f"Created group {name}", _groups_page)
+
+
+async def change_members(request: web.Request) -> web.StreamResponse:
+    """``POST /hub/admin/groups/{name}/users`` adds the ``usernames`` typed;
+    ``…/users/remove`` removes them."""
+    form = await request.post()
+    name = request.match_info["name"]
+    adding = not request.path.endswith("/remove")
+    members = names_of(str(form.get("usernames", "")))
+
+    async def change() -> None:
+        if not members:
+            raise errors.BadRequest("Type at least one username")
+        command = body.validate(groups_api.Members, {"users": members})
+        await groups_api.members_change(request, name, command, adding=adding)
+
+    done = (
+        f"Added {', '.join(members)} to {name}"
+        if adding
+        else f"Removed {', '.join(members)} from {name}"
+    )
+    return await _answer(request, change, done, _groups_page)
+
+
+async def delete_group(request: web.Request) -> web.StreamResponse:
+    """``POST /hub/admin/groups/{name}/delete``: needs the ``confirm`` box ticked."""
+    form = await request.post()
+    name = request.match_info["name"]
+
+    async def delete() -> None:
+        if form.get("confirm") != "1":
+            raise errors.BadRequest(f"Tick the box to confirm deleting group {name}")
+        await groups_api.delete(request, name)
+
+    return await _answer(request, delete, f"Deleted group {name}", _groups_page)
+
+
 def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     return [
@@ -215,4 +327,9 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{ADMIN}/users", add_users),
         web.post(ADMIN + "/users/{name}/admin", set_admin),
         web.post(ADMIN + "/users/{name}/delete", delete_user),
+        web.get(GROUPS, groups_page),
+        web.post(GROUPS, add_group),
+        web.post(GROUPS + "/{name}/users", change_members),
+        web.post(GROUPS + "/{name}/users/remove", change_members),
+        web.post(GROUPS + "/{name}/delete", delete_group),
     ]

@@ -140,9 +140,18 @@ async def create_groups(request: web.Request) -> web.Response:
 
 async def create_group(request: web.Request) -> web.Response:
     """``POST /groups/{name}``: create one group; 409 if it exists."""
-    hub = request.app[HUB]
     name = body.valid_name(request.match_info["name"], "group name")
     command = await body.parse(request, CreateGroup, allow_empty=True)
+    caller, row = await create(request, name, command)
+    return web.json_response(render(row, caller), status=201)
+
+
+async def create(
+    request: web.Request, name: str, command: CreateGroup
+) -> tuple[access.Caller, Any]:
+    """Create group ``name`` with ``command``'s members as the request's caller: the caller
+    and the group's row; ``errors.Conflict`` if it exists."""
+    hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
         caller = await access.require(request, conn, ["admin:groups"])
@@ -151,7 +160,7 @@ async def create_group(request: web.Request) -> web.Response:
         members = await _user_ids(conn, command.users)
         await _create(session, name, members, access.event_metadata(request, caller))
         row = await conn.fetchrow(queries["group_by_name"], name)
-    return web.json_response(render(row, caller), status=201)
+    return caller, row
 
 
 async def get_group(request: web.Request) -> web.Response:
@@ -166,8 +175,13 @@ async def get_group(request: web.Request) -> web.Response:
 
 async def delete_group(request: web.Request) -> web.Response:
     """``DELETE /groups/{name}``: 204."""
+    await delete(request, request.match_info["name"])
+    return web.Response(status=204)
+
+
+async def delete(request: web.Request, name: str) -> None:
+    """Delete group ``name`` as the request's caller."""
     hub = request.app[HUB]
-    name = request.match_info["name"]
     async with hub.store.session() as session:
         caller = await access.require(
             request, session.conn, ["delete:groups"], scopes.Filter.group(name)
@@ -178,15 +192,22 @@ async def delete_group(request: web.Request) -> web.Response:
             [group_events.GroupDeleted(group_id=row["group_id"], name=name)],
             metadata=access.event_metadata(request, caller),
         )
-    return web.Response(status=204)
 
 
 async def change_members(request: web.Request) -> web.Response:
     """``POST /groups/{name}/users`` adds, ``DELETE`` (with a JSON body) removes members."""
-    hub = request.app[HUB]
-    name = request.match_info["name"]
     command = await body.parse(request, Members)
-    adding = request.method == "POST"
+    name = request.match_info["name"]
+    caller, updated = await members_change(request, name, command, adding=request.method == "POST")
+    return web.json_response(render(updated, caller))
+
+
+async def members_change(
+    request: web.Request, name: str, command: Members, *, adding: bool
+) -> tuple[access.Caller, Any]:
+    """Add (or remove) ``command``'s users to (from) group ``name`` as the request's caller:
+    the caller and the group's row afterwards. Users already in (or out) are left alone."""
+    hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
         caller = await access.require(request, conn, ["groups"], scopes.Filter.group(name))
@@ -212,7 +233,7 @@ async def change_members(request: web.Request) -> web.Response:
                 metadata=access.event_metadata(request, caller),
             )
         updated = await conn.fetchrow(queries["group_by_name"], name)
-    return web.json_response(render(updated, caller))
+    return caller, updated
 
 
 async def set_properties(request: web.Request) -> web.Response:

@@ -204,3 +204,98 @@ async def test_users_come_page_by_page_and_filter_by_name(
     filtered = await admin.get("/hub/admin?name_filter=student-0")
     assert set(rows(filtered)) == {f"student-0{i}" for i in range(10)}
     assert "10 users" in filtered.text
+
+
+GROUP_ROW = re.compile(r'<tr class="group" data-name="([^"]+)">(.*?)</tr>', re.S)
+
+
+def groups(page: Page) -> dict[str, list[str]]:
+    return {
+        name: re.findall(r'<span class="member">([^<]+)</span>', row)
+        for name, row in GROUP_ROW.findall(page.text)
+    }
+
+
+async def _members(hub: SpawnHub, group: str) -> list[str]:
+    rows = await hub.store.pool.fetch(
+        "SELECT u.name FROM group_members m JOIN users u USING (user_id)"
+        " JOIN groups g USING (group_id) WHERE g.name = $1 ORDER BY u.name",
+        group,
+    )
+    return [r["name"] for r in rows]
+
+
+async def test_groups_are_created_filled_emptied_and_deleted_from_the_page(
+    spawn_hub: StartHub, browsers: list[Browser]
+) -> None:
+    hub = await spawn_hub("serve", admin_users=["admin"])
+    await _people(hub, "admin", "ann", "bob")
+    admin = await _signed_in(browsers, hub, "admin")
+    page = await admin.get("/hub/admin/groups")
+    assert page.status == 200, page.text
+    assert groups(page) == {}
+    xsrf = page.hidden("_xsrf")
+
+    made = await admin.post(
+        "/hub/admin/groups", data={"_xsrf": xsrf, "name": "lab-1", "usernames": "ann"}
+    )
+    assert made.status == 200, made.text
+    assert "Created group lab-1" in made.text
+    assert groups(made) == {"lab-1": ["ann"]}
+    again = await admin.post("/hub/admin/groups", data={"_xsrf": xsrf, "name": "lab-1"})
+    assert again.status == 409
+    assert "Group lab-1 already exists" in again.text
+    unknown = await admin.post(
+        "/hub/admin/groups", data={"_xsrf": xsrf, "name": "lab-2", "usernames": "nobody"}
+    )
+    assert unknown.status == 400
+    assert "No such user(s): nobody" in unknown.text
+    bad = await admin.post("/hub/admin/groups", data={"_xsrf": xsrf, "name": "a/b"})
+    assert bad.status == 400
+    assert "group name" in bad.text
+    assert set(groups(bad)) == {"lab-1"}  # nothing half-made
+
+    row = dict(GROUP_ROW.findall(made.text))["lab-1"]
+    action, fields = form(row, "/lab-1/users")
+    added = await admin.post(action, data={**fields, "usernames": "bob"})
+    assert "Added bob to lab-1" in added.text
+    assert groups(added) == {"lab-1": ["ann", "bob"]}
+    assert await _members(hub, "lab-1") == ["ann", "bob"]
+
+    row = dict(GROUP_ROW.findall(added.text))["lab-1"]
+    action, fields = form(row, "/lab-1/users/remove")  # the first member's button: ann
+    removed = await admin.post(action, data=fields)
+    assert "Removed ann from lab-1" in removed.text
+    assert groups(removed) == {"lab-1": ["bob"]}
+
+    action, fields = form(dict(GROUP_ROW.findall(removed.text))["lab-1"], "/delete")
+    unconfirmed = await admin.post(action, data=fields)
+    assert unconfirmed.status == 400
+    assert "Tick the box to confirm deleting group lab-1" in unconfirmed.text
+    deleted = await admin.post(action, data={**fields, "confirm": "1"})
+    assert "Deleted group lab-1" in deleted.text
+    assert groups(deleted) == {}
+    assert await hub.store.pool.fetchval("SELECT count(*) FROM groups") == 0
+    types = [
+        r["event_type"]
+        for r in await hub.store.pool.fetch(
+            "SELECT event_type FROM events WHERE event_type LIKE 'group.%'"
+            " AND metadata->'actor'->>'name' = 'admin' ORDER BY global_position"
+        )
+    ]
+    assert types == [
+        "group.created",
+        "group.members_added",
+        "group.members_added",
+        "group.members_removed",
+        "group.deleted",
+    ]
+
+    ann = await _signed_in(browsers, hub, "ann")
+    assert (await ann.get("/hub/admin/groups")).status == 403
+    token_page = await ann.get("/hub/token")
+    tried = await ann.post(
+        "/hub/admin/groups", data={"_xsrf": token_page.hidden("_xsrf"), "name": "mine"}
+    )
+    assert tried.status == 403
+    assert await hub.store.pool.fetchval("SELECT count(*) FROM groups") == 0
