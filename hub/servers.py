@@ -592,6 +592,58 @@ class ServerManager:
                 metadata=meta,
             )
 
+    async def rename(
+        self,
+        user_id: UUID,
+        user: str,
+        server_name: str,
+        new_name: str,
+        display_name: str | None,
+        options: dict[str, Any] | None,
+        meta: models.Metadata,
+    ) -> None:
+        """Rename a stopped server (JupyterHub 6's PATCH with ``name``). Its display name
+        becomes ``display_name``, or the new name; renaming the default server makes a named
+        one, so the named-server limit applies then."""
+        streams = sorted(server_events.stream_id(user_id, name) for name in (server_name, new_name))
+        async with self.store.session() as session:
+            conn = session.conn
+            for stream in streams:  # in a fixed order: two renames never wait on each other
+                await conn.execute(queries["lock_server"], stream)
+            if not self.settings.allow_named:
+                raise spawner.PolicyError("Named servers are not enabled.")
+            row = await conn.fetchrow(queries["server"], user_id, server_name)
+            if row is None:
+                raise rules.ServerNotFound(f"{user} has no server named {server_name!r}")
+            if row["state"] in rules.ACTIVE:
+                raise spawner.PolicyError(
+                    f"{rules.label(user, server_name)} is running; stop it before renaming it",
+                    status=409,
+                )
+            if await conn.fetchrow(queries["server"], user_id, new_name) is not None:
+                raise spawner.PolicyError(f"Server {user}/{new_name} already exists", status=409)
+            limit = self.settings.named_limit
+            named = await conn.fetchval(queries["named_servers"], user_id)
+            if not server_name and limit and named >= limit:
+                raise spawner.PolicyError(
+                    f"User {user} already has the maximum of {limit} named servers."
+                )
+            await session.append(
+                server_events.stream_id(user_id, server_name),
+                [
+                    server_records.ServerRenamed(
+                        user_id=user_id,
+                        user=user,
+                        server_name=server_name,
+                        new_name=new_name,
+                        display_name=new_name if display_name is None else display_name,
+                        options=json.loads(row["options"]) if options is None else options,
+                    )
+                ],
+                metadata=meta,
+            )
+            await conn.execute(queries["server_activity_rename"], user_id, server_name, new_name)
+
     # --- progress -----------------------------------------------------------------------------
 
     def progress(self, user_id: UUID, server_name: str) -> AsyncIterator[dict[str, Any]] | None:

@@ -14,6 +14,14 @@ SELECT s.*, a.last_activity
 -- name: pending_spawns
 SELECT count(*) FROM servers WHERE state IN ('spawning', 'started');
 
+-- name: server_activity_rename
+-- A renamed server keeps its activity (telemetry, moved by the rename itself).
+WITH moved AS (DELETE FROM server_activity WHERE user_id = $1 AND server_name = $2
+               RETURNING last_activity)
+INSERT INTO server_activity (user_id, server_name, last_activity)
+SELECT $1, $3, last_activity FROM moved
+ON CONFLICT (user_id, server_name) DO UPDATE SET last_activity = excluded.last_activity;
+
 -- name: named_servers
 SELECT count(*) FROM servers WHERE user_id = $1 AND server_name <> '';
 

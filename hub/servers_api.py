@@ -259,14 +259,31 @@ async def define_server(request: web.Request) -> web.Response:
 
 
 async def modify_server(request: web.Request) -> web.Response:
-    """``PATCH /users/{name}/servers/{server_name}``: display name or options of a stopped one."""
+    """``PATCH /users/{name}/servers/{server_name}``: rename a stopped server, or change its
+    display name or options."""
     hub = request.app[HUB]
     servers_ = manager(request)
     command = await body.parse(request, ModifyBody)
+    if command.name is None and command.display_name is None and command.user_options is None:
+        raise errors.BadRequest("Must specify at least one field to modify.")
     async with hub.store.pool.acquire() as conn:
         caller, user, server_name = await _target(request, conn, ["start:servers"])
     if command.name is not None and command.name != server_name:
-        raise errors.BadRequest("renaming a server is not supported by chronohub")
+        if not SERVER_NAME.match(command.name):
+            raise errors.BadRequest(f"Invalid server_name: {command.name!r}")
+        try:
+            await servers_.rename(
+                user["user_id"],
+                user["name"],
+                server_name,
+                command.name,
+                command.display_name,
+                command.user_options,
+                access.event_metadata(request, caller),
+            )
+        except spawner.SpawnError as exc:
+            raise _policy(exc) from None
+        return await _server_reply(hub, user, command.name)
     try:
         await servers_.modify(
             user["user_id"],
@@ -350,6 +367,9 @@ def routes() -> list[web.RouteDef]:
         web.delete(one, stop_server),
         web.get(one, get_server),
         web.get(one + "/progress", progress),
+        # JupyterHub also reaches the default server as ``servers/`` (an empty name).
+        web.patch(one, modify_server),
+        web.patch("/hub/api/users/{name}/servers/", modify_server),
         web.post(named, start_server),
         web.delete(named, stop_server),
         web.get(named, get_server),

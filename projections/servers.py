@@ -120,6 +120,19 @@ async def _modified(conn: sql.Connection, event: models.RecordedEvent) -> None:
     )
 
 
+async def _renamed(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: server_records.ServerRenamed = _server(event)
+    await conn.execute(
+        queries["rename"],
+        data.user_id,
+        data.server_name,
+        data.new_name,
+        data.display_name,
+        json.dumps(data.options),
+        event.position,
+    )
+
+
 def _renames(events: Sequence[models.RecordedEvent]) -> tuple[list[Any], list[str]]:
     """The user ids and new names of a run of ``user.renamed`` events, in order."""
     ids, names = [], []
@@ -158,6 +171,7 @@ class ServersProjection(base.ByType):
         server_events.ServerRemoved.type: _removed,
         server_records.ServerDefined.type: _defined,
         server_records.ServerModified.type: _modified,
+        server_records.ServerRenamed.type: _renamed,
         user_events.UserDeleted.type: _user_deleted,
     }
     run_handlers: dict[str, RunHandler] = {  # noqa: RUF012 - read-only after import

@@ -37,6 +37,10 @@ VALUES ($1, $2, $3, $4, 'defined', $5::jsonb, NULL, NULL, NULL, NULL, NULL, $6);
 UPDATE servers SET display_name = $3, options = $4::jsonb, last_position = $5
  WHERE user_id = $1 AND server_name = $2;
 
+-- name: rename
+UPDATE servers SET server_name = $3, display_name = $4, options = $5::jsonb, last_position = $6
+ WHERE user_id = $1 AND server_name = $2;
+
 -- name: rename_users
 -- A run of renames ($1 user ids, $2 new names, in log order): each user's last name wins.
 UPDATE servers s SET user_name = r.name

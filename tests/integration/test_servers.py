@@ -337,6 +337,81 @@ async def test_a_server_that_dies_on_its_own_fails_and_loses_its_route(
     assert (await hub.call("DELETE", "/users/hal/server"))[0] == 400
 
 
+async def test_a_stopped_server_is_renamed_with_patch(spawn_hub: StartHub) -> None:
+    """JupyterHub 6's rename: only while stopped, never onto another server, the default
+    server's rename counting against the named-server limit; the activity goes along."""
+    hub = await spawn_hub("serve", named_server_limit_per_user=2)
+    token = await hub.user("una")
+    assert (await hub.call("PUT", "/users/una/servers/lab", token=token))[0] == 201
+    assert (await hub.call("POST", "/users/una/servers/lab", token=token))[0] == 201
+    status, reply = await hub.call(
+        "PATCH", "/users/una/servers/lab", token=token, json={"name": "lab-2"}
+    )
+    assert status == 409, reply
+    assert "running; stop it before renaming it" in reply["message"]
+    assert (await hub.call("DELETE", "/users/una/servers/lab", token=token))[0] == 204
+    when = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    status, _ = await hub.call(
+        "POST",
+        "/users/una/activity",
+        json={"servers": {"lab": {"last_activity": when.isoformat()}}},
+    )
+    assert status == 200
+
+    status, renamed = await hub.call(
+        "PATCH", "/users/una/servers/lab", token=token, json={"name": "lab-2"}
+    )
+    assert status == 200, renamed
+    assert renamed["name"] == "lab-2"
+    assert renamed["display_name"] == "lab-2"
+    assert renamed["url"] == "/user/una/lab-2/"
+    assert datetime.fromisoformat(renamed["last_activity"]) == when
+    assert (await hub.call("GET", "/users/una/servers/lab", token=token))[0] == 404
+    assert (await hub.call("POST", "/users/una/servers/lab-2", token=token))[0] == 201
+    assert list(await hub.routes()) == ["/user/una/lab-2/"]
+    assert (await hub.call("DELETE", "/users/una/servers/lab-2", token=token))[0] == 204
+
+    # Onto another server, to a bad name, of a server that does not exist, nothing at all.
+    assert (await hub.call("PUT", "/users/una/servers/other", token=token))[0] == 201
+    status, reply = await hub.call(
+        "PATCH", "/users/una/servers/lab-2", token=token, json={"name": "other"}
+    )
+    assert (status, reply["message"]) == (409, "Server una/other already exists")
+    status, reply = await hub.call(
+        "PATCH", "/users/una/servers/lab-2", token=token, json={"name": "Bad_Name"}
+    )
+    assert (status, reply["message"]) == (400, "Invalid server_name: 'Bad_Name'")
+    status, reply = await hub.call(
+        "PATCH", "/users/una/servers/nope", token=token, json={"name": "x"}
+    )
+    assert status == 404, reply
+    status, reply = await hub.call("PATCH", "/users/una/servers/lab-2", token=token, json={})
+    assert (status, reply["message"]) == (400, "Must specify at least one field to modify.")
+
+    # The default server becomes a named one: over the limit of two, refused.
+    assert (await hub.call("POST", "/users/una/server", token=token))[0] == 201
+    assert (await hub.call("DELETE", "/users/una/server", token=token))[0] == 204
+    status, reply = await hub.call(
+        "PATCH", "/users/una/servers/", token=token, json={"name": "main"}
+    )
+    assert status == 400, reply
+    assert "maximum of 2 named servers" in reply["message"]
+    status, _ = await hub.call(
+        "DELETE", "/users/una/servers/other", token=token, json={"remove": True}
+    )
+    assert status == 204
+    status, main = await hub.call("PATCH", "/users/una/server", token=token, json={"name": "main"})
+    assert status == 200, main
+    assert main["url"] == "/user/una/main/"
+    assert await hub.server("una", "") is None
+    renames = await hub.store.pool.fetch(
+        "SELECT stream_id, data FROM events WHERE event_type = 'server.renamed'"
+        " ORDER BY global_position"
+    )
+    assert [json.loads(r["data"])["new_name"] for r in renames] == ["lab-2", "main"]
+    assert renames[0]["stream_id"].endswith("/lab")  # on the old name's stream
+
+
 async def test_named_servers_put_patch_start_and_remove(spawn_hub: StartHub) -> None:
     hub = await spawn_hub("serve", named_server_limit_per_user=2)
     token = await hub.user("ivy")
