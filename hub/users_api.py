@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from events import models, sql, store
 from events.catalog import users as user_events
 from events.catalog.names import Name
-from hub import access, body, errors, pagination, scopes, servers_api, spawner
+from hub import access, body, errors, pagination, scopes, server_rules, servers_api, spawner
 from hub.context import HUB
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
@@ -312,6 +312,13 @@ async def modify(request: web.Request, name: str, command: ModifyUser) -> tuple[
         if new_name != name:
             if await conn.fetchrow(queries["user_by_name"], new_name) is not None:
                 raise errors.BadRequest(f"User {new_name} already exists, username must be unique")
+            # A running server was started under /user/<old name>/ and answers only there.
+            running = (
+                await servers_api.servers_by_user(conn, [row["user_id"]], include_stopped=False)
+            )[row["user_id"]]
+            if running:
+                labels = ", ".join(server_rules.label(name, s["server_name"]) for s in running)
+                raise errors.BadRequest(f"Stop {labels} before renaming {name}")
             changes.append(
                 user_events.UserRenamed(user_id=row["user_id"], old_name=name, name=new_name)
             )

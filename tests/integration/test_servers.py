@@ -747,3 +747,22 @@ async def test_a_servers_own_token_is_not_its_users_activity(spawn_hub: StartHub
     assert (await whoami(hub, await hub.user("xia")))[0] == 200  # a new token of xia's
     user_seen, _ = await activity()
     assert user_seen > before  # type: ignore[operator]
+
+
+async def test_a_user_with_a_running_server_is_not_renamed(spawn_hub: StartHub) -> None:
+    """The server was started under /user/<old name>/ and answers only there: renaming its
+    user meanwhile would leave it unreachable, so the rename waits for the stop."""
+    hub = await spawn_hub("serve")
+    await hub.user("wes")
+    assert (await hub.call("POST", "/users/wes/server"))[0] == 201
+    status, reply = await hub.call("PATCH", "/users/wes", json={"name": "wesley"})
+    assert (status, reply["message"]) == (400, "Stop wes's server before renaming wes")
+    assert (await hub.call("GET", "/users/wesley"))[0] == 404
+    assert "user.renamed" not in await hub.event_types("user.")
+    assert (await hub.call("DELETE", "/users/wes/server"))[0] == 204
+    status, reply = await hub.call("PATCH", "/users/wes", json={"name": "wesley"})
+    assert status == 200, reply
+    assert (await hub.call("POST", "/users/wesley/server"))[0] == 201
+    assert list(await hub.routes()) == ["/user/wesley/"]
+    async with hub.session.get(hub.proxy_url + "/user/wesley/echo") as response:
+        assert (await response.json())["path"] == "/user/wesley/echo"
