@@ -24,6 +24,7 @@ from events import notify
 log = logging.getLogger(__name__)
 
 CHANNEL = "chronohub_collab"
+STOP_DRAIN_S = 1.0
 
 
 class Relay:
@@ -90,7 +91,8 @@ class Relay:
         await self._channel.start()
 
     async def stop(self) -> None:
-        """Stop them."""
+        """Send what is queued (departures, within ``STOP_DRAIN_S``), then stop them."""
+        await self._channel.drain(STOP_DRAIN_S)
         await self._channel.stop()
 
     async def __aenter__(self) -> Relay:

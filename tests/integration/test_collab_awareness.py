@@ -92,9 +92,12 @@ async def test_a_state_set_on_one_process_reaches_clients_of_the_other(
         await listening(collab_hub, other)
         async with client.connect(collab_hub.url, "aware", token=alice) as a:
             await asyncio.wait_for(a.synced.wait(), 10)
-            a.set_user({"user": {"name": "a"}})
-            await wait_for(lambda: collab_hub.rooms.get("aware") is not None)
-            # The room is not open on the other process yet: opening it there asks this one.
+            async with watching(db_url) as watch:
+                a.set_user({"user": {"name": "a"}})
+                await wait_for(lambda: watch.updates() != [])  # relayed, and gone by
+            # The room is not open on the other process yet (it ignored that notification):
+            # opening it there asks this one for its connections' states.
+            assert other.rooms.get("aware") is None
             async with client.connect(other.url, "aware", token=alice) as b:
                 await wait_for(lambda: sees(b, a, {"user": {"name": "a"}}), timeout_s=5)
                 b.set_user({"user": {"name": "b"}})
@@ -150,6 +153,33 @@ async def test_a_dropped_connection_s_cursor_vanishes_on_the_other_process_at_on
             a.ws.transport.abort()  # no goodbye from the client: the server's leave says it
             await wait_for(lambda: not sees(b, a), timeout_s=5)
             assert loop.time() - started < 2.0  # not the 30 s of the outdated timeout
+
+
+async def test_a_stopping_process_s_clients_vanish_from_the_others_at_once(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    """A hub that stops (a restart, say) closes its connections: their removal is relayed
+    before its relay stops, so the others do not wait for the outdated timeout."""
+    alice = await collab_hub.token("alice")
+    loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as clients:
+        watcher = await clients.enter_async_context(
+            client.connect(collab_hub.url, "restart", token=alice)
+        )
+        await asyncio.wait_for(watcher.synced.wait(), 10)
+        async with serving(event_store, db_url) as other:
+            await listening(collab_hub, other)
+            leaving = await clients.enter_async_context(
+                client.connect(other.url, "restart", token=alice)
+            )
+            await asyncio.wait_for(leaving.synced.wait(), 10)
+            leaving.set_user({"user": {"name": "leaving"}})
+            await wait_for(lambda: sees(watcher, leaving))
+            started = loop.time()
+        # ``other`` has stopped: it closed the connection (going away) and stopped its relay.
+        assert leaving.close_code is not None
+        await wait_for(lambda: not sees(watcher, leaving), timeout_s=5)
+        assert loop.time() - started < 3.0
 
 
 async def test_one_change_is_one_notification_and_nothing_bounces_back(
