@@ -9,7 +9,9 @@ its rooms, since it may have missed some. Rooms also poll, so a lost notificatio
 Awareness (cursors, who is here) is never stored: the NOTIFY payload itself carries it, as a
 JSON object on the same channel (collab/awareness.py has the format and its limit). A process
 relays what its own connections send, never what it learnt from another process, so nothing
-bounces between processes. Lost awareness is renewed by clients every 15 s.
+bounces between processes. A process asks the others for their connections' states when it
+opens a room and when its LISTEN connection (re)connects; a lost notification is made good
+by the client's next renewal (every 15 s).
 """
 
 from __future__ import annotations

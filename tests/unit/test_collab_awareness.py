@@ -192,3 +192,18 @@ async def test_remote_states_not_renewed_expire_and_the_removal_is_broadcast() -
     # An expired client that renews later comes back.
     assert shared.apply_remote_awareness(state_update(8, 2, {"n": 8}), now=200.0)
     assert 8 in shared.awareness.states
+
+
+async def test_a_joiner_and_a_query_get_remote_states_too() -> None:
+    shared = room.Room("r", None, Limits(), awareness_changed=lambda _name: None)
+    conn, _ = connect(shared)
+    shared.receive(conn, protocol.awareness_message(state_update(7, 1, {"here": True})))
+    shared.apply_remote_awareness(state_update(9, 5, {"there": True}), now=0.0)
+    joiner, sink = connect(shared, "late")
+    await asyncio.sleep(0)
+    first = next(m for m in sink.messages if isinstance(m, protocol.AwarenessMessage))
+    assert sorted(first.entries) == [(7, 1, {"here": True}), (9, 5, {"there": True})]
+    sink.messages.clear()
+    shared.receive(joiner, bytes((protocol.QUERY_AWARENESS,)))
+    await asyncio.sleep(0)
+    assert sorted(sink.awareness_entries()) == [(7, 1, {"here": True}), (9, 5, {"there": True})]
