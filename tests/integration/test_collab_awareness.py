@@ -207,14 +207,13 @@ async def test_one_change_is_one_notification_and_nothing_bounces_back(
                 assert pid_a != pid_b  # each process relayed only its own client's change
                 assert ids_of(first) == [a.awareness.client_id]
                 assert ids_of(second) == [b.awareness.client_id]
-                # A burst of changes from one client goes out in far fewer notifications.
+                # A burst of changes from one client is gathered (5 ms per room) into a few
+                # notifications (one, here, on a quiet machine), each with the latest state.
                 for i in range(50):
                     a.set_user({"user": {"name": "a", "cursor": i}})
                 await wait_for(lambda: sees(b, a, {"user": {"name": "a", "cursor": 49}}))
                 await asyncio.sleep(0.3)
-                burst = len(watch.updates()) - 2
-                print("burst of 50 changes relayed in", burst, "notifications")
-                assert burst < 50
+                assert 1 <= len(watch.updates()) - 2 <= 10
 
 
 @pytest.mark.parametrize(
