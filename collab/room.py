@@ -94,6 +94,7 @@ class Room:
         awareness_changed: Callable[[str], None] | None = None,
         seq: int = 0,
         updates_since_snapshot: int = 0,
+        shared: bool = False,
     ) -> None:
         self.name = name
         self.doc: pycrdt.Doc[Any] = pycrdt.Doc()
@@ -102,6 +103,11 @@ class Room:
         self.connections: dict[Connection, None] = {}
         self.limits = limits
         self.updates_since_snapshot = updates_since_snapshot
+        # Whether another process serves this room too, as last heard (an append, the rooms
+        # set's poll, a notification from it, at ``heard_from_others``): awareness is relayed
+        # only then.
+        self.shared = shared
+        self.heard_from_others = 0.0
         self.idle_since = time.monotonic()
         # Holders (a shared execution session) that keep the room open with nobody in it.
         self.pins: set[object] = set()
@@ -405,6 +411,7 @@ class Room:
                     self.name, [item[0] for item in batch], [item[3] for item in batch]
                 )
                 seqs, shared = appended.seqs, appended.shared
+                self.shared = self.shared or shared  # only the rooms set's poll says "alone"
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("room %s: cannot append updates (%s); retrying", self.name, exc)
                 self._outbox[:0] = batch

@@ -13,9 +13,11 @@ for a grace period, so a quick reconnect does not reload it, then is unloaded.
 
 Between processes (collab/relay.py): document updates wake the other processes' rooms, and
 awareness travels in the notifications themselves. The awareness that this process's
-connections send is gathered per room for a few milliseconds and relayed; a room opened here
-asks the others for their connections' states; the janitor drops relayed states that are no
-longer renewed.
+connections send is gathered per room for a few milliseconds and relayed, but only for rooms
+another process serves too (``Room.shared``: known when the room is opened here, from the
+others' notifications, and from the janitor's poll of who holds which room); a room opened
+here asks the others for their connections' states; the janitor drops relayed states that
+are no longer renewed.
 """
 
 from __future__ import annotations
@@ -171,6 +173,7 @@ class Rooms:
             awareness_changed=self._awareness_changed if self._relay is not None else None,
             seq=loaded.seq,
             updates_since_snapshot=loaded.updates_since_snapshot,
+            shared=loaded.shared,
         )
         opened.load(loaded.update)
         opened.participants_hooks.append(self._participants_changed)
@@ -291,7 +294,7 @@ class Rooms:
                 self._relay_awareness(opened, opened.take_awareness_changes())
 
     def _relay_awareness(self, opened: room.Room, client_ids: list[int]) -> None:
-        if self._relay is None:
+        if self._relay is None or not opened.shared:  # alone: nobody to tell
             return
 
         def encode(ids: Sequence[int]) -> str | None:
@@ -319,6 +322,8 @@ class Rooms:
         opened = self._rooms.get(message.room)
         if opened is None:  # not open here: nobody here to tell
             return
+        opened.shared = True  # another process serves it: relay what our connections say
+        opened.heard_from_others = time.monotonic()
         if isinstance(message, awareness.Query):
             self._relay_awareness(opened, opened.local_awareness())
             return
@@ -326,6 +331,20 @@ class Rooms:
             opened.apply_remote_awareness(message.update, time.monotonic())
         except (errors.ProtocolError, ValueError) as exc:
             log.warning("room %s: ignoring relayed awareness: %s", opened.name, exc)
+
+    async def _refresh_shared(self) -> None:
+        # Which rooms another process serves too (it may have gone, or come without a word).
+        if self._relay is None or not self._rooms:
+            return
+        asked_at, asked = time.monotonic(), list(self._rooms.items())
+        try:
+            shared = await self.store.shared([name for name, _opened in asked])
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("collab janitor: cannot read which rooms are shared: %s", exc)
+            return
+        for name, opened in asked:
+            # A process that spoke up while we asked is not gone, whatever the answer says.
+            opened.shared = name in shared or opened.heard_from_others >= asked_at
 
     async def _janitor_loop(self) -> None:
         last_poll = time.monotonic()
@@ -335,6 +354,7 @@ class Rooms:
             poll = now - last_poll >= self.limits.poll_s
             if poll:
                 last_poll = now
+                await self._refresh_shared()
             for name, opened in list(self._rooms.items()):
                 opened.expire_remote_awareness(now, self.limits.awareness_timeout_s)
                 try:

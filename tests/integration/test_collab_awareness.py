@@ -75,6 +75,12 @@ async def listening(*hubs: CollabHub) -> None:
         await asyncio.wait_for(hub.rooms.listening.wait(), 10)
 
 
+async def known_shared(hub: CollabHub, name: str) -> None:
+    """Wait until ``hub`` has heard from the other process serving room ``name`` (its query,
+    sent when it opened the room): notifications counted after this are the test's own."""
+    await wait_for(lambda: (opened := hub.rooms.get(name)) is not None and opened.shared)
+
+
 def ids_of(relayed: awareness.Relayed) -> list[int]:
     return [entry[0] for entry in protocol.decode_awareness(relayed.update)]
 
@@ -92,11 +98,12 @@ async def test_a_state_set_on_one_process_reaches_clients_of_the_other(
         await listening(collab_hub, other)
         async with client.connect(collab_hub.url, "aware", token=alice) as a:
             await asyncio.wait_for(a.synced.wait(), 10)
-            async with watching(db_url) as watch:
-                a.set_user({"user": {"name": "a"}})
-                await wait_for(lambda: watch.updates() != [])  # relayed, and gone by
-            # The room is not open on the other process yet (it ignored that notification):
-            # opening it there asks this one for its connections' states.
+            a.set_user({"user": {"name": "a"}})
+            here = collab_hub.rooms.get("aware")
+            assert here is not None
+            await wait_for(lambda: a.awareness.client_id in here.awareness.states)
+            # The room is not open on the other process yet: opening it there asks this one
+            # for its connections' states.
             assert other.rooms.get("aware") is None
             async with client.connect(other.url, "aware", token=alice) as b:
                 await wait_for(lambda: sees(b, a, {"user": {"name": "a"}}), timeout_s=5)
@@ -193,7 +200,10 @@ async def test_one_change_is_one_notification_and_nothing_bounces_back(
             client.connect(other.url, "pingpong", token=alice) as b,
             client.connect(other.url, "pingpong", token=alice) as b2,
         ):
-            await asyncio.wait_for(asyncio.gather(a.synced.wait(), b.synced.wait()), 10)
+            await asyncio.wait_for(
+                asyncio.gather(a.synced.wait(), b.synced.wait(), b2.synced.wait()), 10
+            )
+            await known_shared(collab_hub, "pingpong")
             async with watching(db_url) as watch:
                 a.set_user({"user": {"name": "a"}})
                 await wait_for(lambda: sees(b, a) and sees(b2, a))
@@ -214,6 +224,40 @@ async def test_one_change_is_one_notification_and_nothing_bounces_back(
                 await wait_for(lambda: sees(b, a, {"user": {"name": "a", "cursor": 49}}))
                 await asyncio.sleep(0.3)
                 assert 1 <= len(watch.updates()) - 2 <= 10
+
+
+async def test_a_process_alone_in_a_room_sends_no_awareness_notification(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    alice = await collab_hub.token("alice")
+    async with (
+        watching(db_url) as watch,
+        client.connect(collab_hub.url, "alone", token=alice) as a,
+        client.connect(collab_hub.url, "alone", token=alice) as near,
+    ):
+        await asyncio.wait_for(asyncio.gather(a.synced.wait(), near.synced.wait()), 10)
+        a.set_user({"user": {"name": "a"}})
+        await wait_for(lambda: sees(near, a))
+        await asyncio.sleep(0.3)  # bounded wait for a notification that must not come
+        assert watch.updates() == []
+        async with serving(event_store, db_url) as other:
+            await listening(collab_hub, other)
+            async with client.connect(other.url, "alone", token=alice) as far:
+                await wait_for(lambda: sees(far, a))  # the answer to its query
+                a.set_user({"user": {"name": "a", "cursor": 1}})
+                await wait_for(lambda: sees(far, a, {"user": {"name": "a", "cursor": 1}}))
+                far.set_user({"user": {"name": "far"}})
+                await wait_for(lambda: sees(a, far))
+            await other.rooms.close("alone")  # the other process lets the room go
+        # Within a poll (2 s) of the presence table, this process knows it is alone again.
+        here = collab_hub.rooms.get("alone")
+        assert here is not None
+        await wait_for(lambda: not here.shared, timeout_s=10)
+        relayed = len(watch.updates())
+        a.set_user({"user": {"name": "a", "cursor": 2}})
+        await wait_for(lambda: sees(near, a, {"user": {"name": "a", "cursor": 2}}))
+        await asyncio.sleep(0.3)
+        assert len(watch.updates()) == relayed
 
 
 @pytest.mark.parametrize(
@@ -296,6 +340,7 @@ async def test_an_oversized_state_is_applied_here_and_not_relayed(
             await asyncio.wait_for(
                 asyncio.gather(a.synced.wait(), near.synced.wait(), far.synced.wait()), 10
             )
+            await known_shared(collab_hub, "big")
             async with watching(db_url) as watch:
                 a.set_user(big)
                 await wait_for(lambda: sees(near, a, big))  # applied and sent locally
