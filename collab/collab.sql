@@ -29,8 +29,14 @@ RETURNING seq,
     EXISTS (SELECT 1 FROM collab_presence p WHERE p.room = $1 AND p.process <> $5) AS shared;
 
 -- name: enter_room
+-- Also says whether another process holds the room already.
 INSERT INTO collab_presence (room, process) VALUES ($1, $2)
-ON CONFLICT (room, process) DO UPDATE SET opened_at = clock_timestamp();
+ON CONFLICT (room, process) DO UPDATE SET opened_at = clock_timestamp()
+RETURNING EXISTS (SELECT 1 FROM collab_presence p WHERE p.room = $1 AND p.process <> $2);
+
+-- name: shared_rooms
+-- Which of these rooms another process holds too.
+SELECT DISTINCT room FROM collab_presence WHERE room = ANY($1::text[]) AND process <> $2;
 
 -- name: leave_room
 DELETE FROM collab_presence WHERE room = $1 AND process = $2;

@@ -1,4 +1,5 @@
-"""Per-connection limits: message size, flood rate, send buffer, and the room grace period."""
+"""Per-connection limits: message size, flood rate, send buffer, the room grace period, and
+how long a state relayed from another process lives without renewal."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ class Limits:
     room_grace_s: float = 60.0
     compact_after_updates: int = 1000
     poll_s: float = 2.0
+    # States learnt from another process and not renewed within this are dropped (the
+    # y-protocols outdatedTimeout; clients renew every 15 s). Tests shorten it.
+    awareness_timeout_s: float = 30.0
 
 
 class TokenBucket:

@@ -44,6 +44,7 @@ class Loaded:
     update: bytes
     seq: int
     updates_since_snapshot: int
+    shared: bool = False  # another process held the room when this one entered it
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class RoomStore:
         """The room's document: its latest snapshot plus every later update, merged; from now
         on this process counts as holding the room (``Appended.shared`` for the others)."""
         async with self.pool.acquire() as conn:
-            await conn.execute(queries["enter_room"], room, self.process)
+            shared = bool(await conn.fetchval(queries["enter_room"], room, self.process))
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             snapshot = await conn.fetchrow(queries["latest_snapshot"], room)
             base = snapshot["seq"] if snapshot else 0
@@ -118,7 +119,13 @@ class RoomStore:
         parts = ([snapshot["data"]] if snapshot else []) + [row["data"] for row in rows]
         update = pycrdt.merge_updates(*parts) if parts else b"\x00\x00"
         seq = rows[-1]["seq"] if rows else base
-        return Loaded(update=update, seq=seq, updates_since_snapshot=len(rows))
+        return Loaded(update=update, seq=seq, updates_since_snapshot=len(rows), shared=shared)
+
+    async def shared(self, rooms: Sequence[str]) -> set[str]:
+        """Which of ``rooms`` another process holds too."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(queries["shared_rooms"], list(rooms), self.process)
+        return {row["room"] for row in rows}
 
     async def release(self, room: str) -> None:
         """This process no longer holds ``room``."""

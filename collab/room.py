@@ -12,6 +12,12 @@ connection writes to a ``Sink``.
 
 Server-side code changes the document like a client: ``with room.transaction(author):`` (or
 any transaction on ``room.doc``) is persisted and broadcast by the same path.
+
+Awareness is never stored. What a connection sends is applied and echoed to everyone here at
+once, and its client ids are noted for other processes (``take_awareness_changes``; the rooms
+set relays them). States relayed from another process (``apply_remote_awareness``) are
+broadcast here but never relayed again, and dropped when not renewed in time
+(``expire_remote_awareness``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import asyncpg
 import pycrdt
 
-from collab import errors, protocol
+from collab import awareness, errors, protocol
 from collab.access import SYSTEM, Participant, author
 from collab.limits import Limits, TokenBucket
 
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_S = 0.5
+REMOTE = "remote"  # the origin of awareness states relayed from another process
 
 
 class Sink(Protocol):
@@ -84,8 +91,10 @@ class Room:
         limits: Limits,
         *,
         announce: Callable[[str], None] | None = None,
+        awareness_changed: Callable[[str], None] | None = None,
         seq: int = 0,
         updates_since_snapshot: int = 0,
+        shared: bool = False,
     ) -> None:
         self.name = name
         self.doc: pycrdt.Doc[Any] = pycrdt.Doc()
@@ -94,12 +103,21 @@ class Room:
         self.connections: dict[Connection, None] = {}
         self.limits = limits
         self.updates_since_snapshot = updates_since_snapshot
+        # Whether another process serves this room too, as last heard (an append, the rooms
+        # set's poll, a notification from it, at ``heard_from_others``): awareness is relayed
+        # only then.
+        self.shared = shared
+        self.heard_from_others = 0.0
         self.idle_since = time.monotonic()
         # Holders (a shared execution session) that keep the room open with nobody in it.
         self.pins: set[object] = set()
         self.participants_hooks: list[ParticipantsHook] = []
         self._store = store
         self._announce = announce
+        self._awareness_changed = awareness_changed
+        self._awareness_to_relay: set[int] = set()
+        # Client id -> when its state, learnt from another process, was last renewed.
+        self._remote_renewed: dict[int, float] = {}
         self._cursor = seq
         self._own: set[int] = set()
         self._outbox: list[tuple[bytes, bytes, Connection | None, str]] = []
@@ -151,6 +169,7 @@ class Room:
             self.awareness.remove_awareness_states(gone, conn)
             update = self.awareness.encode_awareness_update(gone)
             self.broadcast(protocol.ws_frame(protocol.awareness_message(update)))
+            self._note_awareness(gone)  # other processes' clients see the cursor go at once
         if not self.connections:
             self.idle_since = time.monotonic()
         self._participants_changed()
@@ -259,10 +278,68 @@ class Room:
                 conn.controlled.discard(client_id)
             else:
                 conn.controlled.add(client_id)
+            self._remote_renewed.pop(client_id, None)  # it is ours now, if it was remote
         self.awareness.apply_awareness_update(message.update, conn)
         # Echoed to the sender too: a lone client otherwise hears nothing for 30 s and
         # reconnects (y-websocket's messageReconnectTimeout).
         self.broadcast(protocol.ws_frame(frame))
+        self._note_awareness([entry[0] for entry in message.entries])
+
+    # --- awareness between processes -------------------------------------------------------
+
+    def _note_awareness(self, client_ids: list[int]) -> None:
+        if self._awareness_changed is None:
+            return
+        first = not self._awareness_to_relay
+        # Ids the awareness never took (a removal of an unknown client) have no clock to send.
+        self._awareness_to_relay.update(cid for cid in client_ids if cid in self.awareness.meta)
+        if first and self._awareness_to_relay:
+            self._awareness_changed(self.name)
+
+    def take_awareness_changes(self) -> list[int]:
+        """The client ids whose awareness changed here since the last call (to relay)."""
+        changed, self._awareness_to_relay = self._awareness_to_relay, set()
+        return sorted(changed)
+
+    def local_awareness(self) -> list[int]:
+        """The client ids with a state that this process's connections control."""
+        return sorted(
+            {cid for conn in self.connections for cid in conn.controlled}.intersection(
+                self.awareness.states
+            )
+        )
+
+    def apply_remote_awareness(self, update: bytes, now: float) -> bool:
+        """Apply an awareness update relayed by another process (decoded already) and send it
+        to every connection here; it is not relayed again. True if it changed anything."""
+        entries = protocol.decode_awareness(update)
+        self.awareness.apply_awareness_update(update, REMOTE)
+        applied = False
+        for client_id, clock, state in entries:
+            meta = self.awareness.meta.get(client_id)
+            if meta is None or meta["clock"] != clock:
+                continue  # older than what we hold: not applied
+            applied = True
+            if state is None:
+                self._remote_renewed.pop(client_id, None)
+            else:
+                self._remote_renewed[client_id] = now
+        if applied:
+            self.broadcast(protocol.ws_frame(protocol.awareness_message(update)))
+        return applied
+
+    def expire_remote_awareness(self, now: float, timeout_s: float) -> list[int]:
+        """Drop the states learnt from other processes and not renewed within ``timeout_s``
+        (their process may be gone), telling every connection here; the dropped ids."""
+        stale = awareness.outdated(self._remote_renewed, now, timeout_s)
+        for client_id in stale:
+            del self._remote_renewed[client_id]
+        gone = [cid for cid in stale if cid in self.awareness.states]
+        if gone:
+            self.awareness.remove_awareness_states(gone, "timeout")
+            update = self.awareness.encode_awareness_update(gone)
+            self.broadcast(protocol.ws_frame(protocol.awareness_message(update)))
+        return gone
 
     # --- local changes ---------------------------------------------------------------------
 
@@ -334,6 +411,7 @@ class Room:
                     self.name, [item[0] for item in batch], [item[3] for item in batch]
                 )
                 seqs, shared = appended.seqs, appended.shared
+                self.shared = self.shared or shared  # only the rooms set's poll says "alone"
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("room %s: cannot append updates (%s); retrying", self.name, exc)
                 self._outbox[:0] = batch

@@ -10,6 +10,14 @@ This is the public API for server-side code (shared execution sessions, services
 Opening is serialised per name, so simultaneous first joins of a new room all get the one
 room (pycrdt-websocket hangs all but one of them). A room with nobody connected stays loaded
 for a grace period, so a quick reconnect does not reload it, then is unloaded.
+
+Between processes (collab/relay.py): document updates wake the other processes' rooms, and
+awareness travels in the notifications themselves. The awareness that this process's
+connections send is gathered per room for a few milliseconds and relayed, but only for rooms
+another process serves too (``Room.shared``: known when the room is opened here, from the
+others' notifications, and from the janitor's poll of who holds which room); a room opened
+here asks the others for their connections' states; the janitor drops relayed states that
+are no longer renewed.
 """
 
 from __future__ import annotations
@@ -18,19 +26,21 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 
 import asyncpg
 
-from collab import access, errors, persistence, room
+from collab import access, awareness, errors, persistence, room
 from collab.limits import Limits
 from collab.relay import Relay
-from events import models
+from events import models, notify
 from events.catalog import collab as collab_events
 
 log = logging.getLogger(__name__)
 
 JANITOR_S = 1.0
 RECORD_DRAIN_S = 5.0
+AWARENESS_COALESCE_S = 0.005  # awareness changes of a room within this go out in one NOTIFY
 
 
 def _metadata(who: access.Participant) -> models.Metadata:
@@ -57,7 +67,9 @@ class Rooms:
         self.participants_hooks: list[room.ParticipantsHook] = []
         self._rooms: dict[str, room.Room] = {}
         self._opening: dict[str, asyncio.Future[room.Room]] = {}
-        self._relay = Relay(dsn, self._on_wake) if relay else None
+        self._relay = Relay(dsn, self._on_wake, on_awareness=self._on_awareness) if relay else None
+        self._awareness_dirty: set[str] = set()
+        self._awareness_flush: asyncio.TimerHandle | None = None
         self._janitor: asyncio.Task[None] | None = None
         self._recorder: asyncio.Task[None] | None = None
         self._records: asyncio.Queue[tuple[str, collab_events.RoomEvent, models.Metadata]] = (
@@ -81,8 +93,12 @@ class Rooms:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._janitor
             self._janitor = None
+        self._flush_awareness()
         for name in list(self._rooms):
             await self.close(name, reason="the hub is stopping")
+        if self._awareness_flush is not None:
+            self._awareness_flush.cancel()
+            self._awareness_flush = None
         if self._recorder is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._records.join(), RECORD_DRAIN_S)
@@ -140,6 +156,8 @@ class Rooms:
             finally:
                 del self._opening[name]
             self._rooms[name] = opened
+            if self._relay is not None:  # states of other processes' connections, at once
+                self._relay.query_awareness(name)
             pending.set_result(opened)
             return opened
         return await asyncio.shield(pending)
@@ -152,8 +170,10 @@ class Rooms:
             self.store,
             self.limits,
             announce=self._relay.announce if self._relay is not None else None,
+            awareness_changed=self._awareness_changed if self._relay is not None else None,
             seq=loaded.seq,
             updates_since_snapshot=loaded.updates_since_snapshot,
+            shared=loaded.shared,
         )
         opened.load(loaded.update)
         opened.participants_hooks.append(self._participants_changed)
@@ -259,6 +279,73 @@ class Rooms:
         elif (named := self._rooms.get(name)) is not None:
             named.wake()
 
+    def _awareness_changed(self, name: str) -> None:
+        self._awareness_dirty.add(name)
+        if self._awareness_flush is None:
+            self._awareness_flush = asyncio.get_running_loop().call_later(
+                AWARENESS_COALESCE_S, self._flush_awareness
+            )
+
+    def _flush_awareness(self) -> None:
+        self._awareness_flush = None
+        dirty, self._awareness_dirty = self._awareness_dirty, set()
+        for name in sorted(dirty):
+            if (opened := self._rooms.get(name)) is not None:
+                self._relay_awareness(opened, opened.take_awareness_changes())
+
+    def _relay_awareness(self, opened: room.Room, client_ids: list[int]) -> None:
+        if self._relay is None or not opened.shared:  # alone: nobody to tell
+            return
+
+        def encode(ids: Sequence[int]) -> str | None:
+            update = opened.awareness.encode_awareness_update(list(ids))
+            return awareness.encode_update(opened.name, update)
+
+        payloads, too_large = awareness.fit(client_ids, encode)
+        for payload in payloads:
+            self._relay.relay_awareness(payload)
+        if too_large:
+            log.debug(
+                "room %s: awareness of clients %s is over the NOTIFY limit of %d bytes;"
+                " not relayed to other processes",
+                opened.name,
+                too_large,
+                notify.MAX_PAYLOAD_BYTES,
+            )
+
+    def _on_awareness(self, message: awareness.Message | None) -> None:
+        if message is None:  # (re)connected: we may have missed states; ask again
+            if self._relay is not None:
+                for name in self._rooms:
+                    self._relay.query_awareness(name)
+            return
+        opened = self._rooms.get(message.room)
+        if opened is None:  # not open here: nobody here to tell
+            return
+        opened.shared = True  # another process serves it: relay what our connections say
+        opened.heard_from_others = time.monotonic()
+        if isinstance(message, awareness.Query):
+            self._relay_awareness(opened, opened.local_awareness())
+            return
+        try:
+            opened.apply_remote_awareness(message.update, time.monotonic())
+        except (errors.ProtocolError, ValueError) as exc:
+            log.warning("room %s: ignoring relayed awareness: %s", opened.name, exc)
+
+    async def _refresh_shared(self) -> None:
+        # Which rooms another process serves too (it may have gone, or come without a word).
+        if self._relay is None or not self._rooms:
+            return
+        asked_at, asked = time.monotonic(), list(self._rooms.items())
+        try:
+            shared = await self.store.shared([name for name, _opened in asked])
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("collab janitor: cannot read which rooms are shared: %s", exc)
+            return
+        for name, opened in asked:
+            # A process that spoke up while we asked is not gone, whatever the answer says.
+            opened.shared = name in shared or opened.heard_from_others >= asked_at
+
     async def _janitor_loop(self) -> None:
         last_poll = time.monotonic()
         while True:
@@ -267,7 +354,9 @@ class Rooms:
             poll = now - last_poll >= self.limits.poll_s
             if poll:
                 last_poll = now
+                await self._refresh_shared()
             for name, opened in list(self._rooms.items()):
+                opened.expire_remote_awareness(now, self.limits.awareness_timeout_s)
                 try:
                     if not opened.connections:
                         if opened.pins:  # a session holds it; its grace starts when unpinned

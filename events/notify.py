@@ -81,6 +81,8 @@ class Channel:
         self._connect_kwargs = connect_kwargs or {}
         self._outbox: set[str] = set()
         self._pending = asyncio.Event()
+        self._drained = asyncio.Event()  # set while nothing sent is waiting to go out
+        self._drained.set()
         self._own_pids: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()
@@ -91,6 +93,19 @@ class Channel:
         if len(payload.encode()) <= MAX_PAYLOAD_BYTES:
             self._outbox.add(payload)
             self._pending.set()
+            self._drained.clear()
+
+    async def drain(self, within_s: float) -> bool:
+        """Wait until every payload sent so far has gone out (or failed), at most
+        ``within_s`` seconds; true if it did. Before ``stop()``, so that a last word (a
+        departure) is not lost."""
+        if not self._tasks:
+            return self._drained.is_set()
+        try:
+            await asyncio.wait_for(self._drained.wait(), within_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def start(self) -> None:
         """Start the sender and the listener tasks."""
@@ -137,6 +152,8 @@ class Channel:
                     log.warning("could not send NOTIFY (%s); other processes will poll", exc)
                     conn = None
                     await asyncio.sleep(self._reconnect_s)
+                if not self._outbox:
+                    self._drained.set()
                 await asyncio.sleep(self._coalesce_s)
         finally:
             if conn is not None and not conn.is_closed():

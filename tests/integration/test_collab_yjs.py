@@ -120,3 +120,23 @@ async def test_yjs_edits_survive_a_server_restart(
         more = await NodeClients.start("write", second.url, "durable", token, "!")
         assert (await more.next())["text"] == "still here, before restart!"
         await more.finish()
+
+
+async def test_yjs_providers_on_two_hub_processes_see_each_other_come_and_go(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    """Awareness crosses processes: real y-websocket providers, one on each of two hubs."""
+    token = await collab_hub.token("alice")
+    async with serving(event_store, db_url) as other:
+        for hub in (collab_hub, other):
+            assert hub.rooms.listening is not None
+            await asyncio.wait_for(hub.rooms.listening.wait(), 10)
+        node = await NodeClients.start("aware", collab_hub.url, "aware-yjs", token, other.url)
+        try:
+            aware = await node.next()
+            assert aware == {"event": "aware", "a": ["node-a", "node-b"], "b": ["node-a", "node-b"]}
+            left = await node.next()
+            assert left["b"] == ["node-b"]
+            assert left["ms"] < 2000  # at once, not after the 30 s outdated timeout
+        finally:
+            await node.finish()

@@ -7,6 +7,8 @@
 //   node providers.mjs write <ws-url> <room> <token> <text>   append text; done once a second
 //        provider has it (the server broadcasts only what it has stored)
 //   node providers.mjs read <ws-url> <room> <token>        print the room's text
+//   node providers.mjs aware <ws-url> <room> <token> <ws-url-2>   one provider on each of two
+//        hub processes: each sees the other's user, then one leaves and the other sees it go
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
@@ -20,9 +22,9 @@ function say (event, fields = {}) {
   process.stdout.write(JSON.stringify({ event, ...fields }) + '\n')
 }
 
-function join (name) {
+function join (name, base = url) {
   const doc = new Y.Doc()
-  const provider = new WebsocketProvider(url + '/collab', room, doc, {
+  const provider = new WebsocketProvider(base + '/collab', room, doc, {
     WebSocketPolyfill: WebSocket,
     disableBc: true,
     params: { token }
@@ -88,6 +90,21 @@ if (scenario === 'together') {
   await synced(reader)
   say('read', { text: reader.text.toString() })
   reader.provider.destroy()
+} else if (scenario === 'aware') {
+  const names = client =>
+    [...client.provider.awareness.getStates().values()].map(s => s.user && s.user.name).sort()
+  const a = join('node-a')
+  const b = join('node-b', extra)
+  await synced(a)
+  await synced(b)
+  await until('each to see the other', () =>
+    names(a).includes('node-b') && names(b).includes('node-a'))
+  say('aware', { a: names(a), b: names(b) })
+  const started = Date.now()
+  a.provider.destroy()
+  await until('B to see A leave', () => !names(b).includes('node-a'))
+  say('left', { ms: Date.now() - started, b: names(b) })
+  b.provider.destroy()
 } else {
   say('usage', { error: `unknown scenario ${scenario}` })
   process.exit(64)

@@ -1,0 +1,420 @@
+"""Awareness across hub processes: two rooms sets (or a hub OS process) on one PostgreSQL.
+
+Each ``serving`` hub has its own rooms, relay and LISTEN connection, sharing no memory with
+the other: what one's clients see of the other's comes through PostgreSQL's NOTIFY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pycrdt
+import pytest
+
+from collab import awareness, client, protocol, relay
+from collab import limits as collab_limits
+from events import notify, store
+from tests.helpers import hub_process_env, wait_for
+from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub, serving
+from tests.integration.collab_fixtures import collab_hub as collab_hub
+from tests.integration.test_collab_rooms import free_port, text_of
+
+
+class ChannelWatch:
+    """Every notification on the collab channel, with the backend pid that sent it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, str]] = []
+
+    def on_notify(self, _conn: object, pid: int, _channel: str, payload: object) -> None:
+        self.seen.append((pid, str(payload)))
+
+    def updates(self) -> list[tuple[int, awareness.Relayed]]:
+        """The relayed awareness updates seen, decoded."""
+        out = []
+        for pid, payload in self.seen:
+            if awareness.is_awareness(payload):
+                message = awareness.decode(payload)
+                if isinstance(message, awareness.Relayed):
+                    out.append((pid, message))
+        return out
+
+
+@contextlib.asynccontextmanager
+async def watching(db_url: str) -> AsyncIterator[ChannelWatch]:
+    watch = ChannelWatch()
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.add_listener(relay.CHANNEL, watch.on_notify)
+        yield watch
+    finally:
+        await conn.close()
+
+
+async def notify_raw(db_url: str, payload: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("SELECT pg_notify($1, $2)", relay.CHANNEL, payload)
+    finally:
+        await conn.close()
+
+
+async def listening(*hubs: CollabHub) -> None:
+    for hub in hubs:
+        assert hub.rooms.listening is not None
+        await asyncio.wait_for(hub.rooms.listening.wait(), 10)
+
+
+async def known_shared(hub: CollabHub, name: str) -> None:
+    """Wait until ``hub`` has heard from the other process serving room ``name`` (its query,
+    sent when it opened the room): notifications counted after this are the test's own."""
+    await wait_for(lambda: (opened := hub.rooms.get(name)) is not None and opened.shared)
+
+
+def ids_of(relayed: awareness.Relayed) -> list[int]:
+    return [entry[0] for entry in protocol.decode_awareness(relayed.update)]
+
+
+def sees(watcher: client.RoomClient, other: client.RoomClient, state: Any = None) -> bool:
+    held = watcher.awareness.states.get(other.awareness.client_id)
+    return held is not None if state is None else held == state
+
+
+async def test_a_state_set_on_one_process_reaches_clients_of_the_other(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    alice = await collab_hub.token("alice")
+    async with serving(event_store, db_url) as other:
+        await listening(collab_hub, other)
+        async with client.connect(collab_hub.url, "aware", token=alice) as a:
+            await asyncio.wait_for(a.synced.wait(), 10)
+            a.set_user({"user": {"name": "a"}})
+            here = collab_hub.rooms.get("aware")
+            assert here is not None
+            await wait_for(lambda: a.awareness.client_id in here.awareness.states)
+            # The room is not open on the other process yet: opening it there asks this one
+            # for its connections' states.
+            assert other.rooms.get("aware") is None
+            async with client.connect(other.url, "aware", token=alice) as b:
+                await wait_for(lambda: sees(b, a, {"user": {"name": "a"}}), timeout_s=5)
+                b.set_user({"user": {"name": "b"}})
+                await wait_for(lambda: sees(a, b, {"user": {"name": "b"}}), timeout_s=5)
+                a.set_user({"user": {"name": "a", "cursor": 3}})
+                await wait_for(lambda: sees(b, a, {"user": {"name": "a", "cursor": 3}}))
+                # A later joiner of the other process has both in its first awareness
+                # message, which comes before the answer to its SyncStep1.
+                async with client.connect(other.url, "aware", token=alice) as late:
+                    await asyncio.wait_for(late.synced.wait(), 10)
+                    assert sees(late, a, {"user": {"name": "a", "cursor": 3}})
+                    assert sees(late, b, {"user": {"name": "b"}})
+                # Documents still converge beside awareness.
+                a.doc.get("t", type=pycrdt.Text).insert(0, "hi")
+                await wait_for(lambda: text_of(b.doc) == "hi")
+
+
+async def test_a_read_only_participant_s_awareness_crosses_as_it_does_within_a_process(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    editor = await collab_hub.token("editor")
+    reader = await collab_hub.token("reader", scopes=["read:collab!room=shared"])
+    async with serving(event_store, db_url) as other:
+        await listening(collab_hub, other)
+        async with client.connect(collab_hub.url, "shared", token=editor) as ed:
+            await asyncio.wait_for(ed.synced.wait(), 10)
+            async with (
+                client.connect(collab_hub.url, "shared", token=editor) as near,
+                client.connect(other.url, "shared", token=reader) as ro,
+            ):
+                await asyncio.wait_for(asyncio.gather(near.synced.wait(), ro.synced.wait()), 10)
+                ro.set_user({"user": {"name": "reader"}})
+                await wait_for(lambda: sees(ed, ro) and sees(near, ro))
+                ed.set_user({"user": {"name": "editor"}})
+                await wait_for(lambda: sees(ro, ed))
+
+
+async def test_a_dropped_connection_s_cursor_vanishes_on_the_other_process_at_once(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    alice = await collab_hub.token("alice")
+    async with serving(event_store, db_url) as other:
+        await listening(collab_hub, other)
+        async with (
+            client.connect(collab_hub.url, "vanish", token=alice) as a,
+            client.connect(other.url, "vanish", token=alice) as b,
+        ):
+            await asyncio.wait_for(asyncio.gather(a.synced.wait(), b.synced.wait()), 10)
+            a.set_user({"user": {"name": "a"}})
+            await wait_for(lambda: sees(b, a))
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            a.ws.transport.abort()  # no goodbye from the client: the server's leave says it
+            await wait_for(lambda: not sees(b, a), timeout_s=5)
+            assert loop.time() - started < 2.0  # not the 30 s of the outdated timeout
+
+
+async def test_a_stopping_process_s_clients_vanish_from_the_others_at_once(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    """A hub that stops (a restart, say) closes its connections: their removal is relayed
+    before its relay stops, so the others do not wait for the outdated timeout."""
+    alice = await collab_hub.token("alice")
+    loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as clients:
+        watcher = await clients.enter_async_context(
+            client.connect(collab_hub.url, "restart", token=alice)
+        )
+        await asyncio.wait_for(watcher.synced.wait(), 10)
+        async with serving(event_store, db_url) as other:
+            await listening(collab_hub, other)
+            leaving = await clients.enter_async_context(
+                client.connect(other.url, "restart", token=alice)
+            )
+            await asyncio.wait_for(leaving.synced.wait(), 10)
+            leaving.set_user({"user": {"name": "leaving"}})
+            await wait_for(lambda: sees(watcher, leaving))
+            started = loop.time()
+        # ``other`` has stopped: it closed the connection (going away) and stopped its relay.
+        assert leaving.close_code is not None
+        await wait_for(lambda: not sees(watcher, leaving), timeout_s=5)
+        assert loop.time() - started < 3.0
+
+
+async def test_one_change_is_one_notification_and_nothing_bounces_back(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    alice = await collab_hub.token("alice")
+    async with serving(event_store, db_url) as other:
+        await listening(collab_hub, other)
+        async with (
+            client.connect(collab_hub.url, "pingpong", token=alice) as a,
+            client.connect(other.url, "pingpong", token=alice) as b,
+            client.connect(other.url, "pingpong", token=alice) as b2,
+        ):
+            await asyncio.wait_for(
+                asyncio.gather(a.synced.wait(), b.synced.wait(), b2.synced.wait()), 10
+            )
+            await known_shared(collab_hub, "pingpong")
+            async with watching(db_url) as watch:
+                a.set_user({"user": {"name": "a"}})
+                await wait_for(lambda: sees(b, a) and sees(b2, a))
+                b.set_user({"user": {"name": "b"}})
+                await wait_for(lambda: sees(a, b))
+                # Bounded wait for anything further (a bounce would follow within a few ms).
+                await asyncio.sleep(0.5)
+                updates = watch.updates()
+                assert len(updates) == 2, watch.seen
+                (pid_a, first), (pid_b, second) = updates
+                assert pid_a != pid_b  # each process relayed only its own client's change
+                assert ids_of(first) == [a.awareness.client_id]
+                assert ids_of(second) == [b.awareness.client_id]
+                # A burst of changes from one client is gathered (5 ms per room) into a few
+                # notifications (one, here, on a quiet machine), each with the latest state.
+                for i in range(50):
+                    a.set_user({"user": {"name": "a", "cursor": i}})
+                await wait_for(lambda: sees(b, a, {"user": {"name": "a", "cursor": 49}}))
+                await asyncio.sleep(0.3)
+                assert 1 <= len(watch.updates()) - 2 <= 10
+
+
+async def test_a_process_alone_in_a_room_sends_no_awareness_notification(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    alice = await collab_hub.token("alice")
+    async with (
+        watching(db_url) as watch,
+        client.connect(collab_hub.url, "alone", token=alice) as a,
+        client.connect(collab_hub.url, "alone", token=alice) as near,
+    ):
+        await asyncio.wait_for(asyncio.gather(a.synced.wait(), near.synced.wait()), 10)
+        a.set_user({"user": {"name": "a"}})
+        await wait_for(lambda: sees(near, a))
+        await asyncio.sleep(0.3)  # bounded wait for a notification that must not come
+        assert watch.updates() == []
+        async with serving(event_store, db_url) as other:
+            await listening(collab_hub, other)
+            async with client.connect(other.url, "alone", token=alice) as far:
+                await wait_for(lambda: sees(far, a))  # the answer to its query
+                a.set_user({"user": {"name": "a", "cursor": 1}})
+                await wait_for(lambda: sees(far, a, {"user": {"name": "a", "cursor": 1}}))
+                far.set_user({"user": {"name": "far"}})
+                await wait_for(lambda: sees(a, far))
+            await other.rooms.close("alone")  # the other process lets the room go
+        # Within a poll (2 s) of the presence table, this process knows it is alone again.
+        here = collab_hub.rooms.get("alone")
+        assert here is not None
+        await wait_for(lambda: not here.shared, timeout_s=10)
+        relayed = len(watch.updates())
+        a.set_user({"user": {"name": "a", "cursor": 2}})
+        await wait_for(lambda: sees(near, a, {"user": {"name": "a", "cursor": 2}}))
+        await asyncio.sleep(0.3)
+        assert len(watch.updates()) == relayed
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{not json",
+        '{"room": 5, "awareness": "AA=="}',
+        '{"room": "bad-input", "awareness": "%%% not base64"}',
+        '{"room": "bad-input", "awareness": "AQID"}',  # base64 of bytes that do not decode
+        '{"room": "not-open-anywhere", "awareness": "AA=="}',
+        '{"room": "bad-input", "query": "yes"}',
+        "no-such-room",  # a wake-up for a room nobody holds
+    ],
+)
+async def test_a_malformed_notification_is_ignored_and_the_room_goes_on(
+    collab_hub: CollabHub,
+    event_store: store.EventStore,
+    db_url: str,
+    payload: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alice = await collab_hub.token("alice")
+    async with serving(event_store, db_url) as other:
+        await listening(collab_hub, other)
+        async with (
+            client.connect(collab_hub.url, "bad-input", token=alice) as a,
+            client.connect(other.url, "bad-input", token=alice) as b,
+        ):
+            await asyncio.wait_for(asyncio.gather(a.synced.wait(), b.synced.wait()), 10)
+            a.set_user({"user": {"name": "a"}})
+            await wait_for(lambda: sees(b, a))
+            with caplog.at_level(logging.WARNING, logger="collab"):
+                await notify_raw(db_url, payload)
+                b.set_user({"user": {"name": "b"}})  # after the bad one, on the same channel
+                await wait_for(lambda: sees(a, b))
+            if payload.startswith("{") and "not-open" not in payload:
+                assert "ignoring a notification" in caplog.text
+            assert a.close_code is None
+            assert b.close_code is None
+            a.set_user({"user": {"name": "a", "still": "here"}})
+            await wait_for(lambda: sees(b, a, {"user": {"name": "a", "still": "here"}}))
+            a.doc.get("t", type=pycrdt.Text).insert(0, "ok")
+            await wait_for(lambda: text_of(b.doc) == "ok")
+
+
+async def test_a_relayed_update_for_a_room_open_here_that_fails_to_apply_is_ignored(
+    collab_hub: CollabHub, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = await collab_hub.token("alice")
+    async with client.connect(collab_hub.url, "entries", token=alice) as a:
+        await asyncio.wait_for(a.synced.wait(), 10)
+        await listening(collab_hub)
+        # Well-formed lib0, but a state that is a JSON list: y-protocols states are objects.
+        entry = b"\x01\x05\x01\x03[1]"
+        with caplog.at_level(logging.WARNING, logger="collab"):
+            await notify_raw(
+                db_url,
+                json.dumps({"room": "entries", "awareness": base64.b64encode(entry).decode()}),
+            )
+            await wait_for(lambda: "does not decode" in caplog.text)
+        opened = collab_hub.rooms.get("entries")
+        assert opened is not None
+        assert 5 not in opened.awareness.states
+        a.set_user({"user": {"name": "a"}})
+        await wait_for(lambda: a.awareness.client_id in opened.awareness.states)
+
+
+async def test_an_oversized_state_is_applied_here_and_not_relayed(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    alice = await collab_hub.token("alice")
+    big = {"user": {"name": "a", "note": "x" * notify.MAX_PAYLOAD_BYTES}}
+    async with serving(event_store, db_url) as other:
+        await listening(collab_hub, other)
+        async with (
+            client.connect(collab_hub.url, "big", token=alice) as a,
+            client.connect(collab_hub.url, "big", token=alice) as near,
+            client.connect(other.url, "big", token=alice) as far,
+        ):
+            await asyncio.wait_for(
+                asyncio.gather(a.synced.wait(), near.synced.wait(), far.synced.wait()), 10
+            )
+            await known_shared(collab_hub, "big")
+            async with watching(db_url) as watch:
+                a.set_user(big)
+                await wait_for(lambda: sees(near, a, big))  # applied and sent locally
+                near.set_user({"user": {"name": "near"}})  # relayed, after the big one
+                await wait_for(lambda: sees(far, near))
+                assert not sees(far, a)
+                assert [ids_of(m) for _pid, m in watch.updates()] == [[near.awareness.client_id]]
+            a.set_user({"user": {"name": "a", "note": "small again"}})
+            await wait_for(lambda: sees(far, a, {"user": {"name": "a", "note": "small again"}}))
+
+
+async def test_relayed_states_not_renewed_expire_and_come_back_when_renewed(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    alice = await collab_hub.token("alice")
+    short = collab_limits.Limits(room_grace_s=3600, awareness_timeout_s=1.5)
+    async with serving(event_store, db_url, short) as other:
+        await listening(collab_hub, other)
+        async with (
+            client.connect(collab_hub.url, "expire", token=alice) as a,
+            client.connect(collab_hub.url, "expire", token=alice) as near,
+            client.connect(other.url, "expire", token=alice) as far,
+        ):
+            await asyncio.wait_for(
+                asyncio.gather(a.synced.wait(), near.synced.wait(), far.synced.wait()), 10
+            )
+            loop = asyncio.get_running_loop()
+            a.set_user({"user": {"name": "a"}})  # the Python client does not renew by itself
+            await wait_for(lambda: sees(far, a))
+            seen_at = loop.time()
+            await wait_for(lambda: not sees(far, a), timeout_s=10)
+            assert loop.time() - seen_at >= 1.0  # not before the timeout (1.5 s, 1 s janitor)
+            assert sees(near, a)  # on its own process, a connected client's state stays
+            a.set_user({"user": {"name": "a", "renewed": True}})
+            await wait_for(lambda: sees(far, a, {"user": {"name": "a", "renewed": True}}))
+
+
+async def test_a_killed_process_leaves_no_ghost_cursor(
+    event_store: store.EventStore, db_url: str, tmp_path: Path
+) -> None:
+    """A real hub process holding a client is killed (no goodbye, no removal relayed): the
+    other process drops the client's state once it is not renewed."""
+    short = collab_limits.Limits(room_grace_s=3600, awareness_timeout_s=1.5)
+    async with serving(event_store, db_url, short) as here:
+        await listening(here)
+        alice = await here.token("alice")
+        port = free_port()
+        env = hub_process_env(db_url, tmp_path / "none.toml", tmp_path / "state") | {
+            "CHRONOHUB_ADMIN_USERS": json.dumps(COLLAB_CONFIG["admin_users"]),
+            "CHRONOHUB_SERVICES": json.dumps(COLLAB_CONFIG["services"]),
+            "CHRONOHUB_ROLES": json.dumps(COLLAB_CONFIG["roles"]),
+        }
+        with open(tmp_path / "hub.log", "wb") as hub_log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "hub.cli", "serve", "--ip", "127.0.0.1", "--port", str(port),
+                env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=hub_log,
+            )  # fmt: skip
+        try:
+            assert process.stdout is not None
+            banner = await asyncio.wait_for(process.stdout.readline(), 60)
+            assert b"chronohub serving" in banner, (banner, (tmp_path / "hub.log").read_text())
+            async with (
+                client.connect(here.url, "ghost", token=alice) as watcher,
+                client.connect(f"ws://127.0.0.1:{port}", "ghost", token=alice) as doomed,
+            ):
+                await asyncio.wait_for(
+                    asyncio.gather(watcher.synced.wait(), doomed.synced.wait()), 10
+                )
+                doomed.set_user({"user": {"name": "doomed"}})
+                await wait_for(lambda: sees(watcher, doomed))
+                process.send_signal(signal.SIGKILL)
+                await asyncio.wait_for(process.wait(), 30)
+                await wait_for(lambda: not sees(watcher, doomed), timeout_s=10)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

@@ -1,0 +1,209 @@
+"""Awareness between processes without a database: the payloads, the expiry rule, the room."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import pycrdt
+import pytest
+
+from collab import access, awareness, protocol, room
+from collab.limits import Limits
+from events import notify
+
+
+class Sink:
+    """Records what a connection was sent, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list[protocol.Message] = []
+
+    def write(self, data: bytes) -> None:
+        reader = memoryview(data)
+        while reader:  # unmasked server frames: 0x82, a length, the payload
+            length, start = reader[1], 2
+            if length == 126:
+                length, start = int.from_bytes(reader[2:4]), 4
+            elif length == 127:
+                length, start = int.from_bytes(reader[2:10]), 10
+            self.messages.append(protocol.parse(bytes(reader[start : start + length])))
+            reader = reader[start + length :]
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+    def awareness_entries(self) -> list[tuple[int, int, Any]]:
+        return [
+            entry
+            for message in self.messages
+            if isinstance(message, protocol.AwarenessMessage)
+            for entry in message.entries
+        ]
+
+
+def state_update(client_id: int, clock: int, state: dict[str, Any] | None) -> bytes:
+    """One awareness entry, encoded as y-protocols does."""
+    text = json.dumps(state)
+    data = text.encode()
+    return (
+        pycrdt.write_var_uint(1)
+        + pycrdt.write_var_uint(client_id)
+        + pycrdt.write_var_uint(clock)
+        + pycrdt.write_var_uint(len(data))
+        + data
+    )
+
+
+def test_outdated_drops_states_not_renewed_within_the_timeout() -> None:
+    renewed = {1: 100.0, 2: 120.0, 3: 129.9, 4: 70.0}
+    assert awareness.outdated(renewed, 130.0, 30.0) == [1, 4]  # 30 s or more: gone
+    assert awareness.outdated(renewed, 130.0) == [1, 4]  # y-protocols' 30 s by default
+    assert awareness.outdated(renewed, 99.0, 30.0) == []
+    assert awareness.outdated({}, 1e9, 30.0) == []
+    assert awareness.outdated(renewed, 131.0, 1.0) == [1, 2, 3, 4]
+
+
+def test_payloads_round_trip_and_are_tagged_apart_from_room_names() -> None:
+    update = state_update(7, 3, {"user": {"name": "a"}})
+    payload = awareness.encode_update("notes", update)
+    assert payload is not None
+    assert awareness.is_awareness(payload)
+    assert awareness.decode(payload) == awareness.Relayed("notes", update)
+    query = awareness.encode_query("notes")
+    assert awareness.is_awareness(query)
+    assert awareness.decode(query) == awareness.Query("notes")
+    assert not awareness.is_awareness("notes")  # a wake-up: room names start with a letter/digit
+
+
+def test_an_update_over_the_notify_limit_has_no_payload() -> None:
+    big = state_update(7, 3, {"user": {"name": "x" * notify.MAX_PAYLOAD_BYTES}})
+    assert awareness.encode_update("notes", big) is None
+
+
+LIST_STATE = base64.b64encode(b"\x01\x01\x01\x03[1]").decode()  # a state that is no object
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "not an object"),
+        ('{"awareness": "AA=="}', "room name"),
+        ('{"room": 5, "awareness": "AA=="}', "room name"),
+        ('{"room": "r"}', "neither"),
+        ('{"room": "r", "query": false}', "neither"),
+        ('{"room": "r", "awareness": 12}', "neither"),
+        ('{"room": "r", "awareness": "AA==", "extra": 1}', "neither"),
+        ('{"room": "r", "awareness": "%%% not base64"}', "not base64"),
+        ('{"room": "r", "awareness": "AQID"}', "does not decode"),
+        (json.dumps({"room": "r", "awareness": LIST_STATE}), "not a JSON object"),
+    ],
+)
+def test_a_bad_payload_is_refused_with_the_reason(payload: str, why: str) -> None:
+    with pytest.raises(awareness.BadPayload, match=why):
+        awareness.decode(payload)
+
+
+def test_fit_halves_until_each_payload_fits_and_names_what_cannot() -> None:
+    sizes = {1: 10, 2: 10, 3: 10, 4: 200, 5: 10}
+
+    def encode(ids: Any) -> str | None:
+        total = sum(sizes[i] for i in ids)
+        return ",".join(map(str, ids)) if total <= 30 else None
+
+    payloads, too_large = awareness.fit([1, 2, 3, 4, 5], encode)
+    assert too_large == [4]
+    assert sorted(int(i) for p in payloads for i in p.split(",")) == [1, 2, 3, 5]
+    assert awareness.fit([], encode) == ([], [])
+    assert awareness.fit([1, 2], encode) == (["1,2"], [])
+
+
+def connect(shared: room.Room, name: str = "a") -> tuple[room.Connection, Sink]:
+    sink = Sink()
+    conn = room.Connection(access.Participant("user", name, True), sink, shared.limits)
+    shared.join(conn)
+    return conn, sink
+
+
+async def test_local_awareness_is_noted_for_relay_and_remote_awareness_is_not() -> None:
+    noted: list[str] = []
+    shared = room.Room("r", None, Limits(), awareness_changed=noted.append)
+    conn, _ = connect(shared)
+    _, watcher = connect(shared, "b")
+    shared.receive(conn, protocol.awareness_message(state_update(7, 1, {"n": 1})))
+    shared.receive(conn, protocol.awareness_message(state_update(7, 2, {"n": 2})))
+    assert noted == ["r"]  # once until taken: the rooms set gathers them
+    assert shared.take_awareness_changes() == [7]
+    assert shared.take_awareness_changes() == []
+    assert shared.local_awareness() == [7]
+    # From another process: applied, sent to everyone here, never noted for relay.
+    assert shared.apply_remote_awareness(state_update(9, 4, {"n": "remote"}), now=0.0)
+    assert shared.awareness.states[9] == {"n": "remote"}
+    await asyncio.sleep(0)  # frames are written once per event-loop pass
+    assert (9, 4, {"n": "remote"}) in watcher.awareness_entries()
+    assert shared.take_awareness_changes() == []
+    assert noted == ["r"]
+    assert shared.local_awareness() == [7]
+    # An older relayed state changes nothing and is not sent.
+    before = len(watcher.messages)
+    changed = shared.apply_remote_awareness(state_update(9, 3, {"n": "old"}), now=1.0)
+    await asyncio.sleep(0)
+    assert not changed
+    assert len(watcher.messages) == before
+
+
+async def test_a_leaving_connection_s_removal_is_noted_for_relay() -> None:
+    noted: list[str] = []
+    shared = room.Room("r", None, Limits(), awareness_changed=noted.append)
+    conn, _ = connect(shared)
+    shared.receive(conn, protocol.awareness_message(state_update(7, 1, {"n": 1})))
+    shared.take_awareness_changes()
+    shared.leave(conn)
+    assert shared.take_awareness_changes() == [7]
+    assert 7 not in shared.awareness.states
+    # What is encoded for the relay is a removal: state null at the client's clock.
+    assert protocol.decode_awareness(shared.awareness.encode_awareness_update([7])) == (
+        (7, 1, None),
+    )
+
+
+async def test_remote_states_not_renewed_expire_and_the_removal_is_broadcast() -> None:
+    shared = room.Room("r", None, Limits(), awareness_changed=lambda _name: None)
+    conn, sink = connect(shared)
+    shared.receive(conn, protocol.awareness_message(state_update(7, 1, {"local": True})))
+    shared.apply_remote_awareness(state_update(8, 1, {"n": 8}), now=100.0)
+    shared.apply_remote_awareness(state_update(9, 1, {"n": 9}), now=100.0)
+    shared.apply_remote_awareness(state_update(9, 2, {"n": 9}), now=120.0)  # renewed
+    assert shared.expire_remote_awareness(now=125.0, timeout_s=30.0) == []
+    assert shared.expire_remote_awareness(now=130.0, timeout_s=30.0) == [8]
+    assert set(shared.awareness.states) == {7, 9}  # local states never expire this way
+    await asyncio.sleep(0)
+    assert (8, 1, None) in sink.awareness_entries()
+    # A removal relayed by the other process ends the clock on it too.
+    shared.apply_remote_awareness(state_update(9, 2, None), now=121.0)
+    assert set(shared.awareness.states) == {7}
+    assert shared.expire_remote_awareness(now=1000.0, timeout_s=30.0) == []
+    # An expired client that renews later comes back.
+    assert shared.apply_remote_awareness(state_update(8, 2, {"n": 8}), now=200.0)
+    assert 8 in shared.awareness.states
+
+
+async def test_a_joiner_and_a_query_get_remote_states_too() -> None:
+    shared = room.Room("r", None, Limits(), awareness_changed=lambda _name: None)
+    conn, _ = connect(shared)
+    shared.receive(conn, protocol.awareness_message(state_update(7, 1, {"here": True})))
+    shared.apply_remote_awareness(state_update(9, 5, {"there": True}), now=0.0)
+    joiner, sink = connect(shared, "late")
+    await asyncio.sleep(0)
+    first = next(m for m in sink.messages if isinstance(m, protocol.AwarenessMessage))
+    assert sorted(first.entries) == [(7, 1, {"here": True}), (9, 5, {"there": True})]
+    sink.messages.clear()
+    shared.receive(joiner, bytes((protocol.QUERY_AWARENESS,)))
+    await asyncio.sleep(0)
+    assert sorted(sink.awareness_entries()) == [(7, 1, {"here": True}), (9, 5, {"there": True})]
