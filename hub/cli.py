@@ -72,7 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="issue an API token for a user and print it")
     token.add_argument("user", help="the user the token belongs to")
     token.add_argument("--note", default="from the command line", help="what the token is for")
-    token.add_argument("--expires-in", type=int, default=None, help="lifetime in seconds")
+    token.add_argument(
+        "--expires-in",
+        type=token_lifetime,
+        default=None,
+        help="lifetime in seconds (up to a century)",
+    )
     token.add_argument(
         "--scope", action="append", dest="scopes", default=None, help="a scope (repeatable)"
     )
@@ -184,6 +189,19 @@ async def _migrate(config: hub_settings.Settings, args: argparse.Namespace) -> i
         console.print(f"applied {migration.version:04d}_{migration.name}")
     console.print(f"schema at version {migrations.latest_version()} ({config.describe_database()})")
     return 0
+
+
+def token_lifetime(text: str) -> int:
+    """A token lifetime in seconds: from 1 up to ``hub_settings.MAX_LIFETIME_S``."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 1 <= seconds <= hub_settings.MAX_LIFETIME_S:
+        raise argparse.ArgumentTypeError(
+            f"must be between 1 and {hub_settings.MAX_LIFETIME_S} seconds, got {seconds}"
+        )
+    return seconds
 
 
 async def _token(config: hub_settings.Settings, args: argparse.Namespace) -> int:

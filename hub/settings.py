@@ -33,6 +33,10 @@ CONFIG_ENV = "CHRONOHUB_CONFIG"
 DEFAULT_CONFIG = Path("chronohub.toml")
 
 
+# The longest lifetime of a token or session: a century (a later expiry is past the dates
+# Python can represent).
+MAX_LIFETIME_S = 100 * 365 * 24 * 3600
+
 # Where the hub's own proxy connects from (it runs beside the hub).
 LOOPBACK: tuple[IPvAnyNetwork, ...] = (
     ipaddress.IPv4Network("127.0.0.0/8"),
@@ -197,7 +201,10 @@ class Settings(BaseSettings):
     api_page_default_limit: int = Field(default=50, ge=1, description="Default page size")
     api_page_max_limit: int = Field(default=200, ge=1, description="Largest page size")
     token_expires_in_max_seconds: int = Field(
-        default=0, ge=0, description="Longest lifetime a new token may ask for (0: no limit)"
+        default=0,
+        ge=0,
+        le=MAX_LIFETIME_S,
+        description="Longest lifetime a new token may ask for (0: no limit)",
     )
     # --- login, browser sessions, OAuth (issue 4) ---
     authenticator: Literal["native", "oauth", "dummy"] = Field(
@@ -222,7 +229,10 @@ class Settings(BaseSettings):
         description="Key that signs login cookies; unset: generated into <data_dir>/cookie_secret",
     )
     cookie_max_age_seconds: int = Field(
-        default=14 * 24 * 3600, ge=60, description="How long a browser session lasts"
+        default=14 * 24 * 3600,
+        ge=60,
+        le=MAX_LIFETIME_S,
+        description="How long a browser session lasts",
     )
     login_lockout_failures: int = Field(
         default=5, ge=1, description="Failed logins in a row after which a user is locked out"
@@ -242,7 +252,10 @@ class Settings(BaseSettings):
         default=300, ge=1, le=3600, description="Lifetime of an OAuth authorization code"
     )
     oauth_token_expires_in_seconds: int = Field(
-        default=0, ge=0, description="Lifetime of OAuth access tokens (0: the session's)"
+        default=0,
+        ge=0,
+        le=MAX_LIFETIME_S,
+        description="Lifetime of OAuth access tokens (0: the session's)",
     )
 
     @model_validator(mode="after")

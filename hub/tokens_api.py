@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from events import sql
 from events.catalog import tokens as token_events
 from hub import access, body, errors, roles, scopes, tokens, users_api
+from hub import settings as hub_settings
 from hub.context import HUB
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
@@ -26,7 +27,7 @@ class IssueToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str | None = Field(default=None, max_length=1000)
-    expires_in: StrictInt | None = Field(default=None, ge=1)
+    expires_in: StrictInt | None = Field(default=None, ge=1, le=hub_settings.MAX_LIFETIME_S)
     scopes: list[str] | None = Field(default=None, max_length=200)
     roles: list[str] | None = Field(
         default=None, max_length=50, description="Deprecated: the roles' scopes are used"

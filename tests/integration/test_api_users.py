@@ -135,6 +135,7 @@ async def test_list_users_bad_parameters(api: Api, query: str, message: str) -> 
         ("POST", "/users/admin/activity", {}, "last_activity or servers is required"),
         ("POST", "/users/admin/activity", {"last_activity": "yesterday"}, "last_activity"),
         ("POST", "/users/admin/tokens", {"expires_in": 0}, "expires_in"),
+        ("POST", "/users/admin/tokens", {"expires_in": 10**12}, "expires_in: Input should be"),
         ("POST", "/users/admin/tokens", {"scopes": ["no:such"]}, "does not exist"),
         ("POST", "/groups", {"groups": ["g1"], "users": ["nobody"]}, "No such user(s): nobody"),
     ],

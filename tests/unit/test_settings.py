@@ -143,3 +143,28 @@ def test_without_url_or_pg_environment_the_database_is_embedded(tmp_path: Path) 
     assert loaded.describe_database() == (
         f"embedded PostgreSQL in {tmp_path.resolve() / '.chronohub' / 'postgres'}"
     )
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["cookie_max_age_seconds", "oauth_token_expires_in_seconds", "token_expires_in_max_seconds"],
+)
+def test_lifetimes_past_a_century_are_refused(field: str) -> None:
+    """Past a century an expiry is past the dates Python can represent: refused at startup,
+    not a 500 at the first login."""
+    with pytest.raises(pydantic.ValidationError, match=field):
+        settings.Settings(**{field: 10**12})
+    assert getattr(settings.Settings(**{field: settings.MAX_LIFETIME_S}), field) == (
+        settings.MAX_LIFETIME_S
+    )
+
+
+def test_the_token_command_refuses_a_lifetime_it_cannot_represent() -> None:
+    import argparse
+
+    from hub import cli
+
+    assert cli.token_lifetime("3600") == 3600
+    for bad in ("0", "-5", str(10**12), "soon"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.token_lifetime(bad)
