@@ -27,7 +27,6 @@ from hub import (
     pages,
     server_rules,
     servers_api,
-    sessions,
     user_pages,
     users_api,
 )
@@ -87,7 +86,6 @@ async def _page(
 ) -> web.Response:
     signed_in = _signed_in(request)
     hub = request.app[HUB]
-    auth = request.app[identity.AUTH]
     name_filter = request.query.get("name_filter", "").strip()
     offset = _offset(request)
     async with hub.store.pool.acquire() as conn:
@@ -125,8 +123,8 @@ async def _page(
                 "is_self": row["name"] == signed_in["name"],
             }
         )
-    xsrf, new_cookie = sessions.xsrf_token(request, auth.cookies)
-    response = pages.render(
+    return identity.form_page(
+        request,
         "admin.html",
         status=status,
         user=signed_in["name"],
@@ -137,11 +135,8 @@ async def _page(
         offset=offset,
         name_filter=name_filter,
         links=page_links(offset, total, name_filter),
-        xsrf=xsrf,
         back=request.path_qs if request.method == "GET" else ADMIN,
     )
-    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
-    return response
 
 
 def _signed_in(request: web.Request) -> Any:
@@ -234,7 +229,6 @@ async def _groups_page(
 ) -> web.Response:
     signed_in = _signed_in(request)
     hub = request.app[HUB]
-    auth = request.app[identity.AUTH]
     offset = _offset(request) if request.method == "GET" else 0
     async with hub.store.pool.acquire() as conn:
         caller = await access.require(request, conn, ["admin-ui"])
@@ -246,8 +240,8 @@ async def _groups_page(
             if rows
             else await conn.fetchval(groups_api.queries["groups_count"], only)
         )
-    xsrf, new_cookie = sessions.xsrf_token(request, auth.cookies)
-    response = pages.render(
+    return identity.form_page(
+        request,
         "admin_groups.html",
         status=status,
         user=signed_in["name"],
@@ -257,10 +251,7 @@ async def _groups_page(
         total=total,
         offset=offset,
         links=page_links(offset, total, "", GROUPS),
-        xsrf=xsrf,
     )
-    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
-    return response
 
 
 async def groups_page(request: web.Request) -> web.StreamResponse:

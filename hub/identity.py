@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from events import sql
-from hub import access, scopes, sessions
+from hub import access, pages, scopes, sessions
 from hub import settings as hub_settings
 from hub.authenticators import base as authenticators
 from hub.context import HUB
@@ -120,3 +120,13 @@ def _token_decided(request: web.Request) -> bool:
 def session_user(request: web.Request) -> Any:
     """The session row of a cookie-authenticated request, or None (token or anonymous)."""
     return request.get(SESSION_USER)
+
+
+def form_page(request: web.Request, template: str, **context: Any) -> web.Response:
+    """``pages.render(template, **context)`` for a page with forms: ``xsrf`` is the token its
+    forms carry, and the ``_xsrf`` cookie is set when the browser has none yet."""
+    cookies = request.app[AUTH].cookies
+    token, new_cookie = sessions.xsrf_token(request, cookies)
+    response = pages.render(template, xsrf=token, **context)
+    sessions.set_xsrf_cookie(response, cookies, new_cookie)
+    return response

@@ -54,20 +54,17 @@ def _login_page(
     request: web.Request, *, status: int = 200, error: str | None = None, username: str = ""
 ) -> web.Response:
     auth = request.app[identity.AUTH]
-    token, new_cookie = sessions.xsrf_token(request, auth.cookies)
-    response = pages.render(
+    return identity.form_page(
+        request,
         "login.html",
         status=status,
         error=error,
         next=pages.safe_next(request, request.query.get("next")),
-        xsrf=token,
         username=username,
         password_form=auth.authenticator.password_form,
         login_service=auth.authenticator.login_service,
         allow_signup=auth.settings.allow_signup and auth.authenticator.kind == "native",
     )
-    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
-    return response
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
@@ -213,9 +210,9 @@ async def home(request: web.Request) -> web.StreamResponse:
     """``GET /hub/home``: who is signed in, and what they can do here."""
     row = _require_user(request)
     auth = request.app[identity.AUTH]
-    token, new_cookie = sessions.xsrf_token(request, auth.cookies)
     spawning = request.app.get(servers_api.SERVER_APP) is not None
-    response = pages.render(
+    return identity.form_page(
+        request,
         "home.html",
         user=row["name"],
         password_form=auth.authenticator.kind == "native",
@@ -225,10 +222,7 @@ async def home(request: web.Request) -> web.StreamResponse:
         allow_named=spawning and auth.settings.allow_named_servers,
         spawn_url=f"/hub/spawn/{user_pages.server_path(row['name'], '')}",
         admin_ui=access.caller_of(request).grants.holds("admin-ui"),
-        xsrf=token,
     )
-    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
-    return response
 
 
 async def logout_form(request: web.Request) -> web.StreamResponse:
@@ -236,11 +230,7 @@ async def logout_form(request: web.Request) -> web.StreamResponse:
     row = identity.session_user(request)
     if row is None:
         raise web.HTTPFound("/hub/login")
-    auth = request.app[identity.AUTH]
-    token, new_cookie = sessions.xsrf_token(request, auth.cookies)
-    response = pages.render("logout.html", user=row["name"], xsrf=token)
-    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
-    return response
+    return identity.form_page(request, "logout.html", user=row["name"])
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -276,18 +266,15 @@ def _password_page(
     auth = request.app[identity.AUTH]
     if auth.authenticator.kind != "native":
         return pages.error_page(404, "Passwords are kept by the login provider", user=row["name"])
-    token, new_cookie = sessions.xsrf_token(request, auth.cookies)
-    response = pages.render(
+    return identity.form_page(
+        request,
         "password.html",
         status=status,
         user=row["name"],
-        xsrf=token,
         error=error,
         notice=notice,
         min_length=auth.settings.min_password_length,
     )
-    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
-    return response
 
 
 async def change_password(request: web.Request) -> web.StreamResponse:
@@ -327,18 +314,15 @@ def _signup_page(
     auth = request.app[identity.AUTH]
     if not (auth.settings.allow_signup and auth.authenticator.kind == "native"):
         return pages.error_page(404, "Signing up is not open on this hub")
-    token, new_cookie = sessions.xsrf_token(request, auth.cookies)
-    response = pages.render(
+    return identity.form_page(
+        request,
         "signup.html",
         status=status,
-        xsrf=token,
         error=error,
         notice=notice,
         username=username,
         min_length=auth.settings.min_password_length,
     )
-    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
-    return response
 
 
 async def signup(request: web.Request) -> web.StreamResponse:

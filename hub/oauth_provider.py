@@ -38,7 +38,7 @@ from pydantic import BaseModel
 
 from events import models, sql
 from events.catalog import auth as auth_events
-from hub import access, identity, oauth_clients, pages, scopes, sessions, tokens
+from hub import access, identity, oauth_clients, pages, scopes, tokens
 from hub.context import HUB
 
 queries = sql.Queries(__package__ or "hub", "auth.sql")
@@ -204,7 +204,6 @@ async def _params(request: web.Request) -> dict[str, str]:
 async def authorize(request: web.Request) -> web.StreamResponse:
     """``GET`` (ask) and ``POST`` (the consent form, XSRF-checked) ``/hub/api/oauth2/authorize``."""
     hub = request.app[HUB]
-    auth = request.app[identity.AUTH]
     params = await _params(request)
     async with hub.store.pool.acquire() as conn:
         try:
@@ -250,18 +249,15 @@ async def authorize(request: web.Request) -> web.StreamResponse:
         chosen = {v for v in form.getall("scopes", []) if isinstance(v, str)}
         granted = sorted((set(granted) & chosen) | {client.access_scope})
     elif needs_consent(client, row["name"], granted, approved or []):
-        token, new_cookie = sessions.xsrf_token(request, auth.cookies)
-        response = pages.render(
+        return identity.form_page(
+            request,
             "oauth_consent.html",
             user=row["name"],
             client_id=client.client_id,
             client_description=client.description,
             scopes=granted,
             params=sorted(params.items()),
-            xsrf=token,
         )
-        sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
-        return response
     code = await _issue_code(request, client, row, redirect_uri, granted, params)
     location = _with_query(redirect_uri, code=code, **({"state": state} if state else {}))
     raise web.HTTPFound(location)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hub import body, errors, identity, pages, sessions, tokens_api
+from hub import body, errors, identity, tokens_api
 from hub.context import HUB
 
 # Lifetimes offered for a new token (seconds, label); None: it does not expire.
@@ -90,7 +90,6 @@ async def _page(
 ) -> web.Response:
     row = _signed_in(request)
     hub = request.app[HUB]
-    auth = request.app[identity.AUTH]
     async with hub.store.pool.acquire() as conn:
         rows = list(await conn.fetch(tokens_api.queries["user_tokens"], row["user_id"]))
     api_tokens = [
@@ -109,8 +108,8 @@ async def _page(
         {**a, "created": _when(a["created"]), "last_activity": _when(a["last_activity"])}
         for a in applications(rows)
     ]
-    xsrf, new_cookie = sessions.xsrf_token(request, auth.cookies)
-    response = pages.render(
+    return identity.form_page(
+        request,
         "token.html",
         status=status,
         user=row["name"],
@@ -120,10 +119,7 @@ async def _page(
         api_tokens=api_tokens,
         applications=apps,
         lifetimes=lifetimes(hub.settings.token_expires_in_max_seconds),
-        xsrf=xsrf,
     )
-    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
-    return response
 
 
 def _signed_in(request: web.Request) -> Any:

@@ -35,7 +35,6 @@ from hub import (
     server_rules,
     servers,
     servers_api,
-    sessions,
     spawner,
 )
 from hub.context import HUB
@@ -193,10 +192,9 @@ def _start_page(
     status: int = 200,
     error: str | None = None,
 ) -> web.Response:
-    auth = request.app[identity.AUTH]
     session = identity.session_user(request)
-    token, new_cookie = sessions.xsrf_token(request, auth.cookies)
-    response = pages.render(
+    return identity.form_page(
+        request,
         "not_running.html",
         status=status,
         user=session["name"] if session else None,
@@ -204,11 +202,8 @@ def _start_page(
         server_label=server_rules.label(user, server_name),
         action=f"/hub/spawn/{server_path(user, server_name)}",
         next=next_url,
-        xsrf=token,
         error=error,
     )
-    sessions.set_xsrf_cookie(response, auth.cookies, new_cookie)
-    return response
 
 
 async def _server_target(

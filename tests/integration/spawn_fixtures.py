@@ -20,6 +20,7 @@ from events import store
 from hub import app, bootstrap, context, proxy, proxy_api, routes, servers, spawner
 from hub import settings as hub_settings
 from tests.helpers import call_api
+from tests.integration.browser import PASSWORD, Browser
 
 ADMIN_TOKEN = "spawn-admin-secret-0123456789abcdef"
 FAKE_SERVER = Path(__file__).resolve().parent.parent / "spawners" / "fake_server.py"
@@ -56,6 +57,7 @@ class SpawnHub:
     proxy: proxy.Proxy
     proxy_url: str
     data_dir: Path
+    closing: contextlib.AsyncExitStack  # what the fixture closes at the end
 
     async def call(
         self, method: str, path: str, token: str | None = ADMIN_TOKEN, **kwargs: Any
@@ -70,6 +72,21 @@ class SpawnHub:
         assert status == 201, reply
         token: str = reply["token"]
         return token
+
+    async def people(self, *names: str) -> None:
+        """Create these users (if need be), each with the test password."""
+        for name in names:
+            await self.user(name)
+            status, reply = await self.call(
+                "PUT", f"/users/{name}/password", json={"password": PASSWORD}
+            )
+            assert status == 204, reply
+
+    def browser(self, headers: dict[str, str] | None = None) -> Browser:
+        """A cookie-keeping client that talks only to the proxy (closed with the hub)."""
+        opened = Browser(self.proxy_url, headers=headers)
+        self.closing.push_async_callback(opened.close)
+        return opened
 
     async def events(self, prefix: str = "server.") -> list[asyncpg.Record]:
         async with self.store.pool.acquire() as conn:
@@ -150,6 +167,7 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
                 builtin,
                 f"http://{host}:{port}",
                 tmp_path / "state",
+                stack,
             )
 
         yield start

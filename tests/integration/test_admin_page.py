@@ -6,12 +6,9 @@ refused with nothing changed."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-
-from tests.integration.browser import PASSWORD, Browser, Page
+from tests.integration.browser import Browser, Page
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
 
 ROW = re.compile(r'<tr class="user" data-name="([^"]+)">(.*?)</tr>', re.S)
@@ -31,36 +28,16 @@ def form(row: str, action_end: str) -> tuple[str, dict[str, str]]:
     raise AssertionError(f"no form ending {action_end!r} in {row}")
 
 
-async def _people(hub: SpawnHub, *names: str) -> None:
-    for name in names:
-        await hub.user(name)
-        status, reply = await hub.call(
-            "PUT", f"/users/{name}/password", json={"password": PASSWORD}
-        )
-        assert status == 204, reply
-
-
-@pytest.fixture
-async def browsers() -> AsyncIterator[list[Browser]]:
-    made: list[Browser] = []
-    yield made
-    for browser in made:
-        await browser.close()
-
-
-async def _signed_in(browsers: list[Browser], hub: SpawnHub, name: str) -> Browser:
-    browser = Browser(hub.proxy_url)
-    browsers.append(browser)
+async def _signed_in(hub: SpawnHub, name: str) -> Browser:
+    browser = hub.browser()
     assert (await browser.login(name)).status == 302
     return browser
 
 
-async def test_the_admin_starts_and_stops_a_users_server_from_the_page(
-    spawn_hub: StartHub, browsers: list[Browser]
-) -> None:
+async def test_the_admin_starts_and_stops_a_users_server_from_the_page(spawn_hub: StartHub) -> None:
     hub = await spawn_hub("serve", admin_users=["admin"])
-    await _people(hub, "admin", "ann")
-    admin = await _signed_in(browsers, hub, "admin")
+    await hub.people("admin", "ann")
+    admin = await _signed_in(hub, "admin")
     home = await admin.get("/hub/home")
     assert '<a href="/hub/admin">Admin</a>' in home.text
     page = await admin.get("/hub/admin")
@@ -91,12 +68,10 @@ async def test_the_admin_starts_and_stops_a_users_server_from_the_page(
     assert away.location == "/hub/home"
 
 
-async def test_adding_promoting_and_deleting_users(
-    spawn_hub: StartHub, browsers: list[Browser]
-) -> None:
+async def test_adding_promoting_and_deleting_users(spawn_hub: StartHub) -> None:
     hub = await spawn_hub("serve", admin_users=["admin"])
-    await _people(hub, "admin")
-    admin = await _signed_in(browsers, hub, "admin")
+    await hub.people("admin")
+    admin = await _signed_in(hub, "admin")
     page = await admin.get("/hub/admin")
     xsrf = page.hidden("_xsrf")
 
@@ -154,19 +129,16 @@ async def test_adding_promoting_and_deleting_users(
     assert "No such user: nobody" in missing.text
 
 
-async def test_without_admin_ui_the_page_and_its_actions_are_refused(
-    spawn_hub: StartHub, browsers: list[Browser]
-) -> None:
+async def test_without_admin_ui_the_page_and_its_actions_are_refused(spawn_hub: StartHub) -> None:
     hub = await spawn_hub("serve", admin_users=["admin"])
-    await _people(hub, "ann")
-    anonymous = Browser(hub.proxy_url)
-    browsers.append(anonymous)
+    await hub.people("ann")
+    anonymous = hub.browser()
     page = await anonymous.get("/hub/admin?offset=50")
     assert page.status == 302
     login = urlsplit(page.location or "")
     assert (login.path, parse_qs(login.query)) == ("/hub/login", {"next": ["/hub/admin?offset=50"]})
 
-    ann = await _signed_in(browsers, hub, "ann")
+    ann = await _signed_in(hub, "ann")
     assert '<a href="/hub/admin">' not in (await ann.get("/hub/home")).text
     refused = await ann.get("/hub/admin")
     assert refused.status == 403
@@ -179,16 +151,14 @@ async def test_without_admin_ui_the_page_and_its_actions_are_refused(
     assert (await hub.call("GET", "/users/ann"))[1]["admin"] is False
 
 
-async def test_users_come_page_by_page_and_filter_by_name(
-    spawn_hub: StartHub, browsers: list[Browser]
-) -> None:
+async def test_users_come_page_by_page_and_filter_by_name(spawn_hub: StartHub) -> None:
     hub = await spawn_hub("serve", admin_users=["admin"])
-    await _people(hub, "admin")
+    await hub.people("admin")
     status, _ = await hub.call(
         "POST", "/users", json={"usernames": [f"student-{i:02}" for i in range(60)]}
     )
     assert status == 201
-    admin = await _signed_in(browsers, hub, "admin")
+    admin = await _signed_in(hub, "admin")
     first = await admin.get("/hub/admin")
     assert len(rows(first)) == 50
     assert "61 users, 1\N{EN DASH}50 shown" in first.text
@@ -226,11 +196,11 @@ async def _members(hub: SpawnHub, group: str) -> list[str]:
 
 
 async def test_groups_are_created_filled_emptied_and_deleted_from_the_page(
-    spawn_hub: StartHub, browsers: list[Browser]
+    spawn_hub: StartHub,
 ) -> None:
     hub = await spawn_hub("serve", admin_users=["admin"])
-    await _people(hub, "admin", "ann", "bob")
-    admin = await _signed_in(browsers, hub, "admin")
+    await hub.people("admin", "ann", "bob")
+    admin = await _signed_in(hub, "admin")
     page = await admin.get("/hub/admin/groups")
     assert page.status == 200, page.text
     assert groups(page) == {}
@@ -291,7 +261,7 @@ async def test_groups_are_created_filled_emptied_and_deleted_from_the_page(
         "group.deleted",
     ]
 
-    ann = await _signed_in(browsers, hub, "ann")
+    ann = await _signed_in(hub, "ann")
     assert (await ann.get("/hub/admin/groups")).status == 403
     token_page = await ann.get("/hub/token")
     tried = await ann.post(

@@ -8,32 +8,8 @@ saw, and the hub walks the list back through the proxies it trusts."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
-import pytest
-
-from tests.integration.browser import PASSWORD, Browser
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
-
-
-@pytest.fixture
-async def browsers() -> AsyncIterator[list[Browser]]:
-    made: list[Browser] = []
-    yield made
-    for browser in made:
-        await browser.close()
-
-
-def _client(browsers: list[Browser], hub: SpawnHub, address: str) -> Browser:
-    browser = Browser(hub.proxy_url, headers={"X-Forwarded-For": address})
-    browsers.append(browser)
-    return browser
-
-
-async def _carol(hub: SpawnHub) -> None:
-    await hub.user("carol")
-    status, reply = await hub.call("PUT", "/users/carol/password", json={"password": PASSWORD})
-    assert status == 204, reply
 
 
 async def _failure_addresses(hub: SpawnHub) -> list[str]:
@@ -44,33 +20,29 @@ async def _failure_addresses(hub: SpawnHub) -> list[str]:
     return [json.loads(r["metadata"])["client_address"] for r in rows]
 
 
-async def test_each_client_behind_the_proxy_has_its_own_address_limit(
-    spawn_hub: StartHub, browsers: list[Browser]
-) -> None:
+async def test_each_client_behind_the_proxy_has_its_own_address_limit(spawn_hub: StartHub) -> None:
     hub = await spawn_hub("serve", login_address_max_failures=3)
-    await _carol(hub)
-    guesser = _client(browsers, hub, "203.0.113.5")
+    await hub.people("carol")
+    guesser = hub.browser({"X-Forwarded-For": "203.0.113.5"})
     for i in range(3):  # three names: no user lockout, one address
         assert (await guesser.login(f"guess{i}", "wrong password")).status == 403
     limited = await guesser.login("carol")
     assert limited.status == 429
     assert "Too many failed logins from this address" in limited.text
     # Another client through the same proxy is not locked out with the guesser.
-    page = await _client(browsers, hub, "203.0.113.6").login("carol")
+    page = await hub.browser({"X-Forwarded-For": "203.0.113.6"}).login("carol")
     assert page.status == 302, page.text
     assert await _failure_addresses(hub) == ["203.0.113.5"] * 3
 
 
-async def test_trusting_no_proxy_keys_the_limit_on_the_peer(
-    spawn_hub: StartHub, browsers: list[Browser]
-) -> None:
+async def test_trusting_no_proxy_keys_the_limit_on_the_peer(spawn_hub: StartHub) -> None:
     """With ``trusted_proxies = []`` a claimed address is not believed: every browser is the
     proxy's address, so the guesser locks the other one out too."""
     hub = await spawn_hub("serve", login_address_max_failures=3, trusted_proxies=[])
-    await _carol(hub)
-    guesser = _client(browsers, hub, "203.0.113.5")
+    await hub.people("carol")
+    guesser = hub.browser({"X-Forwarded-For": "203.0.113.5"})
     for i in range(3):
         assert (await guesser.login(f"guess{i}", "wrong password")).status == 403
-    page = await _client(browsers, hub, "203.0.113.6").login("carol")
+    page = await hub.browser({"X-Forwarded-For": "203.0.113.6"}).login("carol")
     assert page.status == 429
     assert await _failure_addresses(hub) == ["127.0.0.1"] * 3

@@ -6,46 +6,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from hub import user_pages
-from tests.integration.browser import PASSWORD, Browser
-from tests.integration.spawn_fixtures import CONFIG, SpawnHub, StartHub
-
-
-async def _people(hub: SpawnHub, *names: str) -> None:
-    for name in names:
-        await hub.user(name)
-        status, reply = await hub.call(
-            "PUT", f"/users/{name}/password", json={"password": PASSWORD}
-        )
-        assert status == 204, reply
-
-
-@pytest.fixture
-async def browsers() -> AsyncIterator[list[Browser]]:
-    made: list[Browser] = []
-    yield made
-    for browser in made:
-        await browser.close()
-
-
-def _open(browsers: list[Browser], hub: SpawnHub) -> Browser:
-    browser = Browser(hub.proxy_url)
-    browsers.append(browser)
-    return browser
+from tests.integration.spawn_fixtures import CONFIG, StartHub
 
 
 async def test_a_stopped_server_sends_to_login_then_offers_to_start_it_and_goes_back(
-    spawn_hub: StartHub, browsers: list[Browser]
+    spawn_hub: StartHub,
 ) -> None:
     hub = await spawn_hub("serve")
-    await _people(hub, "ann")
-    ann = _open(browsers, hub)
+    await hub.people("ann")
+    ann = hub.browser()
 
     # Not signed in: to the hub's prefix (where the login cookie is sent), then the login.
     page = await ann.get("/user/ann/echo?x=1")
@@ -96,11 +70,11 @@ async def test_a_stopped_server_sends_to_login_then_offers_to_start_it_and_goes_
 
 
 async def test_a_slow_server_gets_a_page_that_refreshes_until_it_is_ready(
-    spawn_hub: StartHub, browsers: list[Browser]
+    spawn_hub: StartHub,
 ) -> None:
     hub = await spawn_hub("slow", slow_spawn_timeout=0.2, spawner_env={"FAKE_DELAY": "1.5"})
-    await _people(hub, "ann")
-    ann = _open(browsers, hub)
+    await hub.people("ann")
+    ann = hub.browser()
     await ann.login("ann")
     offer = await ann.get("/hub/user/ann/echo")
     started = await ann.post("/hub/spawn/ann", data=offer.fields())
@@ -119,12 +93,10 @@ async def test_a_slow_server_gets_a_page_that_refreshes_until_it_is_ready(
     assert (ready.status, ready.location) == (302, "/user/ann/echo")
 
 
-async def test_someone_elses_server_is_not_found_and_cannot_be_started(
-    spawn_hub: StartHub, browsers: list[Browser]
-) -> None:
+async def test_someone_elses_server_is_not_found_and_cannot_be_started(spawn_hub: StartHub) -> None:
     hub = await spawn_hub("serve")
-    await _people(hub, "ann", "bob")
-    bob = _open(browsers, hub)
+    await hub.people("ann", "bob")
+    bob = hub.browser()
     await bob.login("bob")
     page = await bob.get("/hub/user/ann/echo")
     assert page.status == 404
@@ -137,15 +109,13 @@ async def test_someone_elses_server_is_not_found_and_cannot_be_started(
     assert await hub.event_types() == []
 
 
-async def test_home_starts_and_stops_the_default_and_named_servers(
-    spawn_hub: StartHub, browsers: list[Browser]
-) -> None:
+async def test_home_starts_and_stops_the_default_and_named_servers(spawn_hub: StartHub) -> None:
     hub = await spawn_hub("serve", allow_named_servers=True)
-    await _people(hub, "ann")
+    await hub.people("ann")
     token = await hub.user("ann")
     status, _ = await hub.call("PUT", "/users/ann/servers/lab", token=token)
     assert status == 201
-    ann = _open(browsers, hub)
+    ann = hub.browser()
     await ann.login("ann")
     home = await ann.get("/hub/home")
     assert home.status == 200
@@ -215,15 +185,15 @@ async def test_no_route_hides_another(spawn_hub: StartHub) -> None:
 
 
 async def test_access_through_a_group_shows_the_page_but_starting_needs_its_own_scope(
-    spawn_hub: StartHub, browsers: list[Browser]
+    spawn_hub: StartHub,
 ) -> None:
     operator = {**CONFIG["roles"][0], "scopes": [*CONFIG["roles"][0]["scopes"], "admin:groups"]}
     peek = {"name": "peek", "scopes": ["access:servers!group=team"], "users": ["bob"]}
     hub = await spawn_hub("serve", roles=[operator, peek])
-    await _people(hub, "ann", "bob")
+    await hub.people("ann", "bob")
     assert (await hub.call("POST", "/groups/team"))[0] == 201
     assert (await hub.call("POST", "/groups/team/users", json={"users": ["ann"]}))[0] == 200
-    bob = _open(browsers, hub)
+    bob = hub.browser()
     await bob.login("bob")
     page = await bob.get("/hub/user/ann/echo")
     assert page.status == 424, page.text
