@@ -166,13 +166,18 @@ async def _answer(
     return await render(request, notice=notice)
 
 
-async def admin_page(request: web.Request) -> web.StreamResponse:
-    """``GET /hub/admin``."""
+async def _show(request: web.Request, page: Page) -> web.Response:
+    """``page`` for a signed-in browser, or an error page (no ``admin-ui``: 403)."""
     _signed_in(request)
     try:
-        return await _page(request)
+        return await page(request)
     except errors.HubError as exc:
         return pages.error_page(exc.status, exc.message)
+
+
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    """``GET /hub/admin``."""
+    return await _show(request, _page)
 
 
 async def add_users(request: web.Request) -> web.StreamResponse:
@@ -256,11 +261,7 @@ async def _groups_page(
 
 async def groups_page(request: web.Request) -> web.StreamResponse:
     """``GET /hub/admin/groups``."""
-    _signed_in(request)
-    try:
-        return await _groups_page(request)
-    except errors.HubError as exc:
-        return pages.error_page(exc.status, exc.message)
+    return await _show(request, _groups_page)
 
 
 async def add_group(request: web.Request) -> web.StreamResponse:
