@@ -136,6 +136,7 @@ async def _page(
         name_filter=name_filter,
         links=page_links(offset, total, name_filter),
         back=request.path_qs if request.method == "GET" else ADMIN,
+        spawning=request.app.get(servers_api.SERVER_APP) is not None,
     )
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlsplit
 
-from tests.integration.browser import Browser, Page
+from events import store
+from tests.integration.browser import Browser, Page, running_hub, set_password
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
 
 ROW = re.compile(r'<tr class="user" data-name="([^"]+)">(.*?)</tr>', re.S)
@@ -269,3 +270,20 @@ async def test_groups_are_created_filled_emptied_and_deleted_from_the_page(
     )
     assert tried.status == 403
     assert await hub.store.pool.fetchval("SELECT count(*) FROM groups") == 0
+
+
+async def test_a_hub_without_a_spawner_shows_no_server_controls(
+    event_store: store.EventStore,
+) -> None:
+    async with running_hub(event_store) as (api, base):
+        await set_password(api, "admin")
+        browser = Browser(base)
+        try:
+            assert (await browser.login("admin")).status == 302
+            page = await browser.get("/hub/admin")
+            assert page.status == 200, page.text
+            assert set(rows(page)) == {"admin"}
+            assert "<th>Servers</th>" not in page.text
+            assert "/hub/spawn/" not in page.text
+        finally:
+            await browser.close()
