@@ -1,4 +1,5 @@
-"""Wiring of login, browser sessions and the OAuth provider into the hub's application."""
+"""Wiring of login, browser sessions, the OAuth provider and the browser pages into the hub's
+application."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def build(hub: context.Hub) -> identity.Auth:
 
 
 def install(app: web.Application, hub: context.Hub) -> None:
-    """Add the login cookie middleware and the login, OAuth and password routes to ``app``.
+    """Add the login cookie middleware and the routes of the pages and APIs that use it (login,
+    OAuth provider, password, signups, the token page and the admin pages) to ``app``.
 
     Call after the token middleware is in place: the cookie is only looked at when no
     ``Authorization`` header was sent.
