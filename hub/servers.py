@@ -123,6 +123,20 @@ class _Live:
             self.outcome.set_result(outcome)
 
 
+async def _stopped(
+    conn: sql.Connection, user_id: UUID, user: str, server_name: str, doing: str
+) -> Any:
+    """The row of a server that exists and is not running, for ``doing`` it (an edit)."""
+    row = await conn.fetchrow(queries["server"], user_id, server_name)
+    if row is None:
+        raise rules.ServerNotFound(f"{user} has no server named {server_name!r}")
+    if row["state"] in rules.ACTIVE:
+        raise spawner.PolicyError(
+            f"{rules.label(user, server_name)} is running; stop it before {doing} it", status=409
+        )
+    return row
+
+
 class ServerManager:
     """Starts, watches and stops servers, recording every transition as events."""
 
@@ -570,14 +584,7 @@ class ServerManager:
         async with self.store.session() as session:
             conn = session.conn
             await conn.execute(queries["lock_server"], stream)
-            row = await conn.fetchrow(queries["server"], user_id, server_name)
-            if row is None:
-                raise rules.ServerNotFound(f"{user} has no server named {server_name!r}")
-            if row["state"] in rules.ACTIVE:
-                raise spawner.PolicyError(
-                    f"{rules.label(user, server_name)} is running; stop it before changing it",
-                    status=409,
-                )
+            row = await _stopped(conn, user_id, user, server_name, "changing")
             await session.append(
                 stream,
                 [
@@ -612,19 +619,15 @@ class ServerManager:
                 await conn.execute(queries["lock_server"], stream)
             if not self.settings.allow_named:
                 raise spawner.PolicyError("Named servers are not enabled.")
-            row = await conn.fetchrow(queries["server"], user_id, server_name)
-            if row is None:
-                raise rules.ServerNotFound(f"{user} has no server named {server_name!r}")
-            if row["state"] in rules.ACTIVE:
-                raise spawner.PolicyError(
-                    f"{rules.label(user, server_name)} is running; stop it before renaming it",
-                    status=409,
-                )
+            row = await _stopped(conn, user_id, user, server_name, "renaming")
             if await conn.fetchrow(queries["server"], user_id, new_name) is not None:
                 raise spawner.PolicyError(f"Server {user}/{new_name} already exists", status=409)
             limit = self.settings.named_limit
-            named = await conn.fetchval(queries["named_servers"], user_id)
-            if not server_name and limit and named >= limit:
+            if (  # the default server becomes a named one
+                not server_name
+                and limit
+                and await conn.fetchval(queries["named_servers"], user_id) >= limit
+            ):
                 raise spawner.PolicyError(
                     f"User {user} already has the maximum of {limit} named servers."
                 )

@@ -268,34 +268,29 @@ async def modify_server(request: web.Request) -> web.Response:
         raise errors.BadRequest("Must specify at least one field to modify.")
     async with hub.store.pool.acquire() as conn:
         caller, user, server_name = await _target(request, conn, ["start:servers"])
-    if command.name is not None and command.name != server_name:
-        if not SERVER_NAME.match(command.name):
-            raise errors.BadRequest(f"Invalid server_name: {command.name!r}")
-        try:
+    new_name = command.name if command.name is not None else server_name
+    if new_name != server_name and not SERVER_NAME.match(new_name):
+        raise errors.BadRequest(f"Invalid server_name: {new_name!r}")
+    meta = access.event_metadata(request, caller)
+    user_id, name = user["user_id"], user["name"]
+    try:
+        if new_name != server_name:
             await servers_.rename(
-                user["user_id"],
-                user["name"],
+                user_id,
+                name,
                 server_name,
-                command.name,
+                new_name,
                 command.display_name,
                 command.user_options,
-                access.event_metadata(request, caller),
+                meta,
             )
-        except spawner.SpawnError as exc:
-            raise _policy(exc) from None
-        return await _server_reply(hub, user, command.name)
-    try:
-        await servers_.modify(
-            user["user_id"],
-            user["name"],
-            server_name,
-            command.display_name,
-            command.user_options,
-            access.event_metadata(request, caller),
-        )
+        else:
+            await servers_.modify(
+                user_id, name, server_name, command.display_name, command.user_options, meta
+            )
     except spawner.SpawnError as exc:
         raise _policy(exc) from None
-    return await _server_reply(hub, user, server_name)
+    return await _server_reply(hub, user, new_name)
 
 
 async def progress(request: web.Request) -> web.StreamResponse:
