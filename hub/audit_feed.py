@@ -275,11 +275,18 @@ class Feed:
                 await asyncio.sleep(COALESCE_S)
 
     def dispatch(self, page: list[models.RecordedEvent]) -> None:
-        """Hand each event of ``page`` (rendered once) to every follower that admits it."""
+        """Hand each event of ``page`` (rendered once) to every follower that admits it.
+
+        An event at or before the feed's checkpoint has been handed out already and is
+        skipped: a page read twice (a read that overlaps an earlier one) never repeats an
+        event on a stream.
+        """
         followers = list(self.followers)
         everything = [f for f in followers if f.selection.everything]
         filtered = [f for f in followers if not f.selection.everything]
         for event in page:
+            if self.checkpoint is not None and event.checkpoint <= self.checkpoint:
+                continue
             if followers:
                 data = event.data.model_dump(mode="json")
                 chunk: bytes | None = None

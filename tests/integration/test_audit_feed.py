@@ -137,6 +137,25 @@ async def test_a_client_ahead_of_the_feed_gets_only_what_follows_its_cursor(
         second.close()
 
 
+async def test_a_page_read_twice_hands_out_each_event_once(event_store: store.EventStore) -> None:
+    """The seam between reads: a page that overlaps one already handed out (read again after
+    a retry, or by a read that raced the checkpoint) repeats nothing on any stream."""
+    start = await event_store.head()
+    for i in range(3):
+        await create_user(event_store, f"twice{i}")
+    page = await event_store.read_all(start, limit=100)
+    assert len(page) == 3
+    async with audit_feed.Feed(event_store) as feed:
+        feed.checkpoint = start
+        follower = audit_feed.Follower(audit_feed.Selection())
+        feed.followers.add(follower)
+        feed.dispatch(page[:2])
+        feed.dispatch(page)  # overlaps the first two
+        feed.dispatch(page)  # all of it again
+        handed = [checkpoint for checkpoint, _ in await follower.take(0) or []]
+    assert handed == [event.checkpoint for event in page]
+
+
 async def test_one_subscription_renders_each_event_once(api: Api, monkeypatch: Any) -> None:
     token = await api.user_token("admin")
     headers = {"Authorization": f"token {token}"}
