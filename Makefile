@@ -1,5 +1,8 @@
 # Two commands on a fresh machine: `make run` and `make test`. Everything else is installed here.
-PYTHON ?= python3
+# Users' servers and kernels run this environment's programs (jupyterhub-singleuser, ipykernel)
+# as their own system accounts, so its interpreter must be one every account can run: pyenv's
+# under /root (mode 0700) is not. Debian's python3.11 or newer is, where present.
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3.1[1-9]) python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check

@@ -38,6 +38,8 @@ from hub import (
     errors,
     groups_api,
     identity,
+    isolation,
+    local_spawner,
     login,
     openapi,
     proxy_api,
@@ -87,18 +89,20 @@ async def open_hub(
             projections = catalog.ALL if serving else ()
             if serving:
                 await bootstrap.reconcile(event_store, config)
+            code = isolation.Isolation.from_settings(config)
             async with (
                 runner.AsyncRunner(event_store, projections),
                 open_rooms(config, event_store, dsn, serving=serving) as rooms,
-                open_sessions(config, event_store, rooms) as sessions,
+                open_sessions(config, event_store, rooms, code) as sessions,
             ):
                 if not serving:
                     yield context.Hub(
                         settings=config, store=event_store, database=config.describe_database()
                     )
                     return
+                command = spawn_command(config, code)
                 manager = servers.ServerManager(
-                    event_store, servers.settings_from(config), oauth=oauth
+                    event_store, servers.settings_from(config, code, command), oauth=oauth
                 )
                 await manager.start()
                 try:
@@ -108,6 +112,7 @@ async def open_hub(
                         store=event_store,
                         database=config.describe_database(),
                         servers=manager,
+                        isolation=code,
                         rooms=rooms,
                         collab_sessions=sessions,
                     )
@@ -115,6 +120,25 @@ async def open_hub(
                     await manager.close(stop_servers=config.cleanup_servers)
     finally:
         await pool.close()
+
+
+def spawn_command(config: hub_settings.Settings, code: isolation.Isolation) -> tuple[str, ...]:
+    """The spawner's command, its program found; ``ConfigurationError`` at start-up, not at the
+    first spawn, when it is missing or out of reach of the accounts servers run as."""
+    try:
+        command = local_spawner.resolve_command([*config.spawner_cmd, *config.spawner_args])
+        if code.mode == "system_users":
+            local_spawner.setpriv()
+    except spawner.SystemFailure as exc:
+        raise bootstrap.ConfigurationError(exc.message) from exc
+    if code.mode == "system_users" and (closed := local_spawner.closed_to_users(command[0])):
+        raise bootstrap.ConfigurationError(
+            f"users' servers run as their own system accounts, which cannot pass through"
+            f" {closed} to run {command[0]}: install the hub in an environment made from an"
+            " interpreter every account can run (`make run` uses /usr/bin/python3 where it"
+            f" exists), or let them through with: chmod o+x {closed}"
+        )
+    return command
 
 
 def collab_limits_of(config: hub_settings.Settings) -> collab_limits.Limits:
@@ -148,9 +172,13 @@ async def open_rooms(
 
 @contextlib.asynccontextmanager
 async def open_sessions(
-    config: hub_settings.Settings, event_store: store.EventStore, rooms: collab_rooms.Rooms | None
+    config: hub_settings.Settings,
+    event_store: store.EventStore,
+    rooms: collab_rooms.Rooms | None,
+    code: isolation.Isolation,
 ) -> AsyncIterator[collab_sessions.SessionManager | None]:
-    """Shared execution sessions on the hub's rooms, all shut down when the hub stops."""
+    """Shared execution sessions on the hub's rooms, all shut down when the hub stops; their
+    kernels run as their creators' accounts (``code``)."""
     if rooms is None:
         yield None
         return
@@ -158,6 +186,7 @@ async def open_sessions(
         rooms,
         collab_session_log.StoreRecorder(event_store),
         collab_api.may_write(event_store, rooms),
+        kernel_account=collab_api.kernel_account(event_store, code),
         grace_period=config.collab_session_grace_s,
         kernel_startup_timeout=config.collab_kernel_startup_timeout_s,
     ) as manager:
@@ -284,6 +313,9 @@ async def serve(config: hub_settings.Settings) -> None:
                 print(f"database: {hub.database}", flush=True)
                 if running is not None:
                     print(f"proxy ({config.proxy}) at {running.url}", flush=True)
+                if hub.isolation is not None:
+                    mode = isolation.describe(hub.isolation.mode, hub.isolation.prefix)
+                    print(f"users' code: {mode}", flush=True)
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):

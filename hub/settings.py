@@ -380,6 +380,49 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How long a session's kernel may take to start"
     )
 
+    # Isolation of users' code (servers, session kernels) and of the embedded database.
+    single_user_mode: bool = Field(
+        default=False,
+        description="Run users' servers and session kernels as the hub's own account, for a"
+        " hub that one person uses: their code then has the hub's privileges (its database,"
+        " its cookie secret). Needed when the hub does not run as root, which it must to run"
+        " each user's code as their own system account",
+    )
+    single_user_mode_all_users: bool = Field(
+        default=False,
+        description="In single_user_mode, let every user start servers and kernels; by"
+        " default only admins may, since that code runs with the hub's privileges",
+    )
+    system_user_prefix: str = Field(
+        default="jupyter-",
+        pattern=r"^[a-z_][a-z0-9_-]{0,15}$",
+        description="A root hub runs each user's code as the system account <prefix><name>,"
+        " created on first use (The Littlest JupyterHub's convention)",
+    )
+    system_user_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Existing system accounts to use for these hub users instead of"
+        " <prefix><name> (never created by the hub)",
+    )
+    system_user_home: str = Field(
+        default="/home/{account}",
+        pattern=r"^/.*\{account\}",
+        description="Home directory of a system account the hub creates ({account} is its name)",
+    )
+    embedded_db_listen: str = Field(
+        default="",
+        pattern=r"^[0-9a-fA-F.:,* ]*$",
+        description="TCP addresses the embedded PostgreSQL listens on besides its private Unix"
+        " socket (PostgreSQL's listen_addresses); empty: none",
+    )
+    embedded_db_port: int = Field(
+        default=5432,
+        ge=1,
+        le=65535,
+        description="The embedded PostgreSQL's port (its socket's name, and its TCP port when"
+        " embedded_db_listen is set)",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from hub import isolation
+
 
 class SpawnError(Exception):
     """A server could not be started or kept running; ``kind`` says whose fault it is."""
@@ -50,6 +52,8 @@ class SpawnSpec:
     log_path: Path
     ip: str
     port: int
+    identity: isolation.Identity | None = None
+    """The system account to run as; None: the hub's own (single-user mode)."""
 
 
 class ServerProcess(Protocol):

@@ -38,6 +38,10 @@ CONFIG: dict[str, Any] = {
     "start_timeout": 20,
     "slow_spawn_timeout": 15,
     "term_timeout": 2,
+    # The fake servers run as the test's own account, whoever runs the tests; running them as
+    # users' own system accounts is tests/integration/test_isolation.py's.
+    "single_user_mode": True,
+    "single_user_mode_all_users": True,
 }
 
 
