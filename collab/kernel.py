@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pwd
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -119,11 +120,41 @@ def kernel_environment(
     return env
 
 
+@dataclass(frozen=True)
+class RunAs:
+    """A system account a kernel runs as (the hub decides which: ``hub.isolation``)."""
+
+    account: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: Path
+    env: Mapping[str, str]
+    """The account's own variables (HOME, USER, PATH…), over the inherited ones."""
+
+
+class _AccountKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel runs as another account (``RunAs``).
+
+    jupyter_client writes the connection file (with the HMAC key) readable by its writer
+    only; the kernel must read it, so it is handed to the kernel's account just before the
+    kernel starts. Nobody else can: it lies in a directory only that account can enter.
+    """
+
+    run_as: RunAs | None = None
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        if self.run_as is not None:
+            os.chown(self.connection_file, self.run_as.uid, self.run_as.gid)
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+
 class SharedKernel:
     """A kernel for one session: ``async with SharedKernel() as kernel: ...``.
 
-    The kernel runs as the hub's user, in ``cwd`` (by default a scratch directory removed at
-    shutdown), with ``kernel_environment(os.environ, env)``.
+    The kernel runs as ``run_as`` (in its home directory, with only its own variables and
+    the locale of the hub's) or, without one, as the hub's user, in ``cwd`` (by default a
+    scratch directory removed at shutdown), with ``kernel_environment(os.environ, env)``.
     """
 
     def __init__(
@@ -133,17 +164,24 @@ class SharedKernel:
         startup_timeout: float = 60.0,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        run_as: RunAs | None = None,
     ) -> None:
         self.kernel_name = kernel_name
         self.startup_timeout = startup_timeout
         self.cwd = cwd
         self.extra_env = dict(env or {})
+        self.run_as = run_as
         self.state: KernelState = "new"
         self._runtime: tempfile.TemporaryDirectory[str] | None = None
         self._manager: AsyncKernelManager | None = None
         self._client: AsyncKernelClient | None = None
         self._pending: dict[str, _Pending] = {}
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def account(self) -> str:
+        """The system account the kernel runs as."""
+        return self.run_as.account if self.run_as else pwd.getpwuid(os.geteuid()).pw_name
 
     async def __aenter__(self) -> SharedKernel:
         await self.start()
@@ -169,19 +207,29 @@ class SharedKernel:
         # the loopback are open to every local user (and unencrypted).
         self._runtime = tempfile.TemporaryDirectory(prefix="chronohub-kernel-")
         runtime = Path(self._runtime.name)
-        manager = AsyncKernelManager(
+        manager = _AccountKernelManager(
             kernel_name=self.kernel_name,
             connection_file=str(runtime / "kernel.json"),
             transport="ipc",
             ip=str(runtime / "kernel"),
         )
+        manager.run_as = run_as = self.run_as
         self._manager = manager
-        work = self.cwd or runtime / "work"
-        work.mkdir(exist_ok=True)
+        launch: dict[str, Any] = {}
+        if run_as is None:
+            env = kernel_environment(os.environ, self.extra_env)
+            work = self.cwd or runtime / "work"
+            work.mkdir(exist_ok=True)
+        else:
+            # The kernel's account makes its sockets in the runtime directory, and nobody
+            # else may enter it.
+            os.chown(runtime, run_as.uid, run_as.gid)
+            env = {k: v for k, v in os.environ.items() if k.startswith("LC_") or k == "LANG"}
+            env.update({**run_as.env, **self.extra_env})
+            work = self.cwd or run_as.home
+            launch = {"user": run_as.uid, "group": run_as.gid, "extra_groups": list(run_as.groups)}
         try:
-            await manager.start_kernel(
-                env=kernel_environment(os.environ, self.extra_env), cwd=str(work)
-            )
+            await manager.start_kernel(env=env, cwd=str(work), **launch)
         except BaseException as exc:
             # Cancelled or failed: leave no process and no directory behind.
             await self._release()

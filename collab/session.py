@@ -105,6 +105,7 @@ class Session:
                 room=self.room,
                 kernel_name=self.kernel.kernel_name,
                 created_by=self.created_by.name,
+                runs_as=self.kernel.account,
             ),
             self.created_by,
         )

@@ -67,6 +67,11 @@ class KernelError(SessionError):
     """Something went wrong with the kernel process."""
 
 
+class KernelRefused(SessionError):
+    """The creator's code may not run on this hub, so no kernel starts for them (a policy of
+    the hub's, whose message says why)."""
+
+
 class KernelStartFailed(KernelError):
     """The kernel did not start, or did not answer in time."""
 

@@ -43,6 +43,16 @@ log = logging.getLogger(__name__)
 RoomMayWrite = Callable[[str, execution.Participant], Awaitable[bool]]
 """Whether a participant may run cells in the named room (asked at each request)."""
 
+KernelAccount = Callable[[execution.Participant], Awaitable[kernels.RunAs | None]]
+"""The account a session's kernel runs as, given its creator: everyone who may write to the
+room runs code as that account. None: the hub's own (single-user mode). Raises
+``KernelRefused`` when the creator's code may not run at all."""
+
+
+async def _hub_account(creator: execution.Participant) -> kernels.RunAs | None:
+    return None
+
+
 EMPTY_NOTEBOOK: dict[str, Any] = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
 
 
@@ -52,6 +62,11 @@ def identify(origin: Any) -> execution.Participant | None:
     if isinstance(origin, access.Participant) and origin.kind != "system" and origin.can_write:
         return execution.Participant(origin.name, origin.kind)
     return None
+
+
+def _requester(creator: access.Participant) -> execution.Participant:
+    kind: Literal["user", "service"] = "service" if creator.kind == "service" else "user"
+    return execution.Participant(creator.name, kind)
 
 
 @dataclass
@@ -82,6 +97,7 @@ class SessionManager:
         record: execution.Recorder,
         may_write: RoomMayWrite,
         *,
+        kernel_account: KernelAccount = _hub_account,
         grace_period: float = 60.0,
         kernel_startup_timeout: float = 60.0,
         max_output_chars: int = 2_000_000,
@@ -89,6 +105,7 @@ class SessionManager:
         self.rooms = room_set
         self.record = record
         self.may_write = may_write
+        self.kernel_account = kernel_account
         self.grace_period = grace_period
         self.kernel_startup_timeout = kernel_startup_timeout
         self.max_output_chars = max_output_chars
@@ -153,7 +170,8 @@ class SessionManager:
         A new room gets ``nb`` (or an empty notebook). An existing room keeps its document
         (its notebook and outputs from an earlier session); giving ``nb`` for a room that
         already holds a notebook is refused with ``RoomBusy``. Raises ``NotebookInvalid``,
-        ``UnknownKernel``, ``RoomBusy``, ``InvalidRoomName`` before anything is written,
+        ``UnknownKernel``, ``RoomBusy``, ``InvalidRoomName``, ``KernelRefused`` (or whatever
+        ``kernel_account`` raises) before anything is written,
         and ``KernelStartFailed`` if the kernel does not start (the session is then ended).
         """
         if self._closed:
@@ -161,6 +179,7 @@ class SessionManager:
         update = self.initial_update(nb)
         await self.check_kernel(kernel_name)
         self.check_room_free(room_name)
+        run_as = await self.kernel_account(_requester(creator))
         self._creating.add(room_name)
         try:
             info = await self.rooms.describe(room_name)
@@ -174,7 +193,7 @@ class SessionManager:
                 with opened.transaction(creator.label):
                     opened.doc.apply_update(update)
                 await opened.flushed()
-            return await self._start(opened, creator, kernel_name, owner)
+            return await self._start(opened, creator, kernel_name, owner, run_as)
         finally:
             self._creating.discard(room_name)
 
@@ -188,7 +207,12 @@ class SessionManager:
         return bool(len(probe.doc.get(notebook.CELLS, type=Array)))
 
     async def _start(
-        self, opened: Room, creator: access.Participant, kernel_name: str, owner: str | None
+        self,
+        opened: Room,
+        creator: access.Participant,
+        kernel_name: str,
+        owner: str | None,
+        run_as: kernels.RunAs | None,
     ) -> Bound:
         session_id = uuid.uuid4()
         room_name = opened.name
@@ -196,8 +220,7 @@ class SessionManager:
         async def may_write(who: execution.Participant) -> bool:
             return await self.may_write(room_name, who)
 
-        kind: Literal["user", "service"] = "service" if creator.kind == "service" else "user"
-        requester = execution.Participant(creator.name, kind)
+        requester = _requester(creator)
         session = Session(
             session_id,
             opened.doc,
@@ -206,7 +229,9 @@ class SessionManager:
             may_write=may_write,
             record=self.record,
             identify=identify,
-            kernel=kernels.SharedKernel(kernel_name, startup_timeout=self.kernel_startup_timeout),
+            kernel=kernels.SharedKernel(
+                kernel_name, startup_timeout=self.kernel_startup_timeout, run_as=run_as
+            ),
             grace_period=self.grace_period,
             max_output_chars=self.max_output_chars,
             on_ended=self._forget,

@@ -23,9 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from collab import access as room_access
 from collab import errors as collab_errors
 from collab import execution, notebook, persistence, rooms, sessions
+from collab import kernel as kernels
 from collab import session_errors as errors
 from events import sql, store
-from hub import access, body, collab_access, roles, scopes
+from hub import access, body, collab_access, isolation, local_spawner, roles, scopes
 from hub import errors as hub_errors
 from hub.context import HUB
 
@@ -74,6 +75,10 @@ class CollabSession(BaseModel):
     ws_url: str = Field(description="Where a y-websocket client joins the session's room")
     kernel_name: str
     created_by: str
+    runs_as: str = Field(
+        description="The system account the kernel runs as: the creator's. Everyone who may"
+        " write to the room runs code as this account"
+    )
     state: Literal["new", "running", "ending", "ended"]
     kernel_state: str
     running_cell: str | None
@@ -119,6 +124,7 @@ def render(request: web.Request, bound: sessions.Bound) -> CollabSession:
         ws_url=str(ws_url),
         kernel_name=bound.session.kernel.kernel_name,
         created_by=bound.session.created_by.name,
+        runs_as=bound.session.kernel.account,
         state=status.state,
         kernel_state=status.kernel_state,
         running_cell=status.running_cell,
@@ -190,7 +196,7 @@ def session_error(exc: errors.SessionError) -> hub_errors.HubError:
     status = 400
     if isinstance(exc, errors.NotFound):
         status = 404
-    elif isinstance(exc, errors.Forbidden):
+    elif isinstance(exc, errors.Forbidden | errors.KernelRefused):
         status = 403
     elif isinstance(exc, errors.SessionClosed | errors.RoomBusy):
         status = 409
@@ -341,3 +347,43 @@ def may_write(event_store: store.EventStore, room_set: rooms.Rooms) -> sessions.
             return await _level(conn, grants, room, info.owner) == "write"
 
     return check
+
+
+def kernel_account(
+    event_store: store.EventStore, code: isolation.Isolation
+) -> sessions.KernelAccount:
+    """The account a session's kernel runs as: its creator's, as their server would.
+
+    A service has no system account of its own, so it may start a session only where code
+    runs as the hub's account (single-user mode, for every user).
+    """
+
+    async def account(creator: execution.Participant) -> kernels.RunAs | None:
+        admin = False
+        if creator.kind == "user":
+            async with event_store.pool.acquire() as conn:
+                row = await conn.fetchrow(hub_queries["user_by_name"], creator.name)
+            admin = bool(row and row["admin"])
+        elif code.mode != "single_user" or not code.all_users:
+            raise errors.KernelRefused(
+                f"service {creator.name} cannot start a session: a session's kernel runs as its"
+                " creator's system account, and a service has none"
+            )
+        try:
+            identity = await code.identity(creator.name, admin=admin)
+        except isolation.CodeRefused as exc:
+            raise errors.KernelRefused(str(exc)) from exc
+        except isolation.AccountError as exc:
+            raise errors.KernelStartFailed(str(exc)) from exc
+        if identity is None:
+            return None
+        return kernels.RunAs(
+            account=identity.account,
+            uid=identity.uid,
+            gid=identity.gid,
+            groups=identity.groups,
+            home=identity.home,
+            env=identity.environment(local_spawner.environment_bin()),
+        )
+
+    return account

@@ -297,7 +297,12 @@ BUILTIN = Vocabulary(
         # chronohub's own: collaboration rooms. A room belongs to the user who created it, so
         # !user= / !group= reach the rooms of that user / of the group's members, and
         # !room=<name> one room whoever owns it.
-        _D("write:collab", "Join collaboration rooms and edit their documents", ("read:collab",)),
+        _D(
+            "write:collab",
+            "Join collaboration rooms and edit their documents; in a room with a shared"
+            " execution session, run code as the session's creator (their system account)",
+            ("read:collab",),
+        ),
         _D("read:collab", "Join collaboration rooms read-only: see the document and who is there"),
     )
 )

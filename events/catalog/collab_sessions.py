@@ -42,6 +42,9 @@ class SessionCreated(SessionEvent):
     room: str = Field(pattern=ROOM_PATTERN)
     kernel_name: str = Field(min_length=1, max_length=255)
     created_by: Name
+    # Everyone who may write to the room runs code as this account: the creator's own system
+    # account, or the hub's in single-user mode. Absent from sessions recorded before it was.
+    runs_as: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class SessionEnded(SessionEvent):
