@@ -49,6 +49,9 @@ SELECT DISTINCT g.role
  WHERE g.principal_kind = 'user' AND g.principal = $1::uuid::text
  ORDER BY 1;
 
+-- name: any_admin
+SELECT EXISTS (SELECT 1 FROM users WHERE admin);
+
 -- name: user_by_name
 SELECT u.user_id, u.name, u.admin, u.created,
        (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = u.user_id) AS last_activity,

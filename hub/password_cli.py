@@ -1,6 +1,7 @@
 """``chronohub password NAME``: set a user's password from the terminal (asked twice, never
-echoed) or from standard input (one line), creating the user if there is none yet (an admin
-if ``admin_users`` names them). How the first admin of a new hub gets to log in."""
+echoed) or from standard input (one line), creating the user if there is none yet: an admin
+if ``admin_users`` names them or if the hub has no admin at all yet. How the first admin of
+a new hub gets to log in."""
 
 from __future__ import annotations
 
@@ -30,14 +31,16 @@ def read_password(stdin: TextIO = sys.stdin) -> str:
 
 async def set_password(
     event_store: store.EventStore, config: hub_settings.Settings, name: str, password: str
-) -> bool:
-    """Set ``name``'s password, creating the user first if needed; True if it was created."""
+) -> tuple[bool, bool]:
+    """Set ``name``'s password, creating the user first if needed; whether the user was
+    created, and whether as the hub's first admin (``admin_users`` naming nobody yet)."""
     name = signups.valid_name(name.lower())
-    created = False
+    created = first_admin = False
     async with event_store.session() as session:
         if await session.conn.fetchrow(queries["user_by_name"], name) is None:
             user_id = uuid4()
-            admin = name in {n.lower() for n in config.admin_users}
+            first_admin = not await session.conn.fetchval(queries["any_admin"])
+            admin = first_admin or name in {n.lower() for n in config.admin_users}
             await session.append(
                 user_events.stream_id(user_id),
                 [user_events.UserCreated(user_id=user_id, name=name, admin=admin)],
@@ -53,4 +56,4 @@ async def set_password(
         by="cli",
         metadata=CLI,
     )
-    return created
+    return created, first_admin

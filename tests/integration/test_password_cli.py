@@ -57,6 +57,20 @@ async def test_password_command_creates_the_first_admin_and_keeps_the_password_o
     assert by == ["cli"]
 
 
+async def test_the_first_user_of_a_hub_without_an_admin_becomes_one(
+    db_url: str, pool: asyncpg.Pool[Any]
+) -> None:
+    env = {"CHRONOHUB_DATABASE_URL": db_url}
+    code, out = await run(["password", "ben"], b"ben's first password\n", **env)
+    assert code == 0, out
+    assert "ben is an admin: the hub had none" in out
+    code, out = await run(["password", "cara"], b"cara's first password\n", **env)
+    assert code == 0, out
+    assert "admin" not in out
+    rows = await pool.fetch("SELECT name, admin FROM users ORDER BY name")
+    assert [(r["name"], r["admin"]) for r in rows] == [("ben", True), ("cara", False)]
+
+
 async def test_serve_refuses_a_dummy_authenticator_nobody_enabled(db_url: str) -> None:
     code, out = await run(
         ["serve", "--port", "0"],
