@@ -24,7 +24,6 @@ from hub import (
     errors,
     groups_api,
     identity,
-    pages,
     server_rules,
     servers_api,
     user_pages,
@@ -118,7 +117,7 @@ async def _page(
             {
                 "name": row["name"],
                 "admin": row["admin"],
-                "last_activity": users_api.iso(row["last_activity"]) or "never",
+                "last_activity": row["last_activity"],
                 "servers": [_server(row["name"], found.get(n), n) for n in names],
                 "is_self": row["name"] == signed_in["name"],
             }
@@ -163,7 +162,7 @@ async def _answer(
         try:
             return await render(request, status=exc.status, error=exc.message)
         except errors.HubError as outer:  # not even allowed to see the page
-            return pages.error_page(outer.status, outer.message)
+            return identity.error_page(request, outer.status, outer.message)
     return await render(request, notice=notice)
 
 
@@ -173,7 +172,7 @@ async def _show(request: web.Request, page: Page) -> web.Response:
     try:
         return await page(request)
     except errors.HubError as exc:
-        return pages.error_page(exc.status, exc.message)
+        return identity.error_page(request, exc.status, exc.message)
 
 
 async def admin_page(request: web.Request) -> web.StreamResponse:

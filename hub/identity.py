@@ -122,11 +122,38 @@ def session_user(request: web.Request) -> Any:
     return request.get(SESSION_USER)
 
 
+def nav(request: web.Request, xsrf: str | None) -> pages.Nav:
+    """The navigation bar of a page for ``request``: the signed-in user (the session's, not a
+    token's: pages are for browsers), with the admin link if they hold ``admin-ui`` (what the
+    admin pages require), and a sign-out form carrying ``xsrf``."""
+    row = session_user(request)
+    if row is None:
+        return pages.Nav(here=request.path)
+    caller = request.get(access.REQUEST_CALLER)
+    admin = isinstance(caller, access.Caller) and caller.grants.holds("admin-ui")
+    return pages.Nav(user=row["name"], admin=admin, xsrf=xsrf, here=request.path)
+
+
 def form_page(request: web.Request, template: str, **context: Any) -> web.Response:
     """``pages.render(template, **context)`` for a page with forms: ``xsrf`` is the token its
-    forms carry, and the ``_xsrf`` cookie is set when the browser has none yet."""
+    forms carry (the navigation bar's sign-out button too), and the ``_xsrf`` cookie is set
+    when the browser has none yet."""
     cookies = request.app[AUTH].cookies
     token, new_cookie = sessions.xsrf_token(request, cookies)
-    response = pages.render(template, xsrf=token, **context)
+    response = pages.render(template, xsrf=token, nav=nav(request, token), **context)
     sessions.set_xsrf_cookie(response, cookies, new_cookie)
     return response
+
+
+def error_page(request: web.Request, status: int, message: str) -> web.Response:
+    """``pages.error_page`` with the navigation bar of whoever is signed in."""
+    row = session_user(request)
+    return form_page(
+        request,
+        "error.html",
+        status=status,
+        code=status,
+        reason=pages.reason(status),
+        error=message,
+        user=row["name"] if row else None,
+    )

@@ -15,6 +15,7 @@ from hub import (
     identity,
     login_pages,
     oauth_provider,
+    pages,
     sessions,
     token_page,
 )
@@ -43,7 +44,8 @@ def build(hub: context.Hub) -> identity.Auth:
 
 def install(app: web.Application, hub: context.Hub) -> None:
     """Add the login cookie middleware and the routes of the pages and APIs that use it (login,
-    OAuth provider, password, signups, the token page and the admin pages) to ``app``.
+    OAuth provider, password, signups, the token page and the admin pages) to ``app``, and
+    the pages' static files (stylesheets, favicon).
 
     Call after the token middleware is in place: the cookie is only looked at when no
     ``Authorization`` header was sent.
@@ -52,3 +54,4 @@ def install(app: web.Application, hub: context.Hub) -> None:
     app.middlewares.append(identity.middleware())
     for module in (login_pages, oauth_provider, auth_api, token_page, admin_page):
         app.add_routes(module.routes())
+    pages.install(app)

@@ -193,7 +193,9 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
             if failure.status != 502:
                 log.warning("upstream login refused: %s", failure.message)
             await _failed(request, conn, "", failure.reason)
-        return pages.error_page(failure.status if failure.status != 502 else 403, failure.message)
+        return identity.error_page(
+            request, failure.status if failure.status != 502 else 403, failure.message
+        )
     response = await complete_login(request, found, pages.safe_next(request, next_url))
     auth.cookies.clear(response, "chronohub-oauth-state")
     return response
@@ -265,7 +267,7 @@ def _password_page(
 ) -> web.Response:
     auth = request.app[identity.AUTH]
     if auth.authenticator.kind != "native":
-        return pages.error_page(404, "Passwords are kept by the login provider", user=row["name"])
+        return identity.error_page(request, 404, "Passwords are kept by the login provider")
     return identity.form_page(
         request,
         "password.html",
@@ -313,7 +315,7 @@ def _signup_page(
 ) -> web.Response:
     auth = request.app[identity.AUTH]
     if not (auth.settings.allow_signup and auth.authenticator.kind == "native"):
-        return pages.error_page(404, "Signing up is not open on this hub")
+        return identity.error_page(request, 404, "Signing up is not open on this hub")
     return identity.form_page(
         request,
         "signup.html",

@@ -209,11 +209,11 @@ async def authorize(request: web.Request) -> web.StreamResponse:
         try:
             client, redirect_uri = await _client_and_redirect(conn, params)
         except ClientRejected as exc:
-            return pages.error_page(exc.status, exc.message)
+            return identity.error_page(request, exc.status, exc.message)
         row = identity.session_user(request)
         if row is None:
             if request.method == "POST":
-                return pages.error_page(403, "Sign in first")
+                return identity.error_page(request, 403, "Sign in first")
             raise web.HTTPFound("/hub/login?next=" + quote(request.path_qs, safe=""))
         state = params.get("state")
         try:
@@ -228,10 +228,10 @@ async def authorize(request: web.Request) -> web.StreamResponse:
             if not caller.grants.allows(
                 access_scope.name, access_scope.filter, groups_of=membership
             ):
-                return pages.error_page(
+                return identity.error_page(
+                    request,
                     403,
                     f"You do not have permission to access {client.description}",
-                    user=row["name"],
                 )
             granted = decide_scopes(
                 requested_scopes(params.get("scope"), client),

@@ -10,7 +10,6 @@ events; the forms are XSRF-checked by ``identity.middleware``.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -76,10 +75,6 @@ def applications(rows: list[Any]) -> list[dict[str, Any]]:
     return [{**e, "scopes": sorted(e["scopes"])} for e in found.values()]
 
 
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "never"
-
-
 async def _page(
     request: web.Request,
     *,
@@ -97,17 +92,14 @@ async def _page(
             "id": r["token_id"],
             "note": r["note"] or "",
             "scopes": list(r["scopes"]),
-            "created": _when(r["created"]),
-            "last_activity": _when(r["last_activity"]),
-            "expires_at": _when(r["expires_at"]) if r["expires_at"] else "never",
+            "created": r["created"],
+            "last_activity": r["last_activity"],
+            "expires_at": r["expires_at"],
         }
         for r in rows
         if r["oauth_client"] is None
     ]
-    apps = [
-        {**a, "created": _when(a["created"]), "last_activity": _when(a["last_activity"])}
-        for a in applications(rows)
-    ]
+    apps = applications(rows)
     return identity.form_page(
         request,
         "token.html",

@@ -144,7 +144,7 @@ async def not_routed(request: web.Request) -> web.StreamResponse:
     if outcome == "login":
         raise web.HTTPFound("/hub/login?" + urlencode({"next": here}))
     if outcome == "not_found":
-        return pages.error_page(404, "No access to resources or resources not found")
+        return identity.error_page(request, 404, "No access to resources or resources not found")
     if outcome == "redirect":
         return _back_to_server(request)
     if outcome == "api_error":
@@ -165,8 +165,8 @@ def _back_to_server(request: web.Request) -> web.StreamResponse:
     except ValueError:
         redirects = 0
     if redirects >= MAX_REDIRECTS:
-        return pages.error_page(
-            503, "The server is running but the proxy does not route to it; try again soon"
+        return identity.error_page(
+            request, 503, "The server is running but the proxy does not route to it; try again soon"
         )
     query = {k: v for k, v in request.query.items() if k != "redirects"}
     query["redirects"] = str(redirects + 1)
@@ -248,13 +248,13 @@ async def spawn(request: web.Request) -> web.StreamResponse:
     ``next`` once it is ready, or to the page following its start. The home page's "new
     named server" form names the server in a ``server_name`` field instead of the path."""
     if identity.session_user(request) is None:
-        return pages.error_page(403, "Sign in to start a server")
+        return identity.error_page(request, 403, "Sign in to start a server")
     form = await request.post()
     named = request.match_info.get("server_name") or str(form.get("server_name", "")).strip()
     try:
         manager, caller, user, server_name = await _server_target(request, "start:servers", named)
     except errors.HubError as exc:
-        return pages.error_page(exc.status, exc.message)
+        return identity.error_page(request, exc.status, exc.message)
     next_url = _next(request, form, user["name"], server_name)
     try:
         outcome = await manager.spawn(
@@ -283,7 +283,7 @@ async def spawn_pending(request: web.Request) -> web.StreamResponse:
     try:
         manager, _, user, server_name = await _server_target(request, "read:servers")
     except errors.HubError as exc:
-        return pages.error_page(exc.status, exc.message)
+        return identity.error_page(request, exc.status, exc.message)
     next_url = _next(request, None, user["name"], server_name)
     async with request.app[HUB].store.pool.acquire() as conn:
         row = await conn.fetchrow(queries["server"], user["user_id"], server_name)
@@ -295,7 +295,8 @@ async def spawn_pending(request: web.Request) -> web.StreamResponse:
         message = (latest or {}).get("message") or (
             "Stopping..." if state == "stopping" else "Starting..."
         )
-        return pages.render(
+        return identity.form_page(
+            request,
             "spawn_pending.html",
             user=session["name"],
             server_label=server_rules.label(user["name"], server_name),
@@ -311,7 +312,7 @@ async def stop(request: web.Request) -> web.StreamResponse:
     """``POST /hub/stop/<name>[/<server>]`` (XSRF checked): stop the server, then back to
     ``next`` (a page of this hub; home by default)."""
     if identity.session_user(request) is None:
-        return pages.error_page(403, "Sign in to stop a server")
+        return identity.error_page(request, 403, "Sign in to stop a server")
     form = await request.post()
     back = form.get("next")
     try:
@@ -320,10 +321,10 @@ async def stop(request: web.Request) -> web.StreamResponse:
             user["user_id"], user["name"], server_name, access.event_metadata(request, caller)
         )
     except errors.HubError as exc:
-        return pages.error_page(exc.status, exc.message)
+        return identity.error_page(request, exc.status, exc.message)
     except spawner.SpawnError as exc:
         status = exc.status if isinstance(exc, spawner.PolicyError) else 500
-        return pages.error_page(status, exc.message)
+        return identity.error_page(request, status, exc.message)
     return pages.redirect(pages.safe_next(request, back if isinstance(back, str) else None))
 
 
@@ -348,6 +349,7 @@ async def home_servers(request: web.Request, user_id: Any, user: str) -> list[di
                 "start": f"/hub/spawn/{server_path(user, name)}",
                 "stop": f"/hub/stop/{server_path(user, name)}",
                 "options": json.loads(row["options"]) if row is not None else {},
+                "last_activity": row["last_activity"] if row is not None else None,
             }
         )
     return listed
