@@ -24,6 +24,7 @@ from hub import (
     errors,
     groups_api,
     identity,
+    isolation,
     server_rules,
     servers_api,
     user_pages,
@@ -136,7 +137,17 @@ async def _page(
         links=page_links(offset, total, name_filter),
         back=request.path_qs if request.method == "GET" else ADMIN,
         spawning=request.app.get(servers_api.SERVER_APP) is not None,
+        isolation=_isolation_warning(request),
     )
+
+
+def _isolation_warning(request: web.Request) -> str | None:
+    """What the admin must know about whose account users' code runs as: nothing when each
+    user's code runs as their own account, else the mode's sentence (hub.isolation)."""
+    code = request.app[HUB].isolation
+    if code is None or code.mode == "system_users":
+        return None
+    return isolation.describe(code.mode, code.prefix)
 
 
 def _signed_in(request: web.Request) -> Any:

@@ -141,7 +141,13 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
             manager = servers.ServerManager(event_store, servers.settings_from(config), oauth=oauth)
             await manager.start()
             stack.push_async_callback(manager.close, stop_servers=True)
-            hub = context.Hub(settings=config, store=event_store, database="test", servers=manager)
+            hub = context.Hub(
+                settings=config,
+                store=event_store,
+                database="test",
+                servers=manager,
+                isolation=manager.settings.isolation,
+            )
             client = test_utils.TestClient(test_utils.TestServer(app.make_app(hub)))
             await stack.enter_async_context(client)
             hub_target = str(client.make_url("")).rstrip("/")

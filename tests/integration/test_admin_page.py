@@ -69,6 +69,19 @@ async def test_the_admin_starts_and_stops_a_users_server_from_the_page(spawn_hub
     assert away.location == "/hub/home"
 
 
+async def test_the_admin_page_warns_when_users_code_runs_with_the_hubs_privileges(
+    spawn_hub: StartHub,
+) -> None:
+    hub = await spawn_hub("serve", admin_users=["admin"])  # single-user mode, for everyone
+    await hub.people("admin")
+    page = await (await _signed_in(hub, "admin")).get("/hub/admin")
+    assert page.status == 200, page.text
+    warning = re.search(r'<p class="warning" id="isolation" role="alert">(.*?)</p>', page.text)
+    assert warning, page.text
+    assert "SINGLE-USER MODE" in warning[1]
+    assert "the hub&#39;s privileges" in warning[1]
+
+
 async def test_adding_promoting_and_deleting_users(spawn_hub: StartHub) -> None:
     hub = await spawn_hub("serve", admin_users=["admin"])
     await hub.people("admin")
