@@ -59,7 +59,7 @@ async def test_password_command_creates_the_first_admin_and_keeps_the_password_o
 
 async def test_serve_refuses_a_dummy_authenticator_nobody_enabled(db_url: str) -> None:
     code, out = await run(
-        ["serve", "--port", "0"],
+        ["serve", "--port", "0", "--hub-port", "0"],
         b"",
         CHRONOHUB_DATABASE_URL=db_url,
         CHRONOHUB_AUTHENTICATOR="dummy",
