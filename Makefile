@@ -31,8 +31,10 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev,bench]'
 	touch $@
 
+# options for `chronohub serve`, e.g. make run ARGS="--port 8010"
+ARGS ?=
 run: $(VENV)/.installed-run
-	$(BIN)/chronohub serve
+	$(BIN)/chronohub serve $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

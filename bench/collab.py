@@ -5,7 +5,8 @@ test: nothing here asserts timing. Loopback only; every phase stops by count and
 
 The servers, one after the other (the machine has 2 cores; the driver needs one):
 
-* chronohub: ``chronohub serve`` on a free port, its own embedded PostgreSQL in a temporary
+* chronohub: ``chronohub serve``, joined at the hub's own address (``--hub-port``, a free
+  port; the others are joined directly too), its own embedded PostgreSQL in a temporary
   directory, **persistence on** (every update appended before it is broadcast). A service
   ``bench`` holding ``write:collab`` joins with ``?token=``. The per-connection flood limit is
   raised (``CHRONOHUB_COLLAB_RATE_PER_S``/``_BURST``): a burst writer is a flood by design.
@@ -129,7 +130,12 @@ def start_chronohub(workdir: Path) -> Server:
         "CHRONOHUB_COLLAB_RATE_BURST": "1000000",
         "CHRONOHUB_LOG_LEVEL": "WARNING",
     }
-    cmd = [str(BIN_DIR / "chronohub"), "serve", "--ip", "127.0.0.1", "--port", str(port)]
+    # Clients join at the hub's own address (--hub-port), as the other servers are joined
+    # directly: the rooms are compared, not the proxy in front of them.
+    cmd = [
+        str(BIN_DIR / "chronohub"), "serve", "--ip", "127.0.0.1",
+        "--port", str(free_port()), "--hub-port", str(port),
+    ]  # fmt: skip
     proc, log_file, log_path = spawn("chronohub", cmd, env, workdir)
     return Server(
         "chronohub", proc, port, f"ws://127.0.0.1:{port}/collab", f"token={token}",

@@ -6,8 +6,9 @@ test: nothing here asserts timing. Loopback only; every request loop stops by ti
 The servers, one after the other (never both at once: the machine has 2 cores, and the
 client needs one of them):
 
-* chronohub: ``chronohub serve --ip 127.0.0.1 --port <free>`` with ``CHRONOHUB_DATA_DIR``
-  in a temporary directory (it starts its own embedded PostgreSQL there) and
+* chronohub: ``chronohub serve --ip 127.0.0.1 --port <free> --hub-port <free>``, requests
+  sent to the hub's own port (as JupyterHub's are), with ``CHRONOHUB_DATA_DIR`` in a
+  temporary directory (it starts its own embedded PostgreSQL there) and
   ``CHRONOHUB_CONFIG`` naming a TOML file with the service ``bench``, its ``api_token``, and a
   role granting it the scopes below.
 * JupyterHub, the ``jupyterhub`` package: ``jupyterhub -f bench/jupyterhub_config.py`` in a
@@ -168,12 +169,17 @@ def start_chronohub(workdir: Path, token: str) -> Server:
         f"scopes = {json.dumps(SCOPES)}\n"
         'services = ["bench"]\n'
     )
-    port = free_port()
+    hub_port, public_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in DATABASE_VARIABLES}
     env |= {"CHRONOHUB_DATA_DIR": str(workdir / "data"), "CHRONOHUB_CONFIG": str(config)}
     command = BIN_DIR / "chronohub"
-    cmd = [str(command), "serve", "--ip", "127.0.0.1", "--port", str(port)]
-    return spawn("chronohub", cmd, env, workdir, f"http://127.0.0.1:{port}/hub/api")
+    cmd = [
+        str(command), "serve", "--ip", "127.0.0.1",
+        "--port", str(public_port), "--hub-port", str(hub_port),
+    ]  # fmt: skip
+    # Requests go to the hub's own address, as JupyterHub's do (its hub_port), not through
+    # either proxy: the hubs are compared, not their proxies.
+    return spawn("chronohub", cmd, env, workdir, f"http://127.0.0.1:{hub_port}/hub/api")
 
 
 def start_jupyterhub(workdir: Path, token: str, *, trust_tokens: bool) -> Server:

@@ -14,7 +14,8 @@ are noisy, ratios from one run steadier than absolute numbers.
     server answered their readiness check and has its proxy route); then the server is
     stopped. Overhead = the median of (POST to 201 - the bare start before it).
 
-    chronohub: ``chronohub serve`` (its own embedded PostgreSQL, built-in proxy), the local
+    chronohub: ``chronohub serve`` (its own embedded PostgreSQL, built-in proxy on the public
+    ``--port``, the API called at the hub's own ``--hub-port`` as JupyterHub's is), the local
     process spawner. JupyterHub 6: ``jupyterhub -f bench/jupyterhub_config.py`` with the
     ``simple`` spawner (local processes) and configurable-http-proxy from ``bench/node_modules``.
 
@@ -146,7 +147,6 @@ def start_chronohub(workdir: Path, token: str) -> tuple[common.Server, int]:
     config.write_text(
         f"spawner_cmd = {json.dumps([sys.executable, str(TINY_SERVER)])}\n"
         "slow_spawn_timeout = 60\n"
-        f"proxy_port = {proxy_port}\n"
         "\n[[services]]\n"
         'name = "bench"\n'
         f'api_token = "{token}"\n'
@@ -155,12 +155,16 @@ def start_chronohub(workdir: Path, token: str) -> tuple[common.Server, int]:
         f"scopes = {json.dumps(SCOPES)}\n"
         'services = ["bench"]\n'
     )
-    port = common.free_port()
+    hub_port = common.free_port()
     env = {k: v for k, v in os.environ.items() if k not in common.DATABASE_VARIABLES}
     env |= {"CHRONOHUB_DATA_DIR": str(workdir / "data"), "CHRONOHUB_CONFIG": str(config)}
-    cmd = [str(common.BIN_DIR / "chronohub"), "serve", "--ip", "127.0.0.1", "--port", str(port)]
-    server = common.spawn("chronohub", cmd, env, workdir, f"http://127.0.0.1:{port}/hub/api")
-    return server, proxy_port
+    cmd = [
+        str(common.BIN_DIR / "chronohub"), "serve", "--ip", "127.0.0.1",
+        "--port", str(proxy_port), "--hub-port", str(hub_port),
+    ]  # fmt: skip
+    # The API at the hub's own address, as JupyterHub's is measured; the proxy's is public.
+    api = f"http://127.0.0.1:{hub_port}/hub/api"
+    return common.spawn("chronohub", cmd, env, workdir, api), proxy_port
 
 
 def start_jupyterhub(workdir: Path, token: str) -> common.Server:

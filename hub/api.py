@@ -1,4 +1,4 @@
-"""The root of the REST API, whoami, hub info and the health check."""
+"""The root of the REST API, whoami, hub info, the health check, and the site's root."""
 
 from __future__ import annotations
 
@@ -85,9 +85,16 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "database": "ok"})
 
 
+async def site_root(request: web.Request) -> web.Response:
+    """``GET /``: the proxy sends it to the hub, which sends it on to ``/hub/``, as
+    JupyterHub does."""
+    raise web.HTTPFound("/hub/")
+
+
 def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     return [
+        web.get("/", site_root),
         web.get("/hub/api", root),
         web.get("/hub/api/", root),
         web.get("/hub/api/info", info),

@@ -13,9 +13,11 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import asyncpg
 from aiohttp import web
 
 import events.catalog  # noqa: F401 - registers the hub's events
@@ -34,6 +36,7 @@ from hub import (
     collab_access,
     collab_api,
     context,
+    data_dir,
     database,
     errors,
     groups_api,
@@ -47,6 +50,7 @@ from hub import (
     servers,
     servers_api,
     spawner,
+    startup,
     tokens_api,
     user_pages,
     users_api,
@@ -54,6 +58,7 @@ from hub import (
 from hub import chp as chp_proxy
 from hub import proxy as builtin_proxy
 from hub import settings as hub_settings
+from migrations import runner as migrations
 from projections import base, catalog, runner
 
 log = logging.getLogger(__name__)
@@ -75,8 +80,12 @@ async def open_hub(
     asynchronous projections, nor manages servers. ``oauth`` is where spawned servers' OAuth
     clients are registered: by default this hub's own OAuth provider.
     """
+    if serving and (config.database_url or config.uses_pg_environment()):
+        # A serving hub keeps its cookie secret and the servers' logs there; with no database
+        # configured, the embedded one makes (or checks) it as it starts.
+        await asyncio.to_thread(data_dir.prepare, config.data_dir)
     dsn = await asyncio.to_thread(database.resolve_dsn, config)
-    await database.migrate(dsn)
+    await migrate(config, dsn)
     pool = await database.create_pool(dsn, min_size=config.db_pool_min, max_size=config.db_pool_max)
     try:
         async with notify.Notifier(dsn) as notifier:
@@ -139,6 +148,29 @@ def spawn_command(config: hub_settings.Settings, code: isolation.Isolation) -> t
             f" exists), or let them through with: chmod o+x {closed}"
         )
     return command
+
+
+# What asyncpg raises when it cannot reach a database or is not let in: a bad URL, no
+# server answering, a refused login, no such database, a server still starting.
+UNREACHABLE = (
+    OSError,
+    asyncpg.ClientConfigurationError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+async def migrate(config: hub_settings.Settings, dsn: str | None) -> list[migrations.Migration]:
+    """Apply pending migrations: the first contact with the database, so one out of reach is
+    told here as a ``database.DatabaseError``."""
+    try:
+        return await database.migrate(dsn)
+    except UNREACHABLE as exc:
+        raise database.DatabaseError(
+            f"could not reach PostgreSQL ({config.describe_database()}): {exc}"
+        ) from exc
 
 
 def collab_limits_of(config: hub_settings.Settings) -> collab_limits.Limits:
@@ -232,13 +264,18 @@ class RunningProxy:
 
 @contextlib.asynccontextmanager
 async def run_proxy(
-    hub: context.Hub, hub_target: str, state: proxy_api.ProxyState | None = None
+    hub: context.Hub,
+    hub_target: str,
+    state: proxy_api.ProxyState | None = None,
+    *,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[RunningProxy | None]:
-    """Run the configured proxy in front of the hub at ``hub_target`` (None: no proxy).
+    """Run the configured proxy on the public address (``ip``:``port``), in front of the hub
+    at ``hub_target`` (None: no proxy).
 
     Its routing table follows the routes read model (``hub.routes``); the traffic it sees
     becomes server activity. ``state`` (the application's) is told about it, for the
-    ``/hub/api/proxy`` endpoints.
+    ``/hub/api/proxy`` endpoints. ``sock``: the built-in proxy's socket, already bound.
     """
     config, manager = hub.settings, hub.servers
     if config.proxy == "none" or manager is None:
@@ -250,8 +287,8 @@ async def run_proxy(
         if config.proxy == "builtin":
             proxy = builtin_proxy.Proxy(hub_target, on_activity=manager.record_activity)
             stack.push_async_callback(proxy.close)
-            host, port = await proxy.start(config.proxy_ip, config.proxy_port)
-            running = RunningProxy(f"http://{host}:{port}/", builtin=proxy)
+            host, port = await proxy.start(config.ip, config.port, sock=sock)
+            running = RunningProxy(startup.url(host, port), builtin=proxy)
 
             async def to_builtin(table: list[builtin_proxy.Route]) -> None:
                 proxy.set_routes(table)
@@ -259,17 +296,21 @@ async def run_proxy(
             sinks.append(to_builtin)
         else:
             token = config.chp_auth_token.get_secret_value() if config.chp_auth_token else None
+            if config.chp_api_url is None:  # one we start: it would only exit with a code
+                startup.check_free(config.ip, config.port, "public")
             chp = chp_proxy.ChpProxy(
                 command=config.chp_command,
                 api_url=config.chp_api_url,
                 auth_token=token,
-                ip=config.proxy_ip,
-                port=config.proxy_port,
+                ip=config.ip,
+                port=config.port,
                 hub_target=hub_target,
                 on_activity=manager.record_activity,
             )
             await stack.enter_async_context(chp)
-            running = RunningProxy(f"http://{config.proxy_ip}:{config.proxy_port}/", chp=chp)
+            # An external CHP listens wherever it was told to: ip:port is taken to be that
+            # place, as JupyterHub takes bind_url to be its external proxy's.
+            running = RunningProxy(startup.url(config.ip, config.port), chp=chp)
 
             async def to_chp(table: list[builtin_proxy.Route]) -> None:
                 await chp.sync(table)
@@ -291,36 +332,55 @@ def _forget_proxy(state: proxy_api.ProxyState) -> None:
 
 
 async def serve(config: hub_settings.Settings) -> None:
-    """Serve until SIGINT or SIGTERM."""
-    async with open_hub(config) as hub:
-        application = make_app(hub)
-        app_runner = web.AppRunner(application, access_log=None)
-        await app_runner.setup()
-        site = web.TCPSite(app_runner, config.bind_ip, config.port)
-        await site.start()
-        # What start-up made (modules, models, schemas, the app) lives for good: keep it out
-        # of the cyclic garbage collector's full passes, which otherwise rescan it all and
-        # stall the event loop for tens of milliseconds (measured here; room broadcasts
-        # notice first).
-        gc.freeze()
-        try:
-            host, port = app_runner.addresses[0][:2]
-            if hub.servers is not None:
-                hub.servers.hub_url = f"http://{host}:{port}/hub/"
-            target, state = f"http://{host}:{port}", application[proxy_api.PROXY]
-            async with run_proxy(hub, target, state) as running:
-                print(f"chronohub serving at http://{host}:{port}/hub/", flush=True)
-                print(f"database: {hub.database}", flush=True)
-                if running is not None:
-                    print(f"proxy ({config.proxy}) at {running.url}", flush=True)
-                if hub.isolation is not None:
-                    mode = isolation.describe(hub.isolation.mode, hub.isolation.prefix)
-                    print(f"users' code: {mode}", flush=True)
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stop.set)
-                await stop.wait()
-                log.info("shutting down")
-        finally:
-            await app_runner.cleanup()
+    """Serve until SIGINT or SIGTERM: the hub on its internal address, the proxy on the public
+    one (both bound before anything else starts, so a busy port is told at once)."""
+    with contextlib.ExitStack() as sockets:
+        hub_socket = sockets.enter_context(startup.bind(config.hub_ip, config.hub_port, "hub"))
+        public_socket = None
+        if config.proxy == "builtin":
+            public_socket = sockets.enter_context(startup.bind(config.ip, config.port, "public"))
+        async with open_hub(config) as hub:
+            await _serve(hub, hub_socket, public_socket)
+
+
+async def _serve(
+    hub: context.Hub, hub_socket: socket.socket, public_socket: socket.socket | None
+) -> None:
+    config = hub.settings
+    application = make_app(hub)
+    app_runner = web.AppRunner(application, access_log=None)
+    await app_runner.setup()
+    site = web.SockSite(app_runner, hub_socket)
+    await site.start()
+    # What start-up made (modules, models, schemas, the app) lives for good: keep it out
+    # of the cyclic garbage collector's full passes, which otherwise rescan it all and
+    # stall the event loop for tens of milliseconds (measured here; room broadcasts
+    # notice first).
+    gc.freeze()
+    try:
+        host, port = app_runner.addresses[0][:2]
+        # Single-user servers call the hub's API at its internal address, as in JupyterHub.
+        hub_target = startup.url(host, port, "")
+        if hub.servers is not None:
+            hub.servers.hub_url = hub_target + "/hub/"
+        state = application[proxy_api.PROXY]
+        async with run_proxy(hub, hub_target, state, sock=public_socket) as running:
+            lines = startup.banner(
+                config,
+                public=running.url if running is not None else None,
+                hub_address=(host, port),
+                database=hub.database,
+            )
+            if hub.isolation is not None:
+                code = isolation.describe(hub.isolation.mode, hub.isolation.prefix)
+                lines.append(f"users' code: {code}")
+            for line in lines:
+                print(line, flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            log.info("shutting down")
+    finally:
+        await app_runner.cleanup()

@@ -10,8 +10,10 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+import pydantic
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from hub import (
     app,
@@ -22,6 +24,7 @@ from hub import (
     events_cli,
     password_cli,
     progress,
+    startup,
     users_cli,
 )
 from hub import settings as hub_settings
@@ -36,28 +39,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = hub_settings.load(**_overrides(args))
-    except ValueError as exc:
-        console.print(f"[red]invalid configuration:[/red] {exc}")
+    except pydantic.ValidationError as exc:
+        for problem in exc.errors():
+            where = ".".join(str(part) for part in problem["loc"])
+            message = problem["msg"].removeprefix("Value error, ")
+            _fail(f"{where}: {message}" if where else message, "invalid configuration")
         return 2
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         result: int = _run(args.command(config, args))
-    except data_dir.DataDirError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 2
+    except (startup.StartupError, database.DatabaseError, data_dir.DataDirError) as exc:
+        # Where chronohub runs is the problem (a busy port, an unwritable data directory, a
+        # database out of reach), not what it was asked: the status of a usage error.
+        return _fail(str(exc), code=2)
     except (
-        database.DatabaseError,
         migrations.MigrationError,
         base.ProjectionError,
         bootstrap.ConfigurationError,
     ) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 1
+        return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
     return result
+
+
+def _fail(message: str, label: str = "error", *, code: int = 1) -> int:
+    """Print ``label: message`` as one line on stderr (its lines joined, never wrapped to the
+    terminal, brackets kept as they are); return ``code``."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    console.print(Text.assemble((f"{label}:", "red"), " ", line), soft_wrap=True)
+    return code
 
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:
@@ -73,8 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the hub")
-    serve.add_argument("--ip", dest="bind_ip", help="address to listen on")
-    serve.add_argument("--port", type=int, help="port to listen on")
+    serve.add_argument("--ip", help="the public address: where the proxy listens")
+    serve.add_argument("--port", type=int, help="the public port: the proxy's (0: a free one)")
+    serve.add_argument("--hub-ip", help="the hub's internal address")
+    serve.add_argument("--hub-port", type=int, help="the hub's internal port (0: a free one)")
     serve.set_defaults(command=_serve)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
@@ -184,7 +199,9 @@ def _event_filters(parser: argparse.ArgumentParser) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        key: value for key in ("bind_ip", "port") if (value := getattr(args, key, None)) is not None
+        key: value
+        for key in ("ip", "port", "hub_ip", "hub_port")
+        if (value := getattr(args, key, None)) is not None
     }
 
 
@@ -195,7 +212,7 @@ async def _serve(config: hub_settings.Settings, args: argparse.Namespace) -> int
 
 async def _migrate(config: hub_settings.Settings, args: argparse.Namespace) -> int:
     dsn = await asyncio.to_thread(database.resolve_dsn, config)
-    applied = await database.migrate(dsn)
+    applied = await app.migrate(config, dsn)
     for migration in applied:
         console.print(f"applied {migration.version:04d}_{migration.name}")
     console.print(f"schema at version {migrations.latest_version()} ({config.describe_database()})")

@@ -27,8 +27,8 @@ def prepare(path: Path, *, group: int | None = None) -> Path:
         info = path.stat()
     except OSError as exc:
         raise DataDirError(
-            f"cannot create the data directory {path}: {exc.strerror}; choose another with"
-            " data_dir = ... in chronohub.toml or CHRONOHUB_DATA_DIR"
+            f"the data directory {path} is not writable ({exc.strerror or exc}): choose"
+            " another with data_dir = … in chronohub.toml or CHRONOHUB_DATA_DIR=…"
         ) from exc
     if info.st_uid != os.geteuid():
         raise DataDirError(
@@ -45,7 +45,10 @@ def prepare(path: Path, *, group: int | None = None) -> Path:
             " consider deleting its cookie_secret, which signs everyone out)"
         )
     if not os.access(path, os.W_OK | os.X_OK):
-        raise DataDirError(f"the data directory {path} is not writable by the hub's account")
+        raise DataDirError(
+            f"the data directory {path} is not writable by the hub's account: choose another"
+            " with data_dir = … in chronohub.toml or CHRONOHUB_DATA_DIR=…"
+        )
     if group is not None:
         os.chown(path, -1, group)
         path.chmod(0o710)

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from hub import data_dir, embedded_db
+from hub import embedded_db
 from hub import settings as hub_settings
 from migrations import runner
 
@@ -41,7 +41,6 @@ def start_embedded(config: hub_settings.Settings) -> str:
 def resolve_dsn(config: hub_settings.Settings) -> str | None:
     """The URL to connect to; ``None`` means asyncpg reads the PG* variables itself."""
     if config.database_url or config.uses_pg_environment():
-        data_dir.prepare(config.data_dir)
         return config.database_url
     return start_embedded(config)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -511,10 +512,16 @@ class Proxy:
         self._flusher: asyncio.Task[None] | None = None
         self._connecting: set[asyncio.Task[None]] = set()
 
-    async def start(self, ip: str, port: int) -> tuple[str, int]:
-        """Listen on ``ip:port`` (0: a free port); the address it listens on."""
+    async def start(
+        self, ip: str, port: int, *, sock: socket.socket | None = None
+    ) -> tuple[str, int]:
+        """Listen on ``ip:port`` (0: a free port), or on ``sock``, bound already; the address
+        it listens on."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Client(self), ip, port, backlog=1024)
+        if sock is not None:
+            self._server = await loop.create_server(lambda: _Client(self), sock=sock, backlog=1024)
+        else:
+            self._server = await loop.create_server(lambda: _Client(self), ip, port, backlog=1024)
         host, self.port = self._server.sockets[0].getsockname()[:2]
         self._flusher = loop.create_task(self._flush_loop(), name="proxy activity")
         return host, self.port

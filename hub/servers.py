@@ -179,7 +179,7 @@ class ServerManager:
         self.settings = settings
         self.spawner = spawner_ or local_spawner.LocalSpawner()
         self.oauth = oauth or oauth_clients.ServerClients(event_store)
-        self.hub_url = "http://127.0.0.1:8000/hub/"
+        self.hub_url = "http://127.0.0.1:8081/hub/"  # the hub's internal address, once known
         self._live: dict[tuple[UUID, str], _Live] = {}
         self._locks: dict[tuple[UUID, str], asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -44,6 +44,14 @@ LOOPBACK: tuple[IPvAnyNetwork, ...] = (
 )
 
 
+# Settings renamed when the proxy became the one public address: their new names, and why.
+RENAMED = {
+    "bind_ip": ("hub_ip", "for the hub's own address; ip is the public one now, the proxy's"),
+    "proxy_ip": ("ip", "the proxy's address is the public one"),
+    "proxy_port": ("port", "the proxy's port is the public one; the hub's own is hub_port"),
+}
+
+
 class ServiceConfig(BaseModel):
     """A service as JupyterHub's ``c.JupyterHub.services`` entries describe one."""
 
@@ -176,8 +184,22 @@ class Settings(BaseSettings):
         default=Path(".chronohub"),
         description="Where chronohub keeps its state: the embedded database, later git objects",
     )
-    bind_ip: str = Field(default="127.0.0.1", description="Address the hub listens on")
-    port: int = Field(default=8000, ge=0, le=65535, description="Port the hub listens on")
+    # One public address, JupyterHub's way: the proxy's (bind_url), routing /hub/ to the hub's
+    # own internal address (hub_bind_url).
+    ip: str = Field(
+        default="127.0.0.1",
+        description="The public address: where the proxy listens for people and clients",
+    )
+    port: int = Field(
+        default=8000, ge=0, le=65535, description="The public port: the proxy's (0: a free one)"
+    )
+    hub_ip: str = Field(
+        default="127.0.0.1",
+        description="The hub's internal address: the proxy and single-user servers reach it there",
+    )
+    hub_port: int = Field(
+        default=8081, ge=0, le=65535, description="The hub's internal port (0: a free one)"
+    )
     db_pool_min: int = Field(default=2, ge=1, description="Connections the pool keeps open")
     db_pool_max: int = Field(default=10, ge=1, description="Most connections the pool opens")
     max_event_bytes: int = Field(
@@ -186,8 +208,9 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Python logging level")
     public_url: str | None = Field(
         default=None,
-        description="The hub's public base URL (https://hub.example.org/), for absolute links"
-        " such as pagination's next.url when the hub sits behind a proxy",
+        description="The public base URL (https://hub.example.org/) when it is not the proxy's"
+        " own address (a TLS terminator in front of it): for absolute links such as"
+        " pagination's next.url, and the start-up banner",
     )
     admin_users: list[str] = Field(
         default_factory=list, description="Users created at startup, with the admin role"
@@ -258,6 +281,25 @@ class Settings(BaseSettings):
         description="Lifetime of OAuth access tokens (0: the session's)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_renamed_settings(cls, data: Any) -> Any:
+        """Refuse the names the addresses had before the proxy became the public address,
+        naming the new one, rather than let extra="forbid" just call them unknown."""
+        # An unknown CHRONOHUB_* variable is ignored by the settings sources: look for these.
+        environment = {key.upper() for key in os.environ}
+        given = set(data) if isinstance(data, dict) else set()
+        given |= {name for name in RENAMED if f"CHRONOHUB_{name.upper()}" in environment}
+        renamed = sorted(RENAMED.keys() & given)
+        if renamed:
+            old = renamed[0]
+            new, why = RENAMED[old]
+            raise ValueError(
+                f"{old} (CHRONOHUB_{old.upper()}) was renamed: use {new}"
+                f" (CHRONOHUB_{new.upper()}) instead ({why})"
+            )
+        return data
+
     @model_validator(mode="after")
     def _authenticator_is_usable(self) -> Settings:
         """Refuse a dummy authenticator nobody enabled, and oauth without its provider."""
@@ -311,11 +353,8 @@ class Settings(BaseSettings):
     proxy: str = Field(
         default="builtin",
         pattern=r"^(builtin|chp|none)$",
-        description="builtin (in the hub process), chp (configurable-http-proxy) or none",
-    )
-    proxy_ip: str = Field(default="127.0.0.1", description="Where the proxy listens")
-    proxy_port: int = Field(
-        default=8001, ge=0, le=65535, description="Public port of the proxy (/user/<name>/)"
+        description="builtin (in the hub process), chp (configurable-http-proxy), both on"
+        " ip:port, or none (no proxy: the hub's own address is the public one)",
     )
     chp_command: list[str] = Field(
         default_factory=lambda: ["configurable-http-proxy"],

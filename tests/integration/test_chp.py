@@ -39,7 +39,7 @@ async def test_chp_follows_the_routes_read_model(
             **CONFIG,
             "proxy": "chp",
             "chp_command": chp_command,
-            "proxy_port": port,
+            "port": port,
             "proxy_check_interval": 0.2,
         }
     )

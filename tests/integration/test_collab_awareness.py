@@ -396,6 +396,7 @@ async def test_a_killed_process_leaves_no_ghost_cursor(
         with open(tmp_path / "hub.log", "wb") as hub_log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "hub.cli", "serve", "--ip", "127.0.0.1", "--port", str(port),
+                "--hub-port", "0",
                 env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=hub_log,
             )  # fmt: skip
         try:

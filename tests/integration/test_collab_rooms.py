@@ -446,6 +446,7 @@ async def test_two_hub_processes_serving_one_room_converge(
     with open(tmp_path / "hub.log", "wb") as hub_log:  # its log lines, apart from the banner
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hub.cli", "serve", "--ip", "127.0.0.1", "--port", str(port),
+            "--hub-port", "0",
             env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=hub_log,
         )  # fmt: skip
     try:

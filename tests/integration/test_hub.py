@@ -85,6 +85,8 @@ async def test_serve_starts_an_embedded_postgres_and_answers(reachable_tmp: Path
         "serve",
         "--port",
         "0",
+        "--hub-port",
+        "0",
         env=env,
         cwd=reachable_tmp,
         stdout=asyncio.subprocess.PIPE,
@@ -93,11 +95,14 @@ async def test_serve_starts_an_embedded_postgres_and_answers(reachable_tmp: Path
     try:
         assert proc.stdout is not None
         first = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-        second = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        second, third = [
+            (await asyncio.wait_for(proc.stdout.readline(), 10)).decode() for _ in "23"
+        ]
         match = re.match(r"chronohub serving at (http://127\.0\.0\.1:\d+/hub/)", first)
         assert match, first
-        assert "embedded PostgreSQL in" in second
-        assert str(reachable_tmp / "state") in second
+        assert second.startswith("hub: 127.0.0.1:"), second
+        assert "embedded PostgreSQL in" in third
+        assert str(reachable_tmp / "state") in third
         async with aiohttp.ClientSession() as session:
             async with session.get(match[1] + "api/") as response:
                 assert response.status == 200
@@ -160,7 +165,7 @@ async def test_serve_refuses_a_bad_configuration_with_a_clear_message(
     config.write_text('[[roles]]\nname = "graders"\nscopes = ["read:nothing"]\n')
     env = hub_process_env(db_url, config, tmp_path / "state")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "serve", "--port", "0",
+        sys.executable, "-m", "hub.cli", "serve", "--port", "0", "--hub-port", "0",
         env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -170,7 +175,7 @@ async def test_serve_refuses_a_bad_configuration_with_a_clear_message(
 
     config.write_text("unknown_setting = 1\n")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "serve", "--port", "0",
+        sys.executable, "-m", "hub.cli", "serve", "--port", "0", "--hub-port", "0",
         env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), 60)

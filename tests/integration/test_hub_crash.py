@@ -27,8 +27,8 @@ from tests.helpers import hub_process_env, wait_for
 from tests.integration.spawn_fixtures import fake
 
 TOKEN = "crash-admin-secret-0123456789abcdef"
-SERVING = re.compile(r"chronohub serving at (http://127\.0\.0\.1:\d+/hub/)")
-PROXY = re.compile(r"proxy \(builtin\) at (http://127\.0\.0\.1:\d+/)")
+# The public address (the built-in proxy's): /hub/ there reaches the hub.
+SERVING = re.compile(r"chronohub serving at (http://127\.0\.0\.1:\d+/)hub/")
 
 
 @dataclass
@@ -52,7 +52,6 @@ spawner_cmd = {json.dumps(fake(mode))}
 spawner_env = {{ FAKE_DELAY = "{delay}" }}
 start_timeout = {start_timeout}
 slow_spawn_timeout = 0
-proxy_port = 0
 
 [[services]]
 name = "operator"
@@ -74,17 +73,16 @@ async def serve(db_url: str, tmp_path: Path, toml: str) -> AsyncIterator[Running
     with open(tmp_path / "hub.log", "ab") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hub.cli", "serve", "--ip", "127.0.0.1", "--port", "0",
+            "--hub-port", "0",
             env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=log,
         )  # fmt: skip
         try:
             assert proc.stdout is not None
             lines = [(await asyncio.wait_for(proc.stdout.readline(), 60)).decode() for _ in "abc"]
-            hub = SERVING.match(lines[0])
-            proxy = PROXY.match(lines[2])
-            assert hub, [*lines, (tmp_path / "hub.log").read_text()]
-            assert proxy, lines
+            public = SERVING.match(lines[0])
+            assert public, [*lines, (tmp_path / "hub.log").read_text()]
             async with aiohttp.ClientSession() as session:
-                yield Running(hub[1] + "api", proxy[1], proc, session)
+                yield Running(public[1] + "hub/api", public[1], proc, session)
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)

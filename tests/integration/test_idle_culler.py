@@ -53,7 +53,6 @@ FAKE_SERVER = Path(__file__).resolve().parent.parent / "spawners" / "fake_server
 CONFIG = f"""
 admin_users = ["admin"]
 spawner_cmd = {json.dumps([sys.executable, str(FAKE_SERVER), "serve"])}
-proxy_port = 0
 
 [[services]]
 name = "setup"
@@ -144,6 +143,8 @@ async def hub(db_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
             "--ip",
             "127.0.0.1",
             "--port",
+            "0",
+            "--hub-port",
             "0",
             env=env,
             cwd=tmp_path,

@@ -46,9 +46,7 @@ pytestmark = pytest.mark.skipif(
 OPERATOR_TOKEN = "isolation-operator-0123456789abcdef01"
 ATTACK = Path(__file__).resolve().parent.parent / "security" / "attack.py"
 SERVING = re.compile(r"chronohub serving at (http://127\.0\.0\.1:\d+/hub/)")
-PROXY = re.compile(r"proxy \(builtin\) at (http://127\.0\.0\.1:\d+/)")
 CONFIG = f"""
-proxy_port = 0
 start_timeout = 120
 slow_spawn_timeout = 1
 
@@ -70,8 +68,8 @@ class Hub:
     """The running hub, its data directory, and what the tests need to talk to it."""
 
     process: asyncio.subprocess.Process
-    url: str  # http://127.0.0.1:PORT/hub/
-    proxy: str  # http://127.0.0.1:PORT/
+    url: str  # http://127.0.0.1:PORT/hub/, through the proxy
+    proxy: str  # http://127.0.0.1:PORT/, the public address
     data_dir: Path
     work: Path  # where the attack script and its targets lie, readable by every account
     session: aiohttp.ClientSession
@@ -138,18 +136,19 @@ async def hub() -> AsyncIterator[Hub]:
     }
     with open(root / "hub.log", "wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub.cli", "serve", "--port", "0",
+            sys.executable, "-m", "hub.cli", "serve", "--port", "0", "--hub-port", "0",
             env=env, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=log,
         )  # fmt: skip
     try:
         assert proc.stdout is not None
         lines = [(await asyncio.wait_for(proc.stdout.readline(), 90)).decode() for _ in "abcd"]
-        hub_url, proxy_url = SERVING.match(lines[0]), PROXY.match(lines[2])
-        assert hub_url, [*lines, (root / "hub.log").read_text()]
-        assert proxy_url, lines
-        assert "their own system account (jupyter-<name>)" in lines[3]
+        public = SERVING.match(lines[0])
+        assert public, [*lines, (root / "hub.log").read_text()]
+        assert "their own system account (jupyter-<name>)" in lines[3], lines
         async with aiohttp.ClientSession() as session:
-            running = Hub(proc, hub_url[1], proxy_url[1], root / "state", work, session)
+            running = Hub(
+                proc, public[1], public[1].removesuffix("hub/"), root / "state", work, session
+            )
             for user in ("alice", "bob"):
                 status, reply = await running.call("POST", f"/users/{user}")
                 assert status == 201, reply
@@ -370,7 +369,7 @@ async def test_a_hub_that_is_not_root_says_it_runs_nobodys_code_and_refuses_spaw
         state = root / "state"
         state.mkdir(mode=0o700)
         os.chown(state, entry.pw_uid, entry.pw_gid)
-        (root / "chronohub.toml").write_text(CONFIG.replace("proxy_port = 0", 'proxy = "none"'))
+        (root / "chronohub.toml").write_text('proxy = "none"\n' + CONFIG)
         (root / "chronohub.toml").chmod(0o644)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CHRONOHUB_", "PG"))}
         env.pop("DATABASE_URL", None)
@@ -382,15 +381,15 @@ async def test_a_hub_that_is_not_root_says_it_runs_nobodys_code_and_refuses_spaw
         setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         proc = await asyncio.create_subprocess_exec(
             setpriv, f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", "--",
-            sys.executable, "-m", "hub.cli", "serve", "--port", "0",
+            sys.executable, "-m", "hub.cli", "serve", "--hub-port", "0",
             env=env, cwd=state, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
             assert proc.stdout is not None
-            lines = [(await asyncio.wait_for(proc.stdout.readline(), 90)).decode() for _ in "abc"]
+            lines = [(await asyncio.wait_for(proc.stdout.readline(), 90)).decode() for _ in "abcd"]
             url = SERVING.match(lines[0])
             assert url, lines
-            assert "servers and kernels are OFF: the hub is not root" in lines[2], lines
+            assert "servers and kernels are OFF: the hub is not root" in lines[3], lines
             async with aiohttp.ClientSession() as session:
                 headers = {"Authorization": f"token {OPERATOR_TOKEN}"}
                 async with session.post(url[1] + "api/users/carol", headers=headers) as response:

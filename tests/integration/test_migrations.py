@@ -70,7 +70,7 @@ async def test_a_newer_schema_is_refused_with_a_clear_message(db_url: str) -> No
         await conn.close()
     env = {**os.environ, "CHRONOHUB_DATABASE_URL": db_url}
     result = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "hub.cli", "serve", "--port", "0", "--hub-port", "0"],
         env=env,
         capture_output=True,
         text=True,

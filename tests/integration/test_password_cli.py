@@ -73,7 +73,7 @@ async def test_the_first_user_of_a_hub_without_an_admin_becomes_one(
 
 async def test_serve_refuses_a_dummy_authenticator_nobody_enabled(db_url: str) -> None:
     code, out = await run(
-        ["serve", "--port", "0"],
+        ["serve", "--port", "0", "--hub-port", "0"],
         b"",
         CHRONOHUB_DATABASE_URL=db_url,
         CHRONOHUB_AUTHENTICATOR="dummy",

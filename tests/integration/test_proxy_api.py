@@ -78,7 +78,7 @@ async def test_patch_moves_the_hub_to_another_chp_and_keeps_the_old_one_if_refus
             **CONFIG,
             "proxy": "chp",
             "chp_command": chp_command,
-            "proxy_port": servers.free_port("127.0.0.1"),
+            "port": servers.free_port("127.0.0.1"),
             "proxy_check_interval": 3600,
         }
     )

@@ -31,8 +31,8 @@ def write_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> 
 def test_defaults() -> None:
     loaded = settings.load()
     assert loaded.database_url is None
-    assert loaded.port == 8000
-    assert loaded.bind_ip == "127.0.0.1"
+    assert (loaded.ip, loaded.port) == ("127.0.0.1", 8000)  # the public address: the proxy's
+    assert (loaded.hub_ip, loaded.hub_port) == ("127.0.0.1", 8081)  # the hub's own
     assert loaded.data_dir == Path(".chronohub")
     assert loaded.max_event_bytes == 64 * 1024
 
@@ -168,3 +168,19 @@ def test_the_token_command_refuses_a_lifetime_it_cannot_represent() -> None:
     for bad in ("0", "-5", str(10**12), "soon"):
         with pytest.raises(argparse.ArgumentTypeError):
             cli.token_lifetime(bad)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("bind_ip", "hub_ip"), ("proxy_ip", "ip"), ("proxy_port", "port")]
+)
+def test_an_old_address_setting_is_refused_naming_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str
+) -> None:
+    value = "8001" if old.endswith("port") else '"127.0.0.1"'
+    write_config(tmp_path, monkeypatch, f"{old} = {value}\n")
+    with pytest.raises(pydantic.ValidationError, match=f"{old} .* was renamed: use {new} "):
+        settings.load()
+    write_config(tmp_path, monkeypatch, "")
+    monkeypatch.setenv(f"CHRONOHUB_{old.upper()}", value.strip('"'))
+    with pytest.raises(pydantic.ValidationError, match=f"use {new} \\(CHRONOHUB_{new.upper()}\\)"):
+        settings.load()
