@@ -12,6 +12,10 @@ NODE_TEST_CLIENTS := tests/node/chp/node_modules/.package-lock.json \
                      tests/node/ydoc/node_modules/.package-lock.json \
                      $(YJS_CLIENTS)
 
+# Debian's Chromium, which the newcomer's-journey test drives through Playwright (a browser
+# that Playwright would download is not to be had on every machine)
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: run test lint typecheck unit integration clean
 .PHONY: bench-events bench-audit bench-api bench-spawn bench-collab
 
@@ -44,7 +48,7 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-test: lint typecheck $(NODE_TEST_CLIENTS)
+test: lint typecheck $(NODE_TEST_CLIENTS) $(CHROMIUM)
 	$(BIN)/pytest
 
 unit: $(VENV)/.installed-dev
@@ -93,6 +97,13 @@ bench/collab_node/node_modules/.package-lock.json: bench/collab_node/package.jso
 
 bench-collab: $(VENV)/.installed-bench bench/collab_node/node_modules/.package-lock.json
 	$(BIN)/python -m bench.collab
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "the browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; \
+	fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
