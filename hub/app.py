@@ -80,6 +80,9 @@ async def open_hub(
     asynchronous projections, nor manages servers. ``oauth`` is where spawned servers' OAuth
     clients are registered: by default this hub's own OAuth provider.
     """
+    code = isolation.Isolation.from_settings(config)
+    # Checked first: a server command that cannot run is told before anything is written.
+    command = spawn_command(config, code) if serving else ()
     if serving and (config.database_url or config.uses_pg_environment()):
         # A serving hub keeps its cookie secret and the servers' logs there; with no database
         # configured, the embedded one makes (or checks) it as it starts.
@@ -98,7 +101,6 @@ async def open_hub(
             projections = catalog.ALL if serving else ()
             if serving:
                 await bootstrap.reconcile(event_store, config)
-            code = isolation.Isolation.from_settings(config)
             async with (
                 runner.AsyncRunner(event_store, projections),
                 open_rooms(config, event_store, dsn, serving=serving) as rooms,
@@ -109,7 +111,6 @@ async def open_hub(
                         settings=config, store=event_store, database=config.describe_database()
                     )
                     return
-                command = spawn_command(config, code)
                 manager = servers.ServerManager(
                     event_store, servers.settings_from(config, code, command), oauth=oauth
                 )
@@ -132,16 +133,16 @@ async def open_hub(
 
 
 def spawn_command(config: hub_settings.Settings, code: isolation.Isolation) -> tuple[str, ...]:
-    """The spawner's command, its program found; ``ConfigurationError`` at start-up, not at the
+    """The spawner's command, its program found; a ``StartupError`` at start-up, not at the
     first spawn, when it is missing or out of reach of the accounts servers run as."""
     try:
         command = local_spawner.resolve_command([*config.spawner_cmd, *config.spawner_args])
         if code.mode == "system_users":
             local_spawner.setpriv()
     except spawner.SystemFailure as exc:
-        raise bootstrap.ConfigurationError(exc.message) from exc
+        raise startup.StartupError(exc.message) from exc
     if code.mode == "system_users" and (closed := local_spawner.closed_to_users(command[0])):
-        raise bootstrap.ConfigurationError(
+        raise startup.StartupError(
             f"users' servers run as their own system accounts, which cannot pass through"
             f" {closed} to run {command[0]}: install the hub in an environment made from an"
             " interpreter every account can run (`make run` uses /usr/bin/python3 where it"

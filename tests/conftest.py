@@ -14,6 +14,8 @@ import asyncio
 import itertools
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -59,6 +61,22 @@ def _docker_server() -> Iterator[str]:
             f"postgresql://{container.username}:{container.password}@{host}:{port}"
             f"/{container.dbname}"
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_reachable_by_users() -> None:
+    """As root, let other accounts pass through (``o+x``, not list) the directories above this
+    checkout: users' servers and kernels run its ``.venv`` as their own accounts, as they
+    run a deployment's environment, and a test run may live in a fresh directory that only
+    root may enter (``mktemp -d``). A root hub would refuse to start otherwise, naming it."""
+    if os.geteuid() != 0:
+        return
+    venv = Path(__file__).resolve().parent.parent / ".venv"
+    for step in [*reversed(venv.parents), venv]:
+        mode = step.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            print(f"letting users' accounts pass through {step} (chmod o+x)", file=sys.stderr)
+            step.chmod(mode | stat.S_IXOTH)
 
 
 @pytest.fixture

@@ -194,6 +194,18 @@ async def test_an_unwritable_data_directory_is_one_line(db_url: str, tmp_path: P
     assert "data_dir" in line
 
 
+async def test_a_spawner_command_that_is_not_installed_is_one_line(
+    db_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "chronohub.toml").write_text('spawner_cmd = ["no-such-singleuser"]\n')
+    env = hub_process_env(db_url, tmp_path / "chronohub.toml", tmp_path / "state")
+    code, _, err = await run_serve(env, tmp_path, "--port", "0", "--hub-port", "0")
+    assert code == 2, err
+    line = the_one_line(err)
+    assert "'no-such-singleuser' is not installed" in line
+    assert "pip install jupyterhub jupyterlab" in line
+
+
 async def test_a_database_out_of_reach_is_one_line(tmp_path: Path) -> None:
     with busy_port() as port:  # bound, never listened to as PostgreSQL: then closed
         pass
