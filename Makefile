@@ -12,9 +12,12 @@ NODE_TEST_CLIENTS := tests/node/chp/node_modules/.package-lock.json \
                      tests/node/ydoc/node_modules/.package-lock.json \
                      $(YJS_CLIENTS)
 
-# Debian's Chromium, which the newcomer's-journey test drives through Playwright (a browser
-# that Playwright would download is not to be had on every machine)
-CHROMIUM := /usr/bin/chromium
+# Debian packages the tests use: Chromium, which the newcomer's-journey test drives through
+# Playwright (a browser that Playwright would download is not to be had on every machine), and
+# bubblewrap, the sandbox of a hub that is not root
+DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap
+/usr/bin/chromium: PACKAGE = chromium
+/usr/bin/bwrap: PACKAGE = bubblewrap
 
 .PHONY: run test lint typecheck unit integration clean
 .PHONY: bench-events bench-audit bench-api bench-spawn bench-collab
@@ -48,7 +51,7 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-test: lint typecheck $(NODE_TEST_CLIENTS) $(CHROMIUM)
+test: lint typecheck $(NODE_TEST_CLIENTS) $(DEBIAN_TOOLS)
 	$(BIN)/pytest
 
 unit: $(VENV)/.installed-dev
@@ -98,11 +101,11 @@ bench/collab_node/node_modules/.package-lock.json: bench/collab_node/package.jso
 bench-collab: $(VENV)/.installed-bench bench/collab_node/node_modules/.package-lock.json
 	$(BIN)/python -m bench.collab
 
-$(CHROMIUM):
+$(DEBIAN_TOOLS):
 	@if [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PACKAGE); \
 	else \
-		echo "the browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; \
+		echo "the tests need Debian's $(PACKAGE): sudo apt-get install $(PACKAGE)"; exit 1; \
 	fi
 
 clean:

@@ -18,7 +18,7 @@ import os
 import pwd
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -122,30 +122,41 @@ def kernel_environment(
 
 @dataclass(frozen=True)
 class RunAs:
-    """A system account a kernel runs as (the hub decides which: ``hub.isolation``)."""
+    """Whose account a kernel runs as, and how (the hub decides: ``hub.isolation``)."""
 
     account: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
+    """The account's name, as the session's events and API say it."""
     home: Path
     env: Mapping[str, str]
     """The account's own variables (HOME, USER, PATH…), over the inherited ones."""
+    uid: int | None = None
+    """Another account to switch to (None: this process's own)."""
+    gid: int | None = None
+    groups: tuple[int, ...] = ()
+    wrap: Callable[[list[str], Path], list[str]] | None = None
+    """Wraps the kernel's command line (in a sandbox), given the directory it must write."""
 
 
 class _AccountKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernel runs as another account (``RunAs``).
+    """A kernel manager whose kernel runs as another account, or wrapped (``RunAs``).
 
     jupyter_client writes the connection file (with the HMAC key) readable by its writer
-    only; the kernel must read it, so it is handed to the kernel's account just before the
-    kernel starts. Nobody else can: it lies in a directory only that account can enter.
+    only; a kernel of another account must read it, so it is handed to that account just
+    before the kernel starts. Nobody else can: it lies in a directory only that account can
+    enter.
     """
 
     run_as: RunAs | None = None
 
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        command = super().format_kernel_cmd(extra_arguments)
+        if self.run_as is not None and self.run_as.wrap is not None:
+            return self.run_as.wrap(command, Path(self.connection_file).parent)
+        return command
+
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        if self.run_as is not None:
-            os.chown(self.connection_file, self.run_as.uid, self.run_as.gid)
+        if self.run_as is not None and self.run_as.uid is not None:
+            os.chown(self.connection_file, self.run_as.uid, self.run_as.gid or -1)
         await super()._async_launch_kernel(kernel_cmd, **kw)
 
 
@@ -221,13 +232,16 @@ class SharedKernel:
             work = self.cwd or runtime / "work"
             work.mkdir(exist_ok=True)
         else:
-            # The kernel's account makes its sockets in the runtime directory, and nobody
-            # else may enter it.
-            os.chown(runtime, run_as.uid, run_as.gid)
             env = {k: v for k, v in os.environ.items() if k.startswith("LC_") or k == "LANG"}
             env.update({**run_as.env, **self.extra_env})
             work = self.cwd or run_as.home
-            launch = {"user": run_as.uid, "group": run_as.gid, "extra_groups": list(run_as.groups)}
+            if run_as.uid is not None:
+                # The kernel's account makes its sockets in the runtime directory, and nobody
+                # else may enter it.
+                os.chown(runtime, run_as.uid, run_as.gid or -1)
+                launch = {
+                    "user": run_as.uid, "group": run_as.gid, "extra_groups": list(run_as.groups)
+                }  # fmt: skip
         try:
             await manager.start_kernel(env=env, cwd=str(work), **launch)
         except BaseException as exc:

@@ -143,9 +143,9 @@ async def _page(
 
 def _isolation_warning(request: web.Request) -> str | None:
     """What the admin must know about whose account users' code runs as: nothing when each
-    user's code runs as their own account, else the mode's sentence (hub.isolation)."""
+    user's code is kept apart (own account, or sandbox), else the mode's sentence."""
     code = request.app[HUB].isolation
-    if code is None or code.mode == "system_users":
+    if code is None or code.mode in ("system_users", "sandbox"):
         return None
     return isolation.describe(code.mode, code.prefix)
 

@@ -14,6 +14,7 @@ roles still allow ``write:collab`` on the room.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from collab import execution, notebook, persistence, rooms, sessions
 from collab import kernel as kernels
 from collab import session_errors as errors
 from events import sql, store
-from hub import access, body, collab_access, isolation, local_spawner, roles, scopes
+from hub import access, body, collab_access, data_dir, isolation, local_spawner, roles, scopes
 from hub import errors as hub_errors
 from hub.context import HUB
 
@@ -377,13 +378,27 @@ def kernel_account(
             raise errors.KernelStartFailed(str(exc)) from exc
         if identity is None:
             return None
+        env = identity.environment(local_spawner.environment_bin())
+        if identity.sandboxed:
+            sandboxed = identity
+            await asyncio.to_thread(data_dir.private_subdir, sandboxed.home)
+            return kernels.RunAs(
+                account=f"{identity.account} (sandboxed)",
+                home=identity.home,
+                env=env,
+                # JPY_PARENT_PID names the hub, which is not in the sandbox's PID namespace:
+                # ipykernel would take its parent for dead and exit.
+                wrap=lambda command, runtime: local_spawner.sandboxed(
+                    sandboxed, command, writable=[runtime], unset=["JPY_PARENT_PID"]
+                ),
+            )
         return kernels.RunAs(
             account=identity.account,
+            home=identity.home,
+            env=env,
             uid=identity.uid,
             gid=identity.gid,
             groups=identity.groups,
-            home=identity.home,
-            env=identity.environment(local_spawner.environment_bin()),
         )
 
     return account

@@ -1,14 +1,21 @@
-"""Whose account users' code runs as: each user's own system account, or the hub's.
+"""Whose account users' code runs as, and what it can see: the four modes of a hub.
 
-The hub never runs a user's code with its own privileges (JupyterHub's promise). A root hub
-runs each user's servers and shared-session kernels as a system account of that user's own,
-created on first use as ``<prefix><name>`` (The Littlest JupyterHub's ``jupyter-<name>``) with
-a home directory only it can enter, its own group and no other, and a clean environment. The
-account cannot read the data directory (database, cookie secret, logs), the hub's process
-(``/proc/<pid>/environ``, signals) or other users' homes. A hub that is not root cannot switch
-accounts: it runs users' code only in an explicit ``single_user_mode``, as its own account,
-which suits one person and never a team, and then only admins' code unless
-``single_user_mode_all_users`` says otherwise.
+The hub never runs a user's code with its own privileges (JupyterHub's promise).
+
+* ``system_users`` (the hub is root): each user's servers and shared-session kernels run as a
+  system account of that user's own, created on first use as ``<prefix><name>`` (The Littlest
+  JupyterHub's ``jupyter-<name>``), with a home directory only it can enter, its own group and
+  no other, and a clean environment. The account cannot read the data directory (database,
+  cookie secret, logs), the hub's process (``/proc/<pid>/environ``, signals) or other users'
+  homes.
+* ``sandbox`` (not root, bubblewrap installed): the code runs as the hub's account, but each
+  server and kernel in a sandbox of its own (``hub.sandbox``) that holds the system, the hub's
+  environment and the user's own home (``<data_dir>/users/<name>``), and not the rest of the
+  data directory, the hub's process or other users' processes and homes.
+* ``single_user`` (``single_user_mode``): as the hub's own account, unsandboxed, with the hub's
+  privileges: for one person, never a team; only admins' code unless
+  ``single_user_mode_all_users`` says otherwise.
+* ``none`` (not root, no bubblewrap, no single-user mode): nobody's code runs.
 
 ``decide_mode`` and ``account_name`` are pure; ``Isolation`` creates and looks up accounts.
 """
@@ -29,11 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from hub import sandbox
 from hub import settings as hub_settings
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["system_users", "single_user", "none"]
+Mode = Literal["system_users", "sandbox", "single_user", "none"]
 
 # What useradd accepts (Debian's default NAME_REGEX, without the trailing '$' of machine
 # accounts), and its length limit.
@@ -51,17 +59,25 @@ class AccountError(Exception):
     """A system account could not be created or used (the machine's fault)."""
 
 
-def decide_mode(euid: int, single_user_mode: bool) -> Mode:
-    """How users' code runs: ``single_user`` when asked for, else as system accounts if root."""
+def decide_mode(euid: int, single_user_mode: bool, *, can_sandbox: bool) -> Mode:
+    """How users' code runs: ``single_user`` when asked for, else as system accounts if root,
+    else in a sandbox if bubblewrap is there, else not at all."""
     if single_user_mode:
         return "single_user"
-    return "system_users" if euid == 0 else "none"
+    if euid == 0:
+        return "system_users"
+    return "sandbox" if can_sandbox else "none"
 
 
 def describe(mode: Mode, prefix: str) -> str:
     """One sentence for the start-up banner and the admin page."""
     if mode == "system_users":
         return f"each user's code runs as their own system account ({prefix}<name>)"
+    if mode == "sandbox":
+        return (
+            "each user's code runs in a sandbox of its own (bubblewrap) as the hub's account,"
+            " seeing only the system, the hub's environment and the user's own home"
+        )
     if mode == "single_user":
         return (
             "SINGLE-USER MODE: every user's code runs as the hub's own account, with the hub's"
@@ -69,8 +85,9 @@ def describe(mode: Mode, prefix: str) -> str:
         )
     return (
         "users' servers and kernels are OFF: the hub is not root, so it cannot run their code"
-        " as their own accounts (run it as root, or set single_user_mode = true if only you"
-        " use this hub)"
+        " as their own accounts, and bubblewrap, which would sandbox it, is not installed"
+        " (run the hub as root, install bubblewrap, or set single_user_mode = true if only"
+        " you use this hub)"
     )
 
 
@@ -116,11 +133,15 @@ class Identity:
     groups: tuple[int, ...]
     home: Path
     shell: str
+    sandboxed: bool = False
+    """The hub's own account, in a sandbox (``hub.sandbox``): nothing to switch to."""
+    inside: Path | None = None
+    """Where ``home`` appears inside the sandbox (``/home/<name>``)."""
 
     def environment(self, bin_dir: str) -> dict[str, str]:
         """The account's own variables, and a PATH with the hub's environment first."""
         return {
-            "HOME": str(self.home),
+            "HOME": str(self.inside or self.home),
             "USER": self.account,
             "LOGNAME": self.account,
             "SHELL": self.shell,
@@ -137,17 +158,24 @@ class Isolation:
     mapping: Mapping[str, str] = field(default_factory=dict)
     home_pattern: str = "/home/{account}"
     all_users: bool = False
+    data_dir: Path = Path(".chronohub")
+    """Where sandboxed users' homes are (``users/<name>``)."""
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def from_settings(cls, config: hub_settings.Settings) -> Isolation:
         """The isolation the hub's settings ask for, on this process's account."""
         return cls(
-            mode=decide_mode(os.geteuid(), config.single_user_mode),
+            mode=decide_mode(
+                os.geteuid(),
+                config.single_user_mode,
+                can_sandbox=config.sandbox and sandbox.bwrap() is not None,
+            ),
             prefix=config.system_user_prefix,
             mapping=dict(config.system_user_map),
             home_pattern=config.system_user_home,
             all_users=config.single_user_mode_all_users,
+            data_dir=config.data_dir.resolve(),
         )
 
     def check(self, user: str, *, admin: bool) -> None:
@@ -173,8 +201,20 @@ class Isolation:
         self.check(user, admin=admin)
         if self.mode == "single_user":
             return None
+        if self.mode == "sandbox":
+            return self._sandboxed(user)
         async with self._lock:  # two first spawns of one user must not both run useradd
             return await asyncio.to_thread(self._ensure, user)
+
+    def _sandboxed(self, user: str) -> Identity:
+        """The hub's own account, with the user's home in the data directory, seen inside the
+        sandbox as ``/home/<name>`` (the data directory's path tells the sandbox nothing)."""
+        entry = pwd.getpwuid(os.geteuid())
+        home = self.data_dir / "users" / user
+        return Identity(
+            entry.pw_name, entry.pw_uid, entry.pw_gid, (), home, "/bin/bash",
+            sandboxed=True, inside=Path("/home") / user,
+        )  # fmt: skip
 
     def _ensure(self, user: str) -> Identity:
         name = account_name(user, self.prefix, self.mapping)

@@ -1,12 +1,13 @@
 """The local-process spawner: each server is a child process in its own process group.
 
-A server with an ``identity`` (``hub.isolation``: the hub is root) runs as that system account:
-its uid, its group and its supplementary groups, in its home directory, with an environment
-of JupyterHub's contract (built by ``hub.servers``), the account's own variables and a PATH
-that finds the hub's environment, and nothing of the hub's: the hub's environment may hold
-database credentials. Without one (single-user mode) it runs as the hub's account with a few
-variables kept from the hub's (``ENV_KEEP``, as JupyterHub's ``Spawner.env_keep``). Its output
-goes to a log file in the data directory, which the account cannot read.
+A server with an ``identity`` (``hub.isolation``) runs as that system account (the hub is
+root: its uid, its group and its supplementary groups) or in a sandbox of its own
+(``hub.sandbox``), in its home directory, with an environment of JupyterHub's contract (built
+by ``hub.servers``), the account's own variables and a PATH that finds the hub's environment,
+and nothing of the hub's: the hub's environment may hold database credentials. Without one
+(single-user mode) it runs as the hub's account with a few variables kept from the hub's
+(``ENV_KEEP``, as JupyterHub's ``Spawner.env_keep``). Its output goes to a log file in the
+data directory, which the server cannot read.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hub import data_dir, isolation, spawner
+from hub import data_dir, isolation, sandbox, spawner
+from hub import settings as hub_settings
 
 ENV_KEEP = (
     "PATH",
@@ -154,10 +156,10 @@ class LocalSpawner:
             workdir = identity.home
         env.update(spec.env)
         try:
-            if identity is None:
+            if identity is None or identity.sandboxed:
                 data_dir.private_subdir(workdir)
             data_dir.private_subdir(spec.log_path.parent)
-            command = spec.command if identity is None else as_account(identity, spec.command)
+            command = _command(spec.command, identity)
             with open(spec.log_path, "ab") as log:  # noqa: ASYNC230 - opening is instant
                 process = await asyncio.create_subprocess_exec(
                     *command,
@@ -197,6 +199,36 @@ def environment_bin() -> str:
     """The hub's own environment's ``bin`` directory, where the server command is looked for
     first (``jupyterhub-singleuser`` installed beside the hub)."""
     return str(Path(sys.executable).parent)
+
+
+def _command(command: Sequence[str], identity: isolation.Identity | None) -> Sequence[str]:
+    """What to run: ``command`` itself, in a sandbox, or as another account."""
+    if identity is None:
+        return command
+    if identity.sandboxed:
+        return sandboxed(identity, command)
+    return as_account(identity, command)
+
+
+def sandboxed(
+    identity: isolation.Identity,
+    command: Sequence[str],
+    writable: Sequence[Path] = (),
+    unset: Sequence[str] = (),
+) -> list[str]:
+    """``command`` in a bubblewrap sandbox holding ``identity``'s home (``hub.sandbox``)."""
+    program = sandbox.bwrap()
+    if program is None:
+        raise spawner.SystemFailure("bubblewrap (bwrap) is not installed: no sandbox to run in")
+    return sandbox.wrap(
+        program,
+        command,
+        home=identity.home,
+        inside=identity.inside or identity.home,
+        writable=writable,
+        hidden=[hub_settings.config_path()],
+        unset=unset,
+    )
 
 
 def setpriv() -> str:

@@ -427,6 +427,12 @@ class Settings(BaseSettings):
         " its cookie secret). Needed when the hub does not run as root, which it must to run"
         " each user's code as their own system account",
     )
+    sandbox: bool = Field(
+        default=True,
+        description="A hub that is not root runs each user's servers and kernels in a"
+        " bubblewrap sandbox of its own (if bwrap is installed); false: not at all, unless"
+        " single_user_mode",
+    )
     single_user_mode_all_users: bool = Field(
         default=False,
         description="In single_user_mode, let every user start servers and kernels; by"
@@ -472,7 +478,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Explicit arguments, then the environment, then the TOML file."""
-        toml_file = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+        toml_file = config_path()
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
 
     def uses_pg_environment(self) -> bool:
@@ -502,6 +508,11 @@ def _redact(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+def config_path() -> Path:
+    """The TOML file settings are read from (it may hold secrets: tokens, client secrets)."""
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)).resolve()
 
 
 def load(**overrides: Any) -> Settings:

@@ -23,6 +23,7 @@ import pwd
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -61,19 +62,69 @@ services = ["operator"]
 """
 # What a user's code must never see in its environment.
 HUB_VARIABLES = re.compile(r"^(CHRONOHUB_|PG|DATABASE_URL|COOKIE)")
+# The ordinary account a hub that is not root runs as, in the sandbox tests.
+HUB_ACCOUNT = "chronohub-test-hub"
+
+
+def hub_account() -> pwd.struct_passwd:
+    """The ordinary account for a hub that is not root (created once, a system account)."""
+    try:
+        return pwd.getpwnam(HUB_ACCOUNT)
+    except KeyError:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        subprocess.run([useradd, "--system", HUB_ACCOUNT], check=True)
+        return pwd.getpwnam(HUB_ACCOUNT)
 
 
 @dataclass
 class Hub:
     """The running hub, its data directory, and what the tests need to talk to it."""
 
+    mode: str  # "system_users" (root) or "sandbox" (an ordinary account, bubblewrap)
     process: asyncio.subprocess.Process
     url: str  # http://127.0.0.1:PORT/hub/, through the proxy
     proxy: str  # http://127.0.0.1:PORT/, the public address
-    data_dir: Path
-    work: Path  # where the attack script and its targets lie, readable by every account
+    root: Path  # the data directory's parent: the configuration file, the hub's log
     session: aiohttp.ClientSession
     tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "state"
+
+    def account(self, user: str) -> pwd.struct_passwd:
+        """The account ``user``'s code runs as."""
+        return pwd.getpwnam(f"jupyter-{user}" if self.mode == "system_users" else HUB_ACCOUNT)
+
+    def home(self, user: str) -> Path:
+        if self.mode == "system_users":
+            return Path(self.account(user).pw_dir)
+        return self.data_dir / "users" / user
+
+    def seen_home(self, user: str) -> Path:
+        """Where ``user``'s code sees its home (in a sandbox: /home/<name>)."""
+        return Path("/home") / user if self.mode == "sandbox" else self.home(user)
+
+    def server(self, user: str) -> psutil.Process:
+        """``user``'s single-user server process."""
+        for proc in psutil.process_iter(["cmdline", "environ"]):
+            cmdline = proc.info["cmdline"] or []
+            environ = proc.info["environ"] or {}
+            if (
+                environ.get("JUPYTERHUB_USER") == user
+                and any("jupyterhub-singleuser" in part for part in cmdline)
+                and not cmdline[0].endswith("bwrap")  # the sandbox around it
+            ):
+                return proc
+        raise AssertionError(f"no server of {user} runs")
+
+    def give(self, user: str, path: Path, text: str, mode: int = 0o644) -> Path:
+        """A file of ``user``'s, in their home."""
+        path.write_text(text)
+        account = self.account(user)
+        os.chown(path, account.pw_uid, account.pw_gid)
+        path.chmod(mode)
+        return path
 
     async def call(
         self, method: str, path: str, token: str = OPERATOR_TOKEN, **kwargs: Any
@@ -86,7 +137,7 @@ class Hub:
 
 
 def _log(hub: Hub) -> str:
-    path = hub.data_dir.parent / "hub.log"
+    path = hub.root / "hub.log"
     return path.read_text()[-3000:] if path.exists() else ""
 
 
@@ -104,51 +155,63 @@ async def _start_server(hub: Hub, user: str) -> None:
     await wait_for(ready, timeout_s=120, every_s=0.5)
 
 
-def server_process(account: str) -> psutil.Process:
-    """The single-user server running as ``account``."""
-    for proc in psutil.process_iter(["username", "cmdline"]):
-        if proc.info["username"] == account and any(
-            "jupyterhub-singleuser" in part for part in proc.info["cmdline"] or []
-        ):
-            return proc
-    raise AssertionError(f"no server runs as {account}")
+def _serve_command(mode: str) -> list[str]:
+    command = [sys.executable, "-m", "hub.cli", "serve", "--port", "0", "--hub-port", "0"]
+    if mode == "system_users":
+        return command
+    account = hub_account()
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    return [setpriv, f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+            "--clear-groups", "--", *command]  # fmt: skip
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def hub() -> AsyncIterator[Hub]:
-    """``chronohub serve`` as root on a fresh data directory, alice's and bob's servers up."""
+EXPECTED_MODE = {
+    "system_users": "their own system account (jupyter-<name>)",
+    "sandbox": "in a sandbox of its own (bubblewrap)",
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session", params=list(EXPECTED_MODE))
+async def hub(request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
+    """``chronohub serve`` on a fresh data directory, alice's and bob's servers up: as root
+    (each user's own system account), or as an ordinary account (bubblewrap sandboxes)."""
+    mode: str = request.param
+    if mode == "sandbox" and shutil.which("bwrap") is None:
+        pytest.fail(
+            "bubblewrap is not installed: make test installs it (apt-get install bubblewrap)"
+        )
     root = Path(tempfile.mkdtemp(prefix="chronohub-isolation-"))
     root.chmod(0o711)  # the database's account passes through to the data directory
-    work = root / "work"
-    work.mkdir()
-    work.chmod(0o755)
-    shutil.copy(ATTACK, work / "attack.py")
-    (work / "attack.py").chmod(0o644)
-    (root / "chronohub.toml").write_text(CONFIG)
+    config = root / "chronohub.toml"
+    config.write_text(CONFIG)
+    config.chmod(0o600)  # it holds a token: an admin keeps it from other accounts
+    if mode == "sandbox":
+        account = hub_account()
+        (root / "state").mkdir(mode=0o700)
+        for path in (root / "state", config):
+            os.chown(path, account.pw_uid, account.pw_gid)
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "PGHOST", "PGDATABASE") and not k.startswith("CHRONOHUB_")
     }
-    env |= {
-        "CHRONOHUB_CONFIG": str(root / "chronohub.toml"),
-        "CHRONOHUB_DATA_DIR": str(root / "state"),
-    }
+    env |= {"CHRONOHUB_CONFIG": str(config), "CHRONOHUB_DATA_DIR": str(root / "state")}
+    if mode == "sandbox":
+        env["HOME"] = str(root / "state")
     with open(root / "hub.log", "wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub.cli", "serve", "--port", "0", "--hub-port", "0",
-            env=env, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=log,
+            *_serve_command(mode),
+            env=env, cwd=root / "state" if mode == "sandbox" else root,
+            stdout=asyncio.subprocess.PIPE, stderr=log,
         )  # fmt: skip
     try:
         assert proc.stdout is not None
         lines = [(await asyncio.wait_for(proc.stdout.readline(), 90)).decode() for _ in "abcd"]
         public = SERVING.match(lines[0])
         assert public, [*lines, (root / "hub.log").read_text()]
-        assert "their own system account (jupyter-<name>)" in lines[3], lines
+        assert EXPECTED_MODE[mode] in lines[3], lines
         async with aiohttp.ClientSession() as session:
-            running = Hub(
-                proc, public[1], public[1].removesuffix("hub/"), root / "state", work, session
-            )
+            running = Hub(mode, proc, public[1], public[1].removesuffix("hub/"), root, session)
             for user in ("alice", "bob"):
                 status, reply = await running.call("POST", f"/users/{user}")
                 assert status == 201, reply
@@ -156,12 +219,10 @@ async def hub() -> AsyncIterator[Hub]:
                 assert status == 201, reply
                 running.tokens[user] = reply["token"]
             await asyncio.gather(_start_server(running, "alice"), _start_server(running, "bob"))
-            # Something of bob's for alice to go after: readable by all, inside bob's home.
-            bob = pwd.getpwnam("jupyter-bob")
-            secret = Path(bob.pw_dir) / "notes.txt"
-            secret.write_text("bob's private notes")
-            os.chown(secret, bob.pw_uid, bob.pw_gid)
-            secret.chmod(0o644)
+            # Something of bob's for alice to go after, readable by all, inside bob's home;
+            # and the attack, inside alice's (the only place a sandbox of hers can see).
+            running.give("bob", running.home("bob") / "notes.txt", "bob's private notes")
+            running.give("alice", running.home("alice") / "attack.py", ATTACK.read_text())
             yield running
     finally:
         if proc.returncode is None:
@@ -177,7 +238,7 @@ async def hub() -> AsyncIterator[Hub]:
 def targets(hub: Hub) -> dict[str, Any]:
     """Everything alice must not reach."""
     data = hub.data_dir
-    bob_server = server_process("jupyter-bob").pid
+    bob_server = hub.server("bob").pid
     return {
         "read": [
             str(data / "cookie_secret"),
@@ -186,11 +247,12 @@ def targets(hub: Hub) -> dict[str, Any]:
             str(data / "postgres" / "log"),
             str(data / "logs" / "bob.log"),
             str(data / "logs" / "alice.log"),
+            str(hub.root / "chronohub.toml"),
             f"/proc/{hub.process.pid}/environ",
             f"/proc/{bob_server}/environ",
-            "/home/jupyter-bob/notes.txt",
+            str(hub.home("bob") / "notes.txt"),
         ],
-        "list": [str(data), str(data / "postgres"), "/home/jupyter-bob"],
+        "list": [str(data), str(data / "postgres"), str(hub.home("bob"))],
         "unix": [str(data / "run" / ".s.PGSQL.5432")],
         "tcp": [["127.0.0.1", 5432]],
         "signal": [hub.process.pid, bob_server],
@@ -198,15 +260,14 @@ def targets(hub: Hub) -> dict[str, Any]:
 
 
 async def attack(hub: Hub, run: Any, name: str) -> dict[str, Any]:
-    """Write the targets, have ``run(command_args)`` start the attack as alice, wait for its
-    report in alice's home."""
-    targets_file = hub.work / f"targets-{name}.json"
+    """Write the targets into alice's home, have ``run(command_args, report_path)`` start the
+    attack as her, and wait for its report there."""
+    home, seen = hub.home("alice"), hub.seen_home("alice")
     aimed = targets(hub)
-    targets_file.write_text(json.dumps(aimed))
-    targets_file.chmod(0o644)
-    out = Path(pwd.getpwnam("jupyter-alice").pw_dir) / f"attack-{name}.json"
+    hub.give("alice", home / f"targets-{name}.json", json.dumps(aimed))
+    out = home / f"attack-{name}.json"
     out.unlink(missing_ok=True)  # an earlier run's report must not pass for this one's
-    await run([str(hub.work / "attack.py"), str(targets_file), str(out)])
+    await run([str(seen / "attack.py"), str(seen / f"targets-{name}.json"), out.name], out)
     await wait_for(out.exists, timeout_s=90, every_s=0.2)
     await wait_for(lambda: out.read_text().endswith("}"), timeout_s=10)
     report: dict[str, Any] = json.loads(out.read_text())
@@ -214,10 +275,12 @@ async def attack(hub: Hub, run: Any, name: str) -> dict[str, Any]:
     return report
 
 
-def assert_refused(report: dict[str, Any]) -> None:
-    alice = pwd.getpwnam("jupyter-alice")
-    assert report["account"] == "jupyter-alice"
-    assert report["groups"] == [alice.pw_gid]  # nothing of root's groups
+def assert_refused(hub: Hub, report: dict[str, Any]) -> None:
+    account = hub.account("alice")
+    assert report["account"] == account.pw_name
+    assert 0 not in report["groups"]  # nothing of root's
+    if hub.mode == "system_users":
+        assert report["groups"] == [account.pw_gid]
     assert not [name for name in report["env"] if HUB_VARIABLES.match(name)], report["env"]
     opened = {
         what: result
@@ -230,7 +293,7 @@ def assert_refused(report: dict[str, Any]) -> None:
 # --- where alice's code runs ------------------------------------------------------------------
 
 
-async def run_in_terminal(hub: Hub, args: list[str]) -> None:
+async def run_in_terminal(hub: Hub, args: list[str], out: Path) -> None:
     """A JupyterLab terminal of alice's server, through the proxy: a shell in its environment."""
     headers = {"Authorization": f"token {hub.tokens['alice']}"}
     base = hub.proxy + "user/alice/"
@@ -240,7 +303,6 @@ async def run_in_terminal(hub: Hub, args: list[str]) -> None:
     ws_url = base.replace("http", "ws", 1) + f"terminals/websocket/{name}"
     async with hub.session.ws_connect(ws_url, headers=headers) as ws:
         await ws.send_str(json.dumps(["stdin", "python3 " + " ".join(args) + "\r"]))
-        out = Path(args[2])
         await wait_for(out.exists, timeout_s=60, every_s=0.2)
 
 
@@ -260,7 +322,7 @@ def _run_code(args: list[str]) -> str:
     )
 
 
-async def run_in_server_kernel(hub: Hub, args: list[str]) -> None:
+async def run_in_server_kernel(hub: Hub, args: list[str], out: Path) -> None:
     """A kernel of alice's own server (what a notebook in her JupyterLab runs in)."""
     headers = {"Authorization": f"token {hub.tokens['alice']}"}
     base = hub.proxy + "user/alice/"
@@ -270,10 +332,10 @@ async def run_in_server_kernel(hub: Hub, args: list[str]) -> None:
     ws_url = base.replace("http", "ws", 1) + f"api/kernels/{kernel}/channels"
     async with hub.session.ws_connect(ws_url, headers=headers) as ws:
         await ws.send_json(_kernel_message(_run_code(args)))
-        await wait_for(Path(args[2]).exists, timeout_s=60, every_s=0.2)
+        await wait_for(out.exists, timeout_s=60, every_s=0.2)
 
 
-async def run_in_session_kernel(hub: Hub, args: list[str]) -> None:
+async def run_in_session_kernel(hub: Hub, args: list[str], out: Path) -> None:
     """The kernel of a shared execution session alice (no admin, the default role) creates."""
     token = hub.tokens["alice"]
     notebook = {
@@ -285,7 +347,8 @@ async def run_in_session_kernel(hub: Hub, args: list[str]) -> None:
         "POST", "/collab/sessions", token=token, json={"notebook": notebook, "room": "attack"}
     )
     assert status == 201, (reply, _log(hub))
-    assert reply["runs_as"] == "jupyter-alice"
+    expected = "jupyter-alice" if hub.mode == "system_users" else f"{HUB_ACCOUNT} (sandboxed)"
+    assert reply["runs_as"] == expected
     hub.tokens["session"] = reply["id"]
     status, reply = await hub.call(
         "POST", f"/collab/sessions/{reply['id']}/execute", token=token, json={"cell_id": "attack"}
@@ -296,38 +359,50 @@ async def run_in_session_kernel(hub: Hub, args: list[str]) -> None:
 # --- the attacks ------------------------------------------------------------------------------
 
 
-async def test_alices_server_runs_as_her_own_account_with_nothing_of_the_hubs(hub: Hub) -> None:
-    server = server_process("jupyter-alice")
-    assert server.uids().real == pwd.getpwnam("jupyter-alice").pw_uid
-    assert server.gids().real == pwd.getpwnam("jupyter-alice").pw_gid
+async def test_alices_server_runs_apart_with_nothing_of_the_hubs(hub: Hub) -> None:
+    server = hub.server("alice")
+    account = hub.account("alice")
+    assert server.uids().real == account.pw_uid
+    assert server.gids().real == account.pw_gid
     assert "--allow-root" not in server.cmdline()
     environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
     names = sorted(item.split(b"=", 1)[0].decode() for item in environ if item)
     assert not [name for name in names if HUB_VARIABLES.match(name)], names
     assert {"JUPYTERHUB_API_TOKEN", "JUPYTERHUB_USER", "HOME"} <= set(names)
-    home = Path(pwd.getpwnam("jupyter-alice").pw_dir)
+    home = hub.home("alice")
     assert oct(home.stat().st_mode & 0o777) == "0o700"
-    assert server.cwd() == str(home)
+    assert server.cwd() == str(hub.seen_home("alice"))
+    if hub.mode == "sandbox":  # inside bubblewrap, in a PID namespace of its own
+        parent = server.parent()
+        assert parent is not None
+        assert parent.cmdline()[0].endswith("bwrap")
+        assert (
+            Path(f"/proc/{server.pid}/ns/pid").readlink()
+            != Path(f"/proc/{hub.process.pid}/ns/pid").readlink()
+        )
 
 
 async def test_from_a_terminal_of_her_server_every_attack_is_refused(hub: Hub) -> None:
-    report = await attack(hub, lambda args: run_in_terminal(hub, args), "terminal")
-    assert_refused(report)
+    report = await attack(hub, lambda args, out: run_in_terminal(hub, args, out), "terminal")
+    assert_refused(hub, report)
 
 
 async def test_from_a_kernel_of_her_server_every_attack_is_refused(hub: Hub) -> None:
-    report = await attack(hub, lambda args: run_in_server_kernel(hub, args), "kernel")
-    assert_refused(report)
+    report = await attack(hub, lambda args, out: run_in_server_kernel(hub, args, out), "kernel")
+    assert_refused(hub, report)
 
 
 async def test_from_a_session_kernel_every_attack_is_refused(hub: Hub) -> None:
     """The attack this work began with: a non-admin user's shared session read the hub's
-    cookie secret (its kernel ran as the hub). Now it runs as her, and cannot."""
-    report = await attack(hub, lambda args: run_in_session_kernel(hub, args), "session")
+    cookie secret (its kernel ran as the hub). Now it runs as her, or in a sandbox of hers,
+    and cannot."""
+    report = await attack(hub, lambda args, out: run_in_session_kernel(hub, args, out), "session")
+    # Root: her account may not read it; sandboxed: it is not there at all.
+    why = "PermissionError" if hub.mode == "system_users" else "FileNotFoundError"
     assert report["results"][f"read {hub.data_dir / 'cookie_secret'}"].startswith(
-        "refused: PermissionError"
+        f"refused: {why}"
     )
-    assert_refused(report)
+    assert_refused(hub, report)
 
 
 async def test_the_log_names_whose_account_a_session_runs_as_and_who_ran_what(hub: Hub) -> None:
@@ -342,7 +417,10 @@ async def test_the_log_names_whose_account_a_session_runs_as_and_who_ran_what(hu
         await conn.close()
     created = [row for row in rows if row["event_type"] == "collab_session.created"]
     assert created, rows
-    assert json.loads(created[-1]["data"])["runs_as"] == "jupyter-alice"
+    runs_as = json.loads(created[-1]["data"])["runs_as"]
+    assert runs_as == (
+        "jupyter-alice" if hub.mode == "system_users" else f"{HUB_ACCOUNT} (sandboxed)"
+    )
     requested = [row for row in rows if row["event_type"] == "collab_session.execution_requested"]
     assert requested, [row["event_type"] for row in rows]
     assert all("alice" in str(row["actor"]) for row in requested)
@@ -353,23 +431,18 @@ async def test_the_database_wants_a_password_even_from_root(hub: Hub) -> None:
         await asyncpg.connect("postgresql://postgres@/postgres", host=str(hub.data_dir / "run"))
 
 
-async def test_a_hub_that_is_not_root_says_it_runs_nobodys_code_and_refuses_spawns() -> None:
-    """Started by an ordinary account, the hub cannot switch accounts: without
-    single_user_mode it says so at start-up and refuses every server, admins' included."""
-    account = "chronohub-test-hub"
-    try:
-        entry = pwd.getpwnam(account)
-    except KeyError:
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        await (await asyncio.create_subprocess_exec(useradd, "--system", account)).wait()
-        entry = pwd.getpwnam(account)
+async def test_a_hub_that_is_not_root_nor_sandboxes_runs_nobodys_code() -> None:
+    """Started by an ordinary account with no sandbox (sandbox = false, or no bubblewrap), the
+    hub cannot keep users apart: without single_user_mode it says so at start-up and refuses
+    every server, admins' included."""
+    entry = hub_account()
     root = Path(tempfile.mkdtemp(prefix="chronohub-nonroot-"))
     try:
         root.chmod(0o711)
         state = root / "state"
         state.mkdir(mode=0o700)
         os.chown(state, entry.pw_uid, entry.pw_gid)
-        (root / "chronohub.toml").write_text('proxy = "none"\n' + CONFIG)
+        (root / "chronohub.toml").write_text('proxy = "none"\nsandbox = false\n' + CONFIG)
         (root / "chronohub.toml").chmod(0o644)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CHRONOHUB_", "PG"))}
         env.pop("DATABASE_URL", None)

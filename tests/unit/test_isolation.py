@@ -14,24 +14,27 @@ VALID_ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]*$")
 
 
 @pytest.mark.parametrize(
-    ("euid", "single_user_mode", "mode"),
+    ("euid", "single_user_mode", "can_sandbox", "mode"),
     [
-        (0, False, "system_users"),
-        (0, True, "single_user"),
-        (1000, True, "single_user"),
-        (1000, False, "none"),
+        (0, False, False, "system_users"),
+        (0, False, True, "system_users"),
+        (0, True, True, "single_user"),
+        (1000, True, True, "single_user"),
+        (1000, False, True, "sandbox"),
+        (1000, False, False, "none"),
     ],
 )
-def test_the_mode_follows_root_and_the_setting(
-    euid: int, single_user_mode: bool, mode: isolation.Mode
+def test_the_mode_follows_root_the_sandbox_and_the_setting(
+    euid: int, single_user_mode: bool, can_sandbox: bool, mode: isolation.Mode
 ) -> None:
-    assert isolation.decide_mode(euid, single_user_mode) == mode
+    assert isolation.decide_mode(euid, single_user_mode, can_sandbox=can_sandbox) == mode
 
 
 def test_each_mode_is_described_for_the_admin() -> None:
     assert "jupyter-<name>" in isolation.describe("system_users", "jupyter-")
     assert "hub's own account" in isolation.describe("single_user", "jupyter-")
     assert "not root" in isolation.describe("none", "jupyter-")
+    assert "sandbox" in isolation.describe("sandbox", "jupyter-")
 
 
 @pytest.mark.parametrize(
