@@ -183,7 +183,8 @@ class Isolation:
         if self.mode == "none":
             raise CodeRefused(
                 f"{user}'s code cannot run on this hub: the hub is not root, so it cannot run"
-                " it as their own system account (an admin can run the hub as root, or set"
+                " it as their own system account, and it has no sandbox (bubblewrap) to run it"
+                " in (an admin can run the hub as root, install bubblewrap, or set"
                 " single_user_mode = true if only they use it)"
             )
         if self.mode == "single_user" and not admin and not self.all_users:
