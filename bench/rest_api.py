@@ -69,6 +69,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -157,7 +158,19 @@ def spawn(label: str, cmd: list[str], env: dict[str, str], workdir: Path, api: s
     return Server(label, proc, api, workdir, log_path, log_file)
 
 
+def reachable(path: Path) -> Path:
+    """``path``, with every directory above it passable by other accounts (``o+x``): a root
+    hub's embedded PostgreSQL runs as an account of its own, which must reach the data
+    directory inside (a temporary directory is closed to others)."""
+    for step in path.parents:
+        mode = step.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            step.chmod(mode | stat.S_IXOTH)
+    return path
+
+
 def start_chronohub(workdir: Path, token: str) -> Server:
+    reachable(workdir)
     config = workdir / "chronohub.toml"
     config.write_text(
         "[[services]]\n"

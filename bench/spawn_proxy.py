@@ -142,11 +142,17 @@ async def create_users(
 
 
 def start_chronohub(workdir: Path, token: str) -> tuple[common.Server, int]:
+    common.reachable(workdir)
     config = workdir / "chronohub.toml"
     proxy_port = common.free_port()
     config.write_text(
         f"spawner_cmd = {json.dumps([sys.executable, str(TINY_SERVER)])}\n"
         "slow_spawn_timeout = 60\n"
+        # As JupyterHub's simple spawner here: servers run as the hub's own account, which
+        # measures the hub's own overhead, not useradd's (as root, chronohub would run each
+        # as a system account of its own; see the README's figures for that).
+        "single_user_mode = true\n"
+        "single_user_mode_all_users = true\n"
         "\n[[services]]\n"
         'name = "bench"\n'
         f'api_token = "{token}"\n'

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -55,7 +56,7 @@ async def test_two_processes_migrating_together_apply_each_once(empty_db_url: st
     assert sorted(versions) == list(range(1, runner.latest_version() + 1))
 
 
-async def test_a_newer_schema_is_refused_with_a_clear_message(db_url: str) -> None:
+async def test_a_newer_schema_is_refused_with_a_clear_message(db_url: str, tmp_path: Path) -> None:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(db_url)
     try:
         await conn.execute(
@@ -68,7 +69,7 @@ async def test_a_newer_schema_is_refused_with_a_clear_message(db_url: str) -> No
             await runner.check_current(conn)
     finally:
         await conn.close()
-    env = {**os.environ, "CHRONOHUB_DATABASE_URL": db_url}
+    env = {**os.environ, "CHRONOHUB_DATABASE_URL": db_url, "CHRONOHUB_DATA_DIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "hub.cli", "serve", "--port", "0", "--hub-port", "0"],
         env=env,
