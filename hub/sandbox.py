@@ -60,12 +60,13 @@ def wrap(
     ``writable`` (read-write, at their own paths), and not ``hidden`` (files under a bound
     directory, replaced by an empty one); the variables ``unset`` are removed."""
     args = [program, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    # A /tmp of its own, empty: nothing of the host's /tmp (kernels' sockets) is seen. First:
+    # mounts apply in order, and the binds below may lie under /tmp (a checkout there).
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
     for root in SYSTEM:
         args += ["--ro-bind-try", root, root]
     for path in environment_paths():
         args += ["--ro-bind", str(path), str(path)]
-    # a /tmp of its own, empty: nothing of the host's /tmp (kernels' sockets) is seen
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
     args += ["--bind", str(home), str(inside)]
     for path in writable:
         args += ["--bind", str(path), str(path)]

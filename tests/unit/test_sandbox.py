@@ -34,6 +34,8 @@ def test_the_sandbox_sees_the_system_the_environment_and_the_home_only(tmp_path:
     assert _pairs(args, "--bind") == [(str(home), "/home/ada"), (str(runtime), str(runtime))]
     assert args[args.index("--proc") + 1] == "/proc"
     assert args[args.index("--tmpfs") + 1] == "/tmp"
+    # /tmp first: a later tmpfs would hide what was bound under it (a checkout in /tmp)
+    assert args.index("--tmpfs") < min(i for i, a in enumerate(args) if a.startswith("--ro-bind"))
     assert args[args.index("--chdir") + 1] == "/home/ada"
     assert args[args.index("--unsetenv") + 1] == "JPY_PARENT_PID"
     # the data directory is never bound
