@@ -399,9 +399,7 @@ async def test_from_a_session_kernel_every_attack_is_refused(hub: Hub) -> None:
     report = await attack(hub, lambda args, out: run_in_session_kernel(hub, args, out), "session")
     # Root: her account may not read it; sandboxed: it is not there at all.
     why = "PermissionError" if hub.mode == "system_users" else "FileNotFoundError"
-    assert report["results"][f"read {hub.data_dir / 'cookie_secret'}"].startswith(
-        f"refused: {why}"
-    )
+    assert report["results"][f"read {hub.data_dir / 'cookie_secret'}"].startswith(f"refused: {why}")
     assert_refused(hub, report)
 
 
