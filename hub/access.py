@@ -20,9 +20,10 @@ from uuid import UUID
 from aiohttp import web
 
 from events import models, sql
-from hub import client_address, errors, roles, scopes, tokens
+from hub import errors, roles, scopes, tokens
 from hub.context import HUB
 from hub.errors import Handler
+from hub.web import client_address
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
 

@@ -20,7 +20,6 @@ from aiohttp import web
 
 from hub import (
     access,
-    body,
     errors,
     groups_api,
     identity,
@@ -31,6 +30,7 @@ from hub import (
     users_api,
 )
 from hub.context import HUB
+from hub.web import body
 
 Page = Callable[..., Awaitable[web.Response]]  # renders a page: (request, status=, error=, notice=)
 PAGE_SIZE = 50

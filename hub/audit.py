@@ -23,8 +23,9 @@ from aiohttp import web
 
 from events import errors as event_errors
 from events import models, sql, store
-from hub import access, audit_feed, errors, pagination, scopes
+from hub import access, audit_feed, errors, scopes
 from hub.context import HUB
+from hub.web import pagination
 
 queries = sql.Queries(__package__ or "hub", "audit.sql")
 

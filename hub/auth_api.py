@@ -11,8 +11,9 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub import access, body, errors, identity, scopes, signups, users_api
+from hub import access, errors, identity, scopes, signups, users_api
 from hub.context import HUB
+from hub.web import body
 
 hub_queries = signups.hub_queries
 

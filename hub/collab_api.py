@@ -27,9 +27,10 @@ from collab import execution, notebook, persistence, rooms, sessions
 from collab import kernel as kernels
 from collab import session_errors as errors
 from events import sql, store
-from hub import access, body, collab_access, data_dir, isolation, local_spawner, roles, scopes
+from hub import access, collab_access, data_dir, isolation, local_spawner, roles, scopes
 from hub import errors as hub_errors
 from hub.context import HUB
+from hub.web import body
 
 queries = sql.Queries(__package__ or "hub", "collab.sql")
 hub_queries = sql.Queries(__package__ or "hub", "hub.sql")

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from events import models, sql, store
 from events.catalog import groups as group_events
 from events.catalog.names import Name
-from hub import access, body, errors, pagination, scopes, users_api
+from hub import access, errors, scopes, users_api
 from hub.context import HUB
+from hub.web import body, pagination
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
 

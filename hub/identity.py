@@ -16,12 +16,13 @@ from typing import Any
 from aiohttp import web
 
 from events import sql
-from hub import access, pages, scopes, sessions
+from hub import access, scopes, sessions
 from hub import settings as hub_settings
 from hub.authenticators import base as authenticators
 from hub.context import HUB
 from hub.errors import Handler
 from hub.login_throttle import Limits
+from hub.web import html
 
 # The session row (session_id, user_id, name, admin, groups) of a cookie-authenticated request.
 SESSION_USER: web.RequestKey[Any] = web.RequestKey("chronohub.session_user")
@@ -122,38 +123,38 @@ def session_user(request: web.Request) -> Any:
     return request.get(SESSION_USER)
 
 
-def nav(request: web.Request, xsrf: str | None) -> pages.Nav:
+def nav(request: web.Request, xsrf: str | None) -> html.Nav:
     """The navigation bar of a page for ``request``: the signed-in user (the session's, not a
     token's: pages are for browsers), with the admin link if they hold ``admin-ui`` (what the
     admin pages require), and a sign-out form carrying ``xsrf``."""
     row = session_user(request)
     if row is None:
-        return pages.Nav(here=request.path)
+        return html.Nav(here=request.path)
     caller = request.get(access.REQUEST_CALLER)
     admin = isinstance(caller, access.Caller) and caller.grants.holds("admin-ui")
-    return pages.Nav(user=row["name"], admin=admin, xsrf=xsrf, here=request.path)
+    return html.Nav(user=row["name"], admin=admin, xsrf=xsrf, here=request.path)
 
 
 def form_page(request: web.Request, template: str, **context: Any) -> web.Response:
-    """``pages.render(template, **context)`` for a page with forms: ``xsrf`` is the token its
+    """``html.render(template, **context)`` for a page with forms: ``xsrf`` is the token its
     forms carry (the navigation bar's sign-out button too), and the ``_xsrf`` cookie is set
     when the browser has none yet."""
     cookies = request.app[AUTH].cookies
     token, new_cookie = sessions.xsrf_token(request, cookies)
-    response = pages.render(template, xsrf=token, nav=nav(request, token), **context)
+    response = html.render(template, xsrf=token, nav=nav(request, token), **context)
     sessions.set_xsrf_cookie(response, cookies, new_cookie)
     return response
 
 
 def error_page(request: web.Request, status: int, message: str) -> web.Response:
-    """``pages.error_page`` with the navigation bar of whoever is signed in."""
+    """``html.error_page`` with the navigation bar of whoever is signed in."""
     row = session_user(request)
     return form_page(
         request,
         "error.html",
         status=status,
         code=status,
-        reason=pages.reason(status),
+        reason=html.reason(status),
         error=message,
         user=row["name"] if row else None,
     )

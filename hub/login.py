@@ -15,11 +15,11 @@ from hub import (
     identity,
     login_pages,
     oauth_provider,
-    pages,
     sessions,
     token_page,
 )
 from hub.login_throttle import Limits
+from hub.web import html
 
 
 def build(hub: context.Hub) -> identity.Auth:
@@ -54,4 +54,4 @@ def install(app: web.Application, hub: context.Hub) -> None:
     app.middlewares.append(identity.middleware())
     for module in (login_pages, oauth_provider, auth_api, token_page, admin_page):
         app.add_routes(module.routes())
-    pages.install(app)
+    html.install(app)

@@ -25,20 +25,10 @@ from events import models, sql
 from events.catalog import auth as auth_events
 from events.catalog import names
 from events.catalog import users as user_events
-from hub import (
-    access,
-    client_address,
-    errors,
-    identity,
-    login_throttle,
-    pages,
-    servers_api,
-    sessions,
-    signups,
-    user_pages,
-)
+from hub import access, errors, identity, login_throttle, servers_api, sessions, signups, user_pages
 from hub.authenticators.base import Identity, LoginFailed
 from hub.context import HUB
+from hub.web import client_address, html
 
 log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub", "hub.sql")
@@ -59,7 +49,7 @@ def _login_page(
         "login.html",
         status=status,
         error=error,
-        next=pages.safe_next(request, request.query.get("next")),
+        next=html.safe_next(request, request.query.get("next")),
         username=username,
         password_form=auth.authenticator.password_form,
         login_service=auth.authenticator.login_service,
@@ -70,7 +60,7 @@ def _login_page(
 async def login_form(request: web.Request) -> web.StreamResponse:
     """``GET /hub/login``: the form (or the provider's button); signed-in users go on."""
     if identity.session_user(request) is not None:
-        raise web.HTTPFound(pages.safe_next(request, request.query.get("next")))
+        raise web.HTTPFound(html.safe_next(request, request.query.get("next")))
     return _login_page(request)
 
 
@@ -115,7 +105,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                 )
             return _login_page(request, status=failure.status, error=message, username=username)
         await login_throttle.record_success(conn, username)
-    return await complete_login(request, found, pages.safe_next(request, request.query.get("next")))
+    return await complete_login(request, found, html.safe_next(request, request.query.get("next")))
 
 
 async def _failed(request: web.Request, conn: sql.Connection, username: str, reason: Any) -> None:
@@ -166,7 +156,7 @@ async def complete_login(
             authenticator=auth.authenticator.kind,
             metadata=_metadata(request, models.Actor(kind="user", name=name)),
         )
-    response = pages.redirect(next_url)
+    response = html.redirect(next_url)
     auth.cookies.set(response, sessions.COOKIE_NAME, started.cookie, httponly=True)
     return response
 
@@ -177,7 +167,7 @@ async def oauth_login(request: web.Request) -> web.StreamResponse:
     if auth.authenticator.password_form:
         raise web.HTTPFound("/hub/login")
     return await auth.authenticator.redirect(
-        request, pages.safe_next(request, request.query.get("next"))
+        request, html.safe_next(request, request.query.get("next"))
     )
 
 
@@ -196,7 +186,7 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
         return identity.error_page(
             request, failure.status if failure.status != 502 else 403, failure.message
         )
-    response = await complete_login(request, found, pages.safe_next(request, next_url))
+    response = await complete_login(request, found, html.safe_next(request, next_url))
     auth.cookies.clear(response, "chronohub-oauth-state")
     return response
 
@@ -246,7 +236,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
                 row,
                 metadata=_metadata(request, models.Actor(kind="user", name=row["name"])),
             )
-    response = pages.redirect("/hub/login")
+    response = html.redirect("/hub/login")
     auth.cookies.clear(response, sessions.COOKIE_NAME)
     return response
 

@@ -38,8 +38,9 @@ from pydantic import BaseModel
 
 from events import models, sql
 from events.catalog import auth as auth_events
-from hub import access, identity, oauth_clients, pages, scopes, tokens
+from hub import access, identity, oauth_clients, scopes, tokens
 from hub.context import HUB
+from hub.web import html
 
 queries = sql.Queries(__package__ or "hub", "auth.sql")
 
@@ -180,7 +181,7 @@ def check_exchange(code: Mapping[str, Any], request: Exchange, now: datetime) ->
 
 
 def _oauth_redirect(error: oauth_errors.OAuth2Error, redirect_uri: str) -> web.Response:
-    return pages.redirect(error.in_uri(redirect_uri))
+    return html.redirect(error.in_uri(redirect_uri))
 
 
 def _with_query(uri: str, **params: str) -> str:

@@ -21,8 +21,9 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub import access, body, chp, errors, pagination, proxy
+from hub import access, chp, errors, proxy
 from hub.context import HUB
+from hub.web import body, pagination
 
 log = logging.getLogger(__name__)
 

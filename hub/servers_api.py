@@ -20,8 +20,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from events import sql
-from hub import access, body, errors, scopes, server_rules, servers, spawner
+from hub import access, errors, scopes, server_rules, servers, spawner
 from hub.context import HUB, Hub
+from hub.web import body
 
 queries = sql.Queries(__package__ or "hub", "servers.sql")
 user_queries = sql.Queries(__package__ or "hub", "hub.sql")

@@ -14,8 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from hub import body, errors, identity, tokens_api
+from hub import errors, identity, tokens_api
 from hub.context import HUB
+from hub.web import body
 
 # Lifetimes offered for a new token (seconds, label); None: it does not expire.
 LIFETIMES: tuple[tuple[int | None, str], ...] = (

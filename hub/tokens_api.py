@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from events import sql
 from events.catalog import tokens as token_events
-from hub import access, body, errors, roles, scopes, tokens, users_api
+from hub import access, errors, roles, scopes, tokens, users_api
 from hub import settings as hub_settings
 from hub.context import HUB
+from hub.web import body
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
 

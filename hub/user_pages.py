@@ -26,18 +26,9 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from events import sql
-from hub import (
-    access,
-    errors,
-    identity,
-    pages,
-    scopes,
-    server_rules,
-    servers,
-    servers_api,
-    spawner,
-)
+from hub import access, errors, identity, scopes, server_rules, servers, servers_api, spawner
 from hub.context import HUB
+from hub.web import html
 
 queries = sql.Queries(__package__ or "hub", "servers.sql")
 user_queries = sql.Queries(__package__ or "hub", "hub.sql")
@@ -231,7 +222,7 @@ async def _server_target(
 def _next(request: web.Request, form: Any, user: str, server_name: str) -> str:
     value = form.get("next") if form is not None else None
     value = value if isinstance(value, str) and value else request.query.get("next")
-    return pages.safe_next(request, value or server_rules.prefix(user, server_name))
+    return html.safe_next(request, value or server_rules.prefix(user, server_name))
 
 
 async def spawn_form(request: web.Request) -> web.StreamResponse:
@@ -267,7 +258,7 @@ async def spawn(request: web.Request) -> web.StreamResponse:
             request, user["name"], server_name, next_url, status=status, error=message
         )
     if outcome == "ready":
-        return pages.redirect(next_url)
+        return html.redirect(next_url)
     raise web.HTTPSeeOther(
         f"/hub/spawn-pending/{server_path(user['name'], server_name)}?"
         + urlencode({"next": next_url})
@@ -289,7 +280,7 @@ async def spawn_pending(request: web.Request) -> web.StreamResponse:
         row = await conn.fetchrow(queries["server"], user["user_id"], server_name)
     state = row["state"] if row is not None else None
     if state == "ready":
-        return pages.redirect(next_url)
+        return html.redirect(next_url)
     if state in server_rules.PENDING_SPAWN or state == "stopping":
         latest = manager.latest_progress(user["user_id"], server_name)
         message = (latest or {}).get("message") or (
@@ -325,7 +316,7 @@ async def stop(request: web.Request) -> web.StreamResponse:
     except spawner.SpawnError as exc:
         status = exc.status if isinstance(exc, spawner.PolicyError) else 500
         return identity.error_page(request, status, exc.message)
-    return pages.redirect(pages.safe_next(request, back if isinstance(back, str) else None))
+    return html.redirect(html.safe_next(request, back if isinstance(back, str) else None))
 
 
 async def home_servers(request: web.Request, user_id: Any, user: str) -> list[dict[str, Any]]:

@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from events import models, sql, store
 from events.catalog import users as user_events
 from events.catalog.names import Name
-from hub import access, body, errors, pagination, scopes, server_rules, servers_api, spawner
+from hub import access, errors, scopes, server_rules, servers_api, spawner
 from hub.context import HUB
+from hub.web import body, pagination
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
 

@@ -15,8 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
-from hub import login_throttle, oauth_clients, oauth_provider, pages, scopes, sessions
+from hub import login_throttle, oauth_clients, oauth_provider, scopes, sessions
 from hub import settings as hub_settings
+from hub.web import html
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(seconds=300)
@@ -82,13 +83,13 @@ def test_counter_keys() -> None:
 )
 def test_next_stays_on_this_hub(value: str | None, expected: str) -> None:
     request = make_mocked_request("GET", "/hub/login", headers={"Host": "hub.example:8000"})
-    assert pages.safe_next(request, value) == expected
+    assert html.safe_next(request, value) == expected
 
 
 @given(st.text())
 def test_next_is_always_a_local_path(value: str) -> None:
     request = make_mocked_request("GET", "/hub/login", headers={"Host": "hub.example"})
-    result = pages.safe_next(request, value)
+    result = html.safe_next(request, value)
     assert result.startswith("/")
     assert not result.startswith(("//", "/\\"))
 

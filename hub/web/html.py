@@ -132,7 +132,7 @@ def badge(state: str | None) -> str:
 def environment() -> jinja2.Environment:
     """The templates in ``hub/templates``, HTML-escaped by default."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("hub", "templates"),
+        loader=jinja2.PackageLoader("hub.web", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
     )
