@@ -18,17 +18,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from hub import (
-    access,
-    errors,
-    groups_api,
-    identity,
-    isolation,
-    server_rules,
-    servers_api,
-    user_pages,
-    users_api,
-)
+from hub import errors, groups_api, isolation, server_rules, servers_api, user_pages, users_api
+from hub.auth import access, identity
 from hub.context import HUB
 from hub.web import body
 

@@ -29,21 +29,17 @@ from collab import session_log as collab_session_log
 from collab import sessions as collab_sessions
 from events import notify, store
 from hub import (
-    access,
     api,
     audit,
     bootstrap,
-    collab_access,
     collab_api,
     context,
     data_dir,
     database,
     errors,
     groups_api,
-    identity,
     isolation,
     local_spawner,
-    login,
     openapi,
     proxy_api,
     routes,
@@ -58,6 +54,7 @@ from hub import (
 from hub import chp as chp_proxy
 from hub import proxy as builtin_proxy
 from hub import settings as hub_settings
+from hub.auth import access, collab_access, identity, login
 from migrations import runner as migrations
 from projections import base, catalog, runner
 

@@ -23,7 +23,8 @@ from aiohttp import web
 
 from events import errors as event_errors
 from events import models, sql, store
-from hub import access, audit_feed, errors, scopes
+from hub import audit_feed, errors
+from hub.auth import access, scopes
 from hub.context import HUB
 from hub.web import pagination
 

@@ -21,8 +21,9 @@ from events.catalog import roles as role_events
 from events.catalog import services as service_events
 from events.catalog import tokens as token_events
 from events.catalog import users as user_events
-from hub import oauth_clients, roles, scopes, tokens
 from hub import settings as hub_settings
+from hub.auth import roles, scopes, tokens
+from hub.auth.oauth import clients as oauth_clients
 
 log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub", "hub.sql")

@@ -27,8 +27,9 @@ from collab import execution, notebook, persistence, rooms, sessions
 from collab import kernel as kernels
 from collab import session_errors as errors
 from events import sql, store
-from hub import access, collab_access, data_dir, isolation, local_spawner, roles, scopes
+from hub import data_dir, isolation, local_spawner
 from hub import errors as hub_errors
+from hub.auth import access, collab_access, roles, scopes
 from hub.context import HUB
 from hub.web import body
 

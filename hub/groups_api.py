@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from events import models, sql, store
 from events.catalog import groups as group_events
 from events.catalog.names import Name
-from hub import access, errors, scopes, users_api
+from hub import errors, users_api
+from hub.auth import access, scopes
 from hub.context import HUB
 from hub.web import body, pagination
 

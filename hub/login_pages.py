@@ -25,8 +25,9 @@ from events import models, sql
 from events.catalog import auth as auth_events
 from events.catalog import names
 from events.catalog import users as user_events
-from hub import access, errors, identity, login_throttle, servers_api, sessions, signups, user_pages
-from hub.authenticators.base import Identity, LoginFailed
+from hub import errors, servers_api, user_pages
+from hub.auth import access, identity, login_cookies, login_throttle, signups
+from hub.auth.authenticators.base import Identity, LoginFailed
 from hub.context import HUB
 from hub.web import client_address, html
 
@@ -69,7 +70,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     auth = request.app[identity.AUTH]
     hub = request.app[HUB]
     try:
-        await sessions.check_xsrf(request, auth.cookies)
+        await login_cookies.check_xsrf(request, auth.cookies)
     except errors.Forbidden as exc:
         return _login_page(request, status=403, error=exc.message)
     form = await request.post()
@@ -149,7 +150,7 @@ async def complete_login(
                 metadata=_metadata(request),
             )
             row = {"user_id": user_id, "name": name}
-        started = await sessions.start(
+        started = await login_cookies.start(
             session,
             auth.cookies,
             row,
@@ -157,7 +158,7 @@ async def complete_login(
             metadata=_metadata(request, models.Actor(kind="user", name=name)),
         )
     response = html.redirect(next_url)
-    auth.cookies.set(response, sessions.COOKIE_NAME, started.cookie, httponly=True)
+    auth.cookies.set(response, login_cookies.COOKIE_NAME, started.cookie, httponly=True)
     return response
 
 
@@ -231,13 +232,13 @@ async def logout(request: web.Request) -> web.StreamResponse:
     auth = request.app[identity.AUTH]
     if row is not None:
         async with request.app[HUB].store.session() as session:
-            await sessions.end(
+            await login_cookies.end(
                 session,
                 row,
                 metadata=_metadata(request, models.Actor(kind="user", name=row["name"])),
             )
     response = html.redirect("/hub/login")
-    auth.cookies.clear(response, sessions.COOKIE_NAME)
+    auth.cookies.clear(response, login_cookies.COOKIE_NAME)
     return response
 
 
@@ -323,7 +324,7 @@ async def signup(request: web.Request) -> web.StreamResponse:
     if not (auth.settings.allow_signup and auth.authenticator.kind == "native"):
         return _signup_page(request)
     try:
-        await sessions.check_xsrf(request, auth.cookies)
+        await login_cookies.check_xsrf(request, auth.cookies)
     except errors.Forbidden as exc:
         return _signup_page(request, status=403, error=exc.message)
     form = await request.post()

@@ -21,13 +21,13 @@ from hub import (
     auth_api,
     collab_api,
     groups_api,
-    oauth_provider,
     proxy_api,
     servers_api,
     tokens_api,
     users_api,
     version,
 )
+from hub.auth.oauth import provider as oauth_provider
 
 Model = type[pydantic.BaseModel]
 

@@ -12,8 +12,9 @@ from uuid import uuid4
 
 from events import models, sql, store
 from events.catalog import users as user_events
-from hub import errors, signups
+from hub import errors
 from hub import settings as hub_settings
+from hub.auth import signups
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
 CLI = models.Metadata(actor=models.Actor(kind="system", name="chronohub-cli"))

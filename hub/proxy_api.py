@@ -21,7 +21,8 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub import access, chp, errors, proxy
+from hub import chp, errors, proxy
+from hub.auth import access
 from hub.context import HUB
 from hub.web import body, pagination
 

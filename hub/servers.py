@@ -32,8 +32,10 @@ from events import models, sql, store
 from events.catalog import server_records
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
-from hub import isolation, local_spawner, oauth_clients, spawner, tokens
+from hub import isolation, local_spawner, spawner
 from hub import server_rules as rules
+from hub.auth import tokens
+from hub.auth.oauth import clients as oauth_clients
 
 log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub", "servers.sql")

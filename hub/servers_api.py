@@ -20,7 +20,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from events import sql
-from hub import access, errors, scopes, server_rules, servers, spawner
+from hub import errors, server_rules, servers, spawner
+from hub.auth import access, scopes
 from hub.context import HUB, Hub
 from hub.web import body
 

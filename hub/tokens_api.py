@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from events import sql
 from events.catalog import tokens as token_events
-from hub import access, errors, roles, scopes, tokens, users_api
+from hub import errors, users_api
 from hub import settings as hub_settings
+from hub.auth import access, roles, scopes, tokens
 from hub.context import HUB
 from hub.web import body
 

@@ -26,7 +26,8 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from events import sql
-from hub import access, errors, identity, scopes, server_rules, servers, servers_api, spawner
+from hub import errors, server_rules, servers, servers_api, spawner
+from hub.auth import access, identity, scopes
 from hub.context import HUB
 from hub.web import html
 

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from events import models, sql, store
 from events.catalog import users as user_events
 from events.catalog.names import Name
-from hub import access, errors, scopes, server_rules, servers_api, spawner
+from hub import errors, server_rules, servers_api, spawner
+from hub.auth import access, scopes
 from hub.context import HUB
 from hub.web import body, pagination
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from events import models, sql, store
-from hub import access, errors, scopes, tokens
+from hub import errors
+from hub.auth import access, scopes, tokens
 
 queries = sql.Queries(__package__ or "hub", "hub.sql")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from hub import scopes
+from hub.auth import scopes
 
 ROLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9\-_~\.]{1,253}[a-z0-9]$")
 

@@ -17,9 +17,10 @@ import argon2
 from events import models, sql, store
 from events.catalog import auth as auth_events
 from events.catalog import users as user_events
-from hub import errors, sessions
+from hub import errors
+from hub.auth import login_cookies
 
-queries = sql.Queries(__package__ or "hub", "auth.sql")
+queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
 
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; a megabyte "password" is an attack
 _hasher = argon2.PasswordHasher()
@@ -90,4 +91,4 @@ async def set_password(
         [auth_events.UserPasswordSet(user_id=user["user_id"], name=user["name"], by=by)],
         metadata=metadata,
     )
-    await sessions.end_others(session, user, keep=keep_session, metadata=metadata)
+    await login_cookies.end_others(session, user, keep=keep_session, metadata=metadata)

@@ -20,12 +20,13 @@ from uuid import UUID
 from aiohttp import web
 
 from events import models, sql
-from hub import errors, roles, scopes, tokens
+from hub import errors
+from hub.auth import roles, scopes, tokens
 from hub.context import HUB
 from hub.errors import Handler
 from hub.web import client_address
 
-queries = sql.Queries(__package__ or "hub", "hub.sql")
+queries = sql.Queries("hub", "hub.sql")
 
 MISSING_CREDENTIALS = "Missing or invalid credentials."
 # Token and user activity from API use is written at most this often per token (JupyterHub's

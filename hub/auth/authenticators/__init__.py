@@ -4,12 +4,12 @@ with a GitHub preset) and ``dummy`` (development only)."""
 
 from __future__ import annotations
 
-from hub import sessions
 from hub import settings as hub_settings
-from hub.authenticators import base, dummy, native, oauth
+from hub.auth import login_cookies
+from hub.auth.authenticators import base, dummy, native, oauth
 
 
-def build(config: hub_settings.Settings, cookies: sessions.Cookies) -> base.Authenticator:
+def build(config: hub_settings.Settings, cookies: login_cookies.Cookies) -> base.Authenticator:
     """The authenticator the settings choose (already validated by ``Settings``)."""
     if config.authenticator == "dummy":
         return dummy.DummyAuthenticator(config)

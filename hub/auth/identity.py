@@ -16,12 +16,12 @@ from typing import Any
 from aiohttp import web
 
 from events import sql
-from hub import access, scopes, sessions
 from hub import settings as hub_settings
-from hub.authenticators import base as authenticators
+from hub.auth import access, login_cookies, scopes
+from hub.auth.authenticators import base as authenticators
+from hub.auth.login_throttle import Limits
 from hub.context import HUB
 from hub.errors import Handler
-from hub.login_throttle import Limits
 from hub.web import html
 
 # The session row (session_id, user_id, name, admin, groups) of a cookie-authenticated request.
@@ -38,7 +38,7 @@ class Auth:
     """The login machinery of a running hub."""
 
     settings: hub_settings.Settings
-    cookies: sessions.Cookies
+    cookies: login_cookies.Cookies
     authenticator: authenticators.Authenticator
     limits: Limits
 
@@ -80,8 +80,8 @@ async def resolve(request: web.Request, *, allow_query_token: bool = False) -> a
     async with hub.store.pool.acquire() as conn:
         if secret is not None:
             return await access.authenticate(conn, secret)
-        row = await sessions.user_of(
-            conn, request.app[AUTH].cookies, request.cookies.get(sessions.COOKIE_NAME)
+        row = await login_cookies.user_of(
+            conn, request.app[AUTH].cookies, request.cookies.get(login_cookies.COOKIE_NAME)
         )
         if row is None:
             return None
@@ -94,15 +94,15 @@ def middleware() -> Any:
 
     @web.middleware
     async def cookie_session(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if _token_decided(request) or sessions.COOKIE_NAME not in request.cookies:
+        if _token_decided(request) or login_cookies.COOKIE_NAME not in request.cookies:
             return await handler(request)
         caller = await resolve(request)
         if caller is not None:
             if (
-                request.method not in sessions.SAFE_METHODS
+                request.method not in login_cookies.SAFE_METHODS
                 and request.path not in XSRF_CHECKED_ELSEWHERE
             ):
-                await sessions.check_xsrf(request, request.app[AUTH].cookies)
+                await login_cookies.check_xsrf(request, request.app[AUTH].cookies)
             request[access.REQUEST_CALLER] = caller
             if caller.user_id is not None:
                 await request.app[access.ACTIVITY].record_browser(
@@ -140,9 +140,9 @@ def form_page(request: web.Request, template: str, **context: Any) -> web.Respon
     forms carry (the navigation bar's sign-out button too), and the ``_xsrf`` cookie is set
     when the browser has none yet."""
     cookies = request.app[AUTH].cookies
-    token, new_cookie = sessions.xsrf_token(request, cookies)
+    token, new_cookie = login_cookies.xsrf_token(request, cookies)
     response = html.render(template, xsrf=token, nav=nav(request, token), **context)
-    sessions.set_xsrf_cookie(response, cookies, new_cookie)
+    login_cookies.set_xsrf_cookie(response, cookies, new_cookie)
     return response
 
 

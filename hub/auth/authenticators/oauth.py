@@ -23,9 +23,9 @@ from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
 
 from events import sql
 from events.catalog import auth as auth_events
-from hub import sessions
 from hub import settings as hub_settings
-from hub.authenticators.base import Identity, LoginFailed
+from hub.auth import login_cookies
+from hub.auth.authenticators.base import Identity, LoginFailed
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class OAuthAuthenticator:
         self,
         config: hub_settings.UpstreamOAuthConfig,
         *,
-        cookies: sessions.Cookies,
+        cookies: login_cookies.Cookies,
         admin_users: list[str],
         public_url: str | None,
     ) -> None:

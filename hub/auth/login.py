@@ -7,26 +7,18 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from hub import (
-    admin_page,
-    auth_api,
-    authenticators,
-    context,
-    identity,
-    login_pages,
-    oauth_provider,
-    sessions,
-    token_page,
-)
-from hub.login_throttle import Limits
+from hub import admin_page, auth_api, context, login_pages, token_page
+from hub.auth import authenticators, identity, login_cookies
+from hub.auth.login_throttle import Limits
+from hub.auth.oauth import provider as oauth_provider
 from hub.web import html
 
 
 def build(hub: context.Hub) -> identity.Auth:
     """The login machinery for ``hub``'s settings (reads or makes the cookie secret)."""
     config = hub.settings
-    cookies = sessions.Cookies(
-        secret=sessions.load_secret(config),
+    cookies = login_cookies.Cookies(
+        secret=login_cookies.load_secret(config),
         max_age_s=config.cookie_max_age_seconds,
         secure=(config.public_url or "").startswith("https://"),
     )

@@ -10,7 +10,7 @@ from aiohttp import web
 from events import sql
 from events.catalog import auth as auth_events
 from hub import settings as hub_settings
-from hub.authenticators.base import Identity, LoginFailed
+from hub.auth.authenticators.base import Identity, LoginFailed
 
 
 class DummyAuthenticator:

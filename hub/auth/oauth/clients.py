@@ -23,10 +23,10 @@ from urllib.parse import quote
 
 from events import models, sql, store
 from events.catalog import auth as auth_events
-from hub import scopes
 from hub import settings as hub_settings
+from hub.auth import scopes
 
-queries = sql.Queries(__package__ or "hub", "auth.sql")
+queries = sql.Queries("hub.auth", "auth.sql")
 
 SERVICE_PREFIX = "service-"
 SERVER_PREFIX = "jupyterhub-user-"

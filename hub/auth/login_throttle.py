@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from events import sql
 
-queries = sql.Queries(__package__ or "hub", "auth.sql")
+queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
 
 
 @dataclass(frozen=True)

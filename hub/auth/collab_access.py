@@ -4,7 +4,7 @@ scopes.
 A connection authenticates with ``Authorization: token <t>`` (or ``bearer``), or ``?token=<t>``
 (browsers cannot set headers on a WebSocket). A browser's hub login cookie is the third way:
 the ``cookie_auth`` seam takes the handshake's cookies and returns the ``Caller``
-(``cookie_caller`` below, on hub/sessions.py's signed cookie). A WebSocket upgrade is a GET
+(``cookie_caller`` below, on hub/login_cookies.py's signed cookie). A WebSocket upgrade is a GET
 that carries no XSRF token, and browsers send cookies on cross-site WebSocket upgrades, so a
 cookie is accepted only from a page of the hub's own origin: the ``Origin`` header a browser
 always sends must name the host the request was sent to (jupyter_server's and JupyterHub's
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from collab import access as collab_access
 from collab import errors as collab_errors
 from events import store
-from hub import access, identity, scopes, sessions
+from hub.auth import access, identity, login_cookies, scopes
 
 READ = "read:collab"
 WRITE = "write:collab"
@@ -53,12 +53,12 @@ def same_origin(headers: Mapping[str, str]) -> bool:
     return urlsplit(origin).netloc.lower() == host.lower()
 
 
-def cookie_caller(event_store: store.EventStore, cookies: sessions.Cookies) -> CookieAuth:
-    """The ``cookie_auth`` seam on the hub's login cookie (hub/sessions.py)."""
+def cookie_caller(event_store: store.EventStore, cookies: login_cookies.Cookies) -> CookieAuth:
+    """The ``cookie_auth`` seam on the hub's login cookie (hub/login_cookies.py)."""
 
     async def resolve(jar: Mapping[str, str]) -> access.Caller | None:
         async with event_store.pool.acquire() as conn:
-            row = await sessions.user_of(conn, cookies, jar.get(sessions.COOKIE_NAME))
+            row = await login_cookies.user_of(conn, cookies, jar.get(login_cookies.COOKIE_NAME))
             return await identity.session_caller(conn, row) if row is not None else None
 
     return resolve
@@ -100,7 +100,7 @@ class TokenGatekeeper:
         if (
             secret is None
             and self.cookie_auth is not None
-            and sessions.COOKIE_NAME in handshake.cookies
+            and login_cookies.COOKIE_NAME in handshake.cookies
         ):
             if not same_origin(handshake.headers):
                 raise collab_errors.ConnectionRefused(collab_errors.FORBIDDEN, CROSS_ORIGIN)

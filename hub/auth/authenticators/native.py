@@ -10,8 +10,8 @@ from aiohttp import web
 
 from events import sql
 from events.catalog import auth as auth_events
-from hub import credentials
-from hub.authenticators.base import Identity, LoginFailed
+from hub.auth import credentials
+from hub.auth.authenticators.base import Identity, LoginFailed
 
 queries = sql.Queries("hub", "hub.sql")
 

@@ -38,11 +38,12 @@ from pydantic import BaseModel
 
 from events import models, sql
 from events.catalog import auth as auth_events
-from hub import access, identity, oauth_clients, scopes, tokens
+from hub.auth import access, identity, scopes, tokens
+from hub.auth.oauth import clients as oauth_clients
 from hub.context import HUB
 from hub.web import html
 
-queries = sql.Queries(__package__ or "hub", "auth.sql")
+queries = sql.Queries("hub.auth", "auth.sql")
 
 # RFC 7636 section 4.1: 43 to 128 characters of [A-Z a-z 0-9 - . _ ~].
 VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")

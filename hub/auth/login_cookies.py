@@ -32,7 +32,7 @@ from hub import errors
 from hub import settings as hub_settings
 
 log = logging.getLogger(__name__)
-queries = sql.Queries(__package__ or "hub", "auth.sql")
+queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
 
 COOKIE_NAME = "jupyterhub-hub-login"
 XSRF_COOKIE = "_xsrf"

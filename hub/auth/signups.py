@@ -16,10 +16,11 @@ from events import models, sql, store
 from events.catalog import auth as auth_events
 from events.catalog import names
 from events.catalog import users as user_events
-from hub import credentials, errors
+from hub import errors
+from hub.auth import credentials
 
-queries = sql.Queries(__package__ or "hub", "auth.sql")
-hub_queries = sql.Queries(__package__ or "hub", "hub.sql")
+queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
+hub_queries = sql.Queries("hub", "hub.sql")
 _NAME = TypeAdapter(names.Name)
 
 
