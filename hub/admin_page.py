@@ -18,9 +18,11 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from hub import errors, groups_api, isolation, server_rules, servers_api, user_pages, users_api
+from hub import errors, groups_api, servers_api, user_pages, users_api
 from hub.auth import access, identity
 from hub.context import HUB
+from hub.servers import isolation
+from hub.servers import rules as server_rules
 from hub.web import body
 
 Page = Callable[..., Awaitable[web.Response]]  # renders a page: (request, status=, error=, notice=)

@@ -38,14 +38,10 @@ from hub import (
     database,
     errors,
     groups_api,
-    isolation,
-    local_spawner,
     openapi,
     proxy_api,
     routes,
-    servers,
     servers_api,
-    spawner,
     startup,
     tokens_api,
     user_pages,
@@ -55,6 +51,8 @@ from hub import chp as chp_proxy
 from hub import proxy as builtin_proxy
 from hub import settings as hub_settings
 from hub.auth import access, collab_access, identity, login
+from hub.servers import isolation, local_spawner, spawner
+from hub.servers import manager as servers
 from migrations import runner as migrations
 from projections import base, catalog, runner
 

@@ -24,7 +24,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from hub import proxy, servers
+from hub import proxy
+from hub.servers import manager as servers
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,11 @@ from collab import execution, notebook, persistence, rooms, sessions
 from collab import kernel as kernels
 from collab import session_errors as errors
 from events import sql, store
-from hub import data_dir, isolation, local_spawner
+from hub import data_dir
 from hub import errors as hub_errors
 from hub.auth import access, collab_access, roles, scopes
 from hub.context import HUB
+from hub.servers import isolation, local_spawner
 from hub.web import body
 
 queries = sql.Queries(__package__ or "hub", "collab.sql")

@@ -9,9 +9,9 @@ from aiohttp import web
 from collab import rooms as collab_rooms
 from collab import sessions as collab_sessions
 from events import store
-from hub import isolation
-from hub import servers as hub_servers
 from hub import settings as hub_settings
+from hub.servers import isolation
+from hub.servers import manager as hub_servers
 
 
 @dataclass(frozen=True)

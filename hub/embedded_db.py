@@ -44,7 +44,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from hub import data_dir as data_dirs
-from hub import isolation
+from hub.servers import isolation
 
 log = logging.getLogger(__name__)
 

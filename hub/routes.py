@@ -14,7 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hub import proxy, servers
+from hub import proxy
+from hub.servers import manager as servers
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,15 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from events import sql
-from hub import errors, server_rules, servers, spawner
+from hub import errors
 from hub.auth import access, scopes
 from hub.context import HUB, Hub
+from hub.servers import manager as servers
+from hub.servers import rules as server_rules
+from hub.servers import spawner
 from hub.web import body
 
-queries = sql.Queries(__package__ or "hub", "servers.sql")
+queries = sql.Queries("hub.servers", "servers.sql")
 user_queries = sql.Queries(__package__ or "hub", "hub.sql")
 
 # JupyterHub 6's rule for named servers.

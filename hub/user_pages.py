@@ -26,12 +26,15 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from events import sql
-from hub import errors, server_rules, servers, servers_api, spawner
+from hub import errors, servers_api
 from hub.auth import access, identity, scopes
 from hub.context import HUB
+from hub.servers import manager as servers
+from hub.servers import rules as server_rules
+from hub.servers import spawner
 from hub.web import html
 
-queries = sql.Queries(__package__ or "hub", "servers.sql")
+queries = sql.Queries("hub.servers", "servers.sql")
 user_queries = sql.Queries(__package__ or "hub", "hub.sql")
 
 # Redirects from /hub/user/... back to a ready server's /user/... before giving up (the

@@ -17,8 +17,10 @@ import pytest
 from aiohttp import test_utils
 
 from events import store
-from hub import app, bootstrap, context, proxy, proxy_api, routes, servers, spawner
+from hub import app, bootstrap, context, proxy, proxy_api, routes
 from hub import settings as hub_settings
+from hub.servers import manager as servers
+from hub.servers import spawner
 from tests.helpers import call_api
 from tests.integration.browser import PASSWORD, Browser
 

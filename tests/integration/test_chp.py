@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from hub import app, context, servers
+from hub import app, context
 from hub import settings as hub_settings
+from hub.servers import manager as servers
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import CONFIG, StartHub
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub import isolation
+from hub.servers import isolation
 
 VALID_ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]*$")
 

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from hub import proxy, servers
+from hub import proxy
+from hub.servers import manager as servers
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from hub import chp, proxy, server_rules, spawner
+from hub import chp, proxy
+from hub.servers import rules as server_rules
+from hub.servers import spawner
 
 LIMITS = server_rules.Limits(
     allow_named=True, named_limit=2, named_count=0, spawn_limit=3, pending_spawns=0

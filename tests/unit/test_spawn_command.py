@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hub import isolation, local_spawner, spawner
+from hub.servers import isolation, local_spawner, spawner
 
 
 def test_a_bare_name_is_found_beside_the_hub_first() -> None:

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hub import sandbox
 from hub import settings as hub_settings
+from hub.servers import sandbox
 
 log = logging.getLogger(__name__)
 

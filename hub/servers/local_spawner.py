@@ -22,8 +22,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hub import data_dir, isolation, sandbox, spawner
+from hub import data_dir
 from hub import settings as hub_settings
+from hub.servers import isolation, sandbox, spawner
 
 ENV_KEEP = (
     "PATH",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from hub import isolation
+from hub.servers import isolation
 
 
 class SpawnError(Exception):

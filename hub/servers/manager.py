@@ -32,13 +32,12 @@ from events import models, sql, store
 from events.catalog import server_records
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
-from hub import isolation, local_spawner, spawner
-from hub import server_rules as rules
 from hub.auth import tokens
 from hub.auth.oauth import clients as oauth_clients
+from hub.servers import isolation, local_spawner, rules, spawner
 
 log = logging.getLogger(__name__)
-queries = sql.Queries(__package__ or "hub", "servers.sql")
+queries = sql.Queries(__package__ or "hub.servers", "servers.sql")
 
 # Readiness is polled often at first, then less: the hub's overhead per spawn is mostly how
 # late the first successful check comes after the server listens.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
-from hub import spawner
+from hub.servers import spawner
 from projections import servers as server_projection
 
 ACTIVE = frozenset({"spawning", "started", "ready", "stopping"})
