@@ -40,17 +40,17 @@ from hub import (
     groups_api,
     openapi,
     proxy_api,
-    routes,
     servers_api,
     startup,
     tokens_api,
     user_pages,
     users_api,
 )
-from hub import chp as chp_proxy
-from hub import proxy as builtin_proxy
 from hub import settings as hub_settings
 from hub.auth import access, collab_access, identity, login
+from hub.proxy import builtin as builtin_proxy
+from hub.proxy import chp as chp_proxy
+from hub.proxy import routes, table
 from hub.servers import isolation, local_spawner, spawner
 from hub.servers import manager as servers
 from migrations import runner as migrations
@@ -286,7 +286,7 @@ async def run_proxy(
             host, port = await proxy.start(config.ip, config.port, sock=sock)
             running = RunningProxy(startup.url(host, port), builtin=proxy)
 
-            async def to_builtin(table: list[builtin_proxy.Route]) -> None:
+            async def to_builtin(table: list[table.Route]) -> None:
                 proxy.set_routes(table)
 
             sinks.append(to_builtin)
@@ -308,7 +308,7 @@ async def run_proxy(
             # place, as JupyterHub takes bind_url to be its external proxy's.
             running = RunningProxy(startup.url(config.ip, config.port), chp=chp)
 
-            async def to_chp(table: list[builtin_proxy.Route]) -> None:
+            async def to_chp(table: list[table.Route]) -> None:
                 await chp.sync(table)
 
             sinks.append(to_chp)

@@ -21,9 +21,11 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub import chp, errors, proxy
+from hub import errors
 from hub.auth import access
 from hub.context import HUB
+from hub.proxy import builtin as proxy
+from hub.proxy import chp, table
 from hub.web import body, pagination
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class PatchBody(BaseModel):
     auth_token: str | None = Field(default=None, min_length=1)
 
 
-def route_model(route: proxy.Route) -> dict[str, Any]:
+def route_model(route: table.Route) -> dict[str, Any]:
     """JupyterHub's model of one route of the built-in proxy."""
     data: dict[str, Any]
     if route.prefix == "/":

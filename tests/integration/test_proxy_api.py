@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub import api_models, app, chp, context, proxy_api
+from hub import api_models, app, context, proxy_api
 from hub import settings as hub_settings
+from hub.proxy import chp
 from hub.servers import manager as servers
 from tests.integration.spawn_fixtures import CONFIG, StartHub
 from tests.integration.test_chp import chp_command  # noqa: F401 - the fixture

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from hub import proxy
+from hub.proxy import builtin as proxy
+from hub.proxy import table
 from hub.servers import manager as servers
 
 
@@ -38,8 +39,8 @@ async def front(backend: str) -> AsyncIterator[str]:
     running = proxy.Proxy(f"http://127.0.0.1:{servers.free_port('127.0.0.1')}")
     running.set_routes(
         [
-            proxy.Route("/user/a/", backend),
-            proxy.Route("/user/dead/", f"http://127.0.0.1:{servers.free_port('127.0.0.1')}"),
+            table.Route("/user/a/", backend),
+            table.Route("/user/dead/", f"http://127.0.0.1:{servers.free_port('127.0.0.1')}"),
         ]
     )
     host, port = await running.start("127.0.0.1", 0)

@@ -14,19 +14,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hub import proxy
+from hub.proxy import table
 from hub.servers import manager as servers
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[list[proxy.Route]], Awaitable[None]]
+Sink = Callable[[list[table.Route]], Awaitable[None]]
 
 
-async def load(pool: Any) -> list[proxy.Route]:
+async def load(pool: Any) -> list[table.Route]:
     """The routing table as the routes projection and the services have it."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(servers.queries["routes"])
-    return proxy.routes_from_rows(rows)
+    return table.routes_from_rows(rows)
 
 
 class RouteFollower:

@@ -24,19 +24,17 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlsplit
-from uuid import UUID
 
 import httptools
 
+from hub.proxy import table
+
 log = logging.getLogger(__name__)
 
-ActivityKey = tuple[UUID, str]
-OnActivity = Callable[[dict[ActivityKey, datetime]], Awaitable[None]]
 
 # Idle upstream connections kept per target.
 POOL_SIZE = 64
@@ -49,53 +47,6 @@ HOP_BY_HOP = frozenset({b"keep-alive", b"proxy-connection"})
 FORWARDED = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"}
 )
-
-
-@dataclass(frozen=True)
-class Route:
-    """A path prefix and where its traffic goes (the target's origin; a path in it is ignored)."""
-
-    prefix: str
-    target: str  # http://host:port
-    activity_key: ActivityKey | None = None
-    address: tuple[str, int] = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.target)
-        object.__setattr__(self, "address", (parts.hostname or "127.0.0.1", parts.port or 80))
-
-
-class RouteTable:
-    """Routes by longest matching path prefix; ``/`` (the hub) catches everything else."""
-
-    def __init__(self, default: Route) -> None:
-        self.default = default
-        self._routes: dict[str, Route] = {}
-
-    def replace(self, routes: Iterable[Route]) -> None:
-        """Swap in a new set of routes."""
-        self._routes = {route.prefix: route for route in routes}
-
-    def routes(self) -> list[Route]:
-        """Every route, the default first."""
-        return [self.default, *sorted(self._routes.values(), key=lambda r: r.prefix)]
-
-    def match(self, path: str) -> Route:
-        """The route of ``path`` (without query): the longest prefix ending in ``/`` that
-        covers it (``/user/a`` is covered by ``/user/a/``, as in CHP)."""
-        routes = self._routes
-        if not routes:
-            return self.default
-        if not path.endswith("/"):
-            found = routes.get(path + "/")
-            if found is not None:
-                return found
-        end = len(path)
-        while (end := path.rfind("/", 0, end)) > 0:
-            found = routes.get(path[: end + 1])
-            if found is not None:
-                return found
-        return self.default
 
 
 class _Exchange:
@@ -115,7 +66,7 @@ class _Exchange:
         "upstream",
     )
 
-    def __init__(self, route: Route, method: bytes, upgrade: bool) -> None:
+    def __init__(self, route: table.Route, method: bytes, upgrade: bool) -> None:
         self.route = route
         self.method = method
         self.upgrade = upgrade
@@ -497,13 +448,13 @@ class Proxy:
         self,
         hub_target: str,
         *,
-        on_activity: OnActivity | None = None,
+        on_activity: table.OnActivity | None = None,
         activity_interval: float = 30.0,
     ) -> None:
-        self.table = RouteTable(Route("/", hub_target))
+        self.table = table.RouteTable(table.Route("/", hub_target))
         self.on_activity = on_activity
         self.activity_interval = activity_interval
-        self.activity: dict[ActivityKey, float] = {}
+        self.activity: dict[table.ActivityKey, float] = {}
         self.requests = 0
         self.port = 0
         self.clients: set[_Client] = set()
@@ -553,7 +504,7 @@ class Proxy:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def set_routes(self, routes: Iterable[Route]) -> None:
+    def set_routes(self, routes: Iterable[table.Route]) -> None:
         """Replace the routing table (the default route to the hub stays)."""
         self.table.replace(routes)
 
@@ -635,12 +586,3 @@ class Proxy:
         idle = self._idle.get(upstream.address)
         if idle and upstream in idle:
             idle.remove(upstream)
-
-
-def routes_from_rows(rows: Iterable[Any]) -> list[Route]:
-    """Routes from the routes query (ready servers and services with a URL)."""
-    routes = []
-    for row in rows:
-        key = (row["user_id"], row["server_name"]) if row["user_id"] is not None else None
-        routes.append(Route(row["routespec"], row["target"], key))
-    return routes

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from hub import proxy
+from hub.proxy import table
 from hub.servers import manager as servers
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def chp_path(routespec: str) -> str:
     return routespec[:-1] if routespec != "/" and routespec.endswith("/") else routespec
 
 
-def desired(routes: Sequence[proxy.Route], hub_target: str) -> dict[str, dict[str, Any]]:
+def desired(routes: Sequence[table.Route], hub_target: str) -> dict[str, dict[str, Any]]:
     """The routes CHP should have, with their data (JupyterHub's shapes)."""
     table: dict[str, dict[str, Any]] = {"/": {"target": hub_target, "hub": True}}
     for route in routes:
@@ -82,7 +82,7 @@ class ChpProxy:
         ip: str,
         port: int,
         hub_target: str,
-        on_activity: proxy.OnActivity | None = None,
+        on_activity: table.OnActivity | None = None,
     ) -> None:
         self.command = list(command)
         self.api_url = api_url
@@ -179,7 +179,7 @@ class ChpProxy:
             table: dict[str, dict[str, Any]] = await reply.json()
             return table
 
-    async def sync(self, routes: list[proxy.Route]) -> Plan:
+    async def sync(self, routes: list[table.Route]) -> Plan:
         """Bring CHP's table in line with ``routes``; restart a CHP of ours that died."""
         assert self._session is not None
         if self.process is not None and self.process.returncode is not None:
@@ -205,11 +205,11 @@ class ChpProxy:
         return changes
 
     async def _report_activity(
-        self, routes: list[proxy.Route], have: Mapping[str, Mapping[str, Any]]
+        self, routes: list[table.Route], have: Mapping[str, Mapping[str, Any]]
     ) -> None:
         if self.on_activity is None:
             return
-        seen: dict[proxy.ActivityKey, datetime] = {}
+        seen: dict[table.ActivityKey, datetime] = {}
         for route in routes:
             if route.activity_key is None:
                 continue
