@@ -30,7 +30,6 @@ from collab import sessions as collab_sessions
 from events import notify, store
 from hub import (
     api,
-    audit,
     bootstrap,
     collab_api,
     context,
@@ -47,6 +46,7 @@ from hub import (
     users_api,
 )
 from hub import settings as hub_settings
+from hub.audit import history as audit
 from hub.auth import access, collab_access, identity, login
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy

@@ -40,7 +40,8 @@ from rich.table import Table
 import events.catalog  # noqa: F401 - registers the hub's events, which import validates against
 from events import errors as event_errors
 from events import models, sql, store, subscription
-from hub import audit, errors, progress
+from hub import errors, progress
+from hub.audit import history as audit
 from projections import base, catalog, rebuild
 
 queries = sql.Queries(__package__ or "hub", "events_cli.sql")

@@ -23,12 +23,13 @@ from aiohttp import web
 
 from events import errors as event_errors
 from events import models, sql, store
-from hub import audit_feed, errors
+from hub import errors
+from hub.audit import feed as audit_feed
 from hub.auth import access, scopes
 from hub.context import HUB
 from hub.web import pagination
 
-queries = sql.Queries(__package__ or "hub", "audit.sql")
+queries = sql.Queries(__package__ or "hub.audit", "audit.sql")
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
