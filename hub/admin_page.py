@@ -18,7 +18,10 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from hub import errors, groups_api, servers_api, user_pages, users_api
+from hub import errors, user_pages
+from hub.api import groups as groups_api
+from hub.api import servers as servers_api
+from hub.api import users as users_api
 from hub.auth import access, identity
 from hub.context import HUB
 from hub.servers import isolation

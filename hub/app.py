@@ -28,24 +28,16 @@ from collab import server as collab_server
 from collab import session_log as collab_session_log
 from collab import sessions as collab_sessions
 from events import notify, store
-from hub import (
-    api,
-    bootstrap,
-    collab_api,
-    context,
-    data_dir,
-    database,
-    errors,
-    groups_api,
-    openapi,
-    proxy_api,
-    servers_api,
-    startup,
-    tokens_api,
-    user_pages,
-    users_api,
-)
+from hub import bootstrap, context, data_dir, database, errors, startup, user_pages
 from hub import settings as hub_settings
+from hub.api import collab as collab_api
+from hub.api import groups as groups_api
+from hub.api import openapi
+from hub.api import proxy as proxy_api
+from hub.api import root as api
+from hub.api import servers as servers_api
+from hub.api import tokens as tokens_api
+from hub.api import users as users_api
 from hub.audit import history as audit
 from hub.auth import access, collab_access, identity, login
 from hub.proxy import builtin as builtin_proxy

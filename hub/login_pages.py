@@ -25,7 +25,8 @@ from events import models, sql
 from events.catalog import auth as auth_events
 from events.catalog import names
 from events.catalog import users as user_events
-from hub import errors, servers_api, user_pages
+from hub import errors, user_pages
+from hub.api import servers as servers_api
 from hub.auth import access, identity, login_cookies, login_throttle, signups
 from hub.auth.authenticators.base import Identity, LoginFailed
 from hub.context import HUB

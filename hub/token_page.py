@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from hub import errors, tokens_api
+from hub import errors
+from hub.api import tokens as tokens_api
 from hub.auth import identity
 from hub.context import HUB
 from hub.web import body

@@ -26,7 +26,8 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from events import sql
-from hub import errors, servers_api
+from hub import errors
+from hub.api import servers as servers_api
 from hub.auth import access, identity, scopes
 from hub.context import HUB
 from hub.servers import manager as servers

@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from events import models, sql, store
-from hub import users_api
+from hub.api import users as users_api
 
 log = logging.getLogger(__name__)
 

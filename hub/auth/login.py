@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from hub import admin_page, auth_api, context, login_pages, token_page
+from hub import admin_page, context, login_pages, token_page
+from hub.api import auth as auth_api
 from hub.auth import authenticators, identity, login_cookies
 from hub.auth.login_throttle import Limits
 from hub.auth.oauth import provider as oauth_provider

@@ -17,8 +17,9 @@ import pytest
 from aiohttp import test_utils
 
 from events import store
-from hub import app, bootstrap, context, proxy_api
+from hub import app, bootstrap, context
 from hub import settings as hub_settings
+from hub.api import proxy as proxy_api
 from hub.proxy import builtin as proxy
 from hub.proxy import routes, table
 from hub.servers import manager as servers

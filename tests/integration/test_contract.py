@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from hub import openapi, proxy_api
+from hub.api import openapi
+from hub.api import proxy as proxy_api
 from hub.proxy import builtin as proxy
 from hub.proxy import routes, table
 from tests.integration.api_fixtures import SERVICE_TOKEN, Api

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub import api_models, app, context, proxy_api
+from hub import app, context
 from hub import settings as hub_settings
+from hub.api import models as api_models
+from hub.api import proxy as proxy_api
 from hub.proxy import chp
 from hub.servers import manager as servers
 from tests.integration.spawn_fixtures import CONFIG, StartHub

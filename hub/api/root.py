@@ -8,7 +8,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from hub import errors, users_api, version
+from hub import errors, version
+from hub.api import users as users_api
 from hub.auth import access, scopes
 from hub.context import HUB
 

@@ -34,8 +34,8 @@ from hub.context import HUB
 from hub.servers import isolation, local_spawner
 from hub.web import body
 
-queries = sql.Queries(__package__ or "hub", "collab.sql")
-hub_queries = sql.Queries(__package__ or "hub", "hub.sql")
+queries = sql.Queries(__package__ or "hub.api", "collab.sql")
+hub_queries = sql.Queries("hub", "hub.sql")
 
 SESSIONS: web.AppKey[sessions.SessionManager] = web.AppKey(
     "chronohub.collab_sessions", sessions.SessionManager

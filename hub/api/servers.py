@@ -29,7 +29,7 @@ from hub.servers import spawner
 from hub.web import body
 
 queries = sql.Queries("hub.servers", "servers.sql")
-user_queries = sql.Queries(__package__ or "hub", "hub.sql")
+user_queries = sql.Queries("hub", "hub.sql")
 
 # JupyterHub 6's rule for named servers.
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){0,28}(?<!-)$")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub import errors, users_api
+from hub import errors
+from hub.api import users as users_api
 from hub.auth import access, identity, scopes, signups
 from hub.context import HUB
 from hub.web import body

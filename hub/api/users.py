@@ -18,14 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from events import models, sql, store
 from events.catalog import users as user_events
 from events.catalog.names import Name
-from hub import errors, servers_api
+from hub import errors
+from hub.api import servers as servers_api
 from hub.auth import access, scopes
 from hub.context import HUB
 from hub.servers import rules as server_rules
 from hub.servers import spawner
 from hub.web import body, pagination
 
-queries = sql.Queries(__package__ or "hub", "hub.sql")
+queries = sql.Queries("hub", "hub.sql")
 
 # Which fields each scope reveals (JupyterHub's model filtering).
 FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {

@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from events import models, sql, store
 from events.catalog import groups as group_events
 from events.catalog.names import Name
-from hub import errors, users_api
+from hub import errors
+from hub.api import users as users_api
 from hub.auth import access, scopes
 from hub.context import HUB
 from hub.web import body, pagination
 
-queries = sql.Queries(__package__ or "hub", "hub.sql")
+queries = sql.Queries("hub", "hub.sql")
 
 FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
     "read:groups": frozenset({"kind", "name", "properties", "users"}),

@@ -16,17 +16,15 @@ from pydantic.json_schema import models_json_schema
 
 import events.catalog  # noqa: F401 - registers the hub's events, documented below
 from events import models
-from hub import (
-    api_models,
-    auth_api,
-    collab_api,
-    groups_api,
-    proxy_api,
-    servers_api,
-    tokens_api,
-    users_api,
-    version,
-)
+from hub import version
+from hub.api import auth as auth_api
+from hub.api import collab as collab_api
+from hub.api import groups as groups_api
+from hub.api import models as api_models
+from hub.api import proxy as proxy_api
+from hub.api import servers as servers_api
+from hub.api import tokens as tokens_api
+from hub.api import users as users_api
 from hub.auth.oauth import provider as oauth_provider
 
 Model = type[pydantic.BaseModel]

@@ -14,13 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from events import sql
 from events.catalog import tokens as token_events
-from hub import errors, users_api
+from hub import errors
 from hub import settings as hub_settings
+from hub.api import users as users_api
 from hub.auth import access, roles, scopes, tokens
 from hub.context import HUB
 from hub.web import body
 
-queries = sql.Queries(__package__ or "hub", "hub.sql")
+queries = sql.Queries("hub", "hub.sql")
 
 
 class IssueToken(BaseModel):
