@@ -28,7 +28,7 @@ from collab import server as collab_server
 from collab import session_log as collab_session_log
 from collab import sessions as collab_sessions
 from events import notify, store
-from hub import bootstrap, context, data_dir, database, errors, startup, user_pages
+from hub import bootstrap, context, data_dir, database, errors, startup
 from hub import settings as hub_settings
 from hub.api import collab as collab_api
 from hub.api import groups as groups_api
@@ -40,6 +40,7 @@ from hub.api import tokens as tokens_api
 from hub.api import users as users_api
 from hub.audit import history as audit
 from hub.auth import access, collab_access, identity, login
+from hub.pages import user as user_pages
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table

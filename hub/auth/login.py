@@ -7,11 +7,14 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from hub import admin_page, context, login_pages, token_page
+from hub import context
 from hub.api import auth as auth_api
 from hub.auth import authenticators, identity, login_cookies
 from hub.auth.login_throttle import Limits
 from hub.auth.oauth import provider as oauth_provider
+from hub.pages import admin as admin_page
+from hub.pages import login as login_pages
+from hub.pages import token as token_page
 from hub.web import html
 
 

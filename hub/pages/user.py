@@ -36,7 +36,7 @@ from hub.servers import spawner
 from hub.web import html
 
 queries = sql.Queries("hub.servers", "servers.sql")
-user_queries = sql.Queries(__package__ or "hub", "hub.sql")
+user_queries = sql.Queries("hub", "hub.sql")
 
 # Redirects from /hub/user/... back to a ready server's /user/... before giving up (the
 # proxy is not routing it): JupyterHub's guard against a redirect loop.

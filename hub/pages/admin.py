@@ -18,12 +18,13 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from hub import errors, user_pages
+from hub import errors
 from hub.api import groups as groups_api
 from hub.api import servers as servers_api
 from hub.api import users as users_api
 from hub.auth import access, identity
 from hub.context import HUB
+from hub.pages import user as user_pages
 from hub.servers import isolation
 from hub.servers import rules as server_rules
 from hub.web import body

@@ -25,15 +25,16 @@ from events import models, sql
 from events.catalog import auth as auth_events
 from events.catalog import names
 from events.catalog import users as user_events
-from hub import errors, user_pages
+from hub import errors
 from hub.api import servers as servers_api
 from hub.auth import access, identity, login_cookies, login_throttle, signups
 from hub.auth.authenticators.base import Identity, LoginFailed
 from hub.context import HUB
+from hub.pages import user as user_pages
 from hub.web import client_address, html
 
 log = logging.getLogger(__name__)
-queries = sql.Queries(__package__ or "hub", "hub.sql")
+queries = sql.Queries("hub", "hub.sql")
 LOGIN = models.Actor(kind="system", name="login")
 _NAME = TypeAdapter(names.Name)
 
