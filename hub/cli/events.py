@@ -40,11 +40,12 @@ from rich.table import Table
 import events.catalog  # noqa: F401 - registers the hub's events, which import validates against
 from events import errors as event_errors
 from events import models, sql, store, subscription
-from hub import errors, progress
+from hub import errors
 from hub.audit import history as audit
+from hub.cli import progress
 from projections import base, catalog, rebuild
 
-queries = sql.Queries(__package__ or "hub", "events_cli.sql")
+queries = sql.Queries(__package__ or "hub.cli", "events.sql")
 
 # soft_wrap: a message is never broken mid-line (a checkpoint in it stays one token).
 stdout = Console(highlight=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from events import models, sql, store
 from hub import errors
 from hub.auth import access, scopes, tokens
 
-queries = sql.Queries(__package__ or "hub", "hub.sql")
+queries = sql.Queries("hub", "hub.sql")
 
 CLI = models.Metadata(actor=models.Actor(kind="system", name="chronohub-cli"))
 

@@ -16,7 +16,7 @@ from hub import errors
 from hub import settings as hub_settings
 from hub.auth import signups
 
-queries = sql.Queries(__package__ or "hub", "hub.sql")
+queries = sql.Queries("hub", "hub.sql")
 CLI = models.Metadata(actor=models.Actor(kind="system", name="chronohub-cli"))
 
 

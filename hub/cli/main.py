@@ -15,19 +15,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hub import (
-    app,
-    bootstrap,
-    data_dir,
-    database,
-    errors,
-    events_cli,
-    password_cli,
-    progress,
-    startup,
-    users_cli,
-)
+from hub import app, bootstrap, data_dir, database, errors, startup
 from hub import settings as hub_settings
+from hub.cli import events as events_cli
+from hub.cli import password as password_cli
+from hub.cli import progress
+from hub.cli import users as users_cli
 from migrations import runner as migrations
 from projections import base, catalog, rebuild
 
