@@ -78,7 +78,7 @@ async def list_signups(request: web.Request) -> web.Response:
         await access.require(request, conn, ["admin:users"])
         rows = await conn.fetch(signups.queries["signups_all"])
     return web.json_response(
-        [{"name": r["name"], "requested": users_api.iso(r["requested"])} for r in rows]
+        [{"name": r["name"], "requested": body.iso(r["requested"])} for r in rows]
     )
 
 

@@ -9,9 +9,9 @@ import asyncpg
 from aiohttp import web
 
 from hub import errors, version
-from hub.api import users as users_api
 from hub.auth import access, scopes
 from hub.context import HUB
+from hub.web import body
 
 
 async def root(request: web.Request) -> web.Response:
@@ -58,8 +58,8 @@ async def whoami(request: web.Request) -> web.Response:
             "groups": list(row["groups"]),
             "server": None,
             "pending": None,
-            "created": users_api.iso(row["created"]),
-            "last_activity": users_api.iso(row["last_activity"]),
+            "created": body.iso(row["created"]),
+            "last_activity": body.iso(row["last_activity"]),
             "servers": {},
             "auth_state": None,
         }

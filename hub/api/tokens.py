@@ -16,7 +16,6 @@ from events import sql
 from events.catalog import tokens as token_events
 from hub import errors
 from hub import settings as hub_settings
-from hub.api import users as users_api
 from hub.auth import access, roles, scopes, tokens
 from hub.context import HUB
 from hub.web import body
@@ -46,9 +45,9 @@ def render(row: Any, user: str) -> dict[str, Any]:
         "roles": [],
         "scopes": list(row["scopes"]),
         "note": row["note"],
-        "created": users_api.iso(row["created"]),
-        "last_activity": users_api.iso(row["last_activity"]),
-        "expires_at": users_api.iso(row["expires_at"]),
+        "created": body.iso(row["created"]),
+        "last_activity": body.iso(row["last_activity"]),
+        "expires_at": body.iso(row["expires_at"]),
         "session_id": None,
         "oauth_client": row["oauth_client_name"] or "JupyterHub",
     }

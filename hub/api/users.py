@@ -106,13 +106,6 @@ def normalize(name: str) -> str:
     return name.lower()
 
 
-def iso(value: datetime | None) -> str | None:
-    """JupyterHub's timestamp format: ISO 8601 in UTC with a ``Z``."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def render(
     row: Any,
     caller: access.Caller,
@@ -145,8 +138,8 @@ def render(
         "groups": list(row["groups"]),
         "server": None,
         "pending": None,
-        "created": iso(row["created"]),
-        "last_activity": iso(row["last_activity"]),
+        "created": body.iso(row["created"]),
+        "last_activity": body.iso(row["last_activity"]),
         "servers": {},
         "auth_state": None,
         "user_info": {"name": row["name"], "display_name": row["name"]},
@@ -406,7 +399,7 @@ async def post_activity(request: web.Request) -> web.Response:
         if stamp.tzinfo is None:
             raise errors.BadRequest("last_activity must include a timezone (e.g. 'Z')")
         if stamp > now + MAX_FUTURE_ACTIVITY:
-            raise errors.BadRequest(f"last_activity {iso(stamp)} is in the future")
+            raise errors.BadRequest(f"last_activity {body.iso(stamp)} is in the future")
     async with hub.store.pool.acquire() as conn:
         await access.require(request, conn, ["users:activity"], scopes.Filter.user(name))
         row = await conn.fetchrow(queries["user_by_name"], name)

@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from events import models, sql, store
-from hub.api import users as users_api
+from hub.web import body
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def render(event: models.RecordedEvent, data: dict[str, Any] | None = None) -> d
         "schema_version": type(event.data).schema_version,
         "stream": event.stream_id,
         "version": event.stream_version,
-        "time": users_api.iso(event.recorded_at),
+        "time": body.iso(event.recorded_at),
         "actor": {"kind": meta.actor.kind, "name": meta.actor.name},
         "data": data if data is not None else event.data.model_dump(mode="json"),
         "request_id": meta.request_id,

@@ -24,8 +24,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from hub import startup
 from hub.proxy import table
-from hub.servers import manager as servers
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class ChpProxy:
         await self._wait_for_api()
 
     async def _launch(self) -> None:
-        api_port = servers.free_port("127.0.0.1")
+        api_port = startup.free_port("127.0.0.1")
         self.api_url = f"http://127.0.0.1:{api_port}"
         env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": self.auth_token}
         args = [

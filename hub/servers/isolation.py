@@ -29,7 +29,6 @@ import os
 import pwd
 import re
 import shutil
-import stat
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -108,19 +107,6 @@ def account_name(user: str, prefix: str, mapping: Mapping[str, str] | None = Non
     cleaned = re.sub(r"[^a-z0-9_-]", "", user.lower())
     room = MAX_ACCOUNT_LENGTH - len(prefix) - len(digest) - 1
     return f"{prefix}{cleaned[:room]}-{digest}"
-
-
-def closed_to_others(path: Path) -> Path | None:
-    """The first directory on the way to ``path`` (itself included) that other accounts cannot
-    pass through (no ``o+x``), or None if they can reach it."""
-    for step in [*reversed(path.parents), path]:
-        try:
-            mode = step.stat().st_mode
-        except OSError:
-            return step
-        if step.is_dir() and not mode & stat.S_IXOTH:
-            return step
-    return None
 
 
 @dataclass(frozen=True)

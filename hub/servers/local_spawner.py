@@ -291,6 +291,6 @@ def closed_to_users(program: str) -> Path | None:
             interpreter = Path(first[2:].split()[0].decode(errors="replace"))
             steps += [interpreter, interpreter.resolve()]
     for step in steps:
-        if closed := isolation.closed_to_others(step.parent):
+        if closed := data_dir.closed_to_others(step.parent):
             return closed
     return None

@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import re
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from events import models, sql, store
 from events.catalog import server_records
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
+from hub import startup
 from hub.auth import tokens
 from hub.auth.oauth import clients as oauth_clients
 from hub.servers import isolation, local_spawner, rules, spawner
@@ -48,14 +48,6 @@ POLL_REQUEST_TIMEOUT_S = 2.0
 READOPT_CHECK_S = 3.0
 # How long DELETE waits for a stop before answering 202.
 SLOW_STOP_TIMEOUT_S = 10.0
-
-
-def free_port(ip: str) -> int:
-    """A port nothing listens on now (the server binds it a moment later, as in JupyterHub)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((ip, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # How much of a failed server's log is read for its own error.
@@ -343,7 +335,7 @@ class ServerManager:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.start_timeout
         try:
-            port = free_port(settings.ip)
+            port = startup.free_port(settings.ip)
             path = rules.prefix(live.user, live.server_name)
             url = f"http://{settings.ip}:{port}{path}"
             env = rules.contract_env(

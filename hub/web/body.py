@@ -1,4 +1,5 @@
-"""Request bodies: JSON parsed and validated by a pydantic model, or 400 naming the field.
+"""Request bodies: JSON parsed and validated by a pydantic model, or 400 naming the field; and
+JupyterHub's timestamp format for the times in replies (``iso``).
 
 Nothing is written before a body has been validated whole, so a bad request never leaves
 half a change behind.
@@ -7,6 +8,7 @@ half a change behind.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pydantic
@@ -85,3 +87,10 @@ def describe(exc: pydantic.ValidationError) -> str:
         else:
             parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
+
+
+def iso(value: datetime | None) -> str | None:
+    """JupyterHub's timestamp format: ISO 8601 in UTC with a ``Z``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hub import data_dir
 from hub.servers import isolation, local_spawner, spawner
 
 
@@ -43,7 +44,7 @@ def test_a_closed_directory_on_the_way_is_named(reachable_tmp: Path) -> None:
     script.write_text("#!/usr/bin/env python3\n")
     script.chmod(0o755)
     assert local_spawner.closed_to_users(str(script)) == closed
-    assert isolation.closed_to_others(script) == closed
+    assert data_dir.closed_to_others(script) == closed
 
 
 def test_an_interpreter_out_of_reach_is_named(reachable_tmp: Path) -> None:
