@@ -17,8 +17,6 @@ from hub.auth import access, identity, scopes, signups
 from hub.context import HUB
 from hub.web import body
 
-hub_queries = signups.hub_queries
-
 
 class SetPassword(BaseModel):
     """``PUT /users/{name}/password``."""
@@ -45,7 +43,7 @@ async def set_password(request: web.Request) -> web.Response:
     min_length = request.app[identity.AUTH].settings.min_password_length
     metadata = access.event_metadata(request, caller)
     async with hub.store.pool.acquire() as conn:
-        owner = await conn.fetchrow(hub_queries["user_by_name"], name)
+        owner = await conn.fetchrow(signups.queries["user_by_name"], name)
         groups = {name: list(owner["groups"])} if owner else None
         as_admin = owner is not None and caller.grants.allows(
             "admin:users", scopes.Filter.user(name), groups_of=groups

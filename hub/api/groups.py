@@ -22,7 +22,8 @@ from hub.auth import access, scopes
 from hub.context import HUB
 from hub.web import body, pagination
 
-queries = sql.Queries("hub", "hub.sql")
+queries = sql.Queries(__package__ or "hub.api", "groups.sql")
+users_queries = sql.Queries(__package__ or "hub.api", "users.sql")
 
 FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
     "read:groups": frozenset({"kind", "name", "properties", "users"}),
@@ -99,7 +100,7 @@ async def list_groups(request: web.Request) -> web.Response:
 async def _user_ids(conn: sql.Connection, names: list[str]) -> dict[str, UUID]:
     """Ids of the named users; 400 naming those that do not exist."""
     wanted = list(dict.fromkeys(n.lower() for n in names))
-    rows = await conn.fetch(queries["users_by_name"], wanted)
+    rows = await conn.fetch(users_queries["users_by_name"], wanted)
     found = {row["name"]: row["user_id"] for row in rows}
     missing = [n for n in wanted if n not in found]
     if missing:

@@ -29,7 +29,7 @@ from hub.servers import spawner
 from hub.web import body
 
 queries = sql.Queries("hub.servers", "servers.sql")
-user_queries = sql.Queries("hub", "hub.sql")
+auth_queries = sql.Queries("hub.auth", "auth.sql")
 
 # JupyterHub 6's rule for named servers.
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){0,28}(?<!-)$")
@@ -155,7 +155,7 @@ async def _target(
     user = request.match_info["name"]
     server_name = _server_name(request)
     caller = await access.require(request, conn, any_of, scopes.Filter.server(user, server_name))
-    row = await conn.fetchrow(user_queries["user_by_name"], user)
+    row = await conn.fetchrow(auth_queries["user_by_name"], user)
     if row is None:
         raise errors.NotFound(f"No such user: {user}")
     return caller, row, server_name

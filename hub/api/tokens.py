@@ -20,7 +20,8 @@ from hub.auth import access, roles, scopes, tokens
 from hub.context import HUB
 from hub.web import body
 
-queries = sql.Queries("hub", "hub.sql")
+auth_queries = sql.Queries("hub.auth", "auth.sql")
+queries = sql.Queries(__package__ or "hub.api", "tokens.sql")
 
 
 class IssueToken(BaseModel):
@@ -54,7 +55,7 @@ def render(row: Any, user: str) -> dict[str, Any]:
 
 
 async def _owner(conn: sql.Connection, name: str) -> Any:
-    row = await conn.fetchrow(queries["user_by_name"], name)
+    row = await conn.fetchrow(auth_queries["user_by_name"], name)
     if row is None:
         raise errors.NotFound(f"No such user: {name}")
     return row
@@ -104,7 +105,7 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[A
     async with hub.store.session() as session:
         conn = session.conn
         caller = access.caller_of(request)
-        owner = await conn.fetchrow(queries["user_by_name"], name)
+        owner = await conn.fetchrow(auth_queries["user_by_name"], name)
         if owner is None or not caller.grants.allows(
             "tokens", scopes.Filter.user(name), groups_of={name: list(owner["groups"])}
         ):

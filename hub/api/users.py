@@ -26,7 +26,8 @@ from hub.servers import rules as server_rules
 from hub.servers import spawner
 from hub.web import body, pagination
 
-queries = sql.Queries("hub", "hub.sql")
+queries = sql.Queries(__package__ or "hub.api", "users.sql")
+auth_queries = sql.Queries("hub.auth", "auth.sql")
 
 # Which fields each scope reveals (JupyterHub's model filtering).
 FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
@@ -241,7 +242,7 @@ async def create_many(
             await _append_created(
                 session, name, command.admin, access.event_metadata(request, caller)
             )
-        rows = [await session.conn.fetchrow(queries["user_by_name"], n) for n in new]
+        rows = [await session.conn.fetchrow(auth_queries["user_by_name"], n) for n in new]
     return caller, rows
 
 
@@ -264,7 +265,7 @@ async def get_user(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     async with hub.store.pool.acquire() as conn:
         caller = await access.require(request, conn, READ_USER_SCOPES, scopes.Filter.user(name))
-        row = await conn.fetchrow(queries["user_by_name"], name)
+        row = await conn.fetchrow(auth_queries["user_by_name"], name)
         if row is None:
             raise errors.NotFound(f"No such user: {name}")
         servers = await servers_api.servers_by_user(
@@ -280,10 +281,10 @@ async def create_user(request: web.Request) -> web.Response:
     name = normalize(body.valid_name(request.match_info["name"], "username"))
     async with hub.store.session() as session:
         caller = await access.require(request, session.conn, ["admin:users"])
-        if await session.conn.fetchrow(queries["user_by_name"], name) is not None:
+        if await session.conn.fetchrow(auth_queries["user_by_name"], name) is not None:
             raise errors.Conflict(f"User {name} already exists")
         await _append_created(session, name, command.admin, access.event_metadata(request, caller))
-        row = await session.conn.fetchrow(queries["user_by_name"], name)
+        row = await session.conn.fetchrow(auth_queries["user_by_name"], name)
     return web.json_response(render(row, caller), status=201)
 
 
@@ -301,14 +302,14 @@ async def modify(request: web.Request, name: str, command: ModifyUser) -> tuple[
     async with hub.store.session() as session:
         conn = session.conn
         caller = await access.require(request, conn, ["admin:users"], scopes.Filter.user(name))
-        row = await conn.fetchrow(queries["user_by_name"], name)
+        row = await conn.fetchrow(auth_queries["user_by_name"], name)
         if row is None:
             raise errors.NotFound(f"No such user: {name}")
         stream = user_events.stream_id(row["user_id"])
         changes: list[models.Event] = []
         new_name = normalize(command.name) if command.name is not None else name
         if new_name != name:
-            if await conn.fetchrow(queries["user_by_name"], new_name) is not None:
+            if await conn.fetchrow(auth_queries["user_by_name"], new_name) is not None:
                 raise errors.BadRequest(f"User {new_name} already exists, username must be unique")
             # A running server was started under /user/<old name>/ and answers only there.
             running = (
@@ -326,7 +327,7 @@ async def modify(request: web.Request, name: str, command: ModifyUser) -> tuple[
             )
         if changes:
             await session.append(stream, changes, metadata=access.event_metadata(request, caller))
-        updated = await conn.fetchrow(queries["user_by_name"], new_name)
+        updated = await conn.fetchrow(auth_queries["user_by_name"], new_name)
     return caller, updated
 
 
@@ -344,7 +345,7 @@ async def delete(request: web.Request, name: str) -> None:
         caller = await access.require(
             request, session.conn, ["delete:users"], scopes.Filter.user(name)
         )
-        row = await session.conn.fetchrow(queries["user_by_name"], name)
+        row = await session.conn.fetchrow(auth_queries["user_by_name"], name)
         if row is None:
             raise errors.NotFound(f"No such user: {name}")
         if caller.kind == "user" and caller.name == name:
@@ -364,7 +365,7 @@ async def _stop_servers_of(request: web.Request, name: str) -> None:
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
         caller = await access.require(request, conn, ["delete:users"], scopes.Filter.user(name))
-        row = await conn.fetchrow(queries["user_by_name"], name)
+        row = await conn.fetchrow(auth_queries["user_by_name"], name)
         if row is None:
             return
         if caller.kind == "user" and caller.name == name:
@@ -402,7 +403,7 @@ async def post_activity(request: web.Request) -> web.Response:
             raise errors.BadRequest(f"last_activity {body.iso(stamp)} is in the future")
     async with hub.store.pool.acquire() as conn:
         await access.require(request, conn, ["users:activity"], scopes.Filter.user(name))
-        row = await conn.fetchrow(queries["user_by_name"], name)
+        row = await conn.fetchrow(auth_queries["user_by_name"], name)
         if row is None:
             raise errors.NotFound(f"No such user: {name}")
         known = await servers_api.servers_by_user(conn, [row["user_id"]], include_stopped=True)
@@ -412,7 +413,7 @@ async def post_activity(request: web.Request) -> web.Response:
                 raise errors.BadRequest(f"No such server: {server!r}")
         async with conn.transaction():
             for stamp in stamps:  # a server's activity is its user's too, as in JupyterHub
-                await conn.execute(queries["activity_touch"], row["user_id"], "", stamp)
+                await conn.execute(auth_queries["activity_touch"], row["user_id"], "", stamp)
             if report.servers:
                 await conn.execute(
                     servers_api.queries["server_activity_touch"],

@@ -1,4 +1,4 @@
--- Queries of the audit API (hub/audit.py). History queries read committed events by position
+-- Queries of the audit API (hub/audit/history.py). History queries read committed events by position
 -- (not through the fence: they answer "what is in the log", not "what comes next"); the live
 -- stream uses events.subscription, which does.
 --

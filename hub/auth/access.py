@@ -26,7 +26,7 @@ from hub.context import HUB
 from hub.errors import Handler
 from hub.web import client_address
 
-queries = sql.Queries("hub", "hub.sql")
+queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
 
 MISSING_CREDENTIALS = "Missing or invalid credentials."
 # Token and user activity from API use is written at most this often per token (JupyterHub's

@@ -1,6 +1,6 @@
--- Queries of login, browser sessions and the OAuth provider (hub/credentials.py,
--- hub/sessions.py, hub/login_throttle.py, hub/oauth_provider.py, hub/oauth_clients.py,
--- hub/signups.py).
+-- Queries of hub/auth/: credentials, login cookies, login throttling, signups; callers and
+-- their tokens, roles and groups (access.py, tokens.py); and the user lookup by name that every
+-- layer above uses (user_by_name).
 
 -- name: credential_get
 SELECT password_hash FROM credentials WHERE user_id = $1;
@@ -65,44 +65,84 @@ RETURNING session_id;
 -- name: sessions_purge
 DELETE FROM login_sessions WHERE expires_at <= clock_timestamp();
 
--- name: client_get
-SELECT client_id, kind, owner, server_name, redirect_uri, token_id, description, no_confirm,
-       allowed_scopes
-  FROM oauth_clients WHERE client_id = $1;
+-- name: token_owner
+-- Who a token belongs to, if it exists and has not expired, with everything needed to work
+-- out its scopes: the lookup of every request, in one round trip.
+SELECT t.token_id, t.user_id, t.service, t.scopes,
+       u.name AS user_name, u.admin AS user_admin, s.admin AS service_admin,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = t.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE (g.principal_kind = 'user' AND g.principal = t.user_id::text)
+                     OR (g.principal_kind = 'service' AND g.principal = t.service)), '{}')
+           AS role_names,
+       coalesce((SELECT array_agg(scope)
+                   FROM role_grants g JOIN roles r ON r.name = g.role, unnest(r.scopes) scope
+                  WHERE (g.principal_kind = 'user' AND g.principal = t.user_id::text)
+                     OR (g.principal_kind = 'service' AND g.principal = t.service)
+                     OR (g.principal_kind = 'group' AND g.principal IN (
+                            SELECT group_id::text FROM group_members
+                             WHERE user_id = t.user_id))), '{}') AS role_scopes
+  FROM token_secrets k
+  JOIN tokens t USING (token_id)
+  LEFT JOIN users u ON u.user_id = t.user_id
+  LEFT JOIN services s ON s.name = t.service
+ WHERE k.hash = $1
+   AND (t.expires_at IS NULL OR t.expires_at > clock_timestamp());
 
--- name: clients_all
-SELECT client_id, kind, owner, server_name, redirect_uri, token_id, description, no_confirm,
-       allowed_scopes
-  FROM oauth_clients ORDER BY client_id;
+-- name: token_store_secret
+INSERT INTO token_secrets (token_id, prefix, hash) VALUES ($1, $2, $3);
 
--- name: client_secret_matches
--- Whether a client secret is the API token the client authenticates with: any live token of
--- the service, or the one token the spawner gave the server.
-SELECT EXISTS (
-    SELECT 1
-      FROM token_secrets k JOIN tokens t USING (token_id)
-     WHERE k.hash = $2
-       AND (t.expires_at IS NULL OR t.expires_at > clock_timestamp())
-       AND ((c.kind = 'service' AND t.service = c.owner)
-            OR (c.kind = 'server' AND t.token_id = c.token_id)))
-  FROM oauth_clients c WHERE c.client_id = $1;
+-- name: token_touch
+INSERT INTO token_activity (token_id, last_activity) VALUES ($1, $2)
+ON CONFLICT (token_id) DO UPDATE SET last_activity = greatest(token_activity.last_activity,
+                                                              excluded.last_activity);
 
--- name: grant_get
-SELECT scopes FROM oauth_grants WHERE user_id = $1 AND client_id = $2;
+-- name: user_role_scopes
+-- Every scope a user holds through roles granted to them or to their groups.
+SELECT r.scopes
+  FROM role_grants g JOIN roles r ON r.name = g.role
+ WHERE (g.principal_kind = 'user' AND g.principal = $1::uuid::text)
+    OR (g.principal_kind = 'group' AND g.principal IN (
+            SELECT group_id::text FROM group_members WHERE user_id = $1::uuid));
 
--- name: code_create
-INSERT INTO oauth_codes (code_id, hash, client_id, user_id, redirect_uri, scopes,
-                         code_challenge, code_challenge_method, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+-- name: user_role_names
+SELECT DISTINCT g.role
+  FROM role_grants g
+ WHERE g.principal_kind = 'user' AND g.principal = $1::uuid::text
+ ORDER BY 1;
 
--- name: code_purge_expired
-DELETE FROM oauth_codes WHERE expires_at <= clock_timestamp();
+-- name: user_by_name
+SELECT u.user_id, u.name, u.admin, u.created,
+       (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = u.user_id) AS last_activity,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = u.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE g.principal_kind = 'user' AND g.principal = u.user_id::text), '{}')
+           AS roles
+  FROM users u
+ WHERE u.name = $1;
 
--- name: code_take
--- A code is used once: whoever deletes it exchanges it; a second attempt finds nothing.
-DELETE FROM oauth_codes c
- USING users u
- WHERE c.hash = $1 AND u.user_id = c.user_id
-RETURNING c.code_id, c.client_id, c.user_id, u.name AS user_name, u.admin AS user_admin,
-          c.redirect_uri, c.scopes, c.code_challenge, c.code_challenge_method,
-          c.expires_at, clock_timestamp() AS now;
+-- name: activity_touch
+-- Activity only moves forward.
+INSERT INTO activity (user_id, server_name, last_activity) VALUES ($1, $2, $3)
+ON CONFLICT (user_id, server_name) DO UPDATE
+   SET last_activity = greatest(activity.last_activity, excluded.last_activity);
+
+-- name: activity_touch_unless_server_token
+-- A user's activity from API use with token $2, unless that is a server's own token: a
+-- server's API calls are not its user's activity (JupyterHub does not count them either).
+INSERT INTO activity (user_id, server_name, last_activity)
+SELECT $1, '', $3
+ WHERE NOT EXISTS (SELECT 1 FROM servers WHERE token_id = $2)
+ON CONFLICT (user_id, server_name) DO UPDATE
+   SET last_activity = greatest(activity.last_activity, excluded.last_activity);
+
+-- name: groups_of_users
+SELECT u.name AS user_name, g.name AS group_name
+  FROM users u JOIN group_members m USING (user_id) JOIN groups g USING (group_id)
+ WHERE u.name = ANY($1::text[]);

@@ -20,7 +20,6 @@ from hub import errors
 from hub.auth import credentials
 
 queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
-hub_queries = sql.Queries("hub", "hub.sql")
 _NAME = TypeAdapter(names.Name)
 
 
@@ -48,7 +47,7 @@ async def request(
     password_hash = await credentials.hash_password(password)
     async with event_store.session() as session:
         conn = session.conn
-        if await conn.fetchrow(hub_queries["user_by_name"], name) is not None:
+        if await conn.fetchrow(queries["user_by_name"], name) is not None:
             raise errors.Conflict(f"the username {name} is taken")
         if await conn.fetchrow(queries["signup_pending"], name) is not None:
             raise errors.Conflict(f"an account for {name} was already asked for")
@@ -67,7 +66,7 @@ async def approve(event_store: store.EventStore, name: str, *, metadata: models.
         pending = await conn.fetchrow(queries["signup_pending"], name)
         if pending is None:
             raise errors.NotFound(f"No signup request for {name}")
-        if await conn.fetchrow(hub_queries["user_by_name"], name) is not None:
+        if await conn.fetchrow(queries["user_by_name"], name) is not None:
             raise errors.Conflict(f"the username {name} was taken since it was asked for")
         password_hash = await conn.fetchval(queries["signup_credential_take"], name)
         user_id = uuid4()
@@ -94,7 +93,7 @@ async def approve(event_store: store.EventStore, name: str, *, metadata: models.
                 by="signup",
                 metadata=metadata,
             )
-        return await conn.fetchrow(hub_queries["user_by_name"], name)
+        return await conn.fetchrow(queries["user_by_name"], name)
 
 
 async def reject(event_store: store.EventStore, name: str, *, metadata: models.Metadata) -> None:
@@ -124,7 +123,7 @@ async def set_password(
     credentials.check_rules(password, min_length)
     password_hash = await credentials.hash_password(password)
     async with event_store.session() as session:
-        row = await session.conn.fetchrow(hub_queries["user_by_name"], name)
+        row = await session.conn.fetchrow(queries["user_by_name"], name)
         if row is None:
             raise errors.NotFound(f"No such user: {name}")
         await credentials.set_password(session, row, password_hash, by=by, metadata=metadata)

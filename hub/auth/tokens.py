@@ -16,7 +16,7 @@ from uuid import UUID
 from events import models, sql, store
 from events.catalog import tokens as token_events
 
-queries = sql.Queries("hub", "hub.sql")
+queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
 
 PREFIX_LENGTH = 4
 

@@ -1,4 +1,4 @@
--- Queries of the event-log commands (hub/events_cli.py): export, import, stats and state.
+-- Queries of the event-log commands (hub/cli/events.py): export, import, stats and state.
 
 -- name: export_bounds
 -- Where the export's pages end: the checkpoint of every $3-th event after ($1 tx,

@@ -16,7 +16,8 @@ from hub import errors
 from hub import settings as hub_settings
 from hub.auth import signups
 
-queries = sql.Queries("hub", "hub.sql")
+auth_queries = sql.Queries("hub.auth", "auth.sql")
+queries = sql.Queries(__package__ or "hub.cli", "password.sql")
 CLI = models.Metadata(actor=models.Actor(kind="system", name="chronohub-cli"))
 
 
@@ -38,7 +39,7 @@ async def set_password(
     name = signups.valid_name(name.lower())
     created = first_admin = False
     async with event_store.session() as session:
-        if await session.conn.fetchrow(queries["user_by_name"], name) is None:
+        if await session.conn.fetchrow(auth_queries["user_by_name"], name) is None:
             user_id = uuid4()
             first_admin = not await session.conn.fetchval(queries["any_admin"])
             admin = first_admin or name in {n.lower() for n in config.admin_users}

@@ -8,7 +8,7 @@ from events import models, sql, store
 from hub import errors
 from hub.auth import access, scopes, tokens
 
-queries = sql.Queries("hub", "hub.sql")
+auth_queries = sql.Queries("hub.auth", "auth.sql")
 
 CLI = models.Metadata(actor=models.Actor(kind="system", name="chronohub-cli"))
 
@@ -26,7 +26,7 @@ async def issue_token(
     if expires_in is not None and expires_in < 1:
         raise errors.BadRequest("--expires-in must be a positive number of seconds")
     async with event_store.session() as session:
-        row = await session.conn.fetchrow(queries["user_by_name"], user)
+        row = await session.conn.fetchrow(auth_queries["user_by_name"], user)
         if row is None:
             raise errors.NotFound(f"No such user: {user}")
         await access.check_token_request(session.conn, row, requested)

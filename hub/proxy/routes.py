@@ -14,9 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from events import sql
 from hub.proxy import table
-from hub.servers import manager as servers
 
+queries = sql.Queries(__package__ or "hub.proxy", "routes.sql")
 log = logging.getLogger(__name__)
 
 Sink = Callable[[list[table.Route]], Awaitable[None]]
@@ -25,7 +26,7 @@ Sink = Callable[[list[table.Route]], Awaitable[None]]
 async def load(pool: Any) -> list[table.Route]:
     """The routing table as the routes projection and the services have it."""
     async with pool.acquire() as conn:
-        rows = await conn.fetch(servers.queries["routes"])
+        rows = await conn.fetch(queries["routes"])
     return table.routes_from_rows(rows)
 
 

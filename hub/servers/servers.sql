@@ -1,5 +1,5 @@
--- Queries of the server lifecycle (hub/servers.py, hub/servers_api.py) over the servers and
--- routes projections, and server activity.
+-- Queries of the server lifecycle (hub/servers/manager.py; also hub/api/servers.py and
+-- hub/pages/user.py) over the servers projection, and server activity.
 
 -- name: lock_server
 -- Serialises decisions about one server across hub processes, for the transaction.
@@ -57,12 +57,3 @@ INSERT INTO activity (user_id, server_name, last_activity)
 SELECT u, '', t FROM unnest($1::uuid[], $2::timestamptz[]) AS x(u, t)
 ON CONFLICT (user_id, server_name) DO UPDATE
    SET last_activity = greatest(activity.last_activity, excluded.last_activity);
-
--- name: routes
--- The proxy's table: ready servers, and services that have a URL.
-SELECT routespec, target, user_id, user_name, server_name, NULL::text AS service
-  FROM routes
-UNION ALL
-SELECT '/services/' || name || '/', url, NULL, NULL, NULL, name
-  FROM services WHERE url IS NOT NULL AND url <> ''
- ORDER BY 1;

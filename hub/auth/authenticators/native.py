@@ -13,7 +13,7 @@ from events.catalog import auth as auth_events
 from hub.auth import credentials
 from hub.auth.authenticators.base import Identity, LoginFailed
 
-queries = sql.Queries("hub", "hub.sql")
+queries = sql.Queries("hub.auth", "auth.sql")
 
 
 class NativeAuthenticator:

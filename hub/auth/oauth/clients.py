@@ -26,7 +26,7 @@ from events.catalog import auth as auth_events
 from hub import settings as hub_settings
 from hub.auth import scopes
 
-queries = sql.Queries("hub.auth", "auth.sql")
+queries = sql.Queries(__package__ or "hub.auth.oauth", "oauth.sql")
 
 SERVICE_PREFIX = "service-"
 SERVER_PREFIX = "jupyterhub-user-"

@@ -43,7 +43,7 @@ from hub.auth.oauth import clients as oauth_clients
 from hub.context import HUB
 from hub.web import html
 
-queries = sql.Queries("hub.auth", "auth.sql")
+queries = sql.Queries(__package__ or "hub.auth.oauth", "oauth.sql")
 
 # RFC 7636 section 4.1: 43 to 128 characters of [A-Z a-z 0-9 - . _ ~].
 VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
