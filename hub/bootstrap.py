@@ -254,7 +254,7 @@ async def _grants(
 
 
 async def _oauth_clients(session: store.Session, config: hub_settings.Settings) -> int:
-    """The OAuth clients of the configured services (``hub/oauth_clients.py``)."""
+    """The OAuth clients of the configured services (``hub/auth/oauth/clients.py``)."""
     try:
         return await oauth_clients.reconcile(session, config, STARTUP)
     except oauth_clients.ClientConfigError as exc:

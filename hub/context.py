@@ -25,7 +25,7 @@ class Hub:
     # whose account users' code runs as (the start-up banner and the admin page say)
     isolation: isolation.Isolation | None = None
     rooms: collab_rooms.Rooms | None = None  # collaboration rooms, when the hub serves them
-    # shared execution sessions on those rooms (hub/collab_api.py)
+    # shared execution sessions on those rooms (hub/api/collab.py)
     collab_sessions: collab_sessions.SessionManager | None = None
 
 

@@ -1,7 +1,7 @@
 """``GET /hub/api/openapi.json``: chronohub's own OpenAPI document, from its pydantic models.
 
 Request bodies are the models the handlers validate with, and replies are the models of
-``hub/api_models.py``, which a test checks real replies against, so the document cannot
+``hub/api/models.py``, which a test checks real replies against, so the document cannot
 drift from what the API does.
 """
 
@@ -144,7 +144,7 @@ OPERATIONS: tuple[Operation, ...] = (
         " code_verifier) for an access token",
         reply=oauth_provider.TokenReply,
     ),
-    # Servers (hub/servers_api.py): 201 ready, 202 pending, text/plain bodies.
+    # Servers (hub/api/servers.py): 201 ready, 202 pending, text/plain bodies.
     Operation(
         "post", "/users/{name}/server", "Start the default server", "start:servers",
         servers_api.SpawnBody, 201,
@@ -179,7 +179,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "get", "/users/{name}/servers/{server_name}/progress",
         "A spawn's progress (text/event-stream)", "read:servers",
     ),
-    # The proxy (hub/proxy_api.py)
+    # The proxy (hub/api/proxy.py)
     Operation(
         "get", "/proxy", "The proxy's routing table (offset, limit; paginated on request)",
         "proxy", reply=api_models.ProxyTable,
@@ -189,7 +189,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "patch", "/proxy", "Point the hub at another configurable-http-proxy (400 when the"
         " proxy is the built-in one)", "proxy", proxy_api.PatchBody,
     ),
-    # Shared execution sessions (hub/collab_api.py): chronohub's own, on a room's scopes.
+    # Shared execution sessions (hub/api/collab.py): chronohub's own, on a room's scopes.
     Operation(
         "post", "/collab/sessions", "Start a shared execution session: a room holding the"
         " notebook, and one kernel", "write:collab", collab_api.CreateSession, 201,

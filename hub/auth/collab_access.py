@@ -4,11 +4,11 @@ scopes.
 A connection authenticates with ``Authorization: token <t>`` (or ``bearer``), or ``?token=<t>``
 (browsers cannot set headers on a WebSocket). A browser's hub login cookie is the third way:
 the ``cookie_auth`` seam takes the handshake's cookies and returns the ``Caller``
-(``cookie_caller`` below, on hub/login_cookies.py's signed cookie). A WebSocket upgrade is a GET
-that carries no XSRF token, and browsers send cookies on cross-site WebSocket upgrades, so a
-cookie is accepted only from a page of the hub's own origin: the ``Origin`` header a browser
-always sends must name the host the request was sent to (jupyter_server's and JupyterHub's
-``check_origin``); an upgrade without ``Origin`` does not come from a browser page.
+(``cookie_caller`` below, on hub/auth/login_cookies.py's signed cookie). A WebSocket upgrade is
+a GET that carries no XSRF token, and browsers send cookies on cross-site WebSocket upgrades,
+so a cookie is accepted only from a page of the hub's own origin: the ``Origin`` header a
+browser always sends must name the host the request was sent to (jupyter_server's and
+JupyterHub's ``check_origin``); an upgrade without ``Origin`` does not come from a browser page.
 
 Rooms belong to the user who created them, so ``!user=``/``!group=`` filters reach the rooms
 of that user or of the group's members, and ``!room=<name>`` one room. As everywhere in the
@@ -54,7 +54,7 @@ def same_origin(headers: Mapping[str, str]) -> bool:
 
 
 def cookie_caller(event_store: store.EventStore, cookies: login_cookies.Cookies) -> CookieAuth:
-    """The ``cookie_auth`` seam on the hub's login cookie (hub/login_cookies.py)."""
+    """The ``cookie_auth`` seam on the hub's login cookie (hub/auth/login_cookies.py)."""
 
     async def resolve(jar: Mapping[str, str]) -> access.Caller | None:
         async with event_store.pool.acquire() as conn:

@@ -9,9 +9,9 @@ The hub never runs a user's code with its own privileges (JupyterHub's promise).
   cookie secret, logs), the hub's process (``/proc/<pid>/environ``, signals) or other users'
   homes.
 * ``sandbox`` (not root, bubblewrap installed): the code runs as the hub's account, but each
-  server and kernel in a sandbox of its own (``hub.sandbox``) that holds the system, the hub's
-  environment and the user's own home (``<data_dir>/users/<name>``), and not the rest of the
-  data directory, the hub's process or other users' processes and homes.
+  server and kernel in a sandbox of its own (``hub.servers.sandbox``) that holds the system,
+  the hub's environment and the user's own home (``<data_dir>/users/<name>``), and not the
+  rest of the data directory, the hub's process or other users' processes and homes.
 * ``single_user`` (``single_user_mode``): as the hub's own account, unsandboxed, with the hub's
   privileges: for one person, never a team; only admins' code unless
   ``single_user_mode_all_users`` says otherwise.
@@ -120,7 +120,7 @@ class Identity:
     home: Path
     shell: str
     sandboxed: bool = False
-    """The hub's own account, in a sandbox (``hub.sandbox``): nothing to switch to."""
+    """The hub's own account, in a sandbox (``hub.servers.sandbox``): nothing to switch to."""
     inside: Path | None = None
     """Where ``home`` appears inside the sandbox (``/home/<name>``)."""
 

@@ -1,13 +1,13 @@
 """The local-process spawner: each server is a child process in its own process group.
 
-A server with an ``identity`` (``hub.isolation``) runs as that system account (the hub is
-root: its uid, its group and its supplementary groups) or in a sandbox of its own
-(``hub.sandbox``), in its home directory, with an environment of JupyterHub's contract (built
-by ``hub.servers``), the account's own variables and a PATH that finds the hub's environment,
-and nothing of the hub's: the hub's environment may hold database credentials. Without one
-(single-user mode) it runs as the hub's account with a few variables kept from the hub's
-(``ENV_KEEP``, as JupyterHub's ``Spawner.env_keep``). Its output goes to a log file in the
-data directory, which the server cannot read.
+A server with an ``identity`` (``hub.servers.isolation``) runs as that system account (the hub
+is root: its uid, its group and its supplementary groups) or in a sandbox of its own
+(``hub.servers.sandbox``), in its home directory, with an environment of JupyterHub's contract
+(built by ``hub.servers.manager``), the account's own variables and a PATH that finds the hub's
+environment, and nothing of the hub's: the hub's environment may hold database credentials.
+Without one (single-user mode) it runs as the hub's account with a few variables kept from the
+hub's (``ENV_KEEP``, as JupyterHub's ``Spawner.env_keep``). Its output goes to a log file in
+the data directory, which the server cannot read.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def sandboxed(
     writable: Sequence[Path] = (),
     unset: Sequence[str] = (),
 ) -> list[str]:
-    """``command`` in a bubblewrap sandbox holding ``identity``'s home (``hub.sandbox``)."""
+    """``command`` in a bubblewrap sandbox holding ``identity``'s home (``hub.servers.sandbox``)."""
     program = sandbox.bwrap()
     if program is None:
         raise spawner.SystemFailure("bubblewrap (bwrap) is not installed: no sandbox to run in")

@@ -1,5 +1,5 @@
 """The pure rules of servers: whether to spawn or stop, names and paths, and JupyterHub's
-spawner environment. No I/O: ``hub.servers`` acts on what these decide."""
+spawner environment. No I/O: ``hub.servers.manager`` acts on what these decide."""
 
 from __future__ import annotations
 

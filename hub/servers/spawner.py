@@ -1,6 +1,6 @@
 """What a spawner is: start a single-user server's process, stop it, find it again after a restart.
 
-Spawners know processes, not users or events: ``hub.servers`` decides and records, a spawner
+Spawners know processes, not users or events: ``hub.servers.manager`` decides and records, a spawner
 only acts. Failures come in two kinds, as in JupyterHub: ``PolicyError`` when the request is
 at fault (bad options, a limit reached; the user can fix it), ``SystemFailure`` when the hub or
 the machine is (a command that does not exist, a server that crashes or never answers).
@@ -94,7 +94,7 @@ class OAuthClients(Protocol):
 
     The server manager calls ``register`` before starting a server and ``unregister`` once it
     has stopped or failed. A serving hub registers with its own provider
-    (``hub.oauth_clients.ServerClients``); tests may hand in a recorder.
+    (``hub.auth.oauth.clients.ServerClients``); tests may hand in a recorder.
     """
 
     async def register(

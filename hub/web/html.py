@@ -130,7 +130,7 @@ def badge(state: str | None) -> str:
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    """The templates in ``hub/templates``, HTML-escaped by default."""
+    """The templates in ``hub/web/templates``, HTML-escaped by default."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("hub.web", "templates"),
         autoescape=jinja2.select_autoescape(default=True),

@@ -1,4 +1,4 @@
-"""Whose account users' code runs as: the pure decisions of ``hub.isolation``."""
+"""Whose account users' code runs as: the pure decisions of ``hub.servers.isolation``."""
 
 from __future__ import annotations
 

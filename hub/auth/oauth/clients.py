@@ -240,7 +240,7 @@ async def reconcile(
 
 
 class ServerClients:
-    """The spawner's OAuth seam (``hub.spawner.OAuthClients``) on this hub's provider: each
+    """The spawner's OAuth seam (``hub.servers.spawner.OAuthClients``) on this hub's provider: each
     server's client is registered at spawn and removed once the server stopped or failed."""
 
     def __init__(self, event_store: store.EventStore) -> None:
