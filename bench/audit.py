@@ -58,8 +58,10 @@ import events.catalog  # noqa: F401 - registers the hub's events
 from bench.event_store import load_user_log, log, start_server
 from events import models, store
 from events.catalog import users as user_events
-from hub import app, audit, database, events_cli
+from hub import app, database
 from hub import settings as hub_settings
+from hub.audit import history as audit
+from hub.cli import events as events_cli
 from projections import rebuild, users
 
 ROOT = Path(__file__).resolve().parent.parent

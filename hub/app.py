@@ -28,36 +28,30 @@ from collab import server as collab_server
 from collab import session_log as collab_session_log
 from collab import sessions as collab_sessions
 from events import notify, store
-from hub import (
-    access,
-    api,
-    audit,
-    bootstrap,
-    collab_access,
-    collab_api,
-    context,
-    data_dir,
-    database,
-    errors,
-    groups_api,
-    identity,
-    isolation,
-    local_spawner,
-    login,
-    openapi,
-    proxy_api,
-    routes,
-    servers,
-    servers_api,
-    spawner,
-    startup,
-    tokens_api,
-    user_pages,
-    users_api,
-)
-from hub import chp as chp_proxy
-from hub import proxy as builtin_proxy
+from hub import bootstrap, context, data_dir, database, errors, startup
 from hub import settings as hub_settings
+from hub.api import auth as auth_api
+from hub.api import collab as collab_api
+from hub.api import groups as groups_api
+from hub.api import openapi
+from hub.api import proxy as proxy_api
+from hub.api import root as api
+from hub.api import servers as servers_api
+from hub.api import tokens as tokens_api
+from hub.api import users as users_api
+from hub.audit import history as audit
+from hub.auth import access, collab_access, identity, login
+from hub.auth.oauth import provider as oauth_provider
+from hub.pages import admin as admin_page
+from hub.pages import login as login_pages
+from hub.pages import token as token_page
+from hub.pages import user as user_pages
+from hub.proxy import builtin as builtin_proxy
+from hub.proxy import chp as chp_proxy
+from hub.proxy import routes, table
+from hub.servers import isolation, local_spawner, spawner
+from hub.servers import manager as servers
+from hub.web import html
 from migrations import runner as migrations
 from projections import base, catalog, runner
 
@@ -244,7 +238,12 @@ def make_app(hub: context.Hub) -> web.Application:
     app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy
     app.add_routes(proxy_api.routes())
     audit.install(app)  # the live feed of /hub/api/events/stream
-    login.install(app, hub)  # login cookie, /hub/login, OAuth provider
+    login.install(app, hub)  # the login cookie
+    # the pages and APIs that use it: login, OAuth provider, password, signups, the token page
+    # and the admin pages, and the pages' static files (stylesheets, favicon)
+    for module in (login_pages, oauth_provider, auth_api, token_page, admin_page):
+        app.add_routes(module.routes())
+    html.install(app)
     app.add_routes(user_pages.routes())  # /user/... without a route, start/stop pages
     if hub.rooms is not None:
         cookie_auth = collab_access.cookie_caller(hub.store, app[identity.AUTH].cookies)
@@ -291,7 +290,7 @@ async def run_proxy(
             host, port = await proxy.start(config.ip, config.port, sock=sock)
             running = RunningProxy(startup.url(host, port), builtin=proxy)
 
-            async def to_builtin(table: list[builtin_proxy.Route]) -> None:
+            async def to_builtin(table: list[table.Route]) -> None:
                 proxy.set_routes(table)
 
             sinks.append(to_builtin)
@@ -313,7 +312,7 @@ async def run_proxy(
             # place, as JupyterHub takes bind_url to be its external proxy's.
             running = RunningProxy(startup.url(config.ip, config.port), chp=chp)
 
-            async def to_chp(table: list[builtin_proxy.Route]) -> None:
+            async def to_chp(table: list[table.Route]) -> None:
                 await chp.sync(table)
 
             sinks.append(to_chp)

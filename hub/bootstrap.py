@@ -21,11 +21,14 @@ from events.catalog import roles as role_events
 from events.catalog import services as service_events
 from events.catalog import tokens as token_events
 from events.catalog import users as user_events
-from hub import oauth_clients, roles, scopes, tokens
 from hub import settings as hub_settings
+from hub.auth import roles, scopes, tokens
+from hub.auth.oauth import clients as oauth_clients
 
 log = logging.getLogger(__name__)
-queries = sql.Queries(__package__ or "hub", "hub.sql")
+queries = sql.Queries(__package__ or "hub", "bootstrap.sql")
+users_queries = sql.Queries("hub.api", "users.sql")
+groups_queries = sql.Queries("hub.api", "groups.sql")
 
 STARTUP = models.Metadata(actor=models.SYSTEM, request_id="startup")
 
@@ -111,7 +114,7 @@ async def _users(counter: _Counter, config: hub_settings.Settings) -> dict[str, 
         named |= {n.lower() for n in entry.users}
     existing = {
         row["name"]: row
-        for row in await counter.conn.fetch(queries["users_by_name"], sorted(named))
+        for row in await counter.conn.fetch(users_queries["users_by_name"], sorted(named))
     }
     admins = {n.lower() for n in config.admin_users}
     ids: dict[str, str] = {}
@@ -138,7 +141,9 @@ async def _users(counter: _Counter, config: hub_settings.Settings) -> dict[str, 
 async def _groups(counter: _Counter, config: hub_settings.Settings) -> dict[str, str]:
     """Create the groups configuration names. Returns name -> id."""
     named = sorted({g for entry in config.roles for g in entry.groups})
-    existing = {r["name"]: r for r in await counter.conn.fetch(queries["groups_by_name"], named)}
+    existing = {
+        r["name"]: r for r in await counter.conn.fetch(groups_queries["groups_by_name"], named)
+    }
     ids: dict[str, str] = {}
     for name in named:
         row = existing.get(name)
@@ -249,7 +254,7 @@ async def _grants(
 
 
 async def _oauth_clients(session: store.Session, config: hub_settings.Settings) -> int:
-    """The OAuth clients of the configured services (``hub/oauth_clients.py``)."""
+    """The OAuth clients of the configured services (``hub/auth/oauth/clients.py``)."""
     try:
         return await oauth_clients.reconcile(session, config, STARTUP)
     except oauth_clients.ClientConfigError as exc:

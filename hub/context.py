@@ -9,9 +9,9 @@ from aiohttp import web
 from collab import rooms as collab_rooms
 from collab import sessions as collab_sessions
 from events import store
-from hub import isolation
-from hub import servers as hub_servers
 from hub import settings as hub_settings
+from hub.servers import isolation
+from hub.servers import manager as hub_servers
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Hub:
     # whose account users' code runs as (the start-up banner and the admin page say)
     isolation: isolation.Isolation | None = None
     rooms: collab_rooms.Rooms | None = None  # collaboration rooms, when the hub serves them
-    # shared execution sessions on those rooms (hub/collab_api.py)
+    # shared execution sessions on those rooms (hub/api/collab.py)
     collab_sessions: collab_sessions.SessionManager | None = None
 
 

@@ -79,3 +79,16 @@ def check_private_file(path: Path) -> None:
         raise DataDirError(
             f"{path} is readable by other accounts (mode {mode:o}); close it with: chmod 600 {path}"
         )
+
+
+def closed_to_others(path: Path) -> Path | None:
+    """The first directory on the way to ``path`` (itself included) that other accounts cannot
+    pass through (no ``o+x``), or None if they can reach it."""
+    for step in [*reversed(path.parents), path]:
+        try:
+            mode = step.stat().st_mode
+        except OSError:
+            return step
+        if step.is_dir() and not mode & stat.S_IXOTH:
+            return step
+    return None

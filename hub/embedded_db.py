@@ -44,7 +44,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 from hub import data_dir as data_dirs
-from hub import isolation
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +180,7 @@ class EmbeddedPostgres:
         """Prepare, start (or join) the server; the URL to connect with."""
         data_dirs.prepare(self.data_dir, group=self.account.gid if self.account else None)
         if self.account is not None and (
-            closed := isolation.closed_to_others(self.data_dir.parent)
+            closed := data_dirs.closed_to_others(self.data_dir.parent)
         ):
             raise EmbeddedError(
                 f"PostgreSQL runs as the system account {self.account.name} (it refuses to run"

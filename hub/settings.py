@@ -408,7 +408,7 @@ class Settings(BaseSettings):
         ge=1,
         description="Updates after which a room's log is compacted into a snapshot",
     )
-    # Shared execution sessions (collab/sessions.py, hub/collab_api.py)
+    # Shared execution sessions (collab/sessions.py, hub/api/collab.py)
     collab_session_grace_s: float = Field(
         default=60.0,
         ge=0,

@@ -13,8 +13,9 @@ from aiohttp import test_utils
 from collab import limits as collab_limits
 from collab import persistence, rooms, session_log, sessions
 from events import store
-from hub import app, bootstrap, collab_api, context
+from hub import app, bootstrap, context
 from hub import settings as hub_settings
+from hub.api import collab as collab_api
 from tests.integration.api_fixtures import CONFIG, Api
 
 COLLAB_CONFIG: dict[str, Any] = {

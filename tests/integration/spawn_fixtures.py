@@ -17,8 +17,13 @@ import pytest
 from aiohttp import test_utils
 
 from events import store
-from hub import app, bootstrap, context, proxy, proxy_api, routes, servers, spawner
+from hub import app, bootstrap, context
 from hub import settings as hub_settings
+from hub.api import proxy as proxy_api
+from hub.proxy import builtin as proxy
+from hub.proxy import routes, table
+from hub.servers import manager as servers
+from hub.servers import spawner
 from tests.helpers import call_api
 from tests.integration.browser import PASSWORD, Browser
 
@@ -158,7 +163,7 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
             stack.push_async_callback(builtin.close)
             host, port = await builtin.start("127.0.0.1", 0)
 
-            async def to_proxy(table: list[proxy.Route]) -> None:
+            async def to_proxy(table: list[table.Route]) -> None:
                 builtin.set_routes(table)
 
             follower = routes.RouteFollower(event_store.pool, [to_proxy], 3600)

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from hub import api_models
+from hub.api import models as api_models
 from tests.integration.api_fixtures import SERVICE_TOKEN, Api
 
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}

@@ -16,8 +16,10 @@ from aiohttp import test_utils
 
 from events import models, store
 from events.catalog import groups as group_events
-from hub import app, audit, audit_feed, bootstrap, context
+from hub import app, bootstrap, context
 from hub import settings as hub_settings
+from hub.audit import feed as audit_feed
+from hub.audit import history as audit
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.test_projections import create_user
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hub import app, context, servers
+from hub import app, context, startup
 from hub import settings as hub_settings
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import CONFIG, StartHub
@@ -33,7 +33,7 @@ async def test_chp_follows_the_routes_read_model(
     spawn_hub: StartHub, chp_command: list[str]
 ) -> None:
     hub = await spawn_hub("serve")
-    port = servers.free_port("127.0.0.1")
+    port = startup.free_port("127.0.0.1")
     config = hub_settings.Settings(
         **{
             **CONFIG,

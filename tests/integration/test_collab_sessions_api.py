@@ -14,7 +14,7 @@ from collab import access as room_access
 from collab import client, execution, notebook
 from events import store
 from events.catalog import collab_sessions as session_events
-from hub import collab_api
+from hub.api import collab as collab_api
 from tests.helpers import wait_for
 from tests.integration import browser
 from tests.integration.collab_fixtures import CollabHub, serving

@@ -23,7 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
-from hub import openapi, proxy, proxy_api, routes
+from hub.api import openapi
+from hub.api import proxy as proxy_api
+from hub.proxy import builtin as proxy
+from hub.proxy import routes, table
 from tests.integration.api_fixtures import SERVICE_TOKEN, Api
 
 HERE = Path(__file__).resolve()
@@ -267,7 +270,7 @@ async def test_schemathesis_proxy_api(api: Api, tmp_path: Path) -> None:
     async with proxy.Proxy(hub_target) as builtin:
         await builtin.start("127.0.0.1", 0)
 
-        async def to_proxy(table: list[proxy.Route]) -> None:
+        async def to_proxy(table: list[table.Route]) -> None:
             builtin.set_routes(table)
 
         follower = routes.RouteFollower(api.store.pool, [to_proxy], 3600)

@@ -20,7 +20,8 @@ from events.catalog import groups as group_events
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
 from events.catalog import users as user_events
-from hub import database, events_cli
+from hub import database
+from hub.cli import events as events_cli
 from projections import catalog
 from tests.integration.api_fixtures import Api
 from tests.integration.test_projections import create_user

@@ -13,7 +13,7 @@ from events.catalog import groups as group_events
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
 from events.catalog import users as user_events
-from hub import events_cli
+from hub.cli import events as events_cli
 
 AWKWARD = 'quote " backslash \\ tab \t newline \n nul-ish \x01 del \x7f, colon: é ✓ 😀 \u2028'
 

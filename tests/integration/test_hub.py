@@ -23,9 +23,12 @@ from tests.helpers import hub_process_env
 
 
 @pytest.fixture
-async def client(event_store: store.EventStore) -> AsyncIterator[test_utils.TestClient[Any, Any]]:
+async def client(
+    event_store: store.EventStore, tmp_path: Path
+) -> AsyncIterator[test_utils.TestClient[Any, Any]]:
     hub = context.Hub(
-        settings=hub_settings.Settings(database_url="postgresql://unused"),
+        # the data dir (the cookie secret's) in tmp_path, not the checkout's .chronohub
+        settings=hub_settings.Settings(database_url="postgresql://unused", data_dir=tmp_path),
         store=event_store,
         database="test",
     )
@@ -57,10 +60,11 @@ async def test_errors_are_jupyterhub_shaped(client: test_utils.TestClient[Any, A
     assert (await response.json())["status"] == 405
 
 
-async def test_health_reports_a_database_that_does_not_answer(db_url: str) -> None:
+async def test_health_reports_a_database_that_does_not_answer(db_url: str, tmp_path: Path) -> None:
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=1)
     assert pool is not None
-    hub = context.Hub(settings=hub_settings.Settings(), store=store.EventStore(pool), database="x")
+    config = hub_settings.Settings(data_dir=tmp_path)
+    hub = context.Hub(settings=config, store=store.EventStore(pool), database="x")
     await pool.close()
     async with test_utils.TestClient(test_utils.TestServer(app.make_app(hub))) as test_client:
         response = await test_client.get("/hub/health")

@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from events import store
-from hub import proxy, routes
+from hub.proxy import builtin as proxy
+from hub.proxy import routes, table
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
 
@@ -57,7 +58,7 @@ async def deployment(event_store: store.EventStore) -> AsyncIterator[tuple[Api, 
     ):
         host, proxy_port = await public.start("127.0.0.1", 0)
 
-        async def to_proxy(table: list[proxy.Route]) -> None:
+        async def to_proxy(table: list[table.Route]) -> None:
             public.set_routes(table)
 
         follower = routes.RouteFollower(event_store.pool, [to_proxy], 3600)

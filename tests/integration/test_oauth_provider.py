@@ -17,8 +17,9 @@ import asyncpg
 import pytest
 
 from events import models, store
-from hub import bootstrap, oauth_clients
+from hub import bootstrap
 from hub import settings as hub_settings
+from hub.auth.oauth import clients as oauth_clients
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, running_hub, set_password
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from events import store
-from hub import pages
+from hub.web import html
 from tests.integration.api_fixtures import Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
@@ -135,7 +135,7 @@ async def test_the_stylesheets_and_icon_are_served_to_anyone(hub: tuple[Api, str
         links = re.findall(r'href="(/hub/static/[^"]+)"', login.text)
         assert len(links) == 3
         for link in links:
-            assert link.endswith(f"?v={pages.version.CHRONOHUB}")
+            assert link.endswith(f"?v={html.version.CHRONOHUB}")
             answer = await browser.get(link)
             assert answer.status == 200, link
             assert "max-age=" in answer.response.headers["Cache-Control"]
@@ -149,7 +149,7 @@ async def test_the_stylesheets_and_icon_are_served_to_anyone(hub: tuple[Api, str
         assert icon.response.headers["Content-Type"] == "image/svg+xml"
         assert icon.text.startswith("<svg")
         assert (await browser.get("/hub/static/nothing.css")).status == 404
-        assert (await browser.get("/hub/static/../pages.py")).status in (403, 404)
+        assert (await browser.get("/hub/static/../html.py")).status in (403, 404)
     finally:
         await browser.close()
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub import api_models, app, chp, context, proxy_api, servers
+from hub import app, context, startup
 from hub import settings as hub_settings
+from hub.api import models as api_models
+from hub.api import proxy as proxy_api
+from hub.proxy import chp
 from tests.integration.spawn_fixtures import CONFIG, StartHub
 from tests.integration.test_chp import chp_command  # noqa: F401 - the fixture
 
@@ -78,7 +81,7 @@ async def test_patch_moves_the_hub_to_another_chp_and_keeps_the_old_one_if_refus
             **CONFIG,
             "proxy": "chp",
             "chp_command": chp_command,
-            "port": servers.free_port("127.0.0.1"),
+            "port": startup.free_port("127.0.0.1"),
             "proxy_check_interval": 3600,
         }
     )
@@ -97,7 +100,7 @@ async def test_patch_moves_the_hub_to_another_chp_and_keeps_the_old_one_if_refus
             api_url=None,
             auth_token="second-proxy-token-0123456789",
             ip="127.0.0.1",
-            port=servers.free_port("127.0.0.1"),
+            port=startup.free_port("127.0.0.1"),
             hub_target=hub_target,
         ) as second,
     ):

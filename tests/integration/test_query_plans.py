@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from events import store
-from hub import audit
+from hub.audit import history as audit
 
 LOAD = """
 INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data,

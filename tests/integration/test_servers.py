@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from events.catalog import servers as server_events
-from hub import api_models
+from hub.api import models as api_models
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
 

@@ -19,7 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
-from hub import oauth_clients, tokens
+from hub.auth import tokens
+from hub.auth.oauth import clients as oauth_clients
 from tests.helpers import wait_for
 from tests.integration.browser import PASSWORD, Browser
 from tests.integration.spawn_fixtures import SpawnHub, StartHub

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiohttp.test_utils import make_mocked_request
 
-from hub import user_pages
+from hub.pages import user as user_pages
 from tests.integration.spawn_fixtures import CONFIG, StartHub
 
 

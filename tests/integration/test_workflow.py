@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from hub import oauth_clients
+from hub.auth.oauth import clients as oauth_clients
 from projections import catalog
 from tests.integration.api_fixtures import CULLER_TOKEN, SERVICE_TOKEN, Api
 from tests.integration.browser import Browser, set_password

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from hub.client_address import client_address
+from hub.web.client_address import client_address
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
 WITH_BALANCER = [*LOOPBACK, ipaddress.ip_network("10.0.0.0/8")]

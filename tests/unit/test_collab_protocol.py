@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from collab import access, errors, persistence, protocol
 from collab.limits import TokenBucket
-from hub import collab_access, scopes
+from hub.auth import collab_access, scopes
 
 
 def text_update(text: str, client_id: int = 1) -> bytes:

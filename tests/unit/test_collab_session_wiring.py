@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from collab import access, execution, sessions
-from hub import collab_access
+from hub.auth import collab_access
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Whose account users' code runs as: the pure decisions of ``hub.isolation``."""
+"""Whose account users' code runs as: the pure decisions of ``hub.servers.isolation``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub import isolation
+from hub.servers import isolation
 
 VALID_ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]*$")
 

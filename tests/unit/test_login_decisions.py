@@ -15,8 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
-from hub import login_throttle, oauth_clients, oauth_provider, pages, scopes, sessions
 from hub import settings as hub_settings
+from hub.auth import login_cookies, login_throttle, scopes
+from hub.auth.oauth import clients as oauth_clients
+from hub.auth.oauth import provider as oauth_provider
+from hub.web import html
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(seconds=300)
@@ -82,13 +85,13 @@ def test_counter_keys() -> None:
 )
 def test_next_stays_on_this_hub(value: str | None, expected: str) -> None:
     request = make_mocked_request("GET", "/hub/login", headers={"Host": "hub.example:8000"})
-    assert pages.safe_next(request, value) == expected
+    assert html.safe_next(request, value) == expected
 
 
 @given(st.text())
 def test_next_is_always_a_local_path(value: str) -> None:
     request = make_mocked_request("GET", "/hub/login", headers={"Host": "hub.example"})
-    result = pages.safe_next(request, value)
+    result = html.safe_next(request, value)
     assert result.startswith("/")
     assert not result.startswith(("//", "/\\"))
 
@@ -97,7 +100,7 @@ def test_next_is_always_a_local_path(value: str) -> None:
 
 
 def test_a_signed_value_comes_back_and_a_tampered_one_does_not() -> None:
-    cookies = sessions.Cookies(secret=b"k" * 32, max_age_s=60)
+    cookies = login_cookies.Cookies(secret=b"k" * 32, max_age_s=60)
     signed = cookies.sign("login", "the-secret")
     assert cookies.unsign("login", signed) == "the-secret"
     assert cookies.unsign("xsrf", signed) is None  # another purpose: another key
@@ -105,20 +108,20 @@ def test_a_signed_value_comes_back_and_a_tampered_one_does_not() -> None:
     flipped = "A" if signed[-5] != "A" else "B"
     assert cookies.unsign("login", signed[:-5] + flipped + signed[-4:]) is None
     assert cookies.unsign("login", signed.replace(".", ".x", 1)) is None
-    other = sessions.Cookies(secret=b"o" * 32, max_age_s=60)
+    other = login_cookies.Cookies(secret=b"o" * 32, max_age_s=60)
     assert other.unsign("login", signed) is None
     assert cookies.unsign("login", "garbage") is None
 
 
 def test_the_cookie_secret_is_generated_once_into_the_data_dir(tmp_path: Any) -> None:
     config = hub_settings.Settings(database_url="postgresql://x", data_dir=tmp_path)
-    first = sessions.load_secret(config)
+    first = login_cookies.load_secret(config)
     assert len(first) == 64
-    assert sessions.load_secret(config) == first
+    assert login_cookies.load_secret(config) == first
     assert (tmp_path / "cookie_secret").stat().st_mode & 0o777 == 0o600
     short = hub_settings.Settings(database_url="postgresql://x", cookie_secret="short")
     with pytest.raises(ValueError, match="at least 32 characters"):
-        sessions.load_secret(short)
+        login_cookies.load_secret(short)
 
 
 # --- OAuth clients, scopes and consent --------------------------------------------------------
@@ -370,7 +373,7 @@ def test_granted_scopes_never_exceed_the_request_the_client_or_the_user(
 
 
 def test_github_organisation_membership() -> None:
-    from hub.authenticators import oauth
+    from hub.auth.authenticators import oauth
 
     answer = [{"login": "Jupyter", "id": 1}, {"login": "other"}, "junk"]
     assert oauth.member_of(answer, ["jupyter"])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub import pages
+from hub.web import html
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -35,13 +35,13 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     ],
 )
 def test_age_in_words(delta: timedelta, expected: str) -> None:
-    assert pages.age(NOW - delta, NOW) == expected
+    assert html.age(NOW - delta, NOW) == expected
 
 
 def test_when_is_a_time_element_with_the_exact_time_on_hover() -> None:
     then = datetime(2026, 11, 25, 11, 57, 12, 345678, tzinfo=UTC)
-    html = str(pages.when(then, NOW))
-    assert html == (
+    markup = str(html.when(then, NOW))
+    assert markup == (
         '<time datetime="2026-11-25T11:57:12Z" title="2026-11-25T11:57:12Z">'
         '2026-11-25 11:57 UTC <span class="age">(2 min ago)</span></time>'
     )
@@ -51,34 +51,34 @@ def test_when_shows_other_zones_in_utc() -> None:
     then = datetime(2026, 11, 25, 13, 0, tzinfo=UTC).astimezone(
         datetime.now(UTC).astimezone().tzinfo
     )
-    html = str(pages.when(then, NOW))
-    assert 'datetime="2026-11-25T13:00:00Z"' in html
-    assert "2026-11-25 13:00 UTC" in html
-    assert "(in 1 h)" in html
+    markup = str(html.when(then, NOW))
+    assert 'datetime="2026-11-25T13:00:00Z"' in markup
+    assert "2026-11-25 13:00 UTC" in markup
+    assert "(in 1 h)" in markup
 
 
 def test_when_reads_iso_strings_and_naive_values_as_utc() -> None:
-    assert 'datetime="2026-11-24T12:00:00Z"' in pages.when("2026-11-24T12:00:00Z", NOW)
-    assert "(1 day ago)" in pages.when("2026-11-24T12:00:00+00:00", NOW)
+    assert 'datetime="2026-11-24T12:00:00Z"' in html.when("2026-11-24T12:00:00Z", NOW)
+    assert "(1 day ago)" in html.when("2026-11-24T12:00:00+00:00", NOW)
     naive = datetime(2026, 11, 25, 11, 0)  # noqa: DTZ001 - what the filter must cope with
-    assert "(1 h ago)" in pages.when(naive, NOW)
+    assert "(1 h ago)" in html.when(naive, NOW)
 
 
 def test_when_says_never_for_nothing() -> None:
-    assert pages.when(None, NOW) == "never"
-    assert pages.when("", NOW) == "never"
-    assert pages.when(None, NOW, missing="not yet") == "not yet"
+    assert html.when(None, NOW) == "never"
+    assert html.when("", NOW) == "never"
+    assert html.when(None, NOW, missing="not yet") == "not yet"
 
 
 def test_the_filter_escapes_what_it_shows() -> None:
-    assert pages.when(None, NOW, missing="<b>") == "&lt;b&gt;"
+    assert html.when(None, NOW, missing="<b>") == "&lt;b&gt;"
 
 
 def test_the_template_filter_renders_a_time_element() -> None:
-    template = pages.environment().from_string("{{ value | when }}")
-    html = template.render(value=datetime.now(UTC) - timedelta(minutes=3))
-    assert html.startswith("<time datetime=")
-    assert "(3 min ago)" in html or "(2 min ago)" in html
+    template = html.environment().from_string("{{ value | when }}")
+    markup = template.render(value=datetime.now(UTC) - timedelta(minutes=3))
+    assert markup.startswith("<time datetime=")
+    assert "(3 min ago)" in markup or "(2 min ago)" in markup
 
 
 @pytest.mark.parametrize(
@@ -95,15 +95,15 @@ def test_the_template_filter_renders_a_time_element() -> None:
     ],
 )
 def test_badges_of_server_states(state: str | None, expected: str) -> None:
-    assert pages.badge(state) == expected
+    assert html.badge(state) == expected
 
 
-def _page(nav: pages.Nav) -> str:
-    return pages.render("error.html", code=404, reason="Not Found", nav=nav).text or ""
+def _page(nav: html.Nav) -> str:
+    return html.render("error.html", code=404, reason="Not Found", nav=nav).text or ""
 
 
 def test_the_nav_bar_of_a_user() -> None:
-    text = _page(pages.Nav(user="ann", xsrf="tok", here="/hub/token"))
+    text = _page(html.Nav(user="ann", xsrf="tok", here="/hub/token"))
     assert '<a href="/hub/home">Home</a>' in text
     assert '<a href="/hub/token" aria-current="page">Token</a>' in text
     assert "/hub/admin" not in text
@@ -113,12 +113,12 @@ def test_the_nav_bar_of_a_user() -> None:
 
 
 def test_the_nav_bar_of_an_admin_with_services_and_projects() -> None:
-    nav = pages.Nav(
+    nav = html.Nav(
         user="ada",
         admin=True,
         xsrf="tok",
-        services=[pages.Link("stats", "/services/stats/")],
-        projects=[pages.Link("thesis", "/hub/projects/thesis")],
+        services=[html.Link("stats", "/services/stats/")],
+        projects=[html.Link("thesis", "/hub/projects/thesis")],
     )
     text = _page(nav)
     assert '<a href="/hub/admin">Admin</a>' in text
@@ -127,21 +127,21 @@ def test_the_nav_bar_of_an_admin_with_services_and_projects() -> None:
 
 
 def test_without_a_token_sign_out_is_a_link_to_its_page() -> None:
-    text = _page(pages.Nav(user="ann"))
+    text = _page(html.Nav(user="ann"))
     assert '<a href="/hub/logout">Sign out</a>' in text
     assert "<form" not in text
 
 
 def test_nobody_signed_in_gets_a_sign_in_link_and_no_form() -> None:
-    text = _page(pages.Nav(here="/hub/home"))
+    text = _page(html.Nav(here="/hub/home"))
     assert '<a href="/hub/login">Sign in</a>' in text
     assert "<form" not in text
     assert 'id="user"' not in text
-    assert '<a href="/hub/login">' not in _page(pages.Nav(here="/hub/login"))
+    assert '<a href="/hub/login">' not in _page(html.Nav(here="/hub/login"))
 
 
 def test_pages_link_the_stylesheets_and_icon_with_the_version() -> None:
-    text = _page(pages.Nav())
+    text = _page(html.Nav())
     for name in ("vendor/pico-2.1.1.min.css", "chronohub.css", "favicon.svg"):
         assert f"/hub/static/{name}?v=" in text
-        assert (pages.STATIC_DIR / name).is_file()
+        assert (html.STATIC_DIR / name).is_file()

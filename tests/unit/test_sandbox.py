@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hub import sandbox
+from hub.servers import sandbox
 
 
 def _pairs(args: list[str], flag: str) -> list[tuple[str, str]]:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub import roles, scopes
-from hub.scopes import Filter, Owner, Scope
+from hub.auth import roles, scopes
+from hub.auth.scopes import Filter, Owner, Scope
 
 ALICE = Owner.for_user("alice")
 MEMBERS = {"alice": {"team"}, "bob": {"team", "staff"}, "carol": set()}

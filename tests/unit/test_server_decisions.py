@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from hub import chp, proxy, server_rules, spawner
+from hub.proxy import chp, table
+from hub.servers import rules as server_rules
+from hub.servers import spawner
 
 LIMITS = server_rules.Limits(
     allow_named=True, named_limit=2, named_count=0, spawn_limit=3, pending_spawns=0
@@ -122,30 +124,30 @@ def test_the_environment_contract() -> None:
 
 
 def test_routes_match_by_longest_prefix() -> None:
-    table = proxy.RouteTable(proxy.Route("/", "http://127.0.0.1:8081"))
-    ann = proxy.Route("/user/ann/", "http://127.0.0.1:1001")
-    lab = proxy.Route("/user/ann/lab/", "http://127.0.0.1:1002")
-    svc = proxy.Route("/services/cull/", "http://127.0.0.1:1003")
-    table.replace([ann, lab, svc])
-    assert table.match("/user/ann/") is ann
-    assert table.match("/user/ann") is ann
-    assert table.match("/user/ann/api/status") is ann
-    assert table.match("/user/ann/lab") is lab
-    assert table.match("/user/ann/lab/api/kernels") is lab
-    assert table.match("/user/ann/labx/") is ann
-    assert table.match("/user/annie/") is table.default
-    assert table.match("/services/cull/x") is svc
-    assert table.match("/hub/api/users") is table.default
-    assert table.match("/") is table.default
+    routes = table.RouteTable(table.Route("/", "http://127.0.0.1:8081"))
+    ann = table.Route("/user/ann/", "http://127.0.0.1:1001")
+    lab = table.Route("/user/ann/lab/", "http://127.0.0.1:1002")
+    svc = table.Route("/services/cull/", "http://127.0.0.1:1003")
+    routes.replace([ann, lab, svc])
+    assert routes.match("/user/ann/") is ann
+    assert routes.match("/user/ann") is ann
+    assert routes.match("/user/ann/api/status") is ann
+    assert routes.match("/user/ann/lab") is lab
+    assert routes.match("/user/ann/lab/api/kernels") is lab
+    assert routes.match("/user/ann/labx/") is ann
+    assert routes.match("/user/annie/") is routes.default
+    assert routes.match("/services/cull/x") is svc
+    assert routes.match("/hub/api/users") is routes.default
+    assert routes.match("/") is routes.default
     assert ann.address == ("127.0.0.1", 1001)
 
 
 def test_the_chp_plan_adds_missing_and_moved_routes_and_deletes_stale_ones() -> None:
     key = (None, "")
     routes = [
-        proxy.Route("/user/ann/", "http://127.0.0.1:1001", key),  # type: ignore[arg-type]
-        proxy.Route("/user/bo/lab/", "http://127.0.0.1:1002", key),  # type: ignore[arg-type]
-        proxy.Route("/services/cull/", "http://127.0.0.1:1003"),
+        table.Route("/user/ann/", "http://127.0.0.1:1001", key),  # type: ignore[arg-type]
+        table.Route("/user/bo/lab/", "http://127.0.0.1:1002", key),  # type: ignore[arg-type]
+        table.Route("/services/cull/", "http://127.0.0.1:1003"),
     ]
     want = chp.desired(routes, "http://127.0.0.1:8081")
     assert want == {

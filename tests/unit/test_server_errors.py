@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub import servers
+from hub.servers import manager as servers
 
 CRITICAL = "[C 2026-12-07 01:00:00.003 ServerApp] Running as root is not recommended."
 JUPYTER_AS_ROOT = f"""\

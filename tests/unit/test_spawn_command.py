@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub import isolation, local_spawner, spawner
+from hub import data_dir
+from hub.servers import isolation, local_spawner, spawner
 
 
 def test_a_bare_name_is_found_beside_the_hub_first() -> None:
@@ -43,7 +44,7 @@ def test_a_closed_directory_on_the_way_is_named(reachable_tmp: Path) -> None:
     script.write_text("#!/usr/bin/env python3\n")
     script.chmod(0o755)
     assert local_spawner.closed_to_users(str(script)) == closed
-    assert isolation.closed_to_others(script) == closed
+    assert data_dir.closed_to_others(script) == closed
 
 
 def test_an_interpreter_out_of_reach_is_named(reachable_tmp: Path) -> None:

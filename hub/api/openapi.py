@@ -1,0 +1,300 @@
+"""``GET /hub/api/openapi.json``: chronohub's own OpenAPI document, from its pydantic models.
+
+Request bodies are the models the handlers validate with, and replies are the models of
+``hub/api/models.py``, which a test checks real replies against, so the document cannot
+drift from what the API does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+from aiohttp import web
+from pydantic.json_schema import models_json_schema
+
+import events.catalog  # noqa: F401 - registers the hub's events, documented below
+from events import models
+from hub import version
+from hub.api import auth as auth_api
+from hub.api import collab as collab_api
+from hub.api import groups as groups_api
+from hub.api import models as api_models
+from hub.api import proxy as proxy_api
+from hub.api import servers as servers_api
+from hub.api import tokens as tokens_api
+from hub.api import users as users_api
+from hub.auth.oauth import provider as oauth_provider
+
+Model = type[pydantic.BaseModel]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method on one path: what it needs, takes and answers."""
+
+    method: str
+    path: str
+    summary: str
+    scope: str | None = None
+    request: Model | None = None
+    status: int = 200
+    reply: Model | None = None
+    reply_list: bool = False  # a bare list of ``reply``
+    page: Model | None = None  # the paginated form, with the pagination media type
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("get", "/", "The JupyterHub API version", reply=api_models.Version),
+    Operation("get", "/info", "Versions and components", "read:hub", reply=api_models.Info),
+    Operation("get", "/user", "Who the token belongs to, and its scopes", reply=api_models.Whoami),
+    Operation(
+        "get", "/users", "List users", "list:users", reply=api_models.User, reply_list=True,
+        page=api_models.UserPage,
+    ),
+    Operation(
+        "post", "/users", "Create users", "admin:users", users_api.CreateUsers, 201,
+        api_models.User, reply_list=True,
+    ),
+    Operation("get", "/users/{name}", "A user", "read:users", reply=api_models.User),
+    Operation(
+        "post", "/users/{name}", "Create a user", "admin:users", users_api.CreateUser, 201,
+        api_models.User,
+    ),
+    Operation(
+        "patch", "/users/{name}", "Rename a user or change admin", "admin:users",
+        users_api.ModifyUser, reply=api_models.User,
+    ),
+    Operation("delete", "/users/{name}", "Delete a user", "delete:users", status=204),
+    Operation(
+        "post", "/users/{name}/activity", "Report activity", "users:activity", users_api.Activity
+    ),
+    Operation(
+        "get", "/users/{name}/tokens", "A user's tokens", "read:tokens", reply=api_models.Tokens
+    ),
+    Operation(
+        "post", "/users/{name}/tokens", "Issue a token", "tokens", tokens_api.IssueToken, 201,
+        api_models.NewToken,
+    ),
+    Operation(
+        "get", "/users/{name}/tokens/{token_id}", "A token", "read:tokens", reply=api_models.Token
+    ),
+    Operation(
+        "delete", "/users/{name}/tokens/{token_id}", "Revoke a token", "tokens", status=204
+    ),
+    Operation(
+        "get", "/groups", "List groups", "list:groups", reply=api_models.Group, reply_list=True,
+        page=api_models.GroupPage,
+    ),
+    Operation(
+        "post", "/groups", "Create groups", "admin:groups", groups_api.CreateGroups, 201,
+        api_models.Group, reply_list=True,
+    ),
+    Operation("get", "/groups/{name}", "A group", "read:groups", reply=api_models.Group),
+    Operation(
+        "post", "/groups/{name}", "Create a group", "admin:groups", groups_api.CreateGroup, 201,
+        api_models.Group,
+    ),
+    Operation("delete", "/groups/{name}", "Delete a group", "delete:groups", status=204),
+    Operation(
+        "post", "/groups/{name}/users", "Add members", "groups", groups_api.Members,
+        reply=api_models.Group,
+    ),
+    Operation(
+        "delete", "/groups/{name}/users", "Remove members", "groups", groups_api.Members,
+        reply=api_models.Group,
+    ),
+    Operation(
+        "put", "/groups/{name}/properties", "Replace properties (any JSON object)", "groups",
+        reply=api_models.Group,
+    ),
+    Operation(
+        "get", "/events", "The event log, filtered (type, type_prefix, stream, actor, user,"
+        " group, since, until, from_position, to_position, order, after/before, limit)",
+        "read:events", reply=api_models.Event, reply_list=True, page=api_models.EventPage,
+    ),
+    Operation(
+        "get", "/events/stream", "The event log as server-sent events (text/event-stream),"
+        " from Last-Event-ID or ?after=, then live; same filters. A stream more than 10,000"
+        " events behind is closed: reconnect with Last-Event-ID", "read:events",
+    ),
+    # login and OAuth (issue 4)
+    Operation(
+        "put", "/users/{name}/password", "Set a user's password (admin) or change your own",
+        "admin:users", auth_api.SetPassword, 204,
+    ),
+    Operation(
+        "get", "/signups", "Signup requests waiting for an admin", "admin:users",
+        reply=auth_api.Signup, reply_list=True,
+    ),
+    Operation(
+        "post", "/signups/{name}", "Approve a signup: the user is created", "admin:users",
+        status=201, reply=api_models.User,
+    ),
+    Operation("delete", "/signups/{name}", "Reject a signup", "admin:users", status=204),
+    Operation(
+        "get", "/oauth2/authorize",
+        "Start OAuth (browser, login cookie): consent page, or 302 to redirect_uri with a code",
+        status=302,
+    ),
+    Operation(
+        "post", "/oauth2/token",
+        "Exchange a code (form-encoded; client_secret = the client's API token; PKCE"
+        " code_verifier) for an access token",
+        reply=oauth_provider.TokenReply,
+    ),
+    # Servers (hub/api/servers.py): 201 ready, 202 pending, text/plain bodies.
+    Operation(
+        "post", "/users/{name}/server", "Start the default server", "start:servers",
+        servers_api.SpawnBody, 201,
+    ),
+    Operation("get", "/users/{name}/server", "The default server", "read:servers",
+              reply=api_models.Server),
+    Operation("delete", "/users/{name}/server", "Stop the default server", "delete:servers",
+              status=204),
+    Operation(
+        "get", "/users/{name}/server/progress", "A spawn's progress (text/event-stream)",
+        "read:servers",
+    ),
+    Operation(
+        "post", "/users/{name}/servers/{server_name}", "Start a named server", "start:servers",
+        servers_api.SpawnBody, 201,
+    ),
+    Operation("get", "/users/{name}/servers/{server_name}", "A named server", "read:servers",
+              reply=api_models.Server),
+    Operation(
+        "put", "/users/{name}/servers/{server_name}", "Create a named server, stopped",
+        "start:servers", servers_api.DefineBody, 201, api_models.Server,
+    ),
+    Operation(
+        "patch", "/users/{name}/servers/{server_name}", "Change a stopped server",
+        "start:servers", servers_api.ModifyBody, reply=api_models.Server,
+    ),
+    Operation(
+        "delete", "/users/{name}/servers/{server_name}", "Stop (remove: delete) a named server",
+        "delete:servers", servers_api.StopBody, 204,
+    ),
+    Operation(
+        "get", "/users/{name}/servers/{server_name}/progress",
+        "A spawn's progress (text/event-stream)", "read:servers",
+    ),
+    # The proxy (hub/api/proxy.py)
+    Operation(
+        "get", "/proxy", "The proxy's routing table (offset, limit; paginated on request)",
+        "proxy", reply=api_models.ProxyTable,
+    ),
+    Operation("post", "/proxy", "Re-sync the proxy with the routes read model now", "proxy"),
+    Operation(
+        "patch", "/proxy", "Point the hub at another configurable-http-proxy (400 when the"
+        " proxy is the built-in one)", "proxy", proxy_api.PatchBody,
+    ),
+    # Shared execution sessions (hub/api/collab.py): chronohub's own, on a room's scopes.
+    Operation(
+        "post", "/collab/sessions", "Start a shared execution session: a room holding the"
+        " notebook, and one kernel", "write:collab", collab_api.CreateSession, 201,
+        collab_api.CollabSession,
+    ),
+    Operation(
+        "get", "/collab/sessions", "The running sessions whose rooms the caller may read",
+        "read:collab", reply=collab_api.CollabSessions,
+    ),
+    Operation(
+        "get", "/collab/sessions/{session_id}", "A session's state", "read:collab",
+        reply=collab_api.CollabSession,
+    ),
+    Operation(
+        "delete", "/collab/sessions/{session_id}", "End a session (the room and its notebook"
+        " stay)", "write:collab", status=204,
+    ),
+    Operation(
+        "post", "/collab/sessions/{session_id}/execute", "Run a code cell in the shared kernel;"
+        " outputs go into the room's document", "write:collab", collab_api.ExecuteCell, 202,
+        collab_api.ExecutionAccepted,
+    ),
+    Operation(
+        "post", "/collab/sessions/{session_id}/interrupt", "Interrupt the running cell",
+        "write:collab", reply=collab_api.CollabSession,
+    ),
+    Operation(
+        "post", "/collab/sessions/{session_id}/restart", "Restart the kernel (queued requests"
+        " are aborted)", "write:collab", reply=collab_api.KernelRestarted,
+    ),
+)  # fmt: skip
+
+
+def _ref(model: Model) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API built so far."""
+    documented: set[Model] = {api_models.Error}
+    for op in OPERATIONS:
+        documented |= {m for m in (op.request, op.reply, op.page) if m is not None}
+    _, definitions = models_json_schema(
+        [(m, "serialization") for m in sorted(documented, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        success: dict[str, Any] = {"description": op.summary}
+        if op.reply is not None:
+            schema = {"type": "array", "items": _ref(op.reply)} if op.reply_list else _ref(op.reply)
+            success["content"] = _json(schema)
+            if op.page is not None:
+                success["content"]["application/jupyterhub-pagination+json"] = {
+                    "schema": _ref(op.page)
+                }
+        operation: dict[str, Any] = {
+            "summary": op.summary,
+            "responses": {
+                str(op.status): success,
+                "default": {"description": "An error", "content": _json(_ref(api_models.Error))},
+            },
+        }
+        if op.scope:
+            operation["security"] = [{"token": [op.scope]}]
+        params = [p.strip("{}") for p in op.path.split("/") if p.startswith("{")]
+        if params:
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        if op.request is not None:
+            operation["requestBody"] = {"required": True, "content": _json(_ref(op.request))}
+        paths.setdefault(op.path, {})[op.method] = operation
+    schemas = definitions.get("$defs", {})
+    for type_name in sorted(models.registry.types()):
+        schemas[f"event.{type_name}"] = models.registry.model(type_name).model_json_schema()
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "chronohub REST API",
+            "version": version.CHRONOHUB,
+            "description": f"JupyterHub's REST API (version {version.JUPYTERHUB_API}) as far as"
+            " chronohub implements it.",
+        },
+        "servers": [{"url": "/hub/api"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "header", "name": "Authorization"}
+            },
+        },
+    }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """Serve the document."""
+    return web.json_response(document())
+
+
+def routes() -> list[web.RouteDef]:
+    """The routes of this module."""
+    return [web.get("/hub/api/openapi.json", openapi)]

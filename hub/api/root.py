@@ -1,0 +1,106 @@
+"""The root of the REST API, whoami, hub info, the health check, and the site's root."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from hub import errors, version
+from hub.auth import access, scopes
+from hub.context import HUB
+from hub.web import body
+
+
+async def root(request: web.Request) -> web.Response:
+    """``GET /hub/api/``: the JupyterHub API version clients switch features on."""
+    return web.json_response({"version": version.JUPYTERHUB_API})
+
+
+async def info(request: web.Request) -> web.Response:
+    """``GET /hub/api/info`` (``read:hub``): versions and the hub's components."""
+    hub = request.app[HUB]
+    async with hub.store.pool.acquire() as conn:
+        await access.require(request, conn, ["read:hub"])
+    return web.json_response(
+        {
+            "version": version.JUPYTERHUB_API,
+            "chronohub_version": version.CHRONOHUB,
+            "python": sys.version,
+            "sys_executable": sys.executable,
+            "spawner": {"class": "chronohub.local_spawner", "version": version.CHRONOHUB},
+            "authenticator": {"class": "chronohub.tokens", "version": version.CHRONOHUB},
+        }
+    )
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """``GET /hub/api/user``: the token's owner, with the token's expanded scopes.
+
+    Any valid token may ask who it belongs to: the owner's identify scopes are added for the
+    check only, and the reply lists the scopes the token itself carries (what HubAuth checks).
+    """
+    hub = request.app[HUB]
+    caller = access.caller_of(request)
+    model: dict[str, Any]
+    if caller.kind == "user":
+        async with hub.store.pool.acquire() as conn:
+            row = await conn.fetchrow(access.queries["user_by_name"], caller.name)
+        if row is None:
+            raise errors.Forbidden(access.MISSING_CREDENTIALS)
+        model = {
+            "kind": "user",
+            "name": row["name"],
+            "admin": row["admin"],
+            "roles": list(caller.roles),
+            "groups": list(row["groups"]),
+            "server": None,
+            "pending": None,
+            "created": body.iso(row["created"]),
+            "last_activity": body.iso(row["last_activity"]),
+            "servers": {},
+            "auth_state": None,
+        }
+    else:
+        model = {
+            "kind": "service",
+            "name": caller.name,
+            "admin": caller.admin,
+            "roles": list(caller.roles),
+        }
+    model["token_id"] = caller.token_id
+    model["session_id"] = None
+    model["scopes"] = scopes.render(caller.expanded)
+    return web.json_response(model)
+
+
+async def health(request: web.Request) -> web.Response:
+    """``GET /hub/health``: 200 when the hub and its database answer, 503 otherwise."""
+    hub = request.app[HUB]
+    try:
+        async with hub.store.pool.acquire(timeout=5) as conn:
+            await conn.fetchval("SELECT 1")
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise errors.Unavailable(f"the database does not answer: {exc}") from exc
+    return web.json_response({"status": "ok", "database": "ok"})
+
+
+async def site_root(request: web.Request) -> web.Response:
+    """``GET /``: the proxy sends it to the hub, which sends it on to ``/hub/``, as
+    JupyterHub does."""
+    raise web.HTTPFound("/hub/")
+
+
+def routes() -> list[web.RouteDef]:
+    """The routes of this module."""
+    return [
+        web.get("/", site_root),
+        web.get("/hub/api", root),
+        web.get("/hub/api/", root),
+        web.get("/hub/api/info", info),
+        web.get("/hub/api/user", whoami),
+        web.get("/hub/health", health),
+        web.get("/hub/api/health", health),
+    ]

@@ -1,0 +1,437 @@
+"""``/hub/api/users``: list, create, read, modify and delete users, and report their activity.
+
+Every change is a command decided against the users read model and appended as events
+(``user.created``, ``user.renamed``, ``user.admin_changed``, ``user.deleted``); every read
+comes from the projections, so a caller reads its own writes. Fields of the user model
+appear only where a scope of the caller grants them, as in JupyterHub.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from events import models, sql, store
+from events.catalog import users as user_events
+from events.catalog.names import Name
+from hub import errors
+from hub.api import servers as servers_api
+from hub.auth import access, scopes
+from hub.context import HUB
+from hub.servers import rules as server_rules
+from hub.servers import spawner
+from hub.web import body, pagination
+
+queries = sql.Queries(__package__ or "hub.api", "users.sql")
+auth_queries = sql.Queries("hub.auth", "auth.sql")
+
+# Which fields each scope reveals (JupyterHub's model filtering).
+FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
+    "read:users": frozenset(
+        {
+            "kind",
+            "name",
+            "admin",
+            "roles",
+            "groups",
+            "server",
+            "pending",
+            "created",
+            "last_activity",
+            "user_info",
+        }
+    ),
+    "read:users:name": frozenset({"kind", "name", "admin", "user_info"}),
+    "read:users:groups": frozenset({"kind", "name", "groups"}),
+    "read:users:activity": frozenset({"kind", "name", "last_activity"}),
+    "read:servers": frozenset({"kind", "name", "servers"}),
+    "read:roles:users": frozenset({"kind", "name", "roles", "admin"}),
+    "admin:auth_state": frozenset({"kind", "name", "auth_state"}),
+}
+READ_USER_SCOPES = list(FIELDS_BY_SCOPE)
+STATES = ("active", "ready", "inactive")
+SORTS = ("id", "name", "last_activity", "-id", "-name", "-last_activity")
+# Activity more than this far in the future is refused, as JupyterHub does.
+MAX_FUTURE_ACTIVITY = timedelta(minutes=59)
+
+
+class CreateUsers(BaseModel):
+    """``POST /users``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    usernames: list[Name] = Field(min_length=1, max_length=1000)
+    admin: StrictBool = False
+
+
+class CreateUser(BaseModel):
+    """``POST /users/{name}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    admin: StrictBool = False
+
+
+class ModifyUser(BaseModel):
+    """``PATCH /users/{name}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    admin: StrictBool | None = None
+
+
+class ServerActivity(BaseModel):
+    """One server's activity in an activity report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    last_activity: datetime
+
+
+class Activity(BaseModel):
+    """``POST /users/{name}/activity``: the user's, or their servers', last activity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    last_activity: datetime | None = None
+    servers: dict[str, ServerActivity] = Field(default_factory=dict)
+
+
+def normalize(name: str) -> str:
+    """JupyterHub's default username normalisation: lower case."""
+    return name.lower()
+
+
+def render(
+    row: Any,
+    caller: access.Caller,
+    fields: frozenset[str] | None = None,
+    servers: list[Any] | None = None,
+) -> dict[str, Any]:
+    """The user model for ``row``, with only the fields the caller's scopes grant.
+
+    ``fields`` is ``visible_fields`` worked out once for a whole list, when it can be;
+    ``servers`` the user's rows of the servers read model.
+    """
+    if fields is None:
+        fields = visible_fields(caller, FIELDS_BY_SCOPE)
+    if fields is None:  # some scope is filtered: decide for this user
+        target = scopes.Filter.user(row["name"])
+        membership = {row["name"]: list(row["groups"])}  # for !group= filters
+        fields = frozenset().union(
+            *(
+                granted
+                for scope, granted in FIELDS_BY_SCOPE.items()
+                if caller.grants.allows(scope, target, groups_of=membership)
+            )
+        )
+    roles = ["user", *(["admin"] if row["admin"] else []), *row["roles"]]
+    full: dict[str, Any] = {
+        "kind": "user",
+        "name": row["name"],
+        "admin": row["admin"],
+        "roles": sorted(set(roles)),
+        "groups": list(row["groups"]),
+        "server": None,
+        "pending": None,
+        "created": body.iso(row["created"]),
+        "last_activity": body.iso(row["last_activity"]),
+        "servers": {},
+        "auth_state": None,
+        "user_info": {"name": row["name"], "display_name": row["name"]},
+    }
+    if servers:
+        with_state = caller.grants.allows("admin:server_state", scopes.Filter.user(row["name"]))
+        full.update(servers_api.server_fields(servers, row["name"], with_state=with_state))
+    return {key: value for key, value in full.items() if key in fields}
+
+
+def visible_fields(
+    caller: access.Caller, by_scope: dict[str, frozenset[str]]
+) -> frozenset[str] | None:
+    """The fields the caller sees on every resource, or None if it depends on the resource.
+
+    Most callers hold each read scope everywhere or nowhere; their answer is the same for
+    every row of a list, so it is worked out once.
+    """
+    fields: set[str] = set()
+    for scope, granted in by_scope.items():
+        held = caller.grants.filters(scope)
+        if held.everything:
+            fields |= granted
+        elif held.held:
+            return None
+    return frozenset(fields)
+
+
+async def list_users(request: web.Request) -> web.Response:
+    """``GET /users``: paginated, filtered by state and name, restricted by list filters."""
+    hub = request.app[HUB]
+    caller = access.require_list(request, "list:users", kinds=("user", "group"))
+    page = pagination.parse(
+        request,
+        default_limit=hub.settings.api_page_default_limit,
+        max_limit=hub.settings.api_page_max_limit,
+    )
+    state = request.query.get("state") or None
+    if state is not None and state not in STATES:
+        raise errors.BadRequest(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    sort = request.query.get("sort") or "id"
+    if sort not in SORTS:
+        raise errors.BadRequest(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+    name_filter = request.query.get("name_filter") or None
+    async with hub.store.pool.acquire() as conn:
+        only = await listable_names(conn, caller)
+        query = queries["users_page_by_activity" if "last_activity" in sort else "users_page"]
+        rows = await conn.fetch(query, page.offset, page.limit, name_filter, only, state, sort)
+        total = (
+            rows[0]["total"]
+            if rows
+            else await conn.fetchval(queries["users_count"], name_filter, only, state)
+        )
+        servers = await servers_api.servers_by_user(
+            conn, [row["user_id"] for row in rows], include_stopped=_include_stopped(request)
+        )
+    fields = visible_fields(caller, FIELDS_BY_SCOPE)
+    items = [render(row, caller, fields, servers[row["user_id"]]) for row in rows]
+    return web.json_response(pagination.reply(request, page, items, total, hub.settings.public_url))
+
+
+def _include_stopped(request: web.Request) -> bool:
+    return request.query.get("include_stopped_servers", "").lower() not in ("", "0", "false")
+
+
+async def listable_names(conn: sql.Connection, caller: access.Caller) -> list[str] | None:
+    """None when the caller may list everyone, else the names its filters cover."""
+    filters = caller.grants.filters("list:users")
+    if filters.everything:
+        return None
+    names = set(filters.users)
+    if filters.groups:
+        rows = await conn.fetch(queries["group_member_names"], sorted(filters.groups))
+        names |= {row["user_name"] for row in rows}
+    return sorted(names)
+
+
+async def create_users(request: web.Request) -> web.Response:
+    """``POST /users``: create several users; 409 if all of them exist."""
+    command = await body.parse(request, CreateUsers)
+    caller, rows = await create_many(request, command)
+    return web.json_response([render(row, caller) for row in rows], status=201)
+
+
+async def create_many(
+    request: web.Request, command: CreateUsers
+) -> tuple[access.Caller, list[Any]]:
+    """Create those of ``command``'s users that do not exist yet, as the request's caller: the
+    caller and the new users' rows. ``errors.Conflict`` if every one of them exists."""
+    hub = request.app[HUB]
+    names = list(dict.fromkeys(normalize(n) for n in command.usernames))
+    async with hub.store.session() as session:
+        caller = await access.require(request, session.conn, ["admin:users"])
+        existing = {r["name"] for r in await session.conn.fetch(queries["users_by_name"], names)}
+        new = [n for n in names if n not in existing]
+        if not new:
+            raise errors.Conflict(f"All {len(names)} users already exist")
+        for name in new:
+            await _append_created(
+                session, name, command.admin, access.event_metadata(request, caller)
+            )
+        rows = [await session.conn.fetchrow(auth_queries["user_by_name"], n) for n in new]
+    return caller, rows
+
+
+async def _append_created(
+    session: store.Session, name: str, admin: bool, meta: models.Metadata
+) -> UUID:
+    user_id = uuid4()
+    await session.append(
+        user_events.stream_id(user_id),
+        [user_events.UserCreated(user_id=user_id, name=name, admin=admin)],
+        expected=store.NO_STREAM,
+        metadata=meta,
+    )
+    return user_id
+
+
+async def get_user(request: web.Request) -> web.Response:
+    """``GET /users/{name}``."""
+    hub = request.app[HUB]
+    name = request.match_info["name"]
+    async with hub.store.pool.acquire() as conn:
+        caller = await access.require(request, conn, READ_USER_SCOPES, scopes.Filter.user(name))
+        row = await conn.fetchrow(auth_queries["user_by_name"], name)
+        if row is None:
+            raise errors.NotFound(f"No such user: {name}")
+        servers = await servers_api.servers_by_user(
+            conn, [row["user_id"]], include_stopped=_include_stopped(request)
+        )
+    return web.json_response(render(row, caller, None, servers[row["user_id"]]))
+
+
+async def create_user(request: web.Request) -> web.Response:
+    """``POST /users/{name}``: create one user; 409 if it exists."""
+    hub = request.app[HUB]
+    command = await body.parse(request, CreateUser, allow_empty=True)
+    name = normalize(body.valid_name(request.match_info["name"], "username"))
+    async with hub.store.session() as session:
+        caller = await access.require(request, session.conn, ["admin:users"])
+        if await session.conn.fetchrow(auth_queries["user_by_name"], name) is not None:
+            raise errors.Conflict(f"User {name} already exists")
+        await _append_created(session, name, command.admin, access.event_metadata(request, caller))
+        row = await session.conn.fetchrow(auth_queries["user_by_name"], name)
+    return web.json_response(render(row, caller), status=201)
+
+
+async def modify_user(request: web.Request) -> web.Response:
+    """``PATCH /users/{name}``: rename, or make or unmake an admin."""
+    command = await body.parse(request, ModifyUser)
+    caller, updated = await modify(request, request.match_info["name"], command)
+    return web.json_response(render(updated, caller))
+
+
+async def modify(request: web.Request, name: str, command: ModifyUser) -> tuple[access.Caller, Any]:
+    """Rename user ``name`` or change whether they are an admin, as the request's caller: the
+    caller and the user's row afterwards."""
+    hub = request.app[HUB]
+    async with hub.store.session() as session:
+        conn = session.conn
+        caller = await access.require(request, conn, ["admin:users"], scopes.Filter.user(name))
+        row = await conn.fetchrow(auth_queries["user_by_name"], name)
+        if row is None:
+            raise errors.NotFound(f"No such user: {name}")
+        stream = user_events.stream_id(row["user_id"])
+        changes: list[models.Event] = []
+        new_name = normalize(command.name) if command.name is not None else name
+        if new_name != name:
+            if await conn.fetchrow(auth_queries["user_by_name"], new_name) is not None:
+                raise errors.BadRequest(f"User {new_name} already exists, username must be unique")
+            # A running server was started under /user/<old name>/ and answers only there.
+            running = (
+                await servers_api.servers_by_user(conn, [row["user_id"]], include_stopped=False)
+            )[row["user_id"]]
+            if running:
+                labels = ", ".join(server_rules.label(name, s["server_name"]) for s in running)
+                raise errors.BadRequest(f"Stop {labels} before renaming {name}")
+            changes.append(
+                user_events.UserRenamed(user_id=row["user_id"], old_name=name, name=new_name)
+            )
+        if command.admin is not None and command.admin != row["admin"]:
+            changes.append(
+                user_events.UserAdminChanged(user_id=row["user_id"], admin=command.admin)
+            )
+        if changes:
+            await session.append(stream, changes, metadata=access.event_metadata(request, caller))
+        updated = await conn.fetchrow(auth_queries["user_by_name"], new_name)
+    return caller, updated
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    """``DELETE /users/{name}``: 204; a user cannot delete themselves; servers stop first."""
+    await delete(request, request.match_info["name"])
+    return web.Response(status=204)
+
+
+async def delete(request: web.Request, name: str) -> None:
+    """Delete user ``name`` as the request's caller (their servers stopped first)."""
+    hub = request.app[HUB]
+    await _stop_servers_of(request, name)
+    async with hub.store.session() as session:
+        caller = await access.require(
+            request, session.conn, ["delete:users"], scopes.Filter.user(name)
+        )
+        row = await session.conn.fetchrow(auth_queries["user_by_name"], name)
+        if row is None:
+            raise errors.NotFound(f"No such user: {name}")
+        if caller.kind == "user" and caller.name == name:
+            raise errors.BadRequest("Cannot delete yourself!")
+        await session.append(
+            user_events.stream_id(row["user_id"]),
+            [user_events.UserDeleted(user_id=row["user_id"], name=name)],
+            metadata=access.event_metadata(request, caller),
+        )
+
+
+async def _stop_servers_of(request: web.Request, name: str) -> None:
+    """Stop a user's running servers before the user is deleted (400 if one will not stop)."""
+    manager = request.app.get(servers_api.SERVER_APP)
+    if manager is None:
+        return
+    hub = request.app[HUB]
+    async with hub.store.pool.acquire() as conn:
+        caller = await access.require(request, conn, ["delete:users"], scopes.Filter.user(name))
+        row = await conn.fetchrow(auth_queries["user_by_name"], name)
+        if row is None:
+            return
+        if caller.kind == "user" and caller.name == name:
+            raise errors.BadRequest("Cannot delete yourself!")
+        running = (
+            await servers_api.servers_by_user(conn, [row["user_id"]], include_stopped=False)
+        )[row["user_id"]]
+    for server in running:
+        try:
+            outcome = await manager.stop(
+                row["user_id"], name, server["server_name"], access.event_metadata(request, caller)
+            )
+        except spawner.PolicyError:
+            continue  # stopped meanwhile
+        if outcome == "pending":
+            raise errors.BadRequest(
+                f"{name}'s server {server['server_name']!r} is still stopping; try again"
+            )
+
+
+async def post_activity(request: web.Request) -> web.Response:
+    """``POST /users/{name}/activity``: activity only moves forward; kept out of the log."""
+    hub = request.app[HUB]
+    name = request.match_info["name"]
+    report = await body.parse(request, Activity)
+    if report.last_activity is None and not report.servers:
+        raise errors.BadRequest("last_activity or servers is required")
+    now = datetime.now(UTC)
+    stamps = [report.last_activity] if report.last_activity else []
+    stamps += [s.last_activity for s in report.servers.values()]
+    for stamp in stamps:
+        if stamp.tzinfo is None:
+            raise errors.BadRequest("last_activity must include a timezone (e.g. 'Z')")
+        if stamp > now + MAX_FUTURE_ACTIVITY:
+            raise errors.BadRequest(f"last_activity {body.iso(stamp)} is in the future")
+    async with hub.store.pool.acquire() as conn:
+        await access.require(request, conn, ["users:activity"], scopes.Filter.user(name))
+        row = await conn.fetchrow(auth_queries["user_by_name"], name)
+        if row is None:
+            raise errors.NotFound(f"No such user: {name}")
+        known = await servers_api.servers_by_user(conn, [row["user_id"]], include_stopped=True)
+        names = {server["server_name"] for server in known[row["user_id"]]}
+        for server in report.servers:
+            if server not in names:
+                raise errors.BadRequest(f"No such server: {server!r}")
+        async with conn.transaction():
+            for stamp in stamps:  # a server's activity is its user's too, as in JupyterHub
+                await conn.execute(auth_queries["activity_touch"], row["user_id"], "", stamp)
+            if report.servers:
+                await conn.execute(
+                    servers_api.queries["server_activity_touch"],
+                    [row["user_id"]] * len(report.servers),
+                    list(report.servers),
+                    [activity.last_activity for activity in report.servers.values()],
+                )
+    return web.json_response({})
+
+
+def routes() -> list[web.RouteDef]:
+    """The routes of this module."""
+    return [
+        web.get("/hub/api/users", list_users),
+        web.post("/hub/api/users", create_users),
+        web.get("/hub/api/users/{name}", get_user),
+        web.post("/hub/api/users/{name}", create_user),
+        web.patch("/hub/api/users/{name}", modify_user),
+        web.delete("/hub/api/users/{name}", delete_user),
+        web.post("/hub/api/users/{name}/activity", post_activity),
+    ]

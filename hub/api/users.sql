@@ -1,0 +1,81 @@
+-- The users API's reads (also the admin page's and, for users_by_name, bootstrap's).
+
+-- name: users_by_name
+SELECT user_id, name, admin FROM users WHERE name = ANY($1::text[]);
+
+-- name: users_page
+-- Users, $1 offset, $2 limit, $3 name substring (ILIKE), $4 only these names (a filtered
+-- list scope), $5 state: NULL, 'active' (some server running or pending), 'ready' (some
+-- server ready) or 'inactive' (no server active), $6 sort: id (creation order,
+-- JupyterHub's default) or name, '-' before it for descending. The page is cut first, so
+-- groups, roles and activity are looked up for its rows only.
+SELECT p.user_id, p.name, p.admin, p.created, p.total,
+       (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = p.user_id) AS last_activity,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = p.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE g.principal_kind = 'user' AND g.principal = p.user_id::text), '{}')
+           AS roles
+  FROM (SELECT u.*, count(*) OVER () AS total
+          FROM users u
+         WHERE ($3::text IS NULL OR u.name ILIKE '%' || $3::text || '%')
+           AND ($4::text[] IS NULL OR u.name = ANY($4::text[]))
+           AND ($5::text IS NULL OR ($5::text = 'inactive') <> EXISTS (
+                    SELECT 1 FROM servers s WHERE s.user_id = u.user_id
+                       AND s.state = ANY(CASE WHEN $5::text = 'ready' THEN '{ready}'::text[]
+                                         ELSE '{spawning,started,ready,stopping}'::text[] END)))
+         ORDER BY CASE WHEN $6::text = 'name' THEN u.name END,
+                  CASE WHEN $6::text = '-name' THEN u.name END DESC,
+                  CASE WHEN $6::text = '-id' THEN u.created END DESC,
+                  u.created, u.name
+        OFFSET $1 LIMIT $2) p
+ ORDER BY CASE WHEN $6::text = 'name' THEN p.name END,
+          CASE WHEN $6::text = '-name' THEN p.name END DESC,
+          CASE WHEN $6::text = '-id' THEN p.created END DESC,
+          p.created, p.name;
+
+-- name: users_page_by_activity
+-- As users_page, sorted by last activity ($6 'last_activity' or '-last_activity'; users
+-- without activity last).
+SELECT p.user_id, p.name, p.admin, p.created, p.total, p.last_activity,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = p.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE g.principal_kind = 'user' AND g.principal = p.user_id::text), '{}')
+           AS roles
+  FROM (SELECT u.*, act.last_activity, count(*) OVER () AS total
+          FROM users u
+          LEFT JOIN LATERAL (SELECT max(a.last_activity) AS last_activity
+                               FROM activity a WHERE a.user_id = u.user_id) act ON true
+         WHERE ($3::text IS NULL OR u.name ILIKE '%' || $3::text || '%')
+           AND ($4::text[] IS NULL OR u.name = ANY($4::text[]))
+           AND ($5::text IS NULL OR ($5::text = 'inactive') <> EXISTS (
+                    SELECT 1 FROM servers s WHERE s.user_id = u.user_id
+                       AND s.state = ANY(CASE WHEN $5::text = 'ready' THEN '{ready}'::text[]
+                                         ELSE '{spawning,started,ready,stopping}'::text[] END)))
+         ORDER BY CASE WHEN $6::text = 'last_activity' THEN act.last_activity END NULLS LAST,
+                  CASE WHEN $6::text = '-last_activity' THEN act.last_activity END DESC NULLS LAST,
+                  u.created, u.name
+        OFFSET $1 LIMIT $2) p
+ ORDER BY CASE WHEN $6::text = 'last_activity' THEN p.last_activity END NULLS LAST,
+          CASE WHEN $6::text = '-last_activity' THEN p.last_activity END DESC NULLS LAST,
+          p.created, p.name;
+
+-- name: users_count
+SELECT count(*) FROM users u
+ WHERE ($1::text IS NULL OR u.name ILIKE '%' || $1::text || '%')
+   AND ($2::text[] IS NULL OR u.name = ANY($2::text[]))
+   AND ($3::text IS NULL OR ($3::text = 'inactive') <> EXISTS (
+            SELECT 1 FROM servers s WHERE s.user_id = u.user_id
+               AND s.state = ANY(CASE WHEN $3::text = 'ready' THEN '{ready}'::text[]
+                                 ELSE '{spawning,started,ready,stopping}'::text[] END)));
+
+-- name: group_member_names
+-- The members of the named groups: resolves !group= filters.
+SELECT gr.name AS group_name, u.name AS user_name
+  FROM groups gr JOIN group_members m USING (group_id) JOIN users u USING (user_id)
+ WHERE gr.name = ANY($1::text[]);

@@ -1,0 +1,269 @@
+"""Who is calling and what they may do: token authentication and scope checks for handlers.
+
+Every request with ``Authorization: token <t>`` (or ``bearer``) is resolved once, by the
+middleware, into a ``Caller``: the token's owner, the owner's roles, and the token's
+effective scopes (what the token asks for, intersected with what the owner holds).
+Handlers then call ``require``, which answers JupyterHub's way: 403 when the scope is not
+held at all, 404 when it is held but not on this resource, so existence does not leak.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from aiohttp import web
+
+from events import models, sql
+from hub import errors
+from hub.auth import roles, scopes, tokens
+from hub.context import HUB
+from hub.errors import Handler
+from hub.web import client_address
+
+queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
+
+MISSING_CREDENTIALS = "Missing or invalid credentials."
+# Token and user activity from API use is written at most this often per token (JupyterHub's
+# activity_resolution): it is telemetry, not worth a write per request.
+ACTIVITY_RESOLUTION_S = 30.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated owner of the request's token and what the token may do."""
+
+    kind: Literal["user", "service"]
+    name: str
+    user_id: UUID | None
+    admin: bool
+    token_id: str
+    roles: tuple[str, ...]
+    expanded: frozenset[scopes.Scope]
+    grants: scopes.Grants
+
+
+REQUEST_CALLER: web.RequestKey[Caller | None] = web.RequestKey("chronohub.caller")
+
+
+def parse_authorization(header: str | None) -> str | None:
+    """The token in ``Authorization: token|bearer <token>``, scheme case-insensitive."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() not in ("token", "bearer") or not value or " " in value:
+        return None
+    return value
+
+
+async def authenticate(conn: sql.Connection, secret: str) -> Caller | None:
+    """The caller a token belongs to, or None if it is unknown, revoked or expired."""
+    row = await conn.fetchrow(queries["token_owner"], tokens.digest(secret))
+    if row is None:
+        return None
+    if row["user_id"] is not None:
+        if row["user_name"] is None:
+            return None
+        kind: Literal["user", "service"] = "user"
+        name, admin = row["user_name"], bool(row["user_admin"])
+        owner = scopes.Owner.for_user(name)
+        implicit: tuple[str, ...] = ("user", "admin") if admin else ("user",)
+    else:
+        kind, name, admin = "service", row["service"], bool(row["service_admin"])
+        owner = scopes.Owner.for_service(name)
+        implicit = ("admin",) if admin else ()
+    owner_scopes = _owner_scopes(implicit, tuple(sorted(set(row["role_scopes"]))), owner)
+    membership = {name: set(row["groups"])} if kind == "user" else {}
+    others = _users_in_filters(owner_scopes, row["scopes"]) - membership.keys()
+    if others:
+        membership.update(await groups_of_users(conn, others))
+    effective = scopes.effective_token_scopes(
+        row["scopes"], owner_scopes, owner=owner, groups_of=membership
+    )
+    return Caller(
+        kind=kind,
+        name=name,
+        user_id=row["user_id"],
+        admin=admin,
+        token_id=row["token_id"],
+        roles=tuple(sorted({*implicit, *row["role_names"]})),
+        expanded=effective,
+        grants=scopes.Grants.of(effective),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _owner_scopes(
+    implicit: tuple[str, ...], granted: tuple[str, ...], owner: scopes.Owner
+) -> frozenset[scopes.Scope]:
+    """Expanded scopes of an owner's roles; pure, so remembered (most requests repeat it)."""
+    raw = [scope for role in implicit for scope in roles.DEFAULT_ROLES[role].scopes]
+    return scopes.expand([*raw, *granted], owner=owner)
+
+
+async def user_scopes(
+    conn: sql.Connection, user_id: UUID, name: str, admin: bool
+) -> tuple[frozenset[scopes.Scope], tuple[str, ...]]:
+    """A user's expanded scopes and role names: ``user``, ``admin`` if admin, and granted roles
+    (directly or through groups)."""
+    implicit: tuple[str, ...] = ("user", "admin") if admin else ("user",)
+    granted = [s for r in await conn.fetch(queries["user_role_scopes"], user_id) for s in r[0]]
+    names = [r["role"] for r in await conn.fetch(queries["user_role_names"], user_id)]
+    owner = scopes.Owner.for_user(name)
+    return _owner_scopes(implicit, tuple(sorted(set(granted))), owner), tuple(
+        sorted({*implicit, *names})
+    )
+
+
+def _users_in_filters(owner_scopes: Iterable[scopes.Scope], raw: Iterable[str]) -> set[str]:
+    names = {s.filter.value for s in owner_scopes if s.filter and s.filter.kind == "user"}
+    for text in raw:
+        _, _, rest = text.partition("!user=")
+        if rest:
+            names.add(rest)
+    return {n for n in names if n}
+
+
+async def groups_of_users(conn: sql.Connection, names: Collection[str]) -> dict[str, set[str]]:
+    """Group names of each named user (for ``!group=`` filters)."""
+    membership: dict[str, set[str]] = {name: set() for name in names}
+    if not names:
+        return membership
+    rows = await conn.fetch(queries["groups_of_users"], list(names))
+    for row in rows:
+        membership[row["user_name"]].add(row["group_name"])
+    return membership
+
+
+def caller_of(request: web.Request) -> Caller:
+    """The authenticated caller; 403 with JupyterHub's message when there is none."""
+    caller = request.get(REQUEST_CALLER)
+    if not isinstance(caller, Caller):
+        raise errors.Forbidden(MISSING_CREDENTIALS)
+    return caller
+
+
+async def require(
+    request: web.Request,
+    conn: sql.Connection,
+    any_of: Sequence[str],
+    target: scopes.Filter | None = None,
+) -> Caller:
+    """The caller, if one of ``any_of`` covers ``target``; else 403 or 404 (see module doc)."""
+    caller = caller_of(request)
+    groups_of = None
+    if target is not None and target.kind in ("user", "server") and target.value:
+        user = target.value.split("/", 1)[0]
+        if any(caller.grants.filters(s).groups for s in any_of):
+            groups_of = await groups_of_users(conn, [user])
+    decision = caller.grants.authorize(any_of, target, groups_of=groups_of)
+    if not decision.allowed:
+        raise errors.HubError.with_status(decision.status, decision.message)
+    return caller
+
+
+def require_list(request: web.Request, scope: str, kinds: Collection[scopes.Kind]) -> Caller:
+    """The caller, if it holds ``scope`` in a form a list endpoint can filter rows by."""
+    caller = caller_of(request)
+    decision = caller.grants.authorize_list(scope, kinds=kinds)
+    if not decision.allowed:
+        raise errors.HubError.with_status(decision.status, decision.message)
+    return caller
+
+
+async def check_token_request(conn: sql.Connection, owner: Any, requested: list[str]) -> None:
+    """400, as JupyterHub answers, if a new token of user ``owner`` (a ``user_by_name`` row)
+    asks for a malformed scope or one its owner lacks."""
+    who = scopes.Owner.for_user(owner["name"])
+    try:
+        for text in requested:
+            scopes.parse_scope(text)
+        owner_scopes, _ = await user_scopes(conn, owner["user_id"], owner["name"], owner["admin"])
+        scopes.check_token_scopes(
+            requested, owner_scopes, owner=who, groups_of={owner["name"]: set(owner["groups"])}
+        )
+    except scopes.ScopeError as exc:
+        raise errors.BadRequest(str(exc)) from None
+
+
+def request_metadata(request: web.Request, actor: models.Actor) -> models.Metadata:
+    """The metadata of the events ``request`` causes on behalf of ``actor``: its request id
+    and the client's address (through the trusted proxies)."""
+    return models.Metadata(
+        actor=actor,
+        request_id=request.headers.get("X-Request-Id"),
+        client_address=client_address.of(request),
+    )
+
+
+def event_metadata(request: web.Request, caller: Caller) -> models.Metadata:
+    """Who made this request, for the events it causes."""
+    return request_metadata(request, models.Actor(kind=caller.kind, name=caller.name))
+
+
+class ActivityRecorder:
+    """Writes token and user activity from API use, at most once per resolution per token.
+
+    A server's own token (``JUPYTERHUB_API_TOKEN``, used by jupyterhub-singleuser for its API
+    calls) counts as the token's activity, not its user's, as in JupyterHub: otherwise a
+    server checking its users would keep its idle user looking active.
+    """
+
+    def __init__(self, resolution_s: float = ACTIVITY_RESOLUTION_S) -> None:
+        self.resolution_s = resolution_s
+        self._last: dict[str, float] = {}
+
+    def due(self, token_id: str) -> bool:
+        """Whether this token's activity should be written now (and note that it was)."""
+        now = time.monotonic()
+        last = self._last.get(token_id)
+        if last is not None and now - last < self.resolution_s:
+            return False
+        if len(self._last) > 100_000:  # bound the memory of a long-running hub
+            self._last.clear()
+        self._last[token_id] = now
+        return True
+
+    async def record_browser(self, pool: Any, user_id: UUID) -> None:
+        """Write the activity of a user signed in with the login cookie, if it is due
+        (JupyterHub counts a browser's requests to the hub as its user's activity)."""
+        if self.due(f"browser:{user_id}"):
+            await pool.execute(queries["activity_touch"], user_id, "", datetime.now(UTC))
+
+    async def record(self, conn: sql.Connection, caller: Caller) -> None:
+        """Write the activity of ``caller``'s token (and user) if it is due."""
+        if not self.due(caller.token_id):
+            return
+        now = datetime.now(UTC)
+        await conn.execute(queries["token_touch"], caller.token_id, now)
+        if caller.user_id is not None:
+            await conn.execute(
+                queries["activity_touch_unless_server_token"], caller.user_id, caller.token_id, now
+            )
+
+
+ACTIVITY = web.AppKey("chronohub.activity", ActivityRecorder)
+
+
+def middleware(recorder: ActivityRecorder) -> Any:
+    """Resolve the request's token into a ``Caller`` (or none) before any handler runs."""
+
+    @web.middleware
+    async def authenticate_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+        secret = parse_authorization(request.headers.get("Authorization"))
+        if secret is not None:
+            hub = request.app[HUB]
+            async with hub.store.pool.acquire() as conn:
+                caller = await authenticate(conn, secret)
+                if caller is not None:
+                    await recorder.record(conn, caller)
+            request[REQUEST_CALLER] = caller
+        return await handler(request)
+
+    return authenticate_request

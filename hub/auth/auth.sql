@@ -1,0 +1,148 @@
+-- Queries of hub/auth/: credentials, login cookies, login throttling, signups; callers and
+-- their tokens, roles and groups (access.py, tokens.py); and the user lookup by name that every
+-- layer above uses (user_by_name).
+
+-- name: credential_get
+SELECT password_hash FROM credentials WHERE user_id = $1;
+
+-- name: credential_set
+INSERT INTO credentials (user_id, password_hash, updated) VALUES ($1, $2, $3)
+ON CONFLICT (user_id) DO UPDATE
+   SET password_hash = excluded.password_hash, updated = excluded.updated;
+
+-- name: credential_delete
+DELETE FROM credentials WHERE user_id = $1;
+
+-- name: signup_credential_set
+INSERT INTO signup_credentials (name, password_hash) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash;
+
+-- name: signup_credential_take
+DELETE FROM signup_credentials WHERE name = $1 RETURNING password_hash;
+
+-- name: signup_pending
+SELECT name, request_id, requested FROM signup_requests WHERE name = $1;
+
+-- name: signups_all
+SELECT name, request_id, requested FROM signup_requests ORDER BY requested, name;
+
+-- name: failures_get
+SELECT key, failures, window_start, locked_until FROM login_failures WHERE key = ANY($1::text[]);
+
+-- name: failures_lock
+SELECT key, failures, window_start, locked_until FROM login_failures WHERE key = ANY($1::text[])
+   FOR UPDATE;
+
+-- name: failures_put
+INSERT INTO login_failures (key, failures, window_start, locked_until) VALUES ($1, $2, $3, $4)
+ON CONFLICT (key) DO UPDATE
+   SET failures = excluded.failures, window_start = excluded.window_start,
+       locked_until = excluded.locked_until;
+
+-- name: failures_clear
+DELETE FROM login_failures WHERE key = $1;
+
+-- name: session_create
+INSERT INTO login_sessions (session_id, hash, user_id, created, expires_at)
+VALUES ($1, $2, $3, $4, $5);
+
+-- name: session_user
+-- The user of a live browser session (none once it expired, ended, or the user was deleted).
+SELECT s.session_id, u.user_id, u.name, u.admin,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = u.user_id), '{}') AS groups
+  FROM login_sessions s JOIN users u USING (user_id)
+ WHERE s.hash = $1 AND s.expires_at > clock_timestamp();
+
+-- name: session_delete
+DELETE FROM login_sessions WHERE session_id = $1 RETURNING user_id;
+
+-- name: sessions_end_others
+DELETE FROM login_sessions WHERE user_id = $1 AND session_id <> coalesce($2, '')
+RETURNING session_id;
+
+-- name: sessions_purge
+DELETE FROM login_sessions WHERE expires_at <= clock_timestamp();
+
+-- name: token_owner
+-- Who a token belongs to, if it exists and has not expired, with everything needed to work
+-- out its scopes: the lookup of every request, in one round trip.
+SELECT t.token_id, t.user_id, t.service, t.scopes,
+       u.name AS user_name, u.admin AS user_admin, s.admin AS service_admin,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = t.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE (g.principal_kind = 'user' AND g.principal = t.user_id::text)
+                     OR (g.principal_kind = 'service' AND g.principal = t.service)), '{}')
+           AS role_names,
+       coalesce((SELECT array_agg(scope)
+                   FROM role_grants g JOIN roles r ON r.name = g.role, unnest(r.scopes) scope
+                  WHERE (g.principal_kind = 'user' AND g.principal = t.user_id::text)
+                     OR (g.principal_kind = 'service' AND g.principal = t.service)
+                     OR (g.principal_kind = 'group' AND g.principal IN (
+                            SELECT group_id::text FROM group_members
+                             WHERE user_id = t.user_id))), '{}') AS role_scopes
+  FROM token_secrets k
+  JOIN tokens t USING (token_id)
+  LEFT JOIN users u ON u.user_id = t.user_id
+  LEFT JOIN services s ON s.name = t.service
+ WHERE k.hash = $1
+   AND (t.expires_at IS NULL OR t.expires_at > clock_timestamp());
+
+-- name: token_store_secret
+INSERT INTO token_secrets (token_id, prefix, hash) VALUES ($1, $2, $3);
+
+-- name: token_touch
+INSERT INTO token_activity (token_id, last_activity) VALUES ($1, $2)
+ON CONFLICT (token_id) DO UPDATE SET last_activity = greatest(token_activity.last_activity,
+                                                              excluded.last_activity);
+
+-- name: user_role_scopes
+-- Every scope a user holds through roles granted to them or to their groups.
+SELECT r.scopes
+  FROM role_grants g JOIN roles r ON r.name = g.role
+ WHERE (g.principal_kind = 'user' AND g.principal = $1::uuid::text)
+    OR (g.principal_kind = 'group' AND g.principal IN (
+            SELECT group_id::text FROM group_members WHERE user_id = $1::uuid));
+
+-- name: user_role_names
+SELECT DISTINCT g.role
+  FROM role_grants g
+ WHERE g.principal_kind = 'user' AND g.principal = $1::uuid::text
+ ORDER BY 1;
+
+-- name: user_by_name
+SELECT u.user_id, u.name, u.admin, u.created,
+       (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = u.user_id) AS last_activity,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = u.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE g.principal_kind = 'user' AND g.principal = u.user_id::text), '{}')
+           AS roles
+  FROM users u
+ WHERE u.name = $1;
+
+-- name: activity_touch
+-- Activity only moves forward.
+INSERT INTO activity (user_id, server_name, last_activity) VALUES ($1, $2, $3)
+ON CONFLICT (user_id, server_name) DO UPDATE
+   SET last_activity = greatest(activity.last_activity, excluded.last_activity);
+
+-- name: activity_touch_unless_server_token
+-- A user's activity from API use with token $2, unless that is a server's own token: a
+-- server's API calls are not its user's activity (JupyterHub does not count them either).
+INSERT INTO activity (user_id, server_name, last_activity)
+SELECT $1, '', $3
+ WHERE NOT EXISTS (SELECT 1 FROM servers WHERE token_id = $2)
+ON CONFLICT (user_id, server_name) DO UPDATE
+   SET last_activity = greatest(activity.last_activity, excluded.last_activity);
+
+-- name: groups_of_users
+SELECT u.name AS user_name, g.name AS group_name
+  FROM users u JOIN group_members m USING (user_id) JOIN groups g USING (group_id)
+ WHERE u.name = ANY($1::text[]);

@@ -1,0 +1,25 @@
+"""How people prove who they are: one small interface (``base``) and its implementations,
+chosen by ``settings.authenticator``: ``native`` passwords, upstream ``oauth`` (OAuth2/OIDC,
+with a GitHub preset) and ``dummy`` (development only)."""
+
+from __future__ import annotations
+
+from hub import settings as hub_settings
+from hub.auth import login_cookies
+from hub.auth.authenticators import base, dummy, native, oauth
+
+
+def build(config: hub_settings.Settings, cookies: login_cookies.Cookies) -> base.Authenticator:
+    """The authenticator the settings choose (already validated by ``Settings``)."""
+    if config.authenticator == "dummy":
+        return dummy.DummyAuthenticator(config)
+    if config.authenticator == "oauth":
+        if config.oauth is None:  # pragma: no cover - refused by the settings' validator
+            raise ValueError("authenticator = 'oauth' needs an [oauth] section")
+        return oauth.OAuthAuthenticator(
+            config.oauth.resolved(),
+            cookies=cookies,
+            admin_users=config.admin_users,
+            public_url=config.public_url,
+        )
+    return native.NativeAuthenticator()

@@ -1,0 +1,1 @@
+"""The hub as an OAuth2 provider (``provider``) for the OAuth clients it knows (``clients``)."""
