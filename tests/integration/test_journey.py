@@ -144,8 +144,10 @@ async def test_a_newcomer_reaches_a_running_notebook_and_leaves(public_url: str)
             notebook = page.locator(".jp-NotebookPanel:visible")
             editor = notebook.locator(".jp-Cell .cm-content").first
             await editor.wait_for(timeout=LONG_MS)
-            await expect(notebook.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
-                "data-status", "idle", timeout=LONG_MS
+            # The kernel is connected once the status bar names it and says Idle (before that,
+            # JupyterLab runs a cell without sending it anywhere: "[ ]", no output).
+            await expect(page.locator(".jp-StatusBar-Widget")).to_contain_text(
+                "(ipykernel) | Idle", timeout=LONG_MS
             )
             await editor.click()
             await page.keyboard.type("print(6*7)")
@@ -169,5 +171,8 @@ async def test_a_newcomer_reaches_a_running_notebook_and_leaves(public_url: str)
             await _shot(page, "06-signed-out")
             await page.goto(public_url + "hub/home")
             await expect(page).to_have_url(re.compile(r"/hub/login"))
+        except BaseException:
+            await _shot(page, "failed")  # where it stopped, for whoever reads the failure
+            raise
         finally:
             await browser.close()
