@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.servers import manager as servers
+from hub.servers import server_log
 
 CRITICAL = "[C 2026-12-07 01:00:00.003 ServerApp] Running as root is not recommended."
 JUPYTER_AS_ROOT = f"""\
@@ -23,19 +23,21 @@ ValueError: JUPYTERHUB_API_URL is not set
 
 
 def test_jupyters_critical_line_beats_the_lines_printed_after_it() -> None:
-    assert servers.server_error(JUPYTER_AS_ROOT) == CRITICAL
+    assert server_log.server_error(JUPYTER_AS_ROOT) == CRITICAL
 
 
 def test_a_traceback_gives_its_exception_line() -> None:
-    assert servers.server_error(TRACEBACK + "\n\n") == "ValueError: JUPYTERHUB_API_URL is not set"
+    assert (
+        server_log.server_error(TRACEBACK + "\n\n") == "ValueError: JUPYTERHUB_API_URL is not set"
+    )
 
 
 def test_the_latest_error_wins() -> None:
     later = TRACEBACK + "2026-12-07 ERROR hub: the port is taken\nbye\n"
-    assert servers.server_error(later) == "2026-12-07 ERROR hub: the port is taken"
-    assert servers.server_error(JUPYTER_AS_ROOT + TRACEBACK).startswith("ValueError")
+    assert server_log.server_error(later) == "2026-12-07 ERROR hub: the port is taken"
+    assert server_log.server_error(JUPYTER_AS_ROOT + TRACEBACK).startswith("ValueError")
 
 
 def test_without_an_error_the_last_line_and_without_lines_nothing() -> None:
-    assert servers.server_error("one\ntwo\n\n") == "two"
-    assert servers.server_error("") == ""
+    assert server_log.server_error("one\ntwo\n\n") == "two"
+    assert server_log.server_error("") == ""
