@@ -2,6 +2,8 @@
 
 Run with ``make bench-api``. Prints progress on stderr and one JSON line on stdout. Not a
 test: nothing here asserts timing. Loopback only; every request loop stops by time and count.
+It is also what the other benchmarks share (servers, readiness, stopping), hence its length
+(about 750 lines): a ``bench/common.py`` would be the seam to split along.
 
 The servers, one after the other (never both at once: the machine has 2 cores, and the
 client needs one of them):

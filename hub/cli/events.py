@@ -1,6 +1,9 @@
 """What ``chronohub events`` and ``chronohub state`` do: read, follow, export, import, count
 and replay the event log from the command line.
 
+Just over the house's 700 lines: the export/import format is still here; moving it out of the
+CLI into a module of its own (it is not CLI code) is the restructure's next step.
+
 Export writes JSON Lines: per event, the public shape of ``audit.render`` plus what it takes
 to restore the event exactly (``event_id``, ``recorded_at``, the whole ``metadata``; ``data``
 is the payload as stored). PostgreSQL builds the lines (``export_page``), byte for byte
