@@ -20,6 +20,7 @@ from aiohttp import web
 
 from events.catalog import servers as server_events
 from hub.api import models as api_models
+from hub.servers import isolation
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
 
@@ -187,6 +188,23 @@ async def test_websocket_and_large_bodies_pass_through_the_proxy(spawn_hub: Star
     status, user = await hub.call("GET", "/users/bob")
     last = datetime.fromisoformat(user["servers"][""]["last_activity"].replace("Z", "+00:00"))
     assert last >= before
+
+
+async def test_a_server_stops_even_where_no_new_one_may_start(spawn_hub: StartHub) -> None:
+    """Whose code may run is asked when a server starts, never when it stops: a hub whose
+    isolation now refuses everyone (a root hub restarted unprivileged, say) still stops the
+    servers it runs."""
+    hub = await spawn_hub("serve")
+    await hub.user("dora")
+    status, reply = await hub.call("POST", "/users/dora/server")
+    assert status == 201, reply
+    hub.manager.settings.isolation = isolation.Isolation("none")
+    status, reply = await hub.call("POST", "/users/dora/servers/other")
+    assert status == 403, reply
+    assert "cannot run on this hub" in reply["message"]
+    status, reply = await hub.call("DELETE", "/users/dora/server")
+    assert status == 204, reply
+    await wait_for(lambda: _state(hub, "dora", "stopped"), timeout_s=15)
 
 
 async def test_spawning_twice_and_stopping_a_stopped_server(spawn_hub: StartHub) -> None:
