@@ -19,7 +19,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap
 /usr/bin/chromium: PACKAGE = chromium
 /usr/bin/bwrap: PACKAGE = bubblewrap
 
-.PHONY: run test lint typecheck unit integration clean
+.PHONY: run test lint typecheck docs unit integration clean
 .PHONY: bench-events bench-audit bench-api bench-spawn bench-collab
 
 $(BIN)/python:
@@ -51,8 +51,17 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# the documentation's strict build comes before the suite: a broken link, or a configuration
+# reference that hub/settings.py no longer matches, fails in seconds rather than at the end
 test: lint typecheck $(NODE_TEST_CLIENTS) $(DEBIAN_TOOLS)
+	$(BIN)/mkdocs build --strict
 	$(BIN)/pytest
+
+# The documentation site (mkdocs.yml): the configuration reference written anew from
+# hub/settings.py, then docs/ and README.md built into site/; open site/index.html
+docs: $(VENV)/.installed-dev
+	$(BIN)/python docs/tools/config_reference.py
+	$(BIN)/mkdocs build --strict
 
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest tests/unit
@@ -109,4 +118,4 @@ $(DEBIAN_TOOLS):
 	fi
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site

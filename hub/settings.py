@@ -182,7 +182,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         default=Path(".chronohub"),
-        description="Where chronohub keeps its state: the embedded database, later git objects",
+        description="Where chronohub keeps its state: the embedded database and its password, the"
+        " cookie secret, users' home directories (sandbox and single-user modes) and servers'"
+        " logs; mode 0700, the hub's alone",
     )
     # One public address, JupyterHub's way: the proxy's (bind_url), routing /hub/ to the hub's
     # own internal address (hub_bind_url).
@@ -205,7 +207,9 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest event payload the log accepts, in bytes"
     )
-    log_level: str = Field(default="INFO", description="Python logging level")
+    log_level: str = Field(
+        default="INFO", description="Python logging level: DEBUG, INFO, WARNING or ERROR"
+    )
     public_url: str | None = Field(
         default=None,
         description="The public base URL (https://hub.example.org/) when it is not the proxy's"
@@ -213,16 +217,27 @@ class Settings(BaseSettings):
         " pagination's next.url, and the start-up banner",
     )
     admin_users: list[str] = Field(
-        default_factory=list, description="Users created at startup, with the admin role"
+        default_factory=list,
+        description="Users created at startup with the admin role (made admins if they exist)",
     )
     services: list[ServiceConfig] = Field(
-        default_factory=list, description="Services and their preset tokens"
+        default_factory=list,
+        description="Services, as JupyterHub's services entries: name, url, a preset API token,"
+        " OAuth client settings ([[services]] tables)",
     )
     roles: list[RoleConfig] = Field(
-        default_factory=list, description="Custom roles and who holds them"
+        default_factory=list,
+        description="Custom roles: their scopes, and the users, groups and services that hold"
+        " them ([[roles]] tables); an unknown scope refuses to start",
     )
-    api_page_default_limit: int = Field(default=50, ge=1, description="Default page size")
-    api_page_max_limit: int = Field(default=200, ge=1, description="Largest page size")
+    api_page_default_limit: int = Field(
+        default=50,
+        ge=1,
+        description="Items in a page of a REST list when the request sets no limit",
+    )
+    api_page_max_limit: int = Field(
+        default=200, ge=1, description="Largest limit a REST list request may ask for"
+    )
     token_expires_in_max_seconds: int = Field(
         default=0,
         ge=0,
@@ -241,7 +256,8 @@ class Settings(BaseSettings):
         default=None, description="With the dummy authenticator: the one password (unset: any)"
     )
     oauth: UpstreamOAuthConfig | None = Field(
-        default=None, description="The upstream provider of authenticator = 'oauth'"
+        default=None,
+        description="The upstream provider of authenticator = 'oauth' (an [oauth] table)",
     )
     allow_signup: bool = Field(
         default=False, description="Native: people may ask for an account; an admin approves"
@@ -255,7 +271,7 @@ class Settings(BaseSettings):
         default=14 * 24 * 3600,
         ge=60,
         le=MAX_LIFETIME_S,
-        description="How long a browser session lasts",
+        description="How long a browser session lasts, in seconds (default: 14 days)",
     )
     login_lockout_failures: int = Field(
         default=5, ge=1, description="Failed logins in a row after which a user is locked out"
@@ -321,14 +337,18 @@ class Settings(BaseSettings):
         description="The single-user server's command; the spawner adds nothing but spawner_args",
     )
     spawner_args: list[str] = Field(
-        default_factory=list, description="Extra arguments after spawner_cmd (e.g. --allow-root)"
+        default_factory=list,
+        description="Extra arguments after spawner_cmd, e.g. --allow-root, which"
+        " jupyterhub-singleuser needs to run as root (a root hub in single_user_mode)",
     )
     spawner_env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment variables for single-user servers"
     )
     spawner_ip: str = Field(default="127.0.0.1", description="Where single-user servers listen")
     start_timeout: float = Field(
-        default=60, gt=0, description="Seconds a server may take from spawn to ready"
+        default=60,
+        gt=0,
+        description="Seconds a server may take from spawn to ready before the spawn fails",
     )
     slow_spawn_timeout: float = Field(
         default=10,
@@ -344,7 +364,10 @@ class Settings(BaseSettings):
     named_server_limit_per_user: int = Field(
         default=0, ge=0, description="Most named servers a user may have (0: no limit)"
     )
-    allow_named_servers: bool = Field(default=True, description="Allow named servers")
+    allow_named_servers: bool = Field(
+        default=True,
+        description="Let users run named servers (/user/<name>/<server>/) beside their default one",
+    )
     cleanup_servers: bool = Field(
         default=True,
         description="Stop servers when the hub shuts down; false leaves them running, and the"
@@ -369,7 +392,10 @@ class Settings(BaseSettings):
         default=None, description="CONFIGPROXY_AUTH_TOKEN of an external proxy"
     )
     proxy_check_interval: float = Field(
-        default=5, gt=0, description="Seconds between checks of the proxy's routing table"
+        default=5,
+        gt=0,
+        description="Seconds between checks of the proxy's routing table against the routes"
+        " read model (a route change is applied at once as well)",
     )
     # Real-time collaboration (collab/): limits of one connection, and room housekeeping.
     collab_max_message_bytes: int = Field(
