@@ -22,6 +22,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ UNPACK_ERRORS = (
     ObjectFormatException,
     GitProtocolError,
     ValueError,
+    EOFError,
+    zlib.error,
 )
 
 
@@ -308,9 +311,16 @@ def serve(
         if advertise:
             proto.write_pkt_line(b"# service=" + service.encode() + b"\n")
             proto.write_pkt_line(None)
-        handler: UploadPackHandler | HubReceivePack
-        if service == RECEIVE:
-            assert push_context is not None
+        handler: UploadPackHandler | ReceivePackHandler
+        if service == UPLOAD:
+            handler = UploadPackHandler(
+                OneRepo(repo), ["/"], proto, stateless_rpc=True, advertise_refs=advertise
+            )
+        elif push_context is None:  # receive-pack's advertisement alone: nothing to record
+            handler = ReceivePackHandler(
+                OneRepo(repo), ["/"], proto, stateless_rpc=True, advertise_refs=True
+            )
+        else:
             handler = HubReceivePack(
                 OneRepo(repo),
                 ["/"],
@@ -318,10 +328,6 @@ def serve(
                 stateless_rpc=True,
                 advertise_refs=advertise,
                 push_context=push_context,
-            )
-        else:
-            handler = UploadPackHandler(
-                OneRepo(repo), ["/"], proto, stateless_rpc=True, advertise_refs=advertise
             )
         handler.handle()
         bridge.flush()
@@ -492,6 +498,11 @@ async def _run(
     except (ClientGone, GitProtocolError, OSError) as exc:
         # The status line is gone: all that is left is to end the connection.
         log.info("git %s for %s ended: %s", service, project["project_id"], exc)
+        response.force_close()
+        return response
+    except Exception:
+        # Not the client's doing; still, the answer has begun and cannot become a 500.
+        log.exception("git %s for %s failed", service, project["project_id"])
         response.force_close()
         return response
     await response.write_eof()

@@ -3,6 +3,7 @@ one (repositories go there), and helpers to make users, groups and projects."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +52,20 @@ def projects_settings(data_dir: Path, **overrides: Any) -> hub_settings.Settings
     return hub_settings.Settings(**{**CONFIG, "data_dir": data_dir, **overrides})
 
 
-@pytest.fixture
-async def projects_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncIterator[ProjectsHub]:
-    config = projects_settings(tmp_path / "data", project_git_timeout_s=20)
+@contextlib.asynccontextmanager
+async def open_projects_hub(
+    event_store: store.EventStore, data_dir: Path, **overrides: Any
+) -> AsyncIterator[ProjectsHub]:
+    """A hub serving HTTP on a loopback port (real git clients can reach it)."""
+    config = projects_settings(data_dir, **{"project_git_timeout_s": 20, **overrides})
     await bootstrap.reconcile(event_store, config)
     hub = context.Hub(settings=config, store=event_store, database="test")
     server = test_utils.TestServer(app.make_app(hub))
     async with test_utils.TestClient(server) as client:
-        yield ProjectsHub(client, event_store, tmp_path / "data", config)
+        yield ProjectsHub(client, event_store, data_dir, config)
+
+
+@pytest.fixture
+async def projects_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncIterator[ProjectsHub]:
+    async with open_projects_hub(event_store, tmp_path / "data") as hub:
+        yield hub
