@@ -61,9 +61,11 @@ NO_CACHE = {
     "Pragma": "no-cache",
     "Expires": "Fri, 01 Jan 1980 00:00:00 GMT",
 }
-# Small writes (pkt-lines of a ref advertisement, progress) are gathered up to this size
-# before the hop to the event loop; they are always sent before the handler reads again.
-WRITE_BUFFER = 64 * 1024
+# Each hop between the handler's thread and the event loop costs up to the interpreter's
+# switch interval (5 ms) in waiting for the GIL, measured here: a 5 MB clone in 64 KB writes
+# spent more time hopping than packing. So writes are gathered up to this size (and always
+# sent before the handler reads again), and reads take what has arrived, up to as much.
+HOP_BYTES = 1024 * 1024
 # What a broken pack raises while dulwich indexes it.
 UNPACK_ERRORS = (
     OSError,
@@ -101,6 +103,7 @@ class Bridge:
         self._timeout_s = timeout_s
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._received = memoryview(b"")
         self.received = 0
         self.sent = 0
 
@@ -116,16 +119,20 @@ class Bridge:
 
     def recv(self, size: int) -> bytes:
         """At most ``size`` bytes of the body (``b""`` at its end), as ``socket.recv``."""
-        self.flush()  # the client may wait for what we said before it sends more
-        data: bytes = self._wait(self._body.read(size))
-        self.received += len(data)
-        return data
+        if not self._received:
+            self.flush()  # the client may wait for what we said before it sends more
+            data: bytes = self._wait(self._body.read(HOP_BYTES))
+            self.received += len(data)
+            self._received = memoryview(data)
+        chunk = bytes(self._received[:size])
+        self._received = self._received[size:]
+        return chunk
 
     def write(self, data: bytes) -> int:
         """Queue ``data`` for the client, sending once enough has gathered."""
         self._pending.append(data)
         self._pending_bytes += len(data)
-        if self._pending_bytes >= WRITE_BUFFER:
+        if self._pending_bytes >= HOP_BYTES:
             self.flush()
         return len(data)
 
