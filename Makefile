@@ -20,7 +20,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap
 /usr/bin/bwrap: PACKAGE = bubblewrap
 
 .PHONY: run test lint typecheck docs unit integration clean
-.PHONY: bench-events bench-audit bench-api bench-spawn bench-collab
+.PHONY: bench-events bench-audit bench-api bench-spawn bench-collab bench-git
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,10 @@ bench-events: $(VENV)/.installed-bench
 
 bench-audit: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.audit
+
+# git's smart HTTP through the hub beside native git over file:// (needs the git CLI)
+bench-git: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.git_http
 
 # configurable-http-proxy, which the JupyterHub that bench-api measures starts (node >= 20)
 bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json

@@ -34,6 +34,7 @@ from hub.api import auth as auth_api
 from hub.api import collab as collab_api
 from hub.api import groups as groups_api
 from hub.api import openapi
+from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import root as api
 from hub.api import servers as servers_api
@@ -46,6 +47,7 @@ from hub.pages import admin as admin_page
 from hub.pages import login as login_pages
 from hub.pages import token as token_page
 from hub.pages import user as user_pages
+from hub.projects import git_http, storage
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
@@ -250,7 +252,25 @@ def make_app(hub: context.Hub) -> web.Application:
         gatekeeper = collab_access.TokenGatekeeper(hub.store, cookie_auth)
         collab_server.Endpoint(hub.rooms, gatekeeper).install(app)
     app.add_routes(collab_api.routes())  # shared execution sessions (503 without rooms)
+    install_projects(app, hub.settings)
     return app
+
+
+def install_projects(app: web.Application, config: hub_settings.Settings) -> None:
+    """Git projects: their REST API, git's smart HTTP protocol, and the thread pool that
+    works on their repositories (running while the application does)."""
+    place = storage.Storage(
+        workers=storage.Workers(config.project_git_threads),
+        repositories=storage.Repositories(
+            config.data_dir / "projects", max_push_bytes=config.project_max_push_bytes
+        ),
+        io_timeout_s=config.project_git_timeout_s,
+    )
+    app[storage.STORAGE] = place
+    app.cleanup_ctx.append(place.running)
+    app.add_routes(projects_api.routes())
+    # Bodies of git requests are streamed, never read whole: client_max_size does not apply.
+    app.add_routes(git_http.routes())
 
 
 @dataclass(frozen=True)

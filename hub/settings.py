@@ -297,6 +297,25 @@ class Settings(BaseSettings):
         description="Lifetime of OAuth access tokens (0: the session's)",
     )
 
+    # --- git projects (hub/projects/) ---
+    project_max_push_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=1024,
+        description="Largest pack one git push may send (receive.maxInputSize); larger pushes"
+        " are refused with nothing stored",
+    )
+    project_git_threads: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Threads serving git clones, fetches and pushes at once; more wait their turn",
+    )
+    project_git_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A git client that sends or takes nothing for this long is disconnected",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _no_renamed_settings(cls, data: Any) -> Any:

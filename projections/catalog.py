@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections import auth, base, hub_model, servers, users
+from projections import auth, base, hub_model, projects, servers, users
 
 ALL: tuple[base.Projection, ...] = (
     users.UsersProjection(),
@@ -14,4 +14,5 @@ ALL: tuple[base.Projection, ...] = (
     auth.SignupsProjection(),
     servers.ServersProjection(),
     servers.RoutesProjection(),
+    projects.ProjectsProjection(),
 )

@@ -40,14 +40,20 @@ _ADMIN_SCOPES = (
     "shares",
     "read:events",
     "write:collab",
+    "admin:projects",
 )
 
 DEFAULT_ROLES: Mapping[str, Role] = MappingProxyType(
     {
         role.name: role
         for role in (
-            # chronohub adds to JupyterHub's user role: the rooms a user creates are theirs.
-            Role("user", "Standard user privileges", (scopes.SELF, "write:collab!user")),
+            # chronohub adds to JupyterHub's user role: the rooms a user creates are theirs, and
+            # so are their projects (those shared with them come from the projects' members).
+            Role(
+                "user",
+                "Standard user privileges",
+                (scopes.SELF, "write:collab!user", "admin:projects!user"),
+            ),
             Role("admin", "Elevated privileges (can do anything)", _ADMIN_SCOPES),
             Role(
                 "server",

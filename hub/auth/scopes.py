@@ -22,8 +22,8 @@ from typing import Literal, assert_never
 
 from events.catalog import collab as collab_events
 
-Kind = Literal["user", "group", "server", "service", "room"]
-KINDS: tuple[Kind, ...] = ("user", "group", "server", "service", "room")
+Kind = Literal["user", "group", "server", "service", "room", "project"]
+KINDS: tuple[Kind, ...] = ("user", "group", "server", "service", "room", "project")
 _KIND_BY_NAME: Mapping[str, Kind] = {kind: kind for kind in KINDS}
 
 # A user name -> that user's group names; a mapping works too (missing users are in no group).
@@ -308,6 +308,17 @@ BUILTIN = Vocabulary(
             ("read:collab",),
         ),
         _D("read:collab", "Join collaboration rooms read-only: see the document and who is there"),
+        # chronohub's own: git projects (hub/projects/). A project belongs to a user or a group:
+        # !user=<name> reaches that user's projects, !group=<name> the group's, and
+        # !project=<owner>/<name> one project. Roles given on a project (its members) count as
+        # these scopes on it; a token's scopes narrow them like any other.
+        _D(
+            "admin:projects",
+            "Create and delete projects, rename them, change their settings and members",
+            ("write:projects",),
+        ),
+        _D("write:projects", "Push to projects (git) and change their content", ("read:projects",)),
+        _D("read:projects", "Read, browse and clone projects"),
     )
 )
 
@@ -345,6 +356,11 @@ def _filter_problem(kind: Kind, value: str | None) -> str | None:
     """Why ``!kind[=value]`` is malformed, or None."""
     if kind == "room":
         return "!room needs a value" if value is None else _room_problem(value)
+    if kind == "project":
+        owner, slash, name = (value or "").partition("/")
+        if not slash or not owner or not name or "/" in name:
+            return "a project filter is !project=<owner>/<name>"
+        return None
     if value is None:
         # An unvalued filter resolves against the owner; a group never owns anything.
         return "!group needs a value" if kind == "group" else None
@@ -409,6 +425,11 @@ class Filter:
         """The collaboration room ``name``."""
         return cls("room", name)
 
+    @classmethod
+    def project(cls, owner: str, name: str) -> Filter:
+        """The project ``owner/name``."""
+        return cls("project", f"{owner}/{name}")
+
     @property
     def server_parts(self) -> tuple[str, str]:
         """(user, server name) of a valued server filter."""
@@ -445,7 +466,7 @@ def parse_scope(text: str, *, unvalued: bool = False, vocabulary: Vocabulary = B
     if kind is None:
         raise ScopeError(
             f"Scope {text!r} has an unknown filter !{rest};"
-            " filters are !user=, !group=, !server=, !service= and !room=",
+            " filters are !user=, !group=, !server=, !service=, !room= and !project=",
             scope=text,
         )
     problem = _filter_problem(kind, value if equals else None)
@@ -625,6 +646,7 @@ class Filters:
     servers: frozenset[tuple[str, str]] = frozenset()
     services: frozenset[str] = frozenset()
     rooms: frozenset[str] = frozenset()
+    projects: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, targets: Iterable[Filter]) -> Filters:
@@ -640,13 +662,19 @@ class Filters:
             servers=frozenset(Filter("server", v).server_parts for v in by_kind["server"]),
             services=frozenset(by_kind["service"]),
             rooms=frozenset(by_kind["room"]),
+            projects=frozenset(by_kind["project"]),
         )
 
     @property
     def held(self) -> bool:
         """True when the scope is held on anything at all."""
         return self.everything or bool(
-            self.users or self.groups or self.servers or self.services or self.rooms
+            self.users
+            or self.groups
+            or self.servers
+            or self.services
+            or self.rooms
+            or self.projects
         )
 
     @property
@@ -658,6 +686,7 @@ class Filters:
             ("server", self.servers),
             ("service", self.services),
             ("room", self.rooms),
+            ("project", self.projects),
         )
         return frozenset(kind for kind, values in present if values)
 
@@ -669,6 +698,7 @@ class Filters:
             + [Filter.server(u, s) for u, s in self.servers]
             + [Filter.service(s) for s in self.services]
             + [Filter.room(r) for r in self.rooms]
+            + [Filter("project", p) for p in self.projects]
         )
 
     def covers(self, target: Filter | None, *, groups_of: Membership | None = None) -> bool:
@@ -693,6 +723,11 @@ class Filters:
             return self._covers_user(value, groups_of)
         if target.kind == "room":
             return value in self.rooms
+        if target.kind == "project":
+            # owner/name: reached by name or through its owner, a user (!user=) or a group
+            # (!group=) of that name; an owner name is one or the other (hub/api/projects.py)
+            owner = value.partition("/")[0]
+            return value in self.projects or owner in self.users or owner in self.groups
         assert_never(target.kind)
 
     def covers_room(
@@ -702,6 +737,13 @@ class Filters:
         if self.everything or room in self.rooms:
             return True
         return owner is not None and self._covers_user(owner, groups_of)
+
+    def covers_project(self, owner_kind: Literal["user", "group"], owner: str, name: str) -> bool:
+        """Whether these filters reach project ``owner/name``: by name, or through its owner
+        (``!user=`` for a user's projects, ``!group=`` for a group's)."""
+        if self.everything or f"{owner}/{name}" in self.projects:
+            return True
+        return owner in (self.users if owner_kind == "user" else self.groups)
 
     def _covers_user(self, user: str, groups_of: Membership | None) -> bool:
         if user in self.users:

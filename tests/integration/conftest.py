@@ -13,4 +13,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # The running hub app fixture, shared by the API tests.
 from tests.integration.api_fixtures import api  # noqa: E402, F401
+from tests.integration.projects_fixtures import projects_hub  # noqa: E402, F401
 from tests.integration.spawn_fixtures import spawn_hub  # noqa: E402, F401

@@ -339,7 +339,10 @@ async def test_rebuild_reproduces_the_live_state_exactly(
 def test_catalog_projection_names_are_unique() -> None:
     names = [p.name for p in catalog.ALL]
     assert len(names) == len(set(names))
-    known = "known: groups, oauth_clients, roles, routes, servers, services, signups, tokens, users"
+    known = (
+        "known: groups, oauth_clients, projects, roles, routes, servers, services, signups,"
+        " tokens, users"
+    )
     with pytest.raises(base.ProjectionError, match=known):
         base.by_name(catalog.ALL, "nope")
 

@@ -42,11 +42,12 @@ JUPYTERHUB_SCOPES = [
 # fmt: on
 
 
-def test_the_vocabulary_is_jupyterhubs_plus_the_event_log_and_collab() -> None:
+def test_the_vocabulary_is_jupyterhubs_plus_the_event_log_collab_and_projects() -> None:
     kinds = {
         f"read:events:{k}" for k in ("users", "groups", "tokens", "roles", "services", "servers")
     }
     collab = {"read:collab", "write:collab"}
+    projects = {"read:projects", "write:projects", "admin:projects"}
     collab_kinds = {"read:events:collab", "read:events:collab_sessions"}
     assert scopes.BUILTIN.names() == {
         *JUPYTERHUB_SCOPES,
@@ -54,6 +55,7 @@ def test_the_vocabulary_is_jupyterhubs_plus_the_event_log_and_collab() -> None:
         *kinds,
         *collab_kinds,
         *collab,
+        *projects,
     }
     assert scopes.BUILTIN["read:events"].description == "Read the hub's event log"
     assert set(scopes.BUILTIN["read:events"].implies) == {*kinds, "read:events:collab"}
@@ -537,14 +539,14 @@ def test_access_scopes_for_oauth_clients() -> None:
 
 def test_default_roles() -> None:
     defaults = roles.DEFAULT_ROLES
-    assert defaults["user"].scopes == ("self", "write:collab!user")
+    assert defaults["user"].scopes == ("self", "write:collab!user", "admin:projects!user")
     assert defaults["token"].scopes == ("inherit",)
     assert defaults["server"].scopes == ("users:activity!user", "access:servers!server")
     assert set(defaults["admin"].scopes) == {
         "admin-ui", "admin:users", "admin:servers", "admin:services", "tokens",
         "admin:groups", "list:services", "read:services", "read:hub", "proxy", "shutdown",
         "access:services", "access:servers", "read:roles", "read:metrics", "shares",
-        "read:events", "write:collab",
+        "read:events", "write:collab", "admin:projects",
     }  # fmt: skip
     for role in defaults.values():
         assert roles.define_role(role.name, role.scopes) == role
