@@ -15,6 +15,7 @@ from hub import errors
 from hub.api import users as users_api
 from hub.auth import access, identity, scopes, signups
 from hub.context import HUB
+from hub.reads import users as users_read
 from hub.web import body
 
 
@@ -43,7 +44,7 @@ async def set_password(request: web.Request) -> web.Response:
     min_length = request.app[identity.AUTH].settings.min_password_length
     metadata = access.event_metadata(request, caller)
     async with hub.store.pool.acquire() as conn:
-        owner = await conn.fetchrow(signups.queries["user_by_name"], name)
+        owner = await users_read.find(conn, name)
         groups = {name: list(owner["groups"])} if owner else None
         as_admin = owner is not None and caller.grants.allows(
             "admin:users", scopes.Filter.user(name), groups_of=groups

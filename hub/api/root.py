@@ -11,6 +11,7 @@ from aiohttp import web
 from hub import errors, version
 from hub.auth import access, scopes
 from hub.context import HUB
+from hub.reads import users as users_read
 from hub.web import body
 
 
@@ -47,7 +48,7 @@ async def whoami(request: web.Request) -> web.Response:
     model: dict[str, Any]
     if caller.kind == "user":
         async with hub.store.pool.acquire() as conn:
-            row = await conn.fetchrow(access.queries["user_by_name"], caller.name)
+            row = await users_read.find(conn, caller.name)
         if row is None:
             raise errors.Forbidden(access.MISSING_CREDENTIALS)
         model = {

@@ -23,13 +23,13 @@ from events import sql
 from hub import errors
 from hub.auth import access, scopes
 from hub.context import HUB, Hub
+from hub.reads import users as users_read
 from hub.servers import manager as servers
 from hub.servers import rules as server_rules
 from hub.servers import spawner
 from hub.web import body
 
 queries = sql.Queries("hub.servers", "servers.sql")
-auth_queries = sql.Queries("hub.auth", "auth.sql")
 
 # JupyterHub 6's rule for named servers.
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){0,28}(?<!-)$")
@@ -155,9 +155,7 @@ async def _target(
     user = request.match_info["name"]
     server_name = _server_name(request)
     caller = await access.require(request, conn, any_of, scopes.Filter.server(user, server_name))
-    row = await conn.fetchrow(auth_queries["user_by_name"], user)
-    if row is None:
-        raise errors.NotFound(f"No such user: {user}")
+    row = await users_read.require(conn, user)
     return caller, row, server_name
 
 

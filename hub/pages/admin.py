@@ -25,6 +25,8 @@ from hub.api import users as users_api
 from hub.auth import access, identity
 from hub.context import HUB
 from hub.pages import user as user_pages
+from hub.reads import groups as groups_read
+from hub.reads import users as users_read
 from hub.servers import isolation
 from hub.servers import rules as server_rules
 from hub.web import body
@@ -87,22 +89,13 @@ async def _page(
     offset = _offset(request)
     async with hub.store.pool.acquire() as conn:
         caller = await access.require(request, conn, ["admin-ui"])
-        only = await users_api.listable_names(conn, caller)
-        rows = await conn.fetch(
-            users_api.queries["users_page"],
-            offset,
-            PAGE_SIZE,
-            name_filter or None,
-            only,
-            None,
-            "name",
-        )
-        total = (
-            rows[0]["total"]
-            if rows
-            else await conn.fetchval(
-                users_api.queries["users_count"], name_filter or None, only, None
-            )
+        rows, total = await users_read.page(
+            conn,
+            offset=offset,
+            limit=PAGE_SIZE,
+            name_filter=name_filter or None,
+            only=await access.listable_users(conn, caller),
+            sort="name",
         )
         servers = await servers_api.servers_by_user(
             conn, [r["user_id"] for r in rows], include_stopped=True
@@ -247,12 +240,7 @@ async def _groups_page(
         caller = await access.require(request, conn, ["admin-ui"])
         filters = caller.grants.filters("list:groups")
         only = None if filters.everything else sorted(filters.groups)
-        rows = await conn.fetch(groups_api.queries["groups_page"], offset, PAGE_SIZE, only)
-        total = (
-            rows[0]["total"]
-            if rows
-            else await conn.fetchval(groups_api.queries["groups_count"], only)
-        )
+        rows, total = await groups_read.page(conn, offset=offset, limit=PAGE_SIZE, only=only)
     return identity.form_page(
         request,
         "admin_groups.html",

@@ -30,13 +30,13 @@ from hub import errors
 from hub.api import servers as servers_api
 from hub.auth import access, identity, scopes
 from hub.context import HUB
+from hub.reads import users as users_read
 from hub.servers import manager as servers
 from hub.servers import rules as server_rules
 from hub.servers import spawner
 from hub.web import html
 
 queries = sql.Queries("hub.servers", "servers.sql")
-auth_queries = sql.Queries("hub.auth", "auth.sql")
 
 # Redirects from /hub/user/... back to a ready server's /user/... before giving up (the
 # proxy is not routing it): JupyterHub's guard against a redirect loop.
@@ -109,7 +109,7 @@ async def not_routed(request: web.Request) -> web.StreamResponse:
     caller = request.get(access.REQUEST_CALLER)
     segments = tail.split("/")
     async with hub.store.pool.acquire() as conn:
-        user = await conn.fetchrow(auth_queries["user_by_name"], user_name)
+        user = await users_read.find(conn, user_name)
         server_name = ""
         row = None
         if user is not None:
@@ -218,9 +218,7 @@ async def _server_target(
         caller = await access.require(
             request, conn, [scope], scopes.Filter.server(user_name, server_name)
         )
-        user = await conn.fetchrow(auth_queries["user_by_name"], user_name)
-    if user is None:
-        raise errors.NotFound(f"No such user: {user_name}")
+        user = await users_read.require(conn, user_name)
     return manager, caller, user, server_name
 
 
