@@ -18,16 +18,16 @@ from events.catalog import groups as group_events
 from events.catalog.names import Name
 from hub import errors
 from hub.api import users as users_api
-from hub.auth import access, scopes
+from hub.auth import access, scope_table, scopes
 from hub.context import HUB
 from hub.reads import groups as groups_read
 from hub.reads import users as users_read
 from hub.web import body, pagination
 
 FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
-    "read:groups": frozenset({"kind", "name", "properties", "users"}),
-    "read:groups:name": frozenset({"kind", "name"}),
-    "read:roles:groups": frozenset({"kind", "name", "roles"}),
+    scope_table.READ_GROUPS: frozenset({"kind", "name", "properties", "users"}),
+    scope_table.READ_GROUPS_NAME: frozenset({"kind", "name"}),
+    scope_table.READ_ROLES_GROUPS: frozenset({"kind", "name", "roles"}),
 }
 READ_GROUP_SCOPES = list(FIELDS_BY_SCOPE)
 GROUP_KINDS: tuple[scopes.Kind, ...] = ("group",)
@@ -80,13 +80,13 @@ def render(row: Any, caller: access.Caller, fields: frozenset[str] | None = None
 async def list_groups(request: web.Request) -> web.Response:
     """``GET /groups``: paginated, restricted by ``!group=`` filters."""
     hub = request.app[HUB]
-    caller = access.require_list(request, "list:groups", kinds=GROUP_KINDS)
+    caller = access.require_list(request, scope_table.LIST_GROUPS, kinds=GROUP_KINDS)
     page = pagination.parse(
         request,
         default_limit=hub.settings.api_page_default_limit,
         max_limit=hub.settings.api_page_max_limit,
     )
-    filters = caller.grants.filters("list:groups")
+    filters = caller.grants.filters(scope_table.LIST_GROUPS)
     only = None if filters.everything else sorted(filters.groups)
     async with hub.store.pool.acquire() as conn:
         rows, total = await groups_read.page(conn, offset=page.offset, limit=page.limit, only=only)
@@ -129,7 +129,7 @@ async def create_groups(request: web.Request) -> web.Response:
     names = list(dict.fromkeys(command.groups))
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["admin:groups"])
+        caller = await access.require(request, conn, [scope_table.ADMIN_GROUPS])
         existing = [r["name"] for r in await groups_read.named(conn, names)]
         if existing:
             raise errors.Conflict(f"Group {existing[0]} already exists")
@@ -156,7 +156,7 @@ async def create(
     hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["admin:groups"])
+        caller = await access.require(request, conn, [scope_table.ADMIN_GROUPS])
         if await groups_read.find(conn, name) is not None:
             raise errors.Conflict(f"Group {name} already exists")
         members = await _user_ids(conn, command.users)
@@ -186,7 +186,7 @@ async def delete(request: web.Request, name: str) -> None:
     hub = request.app[HUB]
     async with hub.store.session() as session:
         caller = await access.require(
-            request, session.conn, ["delete:groups"], scopes.Filter.group(name)
+            request, session.conn, [scope_table.DELETE_GROUPS], scopes.Filter.group(name)
         )
         row = await groups_read.require(session.conn, name)
         await session.append(
@@ -212,7 +212,9 @@ async def members_change(
     hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["groups"], scopes.Filter.group(name))
+        caller = await access.require(
+            request, conn, [scope_table.GROUPS], scopes.Filter.group(name)
+        )
         row = await groups_read.require(conn, name)
         members = await _user_ids(conn, command.users)
         current = await groups_read.member_ids(conn, row["group_id"])
@@ -245,7 +247,9 @@ async def set_properties(request: web.Request) -> web.Response:
         raise errors.BadRequest("properties must be a JSON object")
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["groups"], scopes.Filter.group(name))
+        caller = await access.require(
+            request, conn, [scope_table.GROUPS], scopes.Filter.group(name)
+        )
         row = await groups_read.require(conn, name)
         await session.append(
             group_events.stream_id(row["group_id"]),

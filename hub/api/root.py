@@ -9,7 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from hub import errors, version
-from hub.auth import access, scopes
+from hub.auth import access, scope_table, scopes
 from hub.context import HUB
 from hub.reads import users as users_read
 from hub.web import body
@@ -24,7 +24,7 @@ async def info(request: web.Request) -> web.Response:
     """``GET /hub/api/info`` (``read:hub``): versions and the hub's components."""
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
-        await access.require(request, conn, ["read:hub"])
+        await access.require(request, conn, [scope_table.READ_HUB])
     return web.json_response(
         {
             "version": version.JUPYTERHUB_API,

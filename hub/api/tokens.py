@@ -16,7 +16,7 @@ from events import sql
 from events.catalog import tokens as token_events
 from hub import errors
 from hub import settings as hub_settings
-from hub.auth import access, roles, scopes, tokens
+from hub.auth import access, roles, scope_table, scopes, tokens
 from hub.context import HUB
 from hub.reads import roles as roles_read
 from hub.reads import tokens as tokens_read
@@ -59,7 +59,7 @@ async def list_tokens(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     name = request.match_info["name"]
     async with hub.store.pool.acquire() as conn:
-        await access.require(request, conn, ["read:tokens"], scopes.Filter.user(name))
+        await access.require(request, conn, [scope_table.READ_TOKENS], scopes.Filter.user(name))
         owner = await users_read.require(conn, name)
         rows = await tokens_read.of_user(conn, owner["user_id"])
     return web.json_response({"api_tokens": [render(row, name) for row in rows]})
@@ -70,7 +70,7 @@ async def get_token(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     name, token_id = request.match_info["name"], request.match_info["token_id"]
     async with hub.store.pool.acquire() as conn:
-        await access.require(request, conn, ["read:tokens"], scopes.Filter.user(name))
+        await access.require(request, conn, [scope_table.READ_TOKENS], scopes.Filter.user(name))
         owner = await users_read.require(conn, name)
         row = await tokens_read.require(conn, owner["user_id"], token_id)
     return web.json_response(render(row, name))
@@ -98,7 +98,7 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[A
         caller = access.caller_of(request)
         owner = await users_read.find(conn, name)
         if owner is None or not caller.grants.allows(
-            "tokens",
+            scope_table.TOKENS,
             scopes.Filter.user(name),
             groups_of={name: list(owner["groups"])},
         ):
@@ -160,7 +160,7 @@ async def revoke(request: web.Request, name: str, token_id: str) -> None:
     hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["tokens"], scopes.Filter.user(name))
+        caller = await access.require(request, conn, [scope_table.TOKENS], scopes.Filter.user(name))
         owner = await users_read.require(conn, name)
         row = await tokens_read.require(conn, owner["user_id"], token_id)
         revoked = [token_id]

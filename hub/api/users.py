@@ -20,7 +20,7 @@ from events.catalog import users as user_events
 from events.catalog.names import Name
 from hub import errors
 from hub.api import servers as servers_api
-from hub.auth import access, scopes
+from hub.auth import access, scope_table, scopes
 from hub.context import HUB
 from hub.reads import users as users_read
 from hub.servers import rules as server_rules
@@ -33,7 +33,7 @@ server_queries = sql.Queries("hub.servers", "servers.sql")
 
 # Which fields each scope reveals (JupyterHub's model filtering).
 FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
-    "read:users": frozenset(
+    scope_table.READ_USERS: frozenset(
         {
             "kind",
             "name",
@@ -47,12 +47,12 @@ FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
             "user_info",
         }
     ),
-    "read:users:name": frozenset({"kind", "name", "admin", "user_info"}),
-    "read:users:groups": frozenset({"kind", "name", "groups"}),
-    "read:users:activity": frozenset({"kind", "name", "last_activity"}),
-    "read:servers": frozenset({"kind", "name", "servers"}),
-    "read:roles:users": frozenset({"kind", "name", "roles", "admin"}),
-    "admin:auth_state": frozenset({"kind", "name", "auth_state"}),
+    scope_table.READ_USERS_NAME: frozenset({"kind", "name", "admin", "user_info"}),
+    scope_table.READ_USERS_GROUPS: frozenset({"kind", "name", "groups"}),
+    scope_table.READ_USERS_ACTIVITY: frozenset({"kind", "name", "last_activity"}),
+    scope_table.READ_SERVERS: frozenset({"kind", "name", "servers"}),
+    scope_table.READ_ROLES_USERS: frozenset({"kind", "name", "roles", "admin"}),
+    scope_table.ADMIN_AUTH_STATE: frozenset({"kind", "name", "auth_state"}),
 }
 READ_USER_SCOPES = list(FIELDS_BY_SCOPE)
 STATES = ("active", "ready", "inactive")
@@ -148,7 +148,9 @@ def render(
         "user_info": {"name": row["name"], "display_name": row["name"]},
     }
     if servers:
-        with_state = caller.grants.allows("admin:server_state", scopes.Filter.user(row["name"]))
+        with_state = caller.grants.allows(
+            scope_table.ADMIN_SERVER_STATE, scopes.Filter.user(row["name"])
+        )
         full.update(servers_api.server_fields(servers, row["name"], with_state=with_state))
     return {key: value for key, value in full.items() if key in fields}
 
@@ -174,7 +176,7 @@ def visible_fields(
 async def list_users(request: web.Request) -> web.Response:
     """``GET /users``: paginated, filtered by state and name, restricted by list filters."""
     hub = request.app[HUB]
-    caller = access.require_list(request, "list:users", kinds=("user", "group"))
+    caller = access.require_list(request, scope_table.LIST_USERS, kinds=("user", "group"))
     page = pagination.parse(
         request,
         default_limit=hub.settings.api_page_default_limit,
@@ -225,7 +227,7 @@ async def create_many(
     hub = request.app[HUB]
     names = list(dict.fromkeys(normalize(n) for n in command.usernames))
     async with hub.store.session() as session:
-        caller = await access.require(request, session.conn, ["admin:users"])
+        caller = await access.require(request, session.conn, [scope_table.ADMIN_USERS])
         existing = {r["name"] for r in await users_read.named(session.conn, names)}
         new = [n for n in names if n not in existing]
         if not new:
@@ -270,7 +272,7 @@ async def create_user(request: web.Request) -> web.Response:
     command = await body.parse(request, CreateUser, allow_empty=True)
     name = normalize(body.valid_name(request.match_info["name"], "username"))
     async with hub.store.session() as session:
-        caller = await access.require(request, session.conn, ["admin:users"])
+        caller = await access.require(request, session.conn, [scope_table.ADMIN_USERS])
         if await users_read.exists(session.conn, name):
             raise errors.Conflict(f"User {name} already exists")
         await _append_created(session, name, command.admin, access.event_metadata(request, caller))
@@ -291,7 +293,9 @@ async def modify(request: web.Request, name: str, command: ModifyUser) -> tuple[
     hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["admin:users"], scopes.Filter.user(name))
+        caller = await access.require(
+            request, conn, [scope_table.ADMIN_USERS], scopes.Filter.user(name)
+        )
         row = await users_read.require(conn, name)
         stream = user_events.stream_id(row["user_id"])
         changes: list[models.Event] = []
@@ -331,7 +335,7 @@ async def delete(request: web.Request, name: str) -> None:
     await _stop_servers_of(request, name)
     async with hub.store.session() as session:
         caller = await access.require(
-            request, session.conn, ["delete:users"], scopes.Filter.user(name)
+            request, session.conn, [scope_table.DELETE_USERS], scopes.Filter.user(name)
         )
         row = await users_read.require(session.conn, name)
         if caller.kind == "user" and caller.name == name:
@@ -350,7 +354,9 @@ async def _stop_servers_of(request: web.Request, name: str) -> None:
         return
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
-        caller = await access.require(request, conn, ["delete:users"], scopes.Filter.user(name))
+        caller = await access.require(
+            request, conn, [scope_table.DELETE_USERS], scopes.Filter.user(name)
+        )
         row = await users_read.find(conn, name)
         if row is None:
             return
@@ -388,7 +394,7 @@ async def post_activity(request: web.Request) -> web.Response:
         if stamp > now + MAX_FUTURE_ACTIVITY:
             raise errors.BadRequest(f"last_activity {body.iso(stamp)} is in the future")
     async with hub.store.pool.acquire() as conn:
-        await access.require(request, conn, ["users:activity"], scopes.Filter.user(name))
+        await access.require(request, conn, [scope_table.USERS_ACTIVITY], scopes.Filter.user(name))
         row = await users_read.require(conn, name)
         known = await servers_api.servers_by_user(conn, [row["user_id"]], include_stopped=True)
         names = {server["server_name"] for server in known[row["user_id"]]}

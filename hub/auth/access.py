@@ -21,7 +21,7 @@ from aiohttp import web
 
 from events import models, sql
 from hub import errors
-from hub.auth import roles, scopes, tokens
+from hub.auth import roles, scope_table, scopes, tokens
 from hub.context import HUB
 from hub.errors import Handler
 from hub.reads import users as users_read
@@ -145,7 +145,7 @@ async def groups_of_users(conn: sql.Connection, names: Collection[str]) -> dict[
 async def listable_users(conn: sql.Connection, caller: Caller) -> list[str] | None:
     """None when the caller may list every user, else the names its ``list:users`` filters
     cover (``!user=`` names and the members of ``!group=`` groups)."""
-    filters = caller.grants.filters("list:users")
+    filters = caller.grants.filters(scope_table.LIST_USERS)
     if filters.everything:
         return None
     names = set(filters.users)

@@ -1,9 +1,11 @@
-"""The scope table: every scope the hub knows, as data.
+"""The scope table: every scope the hub knows, as data, and the names its own checks use.
 
 ``BUILTIN`` is JupyterHub's scopes plus chronohub's (name, description, the scopes each one
 implies), checked when it is built: no name twice, no unknown implied scope, no cycle, no
-metascope reached through the hierarchy. What scopes *do* (parsing, expansion, filters,
-grants, decisions) is ``scopes.py``; nothing here does I/O.
+metascope reached through the hierarchy. The constants at the end are the scope names the
+hub's handlers ask for, each checked against the table when this module is imported, so a
+misspelt one fails at start-up instead of as a 500 at its first request. What scopes *do*
+(parsing, expansion, filters, grants, decisions) is ``scopes.py``; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -299,3 +301,47 @@ SELF_SCOPES = (
     "tokens",
     "access:servers",
 )
+
+
+def known(name: str, vocabulary: Vocabulary = BUILTIN) -> str:
+    """``name``, once ``vocabulary`` is known to define it (``ScopeError`` if not).
+
+    For scope names written in code: ``READ_USERS = known("read:users")`` fails when its
+    module is imported, where a misspelt string would fail only at the first check that used it.
+    """
+    if name not in vocabulary:
+        raise ScopeError(f"Scope {name!r} does not exist", scope=name)
+    return name
+
+
+# The scopes the hub's handlers require, by name (checked above, at import).
+ADMIN_UI = known("admin-ui")
+ADMIN_USERS = known("admin:users")
+ADMIN_AUTH_STATE = known("admin:auth_state")
+DELETE_USERS = known("delete:users")
+LIST_USERS = known("list:users")
+READ_USERS = known("read:users")
+READ_USERS_NAME = known("read:users:name")
+READ_USERS_GROUPS = known("read:users:groups")
+READ_USERS_ACTIVITY = known("read:users:activity")
+USERS_ACTIVITY = known("users:activity")
+READ_ROLES_USERS = known("read:roles:users")
+READ_ROLES_GROUPS = known("read:roles:groups")
+ADMIN_SERVER_STATE = known("admin:server_state")
+READ_SERVERS = known("read:servers")
+START_SERVERS = known("start:servers")
+DELETE_SERVERS = known("delete:servers")
+ACCESS_SERVERS = known("access:servers")
+TOKENS = known("tokens")
+READ_TOKENS = known("read:tokens")
+ADMIN_GROUPS = known("admin:groups")
+GROUPS = known("groups")
+LIST_GROUPS = known("list:groups")
+READ_GROUPS = known("read:groups")
+READ_GROUPS_NAME = known("read:groups:name")
+DELETE_GROUPS = known("delete:groups")
+READ_HUB = known("read:hub")
+PROXY = known("proxy")
+READ_EVENTS = known("read:events")
+READ_COLLAB = known("read:collab")
+WRITE_COLLAB = known("write:collab")

@@ -7,9 +7,9 @@ Words as JupyterHub uses them: *raw* scopes may hold metascopes (``self``, ``inh
 unvalued filters (``!user``); *expanded* scopes are their transitive closure with every filter
 resolved; *grants* are expanded scopes indexed by scope name for lookups.
 
-The scope table itself (every scope's name, description and sub-scopes, checked when it is
-built) is data in ``scope_table.py``; the names callers use from it are repeated here, so
-``scopes.BUILTIN`` and ``scopes.ScopeError`` read as they always did.
+The scope table itself (every scope's name, description and sub-scopes, and the scope names
+the hub's checks use) is data in ``scope_table.py``; the names callers use from it are
+repeated here, so ``scopes.BUILTIN`` and ``scopes.ScopeError`` read as they always did.
 """
 
 from __future__ import annotations

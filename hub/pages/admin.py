@@ -22,7 +22,7 @@ from hub import errors
 from hub.api import groups as groups_api
 from hub.api import servers as servers_api
 from hub.api import users as users_api
-from hub.auth import access, identity
+from hub.auth import access, identity, scope_table
 from hub.context import HUB
 from hub.pages import user as user_pages
 from hub.reads import groups as groups_read
@@ -88,7 +88,7 @@ async def _page(
     name_filter = request.query.get("name_filter", "").strip()
     offset = _offset(request)
     async with hub.store.pool.acquire() as conn:
-        caller = await access.require(request, conn, ["admin-ui"])
+        caller = await access.require(request, conn, [scope_table.ADMIN_UI])
         rows, total = await users_read.page(
             conn,
             offset=offset,
@@ -237,8 +237,8 @@ async def _groups_page(
     hub = request.app[HUB]
     offset = _offset(request) if request.method == "GET" else 0
     async with hub.store.pool.acquire() as conn:
-        caller = await access.require(request, conn, ["admin-ui"])
-        filters = caller.grants.filters("list:groups")
+        caller = await access.require(request, conn, [scope_table.ADMIN_UI])
+        filters = caller.grants.filters(scope_table.LIST_GROUPS)
         only = None if filters.everything else sorted(filters.groups)
         rows, total = await groups_read.page(conn, offset=offset, limit=PAGE_SIZE, only=only)
     return identity.form_page(
