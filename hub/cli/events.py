@@ -2,7 +2,8 @@
 and replay the event log from the command line.
 
 Export and import use the log's export format (``hub.audit.export_format``): JSON Lines that
-restore every event exactly; import then rebuilds every projection.
+restore every event exactly; import then rebuilds every projection. ``state --at`` reads the
+projections as of a past point through ``projections.rebuild.as_of``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import re
 import signal
 import sys
@@ -322,40 +322,21 @@ async def state(
 ) -> int:
     """Show users, groups, tokens or servers as they were at a position or time.
 
-    Replays every projection up to that point into a scratch schema, points the connection's
-    ``search_path`` at it, reads, and drops it.
+    Replays every projection up to that point (``rebuild.as_of``: a scratch schema of its
+    own, which the connection's ``search_path`` reads), reads, and drops it.
     """
-    schema = f"state_{os.getpid()}"
-    staging = f"{schema}_build"
     async with event_store.pool.acquire() as conn:
         try:
             checkpoint, recorded_at = await _checkpoint_at(conn, at)
         except errors.HubError as exc:
             return _failed(exc)
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {rebuild.ident(schema)} CASCADE")
-            await conn.execute(f"CREATE SCHEMA {rebuild.ident(schema)}")
-            with progress.bar(stderr) as bar:
-                # Every projection in one pass over the log (each page read once). build()
-                # makes its schema afresh: build in a staging schema and move the tables into
-                # the one the queries read. Its total counts the events past the point too,
-                # so the bar shows none.
-                together = base.Together(catalog.ALL)
-                report = progress.reporter(bar, "replay all projections", exact=False)
-                await rebuild.build(
-                    conn, event_store, together, staging, upto=checkpoint, progress=report
-                )
-                for table in together.tables:
-                    await conn.execute(
-                        f"ALTER TABLE {rebuild.ident(staging)}.{rebuild.ident(table)}"
-                        f" SET SCHEMA {rebuild.ident(schema)}"
-                    )
-            await conn.execute(f"SET search_path TO {rebuild.ident(schema)}, public")
-            rows = await conn.fetch(queries[f"state_{view}"], limit)
-        finally:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {rebuild.ident(staging)} CASCADE")
-            await conn.execute(f"DROP SCHEMA IF EXISTS {rebuild.ident(schema)} CASCADE")
-            await conn.execute("RESET search_path")
+        # Every projection in one pass over the log (each page read once). The replay's total
+        # counts the events past the point too, so the bar shows none.
+        with progress.bar(stderr) as bar:
+            report = progress.reporter(bar, "replay all projections", exact=False)
+            together = base.Together(catalog.ALL)
+            async with rebuild.as_of(conn, event_store, together, checkpoint, progress=report):
+                rows = await conn.fetch(queries[f"state_{view}"], limit)
     when = (
         f"position {checkpoint.position} ({_time(recorded_at)} UTC)"
         if recorded_at is not None
