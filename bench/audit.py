@@ -60,6 +60,7 @@ from events import models, store
 from events.catalog import users as user_events
 from hub import app, database
 from hub import settings as hub_settings
+from hub.audit import export_format
 from hub.audit import history as audit
 from hub.cli import events as events_cli
 from projections import rebuild, users
@@ -256,7 +257,7 @@ async def bench_export(hub_store: store.EventStore, root: Path) -> dict[str, Any
     elapsed = time.perf_counter() - start
     if status != 0:
         raise RuntimeError(f"export returned {status}")
-    lines = await asyncio.to_thread(events_cli.count_lines, target)
+    lines = await asyncio.to_thread(export_format.count_lines, target)
     if lines != total:
         raise RuntimeError(f"export wrote {lines} lines, expected {total}")
     size = target.stat().st_size

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import rest_api  # reachable(): a data directory a root hub's database can reach
+from bench import common  # reachable(): a data directory a root hub's database can reach
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(sys.executable).parent
@@ -112,7 +112,7 @@ def spawn(label: str, cmd: list[str], env: dict[str, str], workdir: Path) -> tup
 
 
 def start_chronohub(workdir: Path) -> Server:
-    rest_api.reachable(workdir)
+    common.reachable(workdir)
     token = secrets.token_hex(16)
     config = workdir / "chronohub.toml"
     config.write_text(

@@ -1,7 +1,8 @@
 """JupyterHub's configuration for the REST API benchmark (``bench/rest_api.py``).
 
-``rest_api.py`` runs ``jupyterhub -f bench/jupyterhub_config.py`` in a temporary directory
-and passes everything that changes between runs through ``BENCH_*`` environment variables.
+``common.start_jupyterhub`` runs ``jupyterhub -f bench/jupyterhub_config.py`` in a temporary
+directory and passes everything that changes between runs through ``BENCH_*`` environment
+variables.
 Stock settings otherwise: sqlite in the working directory, the hub starts its own
 configurable-http-proxy (from ``bench/node_modules``), the dummy authenticator (no external
 system; users are created through the API), the simple spawner (nothing is spawned).

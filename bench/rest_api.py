@@ -2,8 +2,8 @@
 
 Run with ``make bench-api``. Prints progress on stderr and one JSON line on stdout. Not a
 test: nothing here asserts timing. Loopback only; every request loop stops by time and count.
-It is also what the other benchmarks share (servers, readiness, stopping), hence its length
-(about 750 lines): a ``bench/common.py`` would be the seam to split along.
+What the benchmarks share (servers, readiness, stopping, the client's requests) is in
+``bench/common.py``.
 
 The servers, one after the other (never both at once: the machine has 2 cores, and the
 client needs one of them):
@@ -70,25 +70,18 @@ import os
 import secrets
 import shutil
 import signal
-import socket
-import stat
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-BENCH_DIR = Path(__file__).resolve().parent
-BIN_DIR = Path(sys.executable).parent
-JUPYTERHUB_CONFIG = BENCH_DIR / "jupyterhub_config.py"
-CHP_COMMAND = BENCH_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
+from bench import common
 
 SCOPES = ["admin:users", "tokens", "list:users", "read:users", "admin:servers", "read:hub"]
 PAGINATION = "application/jupyterhub-pagination+json"
@@ -97,82 +90,14 @@ WHOAMI_USERS = 8
 CREATE_BATCH = 100  # users per POST /hub/api/users
 MAX_REQUESTS = 500_000  # per measurement, whatever the duration
 REQUEST_TIMEOUT = 60.0
-READY_TIMEOUT = 180.0
-STOP_TIMEOUT = 20.0
-LOG_TAIL = 1500
-
-# Variables that would point chronohub at another database than its embedded one.
-DATABASE_VARIABLES = ("CHRONOHUB_DATABASE_URL", "DATABASE_URL", "PGHOST", "PGDATABASE")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def user_names(count: int) -> list[str]:
     return [f"u{i:04d}" for i in range(count)]
 
 
-class StepError(Exception):
-    """A step of the benchmark went wrong; the message says how."""
-
-
-# --- servers -------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    """A hub running as a subprocess, its API root, and what it needs to be stopped."""
-
-    label: str
-    proc: subprocess.Popen[bytes]
-    api: str  # http://127.0.0.1:<port>/hub/api
-    workdir: Path
-    log_path: Path
-    log_file: Any = field(repr=False)
-
-    def log_tail(self) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return text[-LOG_TAIL:].strip()
-
-
-def spawn(label: str, cmd: list[str], env: dict[str, str], workdir: Path, api: str) -> Server:
-    log_path = workdir / f"{label}.log"
-    log_file = log_path.open("wb")
-    proc = subprocess.Popen(
-        cmd,
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # a ^C to the benchmark reaches the servers only through stop()
-    )
-    return Server(label, proc, api, workdir, log_path, log_file)
-
-
-def reachable(path: Path) -> Path:
-    """``path``, with every directory above it passable by other accounts (``o+x``): a root
-    hub's embedded PostgreSQL runs as an account of its own, which must reach the data
-    directory inside (a temporary directory is closed to others)."""
-    for step in path.parents:
-        mode = step.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            step.chmod(mode | stat.S_IXOTH)
-    return path
-
-
-def start_chronohub(workdir: Path, token: str) -> Server:
-    reachable(workdir)
+def start_chronohub(workdir: Path, token: str) -> common.Server:
+    common.reachable(workdir)
     config = workdir / "chronohub.toml"
     config.write_text(
         "[[services]]\n"
@@ -184,179 +109,27 @@ def start_chronohub(workdir: Path, token: str) -> Server:
         f"scopes = {json.dumps(SCOPES)}\n"
         'services = ["bench"]\n'
     )
-    hub_port, public_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in DATABASE_VARIABLES}
+    hub_port, public_port = common.free_port(), common.free_port()
+    env = {k: v for k, v in os.environ.items() if k not in common.DATABASE_VARIABLES}
     env |= {"CHRONOHUB_DATA_DIR": str(workdir / "data"), "CHRONOHUB_CONFIG": str(config)}
-    command = BIN_DIR / "chronohub"
+    command = common.BIN_DIR / "chronohub"
     cmd = [
         str(command), "serve", "--ip", "127.0.0.1",
         "--port", str(public_port), "--hub-port", str(hub_port),
     ]  # fmt: skip
     # Requests go to the hub's own address, as JupyterHub's do (its hub_port), not through
     # either proxy: the hubs are compared, not their proxies.
-    return spawn("chronohub", cmd, env, workdir, f"http://127.0.0.1:{hub_port}/hub/api")
+    return common.spawn("chronohub", cmd, env, workdir, f"http://127.0.0.1:{hub_port}/hub/api")
 
 
-def start_jupyterhub(workdir: Path, token: str, *, trust_tokens: bool) -> Server:
-    if not CHP_COMMAND.exists():
-        raise StepError(
-            f"{CHP_COMMAND} is missing: JupyterHub needs configurable-http-proxy;"
-            " run `npm install --prefix bench` (`make bench-api` does)"
-        )
-    hub_port, proxy_port, proxy_api_port = free_port(), free_port(), free_port()
-    env = dict(os.environ)
-    env |= {
-        "BENCH_HUB_PORT": str(hub_port),
-        "BENCH_PROXY_PORT": str(proxy_port),
-        "BENCH_PROXY_API_PORT": str(proxy_api_port),
-        "BENCH_CHP_COMMAND": str(CHP_COMMAND),
-        "BENCH_SERVICE_TOKEN": token,
-        "BENCH_TRUST_TOKENS": "1" if trust_tokens else "0",
-    }
-    env.pop("CONFIGPROXY_AUTH_TOKEN", None)
-    command = BIN_DIR / "jupyterhub"
-    cmd = [str(command), "-f", str(JUPYTERHUB_CONFIG)]
-    return spawn("jupyterhub", cmd, env, workdir, f"http://127.0.0.1:{hub_port}/hub/api")
-
-
-def related_processes(server: Server) -> list[Any]:
-    """The server process, its descendants, and processes that name its directory (the
-    embedded PostgreSQL, which pg_ctl detaches) with theirs; ``[]`` without psutil."""
-    try:
-        import psutil
-    except ImportError:
-        return []
-    found: dict[int, Any] = {}
-
-    def add(proc: Any) -> None:
-        found[proc.pid] = proc
-        try:
-            for child in proc.children(recursive=True):
-                found[child.pid] = child
-        except psutil.Error:
-            pass
-
-    with suppress(psutil.Error):
-        add(psutil.Process(server.proc.pid))
-    marker = str(server.workdir)
-    for proc in psutil.process_iter(["cmdline"]):
-        if proc.pid not in found and any(marker in part for part in proc.info["cmdline"] or ()):
-            add(proc)
-    return list(found.values())
-
-
-def server_cpu_seconds(server: Server) -> float | None:
-    """User + system CPU time of the server's processes, reaped children included."""
-    procs = related_processes(server)
-    if not procs:
-        return None
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except Exception:
-            continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
-
-
-def stop(server: Server) -> None:
-    """SIGTERM, SIGKILL after ``STOP_TIMEOUT``; then the same for anything it left running."""
-    leftovers = [p for p in related_processes(server) if p.pid != server.proc.pid]
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            log(f"{server.label} did not stop in {STOP_TIMEOUT:.0f} s: SIGKILL")
-            server.proc.kill()
-            server.proc.wait()
-    server.log_file.close()
-    alive = []
-    for proc in leftovers:
-        try:
-            if proc.is_running():
-                proc.terminate()
-                alive.append(proc)
-        except Exception:
-            continue
-    if alive:
-        import psutil
-
-        _, still = psutil.wait_procs(alive, timeout=STOP_TIMEOUT)
-        for proc in still:
-            with suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(still, timeout=5)
-
-
-async def wait_ready(session: aiohttp.ClientSession, server: Server) -> float:
-    """Poll ``GET /hub/api/`` until it answers 200; the seconds that took."""
-    start = time.perf_counter()
-    last = "no answer"
-    while time.perf_counter() - start < READY_TIMEOUT:
-        if server.proc.poll() is not None:
-            raise StepError(
-                f"{server.label} exited with {server.proc.returncode} before answering;"
-                f" its output ends: {server.log_tail()}"
-            )
-        try:
-            async with session.get(
-                server.api + "/", timeout=aiohttp.ClientTimeout(total=5)
-            ) as resp:
-                if resp.status == 200:
-                    return time.perf_counter() - start
-                last = f"status {resp.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            last = type(exc).__name__
-        await asyncio.sleep(0.2)
-    raise StepError(f"{server.label} not ready after {READY_TIMEOUT:.0f} s ({last})")
-
-
-# --- the client ----------------------------------------------------------------------------
-
-
-@dataclass
-class Call:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: Any = None
-    expected: int = 200
-
-
-def auth(token: str, **headers: str) -> dict[str, str]:
-    return {"Authorization": f"token {token}", **headers}
-
-
-async def call(session: aiohttp.ClientSession, request: Call) -> tuple[int, Any]:
-    """One request; its status and JSON body (``None`` when the body is not JSON)."""
-    async with session.request(
-        request.method, request.url, headers=request.headers, json=request.body
-    ) as resp:
-        raw = await resp.read()
-        try:
-            return resp.status, json.loads(raw)
-        except ValueError:
-            return resp.status, raw.decode(errors="replace")[:300]
-
-
-async def expect(session: aiohttp.ClientSession, request: Call) -> Any:
-    status, body = await call(session, request)
-    if status != request.expected:
-        raise StepError(
-            f"{request.method} {request.url} answered {status} (expected {request.expected}):"
-            f" {str(body)[:300]}"
-        )
-    return body
-
-
-def quantile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+# --- load ----------------------------------------------------------------------------------
 
 
 async def run_load(
-    session: aiohttp.ClientSession, make: Callable[[int], Call], concurrency: int, seconds: float
+    session: aiohttp.ClientSession,
+    make: Callable[[int], common.Call],
+    concurrency: int,
+    seconds: float,
 ) -> tuple[list[float], Counter[str], float, str | None]:
     """``concurrency`` workers issue ``make(i)`` for ``seconds``; latencies (s) of expected
     answers, a count of the others by status, the elapsed time, and one unexpected answer."""
@@ -401,30 +174,32 @@ async def run_load(
 
 async def measure(
     session: aiohttp.ClientSession,
-    server: Server,
-    make: Callable[[int], Call],
+    server: common.Server,
+    make: Callable[[int], common.Call],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     await run_load(session, make, args.concurrency, args.warmup)
-    cpu_before = server_cpu_seconds(server)
+    cpu_before = common.server_cpu_seconds(server)
     client_before = time.process_time()
     latencies, failures, elapsed, sample = await run_load(
         session, make, args.concurrency, args.seconds
     )
     client_cpu = time.process_time() - client_before
-    cpu_after = server_cpu_seconds(server)
+    cpu_after = common.server_cpu_seconds(server)
     total = len(latencies) + sum(failures.values())
     if not latencies:
-        raise StepError(f"no request succeeded ({dict(failures)}): {sample}")
+        raise common.StepError(f"no request succeeded ({dict(failures)}): {sample}")
     if failures:
         share = sum(failures.values()) / total
         if share > 0.01:
-            raise StepError(f"{share:.0%} of {total} requests failed ({dict(failures)}): {sample}")
+            raise common.StepError(
+                f"{share:.0%} of {total} requests failed ({dict(failures)}): {sample}"
+            )
     ordered = sorted(latencies)
     result: dict[str, Any] = {
         "rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(quantile(ordered, 0.50) * 1000, 2),
-        "p99_ms": round(quantile(ordered, 0.99) * 1000, 2),
+        "p50_ms": round(common.quantile(ordered, 0.50) * 1000, 2),
+        "p99_ms": round(common.quantile(ordered, 0.99) * 1000, 2),
         "requests": total,
         "server_cpu_ms_per_req": (
             round((cpu_after - cpu_before) * 1000 / total, 3)
@@ -447,8 +222,8 @@ def step(errors: dict[str, str], label: str, name: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # a server's wrong answer can break any line of a step
-        message = str(exc) if isinstance(exc, StepError) else f"{type(exc).__name__}: {exc}"
-        log(f"  {label} {name}: FAILED: {message[:500]}")
+        message = str(exc) if isinstance(exc, common.StepError) else f"{type(exc).__name__}: {exc}"
+        common.log(f"  {label} {name}: FAILED: {message[:500]}")
         errors[f"{label}.{name}"] = message[:2000]
 
 
@@ -459,7 +234,7 @@ class Suite:
         self,
         label: str,
         session: aiohttp.ClientSession,
-        server: Server,
+        server: common.Server,
         token: str,
         args: argparse.Namespace,
         errors: dict[str, str],
@@ -482,82 +257,86 @@ class Suite:
         start = time.perf_counter()
         for i in range(0, len(new), CREATE_BATCH):
             batch = new[i : i + CREATE_BATCH]
-            body = await expect(
+            body = await common.expect(
                 self.session,
-                Call(
+                common.Call(
                     "POST",
                     f"{self.server.api}/users",
-                    auth(self.token),
+                    common.auth(self.token),
                     {"usernames": batch},
                     expected=201,
                 ),
             )
             created = {user["name"] for user in body}
             if created != set(batch):
-                raise StepError(f"POST /users created {sorted(created)[:5]}..., not {batch[:5]}...")
+                raise common.StepError(
+                    f"POST /users created {sorted(created)[:5]}..., not {batch[:5]}..."
+                )
             self.users.extend(batch)
-        log(f"  {self.label}: {len(self.users)} users ({time.perf_counter() - start:.1f} s)")
+        common.log(f"  {self.label}: {len(self.users)} users ({time.perf_counter() - start:.1f} s)")
 
     async def create_user_tokens(self) -> None:
         for name in self.users[:WHOAMI_USERS]:
-            body = await expect(self.session, self.token_call(name))
+            body = await common.expect(self.session, self.token_call(name))
             self.user_tokens.append(body["token"])
 
-    def users_call(self, i: int) -> Call:
-        headers = auth(self.token, Accept=PAGINATION)
-        return Call("GET", f"{self.server.api}/users?limit=50", headers)
+    def users_call(self, i: int) -> common.Call:
+        headers = common.auth(self.token, Accept=PAGINATION)
+        return common.Call("GET", f"{self.server.api}/users?limit=50", headers)
 
-    def whoami_call(self, i: int) -> Call:
+    def whoami_call(self, i: int) -> common.Call:
         token = self.user_tokens[i % len(self.user_tokens)]
-        return Call("GET", f"{self.server.api}/user", auth(token))
+        return common.Call("GET", f"{self.server.api}/user", common.auth(token))
 
-    def token_call(self, i: int | str) -> Call:
+    def token_call(self, i: int | str) -> common.Call:
         name = i if isinstance(i, str) else self.users[i % len(self.users)]
         url = f"{self.server.api}/users/{name}/tokens"
-        return Call("POST", url, auth(self.token), TOKEN_BODY, expected=201)
+        return common.Call("POST", url, common.auth(self.token), TOKEN_BODY, expected=201)
 
     async def check(self, kind: str) -> None:
         """One request of ``kind`` whose answer is checked, so a fast wrong answer is no figure."""
         n = len(self.users)
         if kind == "users":
-            body = await expect(self.session, self.users_call(0))
+            body = await common.expect(self.session, self.users_call(0))
             names = [item["name"] for item in body["items"]]
             total = body["_pagination"]["total"]
             if len(names) != min(50, n) or total != n or names != self.users[: len(names)]:
-                raise StepError(f"users page: {len(names)} items, total {total}, for {n} users")
+                raise common.StepError(
+                    f"users page: {len(names)} items, total {total}, for {n} users"
+                )
         elif kind == "whoami":
             for i, name in enumerate(self.users[: len(self.user_tokens)]):
-                body = await expect(self.session, self.whoami_call(i))
+                body = await common.expect(self.session, self.whoami_call(i))
                 if body.get("name") != name or body.get("kind") != "user":
-                    raise StepError(f"whoami with {name}'s token: {str(body)[:300]}")
+                    raise common.StepError(f"whoami with {name}'s token: {str(body)[:300]}")
         else:
-            body = await expect(self.session, self.token_call(0))
+            body = await common.expect(self.session, self.token_call(0))
             if not body.get("token") or body.get("user") != self.users[0]:
-                raise StepError(f"token created: {str(body)[:300]}")
+                raise common.StepError(f"token created: {str(body)[:300]}")
 
     async def measure(self, kind: str, users: int) -> None:
         key = f"{kind}_{users}"
         self.figures[key] = None
         with self.step(key):
             if kind == "whoami" and not self.user_tokens:
-                raise StepError("no user tokens (their creation failed)")
+                raise common.StepError("no user tokens (their creation failed)")
             if len(self.users) != users:
-                raise StepError(f"{len(self.users)} users instead of {users}")
+                raise common.StepError(f"{len(self.users)} users instead of {users}")
             await self.check(kind)
             make = {"users": self.users_call, "whoami": self.whoami_call}.get(kind, self.token_call)
-            log(f"  {self.label}: {key}")
+            common.log(f"  {self.label}: {key}")
             figures = await measure(self.session, self.server, make, self.args)
             self.figures[key] = figures
-            log(
+            common.log(
                 f"    {figures['rps']:.0f} req/s, p50 {figures['p50_ms']} ms,"
                 f" p99 {figures['p99_ms']} ms, {figures['server_cpu_ms_per_req']} ms CPU/req"
             )
 
     async def run(self, kinds: tuple[str, ...], sizes: tuple[int, ...]) -> None:
         with self.step("ready"):
-            seconds = await wait_ready(self.session, self.server)
+            seconds = await common.wait_ready(self.session, self.server)
             self.figures["ready_s"] = round(seconds, 1)
-            log(f"  {self.label}: ready after {seconds:.1f} s")
+            common.log(f"  {self.label}: ready after {seconds:.1f} s")
         if "ready_s" not in self.figures:
             return
         for size in sizes:
@@ -575,12 +354,13 @@ class Suite:
 
 # --- the run -------------------------------------------------------------------------------
 
+
 KINDS = ("users", "whoami", "token_create")
 
 
 async def bench_server(
     label: str,
-    start: Callable[[Path, str], Server],
+    start: Callable[[Path, str], common.Server],
     session: aiohttp.ClientSession,
     args: argparse.Namespace,
     errors: dict[str, str],
@@ -593,7 +373,7 @@ async def bench_server(
     own_dir = workdir is None
     root = workdir or Path(tempfile.mkdtemp(prefix=f"{label}-bench-"))
     token = secrets.token_hex(32)
-    log(f"{label}: starting")
+    common.log(f"{label}: starting")
     server = None
     suite = None
     try:
@@ -607,8 +387,8 @@ async def bench_server(
         return suite.figures, suite.users
     finally:
         if server is not None:
-            log(f"{label}: stopping")
-            stop(server)
+            common.log(f"{label}: stopping")
+            common.stop(server)
         if own_dir and not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -618,15 +398,6 @@ def ratio(a: dict[str, Any], b: dict[str, Any], key: str, metric: str = "rps") -
     if not x or not y or not x.get(metric) or not y.get(metric):
         return None
     return round(x[metric] / y[metric], 3)
-
-
-def jupyterhub_version() -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version("jupyterhub")
-    except Exception:
-        return None
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -648,7 +419,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 trusted, users = await bench_server(
                     "jupyterhub",
-                    lambda d, t: start_jupyterhub(d, t, trust_tokens=True),
+                    lambda d, t: common.start_jupyterhub(d, t, trust_tokens=True),
                     session,
                     args,
                     errors,
@@ -659,7 +430,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     # file, hashed with JupyterHub's default 16384 rounds this time.
                     default_rounds, _ = await bench_server(
                         "jupyterhub_default_rounds",
-                        lambda d, t: start_jupyterhub(d, t, trust_tokens=False),
+                        lambda d, t: common.start_jupyterhub(d, t, trust_tokens=False),
                         session,
                         args,
                         errors,
@@ -692,7 +463,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "chronohub": chronohub,
         "jupyterhub": trusted,
         "jupyterhub_default_rounds": default_rounds,
-        "jupyterhub_version": jupyterhub_version(),
+        "jupyterhub_version": common.jupyterhub_version(),
         "jupyterhub_trust_user_provided_tokens": True,
         "jupyterhub_setup": (
             "sqlite, dummy authenticator, simple spawner, configurable-http-proxy started by"
@@ -744,7 +515,7 @@ def cli() -> None:
     try:
         result = run(main(args))
     except (KeyboardInterrupt, asyncio.CancelledError):
-        log("interrupted")
+        common.log("interrupted")
         sys.exit(130)
     print(json.dumps(result), flush=True)
 

@@ -56,7 +56,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import rest_api as common  # servers, stopping, readiness
+from bench import common  # servers, stopping, readiness
 
 BENCH_DIR = Path(__file__).resolve().parent
 TINY_SERVER = BENCH_DIR / "tiny_server.py"

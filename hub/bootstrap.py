@@ -24,11 +24,11 @@ from events.catalog import users as user_events
 from hub import settings as hub_settings
 from hub.auth import roles, scopes, tokens
 from hub.auth.oauth import clients as oauth_clients
+from hub.reads import groups as groups_read
+from hub.reads import users as users_read
 
 log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub", "bootstrap.sql")
-users_queries = sql.Queries("hub.api", "users.sql")
-groups_queries = sql.Queries("hub.api", "groups.sql")
 
 STARTUP = models.Metadata(actor=models.SYSTEM, request_id="startup")
 
@@ -112,10 +112,7 @@ async def _users(counter: _Counter, config: hub_settings.Settings) -> dict[str, 
     named = {n.lower() for n in config.admin_users}
     for entry in config.roles:
         named |= {n.lower() for n in entry.users}
-    existing = {
-        row["name"]: row
-        for row in await counter.conn.fetch(users_queries["users_by_name"], sorted(named))
-    }
+    existing = {row["name"]: row for row in await users_read.named(counter.conn, sorted(named))}
     admins = {n.lower() for n in config.admin_users}
     ids: dict[str, str] = {}
     for name in sorted(named):
@@ -141,9 +138,7 @@ async def _users(counter: _Counter, config: hub_settings.Settings) -> dict[str, 
 async def _groups(counter: _Counter, config: hub_settings.Settings) -> dict[str, str]:
     """Create the groups configuration names. Returns name -> id."""
     named = sorted({g for entry in config.roles for g in entry.groups})
-    existing = {
-        r["name"]: r for r in await counter.conn.fetch(groups_queries["groups_by_name"], named)
-    }
+    existing = {r["name"]: r for r in await groups_read.named(counter.conn, named)}
     ids: dict[str, str] = {}
     for name in named:
         row = existing.get(name)

@@ -1,8 +1,9 @@
 """Where the database is: an existing PostgreSQL server, or one embedded in the data directory.
 
 ``resolve_dsn`` finds the database (starting the embedded server when none is configured:
-``hub.embedded_db``), ``migrate`` brings its schema up to date and ``create_pool`` opens the
-connection pool that ``hub.app`` owns and closes.
+``hub.embedded_db``), ``migrate`` brings its schema up to date (``hub.app.migrate`` tells a
+database out of reach as a ``DatabaseError``) and ``create_pool`` opens the connection pool
+that ``hub.app`` owns and closes.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ async def keep_session(conn: asyncpg.Connection[Any]) -> None:
 
     The default sends ``RESET ALL; UNLISTEN *; ...`` on every release: one more round trip
     per append, which cost a third of single-event append throughput. chronohub leaves no
-    session state on pooled connections (LISTEN has its own connection, advisory locks are
-    transaction-scoped, a rebuild resets its ``search_path``), and asyncpg still rolls
-    back any open transaction before calling this.
+    session state on pooled connections: LISTEN has its own connection, advisory locks and
+    ``plan_cache_mode`` are transaction-scoped (``SET LOCAL``), and the one session setting,
+    the ``search_path`` of a rebuild, verify or ``state --at`` on its scratch schema, is reset
+    by ``projections.rebuild.drop_scratch`` even when dropping the schema fails. asyncpg still
+    rolls back any open transaction before calling this.
     """
 
 

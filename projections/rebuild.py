@@ -7,12 +7,20 @@ runs in page-sized transactions: one long transaction would hold back the fence 
 subscriber. Only the final step locks the live tables:
 
 * rebuild: catch up, then drop the live tables and move the new ones in, in one transaction;
-* verify: catch up, then compare row for row (``EXCEPT ALL`` both ways) and drop the copies.
+* verify: catch up, then compare row for row (``EXCEPT ALL`` both ways) and drop the copies;
+* time travel (``as_of``): replay up to a checkpoint and read the copies, then drop them.
+
+Each run's scratch schema has a name of its own (``scratch_name``): two runs on one database
+never drop each other's tables. Whatever happens, the schema is dropped and the connection's
+``search_path`` reset (even when the drop fails), because the connection goes back to a pool
+that does not reset sessions (``hub.database.keep_session``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +59,50 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def scratch_name(purpose: str) -> str:
+    """A scratch schema's name that no other run uses: ``<purpose>_<16 random hex digits>``
+    (within PostgreSQL's 63 bytes)."""
+    return f"{purpose[:40]}_{secrets.token_hex(8)}"
+
+
+async def drop_scratch(conn: sql.Connection, schema: str) -> None:
+    """Drop ``schema`` and reset ``conn``'s ``search_path``, the reset even if the drop fails."""
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)} CASCADE")
+    finally:
+        await conn.execute("RESET search_path")
+
+
+@contextlib.asynccontextmanager
+async def as_of(
+    conn: sql.Connection,
+    event_store: store.EventStore,
+    projection: base.Projection,
+    upto: models.Checkpoint,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+) -> AsyncIterator[str]:
+    """Time travel: the projection's tables as of ``upto``, built in a scratch schema that
+    ``conn``'s unqualified SQL reads inside the block (live tables stay reachable as
+    ``public.*``). Yields the schema's name; drops it and resets ``search_path`` on the way out.
+    """
+    schema = scratch_name("state")
+    try:
+        await build(
+            conn,
+            event_store,
+            projection,
+            schema,
+            upto=upto,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        yield schema
+    finally:
+        await drop_scratch(conn, schema)
+
+
 async def build(
     conn: sql.Connection,
     event_store: store.EventStore,
@@ -63,10 +115,10 @@ async def build(
 ) -> tuple[models.Checkpoint, int]:
     """Create ``schema`` with empty copies of the projection's tables and replay into them.
 
-    Leaves ``conn``'s ``search_path`` on ``schema`` (the caller owns the connection).
+    ``schema`` must not exist (``scratch_name`` gives a fresh one). Leaves ``conn``'s
+    ``search_path`` on ``schema``: the caller owns the connection and ``drop_scratch``es it.
     Returns the checkpoint reached and the number of events applied.
     """
-    await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)} CASCADE")
     await conn.execute(f"CREATE SCHEMA {ident(schema)}")
     for table in projection.tables:
         # Unlogged while it fills: no WAL for every row rewritten. A rebuild sets it logged
@@ -91,7 +143,7 @@ async def rebuild(
 ) -> Result:
     """Replay the log into fresh tables, then swap them for the live ones in one transaction."""
     # (See build: the new tables fill unlogged and become logged before the swap.)
-    schema = f"rebuild_{projection.name}"
+    schema = scratch_name(f"rebuild_{projection.name}")
     async with event_store.pool.acquire() as conn:
         try:
             checkpoint, count = await build(
@@ -114,8 +166,7 @@ async def rebuild(
                     )
             return Result(projection.name, count + more, checkpoint)
         finally:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)} CASCADE")
-            await conn.execute("RESET search_path")
+            await drop_scratch(conn, schema)
 
 
 async def verify(
@@ -127,7 +178,7 @@ async def verify(
     max_rows: int = 20,
 ) -> Result:
     """Rebuild into a scratch schema and compare it with the live tables, row for row."""
-    schema = f"verify_{projection.name}"
+    schema = scratch_name(f"verify_{projection.name}")
     async with event_store.pool.acquire() as conn:
         try:
             upto = None
@@ -153,8 +204,7 @@ async def verify(
                     differences += await _compare(conn, schema, table, max_rows)
             return Result(projection.name, count + more, checkpoint, tuple(differences))
         finally:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)} CASCADE")
-            await conn.execute("RESET search_path")
+            await drop_scratch(conn, schema)
 
 
 async def _catch_up_locked(

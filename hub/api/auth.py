@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub import errors
 from hub.api import users as users_api
-from hub.auth import access, identity, scopes, signups
+from hub.auth import access, identity, scope_table, scopes, signups
 from hub.context import HUB
+from hub.reads import users as users_read
 from hub.web import body
 
 
@@ -43,13 +44,13 @@ async def set_password(request: web.Request) -> web.Response:
     min_length = request.app[identity.AUTH].settings.min_password_length
     metadata = access.event_metadata(request, caller)
     async with hub.store.pool.acquire() as conn:
-        owner = await conn.fetchrow(signups.queries["user_by_name"], name)
+        owner = await users_read.find(conn, name)
         groups = {name: list(owner["groups"])} if owner else None
         as_admin = owner is not None and caller.grants.allows(
-            "admin:users", scopes.Filter.user(name), groups_of=groups
+            scope_table.ADMIN_USERS, scopes.Filter.user(name), groups_of=groups
         )
         if not as_admin and (caller.kind != "user" or caller.name != name or owner is None):
-            await access.require(request, conn, ["admin:users"], scopes.Filter.user(name))
+            await access.require(request, conn, [scope_table.ADMIN_USERS], scopes.Filter.user(name))
             raise errors.NotFound(f"No such user: {name}")
     if as_admin:
         await signups.set_password(
@@ -73,7 +74,7 @@ async def list_signups(request: web.Request) -> web.Response:
     """``GET /hub/api/signups``: the requests waiting for an answer."""
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
-        await access.require(request, conn, ["admin:users"])
+        await access.require(request, conn, [scope_table.ADMIN_USERS])
         rows = await conn.fetch(signups.queries["signups_all"])
     return web.json_response(
         [{"name": r["name"], "requested": body.iso(r["requested"])} for r in rows]
@@ -84,7 +85,7 @@ async def approve_signup(request: web.Request) -> web.Response:
     """``POST /hub/api/signups/{name}``: create the user; 201 with the user model."""
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
-        caller = await access.require(request, conn, ["admin:users"])
+        caller = await access.require(request, conn, [scope_table.ADMIN_USERS])
     row = await signups.approve(
         hub.store, request.match_info["name"], metadata=access.event_metadata(request, caller)
     )
@@ -95,7 +96,7 @@ async def reject_signup(request: web.Request) -> web.Response:
     """``DELETE /hub/api/signups/{name}``: 204."""
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
-        caller = await access.require(request, conn, ["admin:users"])
+        caller = await access.require(request, conn, [scope_table.ADMIN_USERS])
     await signups.reject(
         hub.store, request.match_info["name"], metadata=access.event_metadata(request, caller)
     )

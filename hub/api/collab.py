@@ -31,11 +31,11 @@ from hub import data_dir
 from hub import errors as hub_errors
 from hub.auth import access, collab_access, roles, scopes
 from hub.context import HUB
+from hub.reads import users as users_read
 from hub.servers import isolation, local_spawner
 from hub.web import body
 
 queries = sql.Queries(__package__ or "hub.api", "collab.sql")
-auth_queries = sql.Queries("hub.auth", "auth.sql")
 
 SESSIONS: web.AppKey[sessions.SessionManager] = web.AppKey(
     "chronohub.collab_sessions", sessions.SessionManager
@@ -335,7 +335,7 @@ def may_write(event_store: store.EventStore, room_set: rooms.Rooms) -> sessions.
         info = await room_set.describe(room)
         async with event_store.pool.acquire() as conn:
             if who.kind == "user":
-                row = await conn.fetchrow(auth_queries["user_by_name"], who.name)
+                row = await users_read.find(conn, who.name)
                 if row is None:
                     return False
                 held, _ = await access.user_scopes(conn, row["user_id"], row["name"], row["admin"])
@@ -366,7 +366,7 @@ def kernel_account(
         admin = False
         if creator.kind == "user":
             async with event_store.pool.acquire() as conn:
-                row = await conn.fetchrow(auth_queries["user_by_name"], creator.name)
+                row = await users_read.find(conn, creator.name)
             admin = bool(row and row["admin"])
         elif code.mode != "single_user" or not code.all_users:
             raise errors.KernelRefused(

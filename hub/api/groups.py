@@ -18,17 +18,16 @@ from events.catalog import groups as group_events
 from events.catalog.names import Name
 from hub import errors
 from hub.api import users as users_api
-from hub.auth import access, scopes
+from hub.auth import access, scope_table, scopes
 from hub.context import HUB
+from hub.reads import groups as groups_read
+from hub.reads import users as users_read
 from hub.web import body, pagination
 
-queries = sql.Queries(__package__ or "hub.api", "groups.sql")
-users_queries = sql.Queries(__package__ or "hub.api", "users.sql")
-
 FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
-    "read:groups": frozenset({"kind", "name", "properties", "users"}),
-    "read:groups:name": frozenset({"kind", "name"}),
-    "read:roles:groups": frozenset({"kind", "name", "roles"}),
+    scope_table.READ_GROUPS: frozenset({"kind", "name", "properties", "users"}),
+    scope_table.READ_GROUPS_NAME: frozenset({"kind", "name"}),
+    scope_table.READ_ROLES_GROUPS: frozenset({"kind", "name", "roles"}),
 }
 READ_GROUP_SCOPES = list(FIELDS_BY_SCOPE)
 GROUP_KINDS: tuple[scopes.Kind, ...] = ("group",)
@@ -81,17 +80,16 @@ def render(row: Any, caller: access.Caller, fields: frozenset[str] | None = None
 async def list_groups(request: web.Request) -> web.Response:
     """``GET /groups``: paginated, restricted by ``!group=`` filters."""
     hub = request.app[HUB]
-    caller = access.require_list(request, "list:groups", kinds=GROUP_KINDS)
+    caller = access.require_list(request, scope_table.LIST_GROUPS, kinds=GROUP_KINDS)
     page = pagination.parse(
         request,
         default_limit=hub.settings.api_page_default_limit,
         max_limit=hub.settings.api_page_max_limit,
     )
-    filters = caller.grants.filters("list:groups")
+    filters = caller.grants.filters(scope_table.LIST_GROUPS)
     only = None if filters.everything else sorted(filters.groups)
     async with hub.store.pool.acquire() as conn:
-        rows = await conn.fetch(queries["groups_page"], page.offset, page.limit, only)
-        total = rows[0]["total"] if rows else await conn.fetchval(queries["groups_count"], only)
+        rows, total = await groups_read.page(conn, offset=page.offset, limit=page.limit, only=only)
     fields = users_api.visible_fields(caller, FIELDS_BY_SCOPE)
     items = [render(row, caller, fields) for row in rows]
     return web.json_response(pagination.reply(request, page, items, total, hub.settings.public_url))
@@ -100,7 +98,7 @@ async def list_groups(request: web.Request) -> web.Response:
 async def _user_ids(conn: sql.Connection, names: list[str]) -> dict[str, UUID]:
     """Ids of the named users; 400 naming those that do not exist."""
     wanted = list(dict.fromkeys(n.lower() for n in names))
-    rows = await conn.fetch(users_queries["users_by_name"], wanted)
+    rows = await users_read.named(conn, wanted)
     found = {row["name"]: row["user_id"] for row in rows}
     missing = [n for n in wanted if n not in found]
     if missing:
@@ -131,14 +129,14 @@ async def create_groups(request: web.Request) -> web.Response:
     names = list(dict.fromkeys(command.groups))
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["admin:groups"])
-        existing = [r["name"] for r in await conn.fetch(queries["groups_by_name"], names)]
+        caller = await access.require(request, conn, [scope_table.ADMIN_GROUPS])
+        existing = [r["name"] for r in await groups_read.named(conn, names)]
         if existing:
             raise errors.Conflict(f"Group {existing[0]} already exists")
         members = await _user_ids(conn, command.users)
         for name in names:
             await _create(session, name, members, access.event_metadata(request, caller))
-        rows = [await conn.fetchrow(queries["group_by_name"], n) for n in names]
+        rows = [await groups_read.require(conn, n) for n in names]
     return web.json_response([render(row, caller) for row in rows], status=201)
 
 
@@ -158,12 +156,12 @@ async def create(
     hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["admin:groups"])
-        if await conn.fetchrow(queries["group_by_name"], name) is not None:
+        caller = await access.require(request, conn, [scope_table.ADMIN_GROUPS])
+        if await groups_read.find(conn, name) is not None:
             raise errors.Conflict(f"Group {name} already exists")
         members = await _user_ids(conn, command.users)
         await _create(session, name, members, access.event_metadata(request, caller))
-        row = await conn.fetchrow(queries["group_by_name"], name)
+        row = await groups_read.require(conn, name)
     return caller, row
 
 
@@ -173,7 +171,7 @@ async def get_group(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     async with hub.store.pool.acquire() as conn:
         caller = await access.require(request, conn, READ_GROUP_SCOPES, scopes.Filter.group(name))
-        row = await _group(conn, name)
+        row = await groups_read.require(conn, name)
     return web.json_response(render(row, caller))
 
 
@@ -188,9 +186,9 @@ async def delete(request: web.Request, name: str) -> None:
     hub = request.app[HUB]
     async with hub.store.session() as session:
         caller = await access.require(
-            request, session.conn, ["delete:groups"], scopes.Filter.group(name)
+            request, session.conn, [scope_table.DELETE_GROUPS], scopes.Filter.group(name)
         )
-        row = await _group(session.conn, name)
+        row = await groups_read.require(session.conn, name)
         await session.append(
             group_events.stream_id(row["group_id"]),
             [group_events.GroupDeleted(group_id=row["group_id"], name=name)],
@@ -214,12 +212,12 @@ async def members_change(
     hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["groups"], scopes.Filter.group(name))
-        row = await _group(conn, name)
+        caller = await access.require(
+            request, conn, [scope_table.GROUPS], scopes.Filter.group(name)
+        )
+        row = await groups_read.require(conn, name)
         members = await _user_ids(conn, command.users)
-        current = {
-            r["user_id"] for r in await conn.fetch(queries["group_member_ids"], row["group_id"])
-        }
+        current = await groups_read.member_ids(conn, row["group_id"])
         changed = {n: uid for n, uid in members.items() if (uid not in current) == adding}
         if changed:
             event_type = (
@@ -236,7 +234,7 @@ async def members_change(
                 ],
                 metadata=access.event_metadata(request, caller),
             )
-        updated = await conn.fetchrow(queries["group_by_name"], name)
+        updated = await groups_read.require(conn, name)
     return caller, updated
 
 
@@ -249,23 +247,17 @@ async def set_properties(request: web.Request) -> web.Response:
         raise errors.BadRequest("properties must be a JSON object")
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["groups"], scopes.Filter.group(name))
-        row = await _group(conn, name)
+        caller = await access.require(
+            request, conn, [scope_table.GROUPS], scopes.Filter.group(name)
+        )
+        row = await groups_read.require(conn, name)
         await session.append(
             group_events.stream_id(row["group_id"]),
             [group_events.GroupPropertiesSet(group_id=row["group_id"], properties=properties)],
             metadata=access.event_metadata(request, caller),
         )
-        updated = await conn.fetchrow(queries["group_by_name"], name)
+        updated = await groups_read.require(conn, name)
     return web.json_response(render(updated, caller))
-
-
-async def _group(conn: sql.Connection, name: str) -> Any:
-    """The ``group_by_name`` row; 404 if there is no such group."""
-    row = await conn.fetchrow(queries["group_by_name"], name)
-    if row is None:
-        raise errors.NotFound(f"No such group: {name}")
-    return row
 
 
 def routes() -> list[web.RouteDef]:

@@ -25,6 +25,7 @@ from hub.api import proxy as proxy_api
 from hub.api import servers as servers_api
 from hub.api import tokens as tokens_api
 from hub.api import users as users_api
+from hub.auth import scope_table
 from hub.auth.oauth import provider as oauth_provider
 
 Model = type[pydantic.BaseModel]
@@ -43,6 +44,10 @@ class Operation:
     reply: Model | None = None
     reply_list: bool = False  # a bare list of ``reply``
     page: Model | None = None  # the paginated form, with the pagination media type
+
+    def __post_init__(self) -> None:
+        if self.scope is not None:
+            scope_table.known(self.scope)  # a misspelt scope fails at import
 
 
 OPERATIONS: tuple[Operation, ...] = (

@@ -20,7 +20,7 @@ from events import models, sql, store
 from events.catalog import projects as project_events
 from events.catalog.names import Name
 from hub import errors
-from hub.auth import access
+from hub.auth import access, scope_table
 from hub.context import HUB
 from hub.projects import access as project_access
 from hub.projects import storage
@@ -134,7 +134,7 @@ async def create_project(request: web.Request) -> web.Response:
         owner = await conn.fetchrow(queries["owner_by_name"], owner_name)
         if owner is None:
             raise errors.BadRequest(f"owner: no user or group is called {owner_name!r}")
-        if not caller.grants.filters("admin:projects").covers_project(
+        if not caller.grants.filters(scope_table.ADMIN_PROJECTS).covers_project(
             owner["kind"], owner["name"], command.name
         ):
             raise errors.Forbidden(

@@ -22,7 +22,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub import errors
-from hub.auth import access
+from hub.auth import access, scope_table
 from hub.context import HUB
 from hub.proxy import builtin as proxy
 from hub.proxy import chp, table
@@ -86,7 +86,7 @@ def _state(request: web.Request) -> ProxyState:
 
 async def _require(request: web.Request) -> None:
     async with request.app[HUB].store.pool.acquire() as conn:
-        await access.require(request, conn, ["proxy"])
+        await access.require(request, conn, [scope_table.PROXY])
 
 
 async def get_proxy(request: web.Request) -> web.Response:

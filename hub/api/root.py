@@ -9,8 +9,9 @@ import asyncpg
 from aiohttp import web
 
 from hub import errors, version
-from hub.auth import access, scopes
+from hub.auth import access, scope_table, scopes
 from hub.context import HUB
+from hub.reads import users as users_read
 from hub.web import body
 
 
@@ -23,7 +24,7 @@ async def info(request: web.Request) -> web.Response:
     """``GET /hub/api/info`` (``read:hub``): versions and the hub's components."""
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
-        await access.require(request, conn, ["read:hub"])
+        await access.require(request, conn, [scope_table.READ_HUB])
     return web.json_response(
         {
             "version": version.JUPYTERHUB_API,
@@ -47,7 +48,7 @@ async def whoami(request: web.Request) -> web.Response:
     model: dict[str, Any]
     if caller.kind == "user":
         async with hub.store.pool.acquire() as conn:
-            row = await conn.fetchrow(access.queries["user_by_name"], caller.name)
+            row = await users_read.find(conn, caller.name)
         if row is None:
             raise errors.Forbidden(access.MISSING_CREDENTIALS)
         model = {

@@ -21,15 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from events import sql
 from hub import errors
-from hub.auth import access, scopes
+from hub.auth import access, scope_table, scopes
 from hub.context import HUB, Hub
+from hub.reads import users as users_read
 from hub.servers import manager as servers
 from hub.servers import rules as server_rules
 from hub.servers import spawner
 from hub.web import body
 
 queries = sql.Queries("hub.servers", "servers.sql")
-auth_queries = sql.Queries("hub.auth", "auth.sql")
 
 # JupyterHub 6's rule for named servers.
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){0,28}(?<!-)$")
@@ -155,9 +155,7 @@ async def _target(
     user = request.match_info["name"]
     server_name = _server_name(request)
     caller = await access.require(request, conn, any_of, scopes.Filter.server(user, server_name))
-    row = await conn.fetchrow(auth_queries["user_by_name"], user)
-    if row is None:
-        raise errors.NotFound(f"No such user: {user}")
+    row = await users_read.require(conn, user)
     return caller, row, server_name
 
 
@@ -185,7 +183,7 @@ async def start_server(request: web.Request) -> web.Response:
     else:
         raise errors.BadRequest(f"user_options must be a JSON object, got {type(data).__name__}")
     async with hub.store.pool.acquire() as conn:
-        caller, user, server_name = await _target(request, conn, ["start:servers"])
+        caller, user, server_name = await _target(request, conn, [scope_table.START_SERVERS])
     try:
         outcome = await servers_.spawn(
             user["user_id"],
@@ -205,7 +203,7 @@ async def stop_server(request: web.Request) -> web.Response:
     servers_ = manager(request)
     command = await body.parse(request, StopBody, allow_empty=True)
     async with hub.store.pool.acquire() as conn:
-        caller, user, server_name = await _target(request, conn, ["delete:servers"])
+        caller, user, server_name = await _target(request, conn, [scope_table.DELETE_SERVERS])
     try:
         outcome = await servers_.stop(
             user["user_id"],
@@ -223,12 +221,12 @@ async def get_server(request: web.Request) -> web.Response:
     """``GET /users/{name}/server`` and ``/servers/{server_name}``: the Server model."""
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
-        caller, user, server_name = await _target(request, conn, ["read:servers"])
+        caller, user, server_name = await _target(request, conn, [scope_table.READ_SERVERS])
         row = await conn.fetchrow(queries["server"], user["user_id"], server_name)
     if row is None:
         raise errors.NotFound(f"{user['name']} has no server named {server_name!r}")
     with_state = caller.grants.allows(
-        "admin:server_state", scopes.Filter.server(user["name"], server_name)
+        scope_table.ADMIN_SERVER_STATE, scopes.Filter.server(user["name"], server_name)
     )
     return web.json_response(render(row, user["name"], with_state=with_state))
 
@@ -248,7 +246,7 @@ async def define_server(request: web.Request) -> web.Response:
     servers_ = manager(request)
     command = await body.parse(request, DefineBody, allow_empty=True)
     async with hub.store.pool.acquire() as conn:
-        caller, user, server_name = await _target(request, conn, ["start:servers"])
+        caller, user, server_name = await _target(request, conn, [scope_table.START_SERVERS])
     try:
         await servers_.define(
             user["user_id"],
@@ -272,7 +270,7 @@ async def modify_server(request: web.Request) -> web.Response:
     if command.name is None and command.display_name is None and command.user_options is None:
         raise errors.BadRequest("Must specify at least one field to modify.")
     async with hub.store.pool.acquire() as conn:
-        caller, user, server_name = await _target(request, conn, ["start:servers"])
+        caller, user, server_name = await _target(request, conn, [scope_table.START_SERVERS])
     new_name = command.name if command.name is not None else server_name
     if new_name != server_name and not SERVER_NAME.match(new_name):
         raise errors.BadRequest(f"Invalid server_name: {new_name!r}")
@@ -303,7 +301,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     servers_ = manager(request)
     async with hub.store.pool.acquire() as conn:
-        _, user, server_name = await _target(request, conn, ["read:servers"])
+        _, user, server_name = await _target(request, conn, [scope_table.READ_SERVERS])
         row = await conn.fetchrow(queries["server"], user["user_id"], server_name)
     path = server_rules.prefix(user["name"], server_name)
     follow = servers_.progress(user["user_id"], server_name)

@@ -16,12 +16,12 @@ from events import sql
 from events.catalog import tokens as token_events
 from hub import errors
 from hub import settings as hub_settings
-from hub.auth import access, roles, scopes, tokens
+from hub.auth import access, roles, scope_table, scopes, tokens
 from hub.context import HUB
+from hub.reads import roles as roles_read
+from hub.reads import tokens as tokens_read
+from hub.reads import users as users_read
 from hub.web import body
-
-auth_queries = sql.Queries("hub.auth", "auth.sql")
-queries = sql.Queries(__package__ or "hub.api", "tokens.sql")
 
 
 class IssueToken(BaseModel):
@@ -54,21 +54,14 @@ def render(row: Any, user: str) -> dict[str, Any]:
     }
 
 
-async def _owner(conn: sql.Connection, name: str) -> Any:
-    row = await conn.fetchrow(auth_queries["user_by_name"], name)
-    if row is None:
-        raise errors.NotFound(f"No such user: {name}")
-    return row
-
-
 async def list_tokens(request: web.Request) -> web.Response:
     """``GET /users/{name}/tokens``."""
     hub = request.app[HUB]
     name = request.match_info["name"]
     async with hub.store.pool.acquire() as conn:
-        await access.require(request, conn, ["read:tokens"], scopes.Filter.user(name))
-        owner = await _owner(conn, name)
-        rows = await conn.fetch(queries["user_tokens"], owner["user_id"])
+        await access.require(request, conn, [scope_table.READ_TOKENS], scopes.Filter.user(name))
+        owner = await users_read.require(conn, name)
+        rows = await tokens_read.of_user(conn, owner["user_id"])
     return web.json_response({"api_tokens": [render(row, name) for row in rows]})
 
 
@@ -77,11 +70,9 @@ async def get_token(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     name, token_id = request.match_info["name"], request.match_info["token_id"]
     async with hub.store.pool.acquire() as conn:
-        await access.require(request, conn, ["read:tokens"], scopes.Filter.user(name))
-        owner = await _owner(conn, name)
-        row = await conn.fetchrow(queries["user_token"], owner["user_id"], token_id)
-    if row is None:
-        raise errors.NotFound(f"No such token: {token_id}")
+        await access.require(request, conn, [scope_table.READ_TOKENS], scopes.Filter.user(name))
+        owner = await users_read.require(conn, name)
+        row = await tokens_read.require(conn, owner["user_id"], token_id)
     return web.json_response(render(row, name))
 
 
@@ -105,9 +96,11 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[A
     async with hub.store.session() as session:
         conn = session.conn
         caller = access.caller_of(request)
-        owner = await conn.fetchrow(auth_queries["user_by_name"], name)
+        owner = await users_read.find(conn, name)
         if owner is None or not caller.grants.allows(
-            "tokens", scopes.Filter.user(name), groups_of={name: list(owner["groups"])}
+            scope_table.TOKENS,
+            scopes.Filter.user(name),
+            groups_of={name: list(owner["groups"])},
         ):
             # JupyterHub's answer: one message for "no such user" and "not yours".
             raise errors.Forbidden(f"User {name} not found or no permissions to generate tokens")
@@ -123,7 +116,7 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[A
             now=datetime.now(UTC),
             metadata=access.event_metadata(request, caller),
         )
-        row = await conn.fetchrow(queries["user_token"], owner["user_id"], issued.token_id)
+        row = await tokens_read.require(conn, owner["user_id"], issued.token_id)
     return row, issued.secret
 
 
@@ -138,7 +131,7 @@ async def _requested_scopes(conn: sql.Connection, command: IssueToken) -> list[s
     """The token's raw scopes: those asked for, the deprecated roles' scopes, or ``inherit``."""
     requested = list(command.scopes or [])
     for role in command.roles or []:
-        row = await conn.fetchrow(queries["role_by_name"], role)
+        row = await roles_read.find(conn, role)
         if row is None:
             default = roles.DEFAULT_ROLES.get(role)
             if default is None:
@@ -167,17 +160,12 @@ async def revoke(request: web.Request, name: str, token_id: str) -> None:
     hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["tokens"], scopes.Filter.user(name))
-        owner = await _owner(conn, name)
-        row = await conn.fetchrow(queries["user_token"], owner["user_id"], token_id)
-        if row is None:
-            raise errors.NotFound(f"No such token: {token_id}")
+        caller = await access.require(request, conn, [scope_table.TOKENS], scopes.Filter.user(name))
+        owner = await users_read.require(conn, name)
+        row = await tokens_read.require(conn, owner["user_id"], token_id)
         revoked = [token_id]
         if row["oauth_client"] is not None:
-            same_client = await conn.fetch(
-                queries["user_client_tokens"], owner["user_id"], row["oauth_client"]
-            )
-            revoked = [r["token_id"] for r in same_client]
+            revoked = await tokens_read.of_client(conn, owner["user_id"], row["oauth_client"])
         metadata = access.event_metadata(request, caller)
         for each in revoked:
             await session.append(

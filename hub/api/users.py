@@ -20,18 +20,20 @@ from events.catalog import users as user_events
 from events.catalog.names import Name
 from hub import errors
 from hub.api import servers as servers_api
-from hub.auth import access, scopes
+from hub.auth import access, scope_table, scopes
 from hub.context import HUB
+from hub.reads import users as users_read
 from hub.servers import rules as server_rules
 from hub.servers import spawner
 from hub.web import body, pagination
 
-queries = sql.Queries(__package__ or "hub.api", "users.sql")
+# Activity is telemetry kept out of the log, in the tables of its owners (auth, servers).
 auth_queries = sql.Queries("hub.auth", "auth.sql")
+server_queries = sql.Queries("hub.servers", "servers.sql")
 
 # Which fields each scope reveals (JupyterHub's model filtering).
 FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
-    "read:users": frozenset(
+    scope_table.READ_USERS: frozenset(
         {
             "kind",
             "name",
@@ -45,12 +47,12 @@ FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
             "user_info",
         }
     ),
-    "read:users:name": frozenset({"kind", "name", "admin", "user_info"}),
-    "read:users:groups": frozenset({"kind", "name", "groups"}),
-    "read:users:activity": frozenset({"kind", "name", "last_activity"}),
-    "read:servers": frozenset({"kind", "name", "servers"}),
-    "read:roles:users": frozenset({"kind", "name", "roles", "admin"}),
-    "admin:auth_state": frozenset({"kind", "name", "auth_state"}),
+    scope_table.READ_USERS_NAME: frozenset({"kind", "name", "admin", "user_info"}),
+    scope_table.READ_USERS_GROUPS: frozenset({"kind", "name", "groups"}),
+    scope_table.READ_USERS_ACTIVITY: frozenset({"kind", "name", "last_activity"}),
+    scope_table.READ_SERVERS: frozenset({"kind", "name", "servers"}),
+    scope_table.READ_ROLES_USERS: frozenset({"kind", "name", "roles", "admin"}),
+    scope_table.ADMIN_AUTH_STATE: frozenset({"kind", "name", "auth_state"}),
 }
 READ_USER_SCOPES = list(FIELDS_BY_SCOPE)
 STATES = ("active", "ready", "inactive")
@@ -146,7 +148,9 @@ def render(
         "user_info": {"name": row["name"], "display_name": row["name"]},
     }
     if servers:
-        with_state = caller.grants.allows("admin:server_state", scopes.Filter.user(row["name"]))
+        with_state = caller.grants.allows(
+            scope_table.ADMIN_SERVER_STATE, scopes.Filter.user(row["name"])
+        )
         full.update(servers_api.server_fields(servers, row["name"], with_state=with_state))
     return {key: value for key, value in full.items() if key in fields}
 
@@ -172,7 +176,7 @@ def visible_fields(
 async def list_users(request: web.Request) -> web.Response:
     """``GET /users``: paginated, filtered by state and name, restricted by list filters."""
     hub = request.app[HUB]
-    caller = access.require_list(request, "list:users", kinds=("user", "group"))
+    caller = access.require_list(request, scope_table.LIST_USERS, kinds=("user", "group"))
     page = pagination.parse(
         request,
         default_limit=hub.settings.api_page_default_limit,
@@ -186,13 +190,15 @@ async def list_users(request: web.Request) -> web.Response:
         raise errors.BadRequest(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
     name_filter = request.query.get("name_filter") or None
     async with hub.store.pool.acquire() as conn:
-        only = await listable_names(conn, caller)
-        query = queries["users_page_by_activity" if "last_activity" in sort else "users_page"]
-        rows = await conn.fetch(query, page.offset, page.limit, name_filter, only, state, sort)
-        total = (
-            rows[0]["total"]
-            if rows
-            else await conn.fetchval(queries["users_count"], name_filter, only, state)
+        only = await access.listable_users(conn, caller)
+        rows, total = await users_read.page(
+            conn,
+            offset=page.offset,
+            limit=page.limit,
+            name_filter=name_filter,
+            only=only,
+            state=state,
+            sort=sort,
         )
         servers = await servers_api.servers_by_user(
             conn, [row["user_id"] for row in rows], include_stopped=_include_stopped(request)
@@ -204,18 +210,6 @@ async def list_users(request: web.Request) -> web.Response:
 
 def _include_stopped(request: web.Request) -> bool:
     return request.query.get("include_stopped_servers", "").lower() not in ("", "0", "false")
-
-
-async def listable_names(conn: sql.Connection, caller: access.Caller) -> list[str] | None:
-    """None when the caller may list everyone, else the names its filters cover."""
-    filters = caller.grants.filters("list:users")
-    if filters.everything:
-        return None
-    names = set(filters.users)
-    if filters.groups:
-        rows = await conn.fetch(queries["group_member_names"], sorted(filters.groups))
-        names |= {row["user_name"] for row in rows}
-    return sorted(names)
 
 
 async def create_users(request: web.Request) -> web.Response:
@@ -233,8 +227,8 @@ async def create_many(
     hub = request.app[HUB]
     names = list(dict.fromkeys(normalize(n) for n in command.usernames))
     async with hub.store.session() as session:
-        caller = await access.require(request, session.conn, ["admin:users"])
-        existing = {r["name"] for r in await session.conn.fetch(queries["users_by_name"], names)}
+        caller = await access.require(request, session.conn, [scope_table.ADMIN_USERS])
+        existing = {r["name"] for r in await users_read.named(session.conn, names)}
         new = [n for n in names if n not in existing]
         if not new:
             raise errors.Conflict(f"All {len(names)} users already exist")
@@ -242,7 +236,7 @@ async def create_many(
             await _append_created(
                 session, name, command.admin, access.event_metadata(request, caller)
             )
-        rows = [await session.conn.fetchrow(auth_queries["user_by_name"], n) for n in new]
+        rows = [await users_read.require(session.conn, n) for n in new]
     return caller, rows
 
 
@@ -265,9 +259,7 @@ async def get_user(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     async with hub.store.pool.acquire() as conn:
         caller = await access.require(request, conn, READ_USER_SCOPES, scopes.Filter.user(name))
-        row = await conn.fetchrow(auth_queries["user_by_name"], name)
-        if row is None:
-            raise errors.NotFound(f"No such user: {name}")
+        row = await users_read.require(conn, name)
         servers = await servers_api.servers_by_user(
             conn, [row["user_id"]], include_stopped=_include_stopped(request)
         )
@@ -280,11 +272,11 @@ async def create_user(request: web.Request) -> web.Response:
     command = await body.parse(request, CreateUser, allow_empty=True)
     name = normalize(body.valid_name(request.match_info["name"], "username"))
     async with hub.store.session() as session:
-        caller = await access.require(request, session.conn, ["admin:users"])
-        if await session.conn.fetchrow(auth_queries["user_by_name"], name) is not None:
+        caller = await access.require(request, session.conn, [scope_table.ADMIN_USERS])
+        if await users_read.exists(session.conn, name):
             raise errors.Conflict(f"User {name} already exists")
         await _append_created(session, name, command.admin, access.event_metadata(request, caller))
-        row = await session.conn.fetchrow(auth_queries["user_by_name"], name)
+        row = await users_read.require(session.conn, name)
     return web.json_response(render(row, caller), status=201)
 
 
@@ -301,15 +293,15 @@ async def modify(request: web.Request, name: str, command: ModifyUser) -> tuple[
     hub = request.app[HUB]
     async with hub.store.session() as session:
         conn = session.conn
-        caller = await access.require(request, conn, ["admin:users"], scopes.Filter.user(name))
-        row = await conn.fetchrow(auth_queries["user_by_name"], name)
-        if row is None:
-            raise errors.NotFound(f"No such user: {name}")
+        caller = await access.require(
+            request, conn, [scope_table.ADMIN_USERS], scopes.Filter.user(name)
+        )
+        row = await users_read.require(conn, name)
         stream = user_events.stream_id(row["user_id"])
         changes: list[models.Event] = []
         new_name = normalize(command.name) if command.name is not None else name
         if new_name != name:
-            if await conn.fetchrow(auth_queries["user_by_name"], new_name) is not None:
+            if await users_read.exists(conn, new_name):
                 raise errors.BadRequest(f"User {new_name} already exists, username must be unique")
             # A running server was started under /user/<old name>/ and answers only there.
             running = (
@@ -327,7 +319,7 @@ async def modify(request: web.Request, name: str, command: ModifyUser) -> tuple[
             )
         if changes:
             await session.append(stream, changes, metadata=access.event_metadata(request, caller))
-        updated = await conn.fetchrow(auth_queries["user_by_name"], new_name)
+        updated = await users_read.require(conn, new_name)
     return caller, updated
 
 
@@ -343,11 +335,9 @@ async def delete(request: web.Request, name: str) -> None:
     await _stop_servers_of(request, name)
     async with hub.store.session() as session:
         caller = await access.require(
-            request, session.conn, ["delete:users"], scopes.Filter.user(name)
+            request, session.conn, [scope_table.DELETE_USERS], scopes.Filter.user(name)
         )
-        row = await session.conn.fetchrow(auth_queries["user_by_name"], name)
-        if row is None:
-            raise errors.NotFound(f"No such user: {name}")
+        row = await users_read.require(session.conn, name)
         if caller.kind == "user" and caller.name == name:
             raise errors.BadRequest("Cannot delete yourself!")
         await session.append(
@@ -364,8 +354,10 @@ async def _stop_servers_of(request: web.Request, name: str) -> None:
         return
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
-        caller = await access.require(request, conn, ["delete:users"], scopes.Filter.user(name))
-        row = await conn.fetchrow(auth_queries["user_by_name"], name)
+        caller = await access.require(
+            request, conn, [scope_table.DELETE_USERS], scopes.Filter.user(name)
+        )
+        row = await users_read.find(conn, name)
         if row is None:
             return
         if caller.kind == "user" and caller.name == name:
@@ -402,10 +394,8 @@ async def post_activity(request: web.Request) -> web.Response:
         if stamp > now + MAX_FUTURE_ACTIVITY:
             raise errors.BadRequest(f"last_activity {body.iso(stamp)} is in the future")
     async with hub.store.pool.acquire() as conn:
-        await access.require(request, conn, ["users:activity"], scopes.Filter.user(name))
-        row = await conn.fetchrow(auth_queries["user_by_name"], name)
-        if row is None:
-            raise errors.NotFound(f"No such user: {name}")
+        await access.require(request, conn, [scope_table.USERS_ACTIVITY], scopes.Filter.user(name))
+        row = await users_read.require(conn, name)
         known = await servers_api.servers_by_user(conn, [row["user_id"]], include_stopped=True)
         names = {server["server_name"] for server in known[row["user_id"]]}
         for server in report.servers:
@@ -416,7 +406,7 @@ async def post_activity(request: web.Request) -> web.Response:
                 await conn.execute(auth_queries["activity_touch"], row["user_id"], "", stamp)
             if report.servers:
                 await conn.execute(
-                    servers_api.queries["server_activity_touch"],
+                    server_queries["server_activity_touch"],
                     [row["user_id"]] * len(report.servers),
                     list(report.servers),
                     [activity.last_activity for activity in report.servers.values()],

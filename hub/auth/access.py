@@ -21,9 +21,10 @@ from aiohttp import web
 
 from events import models, sql
 from hub import errors
-from hub.auth import roles, scopes, tokens
+from hub.auth import roles, scope_table, scopes, tokens
 from hub.context import HUB
 from hub.errors import Handler
+from hub.reads import users as users_read
 from hub.web import client_address
 
 queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
@@ -139,6 +140,18 @@ async def groups_of_users(conn: sql.Connection, names: Collection[str]) -> dict[
     for row in rows:
         membership[row["user_name"]].add(row["group_name"])
     return membership
+
+
+async def listable_users(conn: sql.Connection, caller: Caller) -> list[str] | None:
+    """None when the caller may list every user, else the names its ``list:users`` filters
+    cover (``!user=`` names and the members of ``!group=`` groups)."""
+    filters = caller.grants.filters(scope_table.LIST_USERS)
+    if filters.everything:
+        return None
+    names = set(filters.users)
+    if filters.groups:
+        names |= await users_read.members_of(conn, filters.groups)
+    return sorted(names)
 
 
 def caller_of(request: web.Request) -> Caller:

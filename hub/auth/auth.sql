@@ -1,6 +1,5 @@
 -- Queries of hub/auth/: credentials, login cookies, login throttling, signups; callers and
--- their tokens, roles and groups (access.py, tokens.py); and the user lookup by name that every
--- layer above uses (user_by_name).
+-- their tokens, roles and groups (access.py, tokens.py). Users by name: hub/reads/users.sql.
 
 -- name: credential_get
 SELECT password_hash FROM credentials WHERE user_id = $1;
@@ -113,19 +112,6 @@ SELECT DISTINCT g.role
   FROM role_grants g
  WHERE g.principal_kind = 'user' AND g.principal = $1::uuid::text
  ORDER BY 1;
-
--- name: user_by_name
-SELECT u.user_id, u.name, u.admin, u.created,
-       (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = u.user_id) AS last_activity,
-       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
-                   FROM group_members m JOIN groups gr USING (group_id)
-                  WHERE m.user_id = u.user_id), '{}') AS groups,
-       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
-                   FROM role_grants g
-                  WHERE g.principal_kind = 'user' AND g.principal = u.user_id::text), '{}')
-           AS roles
-  FROM users u
- WHERE u.name = $1;
 
 -- name: activity_touch
 -- Activity only moves forward.

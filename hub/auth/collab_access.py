@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 from collab import access as collab_access
 from collab import errors as collab_errors
 from events import store
-from hub.auth import access, identity, login_cookies, scopes
+from hub.auth import access, identity, login_cookies, scope_table, scopes
 
-READ = "read:collab"
-WRITE = "write:collab"
+READ = scope_table.READ_COLLAB
+WRITE = scope_table.WRITE_COLLAB
 
 CookieAuth = Callable[[Mapping[str, str]], Awaitable[access.Caller | None]]
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from events import sql
 from hub import settings as hub_settings
-from hub.auth import access, login_cookies, scopes
+from hub.auth import access, login_cookies, scope_table, scopes
 from hub.auth.authenticators import base as authenticators
 from hub.auth.login_throttle import Limits
 from hub.context import HUB
@@ -131,7 +131,7 @@ def nav(request: web.Request, xsrf: str | None) -> html.Nav:
     if row is None:
         return html.Nav(here=request.path)
     caller = request.get(access.REQUEST_CALLER)
-    admin = isinstance(caller, access.Caller) and caller.grants.holds("admin-ui")
+    admin = isinstance(caller, access.Caller) and caller.grants.holds(scope_table.ADMIN_UI)
     return html.Nav(user=row["name"], admin=admin, xsrf=xsrf, here=request.path)
 
 

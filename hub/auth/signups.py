@@ -18,6 +18,7 @@ from events.catalog import names
 from events.catalog import users as user_events
 from hub import errors
 from hub.auth import credentials
+from hub.reads import users as users_read
 
 queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
 _NAME = TypeAdapter(names.Name)
@@ -47,7 +48,7 @@ async def request(
     password_hash = await credentials.hash_password(password)
     async with event_store.session() as session:
         conn = session.conn
-        if await conn.fetchrow(queries["user_by_name"], name) is not None:
+        if await users_read.exists(conn, name):
             raise errors.Conflict(f"the username {name} is taken")
         if await conn.fetchrow(queries["signup_pending"], name) is not None:
             raise errors.Conflict(f"an account for {name} was already asked for")
@@ -66,7 +67,7 @@ async def approve(event_store: store.EventStore, name: str, *, metadata: models.
         pending = await conn.fetchrow(queries["signup_pending"], name)
         if pending is None:
             raise errors.NotFound(f"No signup request for {name}")
-        if await conn.fetchrow(queries["user_by_name"], name) is not None:
+        if await users_read.exists(conn, name):
             raise errors.Conflict(f"the username {name} was taken since it was asked for")
         password_hash = await conn.fetchval(queries["signup_credential_take"], name)
         user_id = uuid4()
@@ -93,7 +94,7 @@ async def approve(event_store: store.EventStore, name: str, *, metadata: models.
                 by="signup",
                 metadata=metadata,
             )
-        return await conn.fetchrow(queries["user_by_name"], name)
+        return await users_read.require(conn, name)
 
 
 async def reject(event_store: store.EventStore, name: str, *, metadata: models.Metadata) -> None:
@@ -123,9 +124,7 @@ async def set_password(
     credentials.check_rules(password, min_length)
     password_hash = await credentials.hash_password(password)
     async with event_store.session() as session:
-        row = await session.conn.fetchrow(queries["user_by_name"], name)
-        if row is None:
-            raise errors.NotFound(f"No such user: {name}")
+        row = await users_read.require(session.conn, name)
         await credentials.set_password(session, row, password_hash, by=by, metadata=metadata)
 
 

@@ -15,8 +15,8 @@ from events.catalog import users as user_events
 from hub import errors
 from hub import settings as hub_settings
 from hub.auth import signups
+from hub.reads import users as users_read
 
-auth_queries = sql.Queries("hub.auth", "auth.sql")
 queries = sql.Queries(__package__ or "hub.cli", "password.sql")
 CLI = models.Metadata(actor=models.Actor(kind="system", name="chronohub-cli"))
 
@@ -39,7 +39,7 @@ async def set_password(
     name = signups.valid_name(name.lower())
     created = first_admin = False
     async with event_store.session() as session:
-        if await session.conn.fetchrow(auth_queries["user_by_name"], name) is None:
+        if not await users_read.exists(session.conn, name):
             user_id = uuid4()
             first_admin = not await session.conn.fetchval(queries["any_admin"])
             admin = first_admin or name in {n.lower() for n in config.admin_users}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from events import models, sql, store
+from events import models, store
 from hub import errors
 from hub.auth import access, scopes, tokens
-
-auth_queries = sql.Queries("hub.auth", "auth.sql")
+from hub.reads import users as users_read
 
 CLI = models.Metadata(actor=models.Actor(kind="system", name="chronohub-cli"))
 
@@ -26,9 +25,7 @@ async def issue_token(
     if expires_in is not None and expires_in < 1:
         raise errors.BadRequest("--expires-in must be a positive number of seconds")
     async with event_store.session() as session:
-        row = await session.conn.fetchrow(auth_queries["user_by_name"], user)
-        if row is None:
-            raise errors.NotFound(f"No such user: {user}")
+        row = await users_read.require(session.conn, user)
         await access.check_token_request(session.conn, row, requested)
         return await tokens.issue(
             session,

@@ -22,9 +22,11 @@ from hub import errors
 from hub.api import groups as groups_api
 from hub.api import servers as servers_api
 from hub.api import users as users_api
-from hub.auth import access, identity
+from hub.auth import access, identity, scope_table
 from hub.context import HUB
 from hub.pages import user as user_pages
+from hub.reads import groups as groups_read
+from hub.reads import users as users_read
 from hub.servers import isolation
 from hub.servers import rules as server_rules
 from hub.web import body
@@ -86,23 +88,14 @@ async def _page(
     name_filter = request.query.get("name_filter", "").strip()
     offset = _offset(request)
     async with hub.store.pool.acquire() as conn:
-        caller = await access.require(request, conn, ["admin-ui"])
-        only = await users_api.listable_names(conn, caller)
-        rows = await conn.fetch(
-            users_api.queries["users_page"],
-            offset,
-            PAGE_SIZE,
-            name_filter or None,
-            only,
-            None,
-            "name",
-        )
-        total = (
-            rows[0]["total"]
-            if rows
-            else await conn.fetchval(
-                users_api.queries["users_count"], name_filter or None, only, None
-            )
+        caller = await access.require(request, conn, [scope_table.ADMIN_UI])
+        rows, total = await users_read.page(
+            conn,
+            offset=offset,
+            limit=PAGE_SIZE,
+            name_filter=name_filter or None,
+            only=await access.listable_users(conn, caller),
+            sort="name",
         )
         servers = await servers_api.servers_by_user(
             conn, [r["user_id"] for r in rows], include_stopped=True
@@ -244,15 +237,10 @@ async def _groups_page(
     hub = request.app[HUB]
     offset = _offset(request) if request.method == "GET" else 0
     async with hub.store.pool.acquire() as conn:
-        caller = await access.require(request, conn, ["admin-ui"])
-        filters = caller.grants.filters("list:groups")
+        caller = await access.require(request, conn, [scope_table.ADMIN_UI])
+        filters = caller.grants.filters(scope_table.LIST_GROUPS)
         only = None if filters.everything else sorted(filters.groups)
-        rows = await conn.fetch(groups_api.queries["groups_page"], offset, PAGE_SIZE, only)
-        total = (
-            rows[0]["total"]
-            if rows
-            else await conn.fetchval(groups_api.queries["groups_count"], only)
-        )
+        rows, total = await groups_read.page(conn, offset=offset, limit=PAGE_SIZE, only=only)
     return identity.form_page(
         request,
         "admin_groups.html",

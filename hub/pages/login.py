@@ -27,14 +27,14 @@ from events.catalog import names
 from events.catalog import users as user_events
 from hub import errors
 from hub.api import servers as servers_api
-from hub.auth import access, identity, login_cookies, login_throttle, signups
+from hub.auth import access, identity, login_cookies, login_throttle, scope_table, signups
 from hub.auth.authenticators.base import Identity, LoginFailed
 from hub.context import HUB
 from hub.pages import user as user_pages
+from hub.reads import users as users_read
 from hub.web import client_address, html
 
 log = logging.getLogger(__name__)
-auth_queries = sql.Queries("hub.auth", "auth.sql")
 LOGIN = models.Actor(kind="system", name="login")
 _NAME = TypeAdapter(names.Name)
 
@@ -115,7 +115,7 @@ async def _failed(request: web.Request, conn: sql.Connection, username: str, rea
     """Append ``user.login_failed``: on the user's stream if the name is a user's."""
     hub = request.app[HUB]
     kind = request.app[identity.AUTH].authenticator.kind
-    row = await conn.fetchrow(auth_queries["user_by_name"], username)
+    row = await users_read.find(conn, username)
     if row is None:
         event = auth_events.UserLoginFailed(
             authenticator=kind, reason="unknown_user" if username else reason
@@ -140,7 +140,7 @@ async def complete_login(
     except ValidationError:
         return _login_page(request, status=400, error=f"{found.name!r} is not a valid username")
     async with hub.store.session() as session:
-        row = await session.conn.fetchrow(auth_queries["user_by_name"], name)
+        row: Any = await users_read.find(session.conn, name)  # or the new user, below
         if row is None:
             if not found.create:
                 return _login_page(request, status=403, error="Invalid username or password")
@@ -216,7 +216,7 @@ async def home(request: web.Request) -> web.StreamResponse:
         else [],
         allow_named=spawning and auth.settings.allow_named_servers,
         spawn_url=f"/hub/spawn/{user_pages.server_path(row['name'], '')}",
-        admin_ui=access.caller_of(request).grants.holds("admin-ui"),
+        admin_ui=access.caller_of(request).grants.holds(scope_table.ADMIN_UI),
     )
 
 

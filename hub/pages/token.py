@@ -18,6 +18,7 @@ from hub import errors
 from hub.api import tokens as tokens_api
 from hub.auth import identity
 from hub.context import HUB
+from hub.reads import tokens as tokens_read
 from hub.web import body
 
 # Lifetimes offered for a new token (seconds, label); None: it does not expire.
@@ -89,7 +90,7 @@ async def _page(
     row = _signed_in(request)
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
-        rows = list(await conn.fetch(tokens_api.queries["user_tokens"], row["user_id"]))
+        rows = await tokens_read.of_user(conn, row["user_id"])
     api_tokens = [
         {
             "id": r["token_id"],

@@ -28,15 +28,15 @@ from aiohttp import web
 from events import sql
 from hub import errors
 from hub.api import servers as servers_api
-from hub.auth import access, identity, scopes
+from hub.auth import access, identity, scope_table, scopes
 from hub.context import HUB
+from hub.reads import users as users_read
 from hub.servers import manager as servers
 from hub.servers import rules as server_rules
 from hub.servers import spawner
 from hub.web import html
 
 queries = sql.Queries("hub.servers", "servers.sql")
-auth_queries = sql.Queries("hub.auth", "auth.sql")
 
 # Redirects from /hub/user/... back to a ready server's /user/... before giving up (the
 # proxy is not routing it): JupyterHub's guard against a redirect loop.
@@ -109,7 +109,7 @@ async def not_routed(request: web.Request) -> web.StreamResponse:
     caller = request.get(access.REQUEST_CALLER)
     segments = tail.split("/")
     async with hub.store.pool.acquire() as conn:
-        user = await conn.fetchrow(auth_queries["user_by_name"], user_name)
+        user = await users_read.find(conn, user_name)
         server_name = ""
         row = None
         if user is not None:
@@ -122,10 +122,10 @@ async def not_routed(request: web.Request) -> web.StreamResponse:
         has_access = False
         if user is not None and isinstance(caller, access.Caller):
             groups_of = None
-            if caller.grants.filters("access:servers").groups:
+            if caller.grants.filters(scope_table.ACCESS_SERVERS).groups:
                 groups_of = await access.groups_of_users(conn, [user_name])
             has_access = caller.grants.allows(
-                "access:servers",
+                scope_table.ACCESS_SERVERS,
                 scopes.Filter.server(user_name, server_name),
                 groups_of=groups_of,
             )
@@ -218,9 +218,7 @@ async def _server_target(
         caller = await access.require(
             request, conn, [scope], scopes.Filter.server(user_name, server_name)
         )
-        user = await conn.fetchrow(auth_queries["user_by_name"], user_name)
-    if user is None:
-        raise errors.NotFound(f"No such user: {user_name}")
+        user = await users_read.require(conn, user_name)
     return manager, caller, user, server_name
 
 
@@ -248,7 +246,9 @@ async def spawn(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     named = request.match_info.get("server_name") or str(form.get("server_name", "")).strip()
     try:
-        manager, caller, user, server_name = await _server_target(request, "start:servers", named)
+        manager, caller, user, server_name = await _server_target(
+            request, scope_table.START_SERVERS, named
+        )
     except errors.HubError as exc:
         return identity.error_page(request, exc.status, exc.message)
     next_url = _next(request, form, user["name"], server_name)
@@ -277,7 +277,7 @@ async def spawn_pending(request: web.Request) -> web.StreamResponse:
     if session is None:
         raise web.HTTPFound("/hub/login?" + urlencode({"next": request.path_qs}))
     try:
-        manager, _, user, server_name = await _server_target(request, "read:servers")
+        manager, _, user, server_name = await _server_target(request, scope_table.READ_SERVERS)
     except errors.HubError as exc:
         return identity.error_page(request, exc.status, exc.message)
     next_url = _next(request, None, user["name"], server_name)
@@ -312,7 +312,9 @@ async def stop(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     back = form.get("next")
     try:
-        manager, caller, user, server_name = await _server_target(request, "delete:servers")
+        manager, caller, user, server_name = await _server_target(
+            request, scope_table.DELETE_SERVERS
+        )
         await manager.stop(
             user["user_id"], user["name"], server_name, access.event_metadata(request, caller)
         )

@@ -20,16 +20,16 @@ from typing import Any, Literal
 
 from events import sql
 from events.catalog import projects as project_events
-from hub.auth import access, scopes
+from hub.auth import access, scope_table, scopes
 
 queries = sql.Queries(__package__ or "hub.projects", "projects.sql")
 
 Role = project_events.Role
 RANK: dict[Role | None, int] = {None: 0, "read": 1, "write": 2, "admin": 3}
 SCOPE: dict[Role, str] = {
-    "read": "read:projects",
-    "write": "write:projects",
-    "admin": "admin:projects",
+    "read": scope_table.READ_PROJECTS,
+    "write": scope_table.WRITE_PROJECTS,
+    "admin": scope_table.ADMIN_PROJECTS,
 }
 
 

@@ -21,6 +21,7 @@ from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
 from events.catalog import users as user_events
 from hub import database
+from hub.audit import export_format
 from hub.cli import events as events_cli
 from projections import catalog
 from tests.integration.api_fixtures import Api
@@ -126,13 +127,13 @@ async def test_a_bad_line_is_refused_by_number_and_nothing_is_written(
     db_url: str, empty_db_url: str, tmp_path: Path
 ) -> None:
     await database.migrate(empty_db_url)
-    lines = [json.dumps(valid_line(f"u{i}")) for i in range(events_cli.IMPORT_BATCH + 10)]
-    lines.insert(events_cli.IMPORT_BATCH + 5, '{"event_id": ')  # after the first batch went in
+    lines = [json.dumps(valid_line(f"u{i}")) for i in range(export_format.IMPORT_BATCH + 10)]
+    lines.insert(export_format.IMPORT_BATCH + 5, '{"event_id": ')  # after the first batch went in
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     code, out = await cli(empty_db_url, "events", "import", str(path))
     assert code == 1, out
-    assert f"line {events_cli.IMPORT_BATCH + 6}: Invalid JSON" in out
+    assert f"line {export_format.IMPORT_BATCH + 6}: Invalid JSON" in out
     assert await rows(empty_db_url, "SELECT count(*) FROM events") == [(0,)]
     assert await rows(empty_db_url, "SELECT count(*) FROM users") == [(0,)]
 

@@ -1,5 +1,5 @@
 """`events export` lines are built by PostgreSQL: byte for byte what the Python reference
-(`events_cli.export_line`) writes, for awkward payloads too, and import reads them back."""
+(`export_format.export_line`) writes, for awkward payloads too, and import reads them back."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from events.catalog import groups as group_events
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
 from events.catalog import users as user_events
+from hub.audit import export_format
 from hub.cli import events as events_cli
 
 AWKWARD = 'quote " backslash \\ tab \t newline \n nul-ish \x01 del \x7f, colon: é ✓ 😀 \u2028'
@@ -22,7 +23,7 @@ async def reference(event_store: store.EventStore) -> bytes:
     """The whole log written by the Python path, page by page."""
     lines: list[str] = []
     async for page in event_store.pages(page_size=1000):
-        lines += [events_cli.export_line(event) for event in page]
+        lines += [export_format.export_line(event) for event in page]
     return "".join(lines).encode()
 
 
@@ -93,9 +94,9 @@ async def test_sql_lines_equal_the_python_reference(
     assert await events_cli.export(event_store, exported) == 0
     assert exported.read_bytes() == await reference(event_store)
     # PostgreSQL built every line but one: the free-form payload with numbers in it.
-    shapes = events_cli.ExportShapes.of(event_store.registry)
+    shapes = export_format.ExportShapes.of(event_store.registry)
     page = await event_store.pool.fetch(
-        events_cli.queries["export_page"], "0", 0, 100, shapes.keys, shapes.free_form, None, None
+        export_format.queries["export_page"], "0", 0, 100, shapes.keys, shapes.free_form, None, None
     )
     assert len(page) == 10
     assert [row["line"] is None for row in page].count(True) == 1
@@ -143,7 +144,7 @@ async def test_pages_and_resume(event_store: store.EventStore, tmp_path: Path) -
             user_events.UserCreated(user_id=uid, name="many"),
             *(
                 user_events.UserAdminChanged(user_id=uid, admin=i % 2 == 0)
-                for i in range(events_cli.EXPORT_PAGE + 20)
+                for i in range(export_format.EXPORT_PAGE + 20)
             ),
         ],
     )
@@ -152,8 +153,8 @@ async def test_pages_and_resume(event_store: store.EventStore, tmp_path: Path) -
     text = whole.read_bytes()
     assert text == await reference(event_store)
     lines = text.splitlines(keepends=True)
-    assert len(lines) > events_cli.EXPORT_PAGE
-    k = events_cli.EXPORT_PAGE + 3
+    assert len(lines) > export_format.EXPORT_PAGE
+    k = export_format.EXPORT_PAGE + 3
     rest = tmp_path / "rest.jsonl"
     after = models.Checkpoint.parse(json.loads(lines[k - 1])["id"])
     assert await events_cli.export(event_store, rest, after=after) == 0

@@ -12,6 +12,7 @@ from events import sql
 from events.catalog import auth as auth_events
 from hub.auth import credentials
 from hub.auth.authenticators.base import Identity, LoginFailed
+from hub.reads import users as users_read
 
 queries = sql.Queries("hub.auth", "auth.sql")
 
@@ -25,7 +26,7 @@ class NativeAuthenticator:
 
     async def authenticate(self, conn: sql.Connection, username: str, password: str) -> Identity:
         """The user, if ``password`` is theirs; the same answer for every kind of failure."""
-        row = await conn.fetchrow(queries["user_by_name"], username)
+        row = await users_read.find(conn, username)
         matched = await credentials.verify(conn, row["user_id"] if row else None, password)
         if row is None:
             raise LoginFailed("unknown_user")

@@ -1,4 +1,18 @@
--- The users API's reads (also the admin page's and, for users_by_name, bootstrap's).
+-- The users read model (hub/reads/users.py): the users API's, the admin page's, login's and
+-- bootstrap's reads of users.
+
+-- name: user_by_name
+SELECT u.user_id, u.name, u.admin, u.created,
+       (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = u.user_id) AS last_activity,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = u.user_id), '{}') AS groups,
+       coalesce((SELECT array_agg(DISTINCT g.role ORDER BY g.role)
+                   FROM role_grants g
+                  WHERE g.principal_kind = 'user' AND g.principal = u.user_id::text), '{}')
+           AS roles
+  FROM users u
+ WHERE u.name = $1;
 
 -- name: users_by_name
 SELECT user_id, name, admin FROM users WHERE name = ANY($1::text[]);

@@ -1,4 +1,4 @@
--- The tokens API's reads (also the token page's).
+-- The tokens read model (hub/reads/tokens.py): the tokens API's and the token page's reads.
 
 -- name: user_tokens
 -- oauth_client_name: the client's description, as JupyterHub shows it (null: an API token).
@@ -21,6 +21,3 @@ SELECT t.token_id, t.scopes, t.note, t.expires_at, t.created, a.last_activity, t
 -- name: user_client_tokens
 -- The user's tokens issued to one OAuth client.
 SELECT token_id FROM tokens WHERE user_id = $1 AND oauth_client = $2 ORDER BY created, token_id;
-
--- name: role_by_name
-SELECT name, description, scopes FROM roles WHERE name = $1;

@@ -1,4 +1,5 @@
--- The groups API's reads (also the admin page's and, for groups_by_name, bootstrap's).
+-- The groups read model (hub/reads/groups.py): the groups API's, the admin page's and
+-- bootstrap's reads of groups.
 
 -- name: group_by_name
 SELECT gr.group_id, gr.name, gr.properties::text AS properties,
