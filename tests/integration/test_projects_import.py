@@ -7,6 +7,7 @@ branches on sync. A refused import leaves nothing: no event, no project, no repo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -18,6 +19,7 @@ import asyncpg
 import pytest
 
 from events import store
+from hub import startup
 from tests.integration.git_client import Git, with_token
 from tests.integration.git_upstream import UPSTREAM, Upstream, serve_upstream
 from tests.integration.projects_fixtures import ProjectsHub, open_projects_hub
@@ -379,3 +381,57 @@ async def test_sync_fast_forwards_and_refuses_a_diverged_branch(
             "POST", "/projects/alice/course/sync", alice, json={"force": True}
         )
         assert status == 400, reply
+
+
+async def test_import_over_the_git_protocol(
+    event_store: store.EventStore,
+    tmp_path: Path,
+    git: Git,
+    upstream: Upstream,
+    pool: asyncpg.Pool[Any],
+) -> None:
+    await make_upstream(git, tmp_path, upstream)
+    expected = await upstream_refs(git, upstream)
+    port = startup.free_port("127.0.0.1")
+    daemon = await asyncio.create_subprocess_exec(
+        "git",
+        "daemon",
+        "--reuseaddr",
+        "--export-all",
+        f"--base-path={upstream.root}",
+        "--listen=127.0.0.1",
+        f"--port={port}",
+        str(upstream.root),
+        env=git.env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # until the daemon listens
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                assert time.monotonic() < deadline, "git daemon did not start"
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            break
+        url = f"git://127.0.0.1:{port}/{UPSTREAM}"
+        async with open_projects_hub(event_store, tmp_path / "data", **LOOPBACK_ALLOWED) as hub:
+            alice = await hub.user_token("alice")
+            status, reply = await hub.call(
+                "POST", "/projects", alice, json={"name": "course", "import_url": url}
+            )
+            assert status == 201, reply
+            assert await project_refs(pool) == expected
+        async with open_projects_hub(event_store, tmp_path / "data2") as hub:
+            status, reply = await hub.call(
+                "POST", "/projects", alice, json={"name": "other", "import_url": url}
+            )
+            assert status == 400, reply
+            assert "loopback" in reply["message"]
+    finally:
+        daemon.terminate()
+        await daemon.wait()
