@@ -47,7 +47,7 @@ from hub.pages import admin as admin_page
 from hub.pages import login as login_pages
 from hub.pages import token as token_page
 from hub.pages import user as user_pages
-from hub.projects import git_http, storage
+from hub.projects import git_http, importer, remote, storage
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
@@ -252,13 +252,15 @@ def make_app(hub: context.Hub) -> web.Application:
         gatekeeper = collab_access.TokenGatekeeper(hub.store, cookie_auth)
         collab_server.Endpoint(hub.rooms, gatekeeper).install(app)
     app.add_routes(collab_api.routes())  # shared execution sessions (503 without rooms)
-    install_projects(app, hub.settings)
+    install_projects(app, hub.settings, hub.store)
     return app
 
 
-def install_projects(app: web.Application, config: hub_settings.Settings) -> None:
-    """Git projects: their REST API, git's smart HTTP protocol, and the thread pool that
-    works on their repositories (running while the application does)."""
+def install_projects(
+    app: web.Application, config: hub_settings.Settings, event_store: store.EventStore
+) -> None:
+    """Git projects: their REST API, git's smart HTTP protocol, imports from the internet,
+    and the thread pool that works on their repositories (running while the application does)."""
     place = storage.Storage(
         workers=storage.Workers(config.project_git_threads),
         repositories=storage.Repositories(
@@ -267,6 +269,16 @@ def install_projects(app: web.Application, config: hub_settings.Settings) -> Non
         io_timeout_s=config.project_git_timeout_s,
     )
     app[storage.STORAGE] = place
+    app[importer.IMPORTER] = importer.Importer(
+        place,
+        event_store,
+        remote.Policy(
+            allow_private=config.project_import_allow_private,
+            allowed_networks=tuple(config.project_import_allowed_networks),
+            max_bytes=config.project_import_max_bytes,
+            timeout_s=config.project_import_timeout_s,
+        ),
+    )
     app.cleanup_ctx.append(place.running)
     app.add_routes(projects_api.routes())
     # Bodies of git requests are streamed, never read whole: client_max_size does not apply.

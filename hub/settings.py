@@ -315,6 +315,29 @@ class Settings(BaseSettings):
         gt=0,
         description="A git client that sends or takes nothing for this long is disconnected",
     )
+    project_import_max_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes an import or sync (import_url) may download from the remote"
+        " repository; a larger one is refused with nothing kept",
+    )
+    project_import_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Longest an import or sync (import_url) may take, answered within the"
+        " request; a slower remote is refused with nothing kept",
+    )
+    project_import_allow_private: bool = Field(
+        default=False,
+        description="Let import_url reach loopback, private, link-local, multicast and"
+        " reserved addresses (refused by default: the hub's network is not the caller's)",
+    )
+    project_import_allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Networks import_url may reach although they are not global, such as an"
+        ' internal git server\'s (e.g. ["10.1.2.0/24"]); others stay refused',
+    )
 
     @model_validator(mode="before")
     @classmethod

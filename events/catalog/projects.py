@@ -60,10 +60,12 @@ Branch = Annotated[
 ]
 Description = Annotated[str, Field(max_length=1000)]
 Sha = Annotated[str, Field(pattern=SHA_PATTERN)]
+# http(s) or git URL without credentials (checked fully by hub/projects/remote.py)
+ImportUrl = Annotated[str, Field(max_length=2000, pattern=r"^(https?|git)://[^@\s]+$")]
 
 
 class ProjectCreated(models.Event):
-    """A project was created (empty: objects arrive with the first push)."""
+    """A project was created (empty: objects arrive with the first push, or its import's)."""
 
     type: ClassVar[str] = "project.created"
 
@@ -75,6 +77,10 @@ class ProjectCreated(models.Event):
     description: Description = ""
     visibility: Visibility = "private"
     default_branch: Branch = "main"
+    import_url: ImportUrl | None = Field(
+        default=None,
+        description="The repository the project was imported from (never with credentials)",
+    )
 
 
 class ProjectUpdated(models.Event):

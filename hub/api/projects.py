@@ -23,7 +23,7 @@ from hub import errors
 from hub.auth import access, scope_table
 from hub.context import HUB
 from hub.projects import access as project_access
-from hub.projects import storage
+from hub.projects import importer, push, remote, storage
 from hub.web import body, pagination
 
 log = logging.getLogger(__name__)
@@ -117,54 +117,126 @@ async def _project(
     )
 
 
+async def _creatable(
+    conn: sql.Connection, caller: access.Caller, owner_name: str, name: str
+) -> Any:
+    """The owner row of a project ``owner_name/name`` the caller may create: 400 for an
+    unknown owner, 403 without ``admin:projects`` for it, 409 if the name is taken."""
+    owner = await conn.fetchrow(queries["owner_by_name"], owner_name)
+    if owner is None:
+        raise errors.BadRequest(f"owner: no user or group is called {owner_name!r}")
+    if not caller.grants.filters(scope_table.ADMIN_PROJECTS).covers_project(
+        owner["kind"], owner["name"], name
+    ):
+        raise errors.Forbidden(
+            "Action is not authorized with current scopes; requires any of"
+            f" [admin:projects] for {owner['kind']} {owner['name']}"
+        )
+    if await conn.fetchval(queries["project_exists"], owner["id"], name):
+        raise errors.Conflict(f"Project {owner['name']}/{name} already exists")
+    return owner
+
+
+# How a refused import or sync answers: the URL or its address is the caller's to fix (400),
+# the repository cannot be taken (422), the remote was too slow (504).
+IMPORT_STATUS: dict[type[remote.RemoteError], int] = {
+    remote.BadUrl: 400,
+    remote.AddressRefused: 400,
+    importer.MissingBranch: 400,
+    remote.TimedOut: 504,
+}
+
+
+def _import_error(exc: remote.RemoteError) -> errors.HubError:
+    status = next((s for t, s in IMPORT_STATUS.items() if isinstance(exc, t)), 422)
+    message = str(exc)
+    if not message.startswith("default_branch:"):
+        message = f"import_url: {message}"
+    return errors.HubError.with_status(status, message)
+
+
 async def create_project(request: web.Request) -> web.Response:
-    """``POST /projects``: 201 with the new project; 409 if the owner has one of that name."""
+    """``POST /projects``: 201 with the new project; 409 if the owner has one of that name.
+    With ``import_url``, the repository is fetched first (see ``hub.projects.importer``)."""
     hub = request.app[HUB]
     command = await body.parse(request, CreateProject)
     caller = access.caller_of(request)
+    source = None
     if command.import_url is not None:
-        raise errors.BadRequest("import_url: importing a repository is not available yet")
+        try:
+            source = remote.parse_url(command.import_url)
+        except remote.BadUrl as exc:
+            raise _import_error(exc) from None
     owner_name = command.owner
     if owner_name is None:
         if caller.kind != "user":
             raise errors.BadRequest("owner: required when a service creates a project")
         owner_name = caller.name
-    async with hub.store.session() as session:
-        conn = session.conn
-        owner = await conn.fetchrow(queries["owner_by_name"], owner_name)
-        if owner is None:
-            raise errors.BadRequest(f"owner: no user or group is called {owner_name!r}")
-        if not caller.grants.filters(scope_table.ADMIN_PROJECTS).covers_project(
-            owner["kind"], owner["name"], command.name
-        ):
-            raise errors.Forbidden(
-                "Action is not authorized with current scopes; requires any of"
-                f" [admin:projects] for {owner['kind']} {owner['name']}"
-            )
-        if await conn.fetchval(queries["project_exists"], owner["id"], command.name):
-            raise errors.Conflict(f"Project {owner['name']}/{command.name} already exists")
-        project_id = uuid4()
-        event = project_events.ProjectCreated(
-            project_id=project_id,
-            owner_kind=owner["kind"],
-            owner_id=owner["id"],
-            owner=owner["name"],
-            name=command.name,
-            description=command.description,
-            visibility=command.visibility,
-            default_branch=command.default_branch,
-        )
+    project_id = uuid4()
+    default_branch = command.default_branch
+    staged = None
+    if source is not None:
+        # Checked before the fetch (nobody makes the hub fetch for a project they cannot
+        # create), and again when the project is created (the name may have gone meanwhile).
+        async with hub.store.pool.acquire() as conn:
+            await _creatable(conn, caller, owner_name, command.name)
+        fetcher = request.app[importer.IMPORTER]
+        requested = default_branch if "default_branch" in command.model_fields_set else None
         try:
-            await session.append(
-                project_events.stream_id(project_id),
-                [event],
-                expected=store.NO_STREAM,
+            staged = await fetcher.stage(source)
+            default_branch = importer.choose_default_branch(staged.fetched, requested) or (
+                default_branch
+            )
+            # in place before the project exists: a clone can never make an empty one there
+            await fetcher.place_staged(staged, project_id)
+        except remote.RemoteError as exc:
+            if staged is not None:
+                await fetcher.discard(staged)
+            raise _import_error(exc) from None
+    try:
+        async with hub.store.session() as session:
+            owner = await _creatable(session.conn, caller, owner_name, command.name)
+            event = project_events.ProjectCreated(
+                project_id=project_id,
+                owner_kind=owner["kind"],
+                owner_id=owner["id"],
+                owner=owner["name"],
+                name=command.name,
+                description=command.description,
+                visibility=command.visibility,
+                default_branch=default_branch,
+                import_url=command.import_url,
+            )
+            try:
+                await session.append(
+                    project_events.stream_id(project_id),
+                    [event],
+                    expected=store.NO_STREAM,
+                    metadata=access.event_metadata(request, caller),
+                )
+            except asyncpg.UniqueViolationError:  # a concurrent create of the same name won
+                raise errors.Conflict(
+                    f"Project {owner['name']}/{command.name} already exists"
+                ) from None
+    except BaseException:
+        if staged is not None:
+            await request.app[importer.IMPORTER].discard(
+                request.app[storage.STORAGE].repositories.path(project_id)
+            )
+        raise
+    if staged is not None:
+        try:
+            await request.app[importer.IMPORTER].record(
+                project_id,
+                staged.plan,
+                pusher=models.Actor(kind=caller.kind, name=caller.name),
                 metadata=access.event_metadata(request, caller),
             )
-        except asyncpg.UniqueViolationError:  # a concurrent create of the same name won
+        except push.PushError as exc:  # deleted, or pushed to, in the moment since creation
             raise errors.Conflict(
-                f"Project {owner['name']}/{command.name} already exists"
+                f"Project {owner['name']}/{command.name} changed during its import: {exc}"
             ) from None
+    async with hub.store.pool.acquire() as conn:
         found = await project_access.lookup(conn, owner["name"], command.name, caller)
     assert found is not None
     return web.json_response(render(request, found[0]), status=201)
@@ -332,6 +404,57 @@ async def set_member(request: web.Request) -> web.Response:
     return web.json_response({"kind": kind, "name": member, "role": command.role})
 
 
+async def sync_project(request: web.Request) -> web.Response:
+    """``POST /projects/{owner}/{name}/sync``: fetch the imported repository again and move
+    the refs that fast-forward; diverged ones are listed under ``refused`` with the reason."""
+    hub = request.app[HUB]
+    caller = access.caller_of(request)
+    if request.can_read_body and (await request.read()).strip() not in (b"", b"{}"):
+        raise errors.BadRequest("sync takes no body")
+    async with hub.store.pool.acquire() as conn:
+        row = await _project(conn, request, "write", caller)
+        current = await push.current_refs(conn, row["project_id"])
+    url = await importer.import_source(hub.store, row["project_id"])
+    if url is None:
+        raise errors.Conflict(
+            f"Project {row['owner']}/{row['name']} was not imported: there is nothing to sync from"
+        )
+    fetcher = request.app[importer.IMPORTER]
+    try:
+        result = await fetcher.sync(
+            row["project_id"],
+            remote.parse_url(url),
+            current,
+            pusher=models.Actor(kind=caller.kind, name=caller.name),
+            metadata=access.event_metadata(request, caller),
+        )
+    except remote.RemoteError as exc:
+        raise _import_error(exc) from None
+    except push.StaleRefs:
+        raise errors.Conflict(
+            f"Project {row['owner']}/{row['name']} was pushed to during the sync; sync again"
+        ) from None
+    except push.ProjectGone:
+        raise _not_found(row["owner"], row["name"]) from None
+    async with hub.store.pool.acquire() as conn:
+        found = await project_access.lookup(conn, row["owner"], row["name"], caller)
+    assert found is not None
+    return web.json_response(
+        {
+            "project": render(request, found[0]),
+            "import_url": url,
+            "updated": [
+                {"ref": c.ref, "old": None if c.creates else c.old, "new": c.new}
+                for c in result.plan.commands
+            ],
+            "refused": [
+                {"ref": ref, "reason": reason} for ref, reason in result.plan.refused.items()
+            ],
+            "commits": result.plan.commits,
+        }
+    )
+
+
 def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     one = "/hub/api/projects/{owner}/{name}"
@@ -341,6 +464,7 @@ def routes() -> list[web.RouteDef]:
         web.get(one, get_project),
         web.patch(one, update_project),
         web.delete(one, delete_project),
+        web.post(one + "/sync", sync_project),
         web.get(one + "/members", list_members),
         web.put(one + "/members/{kind:users|groups}/{member}", set_member),
         web.delete(one + "/members/{kind:users|groups}/{member}", set_member),
