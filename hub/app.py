@@ -34,6 +34,7 @@ from hub.api import auth as auth_api
 from hub.api import collab as collab_api
 from hub.api import groups as groups_api
 from hub.api import openapi
+from hub.api import project_content as project_content_api
 from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import root as api
@@ -269,6 +270,7 @@ def install_projects(app: web.Application, config: hub_settings.Settings) -> Non
     app[storage.STORAGE] = place
     app.cleanup_ctx.append(place.running)
     app.add_routes(projects_api.routes())
+    app.add_routes(project_content_api.routes())  # browsing without a clone
     # Bodies of git requests are streamed, never read whole: client_max_size does not apply.
     app.add_routes(git_http.routes())
 
