@@ -46,6 +46,7 @@ from hub.auth import access, collab_access, identity, login
 from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
 from hub.pages import login as login_pages
+from hub.pages import projects as project_pages
 from hub.pages import token as token_page
 from hub.pages import user as user_pages
 from hub.projects import git_http, storage
@@ -271,6 +272,7 @@ def install_projects(app: web.Application, config: hub_settings.Settings) -> Non
     app.cleanup_ctx.append(place.running)
     app.add_routes(projects_api.routes())
     app.add_routes(project_content_api.routes())  # browsing without a clone
+    app.add_routes(project_pages.routes())  # /hub/projects: the same in the browser
     # Bodies of git requests are streamed, never read whole: client_max_size does not apply.
     app.add_routes(git_http.routes())
 
