@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from events import sql
 from hub import errors
+from hub.api import models as api_models
 from hub.auth import access
 from hub.context import HUB
 from hub.projects import access as project_access
@@ -30,6 +32,128 @@ from hub.projects import browse, diffs, push, storage
 from hub.web import pagination
 
 T = TypeVar("T")
+
+
+# --- replies, for the OpenAPI document (the tests check real replies against them) ------------
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectRef(_Reply):
+    """A branch or tag; ``commit`` is where it leads (a tag peeled; null: not to a commit)."""
+
+    name: str
+    ref: str
+    type: Literal["branch", "tag"]
+    sha: str
+    commit: str | None
+    default: bool
+
+
+class Person(_Reply):
+    """A commit's author or committer; ``date`` in ISO 8601 with their time zone."""
+
+    name: str
+    email: str
+    date: str
+
+
+class ProjectCommit(_Reply):
+    """A commit."""
+
+    sha: str
+    parents: list[str]
+    tree: str
+    author: Person
+    committer: Person
+    message: str
+
+
+class ProjectCommitPage(_Reply):
+    """``GET …/commits`` with the pagination media type."""
+
+    items: list[ProjectCommit]
+    pagination: api_models.Pagination = Field(alias="_pagination")
+
+
+class TreeEntry(_Reply):
+    """An entry of a directory; ``size`` in bytes for files and symlinks, else null."""
+
+    name: str
+    path: str
+    type: browse.EntryType
+    mode: str
+    size: int | None
+    sha: str
+
+
+class ProjectTree(_Reply):
+    """``GET …/tree/{ref}/{path}``."""
+
+    ref: str
+    commit: str
+    path: str
+    sha: str
+    entries: list[TreeEntry]
+
+
+class CellChange(_Reply):
+    """A notebook cell added, removed or modified (indexes in the old and new notebook)."""
+
+    status: Literal["added", "removed", "modified"]
+    id: str | None
+    cell_type: str
+    old_index: int | None
+    new_index: int | None
+    source_patch: str
+    outputs_changed: bool
+
+
+class NotebookChanges(_Reply):
+    """Two versions of a notebook compared cell by cell (only changed cells listed)."""
+
+    cells_before: int
+    cells_after: int
+    unchanged: int
+    cells: list[CellChange]
+
+
+class FileChange(_Reply):
+    """A file changed between two commits; ``patch`` is unified, for text files."""
+
+    status: Literal["added", "modified", "deleted", "renamed", "copied"]
+    path: str | None
+    old_path: str | None
+    old_sha: str | None
+    new_sha: str | None
+    old_mode: str | None
+    new_mode: str | None
+    binary: bool
+    too_large: bool
+    additions: int
+    deletions: int
+    patch: str | None
+    notebook: NotebookChanges | None
+
+
+class CommitAt(_Reply):
+    """A ref as asked for and the commit it named."""
+
+    ref: str
+    sha: str
+
+
+class Comparison(_Reply):
+    """``GET …/compare/{base}...{head}``: from the merge base to ``head``."""
+
+    base: CommitAt
+    head: CommitAt
+    merge_base: str
+    files: list[FileChange]
+    truncated: bool
+
 
 # Sent with every file: a document that runs nothing, that the browser may not re-type.
 RAW_HEADERS = {

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from hub.api import project_content
 from tests.integration.git_client import Git, with_token
 from tests.integration.projects_fixtures import ProjectsHub
 
@@ -80,6 +81,8 @@ async def test_refs_commits_and_trees(projects_hub: ProjectsHub, git: Git, tmp_p
 
     status, refs = await hub.call("GET", f"{base}/refs", alice)
     assert status == 200, refs
+    for item in refs:
+        project_content.ProjectRef.model_validate(item)
     by_name = {r["name"]: r for r in refs}
     assert by_name["main"]["commit"] == ctx["second"]
     assert by_name["main"]["default"] is True
@@ -103,6 +106,7 @@ async def test_refs_commits_and_trees(projects_hub: ProjectsHub, git: Git, tmp_p
     )
     assert status == 200, page
     assert [c["sha"] for c in page["items"]] == [ctx["feature"]]
+    project_content.ProjectCommitPage.model_validate(page)
     assert page["_pagination"]["total"] == 3
     assert page["_pagination"]["next"]["offset"] == 1
     status, only = await hub.call("GET", f"{base}/commits?path=week1/data.csv", alice)
@@ -113,6 +117,7 @@ async def test_refs_commits_and_trees(projects_hub: ProjectsHub, git: Git, tmp_p
     status, root = await hub.call("GET", f"{base}/tree/main/", alice)
     assert status == 200, root
     assert root["commit"] == ctx["second"]
+    project_content.ProjectTree.model_validate(root)
     entries = {e["name"]: e for e in root["entries"]}
     assert entries["week1"]["type"] == "dir"
     assert entries["week1"]["size"] is None
@@ -162,6 +167,7 @@ async def test_compare(projects_hub: ProjectsHub, git: Git, tmp_path: Path) -> N
     )
     assert status == 200, diff
     assert diff["merge_base"] == ctx["first"]
+    project_content.Comparison.model_validate(diff)
     files = {f["path"]: f for f in diff["files"]}
     readme = files["README.md"]
     assert readme["status"] == "modified"
