@@ -34,6 +34,7 @@ from hub.api import auth as auth_api
 from hub.api import collab as collab_api
 from hub.api import groups as groups_api
 from hub.api import openapi
+from hub.api import project_content as project_content_api
 from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import root as api
@@ -45,6 +46,7 @@ from hub.auth import access, collab_access, identity, login
 from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
 from hub.pages import login as login_pages
+from hub.pages import projects as project_pages
 from hub.pages import token as token_page
 from hub.pages import user as user_pages
 from hub.projects import git_http, importer, remote, storage
@@ -281,6 +283,8 @@ def install_projects(
     )
     app.cleanup_ctx.append(place.running)
     app.add_routes(projects_api.routes())
+    app.add_routes(project_content_api.routes())  # browsing without a clone
+    app.add_routes(project_pages.routes())  # /hub/projects: the same in the browser
     # Bodies of git requests are streamed, never read whole: client_max_size does not apply.
     app.add_routes(git_http.routes())
 

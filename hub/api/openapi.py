@@ -7,6 +7,7 @@ drift from what the API does.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from hub.api import auth as auth_api
 from hub.api import collab as collab_api
 from hub.api import groups as groups_api
 from hub.api import models as api_models
+from hub.api import project_content
 from hub.api import proxy as proxy_api
 from hub.api import servers as servers_api
 from hub.api import tokens as tokens_api
@@ -225,6 +227,32 @@ OPERATIONS: tuple[Operation, ...] = (
         "post", "/collab/sessions/{session_id}/restart", "Restart the kernel (queued requests"
         " are aborted)", "write:collab", reply=collab_api.KernelRestarted,
     ),
+    # Browsing a project without a clone (hub/api/project_content.py): the read role on it.
+    Operation(
+        "get", "/projects/{owner}/{name}/refs", "A project's branches and tags",
+        "read:projects", reply=project_content.ProjectRef, reply_list=True,
+    ),
+    Operation(
+        "get", "/projects/{owner}/{name}/commits", "A ref's history, newest first (?ref="
+        " branch, tag or sha, default: the default branch; ?path= only commits changing it;"
+        " offset, limit)", "read:projects", reply=project_content.ProjectCommit,
+        reply_list=True, page=project_content.ProjectCommitPage,
+    ),
+    Operation(
+        "get", "/projects/{owner}/{name}/tree/{ref}/{path}", "A directory's entries at a ref"
+        " (…/tree/{ref}/ for the root; ?recursive=true for everything below)",
+        "read:projects", reply=project_content.ProjectTree,
+    ),
+    Operation(
+        "get", "/projects/{owner}/{name}/raw/{ref}/{path}", "A file's bytes, with a type"
+        " guessed from its name (HTML, SVG and XML as attachments; nosniff, sandboxing CSP)",
+        "read:projects",
+    ),
+    Operation(
+        "get", "/projects/{owner}/{name}/compare/{base}...{head}", "The files changed from the"
+        " merge base of base and head to head: a patch per text file, notebooks by cell",
+        "read:projects", reply=project_content.Comparison,
+    ),
 )  # fmt: skip
 
 
@@ -264,7 +292,7 @@ def document() -> dict[str, Any]:
         }
         if op.scope:
             operation["security"] = [{"token": [op.scope]}]
-        params = [p.strip("{}") for p in op.path.split("/") if p.startswith("{")]
+        params = re.findall(r"\{(\w+)\}", op.path)
         if params:
             operation["parameters"] = [
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}

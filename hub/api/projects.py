@@ -158,8 +158,15 @@ def _import_error(exc: remote.RemoteError) -> errors.HubError:
 async def create_project(request: web.Request) -> web.Response:
     """``POST /projects``: 201 with the new project; 409 if the owner has one of that name.
     With ``import_url``, the repository is fetched first (see ``hub.projects.importer``)."""
-    hub = request.app[HUB]
     command = await body.parse(request, CreateProject)
+    row = await create(request, command)
+    return web.json_response(render(request, row), status=201)
+
+
+async def create(request: web.Request, command: CreateProject) -> Any:
+    """Create the project ``command`` asks for, as the request's caller: its row (as
+    ``project_by_name`` gives it). The command of both the API and the projects page."""
+    hub = request.app[HUB]
     caller = access.caller_of(request)
     source = None
     if command.import_url is not None:
@@ -239,7 +246,7 @@ async def create_project(request: web.Request) -> web.Response:
     async with hub.store.pool.acquire() as conn:
         found = await project_access.lookup(conn, owner["name"], command.name, caller)
     assert found is not None
-    return web.json_response(render(request, found[0]), status=201)
+    return found[0]
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -260,24 +267,39 @@ async def list_projects(request: web.Request) -> web.Response:
     )
     shared_only = _flag(request, "shared_with_me")
     owner = request.query.get("owner") or None
-    user_id = caller.user_id if caller.kind == "user" else None
     async with hub.store.pool.acquire() as conn:
-        rows = await conn.fetch(queries["projects_with_roles"], user_id, owner)
-        holders: dict[Any, project_access.Holder] = {}
-        readable = []
-        for row in rows:
-            if shared_only and not row["shared"]:
-                continue
-            role = row["member_role"]
-            if role not in holders:
-                holders[role] = await project_access.holder_of(conn, caller, role)
-            if project_access.decide("read", project_access.target_of(row), holders[role]):
-                readable.append(row)
-    # Filtered in Python: whether a project is shown depends on scopes, filters, grants and
-    # visibility together. Fine for thousands of projects; past that, push it into SQL.
+        readable = await readable_projects(conn, caller, owner=owner, shared_only=shared_only)
     items = [render(request, r) for r in readable[page.offset : page.offset + page.limit]]
     reply = pagination.reply(request, page, items, len(readable), hub.settings.public_url)
     return web.json_response(reply)
+
+
+async def readable_projects(
+    conn: sql.Connection, caller: access.Caller, *, owner: str | None, shared_only: bool
+) -> list[Any]:
+    """The projects ``caller`` can read (of ``owner`` when given; only those shared with
+    them by a grant when ``shared_only``), as ``projects_with_roles`` rows, by name."""
+    user_id = caller.user_id if caller.kind == "user" else None
+    rows = await conn.fetch(queries["projects_with_roles"], user_id, owner)
+    holders: dict[Any, project_access.Holder] = {}
+    readable = []
+    for row in rows:
+        if shared_only and not row["shared"]:
+            continue
+        role = row["member_role"]
+        if role not in holders:
+            holders[role] = await project_access.holder_of(conn, caller, role)
+        if project_access.decide("read", project_access.target_of(row), holders[role]):
+            readable.append(row)
+    # Filtered in Python: whether a project is shown depends on scopes, filters, grants and
+    # visibility together. Fine for thousands of projects; past that, push it into SQL.
+    return readable
+
+
+async def members(conn: sql.Connection, project_id: Any) -> list[dict[str, str]]:
+    """Who holds which role on a project, users then groups."""
+    rows = await conn.fetch(queries["members"], project_id)
+    return [{"kind": m["kind"], "name": m["name"], "role": m["role"]} for m in rows]
 
 
 async def get_project(request: web.Request) -> web.Response:
@@ -359,10 +381,7 @@ async def list_members(request: web.Request) -> web.Response:
     caller = request.get(access.REQUEST_CALLER)
     async with hub.store.pool.acquire() as conn:
         row = await _project(conn, request, "read", caller)
-        members = await conn.fetch(queries["members"], row["project_id"])
-    return web.json_response(
-        [{"kind": m["kind"], "name": m["name"], "role": m["role"]} for m in members]
-    )
+        return web.json_response(await members(conn, row["project_id"]))
 
 
 async def set_member(request: web.Request) -> web.Response:

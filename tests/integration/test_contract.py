@@ -63,6 +63,12 @@ NOT_IN_SPEC = {
     ("post", "/collab/sessions/{session_id}/execute"),
     ("post", "/collab/sessions/{session_id}/interrupt"),
     ("post", "/collab/sessions/{session_id}/restart"),
+    # chronohub's own project browsing (issue 14): tests/integration/test_projects_browse.py
+    ("get", "/projects/{owner}/{name}/refs"),
+    ("get", "/projects/{owner}/{name}/commits"),
+    ("get", "/projects/{owner}/{name}/tree/{ref}/{path}"),
+    ("get", "/projects/{owner}/{name}/raw/{ref}/{path}"),
+    ("get", "/projects/{owner}/{name}/compare/{base}...{head}"),
 }
 # Server operations need a hub that spawns: tests/integration/test_servers.py checks them with
 # a real spawner; schemathesis (whose hub here spawns nothing) leaves them out.
