@@ -12,10 +12,13 @@ import asyncpg
 import pytest
 
 from events import store
+from hub.api import models as api_models
+from hub.api import projects as projects_api
 from tests.integration.api_fixtures import CONFIG, SERVICE_TOKEN
 from tests.integration.git_client import Git, with_token
 from tests.integration.projects_fixtures import ProjectsHub, open_projects_hub
 
+PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 FILES = {"README.md": b"# Course\n", "week1/intro.ipynb": b'{"cells": []}\n'}
 
 
@@ -343,3 +346,40 @@ async def test_git_with_basic_credentials_records_the_tokens_activity(
     await git.new_repo(work, FILES)
     await git.ok("push", "-q", with_token(url, for_git), "main", cwd=work)
     assert await pool.fetchval(count) == before + 1
+
+
+async def test_every_project_endpoint_is_in_the_openapi_document_and_replies_match_it(
+    projects_hub: ProjectsHub,
+) -> None:
+    hub = projects_hub
+    status, spec = await hub.call("GET", "/openapi.json", None)
+    assert status == 200
+    documented = {
+        (method.upper(), "/hub/api" + path)
+        for path, item in spec["paths"].items()
+        for method in item
+    }
+    for route in projects_api.routes():
+        path = route.path.replace("{kind:users|groups}", "{kind}")  # type: ignore[attr-defined]
+        expanded = (
+            [path.replace("{kind}", k) for k in ("users", "groups")] if "{kind}" in path else [path]
+        )
+        for one in expanded:
+            assert (route.method, one) in documented, (route.method, one)  # type: ignore[attr-defined]
+
+    alice = await hub.user_token("alice")
+    await hub.user_token("bob")
+    api_models.Project.model_validate(await hub.project(alice, "course"))
+    _, page = await hub.call("GET", "/projects", alice, headers=PAGINATED)
+    api_models.ProjectPage.model_validate(page)
+    _, member = await hub.call(
+        "PUT", "/projects/alice/course/members/users/bob", alice, json={"role": "read"}
+    )
+    api_models.ProjectMember.model_validate(member)
+    _, members = await hub.call("GET", "/projects/alice/course/members", alice)
+    for one in members:
+        api_models.ProjectMember.model_validate(one)
+    _, answer = await hub.call("GET", "/projects/alice/course/access", alice)
+    api_models.ProjectAccess.model_validate(answer)
+    _, answer = await hub.call("GET", "/projects/alice/course/access?at=1", alice)
+    api_models.ProjectAccess.model_validate(answer)
