@@ -1,4 +1,5 @@
-"""The projects read model: ``projects``, ``project_members`` and ``project_refs``.
+"""The projects read model: ``projects``, ``project_members``, ``project_refs`` and the names
+projects had before a rename, ``project_old_names``.
 
 Inline, so a push's refs move in the transaction that appends its ``project.pushed`` event:
 the push path compares the refs it read under a row lock with what the client says it
@@ -48,7 +49,14 @@ async def _updated(conn: sql.Connection, event: models.RecordedEvent) -> None:
 
 async def _renamed(conn: sql.Connection, event: models.RecordedEvent) -> None:
     data: project_events.ProjectRenamed = base.payload(event, project_events.ProjectRenamed)
-    await conn.execute(queries["project_rename"], data.project_id, data.name, event.position)
+    await conn.execute(
+        queries["project_rename"],
+        data.project_id,
+        data.name,
+        event.position,
+        data.old_name,
+        event.recorded_at,
+    )
 
 
 async def _deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
@@ -96,10 +104,10 @@ async def _group_deleted(conn: sql.Connection, event: models.RecordedEvent) -> N
 
 
 class ProjectsProjection(base.ByType):
-    """``projects``, ``project_members`` and ``project_refs``."""
+    """``projects``, ``project_members``, ``project_refs`` and ``project_old_names``."""
 
     name = "projects"
-    tables = ("projects", "project_members", "project_refs")
+    tables = ("projects", "project_members", "project_refs", "project_old_names")
     handlers: dict[str, base.Handler] = {  # noqa: RUF012 - read-only after import
         project_events.ProjectCreated.type: _created,
         project_events.ProjectUpdated.type: _updated,

@@ -2,6 +2,8 @@
 -- event; none reads another projection's tables, so a rebuild replays the same way.
 
 -- name: project_create
+-- A new project takes its name from any project that was once called so.
+WITH taken AS (DELETE FROM project_old_names WHERE owner_id = $3 AND lower(name) = lower($4))
 INSERT INTO projects (project_id, owner_kind, owner_id, name, description, visibility,
                       default_branch, created, last_push, last_position)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9);
@@ -15,10 +17,24 @@ UPDATE projects
  WHERE project_id = $1;
 
 -- name: project_rename
-UPDATE projects SET name = $2, last_position = $3 WHERE project_id = $1;
+-- $4: the old name, remembered for the project (replacing what another project left under
+-- it); its new name, if it was one of its old ones, is an old name no more.
+WITH renamed AS (
+    UPDATE projects SET name = $2, last_position = $3 WHERE project_id = $1
+    RETURNING owner_id
+), reused AS (
+    DELETE FROM project_old_names o USING renamed r
+     WHERE o.owner_id = r.owner_id AND lower(o.name) = lower($2)
+)
+INSERT INTO project_old_names (owner_id, name, project_id, renamed)
+SELECT owner_id, $4, $1, $5 FROM renamed
+ WHERE lower($4) <> lower($2)
+ON CONFLICT (owner_id, lower(name))
+DO UPDATE SET name = excluded.name, project_id = excluded.project_id, renamed = excluded.renamed;
 
 -- name: project_delete
 WITH members AS (DELETE FROM project_members WHERE project_id = $1),
+     old_names AS (DELETE FROM project_old_names WHERE project_id = $1),
      refs AS (DELETE FROM project_refs WHERE project_id = $1)
 DELETE FROM projects WHERE project_id = $1;
 
@@ -47,5 +63,6 @@ UPDATE projects SET last_push = $2, last_position = $3 WHERE project_id = $1;
 -- grants on other projects.
 WITH gone AS (DELETE FROM projects WHERE owner_kind = $1 AND owner_id = $2 RETURNING project_id),
      members AS (DELETE FROM project_members WHERE project_id IN (SELECT project_id FROM gone)),
-     refs AS (DELETE FROM project_refs WHERE project_id IN (SELECT project_id FROM gone))
+     refs AS (DELETE FROM project_refs WHERE project_id IN (SELECT project_id FROM gone)),
+     old_names AS (DELETE FROM project_old_names WHERE owner_id = $2)
 DELETE FROM project_members WHERE member_kind = $1 AND member_id = $2;

@@ -236,3 +236,89 @@ class ProxyRoute(_Reply):
 
 class ProxyTable(RootModel[dict[str, ProxyRoute]]):
     """``GET /proxy``: the routing table, by routespec."""
+
+
+# --- projects (hub/api/projects.py) ----------------------------------------------------------
+
+
+class Project(_Reply):
+    """A git project: ``clone_url`` for git, ``web_url`` for its page."""
+
+    owner: str
+    name: str
+    full_name: str = Field(description="owner/name")
+    description: str
+    visibility: Literal["private", "hub", "public"]
+    default_branch: str
+    clone_url: str
+    web_url: str
+    created: str
+    last_push: str | None
+
+
+class ProjectPage(_Reply):
+    """``GET /projects`` with ``Accept: application/jupyterhub-pagination+json``."""
+
+    items: list[Project]
+    pagination: Pagination = Field(alias="_pagination")
+
+
+class ProjectMember(_Reply):
+    """A user or group given a role on a project."""
+
+    kind: Literal["user", "group"]
+    name: str
+    role: Literal["read", "write", "admin"]
+
+
+class AccessWay(_Reply):
+    """One way a user had a role on a project: as its ``owner``, a ``grant`` to them, a grant
+    to their ``group``, membership of the owning ``team``, a ``role`` they held, or as
+    ``team_admin`` (``admin:groups!group=<team>``)."""
+
+    via: Literal["owner", "grant", "group", "team", "team_admin", "role"]
+    role: Literal["read", "write", "admin"]
+    group: str | None = None
+    role_name: str | None = None
+
+
+class AccessHolder(_Reply):
+    """A user who could use the project, with their best role and every way they had it."""
+
+    name: str
+    role: Literal["read", "write", "admin"]
+    through: list[AccessWay]
+
+
+class AccessMoment(_Reply):
+    """The point of the log the answer is about (nulls: before the first event)."""
+
+    position: int | None
+    time: str | None
+
+
+class AccessOwner(_Reply):
+    """A project's owner then."""
+
+    kind: Literal["user", "group"]
+    name: str
+
+
+class AccessProject(_Reply):
+    """The project as it was then (its name then)."""
+
+    full_name: str
+    owner: AccessOwner
+    visibility: Literal["private", "hub", "public"]
+
+
+class ProjectAccess(_Reply):
+    """Who could read, write or manage a project at a moment, from the log. ``project`` is
+    null if it did not exist yet; ``signed_in``/``anyone`` is the role its visibility gave
+    every signed-in user / anyone."""
+
+    at: AccessMoment
+    project: AccessProject | None
+    signed_in: Literal["read"] | None
+    anyone: Literal["read"] | None
+    users: list[AccessHolder]

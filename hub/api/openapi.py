@@ -23,6 +23,7 @@ from hub.api import collab as collab_api
 from hub.api import groups as groups_api
 from hub.api import models as api_models
 from hub.api import project_content
+from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import servers as servers_api
 from hub.api import tokens as tokens_api
@@ -252,6 +253,59 @@ OPERATIONS: tuple[Operation, ...] = (
         "get", "/projects/{owner}/{name}/compare/{base}...{head}", "The files changed from the"
         " merge base of base and head to head: a patch per text file, notebooks by cell",
         "read:projects", reply=project_content.Comparison,
+    ),
+    # Git projects (hub/api/projects.py): roles given on a project count as these scopes on it.
+    Operation(
+        "get", "/projects", "The projects the caller can read (?owner=, ?shared_with_me=true)",
+        "read:projects", reply=api_models.Project, reply_list=True, page=api_models.ProjectPage,
+    ),
+    Operation(
+        "post", "/projects", "Create a project (empty: objects arrive with the first push)",
+        "admin:projects", projects_api.CreateProject, 201, api_models.Project,
+    ),
+    Operation(
+        "get", "/projects/{owner}/{name}", "A project (an old name answers 404 naming the new"
+        " one)", "read:projects", reply=api_models.Project,
+    ),
+    Operation(
+        "patch", "/projects/{owner}/{name}", "Change a project's settings, or rename it"
+        " (name): the repository is kept, the old name answers with the new one",
+        "admin:projects", projects_api.UpdateProject, reply=api_models.Project,
+    ),
+    Operation(
+        "delete", "/projects/{owner}/{name}", "Delete a project and its repository",
+        "admin:projects", status=204,
+    ),
+    Operation(
+        "get", "/projects/{owner}/{name}/members", "Who holds which role: users, then groups",
+        "read:projects", reply=api_models.ProjectMember, reply_list=True,
+    ),
+    Operation(
+        "put", "/projects/{owner}/{name}/members/users/{member}", "Give a user a role",
+        "admin:projects", projects_api.Membership, reply=api_models.ProjectMember,
+    ),
+    Operation(
+        "delete", "/projects/{owner}/{name}/members/users/{member}", "Take a user's role back",
+        "admin:projects", status=204,
+    ),
+    Operation(
+        "put", "/projects/{owner}/{name}/members/groups/{member}", "Give a group (its members)"
+        " a role", "admin:projects", projects_api.Membership, reply=api_models.ProjectMember,
+    ),
+    Operation(
+        "delete", "/projects/{owner}/{name}/members/groups/{member}", "Take a group's role"
+        " back", "admin:projects", status=204,
+    ),
+    Operation(
+        "get", "/projects/{owner}/{name}/access", "Who could read, write or manage the project"
+        " at ?at=<event position or ISO time> (default now), and through what, from the log;"
+        " for its admins, or auditors with read:events:projects on it", "admin:projects",
+        reply=api_models.ProjectAccess,
+    ),
+    Operation(
+        "post", "/projects/{owner}/{name}/sync", "Fetch an imported project's source again:"
+        " fast-forwarding refs move, diverged ones are listed under refused with the reason",
+        "write:projects",
     ),
 )  # fmt: skip
 

@@ -20,10 +20,10 @@ from events import models, sql, store
 from events.catalog import projects as project_events
 from events.catalog.names import Name
 from hub import errors
-from hub.auth import access, scope_table
+from hub.auth import access
 from hub.context import HUB
 from hub.projects import access as project_access
-from hub.projects import importer, push, remote, storage
+from hub.projects import importer, past_access, push, remote, storage
 from hub.web import body, pagination
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,9 @@ async def _project(
     owner, name = request.match_info["owner"], request.match_info["name"]
     found = await project_access.lookup(conn, owner, name, caller)
     if found is None:
+        if (now := await project_access.renamed(conn, owner, name, caller)) is not None:
+            url = f"{_base_url(request)}/hub/git/{now}.git"
+            raise errors.NotFound(project_access.renamed_message(f"{owner}/{name}", now, url))
         raise _not_found(owner, name)
     row, holder = found
     target = project_access.target_of(row)
@@ -125,9 +128,7 @@ async def _creatable(
     owner = await conn.fetchrow(queries["owner_by_name"], owner_name)
     if owner is None:
         raise errors.BadRequest(f"owner: no user or group is called {owner_name!r}")
-    if not caller.grants.filters(scope_table.ADMIN_PROJECTS).covers_project(
-        owner["kind"], owner["name"], name
-    ):
+    if not project_access.may_create(caller.grants, owner["kind"], owner["name"], name):
         raise errors.Forbidden(
             "Action is not authorized with current scopes; requires any of"
             f" [admin:projects] for {owner['kind']} {owner['name']}"
@@ -474,6 +475,26 @@ async def sync_project(request: web.Request) -> web.Response:
     )
 
 
+async def access_at(request: web.Request) -> web.Response:
+    """``GET /projects/{owner}/{name}/access?at=<position or ISO time>``: who could read, write
+    or manage the project then, and through what; for its admins and for auditors holding
+    ``read:events:projects`` on it. Without ``at``: now."""
+    hub = request.app[HUB]
+    caller = access.caller_of(request)
+    when = past_access.parse_at(request.query.get("at"))
+    owner, name = request.match_info["owner"], request.match_info["name"]
+    async with hub.store.pool.acquire() as conn:
+        found = await project_access.lookup(conn, owner, name, caller)
+        if found is not None and past_access.may_audit(
+            caller.grants, project_access.target_of(found[0])
+        ):
+            row = found[0]
+        else:
+            row = await _project(conn, request, "admin", caller)
+        answer = await past_access.at(conn, hub.store, row["project_id"], when)
+    return web.json_response(answer)
+
+
 def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     one = "/hub/api/projects/{owner}/{name}"
@@ -485,6 +506,7 @@ def routes() -> list[web.RouteDef]:
         web.delete(one, delete_project),
         web.post(one + "/sync", sync_project),
         web.get(one + "/members", list_members),
+        web.get(one + "/access", access_at),
         web.put(one + "/members/{kind:users|groups}/{member}", set_member),
         web.delete(one + "/members/{kind:users|groups}/{member}", set_member),
     ]

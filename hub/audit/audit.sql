@@ -128,3 +128,20 @@ SELECT gr.name, gr.group_id, coalesce(array_agg(m.user_id) FILTER (WHERE m.user_
   FROM groups gr LEFT JOIN group_members m USING (group_id)
  WHERE gr.name = ANY($1::text[])
  GROUP BY gr.name, gr.group_id;
+
+-- name: project_ids_owned
+-- Every project ever created by the owners $1 (JSON objects {"owner_id": …}), deleted ones too:
+-- their events stay about their owner. Found through the index on data.
+SELECT DISTINCT data->>'project_id' AS project_id
+  FROM events
+ WHERE data @> ANY($1::jsonb[]) AND event_type = 'project.created';
+
+-- name: project_ids_named
+-- The projects called $1 (owner/name) now, or until a rename (an old name not taken since).
+SELECT p.project_id
+  FROM projects p
+  LEFT JOIN users u ON p.owner_kind = 'user' AND u.user_id = p.owner_id
+  LEFT JOIN groups g ON p.owner_kind = 'group' AND g.group_id = p.owner_id
+ WHERE EXISTS (SELECT 1 FROM unnest($1::text[]) AS n
+                WHERE split_part(n, '/', 1) = coalesce(u.name, g.name)
+                  AND lower(split_part(n, '/', 2)) = lower(p.name));

@@ -5,9 +5,11 @@ Events are shown in one public JSON shape (``render``). What a caller may see is
 shows ``server.*``), each everywhere or only about the users (``!user=``) and groups
 (``!group=``) it names, an event being about a user when its data names the user's id
 (``user_id``, ``user_ids`` or a role grant's ``principal``) and about a group when it names
-the group's id or one of its members. Collaboration events (``collab.*``, ``collab_session.*``,
-``read:events:collab``) name rooms and participants, not user ids, so only unfiltered scopes
-show them.
+the group's id or one of its members. Project events (``project.*``,
+``read:events:projects``) are about the projects' owners and the users and groups given
+roles on them; ``!project=<owner>/<name>`` reaches one project's. Collaboration events
+(``collab.*``, ``collab_session.*``, ``read:events:collab``) name rooms and participants, not
+user ids, so only unfiltered scopes show them.
 """
 
 from __future__ import annotations
@@ -114,16 +116,27 @@ def _time(q: Any, name: str) -> datetime | None:
 
 
 async def subjects(
-    conn: sql.Connection, users: Iterable[str], groups: Iterable[str]
+    conn: sql.Connection,
+    users: Iterable[str],
+    groups: Iterable[str],
+    projects: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
-    """The JSON objects an event's data contains when it is about these users or groups."""
+    """The JSON objects an event's data contains when it is about these users, groups or
+    projects (``owner/name``).
+
+    A project event is about its owner (every project the user or group ever created, found
+    in the log, so a deleted project's history stays reachable), about the user or group it
+    grants a role to, and about the project itself.
+    """
     found: list[dict[str, Any]] = []
     user_ids: list[UUID] = [
         row["user_id"] for row in await conn.fetch(queries["user_ids"], sorted(set(users)))
     ]
+    group_ids: list[UUID] = []
     for row in await conn.fetch(queries["group_ids_and_members"], sorted(set(groups))):
         found.append({"group_id": str(row["group_id"])})
         found.append({"principal": str(row["group_id"])})
+        group_ids.append(row["group_id"])
         user_ids += row["members"]
     for user_id in dict.fromkeys(user_ids):
         found += [
@@ -131,6 +144,17 @@ async def subjects(
             {"user_ids": [str(user_id)]},
             {"principal": str(user_id)},
         ]
+    owners = [str(i) for i in dict.fromkeys([*user_ids, *group_ids])]
+    if owners:
+        found += [{"member_id": owner} for owner in owners]
+        owned = await conn.fetch(
+            queries["project_ids_owned"], [json.dumps({"owner_id": o}) for o in owners]
+        )
+        found += [{"project_id": row["project_id"]} for row in owned]
+    named = sorted(set(projects))
+    if named:
+        for row in await conn.fetch(queries["project_ids_named"], named):
+            found.append({"project_id": str(row["project_id"])})
     return found
 
 
@@ -175,15 +199,15 @@ async def permission(conn: sql.Connection, caller: access.Caller) -> Permission:
             "Action is not authorized with current scopes; requires any of [read:events]"
         )
     kinds: dict[str, Subjects | None] = {}
-    cache: dict[tuple[frozenset[str], frozenset[str]], Subjects] = {}
+    cache: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], Subjects] = {}
     for scope, prefix in scopes.EVENT_SCOPES.items():
         held = caller.grants.filters(scope)
         if held.everything:
             kinds[prefix] = None
-        elif held.users or held.groups:
-            key = (held.users, held.groups)
+        elif held.users or held.groups or held.projects:
+            key = (held.users, held.groups, held.projects)
             if key not in cache:
-                cache[key] = await subjects(conn, held.users, held.groups)
+                cache[key] = await subjects(conn, held.users, held.groups, held.projects)
             kinds[prefix] = cache[key]
     return Permission(kinds)
 

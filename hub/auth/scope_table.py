@@ -245,7 +245,16 @@ BUILTIN = Vocabulary(
             "Read the hub's event log",
             tuple(
                 f"read:events:{c}"
-                for c in ("users", "groups", "tokens", "roles", "services", "servers", "collab")
+                for c in (
+                    "users",
+                    "groups",
+                    "tokens",
+                    "roles",
+                    "services",
+                    "servers",
+                    "collab",
+                    "projects",
+                )
             ),
         ),
         _D("read:events:users", "Read the log's user events (user.*)"),
@@ -263,6 +272,12 @@ BUILTIN = Vocabulary(
         _D(
             "read:events:collab_sessions",
             "Read the log's shared execution session events (collab_session.*)",
+        ),
+        _D(
+            "read:events:projects",
+            "Read the log's project events (project.*: created, renamed, members, pushes; never"
+            " file contents). !user= / !group= show the events of that owner's projects and"
+            " grants to them; !project=<owner>/<name> one project's",
         ),
         # chronohub's own: collaboration rooms. A room belongs to the user who created it, so
         # !user= / !group= reach the rooms of that user / of the group's members, and
@@ -299,6 +314,7 @@ EVENT_SCOPES: Mapping[str, str] = MappingProxyType(
         "read:events:servers": "server.",
         "read:events:collab": "collab.",
         "read:events:collab_sessions": "collab_session.",
+        "read:events:projects": "project.",
     }
 )
 
@@ -354,6 +370,7 @@ DELETE_GROUPS = known("delete:groups")
 READ_HUB = known("read:hub")
 PROXY = known("proxy")
 READ_EVENTS = known("read:events")
+READ_EVENTS_PROJECTS = known("read:events:projects")
 READ_COLLAB = known("read:collab")
 WRITE_COLLAB = known("write:collab")
 ADMIN_PROJECTS = known("admin:projects")

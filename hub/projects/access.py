@@ -10,6 +10,13 @@ membership must itself hold the scope on the project (a token that inherits its 
 rights does). So a CI token with ``read:projects!project=alice/course`` reads that one
 project and nothing else its owner may read.
 
+A team-owned project: the team's members write (through the owning group, data), and the
+team's admins manage it. A team admin is whoever holds ``admin:groups!group=<team>`` (a role
+naming that group, the hub's way of making someone admin of one group) or
+``admin:projects!group=<team>``; the hub's admins hold ``admin:projects`` everywhere. An
+*unfiltered* ``admin:groups`` (a group-sync service's) does not manage every team's projects:
+administering groups is not administering their work.
+
 ``decide`` is pure; ``lookup`` does the reads.
 """
 
@@ -73,8 +80,9 @@ def best_role(target: Target, holder: Holder) -> Role | None:
 def decide(need: Role, target: Target, holder: Holder) -> bool:
     """Whether ``holder`` may act on ``target`` with role ``need`` (or a higher one)."""
     scope = SCOPE[need]
-    if holder.grants is not None and holder.grants.filters(scope).covers_project(
-        target.owner_kind, target.owner, target.name
+    if holder.grants is not None and (
+        holder.grants.filters(scope).covers_project(target.owner_kind, target.owner, target.name)
+        or (target.owner_kind == "group" and team_admin(holder.grants, target.owner))
     ):
         return True
     derived = holder.member_role
@@ -85,6 +93,22 @@ def decide(need: Role, target: Target, holder: Holder) -> bool:
     return holder.token is None or holder.token.filters(scope).covers_project(
         target.owner_kind, target.owner, target.name
     )
+
+
+def team_admin(grants: scopes.Grants, group: str) -> bool:
+    """Whether ``grants`` make their holder an admin of team ``group`` (``admin:groups``
+    filtered to that group by name), who manages the team's projects."""
+    return group in grants.filters(scope_table.ADMIN_GROUPS).groups
+
+
+def may_create(
+    grants: scopes.Grants, owner_kind: Literal["user", "group"], owner: str, name: str
+) -> bool:
+    """Whether ``grants`` may create project ``owner/name``: ``admin:projects`` on it (or on
+    its owner), or admin of the owning team."""
+    if grants.filters(scope_table.ADMIN_PROJECTS).covers_project(owner_kind, owner, name):
+        return True
+    return owner_kind == "group" and team_admin(grants, owner)
 
 
 def target_of(row: Any) -> Target:
@@ -130,3 +154,22 @@ async def lookup(
     if row is None:
         return None
     return row, await holder_of(conn, caller, row["member_role"])
+
+
+async def renamed(
+    conn: sql.Connection, owner: str, name: str, caller: access.Caller | None
+) -> str | None:
+    """The name now (``owner/name``) of the project once called ``owner/name``, if the caller
+    may read it; None otherwise (a hidden project's new name does not leak)."""
+    row = await conn.fetchrow(queries["renamed_project"], owner, name)
+    if row is None:
+        return None
+    found = await lookup(conn, row["owner"], row["name"], caller)
+    if found is None or not decide("read", target_of(found[0]), found[1]):
+        return None
+    return target_of(found[0]).full_name
+
+
+def renamed_message(old: str, new: str, clone_url: str) -> str:
+    """What an old name answers: the new one, and how to point a clone at it."""
+    return f"project {old} was renamed to {new}; git remote set-url origin {clone_url}"

@@ -384,7 +384,10 @@ async def _caller(request: web.Request) -> tuple[access.Caller | None, bool]:
     if secret is None:
         return None, True
     async with request.app[HUB].store.pool.acquire() as conn:
-        return await access.authenticate(conn, secret), True
+        caller = await access.authenticate(conn, secret)
+        if caller is not None:  # a token used by git is active, as on any API request
+            await request.app[access.ACTIVITY].record(conn, caller)
+        return caller, True
 
 
 @dataclass(frozen=True)
@@ -405,9 +408,17 @@ async def authorize(request: web.Request, need: project_access.Role) -> Allowed 
     caller, gave_credentials = await _caller(request)
     if gave_credentials and caller is None:
         return _needs_credentials(full_name)
+    now: str | None = None
     async with request.app[HUB].store.pool.acquire() as conn:
         found = await project_access.lookup(conn, owner, name, caller)
+        if found is None:
+            now = await project_access.renamed(conn, owner, name, caller)
     if found is None:
+        if now is not None:  # an old name: say where the project is now
+            public = request.app[HUB].settings.public_url
+            base = public.rstrip("/") if public else f"{request.scheme}://{request.host}"
+            url = f"{base}/hub/git/{now}.git"
+            return _text(404, project_access.renamed_message(full_name, now, url))
         return _needs_credentials(full_name) if caller is None else _not_found(full_name)
     row, holder = found
     target = project_access.target_of(row)

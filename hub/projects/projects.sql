@@ -40,3 +40,16 @@ SELECT ref, sha FROM project_refs WHERE project_id = $1 ORDER BY ref;
 -- A push holds this row lock from reading the refs to appending its event: pushes to one
 -- project take turns there, so comparing the refs is a compare-and-swap.
 SELECT default_branch FROM projects WHERE project_id = $1 FOR UPDATE;
+
+-- name: renamed_project
+-- The project once called $2 (any case) of the user or group called $1, by its name now.
+WITH owner AS (
+    SELECT user_id AS id, name FROM users WHERE name = $1
+    UNION ALL
+    SELECT group_id, name FROM groups WHERE name = $1
+)
+SELECT owner.name AS owner, p.name
+  FROM owner
+  JOIN project_old_names o ON o.owner_id = owner.id
+  JOIN projects p ON p.project_id = o.project_id
+ WHERE lower(o.name) = lower($2);
