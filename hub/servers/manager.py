@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from uuid import UUID
 
 import aiohttp
 
-from events import models, sql, store
+from events import models, sql, store, tasks
 from events.catalog import server_records
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
@@ -141,7 +141,7 @@ class ServerManager:
         self.hub_url = "http://127.0.0.1:8081/hub/"  # the hub's internal address, once known
         self._live: dict[tuple[UUID, str], _Live] = {}
         self._locks: dict[tuple[UUID, str], asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = tasks.TaskOwner("server", logger=log)
         self._listeners: list[Callable[[], Awaitable[None]]] = []
         self._session: aiohttp.ClientSession | None = None
 
@@ -161,10 +161,7 @@ class ServerManager:
                 with contextlib.suppress(spawner.SpawnError):
                     await self.stop(live.user_id, live.user, live.server_name, models.Metadata())
             await self.wait_idle(30)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         if self._session is not None:
             await self._session.close()
 
@@ -189,20 +186,12 @@ class ServerManager:
         for listener in self._listeners:
             await listener()
 
-    def _own(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("server task %s died", task.get_name(), exc_info=task.exception())
+    def _own(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return self._tasks.start(coro, name)
 
     async def wait_idle(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a cancel
         """Wait until no spawn or stop of this process is in progress (for tests and shutdown)."""
-        busy = [t for t in self._tasks if not t.get_name().startswith("watch ")]
+        busy = [t for t in self._tasks.tasks if not t.get_name().startswith("watch ")]
         if busy:
             await asyncio.wait(busy, timeout=timeout)
 
