@@ -18,7 +18,6 @@ them out along that seam is the next step of the restructure, not done yet.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -158,8 +157,14 @@ class ServerManager:
         """Stop servers if asked (``cleanup_servers``), then cancel every task this owns."""
         if stop_servers:
             for live in list(self._live.values()):
-                with contextlib.suppress(spawner.SpawnError):
+                # Each server on its own: one that cannot be stopped does not keep the others
+                # running, and what went wrong is in the log.
+                try:
                     await self.stop(live.user_id, live.user, live.server_name, models.Metadata())
+                except spawner.PolicyError as exc:  # stopped meanwhile, or not running
+                    log.info("at shutdown, %s/%s: %s", live.user, live.server_name, exc.message)
+                except Exception:
+                    log.exception("at shutdown, could not stop %s/%s", live.user, live.server_name)
             await self.wait_idle(30)
         await self._tasks.close()
         if self._session is not None:
