@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hub import startup
 from hub.servers import isolation
 
 
@@ -24,15 +25,22 @@ class Settings:
     named_limit: int
     allow_named: bool
     public_url: str | None = None
+    # Where single-user servers reach the hub's API: its internal address, known before the
+    # hub serves (a server spawned at once must not be given a guessed one).
+    hub_url: str = "http://127.0.0.1:8081/hub/"
     # Safe by default: nobody's code runs until the hub's settings say how.
     isolation: isolation.Isolation = field(default_factory=lambda: isolation.Isolation("none"))
 
 
 def settings_from(
-    config: Any, code: isolation.Isolation | None = None, command: tuple[str, ...] | None = None
+    config: Any,
+    code: isolation.Isolation | None = None,
+    command: tuple[str, ...] | None = None,
+    hub_url: str | None = None,
 ) -> Settings:
     """The manager's settings from the hub's (``code``: the hub's one ``Isolation``;
-    ``command``: the spawner's command as found at start-up)."""
+    ``command``: the spawner's command as found at start-up; ``hub_url``: the hub's internal
+    URL, by default from ``hub_ip`` and ``hub_port``)."""
     return Settings(
         command=command or (*config.spawner_cmd, *config.spawner_args),
         env=dict(config.spawner_env),
@@ -46,4 +54,5 @@ def settings_from(
         allow_named=config.allow_named_servers,
         public_url=config.public_url,
         isolation=code or isolation.Isolation.from_settings(config),
+        hub_url=hub_url or startup.url(config.hub_ip, config.hub_port, "/hub/"),
     )

@@ -75,7 +75,7 @@ class ServerManager:
         self.settings = settings
         self.spawner = spawner_ or local_spawner.LocalSpawner()
         self.oauth = oauth or oauth_clients.ServerClients(event_store)
-        self.hub_url = "http://127.0.0.1:8081/hub/"  # the hub's internal address, once known
+        self.hub_url = settings.hub_url  # where servers reach the hub's API
         self._live: dict[tuple[UUID, str], running.Live] = {}
         self._locks: running.KeyedLocks[tuple[UUID, str]] = running.KeyedLocks()
         self._tasks = tasks.TaskOwner("server", logger=log)

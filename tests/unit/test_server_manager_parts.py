@@ -1,5 +1,5 @@
-"""Parts of the server manager that need no database: its per-server locks, and a shutdown
-where a server cannot be stopped."""
+"""Parts of the server manager that need no database: its per-server locks, its settings'
+``hub_url``, and a shutdown where a server cannot be stopped."""
 
 from __future__ import annotations
 
@@ -49,6 +49,15 @@ async def test_a_lock_is_dropped_when_its_holder_fails() -> None:
         async with locks.hold("a"):
             raise RuntimeError("boom")
     assert len(locks) == 0
+
+
+def test_hub_url_comes_from_the_settings_before_anything_serves() -> None:
+    plain = hub_settings.Settings(hub_ip="127.0.0.2", hub_port=8123)
+    assert config.settings_from(plain).hub_url == "http://127.0.0.2:8123/hub/"
+    ipv6 = hub_settings.Settings(hub_ip="::1", hub_port=8124)
+    assert config.settings_from(ipv6).hub_url == "http://[::1]:8124/hub/"
+    bound = config.settings_from(plain, hub_url="http://127.0.0.1:40001/hub/")
+    assert bound.hub_url == "http://127.0.0.1:40001/hub/"  # the socket serve() bound
 
 
 async def test_a_server_that_cannot_be_stopped_at_shutdown_is_logged_and_the_others_stop(
