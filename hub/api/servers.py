@@ -321,6 +321,8 @@ async def progress(request: web.Request) -> web.StreamResponse:
 async def _with_keepalive(source: Any) -> Any:
     """The source's items, with None whenever ``KEEPALIVE_S`` passes without one."""
     iterator = source.__aiter__()
+    # One pending read at a time, awaited here and cancelled in the finally: it ends with the
+    # request, so it needs no owner (see events/tasks.py).
     pending = asyncio.ensure_future(iterator.__anext__())
     try:
         while True:
