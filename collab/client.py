@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,9 @@ from websockets.exceptions import ConnectionClosed
 
 from collab import protocol
 from collab.errors import CollabError
+from events import tasks
+
+log = logging.getLogger(__name__)
 
 
 class RoomClient:
@@ -41,7 +45,7 @@ class RoomClient:
         self.received = 0
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
         self._remote = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = tasks.TaskOwner("collab client", logger=log)
         self._subscription = doc.observe(self._on_local_update)
         self._awareness_subscription = self.awareness.observe(self._on_awareness)
 
@@ -57,10 +61,8 @@ class RoomClient:
 
     async def start(self) -> None:
         """Start reading and writing; send SyncStep1 and our awareness."""
-        self._tasks = [
-            asyncio.create_task(self._read(), name="chronohub-collab-client-read"),
-            asyncio.create_task(self._write(), name="chronohub-collab-client-write"),
-        ]
+        self._tasks.start(self._read(), "chronohub-collab-client-read")
+        self._tasks.start(self._write(), "chronohub-collab-client-write")
         self._outgoing.put_nowait(protocol.sync_step1(self.doc))
 
     async def close(self) -> None:
@@ -69,11 +71,7 @@ class RoomClient:
             if self.awareness.get_local_state() is not None and self.ws.close_code is None:
                 self.awareness.set_local_state(None)
                 await self.flushed()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await task
+        await self._tasks.close()
         self.doc.unobserve(self._subscription)
         self.awareness.unobserve(self._awareness_subscription)
         await self.ws.close()

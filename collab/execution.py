@@ -46,6 +46,7 @@ from pycrdt import Doc, Map, MapEvent
 from collab import kernel as kernels
 from collab import notebook
 from collab import session_errors as errors
+from events import tasks
 from events.catalog import collab_sessions as session_events
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ class Executor:
         self._displays: dict[str, list[tuple[str, int]]] = {}
         self._requests = doc.get(notebook.REQUESTS, type=Map)
         self._subscription: Any = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = tasks.TaskOwner("executor", logger=log)
         self._closed = False
 
     async def __aenter__(self) -> Executor:
@@ -169,10 +170,8 @@ class Executor:
         # Entries written before we watched (e.g. while the session was starting).
         for key in sorted(self._requests.keys()):
             self._consider(key, self._requests.get(key), origin=None, initial=True)
-        self._tasks = [
-            asyncio.create_task(self._intake(), name=f"executor-intake-{self.session_id}"),
-            asyncio.create_task(self._run(), name=f"executor-run-{self.session_id}"),
-        ]
+        self._tasks.start(self._intake(), f"executor-intake-{self.session_id}")
+        self._tasks.start(self._run(), f"executor-run-{self.session_id}")
 
     async def stop(self) -> None:
         """Stop taking requests; the running one and every queued one end as ``aborted``."""
@@ -182,12 +181,7 @@ class Executor:
         if self._subscription is not None:
             self._requests.unobserve(self._subscription)
             self._subscription = None
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.close()
         for request in self.drain():
             await self._finish(request, "aborted", None, started=None, reason="session ended")
 

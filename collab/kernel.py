@@ -12,7 +12,6 @@ its parent message id, so nothing is read by two consumers at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import pwd
@@ -29,6 +28,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
 from collab import session_errors as errors
+from events import tasks
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,8 @@ class SharedKernel:
         self._manager: AsyncKernelManager | None = None
         self._client: AsyncKernelClient | None = None
         self._pending: dict[str, _Pending] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        # the readers of the iopub and shell channels and the liveness watcher
+        self._tasks = tasks.TaskOwner("kernel", logger=log, on_death=self._task_died)
 
     @property
     def account(self) -> str:
@@ -256,21 +257,15 @@ class SharedKernel:
         client = manager.client()
         client.start_channels()
         self._client = client
-        self._tasks = [
-            asyncio.create_task(self._read_iopub(client), name="kernel-iopub"),
-            asyncio.create_task(self._read_shell(client), name="kernel-shell"),
-        ]
-        for task in self._tasks:
-            task.add_done_callback(self._task_done)
+        self._tasks.start(self._read_iopub(client), "kernel-iopub")
+        self._tasks.start(self._read_shell(client), "kernel-shell")
         try:
             await self._handshake()
         except BaseException:  # not answering, or cancelled: stop what was started
             await self.shutdown()
             self.state = "dead"
             raise
-        watcher = asyncio.create_task(self._watch(manager), name="kernel-liveness")
-        watcher.add_done_callback(self._task_done)
-        self._tasks.append(watcher)
+        self._tasks.start(self._watch(manager), "kernel-liveness")
         self.state = "ready"
 
     async def interrupt(self) -> None:
@@ -299,12 +294,7 @@ class SharedKernel:
             return
         self.state = "shut_down"
         self._abort_pending()
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.close()
         await self._release()
 
     async def _release(self) -> None:
@@ -375,11 +365,10 @@ class SharedKernel:
         assert self._manager is not None
         return self._manager
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        """A reader or the watcher ended: only cancellation is expected; anything else kills."""
-        if task.cancelled() or self.state == "shut_down":
+    def _task_died(self, task: asyncio.Task[None], _exc: BaseException) -> None:
+        """A reader or the watcher died (its owner logged it): the kernel is of no more use."""
+        if self.state == "shut_down":
             return
-        log.error("kernel task %s died", task.get_name(), exc_info=task.exception())
         self._fail_pending(errors.KernelDied(f"the kernel's {task.get_name()} task failed"))
 
     def _fail_pending(self, error: errors.KernelError) -> None:

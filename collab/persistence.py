@@ -84,13 +84,13 @@ class RoomStore:
         process: str | None = None,
     ) -> None:
         self.events = event_store
-        self.pool = event_store.pool
+        self.pool = event_store.pool  # borrowed through the store, which translates its errors
         self.commit_mode = "on" if durable_updates else "off"
         self.process = process or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def info(self, room: str) -> tuple[bool, str | None]:
         """Whether ``room`` exists, and its owner."""
-        async with self.pool.acquire() as conn:
+        async with self.events.connection() as conn:
             row = await conn.fetchrow(queries["room_info"], room)
         return (False, None) if row is None else (True, row["owner"])
 
@@ -110,9 +110,9 @@ class RoomStore:
     async def load(self, room: str) -> Loaded:
         """The room's document: its latest snapshot plus every later update, merged; from now
         on this process counts as holding the room (``Appended.shared`` for the others)."""
-        async with self.pool.acquire() as conn:
+        async with self.events.connection() as conn:
             shared = bool(await conn.fetchval(queries["enter_room"], room, self.process))
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        async with self.events.connection() as conn, conn.transaction(isolation="repeatable_read"):
             snapshot = await conn.fetchrow(queries["latest_snapshot"], room)
             base = snapshot["seq"] if snapshot else 0
             rows = await conn.fetch(queries["updates_after"], room, base)
@@ -123,19 +123,19 @@ class RoomStore:
 
     async def shared(self, rooms: Sequence[str]) -> set[str]:
         """Which of ``rooms`` another process holds too."""
-        async with self.pool.acquire() as conn:
+        async with self.events.connection() as conn:
             rows = await conn.fetch(queries["shared_rooms"], list(rooms), self.process)
         return {row["room"] for row in rows}
 
     async def release(self, room: str) -> None:
         """This process no longer holds ``room``."""
-        async with self.pool.acquire() as conn:
+        async with self.events.connection() as conn:
             await conn.execute(queries["leave_room"], room, self.process)
 
     async def append(self, room: str, updates: Sequence[bytes], authors: Sequence[str]) -> Appended:
         """Append updates (one statement, one round trip): their sequence numbers, in order,
         and whether another process holds the room (and so needs a wake-up)."""
-        async with self.pool.acquire() as conn:
+        async with self.events.connection() as conn:
             rows = await conn.fetch(
                 queries["append_updates"],
                 room,
@@ -154,7 +154,7 @@ class RoomStore:
         """What a process holding updates up to ``seq`` lacks: the latest snapshot if it was
         compacted past ``seq`` (None otherwise), and the updates after ``seq`` with their
         authors, in order."""
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        async with self.events.connection() as conn, conn.transaction(isolation="repeatable_read"):
             snapshot = await conn.fetchrow(queries["latest_snapshot"], room)
             rows = await conn.fetch(queries["updates_after"], room, seq)
         newer = snapshot["data"] if snapshot is not None and snapshot["seq"] > seq else None

@@ -30,12 +30,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-import asyncpg
 import pycrdt
 
 from collab import awareness, errors, protocol
 from collab.access import SYSTEM, Participant, author
 from collab.limits import Limits, TokenBucket
+from events import errors as event_errors
+from events import tasks
 
 if TYPE_CHECKING:
     from collab.persistence import RoomStore
@@ -122,6 +123,8 @@ class Room:
         self._own: set[int] = set()
         self._outbox: list[tuple[bytes, bytes, Connection | None, str]] = []
         self._wake = False
+        # persists and broadcasts (_sync), started when there is work and ending when done
+        self._tasks = tasks.TaskOwner("collab room", logger=log)
         self._task: asyncio.Task[None] | None = None
         self._applying = False
         self._changed = False
@@ -376,10 +379,7 @@ class Room:
 
     def _kick(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._sync(), name=f"chronohub-collab-room-{self.name}"
-            )
-            self._task.add_done_callback(_report_failure)
+            self._task = self._tasks.start(self._sync(), f"chronohub-collab-room-{self.name}")
 
     async def flushed(self) -> None:
         """Wait until every change made so far is persisted and broadcast."""
@@ -412,7 +412,7 @@ class Room:
                 )
                 seqs, shared = appended.seqs, appended.shared
                 self.shared = self.shared or shared  # only the rooms set's poll says "alone"
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except event_errors.DatabaseUnavailable as exc:
                 log.warning("room %s: cannot append updates (%s); retrying", self.name, exc)
                 self._outbox[:0] = batch
                 await asyncio.sleep(RETRY_S)
@@ -436,7 +436,7 @@ class Room:
             return
         try:
             snapshot, rows = await self._store.catch_up(self.name, self._cursor)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except event_errors.DatabaseUnavailable as exc:
             log.warning("room %s: cannot read updates (%s); retrying", self.name, exc)
             await asyncio.sleep(RETRY_S)
             self._wake = True
@@ -507,8 +507,4 @@ class Room:
             self.drop(conn, code, reason)
         await self.flushed()
         self._closed = True
-
-
-def _report_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("collab room task %s failed", task.get_name(), exc_info=task.exception())
+        await self._tasks.close()

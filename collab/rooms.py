@@ -28,12 +28,11 @@ import logging
 import time
 from collections.abc import Sequence
 
-import asyncpg
-
 from collab import access, awareness, errors, persistence, room
 from collab.limits import Limits
 from collab.relay import Relay
-from events import models, notify
+from events import errors as event_errors
+from events import models, notify, tasks
 from events.catalog import collab as collab_events
 
 log = logging.getLogger(__name__)
@@ -70,6 +69,7 @@ class Rooms:
         self._relay = Relay(dsn, self._on_wake, on_awareness=self._on_awareness) if relay else None
         self._awareness_dirty: set[str] = set()
         self._awareness_flush: asyncio.TimerHandle | None = None
+        self._tasks = tasks.TaskOwner("collab", logger=log)
         self._janitor: asyncio.Task[None] | None = None
         self._recorder: asyncio.Task[None] | None = None
         self._records: asyncio.Queue[tuple[str, collab_events.RoomEvent, models.Metadata]] = (
@@ -83,15 +83,13 @@ class Rooms:
         """Start the relay (cross-process wake-ups) and the janitor (unload, poll, compact)."""
         if self._relay is not None:
             await self._relay.start()
-        self._janitor = asyncio.create_task(self._janitor_loop(), name="chronohub-collab-janitor")
-        self._recorder = asyncio.create_task(self._record_loop(), name="chronohub-collab-recorder")
+        self._janitor = self._tasks.start(self._janitor_loop(), "chronohub-collab-janitor")
+        self._recorder = self._tasks.start(self._record_loop(), "chronohub-collab-recorder")
 
     async def stop(self) -> None:
         """Close every room (persisting what is queued), then stop the janitor and the relay."""
         if self._janitor is not None:
-            self._janitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._janitor
+            await self._tasks.cancel(self._janitor)
             self._janitor = None
         self._flush_awareness()
         for name in list(self._rooms):
@@ -102,10 +100,8 @@ class Rooms:
         if self._recorder is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._records.join(), RECORD_DRAIN_S)
-            self._recorder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recorder
             self._recorder = None
+        await self._tasks.close()
         if self._relay is not None:
             await self._relay.stop()
 
@@ -204,7 +200,7 @@ class Rooms:
                 collab_events.stream_id(name),
                 [collab_events.RoomClosed(room=name, process=self.process, seq=closing.seq)],
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except event_errors.DatabaseUnavailable as exc:
             log.warning("room %s closed, but not recorded (%s)", name, exc)
 
     async def compact(self, name: str) -> persistence.Compaction | None:
@@ -258,7 +254,7 @@ class Rooms:
                 await self.store.events.append(
                     collab_events.stream_id(name), [event], metadata=metadata
                 )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except event_errors.DatabaseUnavailable as exc:
                 log.warning("room %s: could not record %s (%s)", name, event.type, exc)
             finally:
                 self._records.task_done()
@@ -339,7 +335,7 @@ class Rooms:
         asked_at, asked = time.monotonic(), list(self._rooms.items())
         try:
             shared = await self.store.shared([name for name, _opened in asked])
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except event_errors.DatabaseUnavailable as exc:
             log.warning("collab janitor: cannot read which rooms are shared: %s", exc)
             return
         for name, opened in asked:
@@ -368,5 +364,5 @@ class Rooms:
                         opened.wake()
                     if opened.updates_since_snapshot >= self.limits.compact_after_updates:
                         await self.compact(name)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except event_errors.DatabaseUnavailable as exc:
                     log.warning("collab janitor: room %s: %s", name, exc)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import asyncpg
 from aiohttp import WSMsgType, web
 
 from collab import access, errors, protocol
 from collab.room import Connection
 from collab.rooms import Rooms
+from events import errors as event_errors
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Endpoint:
         except errors.InvalidRoomName as exc:
             await ws.close(code=errors.BAD_MESSAGE, message=errors.short_reason(str(exc)).encode())
             return ws
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except event_errors.DatabaseUnavailable as exc:
             log.warning("room %s: cannot admit a connection: %s", name, exc)
             await ws.close(code=errors.UNAVAILABLE, message=b"the hub's database does not answer")
             return ws

@@ -21,6 +21,7 @@ from pycrdt import Doc
 from collab import execution
 from collab import kernel as kernels
 from collab import session_errors as errors
+from events import tasks
 from events.catalog import collab_sessions as session_events
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Session:
         self.state: SessionState = "new"
         self.ended = asyncio.Event()
         self._participants: set[Hashable] = set()
+        # the grace timer: nobody left for grace_period seconds ends the session
+        self._tasks = tasks.TaskOwner("session", logger=log)
         self._grace: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Session:
@@ -189,9 +192,7 @@ class Session:
 
     def _arm_grace_timer(self) -> None:
         if self._grace is None:
-            self._grace = asyncio.create_task(
-                self._expire(), name=f"session-grace-{self.session_id}"
-            )
+            self._grace = self._tasks.start(self._expire(), f"session-grace-{self.session_id}")
 
     def _disarm_grace_timer(self) -> None:
         grace, self._grace = self._grace, None
@@ -202,12 +203,8 @@ class Session:
         await asyncio.sleep(self.grace_period)
         log.info("session %s: nobody for %gs, shutting down", self.session_id, self.grace_period)
         self._grace = None  # this task ends the session; shutdown must not cancel it
-        try:
-            await self.shutdown("idle")
-        except Exception:
-            # The kernel is stopped either way; only recording the end failed. Nobody
-            # awaits this task, so say it here.
-            log.exception("session %s: the idle shutdown could not be recorded", self.session_id)
+        # The kernel is stopped even if recording the end fails; the task's owner logs that.
+        await self.shutdown("idle")
 
     # --- what participants do ------------------------------------------------------------
 

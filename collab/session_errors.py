@@ -1,13 +1,16 @@
 """Typed errors of shared execution sessions: the notebook, the kernel, the executor.
 
-Each carries the fields a caller needs to answer (the REST layer maps ``Forbidden`` to 403/404,
-``NotFound`` to 404, ``Invalid`` to 400, ``Unavailable`` to 409/503).
+Each carries the fields a caller needs to answer (the hub's error middleware maps ``Forbidden``
+to 403, ``NotFound`` to 404, ``Invalid`` to 400, ``Unavailable`` to 409/503). They are
+``CollabError``s: collab has one root exception.
 """
 
 from __future__ import annotations
 
+from collab import errors
 
-class SessionError(Exception):
+
+class SessionError(errors.CollabError):
     """Base of every error a shared execution session raises."""
 
 

@@ -271,4 +271,9 @@ class SessionManager:
         results = await asyncio.gather(*(s.shutdown() for s in running), return_exceptions=True)
         for session, result in zip(running, results, strict=True):
             if isinstance(result, BaseException):
-                log.error("session %s did not shut down cleanly: %s", session.session_id, result)
+                log.error(
+                    "session %s did not shut down cleanly: %s",
+                    session.session_id,
+                    result,
+                    exc_info=result,
+                )

@@ -53,6 +53,12 @@ class PayloadTooLarge(InvalidEvent):
         )
 
 
+class DatabaseUnavailable(EventStoreError):
+    """The database cannot serve now: it did not answer, dropped the connection, is out of
+    connections or shutting down. The driver's own error is the cause (``__cause__``); see
+    ``events.sql``, the one place driver errors become this."""
+
+
 class RegistryError(EventStoreError):
     """An event model that breaks the registry's rules (raised at import time)."""
 

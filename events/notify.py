@@ -9,12 +9,13 @@ commit and halve append throughput.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Self
 
 import asyncpg
+
+from events import errors, sql, tasks
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class Channel:
         self._drained = asyncio.Event()  # set while nothing sent is waiting to go out
         self._drained.set()
         self._own_pids: set[int] = set()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = tasks.TaskOwner("notifier", logger=log)
         self.listening = asyncio.Event()
 
     def send(self, payload: str = "") -> None:
@@ -109,19 +110,12 @@ class Channel:
 
     async def start(self) -> None:
         """Start the sender and the listener tasks."""
-        self._tasks = [
-            asyncio.create_task(self._send_loop(), name=f"{self._channel}-notify"),
-            asyncio.create_task(self._listen_loop(), name=f"{self._channel}-listen"),
-        ]
+        self._tasks.start(self._send_loop(), f"{self._channel}-notify")
+        self._tasks.start(self._listen_loop(), f"{self._channel}-listen")
 
     async def stop(self) -> None:
         """Cancel both tasks and wait for them."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._tasks.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -142,12 +136,13 @@ class Channel:
                 self._pending.clear()
                 payloads, self._outbox = self._outbox, set()
                 try:
-                    if conn is None or conn.is_closed():
-                        conn = await self._connect()
-                        self._own_pids.add(conn.get_server_pid())
-                    for payload in payloads:
-                        await conn.execute("SELECT pg_notify($1, $2)", self._channel, payload)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    with sql.translated():
+                        if conn is None or conn.is_closed():
+                            conn = await self._connect()
+                            self._own_pids.add(conn.get_server_pid())
+                        for payload in payloads:
+                            await conn.execute("SELECT pg_notify($1, $2)", self._channel, payload)
+                except errors.DatabaseUnavailable as exc:
                     # Other processes still poll: a lost NOTIFY only delays them.
                     log.warning("could not send NOTIFY (%s); other processes will poll", exc)
                     conn = None
@@ -164,14 +159,15 @@ class Channel:
             conn: asyncpg.Connection[Any] | None = None
             lost = asyncio.Event()
             try:
-                conn = await self._connect()
-                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await conn.add_listener(self._channel, self._on_notify)
-                self.listening.set()
-                self._on_message(None)  # anything sent while we were not listening
-                await lost.wait()
+                with sql.translated():
+                    conn = await self._connect()
+                    conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                    await conn.add_listener(self._channel, self._on_notify)
+                    self.listening.set()
+                    self._on_message(None)  # anything sent while we were not listening
+                    await lost.wait()
                 log.warning("LISTEN connection lost; reconnecting")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except errors.DatabaseUnavailable as exc:
                 log.warning("could not LISTEN (%s); retrying in %.1fs", exc, self._reconnect_s)
             finally:
                 self.listening.clear()

@@ -148,15 +148,27 @@ class EventStore:
         the same ``event_ids`` returns the first append's result and writes nothing.
         """
         prepared = self._prepare(stream_id, events, expected, metadata, event_ids)
-        async with self.pool.acquire() as conn:
+        async with self.connection() as conn:
             result = await self._append_on(conn, prepared, expected)
         self._poke()
         return result
 
     @contextlib.asynccontextmanager
+    async def connection(
+        self,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a bound on borrowing, for the pool
+    ) -> AsyncIterator[sql.Connection]:
+        """A connection borrowed from the pool (waiting at most ``timeout`` for one): the
+        driver's errors in the block, and in borrowing it, leave as ``DatabaseUnavailable``."""
+        with sql.translated():
+            async with self.pool.acquire(timeout=timeout) as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
         """A transaction for several appends (and the caller's own reads) that commit together."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             session = Session(self, conn)
             yield session
         if session.appended:
@@ -331,7 +343,7 @@ class EventStore:
         flight: only for callers whose locks keep writers out of what they read.
         """
         if conn is None:
-            async with self.pool.acquire() as own:
+            async with self.connection() as own:
                 raw = await self._fetch_page(own, after, filter, limit, fenced)
         else:
             raw = await self._fetch_page(conn, after, filter, limit, fenced)
@@ -362,7 +374,7 @@ class EventStore:
         page_size: int,
         fenced: bool,
     ) -> AsyncIterator[list[models.RecordedEvent]]:
-        async with self.pool.acquire() as conn:
+        async with self.connection() as conn:
             pending: asyncio.Future[_RawPage] | None = asyncio.ensure_future(
                 self._fetch_page(conn, after, filter, page_size, fenced)
             )
@@ -437,7 +449,7 @@ class EventStore:
     async def head(self, *, conn: sql.Connection | None = None) -> models.Checkpoint:
         """The checkpoint of the last event a fenced reader can see now (``ORIGIN`` if none)."""
         if conn is None:
-            async with self.pool.acquire() as own:
+            async with self.connection() as own:
                 row = await own.fetchrow(queries["head"])
         else:
             row = await conn.fetchrow(queries["head"])
@@ -446,7 +458,7 @@ class EventStore:
     async def _fetchval(self, conn: sql.Connection | None, query: str, *args: Any) -> Any:
         if conn is not None:
             return await conn.fetchval(query, *args)
-        async with self.pool.acquire() as own:
+        async with self.connection() as own:
             return await own.fetchval(query, *args)
 
 

@@ -70,13 +70,15 @@ async def open_hub(
     *,
     serving: bool = True,
     oauth: spawner.OAuthClients | None = None,
+    hub_url: str | None = None,
 ) -> AsyncIterator[context.Hub]:
     """Start the database (embedded when none is configured), migrate, and run the hub's parts.
 
     ``serving=False`` is for one-shot CLI commands: it neither applies the configuration
     (a command run without the server's configuration file must not undo it) nor runs the
     asynchronous projections, nor manages servers. ``oauth`` is where spawned servers' OAuth
-    clients are registered: by default this hub's own OAuth provider.
+    clients are registered: by default this hub's own OAuth provider. ``hub_url`` is where
+    servers reach the hub's API (by default ``hub_ip``:``hub_port``).
     """
     code = isolation.Isolation.from_settings(config)
     # Checked first: a server command that cannot run is told before anything is written.
@@ -110,7 +112,9 @@ async def open_hub(
                     )
                     return
                 manager = servers.ServerManager(
-                    event_store, servers.settings_from(config, code, command), oauth=oauth
+                    event_store,
+                    servers.settings_from(config, code, command, hub_url),
+                    oauth=oauth,
                 )
                 await manager.start()
                 try:
@@ -375,7 +379,9 @@ async def serve(config: hub_settings.Settings) -> None:
         public_socket = None
         if config.proxy == "builtin":
             public_socket = sockets.enter_context(startup.bind(config.ip, config.port, "public"))
-        async with open_hub(config) as hub:
+        # Known before anything serves: a spawn at once gets the address the hub listens on.
+        host, port = hub_socket.getsockname()[:2]
+        async with open_hub(config, hub_url=startup.url(host, port, "/hub/")) as hub:
             await _serve(hub, hub_socket, public_socket)
 
 
@@ -395,10 +401,9 @@ async def _serve(
     gc.freeze()
     try:
         host, port = app_runner.addresses[0][:2]
-        # Single-user servers call the hub's API at its internal address, as in JupyterHub.
+        # The proxy sends /hub/ to the hub's internal address (where single-user servers call
+        # its API too, as in JupyterHub: ``hub_url``, set before the site started).
         hub_target = startup.url(host, port, "")
-        if hub.servers is not None:
-            hub.servers.hub_url = hub_target + "/hub/"
         state = application[proxy_api.PROXY]
         async with run_proxy(hub, hub_target, state, sock=public_socket) as running:
             lines = startup.banner(

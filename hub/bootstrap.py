@@ -44,7 +44,7 @@ def desired_roles(config: hub_settings.Settings) -> dict[str, roles.Role]:
         try:
             wanted[entry.name] = roles.define_role(entry.name, entry.scopes, entry.description)
         except scopes.ScopeError as exc:
-            raise ConfigurationError(f"roles: {exc}") from None
+            raise ConfigurationError(f"roles: {exc}") from exc
     services = {s.name for s in config.services}
     for entry in config.roles:
         unknown = [name for name in entry.services if name not in services]
@@ -253,4 +253,4 @@ async def _oauth_clients(session: store.Session, config: hub_settings.Settings) 
     try:
         return await oauth_clients.reconcile(session, config, STARTUP)
     except oauth_clients.ClientConfigError as exc:
-        raise ConfigurationError(str(exc)) from None
+        raise ConfigurationError(str(exc)) from exc

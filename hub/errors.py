@@ -2,6 +2,12 @@
 
 JupyterHub answers errors as ``{"status": <int>, "message": <str>}`` with the same status
 on the response; clients such as the idle culler read ``message``.
+
+Handlers do not translate errors: they let typed errors rise. A ``HubError`` (the spawner's
+errors are ones) carries its status; the typed errors of the packages below the hub (the
+event store's, collab's) are mapped here, in ``_STATUS``; a database that cannot serve answers
+503, whether the error came through the store (``DatabaseUnavailable``) or from a connection a
+handler borrowed from the pool. Anything else is a bug: 500, with its traceback in the log.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from collab import errors as collab_errors
+from collab import session_errors
 from events import errors as event_errors
+from events import sql
 from hub import version
 
 log = logging.getLogger(__name__)
@@ -27,6 +36,11 @@ class HubError(Exception):
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(message)
+
+    @property
+    def reply(self) -> str:
+        """The message the client reads (``message`` unless a subclass says more)."""
+        return self.message
 
     @classmethod
     def with_status(cls, status: int, message: str) -> HubError:
@@ -66,14 +80,27 @@ class Unavailable(HubError):
     status = 503
 
 
-# Errors of the event store, as the HTTP status they answer with.
-_EVENT_STATUS: dict[type[event_errors.EventStoreError], int] = {
-    event_errors.ConcurrencyConflict: 409,
-    event_errors.IdempotencyConflict: 409,
-    event_errors.PayloadTooLarge: 413,
-    event_errors.InvalidEvent: 400,
-    event_errors.UnknownEventType: 400,
-}
+# Typed errors of the packages below the hub, as the HTTP status they answer with: the first
+# class that matches wins, so a subclass comes before its base.
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (event_errors.ConcurrencyConflict, 409),
+    (event_errors.IdempotencyConflict, 409),
+    (event_errors.PayloadTooLarge, 413),
+    (event_errors.InvalidEvent, 400),
+    (event_errors.UnknownEventType, 400),
+    # shared execution sessions
+    (session_errors.NotFound, 404),
+    (session_errors.Forbidden, 403),
+    (session_errors.KernelRefused, 403),
+    (session_errors.SessionClosed, 409),
+    (session_errors.RoomBusy, 409),
+    (session_errors.Unavailable, 503),
+    (session_errors.KernelError, 503),
+    (session_errors.SessionError, 400),
+    (collab_errors.InvalidRoomName, 400),
+)
+
+DATABASE_UNAVAILABLE = "The hub's database does not answer; try again shortly."
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -89,17 +116,28 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             raise BadRequest("the URL holds a NUL character (%00), which is not allowed")
         response = await handler(request)
     except HubError as exc:
-        response = error_response(exc.status, exc.message)
-    except event_errors.EventStoreError as exc:
-        status = next((s for cls, s in _EVENT_STATUS.items() if isinstance(exc, cls)), 500)
-        response = error_response(status, str(exc))
+        response = error_response(exc.status, exc.reply)
     except web.HTTPException as exc:
         if exc.empty_body or exc.status < 400:
             exc.headers["X-JupyterHub-Version"] = version.JUPYTERHUB_API
             raise
         response = error_response(exc.status, exc.reason)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        response = error_response(500, "Internal server error; the hub log has the details.")
+    except Exception as exc:  # noqa: BLE001 - every error is answered; _translate logs bugs
+        response = _translate(request, exc)
     response.headers["X-JupyterHub-Version"] = version.JUPYTERHUB_API
     return response
+
+
+def _translate(request: web.Request, exc: Exception) -> web.Response:
+    """The answer to an error that is not a ``HubError``: a typed error of a lower package,
+    the database unable to serve, or (anything else) a bug."""
+    # A handler's own OSError may be a file's: only the store's connections say "database".
+    database = sql.unavailable(exc, os_errors=False)
+    if database is not None:
+        log.warning("%s %s: the database cannot serve: %s", request.method, request.path, database)
+        return error_response(503, DATABASE_UNAVAILABLE)
+    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), None)
+    if status is not None:
+        return error_response(status, str(exc))
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return error_response(500, "Internal server error; the hub log has the details.")

@@ -68,7 +68,7 @@ def bind(ip: str, port: int, role: Role) -> socket.socket:
     try:
         return socket.create_server((ip, port), family=family, backlog=BACKLOG)
     except OSError as exc:
-        raise StartupError(cannot_listen(ip, port, role, exc)) from None
+        raise StartupError(cannot_listen(ip, port, role, exc)) from exc
 
 
 def check_free(ip: str, port: int, role: Role) -> None:

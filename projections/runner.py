@@ -9,13 +9,10 @@ batch starts from the last committed checkpoint, so each event takes effect exac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 
-import asyncpg
-
-from events import models, sql, store
+from events import errors, models, sql, store, tasks
 from projections import base
 
 log = logging.getLogger(__name__)
@@ -39,23 +36,16 @@ class AsyncRunner:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.retry_s = retry_s
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = tasks.TaskOwner("projection", logger=log)
 
     async def start(self) -> None:
         """Start following the log, one named task per projection."""
         for projection in self.projections:
-            self._tasks[projection.name] = asyncio.create_task(
-                self._follow(projection), name=f"chronohub-projection-{projection.name}"
-            )
+            self._tasks.start(self._follow(projection), f"chronohub-projection-{projection.name}")
 
     async def stop(self) -> None:
         """Cancel every task and wait for it; a batch in flight is rolled back."""
-        for task in self._tasks.values():
-            task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self._tasks.close()
 
     async def __aenter__(self) -> AsyncRunner:
         await self.start()
@@ -70,12 +60,7 @@ class AsyncRunner:
             token = self.store.wakeup.token()
             try:
                 applied = await step(self.store, projection, self.batch_size)
-            except (
-                OSError,
-                base.ProjectionError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-            ) as exc:
+            except (base.ProjectionError, errors.DatabaseUnavailable) as exc:
                 # Nothing of the batch was committed; try again from the same checkpoint.
                 log.error("projection %s failed a batch: %s", projection.name, exc)
                 await asyncio.sleep(self.retry_s)
@@ -93,7 +78,7 @@ async def step(event_store: store.EventStore, projection: base.Projection, batch
 
     Returns 0 when another worker holds the projection or nothing is new.
     """
-    async with event_store.pool.acquire() as conn, conn.transaction():
+    async with event_store.connection() as conn, conn.transaction():
         if not await conn.fetchval(queries["lock"], projection.name):
             return 0
         await conn.execute(queries["ensure"], projection.name)

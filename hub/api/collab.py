@@ -22,7 +22,6 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from collab import access as room_access
-from collab import errors as collab_errors
 from collab import execution, notebook, persistence, rooms, sessions
 from collab import kernel as kernels
 from collab import session_errors as errors
@@ -174,8 +173,8 @@ async def _session(request: web.Request, needed: Literal["read", "write"]) -> se
         raise _refuse(caller.grants, scope)
     try:
         session_id = uuid.UUID(request.match_info["session_id"])
-    except ValueError:
-        raise hub_errors.NotFound(f"No such session: {request.match_info['session_id']}") from None
+    except ValueError as exc:
+        raise hub_errors.NotFound(f"No such session: {request.match_info['session_id']}") from exc
     bound = _manager(request).get(session_id)
     if bound is None:
         raise hub_errors.NotFound(f"No such session: {session_id}")
@@ -195,20 +194,6 @@ def participant(caller: access.Caller) -> execution.Participant:
     return execution.Participant(caller.name, caller.kind)
 
 
-def session_error(exc: errors.SessionError) -> hub_errors.HubError:
-    """The HTTP answer to a session's typed error."""
-    status = 400
-    if isinstance(exc, errors.NotFound):
-        status = 404
-    elif isinstance(exc, errors.Forbidden | errors.KernelRefused):
-        status = 403
-    elif isinstance(exc, errors.SessionClosed | errors.RoomBusy):
-        status = 409
-    elif isinstance(exc, errors.Unavailable | errors.KernelError):
-        status = 503
-    return hub_errors.HubError.with_status(status, str(exc))
-
-
 # --- handlers --------------------------------------------------------------------------------
 
 
@@ -221,15 +206,11 @@ async def create_session(request: web.Request) -> web.Response:
         raise _refuse(caller.grants, collab_access.WRITE)
     command = await body.parse(request, CreateSession, allow_empty=True)
     room = command.room or f"session-{uuid.uuid4().hex[:16]}"
-    try:
-        persistence.check_room_name(room)
-        manager.initial_update(command.notebook)  # validated before anything is written
-        await manager.check_kernel(command.kernel_name)
-        manager.check_room_free(room)
-    except collab_errors.InvalidRoomName as exc:
-        raise hub_errors.BadRequest(str(exc)) from None
-    except errors.SessionError as exc:
-        raise session_error(exc) from None
+    # Checked before anything is written; their typed errors answer through the middleware.
+    persistence.check_room_name(room)
+    manager.initial_update(command.notebook)
+    await manager.check_kernel(command.kernel_name)
+    manager.check_room_free(room)
     info = await hub.rooms.describe(room) if hub.rooms is not None else None
     if info is None:
         raise hub_errors.Unavailable("this hub serves no collaboration rooms")
@@ -238,12 +219,9 @@ async def create_session(request: web.Request) -> web.Response:
         if await _level(conn, caller.grants, room, owner) != "write":
             raise _refuse(caller.grants, collab_access.WRITE)
     creator = room_access.Participant(caller.kind, caller.name, can_write=True)
-    try:
-        bound = await manager.create(
-            room, creator, nb=command.notebook, kernel_name=command.kernel_name, owner=owner
-        )
-    except errors.SessionError as exc:
-        raise session_error(exc) from None
+    bound = await manager.create(
+        room, creator, nb=command.notebook, kernel_name=command.kernel_name, owner=owner
+    )
     return _json(render(request, bound), 201)
 
 
@@ -270,14 +248,9 @@ async def execute(request: web.Request) -> web.Response:
     """``POST /collab/sessions/{id}/execute``: 202 with the request id; outputs go to the room."""
     bound = await _session(request, "write")
     command = await body.parse(request, ExecuteCell)
-    try:
-        # Checked here first, so that a bad cell id is refused without an event.
-        notebook.find_code_cell(bound.session.doc, command.cell_id)
-        queued = await bound.session.execute(
-            command.cell_id, participant(access.caller_of(request))
-        )
-    except errors.SessionError as exc:
-        raise session_error(exc) from None
+    # Checked here first, so that a bad cell id is refused without an event.
+    notebook.find_code_cell(bound.session.doc, command.cell_id)
+    queued = await bound.session.execute(command.cell_id, participant(access.caller_of(request)))
     status: Literal["queued", "aborted"] = "aborted" if queued.done.done() else "queued"
     return _json(ExecutionAccepted(request_id=queued.request_id, cell_id=queued.cell_id,
                                    status=status), 202)  # fmt: skip
@@ -286,20 +259,14 @@ async def execute(request: web.Request) -> web.Response:
 async def interrupt(request: web.Request) -> web.Response:
     """``POST /collab/sessions/{id}/interrupt``: 200 with the session."""
     bound = await _session(request, "write")
-    try:
-        await bound.session.interrupt(participant(access.caller_of(request)))
-    except errors.SessionError as exc:
-        raise session_error(exc) from None
+    await bound.session.interrupt(participant(access.caller_of(request)))
     return _json(render(request, bound))
 
 
 async def restart(request: web.Request) -> web.Response:
     """``POST /collab/sessions/{id}/restart``: 200 with how many queued requests were aborted."""
     bound = await _session(request, "write")
-    try:
-        aborted = await bound.session.restart(participant(access.caller_of(request)))
-    except errors.SessionError as exc:
-        raise session_error(exc) from None
+    aborted = await bound.session.restart(participant(access.caller_of(request)))
     return _json(KernelRestarted(aborted_requests=aborted))
 
 

@@ -174,7 +174,7 @@ async def create(request: web.Request, command: CreateProject) -> Any:
         try:
             source = remote.parse_url(command.import_url)
         except remote.BadUrl as exc:
-            raise _import_error(exc) from None
+            raise _import_error(exc) from exc
     owner_name = command.owner
     if owner_name is None:
         if caller.kind != "user":
@@ -200,7 +200,7 @@ async def create(request: web.Request, command: CreateProject) -> Any:
         except remote.RemoteError as exc:
             if staged is not None:
                 await fetcher.discard(staged)
-            raise _import_error(exc) from None
+            raise _import_error(exc) from exc
     try:
         async with hub.store.session() as session:
             owner = await _creatable(session.conn, caller, owner_name, command.name)
@@ -222,10 +222,10 @@ async def create(request: web.Request, command: CreateProject) -> Any:
                     expected=store.NO_STREAM,
                     metadata=access.event_metadata(request, caller),
                 )
-            except asyncpg.UniqueViolationError:  # a concurrent create of the same name won
+            except asyncpg.UniqueViolationError as exc:  # a concurrent create of the same name won
                 raise errors.Conflict(
                     f"Project {owner['name']}/{command.name} already exists"
-                ) from None
+                ) from exc
     except BaseException:
         if staged is not None:
             await request.app[importer.IMPORTER].discard(
@@ -243,7 +243,7 @@ async def create(request: web.Request, command: CreateProject) -> Any:
         except push.PushError as exc:  # deleted, or pushed to, in the moment since creation
             raise errors.Conflict(
                 f"Project {owner['name']}/{command.name} changed during its import: {exc}"
-            ) from None
+            ) from exc
     async with hub.store.pool.acquire() as conn:
         found = await project_access.lookup(conn, owner["name"], command.name, caller)
     assert found is not None
@@ -449,13 +449,13 @@ async def sync_project(request: web.Request) -> web.Response:
             metadata=access.event_metadata(request, caller),
         )
     except remote.RemoteError as exc:
-        raise _import_error(exc) from None
-    except push.StaleRefs:
+        raise _import_error(exc) from exc
+    except push.StaleRefs as exc:
         raise errors.Conflict(
             f"Project {row['owner']}/{row['name']} was pushed to during the sync; sync again"
-        ) from None
-    except push.ProjectGone:
-        raise _not_found(row["owner"], row["name"]) from None
+        ) from exc
+    except push.ProjectGone as exc:
+        raise _not_found(row["owner"], row["name"]) from exc
     async with hub.store.pool.acquire() as conn:
         found = await project_access.lookup(conn, row["owner"], row["name"], caller)
     assert found is not None

@@ -103,7 +103,7 @@ async def get_proxy(request: web.Request) -> web.Response:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise errors.HubError.with_status(
                 502, f"configurable-http-proxy at {state.chp.api_url} does not answer: {exc}"
-            ) from None
+            ) from exc
         models = [chp_route_model(path, entry) for path, entry in raw.items()]
         table = {m["routespec"]: m for m in models}
     keys = sorted(table)[page.offset : page.offset + page.limit]
@@ -146,7 +146,7 @@ async def patch_proxy(request: web.Request) -> web.Response:
         raise errors.BadRequest(
             f"the proxy at {command.api_url or before[0]} does not accept the hub: {exc};"
             " the hub keeps its current proxy"
-        ) from None
+        ) from exc
     log.info("the hub now uses configurable-http-proxy at %s", adapter.api_url)
     if state.refresh is not None:
         await state.refresh()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from hub import errors, version
@@ -80,11 +79,9 @@ async def whoami(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """``GET /hub/health``: 200 when the hub and its database answer, 503 otherwise."""
     hub = request.app[HUB]
-    try:
-        async with hub.store.pool.acquire(timeout=5) as conn:
-            await conn.fetchval("SELECT 1")
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise errors.Unavailable(f"the database does not answer: {exc}") from exc
+    # A database that cannot serve answers 503, through the error middleware.
+    async with hub.store.connection(timeout=5) as conn:
+        await conn.fetchval("SELECT 1")
     return web.json_response({"status": "ok", "database": "ok"})
 
 

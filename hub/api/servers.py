@@ -26,7 +26,6 @@ from hub.context import HUB, Hub
 from hub.reads import users as users_read
 from hub.servers import manager as servers
 from hub.servers import rules as server_rules
-from hub.servers import spawner
 from hub.web import body
 
 queries = sql.Queries("hub.servers", "servers.sql")
@@ -159,12 +158,6 @@ async def _target(
     return caller, row, server_name
 
 
-def _policy(exc: spawner.SpawnError) -> errors.HubError:
-    if isinstance(exc, spawner.PolicyError):
-        return errors.HubError.with_status(exc.status, exc.message)
-    return errors.HubError.with_status(500, f"Spawn failed: {exc.message}")
-
-
 def _text(status: int) -> web.Response:
     return web.Response(status=status, content_type="text/plain")
 
@@ -184,16 +177,13 @@ async def start_server(request: web.Request) -> web.Response:
         raise errors.BadRequest(f"user_options must be a JSON object, got {type(data).__name__}")
     async with hub.store.pool.acquire() as conn:
         caller, user, server_name = await _target(request, conn, [scope_table.START_SERVERS])
-    try:
-        outcome = await servers_.spawn(
-            user["user_id"],
-            user["name"],
-            server_name,
-            options,
-            access.event_metadata(request, caller),
-        )
-    except spawner.SpawnError as exc:
-        raise _policy(exc) from None
+    outcome = await servers_.spawn(
+        user["user_id"],
+        user["name"],
+        server_name,
+        options,
+        access.event_metadata(request, caller),
+    )
     return _text(201 if outcome == "ready" else 202)
 
 
@@ -204,16 +194,13 @@ async def stop_server(request: web.Request) -> web.Response:
     command = await body.parse(request, StopBody, allow_empty=True)
     async with hub.store.pool.acquire() as conn:
         caller, user, server_name = await _target(request, conn, [scope_table.DELETE_SERVERS])
-    try:
-        outcome = await servers_.stop(
-            user["user_id"],
-            user["name"],
-            server_name,
-            access.event_metadata(request, caller),
-            remove=command.remove,
-        )
-    except spawner.SpawnError as exc:
-        raise _policy(exc) from None
+    outcome = await servers_.stop(
+        user["user_id"],
+        user["name"],
+        server_name,
+        access.event_metadata(request, caller),
+        remove=command.remove,
+    )
     return _text(202 if outcome == "pending" else 204)
 
 
@@ -247,17 +234,14 @@ async def define_server(request: web.Request) -> web.Response:
     command = await body.parse(request, DefineBody, allow_empty=True)
     async with hub.store.pool.acquire() as conn:
         caller, user, server_name = await _target(request, conn, [scope_table.START_SERVERS])
-    try:
-        await servers_.define(
-            user["user_id"],
-            user["name"],
-            server_name,
-            command.display_name,
-            command.user_options,
-            access.event_metadata(request, caller),
-        )
-    except spawner.SpawnError as exc:
-        raise _policy(exc) from None
+    await servers_.define(
+        user["user_id"],
+        user["name"],
+        server_name,
+        command.display_name,
+        command.user_options,
+        access.event_metadata(request, caller),
+    )
     return await _server_reply(hub, user, server_name, status=201)
 
 
@@ -276,23 +260,20 @@ async def modify_server(request: web.Request) -> web.Response:
         raise errors.BadRequest(f"Invalid server_name: {new_name!r}")
     meta = access.event_metadata(request, caller)
     user_id, name = user["user_id"], user["name"]
-    try:
-        if new_name != server_name:
-            await servers_.rename(
-                user_id,
-                name,
-                server_name,
-                new_name,
-                command.display_name,
-                command.user_options,
-                meta,
-            )
-        else:
-            await servers_.modify(
-                user_id, name, server_name, command.display_name, command.user_options, meta
-            )
-    except spawner.SpawnError as exc:
-        raise _policy(exc) from None
+    if new_name != server_name:
+        await servers_.rename(
+            user_id,
+            name,
+            server_name,
+            new_name,
+            command.display_name,
+            command.user_options,
+            meta,
+        )
+    else:
+        await servers_.modify(
+            user_id, name, server_name, command.display_name, command.user_options, meta
+        )
     return await _server_reply(hub, user, new_name)
 
 
@@ -338,6 +319,8 @@ async def progress(request: web.Request) -> web.StreamResponse:
 async def _with_keepalive(source: Any) -> Any:
     """The source's items, with None whenever ``KEEPALIVE_S`` passes without one."""
     iterator = source.__aiter__()
+    # One pending read at a time, awaited here and cancelled in the finally: it ends with the
+    # request, so it needs no owner (see events/tasks.py).
     pending = asyncio.ensure_future(iterator.__anext__())
     try:
         while True:

@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
-from events import models, sql, store
+from events import errors, models, sql, store, tasks
 from hub.web import body
 
 log = logging.getLogger(__name__)
@@ -194,6 +192,7 @@ class Feed:
         self.checkpoint: models.Checkpoint | None = None
         """Where the feed stands: every event up to here has been handed out."""
         self._task: asyncio.Task[None] | None = None
+        self._tasks = tasks.TaskOwner("live event feed", logger=log, on_death=self._died)
         self._starting = asyncio.Lock()
         self._stopped = False
 
@@ -211,8 +210,7 @@ class Feed:
             if self._task is None or self._task.done():
                 if self.checkpoint is None:
                     self.checkpoint = await self.store.head()
-                self._task = asyncio.create_task(self._run(), name="chronohub-audit-feed")
-                self._task.add_done_callback(self._died)
+                self._task = self._tasks.start(self._run(), "chronohub-audit-feed")
         assert self.checkpoint is not None
         follower = Follower(selection)
         self.followers.add(follower)
@@ -229,26 +227,22 @@ class Feed:
         for follower in list(self.followers):
             follower.close()
         self.followers.clear()
-        task, self._task = self._task, None
-        if task is not None and not task.done():  # a task that died has been reported
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._task = None
+        await self._tasks.close()
 
-    def _died(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("the live event feed died", exc_info=task.exception())
-            for follower in list(self.followers):
-                follower.drop("the live feed failed")
+    def _died(self, _task: asyncio.Task[None], _exc: BaseException) -> None:
+        # Its death is logged by the owner; the streams reconnect and catch up from the log.
+        for follower in list(self.followers):
+            follower.drop("the live feed failed")
 
     async def _run(self) -> None:
         while True:
             try:
                 # A connection of its own for the feed's life: its reads never queue behind
                 # the appends (and requests) that share the pool.
-                async with self.store.pool.acquire() as conn:
+                async with self.store.connection() as conn:
                     await self._follow(conn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except errors.DatabaseUnavailable as exc:
                 # Followers resume from the log where they stand; the feed reads on later.
                 log.warning("live event feed: %s; dropping its followers, retrying", exc)
                 for follower in list(self.followers):

@@ -108,8 +108,8 @@ def _time(q: Any, name: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise errors.BadRequest(f"{name} must be an ISO 8601 time, got {raw!r}") from None
+    except ValueError as exc:
+        raise errors.BadRequest(f"{name} must be an ISO 8601 time, got {raw!r}") from exc
     if value.tzinfo is None:
         raise errors.BadRequest(f"{name} must include a timezone (e.g. 'Z'), got {raw!r}")
     return value
@@ -368,7 +368,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         try:
             after = models.Checkpoint.parse(raw_after)
         except event_errors.InvalidEvent as exc:
-            raise errors.BadRequest(f"after/Last-Event-ID: {exc}") from None
+            raise errors.BadRequest(f"after/Last-Event-ID: {exc}") from exc
     async with hub.store.pool.acquire() as conn:
         permitted = await permission(conn, caller)
         asked = await asked_subjects(conn, caller, query)

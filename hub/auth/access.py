@@ -205,7 +205,7 @@ async def check_token_request(conn: sql.Connection, owner: Any, requested: list[
             checked, owner_scopes, owner=who, groups_of={owner["name"]: set(owner["groups"])}
         )
     except scopes.ScopeError as exc:
-        raise errors.BadRequest(str(exc)) from None
+        raise errors.BadRequest(str(exc)) from exc
 
 
 def request_metadata(request: web.Request, actor: models.Actor) -> models.Metadata:

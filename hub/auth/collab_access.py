@@ -57,7 +57,7 @@ def cookie_caller(event_store: store.EventStore, cookies: login_cookies.Cookies)
     """The ``cookie_auth`` seam on the hub's login cookie (hub/auth/login_cookies.py)."""
 
     async def resolve(jar: Mapping[str, str]) -> access.Caller | None:
-        async with event_store.pool.acquire() as conn:
+        async with event_store.connection() as conn:
             row = await login_cookies.user_of(conn, cookies, jar.get(login_cookies.COOKIE_NAME))
             return await identity.session_caller(conn, row) if row is not None else None
 
@@ -105,7 +105,7 @@ class TokenGatekeeper:
             if not same_origin(handshake.headers):
                 raise collab_errors.ConnectionRefused(collab_errors.FORBIDDEN, CROSS_ORIGIN)
             caller = await self.cookie_auth(handshake.cookies)
-        async with self.store.pool.acquire() as conn:
+        async with self.store.connection() as conn:
             if secret is not None:
                 caller = await access.authenticate(conn, secret)
             if caller is None:

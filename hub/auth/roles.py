@@ -85,7 +85,7 @@ def define_role(
         try:
             scope = scopes.parse_scope(text, unvalued=True, vocabulary=vocabulary)
         except scopes.ScopeError as exc:
-            raise scopes.ScopeError(str(exc), scope=text, role=name) from None
+            raise scopes.ScopeError(str(exc), scope=text, role=name) from exc
         if str(scope) not in parsed:
             parsed.append(str(scope))
     default = DEFAULT_ROLES.get(name)

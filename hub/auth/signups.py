@@ -28,10 +28,10 @@ def valid_name(name: str) -> str:
     """``name`` if it can be a user's name; 400 naming the problem otherwise."""
     try:
         return _NAME.validate_python(name)
-    except ValidationError:
+    except ValidationError as exc:
         raise errors.BadRequest(
             f"invalid username {name!r}: 1 to 255 characters, no '/', whitespace, '!' or '='"
-        ) from None
+        ) from exc
 
 
 async def request(

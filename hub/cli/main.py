@@ -216,8 +216,8 @@ def token_lifetime(text: str) -> int:
     """A token lifetime in seconds: from 1 up to ``hub_settings.MAX_LIFETIME_S``."""
     try:
         seconds = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from exc
     if not 1 <= seconds <= hub_settings.MAX_LIFETIME_S:
         raise argparse.ArgumentTypeError(
             f"must be between 1 and {hub_settings.MAX_LIFETIME_S} seconds, got {seconds}"

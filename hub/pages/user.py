@@ -257,10 +257,8 @@ async def spawn(request: web.Request) -> web.StreamResponse:
             user["user_id"], user["name"], server_name, {}, access.event_metadata(request, caller)
         )
     except spawner.SpawnError as exc:
-        status = exc.status if isinstance(exc, spawner.PolicyError) else 500
-        message = exc.message if exc.kind == "policy" else f"Spawn failed: {exc.message}"
         return _start_page(
-            request, user["name"], server_name, next_url, status=status, error=message
+            request, user["name"], server_name, next_url, status=exc.status, error=exc.reply
         )
     if outcome == "ready":
         return html.redirect(next_url)

@@ -132,8 +132,8 @@ def _peel(source: Source, sha: str, asked: str) -> str:
 def _object(source: Source, sha: str, asked: str) -> ShaFile:
     try:
         return source.repo.object_store[ObjectID(sha.encode())]
-    except KeyError:
-        raise errors.NotFound(f"No such ref in {source.full_name}: {asked}") from None
+    except KeyError as exc:
+        raise errors.NotFound(f"No such ref in {source.full_name}: {asked}") from exc
 
 
 def resolve(source: Source, ref: str) -> Resolved:
@@ -290,10 +290,10 @@ def _lookup(source: Source, resolved: Resolved, path: str) -> tuple[int, str]:
     assert isinstance(tree, Tree)
     try:
         mode, sha = tree.lookup_path(store.__getitem__, path.encode())
-    except (KeyError, NotTreeError, SubmoduleEncountered):
+    except (KeyError, NotTreeError, SubmoduleEncountered) as exc:
         raise errors.NotFound(
             f"No such path in {source.full_name} at {resolved.asked}: {path}"
-        ) from None
+        ) from exc
     return mode, sha.decode()
 
 

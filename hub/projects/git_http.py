@@ -111,9 +111,9 @@ class Bridge:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(self._timeout_s)
-        except futures.TimeoutError:
+        except futures.TimeoutError as exc:
             future.cancel()
-            raise ClientGone(f"the git client was silent for {self._timeout_s:g} s") from None
+            raise ClientGone(f"the git client was silent for {self._timeout_s:g} s") from exc
         except (ConnectionError, asyncio.CancelledError, futures.CancelledError) as exc:
             raise ClientGone(f"the git client went away: {exc}") from exc
 

@@ -157,10 +157,10 @@ def parse_at(raw: str | None) -> int | datetime | None:
         return int(raw)
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+    except ValueError as exc:
         raise errors.BadRequest(
             f"at: expected an event position or an ISO 8601 time, got {raw!r}"
-        ) from None
+        ) from exc
     if value.tzinfo is None:
         raise errors.BadRequest(f"at: the time must include a zone (e.g. 'Z'), got {raw!r}")
     return value

@@ -123,7 +123,7 @@ def parse_url(raw: str) -> Source:
         parts: SplitResult = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
-        raise BadUrl(f"not a URL: {exc}") from None
+        raise BadUrl(f"not a URL: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         shown = f"{scheme}://" if scheme else "a local path"
@@ -200,7 +200,7 @@ def resolve(host: str, port: int, policy: Policy) -> tuple[Any, ...]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise FetchFailed(f"cannot resolve {host}: {exc}") from None
+        raise FetchFailed(f"cannot resolve {host}: {exc}") from exc
     if not infos:
         raise FetchFailed(f"{host} has no address")
     for info in infos:
@@ -469,12 +469,12 @@ def fetch(
             )
         except RemoteError:
             raise
-        except NotGitRepository:
-            raise FetchFailed("no git repository at this URL") from None
+        except NotGitRepository as exc:
+            raise FetchFailed("no git repository at this URL") from exc
         except (GitProtocolError, HangupException, OSError, urllib3.exceptions.HTTPError) as exc:
             if budget.expired:
-                raise budget.timed_out() from None
-            raise FetchFailed(f"the fetch failed: {exc}") from None
+                raise budget.timed_out() from exc
+            raise FetchFailed(f"the fetch failed: {exc}") from exc
         if result.object_format not in (None, "sha1"):
             raise FetchFailed(
                 f"the repository uses {result.object_format} object names; the hub"
@@ -484,10 +484,10 @@ def fetch(
             pack.seek(0)
             try:
                 store.add_thin_pack(pack.read, None, max_input_size=policy.max_bytes)
-            except PackInputTooLarge:
-                raise budget.too_large() from None
+            except PackInputTooLarge as exc:
+                raise budget.too_large() from exc
             except UNPACK_ERRORS as exc:
-                raise FetchFailed(f"the remote sent a pack the hub cannot read: {exc}") from None
+                raise FetchFailed(f"the remote sent a pack the hub cannot read: {exc}") from exc
     head = result.symrefs.get(Ref(b"HEAD"))
     head_branch = None
     if head is not None and head.startswith(b"refs/heads/"):

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from events import tasks
 from hub.proxy import table
 
 log = logging.getLogger(__name__)
@@ -460,8 +461,8 @@ class Proxy:
         self.clients: set[_Client] = set()
         self._idle: dict[tuple[str, int], list[_Upstream]] = {}
         self._server: asyncio.Server | None = None
-        self._flusher: asyncio.Task[None] | None = None
-        self._connecting: set[asyncio.Task[None]] = set()
+        # the activity flusher and the connections being opened upstream
+        self._tasks = tasks.TaskOwner("proxy", logger=log)
 
     async def start(
         self, ip: str, port: int, *, sock: socket.socket | None = None
@@ -474,7 +475,7 @@ class Proxy:
         else:
             self._server = await loop.create_server(lambda: _Client(self), ip, port, backlog=1024)
         host, self.port = self._server.sockets[0].getsockname()[:2]
-        self._flusher = loop.create_task(self._flush_loop(), name="proxy activity")
+        self._tasks.start(self._flush_loop(), "proxy activity")
         return host, self.port
 
     async def close(self) -> None:
@@ -487,12 +488,7 @@ class Proxy:
             for upstream in idle:
                 upstream.close()
         self._idle.clear()
-        for task in [*self._connecting, *([self._flusher] if self._flusher else [])]:
-            task.cancel()
-        await asyncio.gather(*self._connecting, return_exceptions=True)
-        if self._flusher is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        await self._tasks.close()
         await self.flush_activity()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
@@ -541,9 +537,7 @@ class Proxy:
 
     def connect(self, client: _Client, exchange: _Exchange) -> None:
         """Open a new connection for ``exchange``."""
-        task = asyncio.get_running_loop().create_task(self._connect(client, exchange))
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
+        self._tasks.start(self._connect(client, exchange), "proxy connect")
 
     async def _connect(self, client: _Client, exchange: _Exchange) -> None:
         host, port = address = exchange.route.address

@@ -208,11 +208,11 @@ class Isolation:
         mapped = user in self.mapping
         try:
             entry = pwd.getpwnam(name)
-        except KeyError:
+        except KeyError as exc:
             if mapped:
                 raise AccountError(
                     f"the system account {name!r} (system_user_map) does not exist"
-                ) from None
+                ) from exc
             entry = self._create(name, user)
         if entry.pw_uid == 0 or entry.pw_gid == 0:
             raise AccountError(f"refusing to run users' code as {name!r}: it is a root account")

@@ -171,15 +171,15 @@ class LocalSpawner:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
             raise spawner.SystemFailure(
                 f"the spawner command {spec.command[0]!r} does not exist"
-            ) from None
-        except PermissionError:
+            ) from exc
+        except PermissionError as exc:
             who = f" by {identity.account}" if identity else ""
             raise spawner.SystemFailure(
                 f"the spawner command {spec.command[0]!r} is not executable{who}"
-            ) from None
+            ) from exc
         except OSError as exc:
             raise spawner.SystemFailure(f"could not start {spec.command[0]!r}: {exc}") from exc
         return ChildProcess(process)

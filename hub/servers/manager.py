@@ -10,19 +10,17 @@ pure functions ``decide_spawn`` and ``decide_stop``.
 At startup ``readopt`` looks at the servers the log says are running: a process that still
 answers is adopted, anything else is cleaned up and recorded as failed.
 
-Longer than the house's 700 lines (about 780): the records of stopped servers (define, modify,
-rename) and the spawn progress share the manager's per-server locks and live state; splitting
-them out along that seam is the next step of the restructure, not done yet.
+This module is the process lifecycle. Beside it: ``records`` (define, modify, rename servers
+without a process), ``spawn_progress`` (the progress stream), ``running`` (what this process
+knows of each server it runs, and the per-server locks), ``config`` (the settings).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -30,97 +28,36 @@ from uuid import UUID
 
 import aiohttp
 
-from events import models, sql, store
-from events.catalog import server_records
+from events import models, sql, store, tasks
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
 from hub import startup
 from hub.auth import tokens
 from hub.auth.oauth import clients as oauth_clients
-from hub.servers import isolation, local_spawner, rules, server_log, spawner
+from hub.servers import (
+    config,
+    isolation,
+    local_spawner,
+    readiness,
+    records,
+    rules,
+    running,
+    spawn_progress,
+    spawner,
+)
 
 log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub.servers", "servers.sql")
 
-# Readiness is polled often at first, then less: the hub's overhead per spawn is mostly how
-# late the first successful check comes after the server listens.
-POLL_FIRST_S = 0.005
-POLL_MAX_S = 0.02
-POLL_REQUEST_TIMEOUT_S = 2.0
 # After a hub restart, a server recorded as ready gets this long to answer again.
 READOPT_CHECK_S = 3.0
 # How long DELETE waits for a stop before answering 202.
 SLOW_STOP_TIMEOUT_S = 10.0
 
 
-# --- the manager ------------------------------------------------------------------------------
-
-
-@dataclass
-class Settings:
-    """The manager's part of the hub's settings."""
-
-    command: tuple[str, ...]
-    env: dict[str, str]
-    ip: str
-    data_dir: Path
-    start_timeout: float
-    slow_spawn_timeout: float
-    term_timeout: float
-    spawn_limit: int
-    named_limit: int
-    allow_named: bool
-    public_url: str | None = None
-    # Safe by default: nobody's code runs until the hub's settings say how.
-    isolation: isolation.Isolation = field(default_factory=lambda: isolation.Isolation("none"))
-
-
-@dataclass
-class _Live:
-    """What this process knows of one server it runs (or is starting, or stopping)."""
-
-    user_id: UUID
-    user: str
-    server_name: str
-    token_id: str | None = None
-    admin: bool = False
-    process: spawner.ServerProcess | None = None
-    spawn_task: asyncio.Task[None] | None = None
-    watcher: asyncio.Task[None] | None = None
-    stopping: bool = False
-    outcome: asyncio.Future[str] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    progress: list[dict[str, Any]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def key(self) -> tuple[UUID, str]:
-        return (self.user_id, self.server_name)
-
-    def report(self, event: dict[str, Any]) -> None:
-        """Add a progress event and wake whoever follows the progress."""
-        self.progress.append(event)
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-    def finish(self, outcome: str) -> None:
-        if not self.outcome.done():
-            self.outcome.set_result(outcome)
-
-
-async def _stopped(
-    conn: sql.Connection, user_id: UUID, user: str, server_name: str, doing: str
-) -> Any:
-    """The row of a server that exists and is not running, for ``doing`` it (an edit)."""
-    row = await conn.fetchrow(queries["server"], user_id, server_name)
-    if row is None:
-        raise rules.ServerNotFound(f"{user} has no server named {server_name!r}")
-    if row["state"] in rules.ACTIVE:
-        raise spawner.PolicyError(
-            f"{rules.label(user, server_name)} is running; stop it before {doing} it", status=409
-        )
-    return row
+# The manager's settings, where its callers have always found them.
+Settings = config.Settings
+settings_from = config.settings_from
 
 
 class ServerManager:
@@ -138,10 +75,10 @@ class ServerManager:
         self.settings = settings
         self.spawner = spawner_ or local_spawner.LocalSpawner()
         self.oauth = oauth or oauth_clients.ServerClients(event_store)
-        self.hub_url = "http://127.0.0.1:8081/hub/"  # the hub's internal address, once known
-        self._live: dict[tuple[UUID, str], _Live] = {}
-        self._locks: dict[tuple[UUID, str], asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.hub_url = settings.hub_url  # where servers reach the hub's API
+        self._live: dict[tuple[UUID, str], running.Live] = {}
+        self._locks: running.KeyedLocks[tuple[UUID, str]] = running.KeyedLocks()
+        self._tasks = tasks.TaskOwner("server", logger=log)
         self._listeners: list[Callable[[], Awaitable[None]]] = []
         self._session: aiohttp.ClientSession | None = None
 
@@ -150,7 +87,7 @@ class ServerManager:
     async def start(self) -> None:
         """Open the readiness-check client."""
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=POLL_REQUEST_TIMEOUT_S),
+            timeout=aiohttp.ClientTimeout(total=readiness.POLL_REQUEST_TIMEOUT_S),
             connector=aiohttp.TCPConnector(force_close=True),
         )
 
@@ -158,13 +95,16 @@ class ServerManager:
         """Stop servers if asked (``cleanup_servers``), then cancel every task this owns."""
         if stop_servers:
             for live in list(self._live.values()):
-                with contextlib.suppress(spawner.SpawnError):
+                # Each server on its own: one that cannot be stopped does not keep the others
+                # running, and what went wrong is in the log.
+                try:
                     await self.stop(live.user_id, live.user, live.server_name, models.Metadata())
+                except spawner.PolicyError as exc:  # stopped meanwhile, or not running
+                    log.info("at shutdown, %s/%s: %s", live.user, live.server_name, exc.message)
+                except Exception:
+                    log.exception("at shutdown, could not stop %s/%s", live.user, live.server_name)
             await self.wait_idle(30)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         if self._session is not None:
             await self._session.close()
 
@@ -189,25 +129,17 @@ class ServerManager:
         for listener in self._listeners:
             await listener()
 
-    def _own(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("server task %s died", task.get_name(), exc_info=task.exception())
+    def _own(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return self._tasks.start(coro, name)
 
     async def wait_idle(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a cancel
         """Wait until no spawn or stop of this process is in progress (for tests and shutdown)."""
-        busy = [t for t in self._tasks if not t.get_name().startswith("watch ")]
+        busy = [t for t in self._tasks.tasks if not t.get_name().startswith("watch ")]
         if busy:
             await asyncio.wait(busy, timeout=timeout)
 
-    def _lock(self, key: tuple[UUID, str]) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    def _lock(self, key: tuple[UUID, str]) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._locks.hold(key)
 
     # --- spawning -----------------------------------------------------------------------------
 
@@ -272,7 +204,9 @@ class ServerManager:
                     )
             live = self._live.get(key)
             if decision == "spawn":
-                live = _Live(user_id, user, server_name, token_id=issued.token_id, admin=admin)
+                live = running.Live(
+                    user_id, user, server_name, token_id=issued.token_id, admin=admin
+                )
                 live.report({"progress": 0, "message": "Server requested"})
                 self._live[key] = live
                 live.spawn_task = self._own(
@@ -296,7 +230,7 @@ class ServerManager:
         )
         raise error
 
-    async def _run_spawn(self, live: _Live, api_token: str, meta: models.Metadata) -> None:
+    async def _run_spawn(self, live: running.Live, api_token: str, meta: models.Metadata) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.start_timeout
@@ -340,7 +274,7 @@ class ServerManager:
             live.process = await self.spawner.start(spec)
             await self._append(
                 live,
-                [server_events.ServerStarted(**_ids(live), pid=live.process.pid, url=url)],
+                [server_events.ServerStarted(**running.ids(live), pid=live.process.pid, url=url)],
                 meta,
             )
             live.report(
@@ -354,7 +288,9 @@ class ServerManager:
             async with self._lock(live.key):
                 if live.stopping:
                     return
-                await self._append(live, [server_events.ServerReady(**_ids(live), url=url)], meta)
+                await self._append(
+                    live, [server_events.ServerReady(**running.ids(live), url=url)], meta
+                )
             await self._routes_changed()
             live.report(
                 {
@@ -376,35 +312,12 @@ class ServerManager:
     async def _wait_ready(
         self, url: str, process: spawner.ServerProcess, deadline: float, log_path: Path
     ) -> None:
-        """Poll ``{url}api`` until it answers (any status below 500), the process exits, or
-        the deadline passes."""
         assert self._session is not None, "the manager is not started"
-        loop = asyncio.get_running_loop()
-        interval = POLL_FIRST_S
-        while True:
-            code = process.exit_code()
-            if code is not None:
-                error = server_log.error_of(log_path)
-                raise spawner.SystemFailure(
-                    f"the server exited with code {code} before it answered"
-                    + (f": {error}" if error else "")
-                    + f" (its log: {log_path})"
-                )
-            try:
-                async with self._session.get(url + "api", allow_redirects=False) as response:
-                    if response.status < 500:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            if loop.time() > deadline:
-                raise spawner.SystemFailure(
-                    f"the server did not answer at {url}api within"
-                    f" {self.settings.start_timeout:g} s"
-                )
-            await asyncio.sleep(interval)
-            interval = min(interval * 1.5, POLL_MAX_S)
+        await readiness.wait_ready(
+            self._session, url, process, deadline, log_path, self.settings.start_timeout
+        )
 
-    async def _watch(self, live: _Live) -> None:
+    async def _watch(self, live: running.Live) -> None:
         """Record ``server.failed`` when a running server's process exits on its own."""
         assert live.process is not None
         code = await live.process.wait()
@@ -414,7 +327,7 @@ class ServerManager:
             await self._fail(live, f"the server exited on its own with code {code}", "system", None)
 
     async def _fail(
-        self, live: _Live, reason: str, kind: str, meta: models.Metadata | None
+        self, live: running.Live, reason: str, kind: str, meta: models.Metadata | None
     ) -> None:
         """Kill what is left, record ``server.failed`` and revoke the server's token."""
         if live.process is not None and live.process.exit_code() is None:
@@ -423,7 +336,7 @@ class ServerManager:
         async with self.store.session() as session:
             await session.append(
                 server_events.stream_id(live.user_id, live.server_name),
-                [server_events.ServerFailed(**_ids(live), reason=reason[:2000], kind=kind)],
+                [server_events.ServerFailed(**running.ids(live), reason=reason[:2000], kind=kind)],
                 metadata=meta or models.Metadata(),
             )
             await self._revoke(session, live.token_id, meta)
@@ -450,7 +363,7 @@ class ServerManager:
             )
 
     async def _append(
-        self, live: _Live, events: list[models.Event], meta: models.Metadata | None
+        self, live: running.Live, events: list[models.Event], meta: models.Metadata | None
     ) -> None:
         await self.store.append(
             server_events.stream_id(live.user_id, live.server_name),
@@ -495,7 +408,7 @@ class ServerManager:
             assert row is not None
             live = self._live.get(key)
             if live is None:
-                live = _Live(user_id, user, server_name, token_id=row["token_id"])
+                live = running.Live(user_id, user, server_name, token_id=row["token_id"])
                 if row["pid"]:
                     live.process = self.spawner.adopt(row["pid"])
                 self._live[key] = live
@@ -506,7 +419,7 @@ class ServerManager:
         done, _ = await asyncio.wait([task], timeout=wait)
         return "stopped" if done else "pending"
 
-    async def _finish_stop(self, live: _Live, remove: bool, meta: models.Metadata) -> None:
+    async def _finish_stop(self, live: running.Live, remove: bool, meta: models.Metadata) -> None:
         if live.spawn_task is not None and not live.spawn_task.done():
             live.spawn_task.cancel()
             await asyncio.gather(live.spawn_task, return_exceptions=True)
@@ -515,7 +428,7 @@ class ServerManager:
             forced = await live.process.stop(self.settings.term_timeout)
         if live.watcher is not None:
             live.watcher.cancel()
-        ids = _ids(live)
+        ids = running.ids(live)
         events: list[models.Event] = [server_events.ServerStopped(**ids, forced=forced)]
         if remove:
             events.append(server_events.ServerRemoved(**ids))
@@ -542,32 +455,9 @@ class ServerManager:
         meta: models.Metadata,
     ) -> None:
         """Create a stopped named server (JupyterHub 6's PUT); ``PolicyError`` 409 if it exists."""
-        stream = server_events.stream_id(user_id, server_name)
-        async with self.store.session() as session:
-            conn = session.conn
-            await conn.execute(queries["lock_server"], stream)
-            if not self.settings.allow_named:
-                raise spawner.PolicyError("Named servers are not enabled.")
-            if await conn.fetchrow(queries["server"], user_id, server_name) is not None:
-                raise spawner.PolicyError(f"Server {user}/{server_name} already exists", status=409)
-            limit = self.settings.named_limit
-            if limit and await conn.fetchval(queries["named_servers"], user_id) >= limit:
-                raise spawner.PolicyError(
-                    f"User {user} already has the maximum of {limit} named servers."
-                )
-            await session.append(
-                stream,
-                [
-                    server_records.ServerDefined(
-                        user_id=user_id,
-                        user=user,
-                        server_name=server_name,
-                        display_name=display_name,
-                        options=options,
-                    )
-                ],
-                metadata=meta,
-            )
+        await records.define(
+            self.store, self.settings, user_id, user, server_name, display_name, options, meta
+        )
 
     async def modify(
         self,
@@ -579,24 +469,7 @@ class ServerManager:
         meta: models.Metadata,
     ) -> None:
         """Change a stopped server's display name or options (JupyterHub 6's PATCH)."""
-        stream = server_events.stream_id(user_id, server_name)
-        async with self.store.session() as session:
-            conn = session.conn
-            await conn.execute(queries["lock_server"], stream)
-            row = await _stopped(conn, user_id, user, server_name, "changing")
-            await session.append(
-                stream,
-                [
-                    server_records.ServerModified(
-                        user_id=user_id,
-                        user=user,
-                        server_name=server_name,
-                        display_name=row["display_name"] if display_name is None else display_name,
-                        options=json.loads(row["options"]) if options is None else options,
-                    )
-                ],
-                metadata=meta,
-            )
+        await records.modify(self.store, user_id, user, server_name, display_name, options, meta)
 
     async def rename(
         self,
@@ -608,71 +481,28 @@ class ServerManager:
         options: dict[str, Any] | None,
         meta: models.Metadata,
     ) -> None:
-        """Rename a stopped server (JupyterHub 6's PATCH with ``name``). Its display name
-        becomes ``display_name``, or the new name; renaming the default server makes a named
-        one, so the named-server limit applies then."""
-        streams = sorted(server_events.stream_id(user_id, name) for name in (server_name, new_name))
-        async with self.store.session() as session:
-            conn = session.conn
-            for stream in streams:  # in a fixed order: two renames never wait on each other
-                await conn.execute(queries["lock_server"], stream)
-            if not self.settings.allow_named:
-                raise spawner.PolicyError("Named servers are not enabled.")
-            row = await _stopped(conn, user_id, user, server_name, "renaming")
-            if await conn.fetchrow(queries["server"], user_id, new_name) is not None:
-                raise spawner.PolicyError(f"Server {user}/{new_name} already exists", status=409)
-            limit = self.settings.named_limit
-            if (  # the default server becomes a named one
-                not server_name
-                and limit
-                and await conn.fetchval(queries["named_servers"], user_id) >= limit
-            ):
-                raise spawner.PolicyError(
-                    f"User {user} already has the maximum of {limit} named servers."
-                )
-            await session.append(
-                server_events.stream_id(user_id, server_name),
-                [
-                    server_records.ServerRenamed(
-                        user_id=user_id,
-                        user=user,
-                        server_name=server_name,
-                        new_name=new_name,
-                        display_name=new_name if display_name is None else display_name,
-                        options=json.loads(row["options"]) if options is None else options,
-                    )
-                ],
-                metadata=meta,
-            )
-            await conn.execute(queries["server_activity_rename"], user_id, server_name, new_name)
+        """Rename a stopped server (JupyterHub 6's PATCH with ``name``); see ``records``."""
+        await records.rename(
+            self.store,
+            self.settings,
+            user_id,
+            user,
+            server_name,
+            new_name,
+            display_name,
+            options,
+            meta,
+        )
 
     # --- progress -----------------------------------------------------------------------------
 
     def progress(self, user_id: UUID, server_name: str) -> AsyncIterator[dict[str, Any]] | None:
         """The progress events of a spawn this process runs (past ones first), or None."""
-        live = self._live.get((user_id, server_name))
-        if live is None or live.stopping or live.outcome.done():
-            return None
-        return self._follow(live)
+        return spawn_progress.follow(self._live.get((user_id, server_name)))
 
     def latest_progress(self, user_id: UUID, server_name: str) -> dict[str, Any] | None:
         """The last progress event of a spawn this process runs, or None."""
-        live = self._live.get((user_id, server_name))
-        if live is None or not live.progress:
-            return None
-        return {k: v for k, v in live.progress[-1].items() if k not in ("kind", "reason")}
-
-    async def _follow(self, live: _Live) -> AsyncIterator[dict[str, Any]]:
-        sent = 0
-        while True:
-            changed = live.changed
-            while sent < len(live.progress):
-                event = live.progress[sent]
-                sent += 1
-                yield {k: v for k, v in event.items() if k not in ("kind", "reason")}
-                if event.get("progress") == 100:
-                    return
-            await changed.wait()
+        return spawn_progress.latest(self._live.get((user_id, server_name)))
 
     # --- activity -----------------------------------------------------------------------------
 
@@ -700,7 +530,7 @@ class ServerManager:
         async with self.store.pool.acquire() as conn:
             rows = await conn.fetch(queries["live_servers"])
         for row in rows:
-            live = _Live(
+            live = running.Live(
                 row["user_id"], row["user_name"], row["server_name"], token_id=row["token_id"]
             )
             live.process = self.spawner.adopt(row["pid"]) if row["pid"] else None
@@ -725,7 +555,7 @@ class ServerManager:
                 self._resume(live, row["url"], state), f"readopt {live.user}/{live.server_name}"
             )
 
-    async def _resume(self, live: _Live, url: str, state: str) -> None:
+    async def _resume(self, live: running.Live, url: str, state: str) -> None:
         assert live.process is not None
         loop = asyncio.get_running_loop()
         wait = self.settings.start_timeout if state == "started" else READOPT_CHECK_S
@@ -739,7 +569,9 @@ class ServerManager:
             if live.stopping:
                 return
             if state == "started":
-                await self._append(live, [server_events.ServerReady(**_ids(live), url=url)], None)
+                await self._append(
+                    live, [server_events.ServerReady(**running.ids(live), url=url)], None
+                )
         log.info("re-adopted %s/%s (pid %s)", live.user, live.server_name, live.process.pid)
         await self._routes_changed()
         live.finish("ready")
@@ -750,28 +582,3 @@ class ServerManager:
     async def server_row(self, conn: sql.Connection, user_id: UUID, server_name: str) -> Any:
         """The server's read-model row (with activity), or None."""
         return await conn.fetchrow(queries["server"], user_id, server_name)
-
-
-def _ids(live: _Live) -> dict[str, Any]:
-    return {"user_id": live.user_id, "user": live.user, "server_name": live.server_name}
-
-
-def settings_from(
-    config: Any, code: isolation.Isolation | None = None, command: tuple[str, ...] | None = None
-) -> Settings:
-    """The manager's settings from the hub's (``code``: the hub's one ``Isolation``;
-    ``command``: the spawner's command as found at start-up)."""
-    return Settings(
-        command=command or (*config.spawner_cmd, *config.spawner_args),
-        env=dict(config.spawner_env),
-        ip=config.spawner_ip,
-        data_dir=Path(config.data_dir).resolve(),
-        start_timeout=config.start_timeout,
-        slow_spawn_timeout=config.slow_spawn_timeout,
-        term_timeout=config.term_timeout,
-        spawn_limit=config.concurrent_spawn_limit,
-        named_limit=config.named_server_limit_per_user,
-        allow_named=config.allow_named_servers,
-        public_url=config.public_url,
-        isolation=code or isolation.Isolation.from_settings(config),
-    )

@@ -13,17 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from hub import errors
 from hub.servers import isolation
 
 
-class SpawnError(Exception):
-    """A server could not be started or kept running; ``kind`` says whose fault it is."""
+class SpawnError(errors.HubError):
+    """A server could not be started or kept running; ``kind`` says whose fault it is.
+
+    A ``HubError``, so a handler lets it rise: the error middleware answers with its status.
+    """
 
     kind: Literal["policy", "system"] = "system"
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
 
 
 class PolicyError(SpawnError):
@@ -37,7 +37,12 @@ class PolicyError(SpawnError):
 
 
 class SystemFailure(SpawnError):
-    """The server failed for reasons of the hub or the machine."""
+    """The server failed for reasons of the hub or the machine (answered as 500)."""
+
+    @property
+    def reply(self) -> str:
+        """What the client reads: that the spawn failed, and why."""
+        return f"Spawn failed: {self.message}"
 
 
 @dataclass(frozen=True)

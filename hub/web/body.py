@@ -51,7 +51,7 @@ async def read_json(request: web.Request) -> Any:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise errors.BadRequest(f"the body is not valid JSON: {exc}") from None
+        raise errors.BadRequest(f"the body is not valid JSON: {exc}") from exc
     if _has_nul(data):
         raise errors.BadRequest("the body holds a NUL character (\\u0000), which is not allowed")
     return data
@@ -74,7 +74,7 @@ def validate(model: type[ModelT], data: Any) -> ModelT:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise errors.BadRequest(describe(exc)) from None
+        raise errors.BadRequest(describe(exc)) from exc
 
 
 def describe(exc: pydantic.ValidationError) -> str:

@@ -55,8 +55,8 @@ def non_negative(query: Mapping[str, str], name: str, default: T) -> int | T:
         return default
     try:
         value = int(raw)
-    except ValueError:
-        raise errors.BadRequest(f"{name} must be a non-negative integer, got {raw!r}") from None
+    except ValueError as exc:
+        raise errors.BadRequest(f"{name} must be a non-negative integer, got {raw!r}") from exc
     if value < 0:
         raise errors.BadRequest(f"{name} must be a non-negative integer, got {raw!r}")
     return value

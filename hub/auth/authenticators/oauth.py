@@ -151,11 +151,11 @@ class OAuthAuthenticator:
         except OAuth2Error as exc:
             raise UpstreamError(
                 f"{self.login_service} refused the code: {exc.description or exc.error}"
-            ) from None
-        except ValueError:
+            ) from exc
+        except ValueError as exc:
             raise UpstreamError(
                 f"{self.login_service}'s token endpoint answered {response.status} without a token"
-            ) from None
+            ) from exc
         access_token = token.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise UpstreamError(f"{self.login_service} sent no access token")
@@ -175,8 +175,8 @@ class OAuthAuthenticator:
                 raise UpstreamError(f"{url} answered {response.status}")
             try:
                 body = await response.json(content_type=None)
-            except ValueError:
-                raise UpstreamError(f"{url} did not answer JSON") from None
+            except ValueError as exc:
+                raise UpstreamError(f"{url} did not answer JSON") from exc
             following = response.links.get("next")
             return body, str(following["url"]) if following and "url" in following else None
 

@@ -208,7 +208,7 @@ def service_client(entry: hub_settings.ServiceConfig) -> Client | None:
         except scopes.ScopeError as exc:
             raise ClientConfigError(
                 f"services: oauth_client_allowed_scopes of {entry.name!r}: {exc}"
-            ) from None
+            ) from exc
     return Client(
         client_id=entry.oauth_client_id or SERVICE_PREFIX + entry.name,
         kind="service",

@@ -103,7 +103,7 @@ def decide_scopes(
         try:
             expanded = scopes.expand([text], owner=user)
         except scopes.ScopeError as exc:
-            raise oauth_errors.InvalidScopeError(description=str(exc)) from None
+            raise oauth_errors.InvalidScopeError(description=str(exc)) from exc
         if not all(allowed.allows(s.name, s.filter, groups_of=groups_of) for s in expanded):
             refused.append(text)
         elif all(user_grants.allows(s.name, s.filter, groups_of=groups_of) for s in expanded):

@@ -1,0 +1,31 @@
+"""A database that stops answering: the API says 503 with a clear message (not a 500), and a
+collab connection is closed with the code y-websocket retries, whichever part met it first."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from collab import client
+from hub import errors
+from tests.integration.collab_fixtures import CollabHub
+from tests.integration.collab_fixtures import collab_hub as collab_hub
+
+
+async def test_the_api_answers_503_when_the_database_is_gone(collab_hub: CollabHub) -> None:
+    alice = await collab_hub.token("alice")
+    collab_hub.api.store.pool.terminate()
+    status, reply = await collab_hub.api.call("GET", "/user", token=alice)
+    assert (status, reply) == (503, {"status": 503, "message": errors.DATABASE_UNAVAILABLE})
+
+
+async def test_a_collab_handshake_meets_the_outage_as_503(collab_hub: CollabHub) -> None:
+    alice = await collab_hub.token("alice")
+    collab_hub.api.store.pool.terminate()
+    # A token in a header is checked by the hub's API middleware before the room is opened.
+    with pytest.raises(InvalidStatus) as refused:
+        async with client.connect(collab_hub.url, "down", token=alice):
+            await asyncio.sleep(0)
+    assert refused.value.response.status_code == 503

@@ -1,0 +1,104 @@
+"""The one error middleware: typed errors of every package answer in JupyterHub's shape, and a
+database that cannot serve answers 503, wherever its error was raised."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import asyncpg
+import pytest
+from aiohttp import test_utils, web
+
+from collab import errors as collab_errors
+from collab import session_errors
+from events import errors as event_errors
+from events import sql
+from hub import errors
+from hub.servers import spawner
+from hub.web import pagination
+
+
+def _raising(error: Callable[[], Exception]) -> web.Application:
+    async def handler(request: web.Request) -> web.Response:
+        raise error()
+
+    app = web.Application(middlewares=[errors.middleware])
+    app.router.add_get("/", handler)
+    return app
+
+
+async def _answer(error: Callable[[], Exception]) -> tuple[int, dict[str, object]]:
+    async with test_utils.TestClient(test_utils.TestServer(_raising(error))) as client:
+        response = await client.get("/")
+        assert response.headers["X-JupyterHub-Version"]
+        return response.status, await response.json()
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "message"),
+    [
+        (lambda: spawner.PolicyError("Named servers are not enabled."), 400, None),
+        (lambda: spawner.PolicyError("running; stop it first", status=409), 409, None),
+        (lambda: spawner.SystemFailure("it exited"), 500, "Spawn failed: it exited"),
+        (lambda: session_errors.RoomBusy("a session runs there"), 409, None),
+        (lambda: session_errors.SessionClosed("ended"), 409, None),
+        (lambda: session_errors.KernelDied("gone"), 503, None),
+        (lambda: session_errors.CellNotFound("c1"), 404, None),
+        (lambda: session_errors.Forbidden("bob", "run cells"), 403, None),
+        (lambda: session_errors.NotebookInvalid("not nbformat 4"), 400, None),
+        (lambda: collab_errors.InvalidRoomName("bad name"), 400, None),
+        (lambda: event_errors.ConcurrencyConflict("s", 1, 2), 409, None),
+    ],
+)
+async def test_a_typed_error_answers_with_its_status(
+    error: Callable[[], Exception], status: int, message: str | None
+) -> None:
+    answered, body = await _answer(error)
+    assert answered == status
+    assert body == {"status": status, "message": message or str(error())}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        lambda: asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+        lambda: asyncpg.exceptions.TooManyConnectionsError("too many clients"),
+        lambda: asyncpg.InterfaceError("pool is closed"),
+        lambda: event_errors.DatabaseUnavailable("ConnectionRefusedError: refused"),
+    ],
+)
+async def test_a_database_that_cannot_serve_answers_503_and_is_logged(
+    error: Callable[[], Exception], caplog: pytest.LogCaptureFixture
+) -> None:
+    status, body = await _answer(error)
+    assert (status, body) == (503, {"status": 503, "message": errors.DATABASE_UNAVAILABLE})
+    assert any("the database cannot serve" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_wrong_statement_is_a_bug_not_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    status, _ = await _answer(lambda: asyncpg.exceptions.UndefinedColumnError("no column x"))
+    assert status == 500
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.exc_info is not None  # its traceback is in the log
+
+
+async def test_a_handlers_own_os_error_is_not_called_a_database_outage() -> None:
+    status, _ = await _answer(lambda: FileNotFoundError("no such log"))
+    assert status == 500
+
+
+def test_translation_keeps_the_drivers_error_as_the_cause() -> None:
+    cause = asyncpg.exceptions.AdminShutdownError("terminating connection")
+    with pytest.raises(event_errors.DatabaseUnavailable) as raised, sql.translated():
+        raise cause
+    assert raised.value.__cause__ is cause
+    with pytest.raises(asyncpg.exceptions.UniqueViolationError), sql.translated():
+        raise asyncpg.exceptions.UniqueViolationError("duplicate key")
+
+
+def test_a_bad_request_keeps_what_it_translated_as_its_cause() -> None:
+    request = test_utils.make_mocked_request("GET", "/?offset=ten")
+    with pytest.raises(errors.BadRequest) as raised:
+        pagination.parse(request, default_limit=10, max_limit=10)
+    assert isinstance(raised.value.__cause__, ValueError)
