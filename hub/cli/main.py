@@ -154,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.set_defaults(command=_events_stats)
 
     state = commands.add_parser(
-        "state", help="users, groups, tokens or servers as they were at a point"
+        "state", help="users, groups, tokens, servers or projects as they were at a point"
     )
     state.add_argument(
         "--at",
@@ -168,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         choices=events_cli.STATE_VIEWS,
         default="users",
-        metavar="users|groups|tokens|servers",
+        metavar="|".join(events_cli.STATE_VIEWS),
         help="what to show (default users)",
     )
     state.add_argument(
