@@ -49,7 +49,7 @@ from hub.pages import login as login_pages
 from hub.pages import projects as project_pages
 from hub.pages import token as token_page
 from hub.pages import user as user_pages
-from hub.projects import git_http, importer, remote, storage
+from hub.projects import cleanup, git_http, importer, remote, storage
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
@@ -286,6 +286,8 @@ def install_projects(
         ),
     )
     app.cleanup_ctx.append(place.running)
+    # after the pool starts: repositories no project needs, and old scratch, removed
+    app.cleanup_ctx.append(cleanup.Sweep(place, event_store).at_start)
     app.add_routes(projects_api.routes())
     app.add_routes(project_content_api.routes())  # browsing without a clone
     app.add_routes(project_pages.routes())  # /hub/projects: the same in the browser

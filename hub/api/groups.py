@@ -20,6 +20,8 @@ from hub import errors
 from hub.api import users as users_api
 from hub.auth import access, scope_table, scopes
 from hub.context import HUB
+from hub.projects import cleanup as project_cleanup
+from hub.projects import storage
 from hub.reads import groups as groups_read
 from hub.reads import users as users_read
 from hub.web import body, pagination
@@ -182,18 +184,21 @@ async def delete_group(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request, name: str) -> None:
-    """Delete group ``name`` as the request's caller."""
+    """Delete group ``name`` as the request's caller; the team's projects go with it, the
+    repositories once that has committed."""
     hub = request.app[HUB]
     async with hub.store.session() as session:
         caller = await access.require(
             request, session.conn, [scope_table.DELETE_GROUPS], scopes.Filter.group(name)
         )
         row = await groups_read.require(session.conn, name)
+        projects = await project_cleanup.owned_by(session.conn, "group", row["group_id"])
         await session.append(
             group_events.stream_id(row["group_id"]),
             [group_events.GroupDeleted(group_id=row["group_id"], name=name)],
             metadata=access.event_metadata(request, caller),
         )
+    await project_cleanup.remove(request.app.get(storage.STORAGE), projects)
 
 
 async def change_members(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ from hub import errors
 from hub.auth import access
 from hub.context import HUB
 from hub.projects import access as project_access
-from hub.projects import importer, past_access, push, remote, storage
+from hub.projects import cleanup, importer, past_access, push, remote, storage
 from hub.web import body, pagination
 
 log = logging.getLogger(__name__)
@@ -366,13 +366,8 @@ async def delete_project(request: web.Request) -> web.Response:
             ],
             metadata=access.event_metadata(request, caller),
         )
-    place = request.app.get(storage.STORAGE)
-    if place is not None:
-        try:
-            await place.workers.run(place.repositories.remove, row["project_id"])
-        except OSError:
-            # The project is gone from the hub; its objects are unreachable and can go later.
-            log.exception("could not remove the repository of project %s", row["project_id"])
+    # The project is gone from the hub; a repository that cannot go now goes at the next start.
+    await cleanup.remove(request.app.get(storage.STORAGE), [row["project_id"]])
     return web.Response(status=204)
 
 

@@ -22,6 +22,8 @@ from hub import errors
 from hub.api import servers as servers_api
 from hub.auth import access, scope_table, scopes
 from hub.context import HUB
+from hub.projects import cleanup as project_cleanup
+from hub.projects import storage
 from hub.reads import users as users_read
 from hub.servers import rules as server_rules
 from hub.servers import spawner
@@ -330,7 +332,8 @@ async def delete_user(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request, name: str) -> None:
-    """Delete user ``name`` as the request's caller (their servers stopped first)."""
+    """Delete user ``name`` as the request's caller (their servers stopped first); their
+    projects go with them, the repositories once that has committed."""
     hub = request.app[HUB]
     await _stop_servers_of(request, name)
     async with hub.store.session() as session:
@@ -340,11 +343,13 @@ async def delete(request: web.Request, name: str) -> None:
         row = await users_read.require(session.conn, name)
         if caller.kind == "user" and caller.name == name:
             raise errors.BadRequest("Cannot delete yourself!")
+        projects = await project_cleanup.owned_by(session.conn, "user", row["user_id"])
         await session.append(
             user_events.stream_id(row["user_id"]),
             [user_events.UserDeleted(user_id=row["user_id"], name=name)],
             metadata=access.event_metadata(request, caller),
         )
+    await project_cleanup.remove(request.app.get(storage.STORAGE), projects)
 
 
 async def _stop_servers_of(request: web.Request, name: str) -> None:

@@ -50,6 +50,8 @@ _HEADERS = {
     "groups": ["name", "members"],
     "tokens": ["id", "owner", "scopes", "expires (UTC)"],
     "servers": ["user", "server", "state", "url", "started (UTC)"],
+    # members in the project's row: who could use a project is read with the project
+    "projects": ["project", "visibility", "members", "created (UTC)", "last push (UTC)"],
 }
 STATE_VIEWS = tuple(_HEADERS)
 _DIGITS = re.compile(r"[0-9]+")
@@ -320,7 +322,8 @@ async def stats(event_store: store.EventStore, by: str | None) -> int:
 async def state(
     event_store: store.EventStore, at: int | datetime, view: str, *, limit: int = 1000
 ) -> int:
-    """Show users, groups, tokens or servers as they were at a position or time.
+    """Show users, groups, tokens, servers or projects (with their members) as they were at a
+    position or time.
 
     Replays every projection up to that point (``rebuild.as_of``: a scratch schema of its
     own, which the connection's ``search_path`` reads), reads, and drops it.

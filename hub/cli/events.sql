@@ -76,3 +76,22 @@ SELECT s.user_name AS "user", s.server_name AS server, s.state,
   FROM servers s
  ORDER BY s.user_name, s.server_name
  LIMIT $1;
+
+-- name: state_projects
+-- Each project as owner/name, with its members in one cell: users, then groups, by name.
+SELECT coalesce(u.name, g.name) || '/' || p.name AS project, p.visibility,
+       coalesce((SELECT string_agg(coalesce(mu.name, 'group ' || mg.name) || ' (' || m.role || ')',
+                                   ', ' ORDER BY m.member_kind DESC, coalesce(mu.name, mg.name))
+                   FROM project_members m
+                   LEFT JOIN users mu ON m.member_kind = 'user' AND mu.user_id = m.member_id
+                   LEFT JOIN groups mg ON m.member_kind = 'group' AND mg.group_id = m.member_id
+                  WHERE m.project_id = p.project_id), '') AS members,
+       to_char(p.created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS "created (UTC)",
+       coalesce(to_char(p.last_push AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), 'never')
+           AS "last push (UTC)",
+       count(*) OVER () AS total
+  FROM projects p
+  LEFT JOIN users u ON p.owner_kind = 'user' AND u.user_id = p.owner_id
+  LEFT JOIN groups g ON p.owner_kind = 'group' AND g.group_id = p.owner_id
+ ORDER BY lower(coalesce(u.name, g.name)), lower(p.name)
+ LIMIT $1;

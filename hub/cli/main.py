@@ -1,4 +1,5 @@
-"""The ``chronohub`` command: serve, migrate, token, password, projections, events, state."""
+"""The ``chronohub`` command: serve, migrate, token, password, projections, events, state,
+projects."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from hub import settings as hub_settings
 from hub.cli import events as events_cli
 from hub.cli import password as password_cli
 from hub.cli import progress
+from hub.cli import projects as projects_cli
 from hub.cli import users as users_cli
+from hub.projects import gc
 from migrations import runner as migrations
 from projections import base, catalog, rebuild
 
@@ -154,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     stats.set_defaults(command=_events_stats)
 
     state = commands.add_parser(
-        "state", help="users, groups, tokens or servers as they were at a point"
+        "state", help="users, groups, tokens, servers or projects as they were at a point"
     )
     state.add_argument(
         "--at",
@@ -168,13 +171,28 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         choices=events_cli.STATE_VIEWS,
         default="users",
-        metavar="users|groups|tokens|servers",
+        metavar="|".join(events_cli.STATE_VIEWS),
         help="what to show (default users)",
     )
     state.add_argument(
         "--limit", type=events_cli.positive_int, default=1000, help="most rows shown (default 1000)"
     )
     state.set_defaults(command=_state)
+
+    projects = commands.add_parser("projects", help="look after projects' repositories")
+    project_actions = projects.add_subparsers(required=True, metavar="ACTION")
+    gc_cmd = project_actions.add_parser(
+        "gc", help="remove objects no ref reaches (packs of refused or cut-short pushes)"
+    )
+    gc_cmd.add_argument(
+        "--grace",
+        type=events_cli.positive_int,
+        default=gc.GRACE_S,
+        metavar="SECONDS",
+        help="keep objects younger than this, and those refs reached within it (default 2 weeks)",
+    )
+    gc_cmd.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
+    gc_cmd.set_defaults(command=_projects_gc)
     return parser
 
 
@@ -330,6 +348,13 @@ async def _events_stats(config: hub_settings.Settings, args: argparse.Namespace)
 async def _state(config: hub_settings.Settings, args: argparse.Namespace) -> int:
     async with app.open_hub(config, serving=False) as hub:
         return await events_cli.state(hub.store, args.at, args.view, limit=args.limit)
+
+
+async def _projects_gc(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    async with app.open_hub(config, serving=False) as hub:
+        return await projects_cli.collect(
+            hub.store, config, grace_s=args.grace, dry_run=args.dry_run
+        )
 
 
 if __name__ == "__main__":
