@@ -38,6 +38,7 @@ from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import root as api
 from hub.api import servers as servers_api
+from hub.api import shares as shares_api
 from hub.api import tokens as tokens_api
 from hub.api import users as users_api
 from hub.audit import history as audit
@@ -45,6 +46,7 @@ from hub.auth import access, collab_access, identity, login
 from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
 from hub.pages import login as login_pages
+from hub.pages import shares as shares_page
 from hub.pages import token as token_page
 from hub.pages import user as user_pages
 from hub.projects import git_http, storage
@@ -235,7 +237,7 @@ def make_app(hub: context.Hub) -> web.Application:
         app[servers_api.SERVER_APP] = hub.servers
     if hub.collab_sessions is not None:
         app[collab_api.SESSIONS] = hub.collab_sessions
-    for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
+    for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api, shares_api):
         app.add_routes(module.routes())
     app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy
     app.add_routes(proxy_api.routes())
@@ -243,7 +245,7 @@ def make_app(hub: context.Hub) -> web.Application:
     login.install(app, hub)  # the login cookie
     # the pages and APIs that use it: login, OAuth provider, password, signups, the token page
     # and the admin pages, and the pages' static files (stylesheets, favicon)
-    for module in (login_pages, oauth_provider, auth_api, token_page, admin_page):
+    for module in (login_pages, oauth_provider, auth_api, token_page, admin_page, shares_page):
         app.add_routes(module.routes())
     html.install(app)
     app.add_routes(user_pages.routes())  # /user/... without a route, start/stop pages
