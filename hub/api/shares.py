@@ -27,6 +27,7 @@ from events import models, sql, store
 from events.catalog import shares as share_events
 from events.catalog.names import Name
 from hub import errors
+from hub.api import models as api_models
 from hub.auth import access, scope_table, scopes, tokens
 from hub.context import HUB
 from hub.reads import groups as groups_read
@@ -79,13 +80,17 @@ class NewCode(BaseModel):
 # --- replies (the spec's SharedServer, Share, ShareCode) --------------------------------------
 
 
-class SharedServerOwner(BaseModel):
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SharedServerOwner(_Reply):
     """The server's owner."""
 
     name: str
 
 
-class SharedServer(BaseModel):
+class SharedServer(_Reply):
     """Where a shared server is, whose it is, and whether it is ready."""
 
     name: str
@@ -95,13 +100,13 @@ class SharedServer(BaseModel):
     user: SharedServerOwner
 
 
-class Named(BaseModel):
+class Named(_Reply):
     """A user or group, by name."""
 
     name: str
 
 
-class Share(BaseModel):
+class Share(_Reply):
     """One share: a user's or a group's scopes on one server."""
 
     server: SharedServer
@@ -112,7 +117,7 @@ class Share(BaseModel):
     created_at: str
 
 
-class ShareCode(BaseModel):
+class ShareCode(_Reply):
     """A share code's metadata (never the code, but once, when it is issued)."""
 
     server: SharedServer
@@ -132,27 +137,18 @@ class NewShareCode(ShareCode):
     full_accept_url: str | None
 
 
-class Pagination(BaseModel):
-    """JupyterHub's page information."""
-
-    offset: int
-    limit: int
-    total: int
-    next: dict[str, Any] | None
-
-
-class SharePage(BaseModel):
+class SharePage(_Reply):
     """A page of shares."""
 
     items: list[Share]
-    pagination: Pagination = Field(alias="_pagination")
+    pagination: api_models.Pagination = Field(alias="_pagination")
 
 
-class ShareCodePage(BaseModel):
+class ShareCodePage(_Reply):
     """A page of share codes."""
 
     items: list[ShareCode]
-    pagination: Pagination = Field(alias="_pagination")
+    pagination: api_models.Pagination = Field(alias="_pagination")
 
 
 # --- pure rules ------------------------------------------------------------------------------
