@@ -605,6 +605,7 @@ async def create_code(request: web.Request) -> web.Response:
         await require_server(conn, owner, server_name)
         wanted = share_scopes(command.scopes, owner["name"], server_name)
         await _check_held(conn, caller, wanted, owner["name"])
+        await conn.execute(queries["code_secrets_purge_expired"])
         code_id = f"sc_{await conn.fetchval(queries['code_number'])}"
         await conn.execute(queries["code_secret_store"], code_id, tokens.digest(code))
         await session.append(

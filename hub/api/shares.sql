@@ -92,6 +92,13 @@ SELECT code_id FROM share_codes WHERE owner_id = $1 AND server_name = $2 ORDER B
 -- name: code_number
 SELECT nextval('share_code_numbers');
 
+-- name: code_secrets_purge_expired
+-- The hashes of codes that expired, or went with their server or owner, are of no more use:
+-- dropped whenever a code is issued.
+DELETE FROM share_code_secrets k
+ WHERE NOT EXISTS (SELECT 1 FROM share_codes c
+                    WHERE c.code_id = k.code_id AND c.expires_at > clock_timestamp());
+
 -- name: code_secret_store
 INSERT INTO share_code_secrets (code_id, hash) VALUES ($1, $2);
 

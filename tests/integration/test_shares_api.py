@@ -17,6 +17,8 @@ from events import store
 from projections import catalog, rebuild
 from tests.integration.api_fixtures import Api
 from tests.integration.browser import Browser, running_hub, set_password
+from tests.integration.spawn_fixtures import CONFIG as SPAWN_CONFIG
+from tests.integration.spawn_fixtures import StartHub
 from tests.integration.test_contract import load_spec
 
 ACCESS = "access:servers!server=alice/"
@@ -349,5 +351,47 @@ async def test_the_shares_read_models_rebuild_to_the_live_state(api: Api) -> Non
     await api.call("POST", "/shares/alice/", token=admin, json={"group": "team"})
     await api.call("POST", "/share-codes/alice/", token=admin, json={})
     await api.call("PATCH", "/shares/alice/", token=admin, json={"group": "team"})
+    await api.call("POST", "/users/carol")
+    await api.call("POST", "/groups/crew")
+    await api.call("POST", "/shares/alice/", token=admin, json={"user": "carol"})
+    await api.call("POST", "/shares/alice/", token=admin, json={"group": "crew"})
+    # a deleted recipient's and a deleted group's shares go with them
+    assert (await api.call("DELETE", "/users/carol"))[0] == 204
+    assert (await api.call("DELETE", "/groups/crew"))[0] == 204
+    status, reply = await api.call("GET", "/shares/alice", token=admin)
+    assert [(s["user"], s["group"]) for s in reply["items"]] == [({"name": "bob"}, None)]
+    # the audit API shows share events to read:events (the admin holds it)
+    status, reply = await api.call("GET", "/events?type_prefix=share.", token=admin)
+    assert status == 200, reply
+    assert {e["type"] for e in reply} >= {"share.granted", "share.code_created"}
     projection = next(p for p in catalog.ALL if p.name == "shares")
     assert (await rebuild.verify(api.store, projection)).differences == ()
+
+
+async def test_a_named_servers_shares_follow_its_rename_and_go_with_it(
+    spawn_hub: StartHub,
+) -> None:
+    sharer = {"name": "operator-shares", "scopes": ["shares"], "services": ["operator"]}
+    hub = await spawn_hub(allow_named_servers=True, roles=[*SPAWN_CONFIG["roles"], sharer])
+    bob = await hub.user("bob")
+    await hub.user("alice")
+    assert (await hub.call("PUT", "/users/alice/servers/nb", json={}))[0] == 201
+    status, share = await hub.call("POST", "/shares/alice/nb", json={"user": "bob"})
+    assert status == 200, share
+    assert share["server"]["url"] == "/user/alice/nb/"
+    status, _ = await hub.call("POST", "/share-codes/alice/nb", json={})
+    assert status == 200
+    status, reply = await hub.call("PATCH", "/users/alice/servers/nb", json={"name": "lab"})
+    assert status == 200, reply
+    status, reply = await hub.call("GET", "/users/bob/shared", token=bob)
+    assert [s["scopes"] for s in reply["items"]] == [["access:servers!server=alice/lab"]]
+    status, reply = await hub.call("GET", "/share-codes/alice/lab")
+    assert len(reply["items"]) == 1
+    status, reply = await hub.call("GET", "/shares/alice/nb")
+    assert status == 404  # no such server any more
+    status, _ = await hub.call("DELETE", "/users/alice/servers/lab", json={"remove": True})
+    assert status == 204
+    status, reply = await hub.call("GET", "/users/bob/shared", token=bob)
+    assert reply["items"] == []
+    status, reply = await hub.call("GET", "/share-codes/alice")
+    assert reply["items"] == []
