@@ -38,6 +38,7 @@ from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import root as api
 from hub.api import servers as servers_api
+from hub.api import share_codes as share_codes_api
 from hub.api import shares as shares_api
 from hub.api import tokens as tokens_api
 from hub.api import users as users_api
@@ -237,7 +238,9 @@ def make_app(hub: context.Hub) -> web.Application:
         app[servers_api.SERVER_APP] = hub.servers
     if hub.collab_sessions is not None:
         app[collab_api.SESSIONS] = hub.collab_sessions
-    for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api, shares_api):
+    for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
+        app.add_routes(module.routes())
+    for module in (shares_api, share_codes_api):  # sharing servers
         app.add_routes(module.routes())
     app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy
     app.add_routes(proxy_api.routes())

@@ -23,6 +23,7 @@ from hub.api import groups as groups_api
 from hub.api import models as api_models
 from hub.api import proxy as proxy_api
 from hub.api import servers as servers_api
+from hub.api import share_codes as share_codes_api
 from hub.api import shares as shares_api
 from hub.api import tokens as tokens_api
 from hub.api import users as users_api
@@ -218,16 +219,16 @@ OPERATIONS: tuple[Operation, ...] = (
               "shares", status=204),
     Operation(
         "get", "/share-codes/{owner}", "Live share codes of the owner's servers", "read:shares",
-        reply=shares_api.ShareCodePage,
+        reply=share_codes_api.ShareCodePage,
     ),
     Operation(
         "get", "/share-codes/{owner}/{server_name}", "Live share codes of one server",
-        "read:shares", reply=shares_api.ShareCodePage,
+        "read:shares", reply=share_codes_api.ShareCodePage,
     ),
     Operation(
         "post", "/share-codes/{owner}/{server_name}", "Issue a share code (returned once;"
-        " accepted at /hub/accept-share?code=)", "shares", shares_api.NewCode,
-        reply=shares_api.NewShareCode,
+        " accepted at /hub/accept-share?code=)", "shares", share_codes_api.NewCode,
+        reply=share_codes_api.NewShareCode,
     ),
     Operation(
         "delete", "/share-codes/{owner}/{server_name}", "Revoke a code (?code= or ?id=), or"

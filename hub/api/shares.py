@@ -1,34 +1,30 @@
-"""JupyterHub 5's sharing API: ``/hub/api/shares``, ``/hub/api/share-codes`` and the
-``/hub/api/users|groups/{name}/shared`` views of it.
+"""JupyterHub 5's sharing API: ``/hub/api/shares`` and the ``/hub/api/users|groups/{name}/shared``
+views of it; share codes are ``share_codes.py``, which uses this module's rules and lookups.
 
 A share gives a user or a group scopes on one server of another user; every scope must be
 filtered to that server (``access:servers!server=alice/`` by default), and the granter must
 hold it there. The scopes shared with a user count as the user's own at every request
 (``hub/auth/access.py``), so a group's share follows its members at once, and the server's
-``HubOAuth`` sees ``access:servers!server=alice/`` in a recipient's ``/hub/api/user``. A share
-code carries such scopes for whoever accepts it at ``/hub/accept-share?code=`` before it
-expires; the code is shown once and only its hash is kept. Every list is paginated
+``HubOAuth`` sees ``access:servers!server=alice/`` in a recipient's ``/hub/api/user``. Every
+list is paginated
 (``{items, _pagination}``), with or without the pagination media type, as in JupyterHub.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import secrets
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import quote
 from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from events import models, sql, store
+from events import sql
 from events.catalog import shares as share_events
 from events.catalog.names import Name
 from hub import errors
 from hub.api import models as api_models
-from hub.auth import access, scope_table, scopes, tokens
+from hub.auth import access, scope_table, scopes
 from hub.context import HUB
 from hub.reads import groups as groups_read
 from hub.reads import users as users_read
@@ -37,10 +33,6 @@ from hub.web import body, pagination
 
 queries = sql.Queries(__package__ or "hub.api", "shares.sql")
 
-DEFAULT_CODE_LIFETIME_S = 86400
-# JupyterHub's bounds on a share code's lifetime: a minute to a year.
-MIN_CODE_LIFETIME_S = 60
-MAX_CODE_LIFETIME_S = 365 * 86400
 MAX_SCOPES = 100
 # The server name in a path: empty for the default server (the path ends with '/').
 SERVER = "{server_name:[^/]*}"
@@ -66,31 +58,20 @@ class Revoke(BaseModel):
     group: Name | None = None
 
 
-class NewCode(BaseModel):
-    """``POST /share-codes/{owner}/{server_name}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    scopes: list[str] | None = Field(default=None, max_length=MAX_SCOPES)
-    expires_in: int = Field(
-        default=DEFAULT_CODE_LIFETIME_S, ge=MIN_CODE_LIFETIME_S, le=MAX_CODE_LIFETIME_S
-    )
-
-
 # --- replies (the spec's SharedServer, Share, ShareCode) --------------------------------------
 
 
-class _Reply(BaseModel):
+class Reply(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SharedServerOwner(_Reply):
+class SharedServerOwner(Reply):
     """The server's owner."""
 
     name: str
 
 
-class SharedServer(_Reply):
+class SharedServer(Reply):
     """Where a shared server is, whose it is, and whether it is ready."""
 
     name: str
@@ -100,13 +81,13 @@ class SharedServer(_Reply):
     user: SharedServerOwner
 
 
-class Named(_Reply):
+class Named(Reply):
     """A user or group, by name."""
 
     name: str
 
 
-class Share(_Reply):
+class Share(Reply):
     """One share: a user's or a group's scopes on one server."""
 
     server: SharedServer
@@ -117,37 +98,10 @@ class Share(_Reply):
     created_at: str
 
 
-class ShareCode(_Reply):
-    """A share code's metadata (never the code, but once, when it is issued)."""
-
-    server: SharedServer
-    scopes: list[str]
-    id: str
-    created_at: str
-    expires_at: str
-    exchange_count: int
-    last_exchanged_at: str | None
-
-
-class NewShareCode(ShareCode):
-    """``POST /share-codes/...``: the code's metadata and, this once, the code."""
-
-    code: str
-    accept_url: str
-    full_accept_url: str | None
-
-
-class SharePage(_Reply):
+class SharePage(Reply):
     """A page of shares."""
 
     items: list[Share]
-    pagination: api_models.Pagination = Field(alias="_pagination")
-
-
-class ShareCodePage(_Reply):
-    """A page of share codes."""
-
-    items: list[ShareCode]
     pagination: api_models.Pagination = Field(alias="_pagination")
 
 
@@ -182,12 +136,11 @@ def share_scopes(requested: list[str] | None, owner: str, server_name: str) -> l
 
 def one_recipient(command: Grant | Revoke) -> tuple[Literal["user", "group"], str]:
     """(``"user"`` or ``"group"``, name): exactly one of the two must be given."""
-    if (command.user is None) == (command.group is None):
-        raise errors.BadRequest("user, group: specify exactly one of 'user' and 'group'")
-    if command.user is not None:
+    if command.user is not None and command.group is None:
         return "user", _normalize(command.user)
-    assert command.group is not None
-    return "group", command.group
+    if command.group is not None and command.user is None:
+        return "group", command.group
+    raise errors.BadRequest("user, group: specify exactly one of 'user' and 'group'")
 
 
 def _normalize(name: str) -> str:
@@ -228,20 +181,6 @@ def render_share(row: Any, public_url: str | None) -> dict[str, Any]:
         "group": recipient if row["recipient_kind"] == "group" else None,
         "kind": row["recipient_kind"],
         "created_at": body.iso(row["created"]),
-    }
-
-
-def render_code(row: Any, public_url: str | None) -> dict[str, Any]:
-    """The spec's ``ShareCode`` for a ``codes_page``/``code_by_id`` row."""
-    owner, server_name = row["owner"], row["server_name"]
-    return {
-        "server": server_model(owner, server_name, row["ready"], public_url),
-        "scopes": filtered(list(row["scopes"]), owner, server_name),
-        "id": row["code_id"],
-        "created_at": body.iso(row["created"]),
-        "expires_at": body.iso(row["expires_at"]),
-        "exchange_count": row["exchange_count"],
-        "last_exchanged_at": body.iso(row["last_exchanged_at"]),
     }
 
 
@@ -305,7 +244,7 @@ async def require_server(conn: sql.Connection, owner: Any, server_name: str) -> 
     return state
 
 
-def _server_target(request: web.Request) -> tuple[str, str, scopes.Filter]:
+def server_target(request: web.Request) -> tuple[str, str, scopes.Filter]:
     owner = request.match_info["owner"]
     server_name = request.match_info["server_name"]
     try:
@@ -315,7 +254,7 @@ def _server_target(request: web.Request) -> tuple[str, str, scopes.Filter]:
     return owner, server_name, target
 
 
-def _page(request: web.Request) -> pagination.Page:
+def page_of(request: web.Request) -> pagination.Page:
     hub = request.app[HUB]
     page = pagination.parse(
         request,
@@ -325,7 +264,7 @@ def _page(request: web.Request) -> pagination.Page:
     return dataclasses.replace(page, paginated=True)  # always paginated, as in JupyterHub
 
 
-async def _check_held(
+async def check_held(
     conn: sql.Connection, caller: access.Caller, wanted: list[str], owner: str
 ) -> None:
     """403, as JupyterHub answers, if the caller would share scopes it does not hold."""
@@ -354,18 +293,13 @@ class Recipient:
     name: str
 
 
-async def _recipient(
-    conn: sql.Connection,
-    caller: access.Caller,
-    kind: Literal["user", "group"],
-    name: str,
-    *,
-    naming: bool,
-) -> Recipient | None:
-    """The user or group ``name``; with ``naming``, the caller must be allowed to name it
+async def recipient_named(
+    conn: sql.Connection, caller: access.Caller, kind: Literal["user", "group"], name: str
+) -> Recipient:
+    """The user or group ``name`` a share is for: the caller must be allowed to name it
     (``read:users:name`` / ``read:groups:name``, JupyterHub's rule) and it must exist (400)."""
     if kind == "user":
-        if naming and not caller.grants.allows(
+        if not caller.grants.allows(
             scope_table.READ_USERS_NAME,
             scopes.Filter.user(name),
             groups_of=await access.groups_of_users(conn, [name]),
@@ -373,21 +307,17 @@ async def _recipient(
             raise errors.Forbidden("Need scope 'read:users:name' to share with users by name")
         row = await users_read.find(conn, name)
         if row is None:
-            if naming:
-                raise errors.BadRequest(f"user: no such user: {name}")
-            return None
+            raise errors.BadRequest(f"user: no such user: {name}")
         return Recipient("user", row["user_id"], row["name"])
-    if naming and not caller.grants.allows(scope_table.READ_GROUPS_NAME, scopes.Filter.group(name)):
+    if not caller.grants.allows(scope_table.READ_GROUPS_NAME, scopes.Filter.group(name)):
         raise errors.Forbidden("Need scope 'read:groups:name' to share with groups by name")
     group = await groups_read.find(conn, name)
     if group is None:
-        if naming:
-            raise errors.BadRequest(f"group: no such group: {name}")
-        return None
+        raise errors.BadRequest(f"group: no such group: {name}")
     return Recipient("group", group["group_id"], group["name"])
 
 
-def _concerning(owner: Any, recipient: Recipient) -> dict[str, Any]:
+def concerning(owner: Any, recipient: Recipient) -> dict[str, Any]:
     """The fields of a share event that say whom it concerns (for the audit's filters)."""
     user_ids = [owner["user_id"]]
     if recipient.kind == "user":
@@ -424,7 +354,7 @@ async def list_owner_shares(request: web.Request) -> web.Response:
     """``GET /shares/{owner}``: shares of any of the owner's servers."""
     hub = request.app[HUB]
     owner_name = request.match_info["owner"]
-    page = _page(request)
+    page = page_of(request)
     async with hub.store.pool.acquire() as conn:
         await access.require(
             request, conn, [scope_table.READ_SHARES], scopes.Filter.user(owner_name)
@@ -440,8 +370,8 @@ async def list_owner_shares(request: web.Request) -> web.Response:
 async def list_server_shares(request: web.Request) -> web.Response:
     """``GET /shares/{owner}/{server_name}``: shares of one server."""
     hub = request.app[HUB]
-    owner_name, server_name, target = _server_target(request)
-    page = _page(request)
+    owner_name, server_name, target = server_target(request)
+    page = page_of(request)
     async with hub.store.pool.acquire() as conn:
         await access.require(request, conn, [scope_table.READ_SHARES], target)
         owner = await owner_of(conn, owner_name)
@@ -460,7 +390,7 @@ async def grant(request: web.Request) -> web.Response:
     """``POST /shares/{owner}/{server_name}``: add scopes to a user's or group's share; 200
     with the share."""
     hub = request.app[HUB]
-    owner_name, server_name, target = _server_target(request)
+    owner_name, server_name, target = server_target(request)
     command = await body.parse(request, Grant)
     kind, name = one_recipient(command)
     async with hub.store.session() as session:
@@ -469,16 +399,15 @@ async def grant(request: web.Request) -> web.Response:
         owner = await owner_of(conn, owner_name)
         await require_server(conn, owner, server_name)
         wanted = share_scopes(command.scopes, owner["name"], server_name)
-        recipient = await _recipient(conn, caller, kind, name, naming=True)
-        assert recipient is not None
+        recipient = await recipient_named(conn, caller, kind, name)
         if recipient.kind == "user" and recipient.id == owner["user_id"]:
             raise errors.BadRequest(f"user: {name} owns this server; it cannot be shared with them")
-        await _check_held(conn, caller, wanted, owner["name"])
+        await check_held(conn, caller, wanted, owner["name"])
         await session.append(
             share_events.stream_id(owner["user_id"], server_name),
             [
                 share_events.ShareGranted(
-                    server_name=server_name, scopes=wanted, **_concerning(owner, recipient)
+                    server_name=server_name, scopes=wanted, **concerning(owner, recipient)
                 )
             ],
             metadata=access.event_metadata(request, caller),
@@ -491,7 +420,7 @@ async def revoke(request: web.Request) -> web.Response:
     """``PATCH /shares/{owner}/{server_name}``: take scopes back (all if none are named); 200
     with what is left of the share, ``{}`` when nothing is."""
     hub = request.app[HUB]
-    owner_name, server_name, target = _server_target(request)
+    owner_name, server_name, target = server_target(request)
     command = await body.parse(request, Revoke)
     kind, name = one_recipient(command)
     async with hub.store.session() as session:
@@ -500,8 +429,7 @@ async def revoke(request: web.Request) -> web.Response:
         owner = await owner_of(conn, owner_name)
         await require_server(conn, owner, server_name)
         revoked = share_scopes(command.scopes, owner["name"], server_name) if command.scopes else []
-        recipient = await _recipient(conn, caller, kind, name, naming=True)
-        assert recipient is not None
+        recipient = await recipient_named(conn, caller, kind, name)
         row = await _share_row(conn, owner, server_name, recipient)
         if row is None:
             return web.json_response({})  # revoking what is not held is not an error
@@ -512,7 +440,7 @@ async def revoke(request: web.Request) -> web.Response:
                 share_events.stream_id(owner["user_id"], server_name),
                 [
                     share_events.ShareRevoked(
-                        server_name=server_name, scopes=taking, **_concerning(owner, recipient)
+                        server_name=server_name, scopes=taking, **concerning(owner, recipient)
                     )
                 ],
                 metadata=access.event_metadata(request, caller),
@@ -524,7 +452,7 @@ async def revoke(request: web.Request) -> web.Response:
 async def revoke_all(request: web.Request) -> web.Response:
     """``DELETE /shares/{owner}/{server_name}``: end every share of the server; 204."""
     hub = request.app[HUB]
-    owner_name, server_name, target = _server_target(request)
+    owner_name, server_name, target = server_target(request)
     async with hub.store.session() as session:
         conn = session.conn
         caller = await access.require(request, conn, [scope_table.SHARES], target)
@@ -533,7 +461,7 @@ async def revoke_all(request: web.Request) -> web.Response:
         gone = [
             share_events.ShareRevoked(
                 server_name=server_name,
-                **_concerning(
+                **concerning(
                     owner, Recipient(r["recipient_kind"], r["recipient_id"], r["recipient"])
                 ),
             )
@@ -546,209 +474,6 @@ async def revoke_all(request: web.Request) -> web.Response:
                 metadata=access.event_metadata(request, caller),
             )
     return web.Response(status=204)
-
-
-# --- /share-codes ----------------------------------------------------------------------------
-
-
-async def _codes_page(
-    request: web.Request, owner_name: str, server_name: str | None, target: scopes.Filter
-) -> web.Response:
-    hub = request.app[HUB]
-    page = _page(request)
-    async with hub.store.pool.acquire() as conn:
-        await access.require(request, conn, [scope_table.READ_SHARES], target)
-        owner = await owner_of(conn, owner_name)
-        if server_name is not None:
-            await require_server(conn, owner, server_name)
-        rows = list(
-            await conn.fetch(
-                queries["codes_page"], owner["user_id"], server_name, page.offset, page.limit
-            )
-        )
-        total = (
-            int(rows[0]["total"])
-            if rows
-            else int(await conn.fetchval(queries["codes_count"], owner["user_id"], server_name))
-        )
-    items = [render_code(r, hub.settings.public_url) for r in rows]
-    return web.json_response(pagination.reply(request, page, items, total, hub.settings.public_url))
-
-
-async def list_owner_codes(request: web.Request) -> web.Response:
-    """``GET /share-codes/{owner}``: live share codes of any of the owner's servers."""
-    owner = request.match_info["owner"]
-    return await _codes_page(request, owner, None, scopes.Filter.user(owner))
-
-
-async def list_server_codes(request: web.Request) -> web.Response:
-    """``GET /share-codes/{owner}/{server_name}``: live share codes of one server."""
-    owner, server_name, target = _server_target(request)
-    return await _codes_page(request, owner, server_name, target)
-
-
-def new_code() -> str:
-    """A share code: 192 random bits, URL-safe."""
-    return secrets.token_urlsafe(24)
-
-
-async def create_code(request: web.Request) -> web.Response:
-    """``POST /share-codes/{owner}/{server_name}``: issue a code; the reply holds it, once."""
-    hub = request.app[HUB]
-    owner_name, server_name, target = _server_target(request)
-    command = await body.parse(request, NewCode, allow_empty=True)
-    code = new_code()
-    async with hub.store.session() as session:
-        conn = session.conn
-        caller = await access.require(request, conn, [scope_table.SHARES], target)
-        owner = await owner_of(conn, owner_name)
-        await require_server(conn, owner, server_name)
-        wanted = share_scopes(command.scopes, owner["name"], server_name)
-        await _check_held(conn, caller, wanted, owner["name"])
-        await conn.execute(queries["code_secrets_purge_expired"])
-        code_id = f"sc_{await conn.fetchval(queries['code_number'])}"
-        await conn.execute(queries["code_secret_store"], code_id, tokens.digest(code))
-        await session.append(
-            share_events.stream_id(owner["user_id"], server_name),
-            [
-                share_events.ShareCodeCreated(
-                    owner_id=owner["user_id"],
-                    owner=owner["name"],
-                    server_name=server_name,
-                    user_ids=[owner["user_id"]],
-                    code_id=code_id,
-                    code_prefix=code[:4],
-                    scopes=wanted,
-                    expires_at=datetime.now(UTC) + timedelta(seconds=command.expires_in),
-                )
-            ],
-            metadata=access.event_metadata(request, caller),
-        )
-        row = await conn.fetchrow(queries["code_by_id"], code_id)
-    accept_url = f"/hub/accept-share?code={quote(code, safe='')}"
-    public_url = hub.settings.public_url
-    reply = {
-        **render_code(row, public_url),
-        "code": code,
-        "accept_url": accept_url,
-        "full_accept_url": public_url.rstrip("/") + accept_url if public_url else None,
-    }
-    return web.json_response(reply)
-
-
-async def revoke_codes(request: web.Request) -> web.Response:
-    """``DELETE /share-codes/{owner}/{server_name}``: revoke one code (``?code=`` or ``?id=``)
-    or, with neither, every code of the server; 204."""
-    hub = request.app[HUB]
-    owner_name, server_name, target = _server_target(request)
-    by_code, by_id = request.query.get("code"), request.query.get("id")
-    if by_code is not None and by_id is not None:
-        raise errors.BadRequest("code, id: specify at most one of 'code' and 'id'")
-    async with hub.store.session() as session:
-        conn = session.conn
-        caller = await access.require(request, conn, [scope_table.SHARES], target)
-        owner = await owner_of(conn, owner_name)
-        await require_server(conn, owner, server_name)
-        mine = [
-            r["code_id"]
-            for r in await conn.fetch(queries["code_ids_of_server"], owner["user_id"], server_name)
-        ]
-        if by_code is not None:
-            found = await conn.fetchval(queries["code_id_by_hash"], tokens.digest(by_code))
-            if found not in mine:
-                raise errors.NotFound("No such share code")
-            mine = [found]
-        elif by_id is not None:
-            if by_id not in mine:
-                raise errors.NotFound(f"No such share code: {by_id}")
-            mine = [by_id]
-        if mine:
-            await conn.execute(queries["code_secrets_delete"], mine)
-            await session.append(
-                share_events.stream_id(owner["user_id"], server_name),
-                [
-                    share_events.ShareCodesRevoked(
-                        owner_id=owner["user_id"],
-                        owner=owner["name"],
-                        server_name=server_name,
-                        user_ids=[owner["user_id"]],
-                        code_ids=mine,
-                    )
-                ],
-                metadata=access.event_metadata(request, caller),
-            )
-    return web.Response(status=204)
-
-
-@dataclasses.dataclass(frozen=True)
-class CodeOffer:
-    """What a share code offers, as the accept page shows it."""
-
-    code_id: str
-    owner: str
-    server_name: str
-    scopes: list[str]
-    expires_at: datetime
-
-
-async def offer(conn: sql.Connection, code: str) -> CodeOffer:
-    """What the live share code ``code`` gives; ``errors.NotFound`` if it is unknown, revoked
-    or expired."""
-    row = await conn.fetchrow(queries["code_by_hash"], tokens.digest(code))
-    if row is None:
-        raise errors.NotFound("This share code is not valid: it may have expired or been revoked")
-    return CodeOffer(
-        row["code_id"],
-        row["owner"],
-        row["server_name"],
-        filtered(list(row["scopes"]), row["owner"], row["server_name"]),
-        row["expires_at"],
-    )
-
-
-async def accept(
-    event_store: store.EventStore, user: Any, code: str, metadata: models.Metadata
-) -> CodeOffer:
-    """``user`` (a session row: user_id, name) exchanges ``code``: the code's scopes are added
-    to their share of its server. ``errors.NotFound`` for a dead code, ``BadRequest`` for the
-    server's own owner."""
-    async with event_store.session() as session:
-        conn = session.conn
-        row = await conn.fetchrow(queries["code_by_hash"], tokens.digest(code))
-        if row is None:
-            raise errors.NotFound(
-                "This share code is not valid: it may have expired or been revoked"
-            )
-        if row["owner_id"] == user["user_id"]:
-            raise errors.BadRequest("This share code is for your own server")
-        owner = {"user_id": row["owner_id"], "name": row["owner"]}
-        recipient = Recipient("user", user["user_id"], user["name"])
-        concerning = _concerning(owner, recipient)
-        scopes_given = filtered(list(row["scopes"]), row["owner"], row["server_name"])
-        await session.append(
-            share_events.stream_id(row["owner_id"], row["server_name"]),
-            [
-                share_events.ShareCodeAccepted(
-                    owner_id=row["owner_id"],
-                    owner=row["owner"],
-                    server_name=row["server_name"],
-                    user_ids=concerning["user_ids"],
-                    code_id=row["code_id"],
-                    recipient_id=user["user_id"],
-                    recipient=user["name"],
-                ),
-                share_events.ShareGranted(
-                    server_name=row["server_name"],
-                    scopes=scopes_given,
-                    code_id=row["code_id"],
-                    **concerning,
-                ),
-            ],
-            metadata=metadata,
-        )
-    return CodeOffer(
-        row["code_id"], row["owner"], row["server_name"], scopes_given, row["expires_at"]
-    )
 
 
 # --- /users/{name}/shared, /groups/{name}/shared ---------------------------------------------
@@ -780,7 +505,7 @@ def _shared_handlers(
     async def list_shared(request: web.Request) -> web.Response:
         hub = request.app[HUB]
         name = request.match_info["name"]
-        page = _page(request)
+        page = page_of(request)
         async with hub.store.pool.acquire() as conn:
             await access.require(request, conn, [read_scope], _recipient_target(kind, name))
             recipient = await _find_recipient(conn, kind, name)
@@ -798,7 +523,7 @@ def _shared_handlers(
     async def get_shared(request: web.Request) -> web.Response:
         hub = request.app[HUB]
         name = request.match_info["name"]
-        owner_name, server_name, _ = _server_target(request)
+        owner_name, server_name, _ = server_target(request)
         async with hub.store.pool.acquire() as conn:
             await access.require(request, conn, [read_scope], _recipient_target(kind, name))
             recipient = await _find_recipient(conn, kind, name)
@@ -811,7 +536,7 @@ def _shared_handlers(
     async def leave_shared(request: web.Request) -> web.Response:
         hub = request.app[HUB]
         name = request.match_info["name"]
-        owner_name, server_name, _ = _server_target(request)
+        owner_name, server_name, _ = server_target(request)
         async with hub.store.session() as session:
             conn = session.conn
             caller = await access.require(
@@ -826,7 +551,7 @@ def _shared_handlers(
                 share_events.stream_id(owner["user_id"], server_name),
                 [
                     share_events.ShareRevoked(
-                        server_name=server_name, left=True, **_concerning(owner, recipient)
+                        server_name=server_name, left=True, **concerning(owner, recipient)
                     )
                 ],
                 metadata=access.event_metadata(request, caller),
@@ -847,17 +572,12 @@ list_group_shared, get_group_shared, leave_group_shared = _shared_handlers(
 def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     server = f"/hub/api/shares/{{owner}}/{SERVER}"
-    codes = f"/hub/api/share-codes/{{owner}}/{SERVER}"
     return [
         web.get("/hub/api/shares/{owner}", list_owner_shares),
         web.get(server, list_server_shares),
         web.post(server, grant),
         web.patch(server, revoke),
         web.delete(server, revoke_all),
-        web.get("/hub/api/share-codes/{owner}", list_owner_codes),
-        web.get(codes, list_server_codes),
-        web.post(codes, create_code),
-        web.delete(codes, revoke_codes),
         web.get("/hub/api/users/{name}/shared", list_user_shared),
         web.get(f"/hub/api/users/{{name}}/shared/{{owner}}/{SERVER}", get_user_shared),
         web.delete(f"/hub/api/users/{{name}}/shared/{{owner}}/{SERVER}", leave_user_shared),

@@ -2,7 +2,7 @@
 
 ``GET`` shows what the code gives (whose server, which scopes, until when) with a form;
 ``POST`` (XSRF-checked by ``identity.middleware``, like every form) exchanges it, through the
-same function as the API's rules (``shares_api.accept``), and sends the browser to the server.
+same function as the API's rules (``share_codes.accept``), and sends the browser to the server.
 Not signed in: to the login page and back here.
 """
 
@@ -15,7 +15,7 @@ from aiohttp import web
 
 from events import models
 from hub import errors
-from hub.api import shares as shares_api
+from hub.api import share_codes
 from hub.auth import access, identity
 from hub.context import HUB
 from hub.servers import rules
@@ -39,7 +39,7 @@ async def accept_page(request: web.Request) -> web.StreamResponse:
         return identity.error_page(request, 400, "code: the share code is missing")
     async with request.app[HUB].store.pool.acquire() as conn:
         try:
-            offer = await shares_api.offer(conn, code)
+            offer = await share_codes.offer(conn, code)
         except errors.HubError as exc:
             return identity.error_page(request, exc.status, exc.message)
     return identity.form_page(
@@ -62,7 +62,7 @@ async def accept(request: web.Request) -> web.StreamResponse:
         return identity.error_page(request, 400, "code: the share code is missing")
     metadata = access.request_metadata(request, models.Actor(kind="user", name=row["name"]))
     try:
-        offer = await shares_api.accept(request.app[HUB].store, row, code, metadata)
+        offer = await share_codes.accept(request.app[HUB].store, row, code, metadata)
     except errors.HubError as exc:
         return identity.error_page(request, exc.status, exc.message)
     raise web.HTTPFound(rules.prefix(offer.owner, offer.server_name))
