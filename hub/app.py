@@ -39,6 +39,8 @@ from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import root as api
 from hub.api import servers as servers_api
+from hub.api import share_codes as share_codes_api
+from hub.api import shares as shares_api
 from hub.api import tokens as tokens_api
 from hub.api import users as users_api
 from hub.audit import history as audit
@@ -47,6 +49,7 @@ from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
 from hub.pages import login as login_pages
 from hub.pages import projects as project_pages
+from hub.pages import shares as shares_page
 from hub.pages import token as token_page
 from hub.pages import user as user_pages
 from hub.projects import cleanup, git_http, importer, remote, storage
@@ -243,13 +246,15 @@ def make_app(hub: context.Hub) -> web.Application:
         app[collab_api.SESSIONS] = hub.collab_sessions
     for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
         app.add_routes(module.routes())
+    for module in (shares_api, share_codes_api):  # sharing servers
+        app.add_routes(module.routes())
     app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy
     app.add_routes(proxy_api.routes())
     audit.install(app)  # the live feed of /hub/api/events/stream
     login.install(app, hub)  # the login cookie
     # the pages and APIs that use it: login, OAuth provider, password, signups, the token page
     # and the admin pages, and the pages' static files (stylesheets, favicon)
-    for module in (login_pages, oauth_provider, auth_api, token_page, admin_page):
+    for module in (login_pages, oauth_provider, auth_api, token_page, admin_page, shares_page):
         app.add_routes(module.routes())
     html.install(app)
     app.add_routes(user_pages.routes())  # /user/... without a route, start/stop pages

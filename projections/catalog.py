@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections import auth, base, hub_model, projects, servers, users
+from projections import auth, base, hub_model, projects, servers, shares, users
 
 ALL: tuple[base.Projection, ...] = (
     users.UsersProjection(),
@@ -15,4 +15,5 @@ ALL: tuple[base.Projection, ...] = (
     servers.ServersProjection(),
     servers.RoutesProjection(),
     projects.ProjectsProjection(),
+    shares.SharesProjection(),
 )

@@ -10,6 +10,7 @@ from events.catalog import (
     server_records,
     servers,
     services,
+    shares,
     tokens,
     users,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "server_records",
     "servers",
     "services",
+    "shares",
     "tokens",
     "users",
 ]

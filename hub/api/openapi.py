@@ -26,6 +26,8 @@ from hub.api import project_content
 from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import servers as servers_api
+from hub.api import share_codes as share_codes_api
+from hub.api import shares as shares_api
 from hub.api import tokens as tokens_api
 from hub.api import users as users_api
 from hub.auth import scope_table
@@ -196,6 +198,68 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "patch", "/proxy", "Point the hub at another configurable-http-proxy (400 when the"
         " proxy is the built-in one)", "proxy", proxy_api.PatchBody,
+    ),
+    # Sharing servers (hub/api/shares.py), JupyterHub 5's: always paginated
+    Operation(
+        "get", "/shares/{owner}", "Shares of any of the owner's servers", "read:shares",
+        reply=shares_api.SharePage,
+    ),
+    Operation(
+        "get", "/shares/{owner}/{server_name}", "Shares of one server ('' for the default)",
+        "read:shares", reply=shares_api.SharePage,
+    ),
+    Operation(
+        "post", "/shares/{owner}/{server_name}", "Give a user or group scopes on the server"
+        " (default access:servers!server=owner/name; also needs read:users:name or"
+        " read:groups:name on the recipient)", "shares", shares_api.Grant,
+        reply=shares_api.Share,
+    ),
+    Operation(
+        "patch", "/shares/{owner}/{server_name}", "Take scopes back (all if none): the share"
+        " left, or {}", "shares", shares_api.Revoke, reply=shares_api.Share,
+    ),
+    Operation("delete", "/shares/{owner}/{server_name}", "End every share of the server",
+              "shares", status=204),
+    Operation(
+        "get", "/share-codes/{owner}", "Live share codes of the owner's servers", "read:shares",
+        reply=share_codes_api.ShareCodePage,
+    ),
+    Operation(
+        "get", "/share-codes/{owner}/{server_name}", "Live share codes of one server",
+        "read:shares", reply=share_codes_api.ShareCodePage,
+    ),
+    Operation(
+        "post", "/share-codes/{owner}/{server_name}", "Issue a share code (returned once;"
+        " accepted at /hub/accept-share?code=)", "shares", share_codes_api.NewCode,
+        reply=share_codes_api.NewShareCode,
+    ),
+    Operation(
+        "delete", "/share-codes/{owner}/{server_name}", "Revoke a code (?code= or ?id=), or"
+        " every code of the server", "shares", status=204,
+    ),
+    Operation(
+        "get", "/users/{name}/shared", "Shares given to the user, directly or through groups",
+        "read:users:shares", reply=shares_api.SharePage,
+    ),
+    Operation(
+        "get", "/users/{name}/shared/{owner}/{server_name}", "The user's share of a server",
+        "read:users:shares", reply=shares_api.Share,
+    ),
+    Operation(
+        "delete", "/users/{name}/shared/{owner}/{server_name}", "The user leaves a shared"
+        " server", "users:shares", status=204,
+    ),
+    Operation(
+        "get", "/groups/{name}/shared", "Shares given to the group", "read:groups:shares",
+        reply=shares_api.SharePage,
+    ),
+    Operation(
+        "get", "/groups/{name}/shared/{owner}/{server_name}", "The group's share of a server",
+        "read:groups:shares", reply=shares_api.Share,
+    ),
+    Operation(
+        "delete", "/groups/{name}/shared/{owner}/{server_name}", "End a group's share of a"
+        " server", "groups:shares", status=204,
     ),
     # Shared execution sessions (hub/api/collab.py): chronohub's own, on a room's scopes.
     Operation(

@@ -79,7 +79,9 @@ async def authenticate(conn: sql.Connection, secret: str) -> Caller | None:
         kind, name, admin = "service", row["service"], bool(row["service_admin"])
         owner = scopes.Owner.for_service(name)
         implicit = ("admin",) if admin else ()
-    owner_scopes = _owner_scopes(implicit, tuple(sorted(set(row["role_scopes"]))), owner)
+    # Scopes shared with a user (hub/api/shares.py) count as the user's own, as in JupyterHub.
+    granted = {*row["role_scopes"], *(row["share_scopes"] if kind == "user" else ())}
+    owner_scopes = _owner_scopes(implicit, tuple(sorted(granted)), owner)
     membership = {name: set(row["groups"])} if kind == "user" else {}
     others = _users_in_filters(owner_scopes, row["scopes"]) - membership.keys()
     if others:
@@ -111,10 +113,11 @@ def _owner_scopes(
 async def user_scopes(
     conn: sql.Connection, user_id: UUID, name: str, admin: bool
 ) -> tuple[frozenset[scopes.Scope], tuple[str, ...]]:
-    """A user's expanded scopes and role names: ``user``, ``admin`` if admin, and granted roles
-    (directly or through groups)."""
+    """A user's expanded scopes and role names: ``user``, ``admin`` if admin, granted roles
+    (directly or through groups), and the scopes shared with them."""
     implicit: tuple[str, ...] = ("user", "admin") if admin else ("user",)
     granted = [s for r in await conn.fetch(queries["user_role_scopes"], user_id) for s in r[0]]
+    granted += [r[0] for r in await conn.fetch(queries["user_share_scopes"], user_id)]
     names = [r["role"] for r in await conn.fetch(queries["user_role_names"], user_id)]
     owner = scopes.Owner.for_user(name)
     return _owner_scopes(implicit, tuple(sorted(set(granted))), owner), tuple(

@@ -83,7 +83,13 @@ SELECT t.token_id, t.user_id, t.service, t.scopes,
                      OR (g.principal_kind = 'service' AND g.principal = t.service)
                      OR (g.principal_kind = 'group' AND g.principal IN (
                             SELECT group_id::text FROM group_members
-                             WHERE user_id = t.user_id))), '{}') AS role_scopes
+                             WHERE user_id = t.user_id))), '{}') AS role_scopes,
+       coalesce((SELECT array_agg(scope || '!server=' || o.name || '/' || sh.server_name)
+                   FROM shares sh JOIN users o ON o.user_id = sh.owner_id, unnest(sh.scopes) scope
+                  WHERE (sh.recipient_kind = 'user' AND sh.recipient_id = t.user_id)
+                     OR (sh.recipient_kind = 'group' AND sh.recipient_id IN (
+                            SELECT group_id FROM group_members WHERE user_id = t.user_id))),
+                '{}') AS share_scopes
   FROM token_secrets k
   JOIN tokens t USING (token_id)
   LEFT JOIN users u ON u.user_id = t.user_id
@@ -106,6 +112,15 @@ SELECT r.scopes
  WHERE (g.principal_kind = 'user' AND g.principal = $1::uuid::text)
     OR (g.principal_kind = 'group' AND g.principal IN (
             SELECT group_id::text FROM group_members WHERE user_id = $1::uuid));
+
+-- name: user_share_scopes
+-- The scopes shared with a user, directly or through their groups, each on its server
+-- (hub/api/shares.py grants them; JupyterHub counts them as the user's own).
+SELECT scope || '!server=' || o.name || '/' || sh.server_name
+  FROM shares sh JOIN users o ON o.user_id = sh.owner_id, unnest(sh.scopes) scope
+ WHERE (sh.recipient_kind = 'user' AND sh.recipient_id = $1)
+    OR (sh.recipient_kind = 'group' AND sh.recipient_id IN (
+            SELECT group_id FROM group_members WHERE user_id = $1));
 
 -- name: user_role_names
 SELECT DISTINCT g.role

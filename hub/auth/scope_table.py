@@ -254,6 +254,7 @@ BUILTIN = Vocabulary(
                     "servers",
                     "collab",
                     "projects",
+                    "shares",
                 )
             ),
         ),
@@ -278,6 +279,12 @@ BUILTIN = Vocabulary(
             "Read the log's project events (project.*: created, renamed, members, pushes; never"
             " file contents). !user= / !group= show the events of that owner's projects and"
             " grants to them; !project=<owner>/<name> one project's",
+        ),
+        _D(
+            "read:events:shares",
+            "Read the log's events of shared servers (share.*: grants, revocations, share codes"
+            " created and accepted; never a code). !user= / !group= show the shares of that"
+            " user's servers and those given to the user or group",
         ),
         # chronohub's own: collaboration rooms. A room belongs to the user who created it, so
         # !user= / !group= reach the rooms of that user / of the group's members, and
@@ -315,6 +322,7 @@ EVENT_SCOPES: Mapping[str, str] = MappingProxyType(
         "read:events:collab": "collab.",
         "read:events:collab_sessions": "collab_session.",
         "read:events:projects": "project.",
+        "read:events:shares": "share.",
     }
 )
 
@@ -359,6 +367,13 @@ READ_SERVERS = known("read:servers")
 START_SERVERS = known("start:servers")
 DELETE_SERVERS = known("delete:servers")
 ACCESS_SERVERS = known("access:servers")
+# sharing servers (hub/api/shares.py)
+SHARES = known("shares")
+READ_SHARES = known("read:shares")
+USERS_SHARES = known("users:shares")
+READ_USERS_SHARES = known("read:users:shares")
+GROUPS_SHARES = known("groups:shares")
+READ_GROUPS_SHARES = known("read:groups:shares")
 TOKENS = known("tokens")
 READ_TOKENS = known("read:tokens")
 ADMIN_GROUPS = known("admin:groups")
@@ -371,6 +386,7 @@ READ_HUB = known("read:hub")
 PROXY = known("proxy")
 READ_EVENTS = known("read:events")
 READ_EVENTS_PROJECTS = known("read:events:projects")
+READ_EVENTS_SHARES = known("read:events:shares")
 READ_COLLAB = known("read:collab")
 WRITE_COLLAB = known("write:collab")
 ADMIN_PROJECTS = known("admin:projects")

@@ -94,6 +94,19 @@ MATRIX: list[tuple[str, str, Any, dict[str, int]]] = [
         {"k": 1},
         {"admin": 200, "user": 403, "server": 403, "anon": 403},
     ),
+    # sharing: ``self`` reads one's own shares; sharing needs ``shares`` (admins only by default)
+    ("GET", "/shares/alice", None, {"admin": 200, "user": 200, "server": 403, "anon": 403}),
+    ("GET", "/shares/bob", None, {"admin": 200, "user": 404, "server": 403, "anon": 403}),
+    (
+        "POST",
+        "/shares/alice/",
+        {"user": "bob"},
+        {"admin": 200, "user": 403, "server": 403, "anon": 403},
+    ),
+    ("GET", "/share-codes/alice/", None, {"admin": 200, "user": 200, "server": 403, "anon": 403}),
+    ("GET", "/users/alice/shared", None, {"admin": 200, "user": 200, "server": 403, "anon": 403}),
+    ("GET", "/users/bob/shared", None, {"admin": 200, "user": 404, "server": 403, "anon": 403}),
+    ("GET", "/groups/team/shared", None, {"admin": 200, "user": 403, "server": 403, "anon": 403}),
     ("DELETE", "/groups/team", None, {"admin": 204, "user": 403, "server": 403, "anon": 403}),
     ("DELETE", "/users/bob", None, {"admin": 204, "user": 403, "server": 403, "anon": 403}),
 ]

@@ -340,8 +340,8 @@ def test_catalog_projection_names_are_unique() -> None:
     names = [p.name for p in catalog.ALL]
     assert len(names) == len(set(names))
     known = (
-        "known: groups, oauth_clients, projects, roles, routes, servers, services, signups,"
-        " tokens, users"
+        "known: groups, oauth_clients, projects, roles, routes, servers, services, shares,"
+        " signups, tokens, users"
     )
     with pytest.raises(base.ProjectionError, match=known):
         base.by_name(catalog.ALL, "nope")

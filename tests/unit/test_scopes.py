@@ -45,7 +45,7 @@ JUPYTERHUB_SCOPES = [
 def test_the_vocabulary_is_jupyterhubs_plus_the_event_log_collab_and_projects() -> None:
     kinds = {
         f"read:events:{k}"
-        for k in ("users", "groups", "tokens", "roles", "services", "servers", "projects")
+        for k in ("users", "groups", "tokens", "roles", "services", "servers", "projects", "shares")
     }
     collab = {"read:collab", "write:collab"}
     projects = {"read:projects", "write:projects", "admin:projects"}
