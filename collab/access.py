@@ -1,6 +1,6 @@
 """What collab needs of the hub, as a protocol: who is connecting, and may they read or write.
 
-``hub/app.py`` hands an implementation (``hub/collab_access.py``) to the collab server, so
+``hub/app.py`` hands an implementation (``hub/auth/collab_access.py``) to the collab server, so
 collab never imports the hub. The server passes what the upgrade request carried
 (``Handshake``) and what it knows of the room (``RoomInfo``); the gatekeeper answers with a
 ``Participant`` or raises ``errors.ConnectionRefused`` with a close code and a reason.

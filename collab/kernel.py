@@ -122,7 +122,7 @@ def kernel_environment(
 
 @dataclass(frozen=True)
 class RunAs:
-    """Whose account a kernel runs as, and how (the hub decides: ``hub.isolation``)."""
+    """Whose account a kernel runs as, and how (the hub decides: ``hub.servers.isolation``)."""
 
     account: str
     """The account's name, as the session's events and API say it."""

@@ -320,7 +320,7 @@ async def run_proxy(
     """Run the configured proxy on the public address (``ip``:``port``), in front of the hub
     at ``hub_target`` (None: no proxy).
 
-    Its routing table follows the routes read model (``hub.routes``); the traffic it sees
+    Its routing table follows the routes read model (``hub.proxy.routes``); the traffic it sees
     becomes server activity. ``state`` (the application's) is told about it, for the
     ``/hub/api/proxy`` endpoints. ``sock``: the built-in proxy's socket, already bound.
     """

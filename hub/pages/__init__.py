@@ -1,2 +1,3 @@
 """The browser pages: sign-in, sign-up and home (``login``), a user's servers (``user``), the token
-page and the admin pages; each calls the same functions as the REST API, with the same rules."""
+page, the admin pages and projects (``projects``); each calls the same functions as the REST API,
+with the same rules."""
