@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from events import errors as event_errors
 from hub import embedded_db
 from hub import settings as hub_settings
 from migrations import runner
@@ -59,6 +60,17 @@ async def keep_session(conn: asyncpg.Connection[Any]) -> None:
     """
 
 
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection[Any]:
+    """The pool's new connections: a database out of reach (refused, its socket gone) is
+    ``DatabaseUnavailable``, whoever borrowed from the pool, rather than an ``OSError`` that
+    the error middleware could not tell from a handler's own."""
+    try:
+        conn: asyncpg.Connection[Any] = await asyncpg.connect(*args, **kwargs)
+        return conn
+    except OSError as exc:
+        raise event_errors.DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
 async def create_pool(dsn: str | None, *, min_size: int, max_size: int) -> asyncpg.Pool[Any]:
     """A pool on ``dsn`` with chronohub's session settings."""
     try:
@@ -68,8 +80,9 @@ async def create_pool(dsn: str | None, *, min_size: int, max_size: int) -> async
             max_size=max_size,
             server_settings=SERVER_SETTINGS,
             reset=keep_session,
+            connect=_connect,
         )
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.PostgresError, event_errors.DatabaseUnavailable) as exc:
         raise DatabaseError(f"could not connect to PostgreSQL: {exc}") from exc
     assert pool is not None
     return pool

@@ -35,6 +35,7 @@ FRESHEN = "python docs/tools/config_reference.py (or make docs)"
 SECTIONS: dict[str, tuple[str, str]] = {
     "database_url": ("The hub: database, addresses, API", "operations.md"),
     "authenticator": ("Login, browser sessions and OAuth", "login.md"),
+    "project_max_push_bytes": ("Git projects", "projects.md"),
     "spawner_cmd": ("Servers and the proxy", "servers.md"),
     "collab_max_message_bytes": ("Collaboration", "collaboration.md"),
     "single_user_mode": ("Whose account users' code runs as; the embedded database", "security.md"),

@@ -9,7 +9,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from collab import client
-from hub import errors
+from hub import database, errors, startup
 from tests.integration.collab_fixtures import CollabHub
 from tests.integration.collab_fixtures import collab_hub as collab_hub
 
@@ -29,3 +29,21 @@ async def test_a_collab_handshake_meets_the_outage_as_503(collab_hub: CollabHub)
         async with client.connect(collab_hub.url, "down", token=alice):
             await asyncio.sleep(0)
     assert refused.value.response.status_code == 503
+
+
+async def test_the_api_answers_503_when_the_database_refuses_connections(
+    collab_hub: CollabHub,
+) -> None:
+    """A database whose server is gone refuses new connections (an OSError from the socket,
+    not a driver error): the pool turns that into the same 503, not a 500."""
+    alice = await collab_hub.token("alice")
+    nowhere = f"postgresql://chronohub@127.0.0.1:{startup.free_port('127.0.0.1')}/chronohub"
+    gone = await database.create_pool(nowhere, min_size=0, max_size=1)
+    store = collab_hub.api.store
+    live, store.pool = store.pool, gone
+    try:
+        status, reply = await collab_hub.api.call("GET", "/user", token=alice)
+    finally:
+        store.pool = live
+        await gone.close()
+    assert (status, reply) == (503, {"status": 503, "message": errors.DATABASE_UNAVAILABLE})
