@@ -63,6 +63,25 @@ def _docker_server() -> Iterator[str]:
         )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that uses the test run's PostgreSQL without declaring ``integration``:
+    ``-m "not integration"`` must mean "no database", and the marker is declared by each
+    module (``pytestmark``), not inferred from where the file lies."""
+    undeclared = sorted(
+        {
+            item.nodeid.split("::")[0]
+            for item in items
+            if "pg_server" in getattr(item, "fixturenames", ())
+            and item.get_closest_marker("integration") is None
+        }
+    )
+    if undeclared:
+        raise pytest.UsageError(
+            "these tests use PostgreSQL but are not marked integration (add"
+            f" `pytestmark = pytest.mark.integration`): {', '.join(undeclared)}"
+        )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _checkout_reachable_by_users() -> None:
     """As root, let other accounts pass through (``o+x``, not list) the directories above this

@@ -23,6 +23,8 @@ from tests.helpers import hub_process_env
 from tests.integration.browser import PASSWORD, Browser
 from tests.integration.spawn_fixtures import fake
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "address-operator-secret-0123456789ab"
 CONFIG = f"""
 spawner_cmd = {json.dumps(fake("serve"))}

@@ -20,6 +20,8 @@ from hub import settings as hub_settings
 from projections import catalog, rebuild
 from tests.integration.api_fixtures import CONFIG, Api
 
+pytestmark = pytest.mark.integration
+
 # The callers, each a token of one default role (the "token" role is inherit: a user's own).
 #   admin  - the admin user's token (admin role)
 #   user   - alice's token (user role: self)

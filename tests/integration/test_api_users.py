@@ -11,6 +11,8 @@ import pytest
 from hub.api import models as api_models
 from tests.integration.api_fixtures import SERVICE_TOKEN, Api
 
+pytestmark = pytest.mark.integration
+
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 
 

@@ -23,6 +23,8 @@ from hub.audit import history as audit
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.test_projections import create_user
 
+pytestmark = pytest.mark.integration
+
 LOG_ORDER = (
     "SELECT tx_id::text || ':' || global_position FROM events ORDER BY tx_id, global_position"
 )

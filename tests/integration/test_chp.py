@@ -18,6 +18,8 @@ from hub import settings as hub_settings
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import CONFIG, StartHub
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 CHP = Path(__file__).resolve().parent.parent / "node" / "chp" / "node_modules" / ".bin"
 CHP_COMMAND = CHP / "configurable-http-proxy"
 

@@ -29,6 +29,8 @@ from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub, serving
 from tests.integration.collab_fixtures import collab_hub as collab_hub
 from tests.integration.test_collab_rooms import free_port, text_of
 
+pytestmark = pytest.mark.integration
+
 
 class ChannelWatch:
     """Every notification on the collab channel, with the backend pid that sent it."""

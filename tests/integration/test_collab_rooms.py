@@ -19,6 +19,8 @@ from tests.helpers import hub_process_env, wait_for
 from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub
 from tests.integration.collab_fixtures import collab_hub as collab_hub
 
+pytestmark = pytest.mark.integration
+
 
 def text_of(doc: pycrdt.Doc[Any], name: str = "t") -> str:
     return str(doc.get(name, type=pycrdt.Text))

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pycrdt
+import pytest
 
 from collab import access as room_access
 from collab import client, execution, notebook
@@ -19,6 +20,8 @@ from tests.helpers import wait_for
 from tests.integration import browser
 from tests.integration.collab_fixtures import CollabHub, serving
 from tests.integration.collab_fixtures import collab_hub as collab_hub
+
+pytestmark = [pytest.mark.integration, pytest.mark.collab]
 
 SESSIONS = "/collab/sessions"
 

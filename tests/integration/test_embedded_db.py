@@ -15,6 +15,8 @@ import pytest
 
 from hub import data_dir, embedded_db
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def state(reachable_tmp: Path) -> Iterator[Path]:

@@ -27,6 +27,8 @@ from tests.integration.api_fixtures import Api
 from tests.integration.test_projections import create_user
 from tests.integration.test_workflow import run_workflow
 
+pytestmark = pytest.mark.integration
+
 # Every column an import must restore (the position and transaction id are re-assigned).
 EVENT_ROWS = """
 SELECT stream_id, stream_version, event_id, event_type, schema_version, data::text,

@@ -22,9 +22,12 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from tests.helpers import hub_process_env, wait_for
 from tests.integration.spawn_fixtures import fake
+
+pytestmark = pytest.mark.integration
 
 TOKEN = "crash-admin-secret-0123456789abcdef"
 # The public address (the built-in proxy's): /hub/ there reaches the hub.

@@ -11,6 +11,8 @@ import pytest
 
 from events import sql
 
+pytestmark = pytest.mark.integration
+
 HUB = Path(__file__).resolve().parents[2] / "hub"
 FILES = sorted(HUB.rglob("*.sql"))
 

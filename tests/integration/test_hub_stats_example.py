@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp import web
 
 from events import store
@@ -23,6 +24,8 @@ from hub import app, bootstrap, context
 from hub import settings as hub_settings
 from tests.integration.api_fixtures import CONFIG as API_CONFIG
 from tests.integration.browser import Browser, running_hub, set_password
+
+pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hub-stats" / "hub_stats.py"
 STATS_TOKEN = "hub-stats-secret-0123456789abcdef"

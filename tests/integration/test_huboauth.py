@@ -28,6 +28,8 @@ from hub.proxy import routes, table
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 TOKEN = "whoami-huboauth-secret-0123456789abcdef"
 SERVICE = Path(__file__).with_name("huboauth_service.py")
 

@@ -41,6 +41,8 @@ import pytest
 
 from tests.helpers import hub_process_env
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 SETUP_TOKEN = "setup-secret-0123456789abcdef0123"
 CULLER_TOKEN = "idle-culler-secret-0123456789abcdef"
 USER_CULLER_TOKEN = "idle-culler-users-secret-0123456789ab"

@@ -40,9 +40,14 @@ import pytest_asyncio
 
 from tests.helpers import wait_for
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="runs users' code as their own system accounts, which needs root"
-)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.collab,
+    pytest.mark.interop,
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="runs users' code as their own system accounts, which needs root"
+    ),
+]
 
 OPERATOR_TOKEN = "isolation-operator-0123456789abcdef01"
 ATTACK = Path(__file__).resolve().parent.parent / "security" / "attack.py"

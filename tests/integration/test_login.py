@@ -16,6 +16,8 @@ from events import store
 from tests.integration.api_fixtures import Api
 from tests.integration.browser import PASSWORD, Browser, running_hub, set_password
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def hub(event_store: store.EventStore) -> AsyncIterator[tuple[Api, str]]:

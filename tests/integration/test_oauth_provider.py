@@ -23,6 +23,8 @@ from hub.auth.oauth import clients as oauth_clients
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, running_hub, set_password
 
+pytestmark = pytest.mark.integration
+
 WHOAMI_TOKEN = "whoami-service-secret-0123456789abcdef"
 REDIRECT = "/services/whoami/oauth_callback"
 SERVICES = [

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from hub import app, context, startup
 from hub import settings as hub_settings
 from hub.api import models as api_models
@@ -12,6 +14,8 @@ from hub.api import proxy as proxy_api
 from hub.proxy import chp
 from tests.integration.spawn_fixtures import CONFIG, StartHub
 from tests.integration.test_chp import chp_command  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.integration
 
 
 async def test_the_builtin_proxys_table_resync_and_no_patch(spawn_hub: StartHub) -> None:
@@ -71,6 +75,7 @@ async def test_the_builtin_proxys_table_resync_and_no_patch(spawn_hub: StartHub)
         assert word in reply["message"], reply
 
 
+@pytest.mark.interop  # the real configurable-http-proxy
 async def test_patch_moves_the_hub_to_another_chp_and_keeps_the_old_one_if_refused(
     spawn_hub: StartHub,
     chp_command: list[str],  # noqa: F811 - the fixture

@@ -24,6 +24,8 @@ from hub.servers import isolation
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
 
+pytestmark = pytest.mark.integration
+
 LIFECYCLE = [
     "server.spawn_requested",
     "server.started",

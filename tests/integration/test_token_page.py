@@ -15,6 +15,8 @@ from tests.integration.api_fixtures import Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
 from tests.integration.test_oauth_provider import ROLES, SERVICES, exchange, get_code, pkce
 
+pytestmark = pytest.mark.integration
+
 TOKEN = re.compile(r'<code id="new-token">([^<]+)</code>')
 
 

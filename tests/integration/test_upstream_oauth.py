@@ -23,6 +23,8 @@ from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
 from tests.integration.test_huboauth import free_port
 
+pytestmark = pytest.mark.integration
+
 HUB_A_SECRET = "hub-a-client-secret-0123456789abcdef"
 
 

@@ -14,12 +14,15 @@ import sys
 from typing import Any
 
 import asyncpg
+import pytest
 
 from hub.auth.oauth import clients as oauth_clients
 from projections import catalog
 from tests.integration.api_fixtures import CULLER_TOKEN, SERVICE_TOKEN, Api
 from tests.integration.browser import Browser, set_password
 from tests.integration.spawn_fixtures import StartHub
+
+pytestmark = pytest.mark.integration
 
 
 async def run_workflow(api: Api) -> list[str]:
