@@ -30,6 +30,16 @@ from events import notify, store
 from hub import database, embedded_db
 from projections import base, catalog
 
+# Fixtures of the integration tests with names of their own, shared by every module that asks
+# for them (``api``, ``spawn_hub``, ``collab_hub``, ``chp_command``). Fixtures whose names
+# other modules also use (``hub``, ``alice``) are imported by name where they are used.
+pytest_plugins = [
+    "tests.integration.api_fixtures",
+    "tests.integration.chp_fixtures",
+    "tests.integration.collab_fixtures",
+    "tests.integration.spawn_fixtures",
+]
+
 TEMPLATE = "chronohub_template"
 _clone_numbers = itertools.count(1)
 

@@ -8,7 +8,6 @@ traffic CHP saw into server activity.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,16 +18,6 @@ from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import CONFIG, StartHub
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
-
-CHP = Path(__file__).resolve().parent.parent / "node" / "chp" / "node_modules" / ".bin"
-CHP_COMMAND = CHP / "configurable-http-proxy"
-
-
-@pytest.fixture
-def chp_command() -> list[str]:
-    if not CHP_COMMAND.exists():
-        pytest.fail(f"{CHP_COMMAND} is missing: `make test` installs it (npm, tests/node/chp)")
-    return [str(CHP_COMMAND)]
 
 
 async def test_chp_follows_the_routes_read_model(

@@ -24,10 +24,10 @@ import pytest
 from collab import awareness, client, protocol, relay
 from collab import limits as collab_limits
 from events import notify, store
+from hub import startup
 from tests.helpers import hub_process_env, wait_for
 from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub, serving
-from tests.integration.collab_fixtures import collab_hub as collab_hub
-from tests.integration.test_collab_rooms import free_port, text_of
+from tests.integration.test_collab_rooms import text_of
 
 pytestmark = pytest.mark.integration
 
@@ -389,7 +389,7 @@ async def test_a_killed_process_leaves_no_ghost_cursor(
     async with serving(event_store, db_url, short) as here:
         await listening(here)
         alice = await here.token("alice")
-        port = free_port()
+        port = startup.free_port("127.0.0.1")
         env = hub_process_env(db_url, tmp_path / "none.toml", tmp_path / "state") | {
             "CHRONOHUB_ADMIN_USERS": json.dumps(COLLAB_CONFIG["admin_users"]),
             "CHRONOHUB_SERVICES": json.dumps(COLLAB_CONFIG["services"]),

@@ -15,9 +15,9 @@ import pytest
 from collab import client, errors, persistence, protocol
 from events import models, store
 from events.catalog import collab as collab_events
+from hub import startup
 from tests.helpers import hub_process_env, wait_for
 from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub
-from tests.integration.collab_fixtures import collab_hub as collab_hub
 
 pytestmark = pytest.mark.integration
 
@@ -439,7 +439,7 @@ async def test_two_hub_processes_serving_one_room_converge(
     collab_hub: CollabHub, db_url: str, tmp_path: Path
 ) -> None:
     """A second chronohub, a separate OS process on the same database, serves the same room."""
-    port = free_port()
+    port = startup.free_port("127.0.0.1")
     env = hub_process_env(db_url, tmp_path / "none.toml", tmp_path / "state") | {
         "CHRONOHUB_ADMIN_USERS": json.dumps(COLLAB_CONFIG["admin_users"]),
         "CHRONOHUB_SERVICES": json.dumps(COLLAB_CONFIG["services"]),
@@ -479,13 +479,6 @@ async def test_two_hub_processes_serving_one_room_converge(
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_an_append_says_whether_another_process_holds_the_room(

@@ -19,7 +19,6 @@ from hub.api import collab as collab_api
 from tests.helpers import wait_for
 from tests.integration import browser
 from tests.integration.collab_fixtures import CollabHub, serving
-from tests.integration.collab_fixtures import collab_hub as collab_hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.collab]
 

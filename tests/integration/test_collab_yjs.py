@@ -18,7 +18,6 @@ import pytest
 from collab import client
 from events import store
 from tests.integration.collab_fixtures import CollabHub, serving
-from tests.integration.collab_fixtures import collab_hub as collab_hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 

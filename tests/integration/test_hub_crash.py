@@ -24,7 +24,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.helpers import hub_process_env, wait_for
+from tests.helpers import hub_process_env, service_toml, wait_for
 from tests.integration.spawn_fixtures import fake
 
 pytestmark = pytest.mark.integration
@@ -55,16 +55,7 @@ spawner_cmd = {json.dumps(fake(mode))}
 spawner_env = {{ FAKE_DELAY = "{delay}" }}
 start_timeout = {start_timeout}
 slow_spawn_timeout = 0
-
-[[services]]
-name = "operator"
-api_token = "{TOKEN}"
-
-[[roles]]
-name = "operator-role"
-scopes = ["admin:users", "admin:servers"]
-services = ["operator"]
-"""
+""" + service_toml(TOKEN, ["admin:users", "admin:servers"])
 
 
 @asynccontextmanager
