@@ -268,9 +268,17 @@ async def test_the_last_participant_leaving_ends_the_session_after_the_grace_per
             bound = manager.get(session_id)
             return bound.session.participants if bound is not None else None
 
+        def grace_timers() -> list[asyncio.Task[Any]]:
+            """The session's pending grace timer (its task is named after the session)."""
+            name = f"session-grace-{session_id}"
+            return [t for t in asyncio.all_tasks() if t.get_name() == name and not t.done()]
+
+        # Nobody has joined yet: the grace period runs from the start.
+        await wait_for(grace_timers)
         async with client.connect(hub.url, created["room"], token=alice):
             await wait_for(lambda: participants() == 1)
-            await asyncio.sleep(1.5)  # longer than the grace period: still running
+            # The join cancels the timer: nothing is left to end the session while she stays.
+            await wait_for(lambda: not grace_timers())
             assert participants() == 1
         await wait_for(lambda: manager.get(session_id) is None, timeout_s=15)
         ended = [
