@@ -93,7 +93,8 @@ async def test_chp_follows_the_routes_read_model(
             assert response.status == 200
 
         async def active() -> bool:
-            _, user = await hub.call("GET", "/users/zoe")
+            status, user = await hub.call("GET", "/users/zoe")
+            assert status == 200, user
             stamp = user["servers"][""]["last_activity"]
             return datetime.fromisoformat(stamp.replace("Z", "+00:00")) >= before
 

@@ -190,6 +190,7 @@ async def test_a_spawn_cut_by_sigkill_that_never_answers_is_cleaned_up(
         # The server's token was revoked with it.
         assert await fetch(db_url, "SELECT * FROM tokens WHERE note LIKE 'Server at %'") == []
         status, user = await hub.call("GET", "/users/una")
+        assert status == 200, user
         assert user["servers"] == {}
         # A clean state: the user can spawn again (and this one fails the same clear way).
         status, reply = await hub.call("POST", "/users/una/server")

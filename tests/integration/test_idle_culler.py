@@ -357,6 +357,7 @@ async def test_culler_stops_an_idle_server_and_leaves_an_active_one_running(
         )
         assert status == 200, reply
     status, ready = await hub.call("GET", "/users", params={"state": "ready"})
+    assert status == 200, ready
     assert sorted(user["name"] for user in ready) == ["u01", "u02"]
 
     def cycle_done(out: str) -> bool:

@@ -295,6 +295,7 @@ async def test_server_clients_for_the_spawner(
     )
     assert status == 200, reply
     status, me = await api.call("GET", "/user", token=reply["access_token"])
+    assert status == 200, me
     assert "access:servers!server=alice/" in me["scopes"]
 
     bob = Browser(alice.base)
@@ -341,6 +342,7 @@ async def test_an_oauth_token_names_its_client_and_is_revoked_with_the_clients_o
     status, me = await api.call("GET", "/user", token=plain["token"])
     assert status == 200, me
     status, listed = await api.call("GET", "/users/alice/tokens")
+    assert status == 200, listed
     assert [t["id"] for t in listed["api_tokens"]] == [plain["id"]]
     revoked = await pool.fetch(
         "SELECT data->>'token_id' AS token_id, metadata->'actor'->>'name' AS actor"

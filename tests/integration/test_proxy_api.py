@@ -136,4 +136,5 @@ async def test_patch_moves_the_hub_to_another_chp_and_keeps_the_old_one_if_refus
         routes: dict[str, Any] = await second.routes()
         assert routes["/user/quin"]["user"] == "quin"  # synced at once
         status, table = await hub.call("GET", "/proxy")
+        assert status == 200, table
         assert "/user/quin/" in table

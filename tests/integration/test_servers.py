@@ -229,6 +229,7 @@ async def test_websocket_and_large_bodies_pass_through_the_proxy(spawn_hub: Star
     before = datetime.now(UTC) - timedelta(seconds=1)
     await hub.proxy.flush_activity()
     status, user = await hub.call("GET", "/users/bob")
+    assert status == 200, user
     last = datetime.fromisoformat(user["servers"][""]["last_activity"].replace("Z", "+00:00"))
     assert last >= before
 
@@ -258,6 +259,7 @@ async def test_spawning_twice_and_stopping_a_stopped_server(spawn_hub: StartHub)
     status, reply = await hub.call("POST", "/users/carol/server")
     assert status == 202, reply  # the same pending spawn, not a second one
     status, user = await hub.call("GET", "/users/carol")
+    assert status == 200, user
     assert user["pending"] == "spawn"
     assert user["servers"][""]["ready"] is False
     await wait_for(lambda: _state(hub, "carol", "ready"), timeout_s=15)
@@ -323,6 +325,7 @@ async def test_a_failed_spawn_is_a_clear_error_and_a_failed_event(
     # The server's token was revoked; the user shows no server; a new spawn may be tried.
     assert (await hub.event_types("token.revoked")) == ["token.revoked"]
     status, user = await hub.call("GET", "/users/dave")
+    assert status == 200, user
     assert user["servers"] == {}
     assert user["pending"] is None
 
@@ -506,6 +509,7 @@ async def test_named_servers_put_patch_start_and_remove(spawn_hub: StartHub) -> 
     )
     assert status == 409, reply  # running: stop it first
     status, server = await hub.call("GET", "/users/ivy/servers/lab", token=token)
+    assert status == 200, server
     api_models.Server.model_validate(server)
     assert server["ready"] is True
     assert "state" not in server
@@ -599,6 +603,7 @@ async def test_activity_reports_reach_the_server(spawn_hub: StartHub) -> None:
     )
     assert status == 200, reply
     status, user = await hub.call("GET", "/users/ned")
+    assert status == 200, user
     assert user["servers"][""]["last_activity"] == stamp.replace("+00:00", "Z")
     assert user["last_activity"] == stamp.replace("+00:00", "Z")
     status, reply = await hub.call(
@@ -735,6 +740,7 @@ async def test_the_oauth_client_is_registered_at_spawn_and_forgotten_at_stop(
         )
     ]
     status, server = await hub.call("GET", "/users/uma/servers/lab", token=token)
+    assert status == 200, server
     assert server["user_options"] == options
     # The token the client's secret is: the server's own, with the server role's scopes.
     async with hub.store.pool.acquire() as conn:

@@ -65,6 +65,7 @@ async def test_a_requested_token_is_shown_once_works_and_can_be_revoked(
     assert "laptop" in listed.text
     assert secret.group(1) not in listed.text  # shown once, in the reply to the form
     status, tokens = await api.call("GET", "/users/alice/tokens")
+    assert status == 200, tokens
     [token] = tokens["api_tokens"]
     assert token["note"] == "laptop"
     assert token["expires_at"] is not None

@@ -42,7 +42,8 @@ async def run_workflow(api: Api) -> list[str]:
     )
     assert status == 201
     secrets.append(narrow["token"])
-    _, listed = await api.call("GET", "/users/w1/tokens")
+    status, listed = await api.call("GET", "/users/w1/tokens")
+    assert status == 200, listed
     await api.call("DELETE", f"/users/w1/tokens/{listed['api_tokens'][0]['id']}")
     await api.call("POST", "/users/w4/activity", json={"last_activity": "2026-11-24T08:00:00Z"})
     await api.call("DELETE", "/users/w5")
