@@ -71,6 +71,14 @@ async def notify_raw(db_url: str, payload: str) -> None:
         await conn.close()
 
 
+async def execute_sql(db_url: str, statement: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 async def listening(*hubs: CollabHub) -> None:
     for hub in hubs:
         assert hub.rooms.listening is not None
@@ -249,6 +257,35 @@ async def test_one_change_is_one_notification_and_nothing_bounces_back(
                 await wait_for(lambda: relayed_state(watch, a, last))
                 await wait_for(lambda: sees(b, a, last))
                 assert 1 <= len(watch.updates()) - 4 <= 10
+
+
+async def test_states_set_before_a_room_is_known_shared_are_relayed_once_it_is(
+    collab_hub: CollabHub, db_url: str
+) -> None:
+    """Two processes opening a room at once may each miss the other's query (a query for a
+    room not open yet is ignored); the janitor's poll then finds the room shared, and what
+    this process's connections had already said must go out then, not at their next renewal
+    (15 s for y-protocols clients; never for this Python client)."""
+    alice = await collab_hub.token("alice")
+    async with (
+        client.connect(collab_hub.url, "late", token=alice) as a,
+        watching(db_url) as watch,
+    ):
+        await asyncio.wait_for(a.synced.wait(), 10)
+        here = collab_hub.rooms.get("late")
+        assert here is not None
+        state = {"user": {"name": "a"}}
+        a.set_user(state)
+        await wait_for(lambda: here.awareness.states.get(a.awareness.client_id) == state)
+        await gathered()
+        assert not here.shared
+        assert watch.updates() == []  # alone: nothing relayed
+        # Another process holds the room without a word (its query was missed).
+        await execute_sql(
+            db_url, "INSERT INTO collab_presence (room, process) VALUES ('late', 'elsewhere')"
+        )
+        await wait_for(lambda: here.shared)  # the janitor's poll (every 2 s) finds it
+        await wait_for(lambda: relayed_state(watch, a, state))
 
 
 async def gathered() -> None:
