@@ -243,14 +243,14 @@ async def test_compaction_under_concurrent_edits_loses_nothing(collab_hub: Colla
             for i in range(150):
                 arr.append(f"{who}{i}")
                 if i % 3 == 0:
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(0.005)  # pacing: edits interleave with compactions
 
         async def compact() -> None:
             while not stop.is_set():
                 done = await collab_hub.rooms.store.compact("busy")
                 if done is not None:
                     compactions.append(done)
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.005)  # pacing: compact again and again until stopped
 
         compactor = asyncio.create_task(compact())
         await asyncio.gather(edit(arr_a, "a"), edit(arr_b, "b"))
@@ -381,7 +381,7 @@ async def test_credentials_and_scopes_decide_who_joins(collab_hub: CollabHub) ->
     async def refused(token: str | None, room: str) -> tuple[int | None, str, list[str]]:
         async with client.connect(collab_hub.url, room, token=token) as joined:
             await asyncio.wait_for(joined.wait_closed(), 10)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a yield: the reader task takes in what came before
             return joined.close_code, joined.close_reason or "", joined.denied
 
     code, reason, denied = await refused(None, "private")
@@ -587,7 +587,7 @@ async def test_a_connection_that_stops_reading_is_closed_and_the_room_goes_on(
                     text += f"{i:04d}" * 8000
                     if len(room.connections) == 1:
                         break
-                    await asyncio.sleep(0.002)
+                    await asyncio.sleep(0.002)  # pacing: let the server write (and stall)
                 await wait_for(lambda: len(room.connections) == 1, timeout_s=20)
                 assert [c.participant.name for c in room.connections] == ["alice"]
                 # The writer goes on, alone in the room, every update stored.
