@@ -187,7 +187,7 @@ async def test_a_stopping_process_s_clients_vanish_from_the_others_at_once(
     """A hub that stops (a restart, say) closes its connections: their removal is relayed
     before its relay stops, so the others do not wait for the outdated timeout."""
     alice = await collab_hub.token("alice")
-    loop = asyncio.get_running_loop()
+    assert collab_hub.rooms.limits.awareness_timeout_s >= 30
     async with contextlib.AsyncExitStack() as clients:
         watcher = await clients.enter_async_context(
             client.connect(collab_hub.url, "restart", token=alice)
@@ -201,11 +201,10 @@ async def test_a_stopping_process_s_clients_vanish_from_the_others_at_once(
             await asyncio.wait_for(leaving.synced.wait(), 10)
             leaving.set_user({"user": {"name": "leaving"}})
             await wait_for(lambda: sees(watcher, leaving))
-            started = loop.time()
         # ``other`` has stopped: it closed the connection (going away) and stopped its relay.
         assert leaving.close_code is not None
-        await wait_for(lambda: not sees(watcher, leaving), timeout_s=5)
-        assert loop.time() - started < 3.0
+        # Well within the outdated timeout (30 s): the relayed removal, not the timeout.
+        await wait_for(lambda: not sees(watcher, leaving), timeout_s=10)
 
 
 async def test_one_change_is_one_notification_and_nothing_bounces_back(

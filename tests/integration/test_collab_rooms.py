@@ -149,11 +149,10 @@ async def test_awareness_echo_snapshot_on_join_and_removal_at_once_on_abrupt_dro
             before = b.received
             await b.send_raw(bytes((protocol.QUERY_AWARENESS,)))
             await wait_for(lambda: b.received > before)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
+            assert collab_hub.rooms.limits.awareness_timeout_s >= 30
             b.ws.transport.abort()  # no goodbye: the server must notice and tell the others
-            await wait_for(lambda: b.awareness.client_id not in a.awareness.states, timeout_s=5)
-            assert loop.time() - started < 2.0
+            # Well within the outdated timeout (30 s): the server's notice, not the timeout.
+            await wait_for(lambda: b.awareness.client_id not in a.awareness.states, timeout_s=10)
 
 
 async def test_server_side_changes_are_stored_and_broadcast(collab_hub: CollabHub) -> None:
@@ -522,7 +521,6 @@ async def test_stopping_the_hub_closes_connections_with_going_away(
 ) -> None:
     from tests.integration.collab_fixtures import serving
 
-    loop = asyncio.get_running_loop()
     async with serving(event_store, db_url) as hub:
         alice = await hub.token("alice")
         async with client.connect(hub.url, "bye", token=alice) as joined:
@@ -530,11 +528,10 @@ async def test_stopping_the_hub_closes_connections_with_going_away(
             joined.doc.get("t", type=pycrdt.Text).insert(0, "kept")
             await joined.flushed()
             await wait_for(lambda: _len_rows(hub, "bye", 1))
-            started = loop.time()
             await hub.api.client.close()  # the app shuts down while the client is connected
+            # Closed by the app, well before aiohttp's shutdown timeout (60 s) would have.
             await asyncio.wait_for(joined.wait_closed(), 10)
             assert joined.close_code == errors.GOING_AWAY
-            assert loop.time() - started < 5
     types = await room_events(event_store, "bye")
     assert types[-1] == "collab.room_closed"
 
