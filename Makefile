@@ -64,10 +64,10 @@ docs: $(VENV)/.installed-dev
 	$(BIN)/mkdocs build --strict
 
 unit: $(VENV)/.installed-dev
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest -m "not integration"
 
 integration: $(VENV)/.installed-dev $(NODE_TEST_CLIENTS)
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest -m integration
 
 bench-events: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.event_store

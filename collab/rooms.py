@@ -339,8 +339,13 @@ class Rooms:
             log.warning("collab janitor: cannot read which rooms are shared: %s", exc)
             return
         for name, opened in asked:
+            was_shared = opened.shared
             # A process that spoke up while we asked is not gone, whatever the answer says.
             opened.shared = name in shared or opened.heard_from_others >= asked_at
+            if opened.shared and not was_shared:
+                # Found by the poll (its query was missed: sent while the room was still
+                # opening here): tell it what our connections said while we thought us alone.
+                self._relay_awareness(opened, opened.local_awareness())
 
     async def _janitor_loop(self) -> None:
         last_poll = time.monotonic()

@@ -30,6 +30,17 @@ from events import notify, store
 from hub import database, embedded_db
 from projections import base, catalog
 
+# Fixtures of the integration tests with names of their own, shared by every module that asks
+# for them (``api``, ``spawn_hub``, ``collab_hub``, ``chp_command``). Fixtures whose names
+# other modules also use (``hub``, ``alice``) are imported by name where they are used.
+pytest_plugins = [
+    "tests.integration.api_fixtures",
+    "tests.integration.chp_fixtures",
+    "tests.integration.collab_fixtures",
+    "tests.integration.projects_fixtures",
+    "tests.integration.spawn_fixtures",
+]
+
 TEMPLATE = "chronohub_template"
 _clone_numbers = itertools.count(1)
 
@@ -60,6 +71,25 @@ def _docker_server() -> Iterator[str]:
         yield (
             f"postgresql://{container.username}:{container.password}@{host}:{port}"
             f"/{container.dbname}"
+        )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that uses the test run's PostgreSQL without declaring ``integration``:
+    ``-m "not integration"`` must mean "no database", and the marker is declared by each
+    module (``pytestmark``), not inferred from where the file lies."""
+    undeclared = sorted(
+        {
+            item.nodeid.split("::")[0]
+            for item in items
+            if "pg_server" in getattr(item, "fixturenames", ())
+            and item.get_closest_marker("integration") is None
+        }
+    )
+    if undeclared:
+        raise pytest.UsageError(
+            "these tests use PostgreSQL but are not marked integration (add"
+            f" `pytestmark = pytest.mark.integration`): {', '.join(undeclared)}"
         )
 
 

@@ -4,8 +4,9 @@ of a hub run as a process, and event types used only by tests."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from uuid import UUID
@@ -49,6 +50,21 @@ def hub_process_env(db_url: str, config: Path, data_dir: Path) -> dict[str, str]
         "CHRONOHUB_CONFIG": str(config),
         "CHRONOHUB_DATA_DIR": str(data_dir),
     }
+
+
+def service_toml(token: str, scopes: Sequence[str], name: str = "operator") -> str:
+    """Configuration (TOML) of a service ``name`` holding ``token`` and a role ``<name>-role``
+    granting it ``scopes``: how a test drives a ``chronohub serve`` process through the API."""
+    return f"""
+[[services]]
+name = "{name}"
+api_token = "{token}"
+
+[[roles]]
+name = "{name}-role"
+scopes = {json.dumps(list(scopes))}
+services = ["{name}"]
+"""
 
 
 async def wait_for(

@@ -19,6 +19,8 @@ from events.catalog import collab_sessions as ev
 from tests.collab.conftest import Recorded, notebook_doc
 from tests.helpers import wait_for
 
+pytestmark = pytest.mark.collab
+
 ALICE = execution.Participant("alice")
 READER = execution.Participant("reader")
 

@@ -13,6 +13,8 @@ from collab import kernel
 from collab import session_errors as errors
 from tests.helpers import wait_for
 
+pytestmark = pytest.mark.collab
+
 
 async def run(
     k: kernel.SharedKernel, code: str, into: list[kernel.KernelMessage] | None = None

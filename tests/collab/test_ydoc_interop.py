@@ -24,6 +24,8 @@ from tests.collab.conftest import Recorded, cells, notebook_doc
 from tests.helpers import wait_for
 from tests.unit.test_collab_notebook import sample
 
+pytestmark = pytest.mark.interop
+
 NODE_PROJECT = Path(__file__).resolve().parents[1] / "node" / "ydoc"
 ALICE = execution.Participant("alice")
 
@@ -89,6 +91,7 @@ async def test_python_reads_what_jupyterlab_edits() -> None:
     assert read["cells"][1]["execution_count"] is None
 
 
+@pytest.mark.collab  # a real kernel runs the cell
 async def test_jupyterlab_asks_for_a_cell_and_sees_another_clients_outputs() -> None:
     """A JupyterLab client writes a request; the kernel runs it; JupyterLab sees the outputs."""
     recorded = Recorded()
@@ -151,6 +154,7 @@ async def test_jupyterlab_asks_for_a_cell_and_sees_another_clients_outputs() -> 
     }
 
 
+@pytest.mark.collab  # a real kernel runs the cell
 async def test_jupyterlabs_model_follows_an_execution_update_by_update() -> None:
     """Each update the executor sends makes JupyterLab's model signal what changed, in order."""
     recorded = Recorded()

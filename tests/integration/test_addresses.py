@@ -19,9 +19,11 @@ import aiohttp
 import pytest
 
 from hub import version
-from tests.helpers import hub_process_env
+from tests.helpers import hub_process_env, service_toml
 from tests.integration.browser import PASSWORD, Browser
 from tests.integration.spawn_fixtures import fake
+
+pytestmark = pytest.mark.integration
 
 TOKEN = "address-operator-secret-0123456789ab"
 CONFIG = f"""
@@ -29,16 +31,7 @@ spawner_cmd = {json.dumps(fake("serve"))}
 # the fake server writes what it saw into data_dir/users/<name>, as the hub's account
 single_user_mode = true
 single_user_mode_all_users = true
-
-[[services]]
-name = "operator"
-api_token = "{TOKEN}"
-
-[[roles]]
-name = "operator-role"
-scopes = ["admin:users", "admin:servers"]
-services = ["operator"]
-"""
+""" + service_toml(TOKEN, ["admin:users", "admin:servers"])
 SERVING = re.compile(r"chronohub serving at (http://127\.0\.0\.1:(\d+)/)hub/$")
 HUB = re.compile(r"hub: 127\.0\.0\.1:(\d+) \(internal\), behind the built-in proxy$")
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from events import store
 from tests.integration.browser import Browser, Page, running_hub, set_password
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
+
+pytestmark = pytest.mark.integration
 
 ROW = re.compile(r'<tr class="user" data-name="([^"]+)">(.*?)</tr>', re.S)
 FORM = re.compile(r'<form method="post" action="([^"]+)">(.*?)</form>', re.S)

@@ -20,6 +20,8 @@ from hub import settings as hub_settings
 from projections import catalog, rebuild
 from tests.integration.api_fixtures import CONFIG, Api
 
+pytestmark = pytest.mark.integration
+
 # The callers, each a token of one default role (the "token" role is inherit: a user's own).
 #   admin  - the admin user's token (admin role)
 #   user   - alice's token (user role: self)
@@ -154,10 +156,12 @@ async def test_a_404_for_a_missing_user_and_a_forbidden_one_look_the_same(api: A
 
 async def test_fields_follow_the_scopes(api: Api) -> None:
     tokens = await tokens_for_roles(api)
-    _, by_server = await api.call("GET", "/users/alice", token=tokens["server"])
+    status, by_server = await api.call("GET", "/users/alice", token=tokens["server"])
+    assert status == 200, by_server
     # users:activity (the server role) plus the identify scopes every token carries
     assert set(by_server) == {"kind", "name", "admin", "user_info", "groups", "last_activity"}
-    _, by_self = await api.call("GET", "/users/alice", token=tokens["user"])
+    status, by_self = await api.call("GET", "/users/alice", token=tokens["user"])
+    assert status == 200, by_self
     assert {"admin", "groups", "created", "servers"} <= set(by_self)
     assert "auth_state" not in by_self
 

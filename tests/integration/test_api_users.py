@@ -11,6 +11,8 @@ import pytest
 from hub.api import models as api_models
 from tests.integration.api_fixtures import SERVICE_TOKEN, Api
 
+pytestmark = pytest.mark.integration
+
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 
 
@@ -165,7 +167,8 @@ async def test_activity_moves_forward_only(api: Api) -> None:
     assert (await api.call("POST", "/users/act/activity", json={"last_activity": earlier}))[
         0
     ] == 200
-    _, user = await api.call("GET", "/users/act")
+    status, user = await api.call("GET", "/users/act")
+    assert status == 200, user
     assert user["last_activity"] == "2026-11-25T10:00:00Z"
     status, payload = await api.call(
         "POST", "/users/act/activity", json={"last_activity": "2999-01-01T00:00:00Z"}
@@ -193,10 +196,12 @@ async def test_groups(api: Api, pool: asyncpg.Pool[Any]) -> None:
     assert (status, group["users"]) == (200, ["m2", "m3"])
     status, group = await api.call("PUT", "/groups/team/properties", json={"course": "cs101"})
     assert (status, group["properties"]) == (200, {"course": "cs101"})
-    _, user = await api.call("GET", "/users/m2")
+    status, user = await api.call("GET", "/users/m2")
+    assert status == 200, user
     assert user["groups"] == ["team"]
     assert (await api.call("POST", "/groups/team"))[0] == 409
-    _, page = await api.call("GET", "/groups", headers=PAGINATED)
+    status, page = await api.call("GET", "/groups", headers=PAGINATED)
+    assert status == 200, page
     assert [g["name"] for g in page["items"]] == ["team"]
 
     # Who was in the team, from the log alone.
@@ -210,7 +215,8 @@ async def test_groups(api: Api, pool: asyncpg.Pool[Any]) -> None:
         ("group.members_removed", '["m1"]'),
     ]
     await api.call("DELETE", "/users/m2")
-    _, group = await api.call("GET", "/groups/team")
+    status, group = await api.call("GET", "/groups/team")
+    assert status == 200, group
     assert group["users"] == ["m3"]
     assert (await api.call("DELETE", "/groups/team"))[0] == 204
     assert (await api.call("GET", "/groups/team"))[0] == 404
@@ -236,7 +242,8 @@ async def test_tokens(api: Api, pool: asyncpg.Pool[Any]) -> None:
         "POST", "/users/tok/tokens", token=token, json={"scopes": ["read:users!user=tok"]}
     )
     assert status == 201
-    _, me = await api.call("GET", "/user", token=narrow["token"])
+    status, me = await api.call("GET", "/user", token=narrow["token"])
+    assert status == 200, me
     assert "tokens!user=tok" not in me["scopes"]
     assert (await api.call("GET", "/users/tok/tokens", token=narrow["token"]))[0] == 403
 
@@ -321,11 +328,14 @@ async def test_replies_match_the_documented_models(api: Api) -> None:
         status, payload = await api.call(method, path, token=caller)
         assert status == 200, (path, payload)
         model.model_validate(payload)
-    _, page = await api.call("GET", "/users?limit=1", headers=PAGINATED)
+    status, page = await api.call("GET", "/users?limit=1", headers=PAGINATED)
+    assert status == 200, page
     api_models.UserPage.model_validate(page)
-    _, new = await api.call("POST", "/users/doc/tokens", json={})
+    status, new = await api.call("POST", "/users/doc/tokens", json={})
+    assert status == 201, new
     api_models.NewToken.model_validate(new)
-    _, error = await api.call("GET", "/users/nobody")
+    status, error = await api.call("GET", "/users/nobody")
+    assert status == 404, error
     api_models.Error.model_validate(error)
 
 
@@ -351,15 +361,19 @@ async def test_nul_characters_are_refused_not_crashed_on(
 
 async def test_sorting_and_default_token_notes(api: Api) -> None:
     await api.call("POST", "/users", json={"usernames": ["s-b", "s-a", "s-c"]})
-    _, by_id = await api.call("GET", "/users?name_filter=s-")
+    status, by_id = await api.call("GET", "/users?name_filter=s-")
+    assert status == 200, by_id
     assert [u["name"] for u in by_id] == ["s-b", "s-a", "s-c"]
-    _, by_name = await api.call("GET", "/users?name_filter=s-&sort=-name")
+    status, by_name = await api.call("GET", "/users?name_filter=s-&sort=-name")
+    assert status == 200, by_name
     assert [u["name"] for u in by_name] == ["s-c", "s-b", "s-a"]
     await api.call("POST", "/users/s-c/activity", json={"last_activity": "2026-11-20T00:00:00Z"})
     await api.call("POST", "/users/s-a/activity", json={"last_activity": "2026-11-21T00:00:00Z"})
-    _, by_activity = await api.call("GET", "/users?name_filter=s-&sort=-last_activity")
+    status, by_activity = await api.call("GET", "/users?name_filter=s-&sort=-last_activity")
+    assert status == 200, by_activity
     assert [u["name"] for u in by_activity] == ["s-a", "s-c", "s-b"]
-    _, first = await api.call("GET", "/users?name_filter=s-&sort=last_activity&limit=1")
+    status, first = await api.call("GET", "/users?name_filter=s-&sort=last_activity&limit=1")
+    assert status == 200, first
     assert [u["name"] for u in first] == ["s-c"]
 
     status, token = await api.call("POST", "/users/s-a/tokens", json={})

@@ -12,6 +12,8 @@ import pytest
 from hub.api import models as api_models
 from tests.integration.api_fixtures import SERVICE_TOKEN, Api
 
+pytestmark = pytest.mark.integration
+
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 
 
@@ -32,14 +34,19 @@ async def test_history_filters_and_cursor(api: Api) -> None:
     positions = [e["position"] for e in everything]
     assert positions == sorted(positions)
 
-    _, users = await api.call("GET", "/events?type_prefix=user.&actor=service:bench", token=token)
+    status, users = await api.call(
+        "GET", "/events?type_prefix=user.&actor=service:bench", token=token
+    )
+    assert status == 200, users
     assert {e["type"] for e in users} == {"user.created", "user.admin_changed"}
     assert [e["data"]["name"] for e in users if e["type"] == "user.created"] == ["h1", "h2", "h3"]
 
-    _, about_h1 = await api.call("GET", "/events?user=h1", token=token)
+    status, about_h1 = await api.call("GET", "/events?user=h1", token=token)
+    assert status == 200, about_h1
     assert [e["type"] for e in about_h1] == ["user.created", "group.members_added"]
 
-    _, newest = await api.call("GET", "/events?order=desc&limit=2", token=token)
+    status, newest = await api.call("GET", "/events?order=desc&limit=2", token=token)
+    assert status == 200, newest
     assert [e["position"] for e in newest] == sorted(positions, reverse=True)[:2]
 
     # Pages by position, following next.url to the end, lose and repeat nothing.
@@ -67,8 +74,10 @@ async def test_history_about_a_user_pages_both_ways(api: Api) -> None:
         await api.call("PATCH", "/users/p1", json={"admin": i % 2 == 0})
         await api.call("PATCH", "/users/p2", json={"admin": i % 2 == 0})
         await api.call("POST", "/users/p1/tokens", json={"note": f"t{i}"})
-    _, everything = await api.call("GET", "/events?limit=200", token=token)
-    _, about_p1 = await api.call("GET", "/events?user=p1&limit=200", token=token)
+    status, everything = await api.call("GET", "/events?limit=200", token=token)
+    assert status == 200, everything
+    status, about_p1 = await api.call("GET", "/events?user=p1&limit=200", token=token)
+    assert status == 200, about_p1
     p1_id = about_p1[0]["data"]["user_id"]
     expected = [e["position"] for e in everything if p1_id in json.dumps(e["data"])]
     assert len(expected) == 9  # created, 4 admin changes, 4 tokens
@@ -119,7 +128,8 @@ async def test_read_events_scope_limits_what_is_seen(api: Api) -> None:
     assert (await api.call("GET", "/events?user=bob", token=only_alice))[0] == 404
 
     by_group = await api.user_token("admin", scopes=["read:events!group=team"])
-    _, team = await api.call("GET", "/events", token=by_group)
+    status, team = await api.call("GET", "/events", token=by_group)
+    assert status == 200, team
     assert {e["type"] for e in team} == {"user.created", "group.created", "group.members_added"}
     assert "alice" not in json.dumps(team)
 
@@ -181,7 +191,8 @@ async def test_stream_refuses_bad_cursors_and_missing_scopes(api: Api) -> None:
 
 
 async def test_each_event_type_has_its_schema_in_the_openapi_document(api: Api) -> None:
-    _, spec = await api.call("GET", "/openapi.json", token=None)
+    status, spec = await api.call("GET", "/openapi.json", token=None)
+    assert status == 200, spec
     schemas = spec["components"]["schemas"]
     for type_name in ("user.created", "group.members_added", "token.issued", "role.granted"):
         assert f"event.{type_name}" in schemas
@@ -200,7 +211,8 @@ async def test_scopes_for_one_kind_of_event(api: Api) -> None:
     assert {e["type"] for e in seen} == {"group.created", "group.members_added"}
 
     k2_tokens = await api.user_token("admin", scopes=["read:events:tokens!user=k2"])
-    _, seen = await api.call("GET", "/events", token=k2_tokens)
+    status, seen = await api.call("GET", "/events", token=k2_tokens)
+    assert status == 200, seen
     assert [e["type"] for e in seen] == ["token.issued"]
     assert seen[0]["data"]["owner_name"] == "k2"
 
@@ -208,12 +220,14 @@ async def test_scopes_for_one_kind_of_event(api: Api) -> None:
     mixed = await api.user_token(
         "admin", scopes=["read:events:users!user=k1", "read:events:tokens!user=k2"]
     )
-    _, seen = await api.call("GET", "/events", token=mixed)
+    status, seen = await api.call("GET", "/events", token=mixed)
+    assert status == 200, seen
     kinds = {(e["type"], e["data"].get("name") or e["data"].get("owner_name")) for e in seen}
     assert kinds == {("user.created", "k1"), ("token.issued", "k2")}
 
     # A short page still says where to go on, so a restricted caller pages to the end.
-    _, page = await api.call("GET", "/events?limit=1", token=mixed, headers=PAGINATED)
+    status, page = await api.call("GET", "/events?limit=1", token=mixed, headers=PAGINATED)
+    assert status == 200, page
     assert len(page["items"]) == 1
     assert page["_pagination"]["next"] is not None
 

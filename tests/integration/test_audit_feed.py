@@ -20,8 +20,11 @@ from hub import app, bootstrap, context
 from hub import settings as hub_settings
 from hub.audit import feed as audit_feed
 from hub.audit import history as audit
+from tests.helpers import wait_for
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.test_projections import create_user
+
+pytestmark = pytest.mark.integration
 
 LOG_ORDER = (
     "SELECT tx_id::text || ':' || global_position FROM events ORDER BY tx_id, global_position"
@@ -209,9 +212,7 @@ async def test_a_follower_too_far_behind_is_dropped_and_resumes_without_loss(
         f"Authorization: token {token}\r\n\r\n"
     )
     await asyncio.get_running_loop().sock_sendall(slow, request.encode())
-    async with asyncio.timeout(10):
-        while not feed.followers:
-            await asyncio.sleep(0.01)
+    await wait_for(lambda: feed.followers)
     [lagging] = feed.followers
     fast = await api.client.get(
         f"/hub/api/events/stream?after={head}", headers={"Authorization": f"token {token}"}
@@ -232,8 +233,11 @@ async def test_a_follower_too_far_behind_is_dropped_and_resumes_without_loss(
                                                properties={"blob": blob})],
                 )  # fmt: skip
                 sent += 1
-                while str(result.checkpoint) not in fast_ids[-1:]:
-                    await asyncio.sleep(0.005)
+                await wait_for(
+                    lambda: str(result.checkpoint) in fast_ids[-1:],  # noqa: B023 - awaited here
+                    timeout_s=30,
+                    every_s=0.005,
+                )
         assert "more than 20 events behind" in lagging.dropped
         assert sent > 20
         await create_user(api.store, "after-the-drop")
@@ -312,10 +316,8 @@ async def test_a_database_error_ends_the_streams_which_resume_and_the_feed_reads
 
     monkeypatch.setattr(api.store, "read_all", failing_once)
     await create_user(api.store, "during-the-error")
-    async with asyncio.timeout(10):
-        await failed.wait()
-        while follower.dropped is None:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(failed.wait(), 10)
+    await wait_for(lambda: follower.dropped is not None)
     assert follower.dropped == "the live feed lost its database"
     await asyncio.wait_for(stream.content.read(), 10)  # the stream ended
     stream.close()
@@ -402,9 +404,7 @@ async def test_a_feed_that_crashes_ends_its_streams_and_restarts_with_the_next(
 
     monkeypatch.setattr(feed, "dispatch", broken)
     await create_user(api.store, "crash")
-    async with asyncio.timeout(10):
-        while follower.dropped is None:
-            await asyncio.sleep(0.01)
+    await wait_for(lambda: follower.dropped is not None)
     assert follower.dropped == "the live feed failed"
     await asyncio.wait_for(stream.content.read(), 10)  # the stream ended
     stream.close()

@@ -8,7 +8,6 @@ traffic CHP saw into server activity.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,15 +17,7 @@ from hub import settings as hub_settings
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import CONFIG, StartHub
 
-CHP = Path(__file__).resolve().parent.parent / "node" / "chp" / "node_modules" / ".bin"
-CHP_COMMAND = CHP / "configurable-http-proxy"
-
-
-@pytest.fixture
-def chp_command() -> list[str]:
-    if not CHP_COMMAND.exists():
-        pytest.fail(f"{CHP_COMMAND} is missing: `make test` installs it (npm, tests/node/chp)")
-    return [str(CHP_COMMAND)]
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 
 async def test_chp_follows_the_routes_read_model(
@@ -102,7 +93,8 @@ async def test_chp_follows_the_routes_read_model(
             assert response.status == 200
 
         async def active() -> bool:
-            _, user = await hub.call("GET", "/users/zoe")
+            status, user = await hub.call("GET", "/users/zoe")
+            assert status == 200, user
             stamp = user["servers"][""]["last_activity"]
             return datetime.fromisoformat(stamp.replace("Z", "+00:00")) >= before
 

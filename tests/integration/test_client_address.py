@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
+
+pytestmark = pytest.mark.integration
 
 
 async def _failure_addresses(hub: SpawnHub) -> list[str]:

@@ -17,6 +17,8 @@ from events import store
 from events.catalog import collab_sessions as ev
 from tests.collab.conftest import notebook_doc
 
+pytestmark = [pytest.mark.integration, pytest.mark.collab]
+
 ALICE = execution.Participant("alice")
 BOT = execution.Participant("runner-bot", kind="service")
 READER = execution.Participant("reader")

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pycrdt
+import pytest
 
 from collab import client, notebook
 from events import store
 from tests.helpers import wait_for
 from tests.integration.collab_fixtures import serving
 from tests.integration.test_collab_sessions_api import SESSIONS, cell, nb, stream_text
+
+pytestmark = [pytest.mark.integration, pytest.mark.collab, pytest.mark.interop]
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node" / "ydoc"
 SCRIPT = NODE_DIR / "session.mjs"

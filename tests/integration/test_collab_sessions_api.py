@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pycrdt
+import pytest
 
 from collab import access as room_access
 from collab import client, execution, notebook
@@ -18,7 +19,8 @@ from hub.api import collab as collab_api
 from tests.helpers import wait_for
 from tests.integration import browser
 from tests.integration.collab_fixtures import CollabHub, serving
-from tests.integration.collab_fixtures import collab_hub as collab_hub
+
+pytestmark = [pytest.mark.integration, pytest.mark.collab]
 
 SESSIONS = "/collab/sessions"
 
@@ -266,9 +268,17 @@ async def test_the_last_participant_leaving_ends_the_session_after_the_grace_per
             bound = manager.get(session_id)
             return bound.session.participants if bound is not None else None
 
+        def grace_timers() -> list[asyncio.Task[Any]]:
+            """The session's pending grace timer (its task is named after the session)."""
+            name = f"session-grace-{session_id}"
+            return [t for t in asyncio.all_tasks() if t.get_name() == name and not t.done()]
+
+        # Nobody has joined yet: the grace period runs from the start.
+        await wait_for(grace_timers)
         async with client.connect(hub.url, created["room"], token=alice):
             await wait_for(lambda: participants() == 1)
-            await asyncio.sleep(1.5)  # longer than the grace period: still running
+            # The join cancels the timer: nothing is left to end the session while she stays.
+            await wait_for(lambda: not grace_timers())
             assert participants() == 1
         await wait_for(lambda: manager.get(session_id) is None, timeout_s=15)
         ended = [

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pycrdt
+import pytest
 
 from collab import client
 from events import store
 from tests.integration.collab_fixtures import CollabHub, serving
-from tests.integration.collab_fixtures import collab_hub as collab_hub
+
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node" / "yjs"
 SCRIPT = NODE_DIR / "providers.mjs"

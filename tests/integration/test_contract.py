@@ -33,6 +33,8 @@ from hub.proxy import builtin as proxy
 from hub.proxy import routes, table
 from tests.integration.api_fixtures import CONFIG, SERVICE_TOKEN, Api
 
+pytestmark = pytest.mark.integration
+
 HERE = Path(__file__).resolve()
 # JupyterHub's spec, copied into the repository with its BSD-3-Clause notice, so that the test
 # never depends on a checkout of shared/ beside this one.

@@ -13,6 +13,8 @@ from hub import database, errors, startup
 from tests.integration.collab_fixtures import CollabHub
 from tests.integration.collab_fixtures import collab_hub as collab_hub
 
+pytestmark = pytest.mark.integration
+
 
 async def test_the_api_answers_503_when_the_database_is_gone(collab_hub: CollabHub) -> None:
     alice = await collab_hub.token("alice")

@@ -13,7 +13,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from hub import data_dir, embedded_db
+from hub import data_dir, embedded_db, startup
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -23,13 +25,6 @@ def state(reachable_tmp: Path) -> Iterator[Path]:
     path = reachable_tmp / "state"
     yield path
     embedded_db.EmbeddedPostgres(path).remove()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _without_password(url: str) -> str:
@@ -72,7 +67,7 @@ def pwd_uid(name: str) -> int:
 
 
 async def test_tcp_only_when_configured_and_still_with_a_password(state: Path) -> None:
-    port = _free_port()
+    port = startup.free_port("127.0.0.1")
     server = embedded_db.EmbeddedPostgres(state, listen="127.0.0.1", port=port)
     url = await asyncio.to_thread(server.start)
     password = server.password_file.read_text()

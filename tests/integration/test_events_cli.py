@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -27,6 +28,8 @@ from projections import catalog
 from tests.integration.api_fixtures import Api
 from tests.integration.test_projections import create_user
 from tests.integration.test_workflow import run_workflow
+
+pytestmark = pytest.mark.integration
 
 # Every column an import must restore (the position and transaction id are re-assigned).
 EVENT_ROWS = """
@@ -226,9 +229,18 @@ async def test_stats_count_by_type_and_day(api: Api, db_url: str) -> None:
     assert f"{sum(shown.values())} events in all" in out
 
 
-async def test_state_at_a_position_or_a_time(
-    event_store: store.EventStore, db_url: str, pool: asyncpg.Pool[Any]
-) -> None:
+@dataclass(frozen=True)
+class History:
+    """A small log: alice created (``position``, ``at_time``), the group ``team`` with her as
+    a member, alice renamed bob, carol created, and a token of bob's (``last``)."""
+
+    position: str
+    at_time: str
+    last: str
+
+
+@pytest.fixture
+async def history(event_store: store.EventStore) -> History:
     alice = uuid4()
     created = await event_store.append(
         user_events.stream_id(alice), [user_events.UserCreated(user_id=alice, name="alice")]
@@ -241,8 +253,6 @@ async def test_state_at_a_position_or_a_time(
             group_events.GroupMembersAdded(group_id=group, user_ids=[alice], users=["alice"]),
         ],
     )
-    position = str(created.positions[0])
-    at_time = created.events[0].recorded_at.isoformat()
     await event_store.append(
         user_events.stream_id(alice),
         [user_events.UserRenamed(user_id=alice, old_name="alice", name="bob")],
@@ -256,37 +266,61 @@ async def test_state_at_a_position_or_a_time(
             )
         ],
     )
+    return History(
+        position=str(created.positions[0]),
+        at_time=created.events[0].recorded_at.isoformat(),
+        last=str(last.positions[0]),
+    )
 
-    for at in (position, at_time):
-        code, out = await cli(db_url, "state", "--at", at)
-        assert code == 0, out
-        assert [row[:2] for row in table_rows(out)] == [["alice", "no"]]
-        assert f"users as of position {position}" in out
-    code, out = await cli(db_url, "state", "--at", position, "groups")
+
+SCRATCH = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'state%'"
+
+
+@pytest.mark.parametrize("by", ["position", "at_time"])
+async def test_state_at_a_position_or_a_time_shows_the_users_then(
+    history: History, db_url: str, pool: asyncpg.Pool[Any], by: str
+) -> None:
+    code, out = await cli(db_url, "state", "--at", getattr(history, by))
+    assert code == 0, out
+    assert [row[:2] for row in table_rows(out)] == [["alice", "no"]]
+    assert f"users as of position {history.position}" in out
+    assert await pool.fetchval(SCRATCH) == 0  # its scratch schema is gone
+
+
+async def test_state_at_shows_groups_and_tokens_as_they_were(history: History, db_url: str) -> None:
+    code, out = await cli(db_url, "state", "--at", history.position, "groups")
     assert code == 0, out
     assert table_rows(out) == []  # the group came after
-    code, out = await cli(db_url, "state", "--at", str(last.positions[0]), "groups")
+    code, out = await cli(db_url, "state", "--at", history.last, "groups")
+    assert code == 0, out
     assert table_rows(out) == [["team", "bob"]]
-    code, out = await cli(db_url, "state", "--at", str(last.positions[0]), "tokens")
+    code, out = await cli(db_url, "state", "--at", history.last, "tokens")
     assert code == 0, out
     assert table_rows(out) == [["t1", "bob", "read:users", "never"]]
+
+
+async def test_state_before_the_first_event_is_empty(history: History, db_url: str) -> None:
     code, out = await cli(db_url, "state", "--at", "2000-01-01T00:00:00Z")
     assert code == 0, out
     assert "before the first event" in out
     assert table_rows(out) == []
 
-    scratch = "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'state%'"
-    assert await pool.fetchval(scratch) == 0
-    code, out = await cli(db_url, "state", "--at", "yesterday")
-    assert code == 2
-    assert "neither a position" in out
-    code, out = await cli(db_url, "state", "--at", "2026-01-01T00:00:00")
-    assert code == 2
-    assert "has no time zone" in out
-    code, out = await cli(db_url, "state", "--at", "999999")
-    assert code == 1
-    assert "no event at position 999999" in out
-    assert await pool.fetchval(scratch) == 0
+
+@pytest.mark.parametrize(
+    ("at", "code", "message"),
+    [
+        ("yesterday", 2, "neither a position"),
+        ("2026-01-01T00:00:00", 2, "has no time zone"),
+        ("999999", 1, "no event at position 999999"),
+    ],
+)
+async def test_state_at_refuses_what_is_not_a_point_of_the_log(
+    history: History, db_url: str, pool: asyncpg.Pool[Any], at: str, code: int, message: str
+) -> None:
+    status, out = await cli(db_url, "state", "--at", at)
+    assert status == code, out
+    assert message in out
+    assert await pool.fetchval(SCRATCH) == 0
 
 
 async def test_state_shows_servers_as_they_were(event_store: store.EventStore, db_url: str) -> None:

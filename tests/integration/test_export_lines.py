@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
+import pytest
+
 from events import models, store
 from events.catalog import groups as group_events
 from events.catalog import servers as server_events
@@ -15,6 +17,8 @@ from events.catalog import tokens as token_events
 from events.catalog import users as user_events
 from hub.audit import export_format
 from hub.cli import events as events_cli
+
+pytestmark = pytest.mark.integration
 
 AWKWARD = 'quote " backslash \\ tab \t newline \n nul-ish \x01 del \x7f, colon: é ✓ 😀 \u2028'
 

@@ -24,6 +24,8 @@ from events import store
 from tests.integration.api_fixtures import Api
 from tests.integration.browser import Browser, running_hub
 
+pytestmark = pytest.mark.integration
+
 CLIENT_ID = "gh-client"
 CLIENT_SECRET = "gh-secret-0123456789"
 

@@ -21,6 +21,8 @@ from hub import app, context, version
 from hub import settings as hub_settings
 from tests.helpers import hub_process_env
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def client(

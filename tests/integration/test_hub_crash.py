@@ -22,9 +22,12 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
-from tests.helpers import hub_process_env, wait_for
+from tests.helpers import hub_process_env, service_toml, wait_for
 from tests.integration.spawn_fixtures import fake
+
+pytestmark = pytest.mark.integration
 
 TOKEN = "crash-admin-secret-0123456789abcdef"
 # The public address (the built-in proxy's): /hub/ there reaches the hub.
@@ -52,16 +55,7 @@ spawner_cmd = {json.dumps(fake(mode))}
 spawner_env = {{ FAKE_DELAY = "{delay}" }}
 start_timeout = {start_timeout}
 slow_spawn_timeout = 0
-
-[[services]]
-name = "operator"
-api_token = "{TOKEN}"
-
-[[roles]]
-name = "operator-role"
-scopes = ["admin:users", "admin:servers"]
-services = ["operator"]
-"""
+""" + service_toml(TOKEN, ["admin:users", "admin:servers"])
 
 
 @asynccontextmanager
@@ -196,6 +190,7 @@ async def test_a_spawn_cut_by_sigkill_that_never_answers_is_cleaned_up(
         # The server's token was revoked with it.
         assert await fetch(db_url, "SELECT * FROM tokens WHERE note LIKE 'Server at %'") == []
         status, user = await hub.call("GET", "/users/una")
+        assert status == 200, user
         assert user["servers"] == {}
         # A clean state: the user can spawn again (and this one fails the same clear way).
         status, reply = await hub.call("POST", "/users/una/server")

@@ -14,6 +14,8 @@ import pytest
 
 from events import sql
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("events", "projections", "collab", "hub")
 HUB = ROOT / "hub"

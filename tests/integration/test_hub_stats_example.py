@@ -15,14 +15,18 @@ from uuid import UUID, uuid4
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp import web
 
 from events import store
 from events.catalog import servers as server_events
 from hub import app, bootstrap, context
 from hub import settings as hub_settings
+from tests.helpers import wait_for
 from tests.integration.api_fixtures import CONFIG as API_CONFIG
 from tests.integration.browser import Browser, running_hub, set_password
+
+pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hub-stats" / "hub_stats.py"
 STATS_TOKEN = "hub-stats-secret-0123456789abcdef"
@@ -105,14 +109,7 @@ async def expected(pool: asyncpg.Pool[Any]) -> dict[str, Any]:
 
 async def figures_when(url: str, events: int) -> dict[str, Any]:
     """The service's figures once it has counted ``events`` events (within 30 s)."""
-    async with aiohttp.ClientSession() as session:
-        async with asyncio.timeout(30):
-            while True:
-                async with session.get(url + "stats.json") as response:
-                    figures: dict[str, Any] = await response.json()
-                if figures["events"] >= events:
-                    return figures
-                await asyncio.sleep(0.05)
+    return await figures_until(url, lambda figures: figures["events"] >= events)
 
 
 async def test_hub_stats_follows_the_stream_and_resumes_after_a_restart(
@@ -171,14 +168,18 @@ async def test_hub_stats_follows_the_stream_and_resumes_after_a_restart(
 
 async def figures_until(url: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """The service's figures once ``done`` holds for them (within 30 s)."""
+    figures: dict[str, Any] = {}
     async with aiohttp.ClientSession() as session:
-        async with asyncio.timeout(30):
-            while True:
-                async with session.get(url + "stats.json") as response:
-                    figures: dict[str, Any] = await response.json()
-                if done(figures):
-                    return figures
-                await asyncio.sleep(0.05)
+
+        async def ready() -> bool:
+            nonlocal figures
+            async with session.get(url + "stats.json") as response:
+                assert response.status == 200, await response.text()
+                figures = await response.json()
+            return done(figures)
+
+        await wait_for(ready, timeout_s=30, every_s=0.05)
+    return figures
 
 
 async def test_hub_stats_counts_people_who_log_in_and_out_through_the_hub(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,27 +22,23 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from events import store
+from hub import startup
 from hub.proxy import builtin as proxy
 from hub.proxy import routes, table
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 TOKEN = "whoami-huboauth-secret-0123456789abcdef"
 SERVICE = Path(__file__).with_name("huboauth_service.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
 async def deployment(event_store: store.EventStore) -> AsyncIterator[tuple[Api, str, str]]:
     """chronohub behind its built-in proxy, and the HubOAuth service registered with it;
     yields (api, public URL, the service's public URL)."""
-    port = free_port()
+    port = startup.free_port("127.0.0.1")
     services = [
         *CONFIG["services"],
         {"name": "whoami", "api_token": TOKEN, "url": f"http://127.0.0.1:{port}"},

@@ -39,7 +39,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.helpers import hub_process_env
+from tests.helpers import hub_process_env, service_toml
+
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 SETUP_TOKEN = "setup-secret-0123456789abcdef0123"
 CULLER_TOKEN = "idle-culler-secret-0123456789abcdef"
@@ -53,11 +55,7 @@ FAKE_SERVER = Path(__file__).resolve().parent.parent / "spawners" / "fake_server
 CONFIG = f"""
 admin_users = ["admin"]
 spawner_cmd = {json.dumps([sys.executable, str(FAKE_SERVER), "serve"])}
-
-[[services]]
-name = "setup"
-api_token = "{SETUP_TOKEN}"
-
+{service_toml(SETUP_TOKEN, ["admin:users", "admin:servers"], name="setup")}
 [[services]]
 name = "idle-culler"
 api_token = "{CULLER_TOKEN}"
@@ -65,11 +63,6 @@ api_token = "{CULLER_TOKEN}"
 [[services]]
 name = "idle-culler-users"
 api_token = "{USER_CULLER_TOKEN}"
-
-[[roles]]
-name = "setup-role"
-scopes = ["admin:users", "admin:servers"]
-services = ["setup"]
 
 # What the culler needs to cull servers (its README).
 [[roles]]
@@ -364,6 +357,7 @@ async def test_culler_stops_an_idle_server_and_leaves_an_active_one_running(
         )
         assert status == 200, reply
     status, ready = await hub.call("GET", "/users", params={"state": "ready"})
+    assert status == 200, ready
     assert sorted(user["name"] for user in ready) == ["u01", "u02"]
 
     def cycle_done(out: str) -> bool:

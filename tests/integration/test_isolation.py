@@ -38,28 +38,24 @@ import psutil
 import pytest
 import pytest_asyncio
 
-from tests.helpers import wait_for
+from tests.helpers import service_toml, wait_for
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="runs users' code as their own system accounts, which needs root"
-)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.collab,
+    pytest.mark.interop,
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="runs users' code as their own system accounts, which needs root"
+    ),
+]
 
 OPERATOR_TOKEN = "isolation-operator-0123456789abcdef01"
 ATTACK = Path(__file__).resolve().parent.parent / "security" / "attack.py"
 SERVING = re.compile(r"chronohub serving at (http://127\.0\.0\.1:\d+/hub/)")
-CONFIG = f"""
+CONFIG = """
 start_timeout = 120
 slow_spawn_timeout = 1
-
-[[services]]
-name = "operator"
-api_token = "{OPERATOR_TOKEN}"
-
-[[roles]]
-name = "operator-role"
-scopes = ["admin:users", "admin:servers", "tokens", "read:hub"]
-services = ["operator"]
-"""
+""" + service_toml(OPERATOR_TOKEN, ["admin:users", "admin:servers", "tokens", "read:hub"])
 # What a user's code must never see in its environment.
 HUB_VARIABLES = re.compile(r"^(CHRONOHUB_|PG|DATABASE_URL|COOKIE)")
 # The ordinary account a hub that is not root runs as, in the sandbox tests.

@@ -25,6 +25,8 @@ import psutil
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+pytestmark = [pytest.mark.integration, pytest.mark.collab, pytest.mark.interop]
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "journey"
 SERVING = re.compile(r"chronohub serving at (http://127\.0\.0\.1:\d+/)hub/")

@@ -16,6 +16,8 @@ from events import store
 from tests.integration.api_fixtures import Api
 from tests.integration.browser import PASSWORD, Browser, running_hub, set_password
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def hub(event_store: store.EventStore) -> AsyncIterator[tuple[Api, str]]:
@@ -106,10 +108,12 @@ async def test_a_signed_in_browser_counts_as_its_users_activity(
     assert (await browser.login("alice")).status == 302
     assert (await browser.get("/hub/home")).status == 200
     status, after = await api.call("GET", "/users/alice")
+    assert status == 200, after
     assert after["last_activity"] is not None
     assert after["last_activity"] >= after["created"]
     assert (await browser.get("/hub/home")).status == 200
     status, again = await api.call("GET", "/users/alice")
+    assert status == 200, again
     assert again["last_activity"] == after["last_activity"]
 
 

@@ -15,6 +15,8 @@ import pytest
 from hub import database
 from migrations import runner
 
+pytestmark = pytest.mark.integration
+
 
 async def test_migrate_applies_every_file_once(empty_db_url: str) -> None:
     applied = await database.migrate(empty_db_url)

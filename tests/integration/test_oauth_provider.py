@@ -4,15 +4,10 @@ status and message, nothing granted: no code, no token)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import secrets
-from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -21,88 +16,20 @@ from hub import bootstrap
 from hub import settings as hub_settings
 from hub.auth.oauth import clients as oauth_clients
 from tests.integration.api_fixtures import CONFIG, Api
-from tests.integration.browser import Browser, running_hub, set_password
+from tests.integration.browser import Browser
+from tests.integration.oauth_fixtures import (
+    REDIRECT,
+    ROLES,
+    SERVICES,
+    authorize_url,
+    exchange,
+    get_code,
+    pkce,
+)
+from tests.integration.oauth_fixtures import alice as alice
+from tests.integration.oauth_fixtures import hub as hub
 
-WHOAMI_TOKEN = "whoami-service-secret-0123456789abcdef"
-REDIRECT = "/services/whoami/oauth_callback"
-SERVICES = [
-    *CONFIG["services"],
-    {
-        "name": "whoami",
-        "api_token": WHOAMI_TOKEN,
-        "url": "http://127.0.0.1:10101",
-        "oauth_client_allowed_scopes": ["read:users:name!user", "read:users:groups!user"],
-    },
-    {"name": "quiet", "url": "http://127.0.0.1:10102", "oauth_no_confirm": True},
-]
-ROLES = [
-    *CONFIG["roles"],
-    {"name": "whoami-users", "scopes": ["access:services!service=whoami"], "users": ["alice"]},
-]
-
-
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    return verifier, challenge.decode().rstrip("=")
-
-
-@pytest.fixture
-async def hub(event_store: store.EventStore) -> AsyncIterator[tuple[Api, str]]:
-    async with running_hub(event_store, services=SERVICES, roles=ROLES) as running:
-        yield running
-
-
-@pytest.fixture
-async def alice(hub: tuple[Api, str]) -> AsyncIterator[Browser]:
-    api, base = hub
-    await set_password(api, "alice")
-    await set_password(api, "bob")
-    browser = Browser(base)
-    assert (await browser.login("alice")).status == 302
-    yield browser
-    await browser.close()
-
-
-def authorize_url(client_id: str = "service-whoami", **params: str) -> str:
-    query = {"client_id": client_id, "response_type": "code", "state": "st4te", **params}
-    return "/hub/api/oauth2/authorize?" + urlencode(query)
-
-
-async def get_code(browser: Browser, challenge: str, **params: str) -> str:
-    """Authorize (approving on the consent page if it is shown); the code from the redirect."""
-    page = await browser.get(
-        authorize_url(
-            redirect_uri=REDIRECT, code_challenge=challenge, code_challenge_method="S256", **params
-        )
-    )
-    if page.status == 200:  # the consent page
-        page = await browser.post(
-            "/hub/api/oauth2/authorize", data=[*page.fields(), ("approve", "1")]
-        )
-    assert page.status == 302, page.text
-    location = urlsplit(page.location or "")
-    assert location.path == REDIRECT
-    query = parse_qs(location.query)
-    assert query["state"] == ["st4te"]
-    return query["code"][0]
-
-
-async def exchange(browser: Browser, **form: str) -> tuple[int, dict[str, Any]]:
-    body = {
-        "grant_type": "authorization_code",
-        "client_id": "service-whoami",
-        "client_secret": WHOAMI_TOKEN,
-        "redirect_uri": REDIRECT,
-        **form,
-    }
-    body = {k: v for k, v in body.items() if v is not None}
-    # A server-side request, without the browser's cookies.
-    async with (
-        aiohttp.ClientSession() as server_side,
-        server_side.post(browser.url("/hub/api/oauth2/token"), data=body) as response,
-    ):
-        return response.status, await response.json()
+pytestmark = pytest.mark.integration
 
 
 async def count(pool: asyncpg.Pool[Any], sql: str) -> int:
@@ -368,6 +295,7 @@ async def test_server_clients_for_the_spawner(
     )
     assert status == 200, reply
     status, me = await api.call("GET", "/user", token=reply["access_token"])
+    assert status == 200, me
     assert "access:servers!server=alice/" in me["scopes"]
 
     bob = Browser(alice.base)
@@ -414,6 +342,7 @@ async def test_an_oauth_token_names_its_client_and_is_revoked_with_the_clients_o
     status, me = await api.call("GET", "/user", token=plain["token"])
     assert status == 200, me
     status, listed = await api.call("GET", "/users/alice/tokens")
+    assert status == 200, listed
     assert [t["id"] for t in listed["api_tokens"]] == [plain["id"]]
     revoked = await pool.fetch(
         "SELECT data->>'token_id' AS token_id, metadata->'actor'->>'name' AS actor"

@@ -15,6 +15,8 @@ from tests.integration.api_fixtures import Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
 
+pytestmark = pytest.mark.integration
+
 SIGN_OUT = re.compile(
     r'<form class="signout" method="post" action="/hub/logout">\s*'
     r'<input type="hidden" name="_xsrf" value="([^"]+)">\s*'

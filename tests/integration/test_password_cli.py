@@ -9,6 +9,9 @@ import sys
 from typing import Any
 
 import asyncpg
+import pytest
+
+pytestmark = pytest.mark.integration
 
 
 async def run(args: list[str], stdin: bytes, **env: str) -> tuple[int, str]:

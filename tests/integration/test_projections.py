@@ -19,6 +19,8 @@ from projections import base, catalog, rebuild, runner
 from projections import users as users_projection
 from tests.helpers import Touched, wait_for
 
+pytestmark = pytest.mark.integration
+
 
 async def create_user(event_store: store.EventStore, name: str, admin: bool = False) -> UUID:
     user_id = uuid4()

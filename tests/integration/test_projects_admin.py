@@ -18,6 +18,8 @@ from tests.integration.api_fixtures import CONFIG, SERVICE_TOKEN
 from tests.integration.git_client import Git, with_token
 from tests.integration.projects_fixtures import ProjectsHub, open_projects_hub
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 FILES = {"README.md": b"# Course\n", "week1/intro.ipynb": b'{"cells": []}\n'}
 

@@ -14,6 +14,8 @@ from projections import rebuild
 from tests.integration.api_fixtures import SERVICE_TOKEN
 from tests.integration.projects_fixtures import ProjectsHub
 
+pytestmark = pytest.mark.integration
+
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 SHAPE = {
     "owner",

@@ -13,6 +13,8 @@ from hub.api import project_content
 from tests.integration.git_client import Git, with_token
 from tests.integration.projects_fixtures import ProjectsHub
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 
 

@@ -21,7 +21,7 @@ from hub.projects import gc, storage
 from tests.integration.git_client import Git, with_token
 from tests.integration.projects_fixtures import ProjectsHub
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 
 def stored_aside(repo_path: Path) -> tuple[bytes, bytes]:

@@ -19,6 +19,8 @@ from events import store
 from tests.integration.git_client import Git, with_token
 from tests.integration.projects_fixtures import ProjectsHub, open_projects_hub
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 FILES = {
     "README.md": b"# Course\n",
     "week1/intro.ipynb": b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n',

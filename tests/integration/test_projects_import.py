@@ -24,6 +24,8 @@ from tests.integration.git_client import Git, with_token
 from tests.integration.git_upstream import UPSTREAM, Upstream, serve_upstream
 from tests.integration.projects_fixtures import ProjectsHub, open_projects_hub
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 LOOPBACK_ALLOWED = {"project_import_allowed_networks": ["127.0.0.1/32"]}
 
 

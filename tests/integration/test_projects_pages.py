@@ -19,6 +19,8 @@ from tests.integration.git_client import Git, with_token
 from tests.integration.projects_fixtures import ProjectsHub
 from tests.integration.test_journey import CHROMIUM, CHROMIUM_ARGS
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 PWN = "window.__pwned = 1"
 EVIL_NOTEBOOK = json.dumps(
     {

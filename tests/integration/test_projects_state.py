@@ -19,7 +19,7 @@ from tests.integration.git_client import Git, with_token
 from tests.integration.projects_fixtures import ProjectsHub
 from tests.integration.test_events_cli import cli, rows, table_rows
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 # Every column of the project read models, in a stable order.
 READ_MODELS = (

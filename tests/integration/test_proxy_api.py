@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from hub import app, context, startup
 from hub import settings as hub_settings
 from hub.api import models as api_models
 from hub.api import proxy as proxy_api
 from hub.proxy import chp
 from tests.integration.spawn_fixtures import CONFIG, StartHub
-from tests.integration.test_chp import chp_command  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.integration
 
 
 async def test_the_builtin_proxys_table_resync_and_no_patch(spawn_hub: StartHub) -> None:
@@ -71,9 +74,10 @@ async def test_the_builtin_proxys_table_resync_and_no_patch(spawn_hub: StartHub)
         assert word in reply["message"], reply
 
 
+@pytest.mark.interop  # the real configurable-http-proxy
 async def test_patch_moves_the_hub_to_another_chp_and_keeps_the_old_one_if_refused(
     spawn_hub: StartHub,
-    chp_command: list[str],  # noqa: F811 - the fixture
+    chp_command: list[str],
 ) -> None:
     hub = await spawn_hub("serve")
     config = hub_settings.Settings(
@@ -132,4 +136,5 @@ async def test_patch_moves_the_hub_to_another_chp_and_keeps_the_old_one_if_refus
         routes: dict[str, Any] = await second.routes()
         assert routes["/user/quin"]["user"] == "quin"  # synced at once
         status, table = await hub.call("GET", "/proxy")
+        assert status == 200, table
         assert "/user/quin/" in table

@@ -13,9 +13,12 @@ import uuid
 from typing import Any
 
 import asyncpg
+import pytest
 
 from events import store
 from hub.audit import history as audit
+
+pytestmark = pytest.mark.integration
 
 LOAD = """
 INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data,

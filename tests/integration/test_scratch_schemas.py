@@ -17,6 +17,8 @@ from hub.cli import events as events_cli
 from projections import rebuild
 from projections import users as users_projection
 
+pytestmark = pytest.mark.integration
+
 USERS = users_projection.UsersProjection()
 SCRATCH = "SELECT nspname FROM pg_namespace WHERE nspname ~ '^(rebuild|verify|state)_'"
 

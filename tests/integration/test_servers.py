@@ -11,6 +11,7 @@ import json
 import os
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -23,6 +24,8 @@ from hub.api import models as api_models
 from hub.servers import isolation
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
+
+pytestmark = pytest.mark.integration
 
 LIFECYCLE = [
     "server.spawn_requested",
@@ -46,22 +49,44 @@ async def whoami(hub: SpawnHub, token: str) -> tuple[int, dict[str, object]]:
     return status, reply
 
 
-async def test_spawn_route_and_stop_record_every_transition(spawn_hub: StartHub) -> None:
+@dataclass(frozen=True)
+class Running:
+    """Alice's default server, spawned through the API with her own token."""
+
+    hub: SpawnHub
+    token: str
+    pid: int
+    url: str
+
+
+@pytest.fixture
+async def running(spawn_hub: StartHub) -> Running:
     hub = await spawn_hub("serve")
     token = await hub.user("alice")
-
     status, reply = await hub.call("POST", "/users/alice/server", token=token)
     assert status == 201, reply
     row = await hub.server("alice")
     assert row is not None
+    return Running(hub, token, row["pid"], row["url"])
+
+
+async def test_a_spawned_server_is_recorded_ready_and_routed(running: Running) -> None:
+    hub, pid, url = running.hub, running.pid, running.url
+    row = await hub.server("alice")
+    assert row is not None
     assert row["state"] == "ready"
-    pid, url = row["pid"], row["url"]
     assert alive(pid)
     assert url.startswith("http://127.0.0.1:")
     assert url.endswith("/user/alice/")
     assert await hub.routes() == {"/user/alice/": url.removesuffix("/user/alice/")}
+    assert await hub.event_types() == LIFECYCLE[:3]
+    started = (await hub.events("server.started"))[0]
+    assert json.loads(started["data"])["pid"] == pid
+    assert json.loads(started["data"])["url"] == url
 
-    # The user model carries the server as JupyterHub's does.
+
+async def test_the_user_model_carries_the_server_as_jupyterhubs_does(running: Running) -> None:
+    hub = running.hub
     status, user = await hub.call("GET", "/users/alice")
     assert status == 200, user
     assert user["server"] == "/user/alice/"
@@ -74,13 +99,19 @@ async def test_spawn_route_and_stop_record_every_transition(spawn_hub: StartHub)
     assert server["url"] == "/user/alice/"
     assert server["progress_url"] == "/hub/api/users/alice/server/progress"
     assert server["started"] is not None
-    assert server["state"] == {"pid": pid}
+    assert server["state"] == {"pid": running.pid}
     status, ready = await hub.call("GET", "/users?state=ready")
+    assert status == 200, ready
     assert [u["name"] for u in ready] == ["alice"]
     status, inactive = await hub.call("GET", "/users?state=inactive")
+    assert status == 200, inactive
     assert "alice" not in [u["name"] for u in inactive]
 
-    # JupyterHub's environment contract, and nothing else of the hub's environment.
+
+async def test_the_server_gets_jupyterhubs_environment_and_nothing_of_the_hubs(
+    running: Running,
+) -> None:
+    hub = running.hub
     env = json.loads((hub.data_dir / "users" / "alice" / "env.json").read_text())
     api_url = hub.manager.hub_url + "api"
     assert env["JUPYTERHUB_API_URL"] == api_url
@@ -88,7 +119,7 @@ async def test_spawn_route_and_stop_record_every_transition(spawn_hub: StartHub)
     assert env["JUPYTERHUB_USER"] == "alice"
     assert env["JUPYTERHUB_SERVER_NAME"] == ""
     assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/user/alice/"
-    assert env["JUPYTERHUB_SERVICE_URL"] == url
+    assert env["JUPYTERHUB_SERVICE_URL"] == running.url
     assert env["JUPYTERHUB_CLIENT_ID"] == "jupyterhub-user-alice"
     assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "/user/alice/oauth_callback"
     assert json.loads(env["JUPYTERHUB_OAUTH_ACCESS_SCOPES"]) == [
@@ -99,7 +130,10 @@ async def test_spawn_route_and_stop_record_every_transition(spawn_hub: StartHub)
     assert env["HOME"] == str(hub.data_dir / "users" / "alice")
     assert not [k for k in env if k.startswith(("CHRONOHUB_", "PG")) or k == "DATABASE_URL"]
 
-    # The server's own token: whoami shows the scopes HubAuth checks.
+
+async def test_the_servers_own_token_shows_the_scopes_hubauth_checks(running: Running) -> None:
+    hub = running.hub
+    env = json.loads((hub.data_dir / "users" / "alice" / "env.json").read_text())
     server_token = env["JUPYTERHUB_API_TOKEN"]
     status, me = await whoami(hub, server_token)
     assert status == 200, me
@@ -109,7 +143,11 @@ async def test_spawn_route_and_stop_record_every_transition(spawn_hub: StartHub)
     status, denied = await hub.call("GET", "/users/alice/tokens", token=server_token)
     assert status == 403, denied
 
-    # Through the proxy: path, query and headers kept, X-Forwarded-* added.
+
+async def test_the_proxy_keeps_path_query_and_headers_and_adds_forwarded_ones(
+    running: Running,
+) -> None:
+    hub = running.hub
     async with hub.session.post(
         hub.proxy_url + "/user/alice/echo?x=1", data=b"hello", headers={"X-Custom": "kept"}
     ) as response:
@@ -123,18 +161,23 @@ async def test_spawn_route_and_stop_record_every_transition(spawn_hub: StartHub)
     assert seen["headers"]["X-Forwarded-For"] == "127.0.0.1"
     assert seen["headers"]["X-Forwarded-Proto"] == "http"
 
+
+async def test_a_stop_records_every_transition_and_leaves_nothing_behind(
+    running: Running,
+) -> None:
+    hub, token, pid = running.hub, running.token, running.pid
+    env = json.loads((hub.data_dir / "users" / "alice" / "env.json").read_text())
+    server_token = env["JUPYTERHUB_API_TOKEN"]
     status, reply = await hub.call("DELETE", "/users/alice/server", token=token)
     assert status == 204, reply
     await wait_for(lambda: not alive(pid), timeout_s=5)
     assert await hub.event_types() == LIFECYCLE
-    started = (await hub.events("server.started"))[0]
-    assert json.loads(started["data"])["pid"] == pid
-    assert json.loads(started["data"])["url"] == url
     # Every transition is attributed to whoever asked for it.
     assert {row["actor"] for row in await hub.events()} == {"user:alice"}
     assert (await hub.server("alice"))["state"] == "stopped"  # type: ignore[index]
     assert await hub.routes() == {}
     status, user = await hub.call("GET", "/users/alice")
+    assert status == 200, user
     assert user["servers"] == {}
     assert user["server"] is None
     # The server's token went with it; the proxy now sends /user/alice/ to the hub.
@@ -186,6 +229,7 @@ async def test_websocket_and_large_bodies_pass_through_the_proxy(spawn_hub: Star
     before = datetime.now(UTC) - timedelta(seconds=1)
     await hub.proxy.flush_activity()
     status, user = await hub.call("GET", "/users/bob")
+    assert status == 200, user
     last = datetime.fromisoformat(user["servers"][""]["last_activity"].replace("Z", "+00:00"))
     assert last >= before
 
@@ -215,6 +259,7 @@ async def test_spawning_twice_and_stopping_a_stopped_server(spawn_hub: StartHub)
     status, reply = await hub.call("POST", "/users/carol/server")
     assert status == 202, reply  # the same pending spawn, not a second one
     status, user = await hub.call("GET", "/users/carol")
+    assert status == 200, user
     assert user["pending"] == "spawn"
     assert user["servers"][""]["ready"] is False
     await wait_for(lambda: _state(hub, "carol", "ready"), timeout_s=15)
@@ -280,6 +325,7 @@ async def test_a_failed_spawn_is_a_clear_error_and_a_failed_event(
     # The server's token was revoked; the user shows no server; a new spawn may be tried.
     assert (await hub.event_types("token.revoked")) == ["token.revoked"]
     status, user = await hub.call("GET", "/users/dave")
+    assert status == 200, user
     assert user["servers"] == {}
     assert user["pending"] is None
 
@@ -463,6 +509,7 @@ async def test_named_servers_put_patch_start_and_remove(spawn_hub: StartHub) -> 
     )
     assert status == 409, reply  # running: stop it first
     status, server = await hub.call("GET", "/users/ivy/servers/lab", token=token)
+    assert status == 200, server
     api_models.Server.model_validate(server)
     assert server["ready"] is True
     assert "state" not in server
@@ -556,6 +603,7 @@ async def test_activity_reports_reach_the_server(spawn_hub: StartHub) -> None:
     )
     assert status == 200, reply
     status, user = await hub.call("GET", "/users/ned")
+    assert status == 200, user
     assert user["servers"][""]["last_activity"] == stamp.replace("+00:00", "Z")
     assert user["last_activity"] == stamp.replace("+00:00", "Z")
     status, reply = await hub.call(
@@ -692,6 +740,7 @@ async def test_the_oauth_client_is_registered_at_spawn_and_forgotten_at_stop(
         )
     ]
     status, server = await hub.call("GET", "/users/uma/servers/lab", token=token)
+    assert status == 200, server
     assert server["user_options"] == options
     # The token the client's secret is: the server's own, with the server role's scopes.
     async with hub.store.pool.acquire() as conn:

@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from events import models
 from hub import app
 from hub import settings as hub_settings
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import StartHub, fake
+
+pytestmark = pytest.mark.integration
 
 
 async def test_no_per_server_lock_outlives_its_server(spawn_hub: StartHub) -> None:

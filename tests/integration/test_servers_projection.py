@@ -7,11 +7,14 @@ from typing import Any
 from uuid import uuid4
 
 import asyncpg
+import pytest
 
 from events import store
 from events.catalog import servers as server_events
 from events.catalog import users as user_events
 from projections import catalog, rebuild
+
+pytestmark = pytest.mark.integration
 
 
 async def test_a_run_of_renames_leaves_each_users_last_name(

@@ -24,6 +24,8 @@ from tests.integration.spawn_fixtures import CONFIG, StartHub
 from tests.integration.test_journey import CHROMIUM, CHROMIUM_ARGS, LONG_MS
 from tests.integration.test_singleuser import SINGLEUSER
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 PASSWORD = "a shared server's password"
 SHARER = {"name": "sharer", "scopes": ["shares!user", "read:users:name"], "users": ["alice"]}
 

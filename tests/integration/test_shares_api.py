@@ -21,6 +21,8 @@ from tests.integration.spawn_fixtures import CONFIG as SPAWN_CONFIG
 from tests.integration.spawn_fixtures import StartHub
 from tests.integration.test_contract import load_spec
 
+pytestmark = pytest.mark.integration
+
 ACCESS = "access:servers!server=alice/"
 
 

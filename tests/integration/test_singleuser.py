@@ -18,12 +18,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import pytest
 
 from hub.auth import tokens
 from hub.auth.oauth import clients as oauth_clients
 from tests.helpers import wait_for
 from tests.integration.browser import PASSWORD, Browser
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
+
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 SINGLEUSER = str(Path(sys.executable).parent / "jupyterhub-singleuser")
 
@@ -47,6 +50,7 @@ def _message(msg_type: str, content: dict[str, object]) -> dict[str, object]:
     }
 
 
+@pytest.mark.collab  # a kernel of the real server
 async def test_real_singleuser_through_the_builtin_proxy(spawn_hub: StartHub) -> None:
     args = ["--allow-root"] if os.geteuid() == 0 else []
     hub = await spawn_hub(

@@ -13,6 +13,8 @@ from events import errors, models, store
 from events.catalog import users as user_events
 from tests.helpers import Counted, Noted
 
+pytestmark = pytest.mark.integration
+
 
 async def count_events(pool: asyncpg.Pool[Any]) -> int:
     return await pool.fetchval("SELECT count(*) FROM events")

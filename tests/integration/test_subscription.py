@@ -14,6 +14,8 @@ from events import models, notify, store, subscription
 from hub import database
 from tests.helpers import Noted, wait_for
 
+pytestmark = pytest.mark.integration
+
 
 @contextlib.asynccontextmanager
 async def collecting(sub: subscription.Subscription) -> AsyncIterator[list[models.RecordedEvent]]:

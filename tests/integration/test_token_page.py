@@ -4,7 +4,6 @@ application's access; every bad form refused with its message and nothing issued
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -13,25 +12,13 @@ import pytest
 from events import store
 from tests.integration.api_fixtures import Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
-from tests.integration.test_oauth_provider import ROLES, SERVICES, exchange, get_code, pkce
+from tests.integration.oauth_fixtures import alice as alice
+from tests.integration.oauth_fixtures import exchange, get_code, pkce
+from tests.integration.oauth_fixtures import hub as hub
+
+pytestmark = pytest.mark.integration
 
 TOKEN = re.compile(r'<code id="new-token">([^<]+)</code>')
-
-
-@pytest.fixture
-async def hub(event_store: store.EventStore) -> AsyncIterator[tuple[Api, str]]:
-    async with running_hub(event_store, services=SERVICES, roles=ROLES) as running:
-        yield running
-
-
-@pytest.fixture
-async def alice(hub: tuple[Api, str]) -> AsyncIterator[Browser]:
-    api, base = hub
-    await set_password(api, "alice")
-    browser = Browser(base)
-    assert (await browser.login("alice")).status == 302
-    yield browser
-    await browser.close()
 
 
 async def request_token(browser: Browser, **fields: str) -> Page:
@@ -78,6 +65,7 @@ async def test_a_requested_token_is_shown_once_works_and_can_be_revoked(
     assert "laptop" in listed.text
     assert secret.group(1) not in listed.text  # shown once, in the reply to the form
     status, tokens = await api.call("GET", "/users/alice/tokens")
+    assert status == 200, tokens
     [token] = tokens["api_tokens"]
     assert token["note"] == "laptop"
     assert token["expires_at"] is not None

@@ -16,12 +16,13 @@ import asyncpg
 import pytest
 
 from events import store
-from hub import database
+from hub import database, startup
 from projections import base, catalog
 from tests.conftest import TEMPLATE, create_database, drop_database
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
-from tests.integration.test_huboauth import free_port
+
+pytestmark = pytest.mark.integration
 
 HUB_A_SECRET = "hub-a-client-secret-0123456789abcdef"
 
@@ -43,7 +44,7 @@ async def hubs(
     event_store: store.EventStore, provider_store: store.EventStore
 ) -> AsyncIterator[tuple[Api, str, Api, str]]:
     """(hub A's API, A's URL, provider B's API, B's URL as the browser reaches it)."""
-    a_port = free_port()
+    a_port = startup.free_port("127.0.0.1")
     a_url = f"http://127.0.0.1:{a_port}"
     provider = {
         "services": [

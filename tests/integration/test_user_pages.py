@@ -8,10 +8,13 @@ import json
 import re
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from hub.pages import user as user_pages
 from tests.integration.spawn_fixtures import CONFIG, StartHub
+
+pytestmark = pytest.mark.integration
 
 
 async def test_a_stopped_server_sends_to_login_then_offers_to_start_it_and_goes_back(

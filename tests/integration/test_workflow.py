@@ -14,12 +14,15 @@ import sys
 from typing import Any
 
 import asyncpg
+import pytest
 
 from hub.auth.oauth import clients as oauth_clients
 from projections import catalog
 from tests.integration.api_fixtures import CULLER_TOKEN, SERVICE_TOKEN, Api
 from tests.integration.browser import Browser, set_password
 from tests.integration.spawn_fixtures import StartHub
+
+pytestmark = pytest.mark.integration
 
 
 async def run_workflow(api: Api) -> list[str]:
@@ -39,7 +42,8 @@ async def run_workflow(api: Api) -> list[str]:
     )
     assert status == 201
     secrets.append(narrow["token"])
-    _, listed = await api.call("GET", "/users/w1/tokens")
+    status, listed = await api.call("GET", "/users/w1/tokens")
+    assert status == 200, listed
     await api.call("DELETE", f"/users/w1/tokens/{listed['api_tokens'][0]['id']}")
     await api.call("POST", "/users/w4/activity", json={"last_activity": "2026-11-24T08:00:00Z"})
     await api.call("DELETE", "/users/w5")
