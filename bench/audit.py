@@ -8,6 +8,9 @@ the users read model rebuilt over them. Then the real hub (``hub.app.open_hub`` 
 ``read:events``. Prints progress on stderr and one JSON line on stdout. Not a test: nothing
 here asserts timing. Everything stops by time and count.
 
+At ~650 lines it stays one script: each measurement is a short function over one shared set-up
+(the loaded log and the serving hub), and a reader follows a benchmark top to bottom.
+
 Measured:
 * (a) ``GET /hub/api/events?user=<name>&limit=100`` for random users, one request at a time:
   p50/p99 ms; the same query sent alone (``history_about_ascending``, its subjects looked up
@@ -15,9 +18,9 @@ Measured:
   PostgreSQL's plan cache may switch to a generic plan); its ``EXPLAIN ANALYZE`` (the custom
   plan and the generic one) is printed on stderr. The log has the GIN index on ``data`` of
   migration 0004;
-* (b) ``hub.events_cli.export`` of the whole log to a file, events/s (PostgreSQL builds the
+* (b) ``hub.cli.events.export`` of the whole log to a file, events/s (PostgreSQL builds the
   lines, several pages side by side);
-* (c) ``hub.events_cli.state`` at the position in the middle of the log (its table is
+* (c) ``hub.cli.events.state`` at the position in the middle of the log (its table is
   swallowed), seconds;
 * (d) fan-out: 50 followers on ``GET /hub/api/events/stream?after=<head>`` (aiohttp, in a
   child process so that their parsing does not share the hub's event loop) while appends of

@@ -10,6 +10,10 @@ resolved; *grants* are expanded scopes indexed by scope name for lookups.
 The scope table itself (every scope's name, description and sub-scopes, and the scope names
 the hub's checks use) is data in ``scope_table.py``; the names callers use from it are
 repeated here, so ``scopes.BUILTIN`` and ``scopes.ScopeError`` read as they always did.
+
+At ~650 lines the logic stays one module: filters, their coverage and the grants built from
+them are one algebra whose property tests (``tests/unit/test_scopes.py``) check them together;
+the seam, if it grows, is ``Filter``/``Filters`` apart from ``Grants``/``Decision``.
 """
 
 from __future__ import annotations
