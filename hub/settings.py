@@ -315,6 +315,11 @@ class Settings(BaseSettings):
         gt=0,
         description="A git client that sends or takes nothing for this long is disconnected",
     )
+    project_git_native: bool = Field(
+        default=True,
+        description="Serve clones and fetches with the installed git (git upload-pack, several"
+        " times faster than dulwich) when git is on PATH; false: always dulwich",
+    )
 
     @model_validator(mode="before")
     @classmethod
