@@ -47,7 +47,7 @@ from hub.pages import admin as admin_page
 from hub.pages import login as login_pages
 from hub.pages import token as token_page
 from hub.pages import user as user_pages
-from hub.projects import git_http, storage, upload_pack
+from hub.projects import git_http, storage
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
@@ -259,14 +259,15 @@ def make_app(hub: context.Hub) -> web.Application:
 def install_projects(app: web.Application, config: hub_settings.Settings) -> None:
     """Git projects: their REST API, git's smart HTTP protocol, and the thread pool that
     works on their repositories (running while the application does)."""
-    root = config.data_dir / "projects"
     place = storage.Storage(
         workers=storage.Workers(config.project_git_threads),
-        repositories=storage.Repositories(root, max_push_bytes=config.project_max_push_bytes),
+        repositories=storage.Repositories(
+            config.data_dir / "projects", max_push_bytes=config.project_max_push_bytes
+        ),
         io_timeout_s=config.project_git_timeout_s,
-        native=upload_pack.NativeGit.find(
+        native=storage.native_git(
             config.project_git_native,
-            root / ".serving" / "home",
+            config.data_dir / "projects",
             slots=config.project_git_threads,
             timeout_s=config.project_git_timeout_s,
         ),

@@ -241,6 +241,16 @@ def peel(repo: Repo, sha: str) -> str | None:
     return obj.id.decode()
 
 
+def native_git(
+    enabled: bool, root: Path, *, slots: int, timeout_s: float
+) -> upload_pack.NativeGit | None:
+    """The installed git to serve clones of the repositories under ``root``, unless turned off
+    or not installed (then dulwich serves them); its HOME is a directory of its own there."""
+    return upload_pack.NativeGit.find(
+        enabled, root / ".serving" / "home", slots=slots, timeout_s=timeout_s
+    )
+
+
 @dataclass(frozen=True)
 class Storage:
     """The projects' repositories and the thread pool that works on them, for handlers."""
