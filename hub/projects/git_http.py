@@ -522,7 +522,9 @@ async def _serve_natively(
         response.force_close()
         return response
     finally:
-        await place.workers.run(repositories.drop_snapshot, gitdir)
+        # at shutdown the pool may be gone: the run's directory goes with it (Storage.running)
+        if place.workers.running:
+            await place.workers.run(repositories.drop_snapshot, gitdir)
     await response.write_eof()
     return response
 

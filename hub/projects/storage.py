@@ -67,6 +67,11 @@ class Workers:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
+    @property
+    def running(self) -> bool:
+        """Whether the pool takes work (between ``start`` and ``stop``)."""
+        return self._pool is not None
+
     async def __aenter__(self) -> Workers:
         self.start()
         return self

@@ -255,6 +255,12 @@ async def _end(process: asyncio.subprocess.Process) -> None:
         # Not reaped yet, so its pid (and the group named after it) is still its own.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+    # asyncio (3.11) tells of the exit only once every pipe has closed, and a pipe whose
+    # reading paused (a client that stopped taking the answer) never sees its end: read on.
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            while await stream.read(CHUNK):
+                pass
     await process.wait()
 
 

@@ -226,3 +226,52 @@ async def test_without_git_on_path_dulwich_serves(
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     async with open_projects_hub(event_store, tmp_path / "data") as hub:
         assert place(hub).native is None
+
+
+def upload_packs(data_dir: Path) -> list[int]:
+    """The pids of the git processes (upload-pack, and the pack-objects it runs) serving
+    the projects under ``data_dir``: their object directory is there."""
+    marker = f"GIT_OBJECT_DIRECTORY={data_dir}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # not a process, one of another account, or it has just gone
+        if any(variable.startswith(marker) for variable in environ):
+            pids.append(int(entry.name))
+    return pids
+
+
+async def test_a_client_that_leaves_mid_clone_takes_git_with_it(
+    projects_hub: ProjectsHub, git: Git, tmp_path: Path
+) -> None:
+    hub = projects_hub
+    alice = await hub.user_token("alice")
+    url = with_token((await hub.project(alice, "big"))["clone_url"], alice)
+    work = tmp_path / "work"
+    head = await git.new_repo(work, {"data.bin": os.urandom(24 * 1024 * 1024)})
+    await git.ok("push", "-q", url, "main", cwd=work, timeout=300)
+
+    body = pkt(f"want {head} side-band-64k ofs-delta\n".encode()) + b"0000" + pkt(b"done\n")
+    response = await hub.client.post(
+        "/hub/git/alice/big.git/git-upload-pack",
+        data=body,
+        headers={
+            "Authorization": f"token {alice}",
+            "Content-Type": "application/x-git-upload-pack-request",
+        },
+    )
+    assert response.status == 200
+    await response.content.readexactly(65536)  # the pack is on its way
+    assert upload_packs(hub.data_dir)
+    response.close()  # the client goes
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while upload_packs(hub.data_dir):
+        assert asyncio.get_running_loop().time() < deadline, "git upload-pack outlived its client"
+        await asyncio.sleep(0.1)
+    snapshots = hub.data_dir / "projects" / ".serving"
+    while list(snapshots.glob("run-*/*")):
+        assert asyncio.get_running_loop().time() < deadline, "the snapshot outlived its request"
+        await asyncio.sleep(0.1)
