@@ -6,14 +6,17 @@ temporary data directory. A user and a token are made through the REST API; each
 push goes to a new project (and, for native git, to a new bare repository), so every push
 sends everything. Files are 5 KB of base64 random text (hard to compress), in one commit.
 Wall-clock time of whole ``git`` commands, including git's 401 round trip for credentials
-(the token is in the URL). Prints progress on stderr and one JSON line on stdout. Not a
-test: nothing here asserts timing.
+(the token is in the URL). Both clones check out the 1,000 files: the native bare repository's
+HEAD names ``main`` as the hub's does (before, it named a missing ``master``, so the native
+clone skipped its checkout and the ratio compared a clone with one without). Prints progress
+on stderr and one JSON line on stdout. Not a test: nothing here asserts timing.
 
 Measured:
 * push and clone of 200 and of 1,000 files, median of ``--reps`` runs each, hub vs native:
   ``push200_vs_git``, ``clone200_vs_git``, ``push1000_vs_git``, ``clone1000_vs_git``;
 * a fetch with nothing new, from a clone of the 1,000-file project: ``noop_fetch_ms``
-  (median of 20; git's own start-up included, as a user would wait for it);
+  (median of 20; git's own start-up included, as a user would wait for it), and the same
+  from a native clone over file:// for scale (``git_noop_fetch_ms`` in the detail);
 * 16 clones of the 1,000-file project at once: ``clone16_wall_s`` and the median clone;
 * the REST tree listing of the 1,000-file commit (``…/tree/main/?recursive=true``: 20
   directories, 1,000 files with their sizes): ``tree1000_p50_ms``, the median of 50
@@ -56,10 +59,11 @@ TARGETS = {
 }
 
 
-def config(dsn: str, token: str, data_dir: Path) -> hub_settings.Settings:
+def config(dsn: str, token: str, data_dir: Path, *, native: bool = True) -> hub_settings.Settings:
     return hub_settings.Settings(
         database_url=dsn,
         data_dir=data_dir,
+        project_git_native=native,
         services=[{"name": SERVICE, "api_token": token}],
         roles=[{"name": "git-bench", "scopes": ["admin:users", "tokens"], "services": [SERVICE]}],
     )
@@ -179,6 +183,7 @@ async def push_clone(
         "git_clone": [],
     }
     url = ""
+    native = root
     for rep in range(reps):
         url = with_token(await hub.project(token, f"p{files}-{rep}"), token)
         times["hub_push"].append(await git.run("push", "-q", url, "main", cwd=work))
@@ -186,7 +191,7 @@ async def push_clone(
             await git.run("clone", "-q", url, str(root / f"hub-clone{files}-{rep}"), cwd=root)
         )
         native = root / f"native{files}-{rep}.git"
-        await git.run("init", "-q", "--bare", str(native), cwd=root)
+        await git.run("init", "-q", "--bare", "-b", "main", str(native), cwd=root)
         times["git_push"].append(await git.run("push", "-q", f"file://{native}", "main", cwd=work))
         times["git_clone"].append(
             await git.run(
@@ -204,6 +209,7 @@ async def push_clone(
         f"clone{files}_vs_git": round(medians["hub_clone"] / medians["git_clone"], 2),
         "detail": {f"{key}{files}_s": round(value, 3) for key, value in medians.items()},
         "url": url,
+        "native": f"file://{native}",
     }
 
 
@@ -249,7 +255,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await admin.close()
         dsn = admin_url.replace("/postgres?", "/bench_git?")
         await database.migrate(dsn)
-        async with app.open_hub(config(dsn, token, root / "data")) as running:
+        settings = config(dsn, token, root / "data", native=not args.dulwich)
+        async with app.open_hub(settings) as running:
             runner = web.AppRunner(app.make_app(running), access_log=None, shutdown_timeout=2.0)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -260,16 +267,22 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 async with aiohttp.ClientSession() as session:
                     hub = Hub(session, base, token)
                     user_token = await hub.user_token("bench")
-                    url = ""
+                    url = native = ""
                     for files in (200, 1000):
                         result = await push_clone(git, hub, user_token, root, files, args.reps)
-                        url = result.pop("url")
+                        url, native = result.pop("url"), result.pop("native")
                         detail |= result.pop("detail")
                         figures |= result
                     clone = root / "fetcher"
                     await git.run("clone", "-q", url, str(clone), cwd=root)
                     figures["noop_fetch_ms"] = await noop_fetch(git, clone, 20)
-                    log(f"no-op fetch: {figures['noop_fetch_ms']} ms")
+                    native_clone = root / "native-fetcher"
+                    await git.run("clone", "-q", native, str(native_clone), cwd=root)
+                    detail["git_noop_fetch_ms"] = await noop_fetch(git, native_clone, 20)
+                    log(
+                        f"no-op fetch: {figures['noop_fetch_ms']} ms"
+                        f" (git over file://: {detail['git_noop_fetch_ms']} ms)"
+                    )
                     figures |= await concurrent_clones(git, url, root, 16)
                     log(f"16 concurrent clones: {figures['clone16_wall_s']} s")
                     first, p50 = await tree_listing(session, base, user_token, url, 50)
@@ -285,6 +298,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "detail": detail
         | {
             "reps": args.reps,
+            "upload_pack": "dulwich" if args.dulwich else "git",
             "runtime_s": round(time.perf_counter() - began),
             "load_average_before": load_before,
             "load_average_after": round(os.getloadavg()[0], 1),
@@ -297,6 +311,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="runs of each push and clone")
+    parser.add_argument(
+        "--dulwich",
+        action="store_true",
+        help="serve clones and fetches with dulwich, not the installed git (for comparison)",
+    )
     args = parser.parse_args()
     result = asyncio.run(main(args))
     json.dump(result, sys.stdout)

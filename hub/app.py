@@ -278,6 +278,12 @@ def install_projects(
             config.data_dir / "projects", max_push_bytes=config.project_max_push_bytes
         ),
         io_timeout_s=config.project_git_timeout_s,
+        native=storage.native_git(
+            config.project_git_native,
+            config.data_dir / "projects",
+            slots=config.project_git_threads,
+            timeout_s=config.project_git_timeout_s,
+        ),
     )
     app[storage.STORAGE] = place
     app[importer.IMPORTER] = importer.Importer(

@@ -310,6 +310,11 @@ class Settings(BaseSettings):
         le=256,
         description="Threads serving git clones, fetches and pushes at once; more wait their turn",
     )
+    project_git_native: bool = Field(
+        default=True,
+        description="Serve clones and fetches with the installed git (git upload-pack, several"
+        " times faster than dulwich) when git is on PATH; false: always dulwich",
+    )
     project_git_timeout_s: float = Field(
         default=60.0,
         gt=0,

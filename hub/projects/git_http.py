@@ -48,7 +48,7 @@ from events import models, store
 from hub.auth import access
 from hub.context import HUB
 from hub.projects import access as project_access
-from hub.projects import push, refs, storage
+from hub.projects import push, refs, storage, upload_pack
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,7 @@ class PushContext:
     metadata: models.Metadata
     max_push_bytes: int
     timeout_s: float
+    peels: storage.Peels
     recorded: store.AppendResult | None = None
 
     def record(self, commands: Sequence[refs.Command], commits: int) -> None:
@@ -257,6 +258,10 @@ class HubReceivePack(ReceivePackHandler):
         except push.PushError as exc:
             yield from _statuses(commands, dict(exc.reasons))
             return
+        # the next advertisement need not read what the new refs peel to
+        self.push_context.peels.learn(
+            {c.new: storage.peel(self.repo, c.new) for c in commands if not c.deletes}  # type: ignore[arg-type]
+        )
         yield from ((name, b"ok") for name in names)
 
     def _kind_of(self, sha: str) -> str | None:
@@ -449,6 +454,9 @@ async def info_refs(request: web.Request) -> web.StreamResponse:
     allowed = await authorize(request, "write" if service == RECEIVE else "read")
     if isinstance(allowed, web.Response):
         return allowed
+    native = request.app[storage.STORAGE].native
+    if service == UPLOAD and native is not None:
+        return await _advertise_natively(request, native, allowed.project)
     return await _run(request, service, allowed, advertise=True)
 
 
@@ -461,7 +469,75 @@ async def rpc(request: web.Request) -> web.StreamResponse:
     allowed = await authorize(request, "write" if service == RECEIVE else "read")
     if isinstance(allowed, web.Response):
         return allowed
+    native = request.app[storage.STORAGE].native
+    if service == UPLOAD and native is not None:
+        return await _serve_natively(request, native, allowed)
     return await _run(request, service, allowed, advertise=False)
+
+
+def _advertisement_headers(service: str) -> dict[str, str]:
+    return {"Content-Type": f"application/x-{service}-advertisement", **NO_CACHE}
+
+
+def _service_line(service: str) -> bytes:
+    return upload_pack.pkt_line(f"# service={service}\n".encode()) + upload_pack.pkt_line(None)
+
+
+async def _advertise_natively(
+    request: web.Request, native: upload_pack.NativeGit, project: Any
+) -> web.StreamResponse:
+    """upload-pack's ref advertisement from PostgreSQL's refs, as the installed git would
+    write it; git itself writes the first one (and so tells its capabilities)."""
+    place = request.app[storage.STORAGE]
+    repositories = place.repositories
+    project_id, default_branch = project["project_id"], project["default_branch"]
+    async with request.app[HUB].store.pool.acquire() as conn:
+        current = await push.current_refs(conn, project_id)
+    if native.capabilities is None and current:
+        gitdir = await place.workers.run(repositories.snapshot, project_id, current, default_branch)
+        try:
+            body = await native.advertise(gitdir, repositories.objects(project_id))
+        finally:
+            await place.workers.run(repositories.drop_snapshot, gitdir)
+    else:
+        peels, missing = repositories.peels.known(set(current.values()))
+        if missing:
+            peels |= await place.workers.run(repositories.peel, project_id, missing)
+        body = upload_pack.advertisement(current, peels, default_branch, native.capabilities or ())
+    return web.Response(body=_service_line(UPLOAD) + body, headers=_advertisement_headers(UPLOAD))
+
+
+async def _serve_natively(
+    request: web.Request, native: upload_pack.NativeGit, allowed: Allowed
+) -> web.StreamResponse:
+    """``POST …/git-upload-pack`` through the installed git, on a snapshot of the refs."""
+    place = request.app[storage.STORAGE]
+    repositories = place.repositories
+    project_id = allowed.project["project_id"]
+    async with request.app[HUB].store.pool.acquire() as conn:
+        current = await push.current_refs(conn, project_id)
+    gitdir = await place.workers.run(
+        repositories.snapshot, project_id, current, allowed.project["default_branch"]
+    )
+    response = web.StreamResponse(
+        headers={"Content-Type": f"application/x-{UPLOAD}-result", **NO_CACHE}
+    )
+    try:
+        await native.serve(gitdir, repositories.objects(project_id), request, response)
+    except OSError as exc:
+        if not response.prepared:
+            # git could not even start: dulwich serves this one
+            log.warning("git upload-pack for %s did not start: %s", project_id, exc)
+            return await _run(request, UPLOAD, allowed, advertise=False)
+        log.info("git upload-pack for %s ended: %s", project_id, exc)
+        response.force_close()
+        return response
+    finally:
+        # at shutdown the pool may be gone: the run's directory goes with it (Storage.running)
+        if place.workers.running:
+            await place.workers.run(repositories.drop_snapshot, gitdir)
+    await response.write_eof()
+    return response
 
 
 async def _run(
@@ -495,6 +571,7 @@ async def _run(
             metadata=access.event_metadata(request, caller),
             max_push_bytes=hub.settings.project_max_push_bytes,
             timeout_s=place.io_timeout_s,
+            peels=place.repositories.peels,
         )
     kind = "advertisement" if advertise else "result"
     response = web.StreamResponse(
