@@ -22,6 +22,8 @@ from tests.integration.git_client import Git, with_token
 from tests.integration.projects_fixtures import ProjectsHub, open_projects_hub
 from tests.integration.test_projects_git import FILES, refs, same_tree
 
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
 
 @pytest.fixture
 def git(tmp_path: Path) -> Git:
