@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -168,6 +169,17 @@ def test_decisions() -> None:
     assert user_pages.is_api_request(["x", "api", "status"], "")
 
 
+def _sample(route: Any, name: str) -> str:
+    """A value for the path parameter ``name`` that the route's own pattern accepts: the first
+    of its alternatives where it is one of a few words (``{kind:users|groups}``), else any."""
+    pattern = route.resource.get_info().get("pattern") if route.resource is not None else None
+    if pattern is not None:
+        found = re.search(rf"\(\?P<{name}>([\w-]+)[|)]", pattern.pattern)
+        if found:
+            return found[1]
+    return "sample"
+
+
 async def test_no_route_hides_another(spawn_hub: StartHub) -> None:
     """Every route of the hub (login pages, servers API, these pages, ...) is the one a
     request for its own path and method reaches: none is shadowed by an earlier one."""
@@ -177,7 +189,7 @@ async def test_no_route_hides_another(spawn_hub: StartHub) -> None:
     checked = 0
     for route in app.router.routes():
         canonical = route.resource.canonical if route.resource is not None else ""
-        path = re.sub(r"\{[^}:]+(:[^}]*)?\}", "sample", canonical)
+        path = re.sub(r"\{([^}:]+)(:[^}]*)?\}", lambda m: _sample(route, m[1]), canonical)
         method = "GET" if route.method in ("*", "HEAD") else route.method
         match = await app.router.resolve(make_mocked_request(method, path, app=app))
         assert match.route is route or (
