@@ -189,7 +189,7 @@ async def test_no_route_hides_another(spawn_hub: StartHub) -> None:
     checked = 0
     for route in app.router.routes():
         canonical = route.resource.canonical if route.resource is not None else ""
-        path = re.sub(r"\{([^}:]+)(:[^}]*)?\}", lambda m: _sample(route, m[1]), canonical)
+        path = re.sub(r"\{([^}:]+)(:[^}]*)?\}", lambda m, r=route: _sample(r, m[1]), canonical)
         method = "GET" if route.method in ("*", "HEAD") else route.method
         match = await app.router.resolve(make_mocked_request(method, path, app=app))
         assert match.route is route or (
