@@ -106,6 +106,8 @@ class Bridge:
         self._received = memoryview(b"")
         self.received = 0
         self.sent = 0
+        # set once the client is found silent or gone (dulwich may wrap the error it raised)
+        self.gone: ClientGone | None = None
 
     def _wait(self, coro: Any) -> Any:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -113,9 +115,11 @@ class Bridge:
             return future.result(self._timeout_s)
         except futures.TimeoutError as exc:
             future.cancel()
-            raise ClientGone(f"the git client was silent for {self._timeout_s:g} s") from exc
+            self.gone = ClientGone(f"the git client was silent for {self._timeout_s:g} s")
+            raise self.gone from exc
         except (ConnectionError, asyncio.CancelledError, futures.CancelledError) as exc:
-            raise ClientGone(f"the git client went away: {exc}") from exc
+            self.gone = ClientGone(f"the git client went away: {exc}")
+            raise self.gone from exc
 
     def recv(self, size: int) -> bytes:
         """At most ``size`` bytes of the body (``b""`` at its end), as ``socket.recv``."""
@@ -233,6 +237,8 @@ class HubReceivePack(ReceivePackHandler):
                     getattr(self.proto, "recv", None),
                     max_input_size=self._receive_max_input_size(),
                 )
+            except ClientGone:
+                raise  # not a broken pack: nobody is left to be told, the connection ends
             except PackInputTooLarge:
                 limit = self.push_context.max_push_bytes
                 reason = f"the pack is larger than the hub's limit of {limit} bytes"
@@ -443,6 +449,15 @@ def _not_found(full_name: str) -> web.Response:
     return _text(404, f"project {full_name} not found")
 
 
+def _drop(request: web.Request, response: web.StreamResponse) -> None:
+    """End at once the connection of a client that stopped sending or reading. Closed the
+    polite way, aiohttp would first read on what is left of the body (for 10 s more) or wait
+    for a client that reads nothing to take the rest of the answer (for ever)."""
+    response.force_close()
+    if (transport := request.transport) is not None:
+        transport.abort()
+
+
 # --- the handlers -------------------------------------------------------------------------
 
 
@@ -522,6 +537,7 @@ async def _serve_natively(
     response = web.StreamResponse(
         headers={"Content-Type": f"application/x-{UPLOAD}-result", **NO_CACHE}
     )
+    ended = False
     try:
         await native.serve(gitdir, repositories.objects(project_id), request, response)
     except OSError as exc:
@@ -529,13 +545,16 @@ async def _serve_natively(
             # git could not even start: dulwich serves this one
             log.warning("git upload-pack for %s did not start: %s", project_id, exc)
             return await _run(request, UPLOAD, allowed, advertise=False)
+        # the client (or git) was silent for too long, or the client left
         log.info("git upload-pack for %s ended: %s", project_id, exc)
-        response.force_close()
-        return response
+        ended = True
     finally:
         # at shutdown the pool may be gone: the run's directory goes with it (Storage.running)
         if place.workers.running:
             await place.workers.run(repositories.drop_snapshot, gitdir)
+    if ended:
+        _drop(request, response)
+        return response
     await response.write_eof()
     return response
 
@@ -593,7 +612,10 @@ async def _run(
     except (ClientGone, GitProtocolError, OSError) as exc:
         # The status line is gone: all that is left is to end the connection.
         log.info("git %s for %s ended: %s", service, project["project_id"], exc)
-        response.force_close()
+        if bridge.gone is not None:
+            _drop(request, response)
+        else:
+            response.force_close()
         return response
     except Exception:
         # Not the client's doing; still, the answer has begun and cannot become a 500.
