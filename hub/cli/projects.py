@@ -32,7 +32,9 @@ async def collect(
     for result in done:
         stderr.print(
             f"project {result.project_id}: {verb} {len(result.packs)} packs,"
-            f" {result.loose} loose objects ({result.bytes:,} bytes)"
+            f" {result.loose} loose objects"
+            + (f", {result.scraps} unfinished pack files" if result.scraps else "")
+            + f" ({result.bytes:,} bytes)"
         )
     packs = sum(len(result.packs) for result in done)
     loose = sum(result.loose for result in done)

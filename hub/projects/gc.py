@@ -17,6 +17,8 @@ Only whole packs none of whose objects is reachable, and loose objects, go, and 
 older than the grace period (by the file's mtime). A pack with some garbage in it stays as
 it is: repacking would rewrite what pushes and clones are reading, and the garbage this
 collects, packs of refused pushes, always comes as whole packs.
+Unfinished pack files (``tmp_pack_*``, what a push cut short mid-pack leaves) go too, once
+older than the grace period.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Collected:
     packs: tuple[str, ...] = ()
     loose: int = 0
     bytes: int = 0
+    scraps: int = 0  # unfinished pack files (``tmp_pack_*``) a push cut short left behind
 
 
 async def collect(
@@ -89,7 +92,7 @@ async def collect(
         result = await place.workers.run(
             _collect, place.repositories, project_id, roots, time.time() - grace_s, dry_run
         )
-        if result.packs or result.loose:
+        if result.packs or result.loose or result.scraps:
             done.append(result)
     return done
 
@@ -105,6 +108,7 @@ def _collect(
     repo = repositories.open(project_id)
     packs: list[str] = []
     loose = freed = 0
+    doomed_scraps: list[Path] = []
     try:
         named = dulwich_refs.DictRefsContainer(
             {
@@ -132,6 +136,11 @@ def _collect(
                     continue
                 if (directory.name + file.name).encode() not in reachable:
                     doomed_loose.append(file)
+        # A pack still being received is written to a temporary file first; a client that
+        # stalls or leaves mid-pack leaves it there, never to be finished once it is old.
+        for scrap in [*objects.glob("tmp_pack_*"), *(objects / "pack").glob("tmp_pack_*")]:
+            if scrap.is_file() and scrap.stat().st_mtime <= cutoff:
+                doomed_scraps.append(scrap)
     finally:
         repo.close()  # the packs closed before their files go
     for data in doomed_packs:
@@ -146,13 +155,19 @@ def _collect(
         loose += 1
         if not dry_run:
             file.unlink(missing_ok=True)
-    if packs or loose:
+    for scrap in doomed_scraps:
+        freed += scrap.stat().st_size
+        if not dry_run:
+            scrap.unlink(missing_ok=True)
+    if packs or loose or doomed_scraps:
         log.info(
-            "project %s: %s %d packs and %d loose objects (%d bytes) no ref reaches",
+            "project %s: %s %d packs, %d loose objects no ref reaches and %d unfinished pack"
+            " files (%d bytes)",
             project_id,
             "would remove" if dry_run else "removed",
             len(packs),
             loose,
+            len(doomed_scraps),
             freed,
         )
-    return Collected(project_id, tuple(packs), loose, freed)
+    return Collected(project_id, tuple(packs), loose, freed, len(doomed_scraps))

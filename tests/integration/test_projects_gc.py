@@ -82,7 +82,10 @@ async def test_unreferenced_objects_go_after_the_grace_period_and_referenced_one
     project_id = await pool.fetchval("SELECT project_id FROM projects")
     repo_path = place.repositories.path(project_id)
     refused, loose = stored_aside(repo_path)
+    # what a push cut short mid-pack leaves: dulwich's unfinished pack file
+    (repo_path / "objects" / "tmp_pack_cut").write_bytes(b"PACK\0\0\0\2")
     age_objects(repo_path, 7200)
+    (repo_path / "objects" / "pack" / "tmp_pack_receiving").write_bytes(b"PACK")
     young = Blob.from_string(b"stored a moment ago\n")
     with contextlib.closing(Repo(str(repo_path))) as repo:
         repo.object_store.add_object(young)
@@ -104,13 +107,16 @@ async def test_unreferenced_objects_go_after_the_grace_period_and_referenced_one
     # an hour's grace: what the push stored aside goes; topic, reached within the hour, and
     # the young blob stay
     [collected] = await gc.collect(hub.store, place, grace_s=3600)
-    assert (len(collected.packs), collected.loose) == (1, 1)
+    assert (len(collected.packs), collected.loose, collected.scraps) == (1, 1, 1)
     assert present(repo_path, *everything) == [True, True, False, False, True]
+    assert not (repo_path / "objects" / "tmp_pack_cut").exists()
+    assert (repo_path / "objects" / "pack" / "tmp_pack_receiving").exists()  # may still grow
     assert await gc.collect(hub.store, place, grace_s=3600) == []
 
     # no grace at all: topic and the young blob go too; what main reaches never does
     await gc.collect(hub.store, place, grace_s=0)
     assert present(repo_path, *everything) == [True, False, False, False, False]
+    assert not (repo_path / "objects" / "pack" / "tmp_pack_receiving").exists()
 
     # and what the refs reach is whole: a clone checks out every file
     clone = tmp_path / "clone"
