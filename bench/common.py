@@ -86,10 +86,10 @@ def spawn(label: str, cmd: list[str], env: dict[str, str], workdir: Path, api: s
 
 
 def reachable(path: Path) -> Path:
-    """``path``, with every directory above it passable by other accounts (``o+x``): a root
-    hub's embedded PostgreSQL runs as an account of its own, which must reach the data
-    directory inside (a temporary directory is closed to others)."""
-    for step in path.parents:
+    """``path``, with it and every directory above it passable by other accounts (``o+x``,
+    not listable): a root hub's embedded PostgreSQL runs as an account of its own, which must
+    reach the data directory inside (a temporary directory is closed to others)."""
+    for step in [*path.parents, path]:
         mode = step.stat().st_mode
         if not mode & stat.S_IXOTH:
             step.chmod(mode | stat.S_IXOTH)
