@@ -23,7 +23,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-import nbformat
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
@@ -461,7 +460,11 @@ def _translate_iopub(msg: dict[str, Any]) -> KernelMessage | _Idle | None:
     if msg_type == "execute_input":
         return Started(execution_count=int(content["execution_count"]))
     if msg_type in ("stream", "display_data", "execute_result", "error"):
-        output = dict(nbformat.v4.output_from_msg(msg))  # type: ignore[no-untyped-call]
+        # imported here: nbformat.v4 loads jsonschema's format checkers, seconds of import
+        # time that a hub which never runs a cell should not pay at start
+        from nbformat.v4 import output_from_msg
+
+        output = dict(output_from_msg(msg))  # type: ignore[no-untyped-call]
         display_id = (content.get("transient") or {}).get("display_id")
         return Output(output=_plain(output), display_id=display_id)
     if msg_type == "update_display_data":

@@ -23,7 +23,6 @@ import warnings
 from typing import Any
 
 import jupyter_ydoc
-import nbformat
 from pycrdt import Array, Doc, Map, Text
 
 from collab import session_errors as errors
@@ -70,6 +69,10 @@ def validate(notebook: dict[str, Any]) -> dict[str, Any]:
             if cell_id in seen:
                 raise errors.NotebookInvalid(f"cells[{index}]: cell id {cell_id!r} is not unique")
             seen.add(cell_id)
+    # imported here: nbformat's validator loads jsonschema's format checkers, seconds of
+    # import time that a hub which never opens a notebook should not pay at start
+    import nbformat
+
     try:
         with warnings.catch_warnings():
             # nbformat warns (and rewrites) on its own fixes; we refuse instead of guessing.

@@ -8,6 +8,7 @@ and would otherwise stall every other request on the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -24,8 +25,13 @@ queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
 
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; a megabyte "password" is an attack
 _hasher = argon2.PasswordHasher()
-# Checked when the name is no user's, so that a wrong name takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("chronohub: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the name is no user's, so that a wrong name takes as long as a wrong
+    password; made at first use (argon2 takes half a second), not when the module loads."""
+    return _hasher.hash("chronohub: no such user")
 
 
 class WeakPassword(errors.BadRequest):
@@ -54,11 +60,15 @@ def _verify(stored: str, password: str) -> bool:
         return False
 
 
+def _verify_for_no_user(password: str) -> None:
+    _verify(_dummy_hash(), password)
+
+
 async def verify(conn: sql.Connection, user_id: UUID | None, password: str) -> bool | None:
     """Whether ``password`` is the user's; None when the user has no password at all."""
     stored = await conn.fetchval(queries["credential_get"], user_id) if user_id else None
     if stored is None:
-        await asyncio.to_thread(_verify, _DUMMY_HASH, password)
+        await asyncio.to_thread(_verify_for_no_user, password)
         return None
     if not await asyncio.to_thread(_verify, stored, password):
         return False

@@ -29,8 +29,6 @@ from typing import Any
 
 import bleach
 import mistune
-import nbformat
-from nbconvert.exporters import HTMLExporter
 
 ALLOWED_TAGS = frozenset(
     {
@@ -136,6 +134,11 @@ class NotANotebook(ValueError):
 def notebook(data: bytes) -> str:
     """A notebook (JSON bytes) as sanitized HTML, outputs included; ``NotANotebook`` if it
     is not one. Blocking (nbconvert takes tens of milliseconds): run it in a thread."""
+    # imported here: nbformat and nbconvert load jsonschema's format checkers, seconds of
+    # import time that every hub start (and every ``chronohub`` command) would pay otherwise
+    import nbformat
+    from nbconvert.exporters import HTMLExporter
+
     try:
         node = nbformat.reads(data.decode("utf-8"), as_version=4)  # type: ignore[no-untyped-call]
     except (ValueError, UnicodeDecodeError, nbformat.reader.NotJSONError) as exc:
