@@ -94,11 +94,26 @@ async def test_the_broadcast_waits_for_the_append(collab_hub: CollabHub) -> None
             await blocker.execute("SELECT 1 FROM collab_rooms WHERE room = 'held' FOR UPDATE")
             writer.doc.get("t", type=pycrdt.Text).insert(0, "x")
             await writer.flushed()
-            # Time the broadcast would need, were it not held back. A fixed wait, where the
-            # suite otherwise waits on conditions: the condition tried here (the append seen
-            # waiting on the lock in pg_stat_activity) was not met in about one run in five,
-            # which is not understood yet; this wait never gave a false failure.
-            await asyncio.sleep(0.3)
+
+            async def append_waits() -> bool:
+                # Asked on a connection of its own: inside the blocker's transaction,
+                # pg_stat_activity is read once and kept until the transaction ends (that is
+                # why this condition, asked on the blocker, was once met only when the append
+                # was already waiting at the first look)
+                return bool(
+                    await pool.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        " AND query LIKE '%INSERT INTO collab_updates%'"
+                    )
+                )
+
+            await wait_for(append_waits)  # the room's append waits for the lock
+            # A reply to the reader comes after anything already sent to it: an update
+            # broadcast before its append would be there first.
+            answered = reader.received
+            await reader.send_raw(bytes((protocol.QUERY_AWARENESS,)))
+            await wait_for(lambda: reader.received > answered)
             assert text_of(reader.doc) == ""
             assert await stored_updates(collab_hub, "held") == []
         await wait_for(lambda: text_of(reader.doc) == "x")
