@@ -1,0 +1,309 @@
+"""Webhooks: the hub POSTs the events a service subscribes to, in order, at least once.
+
+One worker task per service with a ``webhook_url``, owned by ``Webhooks`` and cancelled when
+the hub stops. It reads the log from the service's checkpoint (table ``webhook_checkpoints``)
+in fenced pages of the event types it wants, POSTs each event (the audit API's JSON shape,
+signed as ``webhook_signing`` says) and moves the checkpoint past it only once the receiver
+has answered 2xx. A failure is retried, waiting twice as long each time up to
+``webhook_retry_max_s``, and nothing after it is sent meanwhile: order per service is the
+log's. A receiver down for an hour finds its backlog waiting in the log, read in pages.
+
+At least once: a delivery acknowledged but not yet checkpointed when the hub dies (the
+instant between the 2xx and the UPDATE) is sent again after the restart with the same
+``X-Chronohub-Delivery`` (the event's id): receivers de-duplicate on it. Nothing
+acknowledged *and* checkpointed is sent again; nothing after the checkpoint is lost.
+
+Workers wake on the store's wake-up (a commit in this process, or a NOTIFY from another),
+as the live feed and the projection runner do; the request that appended never waits for a
+delivery. Each worker has its own queue and a timeout per attempt, so a slow or dead
+receiver delays only its own service's deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from events import errors, models, sql, store, tasks
+from hub import settings as hub_settings
+from hub.audit import feed, webhook_signing
+from hub.context import HUB
+
+log = logging.getLogger(__name__)
+queries = sql.Queries(__package__ or "hub.audit", "webhooks.sql")
+
+PAGE = 100
+"""Events read from the log at a time (a backlog is read in pages of this many)."""
+POLL_S = 1.0
+"""The longest a caught-up worker waits without a wake-up before it reads again."""
+DB_RETRY_S = 1.0
+"""After a database error a worker tries again after this pause."""
+ERROR_TEXT = 200
+"""Characters of a failing receiver's answer kept for the log and the status."""
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One service's webhook, from its configuration."""
+
+    service: str
+    url: str
+    prefixes: tuple[str, ...] | None  # None: every event ("*")
+    secret: str
+    timeout_s: float
+
+    @classmethod
+    def of(cls, service: hub_settings.ServiceConfig) -> Hook | None:
+        """The webhook ``service`` configures, if any (the settings checked it is complete)."""
+        if service.webhook_url is None or service.webhook_secret is None:
+            return None
+        prefixes = None if "*" in service.webhook_events else tuple(service.webhook_events)
+        return cls(
+            service=service.name,
+            url=service.webhook_url,
+            prefixes=prefixes,
+            secret=service.webhook_secret.get_secret_value(),
+            timeout_s=service.webhook_timeout_s,
+        )
+
+
+@dataclass
+class Status:
+    """How a service's deliveries are going, for the log and the services API."""
+
+    service: str
+    url: str
+    checkpoint: str | None = None
+    delivered: int = 0
+    """Events acknowledged since the webhook was first configured (kept in the database)."""
+    failures: int = 0
+    """Failed attempts in a row at the delivery now pending (0: none failing)."""
+    pending: str | None = None
+    """The id of the event being delivered, while it is not yet acknowledged."""
+    last_error: str | None = None
+    last_success_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready, times in ISO 8601 (no secret: the url is the service's own)."""
+        return {
+            "url": self.url,
+            "checkpoint": self.checkpoint,
+            "delivered": self.delivered,
+            "failing": self.failures > 0,
+            "failures": self.failures,
+            "pending": self.pending,
+            "last_error": self.last_error,
+            "last_success_at": _iso(self.last_success_at),
+            "next_attempt_at": _iso(self.next_attempt_at),
+        }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Webhooks:
+    """The webhook workers of a hub process; ``async with`` or ``start``/``stop``."""
+
+    store: store.EventStore
+    hooks: list[Hook]
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 300.0
+    statuses: dict[str, Status] = field(default_factory=dict)
+    _tasks: tasks.TaskOwner = field(default_factory=lambda: tasks.TaskOwner("webhook", logger=log))
+    _session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(
+        cls, event_store: store.EventStore, config: hub_settings.Settings
+    ) -> Webhooks:
+        """The webhooks the configuration's services ask for."""
+        hooks = [hook for service in config.services if (hook := Hook.of(service)) is not None]
+        return cls(
+            event_store,
+            hooks,
+            retry_initial_s=config.webhook_retry_initial_s,
+            retry_max_s=max(config.webhook_retry_max_s, config.webhook_retry_initial_s),
+        )
+
+    async def start(self) -> None:
+        """Start one worker per webhook."""
+        if not self.hooks:
+            return
+        # No cookies, no proxy from the environment: each POST stands alone.
+        self._session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, raise_for_status=False
+        )
+        for hook in self.hooks:
+            self.statuses[hook.service] = Status(hook.service, hook.url)
+            self._tasks.start(self._work(hook), f"chronohub-webhook-{hook.service}")
+
+    async def stop(self) -> None:
+        """Cancel every worker (a delivery in flight is sent again by the next start)."""
+        await self._tasks.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Webhooks:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def status(self, service: str) -> dict[str, Any] | None:
+        """How ``service``'s webhook is doing (None: it has none): for the services API."""
+        found = self.statuses.get(service)
+        return None if found is None else found.as_json()
+
+    # --- one worker ---
+
+    async def _work(self, hook: Hook) -> None:
+        status = self.statuses[hook.service]
+        checkpoint = await self._until_done(hook, self._load)
+        status.checkpoint = str(checkpoint)
+        wanted = store.EventFilter(type_prefixes=hook.prefixes)
+        retry_s = POLL_S
+        while True:
+            token = self.store.wakeup.token()
+            try:
+                # The head seen before the read is covered by the read's fence: a short page
+                # lets the checkpoint skip the unwanted events up to it.
+                head = await self.store.head()
+                page = await self.store.read_all(checkpoint, filter=wanted, limit=PAGE)
+            except errors.DatabaseUnavailable as exc:
+                log.warning("webhook %s: cannot read the log (%s); retrying", hook.service, exc)
+                await asyncio.sleep(DB_RETRY_S)
+                continue
+            for event in page:
+                await self._deliver(hook, status, event)
+                checkpoint = await self._advance(hook, status, checkpoint, event.checkpoint, 1)
+            if len(page) == PAGE:
+                continue
+            if head > checkpoint:
+                checkpoint = await self._advance(hook, status, checkpoint, head, 0)
+            woken = await self.store.wakeup.wait(token, retry_s)
+            # After a wake-up the commit may still sit behind the fence: read again soon.
+            retry_s = 0.005 if woken else min(retry_s * 2, POLL_S)
+
+    async def _until_done(self, hook: Hook, step: Any, *args: Any) -> Any:
+        """``step(hook, *args)``, tried again while the database is out of reach."""
+        while True:
+            try:
+                return await step(hook, *args)
+            except errors.DatabaseUnavailable as exc:
+                log.warning("webhook %s: %s; retrying", hook.service, exc)
+                await asyncio.sleep(DB_RETRY_S)
+
+    async def _load(self, hook: Hook) -> models.Checkpoint:
+        async with self.store.connection() as conn:
+            head = await self.store.head(conn=conn)
+            await conn.execute(queries["ensure"], hook.service, str(head.tx), head.position)
+            row = await conn.fetchrow(queries["get"], hook.service)
+        assert row is not None  # ensured just above
+        self.statuses[hook.service].delivered = row["delivered"]
+        return models.Checkpoint(int(row["tx"]), row["position"])
+
+    async def _advance(
+        self,
+        hook: Hook,
+        status: Status,
+        old: models.Checkpoint,
+        new: models.Checkpoint,
+        delivered: int,
+    ) -> models.Checkpoint:
+        """Record that everything up to ``new`` is done; where the webhook stands now."""
+
+        async def write(hook: Hook) -> models.Checkpoint:
+            async with self.store.connection() as conn:
+                moved = await conn.fetchval(
+                    queries["advance"],
+                    hook.service, str(old.tx), old.position, str(new.tx), new.position, delivered,
+                )  # fmt: skip
+                if moved is not None:
+                    return new
+                # Another hub process delivers too and moved it: go on from where it stands.
+                row = await conn.fetchrow(queries["get"], hook.service)
+            assert row is not None
+            return max(new, models.Checkpoint(int(row["tx"]), row["position"]))
+
+        checkpoint: models.Checkpoint = await self._until_done(hook, write)
+        status.checkpoint = str(checkpoint)
+        status.delivered += delivered
+        return checkpoint
+
+    async def _deliver(self, hook: Hook, status: Status, event: models.RecordedEvent) -> None:
+        """POST ``event`` until the receiver answers 2xx, backing off between attempts."""
+        body = json.dumps(feed.render(event), separators=(",", ":")).encode()
+        delivery = str(event.checkpoint)
+        status.pending = delivery
+        wait_s = self.retry_initial_s
+        while True:
+            error = await self._attempt(hook, event.type, delivery, body)
+            if error is None:
+                status.failures, status.pending, status.next_attempt_at = 0, None, None
+                status.last_success_at = datetime.now(UTC)
+                return
+            status.failures += 1
+            status.last_error = error
+            status.next_attempt_at = datetime.fromtimestamp(time.time() + wait_s, UTC)
+            log.warning(
+                "webhook %s: delivery %s (%s) to %s failed (attempt %d): %s; retrying in %.1fs",
+                hook.service, delivery, event.type, hook.url, status.failures, error, wait_s,
+            )  # fmt: skip
+            await asyncio.sleep(wait_s)
+            wait_s = min(wait_s * 2, self.retry_max_s)
+
+    async def _attempt(self, hook: Hook, event_type: str, delivery: str, body: bytes) -> str | None:
+        """One POST; None if the receiver acknowledged it, else what went wrong."""
+        assert self._session is not None
+        headers = webhook_signing.headers(hook.secret, int(time.time()), body, event_type, delivery)
+        try:
+            async with self._session.post(
+                hook.url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=hook.timeout_s),
+                allow_redirects=False,
+            ) as response:
+                if 200 <= response.status < 300:
+                    return None
+                text = (await response.content.read(ERROR_TEXT)).decode(errors="replace")
+                return f"HTTP {response.status} {text}".strip()
+        except TimeoutError:
+            return f"no answer within {hook.timeout_s:g}s"
+        except aiohttp.ClientError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+
+WEBHOOKS = web.AppKey("webhooks", Webhooks)
+
+
+def install(app: web.Application) -> None:
+    """Run the hub's webhooks while ``app`` runs (``app[WEBHOOKS]`` for their status)."""
+    app.cleanup_ctx.append(_webhooks_context)
+
+
+async def _webhooks_context(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    async with Webhooks.from_settings(hub.store, hub.settings) as webhooks:
+        app[WEBHOOKS] = webhooks
+        yield
+
+
+def status(app: web.Application, service: str) -> dict[str, Any] | None:
+    """``service``'s webhook status for the services API (None: no webhook, or none running)."""
+    webhooks = app.get(WEBHOOKS)
+    return None if webhooks is None else webhooks.status(service)
