@@ -25,10 +25,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -38,6 +38,7 @@ from hub import settings as hub_settings
 from hub.audit import feed, webhook_signing
 from hub.context import HUB
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub.audit", "webhooks.sql")
 
@@ -116,7 +117,7 @@ def _iso(at: datetime | None) -> str | None:
 class Webhooks:
     """The webhook workers of a hub process; ``async with`` or ``start``/``stop``."""
 
-    store: store.EventStore
+    event_store: store.EventStore
     hooks: list[Hook]
     retry_initial_s: float = 1.0
     retry_max_s: float = 300.0
@@ -177,12 +178,12 @@ class Webhooks:
         wanted = store.EventFilter(type_prefixes=hook.prefixes)
         retry_s = POLL_S
         while True:
-            token = self.store.wakeup.token()
+            token = self.event_store.wakeup.token()
             try:
                 # The head seen before the read is covered by the read's fence: a short page
                 # lets the checkpoint skip the unwanted events up to it.
-                head = await self.store.head()
-                page = await self.store.read_all(checkpoint, filter=wanted, limit=PAGE)
+                head = await self.event_store.head()
+                page = await self.event_store.read_all(checkpoint, filter=wanted, limit=PAGE)
             except errors.DatabaseUnavailable as exc:
                 log.warning("webhook %s: cannot read the log (%s); retrying", hook.service, exc)
                 await asyncio.sleep(DB_RETRY_S)
@@ -194,22 +195,22 @@ class Webhooks:
                 continue
             if head > checkpoint:
                 checkpoint = await self._advance(hook, status, checkpoint, head, 0)
-            woken = await self.store.wakeup.wait(token, retry_s)
+            woken = await self.event_store.wakeup.wait(token, retry_s)
             # After a wake-up the commit may still sit behind the fence: read again soon.
             retry_s = 0.005 if woken else min(retry_s * 2, POLL_S)
 
-    async def _until_done(self, hook: Hook, step: Any, *args: Any) -> Any:
-        """``step(hook, *args)``, tried again while the database is out of reach."""
+    async def _until_done(self, hook: Hook, step: Callable[[Hook], Awaitable[T]]) -> T:
+        """``step(hook)``, tried again while the database is out of reach."""
         while True:
             try:
-                return await step(hook, *args)
+                return await step(hook)
             except errors.DatabaseUnavailable as exc:
                 log.warning("webhook %s: %s; retrying", hook.service, exc)
                 await asyncio.sleep(DB_RETRY_S)
 
     async def _load(self, hook: Hook) -> models.Checkpoint:
-        async with self.store.connection() as conn:
-            head = await self.store.head(conn=conn)
+        async with self.event_store.connection() as conn:
+            head = await self.event_store.head(conn=conn)
             await conn.execute(queries["ensure"], hook.service, str(head.tx), head.position)
             row = await conn.fetchrow(queries["get"], hook.service)
         assert row is not None  # ensured just above
@@ -227,7 +228,7 @@ class Webhooks:
         """Record that everything up to ``new`` is done; where the webhook stands now."""
 
         async def write(hook: Hook) -> models.Checkpoint:
-            async with self.store.connection() as conn:
+            async with self.event_store.connection() as conn:
                 moved = await conn.fetchval(
                     queries["advance"],
                     hook.service, str(old.tx), old.position, str(new.tx), new.position, delivered,
@@ -239,7 +240,7 @@ class Webhooks:
             assert row is not None
             return max(new, models.Checkpoint(int(row["tx"]), row["position"]))
 
-        checkpoint: models.Checkpoint = await self._until_done(hook, write)
+        checkpoint = await self._until_done(hook, write)
         status.checkpoint = str(checkpoint)
         status.delivered += delivered
         return checkpoint
