@@ -48,6 +48,7 @@ POLL_S = 1.0
 """The longest a caught-up worker waits without a wake-up before it reads again."""
 DB_RETRY_S = 1.0
 """After a database error a worker tries again after this pause."""
+TASK_PREFIX = "chronohub-webhook-"
 ERROR_TEXT = 200
 """Characters of a failing receiver's answer kept for the log and the status."""
 
@@ -91,6 +92,9 @@ class Status:
     pending: str | None = None
     """The id of the event being delivered, while it is not yet acknowledged."""
     last_error: str | None = None
+    stopped: bool = False
+    """The worker died of an unexpected error (logged with its traceback): nothing is sent
+    until the hub restarts."""
     last_success_at: datetime | None = None
     next_attempt_at: datetime | None = None
 
@@ -100,7 +104,8 @@ class Status:
             "url": self.url,
             "checkpoint": self.checkpoint,
             "delivered": self.delivered,
-            "failing": self.failures > 0,
+            "failing": self.failures > 0 or self.stopped,
+            "stopped": self.stopped,
             "failures": self.failures,
             "pending": self.pending,
             "last_error": self.last_error,
@@ -122,8 +127,18 @@ class Webhooks:
     retry_initial_s: float = 1.0
     retry_max_s: float = 300.0
     statuses: dict[str, Status] = field(default_factory=dict)
-    _tasks: tasks.TaskOwner = field(default_factory=lambda: tasks.TaskOwner("webhook", logger=log))
+    _tasks: tasks.TaskOwner = field(init=False)
     _session: aiohttp.ClientSession | None = None
+
+    def __post_init__(self) -> None:
+        self._tasks = tasks.TaskOwner("webhook", logger=log, on_death=self._died)
+
+    def _died(self, task: asyncio.Task[Any], exc: BaseException) -> None:
+        # Logged with its traceback by the owner; shown in the status too.
+        status = self.statuses.get(task.get_name().removeprefix(TASK_PREFIX))
+        if status is not None:
+            status.stopped = True
+            status.last_error = f"the delivery worker died: {exc!r}"
 
     @classmethod
     def from_settings(
@@ -148,7 +163,7 @@ class Webhooks:
         )
         for hook in self.hooks:
             self.statuses[hook.service] = Status(hook.service, hook.url)
-            self._tasks.start(self._work(hook), f"chronohub-webhook-{hook.service}")
+            self._tasks.start(self._work(hook), TASK_PREFIX + hook.service)
 
     async def stop(self) -> None:
         """Cancel every worker (a delivery in flight is sent again by the next start)."""

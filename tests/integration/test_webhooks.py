@@ -347,3 +347,22 @@ async def test_a_new_webhook_starts_at_the_head_of_the_log(event_store: store.Ev
     async with receiver() as rx, hub(event_store, service("hooked", rx.url, ["*"])):
         new = await note(event_store, "new")
         await wait_for(lambda: rx.ids() == new)
+
+
+async def test_a_worker_that_dies_says_so_in_its_status_and_the_log(
+    event_store: store.EventStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("a bug in rendering")
+
+    async with receiver() as rx, hub(event_store, service("hooked", rx.url, ["test."])) as client:
+        monkeypatch.setattr(webhooks.feed, "render", broken)
+        await note(event_store, "a")
+        await wait_for(lambda: status(client, "hooked")["stopped"])
+        got = status(client, "hooked")
+        assert got["failing"]
+        assert "a bug in rendering" in got["last_error"]
+        assert rx.received == []
+    assert "webhook task chronohub-webhook-hooked died" in caplog.text
