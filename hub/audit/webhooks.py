@@ -13,6 +13,9 @@ instant between the 2xx and the UPDATE) is sent again after the restart with the
 ``X-Chronohub-Delivery`` (the event's id): receivers de-duplicate on it. Nothing
 acknowledged *and* checkpointed is sent again; nothing after the checkpoint is lost.
 
+With several hub processes, the one holding a webhook's lease (``LEASE_S``, renewed while
+it works) delivers, and the others stand by until it lets go or its lease runs out.
+
 Workers wake on the store's wake-up (a commit in this process, or a NOTIFY from another),
 as the live feed and the projection runner do; the request that appended never waits for a
 delivery. Each worker has its own queue and a timeout per attempt, so a slow or dead
@@ -24,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,9 +53,21 @@ POLL_S = 1.0
 """The longest a caught-up worker waits without a wake-up before it reads again."""
 DB_RETRY_S = 1.0
 """After a database error a worker tries again after this pause."""
+LEASE_S = 30.0
+"""How long a hub process's hold on a webhook lasts unless renewed: with several processes,
+one delivers (in order); if it dies without letting go, another takes over after this."""
+RENEW_S = 10.0
+"""How often the process delivering renews its lease while it waits for events."""
+STANDBY_S = 1.0
+"""How often a process that does not hold a webhook's lease asks for it."""
+RELEASE_TIMEOUT_S = 2.0
 TASK_PREFIX = "chronohub-webhook-"
 ERROR_TEXT = 200
 """Characters of a failing receiver's answer kept for the log and the status."""
+
+
+class LeaseLost(Exception):
+    """Another hub process took over a webhook's deliveries (this one's lease expired)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,8 @@ class Status:
     pending: str | None = None
     """The id of the event being delivered, while it is not yet acknowledged."""
     last_error: str | None = None
+    standby: bool = False
+    """Another hub process holds the webhook's lease and delivers; this one waits."""
     stopped: bool = False
     """The worker died of an unexpected error (logged with its traceback): nothing is sent
     until the hub restarts."""
@@ -106,6 +125,7 @@ class Status:
             "delivered": self.delivered,
             "failing": self.failures > 0 or self.stopped,
             "stopped": self.stopped,
+            "standby": self.standby,
             "failures": self.failures,
             "pending": self.pending,
             "last_error": self.last_error,
@@ -127,6 +147,9 @@ class Webhooks:
     retry_initial_s: float = 1.0
     retry_max_s: float = 300.0
     statuses: dict[str, Status] = field(default_factory=dict)
+    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{uuid.uuid4()}")
+    """This process's name on the leases it holds."""
+    _renewed: dict[str, float] = field(default_factory=dict)
     _tasks: tasks.TaskOwner = field(init=False)
     _session: aiohttp.ClientSession | None = None
 
@@ -168,6 +191,8 @@ class Webhooks:
     async def stop(self) -> None:
         """Cancel every worker (a delivery in flight is sent again by the next start)."""
         await self._tasks.close()
+        if self.hooks:
+            await self._release()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -187,13 +212,28 @@ class Webhooks:
     # --- one worker ---
 
     async def _work(self, hook: Hook) -> None:
+        """Deliver while this process holds the webhook's lease; stand by while another does."""
         status = self.statuses[hook.service]
-        checkpoint = await self._until_done(hook, self._load)
-        status.checkpoint = str(checkpoint)
+        await self._until_done(hook, self._ensure)
+        while True:
+            checkpoint = await self._until_done(hook, self._acquire)
+            if checkpoint is None:
+                status.standby = True
+                await asyncio.sleep(STANDBY_S)
+                continue
+            status.standby = False
+            status.checkpoint = str(checkpoint)
+            try:
+                await self._lead(hook, status, checkpoint)
+            except LeaseLost:
+                log.warning("webhook %s: another hub process delivers now", hook.service)
+
+    async def _lead(self, hook: Hook, status: Status, checkpoint: models.Checkpoint) -> None:
         wanted = store.EventFilter(type_prefixes=hook.prefixes)
         retry_s = POLL_S
         while True:
             token = self.event_store.wakeup.token()
+            await self._renew(hook, LEASE_S)
             try:
                 # The head seen before the read is covered by the read's fence: a short page
                 # lets the checkpoint skip the unwanted events up to it.
@@ -223,14 +263,43 @@ class Webhooks:
                 log.warning("webhook %s: %s; retrying", hook.service, exc)
                 await asyncio.sleep(DB_RETRY_S)
 
-    async def _load(self, hook: Hook) -> models.Checkpoint:
+    async def _ensure(self, hook: Hook) -> None:
         async with self.event_store.connection() as conn:
             head = await self.event_store.head(conn=conn)
             await conn.execute(queries["ensure"], hook.service, str(head.tx), head.position)
-            row = await conn.fetchrow(queries["get"], hook.service)
-        assert row is not None  # ensured just above
+
+    async def _acquire(self, hook: Hook) -> models.Checkpoint | None:
+        """Take the lease if it is free (or expired); where the webhook stands, or None."""
+        async with self.event_store.connection() as conn:
+            row = await conn.fetchrow(queries["lease"], hook.service, self.holder, LEASE_S)
+        if row is None:
+            return None
+        self._renewed[hook.service] = time.monotonic()
         self.statuses[hook.service].delivered = row["delivered"]
         return models.Checkpoint(int(row["tx"]), row["position"])
+
+    async def _renew(self, hook: Hook, seconds: float, *, now: bool = False) -> None:
+        """Keep the lease for ``seconds`` more (at most every ``RENEW_S`` unless ``now``);
+        ``LeaseLost`` if another process has it."""
+        if not now and time.monotonic() - self._renewed.get(hook.service, 0.0) < RENEW_S:
+            return
+
+        async def renew(hook: Hook) -> bool:
+            async with self.event_store.connection() as conn:
+                held = await conn.fetchval(queries["renew"], hook.service, self.holder, seconds)
+            return held is not None
+
+        if not await self._until_done(hook, renew):
+            raise LeaseLost(hook.service)
+        self._renewed[hook.service] = time.monotonic()
+
+    async def _release(self) -> None:
+        """Give up every lease this process holds, so another takes over at once."""
+        try:
+            async with self.event_store.connection(timeout=RELEASE_TIMEOUT_S) as conn:
+                await conn.execute(queries["release"], self.holder)
+        except (errors.DatabaseUnavailable, TimeoutError) as exc:
+            log.warning("webhooks: could not release their leases (%s): they expire", exc)
 
     async def _advance(
         self,
@@ -240,25 +309,23 @@ class Webhooks:
         new: models.Checkpoint,
         delivered: int,
     ) -> models.Checkpoint:
-        """Record that everything up to ``new`` is done; where the webhook stands now."""
+        """Record that everything up to ``new`` is done; ``LeaseLost`` if another process
+        has taken the webhook over meanwhile."""
 
-        async def write(hook: Hook) -> models.Checkpoint:
+        async def write(hook: Hook) -> bool:
             async with self.event_store.connection() as conn:
                 moved = await conn.fetchval(
                     queries["advance"],
-                    hook.service, str(old.tx), old.position, str(new.tx), new.position, delivered,
+                    hook.service, str(old.tx), old.position, str(new.tx), new.position,
+                    delivered, self.holder,
                 )  # fmt: skip
-                if moved is not None:
-                    return new
-                # Another hub process delivers too and moved it: go on from where it stands.
-                row = await conn.fetchrow(queries["get"], hook.service)
-            assert row is not None
-            return max(new, models.Checkpoint(int(row["tx"]), row["position"]))
+            return moved is not None
 
-        checkpoint = await self._until_done(hook, write)
-        status.checkpoint = str(checkpoint)
+        if not await self._until_done(hook, write):
+            raise LeaseLost(hook.service)
+        status.checkpoint = str(new)
         status.delivered += delivered
-        return checkpoint
+        return new
 
     async def _deliver(self, hook: Hook, status: Status, event: models.RecordedEvent) -> None:
         """POST ``event`` until the receiver answers 2xx, backing off between attempts."""
@@ -267,6 +334,8 @@ class Webhooks:
         status.pending = delivery
         wait_s = self.retry_initial_s
         while True:
+            # Held through the attempt, however long the receiver takes to answer.
+            await self._renew(hook, LEASE_S + hook.timeout_s, now=True)
             error = await self._attempt(hook, event.type, delivery, body)
             if error is None:
                 status.failures, status.pending, status.next_attempt_at = 0, None, None

@@ -148,12 +148,14 @@ async def hub(
     await bootstrap.reconcile(event_store, config)
     running = context.Hub(settings=config, store=event_store, database="test")
     async with test_utils.TestClient(test_utils.TestServer(app.make_app(running))) as client:
-        await wait_for(lambda: all(webhooks.status(client.app, s["name"]) for s in services))
-        # each worker has found its checkpoint before the test appends
-        await wait_for(
-            lambda: all(webhooks.status(client.app, s["name"])["checkpoint"] for s in services)  # type: ignore[index]
-        )
+        # each worker has found its checkpoint (or another hub's lease) before the test appends
+        await wait_for(lambda: all(ready(client, s["name"]) for s in services))
         yield client
+
+
+def ready(client: test_utils.TestClient[Any, Any], name: str) -> bool:
+    found = webhooks.status(client.app, name)
+    return found is not None and bool(found["checkpoint"] or found["standby"])
 
 
 def status(client: test_utils.TestClient[Any, Any], name: str) -> dict[str, Any]:
@@ -358,7 +360,7 @@ async def test_a_worker_that_dies_says_so_in_its_status_and_the_log(
         raise RuntimeError("a bug in rendering")
 
     async with receiver() as rx, hub(event_store, service("hooked", rx.url, ["test."])) as client:
-        monkeypatch.setattr(webhooks.feed, "render", broken)
+        monkeypatch.setattr("hub.audit.feed.render", broken)
         await note(event_store, "a")
         await wait_for(lambda: status(client, "hooked")["stopped"])
         got = status(client, "hooked")
@@ -366,3 +368,31 @@ async def test_a_worker_that_dies_says_so_in_its_status_and_the_log(
         assert "a bug in rendering" in got["last_error"]
         assert rx.received == []
     assert "webhook task chronohub-webhook-hooked died" in caplog.text
+
+
+async def test_two_hub_processes_deliver_each_event_once_and_one_takes_over(
+    event_store: store.EventStore,
+) -> None:
+    """Two hubs on one database: the one holding the lease delivers, the other stands by,
+    and takes over when the first stops."""
+    async with receiver() as rx:
+        config = service("hooked", rx.url, ["test."])
+        first = hub(event_store, config)
+        leader = await first.__aenter__()
+        stopped = False
+        try:
+            async with hub(event_store, config) as other:
+                assert status(other, "hooked")["standby"]
+                assert not status(leader, "hooked")["standby"]
+                ids = await note(event_store, *"abc")
+                await wait_for(lambda: rx.ids() == ids)
+                await first.__aexit__(None, None, None)  # it lets go of its lease
+                stopped = True
+                ids += await note(event_store, *"de")
+                await wait_for(lambda: rx.ids() == ids)
+                assert not status(other, "hooked")["standby"]
+                assert status(other, "hooked")["delivered"] == 5
+        finally:
+            if not stopped:
+                await first.__aexit__(None, None, None)
+        assert [d.delivery for d in rx.received] == ids  # each once, in order
