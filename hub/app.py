@@ -44,6 +44,7 @@ from hub.api import shares as shares_api
 from hub.api import tokens as tokens_api
 from hub.api import users as users_api
 from hub.audit import history as audit
+from hub.audit import webhooks
 from hub.auth import access, collab_access, identity, login
 from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
@@ -251,6 +252,7 @@ def make_app(hub: context.Hub) -> web.Application:
     app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy
     app.add_routes(proxy_api.routes())
     audit.install(app)  # the live feed of /hub/api/events/stream
+    webhooks.install(app)  # services' webhooks, delivered from their checkpoints
     login.install(app, hub)  # the login cookie
     # the pages and APIs that use it: login, OAuth provider, password, signups, the token page
     # and the admin pages, and the pages' static files (stylesheets, favicon)

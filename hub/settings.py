@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -52,6 +53,10 @@ RENAMED = {
 }
 
 
+# An event type ("project.pushed") or a prefix of one ("server.", "collab").
+WEBHOOK_PREFIX = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]*)*")
+
+
 class ServiceConfig(BaseModel):
     """A service as JupyterHub's ``c.JupyterHub.services`` entries describe one."""
 
@@ -86,6 +91,53 @@ class ServiceConfig(BaseModel):
         default_factory=list,
         description="Scopes the service may ask its users for, beyond access to itself",
     )
+    # --- webhooks (hub/audit/webhooks.py, docs/webhooks.md) ---
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Where the hub POSTs the events the service subscribes to (webhook_events),"
+        " signed with webhook_secret; http:// or https://",
+    )
+    webhook_events: list[str] = Field(
+        default_factory=list,
+        description='Event-type prefixes the webhook delivers (e.g. ["server.",'
+        ' "project.pushed"]); "*" delivers every event',
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the webhook's HMAC-SHA256 signature (X-Chronohub-Signature);"
+        " required with webhook_url, never written to the event log",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How long a webhook's receiver may take to answer one delivery before it"
+        " counts as failed and is retried",
+    )
+
+    @model_validator(mode="after")
+    def _webhook_is_complete(self) -> ServiceConfig:
+        """Refuse a webhook that could not be delivered or verified, naming what is wrong."""
+        where = f"service {self.name!r}"
+        if self.webhook_url is None:
+            if self.webhook_events or self.webhook_secret is not None:
+                raise ValueError(f"{where}: webhook_events/webhook_secret need a webhook_url")
+            return self
+        url = urlsplit(self.webhook_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"{where}: webhook_url must be an http:// or https:// URL with a"
+                             f" host, got {self.webhook_url!r}")  # fmt: skip
+        if self.webhook_secret is None or len(self.webhook_secret.get_secret_value()) < 16:
+            raise ValueError(f"{where}: a webhook_url needs a webhook_secret of at least 16"
+                             " characters (receivers check signatures made with it)")  # fmt: skip
+        if not self.webhook_events:
+            raise ValueError(f'{where}: webhook_events is empty (use ["*"] for every event)')
+        for prefix in self.webhook_events:
+            if prefix != "*" and not WEBHOOK_PREFIX.fullmatch(prefix):
+                raise ValueError(f"{where}: webhook_events: {prefix!r} is not an event type"
+                                 ' or its prefix, like "server." or "project.pushed"')  # fmt: skip
+        return self
 
 
 class RoleConfig(BaseModel):
@@ -224,6 +276,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Services, as JupyterHub's services entries: name, url, a preset API token,"
         " OAuth client settings ([[services]] tables)",
+    )
+    webhook_retry_initial_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Wait before a failed webhook delivery is retried; doubled after each"
+        " failure in a row, up to webhook_retry_max_s",
+    )
+    webhook_retry_max_s: float = Field(
+        default=300.0, gt=0, description="Longest wait between two attempts of a delivery"
     )
     roles: list[RoleConfig] = Field(
         default_factory=list,

@@ -1,16 +1,21 @@
-"""hub-stats: live statistics of a chronohub, from its event stream alone.
+"""hub-stats: statistics of a chronohub over a chosen period, from its event stream alone.
 
 A chronohub service (JupyterHub's service contract: ``JUPYTERHUB_API_URL``,
-``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_SERVICE_PREFIX``) that
-follows ``/hub/api/events/stream`` and serves, without ever polling the users API:
+``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_SERVICE_PREFIX``), run by the
+hub as a managed service or by hand, that follows ``/hub/api/events/stream`` and serves,
+without ever polling the REST API:
 
-* ``<prefix>stats.json``: active users, running servers, spawns per hour, spawn failures,
-  median spawn time;
-* ``<prefix>``: the same as a small HTML page with a server-rendered SVG chart.
+* ``<prefix>?period=24h``: a page with users active, servers running, spawns and their
+  durations, logins, pushes and collaboration over the period (1h, 6h, 24h, 7d, 30d), and a
+  server-rendered SVG chart of them;
+* ``<prefix>stats.json?period=24h``: the same figures as JSON.
 
-After a disconnect or a hub restart it reconnects with ``Last-Event-ID`` (the last event it
-counted), so no event is lost or counted twice. Its token needs only ``read:events:servers``
-and ``read:events:users`` (for ``user.logged_in`` / ``user.logged_out``).
+Aggregate-only: the page shows counts, never a user's name, so it asks for no login (anyone
+who reaches ``/services/hub-stats/`` sees the counts). After a disconnect or a hub restart it
+reconnects with ``Last-Event-ID`` (the last event it counted), so no event is lost or counted
+twice. Its token needs ``read:events:servers``, ``read:events:users``,
+``read:events:projects``, ``read:events:collab`` and ``read:events:collab_sessions``; a scope
+it lacks only leaves those figures at zero.
 """
 
 from __future__ import annotations
@@ -33,9 +38,22 @@ from aiohttp import web
 log = logging.getLogger("hub-stats")
 
 # Only what the statistics need (the stream's own filter; the token's scopes limit it too).
-TYPES = "server.,user.logged_in,user.logged_out"
+TYPES = (
+    "server.,user.logged_in,user.logged_out,project.pushed,collab.participant_joined,"
+    "collab_session.created,collab_session.execution_requested"
+)
 RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
-CHART_HOURS = 24
+PERIODS = {
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+DEFAULT_PERIOD = "24h"
+BUCKETS = 24
+"""Bars in the chart, whatever the period (1h: 2.5 minutes each; 30d: 30 hours)."""
+SERIES = {"spawns": "#f37726", "logins": "#4c72b0", "pushes": "#55a868", "collab_joins": "#8172b2"}
 
 
 def checkpoint(event_id: str) -> tuple[int, int]:
@@ -44,19 +62,50 @@ def checkpoint(event_id: str) -> tuple[int, int]:
     return int(tx), int(position)
 
 
+class BadPeriod(ValueError):
+    """A ``period`` the page does not know."""
+
+
+def period_of(raw: str | None) -> tuple[str, timedelta]:
+    """The period a query string asks for (``?period=7d``); ``BadPeriod`` naming the choices."""
+    name = raw or DEFAULT_PERIOD
+    if name not in PERIODS:
+        raise BadPeriod(f"period must be one of {', '.join(PERIODS)}, got {name!r}")
+    return name, PERIODS[name]
+
+
+@dataclass
+class Spawn:
+    """One spawn: when it was asked for, and how it ended (None while pending)."""
+
+    user: str
+    at: datetime
+    seconds: float | None = None
+    failed: bool = False
+
+
 @dataclass
 class Stats:
-    """The statistics, folded from events in stream order. Pure: no I/O."""
+    """The statistics, folded from events in stream order. Pure: no I/O.
+
+    What is now (running servers, open sessions) is kept as state; what happened (spawns,
+    logins, pushes, collaboration) as timed records, so that any period can be counted.
+    Records older than the longest period before the newest event are dropped.
+    """
 
     last_id: str | None = None
     events: int = 0
     running: set[tuple[str, str]] = field(default_factory=set)
     sessions: dict[str, tuple[str, datetime | None]] = field(default_factory=dict)
     """Open browser sessions: session id -> (user name, expiry)."""
-    requested: dict[tuple[str, str], datetime] = field(default_factory=dict)
-    spawn_seconds: list[float] = field(default_factory=list)
-    spawns_per_hour: dict[str, int] = field(default_factory=dict)
-    failures: int = 0
+    pending: dict[tuple[str, str], Spawn] = field(default_factory=dict)
+    spawns: list[Spawn] = field(default_factory=list)
+    happened: dict[str, list[tuple[datetime, str]]] = field(
+        default_factory=lambda: {"logins": [], "pushes": [], "collab_joins": [],
+                                 "collab_sessions": [], "executions": []}
+    )  # fmt: skip
+    """Per kind, (time, user) of each login, push, collaboration join, session, execution."""
+    commits: list[tuple[datetime, int]] = field(default_factory=list)
 
     def apply(self, event_id: str, event: dict[str, Any]) -> bool:
         """Count one event; False (and nothing counted) if it is not after the last one."""
@@ -66,93 +115,181 @@ class Stats:
         self.events += 1
         kind, data = event["type"], event["data"]
         at = datetime.fromisoformat(event["time"])
-        if kind == "user.logged_in":
+        if kind.startswith("server."):
+            self._server(kind, data, at)
+        elif kind == "user.logged_in":
             expires = data.get("expires_at")
             self.sessions[data["session_id"]] = (
                 data["name"],
                 datetime.fromisoformat(expires) if expires else None,
             )
+            self.happened["logins"].append((at, data["name"]))
         elif kind == "user.logged_out":
             self.sessions.pop(data["session_id"], None)
-        if not kind.startswith("server."):
-            return True
-        server = (data["user"], data.get("server_name", ""))
-        if kind == "server.spawn_requested":
-            self.requested[server] = at
-            hour = at.astimezone(UTC).strftime("%Y-%m-%dT%H:00Z")
-            self.spawns_per_hour[hour] = self.spawns_per_hour.get(hour, 0) + 1
-        elif kind == "server.ready":
-            self.running.add(server)
-            if (began := self.requested.pop(server, None)) is not None:
-                self.spawn_seconds.append((at - began).total_seconds())
-        elif kind in ("server.stopped", "server.failed", "server.removed"):
-            self.running.discard(server)
-            self.requested.pop(server, None)
-            self.failures += kind == "server.failed"
+        elif kind == "project.pushed":
+            self.happened["pushes"].append((at, data["pusher"]))
+            self.commits.append((at, data.get("commits", 0)))
+        elif kind == "collab.participant_joined":
+            who = data["participant"]
+            if who.startswith("user:"):
+                self.happened["collab_joins"].append((at, who.removeprefix("user:")))
+        elif kind == "collab_session.created":
+            self.happened["collab_sessions"].append((at, data["created_by"]))
+        elif kind == "collab_session.execution_requested":
+            self.happened["executions"].append((at, data["requester"]))
+        self._forget_before(at - max(PERIODS.values()))
         return True
 
-    def figures(self, now: datetime) -> dict[str, Any]:
-        """The statistics as JSON-ready data; active users are those with a running server
-        or a browser session that has not expired by ``now``."""
+    def _server(self, kind: str, data: dict[str, Any], at: datetime) -> None:
+        server = (data["user"], data.get("server_name", ""))
+        if kind == "server.spawn_requested":
+            spawn = Spawn(data["user"], at)
+            self.pending[server] = spawn
+            self.spawns.append(spawn)
+        elif kind == "server.ready":
+            self.running.add(server)
+            if (spawn := self.pending.pop(server, None)) is not None:
+                spawn.seconds = (at - spawn.at).total_seconds()
+        elif kind in ("server.stopped", "server.failed", "server.removed"):
+            self.running.discard(server)
+            spawn = self.pending.pop(server, None)
+            if kind == "server.failed" and spawn is not None:
+                spawn.failed = True
+                spawn.seconds = (at - spawn.at).total_seconds()
+
+    def _forget_before(self, limit: datetime) -> None:
+        # Every 1,000 events, not at each: a pass over the records is linear.
+        if self.events % 1000:
+            return
+        self.spawns = [s for s in self.spawns if s.at >= limit]
+        self.commits = [c for c in self.commits if c[0] >= limit]
+        for kind, records in self.happened.items():
+            self.happened[kind] = [r for r in records if r[0] >= limit]
+
+    def figures(self, now: datetime, period: str = DEFAULT_PERIOD) -> dict[str, Any]:
+        """The statistics as JSON-ready counts (no user names: the page is aggregate-only)
+        over ``period`` up to ``now``, and what is running ``now``."""
+        since = now - PERIODS[period]
         logged_in = {
             name for name, expires in self.sessions.values() if expires is None or expires > now
         }
-        active = {user for user, _ in self.running} | logged_in
+        active_now = {user for user, _ in self.running} | logged_in
+        spawns = [s for s in self.spawns if since <= s.at <= now]
+        seconds = sorted(s.seconds for s in spawns if s.seconds is not None and not s.failed)
+        within = {
+            kind: [(at, who) for at, who in records if since <= at <= now]
+            for kind, records in self.happened.items()
+        }
+        active = active_now | {s.user for s in spawns}
+        for records in within.values():
+            active |= {who for _, who in records}
         return {
+            "period": period,
+            "since": _iso(since),
+            "until": _iso(now),
             "active_users": len(active),
-            "active_user_names": sorted(active),
+            "active_users_now": len(active_now),
             "logged_in_users": len(logged_in),
             "running_servers": len(self.running),
-            "spawns": sum(self.spawns_per_hour.values()),
-            "spawns_per_hour": dict(sorted(self.spawns_per_hour.items())),
-            "spawn_failures": self.failures,
-            "median_spawn_seconds": (
-                statistics.median(self.spawn_seconds) if self.spawn_seconds else None
-            ),
+            "spawns": len(spawns),
+            "spawn_failures": sum(s.failed for s in spawns),
+            "median_spawn_seconds": statistics.median(seconds) if seconds else None,
+            "max_spawn_seconds": seconds[-1] if seconds else None,
+            "logins": len(within["logins"]),
+            "pushes": len(within["pushes"]),
+            "commits_pushed": sum(n for at, n in self.commits if since <= at <= now),
+            "collab_sessions": len(within["collab_sessions"]),
+            "collab_joins": len(within["collab_joins"]),
+            "executions": len(within["executions"]),
+            "chart": self.chart_data(since, now),
             "events": self.events,
             "last_event_id": self.last_id,
         }
 
+    def chart_data(self, since: datetime, now: datetime) -> dict[str, Any]:
+        """Counts per bucket of the period, per series (spawns, logins, pushes, joins)."""
+        width = (now - since) / BUCKETS
+        times = {
+            "spawns": [s.at for s in self.spawns],
+            **{kind: [at for at, _ in self.happened[kind]] for kind in SERIES if kind != "spawns"},
+        }
+        series = {}
+        for kind, ats in times.items():
+            counts = [0] * BUCKETS
+            for at in ats:
+                if since <= at <= now:
+                    counts[min(int((at - since) / width), BUCKETS - 1)] += 1
+            series[kind] = counts
+        return {"buckets": [_iso(since + width * i) for i in range(BUCKETS)], "series": series}
 
-def chart(spawns_per_hour: dict[str, int], now: datetime) -> str:
-    """Spawns in each of the last 24 hours as an SVG bar chart."""
-    hours = [
-        (now - timedelta(hours=h)).strftime("%Y-%m-%dT%H:00Z")
-        for h in range(CHART_HOURS - 1, -1, -1)
-    ]
-    counts = [spawns_per_hour.get(hour, 0) for hour in hours]
-    top = max([*counts, 1])
-    width, height, bar = 24 * 20, 120, 16
-    bars = "".join(
-        f'<rect x="{i * 20 + 2}" y="{height - 100 * c / top:.1f}" width="{bar}"'
-        f' height="{100 * c / top:.1f}" fill="#f37726"><title>{hour}: {c}</title></rect>'
-        for i, (hour, c) in enumerate(zip(hours, counts, strict=True))
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def chart(data: dict[str, Any]) -> str:
+    """The chart data as an SVG of grouped bars, one colour per series.
+
+    Written out by hand: some forty lines of SVG, where a chart library (pygal, matplotlib)
+    would be this example's only dependency besides aiohttp.
+    """
+    series: dict[str, list[int]] = data["series"]
+    top = max([1, *(c for counts in series.values() for c in counts)])
+    group, bar, height, label = 28, 6, 120, 16
+    width = BUCKETS * group
+    parts = []
+    for i in range(BUCKETS):
+        for j, (kind, counts) in enumerate(series.items()):
+            h = 100 * counts[i] / top
+            parts.append(
+                f'<rect x="{i * group + 2 + j * bar}" y="{height - h:.1f}" width="{bar - 1}"'
+                f' height="{h:.1f}" fill="{SERIES[kind]}">'
+                f"<title>{html.escape(data['buckets'][i])} {kind}: {counts[i]}</title></rect>"
+            )
+    legend = "".join(
+        f'<rect x="{k * 110}" y="{height + 22}" width="10" height="10" fill="{colour}"/>'
+        f'<text x="{k * 110 + 14}" y="{height + 31}" font-size="11">{kind}</text>'
+        for k, (kind, colour) in enumerate(SERIES.items())
     )
+    first, last = data["buckets"][0], data["buckets"][-1]
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}"'
-        f' role="img" aria-label="spawns per hour, last 24 hours">{bars}'
-        f'<text x="0" y="{height + 15}" font-size="11">{hours[0]}</text>'
-        f'<text x="{width}" y="{height + 15}" font-size="11" text-anchor="end">{hours[-1]}</text>'
-        "</svg>"
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + label + 24}"'
+        f' role="img" aria-label="spawns, logins, pushes and collaboration joins over the'
+        f' period, top {top}">{"".join(parts)}'
+        f'<text x="0" y="{height + 14}" font-size="11">{html.escape(first)}</text>'
+        f'<text x="{width}" y="{height + 14}" font-size="11" text-anchor="end">'
+        f"{html.escape(last)}</text>{legend}</svg>"
     )
 
 
-def page(figures: dict[str, Any], now: datetime) -> str:
-    """The HTML page: the figures and the chart."""
-    median = figures["median_spawn_seconds"]
+def page(figures: dict[str, Any]) -> str:
+    """The HTML page: the figures of the period, links to the other periods, the chart."""
+    median, longest = figures["median_spawn_seconds"], figures["max_spawn_seconds"]
     rows = [
-        ("active users", figures["active_users"]),
+        ("active users (in the period, or now)", figures["active_users"]),
+        ("active users now (a server running or logged in)", figures["active_users_now"]),
         ("running servers", figures["running_servers"]),
         ("spawns", figures["spawns"]),
         ("spawn failures", figures["spawn_failures"]),
         ("median spawn time", "-" if median is None else f"{median:.2f} s"),
+        ("longest spawn time", "-" if longest is None else f"{longest:.2f} s"),
+        ("logins", figures["logins"]),
+        ("pushes (commits)", f"{figures['pushes']} ({figures['commits_pushed']})"),
+        ("collaboration sessions", figures["collab_sessions"]),
+        ("collaboration joins", figures["collab_joins"]),
+        ("cells run together", figures["executions"]),
     ]
     table = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
+    links = " ".join(
+        f"<b>{name}</b>" if name == figures["period"] else f'<a href="?period={name}">{name}</a>'
+        for name in PERIODS
+    )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>hub-stats</title>"
-        "<meta http-equiv='refresh' content='10'></head><body><h1>hub-stats</h1>"
-        f"<table>{table}</table><h2>spawns per hour</h2>"
-        f"{chart(figures['spawns_per_hour'], now)}"
+        "<meta http-equiv='refresh' content='30'></head><body><h1>hub-stats</h1>"
+        f"<p>period: {links} (from {html.escape(figures['since'])}"
+        f" to {html.escape(figures['until'])})</p>"
+        f"<table>{table}</table><h2>over the period</h2>{chart(figures['chart'])}"
         f"<p>last event {html.escape(str(figures['last_event_id']))}</p></body></html>"
     )
 
@@ -204,14 +341,20 @@ async def read_events(response: aiohttp.ClientResponse, stats: Stats) -> None:
 
 
 def make_app(stats: Stats, prefix: str) -> web.Application:
-    """The statistics' web app, under ``prefix``."""
+    """The statistics' web app, under ``prefix``: ``?period=`` chooses the period."""
 
-    async def as_json(_request: web.Request) -> web.Response:
-        return web.json_response(stats.figures(datetime.now(UTC)))
+    def figures(request: web.Request) -> dict[str, Any]:
+        try:
+            name, _ = period_of(request.query.get("period"))
+        except BadPeriod as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        return stats.figures(datetime.now(UTC), name)
 
-    async def as_html(_request: web.Request) -> web.Response:
-        now = datetime.now(UTC)
-        return web.Response(text=page(stats.figures(now), now), content_type="text/html")
+    async def as_json(request: web.Request) -> web.Response:
+        return web.json_response(figures(request))
+
+    async def as_html(request: web.Request) -> web.Response:
+        return web.Response(text=page(figures(request)), content_type="text/html")
 
     app = web.Application()
     app.add_routes([web.get(f"{prefix}stats.json", as_json), web.get(prefix, as_html)])

@@ -10,6 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hub-stats" / "hub_stats.py"
 T0 = datetime(2026, 11, 25, 9, 59, 58, tzinfo=UTC)
 
@@ -52,19 +54,62 @@ def test_figures_from_servers_and_sessions() -> None:
     for number, item in enumerate(events, 1):
         assert stats.apply(f"9:{number}", item)
     assert not stats.apply("9:3", events[2])  # already counted: ignored
-    figures = stats.figures(T0 + timedelta(minutes=5))
+    now = T0 + timedelta(minutes=5)
+    figures = stats.figures(now)
+    chart = figures.pop("chart")
     assert figures == {
-        "active_users": 3,
-        "active_user_names": ["bob", "cyd", "dan"],  # eve's session has expired
+        "period": "24h",
+        "since": "2026-11-24T10:04:58Z",
+        "until": "2026-11-25T10:04:58Z",
+        "active_users": 5,  # ada and eve too: active in the period, though not now
+        "active_users_now": 3,  # bob's server, cyd's and dan's sessions (eve's expired)
         "logged_in_users": 2,
         "running_servers": 1,
         "spawns": 3,
-        "spawns_per_hour": {"2026-11-25T09:00Z": 1, "2026-11-25T10:00Z": 2},
         "spawn_failures": 1,
-        "median_spawn_seconds": 2.5,
+        "median_spawn_seconds": 2.5,  # 3.5 s and 1.5 s; the failed one is not a duration
+        "max_spawn_seconds": 3.5,
+        "logins": 4,
+        "pushes": 0,
+        "commits_pushed": 0,
+        "collab_sessions": 0,
+        "collab_joins": 0,
+        "executions": 0,
         "events": len(events),
         "last_event_id": f"9:{len(events)}",
     }
-    html = hub_stats.page(figures, T0 + timedelta(minutes=5))
+    assert len(chart["buckets"]) == 24
+    assert chart["series"]["spawns"][-1] == 3  # all in the last hour of the day
+    assert sum(chart["series"]["logins"]) == 4
+    html = hub_stats.page(stats.figures(now))
     assert "<svg" in html
     assert "2.50 s" in html
+    assert "ada" not in html  # aggregate-only
+
+
+def test_a_period_counts_only_what_happened_in_it() -> None:
+    hub_stats = load()
+    stats = hub_stats.Stats()
+    events = [
+        event("user.logged_in", -3 * 3600, name="ada", session_id="s1", expires_at=None),
+        event("project.pushed", -2 * 3600, pusher="ada", commits=3, project_id="p", refs=[]),
+        event("collab_session.created", -600, created_by="bob", room="r", kernel_name="k"),
+        event("collab.participant_joined", -590, participant="user:bob", room="r",
+              connection="c", access="write"),
+        event("collab.participant_joined", -580, participant="service:bot", room="r",
+              connection="d", access="read"),
+        event("collab_session.execution_requested", -570, requester="bob", request_id="x",
+              cell_id="c1", via="rest"),
+        event("project.pushed", -60, pusher="cyd", commits=1, project_id="p", refs=[]),
+    ]  # fmt: skip
+    for number, item in enumerate(events, 1):
+        assert stats.apply(f"9:{number}", item)
+    hour = stats.figures(T0, "1h")
+    assert (hour["pushes"], hour["commits_pushed"], hour["logins"]) == (1, 1, 0)
+    assert (hour["collab_sessions"], hour["collab_joins"], hour["executions"]) == (1, 1, 1)
+    assert hour["active_users"] == 3  # bob, cyd, and ada logged in (no expiry) now
+    day = stats.figures(T0, "24h")
+    assert (day["pushes"], day["commits_pushed"], day["logins"]) == (2, 4, 1)
+    assert sum(day["chart"]["series"]["pushes"]) == 2
+    with pytest.raises(hub_stats.BadPeriod, match="period must be one of 1h, 6h, 24h, 7d, 30d"):
+        hub_stats.period_of("2w")
