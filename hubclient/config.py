@@ -111,9 +111,9 @@ def discover(
     if hub is not None:
         url = normalize(hub)
         secret = token or environ.get("CHRONOHUB_TOKEN")
-        if secret is None and environ.get("JUPYTERHUB_API_URL"):
-            if normalize(environ["JUPYTERHUB_API_URL"]) == url:
-                secret = environ.get("JUPYTERHUB_API_TOKEN")
+        inside = environ.get("JUPYTERHUB_API_URL")
+        if secret is None and inside and normalize(inside) == url:
+            secret = environ.get("JUPYTERHUB_API_TOKEN")
         if secret is None and saved is not None and normalize(saved.hub) == url:
             secret = saved.token
         found = Hub(url, secret, "--hub")

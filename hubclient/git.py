@@ -22,6 +22,7 @@ from hubclient import errors
 PROGRESS = re.compile(r"^(?:remote: )?([A-Za-z][A-Za-z ]+):\s+(\d+)% \((\d+)/(\d+)\)")
 
 Progress = Callable[[str, int, int], None]
+GIT = "git"  # the git on PATH, as a person typing git would run
 
 
 class GitError(errors.ClientError):
@@ -81,7 +82,7 @@ class Git:
         """Run ``git args`` and capture its output; ``GitError`` if it fails and ``check``."""
         try:
             done = subprocess.run(  # noqa: S603 (git, with arguments, no shell)
-                ["git", *args],
+                [GIT, *args],
                 cwd=cwd or self.cwd,
                 input=stdin,
                 capture_output=True,
@@ -107,7 +108,7 @@ class Git:
     ) -> str:
         """Run a network command (clone, fetch, push), reporting git's progress lines to
         ``progress(stage, done, total)`` as they come; its stderr as text, or ``GitError``."""
-        command = ["git", *args]
+        command = [GIT, *args]
         if progress is not None:
             command.insert(2, "--progress")
         try:
@@ -124,7 +125,7 @@ class Git:
         assert process.stderr is not None
         said: list[str] = []
         pending = b""
-        while chunk := process.stderr.read1(4096):
+        while chunk := process.stderr.read1(4096):  # type: ignore[attr-defined]
             pending += chunk
             *lines, pending = re.split(rb"[\r\n]", pending)
             for raw in lines:

@@ -37,8 +37,8 @@ def strip_folder(root: Path) -> list[str]:
         relative = path.relative_to(root)
         if relative.parts[0] == ".git" or ".ipynb_checkpoints" in relative.parts:
             continue
-        notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)  # type: ignore[no-untyped-call]
         if strip(notebook):
-            nbformat.write(notebook, path)
+            nbformat.write(notebook, path)  # type: ignore[no-untyped-call]
             done.append(relative.as_posix())
     return done

@@ -83,6 +83,7 @@ def plan(
     """Merge ``theirs`` into ``ours`` file by file (their merge base as the common ancestor;
     none for unrelated histories); only object reads."""
     from hubclient import merge
+
     base_run = repo.run("merge-base", ours, theirs, check=False)
     base = base_run.stdout.decode().strip() or None if base_run.returncode == 0 else None
     at_base, at_ours, at_theirs = files(repo, base), files(repo, ours), files(repo, theirs)
@@ -114,9 +115,9 @@ def plan(
     merged, conflicts = merge.merge_files(versions, picks, default)
     changes: dict[str, tuple[str, bytes | None]] = {}
     for result in merged:
-        entry = at_theirs.get(result.path) or at_ours.get(result.path)
         ours_entry = at_ours.get(result.path)
-        mode = (ours_entry or entry).mode if (ours_entry or entry) else REGULAR
+        either = ours_entry or at_theirs.get(result.path)
+        mode = either.mode if either is not None else REGULAR
         if result.content is None and ours_entry is None:
             continue
         if (
@@ -151,9 +152,7 @@ def commit(repo: git.Git, result: Plan, message: str) -> str:
                 extra_env=index,
             )
         tree = repo.out("write-tree", extra_env=index)
-    return repo.out(
-        "commit-tree", tree, "-p", result.ours, "-p", result.theirs, "-m", message
-    )
+    return repo.out("commit-tree", tree, "-p", result.ours, "-p", result.theirs, "-m", message)
 
 
 def apply(repo: git.Git, target: str) -> None:

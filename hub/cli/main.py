@@ -32,6 +32,12 @@ console = Console(stderr=True)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``chronohub`` command."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] in (["project"], ["login"]):
+        # The projects client (hubclient) needs no hub configuration, database or hub import.
+        from hubclient import cli as client
+
+        return client.main(words)
     args = _parser().parse_args(argv)
     try:
         config = hub_settings.load(**_overrides(args))

@@ -121,9 +121,7 @@ def push(
     branch = ws.branch()
     with ctx.out.progress(f"push {full_name}") as progress:
         try:
-            said = ws.git.transfer(
-                "push", "origin", f"HEAD:refs/heads/{branch}", progress=progress
-            )
+            said = ws.git.transfer("push", "origin", f"HEAD:refs/heads/{branch}", progress=progress)
         except git.GitError as exc:
             raise git_failure(exc, full_name, hub) from exc
     ws.git.run("config", f"branch.{branch}.remote", "origin")

@@ -13,7 +13,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hubclient import api, config, errors, git, trees, workspace
 from hubclient.commands import Context, git_failure
@@ -105,7 +105,7 @@ def pull(
         raise errors.Access(f"no token for {ws.hub.url}: run chronohub login {ws.hub.url}")
     repo = ws.git
     if ws.commit_all("local changes before pull"):
-        ctx.out.say("committed your local changes first (\"local changes before pull\")")
+        ctx.out.say('committed your local changes first ("local changes before pull")')
     _stop_if_asked("after-local-commit", ctx.environ)
     branch = ws.branch()
     tracking = f"refs/remotes/origin/{branch}"
@@ -135,14 +135,12 @@ def pull(
     commit = trees.commit(repo, plan, f"Merge {label} ({theirs[:10]}) into {branch}")
     _stop_if_asked("before-update", ctx.environ)
     trees.apply(repo, commit)
-    picked = [
-        {"path": m.path, "picked": list(m.picked)} for m in plan.merged if m.picked
-    ]
+    picked = [{"path": m.path, "picked": list(m.picked)} for m in plan.merged if m.picked]
     return _done(ctx, label, "merged", commit, picked)
 
 
 def _done(
-    ctx: Context, label: str, status: str, commit: str, picked: list[dict[str, object]]
+    ctx: Context, label: str, status: str, commit: str, picked: list[dict[str, Any]]
 ) -> int:
     words = {
         "up-to-date": f"{label}: already up to date",
@@ -152,7 +150,7 @@ def _done(
     }
     ctx.out.say(words[status])
     for entry in picked:
-        ctx.out.say(f"  {entry['path']}: picked {', '.join(entry['picked'])}")  # type: ignore[arg-type]
+        ctx.out.say(f"  {entry['path']}: picked {', '.join(entry['picked'])}")
     ctx.out.result({"status": status, "project": label, "commit": commit, "picked": picked})
     return errors.OK
 
