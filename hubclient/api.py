@@ -85,12 +85,14 @@ class Api:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
-            if status == 401 or (status == 403 and path == "/user"):
+            message = _message(raw, status)
+            # JupyterHub answers an unknown token 403 "Missing or invalid credentials."
+            if status == 401 or (status == 403 and "invalid credentials" in message):
                 raise errors.Access(
                     f"the hub at {self.hub.url} refused the token ({self.hub.source}): it was"
                     f" revoked, has expired or was never valid; run chronohub login {self.hub.url}"
                 ) from exc
-            raise ApiError(status, _message(raw, status)) from exc
+            raise ApiError(status, message) from exc
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise _unreachable(self.hub.url, exc) from exc
         return json.loads(raw) if raw.strip() else None
@@ -125,6 +127,9 @@ class Api:
             reply: dict[str, Any] = self.call("GET", f"/projects/{_q(owner)}/{_q(name)}")
         except ApiError as exc:
             if exc.status == 404:
+                # A refused token reads as anonymous, to whom a private project is a 404 too:
+                # make sure it is the project that is missing, not the token.
+                self.me()
                 return None
             raise
         return reply

@@ -139,9 +139,7 @@ def pull(
     return _done(ctx, label, "merged", commit, picked)
 
 
-def _done(
-    ctx: Context, label: str, status: str, commit: str, picked: list[dict[str, Any]]
-) -> int:
+def _done(ctx: Context, label: str, status: str, commit: str, picked: list[dict[str, Any]]) -> int:
     words = {
         "up-to-date": f"{label}: already up to date",
         "fast-forward": f"{label}: updated to {commit[:10]}",
