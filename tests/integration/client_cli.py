@@ -75,6 +75,11 @@ class Person:
         assert ran.code == 0, f"chronohub {' '.join(args)} exited {ran.code}:\n{ran.err}"
         return ran
 
+    async def ok_env(self, *args: str, env: dict[str, str]) -> Ran:
+        ran = await self(*args, env=env)
+        assert ran.code == 0, f"chronohub {' '.join(args)} exited {ran.code}:\n{ran.err}"
+        return ran
+
     async def git(self, *args: str, cwd: Path) -> str:
         """Plain git, as this person (no token: git is the person's own)."""
         process = await asyncio.create_subprocess_exec(
