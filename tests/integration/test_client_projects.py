@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.browser import Browser, set_password
 from tests.integration.client_cli import Person, edit_cell, notebook, sources
 from tests.integration.projects_fixtures import ProjectsHub
 
@@ -133,3 +134,25 @@ async def test_pick_file_ours(projects_hub: ProjectsHub, tmp_path: Path) -> None
     assert (await alice("project", "pull", str(work))).code == 1
     await alice.ok("project", "pull", str(work), "--pick-file", "notes.txt=ours")
     assert (work / "notes.txt").read_text() == "first line by alice\nsecond line\n"
+
+
+async def test_recipients_see_the_project_on_their_home_page(
+    projects_hub: ProjectsHub, tmp_path: Path
+) -> None:
+    hub = projects_hub
+    alice, _ = await people(hub, tmp_path)
+    await set_password(hub, "bob")
+    await set_password(hub, "carol")
+    await alice.ok("project", "push", str(folder(alice)), "--team", "physics")
+    for name, sees in (("bob", True), ("carol", False)):
+        browser = Browser(hub.base_url)
+        try:
+            assert (await browser.login(name)).status == 302
+            home = await browser.get("/hub/home")
+            assert home.status == 200, home.text
+            shown = 'data-name="alice/course"' in home.text
+            assert shown is sees, home.text
+            if sees:
+                assert "chronohub project checkout alice/course" in home.text
+        finally:
+            await browser.close()
