@@ -122,6 +122,17 @@ class Git:
             )
         except FileNotFoundError as exc:
             raise errors.Failed("git is not installed (the client needs the git command)") from exc
+        with process:  # closes the pipe however this ends
+            said = self._read_progress(process, progress)
+            status = process.wait()
+        text = "\n".join(said)
+        if status != 0:
+            raise GitError(args, status, text)
+        return text
+
+    @staticmethod
+    def _read_progress(process: subprocess.Popen[bytes], progress: Progress | None) -> list[str]:
+        """git's stderr: progress lines to ``progress``, the other lines returned."""
         assert process.stderr is not None
         said: list[str] = []
         pending = b""
@@ -137,8 +148,4 @@ class Git:
                     said.append(line)
         if pending.strip():
             said.append(pending.decode("utf-8", "replace"))
-        status = process.wait()
-        text = "\n".join(said)
-        if status != 0:
-            raise GitError(args, status, text)
-        return text
+        return said

@@ -156,3 +156,33 @@ async def test_recipients_see_the_project_on_their_home_page(
                 assert "chronohub project checkout alice/course" in home.text
         finally:
             await browser.close()
+
+
+async def test_init_strip_outputs_and_revoke(projects_hub: ProjectsHub, tmp_path: Path) -> None:
+    hub = projects_hub
+    alice, bob = await people(hub, tmp_path)
+    work = folder(alice, "answers")
+    (work / ".ipynb_checkpoints").mkdir()
+    (work / ".ipynb_checkpoints" / "lab-checkpoint.ipynb").write_bytes(notebook("scratch"))
+    inited = (await alice.ok("project", "init", str(work), "--name", "exercises", "--json")).json()
+    assert inited["project"] == "alice/exercises"
+    again = await alice("project", "init", str(alice.home / "course-elsewhere"))
+    assert again.code == 2  # no such folder
+
+    await alice.ok("project", "push", str(work), "--strip-outputs", "--to", "bob")
+    copy = Path((await bob.ok("project", "checkout", "alice/exercises", "--json")).json()["path"])
+    text = (copy / "lab.ipynb").read_text()
+    assert '"outputs": []' in text
+    assert "out 0" not in text
+    assert not (copy / ".ipynb_checkpoints").exists()  # editor scratch is never committed
+    # the folder's own files were stripped too: nothing is left to commit
+    assert await alice.git("status", "--porcelain", cwd=work) == ""
+
+    await alice.ok("project", "share", "alice/exercises", "--to", "bob", "--revoke")
+    gone = await bob("project", "pull", str(copy))
+    assert gone.code == 3, gone.err
+    listed = (await bob.ok("project", "list", "--shared", "--json")).json()
+    assert listed["projects"] == []
+    # someone else's project of that name is refused by name, not overwritten
+    taken = await bob("project", "share", "alice/exercises", "--to", "bob")
+    assert taken.code == 3, taken.err
