@@ -472,6 +472,13 @@ class Settings(BaseSettings):
     named_server_limit_per_user: int = Field(
         default=0, ge=0, description="Most named servers a user may have (0: no limit)"
     )
+    server_token_projects: bool = Field(
+        default=True,
+        description="Let a server's own token (JUPYTERHUB_API_TOKEN) create, push to and share"
+        " its user's projects, and use those shared with them, so that chronohub project works in"
+        " the server's terminal; false gives it only JupyterHub's server role (whoever can use"
+        " the server can read its token)",
+    )
     allow_named_servers: bool = Field(
         default=True,
         description="Let users run named servers (/user/<name>/<server>/) beside their default one",

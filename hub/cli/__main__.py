@@ -2,6 +2,6 @@
 
 import sys
 
-from hub.cli import main
+from hub.cli import entry
 
-sys.exit(main.main())
+sys.exit(entry.main())

@@ -18,9 +18,9 @@ from rich.text import Text
 
 from hub import app, bootstrap, data_dir, database, errors, startup
 from hub import settings as hub_settings
+from hub.cli import entry, progress
 from hub.cli import events as events_cli
 from hub.cli import password as password_cli
-from hub.cli import progress
 from hub.cli import projects as projects_cli
 from hub.cli import users as users_cli
 from hub.projects import gc
@@ -31,8 +31,11 @@ console = Console(stderr=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``chronohub`` command."""
-    args = _parser().parse_args(argv)
+    """The hub's own ``chronohub`` commands (hub/cli/entry.py hands the client's over)."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] and words[0] in entry.CLIENT_COMMANDS:
+        return entry.main(words)
+    args = _parser().parse_args(words)
     try:
         config = hub_settings.load(**_overrides(args))
     except pydantic.ValidationError as exc:
@@ -178,6 +181,10 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=events_cli.positive_int, default=1000, help="most rows shown (default 1000)"
     )
     state.set_defaults(command=_state)
+
+    # Handed over to hubclient by hub/cli/entry.py before this parser runs; listed for --help.
+    commands.add_parser("project", help="the projects client: push, checkout, pull, share …")
+    commands.add_parser("login", help="sign in to a hub and keep a token for 'chronohub project'")
 
     projects = commands.add_parser("projects", help="look after projects' repositories")
     project_actions = projects.add_subparsers(required=True, metavar="ACTION")

@@ -217,6 +217,7 @@ async def home(request: web.Request) -> web.StreamResponse:
         allow_named=spawning and auth.settings.allow_named_servers,
         spawn_url=f"/hub/spawn/{user_pages.server_path(row['name'], '')}",
         admin_ui=access.caller_of(request).grants.holds(scope_table.ADMIN_UI),
+        shared_projects=await user_pages.home_shared_projects(request),
     )
 
 

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from events import sql
 from hub import errors
+from hub.api import projects as projects_api
 from hub.api import servers as servers_api
 from hub.auth import access, identity, scope_table, scopes
 from hub.context import HUB
@@ -349,6 +350,15 @@ async def home_servers(request: web.Request, user_id: Any, user: str) -> list[di
             }
         )
     return listed
+
+
+async def home_shared_projects(request: web.Request) -> list[dict[str, Any]]:
+    """The projects shared with the signed-in user (or a team of theirs), for the home page:
+    the read of ``GET /hub/api/projects?shared_with_me=true``, rendered as the API does."""
+    caller = access.caller_of(request)
+    async with request.app[HUB].store.pool.acquire() as conn:
+        rows = await projects_api.readable_projects(conn, caller, owner=None, shared_only=True)
+    return [projects_api.render(request, row) for row in rows]
 
 
 def routes() -> list[web.RouteDef]:

@@ -25,6 +25,7 @@ class Settings:
     named_limit: int
     allow_named: bool
     public_url: str | None = None
+    server_token_projects: bool = True
     # Where single-user servers reach the hub's API: its internal address, known before the
     # hub serves (a server spawned at once must not be given a guessed one).
     hub_url: str = "http://127.0.0.1:8081/hub/"
@@ -53,6 +54,7 @@ def settings_from(
         named_limit=config.named_server_limit_per_user,
         allow_named=config.allow_named_servers,
         public_url=config.public_url,
+        server_token_projects=config.server_token_projects,
         isolation=code or isolation.Isolation.from_settings(config),
         hub_url=hub_url or startup.url(config.hub_ip, config.hub_port, "/hub/"),
     )

@@ -183,7 +183,9 @@ class ServerManager:
                         session,
                         owner_name=user,
                         user_id=user_id,
-                        scopes=rules.server_token_scopes(user, server_name),
+                        scopes=rules.server_token_scopes(
+                            user, server_name, projects=self.settings.server_token_projects
+                        ),
                         note=f"Server at {rules.prefix(user, server_name)}",
                         expires_in=None,
                         now=datetime.now(UTC),

@@ -138,6 +138,12 @@ def contract_env(
     return env
 
 
-def server_token_scopes(user: str, server_name: str) -> list[str]:
-    """The ``server`` role, resolved for this server: report activity, let its users in."""
-    return [f"access:servers!server={user}/{server_name}", f"users:activity!user={user}"]
+def server_token_scopes(user: str, server_name: str, *, projects: bool = False) -> list[str]:
+    """The ``server`` role, resolved for this server: report activity, let its users in; with
+    ``projects``, also what ``chronohub project`` needs from inside the server: manage the
+    user's own projects, and write those shared with them (a token's ``write:projects`` counts
+    only where its user holds the role, through a membership, so it grants nothing more)."""
+    role = [f"access:servers!server={user}/{server_name}", f"users:activity!user={user}"]
+    if projects:
+        role += [f"admin:projects!user={user}", "write:projects"]
+    return role

@@ -742,10 +742,16 @@ async def test_the_oauth_client_is_registered_at_spawn_and_forgotten_at_stop(
     status, server = await hub.call("GET", "/users/uma/servers/lab", token=token)
     assert status == 200, server
     assert server["user_options"] == options
-    # The token the client's secret is: the server's own, with the server role's scopes.
+    # The token the client's secret is: the server's own, with the server role's scopes and
+    # (server_token_projects, on by default) what chronohub project needs in the server.
     async with hub.store.pool.acquire() as conn:
         scopes = await conn.fetchval("SELECT scopes FROM tokens WHERE token_id = $1", token_id)
-    assert sorted(scopes) == ["access:servers!server=uma/lab", "users:activity!user=uma"]
+    assert sorted(scopes) == [
+        "access:servers!server=uma/lab",
+        "admin:projects!user=uma",
+        "users:activity!user=uma",
+        "write:projects",
+    ]
     assert (await hub.call("DELETE", "/users/uma/servers/lab", token=token))[0] == 204
     assert oauth.calls[-1] == ("unregister", "uma", "lab")
 

@@ -1,0 +1,252 @@
+"""Notebooks merged by cell with nbdime, never with conflict markers in the result.
+
+nbdime decides the merge (cells added, deleted, moved, edited on either side); its "inline"
+strategies, which write markers into sources and record conflicts in the metadata, are never
+used: a merge first runs with the "mergetool" strategy, which leaves every conflict undecided
+and flagged, so the conflicts can be named; a pick then reruns it with "use-local" or
+"use-remote", which settle the conflicting parts only and keep the other side's other changes.
+nbdime is imported inside the functions: `import hubclient.merge` stays fast for commands that
+never merge a notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+
+_SIDES = ("ours", "theirs")
+_STRATEGY = {None: "mergetool", "ours": "use-local", "theirs": "use-remote"}
+# The parts of a cell that running it changes: a conflict there alone is "outputs only".
+_RUN_PARTS = frozenset({"outputs", "execution_count"})
+# Marker lines of a text merge or of nbdime's inline strategies, and nbdime's conflict record.
+_MARKER = re.compile(r"^(<{7}|={7}|>{7}|\|{7})( |$)", re.MULTILINE)
+_NBDIME_RECORD = "nbdime-conflicts"
+_INSERTED = "cells inserted before it"
+
+
+@dataclass(frozen=True)
+class Clean:
+    """The merged notebook as nbformat writes it; picked names the cells a pick decided."""
+
+    content: bytes
+    picked: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unmerged:
+    """Conflicting cells (or a notebook nbdime could not merge), one line each."""
+
+    reason: str
+    cells: tuple[str, ...] = ()
+
+
+class _NotNotebook(ValueError):
+    """The bytes are not a valid nbformat 4 notebook."""
+
+
+def invalid(base: bytes, ours: bytes, theirs: bytes, *, base_absent: bool) -> str | None:
+    """Why one of the three is not a notebook that can be merged by cell, or None."""
+    named = (("ours", ours), ("theirs", theirs)) + (() if base_absent else (("base", base),))
+    for name, data in named:
+        try:
+            _read(data)
+        except _NotNotebook as error:
+            return f"{name}: {error}"
+    return None
+
+
+def merge(
+    base: bytes,
+    ours: bytes,
+    theirs: bytes,
+    pick: Literal["ours", "theirs"] | None,
+    *,
+    base_absent: bool,
+) -> Clean | Unmerged:
+    """Merge by cell; without a pick any conflict is Unmerged, with one that side wins it."""
+    local, remote = _read(ours), _read(theirs)
+    origin = _empty_like(local) if base_absent else _read(base)
+    try:
+        merged, decisions = _nbdime_merge(origin, local, remote, None)
+        conflicts = [d for d in decisions if d["conflict"]]
+        cells = _describe(origin, conflicts)
+        if conflicts and pick is None:
+            return Unmerged(_reason(cells), tuple(cells))
+        if conflicts:
+            merged, decisions = _nbdime_merge(origin, local, remote, pick)
+            if any(d["conflict"] for d in decisions):  # pragma: no cover (nbdime settles all)
+                return Unmerged("nbdime left a conflict that a pick could not settle")
+        content = _write(merged, (base, ours, theirs))
+    # nbdime's merge asserts its invariants and fails ("fail" strategy) on changes it cannot
+    # merge, such as a cell's type changed differently on both sides: that is content it cannot
+    # merge, for the caller a conflict (or, with a pick, the picked side whole), not a crash.
+    except (AssertionError, RuntimeError, KeyError, IndexError, TypeError, _NotNotebook) as error:
+        message = f"nbdime could not merge it ({type(error).__name__}: {error})".strip()
+        if pick is None:
+            return Unmerged(message[:300])
+        return Clean(ours if pick == "ours" else theirs, (f"whole notebook, as {message[:200]}",))
+    return Clean(content, tuple(cells) if conflicts else ())
+
+
+def _read(data: bytes) -> NotebookNode:
+    from nbformat import v4
+
+    try:
+        text = data.decode("utf-8")
+        parsed = json.loads(text)
+    except UnicodeDecodeError as error:
+        raise _NotNotebook(f"not UTF-8 ({error.reason} at byte {error.start})") from error
+    except json.JSONDecodeError as error:
+        raise _NotNotebook(f"not valid JSON ({error.msg}, line {error.lineno})") from error
+    if not isinstance(parsed, dict) or parsed.get("nbformat") != 4:
+        raise _NotNotebook("valid JSON but not an nbformat 4 notebook")
+    # as nbformat reads a file: multi-line strings joined, which nbdime's merge expects
+    node: NotebookNode = v4.reads(text)  # type: ignore[no-untyped-call]
+    _validate(node)
+    return node
+
+
+def _validate(node: NotebookNode) -> None:
+    import nbformat
+
+    try:
+        with warnings.catch_warnings():
+            # nbformat warns (rather than fails) about what it repairs itself, e.g. missing cell ids
+            warnings.simplefilter("ignore")
+            nbformat.validate(node)
+    except nbformat.ValidationError as error:
+        raise _NotNotebook(f"not valid nbformat ({error.message})") from error
+
+
+def _empty_like(notebook: NotebookNode) -> NotebookNode:
+    """The base of a notebook added on both sides: the same format, no cells, no metadata."""
+    from nbformat import v4
+
+    empty: NotebookNode = v4.new_notebook()  # type: ignore[no-untyped-call]
+    empty.nbformat_minor = notebook.nbformat_minor
+    return empty
+
+
+def _nbdime_merge(
+    base: NotebookNode,
+    local: NotebookNode,
+    remote: NotebookNode,
+    pick: Literal["ours", "theirs"] | None,
+) -> tuple[NotebookNode, list[dict[str, Any]]]:
+    from nbdime.merging import merge_notebooks
+
+    args = argparse.Namespace(
+        merge_strategy=_STRATEGY[pick],
+        input_strategy=None,
+        output_strategy=None,
+        # outputs and execution counts that differ are a conflict too, not silently cleared
+        ignore_transients=False,
+        log_level="WARNING",
+    )
+    quiet = _QuietMergetool()
+    logger = logging.getLogger("nbdime")
+    logger.addFilter(quiet)
+    try:
+        merged, decisions = merge_notebooks(base, local, remote, args)
+    finally:
+        logger.removeFilter(quiet)
+    return merged, list(decisions)
+
+
+class _QuietMergetool(logging.Filter):
+    """nbdime warns of every conflict that the "mergetool" strategy leaves undecided, which is
+    what that strategy is asked to do here: those warnings are dropped, others kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Unhandled conflict strategy mergetool")
+
+
+def _write(merged: NotebookNode, inputs: tuple[bytes, ...]) -> bytes:
+    """The merged notebook as nbformat writes it, checked valid and free of conflict marks."""
+    import nbformat
+    from nbformat.corpus.words import generate_corpus_id
+
+    if (merged.nbformat, merged.nbformat_minor) >= (4, 5):
+        # nbdime drops the id of a cell whose id both sides changed ("remove" strategy); a
+        # notebook of format 4.5 needs one on every cell, unique
+        seen: set[str] = set()
+        for cell in merged.cells:
+            if not cell.get("id") or cell["id"] in seen:
+                cell["id"] = generate_corpus_id()  # type: ignore[no-untyped-call]
+            seen.add(cell["id"])
+    _validate(merged)
+    text: str = nbformat.writes(merged) + "\n"  # type: ignore[no-untyped-call]
+    if _NBDIME_RECORD in text and not any(_NBDIME_RECORD.encode() in data for data in inputs):
+        raise _NotNotebook("nbdime recorded a conflict in the metadata")
+    known = {m.group(0) for data in inputs for m in _MARKER.finditer(data.decode("utf-8"))}
+    if any(m.group(0) not in known for m in _MARKER.finditer(text)):
+        raise _NotNotebook("the merge wrote a conflict marker")
+    return text.encode("utf-8")
+
+
+def _describe(base: NotebookNode, conflicts: list[dict[str, Any]]) -> list[str]:
+    """One line per conflicting cell ("cell 2 (id 5f3a): source, outputs"), in base's order."""
+    parts: dict[tuple[int, str], list[str]] = {}
+
+    def add(order: int, name: str, what: str) -> None:
+        found = parts.setdefault((order, name), [])
+        if what not in found:
+            found.append(what)
+
+    cells = base.cells
+    for decision in conflicts:
+        path = tuple(decision["common_path"])
+        ops = [*(decision["local_diff"] or []), *(decision["remote_diff"] or [])]
+        if path[:1] == ("cells",) and len(path) >= 2:
+            index = int(path[1])
+            what = (
+                str(path[2]) if len(path) > 2 else ", ".join(sorted({str(o["key"]) for o in ops}))
+            )
+            add(index, _cell_name(cells, index), what)
+        elif path == ("cells",):
+            # cells inserted, deleted or replaced at the same place on both sides
+            for index in sorted({int(o["key"]) for o in ops}):
+                ours = _verbs(decision["local_diff"], index)
+                theirs = _verbs(decision["remote_diff"], index)
+                if ours == theirs == _INSERTED:
+                    place = (
+                        "at the end"
+                        if index >= len(cells)
+                        else f"before {_cell_name(cells, index)}"
+                    )
+                    add(index, f"new cells {place}", "inserted by us and by them")
+                else:
+                    add(index, _cell_name(cells, index), f"{ours} by us, {theirs} by them")
+        else:
+            where = "/".join(str(p) for p in path) or ", ".join(
+                sorted({str(o["key"]) for o in ops})
+            )
+            add(-1, "notebook", where)
+    return [f"{name}: {', '.join(whats)}" for (_, name), whats in sorted(parts.items())]
+
+
+def _cell_name(cells: list[Any], index: int) -> str:
+    cell_id = cells[index].get("id") if index < len(cells) else None
+    return f"cell {index + 1}" + (f" (id {cell_id})" if cell_id else "")
+
+
+def _verbs(diff: list[dict[str, Any]] | None, index: int) -> str:
+    words = {"addrange": _INSERTED, "removerange": "deleted", "patch": "changed"}
+    found = [words.get(o["op"], o["op"]) for o in diff or [] if int(o["key"]) == index]
+    return " and ".join(found) or "unchanged"
+
+
+def _reason(cells: list[str]) -> str:
+    kinds = {what.strip() for line in cells for what in line.split(": ", 1)[1].split(",")}
+    count = f"{len(cells)} cell" + ("s" if len(cells) != 1 else "")
+    if kinds <= _RUN_PARTS:
+        return f"only outputs conflict: both ran {count} with different results"
+    return f"both changed {count} differently"
