@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -86,6 +87,66 @@ class ServiceConfig(BaseModel):
         default_factory=list,
         description="Scopes the service may ask its users for, beyond access to itself",
     )
+    # --- managed services: a process the hub runs (hub/services/) ---
+    command: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="The service's command: the hub runs it, watches it and restarts it"
+        " (a managed service); empty: an external service the hub only knows of",
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variables of a managed service's environment, applied last (over the"
+        " JUPYTERHUB_* ones)",
+    )
+    cwd: Path | None = Field(
+        default=None,
+        description="A managed service's working directory (default: its own directory,"
+        " <data_dir>/services/<name>)",
+    )
+    timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a managed service with a url has to answer at each start",
+    )
+    display: bool = Field(
+        default=True, description="List the service on the home page of users who may open it"
+    )
+    info: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Anything a deployment attaches to the service (shown in its REST model)",
+    )
+
+    @model_validator(mode="after")
+    def _managed_fields_need_a_command(self) -> ServiceConfig:
+        """Refuse the settings of a managed service on one without a command, and variable
+        names a process cannot have."""
+        if not self.command:
+            given = [
+                name
+                for name, value in (("environment", self.environment), ("cwd", self.cwd))
+                if value
+            ]
+            if given:
+                raise ValueError(
+                    f"service {self.name!r}: {', '.join(given)} only apply to a managed"
+                    " service: give it a command"
+                )
+        elif not self.command[0]:
+            raise ValueError(f"service {self.name!r}: the command's program is empty")
+        for key in self.environment:
+            if not key or "=" in key or "\x00" in key:
+                raise ValueError(
+                    f"service {self.name!r}: {key!r} is not an environment variable name"
+                )
+        if self.url is not None and self.command:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"service {self.name!r}: url {self.url!r} must be http(s)://host:port"
+                )
+        return self
 
 
 class RoleConfig(BaseModel):
@@ -224,6 +285,37 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Services, as JupyterHub's services entries: name, url, a preset API token,"
         " OAuth client settings ([[services]] tables)",
+    )
+    service_stop_grace_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Seconds a managed service has to exit after SIGTERM before SIGKILL",
+    )
+    service_restart_first_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="First wait before a managed service that died is started again; each"
+        " further death doubles it",
+    )
+    service_restart_max_s: float = Field(
+        default=60.0, gt=0, le=86400, description="Longest wait before a restart"
+    )
+    service_stable_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A managed service up this long is deemed healthy: the wait before its"
+        " next restart starts again from service_restart_first_s",
+    )
+    service_crash_loop_deaths: int = Field(
+        default=5,
+        ge=1,
+        description="Deaths within service_crash_loop_window_s that mark a managed service"
+        " failed: not restarted again until the hub restarts",
+    )
+    service_crash_loop_window_s: float = Field(
+        default=300.0, gt=0, description="The window of service_crash_loop_deaths"
     )
     roles: list[RoleConfig] = Field(
         default_factory=list,
