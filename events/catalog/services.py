@@ -66,7 +66,10 @@ class ServiceExited(models.Event):
     type: ClassVar[str] = "service.exited"
 
     name: str
-    code: int | None = Field(description="Its exit code (negative: the signal that ended it)")
+    # Not "code" nor "exit_code": the registry refuses names that read as secrets (share codes).
+    exit_status: int | None = Field(
+        description="Its exit code (negative: the signal that ended it)"
+    )
     reason: str = Field(default="", max_length=2000, description="Why, when the hub knows")
 
 

@@ -62,6 +62,10 @@ State = Literal["starting", "running", "restarting", "failed", "stopped"]
 RoutesChanged = Callable[[], Awaitable[None]]
 
 
+class PortTaken(Exception):
+    """The configured port of a service cannot be listened on; the message says why."""
+
+
 @dataclass(frozen=True)
 class Death:
     """How one start ended: after ``up_for`` seconds answering (0: it never did)."""
@@ -213,7 +217,7 @@ class Supervisor:
         entry = service.entry
         try:
             url = self._url(entry)
-        except OSError as exc:
+        except PortTaken as exc:
             return Death(0, None, str(exc))
         service.url = url
         try:
@@ -264,13 +268,14 @@ class Supervisor:
         else:
             await process.stop(0)  # whatever its group left behind
         await self._record(
-            service, service_events.ServiceExited(name=service.name, code=code, reason=reason)
+            service,
+            service_events.ServiceExited(name=service.name, exit_status=code, reason=reason),
         )
         return Death(up_for, code, reason)
 
     def _url(self, entry: hub_settings.ServiceConfig) -> str | None:
-        """Where this start listens; ``OSError`` naming the port when another process has the
-        configured one."""
+        """Where this start listens; ``PortTaken`` when another process has the configured
+        port."""
         if entry.url is None:
             return None
         parts = urlsplit(entry.url)
@@ -285,7 +290,7 @@ class Supervisor:
                 socket.create_server((host, port)).close()
             except OSError as exc:
                 why = "is taken by another process" if exc.errno == errno.EADDRINUSE else str(exc)
-                raise OSError(exc.errno, f"port {port} on {host} {why}") from exc
+                raise PortTaken(f"port {port} on {host} {why}") from exc
         return entry.url
 
     async def _wait_ready(
@@ -393,6 +398,7 @@ class Supervisor:
     def _note(self, service: Service, line: str) -> None:
         """Say in the service's own log what the hub did, beside what the service wrote."""
         path = log_path(self.config.data_dir, service.name)
+        data_dir.private_subdir(path.parent)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             with open(path, "a", encoding="utf-8") as file:
