@@ -14,7 +14,8 @@ One start of a service:
    start, said as such, rather than a service that exits with a bind error;
 2. its token: the configured ``api_token``, else a new one for each start (its hash stored,
    as every token's; the previous start's revoked);
-3. its process (``hub.processes``: its own process group, its log in
+3. its process (its program found in the hub's environment first, see ``resolve``;
+   ``hub.processes``: its own process group, its log in
    ``<data_dir>/logs/services/<name>.log``, the environment of ``hub.services.environment``);
 4. with a url, the wait until ``<url>/services/<name>/`` answers over HTTP (any status),
    at most the service's ``timeout``: one that never answers is stopped and counts as a
@@ -31,7 +32,9 @@ import asyncio
 import errno
 import logging
 import os
+import shutil
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -230,7 +233,8 @@ class Supervisor:
         path = log_path(self.config.data_dir, entry.name)
         cwd = entry.cwd or data_dir.private_subdir(self.config.data_dir / "services" / entry.name)
         try:
-            process = await processes.start(entry.command, env=env, cwd=cwd, log_path=path)
+            command = [resolve(entry.command[0]), *entry.command[1:]]
+            process = await processes.start(command, env=env, cwd=cwd, log_path=path)
         except FileNotFoundError:
             return Death(0, None, f"its command {entry.command[0]!r} does not exist")
         except PermissionError:
@@ -405,6 +409,16 @@ class Supervisor:
                 file.write(f"[chronohub {stamp}] service {service.name}: {line}\n")
         except OSError as exc:
             log.warning("could not write to %s: %s", path, exc)
+
+
+def resolve(program: str) -> str:
+    """``program`` as the hub's own environment has it, if it is there: ``python3`` is the
+    hub's interpreter and a tool installed beside the hub (``jupyterhub-idle-culler``) is
+    found first, as a TOML file cannot name ``sys.executable`` the way JupyterHub's Python
+    configuration does. Else as given, looked up on the service's PATH."""
+    if "/" in program:
+        return program
+    return shutil.which(program, path=str(Path(sys.executable).parent)) or program
 
 
 def _local(host: str) -> bool:
