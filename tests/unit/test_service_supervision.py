@@ -131,7 +131,7 @@ def test_a_service_without_url_gets_no_prefix_as_in_jupyterhub() -> None:
     ("fields", "message"),
     [
         ({"environment": {"A": "1"}}, "environment only apply to a managed service"),
-        ({"cwd": "/tmp"}, "cwd only apply to a managed service"),  # noqa: S108
+        ({"cwd": "/tmp"}, "cwd only apply to a managed service"),
         ({"command": [""]}, "the command's program is empty"),
         ({"command": ["x"], "environment": {"A=B": "1"}}, "is not an environment variable"),
         ({"command": ["x"], "url": "127.0.0.1:9000"}, "must be http(s)://host:port"),
