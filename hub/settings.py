@@ -67,7 +67,11 @@ class ServiceConfig(BaseModel):
     api_token: SecretStr | None = Field(
         default=None, description="A token the service authenticates with (kept as a hash)"
     )
-    url: str | None = Field(default=None, description="Where the service listens, if anywhere")
+    url: str | None = Field(
+        default=None,
+        description="Where the service listens, if anywhere; routed at /services/<name>/ (a"
+        " managed service on port 0, http://127.0.0.1:0, gets a free port at each start)",
+    )
     admin: bool = Field(default=False, description="Grant the admin role (deprecated: use roles)")
     oauth_client_id: str | None = Field(
         default=None,
