@@ -465,7 +465,10 @@ async def _serve(
                 lines.append(f"users' code: {code}")
             for line in lines:
                 print(line, flush=True)
-            api_url = startup.url(host, port, "/hub/api")
+            # A hub listening on every address is reached by its services on the loopback one
+            # (JupyterHub means to do so and, by a bug, passes the wildcard on).
+            loopback = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+            api_url = startup.url(loopback, port, "/hub/api")
             async with run_services(hub, api_url, state, application[services_api.SERVICES]):
                 stop = asyncio.Event()
                 loop = asyncio.get_running_loop()

@@ -182,6 +182,16 @@ class Supervisor:
     # --- one service's life -----------------------------------------------------------------
 
     async def _run(self, service: Service) -> None:
+        try:
+            await self._supervise(service)
+        except Exception as exc:
+            # A fault of the hub's own (not the service's): say so in its state; the task
+            # owner logs the traceback, and close() still stops its process.
+            service.moved_to("failed")
+            service.last_error = f"the hub stopped watching it after an error: {exc!r}"
+            raise
+
+    async def _supervise(self, service: Service) -> None:
         loop = asyncio.get_running_loop()
         decide = restarts.Restarts(self.policy)
         while True:
