@@ -232,6 +232,10 @@ class Supervisor:
             url = self._url(entry)
         except PortTaken as exc:
             return Death(0, None, str(exc))
+        except OSError as exc:  # no free port on the configured host
+            return Death(0, None, f"no port to listen on at {entry.url}: {exc}")
+        if entry.cwd is not None and not entry.cwd.is_dir():
+            return Death(0, None, f"its working directory {entry.cwd} is not a directory")
         service.url = url
         try:
             secret = await self._token(service)

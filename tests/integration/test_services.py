@@ -345,6 +345,20 @@ async def test_a_command_that_does_not_exist_is_named(
         assert str(tmp_path / "no-such-program") in (ghost.last_error or "")
 
 
+async def test_a_working_directory_that_does_not_exist_is_named(
+    event_store: store.EventStore, tmp_path: Path
+) -> None:
+    entry = fake("serve", "lost", cwd=str(tmp_path / "nowhere"))
+    async with supervising(
+        event_store, tmp_path, [entry], service_crash_loop_deaths=1
+    ) as supervisor:
+        lost = supervisor.services["lost"]
+        await wait_for(lambda: lost.state == "failed", timeout_s=10)
+        assert f"its working directory {tmp_path / 'nowhere'} is not a directory" in (
+            lost.last_error or ""
+        )
+
+
 async def test_the_hub_picks_a_free_port_at_each_start(
     event_store: store.EventStore, tmp_path: Path
 ) -> None:
