@@ -39,6 +39,7 @@ from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import root as api
 from hub.api import servers as servers_api
+from hub.api import services as services_api
 from hub.api import share_codes as share_codes_api
 from hub.api import shares as shares_api
 from hub.api import tokens as tokens_api
@@ -59,6 +60,8 @@ from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
 from hub.servers import isolation, local_spawner, spawner
 from hub.servers import manager as servers
+from hub.services import environment as service_environment
+from hub.services import supervisor as service_supervisor
 from hub.web import html
 from migrations import runner as migrations
 from projections import base, catalog, runner
@@ -247,6 +250,8 @@ def make_app(hub: context.Hub) -> web.Application:
         app[collab_api.SESSIONS] = hub.collab_sessions
     for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
         app.add_routes(module.routes())
+    app[services_api.SERVICES] = services_api.ServicesState()  # filled in by run_services
+    app.add_routes(services_api.routes())
     for module in (shares_api, share_codes_api):  # sharing servers
         app.add_routes(module.routes())
     app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy
@@ -382,6 +387,36 @@ async def run_proxy(
         yield running
 
 
+@contextlib.asynccontextmanager
+async def run_services(
+    hub: context.Hub,
+    api_url: str,
+    proxy_state: proxy_api.ProxyState,
+    state: services_api.ServicesState,
+) -> AsyncIterator[service_supervisor.Supervisor]:
+    """Run the configured managed services (``hub.services.supervisor``) once the hub and its
+    proxy serve, so that a service can use the API (and be reached) from its first moment;
+    they are stopped first at shutdown. The hub never waits for them to start: one that cannot
+    start, or dies, is the supervisor's to report and restart, never a reason to stop."""
+
+    async def routes_changed() -> None:
+        if proxy_state.refresh is not None:
+            await proxy_state.refresh()
+
+    supervisor = service_supervisor.Supervisor(
+        hub.store,
+        hub.settings,
+        service_environment.Addresses(api_url=api_url, public_url=hub.settings.public_url),
+        on_routes_changed=routes_changed,
+    )
+    async with supervisor:
+        state.supervisor = supervisor
+        try:
+            yield supervisor
+        finally:
+            state.supervisor = None
+
+
 def _forget_proxy(state: proxy_api.ProxyState) -> None:
     state.builtin, state.chp, state.refresh = None, None, None
 
@@ -432,11 +467,16 @@ async def _serve(
                 lines.append(f"users' code: {code}")
             for line in lines:
                 print(line, flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            log.info("shutting down")
+            # A hub listening on every address is reached by its services on the loopback one
+            # (JupyterHub means to do so and, by a bug, passes the wildcard on).
+            loopback = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+            api_url = startup.url(loopback, port, "/hub/api")
+            async with run_services(hub, api_url, state, application[services_api.SERVICES]):
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+                log.info("shutting down")
     finally:
         await app_runner.cleanup()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 from pydantic import SecretStr
@@ -160,10 +161,15 @@ async def _services(counter: _Counter, config: hub_settings.Settings) -> None:
     wanted = {s.name: s for s in config.services}
     for name, entry in wanted.items():
         row = current.get(name)
-        if row is None or row["admin"] != entry.admin or row["url"] != entry.url:
+        url = entry.url
+        if entry.command and url is not None and urlsplit(url).port == 0:
+            # The hub picks its port at each start (service.started moves the url): keep the
+            # last one rather than register port 0 again at every hub start.
+            url = row["url"] if row is not None else None
+        if row is None or row["admin"] != entry.admin or row["url"] != url:
             await counter.append(
                 service_events.stream_id(name),
-                [service_events.ServiceRegistered(name=name, admin=entry.admin, url=entry.url)],
+                [service_events.ServiceRegistered(name=name, admin=entry.admin, url=url)],
             )
         await _service_token(counter, name, entry.api_token)
     for name in current.keys() - wanted.keys():

@@ -160,6 +160,14 @@ async def _service_removed(conn: sql.Connection, event: models.RecordedEvent) ->
     )
 
 
+async def _service_started(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    # A managed service on a port the hub picked listens somewhere new at each start: the
+    # routes (``/services/<name>/``) follow its url.
+    data = base.payload(event, service_events.ServiceStarted)
+    if data.url is not None:
+        await conn.execute(queries["service_moved"], data.name, data.url, event.position)
+
+
 class ServicesProjection(base.ByType):
     """``services``."""
 
@@ -168,6 +176,7 @@ class ServicesProjection(base.ByType):
     handlers: dict[str, Handler] = {  # noqa: RUF012 - read-only after import
         service_events.ServiceRegistered.type: _service_registered,
         service_events.ServiceRemoved.type: _service_removed,
+        service_events.ServiceStarted.type: _service_started,
     }
 
 

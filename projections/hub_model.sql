@@ -40,6 +40,10 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (name) DO UPDATE
    SET admin = excluded.admin, url = excluded.url, last_position = excluded.last_position;
 
+-- name: service_moved
+-- A managed service started on a port the hub picked.
+UPDATE services SET url = $2, last_position = $3 WHERE name = $1 AND url IS DISTINCT FROM $2;
+
 -- name: service_remove
 DELETE FROM services WHERE name = $1;
 

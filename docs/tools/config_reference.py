@@ -44,7 +44,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
 # The settings whose values are tables of their own in the TOML file.
 TABLES: dict[str, tuple[str, type[BaseModel], str]] = {
     "oauth": ("[oauth]", settings.UpstreamOAuthConfig, "login.md"),
-    "services": ("[[services]]", settings.ServiceConfig, "api.md#configuration"),
+    "services": ("[[services]]", settings.ServiceConfig, "services.md"),
     "roles": ("[[roles]]", settings.RoleConfig, "api.md#configuration"),
 }
 
@@ -163,7 +163,8 @@ def _type(annotation: Any) -> str:
     if origin is list:
         return f"list of {_plural(_type(args[0]))}"
     if origin is dict:
-        return f"table of {_plural(_type(args[1]))}"
+        # any values: a free-form table (a service's info)
+        return "table" if args[1] is Any else f"table of {_plural(_type(args[1]))}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "table"
     names = {

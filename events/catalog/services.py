@@ -30,3 +30,72 @@ class ServiceRemoved(models.Event):
 def stream_id(name: str) -> str:
     """The stream that holds one service's events."""
     return f"service-{name}"
+
+
+# --- the life of a managed service (a process the hub runs) -------------------------------
+# started → ready → (exited → restarting → started …) → stopped; ``service.failed`` when the
+# hub gives up restarting it (a crash loop) until the hub restarts. No token or environment
+# is ever in them: the service's token is a ``token.issued`` of its own, as a hash.
+
+
+class ServiceStarted(models.Event):
+    """The hub started the service's process; it may not answer yet."""
+
+    type: ClassVar[str] = "service.started"
+
+    name: str
+    pid: int = Field(gt=0)
+    url: str | None = Field(default=None, max_length=2048, description="Where it listens")
+    token_id: str | None = Field(
+        default=None, max_length=64, description="The id (never the secret) of its token"
+    )
+
+
+class ServiceReady(models.Event):
+    """The service answers at its URL (or, without one, its process is running)."""
+
+    type: ClassVar[str] = "service.ready"
+
+    name: str
+    url: str | None = Field(default=None, max_length=2048)
+
+
+class ServiceExited(models.Event):
+    """The service's process ended without being asked to."""
+
+    type: ClassVar[str] = "service.exited"
+
+    name: str
+    # Not "code" nor "exit_code": the registry refuses names that read as secrets (share codes).
+    exit_status: int | None = Field(
+        description="Its exit code (negative: the signal that ended it)"
+    )
+    reason: str = Field(default="", max_length=2000, description="Why, when the hub knows")
+
+
+class ServiceRestarting(models.Event):
+    """The service will be started again after ``delay_s`` seconds (exponential backoff)."""
+
+    type: ClassVar[str] = "service.restarting"
+
+    name: str
+    delay_s: float = Field(ge=0)
+    restarts: int = Field(ge=1, description="Its restarts since the hub started")
+
+
+class ServiceFailed(models.Event):
+    """The hub gave up on the service (a crash loop): no restart until the hub restarts."""
+
+    type: ClassVar[str] = "service.failed"
+
+    name: str
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ServiceStopped(models.Event):
+    """The service's process is gone after the hub stopped it (at the hub's shutdown)."""
+
+    type: ClassVar[str] = "service.stopped"
+
+    name: str
+    forced: bool = Field(default=False, description="SIGKILL was needed: it ignored SIGTERM")

@@ -238,6 +238,40 @@ class ProxyTable(RootModel[dict[str, ProxyRoute]]):
     """``GET /proxy``: the routing table, by routespec."""
 
 
+# --- services (hub/api/services.py) ----------------------------------------------------------
+
+
+class Service(_Reply):
+    """A service, as JupyterHub's model; fields appear where the caller's scopes grant them
+    (``command`` and ``pid`` with ``read:services`` only). ``managed`` and the fields after it
+    are chronohub's: how a service the hub runs is doing."""
+
+    kind: Literal["service"]
+    name: str
+    admin: bool
+    roles: list[str] | None = None
+    url: str | None = None
+    prefix: str | None = None
+    command: list[str] | None = None
+    pid: int | None = Field(default=None, description="Its process id while it runs, else 0")
+    info: dict[str, Any] | None = None
+    display: bool | None = None
+    managed: bool | None = Field(default=None, description="Whether the hub runs it")
+    state: Literal["starting", "running", "restarting", "failed", "stopped"] | None = Field(
+        default=None,
+        description="A managed service's state in this hub process (failed: a crash loop, not"
+        " restarted until the hub restarts); null for an external one",
+    )
+    since: str | None = Field(default=None, description="When it entered that state")
+    restarts: int | None = Field(default=None, description="Restarts since the hub started")
+    last_exit: int | None = Field(default=None, description="The exit code of its last death")
+    last_error: str | None = Field(default=None, description="Why it last died, or failed")
+
+
+class ServiceMap(RootModel[dict[str, Service]]):
+    """``GET /services``: the services the caller may list, by name (as JupyterHub answers)."""
+
+
 # --- projects (hub/api/projects.py) ----------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from hub.api import project_content
 from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import servers as servers_api
+from hub.api import services as services_api
 from hub.api import share_codes as share_codes_api
 from hub.api import shares as shares_api
 from hub.api import tokens as tokens_api
@@ -317,6 +318,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "get", "/projects/{owner}/{name}/compare/{base}...{head}", "The files changed from the"
         " merge base of base and head to head: a patch per text file, notebooks by cell",
         "read:projects", reply=project_content.Comparison,
+    ),
+    # Services (hub/api/services.py): JupyterHub's model, with chronohub's state of the
+    # managed ones.
+    Operation(
+        "get", "/services", "The services the caller may list, by name", "list:services",
+        reply=api_models.ServiceMap,
+    ),
+    Operation(
+        "get", "/services/{name}", "A service (command and pid with read:services only)",
+        services_api.READ_SERVICE_SCOPES[0], reply=api_models.Service,
     ),
     # Git projects (hub/api/projects.py): roles given on a project count as these scopes on it.
     Operation(

@@ -27,6 +27,7 @@ from events.catalog import names
 from events.catalog import users as user_events
 from hub import errors
 from hub.api import servers as servers_api
+from hub.api import services as services_api
 from hub.auth import access, identity, login_cookies, login_throttle, scope_table, signups
 from hub.auth.authenticators.base import Identity, LoginFailed
 from hub.context import HUB
@@ -218,6 +219,7 @@ async def home(request: web.Request) -> web.StreamResponse:
         spawn_url=f"/hub/spawn/{user_pages.server_path(row['name'], '')}",
         admin_ui=access.caller_of(request).grants.holds(scope_table.ADMIN_UI),
         shared_projects=await user_pages.home_shared_projects(request),
+        services=await services_api.displayed(request, access.caller_of(request)),
     )
 
 

@@ -7,22 +7,20 @@ is root: its uid, its group and its supplementary groups) or in a sandbox of its
 environment, and nothing of the hub's: the hub's environment may hold database credentials.
 Without one (single-user mode) it runs as the hub's account with a few variables kept from the
 hub's (``ENV_KEEP``, as JupyterHub's ``Spawner.env_keep``). Its output goes to a log file in
-the data directory, which the server cannot read.
+the data directory, which the server cannot read. The process itself is started, signalled
+and waited for by ``hub.processes``, which the service supervisor shares.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hub import data_dir
+from hub import data_dir, processes
 from hub import settings as hub_settings
 from hub.servers import isolation, sandbox, spawner
 
@@ -38,103 +36,6 @@ ENV_KEEP = (
 )
 # What a server running as its own account keeps of the hub's environment: the locale only.
 IDENTITY_ENV_KEEP = ("LANG", "LC_ALL")
-# How often an adopted process (not our child: no exit notification) is checked.
-ADOPTED_POLL_S = 0.5
-
-
-def _signal_group(pid: int, sig: int) -> bool:
-    """Send ``sig`` to the process group ``pid``; False if it is gone."""
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-class ChildProcess:
-    """A server this hub process started: its exit is known at once."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self._process = process
-
-    @property
-    def pid(self) -> int:
-        """The process id, which is also its group's."""
-        return self._process.pid
-
-    def exit_code(self) -> int | None:
-        """None while it runs."""
-        return self._process.returncode
-
-    async def wait(self) -> int:
-        """Its exit code, once it exits."""
-        return await self._process.wait()
-
-    async def stop(self, term_timeout: float) -> bool:
-        """SIGTERM, then SIGKILL after ``term_timeout``; True if SIGKILL was needed."""
-        if self._process.returncode is not None:
-            _signal_group(self.pid, signal.SIGKILL)  # children it may have left behind
-            return False
-        _signal_group(self.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self._process.wait(), term_timeout)
-        except TimeoutError:
-            _signal_group(self.pid, signal.SIGKILL)
-            await self._process.wait()
-            return True
-        _signal_group(self.pid, signal.SIGKILL)
-        return False
-
-
-class AdoptedProcess:
-    """A server started by an earlier hub process: only its pid is known, so it is polled."""
-
-    def __init__(self, pid: int) -> None:
-        self._pid = pid
-        self._code: int | None = None
-
-    @property
-    def pid(self) -> int:
-        """The process id, which is also its group's."""
-        return self._pid
-
-    def exit_code(self) -> int | None:
-        """None while it exists; -1 once it is gone (its real code went to its parent)."""
-        if self._code is None and not _exists(self._pid):
-            self._code = -1
-        return self._code
-
-    async def wait(self) -> int:
-        """Poll until it is gone."""
-        # Not our child: no exit notification exists to wait on, so poll.
-        while (code := self.exit_code()) is None:  # noqa: ASYNC110
-            await asyncio.sleep(ADOPTED_POLL_S)
-        return code
-
-    async def stop(self, term_timeout: float) -> bool:
-        """SIGTERM its group, SIGKILL after ``term_timeout``; True if SIGKILL was needed."""
-        if not _signal_group(self._pid, signal.SIGTERM):
-            return False
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + term_timeout
-        while self.exit_code() is None:
-            if loop.time() > deadline:
-                _signal_group(self._pid, signal.SIGKILL)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wait(), 5)
-                return True
-            await asyncio.sleep(0.05)
-        return False
 
 
 class LocalSpawner:
@@ -159,18 +60,8 @@ class LocalSpawner:
         try:
             if identity is None or identity.sandboxed:
                 data_dir.private_subdir(workdir)
-            data_dir.private_subdir(spec.log_path.parent)
             command = _command(spec.command, identity)
-            with open(spec.log_path, "ab") as log:  # noqa: ASYNC230 - opening is instant
-                process = await asyncio.create_subprocess_exec(
-                    *command,
-                    env=env,
-                    cwd=workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            process = await processes.start(command, env=env, cwd=workdir, log_path=spec.log_path)
         except FileNotFoundError as exc:
             raise spawner.SystemFailure(
                 f"the spawner command {spec.command[0]!r} does not exist"
@@ -182,13 +73,13 @@ class LocalSpawner:
             ) from exc
         except OSError as exc:
             raise spawner.SystemFailure(f"could not start {spec.command[0]!r}: {exc}") from exc
-        return ChildProcess(process)
+        return process
 
     def adopt(self, pid: int) -> spawner.ServerProcess | None:
         """The process group ``pid`` if it still exists."""
-        if pid <= 1 or not _exists(pid):
+        if pid <= 1 or not processes.exists(pid):
             return None
-        return AdoptedProcess(pid)
+        return processes.AdoptedProcess(pid)
 
 
 def log_path(root: Path, user: str, server_name: str) -> Path:

@@ -187,6 +187,10 @@ ERROR_STATUSES: dict[tuple[str, str], set[int]] = {
     ("get", "/proxy"): {400, 403},
     ("post", "/proxy"): {403},
     ("patch", "/proxy"): {400, 403},
+    # Services (apihandlers/services.py): 403 without list:services or a read scope; 404 for
+    # a service that does not exist or that a filtered scope does not cover.
+    ("get", "/services"): {403},
+    ("get", "/services/{name}"): {403, 404},
     # Sharing (apihandlers/shares.py): 400 bad body, scope or offset/limit, unknown recipient;
     # 403 a scope missing (shares, read:users:name, a scope not held); 404 no such owner,
     # server, share or code, or a filtered scope that does not cover it.
@@ -294,6 +298,11 @@ def amend(spec: dict[str, Any]) -> dict[str, Any]:
     spec["paths"]["/groups/{name}/users"]["delete"]["responses"]["200"] = copy.deepcopy(
         spec["paths"]["/groups/{name}/users"]["post"]["responses"]["200"]
     )
+    # GET /services: the spec says a list; JupyterHub's handler (ServiceListAPIHandler.get)
+    # writes a dict of service models by name, which is what its clients read.
+    spec["paths"]["/services"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ] = {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Service"}}
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             if method not in HTTP_METHODS:

@@ -2,7 +2,8 @@
 
 The culler runs as its own process (its imports would trip ``filterwarnings = error`` here),
 with ``--api-page-size=5`` so that its user lists take several pages, and ``--cull-every=600``
-so that exactly one cycle runs (the first starts at once) while its log is watched.
+so that exactly one cycle runs (the first starts at once) while its log is watched. The last
+test has the hub itself run the culler, from ``examples/cull-idle/chronohub.toml``.
 
 What one cycle of the culler does (``jupyterhub_idle_culler.cull_idle``), since chronohub
 reports JupyterHub 6.x (>= 1.3.0, so the ``state`` filter is used):
@@ -22,6 +23,7 @@ reports JupyterHub 6.x (>= 1.3.0, so the ``state`` filter is used):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -39,7 +41,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.helpers import hub_process_env, service_toml
+from tests.helpers import hub_process_env, service_toml, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
@@ -52,9 +54,11 @@ PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 
 FAKE_SERVER = Path(__file__).resolve().parent.parent / "spawners" / "fake_server.py"
 
+FAKE_SERVER_CMD = [sys.executable, str(FAKE_SERVER), "serve"]
+
 CONFIG = f"""
 admin_users = ["admin"]
-spawner_cmd = {json.dumps([sys.executable, str(FAKE_SERVER), "serve"])}
+spawner_cmd = {json.dumps(FAKE_SERVER_CMD)}
 {service_toml(SETUP_TOKEN, ["admin:users", "admin:servers"], name="setup")}
 [[services]]
 name = "idle-culler"
@@ -120,11 +124,12 @@ async def _stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> 
         await proc.wait()
 
 
-@pytest.fixture
-async def hub(db_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
-    """``chronohub serve`` on the test database and 127.0.0.1, with users u00..u24."""
+@contextlib.asynccontextmanager
+async def serving(db_url: str, tmp_path: Path, config_text: str) -> AsyncIterator[Hub]:
+    """``chronohub serve`` with ``config_text`` on the test database and 127.0.0.1, with users
+    u00..u24; stopped (SIGTERM) at the end, and it must exit cleanly."""
     config = tmp_path / "chronohub.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     env = hub_process_env(db_url, config, tmp_path / "state")
     started = datetime.now(UTC)
     with open(tmp_path / "hub.log", "wb") as hub_log:
@@ -157,6 +162,13 @@ async def hub(db_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
         finally:
             await _stop(proc)
     assert proc.returncode == 0, (tmp_path / "hub.log").read_text()
+
+
+@pytest.fixture
+async def hub(db_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
+    """``chronohub serve`` with ``CONFIG``: the culler is run by each test."""
+    async with serving(db_url, tmp_path, CONFIG) as running:
+        yield running
 
 
 async def run_culler(
@@ -391,3 +403,80 @@ async def test_culler_stops_an_idle_server_and_leaves_an_active_one_running(
     ]
     # The culler stopped the server; it did not delete the user.
     assert "u01" in await hub.user_names()
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cull-idle" / "chronohub.toml"
+
+
+async def test_the_hub_runs_the_culler_from_this_example(db_url: str, tmp_path: Path) -> None:
+    """examples/cull-idle: the hub starts the culler from configuration (the example's file,
+    only ``--cull-every`` shortened to 1 s and its log made verbose); it stops the idle
+    server and spares the active one."""
+    example = EXAMPLE.read_text()
+    assert "--cull-every=600" in example
+    config = (
+        f'admin_users = ["admin"]\nspawner_cmd = {json.dumps(FAKE_SERVER_CMD)}\n'
+        + service_toml(SETUP_TOKEN, ["admin:users", "admin:servers", "read:services"], "setup")
+        # and its log at DEBUG, where it says which servers it spares
+        + example.replace("--cull-every=600", '--cull-every=1", "--IdleCuller.log_level=DEBUG')
+    )
+    async with serving(db_url, tmp_path, config) as hub:
+
+        async def culler_running() -> bool:
+            status, culler = await hub.call("GET", "/services/cull-idle")
+            assert status == 200, culler
+            return bool(culler["state"] == "running" and culler["pid"] > 0)
+
+        await wait_for(culler_running, timeout_s=30, every_s=0.1)
+        status, culler = await hub.call("GET", "/services/cull-idle")
+        assert culler["command"][1:3] == ["-m", "jupyterhub_idle_culler"]
+        assert culler["url"] == ""  # no url: no route, nothing to wait for
+        now = datetime.now(UTC)
+        for name, stamp in (("u01", now - timedelta(days=2)), ("u02", now)):
+            status, reply = await hub.call("POST", f"/users/{name}/server")
+            assert status == 201, reply
+            status, reply = await hub.call(
+                "POST",
+                f"/users/{name}/activity",
+                json={"servers": {"": {"last_activity": stamp.isoformat()}}},
+            )
+            assert status == 200, reply
+
+        async def servers_of(name: str) -> dict[str, Any]:
+            status, user = await hub.call("GET", f"/users/{name}")
+            assert status == 200, user
+            servers: dict[str, Any] = user["servers"]
+            return servers
+
+        async def u01_culled() -> bool:
+            return await servers_of("u01") == {}
+
+        await wait_for(u01_culled, timeout_s=60, every_s=0.2)
+        log_path = tmp_path / "state" / "logs" / "services" / "cull-idle.log"
+        # a cycle that saw u02's server and spared it
+        await wait_for(lambda: "Not culling server u02" in log_path.read_text(), timeout_s=30)
+        assert (await servers_of("u02"))[""]["ready"] is True
+        log = log_path.read_text()
+        assert "Culling server u01" in log, log
+        assert "Traceback" not in log, log
+    conn = await asyncpg.connect(hub.db_url)
+    try:
+        stops = await conn.fetch(
+            "SELECT data->>'user' AS name, actor FROM events"
+            " WHERE event_type = 'server.stop_requested' ORDER BY global_position"
+        )
+        lifecycle = await conn.fetch(
+            "SELECT event_type FROM events WHERE stream_id = 'service-cull-idle'"
+            " ORDER BY global_position"
+        )
+    finally:
+        await conn.close()
+    # the culler stopped u01 only (u02 was stopped by the hub, at its shutdown)
+    by_culler = [row["name"] for row in stops if row["actor"] == "service:cull-idle"]
+    assert by_culler == ["u01"]
+    assert [row["event_type"] for row in lifecycle] == [
+        "service.registered",
+        "service.started",
+        "service.ready",
+        "service.stopped",
+    ]

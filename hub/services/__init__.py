@@ -1,0 +1,1 @@
+"""Managed services: processes the hub starts, watches, restarts and stops (``supervisor``)."""
