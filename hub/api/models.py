@@ -266,6 +266,11 @@ class Service(_Reply):
     restarts: int | None = Field(default=None, description="Restarts since the hub started")
     last_exit: int | None = Field(default=None, description="The exit code of its last death")
     last_error: str | None = Field(default=None, description="Why it last died, or failed")
+    webhook: dict[str, Any] | None = Field(
+        default=None,
+        description="How its webhook's deliveries are doing in this hub process (checkpoint,"
+        " delivered, failing, last error, next attempt; docs/webhooks.md); null: no webhook",
+    )
 
 
 class ServiceMap(RootModel[dict[str, Service]]):

@@ -11,7 +11,8 @@ Fields appear as JupyterHub shows them (``service_model`` in its ``apihandlers/b
 ``read:services:name`` kind, name and admin; ``read:roles:services`` kind, name, roles and
 admin. chronohub adds, with ``read:services``, whether the hub runs the service (``managed``)
 and how a managed one is doing (``state``, ``since``, ``restarts``, ``last_exit``,
-``last_error``) as the supervisor in this hub process knows it. Services come from the
+``last_error``) as the supervisor in this hub process knows it, and how its webhook's
+deliveries are doing (``webhook``, hub/audit/webhooks.py). Services come from the
 configuration only: there is no runtime ``POST``/``DELETE`` here (yet).
 """
 
@@ -26,6 +27,7 @@ from events import sql
 from hub import errors
 from hub import settings as hub_settings
 from hub.api import users as users_api
+from hub.audit import webhooks
 from hub.auth import access, scope_table, scopes
 from hub.context import HUB
 from hub.services import environment
@@ -33,7 +35,9 @@ from hub.services import supervisor as services_supervisor
 
 queries = sql.Queries(__package__ or "hub.api", "services.sql")
 
-STATUS_FIELDS = frozenset({"managed", "state", "since", "restarts", "last_exit", "last_error"})
+STATUS_FIELDS = frozenset(
+    {"managed", "state", "since", "restarts", "last_exit", "last_error", "webhook"}
+)
 FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
     scope_table.READ_SERVICES: frozenset(
         {"kind", "name", "admin", "url", "prefix", "command", "pid", "info", "display"}
@@ -65,6 +69,7 @@ def model(
     row: Any,
     entry: hub_settings.ServiceConfig | None,
     live: services_supervisor.Service | None,
+    webhook: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole model of one service (before fields are filtered by scope)."""
     url = row["url"] or ""
@@ -86,6 +91,7 @@ def model(
         "restarts": None,
         "last_exit": None,
         "last_error": None,
+        "webhook": webhook,
     }
     if live is not None:
         full.update(live.status())
@@ -118,7 +124,14 @@ async def list_services(request: web.Request) -> web.Response:
     fields = users_api.visible_fields(caller, FIELDS_BY_SCOPE)
     reply = {
         row["name"]: render(
-            model(row, entries.get(row["name"]), live.get(row["name"])), caller, fields
+            model(
+                row,
+                entries.get(row["name"]),
+                live.get(row["name"]),
+                webhooks.status(request.app, row["name"]),
+            ),
+            caller,
+            fields,
         )
         for row in rows
         if filters.everything or row["name"] in filters.services
@@ -137,7 +150,12 @@ async def get_service(request: web.Request) -> web.Response:
         row = await conn.fetchrow(queries["service_by_name"], name)
     if row is None:
         raise errors.NotFound(f"No such service: {name}")
-    full = model(row, _entries(hub.settings).get(name), _live(request).get(name))
+    full = model(
+        row,
+        _entries(hub.settings).get(name),
+        _live(request).get(name),
+        webhooks.status(request.app, name),
+    )
     return web.json_response(render(full, caller, None))
 
 

@@ -105,6 +105,7 @@ async def test_admins_see_jupyterhubs_model_with_command_pid_and_state(
             "restarts": 0,
             "last_exit": None,
             "last_error": None,
+            "webhook": None,
         }
         assert board["pid"] > 0
         outside = listed["outside"]

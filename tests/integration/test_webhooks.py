@@ -133,9 +133,13 @@ async def hub(
 ) -> AsyncIterator[test_utils.TestClient[Any, Any]]:
     """The hub's application (with the API fixtures' services) and these services' webhooks,
     retried quickly."""
-    # a role for the services that hold a token: they read the log through the API
+    # a role for the services that hold a token: they read the log and the services API
     readers = [s["name"] for s in services if "api_token" in s]
-    role = {"name": "event-readers", "scopes": ["read:events"], "services": readers}
+    role = {
+        "name": "event-readers",
+        "scopes": ["read:events", "read:services"],
+        "services": readers,
+    }
     config = hub_settings.Settings(
         **{
             **API_CONFIG,
@@ -197,6 +201,11 @@ async def test_events_are_delivered_signed_in_order_and_only_those_subscribed(
         await wait_for(lambda: status(client, "hooked")["checkpoint"] >= ids[-1])
         got = status(client, "hooked")
         assert (got["delivered"], got["failing"], got["pending"]) == (4, False, None)
+        # The services API shows the same status to those with read:services, never the secret
+        code, shown = await call_api(client, "GET", "/services/hooked", READER_TOKEN)
+        assert code == 200, shown
+        assert shown["webhook"]["delivered"] == 4, shown
+        assert SECRET not in json.dumps(shown)
     # The secret is nowhere in the log.
     assert (
         await pool.fetchval("SELECT count(*) FROM events WHERE data::text LIKE $1", f"%{SECRET}%")
