@@ -124,12 +124,23 @@ def _render(request: web.Request, full_name: str, row: Any) -> ProjectSession | 
 
 async def open_session(request: web.Request) -> web.Response:
     """``POST /projects/{owner}/{name}/sessions``: 201 with the session and where to join."""
+    command = await body.parse(request, OpenSession)
+    opened = await open_on_project(
+        request, request.match_info["owner"], request.match_info["name"], command
+    )
+    return _json(opened, 201)
+
+
+async def open_on_project(
+    request: web.Request, owner: str, name: str, command: OpenSession
+) -> ProjectSession:
+    """Open a session on a notebook of ``owner/name`` as the request's caller (the API's
+    command; the project page's "open together" form calls it too)."""
     hub = request.app[HUB]
     manager = request.app.get(collab_api.SESSIONS)
     if manager is None or hub.rooms is None:
         raise errors.Unavailable("this hub runs no shared execution sessions")
     caller = access.caller_of(request)
-    owner, name = request.match_info["owner"], request.match_info["name"]
     async with hub.store.pool.acquire() as conn:
         found = await project_access.lookup(conn, owner, name, caller)
         if found is None:
@@ -149,7 +160,6 @@ async def open_session(request: web.Request) -> web.Response:
         raise errors.Forbidden(
             f"Action is not authorized with current scopes; requires any of [{collab_access.WRITE}]"
         )
-    command = await body.parse(request, OpenSession)
     project_sessions.check_path(command.path)
     ref = command.ref or row["default_branch"]
     place = request.app[storage.STORAGE]
@@ -186,7 +196,7 @@ async def open_session(request: web.Request) -> web.Response:
         # the hub loads the notebook: the room's update authors are then its editors
         seed_author=room_access.SYSTEM.label,
     )
-    reply = ProjectSession(
+    return ProjectSession(
         session=collab_api.render(request, bound),
         project=full_name,
         path=opened.path,
@@ -194,7 +204,6 @@ async def open_session(request: web.Request) -> web.Response:
         branch=opened.branch,
         head=opened.commit,
     )
-    return _json(reply, 201)
 
 
 def _read(
@@ -215,22 +224,28 @@ def _read(
 
 async def list_sessions(request: web.Request) -> web.Response:
     """``GET /projects/{owner}/{name}/sessions``: the project's running sessions."""
-    hub = request.app[HUB]
     caller = request.get(access.REQUEST_CALLER)
     owner, name = request.match_info["owner"], request.match_info["name"]
-    manager = request.app.get(collab_api.SESSIONS)
-    async with hub.store.pool.acquire() as conn:
+    async with request.app[HUB].store.pool.acquire() as conn:
         found = await project_access.lookup(conn, owner, name, caller)
         if found is None or not project_access.decide(
             "read", project_access.target_of(found[0]), found[1]
         ):
             raise errors.NotFound(f"No such project: {owner}/{name}")
-        row = found[0]
-        running = [b.session.session_id for b in manager.all()] if manager is not None else []
-        rows = await project_sessions.running_of_project(conn, row["project_id"], running)
-    full_name = f"{row['owner']}/{row['name']}"
-    shown = [r for r in (_render(request, full_name, item) for item in rows) if r is not None]
-    return _json(ProjectSessions(sessions=shown))
+    return _json(ProjectSessions(sessions=await running(request, found[0])))
+
+
+async def running(request: web.Request, project: Any) -> list[ProjectSession]:
+    """The running sessions of a project (a ``project_by_name`` row the caller may read)."""
+    manager = request.app.get(collab_api.SESSIONS)
+    if manager is None:
+        return []
+    ids = [bound.session.session_id for bound in manager.all()]
+    async with request.app[HUB].store.pool.acquire() as conn:
+        rows = await project_sessions.running_of_project(conn, project["project_id"], ids)
+    full_name = f"{project['owner']}/{project['name']}"
+    shown = (_render(request, full_name, item) for item in rows)
+    return [one for one in shown if one is not None]
 
 
 async def commit_session(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ project's roles; a concurrent push sending the commit to ``collab/<session>``; b
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,11 +18,12 @@ from collab import client, notebook
 from events import store
 from hub.api import project_sessions as project_sessions_api
 from tests.helpers import wait_for
+from tests.integration.browser import Browser, set_password
 from tests.integration.client_cli import Person, sources
 from tests.integration.collab_fixtures import CollabHub, serving
 from tests.integration.git_client import Git, with_token
 
-pytestmark = [pytest.mark.integration, pytest.mark.collab]
+pytestmark = [pytest.mark.integration, pytest.mark.collab, pytest.mark.interop]
 
 
 def lab(*cells: str) -> bytes:
@@ -310,5 +312,59 @@ async def test_bad_input_is_refused_clearly(hub: CollabHub, tmp_path: Path) -> N
         "POST", f"/collab/sessions/{uuid.uuid4()}/commit", alice, json={}
     )
     assert status == 404, reply
+    # both routes are in the OpenAPI document
+    status, spec = await hub.api.call("GET", "/openapi.json", None)
+    assert status == 200
+    documented = {
+        (method.upper(), "/hub/api" + path)
+        for path, item in spec["paths"].items()
+        for method in item
+    }
+    for route in project_sessions_api.routes():
+        assert (route.method, route.path) in documented  # type: ignore[attr-defined]
     after = await hub.api.store.read_all(limit=100_000)
     assert not [e for e in after[before:] if e.type.startswith("project.")]
+
+
+async def test_the_project_page_opens_a_notebook_together_and_lists_its_sessions(
+    hub: CollabHub, tmp_path: Path
+) -> None:
+    git = Git(tmp_path / "home")
+    await project_with_lab(hub, git, tmp_path)
+    for name in ("alice", "carol"):
+        await set_password(hub.api, name)
+    base = str(hub.api.client.make_url("")).rstrip("/")
+    alice, carol = Browser(base), Browser(base)
+    try:
+        await alice.login("alice")
+        await carol.login("carol")
+        page = await alice.get("/hub/projects/alice/course")
+        assert page.status == 200, page.text
+        assert 'id="no-sessions"' in page.text
+        # a button beside each notebook, none beside other files
+        forms = re.findall(r'<form class="inline open-together".*?</form>', page.text, re.S)
+        paths = sorted(re.search(r'name="path" value="([^"]+)"', f)[1] for f in forms)  # type: ignore[index]
+        assert paths == ["broken.ipynb", "empty.ipynb", "lab.ipynb"]
+        # a reader gets none: opening a session is a writer's
+        seen = await carol.get("/hub/projects/alice/course")
+        assert "open-together" not in seen.text
+        opened = await alice.post(
+            "/hub/projects/alice/course/sessions",
+            data={"_xsrf": page.hidden("_xsrf"), "path": "lab.ipynb", "ref": "main"},
+        )
+        assert opened.status == 302, opened.text
+        assert (opened.location or "").endswith("#sessions")
+        session_id = (opened.location or "").split("session=")[1].split("#")[0]
+        for browser in (alice, carol):
+            listed = await browser.get("/hub/projects/alice/course")
+            assert f'data-session="{session_id}"' in listed.text
+        # a broken notebook is refused on an error page naming the problem
+        refused = await alice.post(
+            "/hub/projects/alice/course/sessions",
+            data={"_xsrf": page.hidden("_xsrf"), "path": "empty.ipynb", "ref": "main"},
+        )
+        assert refused.status == 400, refused.text
+        assert "nbformat" in refused.text
+    finally:
+        await alice.close()
+        await carol.close()
