@@ -16,6 +16,7 @@ import pytest
 
 from collab import client, notebook
 from events import store
+from events.catalog import projects as project_events
 from hub.api import project_sessions as project_sessions_api
 from tests.helpers import wait_for
 from tests.integration.browser import Browser, set_password
@@ -149,7 +150,7 @@ async def test_two_collaborators_edit_run_and_commit_a_projects_notebook(
         def printed() -> bool:
             found = cell_of(c.doc, "c1")
             outputs = found.get("outputs") if found is not None else None
-            return bool(outputs) and "40" in str(outputs[0].get("text", ""))
+            return outputs is not None and len(outputs) > 0 and "40" in str(outputs[0].get("text"))
 
         await wait_for(printed, timeout_s=60)
         # carol may neither run nor commit (403: she sees the session); dave is nobody (404)
@@ -223,11 +224,13 @@ async def test_two_collaborators_edit_run_and_commit_a_projects_notebook(
     assert kinds.count("project.session_opened") == 1
     i = kinds.index("project.committed_from_session")
     assert kinds[i - 1] == "project.pushed"
-    pushed = [e for e in events if e.type == "project.pushed"][-1]
-    assert pushed.data.via == "api"
-    assert pushed.data.pusher == "alice"
-    recorded = next(e for e in events if e.type == "project.committed_from_session")
-    assert recorded.data.participants == ["alice", "bob"]
+    pushed = [e.data for e in events if isinstance(e.data, project_events.ProjectPushed)][-1]
+    assert pushed.via == "api"
+    assert pushed.pusher == "alice"
+    recorded = next(
+        e.data for e in events if isinstance(e.data, project_events.ProjectCommittedFromSession)
+    )
+    assert recorded.participants == ["alice", "bob"]
     dumped = json.dumps([e.model_dump(mode="json") for e in events])
     assert "# bob" not in dumped
     assert "print(x" not in dumped
@@ -265,8 +268,10 @@ async def test_a_concurrent_push_wins_and_the_commit_lands_on_a_collab_branch(
     assert heads["refs/heads/main"] == pushed  # the push won, untouched
     assert heads[f"refs/heads/collab/{session_id}"] == done["commit"]
     events = await hub.api.store.read_all(limit=100_000)
-    recorded = [e for e in events if e.type == "project.committed_from_session"]
-    assert [(e.data.branch, e.data.diverted) for e in recorded] == [(f"collab/{session_id}", True)]
+    recorded = [
+        e.data for e in events if isinstance(e.data, project_events.ProjectCommittedFromSession)
+    ]
+    assert [(e.branch, e.diverted) for e in recorded] == [(f"collab/{session_id}", True)]
     # nothing more to commit now: said so
     status, reply = await hub.api.call(
         "POST", f"/collab/sessions/{session_id}/commit", alice, json={}
@@ -321,7 +326,7 @@ async def test_bad_input_is_refused_clearly(hub: CollabHub, tmp_path: Path) -> N
         for method in item
     }
     for route in project_sessions_api.routes():
-        assert (route.method, route.path) in documented  # type: ignore[attr-defined]
+        assert (route.method, route.path) in documented
     after = await hub.api.store.read_all(limit=100_000)
     assert not [e for e in after[before:] if e.type.startswith("project.")]
 
