@@ -4,6 +4,7 @@ project's roles; a concurrent push sending the commit to ``collab/<session>``; b
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -15,6 +16,7 @@ import pycrdt
 import pytest
 
 from collab import client, notebook
+from collab import errors as collab_errors
 from events import store
 from events.catalog import projects as project_events
 from hub.api import project_sessions as project_sessions_api
@@ -23,6 +25,8 @@ from tests.integration.browser import Browser, set_password
 from tests.integration.client_cli import Person, sources
 from tests.integration.collab_fixtures import CollabHub, serving
 from tests.integration.git_client import Git, with_token
+from tests.integration.test_collab_session_ydoc import node as ydoc_client
+from tests.integration.test_collab_session_ydoc import said
 
 pytestmark = [pytest.mark.integration, pytest.mark.collab, pytest.mark.interop]
 
@@ -127,70 +131,82 @@ async def test_two_collaborators_edit_run_and_commit_a_projects_notebook(
     assert (opened["branch"], opened["ref"], opened["path"]) == ("main", "main", "lab.ipynb")
     session_id, room = opened["session"]["id"], opened["session"]["room"]
 
-    async with (
-        client.connect(hub.url, room, token=alice) as a,
-        client.connect(hub.url, room, token=bob) as b,
-        client.connect(hub.url, room, token=carol) as c,
-    ):
-        await wait_for(lambda: source_of(b.doc, "c1") == "print(x * 2)")
-        append_to(b.doc, "c0", "  # bob")  # bob edits the first cell
-        append_to(a.doc, "c1", "  # alice")  # alice the second
-        await wait_for(lambda: source_of(c.doc, "c0") == "x = 20  # bob")
-        await wait_for(lambda: source_of(c.doc, "c1") == "print(x * 2)  # alice")
-        # carol reads the project: she watches; her edit is refused by the room
-        append_to(c.doc, "c0", "  # carol")
-        await wait_for(lambda: c.denied)
-        # bob runs the cells; the output reaches everyone
-        for cell_id in ("c0", "c1"):
-            status, asked = await hub.api.call(
-                "POST", f"/collab/sessions/{session_id}/execute", bob, json={"cell_id": cell_id}
+    # bob edits in JupyterLab's notebook model (@jupyter/ydoc) over a real y-websocket
+    # provider, and waits there for the output of the second cell
+    bob_lab = await ydoc_client("watch", hub.url, room, bob, "c1", "40", "c0", "x = 20  # bob")
+    try:
+        async with (
+            client.connect(hub.url, room, token=alice) as a,
+            client.connect(hub.url, room, token=carol) as c,
+        ):
+            synced = await said(bob_lab)
+            assert [cell["id"] for cell in synced["cells"]] == ["c0", "c1"]
+            assert (await said(bob_lab))["event"] == "edited"
+            await wait_for(lambda: source_of(a.doc, "c0") == "x = 20  # bob")
+            append_to(a.doc, "c1", "  # alice")  # alice edits the second cell
+            await wait_for(lambda: source_of(c.doc, "c1") == "print(x * 2)  # alice")
+            # carol reads the project: she watches; her edit is refused by the room
+            append_to(c.doc, "c0", "  # carol")
+            await wait_for(lambda: c.denied)
+            # bob runs the cells; the output reaches everyone, JupyterLab's model too
+            for cell_id in ("c0", "c1"):
+                status, asked = await hub.api.call(
+                    "POST",
+                    f"/collab/sessions/{session_id}/execute",
+                    bob,
+                    json={"cell_id": cell_id},
+                )
+                assert status == 202, asked
+            outputs = await said(bob_lab, 90)
+            assert outputs["event"] == "outputs"
+            assert outputs["text"] == "40\n"
+            assert await asyncio.wait_for(bob_lab.wait(), 10) == 0
+            # carol may neither run nor commit (403: she sees the session); dave is nobody (404)
+            for token, expected in ((carol, 403), (dave, 404)):
+                status, reply = await hub.api.call(
+                    "POST", f"/collab/sessions/{session_id}/commit", token, json={}
+                )
+                assert status == expected, reply
+                status, reply = await hub.api.call(
+                    "POST", f"/collab/sessions/{session_id}/execute", token, json={"cell_id": "c0"}
+                )
+                assert status == expected, reply
+            status, done = await hub.api.call(
+                "POST",
+                f"/collab/sessions/{session_id}/commit",
+                alice,
+                json={"message": "Double x together"},
             )
-            assert status == 202, asked
+            assert status == 201, done
+            project_sessions_api.SessionCommit.model_validate(done)
+            assert done["branch"] == "main"
+            assert not done["diverted"]
+            assert done["participants"] == ["alice", "bob"]
 
-        def printed() -> bool:
-            found = cell_of(c.doc, "c1")
-            outputs = found.get("outputs") if found is not None else None
-            return outputs is not None and len(outputs) > 0 and "40" in str(outputs[0].get("text"))
+            # the project lists its running session
+            status, listed = await hub.api.call("GET", "/projects/alice/course/sessions", carol)
+            assert status == 200, listed
+            assert [s["session"]["id"] for s in listed["sessions"]] == [session_id]
+            assert listed["sessions"][0]["head"] == done["commit"]
 
-        await wait_for(printed, timeout_s=60)
-        # carol may neither run nor commit (403: she sees the session); dave is nobody (404)
-        for token, expected in ((carol, 403), (dave, 404)):
+            # a member removed loses the room at once: nothing was copied when it opened
+            status, _ = await hub.api.call(
+                "DELETE", "/projects/alice/course/members/users/bob", alice
+            )
+            assert status == 204
             status, reply = await hub.api.call(
-                "POST", f"/collab/sessions/{session_id}/commit", token, json={}
+                "POST", f"/collab/sessions/{session_id}/execute", bob, json={"cell_id": "c0"}
             )
-            assert status == expected, reply
-            status, reply = await hub.api.call(
-                "POST", f"/collab/sessions/{session_id}/execute", token, json={"cell_id": "c0"}
-            )
-            assert status == expected, reply
-        status, done = await hub.api.call(
-            "POST",
-            f"/collab/sessions/{session_id}/commit",
-            alice,
-            json={"message": "Double x together"},
-        )
-        assert status == 201, done
-        project_sessions_api.SessionCommit.model_validate(done)
-        assert done["branch"] == "main"
-        assert not done["diverted"]
-        assert done["participants"] == ["alice", "bob"]
-
-        # the project lists its running session
-        status, listed = await hub.api.call("GET", "/projects/alice/course/sessions", carol)
-        assert status == 200, listed
-        assert [s["session"]["id"] for s in listed["sessions"]] == [session_id]
-        assert listed["sessions"][0]["head"] == done["commit"]
-
-        # a member removed loses the room at once: nothing was copied when it opened
-        status, _ = await hub.api.call("DELETE", "/projects/alice/course/members/users/bob", alice)
-        assert status == 204
-        status, reply = await hub.api.call(
-            "POST", f"/collab/sessions/{session_id}/execute", bob, json={"cell_id": "c0"}
-        )
-        assert status == 404, reply
-        status, reply = await hub.api.call("GET", "/projects/alice/course/sessions", bob)
-        assert status == 404, reply
-
+            assert status == 404, reply
+            status, reply = await hub.api.call("GET", "/projects/alice/course/sessions", bob)
+            assert status == 404, reply
+            async with client.connect(hub.url, room, token=bob) as refused:
+                await asyncio.wait_for(refused.wait_closed(), 10)
+                assert refused.close_code == collab_errors.NOT_FOUND
+    finally:
+        if bob_lab.returncode is None:
+            bob_lab.kill()
+            await bob_lab.wait()
     # the real git sees the commit: alice its author, bob a co-author, both cells edited
     clone = tmp_path / "clone"
     await git.ok("clone", "-q", url, str(clone), cwd=tmp_path)
