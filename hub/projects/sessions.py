@@ -319,12 +319,7 @@ async def commit(
             if bound is None:
                 raise errors.NotFound(f"the project of session {session_id} is gone")
             current = await push.current_refs(conn, bound["project_id"])
-            project = await conn.fetchrow(
-                project_access.queries["project_by_name"], bound["owner"], bound["name"], None
-            )
-        if project is None:
-            raise errors.NotFound(f"the project of session {session_id} is gone")
-        default_branch = project["default_branch"]
+        default_branch: str = bound["default_branch"]
         head: str = bound["head"]
         branch: str | None = bound["branch"]
         own = collab_branch(session_id)

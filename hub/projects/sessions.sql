@@ -4,7 +4,7 @@
 -- name: session_of_room
 -- The session whose room this is, with the project's owner and name as they are now.
 SELECT s.session_id, s.project_id, s.room, s.path, s.ref, s.branch, s.head,
-       coalesce(u.name, g.name) AS owner, p.name
+       coalesce(u.name, g.name) AS owner, p.name, p.default_branch
   FROM project_sessions s
   JOIN projects p ON p.project_id = s.project_id
   LEFT JOIN users u ON p.owner_kind = 'user' AND u.user_id = p.owner_id
@@ -13,7 +13,7 @@ SELECT s.session_id, s.project_id, s.room, s.path, s.ref, s.branch, s.head,
 
 -- name: session_by_id
 SELECT s.session_id, s.project_id, s.room, s.path, s.ref, s.branch, s.head,
-       coalesce(u.name, g.name) AS owner, p.name
+       coalesce(u.name, g.name) AS owner, p.name, p.default_branch
   FROM project_sessions s
   JOIN projects p ON p.project_id = s.project_id
   LEFT JOIN users u ON p.owner_kind = 'user' AND u.user_id = p.owner_id
