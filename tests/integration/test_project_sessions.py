@@ -294,6 +294,18 @@ async def test_a_concurrent_push_wins_and_the_commit_lands_on_a_collab_branch(
     )
     assert status == 409, reply
     assert "nothing to commit" in reply["message"]
+    # the session goes on on its branch: the next commit builds on the last one, no conflict
+    async with client.connect(hub.url, room, token=alice) as a:
+        await wait_for(lambda: source_of(a.doc, "c0") == "x = 20  # in the session")
+        append_to(a.doc, "c0", " again")
+        status, again = await hub.api.call(
+            "POST", f"/collab/sessions/{session_id}/commit", alice, json={"message": "Again"}
+        )
+    assert status == 201, again
+    assert (again["branch"], again["parent"]) == (f"collab/{session_id}", done["commit"])
+    remote = (await git.ok("ls-remote", url, cwd=tmp_path)).out
+    assert f"{again['commit']}\trefs/heads/collab/{session_id}" in remote.splitlines()
+    assert f"{pushed}\trefs/heads/main" in remote.splitlines()
 
 
 async def test_bad_input_is_refused_clearly(hub: CollabHub, tmp_path: Path) -> None:
