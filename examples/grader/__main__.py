@@ -112,7 +112,8 @@ async def main(config: Config, book: gradebook.Gradebook, secret: bytes) -> None
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="grader: %(message)s")
+    level = os.environ.get("GRADER_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="grader: %(name)s %(levelname)s %(message)s")
     config = configure()
     book = gradebook.Gradebook(config.data / "grader.sqlite")
     try:

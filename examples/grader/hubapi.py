@@ -97,11 +97,11 @@ class Hub:
             token=token, json={"role": role},
         )  # fmt: skip
 
-    async def files(self, owner: str, name: str) -> list[dict[str, Any]]:
-        """Every file of a project's default branch (empty for a project never pushed)."""
+    async def files(self, owner: str, name: str, ref: str) -> list[dict[str, Any]]:
+        """Every file on ``ref`` of a project (none for a project never pushed)."""
         try:
             tree = await self.call(
-                "GET", f"/projects/{_q(owner)}/{_q(name)}/tree/HEAD/?recursive=true"
+                "GET", f"/projects/{_q(owner)}/{_q(name)}/tree/{quote(ref)}/?recursive=true"
             )
         except HubError as exc:
             if exc.status in (404, 409) and "No such project" not in exc.message:
@@ -109,9 +109,9 @@ class Hub:
             raise
         return [e for e in tree["entries"] if e["type"] == "file"]
 
-    async def raw(self, owner: str, name: str, path: str) -> bytes:
-        """A file's bytes on the default branch."""
-        url = f"{self.api_url}/projects/{_q(owner)}/{_q(name)}/raw/HEAD/{quote(path)}"
+    async def raw(self, owner: str, name: str, ref: str, path: str) -> bytes:
+        """A file's bytes on ``ref``."""
+        url = f"{self.api_url}/projects/{_q(owner)}/{_q(name)}/raw/{quote(ref)}/{quote(path)}"
         headers = {"Authorization": f"token {self.token}"}
         async with self.session.get(url, headers=headers) as response:
             if response.status != 200:

@@ -130,6 +130,8 @@ class Page(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
             message = exc.message
         elif isinstance(exc, rules.Invalid):
             message = str(exc)
+        elif isinstance(exc, hubapi.HubError):
+            message = f"The hub refused: {exc.message}"
         elif isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
@@ -142,6 +144,10 @@ class Page(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
         elif isinstance(e, rules.Invalid):
             self.send_error(400, exc_info=(type(e), e, e.__traceback__))
+        elif isinstance(e, hubapi.HubError):
+            # the hub's own refusal (a name taken, a scope missing): say so, as a bad gateway
+            log.warning("the hub refused a call: %s", e)
+            self.send_error(502, exc_info=(type(e), e, e.__traceback__))
         else:
             super()._handle_request_exception(e)
 
@@ -254,7 +260,9 @@ class SubmissionPage(Page):
         project = rules.submission_project(course_id, name)
         files = []
         if self.service.book.has_project(student, project):
-            files = [f["path"] for f in await self.service.hub.files(student, project)]
+            hub = self.service.hub
+            branch = (await hub.project(student, project))["default_branch"]
+            files = [f["path"] for f in await hub.files(student, project, branch)]
         self.show("submission.html", course=course, assignment=assignment,
                   row=self.row(course_id, assignment, student), files=files,
                   project=f"{student}/{project}")  # fmt: skip
@@ -312,8 +320,10 @@ class Notebook(SubmissionPage):
         if not path.endswith(".ipynb"):
             raise Refused(404, f"{path} is not a notebook")
         project = rules.submission_project(course_id, name)
+        hub = self.service.hub
         try:
-            raw = await self.service.hub.raw(student, project, path)
+            branch = (await hub.project(student, project))["default_branch"]
+            raw = await hub.raw(student, project, branch, path)
         except hubapi.HubError as exc:
             raise Refused(404, f"No such file in {student}/{project}: {path}") from exc
         try:
