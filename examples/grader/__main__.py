@@ -65,6 +65,7 @@ class Config:
     port: int
     prefix: str
     data: Path
+    public_git: str
 
 
 def configure() -> Config:
@@ -79,6 +80,12 @@ def configure() -> Config:
         port=bind.port or 0,
         prefix=os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/").rstrip("/") + "/",
         data=data,
+        # what people use (JupyterHub 5's JUPYTERHUB_PUBLIC_URL), else the API's own address
+        public_git=(
+            os.environ.get("JUPYTERHUB_PUBLIC_URL", "").rstrip("/") + "/hub/git"
+            if os.environ.get("JUPYTERHUB_PUBLIC_URL")
+            else os.environ["JUPYTERHUB_API_URL"].rstrip("/").removesuffix("/api") + "/git"
+        ),
     )
 
 
@@ -90,7 +97,8 @@ async def main(config: Config, book: gradebook.Gradebook, secret: bytes) -> None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        service = pages.Service(hubapi.Hub(session, api_url, token), book, prefix)
+        hub = hubapi.Hub(session, api_url, token)
+        service = pages.Service(hub, book, prefix, config.public_git)
         server = httpserver.HTTPServer(make_app(service, secret))
         sockets = netutil.bind_sockets(config.port, config.host)
         server.add_sockets(sockets)

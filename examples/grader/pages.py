@@ -39,6 +39,8 @@ class Service:
     hub: hubapi.Hub
     book: gradebook.Gradebook
     prefix: str
+    public_git: str
+    """Where people reach the hub's git (its public URL), for the commands the pages show."""
 
 
 @dataclass(frozen=True)
@@ -160,11 +162,15 @@ class Home(Page):
         courses = await self.courses()
         grading = sorted(c for c, course in courses.items() if self.user in course.graders)
         studying = []
+        book = self.service.book
         for cid in sorted(c for c, course in courses.items() if self.user in course.students):
-            for assignment in self.service.book.assignments(cid):
-                studying.append((assignment, self.row(cid, assignment, self.user)))
+            for assignment in book.assignments(cid):
+                started = book.has_project(
+                    self.user, rules.submission_project(cid, assignment.name)
+                )
+                studying.append((assignment, self.row(cid, assignment, self.user), started))
         self.show("home.html", grading=grading, studying=studying, rules=rules,
-                  git_base=self.service.hub.git_base)  # fmt: skip
+                  git_base=self.service.public_git)  # fmt: skip
 
 
 class CoursePage(Page):
@@ -230,7 +236,7 @@ class AssignmentPage(Page):
             self.write({"submissions": [_row_json(r) for r in rows]})
             return
         self.show("assignment.html", course=course, assignment=assignment, rows=rows,
-                  git_base=self.service.hub.git_base)  # fmt: skip
+                  git_base=self.service.public_git)  # fmt: skip
 
 
 def _row_json(row: Row) -> dict[str, Any]:

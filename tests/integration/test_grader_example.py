@@ -369,6 +369,7 @@ async def test_release_submit_grade_and_return_feedback(
     assert "Right answer; explain *why*." in text
     sam_home = await course.browsers["sam"].get(PREFIX)
     assert "8.5 / 10" in sam_home.text
+    assert "submission project sam/c1-a1-submission" in sam_home.text
 
     # Students may not grade, nor read each other's work.
     refused = await course.browsers["sam"].get(f"{PREFIX}courses/c1/")
@@ -418,6 +419,11 @@ async def test_bad_input_is_refused_with_a_message(course: Course) -> None:
     assert (await release(course, "a1", datetime.now(plus_one) + timedelta(days=1))).status == 302
     await course.sign_in("sam")
     await submit(course, "sam", {"answer.txt": b"42\n"})
+
+    # a course added while the service runs is there at once (no restart, no new service)
+    await course.hub.group("graders-c2", "grace")
+    assert f'href="{PREFIX}courses/c2/"' in (await grace.get(PREFIX)).text
+    assert (await grace.get(f"{PREFIX}courses/c2/")).status == 200
 
     # unknown course, assignment, student: 404 naming what is missing
     for path, message in [
