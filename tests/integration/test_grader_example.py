@@ -36,6 +36,12 @@ from tests.integration.projects_fixtures import ProjectsHub, open_projects_hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TOKEN = "grader-service-secret-0123456789abcdef"
 PREFIX = "/services/grader/"
@@ -96,13 +102,18 @@ def code(source: str, cell_id: str, outputs: list[dict[str, Any]] | None = None)
 
 
 ASSIGNMENT = notebook(markdown("# Assignment 1\nCompute 6 * 7.", "q"), code("answer = ...", "a"))
+# Each part tries to reach the grader's page (its title) or show a dialog.
 HOSTILE = notebook(
-    markdown("<script>document.title = 'pwned-markdown'</script><img src=x onerror=alert(1)>", "m"),
+    markdown(
+        "<script>top.document.title = 'pwned-markdown'; alert('pwned')</script>"
+        "<img src=x onerror=\"top.document.title = 'pwned-img'\">",
+        "m",
+    ),
     code(
         "evil()", "c",
         [{"output_type": "display_data", "metadata": {}, "data": {
-            "text/html": "<script>document.title = 'pwned-output'</script>",
-            "application/javascript": "document.title = 'pwned-js'",
+            "text/html": "<script>top.document.title = 'pwned-output'</script>",
+            "application/javascript": "top.document.title = 'pwned-js'",
         }}],
     ),
 )  # fmt: skip
@@ -264,6 +275,38 @@ async def submit(course: Course, student: str, files: dict[str, bytes]) -> Path:
     return work
 
 
+async def in_chromium(
+    course: Course, browser: Browser, path: str, notebook: str
+) -> tuple[str, list[str], str]:
+    """Open ``path`` in Chromium with ``browser``'s cookies; once the notebook's frame has
+    loaded: the page's title, the dialogs that opened, the frame's text."""
+    from playwright.async_api import Dialog, async_playwright
+
+    cookies: list[Any] = [
+        {"name": c.key, "value": c.value, "url": course.public + (c["path"] or "/")}
+        for c in browser.session.cookie_jar
+    ]
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = await chromium.new_context()
+            await context.add_cookies(cookies)
+            page = await context.new_page()
+            dialogs: list[str] = []
+
+            async def dialog(opened: Dialog) -> None:
+                dialogs.append(opened.message)
+                await opened.dismiss()
+
+            page.on("dialog", dialog)
+            await page.goto(course.public + path, wait_until="load")
+            frame = next(f for f in page.frames if f.url.endswith("nb/" + notebook))
+            framed = await frame.locator("body").inner_text()
+            return await page.title(), dialogs, framed
+        finally:
+            await chromium.close()
+
+
 async def test_release_submit_grade_and_return_feedback(
     course: Course, event_store: store.EventStore
 ) -> None:
@@ -400,6 +443,10 @@ async def test_release_submit_grade_and_return_feedback(
     assert "allow-same-origin" not in csp
     assert "default-src 'none'" in csp
     assert hostile.response.headers["X-Content-Type-Options"] == "nosniff"
+    # ... and in a real browser, with the grader's cookies, nothing of it runs.
+    title, dialogs, framed = await in_chromium(course, grace, tom_page, "hostile.ipynb")
+    assert (title, dialogs) == ("grader", [])
+    assert "evil()" in framed  # the notebook was shown
 
     # The service restarts: it resumes from its cursor; a new push counts once, old ones not again.
     log = await course.stop_service()
