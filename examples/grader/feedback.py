@@ -35,7 +35,7 @@ def text(
 async def push(clone_url: str, token: str, branch: str, content: str, message: str) -> str:
     """Commit ``content`` as ``feedback.md`` on ``branch`` of ``clone_url`` and push it: the
     commit's sha (the current one if the file already said that)."""
-    for attempt in range(ATTEMPTS):
+    for _ in range(ATTEMPTS):
         with tempfile.TemporaryDirectory(prefix="grader-feedback-") as scratch:
             git = _Git(Path(scratch), token)
             work = Path(scratch) / "work"
@@ -48,8 +48,6 @@ async def push(clone_url: str, token: str, branch: str, content: str, message: s
             sha = (await git("rev-parse", "HEAD", cwd=work)).strip()
             if await git.succeeds("push", "--quiet", "origin", f"HEAD:{branch}", cwd=work):
                 return sha
-        if attempt == ATTEMPTS - 1:
-            break
     raise GitFailed(f"could not push {FILE} to {clone_url} after {ATTEMPTS} attempts")
 
 

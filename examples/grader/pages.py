@@ -274,7 +274,7 @@ class SubmissionPage(Page):
                   project=f"{student}/{project}")  # fmt: skip
 
 
-class Grade(SubmissionPage):
+class GradeForm(SubmissionPage):
     """Record a score and feedback."""
 
     @web.authenticated
@@ -288,7 +288,7 @@ class Grade(SubmissionPage):
         self.redirect(self.url("courses", course_id, name, student))
 
 
-class Return(SubmissionPage):
+class ReturnFeedback(SubmissionPage):
     """Push ``feedback.md`` into the student's submission project."""
 
     @web.authenticated
@@ -372,7 +372,7 @@ def handlers(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
         (assignment, AssignmentPage),
         (assignment + "start", Start),
         (submission, SubmissionPage),
-        (submission + "grade", Grade),
-        (submission + "return", Return),
+        (submission + "grade", GradeForm),
+        (submission + "return", ReturnFeedback),
         (submission + r"nb/(.+)", Notebook),
     ]
