@@ -77,13 +77,18 @@ SELECT t.token_id, t.user_id, t.service, t.scopes,
                   WHERE (g.principal_kind = 'user' AND g.principal = t.user_id::text)
                      OR (g.principal_kind = 'service' AND g.principal = t.service)), '{}')
            AS role_names,
+       -- the roles granted to the owner or its groups, and for a user the configured
+       -- ``user`` role (see user_role_scopes)
        coalesce((SELECT array_agg(scope)
-                   FROM role_grants g JOIN roles r ON r.name = g.role, unnest(r.scopes) scope
-                  WHERE (g.principal_kind = 'user' AND g.principal = t.user_id::text)
-                     OR (g.principal_kind = 'service' AND g.principal = t.service)
-                     OR (g.principal_kind = 'group' AND g.principal IN (
-                            SELECT group_id::text FROM group_members
-                             WHERE user_id = t.user_id))), '{}') AS role_scopes,
+                   FROM roles r, unnest(r.scopes) scope
+                  WHERE (r.name = 'user' AND t.user_id IS NOT NULL)
+                     OR r.name IN (
+                        SELECT g.role FROM role_grants g
+                         WHERE (g.principal_kind = 'user' AND g.principal = t.user_id::text)
+                            OR (g.principal_kind = 'service' AND g.principal = t.service)
+                            OR (g.principal_kind = 'group' AND g.principal IN (
+                                   SELECT group_id::text FROM group_members
+                                    WHERE user_id = t.user_id)))), '{}') AS role_scopes,
        coalesce((SELECT array_agg(scope || '!server=' || o.name || '/' || sh.server_name)
                    FROM shares sh JOIN users o ON o.user_id = sh.owner_id, unnest(sh.scopes) scope
                   WHERE (sh.recipient_kind = 'user' AND sh.recipient_id = t.user_id)
@@ -106,12 +111,18 @@ ON CONFLICT (token_id) DO UPDATE SET last_activity = greatest(token_activity.las
                                                               excluded.last_activity);
 
 -- name: user_role_scopes
--- Every scope a user holds through roles granted to them or to their groups.
+-- Every scope a user holds through roles granted to them or to their groups, and through the
+-- ``user`` role every user holds, as configured: JupyterHub lets its configuration extend that
+-- role (``access:services!service=x`` for everyone), so the stored role counts, not only the
+-- built-in scopes (which the caller adds).
 SELECT r.scopes
-  FROM role_grants g JOIN roles r ON r.name = g.role
- WHERE (g.principal_kind = 'user' AND g.principal = $1::uuid::text)
-    OR (g.principal_kind = 'group' AND g.principal IN (
-            SELECT group_id::text FROM group_members WHERE user_id = $1::uuid));
+  FROM roles r
+ WHERE r.name = 'user'
+    OR r.name IN (
+        SELECT g.role FROM role_grants g
+         WHERE (g.principal_kind = 'user' AND g.principal = $1::uuid::text)
+            OR (g.principal_kind = 'group' AND g.principal IN (
+                    SELECT group_id::text FROM group_members WHERE user_id = $1::uuid)));
 
 -- name: user_share_scopes
 -- The scopes shared with a user, directly or through their groups, each on its server

@@ -4,23 +4,15 @@ dulwich's protocol handlers (``UploadPackHandler``, ``ReceivePackHandler``) are 
 directly, in the git thread pool, through a bridge that streams both ways: the handler's
 ``recv`` reads the request body as it arrives and its ``write`` sends the response as it is
 made, each a hop to the event loop with a timeout, so a 50 MB push is never held in memory
-whole and a client that stops sending is dropped. Authentication and access are decided
-here, in plain aiohttp code, before the response starts: after that the status is 200 and a
-failure can only be told in band, or by closing the connection.
-
-Credentials: an API token as the password of HTTP Basic (any user name; or as the user name
-with an empty password), or ``Authorization: token <t>``. Never the login cookie: a page in
-a browser must not be able to push in its user's name. git sends no credentials until it
-is answered 401, so an anonymous request for a non-public project gets 401; a signed-in
-caller without read access gets 404 (existence does not leak); a reader who pushes, 403
-with a sentence git shows as ``remote: …``.
+whole and a client that stops sending is dropped. Who may use the project is decided first,
+in plain aiohttp code (``git_auth``: tokens as git's credentials, never the login cookie, so
+a page in a browser cannot push in its user's name), before the response starts: after that
+the status is 200 and a failure can only be told in band, or by closing the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import zlib
 from collections.abc import Iterator, Sequence
@@ -47,15 +39,13 @@ from dulwich.server import Backend, BackendRepo, ReceivePackHandler, UploadPackH
 from events import models, store
 from hub.auth import access
 from hub.context import HUB
-from hub.projects import access as project_access
-from hub.projects import push, refs, storage, upload_pack
+from hub.projects import git_auth, push, refs, storage, upload_pack
 
 log = logging.getLogger(__name__)
 
 UPLOAD = "git-upload-pack"
 RECEIVE = "git-receive-pack"
 SERVICES = (UPLOAD, RECEIVE)
-REALM = 'Basic realm="chronohub", charset="UTF-8"'
 NO_CACHE = {
     "Cache-Control": "no-cache, max-age=0, must-revalidate",
     "Pragma": "no-cache",
@@ -353,102 +343,6 @@ def serve(
         repo.close()
 
 
-# --- authentication and access -------------------------------------------------------------
-
-
-def _text(status: int, message: str, **headers: str) -> web.Response:
-    # git shows the body of a 4xx answer to info/refs as "remote: <body>"
-    return web.Response(status=status, text=message + "\n", headers=headers)
-
-
-def _needs_credentials(full_name: str) -> web.Response:
-    return _text(
-        401,
-        f"credentials are needed for {full_name}: use a hub API token as the password",
-        **{"WWW-Authenticate": REALM},
-    )
-
-
-def basic_token(header: str | None) -> str | None:
-    """The token of ``Authorization: Basic`` (the password; the user name if that is empty)."""
-    if not header:
-        return None
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, _, password = decoded.partition(":")
-    return password or user or None
-
-
-async def _caller(request: web.Request) -> tuple[access.Caller | None, bool]:
-    """The caller and whether credentials were given (a bad token is given credentials)."""
-    header = request.headers.get("Authorization")
-    if not header:
-        return None, False
-    if access.parse_authorization(header) is not None:
-        return request.get(access.REQUEST_CALLER), True  # resolved by the access middleware
-    secret = basic_token(header)
-    if secret is None:
-        return None, True
-    async with request.app[HUB].store.pool.acquire() as conn:
-        caller = await access.authenticate(conn, secret)
-        if caller is not None:  # a token used by git is active, as on any API request
-            await request.app[access.ACTIVITY].record(conn, caller)
-        return caller, True
-
-
-@dataclass(frozen=True)
-class Allowed:
-    """A request that may go on: the project's row and who asks."""
-
-    project: Any
-    caller: access.Caller | None
-
-
-async def authorize(request: web.Request, need: project_access.Role) -> Allowed | web.Response:
-    """The project of the URL if the caller may use it with role ``need``; else the answer."""
-    owner = request.match_info["owner"]
-    name = request.match_info["name"]
-    if name.endswith(".git"):
-        name = name[: -len(".git")]
-    full_name = f"{owner}/{name}"
-    caller, gave_credentials = await _caller(request)
-    if gave_credentials and caller is None:
-        return _needs_credentials(full_name)
-    now: str | None = None
-    async with request.app[HUB].store.pool.acquire() as conn:
-        found = await project_access.lookup(conn, owner, name, caller)
-        if found is None:
-            now = await project_access.renamed(conn, owner, name, caller)
-    if found is None:
-        if now is not None:  # an old name: say where the project is now
-            public = request.app[HUB].settings.public_url
-            base = public.rstrip("/") if public else f"{request.scheme}://{request.host}"
-            url = f"{base}/hub/git/{now}.git"
-            return _text(404, project_access.renamed_message(full_name, now, url))
-        return _needs_credentials(full_name) if caller is None else _not_found(full_name)
-    row, holder = found
-    target = project_access.target_of(row)
-    if project_access.decide(need, target, holder):
-        return Allowed(row, caller)
-    if caller is None:
-        return _needs_credentials(target.full_name)
-    if not project_access.decide("read", target, holder):
-        return _not_found(full_name)
-    return _text(
-        403,
-        f"{caller.name} has read-only access to {target.full_name}; ask its owner for write access",
-    )
-
-
-def _not_found(full_name: str) -> web.Response:
-    return _text(404, f"project {full_name} not found")
-
-
 def _drop(request: web.Request, response: web.StreamResponse) -> None:
     """End at once the connection of a client that stopped sending or reading. Closed the
     polite way, aiohttp would first read on what is left of the body (for 10 s more) or wait
@@ -465,8 +359,10 @@ async def info_refs(request: web.Request) -> web.StreamResponse:
     """``GET …/info/refs?service=git-upload-pack|git-receive-pack``: the ref advertisement."""
     service = request.query.get("service", "")
     if service not in SERVICES:
-        return _text(403, "the hub serves git's smart HTTP protocol only: use git 1.6.6 or newer")
-    allowed = await authorize(request, "write" if service == RECEIVE else "read")
+        return git_auth.text(
+            403, "the hub serves git's smart HTTP protocol only: use git 1.6.6 or newer"
+        )
+    allowed = await git_auth.authorize(request, "write" if service == RECEIVE else "read")
     if isinstance(allowed, web.Response):
         return allowed
     native = request.app[storage.STORAGE].native
@@ -480,8 +376,8 @@ async def rpc(request: web.Request) -> web.StreamResponse:
     service = request.match_info["service"]
     expected = f"application/x-{service}-request"
     if request.content_type != expected:
-        return _text(415, f"a {service} request has the content type {expected}")
-    allowed = await authorize(request, "write" if service == RECEIVE else "read")
+        return git_auth.text(415, f"a {service} request has the content type {expected}")
+    allowed = await git_auth.authorize(request, "write" if service == RECEIVE else "read")
     if isinstance(allowed, web.Response):
         return allowed
     native = request.app[storage.STORAGE].native
@@ -523,7 +419,7 @@ async def _advertise_natively(
 
 
 async def _serve_natively(
-    request: web.Request, native: upload_pack.NativeGit, allowed: Allowed
+    request: web.Request, native: upload_pack.NativeGit, allowed: git_auth.Allowed
 ) -> web.StreamResponse:
     """``POST …/git-upload-pack`` through the installed git, on a snapshot of the refs."""
     place = request.app[storage.STORAGE]
@@ -560,7 +456,7 @@ async def _serve_natively(
 
 
 async def _run(
-    request: web.Request, service: str, allowed: Allowed, *, advertise: bool
+    request: web.Request, service: str, allowed: git_auth.Allowed, *, advertise: bool
 ) -> web.StreamResponse:
     hub = request.app[HUB]
     place = request.app[storage.STORAGE]
@@ -575,7 +471,7 @@ async def _run(
         if (
             length := request.content_length
         ) is not None and length > hub.settings.project_max_push_bytes:
-            return _text(
+            return git_auth.text(
                 413,
                 f"the push is larger than the hub's limit of"
                 f" {hub.settings.project_max_push_bytes} bytes",

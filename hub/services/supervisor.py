@@ -201,13 +201,14 @@ class Supervisor:
             decision = decide.died(loop.time(), death.up_for)
             if isinstance(decision, restarts.GiveUp):
                 reason = f"{decision.reason} (last: {death.reason})"
-                service.moved_to("failed")
-                service.last_error = reason
                 log.error("service %s failed: %s", service.name, reason)
                 self._note(service, f"failed: {reason}")
+                # in the log before the state says so: whoever sees "failed" finds the event
                 await self._record(
                     service, service_events.ServiceFailed(name=service.name, reason=reason)
                 )
+                service.moved_to("failed")
+                service.last_error = reason
                 await self._revoke(service)
                 return
             service.restarts += 1

@@ -191,6 +191,26 @@ async def test_custom_roles_from_config_grant_their_scopes(api: Api) -> None:
     assert (await api.call("POST", "/users/x", token=CULLER_TOKEN))[0] == 403
 
 
+async def test_a_configured_user_role_extends_every_users_scopes(
+    event_store: store.EventStore,
+) -> None:
+    """JupyterHub's configuration may extend the ``user`` role every user holds (e.g. to let
+    everyone open a service); its scopes count for tokens and browser sessions alike."""
+    from tests.integration.browser import running_hub
+
+    user_role = {
+        "name": "user",
+        "scopes": ["self", "write:collab!user", "admin:projects!user", "list:groups"],
+    }
+    async with running_hub(event_store, roles=[*CONFIG["roles"], user_role]) as (api, _):
+        token = await api.user_token("alice")
+        status, me = await api.call("GET", "/user", token=token)
+        assert status == 200
+        assert "list:groups" in me["scopes"]
+        assert (await api.call("GET", "/groups", token=token))[0] == 200
+        assert (await api.call("GET", "/users", token=token))[0] == 403  # nothing more
+
+
 async def count_events(pool: asyncpg.Pool[Any]) -> int:
     return await pool.fetchval("SELECT count(*) FROM events")
 
