@@ -42,7 +42,7 @@ SELECT DISTINCT room FROM collab_presence WHERE room = ANY($1::text[]) AND proce
 DELETE FROM collab_presence WHERE room = $1 AND process = $2;
 
 -- name: latest_snapshot
-SELECT seq, data FROM collab_snapshots WHERE room = $1 ORDER BY seq DESC LIMIT 1;
+SELECT seq, data, authors FROM collab_snapshots WHERE room = $1 ORDER BY seq DESC LIMIT 1;
 
 -- name: updates_after
 SELECT seq, data, author FROM collab_updates WHERE room = $1 AND seq > $2 ORDER BY seq;
@@ -51,10 +51,26 @@ SELECT seq, data, author FROM collab_updates WHERE room = $1 AND seq > $2 ORDER 
 SELECT pg_try_advisory_xact_lock(hashtextextended('chronohub-collab-compact:' || $1, 0));
 
 -- name: insert_snapshot
-INSERT INTO collab_snapshots (room, seq, data) VALUES ($1, $2, $3);
+INSERT INTO collab_snapshots (room, seq, data, authors) VALUES ($1, $2, $3, $4);
 
 -- name: delete_updates_upto
 DELETE FROM collab_updates WHERE room = $1 AND seq <= $2;
 
 -- name: delete_snapshots_before
 DELETE FROM collab_snapshots WHERE room = $1 AND seq < $2;
+
+-- name: update_authors
+-- Who wrote the room's updates (``kind:name`` labels), first writer first: those the latest
+-- snapshot folded in, then those of the updates after it.
+WITH snapshot AS (
+    SELECT seq, authors FROM collab_snapshots WHERE room = $1 ORDER BY seq DESC LIMIT 1
+),
+everyone AS (
+    SELECT a.author, ARRAY[0, a.ord] AS rank
+      FROM snapshot, unnest(snapshot.authors) WITH ORDINALITY AS a(author, ord)
+    UNION ALL
+    SELECT u.author, ARRAY[1, u.seq] AS rank
+      FROM collab_updates u
+     WHERE u.room = $1 AND u.seq > coalesce((SELECT seq FROM snapshot), 0)
+)
+SELECT author FROM everyone GROUP BY author ORDER BY min(rank);

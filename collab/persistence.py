@@ -148,6 +148,12 @@ class RoomStore:
             raise errors.CollabError(f"room {room!r} does not exist; nothing was appended")
         return Appended(sorted(row["seq"] for row in rows), bool(rows and rows[0]["shared"]))
 
+    async def authors(self, room: str) -> list[str]:
+        """The authors (``kind:name``) of the room's stored updates, first writer first."""
+        async with self.events.connection() as conn:
+            rows = await conn.fetch(queries["update_authors"], room)
+        return [row["author"] for row in rows]
+
     async def catch_up(
         self, room: str, seq: int
     ) -> tuple[bytes | None, list[tuple[int, bytes, str]]]:
@@ -180,7 +186,12 @@ class RoomStore:
             cut = rows[-1]["seq"]
             parts = ([snapshot["data"]] if snapshot else []) + [row["data"] for row in rows]
             data = squash(parts)
-            await conn.execute(queries["insert_snapshot"], room, cut, data)
+            # the authors are kept with the snapshot (a commit from a session names them)
+            authors = list(
+                dict.fromkeys([*(snapshot["authors"] if snapshot else []),
+                               *(row["author"] for row in rows)])
+            )  # fmt: skip
+            await conn.execute(queries["insert_snapshot"], room, cut, data, authors)
             await conn.execute(queries["delete_updates_upto"], room, cut)
             await conn.execute(queries["delete_snapshots_before"], room, cut)
             await session.append(

@@ -164,8 +164,15 @@ class SessionManager:
         nb: dict[str, Any] | None = None,
         kernel_name: str = "python3",
         owner: str | None = None,
+        session_id: uuid.UUID | None = None,
+        seed_author: str | None = None,
     ) -> Bound:
         """Start a session on room ``room_name`` (created, owned by ``creator``, if new).
+
+        ``session_id``: the session's id when the caller recorded it beforehand (a new one
+        otherwise). ``seed_author``: whom the stored updates that load ``nb`` are attributed
+        to (default the creator); a project's session loads its notebook as the hub
+        (``system:chronohub``), so the room's update authors are the people who edited it.
 
         A new room gets ``nb`` (or an empty notebook). An existing room keeps its document
         (its notebook and outputs from an earlier session); giving ``nb`` for a room that
@@ -190,10 +197,10 @@ class SessionManager:
                 )
             opened = await self.rooms.open(room_name, creator=creator)
             if not len(opened.doc.get(notebook.CELLS, type=Array)):
-                with opened.transaction(creator.label):
+                with opened.transaction(seed_author or creator.label):
                     opened.doc.apply_update(update)
                 await opened.flushed()
-            return await self._start(opened, creator, kernel_name, owner, run_as)
+            return await self._start(opened, creator, kernel_name, owner, run_as, session_id)
         finally:
             self._creating.discard(room_name)
 
@@ -213,8 +220,11 @@ class SessionManager:
         kernel_name: str,
         owner: str | None,
         run_as: kernels.RunAs | None,
+        session_id: uuid.UUID | None = None,
     ) -> Bound:
-        session_id = uuid.uuid4()
+        session_id = session_id or uuid.uuid4()
+        if session_id in self._bound:
+            raise errors.RoomBusy(f"session {session_id} is already running")
         room_name = opened.name
 
         async def may_write(who: execution.Participant) -> bool:

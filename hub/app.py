@@ -35,6 +35,7 @@ from hub.api import collab as collab_api
 from hub.api import groups as groups_api
 from hub.api import openapi
 from hub.api import project_content as project_content_api
+from hub.api import project_sessions as project_sessions_api
 from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import root as api
@@ -55,6 +56,7 @@ from hub.pages import shares as shares_page
 from hub.pages import token as token_page
 from hub.pages import user as user_pages
 from hub.projects import cleanup, git_http, importer, remote, storage
+from hub.projects import sessions as project_sessions
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
@@ -267,7 +269,10 @@ def make_app(hub: context.Hub) -> web.Application:
     app.add_routes(user_pages.routes())  # /user/... without a route, start/stop pages
     if hub.rooms is not None:
         cookie_auth = collab_access.cookie_caller(hub.store, app[identity.AUTH].cookies)
-        gatekeeper = collab_access.TokenGatekeeper(hub.store, cookie_auth)
+        # a room opened on a project's notebook follows the project's roles
+        gatekeeper = collab_access.TokenGatekeeper(
+            hub.store, cookie_auth, project_rooms=project_sessions.room_level
+        )
         collab_server.Endpoint(hub.rooms, gatekeeper).install(app)
     app.add_routes(collab_api.routes())  # shared execution sessions (503 without rooms)
     install_projects(app, hub.settings, hub.store)
@@ -308,6 +313,7 @@ def install_projects(
     app.cleanup_ctx.append(cleanup.Sweep(place, event_store).at_start)
     app.add_routes(projects_api.routes())
     app.add_routes(project_content_api.routes())  # browsing without a clone
+    app.add_routes(project_sessions_api.routes())  # sessions on a project's notebook
     app.add_routes(project_pages.routes())  # /hub/projects: the same in the browser
     # Bodies of git requests are streamed, never read whole: client_max_size does not apply.
     app.add_routes(git_http.routes())

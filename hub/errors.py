@@ -128,6 +128,12 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     return response
 
 
+def status_of(exc: Exception) -> int | None:
+    """The HTTP status a typed error of a lower package answers with (None: not one); pages
+    that catch such errors render them with it."""
+    return next((s for cls, s in _STATUS if isinstance(exc, cls)), None)
+
+
 def _translate(request: web.Request, exc: Exception) -> web.Response:
     """The answer to an error that is not a ``HubError``: a typed error of a lower package,
     the database unable to serve, or (anything else) a bug."""
@@ -136,7 +142,7 @@ def _translate(request: web.Request, exc: Exception) -> web.Response:
     if database is not None:
         log.warning("%s %s: the database cannot serve: %s", request.method, request.path, database)
         return error_response(503, DATABASE_UNAVAILABLE)
-    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), None)
+    status = status_of(exc)
     if status is not None:
         return error_response(status, str(exc))
     log.exception("unhandled error in %s %s", request.method, request.path)

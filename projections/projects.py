@@ -1,5 +1,6 @@
-"""The projects read model: ``projects``, ``project_members``, ``project_refs`` and the names
-projects had before a rename, ``project_old_names``.
+"""The projects read model: ``projects``, ``project_members``, ``project_refs``, the names
+projects had before a rename, ``project_old_names``, and the shared execution sessions opened
+on a project's notebook, ``project_sessions``.
 
 Inline, so a push's refs move in the transaction that appends its ``project.pushed`` event:
 the push path compares the refs it read under a row lock with what the client says it
@@ -93,6 +94,31 @@ async def _pushed(conn: sql.Connection, event: models.RecordedEvent) -> None:
     await conn.execute(queries["pushed"], data.project_id, event.recorded_at, event.position)
 
 
+async def _session_opened(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: project_events.ProjectSessionOpened = base.payload(
+        event, project_events.ProjectSessionOpened
+    )
+    await conn.execute(
+        queries["session_opened"],
+        data.session_id,
+        data.project_id,
+        data.room,
+        data.path,
+        data.ref,
+        data.branch,
+        data.base_commit,
+        event.metadata.actor.label,
+        event.recorded_at,
+    )
+
+
+async def _committed_from_session(conn: sql.Connection, event: models.RecordedEvent) -> None:
+    data: project_events.ProjectCommittedFromSession = base.payload(
+        event, project_events.ProjectCommittedFromSession
+    )
+    await conn.execute(queries["session_committed"], data.session_id, data.branch, data.commit)
+
+
 async def _user_deleted(conn: sql.Connection, event: models.RecordedEvent) -> None:
     user_id = base.payload(event, user_events.UserDeleted).user_id
     await conn.execute(queries["owner_deleted"], "user", user_id)
@@ -104,10 +130,17 @@ async def _group_deleted(conn: sql.Connection, event: models.RecordedEvent) -> N
 
 
 class ProjectsProjection(base.ByType):
-    """``projects``, ``project_members``, ``project_refs`` and ``project_old_names``."""
+    """``projects``, ``project_members``, ``project_refs``, ``project_old_names`` and
+    ``project_sessions``."""
 
     name = "projects"
-    tables = ("projects", "project_members", "project_refs", "project_old_names")
+    tables = (
+        "projects",
+        "project_members",
+        "project_refs",
+        "project_old_names",
+        "project_sessions",
+    )
     handlers: dict[str, base.Handler] = {  # noqa: RUF012 - read-only after import
         project_events.ProjectCreated.type: _created,
         project_events.ProjectUpdated.type: _updated,
@@ -116,6 +149,8 @@ class ProjectsProjection(base.ByType):
         project_events.ProjectMemberGranted.type: _granted,
         project_events.ProjectMemberRevoked.type: _revoked,
         project_events.ProjectPushed.type: _pushed,
+        project_events.ProjectSessionOpened.type: _session_opened,
+        project_events.ProjectCommittedFromSession.type: _committed_from_session,
         user_events.UserDeleted.type: _user_deleted,
         group_events.GroupDeleted.type: _group_deleted,
     }

@@ -35,7 +35,8 @@ DO UPDATE SET name = excluded.name, project_id = excluded.project_id, renamed = 
 -- name: project_delete
 WITH members AS (DELETE FROM project_members WHERE project_id = $1),
      old_names AS (DELETE FROM project_old_names WHERE project_id = $1),
-     refs AS (DELETE FROM project_refs WHERE project_id = $1)
+     refs AS (DELETE FROM project_refs WHERE project_id = $1),
+     sessions AS (DELETE FROM project_sessions WHERE project_id = $1)
 DELETE FROM projects WHERE project_id = $1;
 
 -- name: member_grant
@@ -64,5 +65,15 @@ UPDATE projects SET last_push = $2, last_position = $3 WHERE project_id = $1;
 WITH gone AS (DELETE FROM projects WHERE owner_kind = $1 AND owner_id = $2 RETURNING project_id),
      members AS (DELETE FROM project_members WHERE project_id IN (SELECT project_id FROM gone)),
      refs AS (DELETE FROM project_refs WHERE project_id IN (SELECT project_id FROM gone)),
+     sessions AS (DELETE FROM project_sessions WHERE project_id IN (SELECT project_id FROM gone)),
      old_names AS (DELETE FROM project_old_names WHERE owner_id = $2)
 DELETE FROM project_members WHERE member_kind = $1 AND member_id = $2;
+
+-- name: session_opened
+INSERT INTO project_sessions
+    (session_id, project_id, room, path, ref, branch, head, opened_by, opened)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- name: session_committed
+-- The session's next commit builds on this one, on the branch this one went to.
+UPDATE project_sessions SET branch = $2, head = $3 WHERE session_id = $1;

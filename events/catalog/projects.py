@@ -181,3 +181,46 @@ class ProjectPushed(models.Event):
 def stream_id(project_id: UUID) -> str:
     """The stream that holds one project's events."""
     return f"project-{project_id}"
+
+
+# --- collaboration on a project's notebook (hub/projects/sessions.py) ------------------------
+
+# A path inside the repository as the sessions API takes it: relative, no empty, "." or ".."
+# segment (hub/projects/browse.py checks it the same way before anything is written).
+PATH_PATTERN = r"^[^/\x00]+(/[^/\x00]+)*$"
+
+
+class ProjectSessionOpened(models.Event):
+    """A shared execution session was opened on a notebook of the project: its room is seeded
+    from the notebook at ``base_commit`` and who may join it follows the project's roles.
+
+    ``branch`` is where a commit from the session goes (None: the session was opened on a tag
+    or a commit, and its commits go to ``collab/<session>``). Never the notebook's content.
+    """
+
+    type: ClassVar[str] = "project.session_opened"
+
+    project_id: UUID
+    session_id: UUID
+    room: str = Field(min_length=1, max_length=255)
+    path: str = Field(min_length=1, max_length=4096, pattern=PATH_PATTERN)
+    ref: str = Field(min_length=1, max_length=255, description="The ref as it was asked for")
+    branch: Branch | None
+    base_commit: Sha
+
+
+class ProjectCommittedFromSession(models.Event):
+    """The notebook of a session was committed to the project (the refs moved by the
+    ``project.pushed`` appended in the same transaction). ``participants`` are everyone who
+    edited the room, the committer first; no file content."""
+
+    type: ClassVar[str] = "project.committed_from_session"
+
+    project_id: UUID
+    session_id: UUID
+    commit: Sha
+    branch: Branch
+    diverted: bool = Field(
+        description="The session's branch had moved: the commit went to collab/<session>"
+    )
+    participants: list[Name] = Field(min_length=1, max_length=1000)

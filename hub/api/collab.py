@@ -30,6 +30,7 @@ from hub import data_dir
 from hub import errors as hub_errors
 from hub.auth import access, collab_access, roles, scopes
 from hub.context import HUB
+from hub.projects import sessions as project_sessions
 from hub.reads import users as users_read
 from hub.servers import isolation, local_spawner
 from hub.web import body
@@ -144,14 +145,30 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 
 
 async def _level(
-    conn: sql.Connection, grants: scopes.Grants, room: str, owner: str | None
+    conn: sql.Connection,
+    grants: scopes.Grants,
+    room: str,
+    owner: str | None,
+    project: collab_access.Level | None,
 ) -> collab_access.Level:
+    """What ``grants`` allow on ``room``; ``project``: what a role on the project gives when
+    the room is a project's (``project_sessions.room_level``)."""
     groups_of = None
     if owner is not None and any(
         grants.filters(s).groups for s in (collab_access.READ, collab_access.WRITE)
     ):
         groups_of = await access.groups_of_users(conn, [owner])
-    return collab_access.decide(grants, room_access.RoomInfo(room, True, owner), owner, groups_of)
+    info = room_access.RoomInfo(room, True, owner)
+    return collab_access.decide(grants, info, owner, groups_of, project)
+
+
+async def caller_level(
+    conn: sql.Connection, caller: access.Caller, room: str, owner: str | None
+) -> collab_access.Level:
+    """What ``caller`` may do in ``room`` of ``owner``: its scopes, and its role on the project
+    when the room was opened on a project's notebook."""
+    project = await project_sessions.room_level(conn, caller, room)
+    return await _level(conn, caller.grants, room, owner, project)
 
 
 def _refuse(grants: scopes.Grants, needed: str) -> hub_errors.HubError:
@@ -165,7 +182,7 @@ def _refuse(grants: scopes.Grants, needed: str) -> hub_errors.HubError:
     )
 
 
-async def _session(request: web.Request, needed: Literal["read", "write"]) -> sessions.Bound:
+async def authorized(request: web.Request, needed: Literal["read", "write"]) -> sessions.Bound:
     """The session in the path, if the caller may ``needed`` it; else 403 / 404."""
     caller = access.caller_of(request)
     scope = collab_access.WRITE if needed == "write" else collab_access.READ
@@ -179,7 +196,7 @@ async def _session(request: web.Request, needed: Literal["read", "write"]) -> se
     if bound is None:
         raise hub_errors.NotFound(f"No such session: {session_id}")
     async with request.app[HUB].store.pool.acquire() as conn:
-        level = await _level(conn, caller.grants, bound.session.room, bound.owner)
+        level = await caller_level(conn, caller, bound.session.room, bound.owner)
     if level == "write" or (level == "read" and needed == "read"):
         return bound
     if level == "read":  # may see the room, not change it
@@ -216,7 +233,7 @@ async def create_session(request: web.Request) -> web.Response:
         raise hub_errors.Unavailable("this hub serves no collaboration rooms")
     owner = info.owner if info.exists else (caller.name if caller.kind == "user" else None)
     async with hub.store.pool.acquire() as conn:
-        if await _level(conn, caller.grants, room, owner) != "write":
+        if await caller_level(conn, caller, room, owner) != "write":
             raise _refuse(caller.grants, collab_access.WRITE)
     creator = room_access.Participant(caller.kind, caller.name, can_write=True)
     bound = await manager.create(
@@ -233,7 +250,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     visible = []
     async with request.app[HUB].store.pool.acquire() as conn:
         for bound in _manager(request).all():
-            level = await _level(conn, caller.grants, bound.session.room, bound.owner)
+            level = await caller_level(conn, caller, bound.session.room, bound.owner)
             if level in ("read", "write"):
                 visible.append(render(request, bound))
     return _json(CollabSessions(sessions=visible))
@@ -241,12 +258,12 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def get_session(request: web.Request) -> web.Response:
     """``GET /collab/sessions/{id}``."""
-    return _json(render(request, await _session(request, "read")))
+    return _json(render(request, await authorized(request, "read")))
 
 
 async def execute(request: web.Request) -> web.Response:
     """``POST /collab/sessions/{id}/execute``: 202 with the request id; outputs go to the room."""
-    bound = await _session(request, "write")
+    bound = await authorized(request, "write")
     command = await body.parse(request, ExecuteCell)
     # Checked here first, so that a bad cell id is refused without an event.
     notebook.find_code_cell(bound.session.doc, command.cell_id)
@@ -258,21 +275,21 @@ async def execute(request: web.Request) -> web.Response:
 
 async def interrupt(request: web.Request) -> web.Response:
     """``POST /collab/sessions/{id}/interrupt``: 200 with the session."""
-    bound = await _session(request, "write")
+    bound = await authorized(request, "write")
     await bound.session.interrupt(participant(access.caller_of(request)))
     return _json(render(request, bound))
 
 
 async def restart(request: web.Request) -> web.Response:
     """``POST /collab/sessions/{id}/restart``: 200 with how many queued requests were aborted."""
-    bound = await _session(request, "write")
+    bound = await authorized(request, "write")
     aborted = await bound.session.restart(participant(access.caller_of(request)))
     return _json(KernelRestarted(aborted_requests=aborted))
 
 
 async def delete_session(request: web.Request) -> web.Response:
     """``DELETE /collab/sessions/{id}``: 204; the kernel stops, the room and notebook stay."""
-    bound = await _session(request, "write")
+    bound = await authorized(request, "write")
     await _manager(request).shutdown(bound.session.session_id)
     return web.Response(status=204)
 
@@ -301,10 +318,12 @@ def may_write(event_store: store.EventStore, room_set: rooms.Rooms) -> sessions.
     async def check(room: str, who: execution.Participant) -> bool:
         info = await room_set.describe(room)
         async with event_store.pool.acquire() as conn:
+            user_id = None
             if who.kind == "user":
                 row = await users_read.find(conn, who.name)
                 if row is None:
                     return False
+                user_id = row["user_id"]
                 held, _ = await access.user_scopes(conn, row["user_id"], row["name"], row["admin"])
             else:
                 row = await conn.fetchrow(queries["service_role_scopes"], who.name)
@@ -315,7 +334,10 @@ def may_write(event_store: store.EventStore, room_set: rooms.Rooms) -> sessions.
                     [*implicit, *row["scopes"]], owner=scopes.Owner.for_service(who.name)
                 )
             grants = scopes.Grants.of(held)
-            return await _level(conn, grants, room, info.owner) == "write"
+            project = await project_sessions.own_room_level(
+                conn, room, kind=who.kind, name=who.name, user_id=user_id, grants=grants
+            )
+            return await _level(conn, grants, room, info.owner, project) == "write"
 
     return check
 

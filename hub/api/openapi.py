@@ -23,6 +23,7 @@ from hub.api import collab as collab_api
 from hub.api import groups as groups_api
 from hub.api import models as api_models
 from hub.api import project_content
+from hub.api import project_sessions as project_sessions_api
 from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
 from hub.api import servers as servers_api
@@ -292,6 +293,24 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post", "/collab/sessions/{session_id}/restart", "Restart the kernel (queued requests"
         " are aborted)", "write:collab", reply=collab_api.KernelRestarted,
+    ),
+    Operation(
+        "post", "/collab/sessions/{session_id}/commit", "Commit the room's notebook to its"
+        " project (a session opened on one): 201 on the session's branch, 409 on"
+        " collab/<session> when that branch moved since; authored by the caller, every other"
+        " editor a Co-authored-by", "write:collab", project_sessions_api.CommitSession, 201,
+        project_sessions_api.SessionCommit,
+    ),
+    # Sessions on a project's notebook (hub/api/project_sessions.py): the project's roles.
+    Operation(
+        "post", "/projects/{owner}/{name}/sessions", "Open a shared execution session on a"
+        " notebook of the project at a ref (the write role on it); its write members edit and"
+        " run, its readers watch", "write:collab", project_sessions_api.OpenSession, 201,
+        project_sessions_api.ProjectSession,
+    ),
+    Operation(
+        "get", "/projects/{owner}/{name}/sessions", "The project's running sessions",
+        "read:projects", reply=project_sessions_api.ProjectSessions,
     ),
     # Browsing a project without a clone (hub/api/project_content.py): the read role on it.
     Operation(

@@ -119,7 +119,7 @@ async def list_services(request: web.Request) -> web.Response:
     caller = access.require_list(request, scope_table.LIST_SERVICES, kinds=SERVICE_KINDS)
     filters = caller.grants.filters(scope_table.LIST_SERVICES)
     async with hub.store.pool.acquire() as conn:
-        rows = await conn.fetch(queries["services_all"])
+        rows = await conn.fetch(queries["services_with_roles"])
     entries, live = _entries(hub.settings), _live(request)
     fields = users_api.visible_fields(caller, FIELDS_BY_SCOPE)
     reply = {
@@ -164,7 +164,7 @@ async def displayed(request: web.Request, caller: access.Caller) -> list[dict[st
     with a url, and ``access:services`` on them. Each: name, prefix, info."""
     hub = request.app[HUB]
     async with hub.store.pool.acquire() as conn:
-        rows = await conn.fetch(queries["services_all"])
+        rows = await conn.fetch(queries["services_with_roles"])
     entries = _entries(hub.settings)
     shown = []
     for row in rows:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from collab import access as collab_access
 from collab import errors as collab_errors
-from events import store
+from events import sql, store
 from hub.auth import access, identity, login_cookies, scope_table, scopes
 
 READ = scope_table.READ_COLLAB
@@ -32,6 +32,11 @@ WRITE = scope_table.WRITE_COLLAB
 CookieAuth = Callable[[Mapping[str, str]], Awaitable[access.Caller | None]]
 
 Level = Literal["write", "read", "forbidden", "not_found"]
+
+ProjectRooms = Callable[[sql.Connection, access.Caller, str], Awaitable["Level | None"]]
+"""What the caller's role on the project gives on a room opened on one of its notebooks
+(None: the room is no project's); hub/app.py hands hub/projects/sessions.py's ``room_level``,
+called on an open connection of the store."""
 
 CROSS_ORIGIN = (
     "cross-origin WebSocket refused: the login cookie is only accepted from the hub's pages"
@@ -69,11 +74,26 @@ def decide(
     room: collab_access.RoomInfo,
     owner: str | None,
     groups_of: scopes.Membership | None = None,
+    project: Level | None = None,
 ) -> Level:
-    """What ``grants`` allow on ``room`` of ``owner``: pure, no I/O."""
+    """What ``grants`` allow on ``room`` of ``owner``: pure, no I/O.
+
+    ``project``: what the caller's role on the project gives, when the room was opened on a
+    project's notebook (``write`` for its write members and admins, ``read`` for its readers,
+    ``not_found`` otherwise; None: not a project's room). Such a room belongs to the project,
+    not to whoever opened it: ``!user=``/``!group=`` filters do not reach it, and a collab
+    scope held at all (its filters aside) is what lets the role be used, so a token without
+    ``write:collab`` only watches even a project its owner may write.
+    """
+    if project is not None:
+        owner, groups_of = None, None
     if grants.filters(WRITE).covers_room(room.name, owner, groups_of=groups_of):
         return "write"
+    if project == "write" and grants.holds(WRITE):
+        return "write"
     if grants.filters(READ).covers_room(room.name, owner, groups_of=groups_of):
+        return "read"
+    if project in ("write", "read") and (grants.holds(READ) or grants.holds(WRITE)):
         return "read"
     if grants.holds(WRITE) or grants.holds(READ):
         return "not_found"
@@ -84,10 +104,14 @@ class TokenGatekeeper:
     """Admits connections holding a hub token with a collab scope on the room."""
 
     def __init__(
-        self, event_store: store.EventStore, cookie_auth: CookieAuth | None = None
+        self,
+        event_store: store.EventStore,
+        cookie_auth: CookieAuth | None = None,
+        project_rooms: ProjectRooms | None = None,
     ) -> None:
         self.store = event_store
         self.cookie_auth = cookie_auth
+        self.project_rooms = project_rooms
 
     async def admit(
         self, handshake: collab_access.Handshake, room: collab_access.RoomInfo
@@ -117,7 +141,10 @@ class TokenGatekeeper:
             groups_of = None
             if owner is not None and any(caller.grants.filters(s).groups for s in (READ, WRITE)):
                 groups_of = await access.groups_of_users(conn, [owner])
-        level = decide(caller.grants, room, owner, groups_of)
+            project = None
+            if self.project_rooms is not None and room.exists:
+                project = await self.project_rooms(conn, caller, room.name)
+        level = decide(caller.grants, room, owner, groups_of, project)
         if level == "forbidden":
             raise collab_errors.ConnectionRefused(
                 collab_errors.FORBIDDEN,

@@ -6,6 +6,9 @@
   rendered, recent commits, members, and the clone command.
 * ``…/tree/{ref}/{path}``: a directory; ``…/blob/{ref}/{path}``: a file, a notebook rendered
   with its outputs, markdown rendered, text with line numbers, images shown.
+* ``POST …/sessions``: "open together", a form beside each notebook for those who may write
+  the project: a shared execution session on it (``project_sessions_api.open_on_project``, the
+  API's command); the project page lists the running ones.
 
 Who may see a project is the REST API's rule (``project_content.readable``): a project the
 user may not read is a 404 page. Pushed content is hostile: notebooks and markdown are
@@ -20,11 +23,15 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from collab import session_errors
 from hub import errors
+from hub.api import collab as collab_api
 from hub.api import project_content
+from hub.api import project_sessions as project_sessions_api
 from hub.api import projects as projects_api
-from hub.auth import access, identity
+from hub.auth import access, collab_access, identity
 from hub.context import HUB
+from hub.projects import access as project_access
 from hub.projects import browse, diffs
 from hub.web import body, content
 
@@ -222,6 +229,19 @@ async def _open(request: web.Request) -> tuple[Any, dict[str, str], Links]:
     return row, refs, Links(row["owner"], row["name"])
 
 
+async def _may_open_together(request: web.Request, row: Any) -> bool:
+    """Whether the user may open a session on the project's notebooks: this hub runs
+    sessions, and they hold the write role on it and ``write:collab``."""
+    caller = access.caller_of(request)
+    if request.app.get(collab_api.SESSIONS) is None or not caller.grants.holds(collab_access.WRITE):
+        return False
+    async with request.app[HUB].store.pool.acquire() as conn:
+        found = await project_access.lookup(conn, row["owner"], row["name"], caller)
+    return found is not None and project_access.decide(
+        "write", project_access.target_of(found[0]), found[1]
+    )
+
+
 async def project_page(request: web.Request) -> web.StreamResponse:
     """``GET /hub/projects/{owner}/{name}``."""
     user = _require_user(request)
@@ -234,6 +254,8 @@ async def project_page(request: web.Request) -> web.StreamResponse:
         async with request.app[HUB].store.pool.acquire() as conn:
             members = await projects_api.members(conn, row["project_id"])
         refs_list = await project_content.read(request.app, row, refs, browse.list_refs)
+        sessions = await project_sessions_api.running(request, row)
+        together = await _may_open_together(request, row)
     except errors.HubError as exc:
         return _error(request, exc)
     project = projects_api.render(request, row)
@@ -248,6 +270,8 @@ async def project_page(request: web.Request) -> web.StreamResponse:
         shown=shown,
         members=members,
         crumbs=crumbs(links, ref, ""),
+        sessions=sessions,
+        open_together=together,
     )
 
 
@@ -258,6 +282,7 @@ async def tree_page(request: web.Request) -> web.StreamResponse:
         row, refs, links = await _open(request)
         ref, path = browse.split_ref_path(request.match_info["tail"], refs)
         shown = await project_content.read(request.app, row, refs, directory, ref, path)
+        together = await _may_open_together(request, row)
     except errors.HubError as exc:
         return _error(request, exc)
     return _page(
@@ -270,7 +295,29 @@ async def tree_page(request: web.Request) -> web.StreamResponse:
         path=browse.clean_path(path),
         shown=shown,
         crumbs=crumbs(links, ref, path),
+        open_together=together,
     )
+
+
+async def open_together(request: web.Request) -> web.StreamResponse:
+    """``POST /hub/projects/{owner}/{name}/sessions``: open a session on a notebook (form
+    fields ``path`` and ``ref``), then back to the project's page, which lists it."""
+    _require_user(request)
+    form = await request.post()
+    data = {key: str(form[key]) for key in ("path", "ref") if str(form.get(key, "")).strip()}
+    owner, name = request.match_info["owner"], request.match_info["name"]
+    try:
+        command = body.validate(project_sessions_api.OpenSession, data)
+        opened = await project_sessions_api.open_on_project(request, owner, name, command)
+    except errors.HubError as exc:
+        return _error(request, exc)
+    except session_errors.SessionError as exc:  # a notebook that is not one, a kernel …
+        status = errors.status_of(exc) or 400
+        response = identity.error_page(request, status, str(exc))
+        response.headers["Content-Security-Policy"] = CSP
+        return response
+    home = Links(owner, name).home
+    raise web.HTTPFound(f"{home}?session={opened.session.id}#sessions")
 
 
 async def blob_page(request: web.Request) -> web.StreamResponse:
@@ -304,6 +351,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/hub/projects", list_page),
         web.post("/hub/projects", create),
         web.get(one, project_page),
+        web.post(one + "/sessions", open_together),
         web.get(one + "/tree/{tail:.+}", tree_page),
         web.get(one + "/blob/{tail:.+}", blob_page),
     ]

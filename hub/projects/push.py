@@ -61,8 +61,12 @@ async def record(
     commits: int,
     via: project_events.Via,
     metadata: models.Metadata,
+    along: Sequence[models.Event] = (),
 ) -> store.AppendResult:
-    """Move the refs and append ``project.pushed``, or raise ``StaleRefs``/``ProjectGone``."""
+    """Move the refs and append ``project.pushed``, or raise ``StaleRefs``/``ProjectGone``.
+
+    ``along``: events of the project's stream appended after it in the same transaction
+    (a commit from a session says so with ``project.committed_from_session``)."""
     names = [c.ref for c in commands]
     async with event_store.session() as session:
         conn = session.conn
@@ -88,5 +92,5 @@ async def record(
             via=via,
         )
         return await session.append(
-            project_events.stream_id(project_id), [event], metadata=metadata
+            project_events.stream_id(project_id), [event, *along], metadata=metadata
         )

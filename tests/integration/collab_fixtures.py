@@ -54,9 +54,11 @@ async def serving(
     *,
     relay: bool = True,
     session_grace_s: float = 60.0,
+    **settings: Any,
 ) -> AsyncIterator[CollabHub]:
-    """The hub app and its rooms on a free port of 127.0.0.1, stopped on exit."""
-    config = hub_settings.Settings(**COLLAB_CONFIG)
+    """The hub app and its rooms on a free port of 127.0.0.1, stopped on exit; ``settings``
+    override the hub's (``data_dir`` for projects' repositories)."""
+    config = hub_settings.Settings(**{**COLLAB_CONFIG, **settings})
     await bootstrap.reconcile(event_store, config)
     room_set = rooms.Rooms(
         persistence.RoomStore(event_store),

@@ -515,6 +515,27 @@ async def test_an_append_says_whether_another_process_holds_the_room(
     assert (await one.append("presence", [text_update("d", 4)], ["x"])).shared is False
 
 
+async def test_a_rooms_authors_survive_its_compaction(event_store: store.EventStore) -> None:
+    # a commit from a session names everyone who edited its room: compaction keeps them
+    rooms = persistence.RoomStore(event_store, process="one")
+    await rooms.create("authored", None, models.Metadata())
+    await rooms.append(
+        "authored", [text_update("a", 1), text_update("b", 2)], ["user:bob", "system:chronohub"]
+    )
+    await rooms.append("authored", [text_update("c", 3)], ["user:alice"])
+    first = ["user:bob", "system:chronohub", "user:alice"]
+    assert await rooms.authors("authored") == first
+    assert await rooms.compact("authored") is not None
+    assert await rooms.authors("authored") == first
+    await rooms.append(
+        "authored", [text_update("d", 4), text_update("e", 5)], ["user:carol", "user:bob"]
+    )
+    assert await rooms.authors("authored") == [*first, "user:carol"]
+    assert await rooms.compact("authored") is not None
+    assert await rooms.authors("authored") == [*first, "user:carol"]
+    assert await rooms.authors("no-such-room") == []
+
+
 def text_update(text: str, client_id: int = 1) -> bytes:
     doc: pycrdt.Doc[Any] = pycrdt.Doc(client_id=client_id)
     doc.get("t", type=pycrdt.Text).insert(0, text)

@@ -69,6 +69,11 @@ NOT_IN_SPEC = {
     ("post", "/collab/sessions/{session_id}/execute"),
     ("post", "/collab/sessions/{session_id}/interrupt"),
     ("post", "/collab/sessions/{session_id}/restart"),
+    # chronohub's own sessions on a project's notebook (issue 17): tests/integration/
+    # test_project_sessions.py
+    ("post", "/collab/sessions/{session_id}/commit"),
+    ("post", "/projects/{owner}/{name}/sessions"),
+    ("get", "/projects/{owner}/{name}/sessions"),
     # chronohub's own project browsing (issue 14): tests/integration/test_projects_browse.py
     ("get", "/projects/{owner}/{name}/refs"),
     ("get", "/projects/{owner}/{name}/commits"),

@@ -143,6 +143,30 @@ def test_the_room_access_decision(raw: tuple[str, ...], owner: str | None, level
     assert collab_access.decide(grants(*raw), ROOM, owner, membership) == level
 
 
+@pytest.mark.parametrize(
+    ("raw", "project", "level"),
+    [
+        # a project's room follows the project: its writers edit, its readers watch …
+        (("write:collab!user",), "write", "write"),
+        (("write:collab!user",), "read", "read"),
+        (("read:collab!user",), "write", "read"),  # … as far as the token's scope goes
+        # … whoever opened it (its owner, bob) counts for nothing: a member removed loses it
+        (("write:collab!user=bob",), "not_found", "not_found"),
+        (("write:collab!group=team",), "not_found", "not_found"),
+        (("write:collab!user",), "not_found", "not_found"),
+        (("read:users",), "write", "forbidden"),  # no collab scope at all
+        # scopes that name the room, or every room (the hub's admins), still reach it
+        (("read:collab!room=plan",), "not_found", "read"),
+        (("write:collab",), "not_found", "write"),
+    ],
+)
+def test_a_projects_room_follows_the_project(
+    raw: tuple[str, ...], project: collab_access.Level, level: str
+) -> None:
+    membership = {"bob": {"team"}}
+    assert collab_access.decide(grants(*raw), ROOM, "bob", membership, project) == level
+
+
 def test_room_filters_parse_and_need_a_value() -> None:
     assert str(scopes.parse_scope("read:collab!room=json:notebook:1")) == (
         "read:collab!room=json:notebook:1"
