@@ -34,7 +34,8 @@ _INSERTED = "cells inserted before it"
 
 @dataclass(frozen=True)
 class Clean:
-    """The merged notebook as nbformat writes it; picked names the cells a pick decided."""
+    """The merged notebook as nbformat writes it; picked: what a pick decided, one line a cell
+    ("cell 2 (id 5f3a): theirs (source)")."""
 
     content: bytes
     picked: tuple[str, ...] = ()
@@ -59,7 +60,7 @@ def invalid(base: bytes, ours: bytes, theirs: bytes, *, base_absent: bool) -> st
         try:
             _read(data)
         except _NotNotebook as error:
-            return f"{name}: {error}"
+            return f"{name} is not a valid notebook: {error}"
     return None
 
 
@@ -77,11 +78,14 @@ def merge(
     try:
         merged, decisions = _nbdime_merge(origin, local, remote, None)
         conflicts = [d for d in decisions if d["conflict"]]
-        cells = _describe(origin, conflicts)
-        if conflicts and pick is None:
+        parts = _describe(origin, conflicts)
+        cells = [f"{name}: {whats}" for name, whats in parts]
+        if parts and pick is None:
             return Unmerged(_reason(cells), tuple(cells))
         if conflicts:
-            merged, decisions = _nbdime_merge(origin, local, remote, pick)
+            # A cell whose id both sides changed (pasted anew, say) is the same work whichever
+            # id it keeps, so that alone is no conflict: without a pick, our ids are kept.
+            merged, decisions = _nbdime_merge(origin, local, remote, pick or "ours")
             if any(d["conflict"] for d in decisions):  # pragma: no cover (nbdime settles all)
                 return Unmerged("nbdime left a conflict that a pick could not settle")
         content = _write(merged, (base, ours, theirs))
@@ -92,8 +96,9 @@ def merge(
         message = f"nbdime could not merge it ({type(error).__name__}: {error})".strip()
         if pick is None:
             return Unmerged(message[:300])
-        return Clean(ours if pick == "ours" else theirs, (f"whole notebook, as {message[:200]}",))
-    return Clean(content, tuple(cells) if conflicts else ())
+        whole = f"whole notebook: {pick} (as {message[:200]})"
+        return Clean(ours if pick == "ours" else theirs, (whole,))
+    return Clean(content, tuple(f"{name}: {pick} ({whats})" for name, whats in parts))
 
 
 def _read(data: bytes) -> NotebookNode:
@@ -107,7 +112,7 @@ def _read(data: bytes) -> NotebookNode:
     except json.JSONDecodeError as error:
         raise _NotNotebook(f"not valid JSON ({error.msg}, line {error.lineno})") from error
     if not isinstance(parsed, dict) or parsed.get("nbformat") != 4:
-        raise _NotNotebook("valid JSON but not an nbformat 4 notebook")
+        raise _NotNotebook("JSON, but not of nbformat 4")
     # as nbformat reads a file: multi-line strings joined, which nbdime's merge expects
     node: NotebookNode = v4.reads(text)  # type: ignore[no-untyped-call]
     _validate(node)
@@ -162,11 +167,12 @@ def _nbdime_merge(
 
 
 class _QuietMergetool(logging.Filter):
-    """nbdime warns of every conflict that the "mergetool" strategy leaves undecided, which is
-    what that strategy is asked to do here: those warnings are dropped, others kept."""
+    """nbdime warns of every conflict that a strategy leaves undecided ("mergetool" all of them,
+    "remove" on cell ids); merge() reads those conflicts from the decisions and reports them
+    itself, so the warnings are dropped, others kept."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Unhandled conflict strategy mergetool")
+        return not record.getMessage().startswith("Unhandled conflict strategy ")
 
 
 def _write(merged: NotebookNode, inputs: tuple[bytes, ...]) -> bytes:
@@ -192,8 +198,9 @@ def _write(merged: NotebookNode, inputs: tuple[bytes, ...]) -> bytes:
     return text.encode("utf-8")
 
 
-def _describe(base: NotebookNode, conflicts: list[dict[str, Any]]) -> list[str]:
-    """One line per conflicting cell ("cell 2 (id 5f3a): source, outputs"), in base's order."""
+def _describe(base: NotebookNode, conflicts: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Each conflicting cell and its conflicting parts ("cell 2 (id 5f3a)", "source, outputs"),
+    in the base's order."""
     parts: dict[tuple[int, str], list[str]] = {}
 
     def add(order: int, name: str, what: str) -> None:
@@ -207,10 +214,10 @@ def _describe(base: NotebookNode, conflicts: list[dict[str, Any]]) -> list[str]:
         ops = [*(decision["local_diff"] or []), *(decision["remote_diff"] or [])]
         if path[:1] == ("cells",) and len(path) >= 2:
             index = int(path[1])
-            what = (
-                str(path[2]) if len(path) > 2 else ", ".join(sorted({str(o["key"]) for o in ops}))
-            )
-            add(index, _cell_name(cells, index), what)
+            keys = [str(path[2])] if len(path) > 2 else sorted({str(o["key"]) for o in ops})
+            for what in keys:
+                if what != "id":  # ids are no one's work: settled without a pick (merge())
+                    add(index, _cell_name(cells, index), what)
         elif path == ("cells",):
             # cells inserted, deleted or replaced at the same place on both sides
             for index in sorted({int(o["key"]) for o in ops}):
@@ -230,7 +237,7 @@ def _describe(base: NotebookNode, conflicts: list[dict[str, Any]]) -> list[str]:
                 sorted({str(o["key"]) for o in ops})
             )
             add(-1, "notebook", where)
-    return [f"{name}: {', '.join(whats)}" for (_, name), whats in sorted(parts.items())]
+    return [(name, ", ".join(whats)) for (_, name), whats in sorted(parts.items())]
 
 
 def _cell_name(cells: list[Any], index: int) -> str:
