@@ -88,7 +88,7 @@ def merge(
             merged, decisions = _nbdime_merge(origin, local, remote, pick or "ours")
             if any(d["conflict"] for d in decisions):  # pragma: no cover (nbdime settles all)
                 return Unmerged("nbdime left a conflict that a pick could not settle")
-        content = _write(merged, (base, ours, theirs))
+        content = _write(merged, (origin, local, remote))
     # nbdime's merge asserts its invariants and fails ("fail" strategy) on changes it cannot
     # merge, such as a cell's type changed differently on both sides: that is content it cannot
     # merge, for the caller a conflict (or, with a pick, the picked side whole), not a crash.
@@ -175,27 +175,42 @@ class _QuietMergetool(logging.Filter):
         return not record.getMessage().startswith("Unhandled conflict strategy ")
 
 
-def _write(merged: NotebookNode, inputs: tuple[bytes, ...]) -> bytes:
+def _write(merged: NotebookNode, inputs: tuple[NotebookNode, ...]) -> bytes:
     """The merged notebook as nbformat writes it, checked valid and free of conflict marks."""
     import nbformat
     from nbformat.corpus.words import generate_corpus_id
 
     if (merged.nbformat, merged.nbformat_minor) >= (4, 5):
-        # nbdime drops the id of a cell whose id both sides changed ("remove" strategy); a
-        # notebook of format 4.5 needs one on every cell, unique
+        # nbdime's strategy for cell ids in conflict is to remove them, and two cells inserted
+        # apart may carry the same id; a notebook of format 4.5 needs one on every cell, unique
         seen: set[str] = set()
         for cell in merged.cells:
             if not cell.get("id") or cell["id"] in seen:
                 cell["id"] = generate_corpus_id()  # type: ignore[no-untyped-call]
             seen.add(cell["id"])
     _validate(merged)
-    text: str = nbformat.writes(merged) + "\n"  # type: ignore[no-untyped-call]
-    if _NBDIME_RECORD in text and not any(_NBDIME_RECORD.encode() in data for data in inputs):
-        raise _NotNotebook("nbdime recorded a conflict in the metadata")
-    known = {m.group(0) for data in inputs for m in _MARKER.finditer(data.decode("utf-8"))}
-    if any(m.group(0) not in known for m in _MARKER.finditer(text)):
-        raise _NotNotebook("the merge wrote a conflict marker")
-    return text.encode("utf-8")
+    # a mark that none of the three had can only come from the merge (a user's own "=======" in
+    # a markdown cell is theirs to keep)
+    added = _marks(merged) - set().union(*(_marks(notebook) for notebook in inputs))
+    if added:
+        raise _NotNotebook(f"the merge wrote conflict marks ({', '.join(sorted(added))})")
+    text: str = nbformat.writes(merged)  # type: ignore[no-untyped-call]
+    return (text + "\n").encode("utf-8")
+
+
+def _marks(node: object) -> set[str]:
+    """The conflict marker lines in a notebook's strings, and nbdime's conflict records."""
+    found: set[str] = set()
+    if isinstance(node, str):
+        found.update(match.group(1) for match in _MARKER.finditer(node))
+    elif isinstance(node, dict):
+        found.update(key for key in node if key == _NBDIME_RECORD)
+        for value in node.values():
+            found |= _marks(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _marks(value)
+    return found
 
 
 def _describe(base: NotebookNode, conflicts: list[dict[str, Any]]) -> list[tuple[str, str]]:

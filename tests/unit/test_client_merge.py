@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nbformat import v4
 
-from hubclient import merge
+from hubclient import merge, merge_notebook
 
 MARKER_LINE = re.compile(r"^(<{7}|={7}|>{7}|\|{7})", re.MULTILINE)
 
@@ -56,12 +56,23 @@ def read_back(content: bytes | None) -> nbformat.NotebookNode:
     """The merged notebook: valid nbformat, written as nbformat writes it, without markers."""
     assert content is not None
     text = content.decode()
-    assert not MARKER_LINE.search(text)
     assert "nbdime-conflicts" not in text
     nb = nbformat.reads(text, as_version=4)
     nbformat.validate(nb)
     assert text == nbformat.writes(nb) + "\n"
+    assert not any(MARKER_LINE.search(string) for string in strings(nb))
     return nb
+
+
+def strings(node: Any) -> list[str]:
+    """Every string in a notebook: sources, outputs, metadata."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, list):
+        return [string for value in node for string in strings(value)]
+    return []
 
 
 def sources(content: bytes | None) -> list[str]:
@@ -241,6 +252,16 @@ def test_a_notebook_pick_settles_the_conflicting_cell_and_keeps_the_other_edits(
     assert isinstance(result, merge.Merged)
     assert sources(result.content) == ["a = 10", middle, "c = 30"]
     assert result.picked == (f"cell 2 (id c1): {pick} (source)",)
+
+
+def test_marker_like_lines_of_ones_own_are_kept() -> None:
+    # a Markdown heading underlined with "=======" is content, not a conflict mark
+    base = copy.deepcopy(NB)
+    base.cells.insert(0, v4.new_markdown_cell("Title\n=======\ntext", id="md"))
+    result = run(base, edited(base, c0="a = 10"), edited(base, c2="c = 30"), path="nb.ipynb")
+    assert isinstance(result, merge.Merged)
+    cells = nbformat.reads(result.content.decode(), as_version=4).cells
+    assert [cell.source for cell in cells] == ["Title\n=======\ntext", "a = 10", "b = 2", "c = 30"]
 
 
 def test_a_cell_added_on_one_side_and_another_deleted_on_the_other() -> None:
@@ -455,3 +476,17 @@ def test_trivial_notebook_merges_give_the_changed_side(
     assert run(base, ours, ours, path="nb.ipynb") == merge.Merged("nb.ipynb", raw(ours))
     assert run(base, ours, base, "ours", path="nb.ipynb") == merge.Merged("nb.ipynb", raw(ours))
     assert run(base, base, ours, "ours", path="nb.ipynb") == merge.Merged("nb.ipynb", raw(ours))
+
+
+def test_the_guard_knows_nbdimes_inline_marks() -> None:
+    """The marks nbdime's own "inline" strategies write (which the merge never asks for) are
+    what the last check before writing a notebook looks for."""
+    from nbdime.merging import merge_notebooks
+
+    ours = edited(NB, c1="b = 20")
+    theirs = edited(NB, c1="b = 200")
+    theirs.metadata["kernelspec"]["display_name"] = "theirs"
+    ours.metadata["kernelspec"]["display_name"] = "ours"
+    inline, _ = merge_notebooks(NB, ours, theirs)  # nbdime's default: inline
+    assert merge_notebook._marks(inline) >= {"<<<<<<<", "=======", ">>>>>>>", "nbdime-conflicts"}
+    assert merge_notebook._marks(NB) == set()
