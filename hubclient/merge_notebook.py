@@ -30,6 +30,8 @@ _RUN_PARTS = frozenset({"outputs", "execution_count"})
 _MARKER = re.compile(r"^(<{7}|={7}|>{7}|\|{7})( |$)", re.MULTILINE)
 _NBDIME_RECORD = "nbdime-conflicts"
 _INSERTED = "cells inserted before it"
+# what nbdime logs of a conflict it leaves undecided (nbdime/merging/decisions.py, strategies.py)
+_UNDECIDED = ("Unhandled conflict strategy ", "Unexpected strategy fail ")
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ def _nbdime_merge(
         ignore_transients=False,
         log_level="WARNING",
     )
-    quiet = _QuietMergetool()
+    quiet = _QuietUndecided()
     logger = logging.getLogger("nbdime")
     logger.addFilter(quiet)
     try:
@@ -166,13 +168,13 @@ def _nbdime_merge(
     return merged, list(decisions)
 
 
-class _QuietMergetool(logging.Filter):
-    """nbdime warns of every conflict that a strategy leaves undecided ("mergetool" all of them,
-    "remove" on cell ids); merge() reads those conflicts from the decisions and reports them
-    itself, so the warnings are dropped, others kept."""
+class _QuietUndecided(logging.Filter):
+    """nbdime logs every conflict that a strategy leaves undecided ("mergetool" all of them,
+    "remove" cell ids, "fail" cell types); merge() reads those conflicts from the decisions and
+    reports them itself, so those messages are dropped, others kept."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Unhandled conflict strategy ")
+        return not record.getMessage().startswith(_UNDECIDED)
 
 
 def _write(merged: NotebookNode, inputs: tuple[NotebookNode, ...]) -> bytes:

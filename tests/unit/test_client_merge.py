@@ -316,6 +316,46 @@ def test_cell_ids_changed_on_both_sides_are_no_conflict() -> None:
     ]
 
 
+def test_cell_types_and_metadata_changed_differently_conflict(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ours, theirs = copy.deepcopy(NB), copy.deepcopy(NB)
+    ours.cells[1] = v4.new_markdown_cell("b = 2", id="c1")
+    theirs.cells[1] = v4.new_raw_cell("b = 2", id="c1")
+    ours.cells[2].metadata["tags"], theirs.cells[2].metadata["tags"] = ["ours"], ["theirs"]
+    ours.metadata["course"], theirs.metadata["course"] = "physics", "chemistry"
+    result = run(NB, ours, theirs, path="nb.ipynb")
+    assert result == merge.Conflict(
+        "nb.ipynb",
+        "both changed 3 cells differently",
+        ("notebook: metadata", "cell 2 (id c1): cell_type", "cell 3 (id c2): metadata"),
+    )
+    # what nbdime logs of the conflicts it leaves undecided is said by the Conflict instead
+    assert not [r for r in caplog.records if r.name.startswith("nbdime")]
+    picked = run(NB, ours, theirs, "theirs", path="nb.ipynb")
+    nb = read_back(picked.content)
+    assert [cell.cell_type for cell in nb.cells] == ["code", "raw", "code"]
+    assert nb.cells[2].metadata["tags"] == ["theirs"]
+    assert nb.metadata["course"] == "chemistry"
+
+
+def test_a_notebook_of_format_4_4_has_cells_without_ids() -> None:
+    old = notebook("a = 1", "b = 2")
+    old.nbformat_minor = 4
+    for cell in old.cells:
+        del cell["id"]
+    ours, theirs = copy.deepcopy(old), copy.deepcopy(old)
+    ours.cells[0].source, theirs.cells[0].source, theirs.cells[1].source = "x", "y", "z"
+    result = run(old, ours, theirs, path="nb.ipynb")
+    assert result == merge.Conflict(
+        "nb.ipynb", "both changed 1 cell differently", ("cell 1: source",)
+    )
+    picked = run(old, ours, theirs, "ours", path="nb.ipynb")
+    nb = read_back(picked.content)
+    assert (nb.nbformat_minor, [cell.source for cell in nb.cells]) == (4, ["x", "z"])
+    assert all("id" not in cell for cell in nb.cells)
+
+
 def test_outputs_alone_conflict_and_say_so() -> None:
     ours = notebook("a = 1", "print(b)", outputs={1: "ours\n"})
     theirs = notebook("a = 1", "print(b)", outputs={1: "theirs!\n"})
@@ -426,7 +466,12 @@ def edits_of(draw: st.DrawFn, nb: nbformat.NotebookNode) -> nbformat.NotebookNod
     changed = copy.deepcopy(nb)
     for n in range(draw(st.integers(0, 4))):
         cells = changed.cells
-        kind = draw(st.sampled_from(["edit", "insert", "delete", "move", "run"]))
+        kind = draw(
+            st.sampled_from(["edit", "insert", "delete", "move", "run", "retype", "tag", "meta"])
+        )
+        if kind == "meta":
+            changed.metadata["course"] = draw(WORDS)
+            continue
         if kind == "insert" or not cells:
             at = draw(st.integers(0, len(cells)))
             cells.insert(at, v4.new_code_cell(draw(WORDS), id=f"n{n}{draw(st.integers(0, 9))}"))
@@ -438,7 +483,12 @@ def edits_of(draw: st.DrawFn, nb: nbformat.NotebookNode) -> nbformat.NotebookNod
             del cells[at]
         elif kind == "move":
             cells.insert(draw(st.integers(0, len(cells) - 1)), cells.pop(at))
-        else:
+        elif kind == "retype":
+            make = draw(st.sampled_from([v4.new_markdown_cell, v4.new_raw_cell, v4.new_code_cell]))
+            cells[at] = make(cells[at].source, id=cells[at].id)
+        elif kind == "tag":
+            cells[at].metadata["tags"] = [draw(st.sampled_from(["a", "b", "solution"]))]
+        elif cells[at].cell_type == "code":
             cells[at].outputs = [v4.new_output("stream", name="stdout", text=draw(WORDS))]
             cells[at].execution_count = draw(st.integers(1, 9))
     # ids stay unique, as every notebook writer keeps them
