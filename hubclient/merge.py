@@ -66,7 +66,7 @@ def merge_file(v: Versions, pick: Pick | None = None) -> Merged | Conflict:
         return Merged(v.path, kept, (f"whole file: {pick} ({reason})",))
     # Both sides changed the file (or added it with different content: 3-way on an empty base).
     base = v.base if v.base is not None else b""
-    if v.path.endswith(".ipynb"):
+    if v.path.lower().endswith(".ipynb"):
         problem = merge_notebook.invalid(base, v.ours, v.theirs, base_absent=v.base is None)
         if problem is None:
             return _notebook(v.path, base, v.ours, v.theirs, pick, base_absent=v.base is None)

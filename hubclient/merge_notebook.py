@@ -89,11 +89,11 @@ def merge(
             # id it keeps, so that alone is no conflict: without a pick, our ids are kept.
             merged, decisions = _nbdime_merge(origin, local, remote, pick or "ours")
             if any(d["conflict"] for d in decisions):  # pragma: no cover (nbdime settles all)
-                return Unmerged("nbdime left a conflict that a pick could not settle")
+                raise RuntimeError("nbdime left a conflict that a pick did not settle")
         content = _write(merged, (origin, local, remote))
-    # nbdime's merge asserts its invariants and fails ("fail" strategy) on changes it cannot
-    # merge, such as a cell's type changed differently on both sides: that is content it cannot
-    # merge, for the caller a conflict (or, with a pick, the picked side whole), not a crash.
+    # nbdime's merge asserts its invariants and raises where its "fail" strategy meets a
+    # conflict it takes for impossible: content it cannot merge, so for the caller a conflict
+    # (or, with a pick, the picked side whole), not a crash of the pull.
     except (AssertionError, RuntimeError, KeyError, IndexError, TypeError, _NotNotebook) as error:
         message = f"nbdime could not merge it ({type(error).__name__}: {error})".strip()
         if pick is None:

@@ -540,3 +540,30 @@ def test_the_guard_knows_nbdimes_inline_marks() -> None:
     inline, _ = merge_notebooks(NB, ours, theirs)  # nbdime's default: inline
     assert merge_notebook._marks(inline) >= {"<<<<<<<", "=======", ">>>>>>>", "nbdime-conflicts"}
     assert merge_notebook._marks(NB) == set()
+
+
+def test_a_notebook_nbdime_cannot_merge_is_a_conflict_or_the_picked_side_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nbdime asserts its invariants and fails on changes it cannot merge: a content problem,
+    so a Conflict (or the picked side, whole), never an exception out of a pull."""
+    import nbdime.merging
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("Unexpected conflict on /nbformat.")
+
+    monkeypatch.setattr(nbdime.merging, "merge_notebooks", broken)
+    ours, theirs = edited(NB, c0="a = 10"), edited(NB, c2="c = 30")
+    result = run(NB, ours, theirs, path="nb.ipynb")
+    assert result == merge.Conflict(
+        "nb.ipynb", "nbdime could not merge it (RuntimeError: Unexpected conflict on /nbformat.)"
+    )
+    picked = run(NB, ours, theirs, "theirs", path="nb.ipynb")
+    assert picked == merge.Merged(
+        "nb.ipynb",
+        raw(theirs),
+        (
+            "whole notebook: theirs (as nbdime could not merge it "
+            "(RuntimeError: Unexpected conflict on /nbformat.))",
+        ),
+    )
