@@ -34,7 +34,8 @@ class Merged:
 
     path: str
     content: bytes | None  # None: the file is deleted by the merge
-    picked: tuple[str, ...] = ()  # what a pick decided, human readable ("cell 3 (id abc): theirs")
+    # what a pick decided, human readable ("cell 3 (id abc): theirs (source)", "lines 4-6: ours")
+    picked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,22 +60,21 @@ def merge_file(v: Versions, pick: Pick | None = None) -> Merged | Conflict:
         reason = (
             "deleted by us, changed by them" if v.ours is None else "changed by us, deleted by them"
         )
-        if v.base is None:  # cannot happen (both None is equal) but keeps the wording honest
-            reason = "added on one side only"
         if pick is None:
             return Conflict(v.path, reason)
         kept = v.ours if pick == "ours" else v.theirs
-        return Merged(v.path, kept, (f"whole file ({reason}): {pick}",))
+        return Merged(v.path, kept, (f"whole file: {pick} ({reason})",))
     # Both sides changed the file (or added it with different content: 3-way on an empty base).
     base = v.base if v.base is not None else b""
-    if v.path.endswith(".ipynb"):
+    if v.path.lower().endswith(".ipynb"):
         problem = merge_notebook.invalid(base, v.ours, v.theirs, base_absent=v.base is None)
         if problem is None:
             return _notebook(v.path, base, v.ours, v.theirs, pick, base_absent=v.base is None)
-        return _opaque(v.path, v.ours, v.theirs, pick, f"not a valid notebook ({problem})")
+        why = f"changed on both sides, and {problem}: it can only be taken whole"
+        return _opaque(v.path, v.ours, v.theirs, pick, why)
     if merge_text.is_text(base) and merge_text.is_text(v.ours) and merge_text.is_text(v.theirs):
         return _text(v.path, base, v.ours, v.theirs, pick)
-    return _opaque(v.path, v.ours, v.theirs, pick, "binary file")
+    return _opaque(v.path, v.ours, v.theirs, pick, "binary file changed on both sides")
 
 
 def merge_files(
@@ -103,7 +103,7 @@ def _notebook(
     result = merge_notebook.merge(base, ours, theirs, pick, base_absent=base_absent)
     if isinstance(result, merge_notebook.Unmerged):
         return Conflict(path, result.reason, result.cells)
-    return Merged(path, result.content, tuple(f"{cell}: {pick}" for cell in result.picked))
+    return Merged(path, result.content, result.picked)
 
 
 def _text(
@@ -112,14 +112,13 @@ def _text(
     result = merge_text.merge(base, ours, theirs, pick)
     if isinstance(result, merge_text.Unmerged):
         return Conflict(path, result.reason)
-    return Merged(path, result.content, tuple(f"{hunk}: {pick}" for hunk in result.picked))
+    return Merged(path, result.content, tuple(f"{lines}: {pick}" for lines in result.picked))
 
 
 def _opaque(
-    path: str, ours: bytes, theirs: bytes, pick: Pick | None, what: str
+    path: str, ours: bytes, theirs: bytes, pick: Pick | None, reason: str
 ) -> Merged | Conflict:
     """A file merged whole: either side's content, never a mix."""
-    reason = f"{what} changed on both sides"
     if pick is None:
         return Conflict(path, reason)
-    return Merged(path, ours if pick == "ours" else theirs, (f"whole file ({reason}): {pick}",))
+    return Merged(path, ours if pick == "ours" else theirs, (f"whole file: {pick} ({reason})",))

@@ -30,11 +30,14 @@ _RUN_PARTS = frozenset({"outputs", "execution_count"})
 _MARKER = re.compile(r"^(<{7}|={7}|>{7}|\|{7})( |$)", re.MULTILINE)
 _NBDIME_RECORD = "nbdime-conflicts"
 _INSERTED = "cells inserted before it"
+# what nbdime logs of a conflict it leaves undecided (nbdime/merging/decisions.py, strategies.py)
+_UNDECIDED = ("Unhandled conflict strategy ", "Unexpected strategy fail ")
 
 
 @dataclass(frozen=True)
 class Clean:
-    """The merged notebook as nbformat writes it; picked names the cells a pick decided."""
+    """The merged notebook as nbformat writes it; picked: what a pick decided, one line a cell
+    ("cell 2 (id 5f3a): theirs (source)")."""
 
     content: bytes
     picked: tuple[str, ...] = ()
@@ -59,7 +62,7 @@ def invalid(base: bytes, ours: bytes, theirs: bytes, *, base_absent: bool) -> st
         try:
             _read(data)
         except _NotNotebook as error:
-            return f"{name}: {error}"
+            return f"{name} is not a valid notebook: {error}"
     return None
 
 
@@ -77,23 +80,27 @@ def merge(
     try:
         merged, decisions = _nbdime_merge(origin, local, remote, None)
         conflicts = [d for d in decisions if d["conflict"]]
-        cells = _describe(origin, conflicts)
-        if conflicts and pick is None:
+        parts = _describe(origin, conflicts)
+        cells = [f"{name}: {whats}" for name, whats in parts]
+        if parts and pick is None:
             return Unmerged(_reason(cells), tuple(cells))
         if conflicts:
-            merged, decisions = _nbdime_merge(origin, local, remote, pick)
+            # A cell whose id both sides changed (pasted anew, say) is the same work whichever
+            # id it keeps, so that alone is no conflict: without a pick, our ids are kept.
+            merged, decisions = _nbdime_merge(origin, local, remote, pick or "ours")
             if any(d["conflict"] for d in decisions):  # pragma: no cover (nbdime settles all)
-                return Unmerged("nbdime left a conflict that a pick could not settle")
-        content = _write(merged, (base, ours, theirs))
-    # nbdime's merge asserts its invariants and fails ("fail" strategy) on changes it cannot
-    # merge, such as a cell's type changed differently on both sides: that is content it cannot
-    # merge, for the caller a conflict (or, with a pick, the picked side whole), not a crash.
+                raise RuntimeError("nbdime left a conflict that a pick did not settle")
+        content = _write(merged, (origin, local, remote))
+    # nbdime's merge asserts its invariants and raises where its "fail" strategy meets a
+    # conflict it takes for impossible: content it cannot merge, so for the caller a conflict
+    # (or, with a pick, the picked side whole), not a crash of the pull.
     except (AssertionError, RuntimeError, KeyError, IndexError, TypeError, _NotNotebook) as error:
         message = f"nbdime could not merge it ({type(error).__name__}: {error})".strip()
         if pick is None:
             return Unmerged(message[:300])
-        return Clean(ours if pick == "ours" else theirs, (f"whole notebook, as {message[:200]}",))
-    return Clean(content, tuple(cells) if conflicts else ())
+        whole = f"whole notebook: {pick} (as {message[:200]})"
+        return Clean(ours if pick == "ours" else theirs, (whole,))
+    return Clean(content, tuple(f"{name}: {pick} ({whats})" for name, whats in parts))
 
 
 def _read(data: bytes) -> NotebookNode:
@@ -107,7 +114,7 @@ def _read(data: bytes) -> NotebookNode:
     except json.JSONDecodeError as error:
         raise _NotNotebook(f"not valid JSON ({error.msg}, line {error.lineno})") from error
     if not isinstance(parsed, dict) or parsed.get("nbformat") != 4:
-        raise _NotNotebook("valid JSON but not an nbformat 4 notebook")
+        raise _NotNotebook("JSON, but not of nbformat 4")
     # as nbformat reads a file: multi-line strings joined, which nbdime's merge expects
     node: NotebookNode = v4.reads(text)  # type: ignore[no-untyped-call]
     _validate(node)
@@ -151,7 +158,7 @@ def _nbdime_merge(
         ignore_transients=False,
         log_level="WARNING",
     )
-    quiet = _QuietMergetool()
+    quiet = _QuietUndecided()
     logger = logging.getLogger("nbdime")
     logger.addFilter(quiet)
     try:
@@ -161,39 +168,56 @@ def _nbdime_merge(
     return merged, list(decisions)
 
 
-class _QuietMergetool(logging.Filter):
-    """nbdime warns of every conflict that the "mergetool" strategy leaves undecided, which is
-    what that strategy is asked to do here: those warnings are dropped, others kept."""
+class _QuietUndecided(logging.Filter):
+    """nbdime logs every conflict that a strategy leaves undecided ("mergetool" all of them,
+    "remove" cell ids, "fail" cell types); merge() reads those conflicts from the decisions and
+    reports them itself, so those messages are dropped, others kept."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Unhandled conflict strategy mergetool")
+        return not record.getMessage().startswith(_UNDECIDED)
 
 
-def _write(merged: NotebookNode, inputs: tuple[bytes, ...]) -> bytes:
+def _write(merged: NotebookNode, inputs: tuple[NotebookNode, ...]) -> bytes:
     """The merged notebook as nbformat writes it, checked valid and free of conflict marks."""
     import nbformat
     from nbformat.corpus.words import generate_corpus_id
 
     if (merged.nbformat, merged.nbformat_minor) >= (4, 5):
-        # nbdime drops the id of a cell whose id both sides changed ("remove" strategy); a
-        # notebook of format 4.5 needs one on every cell, unique
+        # nbdime's strategy for cell ids in conflict is to remove them, and two cells inserted
+        # apart may carry the same id; a notebook of format 4.5 needs one on every cell, unique
         seen: set[str] = set()
         for cell in merged.cells:
             if not cell.get("id") or cell["id"] in seen:
                 cell["id"] = generate_corpus_id()  # type: ignore[no-untyped-call]
             seen.add(cell["id"])
     _validate(merged)
-    text: str = nbformat.writes(merged) + "\n"  # type: ignore[no-untyped-call]
-    if _NBDIME_RECORD in text and not any(_NBDIME_RECORD.encode() in data for data in inputs):
-        raise _NotNotebook("nbdime recorded a conflict in the metadata")
-    known = {m.group(0) for data in inputs for m in _MARKER.finditer(data.decode("utf-8"))}
-    if any(m.group(0) not in known for m in _MARKER.finditer(text)):
-        raise _NotNotebook("the merge wrote a conflict marker")
-    return text.encode("utf-8")
+    # a mark that none of the three had can only come from the merge (a user's own "=======" in
+    # a markdown cell is theirs to keep)
+    added = _marks(merged) - set().union(*(_marks(notebook) for notebook in inputs))
+    if added:
+        raise _NotNotebook(f"the merge wrote conflict marks ({', '.join(sorted(added))})")
+    text: str = nbformat.writes(merged)  # type: ignore[no-untyped-call]
+    return (text + "\n").encode("utf-8")
 
 
-def _describe(base: NotebookNode, conflicts: list[dict[str, Any]]) -> list[str]:
-    """One line per conflicting cell ("cell 2 (id 5f3a): source, outputs"), in base's order."""
+def _marks(node: object) -> set[str]:
+    """The conflict marker lines in a notebook's strings, and nbdime's conflict records."""
+    found: set[str] = set()
+    if isinstance(node, str):
+        found.update(match.group(1) for match in _MARKER.finditer(node))
+    elif isinstance(node, dict):
+        found.update(key for key in node if key == _NBDIME_RECORD)
+        for value in node.values():
+            found |= _marks(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _marks(value)
+    return found
+
+
+def _describe(base: NotebookNode, conflicts: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Each conflicting cell and its conflicting parts ("cell 2 (id 5f3a)", "source, outputs"),
+    in the base's order."""
     parts: dict[tuple[int, str], list[str]] = {}
 
     def add(order: int, name: str, what: str) -> None:
@@ -207,10 +231,10 @@ def _describe(base: NotebookNode, conflicts: list[dict[str, Any]]) -> list[str]:
         ops = [*(decision["local_diff"] or []), *(decision["remote_diff"] or [])]
         if path[:1] == ("cells",) and len(path) >= 2:
             index = int(path[1])
-            what = (
-                str(path[2]) if len(path) > 2 else ", ".join(sorted({str(o["key"]) for o in ops}))
-            )
-            add(index, _cell_name(cells, index), what)
+            keys = [str(path[2])] if len(path) > 2 else sorted({str(o["key"]) for o in ops})
+            for what in keys:
+                if what != "id":  # ids are no one's work: settled without a pick (merge())
+                    add(index, _cell_name(cells, index), what)
         elif path == ("cells",):
             # cells inserted, deleted or replaced at the same place on both sides
             for index in sorted({int(o["key"]) for o in ops}):
@@ -230,7 +254,7 @@ def _describe(base: NotebookNode, conflicts: list[dict[str, Any]]) -> list[str]:
                 sorted({str(o["key"]) for o in ops})
             )
             add(-1, "notebook", where)
-    return [f"{name}: {', '.join(whats)}" for (_, name), whats in sorted(parts.items())]
+    return [(name, ", ".join(whats)) for (_, name), whats in sorted(parts.items())]
 
 
 def _cell_name(cells: list[Any], index: int) -> str:
