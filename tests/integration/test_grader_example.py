@@ -15,7 +15,6 @@ import asyncio
 import html
 import json
 import os
-import re
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,11 +29,12 @@ from events import store
 from hub import startup
 from hub.proxy import builtin as proxy
 from hub.proxy import routes, table
-from tests.helpers import hub_process_env, wait_for
+from tests.helpers import wait_for
 from tests.integration.api_fixtures import CONFIG
 from tests.integration.browser import Browser, Page, set_password
 from tests.integration.git_client import Git, with_token
 from tests.integration.projects_fixtures import ProjectsHub, open_projects_hub
+from tests.integration.serve_process import chronohub_serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
@@ -522,9 +522,6 @@ async def test_bad_input_is_refused_with_a_message(course: Course) -> None:
     assert (await course.submissions("grace", "a1"))["sam"]["score"] is None
 
 
-SERVING = re.compile(r"chronohub serving at (http://127\.0\.0\.1:\d+/)hub/")
-
-
 async def test_the_grader_runs_as_a_managed_service_from_the_readmes_configuration(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -533,7 +530,7 @@ async def test_the_grader_runs_as_a_managed_service_from_the_readmes_configurati
     sent to log in through the hub; its data goes to its working directory."""
     workdir = tmp_path / "grader"
     workdir.mkdir()
-    (tmp_path / "chronohub.toml").write_text(
+    config = (
         "[[services]]\n"
         'name = "grader"\n'
         f'command = [{json.dumps(sys.executable)}, "-m", "grader"]\n'
@@ -548,37 +545,24 @@ async def test_the_grader_runs_as_a_managed_service_from_the_readmes_configurati
         'scopes = ["list:groups", "read:groups", "read:events:projects", "read:projects",'
         ' "write:projects"]\n'
     )
-    env = hub_process_env(db_url, tmp_path / "chronohub.toml", tmp_path / "state")
-    with open(tmp_path / "hub.log", "wb") as log:
-        hub = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub.cli", "serve",
-            "--ip", "127.0.0.1", "--port", "0", "--hub-port", "0",
-            env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=log,
-        )  # fmt: skip
-    try:
-        assert hub.stdout is not None
-        first = (await asyncio.wait_for(hub.stdout.readline(), 60)).decode()
-        match = SERVING.match(first)
-        assert match, first + (tmp_path / "hub.log").read_text()
-        async with aiohttp.ClientSession() as session:
-            answer: dict[str, Any] = {}
+    answer: dict[str, Any] = {}
+    async with (
+        chronohub_serve(db_url, tmp_path, config) as public,
+        aiohttp.ClientSession() as session,
+    ):
 
-            async def routed() -> bool:
-                try:
-                    async with session.get(
-                        match[1] + PREFIX.lstrip("/"), allow_redirects=False
-                    ) as response:
-                        answer.update(status=response.status, to=response.headers.get("Location"))
-                        return response.status == 302
-                except aiohttp.ClientError:
-                    return False
+        async def routed() -> bool:
+            try:
+                async with session.get(
+                    public + PREFIX.lstrip("/"), allow_redirects=False
+                ) as response:
+                    answer.update(status=response.status, to=response.headers.get("Location"))
+                    return response.status == 302
+            except aiohttp.ClientError:
+                return False
 
-            await wait_for(routed, timeout_s=60, every_s=0.2)
-        # HubOAuth sends the visitor to the hub to log in (the service's OAuth client)
-        assert "/hub/api/oauth2/authorize" in (answer["to"] or ""), answer
-        assert "client_id=service-grader" in answer["to"], answer
-        assert (workdir / "grader.sqlite").exists()
-    finally:
-        hub.terminate()
-        await asyncio.wait_for(hub.wait(), 30)
-    assert hub.returncode == 0, (tmp_path / "hub.log").read_text()
+        await wait_for(routed, timeout_s=60, every_s=0.2)
+    # HubOAuth sends the visitor to the hub to log in (the service's OAuth client)
+    assert "/hub/api/oauth2/authorize" in (answer["to"] or ""), answer
+    assert "client_id=service-grader" in answer["to"], answer
+    assert (workdir / "grader.sqlite").exists()

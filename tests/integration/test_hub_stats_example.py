@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import statistics
 import sys
 from collections.abc import Callable
@@ -24,9 +23,10 @@ from events import store
 from events.catalog import servers as server_events
 from hub import app, bootstrap, context
 from hub import settings as hub_settings
-from tests.helpers import hub_process_env, wait_for
+from tests.helpers import wait_for
 from tests.integration.api_fixtures import CONFIG as API_CONFIG
 from tests.integration.browser import Browser, running_hub, set_password
+from tests.integration.serve_process import chronohub_serve
 
 pytestmark = pytest.mark.integration
 
@@ -233,16 +233,13 @@ async def test_hub_stats_counts_people_who_log_in_and_out_through_the_hub(
     assert service.returncode == 0, err.decode()
 
 
-SERVING = re.compile(r"chronohub serving at (http://127\.0\.0\.1:\d+/)hub/")
-
-
 async def test_hub_stats_runs_as_a_managed_service_from_the_readmes_configuration(
     db_url: str, tmp_path: Path
 ) -> None:
     """The README's configuration, as written but for the interpreter and the example's path:
     ``chronohub serve`` starts hub-stats, routes /services/hub-stats/ to the port it picked,
     and the page (with its chart) and the figures answer through the hub's public address."""
-    (tmp_path / "chronohub.toml").write_text(
+    config = (
         "[[services]]\n"
         'name = "hub-stats"\n'
         'url = "http://127.0.0.1:0"\n'
@@ -253,41 +250,26 @@ async def test_hub_stats_runs_as_a_managed_service_from_the_readmes_configuratio
         f"scopes = {json.dumps(CONFIG['roles'][0]['scopes'])}\n"
         'services = ["hub-stats"]\n'
     )
-    env = hub_process_env(db_url, tmp_path / "chronohub.toml", tmp_path / "state")
-    with open(tmp_path / "hub.log", "wb") as log:
-        hub = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub.cli", "serve",
-            "--ip", "127.0.0.1", "--port", "0", "--hub-port", "0",
-            env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=log,
-        )  # fmt: skip
-    try:
-        assert hub.stdout is not None
-        first = (await asyncio.wait_for(hub.stdout.readline(), 60)).decode()
-        match = SERVING.match(first)
-        assert match, first + (tmp_path / "hub.log").read_text()
-        base = match[1] + "services/hub-stats/"
-        async with aiohttp.ClientSession() as session:
+    async with (
+        chronohub_serve(db_url, tmp_path, config) as public,
+        aiohttp.ClientSession() as session,
+    ):
+        base = public + "services/hub-stats/"
 
-            async def answers() -> bool:
-                try:
-                    async with session.get(base + "stats.json?period=1h") as response:
-                        return response.status == 200
-                except aiohttp.ClientError:
-                    return False
+        async def answers() -> bool:
+            try:
+                async with session.get(base + "stats.json?period=1h") as response:
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
 
-            await wait_for(answers, timeout_s=60, every_s=0.2)
-            async with session.get(base + "?period=24h") as response:
-                assert response.status == 200, await response.text()
-                html = await response.text()
-            assert "<svg" in html
-            async with session.get(base + "stats.json?period=7d") as response:
-                assert response.status == 200
-                figures = await response.json()
-            assert figures["period"] == "7d"
-            async with session.get(base + "?period=forever") as response:
-                assert response.status == 400
-                assert "period must be one of" in await response.text()
-    finally:
-        hub.terminate()
-        await asyncio.wait_for(hub.wait(), 30)
-    assert hub.returncode == 0, (tmp_path / "hub.log").read_text()
+        await wait_for(answers, timeout_s=60, every_s=0.2)
+        async with session.get(base + "?period=24h") as response:
+            assert response.status == 200, await response.text()
+            assert "<svg" in await response.text()
+        async with session.get(base + "stats.json?period=7d") as response:
+            assert response.status == 200
+            assert (await response.json())["period"] == "7d"
+        async with session.get(base + "?period=forever") as response:
+            assert response.status == 400
+            assert "period must be one of" in await response.text()

@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -25,7 +23,8 @@ from hub import settings as hub_settings
 from hub.auth import tokens
 from hub.services import environment
 from hub.services import supervisor as services
-from tests.helpers import hub_process_env, service_toml, wait_for
+from tests.helpers import service_toml, wait_for
+from tests.integration.serve_process import chronohub_serve
 
 pytestmark = pytest.mark.integration
 
@@ -371,7 +370,6 @@ async def test_the_hub_picks_a_free_port_at_each_start(
     startup.check_free("127.0.0.1", port, "hub")  # released when it stopped
 
 
-SERVING = re.compile(r"chronohub serving at (http://127\.0\.0\.1:\d+/)hub/")
 SETUP_TOKEN = "services-setup-secret-0123456789abcdef"
 
 
@@ -381,13 +379,12 @@ async def test_chronohub_serve_runs_its_services_and_outlives_the_faulty_ones(
     """A real hub: a service reached through the proxy at /services/<name>/, one that exits
     at once (failed, the hub unharmed), one that ignores SIGTERM (killed at shutdown, which
     ends in bounded time)."""
-    config = tmp_path / "chronohub.toml"
     entries = [
         fake("serve", "web"),
         fake("exit", "broken"),
         fake("ignore-term", "stubborn"),
     ]
-    config.write_text(
+    config = (
         "service_restart_first_s = 0.05\nservice_crash_loop_deaths = 2\n"
         "service_stop_grace_s = 1.0\n"
         + service_toml(SETUP_TOKEN, ["read:services", "read:hub"], name="setup")
@@ -397,62 +394,37 @@ async def test_chronohub_serve_runs_its_services_and_outlives_the_faulty_ones(
             for e in entries
         )
     )
-    env = hub_process_env(db_url, config, tmp_path / "state")
     headers = {"Authorization": f"token {SETUP_TOKEN}"}
     loop = asyncio.get_running_loop()
-    with open(tmp_path / "hub.log", "wb") as hub_log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "hub.cli", "serve", "--ip", "127.0.0.1", "--port", "0", "--hub-port", "0"),
-            env=env,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=hub_log,
-        )
-        try:
-            assert proc.stdout is not None
-            first = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-            match = SERVING.match(first)
-            assert match, first + (tmp_path / "hub.log").read_text()
-            public = match[1]
-            async with aiohttp.ClientSession(headers=headers) as session:
+    async with chronohub_serve(db_url, tmp_path, config) as public:
+        async with aiohttp.ClientSession(headers=headers) as session:
 
-                async def model(name: str) -> dict[str, Any]:
-                    async with session.get(f"{public}hub/api/services/{name}") as response:
-                        assert response.status == 200, await response.text()
-                        reply: dict[str, Any] = await response.json()
-                        return reply
+            async def model(name: str) -> dict[str, Any]:
+                async with session.get(f"{public}hub/api/services/{name}") as response:
+                    assert response.status == 200, await response.text()
+                    reply: dict[str, Any] = await response.json()
+                    return reply
 
-                async def state_is(name: str, state: str) -> bool:
-                    return (await model(name))["state"] == state
+            async def state_is(name: str, state: str) -> bool:
+                return (await model(name))["state"] == state
 
-                await wait_for(lambda: state_is("web", "running"), timeout_s=30, every_s=0.1)
-                await wait_for(lambda: state_is("broken", "failed"), timeout_s=30, every_s=0.1)
-                await wait_for(lambda: state_is("stubborn", "running"), timeout_s=30, every_s=0.1)
-                broken = await model("broken")
-                assert "crash loop" in broken["last_error"]
-                assert broken["last_exit"] == 3
-                # through the proxy, at the port the hub picked
-                async with session.get(f"{public}services/web/api") as response:
-                    assert response.status == 200
-                    assert await response.json() == {"version": "fake"}
-                async with session.get(f"{public}hub/api/info") as response:
-                    assert response.status == 200  # the hub is unharmed
-                pids = [(await model(name))["pid"] for name in ("web", "stubborn")]
-                assert all(pid > 0 for pid in pids)
-        finally:
-            stopping = loop.time()
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+            await wait_for(lambda: state_is("web", "running"), timeout_s=30, every_s=0.1)
+            await wait_for(lambda: state_is("broken", "failed"), timeout_s=30, every_s=0.1)
+            await wait_for(lambda: state_is("stubborn", "running"), timeout_s=30, every_s=0.1)
+            broken = await model("broken")
+            assert "crash loop" in broken["last_error"]
+            assert broken["last_exit"] == 3
+            # through the proxy, at the port the hub picked
+            async with session.get(f"{public}services/web/api") as response:
+                assert response.status == 200
+                assert await response.json() == {"version": "fake"}
+            async with session.get(f"{public}hub/api/info") as response:
+                assert response.status == 200  # the hub is unharmed
+            pids = [(await model(name))["pid"] for name in ("web", "stubborn")]
+            assert all(pid > 0 for pid in pids)
+        stopping = loop.time()  # leaving the block stops the hub (SIGTERM), and waits
     took = loop.time() - stopping
-    log = (tmp_path / "hub.log").read_text()
-    assert proc.returncode == 0, log
+    log = (tmp_path / "hub.log").read_text()  # chronohub_serve checked its exit status
     assert took < 15, log  # the grace period of the stubborn one, not forever
     assert not any(processes.exists(pid) for pid in pids)
     assert "service broken failed: crash loop" in log
