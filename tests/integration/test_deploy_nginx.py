@@ -5,15 +5,21 @@ A throwaway PostgreSQL cluster (Debian's ``postgresql`` package, its own ``initd
 temporary directory, a free port) gets chronohub's role and database from the shipped
 ``postgres-setup.sql``; nginx runs the shipped site, rendered with only its listen ports, the
 hub's address, the certificate's and webroot's paths and the log paths changed; ``chronohub
-serve`` runs on that database with ``public_url`` at nginx and ``trusted_proxies`` naming
-only 127.0.0.1. Then everything goes through nginx over https: the login form, a real
-``jupyterhub-singleuser`` spawned and reached (HTTP and a websocket under ``/user/``), a
-collaboration room over ``wss://``, the real git CLI cloning and pushing 20 MB, the audit
-stream's events arriving at once, and the client address the hub records being the one
-nginx saw (the browser connects from 127.0.0.2 and claims another address, which nginx
-drops). One PostgreSQL, one hub and one nginx serve every test of the module.
+serve`` runs on that database with the shipped environment file's settings (its
+``trusted_proxies``: loopback's 127.0.0.1 and ::1 only) and ``public_url`` at nginx. Then
+everything goes through nginx over https: the login form, a real ``jupyterhub-singleuser``
+spawned and reached (HTTP and a websocket under ``/user/``), a collaboration room over
+``wss://``, the real git CLI cloning and pushing 20 MB, the audit stream's events arriving at
+once, and the client address the hub records being the one nginx saw (the browser connects
+from 127.0.0.2 and claims another address, which nginx drops). One PostgreSQL, one hub and
+one nginx serve every test of the module.
 
-``nginx -t`` on the rendered site needs only nginx and openssl: it runs wherever they are.
+Users' servers run in single-user mode here, whoever runs the tests: whose account they run
+as (sandbox, own account) is tests/integration/test_isolation.py's subject; this one's is the
+path through nginx.
+
+``nginx -t`` on the rendered site needs only nginx and openssl, ``systemd-analyze verify`` on
+the unit only systemd: they run wherever those are.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.interop]
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 OPENSSL = shutil.which("openssl")
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
 SINGLEUSER = str(Path(sys.executable).parent / "jupyterhub-singleuser")
 TOKEN = "deploy-operator-secret-0123456789abcdef"
@@ -170,6 +177,38 @@ def test_nginx_accepts_the_shipped_site(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
     assert "warn" not in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_the_shipped_unit(tmp_path: Path) -> None:
+    """``systemd-analyze verify``: every directive of the unit is known to this systemd and
+    well formed (only the program's path changed, to this environment's ``chronohub``)."""
+    text = (DEPLOY / "chronohub.service").read_text()
+    program = "/opt/chronohub/venv/bin/chronohub"
+    assert program in text
+    unit = tmp_path / "chronohub.service"
+    unit.write_text(text.replace(program, str(Path(sys.executable).parent / "chronohub")))
+    assert SYSTEMD_ANALYZE is not None
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", str(unit)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+
+
+def shipped_environment(**values: str) -> dict[str, str]:
+    """The variables of the shipped chronohub.env.example, read as systemd's EnvironmentFile=
+    reads this simple file (quotes around a value removed), with ``values`` replacing some;
+    each replaced one must be there."""
+    env = {}
+    for line in (DEPLOY / "chronohub.env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            env[name] = value[1:-1] if value[:1] in "'\"" and value[-1:] == value[:1] else value
+    assert set(values) <= set(env), set(values) - set(env)
+    return env | values
 
 
 # --- the deployment ---------------------------------------------------------------------------
@@ -322,8 +361,6 @@ async def _serve(root: Path, db_url: str) -> AsyncIterator[Deployment]:
     args = ["--allow-root"] if os.geteuid() == 0 else []
     config.write_text(
         f"""
-public_url = "{public}/"
-trusted_proxies = ["127.0.0.1/32"]
 spawner_cmd = {json.dumps([SINGLEUSER])}
 spawner_args = {json.dumps(args)}
 start_timeout = 90
@@ -333,10 +370,18 @@ single_user_mode_all_users = true
 """
         + service_toml(TOKEN, ["admin:users", "admin:servers", "tokens", "read:events"])
     )
-    env = hub_process_env(db_url, config, root / "data")
+    # The shipped environment file's settings (trusted_proxies: loopback only), with this
+    # test's database, addresses and paths.
+    env = hub_process_env(db_url, config, root / "data") | shipped_environment(
+        CHRONOHUB_DATABASE_URL=db_url,
+        CHRONOHUB_PUBLIC_URL=f"{public}/",
+        CHRONOHUB_DATA_DIR=str(root / "data"),
+        CHRONOHUB_PORT=str(proxy_port),
+        CHRONOHUB_HUB_PORT=str(hub_port),
+        CHRONOHUB_CONFIG=str(config),
+    )
     hub_log, nginx_log = root / "hub.log", root / "nginx.log"
-    serve = [sys.executable, "-m", "hub.cli", "serve", "--ip", "127.0.0.1",
-             "--port", str(proxy_port), "--hub-port", str(hub_port)]  # fmt: skip
+    serve = [sys.executable, "-m", "hub.cli", "serve"]
     with (
         open(hub_log, "ab") as log,
         open(nginx_log, "ab") as nginx_out,
