@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import json
 import os
 import pwd
@@ -61,6 +62,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 OPENSSL = shutil.which("openssl")
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+LOGROTATE = shutil.which("logrotate") or shutil.which("logrotate", path="/usr/sbin:/sbin")
 PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
 SINGLEUSER = str(Path(sys.executable).parent / "jupyterhub-singleuser")
 TOKEN = "deploy-operator-secret-0123456789abcdef"
@@ -196,6 +198,33 @@ def test_systemd_accepts_the_shipped_unit(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
+
+
+@pytest.mark.skipif(LOGROTATE is None, reason="logrotate is not installed")
+def test_logrotate_rotates_servers_logs_with_the_shipped_file(tmp_path: Path) -> None:
+    """The shipped logrotate file (the data directory's path and its account changed) rotates
+    a server's log in place: the file the server holds open is emptied, its lines kept."""
+    text = (DEPLOY / "chronohub.logrotate").read_text()
+    data, account = "/var/lib/chronohub", "su chronohub chronohub"
+    assert data in text
+    assert account in text
+    me = pwd.getpwuid(os.geteuid())
+    group = grp.getgrgid(os.getegid()).gr_name
+    config = tmp_path / "chronohub.logrotate"
+    config.write_text(
+        text.replace(data, str(tmp_path / "data")).replace(account, f"su {me.pw_name} {group}")
+    )
+    (tmp_path / "data" / "logs" / "services").mkdir(parents=True)
+    log = tmp_path / "data" / "logs" / "rita.log"
+    log.write_text("a server's line\n")
+    assert LOGROTATE is not None
+    result = subprocess.run(
+        [LOGROTATE, "--force", "--state", str(tmp_path / "state"), str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert log.read_text() == ""  # truncated in place (copytruncate), not replaced
+    assert (tmp_path / "data" / "logs" / "rita.log.1").read_text() == "a server's line\n"
 
 
 def shipped_environment(**values: str) -> dict[str, str]:
