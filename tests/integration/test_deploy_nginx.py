@@ -30,16 +30,13 @@ import grp
 import json
 import os
 import pwd
-import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,146 +50,47 @@ import pytest_asyncio
 from collab import client as collab_client
 from hub.auth import login_cookies
 from tests.helpers import hub_process_env, service_toml, wait_for
+from tests.integration import deploy_fixtures as deploy
 from tests.integration.browser import PASSWORD, Browser
 from tests.integration.git_client import Git, with_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-OPENSSL = shutil.which("openssl")
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-LOGROTATE = shutil.which("logrotate") or shutil.which("logrotate", path="/usr/sbin:/sbin")
-PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
 SINGLEUSER = str(Path(sys.executable).parent / "jupyterhub-singleuser")
 TOKEN = "deploy-operator-secret-0123456789abcdef"
 # The browser connects from this loopback address: nginx sees it, and it is no trusted proxy.
 CLIENT_ADDRESS = "127.0.0.2"
 
-needs_nginx = pytest.mark.skipif(
-    NGINX is None or OPENSSL is None,
-    reason="Debian's nginx (and openssl) are not installed: `make test` installs them as root",
-)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (its own authority) and its key, named as certbot does."""
-    directory.mkdir(parents=True)
-    cert, key = directory / "fullchain.pem", directory / "privkey.pem"
-    assert OPENSSL is not None
-    subprocess.run(
-        [OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
-    return cert, key
-
-
-def render_site(
-    root: Path, *, http: int, https: int, upstream: int, certs: Path, webroot: Path
-) -> str:
-    """The shipped site with only addresses and paths changed: every directive is kept. Each
-    replaced text must be there, so a changed template fails here rather than going untested."""
-    ipv6 = ipv6_loopback()
-    replacements = [
-        ("listen 80;", f"listen 127.0.0.1:{http};"),
-        ("listen [::]:80;", f"listen [::1]:{http};" if ipv6 else ""),
-        ("listen 443 ssl http2;", f"listen 127.0.0.1:{https} ssl http2;"),
-        ("listen [::]:443 ssl http2;", f"listen [::1]:{https} ssl http2;" if ipv6 else ""),
-        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream};"),
-        ("/etc/letsencrypt/live/hub.example.org/", f"{certs}/"),
-        ("/var/www/letsencrypt", str(webroot)),
-        ("/var/log/nginx/", f"{root}/logs/"),
-    ]
-    text = (DEPLOY / "chronohub.nginx.conf").read_text()
-    for old, new in replacements:
-        assert old in text, f"the shipped site no longer has {old!r}: update this test"
-        text = text.replace(old, new)
-    return text
-
-
-def nginx_config(root: Path, site: str) -> Path:
-    """A main nginx.conf around the rendered site (Debian's /etc/nginx/nginx.conf plays this
-    part on a real machine), every path inside ``root``."""
-    for sub in ("logs", "tmp"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "chronohub.conf").write_text(site)
-    temp = "\n".join(
-        f"    {kind}_temp_path {root}/tmp/{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    # Run as root (the CI machine), workers would be nobody, who cannot enter the test's
-    # private temporary directory: they stay root here.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    main = root / "nginx.conf"
-    main.write_text(f"""{user}worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/logs/error.log;
-events {{ worker_connections 512; }}
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    access_log {root}/logs/access.log;
-{temp}
-    include {root}/chronohub.conf;
-}}
-""")
-    return main
-
-
-def nginx_command(main: Path, *args: str) -> list[str]:
-    assert NGINX is not None
-    return [NGINX, "-p", str(main.parent), "-e", str(main.parent / "logs" / "error.log"),
-            "-c", str(main), *args]  # fmt: skip
-
-
-@needs_nginx
+@deploy.needs_nginx
 def test_nginx_accepts_the_shipped_site(tmp_path: Path) -> None:
     """``nginx -t``: the shipped site parses and loads with Debian's nginx."""
-    certs, _ = self_signed(tmp_path / "certs")
-    site = render_site(
-        tmp_path, http=free_port(), https=free_port(), upstream=free_port(),
+    certs, _ = deploy.self_signed(tmp_path / "certs")
+    site = deploy.render_site(
+        tmp_path, http=deploy.free_port(), https=deploy.free_port(), upstream=deploy.free_port(),
         certs=certs.parent, webroot=tmp_path / "webroot",
     )  # fmt: skip
-    main = nginx_config(tmp_path, site)
+    main = deploy.nginx_config(tmp_path, site)
     result = subprocess.run(
-        nginx_command(main, "-t"), capture_output=True, text=True, timeout=30, check=False
+        deploy.nginx_command(main, "-t"), capture_output=True, text=True, timeout=30, check=False
     )
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
     assert "warn" not in result.stderr, result.stderr
 
 
-@pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
+@pytest.mark.skipif(deploy.SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
 def test_systemd_accepts_the_shipped_unit(tmp_path: Path) -> None:
     """``systemd-analyze verify``: every directive of the unit is known to this systemd and
     well formed (only the program's path changed, to this environment's ``chronohub``)."""
-    text = (DEPLOY / "chronohub.service").read_text()
+    text = (deploy.DEPLOY / "chronohub.service").read_text()
     program = "/opt/chronohub/venv/bin/chronohub"
     assert program in text
     unit = tmp_path / "chronohub.service"
     unit.write_text(text.replace(program, str(Path(sys.executable).parent / "chronohub")))
-    assert SYSTEMD_ANALYZE is not None
+    assert deploy.SYSTEMD_ANALYZE is not None
     result = subprocess.run(
-        [SYSTEMD_ANALYZE, "verify", str(unit)],
+        [deploy.SYSTEMD_ANALYZE, "verify", str(unit)],
         capture_output=True, text=True, timeout=60, check=False,
         env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
     )  # fmt: skip
@@ -200,11 +98,11 @@ def test_systemd_accepts_the_shipped_unit(tmp_path: Path) -> None:
     assert result.stderr == "", result.stderr
 
 
-@pytest.mark.skipif(LOGROTATE is None, reason="logrotate is not installed")
+@pytest.mark.skipif(deploy.LOGROTATE is None, reason="logrotate is not installed")
 def test_logrotate_rotates_servers_logs_with_the_shipped_file(tmp_path: Path) -> None:
     """The shipped logrotate file (the data directory's path and its account changed) rotates
     a server's log in place: the file the server holds open is emptied, its lines kept."""
-    text = (DEPLOY / "chronohub.logrotate").read_text()
+    text = (deploy.DEPLOY / "chronohub.logrotate").read_text()
     data, account = "/var/lib/chronohub", "su chronohub chronohub"
     assert data in text
     assert account in text
@@ -217,27 +115,14 @@ def test_logrotate_rotates_servers_logs_with_the_shipped_file(tmp_path: Path) ->
     (tmp_path / "data" / "logs" / "services").mkdir(parents=True)
     log = tmp_path / "data" / "logs" / "rita.log"
     log.write_text("a server's line\n")
-    assert LOGROTATE is not None
+    assert deploy.LOGROTATE is not None
     result = subprocess.run(
-        [LOGROTATE, "--force", "--state", str(tmp_path / "state"), str(config)],
+        [deploy.LOGROTATE, "--force", "--state", str(tmp_path / "state"), str(config)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert log.read_text() == ""  # truncated in place (copytruncate), not replaced
     assert (tmp_path / "data" / "logs" / "rita.log.1").read_text() == "a server's line\n"
-
-
-def shipped_environment(**values: str) -> dict[str, str]:
-    """The variables of the shipped chronohub.env.example, read as systemd's EnvironmentFile=
-    reads this simple file (quotes around a value removed), with ``values`` replacing some;
-    each replaced one must be there."""
-    env = {}
-    for line in (DEPLOY / "chronohub.env.example").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            env[name] = value[1:-1] if value[:1] in "'\"" and value[-1:] == value[:1] else value
-    assert set(values) <= set(env), set(values) - set(env)
-    return env | values
 
 
 # --- the deployment ---------------------------------------------------------------------------
@@ -289,84 +174,15 @@ class Deployment:
         return token
 
 
-def _as_postgres() -> dict[str, Any]:
-    """Run PostgreSQL's programs as its own account when root (it refuses to run as root)."""
-    if os.geteuid() != 0:
-        return {}
-    return {"user": "postgres", "group": "postgres"}
-
-
-@contextlib.contextmanager
-def stopping(process: subprocess.Popen[bytes], name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``process``, stopped with SIGTERM (SIGKILL after 20 s) when the block ends."""
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        assert name  # named for the reader of a traceback
-
-
-async def _postgres(root: Path) -> AsyncIterator[str]:
-    """A throwaway cluster of Debian's PostgreSQL with chronohub's role and database made by
-    the shipped postgres-setup.sql; yields the hub's database URL (TCP, password)."""
-    if not PG_BINS:
-        pytest.skip("Debian's postgresql is not installed: `make test` installs it as root")
-    bin_dir = PG_BINS[-1].parent
-    pg = root / "pg"
-    pg.mkdir()
-    if os.geteuid() == 0:
-        postgres = pwd.getpwnam("postgres")
-        os.chown(pg, postgres.pw_uid, postgres.pw_gid)
-    subprocess.run(
-        [str(bin_dir / "initdb"), "-D", str(pg / "data"), "-U", "postgres", "-E", "UTF8",
-         "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256", "-N"],
-        check=True, capture_output=True, timeout=120, **_as_postgres(),
-    )  # fmt: skip
-    port = free_port()
-    command = [str(bin_dir / "postgres"), "-D", str(pg / "data"), "-p", str(port),
-               "-k", str(pg), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]  # fmt: skip
-    with (
-        open(pg / "postgres.log", "ab") as log,
-        stopping(
-            subprocess.Popen(command, stdout=log, stderr=log, **_as_postgres()), "postgres"
-        ) as server,
-    ):
-
-        async def answers() -> bool:
-            assert server.poll() is None, (pg / "postgres.log").read_text()
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
-                conn = await asyncpg.connect(host=str(pg), port=port, user="postgres")
-                await conn.close()
-                return True
-            return False
-
-        await wait_for(answers, timeout_s=60, every_s=0.1)
-        password = secrets.token_urlsafe(24)
-        setup = subprocess.run(
-            [str(bin_dir / "psql"), "-h", str(pg), "-p", str(port), "-U", "postgres",
-             "-v", "ON_ERROR_STOP=1", "-v", f"password={password}",
-             "-f", str(DEPLOY / "postgres-setup.sql")],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert setup.returncode == 0, setup.stderr
-        yield f"postgresql://chronohub:{password}@127.0.0.1:{port}/chronohub"
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def deployment() -> AsyncIterator[Deployment]:
-    if NGINX is None or OPENSSL is None:
+    if deploy.NGINX is None or deploy.OPENSSL is None:
         pytest.skip("Debian's nginx (and openssl) are not installed: `make test` installs them")
     # Not pytest's tmp_path: PostgreSQL's account must pass through it (mode 0711 here).
     root = Path(tempfile.mkdtemp(prefix="chronohub-deploy-"))
     root.chmod(0o711)
     try:
-        async for db_url in _postgres(root):
+        async for db_url in deploy.debian_postgres(root):
             async for deployed in _serve(root, db_url):
                 yield deployed
     finally:
@@ -375,16 +191,21 @@ async def deployment() -> AsyncIterator[Deployment]:
 
 async def _serve(root: Path, db_url: str) -> AsyncIterator[Deployment]:
     """nginx and ``chronohub serve`` on ``db_url``, both on free loopback ports."""
-    http, https, proxy_port, hub_port = free_port(), free_port(), free_port(), free_port()
+    http, https, proxy_port, hub_port = (
+        deploy.free_port(),
+        deploy.free_port(),
+        deploy.free_port(),
+        deploy.free_port(),
+    )
     public = f"https://127.0.0.1:{https}"
-    certs, _ = self_signed(root / "certs")
+    certs, _ = deploy.self_signed(root / "certs")
     webroot = root / "webroot"
     (webroot / ".well-known" / "acme-challenge").mkdir(parents=True)
-    site = render_site(
+    site = deploy.render_site(
         root / "nginx", http=http, https=https, upstream=proxy_port, certs=certs.parent,
         webroot=webroot,
     )  # fmt: skip
-    main = nginx_config(root / "nginx", site)
+    main = deploy.nginx_config(root / "nginx", site)
 
     config = root / "chronohub.toml"
     args = ["--allow-root"] if os.geteuid() == 0 else []
@@ -401,7 +222,7 @@ single_user_mode_all_users = true
     )
     # The shipped environment file's settings (trusted_proxies: loopback only), with this
     # test's database, addresses and paths.
-    env = hub_process_env(db_url, config, root / "data") | shipped_environment(
+    env = hub_process_env(db_url, config, root / "data") | deploy.shipped_environment(
         CHRONOHUB_DATABASE_URL=db_url,
         CHRONOHUB_PUBLIC_URL=f"{public}/",
         CHRONOHUB_DATA_DIR=str(root / "data"),
@@ -414,15 +235,15 @@ single_user_mode_all_users = true
     with (
         open(hub_log, "ab") as log,
         open(nginx_log, "ab") as nginx_out,
-        stopping(
+        deploy.stopping(
             subprocess.Popen(
                 serve, env=env, cwd=root, stdout=log, stderr=log, start_new_session=True
             ),
             "chronohub",
         ) as hub,
-        stopping(
+        deploy.stopping(
             subprocess.Popen(
-                nginx_command(main, "-g", "daemon off;"), stdout=nginx_out, stderr=nginx_out
+                deploy.nginx_command(main, "-g", "daemon off;"), stdout=nginx_out, stderr=nginx_out
             ),
             "nginx",
         ) as nginx,
