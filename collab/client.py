@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -163,11 +164,14 @@ async def connect(
     doc: pycrdt.Doc[Any] | None = None,
     in_query: bool = False,
     max_size: int | None = 64 * 1024 * 1024,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[RoomClient]:
-    """Join ``room`` at ``base_url`` (``ws://host:port``) with a hub token.
+    """Join ``room`` at ``base_url`` (``ws://host:port``, or ``wss://`` behind TLS) with a
+    hub token.
 
     The token travels as ``Authorization: token <t>``, or as ``?token=`` with ``in_query``
-    (as browsers must).
+    (as browsers must). ``ssl_context`` checks a ``wss://`` server's certificate (default:
+    the system's trusted authorities).
     """
     url = f"{base_url.rstrip('/')}/collab/{room}"
     headers = {}
@@ -176,8 +180,9 @@ async def connect(
             url += f"?token={token}"
         else:
             headers["Authorization"] = f"token {token}"
+    tls: dict[str, Any] = {"ssl": ssl_context} if ssl_context is not None else {}
     async with ws_connect(
-        url, additional_headers=headers, compression=None, max_size=max_size, proxy=None
+        url, additional_headers=headers, compression=None, max_size=max_size, proxy=None, **tls
     ) as ws:
         joined = RoomClient(ws, doc if doc is not None else pycrdt.Doc())
         await joined.start()

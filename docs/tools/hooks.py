@@ -1,5 +1,5 @@
-"""MkDocs hooks (``hooks:`` in mkdocs.yml): README as the site's home page, and a check that the
-configuration reference is current.
+"""MkDocs hooks (``hooks:`` in mkdocs.yml): README as the site's home page, the reference
+deployments' READMEs as pages, and a check that the configuration reference is current.
 
 README.md is the page a newcomer reads first, in the repository; it is also the site's home
 page, so it is written once. Its links into ``docs/`` are rewritten to site links, so the
@@ -17,7 +17,11 @@ from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+# Each reference deployment's README (deploy/<name>/README.md), written for the administrator
+# beside its files, is also the site's page deploy/<name>.md.
+DEPLOY = ROOT / "deploy"
 # A Markdown link target that starts with docs/: ](docs/page.md#anchor)
 _DOCS_LINK = re.compile(r"\]\(docs/")
 
@@ -34,4 +38,7 @@ def on_files(files: Files, config: MkDocsConfig, **kwargs: Any) -> Files:
     """Add README.md as the site's index page, its links into docs/ made relative to the site."""
     text = _DOCS_LINK.sub("](", README.read_text(encoding="utf-8"))
     files.append(File.generated(config, "index.md", content=text))
+    for readme in sorted(DEPLOY.glob("*/README.md")):
+        page = f"deploy/{readme.parent.name}.md"
+        files.append(File.generated(config, page, content=readme.read_text(encoding="utf-8")))
     return files

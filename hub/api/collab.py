@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
+from yarl import URL
 
 from collab import access as room_access
 from collab import execution, notebook, persistence, rooms, sessions
@@ -117,15 +118,23 @@ def _manager(request: web.Request) -> sessions.SessionManager:
     return manager
 
 
+def room_url(request_url: URL, public_url: str | None, room: str) -> str:
+    """A room's websocket address: under ``public_url`` when it is set (behind a TLS
+    terminator the request itself came in as plain http, yet browsers must use wss://), else
+    under the address the request came to."""
+    base = URL(public_url) if public_url else request_url
+    scheme = "wss" if base.scheme == "https" else "ws"
+    return str(base.with_scheme(scheme).with_path(f"/collab/{room}").with_query(None))
+
+
 def render(request: web.Request, bound: sessions.Bound) -> CollabSession:
     """The reply model of a session."""
     status = bound.session.status()
-    scheme = "wss" if request.url.scheme == "https" else "ws"
-    ws_url = request.url.with_scheme(scheme).with_path(f"/collab/{status.room}").with_query(None)
+    ws_url = room_url(request.url, request.app[HUB].settings.public_url, status.room)
     return CollabSession(
         id=str(status.session_id),
         room=status.room,
-        ws_url=str(ws_url),
+        ws_url=ws_url,
         kernel_name=bound.session.kernel.kernel_name,
         created_by=bound.session.created_by.name,
         runs_as=bound.session.kernel.account,

@@ -78,17 +78,23 @@ class ClientGone(OSError):
 
 
 class Bridge:
-    """Blocking ``recv``/``write`` for a handler thread, over an aiohttp request and response."""
+    """Blocking ``recv``/``write`` for a handler thread, over an aiohttp request and response.
+
+    The answer's head goes out with its first bytes, not before: a reverse proxy such as nginx
+    stops passing a request's body on once the answer has begun (it is not full-duplex), and
+    git sends a push's whole pack before it reads a byte, so an answer begun early would stall
+    a large push behind nginx until the timeout."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        body: streams.StreamReader,
+        request: web.Request,
         response: web.StreamResponse,
         timeout_s: float,
     ) -> None:
         self._loop = loop
-        self._body = body
+        self._request = request
+        self._body: streams.StreamReader = request.content
         self._response = response
         self._timeout_s = timeout_s
         self._pending: list[bytes] = []
@@ -137,8 +143,13 @@ class Bridge:
         chunk = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
-        self._wait(self._response.write(chunk))
+        self._wait(self._send(chunk))
         self.sent += len(chunk)
+
+    async def _send(self, chunk: bytes) -> None:
+        if not self._response.prepared:
+            await self._response.prepare(self._request)
+        await self._response.write(chunk)
 
 
 # --- the repository a handler sees -------------------------------------------------------------
@@ -492,8 +503,7 @@ async def _run(
     response = web.StreamResponse(
         headers={"Content-Type": f"application/x-{service}-{kind}", **NO_CACHE}
     )
-    await response.prepare(request)
-    bridge = Bridge(loop, request.content, response, place.io_timeout_s)
+    bridge = Bridge(loop, request, response, place.io_timeout_s)
     try:
         await place.workers.run(
             serve,
@@ -518,6 +528,8 @@ async def _run(
         log.exception("git %s for %s failed", service, project["project_id"])
         response.force_close()
         return response
+    if not response.prepared:  # nothing was written (the bridge begins the answer)
+        await response.prepare(request)
     await response.write_eof()
     return response
 

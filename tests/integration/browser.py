@@ -43,12 +43,18 @@ class Page:
 
 
 class Browser:
-    """A cookie-keeping HTTP client; ``base`` is ``http://host:port``."""
+    """A cookie-keeping HTTP client; ``base`` is ``http://host:port``; ``connector`` chooses
+    TLS settings or the local address it connects from."""
 
-    def __init__(self, base: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base: str,
+        headers: dict[str, str] | None = None,
+        connector: aiohttp.BaseConnector | None = None,
+    ) -> None:
         self.base = base
         self.session = aiohttp.ClientSession(
-            cookie_jar=aiohttp.CookieJar(unsafe=True), headers=headers
+            cookie_jar=aiohttp.CookieJar(unsafe=True), headers=headers, connector=connector
         )
 
     async def close(self) -> None:

@@ -239,8 +239,9 @@ async def test_a_push_that_stops_sending_is_dropped_and_frees_its_worker(
     for task in stalled:
         quiet_for, reply = await task
         assert quiet_for < BOUND_S, f"the hub waited {quiet_for:.1f} s on a silent push"
-        assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert b"ok " + STALLED_REF.encode() not in reply
+        # Nothing was answered: the answer begins with its first bytes (never, here, as the
+        # pack never came), so that proxies pass a push's body on (git_http.Bridge).
+        assert reply == b""
     await wait_for(lambda: not held & set(connections(hub)), timeout_s=BOUND_S)
     await wait_for(lambda: serving.now == 0, timeout_s=BOUND_S)
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from collab import access, execution, sessions
+from hub.api import collab as collab_api
 from hub.auth import collab_access
 
 
@@ -85,3 +87,27 @@ def test_a_cookie_is_accepted_from_the_hubs_own_origin_only(
     headers: dict[str, str], allowed: bool
 ) -> None:
     assert collab_access.same_origin(headers) is allowed
+
+
+@pytest.mark.parametrize(
+    ("request_url", "public_url", "expected"),
+    [
+        ("http://127.0.0.1:8081/hub/api/collab/sessions", None, "ws://127.0.0.1:8081/collab/r"),
+        ("https://hub.example.org/hub/api/collab/sessions", None, "wss://hub.example.org/collab/r"),
+        # behind nginx the request reached the hub as http: public_url says what browsers use
+        (
+            "http://hub.example.org/hub/api/collab/sessions?x=1",
+            "https://hub.example.org/",
+            "wss://hub.example.org/collab/r",
+        ),
+        (
+            "http://127.0.0.1:8081/hub/api/x",
+            "http://127.0.0.1:8000/",
+            "ws://127.0.0.1:8000/collab/r",
+        ),
+    ],
+)
+def test_a_sessions_room_url_follows_public_url(
+    request_url: str, public_url: str | None, expected: str
+) -> None:
+    assert collab_api.room_url(URL(request_url), public_url, "r") == expected
