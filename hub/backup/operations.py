@@ -22,7 +22,6 @@ What a backup holds, and what not (docs/operations.md, "Backup and restore"):
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 import asyncpg
 
 from events import sql
-from hub import database, version
+from hub import data_dir, database, version
 from hub import settings as hub_settings
 from hub.backup import archive, errors, pgtools
 from migrations import runner
@@ -188,7 +187,7 @@ async def restore(
             f" the one the manifest records ({manifest.events.count}, last"
             f" {manifest.events.last_id})"
         )
-    await asyncio.to_thread(functools.partial(_prepare_data_dir, config))
+    await asyncio.to_thread(_prepare_data_dir, config)
     names = [name for name in manifest.files if name.startswith(f"{archive.PROJECTS}/")]
     tick = stage("copy projects' git objects", len(names))
     await asyncio.to_thread(archive.restore_projects, source, manifest, projects, tick)
@@ -196,9 +195,8 @@ async def restore(
 
 
 def _prepare_data_dir(config: hub_settings.Settings) -> None:
+    # The embedded PostgreSQL made (or checked) it as it started; an external one did not.
     if config.database_url or config.uses_pg_environment():
-        from hub import data_dir
-
         data_dir.prepare(config.data_dir)
 
 
