@@ -1,8 +1,8 @@
 # chronohub's image: built by deploy/compose/compose.yaml (docker compose build), or alone with
 #   docker build -t chronohub .
-# Two stages: the first installs chronohub into a virtualenv (pip, git for nothing but the
-# build's sake is not needed: every dependency ships wheels); the second copies only that
-# virtualenv onto a slim Debian 12 Python, with the programs the hub runs at run time.
+# Two stages: the first installs chronohub into a virtualenv (pip alone: every dependency ships
+# wheels, so no compiler); the second copies only that virtualenv onto a slim Debian 12 Python,
+# with the few programs the hub runs at run time.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
