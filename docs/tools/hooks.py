@@ -1,5 +1,6 @@
 """MkDocs hooks (``hooks:`` in mkdocs.yml): README as the site's home page, the reference
-deployments' READMEs as pages (their links into docs/ made site links), and a check that the configuration reference is current.
+deployments' READMEs as pages (their links into docs/ made site links), and a check that
+the configuration reference is current.
 
 README.md is the page a newcomer reads first, in the repository; it is also the site's home
 page, so it is written once. Its links into ``docs/`` are rewritten to site links, so the
