@@ -47,7 +47,13 @@ def error_of(run: dashboards.Run) -> tuple[str, str]:
         return (run.error or "failed").splitlines()[0][:300], run.error or ""
     cell = run.notebook.cells[run.failing_cell]
     error = next(o for o in cell.outputs if o.get("output_type") == "error")
-    line = f"cell {run.failing_cell + 1}: {error.get('ename')}: {error.get('evalue')}"
+    # numbered as in the notebook pushed: the injected parameters cell is not counted
+    injected = sum(
+        "injected-parameters" in c.metadata.get("tags", [])
+        for c in run.notebook.cells[: run.failing_cell]
+    )
+    number = run.failing_cell + 1 - injected
+    line = f"cell {number}: {error.get('ename')}: {error.get('evalue')}"
     return line[:300], f"{line}\n\n{cell.source}"
 
 

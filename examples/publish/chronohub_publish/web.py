@@ -36,8 +36,9 @@ PROJECT_TTL_S = 5.0
 class Base(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
     """A page of the service: the CSP on every answer, the publisher at hand."""
 
-    def initialize(self, publisher: publisher.Publisher) -> None:
+    def initialize(self, publisher: publisher.Publisher, prefix: str) -> None:
         self.publisher = publisher
+        self.publisher_prefix = prefix
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", CSP)
@@ -186,6 +187,18 @@ def _type_of(path: str) -> str:
     return kind or "application/octet-stream"
 
 
+class SignIn(Base):
+    """``<prefix>_signin?next=<page>``: sign in (HubOAuth), then back to ``next``. A public
+    project's pages never ask for it; its members come here to see its build errors."""
+
+    @web.authenticated  # type: ignore[misc]
+    def get(self) -> None:
+        target = self.get_query_argument("next", self.publisher_prefix)
+        if not target.startswith(self.publisher_prefix) or "//" in target:
+            raise web.HTTPError(400, reason=f"next must be a page under {self.publisher_prefix}")
+        self.redirect(target)
+
+
 class Log(Base):
     """The service's own log (published, publish failed, dashboard run) of the projects the
     caller may read, newest first, as JSON."""
@@ -209,11 +222,12 @@ class Log(Base):
 
 def make_app(pub: publisher.Publisher, prefix: str, cookie_secret: bytes) -> web.Application:
     """The tornado application under ``prefix``."""
-    kwargs = {"publisher": pub}
+    kwargs = {"publisher": pub, "prefix": prefix}
     return web.Application(
         [
             (prefix + "oauth_callback", HubOAuthCallbackHandler),
             (prefix + "_log", Log, kwargs),
+            (prefix + "_signin", SignIn, kwargs),
             (prefix + r"([^/_][^/]*)/([^/@]+)/(?:@([0-9a-f]{40})/)?(.*)", Pages, kwargs),
         ],
         cookie_secret=cookie_secret,
