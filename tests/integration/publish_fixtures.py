@@ -67,6 +67,35 @@ class Deployment:
     git: Git
     work: Path
     output: Path
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        """Start the service (as the hub would: its environment, its own data directory)."""
+        with self.output.open("ab") as out:
+            start = out.tell()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "chronohub_publish", env=self.env, stdout=out, stderr=out,
+            )  # fmt: skip
+        self.proc = proc
+        await wait_for(
+            lambda: b"publish serving at " in self.output.read_bytes()[start:]
+            or proc.returncode is not None,
+            timeout_s=60,
+        )
+        assert proc.returncode is None, self.output.read_text()
+
+    async def stop(self) -> None:
+        """Stop the service (SIGTERM, as the hub does)."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        self.proc = None
 
     async def user(self, name: str) -> str:
         """A user with a password, allowed to sign in to the service; their API token."""
@@ -167,29 +196,16 @@ async def deployment(
             "JUPYTERHUB_OAUTH_CALLBACK_URL": "/services/publish/oauth_callback",
             "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(["access:services!service=publish"]),
         }
-        output = tmp_path / "publish.log"
-        with output.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "chronohub_publish", env=env, stdout=out, stderr=out,
-            )  # fmt: skip
+        found = Deployment(
+            api, public, public + "/services/publish/", data_dir,
+            Git(tmp_path / "git-home"), tmp_path / "work", tmp_path / "publish.log", env,
+        )  # fmt: skip
         try:
-            await wait_for(
-                lambda: b"publish serving at " in output.read_bytes() or proc.returncode,
-                timeout_s=60,
-            )
-            assert proc.returncode is None, output.read_text()
-            yield Deployment(
-                api, public, public + "/services/publish/", data_dir,
-                Git(tmp_path / "git-home"), tmp_path / "work", output,
-            )  # fmt: skip
+            await found.start()
+            yield found
         finally:
             await follower.stop()
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+            await found.stop()
 
 
 @pytest.fixture

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hub import startup
 from tests.helpers import wait_for
 from tests.integration.browser import Browser
 from tests.integration.publish_fixtures import Deployment, notebook, through_oauth
@@ -245,3 +247,129 @@ async def test_a_failing_dashboard_shows_its_error_to_members_and_the_last_good_
     finally:
         await anonymous.close()
         await alice_browser.close()
+
+
+def hostile_notebook(beacon: str) -> bytes:
+    """Script in markdown (a tag, an event handler) and in outputs (HTML, JavaScript), each
+    calling ``beacon`` if it ever runs."""
+    import nbformat
+
+    call = f"fetch('{beacon}/' + "
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        f"# Hostile\n\n<script>{call}'markdown-script')</script>\n\n"
+        f"<img src=\"data:,x\" onerror=\"{call}'markdown-onerror')\">\n"
+    ))  # fmt: skip
+    cell = nbformat.v4.new_code_cell("display(evil)")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={
+            "text/html": f"<script>{call}'output-script'); window.parent.{call}'parent')</script>"
+                         f"<svg onload=\"{call}'output-svg')\"></svg>",
+        }),
+        nbformat.v4.new_output("display_data", data={
+            "application/javascript": f"{call}'output-javascript')",
+            "text/plain": "<IPython.core.display.Javascript object>",
+        }),
+    ]  # fmt: skip
+    nb.cells.append(cell)
+    return nbformat.writes(nb).encode()
+
+
+async def test_a_hostile_notebook_runs_no_script_in_chromium(
+    published: Deployment, tmp_path: Path
+) -> None:
+    from aiohttp import web
+    from playwright.async_api import async_playwright
+
+    from tests.integration.test_journey import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium at /usr/bin/chromium for the in-browser check")
+    calls: list[str] = []
+    pages: dict[str, str] = {}
+
+    async def beacon(request: web.Request) -> web.Response:
+        calls.append(request.match_info["what"])
+        return web.Response(text="", headers={"Access-Control-Allow-Origin": "*"})
+
+    async def plain(request: web.Request) -> web.Response:
+        # the same HTML without the service's headers: the control that proves the script
+        # survived rendering, so it is the sandbox that stops it
+        return web.Response(text=pages["copy"], content_type="text/html")
+
+    app = web.Application()
+    app.add_routes([web.get("/beacon/{what}", beacon), web.get("/copy", plain)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = startup.free_port("127.0.0.1")
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        alice = await published.user("alice")
+        status, _ = await published.api.call(
+            "POST", "/projects", alice, json={"name": "evil", "visibility": "public"}
+        )
+        assert status == 201
+        commit = await published.push(alice, "alice", "evil", {
+            "publish.toml": b"",
+            "hostile.ipynb": hostile_notebook(f"http://127.0.0.1:{port}/beacon"),
+            "notes.md": f"<script>fetch('http://127.0.0.1:{port}/beacon/md-file')</script>\n"
+                        .encode(),
+        })  # fmt: skip
+        await published_commit(published, commit)
+        async with async_playwright() as playwright:
+            chromium = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS
+            )
+            try:
+                page = await chromium.new_page()
+                page.set_default_timeout(30_000)
+                blocked: list[str] = []
+                page.on("console", lambda m: blocked.append(m.text))
+                for path in ("hostile.html", "notes.html", f"@{commit}/hostile.html"):
+                    response = await page.goto(f"{published.service}alice/evil/{path}")
+                    assert response is not None and response.status == 200
+                    await page.wait_for_load_state("load")
+                    if "hostile" in path:
+                        pages["copy"] = await response.text()
+                        assert "Hostile" in pages["copy"]
+                        assert "output-javascript" not in pages["copy"]  # dropped
+                assert calls == []  # no script ran: not the page's, not its outputs'
+                assert any("sandboxed" in text and "allow-scripts" in text for text in blocked)
+
+                await page.goto(f"http://127.0.0.1:{port}/copy")
+                await wait_for(lambda: "output-script" in calls, timeout_s=10)
+                assert "markdown-script" in calls  # the rendering kept it: the sandbox stops it
+            finally:
+                await chromium.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_after_a_restart_the_service_publishes_what_it_missed_and_nothing_twice(
+    published: Deployment,
+) -> None:
+    alice = await published.user("alice")
+    status, _ = await published.api.call(
+        "POST", "/projects", alice, json={"name": "log", "visibility": "public"}
+    )
+    assert status == 201
+    files = {"publish.toml": b"", "a.md": b"# one\n"}
+    first = await published.push(alice, "alice", "log", files)
+    await published_commit(published, first)
+    await published.stop()
+    second = await published.push(alice, "alice", "log", {"a.md": b"# two\n"})
+    third = await published.push(alice, "alice", "log", {"a.md": b"# three\n"})
+    await published.start()
+    await published_commit(published, third)
+    await published.stop()
+    await published.start()  # again: the cursor was saved, nothing is handled twice
+    fourth = await published.push(alice, "alice", "log", {"a.md": b"# four\n"})
+    await published_commit(published, fourth)
+    done = [e["commit"] for e in published.log() if e["type"] == "published"]
+    assert done == [first, second, third, fourth]
+    reader = Browser(published.public)
+    try:
+        assert "four" in (await reader.get("/services/publish/alice/log/a.html")).text
+        assert "two" in (await reader.get(f"/services/publish/alice/log/@{second}/a.html")).text
+    finally:
+        await reader.close()
