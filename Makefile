@@ -46,10 +46,11 @@ run: $(VENV)/.installed-run
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/lint-imports
+	PYTHONPATH=examples/publish $(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
+	$(BIN)/mypy examples/publish/chronohub_publish
 
 # the documentation's strict build comes before the suite: a broken link, or a configuration
 # reference that hub/settings.py no longer matches, fails in seconds rather than at the end

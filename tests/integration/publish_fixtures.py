@@ -79,8 +79,10 @@ class Deployment:
             )  # fmt: skip
         self.proc = proc
         await wait_for(
-            lambda: b"publish serving at " in self.output.read_bytes()[start:]
-            or proc.returncode is not None,
+            lambda: (
+                b"publish serving at " in self.output.read_bytes()[start:]
+                or proc.returncode is not None
+            ),
             timeout_s=60,
         )
         assert proc.returncode is None, self.output.read_text()

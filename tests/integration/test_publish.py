@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,7 +28,11 @@ parameters = { n = 3, label = "squares" }
 """
 DASH = notebook(
     ("code", "n = 3\nlabel = 'squares'"),
-    ("code", "rows = open('data/base.txt').read().strip()\nprint(label, rows, [i * i for i in range(n)])"),
+    (
+        "code",
+        "rows = open('data/base.txt').read().strip()\n"
+        "print(label, rows, [i * i for i in range(n)])",
+    ),
     tags={0: ["parameters"]},
 )
 
@@ -53,7 +56,9 @@ async def published_commit(deployment: Deployment, commit: str, timeout_s: float
     """Wait until the service has published (or failed to publish) ``commit``."""
 
     def done() -> bool:
-        return any(e.get("commit") == commit for e in deployment.log() if e["type"] != "dashboard.run")
+        return any(
+            e.get("commit") == commit for e in deployment.log() if e["type"] != "dashboard.run"
+        )
 
     try:
         await wait_for(done, timeout_s=timeout_s, every_s=0.1)
@@ -80,7 +85,7 @@ async def test_a_push_is_published_at_both_urls_and_the_next_push_moves_only_the
     await published_commit(published, first)
     [entry] = [e for e in published.log() if e["type"] == "published"]
     assert (entry["project"], entry["commit"]) == ("alice/course", first)
-    assert entry["rerendered"] == 2  # intro.ipynb and guide.md; the dashboard ran
+    assert entry["rerendered"] == 2  # intro.ipynb, guide.md; the dashboard ran
 
     anonymous = Browser(published.public)
     try:
@@ -95,17 +100,20 @@ async def test_a_push_is_published_at_both_urls_and_the_next_push_moves_only_the
         assert pinned.text == latest.text
         assert pinned.response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
         index = await anonymous.get("/services/publish/alice/course/")
-        assert 'href="intro.html"' in index.text and "secret.py" not in index.text
+        assert 'href="intro.html"' in index.text
+        assert "secret.py" not in index.text
         assert (await anonymous.get("/services/publish/alice/course/secret.py")).status == 404
         guide = await anonymous.get("/services/publish/alice/course/guide.html")
-        assert "<em>text</em>" in guide.text and "publish-toc" in guide.text
+        assert "<em>text</em>" in guide.text
+        assert "publish-toc" in guide.text
         data = await anonymous.get("/services/publish/alice/course/data/base.txt")
         assert data.text == "from-the-commit\n"
 
         # the dashboard ran in the commit's files, its code hidden
         dash = await anonymous.get("/services/publish/alice/course/dash.html")
         assert "squares from-the-commit [0, 1, 4]" in dash.text
-        assert "open(&#39;data/base.txt&#39;)" not in dash.text and "data/base.txt" not in dash.text
+        assert "open(&#39;data/base.txt&#39;)" not in dash.text
+        assert "data/base.txt" not in dash.text
         # parameters, papermill's way; cached per parameter set
         runs = len([e for e in published.log() if e["type"] == "dashboard.run"])
         five = await anonymous.get("/services/publish/alice/course/dash.html?n=5&label=cubes")
@@ -115,9 +123,11 @@ async def test_a_push_is_published_at_both_urls_and_the_next_push_moves_only_the
         assert again.text == five.text
         assert len([e for e in published.log() if e["type"] == "dashboard.run"]) == runs + 1
         bad = await anonymous.get("/services/publish/alice/course/dash.html?m=1")
-        assert bad.status == 400 and "unknown parameter 'm'" in html.unescape(bad.text)
+        assert bad.status == 400
+        assert "unknown parameter 'm'" in html.unescape(bad.text)
         bad = await anonymous.get("/services/publish/alice/course/dash.html?n=lots")
-        assert bad.status == 400 and "parameter 'n': int expected" in html.unescape(bad.text)
+        assert bad.status == 400
+        assert "parameter 'n': int expected" in html.unescape(bad.text)
 
         second = await published.push(alice, "alice", "course", {
             "intro.ipynb": ran("print('hello')", "second output 777\n"),
@@ -236,13 +246,16 @@ async def test_a_failing_dashboard_shows_its_error_to_members_and_the_last_good_
         assert "The build of commit" in own.text
         assert "cell 2: RuntimeError: the numbers do not add up" in html.unescape(own.text)
         assert "raise RuntimeError" in html.unescape(own.text)  # the failing cell
-        assert (await anonymous.get(f"/services/publish/alice/board/@{bad}/board.html")).status == 404
+        assert (
+            await anonymous.get(f"/services/publish/alice/board/@{bad}/board.html")
+        ).status == 404
 
         # a parameter set that raises: its error and the failing cell, on the page
         failing = await anonymous.get(page + "?fail=true")
         assert failing.status == 500
         text = html.unescape(re.sub(r"<[^>]+>", "", failing.text))
-        assert "This dashboard failed" in text and "cell 2: ValueError: asked to fail" in text
+        assert "This dashboard failed" in text
+        assert "cell 2: ValueError: asked to fail" in text
         assert "raise ValueError('asked to fail')" in text  # the failing cell, code shown
     finally:
         await anonymous.close()
@@ -327,7 +340,8 @@ async def test_a_hostile_notebook_runs_no_script_in_chromium(
                 page.on("console", lambda m: blocked.append(m.text))
                 for path in ("hostile.html", "notes.html", f"@{commit}/hostile.html"):
                     response = await page.goto(f"{published.service}alice/evil/{path}")
-                    assert response is not None and response.status == 200
+                    assert response is not None
+                    assert response.status == 200
                     await page.wait_for_load_state("load")
                     if "hostile" in path:
                         pages["copy"] = await response.text()

@@ -20,11 +20,15 @@ from chronohub_publish import hubapi, publisher, web
 log = logging.getLogger("publish")
 
 
+def _data_dir() -> Path:
+    return Path(os.environ.get("PUBLISH_DATA_DIR", ".")).resolve()
+
+
 async def main() -> None:
     api = hubapi.Api(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     bind = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10103"))
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/publish/").rstrip("/") + "/"
-    data_dir = Path(os.environ.get("PUBLISH_DATA_DIR", ".")).resolve()
+    data_dir = _data_dir()
     pub = publisher.Publisher(data_dir, api)
     app = web.make_app(pub, prefix, os.urandom(32))
     server = app.listen(bind.port or 0, bind.hostname or "127.0.0.1")

@@ -81,7 +81,7 @@ async def run(
         sys.executable, "-m", "chronohub_publish.execute",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
-        preexec_fn=_limit(dashboard.memory_mb),  # noqa: PLW1509 - only setrlimit, no locks
+        preexec_fn=_limit(dashboard.memory_mb),
     )  # fmt: skip
     try:
         out, err = await asyncio.wait_for(
@@ -103,11 +103,11 @@ async def run(
     if proc.returncode != 0:
         tail = err.decode(errors="replace").strip().splitlines()[-5:]
         reason = "\n".join(tail) or f"exit status {proc.returncode}"
-        if proc.returncode < 0 or "MemoryError" in reason:
+        if (proc.returncode or 0) < 0 or "MemoryError" in reason:
             reason = f"the run died (memory limit {dashboard.memory_mb} MB?): {reason}"
         return Run(None, reason, None, _since(started))
     result = json.loads(out)
-    notebook = nbformat.reads(result["notebook"], as_version=4)
+    notebook = nbformat.reads(result["notebook"], as_version=4)  # type: ignore[no-untyped-call]
     return Run(notebook, result["error"], result["failing_cell"], _since(started))
 
 

@@ -27,11 +27,11 @@ def inject(nb: Any, parameters: dict[str, Any]) -> Any:
     # repr() of str/int/float/bool is Python source for the same value: the names were
     # checked against the declared ones, the values coerced to the defaults' types.
     source = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
-    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
-    cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
-    at = next(
-        (i + 1 for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])), 0
+    cell = nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
+        source, metadata={"tags": ["injected-parameters"]}
     )
+    cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    at = next((i + 1 for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])), 0)
     cells.insert(at, cell)
     nb.cells = cells
     return nb
@@ -47,7 +47,10 @@ def failing_cell(nb: Any) -> int | None:
 
 def main() -> None:
     job = json.load(sys.stdin)
-    nb = inject(nbformat.reads(job["notebook"], as_version=4), job["parameters"])
+    nb = inject(
+        nbformat.reads(job["notebook"], as_version=4),  # type: ignore[no-untyped-call]
+        job["parameters"],
+    )
     client = NotebookClient(
         nb,
         timeout=job["timeout_s"],
@@ -62,7 +65,7 @@ def main() -> None:
     except CellExecutionError as exc:
         error = str(exc)
     result = {
-        "notebook": nbformat.writes(nb),
+        "notebook": nbformat.writes(nb),  # type: ignore[no-untyped-call]
         "error": error,
         "failing_cell": failing_cell(nb) if error else None,
     }

@@ -89,7 +89,7 @@ class Mirror:
 
     async def checkout(self, repo: Path, commit: str, into: Path) -> None:
         """The files of ``commit`` written into ``into`` (a dashboard's working directory)."""
-        into.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(into.mkdir, parents=True, exist_ok=True)
         archive = await self.git(repo, "archive", "--format=tar", commit)
         proc = await asyncio.create_subprocess_exec(
             "tar", "-x", "-C", str(into), stdin=asyncio.subprocess.PIPE,

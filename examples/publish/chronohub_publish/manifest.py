@@ -69,7 +69,9 @@ def _expect(table: dict[str, Any], key: str, kind: type | tuple[type, ...], wher
 def _unknown(table: dict[str, Any], known: set[str], where: str) -> None:
     extra = sorted(set(table) - known)
     if extra:
-        raise ManifestError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})")
+        raise ManifestError(
+            f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})"
+        )
 
 
 def _dashboard(raw: Any, index: int) -> Dashboard:

@@ -22,7 +22,9 @@ class Publisher:
         self.api = api
         self.store = state.Store(data_dir)
         self.state = self.store.load()
-        self.builder = site.Builder(data_dir, gitmirror.Mirror(data_dir / "mirrors", api.token), self.store)
+        self.builder = site.Builder(
+            data_dir, gitmirror.Mirror(data_dir / "mirrors", api.token), self.store
+        )
         self.changed = asyncio.Condition()
         self.runs = asyncio.Semaphore(2)
         self.last_refresh: dict[tuple[str, str], float] = {}
@@ -40,9 +42,7 @@ class Publisher:
         """Apply one project event."""
         kind, data = event["type"], event["data"]
         project_id = data["project_id"]
-        if kind == "project.created":
-            self.state.projects[project_id] = {"owner": data["owner"], "name": data["name"]}
-        elif kind == "project.renamed":
+        if kind == "project.created" or kind == "project.renamed":
             self.state.projects[project_id] = {"owner": data["owner"], "name": data["name"]}
         elif kind == "project.deleted":
             self.state.projects.pop(project_id, None)
@@ -50,7 +50,9 @@ class Publisher:
         elif kind == "project.pushed" and project_id in self.state.projects:
             for ref in data["refs"]:
                 if ref["ref"].startswith("refs/heads/") and ref["new"] != site.ZERO:
-                    await self.publish(project_id, ref["ref"].removeprefix("refs/heads/"), ref["new"])
+                    await self.publish(
+                        project_id, ref["ref"].removeprefix("refs/heads/"), ref["new"]
+                    )
 
     async def publish(self, project_id: str, branch: str, commit: str) -> None:
         """Build ``commit``; on success it becomes the latest, on failure the error is kept."""

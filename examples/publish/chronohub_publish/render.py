@@ -52,7 +52,9 @@ def _exporter(hide_code: bool) -> HTMLExporter:
     key = f"exporter_{hide_code}"
     exporter = getattr(_local, key, None)
     if exporter is None:
-        exporter = HTMLExporter(template_name="lab", embed_images=True)
+        exporter = HTMLExporter(  # type: ignore[no-untyped-call]
+            template_name="lab", embed_images=True
+        )
         exporter.exclude_input = hide_code
         exporter.exclude_input_prompt = hide_code
         exporter.exclude_output_prompt = hide_code
@@ -143,7 +145,11 @@ def with_banner(page: str, banner: str) -> str:
 def notebook(source: bytes | Any, base: Path | None, *, hide_code: bool = False) -> str:
     """A notebook (its JSON, or a ``NotebookNode``) as a page; images inline (relative
     ones read from ``base``, the commit's files, when given)."""
-    nb = nbformat.reads(source.decode(), as_version=4) if isinstance(source, bytes) else source
+    nb = (
+        nbformat.reads(source.decode(), as_version=4)  # type: ignore[no-untyped-call]
+        if isinstance(source, bytes)
+        else source
+    )
     resources: dict[str, Any] = {"metadata": {"path": str(base)}} if base else {}
     body, _ = _exporter(hide_code).from_notebook_node(without_script(nb), resources=resources)
     return body

@@ -116,7 +116,7 @@ class Builder:
                 )
             else:
                 page = render.with_toc(render.markdown(source, entry.path))
-        except Exception as exc:  # noqa: BLE001 - any failure of nbconvert fails the build
+        except Exception as exc:
             raise BuildError(f"{entry.path} cannot be rendered: {exc}") from exc
         tmp = cached.with_suffix(".tmp")
         tmp.write_text(page)
@@ -189,7 +189,9 @@ class Builder:
         )
         if not run.ok or run.notebook is None:
             raise BuildError(f"dashboard {dashboard.path} failed: {message}", detail)
-        return render.with_toc(render.notebook(run.notebook, checkout, hide_code=dashboard.hide_code))
+        return render.with_toc(
+            render.notebook(run.notebook, checkout, hide_code=dashboard.hide_code)
+        )
 
 
 def index_page(project: dict[str, Any], commit: str, pages: list[str]) -> str:
@@ -199,4 +201,6 @@ def index_page(project: dict[str, Any], commit: str, pages: list[str]) -> str:
         f'<li><a href="{html.escape(p)}">{html.escape(str(PurePosixPath(p)))}</a></li>'
         for p in sorted(pages)
     )
-    return render.page(name, f"<h1>{html.escape(name)}</h1><p>commit {commit[:12]}</p><ul>{items}</ul>")
+    return render.page(
+        name, f"<h1>{html.escape(name)}</h1><p>commit {commit[:12]}</p><ul>{items}</ul>"
+    )

@@ -20,7 +20,10 @@ import time
 from pathlib import PurePosixPath
 from typing import Any
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import (  # type: ignore[import-untyped]
+    HubOAuthCallbackHandler,
+    HubOAuthenticated,
+)
 from tornado import web
 
 from chronohub_publish import hubapi, manifest, publisher, render
@@ -48,7 +51,9 @@ class Base(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         reason = self._reason
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(render.page(str(status_code), f"<h1>{status_code}</h1><p>{html.escape(reason)}</p>"))
+        self.finish(
+            render.page(str(status_code), f"<h1>{status_code}</h1><p>{html.escape(reason)}</p>")
+        )
 
     async def access(self, owner: str, name: str) -> tuple[dict[str, Any], str | None, bool]:
         """The project, the signed-in user (None: anonymous) and whether they are a
@@ -152,7 +157,9 @@ class Pages(Base):
             self.set_header("Content-Type", _type_of(path))
         self.finish(body)
 
-    async def _dashboard(self, project_id: str, commit: str, path: str, latest: bool) -> bytes | None:
+    async def _dashboard(
+        self, project_id: str, commit: str, path: str, latest: bool
+    ) -> bytes | None:
         """A dashboard's page: its run with the query's parameters, or its latest refresh."""
         wanted = self.publisher.manifest_of(project_id, commit)
         notebook = path.removesuffix(".html") + ".ipynb"
@@ -191,7 +198,7 @@ class SignIn(Base):
     """``<prefix>_signin?next=<page>``: sign in (HubOAuth), then back to ``next``. A public
     project's pages never ask for it; its members come here to see its build errors."""
 
-    @web.authenticated  # type: ignore[misc]
+    @web.authenticated
     def get(self) -> None:
         target = self.get_query_argument("next", self.publisher_prefix)
         if not target.startswith(self.publisher_prefix) or "//" in target:
@@ -213,7 +220,11 @@ class Log(Base):
             if project is None:
                 continue
             if project["visibility"] == "public" or (
-                who and (project["visibility"] == "hub" or await is_member(self.publisher.api, project, who))
+                who
+                and (
+                    project["visibility"] == "hub"
+                    or await is_member(self.publisher.api, project, who)
+                )
             ):
                 shown.append(entry)
         self.set_header("Content-Type", "application/json")
@@ -232,4 +243,3 @@ def make_app(pub: publisher.Publisher, prefix: str, cookie_secret: bytes) -> web
         ],
         cookie_secret=cookie_secret,
     )
-
