@@ -46,11 +46,10 @@ run: $(VENV)/.installed-run
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	PYTHONPATH=examples/publish $(BIN)/lint-imports
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
-	$(BIN)/mypy examples/publish/chronohub_publish
 
 # the documentation's strict build comes before the suite: a broken link, or a configuration
 # reference that hub/settings.py no longer matches, fails in seconds rather than at the end

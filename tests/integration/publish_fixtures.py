@@ -26,7 +26,6 @@ from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, running_hub, set_password
 from tests.integration.git_client import Git, with_token
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "publish"
 TOKEN = "publish-service-secret-0123456789abcdef"
 SCOPES = ["read:projects", "read:events:projects", "read:users:groups"]
 PASSWORD = "publishing pass"
@@ -185,7 +184,6 @@ async def deployment(
         data_dir = tmp_path / "publish"
         env = {
             **os.environ,
-            "PYTHONPATH": str(EXAMPLE),
             "PUBLISH_DATA_DIR": str(data_dir),
             "JUPYTERHUB_API_TOKEN": TOKEN,
             "JUPYTERHUB_API_URL": hub + "/hub/api",

@@ -76,7 +76,9 @@ async def run(
             "parameters": parameters,
         }
     ).encode()
-    env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT}
+    # the run imports this package: found where it is installed, or from its source folder
+    paths = [PACKAGE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "chronohub_publish.execute",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
