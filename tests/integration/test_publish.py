@@ -387,3 +387,31 @@ async def test_after_a_restart_the_service_publishes_what_it_missed_and_nothing_
         assert "two" in (await reader.get(f"/services/publish/alice/log/@{second}/a.html")).text
     finally:
         await reader.close()
+
+
+async def test_a_dashboard_runs_within_its_memory_and_time_limits(published: Deployment) -> None:
+    alice = await published.user("alice")
+    status, _ = await published.api.call(
+        "POST", "/projects", alice, json={"name": "limits", "visibility": "public"}
+    )
+    assert status == 201
+    hungry = await published.push(alice, "alice", "limits", {
+        "publish.toml": b'[[dashboards]]\npath = "d.ipynb"\nmemory_mb = 512\n',
+        "d.ipynb": notebook(("code", "import os\nprint(os.getpid())"),
+                            ("code", "block = bytearray(1024 ** 3)")),
+    })  # fmt: skip
+    await published_commit(published, hungry)
+    failed = [e for e in published.log() if e["type"] == "publish.failed"]
+    assert failed[-1]["commit"] == hungry
+    assert "cell 2: MemoryError" in failed[-1]["error"]  # the kernel's own limit
+
+    slow = await published.push(alice, "alice", "limits", {
+        "publish.toml": b'[[dashboards]]\npath = "d.ipynb"\ntimeout = "3s"\n',
+        "d.ipynb": notebook(("code", "import time\ntime.sleep(60)")),
+    })  # fmt: skip
+    await published_commit(published, slow, timeout_s=60)
+    failed = [e for e in published.log() if e["type"] == "publish.failed"]
+    assert failed[-1]["commit"] == slow
+    assert "cell 1: ran longer than 3 s" in failed[-1]["error"]
+    runs = [e for e in published.log() if e["type"] == "dashboard.run"]
+    assert runs[-1]["seconds"] < 30

@@ -1,9 +1,9 @@
 """Dashboards: a notebook run in a fresh, limited kernel, published with its outputs.
 
-Each run is a child process (``execute.py``) in its own process group, its address space
-limited with ``RLIMIT_AS`` (the kernel it starts inherits the limit) and killed, group and
-all, when it overruns the dashboard's time limit (nbclient's own per-cell timeout comes
-first; this one also covers a kernel that never starts).
+Each run is a child process (``execute.py``) in its own process group, its memory limited
+with ``RLIMIT_DATA`` (heap and private mappings; the kernel it starts inherits the limit) and
+killed, group and all, when it overruns the dashboard's time limit (nbclient's own per-cell
+timeout comes first; this one also covers a kernel that never starts).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Run:
     error: str | None
     failing_cell: int | None
     seconds: float
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -55,7 +56,10 @@ def _limit(memory_mb: int) -> Any:
     limit = memory_mb * 1024 * 1024
 
     def apply() -> None:  # runs in the child between fork and exec
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        # RLIMIT_DATA, not RLIMIT_AS: ipykernel reserves (but does not use) more than 512 MB of
+        # address space (thread stacks, malloc arenas) and cannot even start under RLIMIT_AS
+        # at that size, while RLIMIT_DATA counts the memory a notebook really allocates.
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
     return apply
 
@@ -93,7 +97,8 @@ async def run(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
-        return Run(None, f"the run took longer than {dashboard.timeout_s} s", None, _since(started))
+        reason = f"the run took longer than {dashboard.timeout_s} s"
+        return Run(None, reason, None, _since(started), timed_out=True)
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -110,7 +115,9 @@ async def run(
         return Run(None, reason, None, _since(started))
     result = json.loads(out)
     notebook = nbformat.reads(result["notebook"], as_version=4)  # type: ignore[no-untyped-call]
-    return Run(notebook, result["error"], result["failing_cell"], _since(started))
+    return Run(
+        notebook, result["error"], result["failing_cell"], _since(started), result["timed_out"]
+    )
 
 
 def _since(started: float) -> float:

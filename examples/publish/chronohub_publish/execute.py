@@ -2,7 +2,7 @@
 writes the executed notebook (JSON) on stdout.
 
 A process of its own, started by ``dashboards.py`` with its memory limited
-(``RLIMIT_AS``, inherited by the kernel it starts: the kernel process is the one limited)
+(``RLIMIT_DATA``, inherited by the kernel it starts: the kernel process is the one limited)
 and killed with its process group when the run overruns its time limit. The kernel is a
 fresh one (nbclient starts one per run and shuts it down), its working directory the
 commit's files. Parameters go in papermill's way: a cell tagged ``injected-parameters``
@@ -58,16 +58,20 @@ def main() -> None:
         resources={"metadata": {"path": job["cwd"]}},
     )
     error: str | None = None
+    timed_out = False
     try:
         client.execute()
-    except CellTimeoutError as exc:
-        error = f"a cell ran longer than {job['timeout_s']} s: {exc}"
+    except CellTimeoutError:
+        # nbclient interrupted the kernel: the cell's error output is a KeyboardInterrupt,
+        # which would hide why; the time limit is the reason
+        error, timed_out = f"ran longer than {job['timeout_s']} s", True
     except CellExecutionError as exc:
         error = str(exc)
     result = {
         "notebook": nbformat.writes(nb),  # type: ignore[no-untyped-call]
         "error": error,
         "failing_cell": failing_cell(nb) if error else None,
+        "timed_out": timed_out,
     }
     sys.stdout.write(json.dumps(result))
 

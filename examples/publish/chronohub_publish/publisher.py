@@ -22,10 +22,7 @@ class Publisher:
         self.api = api
         self.store = state.Store(data_dir)
         self.state = self.store.load()
-        self.builder = site.Builder(
-            data_dir, gitmirror.Mirror(data_dir / "mirrors", api.token), self.store
-        )
-        self.changed = asyncio.Condition()
+        self.builder = site.Builder(data_dir, gitmirror.Mirror(data_dir / "mirrors", api.token))
         self.runs = asyncio.Semaphore(2)
         self.last_refresh: dict[tuple[str, str], float] = {}
 
@@ -35,8 +32,6 @@ class Publisher:
             await self.handle(event)
             self.state.cursor = event_id
             self.store.save(self.state)
-            async with self.changed:
-                self.changed.notify_all()
 
     async def handle(self, event: dict[str, Any]) -> None:
         """Apply one project event."""
@@ -67,12 +62,15 @@ class Publisher:
         except hubapi.HubError as exc:
             log.warning("%s: %s", full_name, exc)
             return
-        except (site.BuildError, gitmirror.GitError) as exc:
+        except (site.BuildError, gitmirror.GitError, OSError) as exc:
+            # OSError: a disk full or a file the service cannot write fails this build, not
+            # the service (which would otherwise die on this event at every restart)
             detail = exc.detail if isinstance(exc, site.BuildError) else str(exc)
             pages.error = {"commit": commit, "message": str(exc), "detail": detail}
+            for run in exc.runs if isinstance(exc, site.BuildError) else []:
+                self.store.record("dashboard.run", full_name, commit=commit, trigger="push", **run)
             self.store.record("publish.failed", full_name, commit=commit, branch=branch,
                               error=str(exc).splitlines()[0][:300])  # fmt: skip
-            self._record_runs(full_name, commit, exc)
             return
         if built is None:
             return
@@ -86,12 +84,6 @@ class Publisher:
             rerendered=built.rerendered, seconds=built.seconds,
         )  # fmt: skip
         log.info("%s: published %s (%d rendered)", full_name, commit[:12], built.rerendered)
-
-    def _record_runs(self, full_name: str, commit: str, exc: Exception) -> None:
-        if isinstance(exc, site.BuildError) and exc.args[0].startswith("dashboard "):
-            path = exc.args[0].split()[1]
-            self.store.record("dashboard.run", full_name, commit=commit, trigger="push",
-                              path=path, ok=False, error=exc.args[0][:300])  # fmt: skip
 
     async def dashboard_page(
         self, project_id: str, commit: str, path: str, parameters: dict[str, Any],
@@ -147,7 +139,10 @@ class Publisher:
                     continue
                 wanted = self.manifest_of(project_id, pages.latest)
                 for dashboard in wanted.dashboards if wanted else ():
-                    await self._refresh_one(project_id, pages.latest, dashboard)
+                    try:
+                        await self._refresh_one(project_id, pages.latest, dashboard)
+                    except OSError as exc:  # logged; the next check tries again
+                        log.warning("refresh of %s: %s", dashboard.path, exc)
             await asyncio.sleep(REFRESH_CHECK_S)
 
     async def _refresh_one(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from chronohub_publish import dashboards, gitmirror, manifest, render, state
+from chronohub_publish import dashboards, gitmirror, manifest, render
 
 ZERO = "0" * 40
 
@@ -25,9 +25,13 @@ ZERO = "0" * 40
 class BuildError(RuntimeError):
     """A build that cannot be published; ``detail`` is what members are shown."""
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(
+        self, message: str, detail: str = "", runs: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(message)
         self.detail = detail or message
+        self.runs = runs or []
+        """The dashboards the build ran before it failed (the last one failed)."""
 
 
 @dataclass
@@ -53,7 +57,10 @@ def error_of(run: dashboards.Run) -> tuple[str, str]:
         for c in run.notebook.cells[: run.failing_cell]
     )
     number = run.failing_cell + 1 - injected
-    line = f"cell {number}: {error.get('ename')}: {error.get('evalue')}"
+    if run.timed_out:
+        line = f"cell {number}: {run.error}"
+    else:
+        line = f"cell {number}: {error.get('ename')}: {error.get('evalue')}"
     return line[:300], f"{line}\n\n{cell.source}"
 
 
@@ -73,13 +80,11 @@ def failure_page(title: str, run: dashboards.Run) -> str:
 class Builder:
     """Renders commits of projects into ``data_dir``."""
 
-    def __init__(self, data_dir: Path, mirror: gitmirror.Mirror, store: state.Store) -> None:
+    def __init__(self, data_dir: Path, mirror: gitmirror.Mirror) -> None:
         self.data_dir = data_dir
         self.mirror = mirror
-        self.store = store
         self.cache = data_dir / "cache"
         self.cache.mkdir(parents=True, exist_ok=True)
-        self.rendered_total = 0
 
     def site_dir(self, project_id: str, commit: str) -> Path:
         return self.data_dir / "sites" / project_id / commit
@@ -121,7 +126,6 @@ class Builder:
         tmp = cached.with_suffix(".tmp")
         tmp.write_text(page)
         tmp.replace(cached)
-        self.rendered_total += 1
         return page, True
 
     async def build(
@@ -188,7 +192,9 @@ class Builder:
             {"path": dashboard.path, "seconds": run.seconds, "ok": run.ok, "error": message}
         )
         if not run.ok or run.notebook is None:
-            raise BuildError(f"dashboard {dashboard.path} failed: {message}", detail)
+            raise BuildError(
+                f"dashboard {dashboard.path} failed: {message}", detail, built.dashboards
+            )
         return render.with_toc(
             render.notebook(run.notebook, checkout, hide_code=dashboard.hide_code)
         )
