@@ -15,6 +15,8 @@ import signal
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tornado import httpserver, netutil
+
 from chronohub_publish import hubapi, publisher, web
 
 log = logging.getLogger("publish")
@@ -31,8 +33,10 @@ async def main() -> None:
     data_dir = _data_dir()
     pub = publisher.Publisher(data_dir, api)
     app = web.make_app(pub, prefix, os.urandom(32))
-    server = app.listen(bind.port or 0, bind.hostname or "127.0.0.1")
-    port = next(iter(server._sockets.values())).getsockname()[1]
+    sockets = netutil.bind_sockets(bind.port or 0, bind.hostname or "127.0.0.1")
+    server = httpserver.HTTPServer(app)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
     print(f"publish serving at http://{bind.hostname}:{port}{prefix}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

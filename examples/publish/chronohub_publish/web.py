@@ -36,6 +36,15 @@ IMMUTABLE = "max-age=31536000, immutable"
 PROJECT_TTL_S = 5.0
 
 
+class Refused(web.HTTPError):
+    """An answer other than 200 whose ``message`` (which may quote the URL) goes in the page's
+    body, never in the status line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status)
+        self.message = message
+
+
 class Base(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
     """A page of the service: the CSP on every answer, the publisher at hand."""
 
@@ -49,7 +58,8 @@ class Base(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
         self.set_header("Referrer-Policy", "no-referrer")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        reason = self._reason
+        exc = kwargs["exc_info"][1] if "exc_info" in kwargs else None
+        reason = exc.message if isinstance(exc, Refused) else self._reason
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(
             render.page(str(status_code), f"<h1>{status_code}</h1><p>{html.escape(reason)}</p>")
@@ -61,7 +71,7 @@ class Base(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
         let them."""
         project = await _project(self.publisher.api, owner, name)
         if project is None:
-            raise web.HTTPError(404, reason=f"No such project: {owner}/{name}")
+            raise Refused(404, f"No such project: {owner}/{name}")
         user = self.get_current_user()
         who = user["name"] if user and user.get("kind", "user") == "user" else None
         member = who is not None and await is_member(self.publisher.api, project, who)
@@ -72,7 +82,7 @@ class Base(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
             raise web.Finish
         if project["visibility"] == "hub":
             return project, who, member
-        raise web.HTTPError(404, reason=f"No such project: {owner}/{name}")
+        raise Refused(404, f"No such project: {owner}/{name}")
 
 
 _projects: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
@@ -94,9 +104,24 @@ async def _project(api: hubapi.Api, owner: str, name: str) -> dict[str, Any] | N
     return found
 
 
+_members: dict[tuple[str, str, str], tuple[float, bool]] = {}
+
+
 async def is_member(api: hubapi.Api, project: dict[str, Any], user: str) -> bool:
     """Whether ``user`` holds a role on ``project`` (as a user, through a group, or as its
-    owner: a user owning it, or a member of the group owning it)."""
+    owner: a user owning it, or a member of the group owning it); kept a few seconds, as the
+    project is."""
+    key = (project["owner"], project["name"], user)
+    now = time.monotonic()
+    cached = _members.get(key)
+    if cached is not None and now - cached[0] < PROJECT_TTL_S:
+        return cached[1]
+    found = await _is_member(api, project, user)
+    _members[key] = (now, found)
+    return found
+
+
+async def _is_member(api: hubapi.Api, project: dict[str, Any], user: str) -> bool:
     if project["owner"] == user:
         return True
     members = await api.members(project["owner"], project["name"])
@@ -131,13 +156,13 @@ class Pages(Base):
                 self.set_status(404)
                 self.finish(render.page("not published", render.TOC_STYLE + banner(error)))
                 return
-            raise web.HTTPError(404, reason=f"{owner}/{name} is not published at this address")
+            raise Refused(404, f"{owner}/{name} is not published at this address")
         path = path or "index.html"
         if path.endswith("/"):
             path += "index.html"
         parts = PurePosixPath(path).parts
         if any(p in ("..", ".") or p.startswith(".") for p in parts):
-            raise web.HTTPError(404, reason="No such page")
+            raise Refused(404, "No such page")
         public = project["visibility"] == "public"
         self.set_header(
             "Cache-Control", f"{'public' if public else 'private'}, {IMMUTABLE}" if at
@@ -147,7 +172,7 @@ class Pages(Base):
         if body is None:
             file = self.publisher.builder.site_dir(project_id, commit) / path
             if not file.is_file():
-                raise web.HTTPError(404, reason="No such page")
+                raise Refused(404, "No such page")
             body = file.read_bytes()
         if path.endswith(".html"):
             self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -170,7 +195,7 @@ class Pages(Base):
         try:
             parameters = manifest.parameters_of(dashboard, query)
         except manifest.ParameterError as exc:
-            raise web.HTTPError(400, reason=str(exc)) from exc
+            raise Refused(400, str(exc)) from exc
         if parameters:
             page, ok = await self.publisher.dashboard_page(
                 project_id, commit, notebook, parameters, dashboard
@@ -202,7 +227,7 @@ class SignIn(Base):
     def get(self) -> None:
         target = self.get_query_argument("next", self.publisher_prefix)
         if not target.startswith(self.publisher_prefix) or "//" in target:
-            raise web.HTTPError(400, reason=f"next must be a page under {self.publisher_prefix}")
+            raise Refused(400, f"next must be a page under {self.publisher_prefix}")
         self.redirect(target)
 
 
