@@ -415,3 +415,38 @@ async def test_a_dashboard_runs_within_its_memory_and_time_limits(published: Dep
     assert "cell 1: ran longer than 3 s" in failed[-1]["error"]
     runs = [e for e in published.log() if e["type"] == "dashboard.run"]
     assert runs[-1]["seconds"] < 30
+
+
+async def test_a_dashboard_is_run_again_on_its_schedule(published: Deployment) -> None:
+    alice = await published.user("alice")
+    status, _ = await published.api.call(
+        "POST", "/projects", alice, json={"name": "clock", "visibility": "public"}
+    )
+    assert status == 201
+    commit = await published.push(alice, "alice", "clock", {
+        "publish.toml": b'[[dashboards]]\npath = "now.ipynb"\nrefresh = "2s"\n',
+        "now.ipynb": notebook(("code", "import time\nprint('run at', time.time_ns())")),
+    })  # fmt: skip
+    await published_commit(published, commit)
+    reader = Browser(published.public)
+    try:
+        first = await reader.get("/services/publish/alice/clock/now.html")
+        stamp = re.compile(r"run at (\d+)")
+        at_push = stamp.search(first.text)
+        assert at_push is not None
+
+        async def refreshed() -> bool:
+            page = await reader.get("/services/publish/alice/clock/now.html")
+            found = stamp.search(page.text)
+            return found is not None and found[1] != at_push[1]
+
+        await wait_for(refreshed, timeout_s=60, every_s=0.5)
+        scheduled = [e for e in published.log() if e.get("trigger") == "schedule"]
+        assert scheduled
+        assert scheduled[0]["ok"] is True
+        pinned = await reader.get(f"/services/publish/alice/clock/@{commit}/now.html")
+        at_commit = stamp.search(pinned.text)
+        assert at_commit is not None
+        assert at_commit[1] == at_push[1]  # the commit's URL keeps the push's run
+    finally:
+        await reader.close()

@@ -134,16 +134,19 @@ class Publisher:
     async def refresh(self) -> None:
         """Re-run, forever, the latest commit's dashboards whose ``refresh`` has come."""
         while True:
+            pause = REFRESH_CHECK_S
             for project_id, pages in list(self.state.sites.items()):
                 if pages.latest is None or project_id not in self.state.projects:
                     continue
                 wanted = self.manifest_of(project_id, pages.latest)
                 for dashboard in wanted.dashboards if wanted else ():
+                    # a schedule shorter than the check is checked as often as it asks
+                    pause = min(pause, dashboard.refresh_s or pause)
                     try:
                         await self._refresh_one(project_id, pages.latest, dashboard)
                     except OSError as exc:  # logged; the next check tries again
                         log.warning("refresh of %s: %s", dashboard.path, exc)
-            await asyncio.sleep(REFRESH_CHECK_S)
+            await asyncio.sleep(pause)
 
     async def _refresh_one(
         self, project_id: str, commit: str, dashboard: manifest.Dashboard
