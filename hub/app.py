@@ -34,7 +34,7 @@ from hub.api import auth as auth_api
 from hub.api import collab as collab_api
 from hub.api import groups as groups_api
 from hub.api import metrics as metrics_api
-from hub.api import openapi
+from hub.api import openapi, service_reports
 from hub.api import project_content as project_content_api
 from hub.api import project_sessions as project_sessions_api
 from hub.api import projects as projects_api
@@ -265,6 +265,7 @@ def make_app(hub: context.Hub) -> web.Application:
         app.add_routes(module.routes())
     app[services_api.SERVICES] = services_api.ServicesState()  # filled in by run_services
     app.add_routes(services_api.routes())
+    app.add_routes(service_reports.routes())
     for module in (shares_api, share_codes_api):  # sharing servers
         app.add_routes(module.routes())
     app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy

@@ -4,8 +4,10 @@ event stream, nbconvert and nbclient kernels, HubOAuth sign-in through the proxy
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,6 +144,26 @@ async def test_a_push_is_published_at_both_urls_and_the_next_push_moves_only_the
         assert "first output 4242" in old.text
     finally:
         await anonymous.close()
+    # the hub's log has what the service did (service.reported on its stream), as the
+    # audit API shows it, with no file contents
+    reports = await hub_reports(published)
+    assert [(r["kind"], r["subject"], r["data"].get("commit")) for r in reports
+            if r["kind"] == "published"] == [
+        ("published", "alice/course", first), ("published", "alice/course", second)
+    ]  # fmt: skip
+    assert any(r["kind"] == "dashboard.run" for r in reports)
+    assert "first output 4242" not in json.dumps(reports)
+
+
+async def hub_reports(published: Deployment) -> list[dict[str, Any]]:
+    """The publishing service's reports in the hub's log, oldest first (as an admin reads
+    them through the audit API)."""
+    admin = await published.api.user_token("admin")
+    status, listed = await published.api.call(
+        "GET", "/events?type=service.reported&limit=200", admin
+    )
+    assert status == 200, listed
+    return [e["data"] for e in listed if e["data"]["name"] == "publish"]
 
 
 async def test_a_private_project_is_served_to_members_only_after_signing_in(
@@ -231,6 +253,10 @@ async def test_a_failing_dashboard_shows_its_error_to_members_and_the_last_good_
     runs = [e for e in published.log() if e["type"] == "dashboard.run"]
     assert [(r["commit"], r["ok"]) for r in runs] == [(good, True), (bad, False)]
     assert "seconds" in runs[0]
+    # and in the hub's log: the failure, named, beside the push that caused it
+    [reported] = [r for r in await hub_reports(published) if r["kind"] == "publish.failed"]
+    assert (reported["subject"], reported["data"]["commit"]) == ("alice/board", bad)
+    assert "the numbers do not add up" in reported["data"]["error"]
 
     page = "/services/publish/alice/board/board.html"
     anonymous = Browser(published.public)

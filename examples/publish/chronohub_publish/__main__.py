@@ -31,7 +31,7 @@ async def main() -> None:
     bind = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10103"))
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/publish/").rstrip("/") + "/"
     data_dir = _data_dir()
-    pub = publisher.Publisher(data_dir, api)
+    pub = publisher.Publisher(data_dir, api, os.environ.get("JUPYTERHUB_SERVICE_NAME", "publish"))
     app = web.make_app(pub, prefix, os.urandom(32))
     sockets = netutil.bind_sockets(bind.port or 0, bind.hostname or "127.0.0.1")
     server = httpserver.HTTPServer(app)

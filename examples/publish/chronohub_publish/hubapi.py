@@ -62,6 +62,28 @@ class Api:
         )
         return result
 
+    async def report(self, service: str, kind: str, subject: str, data: dict[str, Any]) -> None:
+        """Put what the service did into the hub's log (``service.reported``, on the
+        service's own stream): retried a few times, then given up with a warning, since a
+        report is not worth stopping the publishing for."""
+        headers = {"Authorization": f"token {self.token}"}
+        body = {"kind": kind, "subject": subject[:300], "data": _scalars(data)}
+        url = f"{self.api_url}/services/{quote(service)}/events"
+        for pause in (*RETRY_S, None):
+            try:
+                async with self.session.post(url, json=body, headers=headers) as response:
+                    if response.status == 201:
+                        return
+                    problem = f"{response.status}: {await response.text()}"
+                    if response.status < 500:  # the hub refuses it: trying again won't help
+                        break
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                problem = str(exc)
+            if pause is None:
+                break
+            await asyncio.sleep(pause)
+        log.warning("could not report %s on %s to the hub: %s", kind, subject, problem)
+
     async def groups_of(self, user: str) -> list[str]:
         """The groups ``user`` belongs to."""
         model = await self.get(f"/users/{quote(user)}")
@@ -110,3 +132,16 @@ async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, 
             if event_id is not None:
                 yield event_id, json.loads("\n".join(data))
             data = []
+
+
+def _scalars(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as the hub takes a report's values: short scalars (lists joined, anything
+    else as its JSON, each cut to 2,000 characters), at most 32 of them."""
+    result: dict[str, Any] = {}
+    for key, value in list(data.items())[:32]:
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(item) for item in value)
+        elif value is not None and not isinstance(value, (str, int, float, bool)):
+            value = json.dumps(value, sort_keys=True, default=str)
+        result[key] = value[:2000] if isinstance(value, str) else value
+    return result

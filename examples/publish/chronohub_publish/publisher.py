@@ -18,8 +18,9 @@ REFRESH_CHECK_S = 15.0
 class Publisher:
     """Owns the state; ``follow`` and ``refresh`` are its two long-running loops."""
 
-    def __init__(self, data_dir: Path, api: hubapi.Api) -> None:
+    def __init__(self, data_dir: Path, api: hubapi.Api, service: str = "publish") -> None:
         self.api = api
+        self.service = service
         self.store = state.Store(data_dir)
         self.state = self.store.load()
         self.builder = site.Builder(data_dir, gitmirror.Mirror(data_dir / "mirrors", api.token))
@@ -68,8 +69,8 @@ class Publisher:
             detail = exc.detail if isinstance(exc, site.BuildError) else str(exc)
             pages.error = {"commit": commit, "message": str(exc), "detail": detail}
             for run in exc.runs if isinstance(exc, site.BuildError) else []:
-                self.store.record("dashboard.run", full_name, commit=commit, trigger="push", **run)
-            self.store.record("publish.failed", full_name, commit=commit, branch=branch,
+                await self._record("dashboard.run", full_name, commit=commit, trigger="push", **run)
+            await self._record("publish.failed", full_name, commit=commit, branch=branch,
                               error=str(exc).splitlines()[0][:300])  # fmt: skip
             return
         if built is None:
@@ -78,8 +79,8 @@ class Publisher:
         pages.built.append(commit)
         pages.error = None
         for run in built.dashboards:
-            self.store.record("dashboard.run", full_name, commit=commit, trigger="push", **run)
-        self.store.record(
+            await self._record("dashboard.run", full_name, commit=commit, trigger="push", **run)
+        await self._record(
             "published", full_name, commit=commit, branch=branch, files=built.files,
             rerendered=built.rerendered, seconds=built.seconds,
         )  # fmt: skip
@@ -112,7 +113,7 @@ class Publisher:
         async with self.runs:
             run = await dashboards.run(dashboard, source, checkout, parameters)
         message = site.error_of(run)[0] if not run.ok else ""
-        self.store.record("dashboard.run", full_name, commit=commit, path=dashboard.path,
+        await self._record("dashboard.run", full_name, commit=commit, path=dashboard.path,
                           trigger=trigger, seconds=run.seconds, ok=run.ok, error=message,
                           parameters=sorted(parameters))  # fmt: skip
         if not run.ok or run.notebook is None:
@@ -166,3 +167,9 @@ class Publisher:
             tmp = runs / "default.tmp"
             tmp.write_text(page)
             tmp.replace(runs / "default.html")
+
+    async def _record(self, kind: str, full_name: str, **data: Any) -> None:
+        """Note what happened in the service's own log (its pages show it to members) and
+        report it to the hub's log, where the audit API, the stream and webhooks show it."""
+        self.store.record(kind, full_name, **data)
+        await self.api.report(self.service, kind, full_name, data)
