@@ -65,6 +65,9 @@ PUBLISH_SERVICE = ServiceConfig(
     oauth_no_confirm=True,
     info={"name": "Published projects", "description": "Projects' notebooks as web pages"},
 )
+# ...and what it gives every user (hub/bootstrap.py adds it to the user role): to sign in to
+# the service, whose pages then follow each project's own visibility and members
+PUBLISH_ACCESS = "access:services!service=publish"
 PUBLISH_ROLE = RoleConfig(
     name="publish-service",
     description="The publishing service: fetch projects, follow their pushes, check members",

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
 async def test_one_line_runs_the_publishing_service(db_url: str, tmp_path: Path) -> None:
     config = "publish = true\n" + service_toml(
-        SETUP_TOKEN, ["admin:users", "tokens", "read:services"], "setup"
+        SETUP_TOKEN, ["admin:users", "tokens", "read:services", "read:events"], "setup"
     )
     async with serving(db_url, tmp_path, config) as hub:
         status, reply = await hub.call("POST", "/users/u01/tokens", json={})
@@ -51,3 +51,20 @@ async def test_one_line_runs_the_publishing_service(db_url: str, tmp_path: Path)
                 return response.status == 200 and "Welcome 31337" in await response.text()
 
         await wait_for(served, timeout_s=90, every_s=0.5)
+        # any user may sign in to the service (the user role has access to it), and the
+        # build is in the hub's log, reported by the service
+        async with hub.session.get(hub.api + "/user", headers=headers) as response:
+            assert response.status == 200
+            assert "access:services!service=publish" in (await response.json())["scopes"]
+
+        async def reported() -> bool:
+            async with hub.session.get(
+                hub.api + "/events",
+                params={"type": "service.reported"},
+                headers={"Authorization": f"token {SETUP_TOKEN}"},
+            ) as response:
+                if response.status != 200:
+                    return False
+                return any(e["data"]["kind"] == "published" for e in await response.json())
+
+        await wait_for(reported, timeout_s=30, every_s=0.2)

@@ -31,3 +31,21 @@ def test_publish_refuses_a_service_or_role_of_the_same_name(taken: dict[str, obj
     with pytest.raises(ValidationError) as caught:
         hub_settings.Settings(database_url="postgresql://unused", publish=True, **taken)
     assert "publish = true adds the service 'publish'" in str(caught.value)
+
+
+def test_publish_lets_every_user_sign_in_to_the_service_keeping_the_user_roles_scopes() -> None:
+    """The user role gains access to the service (the pages then follow each project's own
+    visibility and members), whether the user role is the default one or configured."""
+    default = bootstrap.desired_roles(hub_settings.Settings(database_url="postgresql://unused"))
+    config = hub_settings.Settings(database_url="postgresql://unused", publish=True)
+    user = bootstrap.desired_roles(config)["user"]
+    assert set(user.scopes) == {*default["user"].scopes, hub_settings.PUBLISH_ACCESS}
+    configured = hub_settings.Settings(
+        database_url="postgresql://unused",
+        publish=True,
+        roles=[{"name": "user", "scopes": ["self", "access:services!service=grader"]}],
+    )
+    user = bootstrap.desired_roles(configured)["user"]
+    assert set(user.scopes) == {
+        "self", "access:services!service=grader", hub_settings.PUBLISH_ACCESS,
+    }  # fmt: skip
