@@ -52,6 +52,7 @@ ANSIBLE_LINT = shutil.which("ansible-lint")
 needs_ansible = pytest.mark.skipif(
     ANSIBLE_PLAYBOOK is None, reason="Debian's ansible is not installed: `make test` installs it"
 )
+SINGLEUSER = str(Path(sys.executable).parent / "jupyterhub-singleuser")
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
@@ -171,6 +172,8 @@ async def _run_and_serve(root: Path, cluster: deploy.Cluster) -> None:
         "chronohub_nginx_ipv6": False,
         "chronohub_grader": True,
         "chronohub_grader_port": grader_port,
+        # The dependencies' programs are in this test run's bin/, not the throwaway venv's.
+        "chronohub_extra_config": f"spawner_cmd = {json.dumps([SINGLEUSER])}",
     }
     for sub in ("systemd", "logrotate.d", "nginx/sites-available", "nginx/sites-enabled"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -193,7 +196,7 @@ async def _run_and_serve(root: Path, cluster: deploy.Cluster) -> None:
     assert env_file["CHRONOHUB_TRUSTED_PROXIES"] == '["127.0.0.1/32","::1/128"]'
     assert (root / "etc" / "chronohub.env").stat().st_mode & 0o777 == 0o640
     installed = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import hub; print(hub.__file__)"],
+        [str(venv / "bin" / "python"), "-c", "import hub; print(hub.__file__)"], cwd=root,
         check=True, capture_output=True, text=True, timeout=60,
     ).stdout  # fmt: skip
     assert installed.startswith(str(venv)), installed
