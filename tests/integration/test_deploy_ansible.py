@@ -214,8 +214,12 @@ async def _run_and_serve(root: Path, cluster: deploy.Cluster) -> None:
         open(nginx_log, "ab") as nginx_out,
         deploy.stopping(
             subprocess.Popen(
-                [str(venv / "bin" / "chronohub"), "serve"], env=env, cwd=root / "data",
-                stdout=log, stderr=log, start_new_session=True,
+                [str(venv / "bin" / "chronohub"), "serve"],
+                env=env,
+                cwd=root / "data",
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             ),
             "chronohub",
         ) as hub,  # fmt: skip
