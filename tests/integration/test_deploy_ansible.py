@@ -170,6 +170,13 @@ async def _run_and_serve(root: Path, cluster: deploy.Cluster) -> None:
         "chronohub_nginx_http_listen": f"127.0.0.1:{http}",
         "chronohub_nginx_https_listen": f"127.0.0.1:{https}",
         "chronohub_nginx_ipv6": False,
+        # GitHub logins: the hub's login page then offers GitHub and sends people there (no
+        # request reaches GitHub in this test).
+        "chronohub_github_client_id": "chronohub-test-client",
+        "chronohub_github_client_secret": "chronohub-test-secret",
+        "chronohub_github_allowed_organizations": ["example-org"],
+        # The root drop-in is written (no system account is made: chronohub_system_users empty).
+        "chronohub_system_accounts": True,
         "chronohub_grader": True,
         "chronohub_grader_port": grader_port,
         # The dependencies' programs are in this test run's bin/, not the throwaway venv's.
@@ -195,6 +202,9 @@ async def _run_and_serve(root: Path, cluster: deploy.Cluster) -> None:
     assert env_file["CHRONOHUB_PUBLIC_URL"] == f"{public}/"
     assert env_file["CHRONOHUB_TRUSTED_PROXIES"] == '["127.0.0.1/32","::1/128"]'
     assert (root / "etc" / "chronohub.env").stat().st_mode & 0o777 == 0o640
+    assert (root / "etc" / "chronohub.toml").stat().st_mode & 0o777 == 0o640
+    drop_in = root / "systemd" / "chronohub.service.d" / "system-accounts.conf"
+    assert "\nUser=\n" in drop_in.read_text()
     installed = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import hub; print(hub.__file__)"], cwd=root,
         check=True, capture_output=True, text=True, timeout=60,
@@ -245,6 +255,12 @@ async def _run_and_serve(root: Path, cluster: deploy.Cluster) -> None:
             async with session.get(f"{public}/hub/login") as reply:
                 assert reply.status == 200
                 assert reply.headers["Strict-Transport-Security"] == "max-age=63072000"
+                assert "Sign in with GitHub" in await reply.text()
+            async with session.get(f"{public}/hub/oauth_login", allow_redirects=False) as reply:
+                assert reply.status == 302
+                location = reply.headers["Location"]
+                assert location.startswith("https://github.com/login/oauth/authorize?"), location
+                assert "client_id=chronohub-test-client" in location
             # The grader, started by the hub as a managed service, sends a visitor to log in.
             await wait_for(
                 lambda: answers("/services/grader/", (302, 303)), timeout_s=90, every_s=0.2
