@@ -83,12 +83,36 @@ def test_ansible_lint_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _recap(output: str) -> tuple[int, int]:
-    """(ok, changed) of the play recap's localhost line; unreachable and failed must be 0."""
+@needs_ansible
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"chronohub_install_from": "svn"}, "chronohub_install_from must be git or wheel, not svn"),
+        ({"chronohub_git_repo": ""}, "chronohub_install_from: git needs chronohub_git_repo"),
+        ({"chronohub_tls": "acme"}, "chronohub_tls must be letsencrypt or selfsigned, not acme"),
+        ({"chronohub_systemd": False}, "chronohub_tls: letsencrypt needs chronohub_systemd"),
+        ({"chronohub_github_client_id": "an-id"}, "GitHub logins need both"),
+        ({"chronohub_hostname": "hub.example.org; rm"}, "chronohub_hostname must be a DNS name"),
+    ],
+)
+def test_bad_variables_are_refused_before_anything_is_done(
+    tmp_path: Path, variables: dict[str, object], message: str
+) -> None:
+    inventory = tmp_path / "inventory"
+    inventory.write_text("[chronohub]\nlocalhost ansible_connection=local\n")
+    given = {"chronohub_git_repo": str(REPO), "chronohub_install_packages": False} | variables
+    result = _playbook("-i", str(inventory), "site.yml", "-e", json.dumps(given), timeout=120)
+    assert result.returncode != 0
+    assert message in result.stdout, result.stdout
+    assert _recap(result.stdout, failed=1)[1] == 0
+
+
+def _recap(output: str, failed: int = 0) -> tuple[int, int]:
+    """(ok, changed) of the play recap's localhost line; none unreachable, ``failed`` failed."""
     for line in output.splitlines():
         if match := RECAP.match(line):
-            ok, changed, unreachable, failed = map(int, match.groups())
-            assert (unreachable, failed) == (0, 0), output
+            ok, changed, unreachable, failures = map(int, match.groups())
+            assert (unreachable, failures) == (0, failed), output
             return ok, changed
     raise AssertionError(f"no play recap in:\n{output}")
 
