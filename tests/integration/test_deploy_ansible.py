@@ -11,7 +11,8 @@ There is no systemd here, so the test sets ``chronohub_systemd: false`` (files i
 nothing enabled, started or reloaded through systemd; PostgreSQL reloaded with ``pg_ctl``) and
 starts what the playbook installed itself: the virtualenv's ``chronohub serve`` with the
 installed environment file, and nginx with the installed site. The hub must then answer
-through nginx over https, and the grader it started under /services/grader/.
+through nginx over https, and the grader it started under /services/grader/; the installed
+unit passes ``systemd-analyze verify`` where that program is.
 
 Installing: the throwaway virtualenv gets a ``.pth`` line naming this test run's
 site-packages and the playbook's ``chronohub_pip_extra_args`` is ``--no-deps``: pip builds and
@@ -227,6 +228,13 @@ async def _run_and_serve(root: Path, cluster: deploy.Cluster) -> None:
     assert env_file["CHRONOHUB_TRUSTED_PROXIES"] == '["127.0.0.1/32","::1/128"]'
     assert (root / "etc" / "chronohub.env").stat().st_mode & 0o777 == 0o640
     assert (root / "etc" / "chronohub.toml").stat().st_mode & 0o777 == 0o640
+    if deploy.SYSTEMD_ANALYZE is not None:  # the installed unit, as systemd would read it
+        verify = subprocess.run(
+            [deploy.SYSTEMD_ANALYZE, "verify", str(root / "systemd" / "chronohub.service")],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+        )  # fmt: skip
+        assert (verify.returncode, verify.stderr) == (0, ""), verify.stderr
     drop_in = root / "systemd" / "chronohub.service.d" / "system-accounts.conf"
     assert "\nUser=\n" in drop_in.read_text()
     installed = subprocess.run(
