@@ -59,7 +59,15 @@ RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d
 
 def _playbook(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     assert ANSIBLE_PLAYBOOK is not None
-    env = os.environ | {"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    env = os.environ | {
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        # The playbook's git clones this checkout, which a CI runner's account may own while the
+        # test runs as root: git refuses such a repository unless it is declared safe.
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "safe.directory",
+        "GIT_CONFIG_VALUE_0": str(REPO),
+    }
     return subprocess.run(
         [ANSIBLE_PLAYBOOK, *args], cwd=PLAYBOOK_DIR, env=env, capture_output=True, text=True,
         timeout=timeout, check=False,
