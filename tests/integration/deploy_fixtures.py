@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,9 +160,34 @@ def stopping(process: subprocess.Popen[bytes], name: str) -> Iterator[subprocess
         assert name  # named for the reader of a traceback
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A running throwaway PostgreSQL cluster: its programs, data, socket directory and port."""
+
+    bin_dir: Path
+    data: Path
+    socket_dir: Path
+    port: int
+
+
 async def debian_postgres(root: Path) -> AsyncIterator[str]:
     """A throwaway cluster of Debian's PostgreSQL with chronohub's role and database made by
     the shipped postgres-setup.sql; yields the hub's database URL (TCP, password)."""
+    async for cluster in debian_cluster(root):
+        password = secrets.token_urlsafe(24)
+        setup = subprocess.run(
+            [str(cluster.bin_dir / "psql"), "-h", str(cluster.socket_dir), "-p", str(cluster.port),
+             "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-v", f"password={password}",
+             "-f", str(DEPLOY / "postgres-setup.sql")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert setup.returncode == 0, setup.stderr
+        yield f"postgresql://chronohub:{password}@127.0.0.1:{cluster.port}/chronohub"
+
+
+async def debian_cluster(root: Path) -> AsyncIterator[Cluster]:
+    """A throwaway cluster of Debian's PostgreSQL in ``root``/pg, on a free port, loopback only,
+    password logins over TCP (as Debian's own cluster), its socket in ``root``/pg."""
     if not PG_BINS:
         pytest.skip("Debian's postgresql is not installed: `make test` installs it as root")
     bin_dir = PG_BINS[-1].parent
@@ -194,12 +220,4 @@ async def debian_postgres(root: Path) -> AsyncIterator[str]:
             return False
 
         await wait_for(answers, timeout_s=60, every_s=0.1)
-        password = secrets.token_urlsafe(24)
-        setup = subprocess.run(
-            [str(bin_dir / "psql"), "-h", str(pg), "-p", str(port), "-U", "postgres",
-             "-v", "ON_ERROR_STOP=1", "-v", f"password={password}",
-             "-f", str(DEPLOY / "postgres-setup.sql")],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert setup.returncode == 0, setup.stderr
-        yield f"postgresql://chronohub:{password}@127.0.0.1:{port}/chronohub"
+        yield Cluster(bin_dir=bin_dir, data=pg / "data", socket_dir=pg, port=port)
