@@ -17,14 +17,17 @@ NODE_TEST_CLIENTS := tests/node/chp/node_modules/.package-lock.json \
 # bubblewrap, the sandbox of a hub that is not root; nginx, PostgreSQL and logrotate, which the
 # reference deployment in deploy/nginx/ uses and its test runs (Debian 12's postgresql is 15)
 # ansible and ansible-lint (Debian's: the collections the playbook uses come with ansible) run
-# and check the playbook of deploy/ansible/
+# and check the playbook of deploy/ansible/; docker-compose (Debian's) validates deploy/compose/
+# (its `config` needs no Docker engine)
 DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap /usr/sbin/nginx /usr/lib/postgresql/15/bin/initdb \
-                /usr/sbin/logrotate /usr/bin/ansible-playbook /usr/bin/ansible-lint
+                /usr/sbin/logrotate /usr/bin/ansible-playbook /usr/bin/ansible-lint \
+                /usr/bin/docker-compose
 /usr/bin/chromium: PACKAGE = chromium
 /usr/bin/bwrap: PACKAGE = bubblewrap
 /usr/sbin/nginx: PACKAGE = nginx
 /usr/lib/postgresql/15/bin/initdb: PACKAGE = postgresql
 /usr/sbin/logrotate: PACKAGE = logrotate
+/usr/bin/docker-compose: PACKAGE = docker-compose
 /usr/bin/ansible-playbook: PACKAGE = ansible
 /usr/bin/ansible-lint: PACKAGE = ansible-lint
 
