@@ -9,8 +9,10 @@ are the login pages' business, the same for all of them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from uuid import UUID
 
 from aiohttp import web
 
@@ -24,10 +26,14 @@ Reason = Literal["bad_password", "no_password", "unknown_user", "not_allowed"]
 
 @dataclass(frozen=True)
 class Identity:
-    """Who logged in. ``create``: make the user if there is none by that name yet."""
+    """Who logged in. ``create``: make the user if there is none by that name yet;
+    ``admin``: true makes them an admin (None: leave as is); ``after_login``: run with the
+    user's id in the login's transaction (keeping a JupyterHub authenticator's auth_state)."""
 
     name: str
     create: bool = False
+    admin: bool | None = None
+    after_login: Callable[[sql.Connection, UUID], Awaitable[None]] | None = None
 
 
 class LoginFailed(Exception):
