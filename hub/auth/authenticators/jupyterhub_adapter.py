@@ -116,7 +116,7 @@ def _is_oauthenticator(instance: Any) -> bool:
     return isinstance(instance, OAuthenticator)
 
 
-async def _refused_message(exc: Exception) -> str:
+def _refused_message(exc: Exception) -> str:
     return str(getattr(exc, "log_message", None) or exc)
 
 
@@ -144,6 +144,9 @@ class JupyterHubAuthenticator:
                 f"authenticator_class {name!r} refused its configuration:"
                 f" {type(exc).__name__}: {exc}"
             ) from exc
+        if self.authenticator.allowed_users and self.authenticator.admin_users:
+            # as JupyterHub.init_users does: admins are allowed in
+            self.authenticator.allowed_users.update(self.authenticator.admin_users)
         self.cookies = cookies
         self._public_url = config.public_url
         self.oauth = _is_oauthenticator(self.authenticator)
@@ -213,13 +216,10 @@ class JupyterHubAuthenticator:
             params["code_challenge"] = challenge
             params["code_challenge_method"] = "S256"
         params["state"] = _serialize_state({"state_id": state_id})
-        query = {
-            "response_type": "code",
-            "redirect_uri": redirect_uri,
-            "client_id": a.client_id,
-            "scope": " ".join(a.scope),
-            **params,
-        }
+        query = {"response_type": "code", "redirect_uri": redirect_uri, "client_id": a.client_id}
+        if a.scope:  # tornado sends an empty scope; some providers refuse that
+            query["scope"] = " ".join(a.scope)
+        query.update(params)
         parts = urlsplit(a.authorize_url)
         joined = "&".join(p for p in (parts.query, urlencode(query)) if p)
         response = web.Response(
@@ -261,7 +261,7 @@ class JupyterHubAuthenticator:
         try:
             result = await self.authenticator.get_authenticated_user(handler, None)
         except Exception as exc:  # the class's HTTPError (403, 500), an HTTP client error
-            message = await _refused_message(exc)
+            message = _refused_message(exc)
             log.warning("%s refused a login: %s", self.login_service, message)
             raise LoginFailed("not_allowed", f"{self.login_service} refused: {message}") from exc
         if not result:
@@ -294,11 +294,17 @@ class JupyterHubAuthenticator:
         await _maybe_await(self.authenticator.pre_spawn_start(user, spawner))
 
 
-class _PasswordHandler:
-    """The handler password authenticators get: they read only the form's data (PAM, LDAP
-    log through ``self.log``); ``request`` is there for the few that log the address."""
+class _PasswordRequest:
+    # the login form's address is not passed down (the login page logs it with the
+    # user.login_failed event); PAM puts this in its failure warning
+    remote_ip = "the login form"
 
-    request = None
+
+class _PasswordHandler:
+    """The handler password authenticators get: they read the form's data, and PAM reads
+    ``request.remote_ip`` for its failure warning."""
+
+    request = _PasswordRequest()
     log = log
 
 
