@@ -225,7 +225,8 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
     assert [r["name"] for r in rows] == ["alice", "dave"]
     state = Keeper(parse_keys(CRYPT_KEY)).decrypt(bytes(rows[0]["encrypted"]))
     token = state["access_token"]
-    assert token and state["oauth_user"]["name"] == "alice"
+    assert token
+    assert state["oauth_user"]["name"] == "alice"
     assert token.encode() not in bytes(rows[0]["encrypted"])
     log_text = await pool.fetchval(
         "SELECT string_agg(data::text || metadata::text, ' ') FROM events"

@@ -40,7 +40,8 @@ def test_a_dotted_name_and_a_table_configure_the_class(tmp_path: Path) -> None:
     )
     assert adapter.authenticator.service == "other"
     assert adapter.authenticator.admin_users == {"root"}
-    assert adapter.password_form and adapter.kind == "jupyterhub"
+    assert adapter.password_form
+    assert adapter.kind == "jupyterhub"
 
 
 def test_an_entry_point_name_and_a_config_file(tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ def test_a_class_that_is_not_an_authenticator_is_refused(
 def test_a_trait_the_class_does_not_have_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(
         jupyterhub_config.AuthenticatorConfigError,
-        match="PAMAuthenticator.no_such_trait is not a configurable trait of PAMAuthenticator",
+        match=r"PAMAuthenticator\.no_such_trait is not a configurable trait of PAMAuthenticator",
     ):
         _adapter(
             tmp_path,
