@@ -23,7 +23,9 @@ import pytest
 
 from events import store
 from hub import startup
+from hub.auth import identity
 from hub.auth.authenticators.auth_state import Keeper, parse_keys
+from hub.auth.authenticators.jupyterhub_adapter import JupyterHubAuthenticator
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, running_hub, set_password
 from tests.integration.test_upstream_oauth import (  # the second chronohub's database
@@ -138,9 +140,9 @@ async def test_pam_logs_in_system_accounts_and_honours_admin_and_blocked_users(
 @pytest.fixture
 async def hubs(
     event_store: store.EventStore, provider_store: store.EventStore
-) -> AsyncIterator[tuple[str, Api, str]]:
-    """(hub A's URL, provider B's API, B's URL as the browser reaches it); A logs in through
-    GenericOAuthenticator, B knows A as an OAuth client."""
+) -> AsyncIterator[tuple[str, Api, str, Api]]:
+    """(hub A's URL, provider B's API, B's URL as the browser reaches it, A's API); A logs
+    in through GenericOAuthenticator, B knows A as an OAuth client."""
     a_port = startup.free_port("127.0.0.1")
     a_url = f"http://127.0.0.1:{a_port}"
     provider = {
@@ -183,15 +185,15 @@ async def hubs(
             authenticator_class="oauthenticator.generic.GenericOAuthenticator",
             authenticator_config={"GenericOAuthenticator": generic},
             crypt_key=CRYPT_KEY,
-        ) as (_, a_base):
+        ) as (a_api, a_base):
             assert a_base == a_url
-            yield a_url, b_api, f"http://localhost:{b_port}"
+            yield a_url, b_api, f"http://localhost:{b_port}", a_api
 
 
 async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
-    hubs: tuple[str, Api, str], pool: asyncpg.Pool[Any]
+    hubs: tuple[str, Api, str, Api], pool: asyncpg.Pool[Any]
 ) -> None:
-    a_url, b_api, b_url = hubs
+    a_url, b_api, b_url, a_api = hubs
     for name in ("alice", "carol", "dave"):
         await set_password(b_api, name, "b password")
     outcomes: dict[str, int] = {}
@@ -232,3 +234,14 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
         "SELECT string_agg(data::text || metadata::text, ' ') FROM events"
     )
     assert token not in log_text
+
+    # refresh_user: the class reads B's user info again with the kept access token; without
+    # an auth_state it asks for a new login
+    adapter = a_api.client.app[identity.AUTH].authenticator
+    assert isinstance(adapter, JupyterHubAuthenticator)
+    alice = await pool.fetchrow("SELECT user_id, name FROM users WHERE name = 'alice'")
+    async with pool.acquire() as conn:
+        assert await adapter.refresh_user(conn, alice) is True
+        assert (await adapter.auth_state(conn, alice["user_id"]))["access_token"] == token
+        await conn.execute("DELETE FROM auth_states WHERE user_id = $1", alice["user_id"])
+        assert await adapter.refresh_user(conn, alice) is False

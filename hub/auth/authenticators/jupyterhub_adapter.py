@@ -294,6 +294,17 @@ class JupyterHubAuthenticator:
         await _maybe_await(self.authenticator.pre_spawn_start(user, spawner))
 
 
+async def pre_spawn_start(
+    authenticator: object, conn: sql.Connection, row: Any, spawner: Any
+) -> None:
+    """The spawner adapter's entry: before starting ``spawner`` for the user ``row``
+    (``user_id``, ``name``), run the authenticator's ``pre_spawn_start`` if it is one of
+    JupyterHub's classes (it may put auth_state into ``spawner.environment``); chronohub's
+    own authenticators have none."""
+    if isinstance(authenticator, JupyterHubAuthenticator):
+        await authenticator.pre_spawn_start(conn, row, spawner)
+
+
 class _PasswordRequest:
     # the login form's address is not passed down (the login page logs it with the
     # user.login_failed event); PAM puts this in its failure warning
