@@ -160,7 +160,7 @@ async def complete_login(
                 metadata=_metadata(request),
             )
         if found.after_login is not None:
-            await found.after_login(session.conn, row["user_id"])
+            await found.after_login(session, row["user_id"], name, _metadata(request))
         started = await login_cookies.start(
             session,
             auth.cookies,

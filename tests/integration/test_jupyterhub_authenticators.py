@@ -178,6 +178,7 @@ async def hubs(
             "admin_users": ["dave"],
             "blocked_users": ["carol"],
             "enable_auth_state": True,
+            "manage_groups": True,  # B's /hub/api/user lists the user's groups
         }
         async with running_hub(
             event_store,
@@ -196,6 +197,8 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
     a_url, b_api, b_url, a_api = hubs
     for name in ("alice", "carol", "dave"):
         await set_password(b_api, name, "b password")
+    status, _ = await b_api.call("POST", "/groups/physics", json={"users": ["alice"]})
+    assert status == 201
     outcomes: dict[str, int] = {}
     for name in ("alice", "carol", "dave"):
         browser = Browser(a_url)
@@ -220,6 +223,16 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
         ("user.created", "dave", None, None, True),
         ("user.logged_in", "dave", "jupyterhub", None, None),
     ]
+    # manage_groups: alice's groups at B became hers at A (created, as group events)
+    groups = await pool.fetch(
+        "SELECT g.name, u.name AS member FROM groups g"
+        " JOIN group_members m USING (group_id) JOIN users u USING (user_id)"
+    )
+    assert [(r["name"], r["member"]) for r in groups] == [("physics", "alice")]
+    types = await pool.fetch(
+        "SELECT event_type FROM events WHERE stream_id LIKE 'group-%' ORDER BY global_position"
+    )
+    assert [r[0] for r in types] == ["group.created", "group.members_added"]
     # auth_state (B's access token among it) is kept encrypted, outside the log
     rows = await pool.fetch(
         "SELECT u.name, s.encrypted FROM auth_states s JOIN users u USING (user_id) ORDER BY u.name"

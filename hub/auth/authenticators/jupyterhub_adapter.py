@@ -31,11 +31,11 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from aiohttp import web
 
-from events import sql
+from events import models, sql, store
 from events.catalog import auth as auth_events
 from hub import settings as hub_settings
 from hub.auth import login_cookies
-from hub.auth.authenticators import jupyterhub_config
+from hub.auth.authenticators import jupyterhub_config, managed_groups
 from hub.auth.authenticators.auth_state import Keeper
 from hub.auth.authenticators.base import Identity, LoginFailed
 from hub.reads import users as users_read
@@ -168,10 +168,17 @@ class JupyterHubAuthenticator:
         keeps its auth_state (encrypted) once the user exists."""
         state = result.get("auth_state")
         keeper = self.keeper
+        groups = result.get("groups") if self.authenticator.manage_groups else None
 
-        async def keep(conn: sql.Connection, user_id: uuid.UUID) -> None:
+        async def keep(
+            session: store.Session, user_id: uuid.UUID, name: str, metadata: models.Metadata
+        ) -> None:
             if keeper is not None:
-                await keeper.save(conn, user_id, state)
+                await keeper.save(session.conn, user_id, state)
+            if groups is not None:
+                await managed_groups.sync(
+                    session, user_id, name, [str(g) for g in groups], metadata
+                )
 
         return Identity(
             str(result["name"]),
