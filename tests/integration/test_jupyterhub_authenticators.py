@@ -1,7 +1,8 @@
 """JupyterHub's own authenticator classes, unchanged, logging people in to chronohub through
 the adapter: ``PAMAuthenticator`` against real system accounts (made with ``useradd`` and
 ``chpasswd``, removed at the end; root only), ``GenericOAuthenticator`` against a second
-chronohub acting as the OAuth provider (as test_upstream_oauth does for chronohub's own).
+chronohub acting as the OAuth provider (as test_upstream_oauth does for chronohub's own),
+``GitHubOAuthenticator`` against the GitHub stand-in of test_github_login.
 
 Each login must show in the event log as one through chronohub's own authenticators does
 (``user.created``, ``user.logged_in``, ``user.login_failed``), with ``authenticator =
@@ -28,6 +29,7 @@ from hub.auth.authenticators.auth_state import Keeper, parse_keys
 from hub.auth.authenticators.jupyterhub_adapter import JupyterHubAuthenticator
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, running_hub, set_password
+from tests.integration.test_github_login import CLIENT_ID, CLIENT_SECRET, GitHub, github
 from tests.integration.test_upstream_oauth import (  # the second chronohub's database
     HUB_A_SECRET,
     log_in_upstream,
@@ -36,7 +38,7 @@ from tests.integration.test_upstream_oauth import (  # the second chronohub's da
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["provider_store"]  # a fixture, used by name
+__all__ = ["github", "provider_store"]  # fixtures, used by name
 CRYPT_KEY = secrets.token_hex(32)
 
 
@@ -258,3 +260,44 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
         assert (await adapter.auth_state(conn, alice["user_id"]))["access_token"] == token
         await conn.execute("DELETE FROM auth_states WHERE user_id = $1", alice["user_id"])
         assert await adapter.refresh_user(conn, alice) is False
+
+
+# --- GitHubOAuthenticator against the GitHub stand-in ---
+
+
+async def test_github_oauthenticator_honours_allowed_organizations(
+    event_store: store.EventStore, github: tuple[GitHub, str], pool: asyncpg.Pool[Any]
+) -> None:
+    fake, gh = github
+    config = {
+        "GitHubOAuthenticator": {
+            "github_url": gh,
+            "github_api": gh,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "scope": ["read:org"],
+            "allowed_organizations": ["jupyter"],
+        }
+    }
+    async with running_hub(
+        event_store, authenticator_class="github", authenticator_config=config
+    ) as (_, url):
+        outcomes = {}
+        for login in ("Octo", "Mona"):
+            fake.next_login = login
+            browser = Browser(url)
+            try:
+                assert "Sign in with GitHub" in (await browser.get("/hub/login")).text
+                to_github = await browser.get("/hub/oauth_login?next=/hub/home")
+                assert (to_github.location or "").startswith(gh + "/login/oauth/authorize?")
+                back = await browser.get(to_github.location or "")
+                done = await browser.get(back.location or "")
+                outcomes[login] = (done.status, done.location)
+            finally:
+                await browser.close()
+    assert outcomes == {"Octo": (302, "/hub/home"), "Mona": (403, None)}
+    assert await login_events(pool, ["octo", "mona"]) == [
+        ("user.created", "octo", None, None, False),
+        ("user.logged_in", "octo", "jupyterhub", None, None),
+        ("user.login_failed", None, "jupyterhub", "not_allowed", None),
+    ]
