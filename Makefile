@@ -15,14 +15,16 @@ NODE_TEST_CLIENTS := tests/node/chp/node_modules/.package-lock.json \
 # Debian packages the tests use: Chromium, which the newcomer's-journey test drives through
 # Playwright (a browser that Playwright would download is not to be had on every machine), and
 # bubblewrap, the sandbox of a hub that is not root; nginx, PostgreSQL and logrotate, which the
-# reference deployment in deploy/nginx/ uses and its test runs (Debian 12's postgresql is 15)
+# reference deployment in deploy/nginx/ uses and its test runs (Debian 12's postgresql is 15);
+# OpenLDAP's slapd, the directory ldapauthenticator's test logs in against
 DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap /usr/sbin/nginx /usr/lib/postgresql/15/bin/initdb \
-                /usr/sbin/logrotate
+                /usr/sbin/logrotate /usr/sbin/slapd
 /usr/bin/chromium: PACKAGE = chromium
 /usr/bin/bwrap: PACKAGE = bubblewrap
 /usr/sbin/nginx: PACKAGE = nginx
 /usr/lib/postgresql/15/bin/initdb: PACKAGE = postgresql
 /usr/sbin/logrotate: PACKAGE = logrotate
+/usr/sbin/slapd: PACKAGE = slapd
 
 .PHONY: run test lint typecheck docs unit integration clean
 .PHONY: bench-events bench-audit bench-api bench-spawn bench-collab bench-git
