@@ -22,9 +22,10 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import pytest
 
-from events import store
+from events import models, store
 from hub import startup
 from hub.auth import identity
+from hub.auth.authenticators import managed_groups
 from hub.auth.authenticators.auth_state import Keeper, parse_keys
 from hub.auth.authenticators.jupyterhub_adapter import JupyterHubAuthenticator
 from tests.integration.api_fixtures import CONFIG, Api
@@ -194,7 +195,7 @@ async def hubs(
 
 
 async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
-    hubs: tuple[str, Api, str, Api], pool: asyncpg.Pool[Any]
+    hubs: tuple[str, Api, str, Api], pool: asyncpg.Pool[Any], event_store: store.EventStore
 ) -> None:
     a_url, b_api, b_url, a_api = hubs
     for name in ("alice", "carol", "dave"):
@@ -260,6 +261,20 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
         assert (await adapter.auth_state(conn, alice["user_id"]))["access_token"] == token
         await conn.execute("DELETE FROM auth_states WHERE user_id = $1", alice["user_id"])
         assert await adapter.refresh_user(conn, alice) is False
+    # a later login whose result names other groups: left and joined, as group events
+    async with event_store.session() as session:
+        await managed_groups.sync(
+            session, alice["user_id"], "alice", ["chemistry"], models.Metadata()
+        )
+    groups = await pool.fetch(
+        "SELECT g.name, u.name AS member FROM groups g"
+        " LEFT JOIN group_members m USING (group_id) LEFT JOIN users u USING (user_id)"
+        " ORDER BY g.name"
+    )
+    assert [(r["name"], r["member"]) for r in groups] == [
+        ("chemistry", "alice"),
+        ("physics", None),
+    ]
 
 
 # --- GitHubOAuthenticator against the GitHub stand-in ---
