@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from aiohttp import web
+from oauthlib.oauth2 import WebApplicationClient
 
 from events import models, sql, store
 from events.catalog import auth as auth_events
@@ -215,12 +216,11 @@ class JupyterHubAuthenticator:
         state_id = uuid.uuid4().hex
         state: dict[str, Any] = {"state_id": state_id, "next_url": next_url}
         params: dict[str, str] = dict(a.extra_authorize_params)
-        if a.enable_pkce:
-            from oauthenticator.oauth2 import OAuthLoginHandler
-
-            verifier, challenge = OAuthLoginHandler._generate_pkce_params(None)
+        if a.enable_pkce:  # RFC 7636 S256, as the class's handler makes it (oauthlib here)
+            client = WebApplicationClient(a.client_id)
+            verifier = client.create_code_verifier(64)
             state["code_verifier"] = verifier
-            params["code_challenge"] = challenge
+            params["code_challenge"] = client.create_code_challenge(verifier, "S256")
             params["code_challenge_method"] = "S256"
         params["state"] = _serialize_state({"state_id": state_id})
         query = {"response_type": "code", "redirect_uri": redirect_uri, "client_id": a.client_id}
