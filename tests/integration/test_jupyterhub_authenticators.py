@@ -16,6 +16,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,7 +26,7 @@ import pytest
 from events import models, store
 from hub import startup
 from hub.auth import identity
-from hub.auth.authenticators import managed_groups
+from hub.auth.authenticators import jupyterhub_adapter, managed_groups
 from hub.auth.authenticators.auth_state import Keeper, parse_keys
 from hub.auth.authenticators.jupyterhub_adapter import JupyterHubAuthenticator
 from tests.integration.api_fixtures import CONFIG, Api
@@ -259,8 +260,13 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
     async with pool.acquire() as conn:
         assert await adapter.refresh_user(conn, alice) is True
         assert (await adapter.auth_state(conn, alice["user_id"]))["access_token"] == token
+        spawner = SimpleNamespace(environment={})
+        await jupyterhub_adapter.pre_spawn_start(adapter, conn, alice, spawner)  # the hook alone
         await conn.execute("DELETE FROM auth_states WHERE user_id = $1", alice["user_id"])
         assert await adapter.refresh_user(conn, alice) is False
+        adapter.authenticator.refresh_pre_spawn = True
+        with pytest.raises(jupyterhub_adapter.LoginExpired, match="log in again"):
+            await jupyterhub_adapter.pre_spawn_start(adapter, conn, alice, spawner)
     # a later login whose result names other groups: left and joined, as group events
     async with event_store.session() as session:
         await managed_groups.sync(

@@ -34,6 +34,7 @@ from oauthlib.oauth2 import WebApplicationClient
 
 from events import models, sql, store
 from events.catalog import auth as auth_events
+from hub import errors
 from hub import settings as hub_settings
 from hub.auth import login_cookies
 from hub.auth.authenticators import jupyterhub_config, managed_groups
@@ -119,6 +120,10 @@ def _is_oauthenticator(instance: Any) -> bool:
 
 def _refused_message(exc: Exception) -> str:
     return str(getattr(exc, "log_message", None) or exc)
+
+
+class LoginExpired(errors.Forbidden):
+    """The authenticator's ``refresh_user`` asks for a new login before a spawn."""
 
 
 class JupyterHubAuthenticator:
@@ -295,8 +300,15 @@ class JupyterHubAuthenticator:
         return True
 
     async def pre_spawn_start(self, conn: sql.Connection, row: Any, spawner: Any) -> None:
-        """For the spawner adapter: the class's ``pre_spawn_start(user, spawner)``, the
-        user's auth_state given as JupyterHub gives it (``await user.get_auth_state()``)."""
+        """For the spawner adapter: as JupyterHub does before a spawn, ``refresh_user`` first
+        when the class sets ``refresh_pre_spawn`` (a refusal: ``LoginExpired``), then the
+        class's ``pre_spawn_start(user, spawner)``, the user's auth_state given as JupyterHub
+        gives it (``await user.get_auth_state()``)."""
+        if self.authenticator.refresh_pre_spawn and not await self.refresh_user(conn, row):
+            raise LoginExpired(
+                f"{self.login_service} no longer vouches for {row['name']}: log in again"
+                " before starting a server"
+            )
         user = AdaptedUser(row["name"], await self.auth_state(conn, row["user_id"]))
         await _maybe_await(self.authenticator.pre_spawn_start(user, spawner))
 
