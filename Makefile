@@ -27,7 +27,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap /usr/sbin/nginx /usr/lib/postgr
 /usr/sbin/slapd: PACKAGE = slapd
 
 .PHONY: run test lint typecheck docs unit integration clean
-.PHONY: bench-events bench-audit bench-api bench-spawn bench-collab bench-git
+.PHONY: bench-events bench-audit bench-api bench-spawn bench-collab bench-git bench-publish
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,10 @@ bench-audit: $(VENV)/.installed-bench
 # git's smart HTTP through the hub beside native git over file:// (needs the git CLI)
 bench-git: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.git_http
+
+# from a push to the publishing service's HTML, beside nbconvert alone on the same notebooks
+bench-publish: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.publish
 
 # configurable-http-proxy, which the JupyterHub that bench-api measures starts (node >= 20)
 bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json

@@ -123,8 +123,11 @@ class EventStore:
         inline: InlineProjections | None = None,
         notifier: notify.Notifier | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        on_append: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
         self.pool = pool
+        # Told the types of the events of each committed append (the hub counts them).
+        self.on_append = on_append
         self.registry = registry
         self.inline = inline
         self.wakeup = notifier.wakeup if notifier else notify.Wakeup()
@@ -151,6 +154,8 @@ class EventStore:
         async with self.connection() as conn:
             result = await self._append_on(conn, prepared, expected)
         self._poke()
+        if self.on_append is not None:
+            self.on_append(prepared.types)
         return result
 
     @contextlib.asynccontextmanager
@@ -173,6 +178,8 @@ class EventStore:
             yield session
         if session.appended:
             self._poke()
+            if self.on_append is not None:
+                self.on_append(session.types)
 
     def _prepare(
         self,
@@ -469,6 +476,7 @@ class Session:
         self.store = store
         self.conn = conn
         self.appended = False
+        self.types: list[str] = []
 
     async def append(
         self,
@@ -483,6 +491,7 @@ class Session:
         prepared = self.store._prepare(stream_id, events, expected, metadata, event_ids)
         result = await self.store._append_on(self.conn, prepared, expected)
         self.appended = True
+        self.types.extend(prepared.types)
         return result
 
 

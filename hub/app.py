@@ -28,12 +28,13 @@ from collab import server as collab_server
 from collab import session_log as collab_session_log
 from collab import sessions as collab_sessions
 from events import notify, store
-from hub import bootstrap, context, data_dir, database, errors, startup
+from hub import bootstrap, context, data_dir, database, errors, metrics, startup
 from hub import settings as hub_settings
 from hub.api import auth as auth_api
 from hub.api import collab as collab_api
 from hub.api import groups as groups_api
-from hub.api import openapi
+from hub.api import metrics as metrics_api
+from hub.api import openapi, service_reports
 from hub.api import project_content as project_content_api
 from hub.api import project_sessions as project_sessions_api
 from hub.api import projects as projects_api
@@ -64,7 +65,7 @@ from hub.servers import isolation, local_spawner, spawner
 from hub.servers import manager as servers
 from hub.services import environment as service_environment
 from hub.services import supervisor as service_supervisor
-from hub.web import html
+from hub.web import html, request_metrics
 from migrations import runner as migrations
 from projections import base, catalog, runner
 
@@ -106,6 +107,7 @@ async def open_hub(
                 inline=base.Inline(catalog.ALL),
                 notifier=notifier,
                 max_event_bytes=config.max_event_bytes,
+                on_append=metrics.count_appended,
             )
             projections = catalog.ALL if serving else ()
             if serving:
@@ -241,7 +243,7 @@ def make_app(hub: context.Hub) -> web.Application:
     """The aiohttp application for a running hub."""
     activity = access.ActivityRecorder()
     app = web.Application(
-        middlewares=[errors.middleware, access.middleware(activity)],
+        middlewares=[request_metrics.middleware, errors.middleware, access.middleware(activity)],
         client_max_size=MAX_BODY_BYTES,
     )
     app[context.HUB] = hub
@@ -250,10 +252,20 @@ def make_app(hub: context.Hub) -> web.Application:
         app[servers_api.SERVER_APP] = hub.servers
     if hub.collab_sessions is not None:
         app[collab_api.SESSIONS] = hub.collab_sessions
-    for module in (api, users_api, groups_api, tokens_api, audit, openapi, servers_api):
+    for module in (
+        api,
+        metrics_api,
+        users_api,
+        groups_api,
+        tokens_api,
+        audit,
+        openapi,
+        servers_api,
+    ):
         app.add_routes(module.routes())
     app[services_api.SERVICES] = services_api.ServicesState()  # filled in by run_services
     app.add_routes(services_api.routes())
+    app.add_routes(service_reports.routes())
     for module in (shares_api, share_codes_api):  # sharing servers
         app.add_routes(module.routes())
     app[proxy_api.PROXY] = proxy_api.ProxyState()  # filled in by run_proxy

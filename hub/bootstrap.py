@@ -46,6 +46,13 @@ def desired_roles(config: hub_settings.Settings) -> dict[str, roles.Role]:
             wanted[entry.name] = roles.define_role(entry.name, entry.scopes, entry.description)
         except scopes.ScopeError as exc:
             raise ConfigurationError(f"roles: {exc}") from exc
+    if config.publish:
+        # every user may sign in to the publishing service; what they see there is decided by
+        # each project's visibility and members, as on the hub
+        user = wanted["user"]
+        wanted["user"] = roles.define_role(
+            "user", [*user.scopes, hub_settings.PUBLISH_ACCESS], user.description
+        )
     services = {s.name for s in config.services}
     for entry in config.roles:
         unknown = [name for name in entry.services if name not in services]

@@ -81,7 +81,8 @@ class Account:
     gid: int
 
 
-def _bin(program: str) -> str:
+def binary(program: str) -> str:
+    """The path of one of the wheel's PostgreSQL programs (initdb, pg_ctl, pg_dump…)."""
     with warnings.catch_warnings():
         # The wheel's package asks platformdirs for a runtime directory on import, which warns
         # when XDG_RUNTIME_DIR is unset; only the binaries' location is used here.
@@ -317,7 +318,7 @@ class EmbeddedPostgres:
         _chown(pwfile, self.account)
         try:
             _run(
-                [_bin("initdb"), "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=scram-sha-256",
+                [binary("initdb"), "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=scram-sha-256",
                  f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C"],
                 what=f"create the database cluster in {self.pgdata}",
                 account=self.account,
@@ -330,7 +331,7 @@ class EmbeddedPostgres:
         # No server runs on the cluster now; single-user mode reads the statement from stdin
         # and logs nothing of it.
         _run(
-            [_bin("postgres"), "--single", "-D", str(self.pgdata), "-c", "log_statement=none",
+            [binary("postgres"), "--single", "-D", str(self.pgdata), "-c", "log_statement=none",
              DATABASE],
             what="set the database password",
             account=self.account,
@@ -371,7 +372,7 @@ class EmbeddedPostgres:
         )  # fmt: skip
 
     def _pg_ctl(self, args: list[str], *, what: str) -> None:
-        _run([_bin("pg_ctl"), "-D", str(self.pgdata), *args], what=what, account=self.account)
+        _run([binary("pg_ctl"), "-D", str(self.pgdata), *args], what=what, account=self.account)
 
     def remove(self) -> None:
         """Stop the server and delete the cluster (throwaway clusters: tests, benchmarks)."""

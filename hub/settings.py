@@ -55,6 +55,27 @@ RENAMED = {
 }
 
 
+# What ``publish = true`` adds: the publishing service (examples/publish/chronohub_publish,
+# installed with the hub as the package chronohub_publish) and the scopes its token needs: read
+# every project (to fetch and to check members), follow project events, see users' groups.
+PUBLISH_SERVICE = ServiceConfig(
+    name="publish",
+    command=["python3", "-m", "chronohub_publish"],
+    url="http://127.0.0.1:0",
+    oauth_no_confirm=True,
+    info={"name": "Published projects", "description": "Projects' notebooks as web pages"},
+)
+# ...and what it gives every user (hub/bootstrap.py adds it to the user role): to sign in to
+# the service, whose pages then follow each project's own visibility and members
+PUBLISH_ACCESS = "access:services!service=publish"
+PUBLISH_ROLE = RoleConfig(
+    name="publish-service",
+    description="The publishing service: fetch projects, follow their pushes, check members",
+    scopes=["read:projects", "read:events:projects", "read:users:groups"],
+    services=["publish"],
+)
+
+
 class Settings(BaseSettings):
     """Every setting of a chronohub process."""
 
@@ -109,6 +130,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Services, as JupyterHub's services entries: name, url, a preset API token,"
         " OAuth client settings ([[services]] tables)",
+    )
+    publish: bool = Field(
+        default=False,
+        description="Run the publishing service (chronohub_publish, shipped with the hub) as the"
+        " managed service publish, at /services/publish/: a project with a publish.toml is"
+        " rendered to HTML at each push (docs/publishing.md)",
     )
     webhook_retry_initial_s: float = Field(
         default=1.0,
@@ -310,6 +337,22 @@ class Settings(BaseSettings):
                 f" (CHRONOHUB_{new.upper()}) instead ({why})"
             )
         return data
+
+    @model_validator(mode="after")
+    def _publishing_service(self) -> Settings:
+        """With ``publish``, add the publishing service and the role its token holds."""
+        if not self.publish:
+            return self
+        taken = [s.name for s in self.services if s.name == PUBLISH_SERVICE.name]
+        taken += [r.name for r in self.roles if r.name == PUBLISH_ROLE.name]
+        if taken:
+            raise ValueError(
+                f"publish = true adds the service 'publish' and its role 'publish-service':"
+                f" a [[services]] or [[roles]] entry is already called {taken[0]!r}"
+            )
+        self.services = [*self.services, PUBLISH_SERVICE]
+        self.roles = [*self.roles, PUBLISH_ROLE]
+        return self
 
     @model_validator(mode="after")
     def _authenticator_is_usable(self) -> Settings:

@@ -71,14 +71,17 @@ def latest_version() -> int:
     return len(available())
 
 
-async def migrate(conn: asyncpg.Connection[Any]) -> list[Migration]:
-    """Apply every migration the database lacks; return those applied now."""
+async def migrate(conn: asyncpg.Connection[Any], *, target: int | None = None) -> list[Migration]:
+    """Apply every migration the database lacks (up to version ``target`` only, when given:
+    the upgrade test makes an earlier release's schema so); return those applied now."""
     known = available()
+    if target is not None and not 0 <= target <= len(known):
+        raise MigrationError(f"no schema version {target}: this chronohub knows 0 to {len(known)}")
     await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
     try:
         await conn.execute(CREATE_LEDGER)
         applied = await _check_applied(conn, known)
-        pending = known[len(applied) :]
+        pending = known[len(applied) : target]
         for migration in pending:
             async with conn.transaction():
                 await conn.execute(migration.sql)

@@ -38,6 +38,7 @@ pytest_plugins = [
     "tests.integration.chp_fixtures",
     "tests.integration.collab_fixtures",
     "tests.integration.projects_fixtures",
+    "tests.integration.publish_fixtures",
     "tests.integration.spawn_fixtures",
 ]
 

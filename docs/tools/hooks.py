@@ -1,5 +1,6 @@
 """MkDocs hooks (``hooks:`` in mkdocs.yml): README as the site's home page, the reference
-deployments' READMEs as pages, and a check that the configuration reference is current.
+deployments' READMEs as pages (their links into docs/ made site links), and a check that
+the configuration reference is current.
 
 README.md is the page a newcomer reads first, in the repository; it is also the site's home
 page, so it is written once. Its links into ``docs/`` are rewritten to site links, so the
@@ -24,6 +25,8 @@ README = ROOT / "README.md"
 DEPLOY = ROOT / "deploy"
 # A Markdown link target that starts with docs/: ](docs/page.md#anchor)
 _DOCS_LINK = re.compile(r"\]\(docs/")
+# The same from a deployment's README, two folders down: ](../../docs/page.md#anchor)
+_DEPLOY_DOCS_LINK = re.compile(r"\]\(\.\./\.\./docs/")
 
 
 def on_pre_build(config: MkDocsConfig, **kwargs: Any) -> None:
@@ -40,5 +43,7 @@ def on_files(files: Files, config: MkDocsConfig, **kwargs: Any) -> Files:
     files.append(File.generated(config, "index.md", content=text))
     for readme in sorted(DEPLOY.glob("*/README.md")):
         page = f"deploy/{readme.parent.name}.md"
-        files.append(File.generated(config, page, content=readme.read_text(encoding="utf-8")))
+        # its links into docs/ work in the repository; on the site, docs/ is one folder up
+        text = _DEPLOY_DOCS_LINK.sub("](../", readme.read_text(encoding="utf-8"))
+        files.append(File.generated(config, page, content=text))
     return files

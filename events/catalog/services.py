@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import re
+from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import Field, StringConstraints, field_validator
 
 from events import models
 
@@ -99,3 +100,41 @@ class ServiceStopped(models.Event):
 
     name: str
     forced: bool = Field(default=False, description="SIGKILL was needed: it ignored SIGTERM")
+
+
+# --- what a service says it did --------------------------------------------------------------
+# A service appends to its own stream through POST /hub/api/services/<name>/events (the name
+# from its token, never from the body): the publishing service's "published", "publish
+# failed", "dashboard run". Figures and names only: a key named like a secret is refused, as
+# for every event's fields, and values are short scalars, so no file contents fit.
+
+REPORT_KIND = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
+REPORT_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+ReportValue = Annotated[str, StringConstraints(max_length=2000)] | int | float | bool | None
+
+
+class ServiceReported(models.Event):
+    """A service reported something it did; ``kind`` is its own name for it (``published``)."""
+
+    type: ClassVar[str] = "service.reported"
+
+    name: str = Field(min_length=1, max_length=255)
+    kind: str = Field(min_length=1, max_length=64, pattern=REPORT_KIND)
+    subject: str | None = Field(
+        default=None, max_length=300, description="What it is about, e.g. a project: alice/lab"
+    )
+    data: dict[str, ReportValue] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("data")
+    @classmethod
+    def _keys_are_names_not_secrets(cls, data: dict[str, ReportValue]) -> dict[str, ReportValue]:
+        for key in data:
+            if not REPORT_KEY.fullmatch(key):
+                raise ValueError(
+                    f"data key {key!r} must be a lowercase name (a-z, 0-9, _; at most 64)"
+                )
+            if models.SECRET_FIELD.search(key):
+                raise ValueError(
+                    f"data key {key!r} is named like a secret, which may not enter the event log"
+                )
+        return data

@@ -22,7 +22,7 @@ from hub.api import auth as auth_api
 from hub.api import collab as collab_api
 from hub.api import groups as groups_api
 from hub.api import models as api_models
-from hub.api import project_content
+from hub.api import project_content, service_reports
 from hub.api import project_sessions as project_sessions_api
 from hub.api import projects as projects_api
 from hub.api import proxy as proxy_api
@@ -347,6 +347,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get", "/services/{name}", "A service (command and pid with read:services only)",
         services_api.READ_SERVICE_SCOPES[0], reply=api_models.Service,
+    ),
+    Operation(
+        "post", "/services/{name}/events", "The service reports what it did, into the log"
+        " (service.reported on its stream; only the service itself, with its own token)",
+        None, service_reports.Report, 201, service_reports.Reported,
     ),
     # Git projects (hub/api/projects.py): roles given on a project count as these scopes on it.
     Operation(

@@ -18,6 +18,9 @@ from rich.text import Text
 
 from hub import app, bootstrap, data_dir, database, errors, startup
 from hub import settings as hub_settings
+from hub.backup import errors as backup_errors
+from hub.backup import operations as backup
+from hub.cli import backup as backup_cli
 from hub.cli import entry, progress
 from hub.cli import events as events_cli
 from hub.cli import password as password_cli
@@ -57,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         migrations.MigrationError,
         base.ProjectionError,
         bootstrap.ConfigurationError,
+        backup_errors.BackupError,
     ) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -182,6 +186,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     state.set_defaults(command=_state)
 
+    backup_cli.add_commands(commands)
+    commands.choices["backup"].set_defaults(command=_backup)
+    commands.choices["restore"].set_defaults(command=_restore)
+
     # Handed over to hubclient by hub/cli/entry.py before this parser runs; listed for --help.
     commands.add_parser("project", help="the projects client: push, checkout, pull, share …")
     commands.add_parser("login", help="sign in to a hub and keep a token for 'chronohub project'")
@@ -301,9 +309,15 @@ async def _rebuild(config: hub_settings.Settings, args: argparse.Namespace) -> i
 
 
 async def _verify(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    return await _verify_projections(config, _chosen(args.name))
+
+
+async def _verify_projections(
+    config: hub_settings.Settings, chosen: Sequence[base.Projection]
+) -> int:
     failed = False
     async with app.open_hub(config, serving=False) as hub:
-        for projection in _chosen(args.name):
+        for projection in chosen:
             with progress.bar(console) as bar:
                 result = await rebuild.verify(
                     hub.store,
@@ -323,6 +337,27 @@ async def _verify(config: hub_settings.Settings, args: argparse.Namespace) -> in
                 table.add_row(diff.table, diff.side, repr(diff.row))
             console.print(table)
     return 1 if failed else 0
+
+
+async def _backup(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    with backup_cli.stages(console) as stage:
+        manifest = await backup.take(config, args.directory, pg_bin=args.pg_bin, stage=stage)
+    console.print(
+        f"[green]backed up[/green] into {args.directory}: {backup_cli.describe(manifest)}"
+    )
+    console.print(
+        "not in the backup: the cookie secret (a restored hub signs everyone out of the browser;"
+        " API tokens keep working) and users' home directories"
+    )
+    return 0
+
+
+async def _restore(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    with backup_cli.stages(console) as stage:
+        manifest = await backup.restore(config, args.directory, pg_bin=args.pg_bin, stage=stage)
+    console.print(f"[green]restored[/green] {backup_cli.describe(manifest)}")
+    # open_hub migrates first: a backup of an older schema is upgraded here, as at start-up.
+    return await _verify_projections(config, catalog.ALL)
 
 
 async def _events_tail(config: hub_settings.Settings, args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from events import models, sql, store
 from events.catalog import projects as project_events
+from hub import metrics
 from hub.projects import refs as push_refs
 
 queries = sql.Queries(__package__ or "hub.projects", "projects.sql")
@@ -91,6 +92,8 @@ async def record(
             commits=commits,
             via=via,
         )
-        return await session.append(
+        result = await session.append(
             project_events.stream_id(project_id), [event, *along], metadata=metadata
         )
+    metrics.GIT_PUSHES.labels(via).inc()  # committed: the session's block has ended
+    return result

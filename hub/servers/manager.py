@@ -31,7 +31,7 @@ import aiohttp
 from events import models, sql, store, tasks
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
-from hub import startup
+from hub import metrics, startup
 from hub.auth import tokens
 from hub.auth.oauth import clients as oauth_clients
 from hub.servers import (
@@ -235,7 +235,8 @@ class ServerManager:
     async def _run_spawn(self, live: running.Live, api_token: str, meta: models.Metadata) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.start_timeout
+        began = loop.time()
+        deadline = began + settings.start_timeout
         try:
             port = startup.free_port(settings.ip)
             path = rules.prefix(live.user, live.server_name)
@@ -304,11 +305,14 @@ class ServerManager:
                 }
             )
             live.finish("ready")
+            metrics.spawned("ready", loop.time() - began)
             live.watcher = self._own(self._watch(live), f"watch {live.user}/{live.server_name}")
         except spawner.SpawnError as exc:
+            metrics.spawned(f"failed_{exc.kind}", loop.time() - began)
             await self._fail(live, exc.message, exc.kind, meta)
         except (OSError, aiohttp.ClientError) as exc:
             log.exception("spawning %s/%s", live.user, live.server_name)
+            metrics.spawned("failed_system", loop.time() - began)
             await self._fail(live, f"unexpected error: {exc}", "system", meta)
 
     async def _wait_ready(

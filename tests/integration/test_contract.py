@@ -196,6 +196,7 @@ ERROR_STATUSES: dict[tuple[str, str], set[int]] = {
     # a service that does not exist or that a filtered scope does not cover.
     ("get", "/services"): {403},
     ("get", "/services/{name}"): {403, 404},
+    ("post", "/services/{name}/events"): {400, 403},
     # Sharing (apihandlers/shares.py): 400 bad body, scope or offset/limit, unknown recipient;
     # 403 a scope missing (shares, read:users:name, a scope not held); 404 no such owner,
     # server, share or code, or a filtered scope that does not cover it.

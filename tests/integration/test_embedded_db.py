@@ -89,7 +89,7 @@ async def test_a_trusting_cluster_of_an_earlier_version_is_secured_on_start(stat
     if account is not None:
         os.chown(pgdata, account.uid, account.gid)
         state.chmod(0o755)  # the wheel opened every parent of the cluster
-    bins = Path(embedded_db._bin("initdb")).parent
+    bins = Path(embedded_db.binary("initdb")).parent
     embedded_db._run(
         [str(bins / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust"],
         what="initdb",

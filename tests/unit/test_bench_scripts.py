@@ -36,6 +36,7 @@ def test_every_benchmark_target_runs_its_script_as_a_module() -> None:
         "bench-spawn",
         "bench-collab",
         "bench-git",
+        "bench-publish",
     }
     for target, recipe in recipes.items():
         module = re.search(r"python -m bench\.([a-z_]+)", recipe)
