@@ -15,13 +15,14 @@ NODE_TEST_CLIENTS := tests/node/chp/node_modules/.package-lock.json \
 # Debian packages the tests use: Chromium, which the newcomer's-journey test drives through
 # Playwright (a browser that Playwright would download is not to be had on every machine), and
 # bubblewrap, the sandbox of a hub that is not root; nginx, PostgreSQL and logrotate, which the
-# reference deployment in deploy/nginx/ uses and its test runs (Debian 12's postgresql is 15)
+# reference deployment in deploy/nginx/ uses and its test runs (Debian 12's postgresql is 15);
 # ansible and ansible-lint (Debian's: the collections the playbook uses come with ansible) run
 # and check the playbook of deploy/ansible/; docker-compose (Debian's) validates deploy/compose/
-# (its `config` needs no Docker engine)
+# (its `config` needs no Docker engine); OpenLDAP's slapd, the directory ldapauthenticator's
+# test logs in against
 DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap /usr/sbin/nginx /usr/lib/postgresql/15/bin/initdb \
                 /usr/sbin/logrotate /usr/bin/ansible-playbook /usr/bin/ansible-lint \
-                /usr/bin/docker-compose
+                /usr/bin/docker-compose /usr/sbin/slapd
 /usr/bin/chromium: PACKAGE = chromium
 /usr/bin/bwrap: PACKAGE = bubblewrap
 /usr/sbin/nginx: PACKAGE = nginx
@@ -30,6 +31,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap /usr/sbin/nginx /usr/lib/postgr
 /usr/bin/docker-compose: PACKAGE = docker-compose
 /usr/bin/ansible-playbook: PACKAGE = ansible
 /usr/bin/ansible-lint: PACKAGE = ansible-lint
+/usr/sbin/slapd: PACKAGE = slapd
 
 .PHONY: run test lint typecheck docs unit integration clean
 .PHONY: bench-events bench-audit bench-api bench-spawn bench-collab bench-git bench-publish

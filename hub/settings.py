@@ -211,6 +211,29 @@ class Settings(BaseSettings):
         default=None,
         description="The upstream provider of authenticator = 'oauth' (an [oauth] table)",
     )
+    authenticator_class: str | None = Field(
+        default=None,
+        description="A JupyterHub authenticator class, used unchanged: a dotted name"
+        " ('oauthenticator.generic.GenericOAuthenticator', 'jupyterhub.auth.PAMAuthenticator')"
+        " or an entry point name of jupyterhub.authenticators ('pam', 'generic-oauth');"
+        " overrides authenticator",
+    )
+    authenticator_config: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="The class's own traitlets: [authenticator_config.<ClassName>] tables, as"
+        " c.<ClassName>.<trait> = value in a jupyterhub_config.py; an unknown trait refuses"
+        " to start",
+    )
+    authenticator_config_file: Path | None = Field(
+        default=None,
+        description="A jupyterhub_config.py-style file configuring the authenticator class"
+        " (it is Python code, run at startup: keep it as private as the hub's own settings)",
+    )
+    crypt_key: SecretStr | None = Field(
+        default=None,
+        description="Keys (32 bytes, hex or base64, ';'-separated, the first encrypts) that"
+        " encrypt JupyterHub authenticators' auth_state; unset: JUPYTERHUB_CRYPT_KEY",
+    )
     allow_signup: bool = Field(
         default=False, description="Native: people may ask for an account; an admin approves"
     )
@@ -333,7 +356,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _authenticator_is_usable(self) -> Settings:
-        """Refuse a dummy authenticator nobody enabled, and oauth without its provider."""
+        """Refuse a dummy authenticator nobody enabled, oauth without its provider, and a
+        JupyterHub authenticator_class beside another authenticator."""
+        if self.authenticator_class is not None and self.authenticator != "native":
+            raise ValueError(
+                f"authenticator_class replaces authenticator = {self.authenticator!r}:"
+                " set only one of them"
+            )
+        if (
+            self.authenticator_config or self.authenticator_config_file
+        ) and not self.authenticator_class:
+            raise ValueError(
+                "authenticator_config and authenticator_config_file configure an"
+                " authenticator_class, and none is set"
+            )
         if self.authenticator == "dummy" and not self.dummy_authenticator_enabled:
             raise ValueError(
                 "authenticator = 'dummy' lets anyone log in: it is for development only and"

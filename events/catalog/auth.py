@@ -18,7 +18,7 @@ from pydantic import Field
 from events import models
 from events.catalog.names import Name
 
-Authenticator = Literal["native", "oauth", "dummy"]
+Authenticator = Literal["native", "oauth", "dummy", "jupyterhub"]
 UNKNOWN_LOGIN_STREAM = "login-unknown"
 
 

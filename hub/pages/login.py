@@ -148,11 +148,19 @@ async def complete_login(
             user_id = uuid4()
             await session.append(
                 user_events.stream_id(user_id),
-                [user_events.UserCreated(user_id=user_id, name=name)],
+                [user_events.UserCreated(user_id=user_id, name=name, admin=found.admin is True)],
                 expected=0,
                 metadata=_metadata(request),
             )
             row = {"user_id": user_id, "name": name}
+        elif found.admin and not row["admin"]:
+            await session.append(
+                user_events.stream_id(row["user_id"]),
+                [user_events.UserAdminChanged(user_id=row["user_id"], admin=True)],
+                metadata=_metadata(request),
+            )
+        if found.after_login is not None:
+            await found.after_login(session, row["user_id"], name, _metadata(request))
         started = await login_cookies.start(
             session,
             auth.cookies,

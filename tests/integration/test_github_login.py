@@ -2,7 +2,9 @@
 
 GitHub itself cannot be reached from here, so a small stand-in on 127.0.0.1 answers the four
 GitHub endpoints the preset uses, as GitHub documents them: the authorize redirect, the token
-exchange, ``GET /user`` and ``GET /user/orgs`` (paginated with ``Link: rel="next"``). The
+exchange, ``GET /user`` and ``GET /user/orgs`` (paginated with ``Link: rel="next"``), and the
+one oauthenticator's ``GitHubOAuthenticator`` uses for ``allowed_organizations``:
+``GET /orgs/{org}/members/{username}`` (204 for a member; test_jupyterhub_authenticators). The
 flow on chronohub's side is the real one (its login button, callback, code exchange with
 PKCE, user creation)."""
 
@@ -47,6 +49,7 @@ class GitHub:
         app.router.add_post("/login/oauth/access_token", self.access_token)
         app.router.add_get("/user", self.user)
         app.router.add_get("/user/orgs", self.user_orgs)
+        app.router.add_get("/orgs/{org}/members/{username}", self.org_member)
         return app
 
     async def authorize(self, request: web.Request) -> web.Response:
@@ -73,7 +76,16 @@ class GitHub:
         return self.tokens[token]
 
     async def user(self, request: web.Request) -> web.Response:
-        return web.json_response({"login": self._login(request), "id": 1})
+        # GitHub always sends "email": null when the user keeps theirs private
+        return web.json_response({"login": self._login(request), "id": 1, "email": None})
+
+    async def org_member(self, request: web.Request) -> web.Response:
+        self._login(request)  # a valid token is needed
+        name = request.match_info["username"].lower()
+        orgs = next((o for login, o in self.orgs.items() if login.lower() == name), [])
+        if request.match_info["org"].lower() in {o.lower() for o in orgs}:
+            return web.Response(status=204)
+        return web.json_response({"message": "User does not exist or is not a member"}, status=404)
 
     async def user_orgs(self, request: web.Request) -> web.Response:
         if self.orgs_status != 200:

@@ -1,16 +1,20 @@
 """How people prove who they are: one small interface (``base``) and its implementations,
 chosen by ``settings.authenticator``: ``native`` passwords, upstream ``oauth`` (OAuth2/OIDC,
-with a GitHub preset) and ``dummy`` (development only)."""
+with a GitHub preset) and ``dummy`` (development only); or
+``settings.authenticator_class``: one of JupyterHub's, unchanged (``jupyterhub_adapter``)."""
 
 from __future__ import annotations
 
 from hub import settings as hub_settings
 from hub.auth import login_cookies
-from hub.auth.authenticators import base, dummy, native, oauth
+from hub.auth.authenticators import base, dummy, jupyterhub_adapter, native, oauth
 
 
 def build(config: hub_settings.Settings, cookies: login_cookies.Cookies) -> base.Authenticator:
-    """The authenticator the settings choose (already validated by ``Settings``)."""
+    """The authenticator the settings choose (already validated by ``Settings``); a
+    JupyterHub class that cannot be used raises ``AuthenticatorConfigError``."""
+    if config.authenticator_class:
+        return jupyterhub_adapter.JupyterHubAuthenticator(config, cookies=cookies)
     if config.authenticator == "dummy":
         return dummy.DummyAuthenticator(config)
     if config.authenticator == "oauth":

@@ -9,12 +9,14 @@ are the login pages' business, the same for all of them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from uuid import UUID
 
 from aiohttp import web
 
-from events import sql
+from events import models, sql, store
 from events.catalog import auth as auth_events
 
 GENERIC_FAILURE = "Invalid username or password"
@@ -24,10 +26,17 @@ Reason = Literal["bad_password", "no_password", "unknown_user", "not_allowed"]
 
 @dataclass(frozen=True)
 class Identity:
-    """Who logged in. ``create``: make the user if there is none by that name yet."""
+    """Who logged in. ``create``: make the user if there is none by that name yet;
+    ``admin``: true makes them an admin (None: leave as is); ``after_login``: run with the
+    login's session, the user's id and name and the events' metadata, in the login's
+    transaction (a JupyterHub authenticator's auth_state and managed groups)."""
 
     name: str
     create: bool = False
+    admin: bool | None = None
+    after_login: Callable[[store.Session, UUID, str, models.Metadata], Awaitable[None]] | None = (
+        None
+    )
 
 
 class LoginFailed(Exception):
