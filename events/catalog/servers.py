@@ -44,6 +44,11 @@ class ServerStarted(ServerEvent):
 
     pid: int | None = None
     url: str = Field(min_length=1, max_length=2048)
+    spawner_state: dict[str, object] = Field(
+        default_factory=dict,
+        description="A JupyterHub spawner's get_state() (pod or container names, a pid), by"
+        " which it finds the server again after a hub restart; empty for chronohub's own",
+    )
 
 
 class ServerReady(ServerEvent):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -163,6 +164,7 @@ class ServerManager:
                 conn = session.conn
                 await conn.execute(queries["lock_server"], stream)
                 admin = bool(await conn.fetchval(queries["user_admin"], user_id))
+                groups = tuple(r["name"] for r in await conn.fetch(queries["user_groups"], user_id))
                 try:
                     self.settings.isolation.check(user, admin=admin)
                 except isolation.CodeRefused as exc:
@@ -212,7 +214,8 @@ class ServerManager:
                 live.report({"progress": 0, "message": "Server requested"})
                 self._live[key] = live
                 live.spawn_task = self._own(
-                    self._run_spawn(live, issued.secret, meta), f"spawn {user}/{server_name}"
+                    self._run_spawn(live, issued.secret, meta, options, groups),
+                    f"spawn {user}/{server_name}",
                 )
         if live is None:  # pending in another hub process
             return "pending"
@@ -232,7 +235,14 @@ class ServerManager:
         )
         raise error
 
-    async def _run_spawn(self, live: running.Live, api_token: str, meta: models.Metadata) -> None:
+    async def _run_spawn(
+        self,
+        live: running.Live,
+        api_token: str,
+        meta: models.Metadata,
+        options: dict[str, Any],
+        groups: tuple[str, ...],
+    ) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.start_timeout
@@ -271,21 +281,23 @@ class ServerManager:
                 ip=settings.ip,
                 port=port,
                 identity=identity,
+                user_id=live.user_id,
+                options=options,
+                groups=groups,
+                report=live.report,
             )
             live.report({"progress": 10, "message": "Spawning server..."})
-            live.process = await self.spawner.start(spec)
-            await self._append(
-                live,
-                [server_events.ServerStarted(**running.ids(live), pid=live.process.pid, url=url)],
-                meta,
+            live.process = process = await self.spawner.start(spec)
+            # A JupyterHub spawner says where its server is, and keeps a state to find it again.
+            state: dict[str, Any] = {}
+            if isinstance(process, spawner.LocatedProcess):
+                url, state = process.url, process.state()
+            started = server_events.ServerStarted(
+                **running.ids(live), pid=process.pid or None, url=url, spawner_state=state
             )
-            live.report(
-                {
-                    "progress": 50,
-                    "message": f"Server process {live.process.pid} started;"
-                    " waiting for it to answer",
-                }
-            )
+            await self._append(live, [started], meta)
+            what = f"process {process.pid}" if process.pid else f"at {url}"
+            live.report({"progress": 50, "message": f"Server {what} started; waiting for it"})
             await self._wait_ready(url, live.process, deadline, spec.log_path)
             async with self._lock(live.key):
                 if live.stopping:
@@ -411,8 +423,7 @@ class ServerManager:
             live = self._live.get(key)
             if live is None:
                 live = running.Live(user_id, user, server_name, token_id=row["token_id"])
-                if row["pid"]:
-                    live.process = self.spawner.adopt(row["pid"])
+                live.process = await self._adopt(row)
                 self._live[key] = live
             live.stopping = True
             live.token_id = live.token_id or row["token_id"]
@@ -535,7 +546,7 @@ class ServerManager:
             live = running.Live(
                 row["user_id"], row["user_name"], row["server_name"], token_id=row["token_id"]
             )
-            live.process = self.spawner.adopt(row["pid"]) if row["pid"] else None
+            live.process = await self._adopt(row)
             state = row["state"]
             if state == "stopping":
                 self._live[live.key] = live
@@ -556,6 +567,22 @@ class ServerManager:
             live.spawn_task = self._own(
                 self._resume(live, row["url"], state), f"readopt {live.user}/{live.server_name}"
             )
+
+    async def _adopt(self, row: Any) -> spawner.ServerProcess | None:
+        """A recorded server's process if it still runs: by its state for a spawner that keeps
+        one (JupyterHub's), else by its pid."""
+        if isinstance(self.spawner, spawner.ResumingSpawner):
+            stream = server_events.stream_id(row["user_id"], row["server_name"])
+            async with self.store.pool.acquire() as conn:
+                state = await conn.fetchval(queries["spawner_state"], stream)
+            return await self.spawner.resume(
+                user_id=row["user_id"],
+                user=row["user_name"],
+                server_name=row["server_name"],
+                url=row["url"] or "",
+                state=json.loads(state) if state else {},
+            )
+        return self.spawner.adopt(row["pid"]) if row["pid"] else None
 
     async def _resume(self, live: running.Live, url: str, state: str) -> None:
         assert live.process is not None
