@@ -302,7 +302,10 @@ class JupyterHubSpawner:
     ) -> dict[str, Any]:
         """The submitted form (each field a list of strings) through ``options_from_form``."""
         jh = self.make(user=user, server_name=server_name, user_id=user_id)
-        options = jh.run_options_from_form(dict(form))
+        try:
+            options = jh.run_options_from_form(dict(form))
+        except Exception as exc:  # the admin's function may raise anything: the user is told
+            raise spawner.PolicyError(f"the options form could not be read: {exc}") from exc
         if not isinstance(options, dict):
             raise spawner.PolicyError(
                 f"{self.cls.__name__}.options_from_form returned {type(options).__name__},"
