@@ -201,7 +201,13 @@ class JupyterHubSpawner:
         """A JupyterHub spawner object for one server, given what its base class expects."""
         env = env or {}
         owner = User(user, user_number(user_id), [Group(g) for g in groups])
-        orm_server = orm.Server(base_url=rules.prefix(user, server_name))
+        orm_server = orm.Server(
+            proto="http",
+            ip="",
+            port=0,
+            base_url=rules.prefix(user, server_name),
+            cookie_name="cookie",
+        )
         orm_spawner = orm.Spawner(name=server_name, server=orm_server, user_options=options or {})
         hub = Hub(
             env.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
@@ -228,14 +234,17 @@ class JupyterHubSpawner:
     async def start(self, spec: spawner.SpawnSpec) -> spawner.ServerProcess:
         """Start the server through the JupyterHub spawner; ``SystemFailure`` (or
         ``PolicyError`` for a spawner's 4xx ``SpawnerHTTPError``) with its message."""
-        jh = self.make(
-            user=spec.user,
-            server_name=spec.server_name,
-            user_id=spec.user_id,
-            groups=spec.groups,
-            env=spec.env,
-            options=spec.options,
-        )
+        try:
+            jh = self.make(
+                user=spec.user,
+                server_name=spec.server_name,
+                user_id=spec.user_id,
+                groups=spec.groups,
+                env=spec.env,
+                options=spec.options,
+            )
+        except Exception as exc:  # a trait the configuration sets to what the class refuses
+            raise failure(exc) from exc
         if "ip" not in self._configured:
             jh.ip = spec.ip
         if not jh.port:
@@ -257,9 +266,8 @@ class JupyterHubSpawner:
             ) from exc
         except spawner.SpawnError:
             raise
-        except (
-            Exception
-        ) as exc:  # a third-party spawner may raise anything: its message is the failure's reason
+        except Exception as exc:  # a third-party spawner may raise anything: its message is
+            # the failure's reason
             await _cleanup(jh)
             raise failure(exc) from exc
         url = server_url(returned, jh, spec)
