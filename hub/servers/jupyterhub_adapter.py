@@ -233,7 +233,7 @@ class JupyterHubSpawner:
 
     async def start(self, spec: spawner.SpawnSpec) -> spawner.ServerProcess:
         """Start the server through the JupyterHub spawner; ``SystemFailure`` (or
-        ``PolicyError`` for a spawner's 4xx ``SpawnerHTTPError``) with its message."""
+        ``PolicyError`` for a spawner's 4xx ``SpawnException``) with its message."""
         try:
             jh = self.make(
                 user=spec.user,
@@ -339,7 +339,7 @@ async def _cleanup(jh: jh_spawner.Spawner) -> None:
 
 
 def failure(exc: BaseException) -> spawner.SpawnError:
-    """A spawner's exception as chronohub's failure: a 4xx ``SpawnerHTTPError`` (JupyterHub 6:
+    """A spawner's exception as chronohub's failure: a 4xx ``SpawnException`` (JupyterHub 6:
     the user's fault) is a ``PolicyError``, anything else a ``SystemFailure``."""
     status = getattr(exc, "status_code", 500)
     message = getattr(exc, "message", "") or str(exc) or type(exc).__name__
