@@ -10,9 +10,9 @@ pure functions ``decide_spawn`` and ``decide_stop``.
 At startup ``readopt`` looks at the servers the log says are running: a process that still
 answers is adopted, anything else is cleaned up and recorded as failed.
 
-This module is the process lifecycle. Beside it: ``records`` (define, modify, rename servers
-without a process), ``spawn_progress`` (the progress stream), ``running`` (what this process
-knows of each server it runs, and the per-server locks), ``config`` (the settings).
+This module is the process lifecycle. Beside it: ``records`` (servers without a process, and
+activity), ``spawn_progress``, ``running`` (what this process knows of each server it runs, the
+per-server locks), ``config``, and ``jupyterhub_adapter`` (JupyterHub's spawner classes).
 """
 
 from __future__ import annotations
@@ -521,20 +521,7 @@ class ServerManager:
 
     async def record_activity(self, seen: dict[tuple[UUID, str], datetime]) -> None:
         """Write proxy-observed activity of servers (and their users), forward only."""
-        if not seen:
-            return
-        keys = list(seen)
-        async with self.store.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                queries["server_activity_touch"],
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [seen[k] for k in keys],
-            )
-            latest: dict[UUID, datetime] = {}
-            for (user_id, _), stamp in seen.items():
-                latest[user_id] = max(stamp, latest.get(user_id, stamp))
-            await conn.execute(queries["user_activity_touch"], list(latest), list(latest.values()))
+        await records.record_activity(self.store, seen)
 
     # --- after a restart ----------------------------------------------------------------------
 
@@ -569,8 +556,7 @@ class ServerManager:
             )
 
     async def _adopt(self, row: Any) -> spawner.ServerProcess | None:
-        """A recorded server's process if it still runs: by its state for a spawner that keeps
-        one (JupyterHub's), else by its pid."""
+        """A recorded server's process if it runs: by its state (JupyterHub's spawners), or pid."""
         if isinstance(self.spawner, spawner.ResumingSpawner):
             stream = server_events.stream_id(row["user_id"], row["server_name"])
             async with self.store.pool.acquire() as conn:
