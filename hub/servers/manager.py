@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -259,8 +258,13 @@ class ServerManager:
                 public_url=settings.public_url,
                 extra=settings.env,
             )
-            try:
-                identity = await settings.isolation.identity(live.user, admin=live.admin)
+            try:  # a JupyterHub spawner class runs the server as it sees fit: no account of ours
+                adapted = isinstance(self.spawner, spawner.ResumingSpawner)
+                identity = (
+                    None
+                    if adapted
+                    else await settings.isolation.identity(live.user, admin=live.admin)
+                )
             except isolation.CodeRefused as exc:
                 raise spawner.PolicyError(str(exc), status=403) from exc
             except isolation.AccountError as exc:
@@ -557,18 +561,13 @@ class ServerManager:
 
     async def _adopt(self, row: Any) -> spawner.ServerProcess | None:
         """A recorded server's process if it runs: by its state (JupyterHub's spawners), or pid."""
-        if isinstance(self.spawner, spawner.ResumingSpawner):
-            stream = server_events.stream_id(row["user_id"], row["server_name"])
-            async with self.store.pool.acquire() as conn:
-                state = await conn.fetchval(queries["spawner_state"], stream)
-            return await self.spawner.resume(
-                user_id=row["user_id"],
-                user=row["user_name"],
-                server_name=row["server_name"],
-                url=row["url"] or "",
-                state=json.loads(state) if state else {},
-            )
-        return self.spawner.adopt(row["pid"]) if row["pid"] else None
+        if not isinstance(self.spawner, spawner.ResumingSpawner):
+            return self.spawner.adopt(row["pid"]) if row["pid"] else None
+        user_id, user, name = row["user_id"], row["user_name"], row["server_name"]
+        state = await records.spawner_state(self.store, user_id, name)
+        return await self.spawner.resume(
+            user_id=user_id, user=user, server_name=name, url=row["url"] or "", state=state
+        )
 
     async def _resume(self, live: running.Live, url: str, state: str) -> None:
         assert live.process is not None

@@ -172,3 +172,11 @@ async def record_activity(
         for (user_id, _), stamp in seen.items():
             latest[user_id] = max(stamp, latest.get(user_id, stamp))
         await conn.execute(queries["user_activity_touch"], list(latest), list(latest.values()))
+
+
+async def spawner_state(event_store: store.EventStore, user_id: UUID, server_name: str) -> Any:
+    """A JupyterHub spawner's state as its server's last ``server.started`` recorded it."""
+    stream = server_events.stream_id(user_id, server_name)
+    async with event_store.pool.acquire() as conn:
+        state = await conn.fetchval(queries["spawner_state"], stream)
+    return json.loads(state) if state else {}
