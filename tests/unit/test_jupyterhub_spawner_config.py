@@ -3,11 +3,14 @@ what the adapter hands the class (``hub.servers.jupyterhub_adapter``): no databa
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, SpawnException
+from traitlets.config import Config
 
 from hub import app, startup
 from hub import settings as hub_settings
@@ -164,3 +167,43 @@ def test_a_spawners_http_error_below_500_is_the_users_fault() -> None:
     broken = jupyterhub_adapter.failure(RuntimeError("the cluster is down"))
     assert isinstance(broken, spawner.SystemFailure)
     assert broken.message == "RuntimeError: the cluster is down"
+
+
+class ProgressSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
+    """A spawner that reports its own progress while its start waits to be let go."""
+
+    let_go: asyncio.Event
+
+    async def start(self) -> Any:
+        await self.let_go.wait()
+        return ("127.0.0.1", 1)
+
+    async def progress(self) -> Any:
+        yield {"progress": 20, "message": "Pulling the image"}
+        yield {"progress": 80, "message": "Pod scheduled", "html_message": "<b>Pod</b> scheduled"}
+        self.let_go.set()
+
+
+async def test_a_spawners_progress_goes_to_the_spawns_progress() -> None:
+    ProgressSpawner.let_go = asyncio.Event()
+    adapter = jupyterhub_adapter.JupyterHubSpawner(ProgressSpawner, Config())
+    seen: list[dict[str, Any]] = []
+    spec = spawner.SpawnSpec(
+        user="ann",
+        server_name="",
+        command=(),
+        env={},
+        workdir=Path("/nonexistent"),
+        log_path=Path("/nonexistent"),
+        ip="127.0.0.1",
+        port=1,
+        report=seen.append,
+    )
+    server = await adapter.start(spec)
+    assert isinstance(server, spawner.LocatedProcess)
+    assert server.url == "http://127.0.0.1:1/user/ann/"
+    # chronohub's own steps are 10 (spawning) and 50 (started): the spawner's fit between.
+    assert seen == [
+        {"progress": 20, "message": "Pulling the image"},
+        {"progress": 49, "message": "Pod scheduled", "html_message": "<b>Pod</b> scheduled"},
+    ]
