@@ -60,7 +60,7 @@ from hub.projects import sessions as project_sessions
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
-from hub.servers import isolation, jupyterhub_adapter, jupyterhub_config, local_spawner, spawner
+from hub.servers import isolation, local_spawner, spawner
 from hub.servers import manager as servers
 from hub.services import environment as service_environment
 from hub.services import supervisor as service_supervisor
@@ -145,13 +145,14 @@ async def open_hub(
         await pool.close()
 
 
-def jupyterhub_spawner(
-    config: hub_settings.Settings,
-) -> jupyterhub_adapter.JupyterHubSpawner | None:
+def jupyterhub_spawner(config: hub_settings.Settings) -> spawner.Spawner | None:
     """The JupyterHub spawner ``spawner_class`` names, configured; None for chronohub's own.
     A ``StartupError`` naming the problem when the class or one of its traits is unknown."""
     if config.spawner_class is None:
         return None
+    # Imported only when used: jupyterhub's spawner module brings SQLAlchemy and tornado.
+    from hub.servers import jupyterhub_adapter, jupyterhub_config
+
     try:
         return jupyterhub_adapter.JupyterHubSpawner.from_settings(
             config.spawner_class, config.spawner_config, config.spawner_config_file

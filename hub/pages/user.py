@@ -32,9 +32,9 @@ from hub.api import servers as servers_api
 from hub.auth import access, identity, scope_table, scopes
 from hub.context import HUB
 from hub.reads import users as users_read
-from hub.servers import jupyterhub_adapter, spawner
 from hub.servers import manager as servers
 from hub.servers import rules as server_rules
+from hub.servers import spawner
 from hub.web import html
 
 queries = sql.Queries("hub.servers", "servers.sql")
@@ -212,7 +212,7 @@ FORM_FIELDS = frozenset({"_xsrf", "next", "server_name"})
 async def _options_form(request: web.Request, user: str, server_name: str) -> str:
     """A JupyterHub spawner class's options form (its HTML, as the admin configured it), or ""."""
     adapter = servers_api.manager(request).spawner
-    if not isinstance(adapter, jupyterhub_adapter.JupyterHubSpawner):
+    if not isinstance(adapter, spawner.FormSpawner):
         return ""
     return await adapter.options_form(user=user, server_name=server_name, user_id=None)
 
@@ -223,7 +223,7 @@ def _options(
     """The user options of a submitted spawn form: through the JupyterHub spawner class's
     ``options_from_form`` (each field a list of strings, as JupyterHub passes them), else none."""
     adapter = manager.spawner
-    if not isinstance(adapter, jupyterhub_adapter.JupyterHubSpawner):
+    if not isinstance(adapter, spawner.FormSpawner):
         return {}
     fields = {
         key: [str(value) for value in form.getall(key)] for key in set(form.keys()) - FORM_FIELDS

@@ -119,6 +119,21 @@ class ResumingSpawner(Protocol):
         ...
 
 
+@runtime_checkable
+class FormSpawner(Protocol):
+    """A spawner with an options form on the spawn page (a JupyterHub class's)."""
+
+    async def options_form(self, *, user: str, server_name: str, user_id: UUID | None) -> str:
+        """The form's HTML (the admin's configuration), or ""."""
+        ...
+
+    def options_from_form(
+        self, form: Mapping[str, list[str]], *, user: str, server_name: str, user_id: UUID | None
+    ) -> dict[str, Any]:
+        """The submitted form (each field a list of strings) as the spawn's options."""
+        ...
+
+
 class Spawner(Protocol):
     """Starts servers and finds them again."""
 
