@@ -326,6 +326,22 @@ def _json_invalid(exc: pydantic.ValidationError) -> bool:
     return any(error["type"] == "json_invalid" for error in exc.errors())
 
 
+def secret_key_in(value: object) -> str | None:
+    """The first key named like a secret in ``value`` (dicts and lists, at any depth), or None:
+    for fields whose keys are not the model's own (a spawner's state)."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if isinstance(key, str) and SECRET_FIELD.search(key):
+                return key
+            if found := secret_key_in(inner):
+                return found
+    elif isinstance(value, list):
+        for inner in value:
+            if found := secret_key_in(inner):
+                return found
+    return None
+
+
 def _check_no_secrets(where: str, model: type[BaseModel]) -> None:
     """Refuse fields named like secrets or typed as secrets, in nested models too."""
     for field_name, field in model.model_fields.items():

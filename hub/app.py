@@ -92,7 +92,8 @@ async def open_hub(
     """
     code = isolation.Isolation.from_settings(config)
     # Checked first: a server command that cannot run is told before anything is written.
-    command = spawn_command(config, code) if serving else ()
+    adapted = jupyterhub_spawner(config) if serving else None
+    command = spawn_command(config, code) if serving and adapted is None else ()
     if serving and (config.database_url or config.uses_pg_environment()):
         # A serving hub keeps its cookie secret and the servers' logs there; with no database
         # configured, the embedded one makes (or checks) it as it starts.
@@ -125,6 +126,7 @@ async def open_hub(
                 manager = servers.ServerManager(
                     event_store,
                     servers.settings_from(config, code, command, hub_url),
+                    spawner_=adapted,
                     oauth=oauth,
                 )
                 await manager.start()
@@ -143,6 +145,22 @@ async def open_hub(
                     await manager.close(stop_servers=config.cleanup_servers)
     finally:
         await pool.close()
+
+
+def jupyterhub_spawner(config: hub_settings.Settings) -> spawner.Spawner | None:
+    """The JupyterHub spawner ``spawner_class`` names, configured; None for chronohub's own.
+    A ``StartupError`` naming the problem when the class or one of its traits is unknown."""
+    if config.spawner_class is None:
+        return None
+    # Imported only when used: jupyterhub's spawner module brings SQLAlchemy and tornado.
+    from hub.servers import jupyterhub_adapter, jupyterhub_config
+
+    try:
+        return jupyterhub_adapter.JupyterHubSpawner.from_settings(
+            config.spawner_class, config.spawner_config, config.spawner_config_file
+        )
+    except jupyterhub_config.SpawnerConfigError as exc:
+        raise startup.StartupError(exc.message) from exc
 
 
 def spawn_command(config: hub_settings.Settings, code: isolation.Isolation) -> tuple[str, ...]:

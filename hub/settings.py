@@ -396,6 +396,24 @@ class Settings(BaseSettings):
         default_factory=dict, description="Extra environment variables for single-user servers"
     )
     spawner_ip: str = Field(default="127.0.0.1", description="Where single-user servers listen")
+    spawner_class: str | None = Field(
+        default=None,
+        description="A JupyterHub spawner class to start servers with, unchanged: a dotted path"
+        " (jupyterhub.spawner.LocalProcessSpawner, kubespawner.KubeSpawner) or an entry point"
+        " name of jupyterhub.spawners (simple, localprocess); unset: chronohub's own spawner."
+        " spawner_cmd, spawner_args and the isolation settings' way of running code do not apply"
+        " to it: the class's own configuration does",
+    )
+    spawner_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The spawner_class's traits, as c.<ClassName>.<trait> in"
+        " jupyterhub_config.py (a [spawner_config] table); a trait the class lacks is an error",
+    )
+    spawner_config_file: Path | None = Field(
+        default=None,
+        description="A jupyterhub_config.py-style file configuring spawner_class (c.KubeSpawner..."
+        "); it is Python code, run by the hub at start-up: keep it as private as this file",
+    )
     start_timeout: float = Field(
         default=60,
         gt=0,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from events import models
 from events.catalog.names import Name
@@ -44,6 +44,20 @@ class ServerStarted(ServerEvent):
 
     pid: int | None = None
     url: str = Field(min_length=1, max_length=2048)
+    spawner_state: dict[str, object] = Field(
+        default_factory=dict,
+        description="A JupyterHub spawner's get_state() (pod or container names, a pid), by"
+        " which it finds the server again after a hub restart; empty for chronohub's own",
+    )
+
+    @field_validator("spawner_state")
+    @classmethod
+    def _no_secret_in_state(cls, state: dict[str, object]) -> dict[str, object]:
+        """A spawner's state is the class's to define: a key named like a secret, at any
+        depth, may not enter the log (hub/servers/jupyterhub_adapter.py leaves such keys out)."""
+        if key := models.secret_key_in(state):
+            raise ValueError(f"spawner_state: {key!r} is named like a secret")
+        return state
 
 
 class ServerReady(ServerEvent):

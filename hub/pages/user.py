@@ -188,6 +188,7 @@ def _start_page(
     *,
     status: int = 200,
     error: str | None = None,
+    options_form: str = "",
 ) -> web.Response:
     session = identity.session_user(request)
     return identity.form_page(
@@ -200,6 +201,35 @@ def _start_page(
         action=f"/hub/spawn/{server_path(user, server_name)}",
         next=next_url,
         error=error,
+        options_form=options_form,
+    )
+
+
+# The spawn form's own fields, never passed to a spawner's options_from_form.
+FORM_FIELDS = frozenset({"_xsrf", "next", "server_name"})
+
+
+async def _options_form(request: web.Request, user: str, server_name: str) -> str:
+    """A JupyterHub spawner class's options form (its HTML, as the admin configured it), or ""."""
+    adapter = servers_api.manager(request).spawner
+    if not isinstance(adapter, spawner.FormSpawner):
+        return ""
+    return await adapter.options_form(user=user, server_name=server_name, user_id=None)
+
+
+def _options(
+    manager: servers.ServerManager, form: Any, user: Any, server_name: str
+) -> dict[str, Any]:
+    """The user options of a submitted spawn form: through the JupyterHub spawner class's
+    ``options_from_form`` (each field a list of strings, as JupyterHub passes them), else none."""
+    adapter = manager.spawner
+    if not isinstance(adapter, spawner.FormSpawner):
+        return {}
+    fields = {
+        key: [str(value) for value in form.getall(key)] for key in set(form.keys()) - FORM_FIELDS
+    }
+    return adapter.options_from_form(
+        fields, user=user["name"], server_name=server_name, user_id=user["user_id"]
     )
 
 
@@ -235,7 +265,13 @@ async def spawn_form(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/hub/login?" + urlencode({"next": request.path_qs}))
     user = request.match_info["name"]
     server_name = request.match_info.get("server_name", "")
-    return _start_page(request, user, server_name, _next(request, None, user, server_name))
+    return _start_page(
+        request,
+        user,
+        server_name,
+        _next(request, None, user, server_name),
+        options_form=await _options_form(request, user, server_name),
+    )
 
 
 async def spawn(request: web.Request) -> web.StreamResponse:
@@ -254,12 +290,23 @@ async def spawn(request: web.Request) -> web.StreamResponse:
         return identity.error_page(request, exc.status, exc.message)
     next_url = _next(request, form, user["name"], server_name)
     try:
+        options = _options(manager, form, user, server_name)
         outcome = await manager.spawn(
-            user["user_id"], user["name"], server_name, {}, access.event_metadata(request, caller)
+            user["user_id"],
+            user["name"],
+            server_name,
+            options,
+            access.event_metadata(request, caller),
         )
     except spawner.SpawnError as exc:
         return _start_page(
-            request, user["name"], server_name, next_url, status=exc.status, error=exc.reply
+            request,
+            user["name"],
+            server_name,
+            next_url,
+            status=exc.status,
+            error=exc.reply,
+            options_form=await _options_form(request, user["name"], server_name),
         )
     if outcome == "ready":
         return html.redirect(next_url)

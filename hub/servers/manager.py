@@ -10,9 +10,8 @@ pure functions ``decide_spawn`` and ``decide_stop``.
 At startup ``readopt`` looks at the servers the log says are running: a process that still
 answers is adopted, anything else is cleaned up and recorded as failed.
 
-This module is the process lifecycle. Beside it: ``records`` (define, modify, rename servers
-without a process), ``spawn_progress`` (the progress stream), ``running`` (what this process
-knows of each server it runs, and the per-server locks), ``config`` (the settings).
+The process lifecycle; beside it ``records``, ``spawn_progress``, ``running`` (live servers,
+their locks), ``config`` and ``jupyterhub_adapter`` (JupyterHub's spawner classes).
 """
 
 from __future__ import annotations
@@ -74,6 +73,8 @@ class ServerManager:
         self.store = event_store
         self.settings = settings
         self.spawner = spawner_ or local_spawner.LocalSpawner()
+        # A JupyterHub spawner class (the admin's choice) decides where and as whom code runs.
+        self.adapted = isinstance(self.spawner, spawner.ResumingSpawner)
         self.oauth = oauth or oauth_clients.ServerClients(event_store)
         self.hub_url = settings.hub_url  # where servers reach the hub's API
         self._live: dict[tuple[UUID, str], running.Live] = {}
@@ -163,8 +164,10 @@ class ServerManager:
                 conn = session.conn
                 await conn.execute(queries["lock_server"], stream)
                 admin = bool(await conn.fetchval(queries["user_admin"], user_id))
+                groups = tuple(r["name"] for r in await conn.fetch(queries["user_groups"], user_id))
                 try:
-                    self.settings.isolation.check(user, admin=admin)
+                    if not self.adapted:
+                        self.settings.isolation.check(user, admin=admin)
                 except isolation.CodeRefused as exc:
                     raise spawner.PolicyError(str(exc), status=403) from exc
                 row = await conn.fetchrow(queries["server"], user_id, server_name)
@@ -212,7 +215,8 @@ class ServerManager:
                 live.report({"progress": 0, "message": "Server requested"})
                 self._live[key] = live
                 live.spawn_task = self._own(
-                    self._run_spawn(live, issued.secret, meta), f"spawn {user}/{server_name}"
+                    self._run_spawn(live, issued.secret, meta, options, groups),
+                    f"spawn {user}/{server_name}",
                 )
         if live is None:  # pending in another hub process
             return "pending"
@@ -232,7 +236,14 @@ class ServerManager:
         )
         raise error
 
-    async def _run_spawn(self, live: running.Live, api_token: str, meta: models.Metadata) -> None:
+    async def _run_spawn(
+        self,
+        live: running.Live,
+        api_token: str,
+        meta: models.Metadata,
+        options: dict[str, Any],
+        groups: tuple[str, ...],
+    ) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -251,7 +262,11 @@ class ServerManager:
                 extra=settings.env,
             )
             try:
-                identity = await settings.isolation.identity(live.user, admin=live.admin)
+                identity = (
+                    None
+                    if self.adapted
+                    else await settings.isolation.identity(live.user, admin=live.admin)
+                )
             except isolation.CodeRefused as exc:
                 raise spawner.PolicyError(str(exc), status=403) from exc
             except isolation.AccountError as exc:
@@ -272,21 +287,23 @@ class ServerManager:
                 ip=settings.ip,
                 port=port,
                 identity=identity,
+                user_id=live.user_id,
+                options=options,
+                groups=groups,
+                report=live.report,
             )
             live.report({"progress": 10, "message": "Spawning server..."})
-            live.process = await self.spawner.start(spec)
-            await self._append(
-                live,
-                [server_events.ServerStarted(**running.ids(live), pid=live.process.pid, url=url)],
-                meta,
+            live.process = process = await self.spawner.start(spec)
+            # A JupyterHub spawner says where its server is, and keeps a state to find it again.
+            state: dict[str, Any] = {}
+            if isinstance(process, spawner.LocatedProcess):
+                url, state = process.url, process.state()
+            started = server_events.ServerStarted(
+                **running.ids(live), pid=process.pid or None, url=url, spawner_state=state
             )
-            live.report(
-                {
-                    "progress": 50,
-                    "message": f"Server process {live.process.pid} started;"
-                    " waiting for it to answer",
-                }
-            )
+            await self._append(live, [started], meta)
+            what = f"process {process.pid}" if process.pid else f"at {url}"
+            live.report({"progress": 50, "message": f"Server {what} started; waiting for it"})
             await self._wait_ready(url, live.process, deadline, spec.log_path)
             async with self._lock(live.key):
                 if live.stopping:
@@ -415,8 +432,7 @@ class ServerManager:
             live = self._live.get(key)
             if live is None:
                 live = running.Live(user_id, user, server_name, token_id=row["token_id"])
-                if row["pid"]:
-                    live.process = self.spawner.adopt(row["pid"])
+                live.process = await self._adopt(row)
                 self._live[key] = live
             live.stopping = True
             live.token_id = live.token_id or row["token_id"]
@@ -514,20 +530,7 @@ class ServerManager:
 
     async def record_activity(self, seen: dict[tuple[UUID, str], datetime]) -> None:
         """Write proxy-observed activity of servers (and their users), forward only."""
-        if not seen:
-            return
-        keys = list(seen)
-        async with self.store.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                queries["server_activity_touch"],
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [seen[k] for k in keys],
-            )
-            latest: dict[UUID, datetime] = {}
-            for (user_id, _), stamp in seen.items():
-                latest[user_id] = max(stamp, latest.get(user_id, stamp))
-            await conn.execute(queries["user_activity_touch"], list(latest), list(latest.values()))
+        await records.record_activity(self.store, seen)
 
     # --- after a restart ----------------------------------------------------------------------
 
@@ -539,7 +542,7 @@ class ServerManager:
             live = running.Live(
                 row["user_id"], row["user_name"], row["server_name"], token_id=row["token_id"]
             )
-            live.process = self.spawner.adopt(row["pid"]) if row["pid"] else None
+            live.process = await self._adopt(row)
             state = row["state"]
             if state == "stopping":
                 self._live[live.key] = live
@@ -560,6 +563,16 @@ class ServerManager:
             live.spawn_task = self._own(
                 self._resume(live, row["url"], state), f"readopt {live.user}/{live.server_name}"
             )
+
+    async def _adopt(self, row: Any) -> spawner.ServerProcess | None:
+        """A recorded server's process if it runs: by its state (JupyterHub's spawners), or pid."""
+        if not isinstance(self.spawner, spawner.ResumingSpawner):
+            return self.spawner.adopt(row["pid"]) if row["pid"] else None
+        user_id, user, name = row["user_id"], row["user_name"], row["server_name"]
+        state = await records.spawner_state(self.store, user_id, name)
+        return await self.spawner.resume(
+            user_id=user_id, user=user, server_name=name, url=row["url"] or "", state=state
+        )
 
     async def _resume(self, live: running.Live, url: str, state: str) -> None:
         assert live.process is not None

@@ -31,13 +31,19 @@ async def wait_ready(
     loop = asyncio.get_running_loop()
     interval = POLL_FIRST_S
     while True:
-        code = process.exit_code()
+        # A JupyterHub spawner's server is asked through its poll (it may not be a process here).
+        located = isinstance(process, spawner.LocatedProcess)
+        code = (
+            await process.poll()
+            if isinstance(process, spawner.LocatedProcess)
+            else process.exit_code()
+        )
         if code is not None:
-            error = server_log.error_of(log_path)
+            error = None if located else server_log.error_of(log_path)
             raise spawner.SystemFailure(
                 f"the server exited with code {code} before it answered"
                 + (f": {error}" if error else "")
-                + f" (its log: {log_path})"
+                + ("" if located else f" (its log: {log_path})")
             )
         try:
             async with session.get(url + "api", allow_redirects=False) as response:

@@ -1,4 +1,5 @@
-"""Named servers without a process: define, modify and rename (JupyterHub 6's PUT and PATCH).
+"""Named servers without a process: define, modify and rename (JupyterHub 6's PUT and PATCH);
+and servers' activity, as the proxy saw it (``record_activity``).
 
 Each takes the server's advisory lock (``lock_server``) in its own transaction, checks the
 read model and appends one event; none touches a process, so none needs the manager's
@@ -8,6 +9,7 @@ per-server locks or live state.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -150,3 +152,31 @@ async def rename(
             metadata=meta,
         )
         await conn.execute(queries["server_activity_rename"], user_id, server_name, new_name)
+
+
+async def record_activity(
+    event_store: store.EventStore, seen: dict[tuple[UUID, str], datetime]
+) -> None:
+    """Write proxy-observed activity of servers (and their users), forward only."""
+    if not seen:
+        return
+    keys = list(seen)
+    async with event_store.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            queries["server_activity_touch"],
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [seen[k] for k in keys],
+        )
+        latest: dict[UUID, datetime] = {}
+        for (user_id, _), stamp in seen.items():
+            latest[user_id] = max(stamp, latest.get(user_id, stamp))
+        await conn.execute(queries["user_activity_touch"], list(latest), list(latest.values()))
+
+
+async def spawner_state(event_store: store.EventStore, user_id: UUID, server_name: str) -> Any:
+    """A JupyterHub spawner's state as its server's last ``server.started`` recorded it."""
+    stream = server_events.stream_id(user_id, server_name)
+    async with event_store.pool.acquire() as conn:
+        state = await conn.fetchval(queries["spawner_state"], stream)
+    return json.loads(state) if state else {}

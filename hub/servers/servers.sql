@@ -57,3 +57,14 @@ INSERT INTO activity (user_id, server_name, last_activity)
 SELECT u, '', t FROM unnest($1::uuid[], $2::timestamptz[]) AS x(u, t)
 ON CONFLICT (user_id, server_name) DO UPDATE
    SET last_activity = greatest(activity.last_activity, excluded.last_activity);
+
+-- name: user_groups
+SELECT g.name FROM groups g JOIN group_members m USING (group_id) WHERE m.user_id = $1
+ ORDER BY g.name;
+
+-- name: spawner_state
+-- A JupyterHub spawner's state, as its server's last start recorded it (server.started): read
+-- from the log itself, the source the servers read model is built from, so no column is added.
+SELECT data -> 'spawner_state' FROM events
+ WHERE stream_id = $1 AND event_type = 'server.started'
+ ORDER BY stream_version DESC LIMIT 1;

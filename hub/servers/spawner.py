@@ -8,10 +8,11 @@ the machine is (a command that does not exist, a server that crashes or never an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
+from uuid import UUID
 
 from hub import errors
 from hub.servers import isolation
@@ -59,6 +60,12 @@ class SpawnSpec:
     port: int
     identity: isolation.Identity | None = None
     """The system account to run as; None: the hub's own (single-user mode)."""
+    user_id: UUID | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The user's options for this spawn (``user_options``, from the API or the spawn form)."""
+    groups: tuple[str, ...] = ()
+    report: Callable[[dict[str, Any]], None] | None = None
+    """Where a spawner's own progress events go (the spawn's progress stream)."""
 
 
 class ServerProcess(Protocol):
@@ -79,6 +86,51 @@ class ServerProcess(Protocol):
 
     async def stop(self, term_timeout: float) -> bool:
         """SIGTERM its process group, SIGKILL after ``term_timeout``; True if SIGKILL was needed."""
+        ...
+
+
+@runtime_checkable
+class LocatedProcess(ServerProcess, Protocol):
+    """A server a JupyterHub spawner started: it says where the server listens, keeps a state
+    to find it again, and is polled (it may not be a local process at all)."""
+
+    @property
+    def url(self) -> str:
+        """The server's URL, its path included."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """The spawner's state (``get_state``), recorded with ``server.started``."""
+        ...
+
+    async def poll(self) -> int | None:
+        """None while it runs, else its exit status (the spawner's ``poll``)."""
+        ...
+
+
+@runtime_checkable
+class ResumingSpawner(Protocol):
+    """A spawner that finds its servers again from their recorded state, not a pid."""
+
+    async def resume(
+        self, *, user_id: UUID, user: str, server_name: str, url: str, state: dict[str, Any]
+    ) -> ServerProcess | None:
+        """The server if it still runs (after a hub restart), else None (its state cleared)."""
+        ...
+
+
+@runtime_checkable
+class FormSpawner(Protocol):
+    """A spawner with an options form on the spawn page (a JupyterHub class's)."""
+
+    async def options_form(self, *, user: str, server_name: str, user_id: UUID | None) -> str:
+        """The form's HTML (the admin's configuration), or ""."""
+        ...
+
+    def options_from_form(
+        self, form: Mapping[str, list[str]], *, user: str, server_name: str, user_id: UUID | None
+    ) -> dict[str, Any]:
+        """The submitted form (each field a list of strings) as the spawn's options."""
         ...
 
 

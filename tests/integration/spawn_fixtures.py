@@ -143,7 +143,13 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
                 }
             )
             await bootstrap.reconcile(event_store, config)
-            manager = servers.ServerManager(event_store, servers.settings_from(config), oauth=oauth)
+            manager = servers.ServerManager(
+                event_store,
+                servers.settings_from(config),
+                # spawner_class: a JupyterHub spawner, as the serving hub builds it
+                spawner_=app.jupyterhub_spawner(config),
+                oauth=oauth,
+            )
             await manager.start()
             stack.push_async_callback(manager.close, stop_servers=True)
             hub = context.Hub(

@@ -1,0 +1,233 @@
+"""Choosing and configuring a JupyterHub spawner class (``hub.servers.jupyterhub_config``), and
+what the adapter hands the class (``hub.servers.jupyterhub_adapter``): no database, no process."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, SpawnException
+from traitlets.config import Config
+
+from events.catalog import servers as server_events
+from hub import app, startup
+from hub import settings as hub_settings
+from hub.servers import jupyterhub_adapter, jupyterhub_config, spawner
+
+
+def test_an_entry_point_name_and_a_dotted_path_name_the_class() -> None:
+    assert jupyterhub_config.load_class("simple") is SimpleLocalProcessSpawner
+    assert jupyterhub_config.load_class("localprocess") is LocalProcessSpawner
+    assert (
+        jupyterhub_config.load_class("jupyterhub.spawner.LocalProcessSpawner")
+        is LocalProcessSpawner
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("nosuchspawner", "neither a spawner entry point"),
+        ("nosuchmodule.Spawner", "module 'nosuchmodule' cannot be imported"),
+        ("jupyterhub.spawner.NoSuchSpawner", "has no 'NoSuchSpawner'"),
+        ("collections.OrderedDict", "is not a JupyterHub Spawner subclass"),
+        ("jupyterhub.spawner.random_port", "is not a JupyterHub Spawner subclass"),
+    ],
+)
+def test_a_class_that_cannot_be_used_is_refused_by_name(name: str, says: str) -> None:
+    with pytest.raises(jupyterhub_config.SpawnerConfigError, match=says) as caught:
+        jupyterhub_config.load_class(name)
+    assert repr(name) in caught.value.message
+
+
+def test_the_toml_table_sets_the_class_traits() -> None:
+    adapter = jupyterhub_adapter.JupyterHubSpawner.from_settings(
+        "simple", {"cmd": ["my-server"], "start_timeout": 12}, None
+    )
+    made = adapter.make(user="ann", server_name="")
+    assert made.cmd == ["my-server"]
+    assert made.start_timeout == 12
+
+
+def test_an_unknown_trait_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(jupyterhub_config.SpawnerConfigError, match="'imagee'"):
+        jupyterhub_adapter.JupyterHubSpawner.from_settings("simple", {"imagee": "x"}, None)
+    file = tmp_path / "jupyterhub_config.py"
+    file.write_text("c.LocalProcessSpawner.shell_cmdd = ['bash', '-c']\n")
+    with pytest.raises(
+        jupyterhub_config.SpawnerConfigError, match=r"LocalProcessSpawner has no .*'shell_cmdd'"
+    ):
+        jupyterhub_adapter.JupyterHubSpawner.from_settings("simple", {}, file)
+
+
+def test_a_jupyterhub_config_file_configures_the_class_and_the_table_wins(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "jupyterhub_config.py"
+    file.write_text(
+        "c.Spawner.start_timeout = 33\n"
+        "c.SimpleLocalProcessSpawner.cmd = ['from-file']\n"
+        "c.JupyterHub.spawner_class = 'simple'  # other sections are JupyterHub's, ignored\n"
+    )
+    adapter = jupyterhub_adapter.JupyterHubSpawner.from_settings(
+        "simple", {"cmd": ["from-table"]}, file
+    )
+    made = adapter.make(user="ann", server_name="")
+    assert made.start_timeout == 33
+    assert made.cmd == ["from-table"]
+
+
+def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.py"
+    with pytest.raises(jupyterhub_config.SpawnerConfigError, match="does not exist"):
+        jupyterhub_adapter.JupyterHubSpawner.from_settings("simple", {}, missing)
+
+
+def test_the_hub_refuses_to_start_with_a_bad_spawner_class() -> None:
+    config = hub_settings.Settings(
+        database_url="postgresql://unused", spawner_class="collections.OrderedDict"
+    )
+    with pytest.raises(startup.StartupError, match="not a JupyterHub Spawner subclass"):
+        app.jupyterhub_spawner(config)
+    assert app.jupyterhub_spawner(hub_settings.Settings(database_url="postgresql://x")) is None
+
+
+def test_the_spawner_gets_what_jupyterhubs_base_expects() -> None:
+    adapter = jupyterhub_adapter.JupyterHubSpawner.from_settings("simple", {}, None)
+    user_id = UUID("12345678-1234-5678-1234-567812345678")
+    env = {
+        "JUPYTERHUB_API_TOKEN": "server-secret",
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:8123/hub/api",
+        "JUPYTERHUB_PUBLIC_URL": "https://hub.example.org/user/ann/lab/",
+        "JUPYTERHUB_PUBLIC_HUB_URL": "https://hub.example.org/hub/",
+    }
+    made = adapter.make(
+        user="ann", server_name="lab", user_id=user_id, groups=("physics",), env=env
+    )
+    assert made.name == "lab"
+    assert made.user.name == "ann"
+    assert made.user.id == jupyterhub_adapter.user_number(user_id)
+    assert [g.name for g in made.user.groups] == ["physics"]
+    assert made.user.url == "/user/ann/"
+    assert made.server.base_url == "/user/ann/lab/"
+    assert made.hub.api_url == "http://127.0.0.1:8123/hub/api"
+    assert made.hub.base_url == "/hub/"
+    assert made.api_token == "server-secret"
+    assert made.oauth_client_id == "jupyterhub-user-ann-lab"
+    assert made.oauth_access_scopes == [
+        "access:servers!server=ann/lab",
+        "access:servers!user=ann",
+    ]
+    made.port = 9999
+    contract = made.get_env()  # JupyterHub's own environment contract, from the above
+    assert contract["JUPYTERHUB_API_URL"] == "http://127.0.0.1:8123/hub/api"
+    assert contract["JUPYTERHUB_SERVICE_PREFIX"] == "/user/ann/lab/"
+    assert contract["JUPYTERHUB_OAUTH_CALLBACK_URL"] == "/user/ann/lab/oauth_callback"
+    assert contract["JUPYTERHUB_ACTIVITY_URL"] == (
+        "http://127.0.0.1:8123/hub/api/users/ann/activity"
+    )
+    assert contract["JUPYTERHUB_BASE_URL"] == "/"
+    assert contract["JUPYTERHUB_PUBLIC_URL"] == "https://hub.example.org/user/ann/lab/"
+
+
+def test_what_start_returns_becomes_the_servers_url() -> None:
+    spec = spawner.SpawnSpec(
+        user="ann",
+        server_name="",
+        command=(),
+        env={},
+        workdir=Path("/nonexistent"),
+        log_path=Path("/nonexistent"),
+        ip="127.0.0.1",
+        port=1,
+    )
+    made = jupyterhub_adapter.JupyterHubSpawner.from_settings("simple", {}, None).make(
+        user="ann", server_name=""
+    )
+    assert (
+        jupyterhub_adapter.server_url(("10.0.0.5", 8888), made, spec)
+        == "http://10.0.0.5:8888/user/ann/"
+    )
+    assert (
+        jupyterhub_adapter.server_url("https://pod-ann.ns.svc:8888", made, spec)
+        == "https://pod-ann.ns.svc:8888/user/ann/"
+    )
+    assert jupyterhub_adapter.server_url(("::1", 8888), made, spec) == "http://[::1]:8888/user/ann/"
+
+
+def test_a_spawners_http_error_below_500_is_the_users_fault() -> None:
+    refused = jupyterhub_adapter.failure(
+        SpawnException("that image is not allowed", reason="bad-image", status_code=403)
+    )
+    assert isinstance(refused, spawner.PolicyError)
+    assert refused.status == 403
+    assert refused.message == "that image is not allowed"
+    broken = jupyterhub_adapter.failure(RuntimeError("the cluster is down"))
+    assert isinstance(broken, spawner.SystemFailure)
+    assert broken.message == "RuntimeError: the cluster is down"
+
+
+class ProgressSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
+    """A spawner that reports its own progress while its start waits to be let go."""
+
+    let_go: asyncio.Event
+
+    async def start(self) -> Any:
+        await self.let_go.wait()
+        return ("127.0.0.1", 1)
+
+    async def progress(self) -> Any:
+        yield {"progress": 20, "message": "Pulling the image"}
+        yield {"progress": 80, "message": "Pod scheduled", "html_message": "<b>Pod</b> scheduled"}
+        self.let_go.set()
+
+
+async def test_a_spawners_progress_goes_to_the_spawns_progress() -> None:
+    ProgressSpawner.let_go = asyncio.Event()
+    adapter = jupyterhub_adapter.JupyterHubSpawner(ProgressSpawner, Config())
+    seen: list[dict[str, Any]] = []
+    spec = spawner.SpawnSpec(
+        user="ann",
+        server_name="",
+        command=(),
+        env={},
+        workdir=Path("/nonexistent"),
+        log_path=Path("/nonexistent"),
+        ip="127.0.0.1",
+        port=1,
+        report=seen.append,
+    )
+    server = await adapter.start(spec)
+    assert isinstance(server, spawner.LocatedProcess)
+    assert server.url == "http://127.0.0.1:1/user/ann/"
+    # chronohub's own steps are 10 (spawning) and 50 (started): the spawner's fit between.
+    assert seen == [
+        {"progress": 20, "message": "Pulling the image"},
+        {"progress": 49, "message": "Pod scheduled", "html_message": "<b>Pod</b> scheduled"},
+    ]
+
+
+def test_a_state_key_named_like_a_secret_stays_out_of_the_event_log() -> None:
+    """A spawner class defines its own state: what is named like a secret is left out before
+    the state goes into ``server.started``, which refuses it anyway."""
+
+    class Keeps(SimpleLocalProcessSpawner):  # type: ignore[misc]
+        def get_state(self) -> dict[str, Any]:
+            return {"pod_name": "jupyter-ann", "api_token": "s3cret", "extra": {"password": "x"}}
+
+    made = jupyterhub_adapter.JupyterHubSpawner.from_settings("simple", {}, None).make(
+        user="ann", server_name=""
+    )
+    keeps = Keeps(user=made.user, hub=made.hub)
+    assert jupyterhub_adapter.AdaptedServer(keeps, "http://x/").state() == {
+        "pod_name": "jupyter-ann",
+        "extra": {},
+    }
+    with pytest.raises(ValueError, match="'api_token' is named like a secret"):
+        server_events.ServerStarted(
+            user_id=UUID(int=1), user="ann", server_name="", url="http://x/",
+            spawner_state={"api_token": "s3cret"},
+        )  # fmt: skip
