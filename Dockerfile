@@ -17,6 +17,8 @@ COPY collab ./collab
 COPY hub ./hub
 COPY migrations ./migrations
 COPY hubclient ./hubclient
+# the publishing service the wheel ships (publish = true runs it)
+COPY examples/publish ./examples/publish
 RUN /opt/chronohub/bin/pip install /src
 
 FROM ${PYTHON_IMAGE}

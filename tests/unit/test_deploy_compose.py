@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,19 @@ def test_the_image_is_multi_stage_slim_and_not_root() -> None:
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     for pattern in ("**/.venv", ".git", "tests", "**/.chronohub"):
         assert pattern in ignored
+
+
+def test_the_image_gets_every_package_the_wheel_ships() -> None:
+    """What pyproject.toml packages is copied into the build stage (the publishing service
+    under examples/ too), so the image installs what a wheel would."""
+    with (ROOT / "pyproject.toml").open("rb") as source:
+        packages = tomllib.load(source)["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.MULTILINE)
+    for package in packages:
+        assert any(package == c or package.startswith(c.rstrip("/") + "/") for c in copied), (
+            f"{package} is in the wheel but not copied into the image"
+        )
 
 
 def _works(*args: str) -> bool:
