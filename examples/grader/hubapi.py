@@ -110,8 +110,10 @@ class Hub:
         return [e for e in tree["entries"] if e["type"] == "file"]
 
     async def raw(self, owner: str, name: str, ref: str, path: str) -> bytes:
-        """A file's bytes on ``ref``."""
-        url = f"{self.api_url}/projects/{_q(owner)}/{_q(name)}/raw/{quote(ref)}/{quote(path)}"
+        """A file's bytes on ``ref``; ``path``'s segments are quoted one by one (callers
+        refuse ``.`` and ``..`` segments: the URL would resolve them)."""
+        segments = "/".join(_q(part) for part in path.split("/"))
+        url = f"{self.api_url}/projects/{_q(owner)}/{_q(name)}/raw/{quote(ref)}/{segments}"
         headers = {"Authorization": f"token {self.token}"}
         async with self.session.get(url, headers=headers) as response:
             if response.status != 200:

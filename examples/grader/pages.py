@@ -325,6 +325,10 @@ class Notebook(SubmissionPage):
         await self.load(course_id, name, student)
         if not path.endswith(".ipynb"):
             raise Refused(404, f"{path} is not a notebook")
+        if any(part in ("", ".", "..") for part in path.split("/")):
+            # a path in the submission, never out of it: ../ would be resolved in the URL the
+            # service asks the hub for, with its token that reads every submission
+            raise Refused(404, f"{path} is not a path inside the submission")
         project = rules.submission_project(course_id, name)
         hub = self.service.hub
         try:

@@ -449,6 +449,12 @@ async def test_release_submit_grade_and_return_feedback(
     title, dialogs, framed = await in_chromium(course, grace, tom_page, "hostile.ipynb")
     assert (title, dialogs) == ("grader", [])
     assert "evil()" in framed  # the notebook was shown
+    # A notebook's path stays inside the submission: ../ (escaped, as tornado unescapes it)
+    # would be resolved in the URL the service asks the hub for, with its token
+    escaped = "..%2F..%2F..%2F..%2Ftom%2Fc1-a1-submission%2Fraw%2Fmain%2Fhostile.ipynb"
+    climbed = await grace.get(f"{sam_page}nb/{escaped}")
+    assert climbed.status == 404, climbed.text
+    assert "is not a path inside the submission" in climbed.text
 
     # The service restarts: it resumes from its cursor; a new push counts once, old ones not again.
     log = await course.stop_service()
