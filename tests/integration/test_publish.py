@@ -442,6 +442,22 @@ async def test_a_dashboard_runs_within_its_memory_and_time_limits(published: Dep
     runs = [e for e in published.log() if e["type"] == "dashboard.run"]
     assert runs[-1]["seconds"] < 30
 
+    # the kernel gets nothing of the service's environment beyond PATH and the language: not
+    # its token (which reads every project), nor anything else the hub handed the service
+    nosy = await published.push(alice, "alice", "limits", {
+        "publish.toml": b'[[dashboards]]\npath = "d.ipynb"\n',
+        "d.ipynb": notebook(("code", "import os\nprint('seen:', sorted(k for k in os.environ"
+                                     " if k.startswith(('JUPYTERHUB', 'PUBLISH', 'CHRONOHUB'))))")),
+    })  # fmt: skip
+    await published_commit(published, nosy, timeout_s=60)
+    anonymous = Browser(published.public)
+    try:
+        page = await anonymous.get("/services/publish/alice/limits/d.html")
+        assert page.status == 200, page.text
+        assert "seen: []" in page.text, page.text
+    finally:
+        await anonymous.close()
+
 
 async def test_a_dashboard_is_run_again_on_its_schedule(published: Deployment) -> None:
     alice = await published.user("alice")

@@ -16,7 +16,9 @@ import os
 import resource
 import signal
 import sys
+import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +84,7 @@ async def run(
     ).encode()
     # the run imports this package: found where it is installed, or from its source folder
     paths = [PACKAGE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    env = run_environment(os.environ, os.pathsep.join(paths))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "chronohub_publish.execute",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -122,3 +124,18 @@ async def run(
 
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
+
+
+# What a dashboard's kernel keeps of the service's environment: where programs and their
+# libraries are, the language. Never the service's token (JUPYTERHUB_API_TOKEN reads every
+# project), nor anything else the hub gave the service: the notebook is a project member's
+# code.
+KEPT = ("PATH", "LANG", "LANGUAGE", "TZ", "VIRTUAL_ENV", "CONDA_PREFIX")
+
+
+def run_environment(service_env: Mapping[str, str], pythonpath: str) -> dict[str, str]:
+    """The environment of a dashboard run, from the service's own."""
+    env = {k: v for k, v in service_env.items() if k in KEPT or k.startswith("LC_")}
+    env["PYTHONPATH"] = pythonpath
+    env["HOME"] = tempfile.gettempdir()  # not the service's home
+    return env
