@@ -54,6 +54,12 @@ class NeedsPull(ClientError):
     code = CONFLICT
 
 
+class LocalConflict(ClientError):
+    """The update would overwrite a local file git does not track (an ignored one)."""
+
+    code = CONFLICT
+
+
 class Failed(ClientError):
     """Something failed that the person cannot fix by changing the command."""
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hubclient import git
+from hubclient import errors, git
 
 if TYPE_CHECKING:  # imported when a merge is made: notebook merging is slow to import
     from hubclient import merge
@@ -158,6 +158,22 @@ def commit(repo: git.Git, result: Plan, message: str) -> str:
 def apply(repo: git.Git, target: str) -> None:
     """Move the branch and the working tree to ``target`` in one command: ``git reset
     --keep`` updates the files and then the ref, and refuses (changing nothing) if a file it
-    would overwrite has changes of its own; interrupted, the checkout is at the old commit or
-    the new one, and ``git status`` shows which."""
+    would overwrite has changes of its own. It does overwrite a file git ignores here, so
+    such a file that ``target`` brings is refused first (``errors.LocalConflict`` naming it): local
+    work is never overwritten. Interrupted while it writes, the files can be part old, part
+    new, with the branch still at the old commit; ``git status`` shows the difference."""
+    brought = set(
+        repo.out("diff", "--name-only", "--no-renames", "-z", "HEAD", target).split("\0")
+    ) - {""}
+    ignored = set(
+        repo.out("ls-files", "--others", "--ignored", "--exclude-standard", "-z").split("\0")
+    ) - {""}
+    clobbered = sorted(brought & ignored)
+    if clobbered:
+        raise errors.LocalConflict(
+            "the update brings files that are ignored here and would overwrite yours: "
+            + ", ".join(clobbered[:10])
+            + ("…" if len(clobbered) > 10 else "")
+            + "; move them away (or add them with git add -f and commit), then pull again"
+        )
     repo.run("reset", "--keep", target)

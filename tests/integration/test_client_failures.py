@@ -115,6 +115,30 @@ async def test_pull_killed_half_way_leaves_a_whole_checkout(
     assert await alice.git("status", "--porcelain", cwd=work) == ""
 
 
+async def test_a_pull_never_overwrites_a_file_ignored_here(
+    projects_hub: ProjectsHub, tmp_path: Path
+) -> None:
+    """git's reset --keep overwrites ignored files; the pull refuses first, naming them."""
+    alice, bob, work, copy = await pushed(projects_hub, tmp_path)
+    (work / ".gitignore").write_text("data.csv\n")
+    await alice.ok("project", "push", str(work))
+    await bob.ok("project", "pull", str(copy))
+    (copy / "data.csv").write_text("bob's own work\n")  # ignored there: never committed
+    (work / "data.csv").write_text("alice's table\n")
+    await alice.git("add", "-f", "data.csv", cwd=work)
+    await alice.git("commit", "-q", "-m", "the table", cwd=work)
+    await alice.ok("project", "push", str(work))
+
+    refused = await bob("project", "pull", str(copy))
+    assert refused.code == 1, refused.err
+    assert "data.csv" in refused.err
+    assert (copy / "data.csv").read_text() == "bob's own work\n"
+    # moved away, the pull goes through
+    (copy / "data.csv").rename(tmp_path / "bobs-data.csv")
+    await bob.ok("project", "pull", str(copy))
+    assert (copy / "data.csv").read_text() == "alice's table\n"
+
+
 async def test_usage_errors(projects_hub: ProjectsHub, tmp_path: Path) -> None:
     token = await projects_hub.user_token("alice")
     alice = Person(tmp_path / "alice", projects_hub.base_url, token)
