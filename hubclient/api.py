@@ -54,6 +54,9 @@ class NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+_API_OPENER = urllib.request.build_opener(NoRedirects)
+
+
 @dataclass
 class Api:
     """Calls to one hub with one token."""
@@ -81,10 +84,17 @@ class Api:
         if self.hub.token:
             request.add_header("Authorization", f"token {self.hub.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
+            # redirects are not followed: urllib would send the token on to wherever they point
+            with _API_OPENER.open(request, timeout=self.timeout_s) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
+            if 300 <= status < 400:
+                raise errors.Usage(
+                    f"the hub at {self.hub.url} answered with a redirect to"
+                    f" {exc.headers.get('Location')}: use that address (--hub), the token was"
+                    " not sent on"
+                ) from exc
             message = _message(raw, status)
             # JupyterHub answers an unknown token 403 "Missing or invalid credentials."
             if status == 401 or (status == 403 and "invalid credentials" in message):

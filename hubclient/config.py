@@ -110,7 +110,10 @@ def discover(
     found: Hub | None = None
     if hub is not None:
         url = normalize(hub)
-        secret = token or environ.get("CHRONOHUB_TOKEN")
+        secret = token
+        paired = environ.get("CHRONOHUB_HUB")  # CHRONOHUB_TOKEN is that hub's, if it names one
+        if secret is None and (not paired or normalize(paired) == url):
+            secret = environ.get("CHRONOHUB_TOKEN")
         inside = environ.get("JUPYTERHUB_API_URL")
         if secret is None and inside and normalize(inside) == url:
             secret = environ.get("JUPYTERHUB_API_TOKEN")

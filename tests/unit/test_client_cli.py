@@ -4,13 +4,15 @@ git's words about a failed transfer mean."""
 
 from __future__ import annotations
 
+import http.server
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from hub.cli import entry as hub_entry
-from hubclient import cli, config, errors, git
+from hubclient import api, cli, config, errors, git
 from hubclient.commands import git_failure, publish, receive
 
 HUB = "http://127.0.0.1:8000"
@@ -39,6 +41,11 @@ def test_flags_beat_the_environment_and_the_saved_login(tmp_path: Path) -> None:
     with pytest.raises(errors.Access, match="no token for http://third"):
         config.discover("http://third", None, env)
     assert config.discover("http://third", None, {**env, "CHRONOHUB_TOKEN": "t"}).token == "t"
+    # ...nor CHRONOHUB_TOKEN to another hub than the CHRONOHUB_HUB it goes with
+    paired = {**env, "CHRONOHUB_HUB": "http://second", "CHRONOHUB_TOKEN": "t"}
+    with pytest.raises(errors.Access, match="no token for http://third"):
+        config.discover("http://third", None, paired)
+    assert config.discover("http://second", None, paired).token == "t"
 
 
 def test_the_saved_login_is_the_last_resort(tmp_path: Path) -> None:
@@ -167,3 +174,38 @@ def test_names_and_sources(tmp_path: Path) -> None:
     for url in ("https://example.org/a/b.git", "file:///srv/x", "/srv/x", "git@host:a/b"):
         assert receive.is_url(url), url
     assert receive.default_folder("course", {"HOME": "/home/a"}) == Path("/home/a/projects/course")
+
+
+def test_a_redirect_is_not_followed_with_the_token() -> None:
+    """urllib would send the Authorization header on to wherever a redirect points."""
+    seen: list[str | None] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Redirecting(Elsewhere):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{target.server_port}/hub/api/user")
+            self.end_headers()
+
+    target = http.server.HTTPServer(("127.0.0.1", 0), Elsewhere)
+    source = http.server.HTTPServer(("127.0.0.1", 0), Redirecting)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (target, source)]
+    for thread in threads:
+        thread.start()
+    try:
+        hub = config.Hub(f"http://127.0.0.1:{source.server_port}", "secret-token", "--hub")
+        with pytest.raises(errors.Usage, match=r"redirect to http://127\.0\.0\.1"):
+            api.Api(hub).call("GET", "/user")
+    finally:
+        for server in (target, source):
+            server.shutdown()
+            server.server_close()
+    assert seen == []  # the token never went to the other address
