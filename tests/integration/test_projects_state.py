@@ -85,6 +85,7 @@ async def test_verify_covers_the_project_read_models_and_finds_a_tampered_row(
         "project_members",
         "project_refs",
         "project_old_names",
+        "project_sessions",
     }
     result = await rebuild.verify(projects_hub.store, projection)
     assert result.differences == ()
