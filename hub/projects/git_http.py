@@ -516,16 +516,21 @@ async def _run(
             push_context,
         )
     except (ClientGone, GitProtocolError, OSError) as exc:
-        # The status line is gone: all that is left is to end the connection.
+        # Once the answer has begun (the bridge starts it at its first write) all that is
+        # left is to end the connection; before, git is told with a status of its own.
         log.info("git %s for %s ended: %s", service, project["project_id"], exc)
         if bridge.gone is not None:
             _drop(request, response)
+        elif not response.prepared:
+            status = 400 if isinstance(exc, GitProtocolError) else 500
+            return git_auth.text(status, f"git {service} ended: {exc}")
         else:
             response.force_close()
         return response
     except Exception:
-        # Not the client's doing; still, the answer has begun and cannot become a 500.
         log.exception("git %s for %s failed", service, project["project_id"])
+        if not response.prepared:  # nothing sent yet: a 500, not an empty 200
+            return git_auth.text(500, f"git {service} failed on the hub; see its log")
         response.force_close()
         return response
     if not response.prepared:  # nothing was written (the bridge begins the answer)
