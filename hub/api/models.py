@@ -284,6 +284,9 @@ class Project(_Reply):
     """A git project: ``clone_url`` for git, ``web_url`` for its page."""
 
     owner: str
+    owner_kind: Literal["user", "group"] = Field(
+        description="Whether the owner is a user or a team (the names are apart)"
+    )
     name: str
     full_name: str = Field(description="owner/name")
     description: str

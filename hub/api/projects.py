@@ -76,6 +76,7 @@ def render(request: web.Request, row: Any) -> dict[str, Any]:
     full_name = f"{row['owner']}/{row['name']}"
     return {
         "owner": row["owner"],
+        "owner_kind": row["owner_kind"],
         "name": row["name"],
         "full_name": full_name,
         "description": row["description"],

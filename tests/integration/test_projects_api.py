@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 PAGINATED = {"Accept": "application/jupyterhub-pagination+json"}
 SHAPE = {
     "owner",
+    "owner_kind",
     "name",
     "full_name",
     "description",
@@ -45,7 +46,7 @@ async def test_a_user_creates_reads_changes_and_deletes_a_project(
     alice = await hub.user_token("alice")
     created = await hub.project(alice, "Course", description="Week 1")
     assert set(created) == SHAPE
-    assert created["owner"] == "alice"
+    assert (created["owner"], created["owner_kind"]) == ("alice", "user")
     assert created["full_name"] == "alice/Course"
     assert created["visibility"] == "private"
     assert created["default_branch"] == "main"

@@ -122,13 +122,15 @@ async def is_member(api: hubapi.Api, project: dict[str, Any], user: str) -> bool
 
 
 async def _is_member(api: hubapi.Api, project: dict[str, Any], user: str) -> bool:
-    if project["owner"] == user:
+    # users and teams have names apart: a team called like a user owns nothing of theirs
+    owned_by_team = project.get("owner_kind") == "group"
+    if not owned_by_team and project["owner"] == user:
         return True
     members = await api.members(project["owner"], project["name"])
     if any(m["kind"] == "user" and m["name"] == user for m in members):
         return True
     groups = set(await api.groups_of(user))
-    return project["owner"] in groups or any(
+    return (owned_by_team and project["owner"] in groups) or any(
         m["kind"] == "group" and m["name"] in groups for m in members
     )
 
