@@ -29,12 +29,13 @@ from hub.auth import identity
 from hub.auth.authenticators import jupyterhub_adapter, managed_groups
 from hub.auth.authenticators.auth_state import Keeper, parse_keys
 from hub.auth.authenticators.jupyterhub_adapter import JupyterHubAuthenticator
-from tests.integration.api_fixtures import CONFIG, Api
+from tests.integration.api_fixtures import Api
 from tests.integration.browser import Browser, running_hub, set_password
 from tests.integration.test_github_login import CLIENT_ID, CLIENT_SECRET, GitHub, github
 from tests.integration.test_upstream_oauth import (  # the second chronohub's database
     HUB_A_SECRET,
     log_in_upstream,
+    provider_config,
     provider_store,
 )
 
@@ -149,25 +150,7 @@ async def hubs(
     in through GenericOAuthenticator, B knows A as an OAuth client."""
     a_port = startup.free_port("127.0.0.1")
     a_url = f"http://127.0.0.1:{a_port}"
-    provider = {
-        "services": [
-            *CONFIG["services"],
-            {
-                "name": "hub-a",
-                "api_token": HUB_A_SECRET,
-                "oauth_redirect_uri": a_url + "/hub/oauth_callback",
-                "oauth_no_confirm": True,
-            },
-        ],
-        "roles": [
-            *CONFIG["roles"],
-            {
-                "name": "hub-a-users",
-                "scopes": ["access:services!service=hub-a"],
-                "users": ["alice", "carol", "dave"],
-            },
-        ],
-    }
+    provider = provider_config(a_url, ["alice", "carol", "dave"])
     async with running_hub(provider_store, **provider) as (b_api, b_url):
         b_port = urlsplit(b_url).port
         generic = {

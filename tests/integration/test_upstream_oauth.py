@@ -39,14 +39,10 @@ async def provider_store(pg_server: str, template_url: str) -> AsyncIterator[sto
         await drop_database(pg_server, url)
 
 
-@pytest.fixture
-async def hubs(
-    event_store: store.EventStore, provider_store: store.EventStore
-) -> AsyncIterator[tuple[Api, str, Api, str]]:
-    """(hub A's API, A's URL, provider B's API, B's URL as the browser reaches it)."""
-    a_port = startup.free_port("127.0.0.1")
-    a_url = f"http://127.0.0.1:{a_port}"
-    provider = {
+def provider_config(a_url: str, users: list[str]) -> dict[str, Any]:
+    """Hub B's settings as an OAuth provider for hub A at ``a_url``: A is B's service hub-a,
+    sending its users back to A's callback, and ``users`` may log in to it."""
+    return {
         "services": [
             *CONFIG["services"],
             {
@@ -61,10 +57,20 @@ async def hubs(
             {
                 "name": "hub-a-users",
                 "scopes": ["access:services!service=hub-a"],
-                "users": ["alice", "carol"],
+                "users": users,
             },
         ],
     }
+
+
+@pytest.fixture
+async def hubs(
+    event_store: store.EventStore, provider_store: store.EventStore
+) -> AsyncIterator[tuple[Api, str, Api, str]]:
+    """(hub A's API, A's URL, provider B's API, B's URL as the browser reaches it)."""
+    a_port = startup.free_port("127.0.0.1")
+    a_url = f"http://127.0.0.1:{a_port}"
+    provider = provider_config(a_url, ["alice", "carol"])
     async with running_hub(provider_store, **provider) as (b_api, b_url):
         b_port = urlsplit(b_url).port
         upstream = {
