@@ -15,9 +15,9 @@ Between processes (collab/relay.py): document updates wake the other processes' 
 awareness travels in the notifications themselves. The awareness that this process's
 connections send is gathered per room for a few milliseconds and relayed, but only for rooms
 another process serves too (``Room.shared``: known when the room is opened here, from the
-others' notifications, and from the janitor's poll of who holds which room); a room opened
-here asks the others for their connections' states; the janitor drops relayed states that
-are no longer renewed.
+others' notifications, those heard while it was opening included, and from the janitor's
+poll of who holds which room); a room opened here asks the others for their connections'
+states; the janitor drops relayed states that are no longer renewed.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class Rooms:
         self.participants_hooks: list[room.ParticipantsHook] = []
         self._rooms: dict[str, room.Room] = {}
         self._opening: dict[str, asyncio.Future[room.Room]] = {}
+        self._heard_while_opening: dict[str, bool] = {}  # rooms another process spoke of then
         self._relay = Relay(dsn, self._on_wake, on_awareness=self._on_awareness) if relay else None
         self._awareness_dirty: set[str] = set()
         self._awareness_flush: asyncio.TimerHandle | None = None
@@ -146,12 +147,19 @@ class Rooms:
             try:
                 opened = await self._load(name, creator)
             except BaseException as exc:
+                self._heard_while_opening.pop(name, None)
                 pending.set_exception(exc)
                 pending.exception()  # retrieved: the waiters, if any, get it too
                 raise
             finally:
                 del self._opening[name]
             self._rooms[name] = opened
+            if self._heard_while_opening.pop(name, False):
+                # Another process spoke of it (its query, sent when it opened the room) while
+                # it was loading here, perhaps before our presence was visible to it: it serves
+                # the room too, and the janitor's poll need not be waited for to know it.
+                opened.shared = True
+                opened.heard_from_others = time.monotonic()
             if self._relay is not None:  # states of other processes' connections, at once
                 self._relay.query_awareness(name)
             pending.set_result(opened)
@@ -317,6 +325,8 @@ class Rooms:
             return
         opened = self._rooms.get(message.room)
         if opened is None:  # not open here: nobody here to tell
+            if message.room in self._opening:  # yet: it will be shared once open
+                self._heard_while_opening[message.room] = True
             return
         opened.shared = True  # another process serves it: relay what our connections say
         opened.heard_from_others = time.monotonic()

@@ -41,6 +41,16 @@ class ChannelWatch:
     def on_notify(self, _conn: object, pid: int, _channel: str, payload: object) -> None:
         self.seen.append((pid, str(payload)))
 
+    def queries(self) -> list[tuple[int, awareness.Query]]:
+        """The queries seen (a process that opened a room, or whose LISTEN reconnected)."""
+        out = []
+        for pid, payload in self.seen:
+            if awareness.is_awareness(payload):
+                message = awareness.decode(payload)
+                if isinstance(message, awareness.Query):
+                    out.append((pid, message))
+        return out
+
     def updates(self) -> list[tuple[int, awareness.Relayed]]:
         """The relayed awareness updates seen, decoded."""
         out = []
@@ -239,14 +249,16 @@ async def test_one_change_is_one_notification_and_nothing_bounces_back(
                     lambda: relayed_state(watch, a, a_done) and relayed_state(watch, b, b_done)
                 )
                 updates = watch.updates()
-                assert len(updates) == 4, watch.seen
-                by_pid: dict[int, list[list[int]]] = {}
+                by_pid: dict[int, set[int]] = {}
                 for pid, relayed in updates:
-                    by_pid.setdefault(pid, []).append(ids_of(relayed))
-                # each process relayed only its own client's changes
-                assert sorted(by_pid.values()) == sorted(
-                    [[[a.awareness.client_id]] * 2, [[b.awareness.client_id]] * 2]
-                )
+                    by_pid.setdefault(pid, set()).update(ids_of(relayed))
+                # Each process relayed only its own clients' states: nothing bounced back.
+                assert sorted(by_pid.values(), key=sorted) == sorted(
+                    [{a.awareness.client_id}, {b.awareness.client_id}], key=sorted
+                ), watch.seen
+                # One notification per change. A query (a LISTEN connection that reconnected
+                # asks again) is answered with the states held then: one more each, at most.
+                assert 4 <= len(updates) <= 4 + len(watch.queries()), watch.seen
                 # A burst of changes from one client is gathered (5 ms per room) into a few
                 # notifications (one, here, on a quiet machine), each with the latest state;
                 # the one carrying the last state is the burst's last notification.
@@ -285,6 +297,51 @@ async def test_states_set_before_a_room_is_known_shared_are_relayed_once_it_is(
         )
         await wait_for(lambda: here.shared)  # the janitor's poll (every 2 s) finds it
         await wait_for(lambda: relayed_state(watch, a, state))
+
+
+async def test_a_query_heard_while_the_room_opens_makes_it_shared_once_open(
+    collab_hub: CollabHub, db_url: str
+) -> None:
+    """Two processes opening a room at once: the other's query may come while the room is
+    still loading here, before the other's presence is visible. The room is then shared as
+    soon as it is open, not only at the janitor's next poll (2 s later: awareness lagged)."""
+    await listening(collab_hub)
+    probe = await collab_hub.rooms.open("probe")
+    elsewhere = pycrdt.Awareness(pycrdt.Doc())
+    elsewhere.set_local_state({"user": {"name": "probe"}})
+    blocker = await asyncpg.connect(db_url)
+    try:
+        # Opening enters the room's presence table: hold it there while the query comes.
+        held = blocker.transaction()
+        await held.start()
+        await blocker.execute("LOCK TABLE collab_presence IN EXCLUSIVE MODE")
+        opening = asyncio.create_task(collab_hub.rooms.open("racing"))
+        await wait_for(lambda: waiting_on_a_lock(db_url), every_s=0.05)
+        await notify_raw(db_url, awareness.encode_query("racing"))
+        # Notifications arrive in commit order: once this one is applied, the query was heard.
+        payload = awareness.encode_update(
+            "probe", elsewhere.encode_awareness_update([elsewhere.client_id])
+        )
+        assert payload is not None
+        await notify_raw(db_url, payload)
+        await wait_for(lambda: elsewhere.client_id in probe.awareness.states)
+        await held.rollback()
+        opened = await asyncio.wait_for(opening, 10)
+        assert opened.shared
+    finally:
+        await blocker.close()
+
+
+async def waiting_on_a_lock(db_url: str) -> bool:
+    conn = await asyncpg.connect(db_url)
+    try:
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    finally:
+        await conn.close()
+    return bool(waiting)
 
 
 async def gathered() -> None:
