@@ -13,6 +13,7 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from events import store
+from hub.audit import history
 from tests.integration.api_fixtures import Api
 from tests.integration.browser import PASSWORD, running_hub, set_password
 
@@ -80,6 +81,19 @@ async def test_an_event_appended_through_the_api_appears_at_the_top_within_a_sec
             await api.call("POST", "/users/while-paused")
             await switch.check()
             await expect(top.locator("pre.data")).to_contain_text('"while-paused"', timeout=2000)
+
+            # The hub drops the stream (as it drops one that falls behind): the browser
+            # reconnects with Last-Event-ID and gets what was appended meanwhile.
+            followers = list(api.client.app[history.FEED].followers)
+            assert len(followers) == 1
+            followers[0].drop("dropped by the test", abort=True)
+            await api.call("POST", "/users/after-the-drop")
+            await expect(top.locator("pre.data")).to_contain_text(
+                '"after-the-drop"', timeout=10_000
+            )
+            assert await page.locator("li.event").count() == len(
+                set(await page.locator("li.event").evaluate_all("rows => rows.map(r => r.id)"))
+            )
 
             # Filters hold live: a page of group events gets a group, not a user.
             await page.get_by_label("Type or kind").fill("group.")
