@@ -315,7 +315,9 @@ async def live_rows(request: web.Request) -> web.StreamResponse:
         listing = await _listing(request, filters, between=between, limit=LIVE_ROWS)
     except errors.HubError as exc:
         return errors.error_response(exc.status, exc.message)
-    return html.render("_event_rows.html", events=listing.events)
+    response = html.render("_event_rows.html", events=listing.events)
+    response.headers["Content-Security-Policy"] = CSP  # also when opened by itself
+    return response
 
 
 async def at_position(request: web.Request) -> web.StreamResponse:
@@ -342,10 +344,9 @@ async def at_position(request: web.Request) -> web.StreamResponse:
                 history.Query(from_position=position, to_position=position, limit=1),
                 None,
             )
-            async with request.app[REPLAYS]:
-                views = await moment.views_at(
-                    conn, hub.store, checkpoint, MOMENT_VIEWS, limit=AT_LIMIT
-                )
+        # A waiting request holds no connection: replays queue here, not in the pool.
+        async with request.app[REPLAYS], hub.store.pool.acquire() as conn:
+            views = await moment.views_at(conn, hub.store, checkpoint, MOMENT_VIEWS, limit=AT_LIMIT)
     except errors.HubError as exc:
         return _error(request, exc)
     shown = rows(found, {}, whole_log=True)[0] if found else None
