@@ -24,7 +24,7 @@ function element(id) {
 
 const list = /** @type {HTMLOListElement} */ (element("timeline"));
 const toggle = /** @type {HTMLInputElement} */ (element("live"));
-const status = element("live-status");
+const statusLine = element("live-status");
 
 /** The checkpoint the stream resumes after: the page's, then each event's id. */
 let lastId = list.dataset.after ?? "";
@@ -39,11 +39,11 @@ let retryTimer;
 
 /** @param {string} text */
 function say(text) {
-  status.textContent = text;
+  statusLine.textContent = text;
 }
 
-function open() {
-  close();
+function follow() {
+  unfollow();
   const url = new URL(/** @type {string} */ (list.dataset.stream), window.location.href);
   if (lastId) url.searchParams.set("after", lastId);
   // Sent by the browser with the login cookie (same origin); on a dropped connection it
@@ -63,14 +63,14 @@ function open() {
       // Refused (signed out, no scope) or ended for good: try again a little later.
       say("disconnected; retrying");
       source = null;
-      retryTimer = window.setTimeout(() => toggle.checked && open(), RETRY_MS);
+      retryTimer = window.setTimeout(() => toggle.checked && follow(), RETRY_MS);
     } else {
       say("reconnecting");
     }
   };
 }
 
-function close() {
+function unfollow() {
   window.clearTimeout(retryTimer);
   if (source) source.close();
   source = null;
@@ -115,11 +115,11 @@ function insert(row) {
 
 toggle.addEventListener("change", () => {
   if (toggle.checked) {
-    open();
+    follow();
   } else {
-    close();
+    unfollow();
     say("paused");
   }
 });
 /** @type {HTMLElement} */ (toggle.closest(".live")).hidden = false;
-if (toggle.checked) open();
+if (toggle.checked) follow();
