@@ -51,6 +51,7 @@ from hub.audit import webhooks
 from hub.auth import access, collab_access, identity, login
 from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
+from hub.pages import events as events_page
 from hub.pages import login as login_pages
 from hub.pages import projects as project_pages
 from hub.pages import shares as shares_page
@@ -295,6 +296,7 @@ def make_app(hub: context.Hub) -> web.Application:
     # and the admin pages, and the pages' static files (stylesheets, favicon)
     for module in (login_pages, oauth_provider, auth_api, token_page, admin_page, shares_page):
         app.add_routes(module.routes())
+    events_page.install(app)  # the audit timeline and the hub at a moment
     html.install(app)
     app.add_routes(user_pages.routes())  # /user/... without a route, start/stop pages
     if hub.rooms is not None:

@@ -145,3 +145,9 @@ SELECT p.project_id
  WHERE EXISTS (SELECT 1 FROM unnest($1::text[]) AS n
                 WHERE split_part(n, '/', 1) = coalesce(u.name, g.name)
                   AND lower(split_part(n, '/', 2)) = lower(p.name));
+
+-- name: names_of_ids
+-- The users and groups among the ids $1 (an event's subjects), with their names now.
+SELECT 'user' AS kind, user_id AS id, name FROM users WHERE user_id = ANY($1::uuid[])
+UNION ALL
+SELECT 'group' AS kind, group_id AS id, name FROM groups WHERE group_id = ANY($1::uuid[]);

@@ -161,6 +161,36 @@ async def subjects(
 Subjects = list[dict[str, Any]]
 
 
+# The keys of an event's data that name a user or a group by id (as ``subjects`` finds them).
+SUBJECT_KEYS = ("user_id", "user_ids", "principal", "group_id", "member_id", "owner_id")
+
+
+def subject_ids(data: dict[str, Any]) -> list[str]:
+    """The ids of the users and groups an event's data names, in order, once each."""
+    found: list[str] = []
+    for key in SUBJECT_KEYS:
+        value = data.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item not in found:
+                found.append(item)
+    return found
+
+
+async def names_of(conn: sql.Connection, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Each id of a user or group that exists now: (kind, name), kind ``user`` or ``group``;
+    ids that are not UUIDs, or of someone deleted, are left out."""
+    valid: list[UUID] = []
+    for raw in dict.fromkeys(ids):
+        try:
+            valid.append(UUID(raw))
+        except ValueError:
+            continue
+    if not valid:
+        return {}
+    rows = await conn.fetch(queries["names_of_ids"], valid)
+    return {str(row["id"]): (row["kind"], row["name"]) for row in rows}
+
+
 @dataclass(frozen=True)
 class Permission:
     """What of the log a caller may read: per kind of event (type prefix), its subjects.

@@ -126,13 +126,16 @@ def session_user(request: web.Request) -> Any:
 def nav(request: web.Request, xsrf: str | None) -> html.Nav:
     """The navigation bar of a page for ``request``: the signed-in user (the session's, not a
     token's: pages are for browsers), with the admin link if they hold ``admin-ui`` (what the
-    admin pages require), and a sign-out form carrying ``xsrf``."""
+    admin pages require), the audit timeline's if they hold a ``read:events`` scope, and a
+    sign-out form carrying ``xsrf``."""
     row = session_user(request)
     if row is None:
         return html.Nav(here=request.path)
     caller = request.get(access.REQUEST_CALLER)
-    admin = isinstance(caller, access.Caller) and caller.grants.holds(scope_table.ADMIN_UI)
-    return html.Nav(user=row["name"], admin=admin, xsrf=xsrf, here=request.path)
+    held = caller.grants if isinstance(caller, access.Caller) else None
+    admin = held is not None and held.holds(scope_table.ADMIN_UI)
+    events = held is not None and any(held.holds(s) for s in scope_table.EVENT_SCOPES)
+    return html.Nav(user=row["name"], admin=admin, events=events, xsrf=xsrf, here=request.path)
 
 
 def form_page(request: web.Request, template: str, **context: Any) -> web.Response:

@@ -3,7 +3,7 @@ and replay the event log from the command line.
 
 Export and import use the log's export format (``hub.audit.export_format``): JSON Lines that
 restore every event exactly; import then rebuilds every projection. ``state --at`` reads the
-projections as of a past point through ``projections.rebuild.as_of``.
+projections as of a past point through ``hub.audit.moment``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import events.catalog  # noqa: F401 - registers the hub's events, which import v
 from events import errors as event_errors
 from events import models, sql, store, subscription
 from hub import errors
-from hub.audit import export_format
+from hub.audit import export_format, moment
 from hub.audit import history as audit
 from hub.cli import progress
-from projections import base, catalog, rebuild
+from projections import catalog, rebuild
 
 queries = sql.Queries(__package__ or "hub.cli", "events.sql")
 
@@ -44,16 +44,7 @@ EXPORT_PAGE = 5000
 EXPORT_CONNECTIONS = 3
 IMPORT_BATCH = 5000
 SUMMARY_WIDTH = 60
-# The columns of ``state``'s views, in the order their queries return them.
-_HEADERS = {
-    "users": ["name", "admin", "created (UTC)"],
-    "groups": ["name", "members"],
-    "tokens": ["id", "owner", "scopes", "expires (UTC)"],
-    "servers": ["user", "server", "state", "url", "started (UTC)"],
-    # members in the project's row: who could use a project is read with the project
-    "projects": ["project", "visibility", "members", "created (UTC)", "last push (UTC)"],
-}
-STATE_VIEWS = tuple(_HEADERS)
+STATE_VIEWS = moment.VIEWS
 _DIGITS = re.compile(r"[0-9]+")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -323,53 +314,34 @@ async def state(
     event_store: store.EventStore, at: int | datetime, view: str, *, limit: int = 1000
 ) -> int:
     """Show users, groups, tokens, servers or projects (with their members) as they were at a
-    position or time.
-
-    Replays every projection up to that point (``rebuild.as_of``: a scratch schema of its
-    own, which the connection's ``search_path`` reads), reads, and drops it.
-    """
+    position or time (``moment``: every projection replayed up to that point)."""
     async with event_store.pool.acquire() as conn:
         try:
-            checkpoint, recorded_at = await _checkpoint_at(conn, at)
+            checkpoint, recorded_at = await moment.checkpoint_at(conn, at)
         except errors.HubError as exc:
             return _failed(exc)
-        # Every projection in one pass over the log (each page read once). The replay's total
-        # counts the events past the point too, so the bar shows none.
+        # The replay's total counts the events past the point too, so the bar shows none.
         with progress.bar(stderr) as bar:
             report = progress.reporter(bar, "replay all projections", exact=False)
-            together = base.Together(catalog.ALL)
-            async with rebuild.as_of(conn, event_store, together, checkpoint, progress=report):
-                rows = await conn.fetch(queries[f"state_{view}"], limit)
+            [found] = await moment.views_at(
+                conn, event_store, checkpoint, [view], limit=limit, progress=report
+            )
     when = (
         f"position {checkpoint.position} ({_time(recorded_at)} UTC)"
         if recorded_at is not None
         else "before the first event"
     )
-    total = rows[0]["total"] if rows else 0
     stdout.print(f"{view} as of {when}")
     stdout.print(
         _table(
-            _HEADERS[view],
-            [tuple(row)[:-1] for row in rows],
-            caption=f"the first {limit} of {total}" if total > limit else f"{total} in all",
+            found.headers,
+            found.rows,
+            caption=f"the first {limit} of {found.total}"
+            if found.total > limit
+            else f"{found.total} in all",
         )
     )
     return 0
-
-
-async def _checkpoint_at(
-    conn: sql.Connection, at: int | datetime
-) -> tuple[models.Checkpoint, datetime | None]:
-    """The checkpoint of the event at a position, or of the last one at or before a time."""
-    if isinstance(at, int):
-        row = await conn.fetchrow(queries["checkpoint_at_position"], at)
-        if row is None:
-            raise errors.NotFound(f"no event at position {at} (or not yet readable)")
-    else:
-        row = await conn.fetchrow(queries["checkpoint_at_time"], at)
-        if row is None:
-            return models.ORIGIN, None
-    return models.Checkpoint(int(row["tx"]), row["position"]), row["recorded_at"]
 
 
 # --- shared ---------------------------------------------------------------------------------

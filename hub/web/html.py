@@ -41,11 +41,13 @@ class Link:
 @dataclass(frozen=True)
 class Nav:
     """What the navigation bar shows: who is signed in (None: nobody), whether they may open
-    the admin pages, the token its sign-out form carries (None: a link to the sign-out page
-    instead), the page it is on, and the services and projects to link to (none yet)."""
+    the admin pages and the audit timeline, the token its sign-out form carries (None: a link
+    to the sign-out page instead), the page it is on, and the services and projects to link
+    to (none yet)."""
 
     user: str | None = None
     admin: bool = False
+    events: bool = False
     xsrf: str | None = None
     here: str = ""
     services: list[Link] = field(default_factory=list)

@@ -1,0 +1,80 @@
+"""The hub at a moment: users, groups, tokens, servers and projects as they were at a position
+or time of the log, for ``chronohub state --at`` and the page ``/hub/events/at/{position}``.
+
+Every projection is replayed up to that point (``rebuild.as_of``: a scratch schema of its
+own, which the connection's ``search_path`` reads), read, and dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from events import models, sql, store
+from hub import errors
+from projections import base, catalog, rebuild
+
+queries = sql.Queries(__package__ or "hub.audit", "moment.sql")
+
+# The columns of each view, in the order their queries return them.
+HEADERS = {
+    "users": ["name", "admin", "created (UTC)"],
+    "groups": ["name", "members"],
+    "tokens": ["id", "owner", "scopes", "expires (UTC)"],
+    "servers": ["user", "server", "state", "url", "started (UTC)"],
+    # members in the project's row: who could use a project is read with the project
+    "projects": ["project", "visibility", "members", "created (UTC)", "last push (UTC)"],
+}
+VIEWS = tuple(HEADERS)
+
+
+@dataclass(frozen=True)
+class View:
+    """One view's rows as of the moment (at most the limit asked for) and its count in all."""
+
+    name: str
+    headers: list[str]
+    rows: list[tuple[Any, ...]]
+    total: int
+
+
+async def checkpoint_at(
+    conn: sql.Connection, at: int | datetime
+) -> tuple[models.Checkpoint, datetime | None]:
+    """The checkpoint of the event at a position (404 if there is none a reader can see yet),
+    or of the last one at or before a time (the origin, and None, before the first event)."""
+    if isinstance(at, int):
+        row = await conn.fetchrow(queries["checkpoint_at_position"], at)
+        if row is None:
+            raise errors.NotFound(f"no event at position {at} (or not yet readable)")
+    else:
+        row = await conn.fetchrow(queries["checkpoint_at_time"], at)
+        if row is None:
+            return models.ORIGIN, None
+    return models.Checkpoint(int(row["tx"]), row["position"]), row["recorded_at"]
+
+
+async def views_at(
+    conn: sql.Connection,
+    event_store: store.EventStore,
+    checkpoint: models.Checkpoint,
+    views: Sequence[str],
+    *,
+    limit: int = 1000,
+    progress: rebuild.Progress | None = None,
+) -> list[View]:
+    """``views`` (names of ``VIEWS``) as of ``checkpoint``: every projection replayed in one
+    pass over the log (each page read once), read, and the scratch schema dropped."""
+    unknown = [v for v in views if v not in HEADERS]
+    if unknown:
+        raise errors.BadRequest(f"unknown view {unknown[0]!r}; one of {', '.join(VIEWS)}")
+    found: list[View] = []
+    together = base.Together(catalog.ALL)
+    async with rebuild.as_of(conn, event_store, together, checkpoint, progress=progress):
+        for view in views:
+            rows = await conn.fetch(queries[f"state_{view}"], limit)
+            total = rows[0]["total"] if rows else 0
+            found.append(View(view, HEADERS[view], [tuple(row)[:-1] for row in rows], total))
+    return found
