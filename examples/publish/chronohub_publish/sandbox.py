@@ -193,12 +193,18 @@ async def probe(data_dir: Path) -> Sandbox:
         argv = found.command([sys.executable, "-c", "import chronohub_publish"], work)
         user, group = found.run_as or (None, None)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PACKAGE.parent)}
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, user=user, group=group,
-            extra_groups=[] if user is not None else None,
-            env=env,
-        )  # fmt: skip
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, user=user, group=group,
+                extra_groups=[] if user is not None else None, env=env,
+            )  # fmt: skip
+        except OSError as exc:  # bwrap not executable, the account not there to switch to
+            who = f"uid {user}" if user is not None else "the service's account"
+            raise Unavailable(
+                f"dashboards run in a sandbox, and bubblewrap could not be started as {who}"
+                f" ({exc}): {HOW_TO_FIX}"
+            ) from exc
         _, err = await proc.communicate()
     finally:
         await asyncio.to_thread(discard, work)
