@@ -137,6 +137,13 @@ class Settings(BaseSettings):
         " managed service publish, at /services/publish/: a project with a publish.toml is"
         " rendered to HTML at each push (docs/publishing.md)",
     )
+    publish_sandbox: bool = Field(
+        default=True,
+        description="The publishing service runs each dashboard in a bubblewrap sandbox, and"
+        " refuses dashboards where bubblewrap cannot run. false (UNSAFE) runs them as the"
+        " service's account, unsandboxed: a project's writer can then read what the service"
+        " can (other projects' private pages, its state)",
+    )
     webhook_retry_initial_s: float = Field(
         default=1.0,
         gt=0,
@@ -350,7 +357,10 @@ class Settings(BaseSettings):
                 f"publish = true adds the service 'publish' and its role 'publish-service':"
                 f" a [[services]] or [[roles]] entry is already called {taken[0]!r}"
             )
-        self.services = [*self.services, PUBLISH_SERVICE]
+        service = PUBLISH_SERVICE
+        if not self.publish_sandbox:  # the service's own opt-out (chronohub_publish.sandbox)
+            service = service.model_copy(update={"environment": {"PUBLISH_SANDBOX": "false"}})
+        self.services = [*self.services, service]
         self.roles = [*self.roles, PUBLISH_ROLE]
         return self
 

@@ -170,23 +170,13 @@ async def open_on_project(
     await manager.check_kernel(command.kernel_name)
     session_id = uuid.uuid4()
     room = f"project-{session_id.hex}"
-    async with hub.store.session() as session:
-        await session.append(
-            project_events.stream_id(row["project_id"]),
-            [
-                project_events.ProjectSessionOpened(
-                    project_id=row["project_id"],
-                    session_id=session_id,
-                    room=room,
-                    path=opened.path,
-                    ref=ref,
-                    branch=opened.branch,
-                    base_commit=opened.commit,
-                )
-            ],
-            metadata=access.event_metadata(request, caller),
-        )
     creator = room_access.Participant(caller.kind, caller.name, can_write=True)
+    # The kernel first, the event after: a start that is refused or fails (KernelRefused,
+    # KernelStartFailed, answered through the middleware) leaves no session_opened for a
+    # session that never opened; the collab session's own stream tells its start and failure
+    # (collab_session.created, then .ended with kernel_failed), as for any session. Until the
+    # event binds the room to the project, the room's random name is known to nobody but this
+    # request, and its owner is the opener, who may write it anyway.
     bound = await manager.create(
         room,
         creator,
@@ -196,6 +186,28 @@ async def open_on_project(
         # the hub loads the notebook: the room's update authors are then its editors
         seed_author=room_access.SYSTEM.label,
     )
+    try:
+        async with hub.store.session() as session:
+            await session.append(
+                project_events.stream_id(row["project_id"]),
+                [
+                    project_events.ProjectSessionOpened(
+                        project_id=row["project_id"],
+                        session_id=session_id,
+                        room=room,
+                        path=opened.path,
+                        ref=ref,
+                        branch=opened.branch,
+                        base_commit=opened.commit,
+                    )
+                ],
+                metadata=access.event_metadata(request, caller),
+            )
+    except BaseException:
+        # not recorded (the database failed, the request was cancelled): no session runs
+        # unbound to its project
+        await manager.shutdown(session_id)
+        raise
     return ProjectSession(
         session=collab_api.render(request, bound),
         project=full_name,

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +68,16 @@ class Deployment:
     output: Path
     env: dict[str, str]
     proc: asyncio.subprocess.Process | None = None
+    prefix: list[str] = field(default_factory=list)
+    """A command the service runs under (``unshare …``), as a wrapper runs it."""
 
     async def start(self) -> None:
         """Start the service (as the hub would: its environment, its own data directory)."""
         with self.output.open("ab") as out:
             start = out.tell()
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "chronohub_publish", env=self.env, stdout=out, stderr=out,
+                *self.prefix, sys.executable, "-m", "chronohub_publish", env=self.env,
+                stdout=out, stderr=out,
             )  # fmt: skip
         self.proc = proc
         await wait_for(

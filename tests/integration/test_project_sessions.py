@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,8 +19,11 @@ import pytest
 from collab import client, notebook
 from collab import errors as collab_errors
 from events import store
+from events.catalog import collab_sessions as session_events
 from events.catalog import projects as project_events
+from hub.api import collab as collab_api
 from hub.api import project_sessions as project_sessions_api
+from hub.servers import isolation
 from tests.helpers import wait_for
 from tests.integration.browser import Browser, set_password
 from tests.integration.client_cli import Person, sources
@@ -357,6 +361,54 @@ async def test_bad_input_is_refused_clearly(hub: CollabHub, tmp_path: Path) -> N
         assert (route.method, route.path) in documented
     after = await hub.api.store.read_all(limit=100_000)
     assert not [e for e in after[before:] if e.type.startswith("project.")]
+
+
+async def test_a_session_whose_kernel_is_refused_or_fails_leaves_no_opened_session(
+    hub: CollabHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``project.session_opened`` is appended once the kernel has started: a start the hub
+    refuses (nobody's code may run on it) or a kernel that dies while starting answers a
+    clear error and leaves no session of the project in the log, nor in its list."""
+    git = Git(tmp_path / "home")
+    await project_with_lab(hub, git, tmp_path)
+    alice = await hub.token("alice")
+    sessions = "/projects/alice/course/sessions"
+    # a kernel spec whose kernel exits at once, installed where jupyter_client looks
+    spec = tmp_path / "jupyter" / "kernels" / "broken"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", "raise SystemExit(3)", "-f", "{connection_file}"],
+        "display_name": "exits at once", "language": "python",
+    }))  # fmt: skip
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    before = len(await hub.api.store.read_all(limit=100_000))
+
+    status, reply = await hub.api.call(
+        "POST", sessions, alice, json={"path": "lab.ipynb", "kernel_name": "broken"}
+    )
+    assert status == 503, reply
+    assert "kernel 'broken'" in reply["message"], reply
+    assert "exited while starting" in reply["message"], reply
+
+    # a hub that runs nobody's code (not root, no bubblewrap): refused before any kernel
+    assert hub.sessions is not None
+    monkeypatch.setattr(
+        hub.sessions,
+        "kernel_account",
+        collab_api.kernel_account(hub.api.store, isolation.Isolation(mode="none")),
+    )
+    status, reply = await hub.api.call("POST", sessions, alice, json={"path": "lab.ipynb"})
+    assert status == 403, reply
+    assert "cannot run on this hub" in reply["message"], reply
+
+    after = (await hub.api.store.read_all(limit=100_000))[before:]
+    assert not [e for e in after if e.type == project_events.ProjectSessionOpened.type]
+    # the failed start is the collab session's own story: created, then ended
+    ended = [e.data for e in after if isinstance(e.data, session_events.SessionEnded)]
+    assert [e.reason for e in ended] == ["kernel_failed"]
+    status, listed = await hub.api.call("GET", sessions, alice)
+    assert status == 200, listed
+    assert listed["sessions"] == []
 
 
 async def test_the_project_page_opens_a_notebook_together_and_lists_its_sessions(

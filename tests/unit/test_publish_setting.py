@@ -19,8 +19,17 @@ def test_publish_adds_the_service_and_the_role_its_token_needs() -> None:
     assert role.services == ["publish"]
     assert set(role.scopes) == {"read:projects", "read:events:projects", "read:users:groups"}
     assert "publish-service" in bootstrap.desired_roles(config)  # its scopes are known ones
+    assert service.environment == {}  # dashboards sandboxed (the service's default)
     off = hub_settings.Settings(database_url="postgresql://unused")
     assert (off.services, off.roles) == ([], [])
+
+
+def test_publish_sandbox_false_tells_the_service_to_run_dashboards_unsandboxed() -> None:
+    config = hub_settings.Settings(
+        database_url="postgresql://unused", publish=True, publish_sandbox=False
+    )
+    [service] = config.services
+    assert service.environment == {"PUBLISH_SANDBOX": "false"}
 
 
 @pytest.mark.parametrize(

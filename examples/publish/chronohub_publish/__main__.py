@@ -3,7 +3,8 @@
 ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_SERVICE_URL`` (where to
 listen), ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/publish/``) and HubOAuth's variables;
 ``PUBLISH_DATA_DIR`` (default: the working directory, ``<data_dir>/services/publish`` for a
-managed service) holds its state, mirrors, caches and sites.
+managed service) holds its state, mirrors, caches and sites; ``PUBLISH_SANDBOX=false`` runs
+dashboards outside their bubblewrap sandbox (unsafe: see ``sandbox.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 from tornado import httpserver, netutil
 
-from chronohub_publish import hubapi, publisher, web
+from chronohub_publish import hubapi, publisher, sandbox, web
 
 log = logging.getLogger("publish")
 
@@ -31,7 +32,15 @@ async def main() -> None:
     bind = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10103"))
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/publish/").rstrip("/") + "/"
     data_dir = _data_dir()
-    pub = publisher.Publisher(data_dir, api, os.environ.get("JUPYTERHUB_SERVICE_NAME", "publish"))
+    sandboxed = sandbox.enabled(os.environ)
+    if not sandboxed:
+        log.warning(
+            "%s=false: dashboards run UNSANDBOXED, as this service's account: a project's"
+            " writer can read what the service can (its state, private projects' pages)",
+            sandbox.VARIABLE,
+        )
+    name = os.environ.get("JUPYTERHUB_SERVICE_NAME", "publish")
+    pub = publisher.Publisher(data_dir, api, name, sandboxed=sandboxed)
     app = web.make_app(pub, prefix, os.urandom(32))
     sockets = netutil.bind_sockets(bind.port or 0, bind.hostname or "127.0.0.1")
     server = httpserver.HTTPServer(app)

@@ -1,6 +1,8 @@
 """Dashboards: a notebook run in a fresh, limited kernel, published with its outputs.
 
-Each run is a child process (``execute.py``) in its own process group, its memory limited
+Each run is a child process (``execute.py``) in a bubblewrap sandbox (``sandbox.py``: it sees
+the system, the Python environment and a throwaway copy of the commit's files, nothing of the
+service's), in its own process group, its memory limited
 with ``RLIMIT_DATA`` (heap and private mappings; the kernel it starts inherits the limit) and
 killed, group and all, when it overruns the dashboard's time limit (nbclient's own per-cell
 timeout comes first; this one also covers a kernel that never starts).
@@ -25,7 +27,7 @@ from typing import Any
 
 import nbformat
 
-from chronohub_publish import manifest
+from chronohub_publish import manifest, sandbox
 
 STARTUP_GRACE_S = 60
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -69,27 +71,63 @@ def _limit(memory_mb: int) -> Any:
 async def run(
     dashboard: manifest.Dashboard,
     source: bytes,
-    cwd: Path,
+    checkout: Path,
     parameters: dict[str, Any],
+    guard: sandbox.Guard,
 ) -> Run:
-    """Execute ``source`` (the dashboard's notebook) in ``cwd`` with ``parameters``."""
+    """Execute ``source`` (the dashboard's notebook) with ``parameters``, in a sandbox (unless
+    ``guard`` says they are off) whose working directory is a throwaway copy of ``checkout``."""
     started = time.monotonic()
+    try:
+        box = await guard.sandbox()
+    except sandbox.Unavailable as exc:  # refused: the page and the log say why
+        return Run(None, str(exc), None, _since(started))
+    work = await asyncio.to_thread(sandbox.copy_of, checkout)
+    try:
+        if box is not None:
+            await asyncio.to_thread(box.prepare, work)
+        return await _execute(dashboard, source, work, parameters, box, started)
+    finally:
+        await asyncio.to_thread(sandbox.discard, work)
+
+
+async def _execute(
+    dashboard: manifest.Dashboard,
+    source: bytes,
+    work: Path,
+    parameters: dict[str, Any],
+    box: sandbox.Sandbox | None,
+    started: float,
+) -> Run:
+    folder = Path(dashboard.path).parent
+    command = [sys.executable, "-m", "chronohub_publish.execute"]
+    user = group = None
+    if box is None:
+        cwd = work / folder
+        # the run imports this package: found where it is installed, or from its source folder
+        paths = [PACKAGE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+    else:
+        cwd = sandbox.INSIDE / folder
+        command = box.command(command, work, chdir=cwd)
+        # only the package's folder: the service's own PYTHONPATH may name directories the
+        # sandbox does not hold
+        paths = [str(sandbox.PACKAGE.parent)]
+        user, group = box.run_as or (None, None)
     job = json.dumps(
         {
             "notebook": source.decode(),
-            "cwd": str(cwd / Path(dashboard.path).parent),
+            "cwd": str(cwd),
             "timeout_s": dashboard.timeout_s,
             "parameters": parameters,
         }
     ).encode()
-    # the run imports this package: found where it is installed, or from its source folder
-    paths = [PACKAGE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
     env = run_environment(os.environ, os.pathsep.join(paths))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chronohub_publish.execute",
+        *command,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
         preexec_fn=_limit(dashboard.memory_mb),
+        user=user, group=group, extra_groups=[] if user is not None else None,
     )  # fmt: skip
     try:
         out, err = await asyncio.wait_for(
@@ -106,7 +144,8 @@ async def run(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
-    # Whatever the run left behind in its group (a kernel's children) goes with it.
+    # Whatever the run left behind in its group goes with it (in a sandbox, bubblewrap's
+    # end also ends its PID namespace: the kernel, in a session of its own, too).
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     if proc.returncode != 0:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chronohub_publish import dashboards, gitmirror, hubapi, manifest, render, site, state
+from chronohub_publish import dashboards, gitmirror, hubapi, manifest, render, sandbox, site, state
 
 log = logging.getLogger("publish")
 TYPES = "project.created,project.renamed,project.deleted,project.pushed"
@@ -18,12 +18,16 @@ REFRESH_CHECK_S = 15.0
 class Publisher:
     """Owns the state; ``follow`` and ``refresh`` are its two long-running loops."""
 
-    def __init__(self, data_dir: Path, api: hubapi.Api, service: str = "publish") -> None:
+    def __init__(
+        self, data_dir: Path, api: hubapi.Api, service: str = "publish", *, sandboxed: bool = True
+    ) -> None:
         self.api = api
         self.service = service
         self.store = state.Store(data_dir)
         self.state = self.store.load()
-        self.builder = site.Builder(data_dir, gitmirror.Mirror(data_dir / "mirrors", api.token))
+        self.guard = sandbox.Guard(data_dir, sandboxed)
+        mirror = gitmirror.Mirror(data_dir / "mirrors", api.token)
+        self.builder = site.Builder(data_dir, mirror, self.guard)
         self.runs = asyncio.Semaphore(2)
         self.last_refresh: dict[tuple[str, str], float] = {}
 
@@ -111,7 +115,7 @@ class Publisher:
         checkout = self.builder.checkout_dir(project_id, commit)
         source = (checkout / dashboard.path).read_bytes()
         async with self.runs:
-            run = await dashboards.run(dashboard, source, checkout, parameters)
+            run = await dashboards.run(dashboard, source, checkout, parameters, self.guard)
         message = site.error_of(run)[0] if not run.ok else ""
         await self._record("dashboard.run", full_name, commit=commit, path=dashboard.path,
                           trigger=trigger, seconds=run.seconds, ok=run.ok, error=message,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from chronohub_publish import dashboards, gitmirror, manifest, render
+from chronohub_publish import dashboards, gitmirror, manifest, render, sandbox
 
 ZERO = "0" * 40
 
@@ -80,9 +80,10 @@ def failure_page(title: str, run: dashboards.Run) -> str:
 class Builder:
     """Renders commits of projects into ``data_dir``."""
 
-    def __init__(self, data_dir: Path, mirror: gitmirror.Mirror) -> None:
+    def __init__(self, data_dir: Path, mirror: gitmirror.Mirror, guard: sandbox.Guard) -> None:
         self.data_dir = data_dir
         self.mirror = mirror
+        self.guard = guard
         self.cache = data_dir / "cache"
         self.cache.mkdir(parents=True, exist_ok=True)
 
@@ -186,7 +187,7 @@ class Builder:
         built: Built,
     ) -> str:
         source = await self.mirror.read(repo, entry.blob)
-        run = await dashboards.run(dashboard, source, checkout, {})
+        run = await dashboards.run(dashboard, source, checkout, {}, self.guard)
         message, detail = error_of(run) if not run.ok else ("", "")
         built.dashboards.append(
             {"path": dashboard.path, "seconds": run.seconds, "ok": run.ok, "error": message}
