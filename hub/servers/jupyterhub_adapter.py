@@ -251,7 +251,10 @@ class JupyterHubSpawner:
             )
         except Exception as exc:  # a trait the configuration sets to what the class refuses
             raise failure(exc) from exc
-        if "ip" not in self._configured:
+        # The class's own default stands (KubeSpawner's and DockerSpawner's listen on every
+        # address of their pod or container); only an empty one, unconfigured, becomes the
+        # hub's spawner_ip, as chronohub's own spawner listens.
+        if "ip" not in self._configured and not jh.ip:
             jh.ip = spec.ip
         if not jh.port:
             jh.port = spec.port
