@@ -22,7 +22,7 @@ def build(hub: context.Hub) -> identity.Auth:
         secure=(config.public_url or "").startswith("https://"),
     )
     try:
-        authenticator = authenticators.build(config, cookies)
+        authenticator = authenticators.build(config, cookies, hub.store)
     except (jupyterhub_config.AuthenticatorConfigError, auth_state.CryptKeyError) as exc:
         # told as one line by `chronohub serve`, not as a traceback
         raise startup.StartupError(str(exc)) from exc

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,8 @@ class JupyterHubSpawner:
     def __init__(self, cls: type[jh_spawner.Spawner], config: Config) -> None:
         self.cls = cls
         self.config = config
+        # The authenticator's part before each start (hub/app.py sets it): (user id, spawner)
+        self.pre_spawn: Callable[[UUID, jh_spawner.Spawner], Awaitable[None]] | None = None
         self._configured = {
             name
             for base in cls.mro()
@@ -263,7 +265,11 @@ class JupyterHubSpawner:
         extra = {k: v for k, v in spec.env.items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
         jh.environment = {**extra, **jh.environment}
         try:
-            await _hooks(jh)
+            await self._before_start(jh, spec.user_id)
+        except Exception as exc:  # the authenticator's or the admin's hooks may raise anything;
+            # nothing is started yet, so nothing to clean up
+            raise failure(exc) from exc
+        try:
             async with _progress(jh, spec):
                 returned = await asyncio.wait_for(
                     maybe_future(jh.start()), timeout=float(jh.start_timeout)
@@ -282,6 +288,20 @@ class JupyterHubSpawner:
         url = server_url(returned, jh, spec)
         jh.server.ip, jh.server.port = urlsplit(url).hostname or "", urlsplit(url).port or 0
         return AdaptedServer(jh, url)
+
+    async def _before_start(self, jh: jh_spawner.Spawner, user_id: UUID | None) -> None:
+        """What JupyterHub's ``User.spawn`` runs before ``start``, in its order: the
+        authenticator's ``pre_spawn_start`` and the spawner's ``auth_state_hook`` (through
+        ``pre_spawn``, which the hub sets when its authenticator is one of JupyterHub's;
+        otherwise the hook gets no auth_state), group overrides, ``apply_user_options``, the
+        ``pre_spawn_hook``."""
+        if self.pre_spawn is not None and user_id is not None:
+            await self.pre_spawn(user_id, jh)
+        else:
+            await jh.run_auth_state_hook(None)
+        await jh.apply_group_overrides()
+        await jh._run_apply_user_options(jh.user_options)
+        await maybe_future(jh.run_pre_spawn_hook())
 
     def adopt(self, pid: int) -> spawner.ServerProcess | None:
         """Not used: JupyterHub spawners find their servers by state (``resume``)."""
@@ -329,14 +349,6 @@ class JupyterHubSpawner:
                 " not a dict"
             )
         return options
-
-
-async def _hooks(jh: jh_spawner.Spawner) -> None:
-    """What JupyterHub runs before ``start``: group overrides, ``apply_user_options``, the
-    ``pre_spawn_hook``."""
-    await jh.apply_group_overrides()
-    await jh._run_apply_user_options(jh.user_options)
-    await maybe_future(jh.run_pre_spawn_hook())
 
 
 async def _cleanup(jh: jh_spawner.Spawner) -> None:

@@ -16,7 +16,6 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,7 +25,7 @@ import pytest
 from events import models, store
 from hub import startup
 from hub.auth import identity
-from hub.auth.authenticators import jupyterhub_adapter, managed_groups
+from hub.auth.authenticators import managed_groups
 from hub.auth.authenticators.auth_state import Keeper, parse_keys
 from hub.auth.authenticators.jupyterhub_adapter import JupyterHubAuthenticator
 from tests.integration.api_fixtures import Api
@@ -236,20 +235,18 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
     assert token not in log_text
 
     # refresh_user: the class reads B's user info again with the kept access token; without
-    # an auth_state it asks for a new login
+    # an auth_state it asks for a new login, which counts for the user's own browser session
+    # (strict), not for a token's or another user's request (JupyterHub's refresh_auth)
     adapter = a_api.client.app[identity.AUTH].authenticator
     assert isinstance(adapter, JupyterHubAuthenticator)
+    assert adapter.overrides_refresh
     alice = await pool.fetchrow("SELECT user_id, name FROM users WHERE name = 'alice'")
+    assert await adapter.refresh(alice["user_id"], "alice", force=True, strict=True) is True
     async with pool.acquire() as conn:
-        assert await adapter.refresh_user(conn, alice) is True
         assert (await adapter.auth_state(conn, alice["user_id"]))["access_token"] == token
-        spawner = SimpleNamespace(environment={})
-        await jupyterhub_adapter.pre_spawn_start(adapter, conn, alice, spawner)  # the hook alone
         await conn.execute("DELETE FROM auth_states WHERE user_id = $1", alice["user_id"])
-        assert await adapter.refresh_user(conn, alice) is False
-        adapter.authenticator.refresh_pre_spawn = True
-        with pytest.raises(jupyterhub_adapter.LoginExpired, match="log in again"):
-            await jupyterhub_adapter.pre_spawn_start(adapter, conn, alice, spawner)
+    assert await adapter.refresh(alice["user_id"], "alice", force=True, strict=True) is False
+    assert await adapter.refresh(alice["user_id"], "alice", force=True, strict=False) is True
     # a later login whose result names other groups: left and joined, as group events
     async with event_store.session() as session:
         await managed_groups.sync(
