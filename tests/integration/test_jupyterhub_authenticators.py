@@ -240,7 +240,7 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
     adapter = a_api.client.app[identity.AUTH].authenticator
     assert isinstance(adapter, JupyterHubAuthenticator)
     assert adapter.overrides_refresh
-    alice = await pool.fetchrow("SELECT user_id, name FROM users WHERE name = 'alice'")
+    alice: Any = await pool.fetchrow("SELECT user_id, name FROM users WHERE name = 'alice'")
     assert await adapter.refresh(alice["user_id"], "alice", force=True, strict=True) is True
     async with pool.acquire() as conn:
         assert (await adapter.auth_state(conn, alice["user_id"]))["access_token"] == token
