@@ -123,7 +123,7 @@ class AdaptedServer:
         if self._code is None and loop.time() - self._polled_at >= POLL_MIN_INTERVAL_S:
             self._polled_at = loop.time()
             status = await maybe_future(self.spawner.poll())
-            self._code = None if status is None else int(status)
+            self._code = None if status is None else exit_code(status)
         return self._code
 
     async def wait(self) -> int:
@@ -147,6 +147,22 @@ class AdaptedServer:
         await maybe_future(self.spawner.run_post_stop_hook())
         self.spawner.clear_state()
         return False
+
+
+class NoDatabase:
+    """What ``spawner.db`` (JupyterHub's deprecated database session) gives: classes that
+    still commit their changes to ``server`` through it (KubeSpawner's ``poll`` when a pod's
+    address changed) find a session whose commit does nothing, since the objects they hold
+    are transient and there is no JupyterHub database."""
+
+    def commit(self) -> None:
+        """Nothing to write."""
+
+    def rollback(self) -> None:
+        """Nothing to undo."""
+
+    def add(self, instance: object) -> None:
+        """Nothing to keep."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +252,7 @@ class JupyterHubSpawner:
             kwargs["public_url"] = env["JUPYTERHUB_PUBLIC_URL"]
             kwargs["public_hub_url"] = env.get("JUPYTERHUB_PUBLIC_HUB_URL", "")
         jh = self.cls(**kwargs)
+        jh._deprecated_db_session = NoDatabase()
         owner.spawners[server_name] = jh
         return jh
 
@@ -314,6 +331,9 @@ class JupyterHubSpawner:
         that still runs is adopted, else its state is cleared and None returned."""
         jh = self.make(user=user, server_name=server_name, user_id=user_id)
         jh.load_state(state)
+        if url:  # where it was: a class may compare (KubeSpawner's poll: "url changed!")
+            parts = urlsplit(url)
+            jh.server.ip, jh.server.port = parts.hostname or "", parts.port or 0
         try:
             status = await maybe_future(jh.poll())
         except (
@@ -357,6 +377,15 @@ async def _cleanup(jh: jh_spawner.Spawner) -> None:
         await maybe_future(jh.stop(now=True))
     except Exception:  # the start's failure is what is reported; this one is logged
         log.exception("stopping after a failed start")
+
+
+def exit_code(status: Any) -> int:
+    """A non-None ``poll()`` answer as an exit code: JupyterHub takes any such answer for
+    "stopped", and DockerSpawner's is a string (``"ExitCode=137, Error='', …"``)."""
+    try:
+        return int(status)
+    except (TypeError, ValueError):
+        return 1
 
 
 def failure(exc: BaseException) -> spawner.SpawnError:
