@@ -107,8 +107,9 @@ async def check_spawn(request: web.Request, caller: access.Caller, user_id: Any,
     if not isinstance(authenticator, authenticators.SessionChecking):
         return
     own_session = caller.kind == "user" and caller.name == name and not caller.token_id
-    if not await authenticator.spawn_allowed(user_id, name, own_session=own_session):
-        raise errors.Forbidden(f"auth has expired for {name}, login again")
+    refusal = await authenticator.spawn_refusal(user_id, name, own_session=own_session)
+    if refusal is not None:
+        raise errors.Forbidden(refusal)
 
 
 def middleware() -> Any:

@@ -337,6 +337,10 @@ async def test_allowed_blocked_and_existing_users(team_hub: TeamHub) -> None:
     a.blocked_users = {"mal", "eve"}
     assert (await whoami(browser))[0] == 403
     assert (await log_in(hub, "eve"))[1] == 403
+    # nor is a server started for them, even by an admin
+    status, reply = await hub.call("POST", "/users/eve/server")
+    assert (status, reply["message"]) == (403, "eve is blocked from this hub (blocked_users)")
+    assert await hub.event_types() == []
 
 
 async def test_without_allow_existing_users_only_the_allowed_get_in(team_hub: TeamHub) -> None:

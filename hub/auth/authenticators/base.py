@@ -90,7 +90,7 @@ class SessionChecking(Protocol):
         """Whether a browser session of the user still counts (False: log in again)."""
         ...
 
-    async def spawn_allowed(self, user_id: UUID, name: str, *, own_session: bool) -> bool:
-        """Whether a server of the user may start now (``own_session``: the user's own
-        browser asks, and can be sent to log in again)."""
+    async def spawn_refusal(self, user_id: UUID, name: str, *, own_session: bool) -> str | None:
+        """Why a server of the user may not start now, or None (``own_session``: the user's
+        own browser asks, and can be sent to log in again)."""
         ...

@@ -157,8 +157,10 @@ class JupyterHubAuthenticator:
         # JupyterHub's in-memory ``User._auth_refreshed``. Another process, or this one after
         # a restart, refreshes at the user's first request, as JupyterHub does after one.
         self.refreshed: dict[str, float] = {}
-        self.overrides_refresh = (
-            type(self.authenticator).refresh_user is not jupyterhub_config.base().refresh_user
+        base = jupyterhub_config.base()
+        self.overrides_refresh = type(self.authenticator).refresh_user is not base.refresh_user
+        self.overrides_blocked = (
+            type(self.authenticator).check_blocked_users is not base.check_blocked_users
         )
         a = self.authenticator
         if a.allow_existing_users and not a.allow_all and event_store is not None:
@@ -384,23 +386,32 @@ class JupyterHubAuthenticator:
     async def session_valid(self, user_id: uuid.UUID, name: str) -> bool:
         """A browser session's check at each request: not blocked since it began, and
         refreshed when its auth is older than ``auth_refresh_age``."""
-        if self.blocked(name):
+        if await self.blocked(name):
             return False
         return await self.refresh(user_id, name, strict=True)
 
-    async def spawn_allowed(self, user_id: uuid.UUID, name: str, *, own_session: bool) -> bool:
+    async def spawn_refusal(
+        self, user_id: uuid.UUID, name: str, *, own_session: bool
+    ) -> str | None:
         """Before a spawn: not blocked, and with ``refresh_pre_spawn`` a forced refresh
-        (JupyterHub's ``spawn_single_user``)."""
-        if self.blocked(name):
-            return False
-        if not self.authenticator.refresh_pre_spawn:
-            return True
-        return await self.refresh(user_id, name, force=True, strict=own_session)
+        (JupyterHub's ``spawn_single_user``, and its message)."""
+        if await self.blocked(name):
+            return f"{name} is blocked from this hub (blocked_users)"
+        if self.authenticator.refresh_pre_spawn and not await self.refresh(
+            user_id, name, force=True, strict=own_session
+        ):
+            return f"auth has expired for {name}, login again"
+        return None
 
-    def blocked(self, name: str) -> bool:
-        """Whether ``name`` is in ``blocked_users`` now (a session started before the name was
-        blocked ends; JupyterHub strips a blocked user's roles when it starts)."""
-        return name in self.authenticator.blocked_users
+    async def blocked(self, name: str) -> bool:
+        """Whether the class's ``check_blocked_users`` refuses ``name`` now (a session started
+        before the name was blocked ends; JupyterHub strips a blocked user's roles when it
+        starts). A class that overrides it may read the login's result, which a later request
+        does not have: its check runs at login only."""
+        if self.overrides_blocked or not self.authenticator.blocked_users:
+            return False
+        passed = await _maybe_await(self.authenticator.check_blocked_users(name, None))
+        return not passed
 
     async def pre_spawn_start(self, user_id: uuid.UUID, spawner: Any) -> None:
         """For the spawner adapter, what JupyterHub's ``User.spawn`` does before a start: the
