@@ -379,3 +379,38 @@ async def test_the_class_default_ip_stands_and_only_an_empty_one_gets_spawner_ip
     server = await jupyterhub_adapter.JupyterHubSpawner(cls, config).start(spec)
     assert isinstance(server, jupyterhub_adapter.AdaptedServer)
     assert server.spawner.ip == listens_on
+
+
+async def test_the_authenticators_pre_spawn_part_runs_before_start_and_its_failure_is_named() -> (
+    None
+):
+    spec = spawner.SpawnSpec(
+        user="ann",
+        server_name="",
+        command=(),
+        env={},
+        workdir=Path("/nonexistent"),
+        log_path=Path("/nonexistent"),
+        ip="127.0.0.9",
+        port=4321,
+        user_id=UUID(int=7),
+    )
+    seen: list[tuple[UUID, str]] = []
+
+    async def pre_spawn(user_id: UUID, jh: Any) -> None:
+        seen.append((user_id, jh.user.name))
+        jh.environment["UPSTREAM_TOKEN"] = "from auth_state"
+
+    adapter = jupyterhub_adapter.JupyterHubSpawner(WildcardSpawner, Config())
+    adapter.pre_spawn = pre_spawn
+    server = await adapter.start(spec)
+    assert isinstance(server, jupyterhub_adapter.AdaptedServer)
+    assert seen == [(UUID(int=7), "ann")]
+    assert server.spawner.get_env()["UPSTREAM_TOKEN"] == "from auth_state"
+
+    async def refuses(user_id: UUID, jh: Any) -> None:
+        raise RuntimeError("no upstream token in auth_state")
+
+    adapter.pre_spawn = refuses
+    with pytest.raises(spawner.SystemFailure, match="RuntimeError: no upstream token"):
+        await adapter.start(spec)
