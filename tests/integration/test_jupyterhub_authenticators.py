@@ -263,6 +263,62 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
     ]
 
 
+async def test_generic_oauthenticator_admin_groups_promote_and_demote_at_login(
+    event_store: store.EventStore, provider_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    """OAuthenticator's admin_groups answer admin False for a user not in them: JupyterHub
+    demotes a previous admin at that login, and so does chronohub (user.admin_changed)."""
+    a_port = startup.free_port("127.0.0.1")
+    a_url = f"http://127.0.0.1:{a_port}"
+    async with running_hub(provider_store, **provider_config(a_url, ["erin"])) as (b_api, b_url):
+        b_port = urlsplit(b_url).port
+        generic = {
+            "authorize_url": f"http://localhost:{b_port}/hub/api/oauth2/authorize",
+            "token_url": f"{b_url}/hub/api/oauth2/token",
+            "userdata_url": f"{b_url}/hub/api/user",
+            "client_id": "service-hub-a",
+            "client_secret": HUB_A_SECRET,
+            "username_claim": "name",
+            "login_service": "Hub B",
+            "allow_all": True,
+            "admin_groups": ["wizards"],  # B's /hub/api/user lists the user's groups
+            "manage_groups": True,  # which admin_groups needs
+        }
+        async with running_hub(
+            event_store,
+            port=a_port,
+            authenticator_class="generic-oauth",
+            authenticator_config={"GenericOAuthenticator": generic},
+        ):
+            await set_password(b_api, "erin", "b password")
+            status, _ = await b_api.call("POST", "/groups/wizards", json={"users": ["erin"]})
+            assert status == 201
+            admin_at_each_login = []
+            for _ in range(2):
+                browser = Browser(a_url)
+                try:
+                    back = await log_in_upstream(browser, f"http://localhost:{b_port}", "erin")
+                    assert (await browser.get(back.location or "")).status == 302
+                    me = await (await browser.get("/hub/api/user")).response.json()
+                    admin_at_each_login.append(me["admin"])
+                finally:
+                    await browser.close()
+                status, _ = await b_api.call(
+                    "DELETE", "/groups/wizards/users", json={"users": ["erin"]}
+                )
+                assert status == 200
+    assert admin_at_each_login == [True, False]
+    rows = await pool.fetch(
+        "SELECT event_type, data, actor FROM events"
+        " WHERE event_type IN ('user.created', 'user.admin_changed') ORDER BY global_position"
+    )
+    found = [(r["event_type"], json.loads(r["data"])["admin"], r["actor"]) for r in rows]
+    assert found[-2:] == [
+        ("user.created", True, "system:login"),
+        ("user.admin_changed", False, "system:login"),
+    ]
+
+
 # --- GitHubOAuthenticator against the GitHub stand-in ---
 
 
