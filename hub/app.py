@@ -292,6 +292,7 @@ def make_app(hub: context.Hub) -> web.Application:
     audit.install(app)  # the live feed of /hub/api/events/stream
     webhooks.install(app)  # services' webhooks, delivered from their checkpoints
     login.install(app, hub)  # the login cookie
+    adopt_authenticator(hub, app[identity.AUTH].authenticator)
     # the pages and APIs that use it: login, OAuth provider, password, signups, the token page
     # and the admin pages, and the pages' static files (stylesheets, favicon)
     for module in (login_pages, oauth_provider, auth_api, token_page, admin_page, shares_page):
@@ -309,6 +310,23 @@ def make_app(hub: context.Hub) -> web.Application:
     app.add_routes(collab_api.routes())  # shared execution sessions (503 without rooms)
     install_projects(app, hub.settings, hub.store)
     return app
+
+
+def adopt_authenticator(hub: context.Hub, authenticator: object) -> None:
+    """With a JupyterHub spawner class and a JupyterHub authenticator class, the
+    authenticator's ``pre_spawn_start`` (and the auth_state the spawner's ``auth_state_hook``
+    gets) runs before each start, as in JupyterHub."""
+    if hub.servers is None or hub.settings.spawner_class is None:
+        return
+    # Imported only when used, as in jupyterhub_spawner
+    from hub.auth.authenticators import jupyterhub_adapter as jupyterhub_auth
+    from hub.servers import jupyterhub_adapter
+
+    adapter = hub.servers.spawner
+    if isinstance(adapter, jupyterhub_adapter.JupyterHubSpawner) and isinstance(
+        authenticator, jupyterhub_auth.JupyterHubAuthenticator
+    ):
+        adapter.pre_spawn = authenticator.pre_spawn_start
 
 
 def install_projects(

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from events import sql
 from hub import errors
-from hub.auth import access, scope_table, scopes
+from hub.auth import access, identity, scope_table, scopes
 from hub.context import HUB, Hub
 from hub.reads import users as users_read
 from hub.servers import manager as servers
@@ -177,6 +177,7 @@ async def start_server(request: web.Request) -> web.Response:
         raise errors.BadRequest(f"user_options must be a JSON object, got {type(data).__name__}")
     async with hub.store.pool.acquire() as conn:
         caller, user, server_name = await _target(request, conn, [scope_table.START_SERVERS])
+    await identity.check_spawn(request, caller, user["user_id"], user["name"])
     outcome = await servers_.spawn(
         user["user_id"],
         user["name"],

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from events import sql
+from hub import errors
 from hub import settings as hub_settings
 from hub.auth import access, login_cookies, scope_table, scopes
 from hub.auth.authenticators import base as authenticators
@@ -77,16 +78,38 @@ async def resolve(request: web.Request, *, allow_query_token: bool = False) -> a
     secret = access.parse_authorization(request.headers.get("Authorization"))
     if secret is None and allow_query_token:
         secret = request.query.get("token") or None
+    auth = request.app[AUTH]
+    cookie = request.cookies.get(login_cookies.COOKIE_NAME)
     async with hub.store.pool.acquire() as conn:
         if secret is not None:
             return await access.authenticate(conn, secret)
-        row = await login_cookies.user_of(
-            conn, request.app[AUTH].cookies, request.cookies.get(login_cookies.COOKIE_NAME)
-        )
+        row = await login_cookies.user_of(conn, auth.cookies, cookie)
+        if row is None:
+            return None
+        if not isinstance(auth.authenticator, authenticators.SessionChecking):
+            request[SESSION_USER] = row
+            return await session_caller(conn, row)
+    # A JupyterHub class's checks (refresh_user may call its provider): no connection held
+    if not await auth.authenticator.session_valid(row["user_id"], row["name"]):
+        return None  # as JupyterHub: signed out for this request, the login page next
+    async with hub.store.pool.acquire() as conn:
+        row = await login_cookies.user_of(conn, auth.cookies, cookie)  # a refresh may change it
         if row is None:
             return None
         request[SESSION_USER] = row
         return await session_caller(conn, row)
+
+
+async def check_spawn(request: web.Request, caller: access.Caller, user_id: Any, name: str) -> None:
+    """Before starting a server of ``name``: a JupyterHub authenticator's blocked users and
+    ``refresh_pre_spawn``; ``errors.Forbidden`` when the user must log in again first."""
+    authenticator = request.app[AUTH].authenticator
+    if not isinstance(authenticator, authenticators.SessionChecking):
+        return
+    own_session = caller.kind == "user" and caller.name == name and not caller.token_id
+    refusal = await authenticator.spawn_refusal(user_id, name, own_session=own_session)
+    if refusal is not None:
+        raise errors.Forbidden(refusal)
 
 
 def middleware() -> Any:

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from hub import context
+from hub import context, startup
 from hub.auth import authenticators, identity, login_cookies
+from hub.auth.authenticators import auth_state, jupyterhub_config
 from hub.auth.login_throttle import Limits
 
 
@@ -20,10 +21,15 @@ def build(hub: context.Hub) -> identity.Auth:
         max_age_s=config.cookie_max_age_seconds,
         secure=(config.public_url or "").startswith("https://"),
     )
+    try:
+        authenticator = authenticators.build(config, cookies, hub.store)
+    except (jupyterhub_config.AuthenticatorConfigError, auth_state.CryptKeyError) as exc:
+        # told as one line by `chronohub serve`, not as a traceback
+        raise startup.StartupError(str(exc)) from exc
     return identity.Auth(
         settings=config,
         cookies=cookies,
-        authenticator=authenticators.build(config, cookies),
+        authenticator=authenticator,
         limits=Limits(
             user_failures=config.login_lockout_failures,
             address_failures=config.login_address_max_failures,

@@ -153,10 +153,11 @@ async def complete_login(
                 metadata=_metadata(request),
             )
             row = {"user_id": user_id, "name": name}
-        elif found.admin and not row["admin"]:
+        elif found.admin is not None and found.admin != bool(row["admin"]):
+            # made an admin, or (a JupyterHub class's explicit False) no longer one
             await session.append(
                 user_events.stream_id(row["user_id"]),
-                [user_events.UserAdminChanged(user_id=row["user_id"], admin=True)],
+                [user_events.UserAdminChanged(user_id=row["user_id"], admin=found.admin)],
                 metadata=_metadata(request),
             )
         if found.after_login is not None:

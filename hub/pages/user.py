@@ -286,6 +286,7 @@ async def spawn(request: web.Request) -> web.StreamResponse:
         manager, caller, user, server_name = await _server_target(
             request, scope_table.START_SERVERS, named
         )
+        await identity.check_spawn(request, caller, user["user_id"], user["name"])
     except errors.HubError as exc:
         return identity.error_page(request, exc.status, exc.message)
     next_url = _next(request, form, user["name"], server_name)

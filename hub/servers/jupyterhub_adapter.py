@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,7 @@ class AdaptedServer:
         if self._code is None and loop.time() - self._polled_at >= POLL_MIN_INTERVAL_S:
             self._polled_at = loop.time()
             status = await maybe_future(self.spawner.poll())
-            self._code = None if status is None else int(status)
+            self._code = None if status is None else exit_code(status)
         return self._code
 
     async def wait(self) -> int:
@@ -147,6 +147,22 @@ class AdaptedServer:
         await maybe_future(self.spawner.run_post_stop_hook())
         self.spawner.clear_state()
         return False
+
+
+class NoDatabase:
+    """What ``spawner.db`` (JupyterHub's deprecated database session) gives: classes that
+    still commit their changes to ``server`` through it (KubeSpawner's ``poll`` when a pod's
+    address changed) find a session whose commit does nothing, since the objects they hold
+    are transient and there is no JupyterHub database."""
+
+    def commit(self) -> None:
+        """Nothing to write."""
+
+    def rollback(self) -> None:
+        """Nothing to undo."""
+
+    def add(self, instance: object) -> None:
+        """Nothing to keep."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +194,8 @@ class JupyterHubSpawner:
     def __init__(self, cls: type[jh_spawner.Spawner], config: Config) -> None:
         self.cls = cls
         self.config = config
+        # The authenticator's part before each start (hub/app.py sets it): (user id, spawner)
+        self.pre_spawn: Callable[[UUID, jh_spawner.Spawner], Awaitable[None]] | None = None
         self._configured = {
             name
             for base in cls.mro()
@@ -234,6 +252,7 @@ class JupyterHubSpawner:
             kwargs["public_url"] = env["JUPYTERHUB_PUBLIC_URL"]
             kwargs["public_hub_url"] = env.get("JUPYTERHUB_PUBLIC_HUB_URL", "")
         jh = self.cls(**kwargs)
+        jh._deprecated_db_session = NoDatabase()
         owner.spawners[server_name] = jh
         return jh
 
@@ -251,7 +270,10 @@ class JupyterHubSpawner:
             )
         except Exception as exc:  # a trait the configuration sets to what the class refuses
             raise failure(exc) from exc
-        if "ip" not in self._configured:
+        # The class's own default stands (KubeSpawner's and DockerSpawner's listen on every
+        # address of their pod or container); only an empty one, unconfigured, becomes the
+        # hub's spawner_ip, as chronohub's own spawner listens.
+        if "ip" not in self._configured and not jh.ip:
             jh.ip = spec.ip
         if not jh.port:
             jh.port = spec.port
@@ -260,7 +282,11 @@ class JupyterHubSpawner:
         extra = {k: v for k, v in spec.env.items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
         jh.environment = {**extra, **jh.environment}
         try:
-            await _hooks(jh)
+            await self._before_start(jh, spec.user_id)
+        except Exception as exc:  # the authenticator's or the admin's hooks may raise anything;
+            # nothing is started yet, so nothing to clean up
+            raise failure(exc) from exc
+        try:
             async with _progress(jh, spec):
                 returned = await asyncio.wait_for(
                     maybe_future(jh.start()), timeout=float(jh.start_timeout)
@@ -280,6 +306,20 @@ class JupyterHubSpawner:
         jh.server.ip, jh.server.port = urlsplit(url).hostname or "", urlsplit(url).port or 0
         return AdaptedServer(jh, url)
 
+    async def _before_start(self, jh: jh_spawner.Spawner, user_id: UUID | None) -> None:
+        """What JupyterHub's ``User.spawn`` runs before ``start``, in its order: the
+        authenticator's ``pre_spawn_start`` and the spawner's ``auth_state_hook`` (through
+        ``pre_spawn``, which the hub sets when its authenticator is one of JupyterHub's;
+        otherwise the hook gets no auth_state), group overrides, ``apply_user_options``, the
+        ``pre_spawn_hook``."""
+        if self.pre_spawn is not None and user_id is not None:
+            await self.pre_spawn(user_id, jh)
+        else:
+            await jh.run_auth_state_hook(None)
+        await jh.apply_group_overrides()
+        await jh._run_apply_user_options(jh.user_options)
+        await maybe_future(jh.run_pre_spawn_hook())
+
     def adopt(self, pid: int) -> spawner.ServerProcess | None:
         """Not used: JupyterHub spawners find their servers by state (``resume``)."""
         return None
@@ -291,6 +331,9 @@ class JupyterHubSpawner:
         that still runs is adopted, else its state is cleared and None returned."""
         jh = self.make(user=user, server_name=server_name, user_id=user_id)
         jh.load_state(state)
+        if url:  # where it was: a class may compare (KubeSpawner's poll: "url changed!")
+            parts = urlsplit(url)
+            jh.server.ip, jh.server.port = parts.hostname or "", parts.port or 0
         try:
             status = await maybe_future(jh.poll())
         except (
@@ -328,20 +371,21 @@ class JupyterHubSpawner:
         return options
 
 
-async def _hooks(jh: jh_spawner.Spawner) -> None:
-    """What JupyterHub runs before ``start``: group overrides, ``apply_user_options``, the
-    ``pre_spawn_hook``."""
-    await jh.apply_group_overrides()
-    await jh._run_apply_user_options(jh.user_options)
-    await maybe_future(jh.run_pre_spawn_hook())
-
-
 async def _cleanup(jh: jh_spawner.Spawner) -> None:
     """After a failed start, as JupyterHub does: stop whatever was started."""
     try:
         await maybe_future(jh.stop(now=True))
     except Exception:  # the start's failure is what is reported; this one is logged
         log.exception("stopping after a failed start")
+
+
+def exit_code(status: Any) -> int:
+    """A non-None ``poll()`` answer as an exit code: JupyterHub takes any such answer for
+    "stopped", and DockerSpawner's is a string (``"ExitCode=137, Error='', …"``)."""
+    try:
+        return int(status)
+    except (TypeError, ValueError):
+        return 1
 
 
 def failure(exc: BaseException) -> spawner.SpawnError:

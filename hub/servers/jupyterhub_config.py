@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub import spawner as jh_spawner
+from traitlets import TraitError
 from traitlets.config import Config
-from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+from traitlets.config.loader import ConfigFileNotFound, LazyConfigValue, PyFileConfigLoader
 
 from hub import errors
 
@@ -35,7 +36,13 @@ def load_class(name: str) -> type[jh_spawner.Spawner]:
     found: Any = None
     for entry in metadata.entry_points(group=ENTRY_POINTS):
         if entry.name == name:
-            found = entry.load()
+            try:
+                found = entry.load()
+            except Exception as exc:  # an installed package's import may raise anything
+                raise SpawnerConfigError(
+                    f"spawner_class {name!r}: the entry point {entry.value!r} cannot be"
+                    f" loaded: {type(exc).__name__}: {exc}"
+                ) from exc
             break
     else:
         module_name, _, attribute = name.rpartition(".")
@@ -50,6 +57,11 @@ def load_class(name: str) -> type[jh_spawner.Spawner]:
         except ImportError as exc:
             raise SpawnerConfigError(
                 f"spawner_class {name!r}: module {module_name!r} cannot be imported: {exc}"
+            ) from exc
+        except Exception as exc:  # the module's own code failed as it was imported
+            raise SpawnerConfigError(
+                f"spawner_class {name!r}: importing module {module_name!r} failed:"
+                f" {type(exc).__name__}: {exc}"
             ) from exc
         found = getattr(module, attribute, None)
         if found is None:
@@ -76,12 +88,17 @@ def load_config(
             config.merge(loader.load_config())
         except ConfigFileNotFound as exc:
             raise SpawnerConfigError(f"spawner_config_file {str(file)!r} does not exist") from exc
+        except Exception as exc:  # the file is code: a syntax error, or anything it raises
+            raise SpawnerConfigError(
+                f"spawner_config_file {str(file)!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
     section = Config()
     for trait, value in table.items():
         section[trait] = value
     if table:
         config.merge(Config({cls.__name__: section}))
     check_traits(cls, config)
+    check_values(cls, config)
     return config
 
 
@@ -100,3 +117,27 @@ def check_traits(cls: type[jh_spawner.Spawner], config: Config) -> None:
                 f"{base.__name__} has no configurable trait {', '.join(map(repr, unknown))}"
                 f" (the spawner is {cls.__module__}.{cls.__name__})"
             )
+
+
+def check_values(cls: type[jh_spawner.Spawner], config: Config) -> None:
+    """Refuse a configured value of the wrong type now, at start-up, rather than at the
+    first spawn: each value through its trait's own validation, on an instance made without
+    ``__init__`` (which, for KubeSpawner or DockerSpawner, would reach for a cluster)."""
+    make: Any = cls.__new__  # HasTraits.__new__ sets the instance's traits up
+    probe = make(cls)
+    # cross-validators (``@validate`` methods) may read what only __init__ sets: skipped
+    probe._cross_validation_lock = True
+    traits = cls.class_traits(config=True)
+    for base in cls.mro():
+        if not isinstance(base, type) or not isinstance(config.get(base.__name__), Config):
+            continue
+        for name, value in config[base.__name__].items():
+            if name not in traits or isinstance(value, LazyConfigValue):
+                continue  # unknown names are check_traits' to refuse; .append() etc. later
+            try:
+                traits[name]._validate(probe, value)
+            except TraitError as exc:
+                raise SpawnerConfigError(
+                    f"{base.__name__}.{name} = {value!r} is refused by"
+                    f" {cls.__module__}.{cls.__name__}: {exc}"
+                ) from exc

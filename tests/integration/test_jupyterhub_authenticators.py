@@ -16,7 +16,6 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,7 +25,7 @@ import pytest
 from events import models, store
 from hub import startup
 from hub.auth import identity
-from hub.auth.authenticators import jupyterhub_adapter, managed_groups
+from hub.auth.authenticators import managed_groups
 from hub.auth.authenticators.auth_state import Keeper, parse_keys
 from hub.auth.authenticators.jupyterhub_adapter import JupyterHubAuthenticator
 from tests.integration.api_fixtures import Api
@@ -236,20 +235,18 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
     assert token not in log_text
 
     # refresh_user: the class reads B's user info again with the kept access token; without
-    # an auth_state it asks for a new login
+    # an auth_state it asks for a new login, which counts for the user's own browser session
+    # (strict), not for a token's or another user's request (JupyterHub's refresh_auth)
     adapter = a_api.client.app[identity.AUTH].authenticator
     assert isinstance(adapter, JupyterHubAuthenticator)
-    alice = await pool.fetchrow("SELECT user_id, name FROM users WHERE name = 'alice'")
+    assert adapter.overrides_refresh
+    alice: Any = await pool.fetchrow("SELECT user_id, name FROM users WHERE name = 'alice'")
+    assert await adapter.refresh(alice["user_id"], "alice", force=True, strict=True) is True
     async with pool.acquire() as conn:
-        assert await adapter.refresh_user(conn, alice) is True
         assert (await adapter.auth_state(conn, alice["user_id"]))["access_token"] == token
-        spawner = SimpleNamespace(environment={})
-        await jupyterhub_adapter.pre_spawn_start(adapter, conn, alice, spawner)  # the hook alone
         await conn.execute("DELETE FROM auth_states WHERE user_id = $1", alice["user_id"])
-        assert await adapter.refresh_user(conn, alice) is False
-        adapter.authenticator.refresh_pre_spawn = True
-        with pytest.raises(jupyterhub_adapter.LoginExpired, match="log in again"):
-            await jupyterhub_adapter.pre_spawn_start(adapter, conn, alice, spawner)
+    assert await adapter.refresh(alice["user_id"], "alice", force=True, strict=True) is False
+    assert await adapter.refresh(alice["user_id"], "alice", force=True, strict=False) is True
     # a later login whose result names other groups: left and joined, as group events
     async with event_store.session() as session:
         await managed_groups.sync(
@@ -263,6 +260,62 @@ async def test_generic_oauthenticator_logs_in_through_a_second_chronohub(
     assert [(r["name"], r["member"]) for r in groups] == [
         ("chemistry", "alice"),
         ("physics", None),
+    ]
+
+
+async def test_generic_oauthenticator_admin_groups_promote_and_demote_at_login(
+    event_store: store.EventStore, provider_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    """OAuthenticator's admin_groups answer admin False for a user not in them: JupyterHub
+    demotes a previous admin at that login, and so does chronohub (user.admin_changed)."""
+    a_port = startup.free_port("127.0.0.1")
+    a_url = f"http://127.0.0.1:{a_port}"
+    async with running_hub(provider_store, **provider_config(a_url, ["erin"])) as (b_api, b_url):
+        b_port = urlsplit(b_url).port
+        generic = {
+            "authorize_url": f"http://localhost:{b_port}/hub/api/oauth2/authorize",
+            "token_url": f"{b_url}/hub/api/oauth2/token",
+            "userdata_url": f"{b_url}/hub/api/user",
+            "client_id": "service-hub-a",
+            "client_secret": HUB_A_SECRET,
+            "username_claim": "name",
+            "login_service": "Hub B",
+            "allow_all": True,
+            "admin_groups": ["wizards"],  # B's /hub/api/user lists the user's groups
+            "manage_groups": True,  # which admin_groups needs
+        }
+        async with running_hub(
+            event_store,
+            port=a_port,
+            authenticator_class="generic-oauth",
+            authenticator_config={"GenericOAuthenticator": generic},
+        ):
+            await set_password(b_api, "erin", "b password")
+            status, _ = await b_api.call("POST", "/groups/wizards", json={"users": ["erin"]})
+            assert status == 201
+            admin_at_each_login = []
+            for _ in range(2):
+                browser = Browser(a_url)
+                try:
+                    back = await log_in_upstream(browser, f"http://localhost:{b_port}", "erin")
+                    assert (await browser.get(back.location or "")).status == 302
+                    me = await (await browser.get("/hub/api/user")).response.json()
+                    admin_at_each_login.append(me["admin"])
+                finally:
+                    await browser.close()
+                status, _ = await b_api.call(
+                    "DELETE", "/groups/wizards/users", json={"users": ["erin"]}
+                )
+                assert status == 200
+    assert admin_at_each_login == [True, False]
+    rows = await pool.fetch(
+        "SELECT event_type, data, actor FROM events"
+        " WHERE event_type IN ('user.created', 'user.admin_changed') ORDER BY global_position"
+    )
+    found = [(r["event_type"], json.loads(r["data"])["admin"], r["actor"]) for r in rows]
+    assert found[-2:] == [
+        ("user.created", True, "system:login"),
+        ("user.admin_changed", False, "system:login"),
     ]
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import pytest
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, SpawnException
+from traitlets import Unicode
 from traitlets.config import Config
 
 from events.catalog import servers as server_events
@@ -231,3 +232,185 @@ def test_a_state_key_named_like_a_secret_stays_out_of_the_event_log() -> None:
             user_id=UUID(int=1), user="ann", server_name="", url="http://x/",
             spawner_state={"api_token": "s3cret"},
         )  # fmt: skip
+
+
+# --- configuration errors, told at start-up by name (never a traceback at the first spawn) ---
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        ({"start_timeout": "soon"}, r"SimpleLocalProcessSpawner.start_timeout = 'soon' is refused"),
+        ({"cmd": 42}, r"SimpleLocalProcessSpawner.cmd = 42 is refused"),
+        ({"environment": ["A=1"]}, r"environment = \['A=1'\] is refused"),
+    ],
+)
+def test_a_trait_value_of_the_wrong_type_is_refused_at_start_up(
+    table: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(jupyterhub_config.SpawnerConfigError, match=says):
+        jupyterhub_adapter.JupyterHubSpawner.from_settings("simple", table, None)
+
+
+def test_a_wrong_value_in_the_config_file_is_refused_and_a_lazy_one_passes(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "jupyterhub_config.py"
+    file.write_text("c.Spawner.port = 'eighty'\n")
+    with pytest.raises(jupyterhub_config.SpawnerConfigError, match=r"Spawner.port = 'eighty'"):
+        jupyterhub_adapter.JupyterHubSpawner.from_settings("simple", {}, file)
+    file.write_text("c.Spawner.args.append('--debug')\n")  # a LazyConfigValue: applied later
+    made = jupyterhub_adapter.JupyterHubSpawner.from_settings("simple", {}, file).make(
+        user="ann", server_name=""
+    )
+    assert made.args == ["--debug"]
+
+
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [
+        ("c.Spawner.cmd = [\n", "SyntaxError"),
+        ("raise RuntimeError('no config today')\n", "RuntimeError: no config today"),
+        ("import no_such_module_here\n", "ModuleNotFoundError"),
+    ],
+)
+def test_a_config_file_that_fails_is_named_with_its_error(
+    tmp_path: Path, code: str, says: str
+) -> None:
+    file = tmp_path / "jupyterhub_config.py"
+    file.write_text(code)
+    with pytest.raises(jupyterhub_config.SpawnerConfigError, match=says) as caught:
+        jupyterhub_adapter.JupyterHubSpawner.from_settings("simple", {}, file)
+    assert str(file) in caught.value.message
+
+
+def test_serve_reports_a_bad_spawner_configuration_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hub.cli import main as cli
+
+    file = tmp_path / "jupyterhub_config.py"
+    file.write_text("c.Spawner.cmd = [\n")
+    for key, value in {
+        "CHRONOHUB_DATA_DIR": str(tmp_path / "data"),
+        "CHRONOHUB_PORT": "0",
+        "CHRONOHUB_HUB_PORT": "0",
+        "CHRONOHUB_SPAWNER_CLASS": "simple",
+        "CHRONOHUB_SPAWNER_CONFIG_FILE": str(file),
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["serve"]) == 2
+    said = capsys.readouterr().err
+    assert "Traceback" not in said
+    assert "spawner_config_file" in said
+    assert "SyntaxError" in said
+
+
+def test_the_authenticators_configuration_errors_stop_the_start_as_startup_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub import context
+    from hub.auth import login
+
+    def hub_with(**overrides: Any) -> context.Hub:
+        config = hub_settings.Settings(data_dir=tmp_path, cookie_secret="c" * 64, **overrides)
+        return context.Hub(settings=config, store=None, database="")  # type: ignore[arg-type]
+
+    with pytest.raises(startup.StartupError, match="'no-such-entry-point' is neither"):
+        login.build(hub_with(authenticator_class="no-such-entry-point"))
+    with pytest.raises(startup.StartupError, match="refused its configuration"):
+        login.build(
+            hub_with(
+                authenticator_class="pam",
+                authenticator_config={"PAMAuthenticator": {"open_sessions": "maybe"}},
+            )
+        )
+    broken = tmp_path / "jupyterhub_config.py"
+    broken.write_text("c.Authenticator.admin_users = {\n")
+    with pytest.raises(startup.StartupError, match="SyntaxError"):
+        login.build(hub_with(authenticator_class="pam", authenticator_config_file=broken))
+    monkeypatch.delenv("JUPYTERHUB_CRYPT_KEY", raising=False)
+    with pytest.raises(startup.StartupError, match="set crypt_key or JUPYTERHUB_CRYPT_KEY"):
+        login.build(
+            hub_with(
+                authenticator_class="generic-oauth",
+                authenticator_config={"GenericOAuthenticator": {"enable_auth_state": True}},
+            )
+        )
+
+
+class WildcardSpawner(SimpleLocalProcessSpawner):  # type: ignore[misc]
+    """A class whose servers listen on every address by default (as KubeSpawner's pods do)."""
+
+    ip = Unicode("0.0.0.0", config=True)
+
+    async def start(self) -> Any:
+        return (self.ip, self.port)
+
+
+class UnsetIpSpawner(WildcardSpawner):
+    """A class that leaves its ip to the hub."""
+
+    ip = Unicode("", config=True)
+
+
+@pytest.mark.parametrize(
+    ("cls", "config", "listens_on"),
+    [
+        (WildcardSpawner, Config(), "0.0.0.0"),
+        (WildcardSpawner, Config({"Spawner": {"ip": "10.1.2.3"}}), "10.1.2.3"),
+        (UnsetIpSpawner, Config(), "127.0.0.9"),
+        (UnsetIpSpawner, Config({"UnsetIpSpawner": {"ip": "10.1.2.3"}}), "10.1.2.3"),
+    ],
+)
+async def test_the_class_default_ip_stands_and_only_an_empty_one_gets_spawner_ip(
+    cls: type[SimpleLocalProcessSpawner], config: Config, listens_on: str
+) -> None:
+    spec = spawner.SpawnSpec(
+        user="ann",
+        server_name="",
+        command=(),
+        env={},
+        workdir=Path("/nonexistent"),
+        log_path=Path("/nonexistent"),
+        ip="127.0.0.9",
+        port=4321,
+    )
+    server = await jupyterhub_adapter.JupyterHubSpawner(cls, config).start(spec)
+    assert isinstance(server, jupyterhub_adapter.AdaptedServer)
+    assert server.spawner.ip == listens_on
+
+
+async def test_the_authenticators_pre_spawn_part_runs_before_start_and_its_failure_is_named() -> (
+    None
+):
+    spec = spawner.SpawnSpec(
+        user="ann",
+        server_name="",
+        command=(),
+        env={},
+        workdir=Path("/nonexistent"),
+        log_path=Path("/nonexistent"),
+        ip="127.0.0.9",
+        port=4321,
+        user_id=UUID(int=7),
+    )
+    seen: list[tuple[UUID, str]] = []
+
+    async def pre_spawn(user_id: UUID, jh: Any) -> None:
+        seen.append((user_id, jh.user.name))
+        jh.environment["UPSTREAM_TOKEN"] = "from auth_state"
+
+    adapter = jupyterhub_adapter.JupyterHubSpawner(WildcardSpawner, Config())
+    adapter.pre_spawn = pre_spawn
+    server = await adapter.start(spec)
+    assert isinstance(server, jupyterhub_adapter.AdaptedServer)
+    assert seen == [(UUID(int=7), "ann")]
+    assert server.spawner.get_env()["UPSTREAM_TOKEN"] == "from auth_state"
+
+    async def refuses(user_id: UUID, jh: Any) -> None:
+        raise RuntimeError("no upstream token in auth_state")
+
+    adapter.pre_spawn = refuses
+    with pytest.raises(spawner.SystemFailure, match="RuntimeError: no upstream token"):
+        await adapter.start(spec)

@@ -5,16 +5,24 @@ with a GitHub preset) and ``dummy`` (development only); or
 
 from __future__ import annotations
 
+from events import store
 from hub import settings as hub_settings
 from hub.auth import login_cookies
 from hub.auth.authenticators import base, dummy, jupyterhub_adapter, native, oauth
 
 
-def build(config: hub_settings.Settings, cookies: login_cookies.Cookies) -> base.Authenticator:
+def build(
+    config: hub_settings.Settings,
+    cookies: login_cookies.Cookies,
+    event_store: store.EventStore | None = None,
+) -> base.Authenticator:
     """The authenticator the settings choose (already validated by ``Settings``); a
-    JupyterHub class that cannot be used raises ``AuthenticatorConfigError``."""
+    JupyterHub class that cannot be used raises ``AuthenticatorConfigError``. ``event_store``:
+    what a JupyterHub class's refreshes, spawns and existing-user checks read and write."""
     if config.authenticator_class:
-        return jupyterhub_adapter.JupyterHubAuthenticator(config, cookies=cookies)
+        return jupyterhub_adapter.JupyterHubAuthenticator(
+            config, cookies=cookies, event_store=event_store
+        )
     if config.authenticator == "dummy":
         return dummy.DummyAuthenticator(config)
     if config.authenticator == "oauth":

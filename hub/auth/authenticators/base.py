@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 from uuid import UUID
 
 from aiohttp import web
@@ -27,7 +27,8 @@ Reason = Literal["bad_password", "no_password", "unknown_user", "not_allowed"]
 @dataclass(frozen=True)
 class Identity:
     """Who logged in. ``create``: make the user if there is none by that name yet;
-    ``admin``: true makes them an admin (None: leave as is); ``after_login``: run with the
+    ``admin``: true makes them an admin, false (a JupyterHub class's explicit answer) no
+    longer one (None: leave as is); ``after_login``: run with the
     login's session, the user's id and name and the events' metadata, in the login's
     transaction (a JupyterHub authenticator's auth_state and managed groups)."""
 
@@ -77,4 +78,19 @@ class Authenticator(Protocol):
 
     async def callback(self, request: web.Request) -> tuple[Identity, str]:
         """The identity the provider's callback vouches for, and where to go next."""
+        ...
+
+
+@runtime_checkable
+class SessionChecking(Protocol):
+    """An authenticator that keeps checking a signed-in user after the login (JupyterHub's
+    classes: ``blocked_users``, ``refresh_user``)."""
+
+    async def session_valid(self, user_id: UUID, name: str) -> bool:
+        """Whether a browser session of the user still counts (False: log in again)."""
+        ...
+
+    async def spawn_refusal(self, user_id: UUID, name: str, *, own_session: bool) -> str | None:
+        """Why a server of the user may not start now, or None (``own_session``: the user's
+        own browser asks, and can be sent to log in again)."""
         ...

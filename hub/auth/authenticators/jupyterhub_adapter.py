@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -34,7 +35,7 @@ from oauthlib.oauth2 import WebApplicationClient
 
 from events import models, sql, store
 from events.catalog import auth as auth_events
-from hub import errors
+from events.catalog import users as user_events
 from hub import settings as hub_settings
 from hub.auth import login_cookies
 from hub.auth.authenticators import jupyterhub_config, managed_groups
@@ -122,10 +123,6 @@ def _refused_message(exc: Exception) -> str:
     return str(getattr(exc, "log_message", None) or exc)
 
 
-class LoginExpired(errors.Forbidden):
-    """The authenticator's ``refresh_user`` asks for a new login before a spawn."""
-
-
 class JupyterHubAuthenticator:
     """A JupyterHub ``Authenticator`` subclass, configured by traitlets, behind the login
     pages."""
@@ -137,6 +134,7 @@ class JupyterHubAuthenticator:
         config: hub_settings.Settings,
         *,
         cookies: login_cookies.Cookies,
+        event_store: store.EventStore | None = None,
     ) -> None:
         name = config.authenticator_class or ""
         cls = jupyterhub_config.resolve(name)
@@ -154,6 +152,22 @@ class JupyterHubAuthenticator:
             # as JupyterHub.init_users does: admins are allowed in
             self.authenticator.allowed_users.update(self.authenticator.admin_users)
         self.cookies = cookies
+        self.store = event_store
+        # When each user's auth was last vouched for in this process (a login or a refresh):
+        # JupyterHub's in-memory ``User._auth_refreshed``. Another process, or this one after
+        # a restart, refreshes at the user's first request, as JupyterHub does after one.
+        self.refreshed: dict[str, float] = {}
+        base = jupyterhub_config.base()
+        self.overrides_refresh = type(self.authenticator).refresh_user is not base.refresh_user
+        self.overrides_blocked = (
+            type(self.authenticator).check_blocked_users is not base.check_blocked_users
+        )
+        a = self.authenticator
+        if a.allow_existing_users and not a.allow_all and event_store is not None:
+            # JupyterHub 5's allow_existing_users: its add_user puts every user of the hub's
+            # database into allowed_users (at start and as users are added). chronohub's users
+            # are added by any hub process at any time, so the database is asked at login.
+            a.check_allowed = _existing_users_allowed(a.check_allowed, event_store)
         self._public_url = config.public_url
         self.oauth = _is_oauthenticator(self.authenticator)
         self.password_form = not self.oauth
@@ -186,11 +200,22 @@ class JupyterHubAuthenticator:
                     session, user_id, name, [str(g) for g in groups], metadata
                 )
 
+        refreshed = self.refreshed
+
+        async def keep_and_note(
+            session: store.Session, user_id: uuid.UUID, name: str, metadata: models.Metadata
+        ) -> None:
+            await keep(session, user_id, name, metadata)
+            refreshed[name] = time.monotonic()  # JupyterHub's login_user: _auth_refreshed
+
+        admin = result.get("admin")
         return Identity(
             str(result["name"]),
             create=True,
-            admin=True if result.get("admin") else None,
-            after_login=keep,
+            # as JupyterHub's auth_to_user: only an explicit value changes it, False too (a
+            # user no longer in admin_groups is demoted at this login)
+            admin=None if admin is None else bool(admin),
+            after_login=keep_and_note,
         )
 
     async def authenticate(self, conn: sql.Connection, username: str, password: str) -> Identity:
@@ -288,40 +313,131 @@ class JupyterHubAuthenticator:
         """The user's decrypted auth_state (None without one, or without auth_state)."""
         return None if self.keeper is None else await self.keeper.load(conn, user_id)
 
-    async def refresh_user(self, conn: sql.Connection, row: Any) -> bool:
-        """The class's ``refresh_user`` for the user ``row``: True when still valid
-        (auth_state replaced if it returned a new one), False when it asks for a new login."""
-        user = AdaptedUser(row["name"], await self.auth_state(conn, row["user_id"]))
-        refreshed = await self.authenticator.refresh_user(user, None)
-        if refreshed is False:
-            return False
-        if isinstance(refreshed, dict) and self.keeper is not None and "auth_state" in refreshed:
-            await self.keeper.save(conn, row["user_id"], refreshed["auth_state"])
+    def _event_store(self) -> store.EventStore:
+        if self.store is None:
+            raise RuntimeError("the authenticator adapter was built without the event store")
+        return self.store
+
+    async def refresh(
+        self, user_id: uuid.UUID, name: str, *, force: bool = False, strict: bool = False
+    ) -> bool:
+        """JupyterHub's ``BaseHandler.refresh_auth``: the class's ``refresh_user`` when the
+        user's auth is older than ``auth_refresh_age`` (or ``force``, before a spawn). True: the
+        user stays signed in (a dict's auth_state, admin and groups applied, with their
+        events); False: a new login is needed. A refusal counts only when ``strict`` (the
+        user's own browser session) or with ``auth_refresh_strict``: a token or another
+        user's request cannot be sent to log in, and keeps the stale auth, as in JupyterHub.
+
+        Cheap when there is nothing to do: a class that does not override ``refresh_user``
+        (the base one answers True) is never called, and no database is read."""
+        a = self.authenticator
+        age = a.auth_refresh_age
+        if not age or not self.overrides_refresh:
+            return True
+        now = time.monotonic()
+        last = self.refreshed.get(name)
+        if not force and last is not None and now - last < age:
+            return True
+        event_store = self._event_store()
+        async with event_store.pool.acquire() as conn:
+            state = await self.auth_state(conn, user_id)
+        answer = await _maybe_await(a.refresh_user(AdaptedUser(name, state), None))
+        if not answer:
+            if strict or a.auth_refresh_strict:
+                log.warning("%s has stale auth: a new login is needed", name)
+                return False
+            log.warning("%s has stale auth, which cannot be refreshed here: kept", name)
+            return True
+        self.refreshed[name] = now
+        if isinstance(answer, dict):
+            await self._apply_refresh(event_store, user_id, name, answer, state)
         return True
 
-    async def pre_spawn_start(self, conn: sql.Connection, row: Any, spawner: Any) -> None:
-        """For the spawner adapter: as JupyterHub does before a spawn, ``refresh_user`` first
-        when the class sets ``refresh_pre_spawn`` (a refusal: ``LoginExpired``), then the
-        class's ``pre_spawn_start(user, spawner)``, the user's auth_state given as JupyterHub
-        gives it (``await user.get_auth_state()``)."""
-        if self.authenticator.refresh_pre_spawn and not await self.refresh_user(conn, row):
-            raise LoginExpired(
-                f"{self.login_service} no longer vouches for {row['name']}: log in again"
-                " before starting a server"
-            )
-        user = AdaptedUser(row["name"], await self.auth_state(conn, row["user_id"]))
+    async def _apply_refresh(
+        self,
+        event_store: store.EventStore,
+        user_id: uuid.UUID,
+        name: str,
+        answer: dict[str, Any],
+        state: Any,
+    ) -> None:
+        """A ``refresh_user`` dict, as JupyterHub's ``auth_to_user`` applies it: an explicit
+        ``admin``, the ``groups`` of a class that manages them, the new auth_state (the old
+        one kept when the dict has none)."""
+        metadata = models.Metadata(actor=REFRESH_ACTOR)
+        async with event_store.session() as session:
+            admin = answer.get("admin")
+            if admin is not None:
+                current = await users_read.find(session.conn, name)
+                if current is not None and bool(current["admin"]) != bool(admin):
+                    await session.append(
+                        user_events.stream_id(user_id),
+                        [user_events.UserAdminChanged(user_id=user_id, admin=bool(admin))],
+                        metadata=metadata,
+                    )
+            groups = answer.get("groups")
+            if self.authenticator.manage_groups and groups is not None:
+                await managed_groups.sync(
+                    session, user_id, name, [str(g) for g in groups], metadata
+                )
+            if self.keeper is not None and answer.get("auth_state", state) != state:
+                await self.keeper.save(session.conn, user_id, answer.get("auth_state"))
+
+    async def session_valid(self, user_id: uuid.UUID, name: str) -> bool:
+        """A browser session's check at each request: not blocked since it began, and
+        refreshed when its auth is older than ``auth_refresh_age``."""
+        if await self.blocked(name):
+            return False
+        return await self.refresh(user_id, name, strict=True)
+
+    async def spawn_refusal(
+        self, user_id: uuid.UUID, name: str, *, own_session: bool
+    ) -> str | None:
+        """Before a spawn: not blocked, and with ``refresh_pre_spawn`` a forced refresh
+        (JupyterHub's ``spawn_single_user``, and its message)."""
+        if await self.blocked(name):
+            return f"{name} is blocked from this hub (blocked_users)"
+        if self.authenticator.refresh_pre_spawn and not await self.refresh(
+            user_id, name, force=True, strict=own_session
+        ):
+            return f"auth has expired for {name}, login again"
+        return None
+
+    async def blocked(self, name: str) -> bool:
+        """Whether the class's ``check_blocked_users`` refuses ``name`` now (a session started
+        before the name was blocked ends; JupyterHub strips a blocked user's roles when it
+        starts). A class that overrides it may read the login's result, which a later request
+        does not have: its check runs at login only."""
+        if self.overrides_blocked or not self.authenticator.blocked_users:
+            return False
+        passed = await _maybe_await(self.authenticator.check_blocked_users(name, None))
+        return not passed
+
+    async def pre_spawn_start(self, user_id: uuid.UUID, spawner: Any) -> None:
+        """For the spawner adapter, what JupyterHub's ``User.spawn`` does before a start: the
+        class's ``pre_spawn_start(user, spawner)`` (``await user.get_auth_state()`` gives the
+        decrypted auth_state), then the spawner's ``auth_state_hook`` with that state."""
+        async with self._event_store().pool.acquire() as conn:
+            state = await self.auth_state(conn, user_id)
+        user = AdaptedUser(spawner.user.name, state, spawner.user)
         await _maybe_await(self.authenticator.pre_spawn_start(user, spawner))
+        await spawner.run_auth_state_hook(state)
 
 
-async def pre_spawn_start(
-    authenticator: object, conn: sql.Connection, row: Any, spawner: Any
-) -> None:
-    """The spawner adapter's entry: before starting ``spawner`` for the user ``row``
-    (``user_id``, ``name``), run the authenticator's ``pre_spawn_start`` if it is one of
-    JupyterHub's classes (it may put auth_state into ``spawner.environment``); chronohub's
-    own authenticators have none."""
-    if isinstance(authenticator, JupyterHubAuthenticator):
-        await authenticator.pre_spawn_start(conn, row, spawner)
+REFRESH_ACTOR = models.Actor(kind="system", name="refresh_user")
+
+
+def _existing_users_allowed(check_allowed: Any, event_store: store.EventStore) -> Any:
+    """``check_allowed`` that first lets in a user the hub already has (JupyterHub 5's
+    ``allow_existing_users``; blocked users were refused before this is asked)."""
+
+    async def allowed(username: str, authentication: Any = None) -> bool:
+        async with event_store.pool.acquire() as conn:
+            if await users_read.find(conn, username) is not None:
+                return True
+        return bool(await _maybe_await(check_allowed(username, authentication)))
+
+    return allowed
 
 
 class _PasswordRequest:
@@ -340,14 +456,21 @@ class _PasswordHandler:
 
 class AdaptedUser:
     """The ``user`` JupyterHub's ``refresh_user`` and ``pre_spawn_start`` read: its name
-    and ``await user.get_auth_state()``."""
+    and ``await user.get_auth_state()``; before a spawn, the rest (groups, admin, url…) is
+    the spawner's own ``user``."""
 
-    def __init__(self, name: str, state: Any) -> None:
+    def __init__(self, name: str, state: Any, spawner_user: Any = None) -> None:
         self.name = name
         self._state = state
+        self._spawner_user = spawner_user
 
     async def get_auth_state(self) -> Any:
         return self._state
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._spawner_user is None:
+            raise AttributeError(attribute)
+        return getattr(self._spawner_user, attribute)
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -26,7 +26,7 @@ class AuthenticatorConfigError(ValueError):
     """The authenticator class or its configuration is unusable; the message says why."""
 
 
-def _base() -> type[Any]:
+def base() -> type[Any]:
     from jupyterhub.auth import Authenticator  # the package is a dependency of the hub
 
     return Authenticator  # type: ignore[no-any-return]
@@ -56,7 +56,7 @@ def resolve(name: str) -> type[Any]:
             raise AuthenticatorConfigError(
                 f"authenticator_class {name!r} cannot be loaded: {exc}"
             ) from exc
-    if not (isinstance(found, type) and issubclass(found, _base())):
+    if not (isinstance(found, type) and issubclass(found, base())):
         raise AuthenticatorConfigError(
             f"authenticator_class {name!r} is not a JupyterHub Authenticator"
             " (a subclass of jupyterhub.auth.Authenticator)"
