@@ -80,11 +80,15 @@ any_frame = st.one_of(st.binary(max_size=64), fuzzing.mutated(FRAMES), edge_fram
 @given(any_frame)
 @fuzzing.budget(400)
 def test_the_parser_returns_a_message_or_a_protocol_error(frame: bytes) -> None:
+    refused: errors.ProtocolError | None = None
     try:
         message = protocol.parse(frame)
     except errors.ProtocolError as exc:
-        assert exc.code == errors.BAD_MESSAGE
-        assert exc.reason and len(exc.reason.encode()) <= errors.MAX_REASON_BYTES
+        refused = exc
+    if refused is not None:
+        assert refused.code == errors.BAD_MESSAGE
+        assert refused.reason
+        assert len(refused.reason.encode()) <= errors.MAX_REASON_BYTES
         return
     if isinstance(message, protocol.SyncMessage):
         assert len(message.data) < len(frame)
@@ -120,7 +124,7 @@ def _feed(frames: list[bytes]) -> tuple[bytes, bytes, list[int]]:
     async def run() -> tuple[bytes, bytes, list[int]]:
         log = MemoryLog()
         shared = room.Room("fuzz", log, Limits(rate_burst=10**6))  # type: ignore[arg-type]
-        codes: list[int] = []
+        refusals: list[errors.ConnectionRefused] = []
         writer = access.Participant("user", "w", True)
         reader = access.Participant("user", "r", False)
         for i, frame in enumerate(frames):
@@ -129,8 +133,7 @@ def _feed(frames: list[bytes]) -> tuple[bytes, bytes, list[int]]:
             try:
                 shared.receive(conn, frame)
             except errors.ConnectionRefused as exc:
-                assert len(exc.reason.encode()) <= errors.MAX_REASON_BYTES
-                codes.append(exc.code)
+                refusals.append(exc)
                 shared.drop(conn, exc.code, exc.reason)
             shared.leave(conn)
         after = room.Connection(writer, NullSink(), shared.limits)
@@ -141,7 +144,8 @@ def _feed(frames: list[bytes]) -> tuple[bytes, bytes, list[int]]:
         for update in log.updates:
             rebuilt.apply_update(update)
         assert "still here" in str(shared.doc.get("t", type=pycrdt.Text))
-        state = (shared.doc.get_state(), rebuilt.get_state(), codes)
+        assert all(len(r.reason.encode()) <= errors.MAX_REASON_BYTES for r in refusals)
+        state = (shared.doc.get_state(), rebuilt.get_state(), [r.code for r in refusals])
         await shared.close()
         return state
 
