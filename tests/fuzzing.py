@@ -1,8 +1,9 @@
 """The fuzz tests' budget and the byte strategies they share.
 
 Every fuzz test runs in the suite with a small, fixed budget (the whole fuzz set takes well
-under 30 s on a 2-core machine); ``FUZZ_EXAMPLES=<n>`` raises every fuzz test to ``n``
-examples for a longer run by hand, e.g. ``FUZZ_EXAMPLES=20000 pytest tests/unit/test_fuzz_*``.
+under 30 s on a 2-core machine), the same cases every run; ``FUZZ_EXAMPLES=<n>`` gives every
+fuzz test ``n`` new random cases for a longer run by hand, e.g.
+``FUZZ_EXAMPLES=20000 pytest tests/unit/test_fuzz_collab.py``.
 A crash found becomes a regression test of its own, named for what it found.
 """
 
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 # A hang or an allocation of gigabytes blows this by far; a loaded machine does not.
@@ -33,14 +35,33 @@ def examples(default: int) -> int:
 
 
 def budget(default: int) -> settings:
-    """hypothesis settings of a fuzz test: ``examples(default)`` cases, the fuzz deadline, no
-    example database (the same cases every run in CI)."""
+    """hypothesis settings of a fuzz test: ``examples(default)`` cases and the fuzz deadline.
+    In the suite the cases are the same every run (derandomized, no example database), so a
+    run fails only on a change of the code; with ``FUZZ_EXAMPLES`` they are new each time."""
     return settings(
         max_examples=examples(default),
         deadline=DEADLINE_MS,
         database=None,
+        derandomize=not os.environ.get("FUZZ_EXAMPLES"),
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
+
+
+T = TypeVar("T")
+
+
+def collect(strategy: st.SearchStrategy[T], count: int) -> list[T]:
+    """``examples(count)`` values drawn by hypothesis, for a test that cannot be ``@given``
+    itself (an async one on a live server)."""
+    out: list[T] = []
+
+    @budget(count)
+    @given(strategy)
+    def draw(value: T) -> None:
+        out.append(value)
+
+    draw()
+    return out
 
 
 def var_uint(value: int) -> bytes:

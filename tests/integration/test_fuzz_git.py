@@ -19,7 +19,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from hypothesis import given
 from hypothesis import strategies as st
 
 from tests import fuzzing
@@ -88,19 +87,6 @@ def upload_bodies(sha: bytes) -> st.SearchStrategy[bytes]:
     return st.one_of(st.builds(b"".join, lines), fuzzing.mutated([good]), st.binary(max_size=48))
 
 
-def collect(strategy: st.SearchStrategy[bytes], count: int) -> list[bytes]:
-    """``count`` examples of ``strategy``, drawn by hypothesis (seeded: the same every run)."""
-    out: list[bytes] = []
-
-    @fuzzing.budget(count)
-    @given(strategy)
-    def draw(body: bytes) -> None:
-        out.append(body)
-
-    draw()
-    return out
-
-
 def object_files(objects: Path) -> set[str]:
     return {str(p.relative_to(objects)) for p in objects.rglob("*") if p.is_file()}
 
@@ -146,8 +132,8 @@ async def test_fuzzed_pkt_lines_and_packs_get_clean_answers_and_move_nothing(
     refs_before, pushes_before = await refs(pool), await pushes(pool)
     files_before = object_files(objects)
 
-    cases = [("git-receive-pack", b) for b in collect(receive_bodies(sha, pack), 60)]
-    cases += [("git-upload-pack", b) for b in collect(upload_bodies(sha), 30)]
+    cases = [("git-receive-pack", b) for b in fuzzing.collect(receive_bodies(sha, pack), 60)]
+    cases += [("git-upload-pack", b) for b in fuzzing.collect(upload_bodies(sha), 30)]
     for service, body in cases:
         status, reply = await post(hub, alice, service, body)
         assert status in (200, 400), (service, body, status, reply[:300])
