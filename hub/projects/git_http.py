@@ -349,7 +349,13 @@ def serve(
                 advertise_refs=advertise,
                 push_context=push_context,
             )
-        handler.handle()
+        try:
+            handler.handle()
+        except ValueError as exc:
+            # dulwich reads the client's lines with plain unpacking and int(): a malformed one
+            # (two NULs before the capabilities, found by fuzzing) is a ValueError, the
+            # client's protocol error, not the hub's (a 400, not a 500)
+            raise GitProtocolError(f"malformed git request: {exc}") from exc
         bridge.flush()
     finally:
         repo.close()

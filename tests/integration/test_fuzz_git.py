@@ -194,3 +194,25 @@ async def test_regression_a_pack_that_inflates_past_its_size_leaves_no_temporary
     assert list(repository.rglob("*.pack")) == []
     assert await refs(pool) == {}
     assert await pushes(pool) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        b"refs/heads/main\0\0report-status\n",  # two NULs: dulwich's unpacking failed, a 500
+        b"refs/heads/main\0report-status\0side-band-64k\n",
+    ],
+)
+async def test_regression_a_command_with_two_nuls_is_a_protocol_error(
+    projects_hub: ProjectsHub, pool: asyncpg.Pool[Any], command: bytes
+) -> None:
+    # Found by fuzzing (the first test above): answered 500 "failed on the hub".
+    hub = projects_hub
+    alice = await hub.user_token("alice")
+    await hub.project(alice, "demo")
+    body = pkt(ZERO + b" " + b"1" * 40 + b" " + command) + b"0000"
+    status, reply = await post(hub, alice, "git-receive-pack", body)
+    assert status == 400, reply
+    assert b"malformed git request" in reply
+    assert await refs(pool) == {}
+    assert await pushes(pool) == []
