@@ -39,7 +39,7 @@ NEEDS_MORE = {
     ("get", "/users/{name}/servers/{server_name}/progress"),
 }
 FUZZED = NOT_IN_SPEC - NEEDS_MORE
-MAX_EXAMPLES = fuzzing.examples(5)
+MAX_EXAMPLES = fuzzing.examples(4)
 SEED = 20261207
 RUN_TIMEOUT = 120.0
 
