@@ -436,11 +436,13 @@ async def bench_bare(
             continue
         root = Path(tempfile.mkdtemp(prefix="bare-bench-"))
         server = None
+        ready = False
         try:
             with step(errors, "bare", f"start_{size}"):
                 server = start_bare(root, {k: int(v) for k, v in sizes.items() if v})
                 await common.wait_ready(session, server)
-            if server is None:
+                ready = True
+            if server is None or not ready:
                 continue
             suite = Suite("bare", session, server, "bare", args, errors)
             suite.users = users[:size]
