@@ -55,6 +55,12 @@ the CPU figures are the ones to compare). Ratios are chronohub's requests/s over
 JupyterHub's, so above 1 means chronohub is faster; ``cpu_ratios`` are JupyterHub's server CPU
 per request over chronohub's (above 1: chronohub is cheaper).
 
+The floor: after chronohub, a bare aiohttp application (``bench/bare_app.py``: one process,
+uvloop, no authentication, no database) answers the same three requests with a constant JSON
+body of the size chronohub's answer had, measured by the same client in the same run;
+``users_cpu_vs_bare``, ``whoami_cpu_vs_bare`` and ``token_create_cpu_vs_bare`` are chronohub's
+server CPU per request over the bare app's (lower is better; targets 4.0, 2.0 and 4.0).
+
 Before each measurement one request of its kind is checked (status, and the page, user or
 token it returns), so that a fast wrong answer gives no figure. A step that fails (a server
 that does not start, an endpoint that answers something else) leaves its figures ``null``
@@ -293,6 +299,15 @@ class Suite:
         url = f"{self.server.api}/users/{name}/tokens"
         return common.Call("POST", url, common.auth(self.token), TOKEN_BODY, expected=201)
 
+    async def body_bytes(self, kind: str) -> int:
+        """The size of the answer to one request of ``kind``: the bare app answers as much."""
+        make = {"users": self.users_call, "whoami": self.whoami_call}.get(kind, self.token_call)
+        request = make(0)
+        async with self.session.request(
+            request.method, request.url, headers=request.headers, json=request.body
+        ) as resp:
+            return len(await resp.read())
+
     async def check(self, kind: str) -> None:
         """One request of ``kind`` whose answer is checked, so a fast wrong answer is no figure."""
         n = len(self.users)
@@ -323,6 +338,7 @@ class Suite:
             if len(self.users) != users:
                 raise common.StepError(f"{len(self.users)} users instead of {users}")
             await self.check(kind)
+            self.figures.setdefault("body_bytes", {})[key] = await self.body_bytes(kind)
             make = {"users": self.users_call, "whoami": self.whoami_call}.get(kind, self.token_call)
             common.log(f"  {self.label}: {key}")
             figures = await measure(self.session, self.server, make, self.args)
@@ -393,6 +409,65 @@ async def bench_server(
             shutil.rmtree(root, ignore_errors=True)
 
 
+def start_bare(workdir: Path, sizes: dict[str, int]) -> common.Server:
+    """``bench/bare_app.py`` on a free port, answering ``sizes`` bytes per route kind."""
+    port = common.free_port()
+    env = dict(os.environ) | {"BENCH_BARE_SIZES": json.dumps(sizes)}
+    cmd = [sys.executable, "-m", "bench.bare_app", str(port)]
+    env["PYTHONPATH"] = str(common.BENCH_DIR.parent)
+    return common.spawn("bare", cmd, env, workdir, f"http://127.0.0.1:{port}/hub/api")
+
+
+async def bench_bare(
+    session: aiohttp.ClientSession,
+    chronohub: dict[str, Any],
+    users: list[str],
+    args: argparse.Namespace,
+    errors: dict[str, str],
+) -> dict[str, Any]:
+    """The bare aiohttp app, answering as many bytes as chronohub did, measured as it was:
+    the same client, concurrency, warm-up and duration, the same URLs and request bodies."""
+    figures: dict[str, Any] = {}
+    sizes_by_key = chronohub.get("body_bytes", {})
+    for size in (args.small_users, args.users):
+        sizes = {kind: sizes_by_key.get(f"{kind}_{size}") for kind in KINDS}
+        if None in sizes.values() or not users:
+            errors[f"bare.{size}"] = "chronohub's answers were not measured: no size to match"
+            continue
+        root = Path(tempfile.mkdtemp(prefix="bare-bench-"))
+        server = None
+        ready = False
+        try:
+            with step(errors, "bare", f"start_{size}"):
+                server = start_bare(root, {k: int(v) for k, v in sizes.items() if v})
+                await common.wait_ready(session, server)
+                ready = True
+            if server is None or not ready:
+                continue
+            suite = Suite("bare", session, server, "bare", args, errors)
+            suite.users = users[:size]
+            suite.user_tokens = ["bare"]
+            for kind in KINDS:
+                key = f"{kind}_{size}"
+                figures[key] = None
+                with step(errors, "bare", key):
+                    make = {"users": suite.users_call, "whoami": suite.whoami_call}.get(
+                        kind, suite.token_call
+                    )
+                    common.log(f"  bare: {key} ({sizes[kind]} bytes)")
+                    figures[key] = await measure(session, server, make, args)
+                    common.log(
+                        f"    {figures[key]['rps']:.0f} req/s,"
+                        f" {figures[key]['server_cpu_ms_per_req']} ms CPU/req"
+                    )
+        finally:
+            if server is not None:
+                common.stop(server)
+            if not args.keep:
+                shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
 def ratio(a: dict[str, Any], b: dict[str, Any], key: str, metric: str = "rps") -> float | None:
     x, y = a.get(key), b.get(key)
     if not x or not y or not x.get(metric) or not y.get(metric):
@@ -410,10 +485,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     chronohub: dict[str, Any] = {}
     trusted: dict[str, Any] = {}
+    bare: dict[str, Any] = {}
     default_rounds: dict[str, Any] = {}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         if args.only in ("both", "chronohub"):
-            chronohub, _ = await bench_server("chronohub", start_chronohub, session, args, errors)
+            chronohub, names = await bench_server(
+                "chronohub", start_chronohub, session, args, errors
+            )
+            if args.bare:
+                bare = await bench_bare(session, chronohub, names, args, errors)
         if args.only in ("both", "jupyterhub"):
             root = Path(tempfile.mkdtemp(prefix="jupyterhub-bench-"))
             try:
@@ -455,6 +535,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "token_create_ratio_vs_default_rounds": ratio(
             chronohub, default_rounds, f"token_create_{big}"
         ),
+        # chronohub's server CPU per request over the bare aiohttp app's (lower is better):
+        # what authentication, scopes, the database and the JSON cost above the framework
+        **{
+            f"{kind}_cpu_vs_bare{suffix}": ratio(
+                chronohub, bare, f"{kind}_{size}", "server_cpu_ms_per_req"
+            )
+            for size, suffix in ((big, ""), (small, f"_{small}"))
+            for kind in KINDS
+        },
         "cpu_ratios": {
             f"{kind}_{size}": ratio(trusted, chronohub, f"{kind}_{size}", "server_cpu_ms_per_req")
             for size in (big, small)
@@ -463,6 +552,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "chronohub": chronohub,
         "jupyterhub": trusted,
         "jupyterhub_default_rounds": default_rounds,
+        "bare": bare,
         "jupyterhub_version": common.jupyterhub_version(),
         "jupyterhub_trust_user_provided_tokens": True,
         "jupyterhub_setup": (
@@ -477,7 +567,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "users": big,
         "small_users": small,
         "ratio_of": "requests/s, chronohub over JupyterHub; cpu_ratios: JupyterHub's server"
-        " CPU per request over chronohub's",
+        " CPU per request over chronohub's; *_cpu_vs_bare: chronohub's server CPU per request"
+        " over a bare aiohttp app's answering as many bytes (bench/bare_app.py)",
         "errors": errors,
     }
     return result
@@ -501,6 +592,12 @@ def cli() -> None:
         dest="default_rounds",
         action="store_false",
         help="skip JupyterHub with its default token hashing",
+    )
+    parser.add_argument(
+        "--no-bare",
+        dest="bare",
+        action="store_false",
+        help="skip the bare aiohttp application (the *_cpu_vs_bare floor)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     args = parser.parse_args()

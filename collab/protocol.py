@@ -11,6 +11,8 @@ the frame before anything of it is applied or stored.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +162,28 @@ def decode_awareness(update: bytes) -> tuple[tuple[int, int, Any], ...]:
         entries.append((client_id, clock, state))
     reader.end("the awareness update")
     return tuple(entries)
+
+
+@contextmanager
+def crdt_input(what: str) -> Iterator[None]:
+    """Around a pycrdt call on bytes a client sent: its ``ValueError``, and a panic of the
+    Rust library underneath, become a ``ProtocolError`` saying ``what`` was refused.
+
+    yrs panics on some malformed updates (found by fuzzing: an ``unwrap`` on ``None`` while
+    decoding one), and pyo3 raises that as ``pyo3_runtime.PanicException``, a
+    ``BaseException`` that no ``except Exception`` catches and that cannot be imported by
+    name. The panic happens while the update is decoded, before anything of it is integrated
+    (tests/unit/test_fuzz_collab.py checks the document is unchanged), so refusing the frame
+    is enough.
+    """
+    try:
+        yield
+    except ValueError as exc:
+        raise ProtocolError(f"{what}: {exc}") from None
+    except BaseException as exc:
+        if type(exc).__module__ != "pyo3_runtime":
+            raise
+        raise ProtocolError(f"{what}: the CRDT decoder failed on it ({exc})") from None
 
 
 def sync_step1(doc: pycrdt.Doc[Any]) -> bytes:

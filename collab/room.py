@@ -232,10 +232,8 @@ class Room:
         # protocol.AuthMessage: JupyterLab's RAW channel (save requests); not served here.
 
     def _answer_step1(self, conn: Connection, state_vector: bytes) -> None:
-        try:
+        with protocol.crdt_input("sync step 1 does not hold a valid state vector"):
             diff = self.doc.get_update(state_vector)
-        except ValueError:
-            raise errors.ProtocolError("sync step 1 does not hold a valid state vector") from None
         self._send(conn, protocol.ws_frame(protocol.sync_step2(diff)))
 
     def _apply_client_update(self, conn: Connection, update: bytes, frame: bytes | None) -> None:
@@ -243,29 +241,29 @@ class Room:
         self._applying = True
         try:
             # The origin tells observers (a session's executor) who wrote the update.
-            with self.doc.transaction(origin=conn.participant):
+            with (
+                protocol.crdt_input("update does not apply"),
+                self.doc.transaction(origin=conn.participant),
+            ):
                 self.doc.apply_update(update)
-        except ValueError as exc:
-            raise errors.ProtocolError(f"update does not apply: {exc}") from None
         finally:
             self._applying = False
         # An update the document already had changes nothing and is neither stored nor sent.
         # One whose dependencies are missing changes nothing *yet* (pycrdt keeps it pending)
         # and must be stored: what the document lacks of it tells the two apart.
-        if not self._changed and pycrdt.get_update(update, self.doc.get_state()) == (
-            protocol.EMPTY_UPDATE
-        ):
-            return
+        if not self._changed:
+            with protocol.crdt_input("update does not decode"):
+                missing = pycrdt.get_update(update, self.doc.get_state())
+            if missing == protocol.EMPTY_UPDATE:
+                return
         payload = frame if frame is not None else protocol.update_message(update)
         self._queue(update, payload, conn, conn.participant.label)
 
     def _refuse_read_only(self, conn: Connection, update: bytes) -> None:
         # A read-only client still answers our SyncStep1 with its own state: nothing new in
         # it is no attempt to write. Anything new is refused, once said, never applied.
-        try:
+        with protocol.crdt_input("update does not decode"):
             new = pycrdt.get_update(update, self.doc.get_state())
-        except ValueError as exc:
-            raise errors.ProtocolError(f"update does not decode: {exc}") from None
         if new[:1] == b"\x00":
             return
         if not conn.denied:

@@ -39,7 +39,7 @@ from dulwich.server import Backend, BackendRepo, ReceivePackHandler, UploadPackH
 from events import models, store
 from hub.auth import access
 from hub.context import HUB
-from hub.projects import git_auth, push, refs, storage, upload_pack
+from hub.projects import git_auth, packs, push, refs, storage, upload_pack
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +232,9 @@ class HubReceivePack(ReceivePackHandler):
         names = [ref for _, _, ref in refs_in]
         if any(not c.deletes for c in commands):
             try:
-                # a Repo's store (DiskObjectStore) has it; the protocol type does not say so
-                self.repo.object_store.add_thin_pack(  # type: ignore[attr-defined]
+                # dulwich's add_thin_pack, but a refused pack leaves no temporary file
+                packs.add_thin_pack(
+                    self.repo.object_store,
                     self.proto.read,
                     getattr(self.proto, "recv", None),
                     max_input_size=self._receive_max_input_size(),
@@ -348,7 +349,13 @@ def serve(
                 advertise_refs=advertise,
                 push_context=push_context,
             )
-        handler.handle()
+        try:
+            handler.handle()
+        except ValueError as exc:
+            # dulwich reads the client's lines with plain unpacking and int(): a malformed one
+            # (two NULs before the capabilities, found by fuzzing) is a ValueError, the
+            # client's protocol error, not the hub's (a 400, not a 500)
+            raise GitProtocolError(f"malformed git request: {exc}") from exc
         bridge.flush()
     finally:
         repo.close()
