@@ -49,6 +49,7 @@ from hub.api import users as users_api
 from hub.audit import history as audit
 from hub.audit import webhooks
 from hub.auth import access, collab_access, identity, login
+from hub.auth.authenticators import base as authenticator_base
 from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
 from hub.pages import events as events_page
@@ -293,6 +294,8 @@ def make_app(hub: context.Hub) -> web.Application:
     webhooks.install(app)  # services' webhooks, delivered from their checkpoints
     login.install(app, hub)  # the login cookie
     adopt_authenticator(hub, app[identity.AUTH].authenticator)
+    if isinstance(checking := app[identity.AUTH].authenticator, authenticator_base.SessionChecking):
+        app[access.BLOCKED] = checking.blocked  # a JupyterHub class's blocked_users
     # the pages and APIs that use it: login, OAuth provider, password, signups, the token page
     # and the admin pages, and the pages' static files (stylesheets, favicon)
     for module in (login_pages, oauth_provider, auth_api, token_page, admin_page, shares_page):
@@ -304,7 +307,10 @@ def make_app(hub: context.Hub) -> web.Application:
         cookie_auth = collab_access.cookie_caller(hub.store, app[identity.AUTH].cookies)
         # a room opened on a project's notebook follows the project's roles
         gatekeeper = collab_access.TokenGatekeeper(
-            hub.store, cookie_auth, project_rooms=project_sessions.room_level
+            hub.store,
+            cookie_auth,
+            project_rooms=project_sessions.room_level,
+            blocked=app.get(access.BLOCKED),
         )
         collab_server.Endpoint(hub.rooms, gatekeeper).install(app)
     app.add_routes(collab_api.routes())  # shared execution sessions (503 without rooms)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -287,6 +287,20 @@ class ActivityRecorder:
 
 ACTIVITY = web.AppKey("chronohub.activity", ActivityRecorder)
 
+# Whether a user is blocked now (a JupyterHub authenticator's ``blocked_users``): their tokens
+# then authenticate nobody, as JupyterHub strips a blocked user's roles. Unset: nobody is.
+Blocked = Callable[[str], Awaitable[bool]]
+BLOCKED: web.AppKey[Blocked] = web.AppKey("chronohub.blocked")
+
+
+async def authenticate_in(app: web.Application, conn: sql.Connection, secret: str) -> Caller | None:
+    """``authenticate``, and None for a user the app's authenticator blocks now."""
+    caller = await authenticate(conn, secret)
+    blocked = app.get(BLOCKED)
+    if caller is None or caller.kind != "user" or blocked is None:
+        return caller
+    return None if await blocked(caller.name) else caller
+
 
 def middleware(recorder: ActivityRecorder) -> Any:
     """Resolve the request's token into a ``Caller`` (or none) before any handler runs."""
@@ -297,7 +311,7 @@ def middleware(recorder: ActivityRecorder) -> Any:
         if secret is not None:
             hub = request.app[HUB]
             async with hub.store.pool.acquire() as conn:
-                caller = await authenticate(conn, secret)
+                caller = await authenticate_in(request.app, conn, secret)
                 if caller is not None:
                     await recorder.record(conn, caller)
             request[REQUEST_CALLER] = caller

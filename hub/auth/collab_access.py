@@ -108,10 +108,12 @@ class TokenGatekeeper:
         event_store: store.EventStore,
         cookie_auth: CookieAuth | None = None,
         project_rooms: ProjectRooms | None = None,
+        blocked: access.Blocked | None = None,
     ) -> None:
         self.store = event_store
         self.cookie_auth = cookie_auth
         self.project_rooms = project_rooms
+        self.blocked = blocked  # a JupyterHub authenticator's blocked_users: nobody gets in
 
     async def admit(
         self, handshake: collab_access.Handshake, room: collab_access.RoomInfo
@@ -132,6 +134,8 @@ class TokenGatekeeper:
         async with self.store.connection() as conn:
             if secret is not None:
                 caller = await access.authenticate(conn, secret)
+            if caller is not None and caller.kind == "user" and self.blocked is not None:
+                caller = None if await self.blocked(caller.name) else caller
             if caller is None:
                 raise collab_errors.ConnectionRefused(
                     collab_errors.UNAUTHORIZED, access.MISSING_CREDENTIALS

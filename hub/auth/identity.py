@@ -82,7 +82,7 @@ async def resolve(request: web.Request, *, allow_query_token: bool = False) -> a
     cookie = request.cookies.get(login_cookies.COOKIE_NAME)
     async with hub.store.pool.acquire() as conn:
         if secret is not None:
-            return await access.authenticate(conn, secret)
+            return await access.authenticate_in(request.app, conn, secret)
         row = await login_cookies.user_of(conn, auth.cookies, cookie)
         if row is None:
             return None

@@ -64,7 +64,7 @@ async def _caller(request: web.Request) -> tuple[access.Caller | None, bool]:
     if secret is None:
         return None, True
     async with request.app[HUB].store.pool.acquire() as conn:
-        caller = await access.authenticate(conn, secret)
+        caller = await access.authenticate_in(request.app, conn, secret)
         if caller is not None:  # a token used by git is active, as on any API request
             await request.app[access.ACTIVITY].record(conn, caller)
         return caller, True

@@ -334,8 +334,12 @@ async def test_allowed_blocked_and_existing_users(team_hub: TeamHub) -> None:
     # a session of a user blocked since it began no longer counts
     browser, _ = await log_in(hub, "eve")
     assert (await whoami(browser))[0] == 200
+    eve_token = await hub.user("eve")
+    assert (await hub.call("GET", "/user", token=eve_token))[0] == 200
     a.blocked_users = {"mal", "eve"}
     assert (await whoami(browser))[0] == 403
+    # nor do their tokens (JupyterHub strips a blocked user's roles)
+    assert (await hub.call("GET", "/user", token=eve_token))[0] == 403
     assert (await log_in(hub, "eve"))[1] == 403
     # nor is a server started for them, even by an admin
     status, reply = await hub.call("POST", "/users/eve/server")

@@ -94,3 +94,7 @@ class SessionChecking(Protocol):
         """Why a server of the user may not start now, or None (``own_session``: the user's
         own browser asks, and can be sent to log in again)."""
         ...
+
+    async def blocked(self, name: str) -> bool:
+        """Whether the user is blocked now (their sessions and tokens no longer count)."""
+        ...
