@@ -1,0 +1,220 @@
+// One cell of the shared notebook on the page: a CodeMirror editor bound to the cell's shared
+// Y.Text (y-codemirror.next: remote cursors and selections in each person's colour come from
+// awareness), its toolbar, its prompt and state, its outputs, and for markdown its rendering.
+
+import { defaultKeymap, historyKeymap, indentWithTab } from '@codemirror/commands'
+import { markdown as markdownLanguage } from '@codemirror/lang-markdown'
+import { python } from '@codemirror/lang-python'
+import { defaultHighlightStyle, syntaxHighlighting } from '@codemirror/language'
+import { EditorState, type Extension } from '@codemirror/state'
+import { EditorView, drawSelection, keymap, lineNumbers } from '@codemirror/view'
+import type { YCodeCell, YCellType } from '@jupyter/ydoc'
+import type { Awareness } from 'y-protocols/awareness'
+import { yCollab } from 'y-codemirror.next'
+import * as Y from 'yjs'
+
+import { markdown, renderOutputs, type Output } from './outputs'
+
+/** What a cell view asks of the page. */
+export interface Actions {
+  run (cell: YCellType): void
+  /** Focus the cell ``step`` away from ``cell`` (past the end: a new one, if writable). */
+  focusNext (cell: YCellType, step: 1 | -1): void
+  move (cell: YCellType, step: 1 | -1): void
+  remove (cell: YCellType): void
+  insertAfter (cell: YCellType, type: 'code' | 'markdown'): void
+}
+
+function button (label: string, text: string, className: string, onClick: () => void): HTMLButtonElement {
+  const el = document.createElement('button')
+  el.type = 'button'
+  el.className = `secondary outline ${className}`
+  el.textContent = text
+  el.setAttribute('aria-label', label)
+  el.title = label
+  el.addEventListener('click', onClick)
+  return el
+}
+
+export class CellView {
+  readonly el: HTMLElement
+  readonly editor: EditorView
+  private readonly prompt: HTMLElement
+  private readonly outputs: HTMLElement
+  private readonly rendered: HTMLElement | null = null
+  private editing = false
+  private scheduled = false
+  private readonly observer: () => void
+
+  constructor (
+    readonly cell: YCellType,
+    awareness: Awareness,
+    private readonly writable: boolean,
+    private readonly actions: Actions
+  ) {
+    const isCode = cell.cell_type === 'code'
+    this.el = document.createElement('section')
+    this.el.className = `cell cell-${cell.cell_type}`
+    this.el.dataset.cellId = cell.id
+    // a <section> with a name is a region: screen readers list the cells as landmarks
+
+    const bar = document.createElement('div')
+    bar.className = 'cell-bar'
+    this.prompt = document.createElement('span')
+    this.prompt.className = 'prompt'
+    bar.append(this.prompt)
+    if (writable) {
+      const tools = document.createElement('span')
+      tools.className = 'cell-tools'
+      if (isCode) tools.append(button('Run this cell (Shift-Enter)', '▶ Run', 'run', () => actions.run(cell)))
+      tools.append(
+        button('Move this cell up', '↑', 'up', () => actions.move(cell, -1)),
+        button('Move this cell down', '↓', 'down', () => actions.move(cell, 1)),
+        button('Add a code cell below', '+ Code', 'add-code', () => actions.insertAfter(cell, 'code')),
+        button('Add a text cell (markdown) below', '+ Text', 'add-markdown', () => actions.insertAfter(cell, 'markdown')),
+        button('Delete this cell', '✕', 'delete', () => actions.remove(cell))
+      )
+      bar.append(tools)
+    }
+
+    const editorBox = document.createElement('div')
+    editorBox.className = 'cell-editor'
+    this.editor = new EditorView({
+      parent: editorBox,
+      state: EditorState.create({
+        doc: cell.ysource.toString(),
+        extensions: this.extensions(cell.ysource, awareness, isCode)
+      })
+    })
+    this.editor.contentDOM.setAttribute('aria-label', `${isCode ? 'Code' : 'Markdown'} cell source`)
+
+    this.outputs = document.createElement('div')
+    this.outputs.className = 'cell-outputs'
+    this.outputs.setAttribute('aria-live', 'polite')
+    this.el.append(bar, editorBox)
+    if (cell.cell_type === 'markdown') {
+      this.rendered = document.createElement('div')
+      this.rendered.className = 'markdown-rendered'
+      this.rendered.tabIndex = 0
+      if (writable) this.rendered.title = 'Double-click or press Enter to edit'
+      const edit = (): void => { if (this.writable) this.edit(true) }
+      this.rendered.addEventListener('dblclick', edit)
+      this.rendered.addEventListener('keydown', event => {
+        if (event.key === 'Enter' && !event.shiftKey) { event.preventDefault(); edit() }
+      })
+      this.el.append(this.rendered)
+    }
+    if (isCode) this.el.append(this.outputs)
+
+    // Remote edits, outputs, execution state: redrawn once per frame, whatever arrived.
+    this.observer = () => this.schedule()
+    cell.ymodel.observeDeep(this.observer)
+    this.draw()
+  }
+
+  private extensions (ytext: Y.Text, awareness: Awareness, isCode: boolean): Extension[] {
+    const own: Extension = keymap.of([
+      { key: 'Shift-Enter', run: () => { this.runAndAdvance(); return true } },
+      { key: 'Ctrl-Enter', run: () => { this.runInPlace(); return true } },
+      { key: 'Escape', run: view => { view.contentDOM.blur(); this.el.focus(); return true } },
+      { key: 'ArrowUp', run: view => this.leave(view, -1) },
+      { key: 'ArrowDown', run: view => this.leave(view, 1) }
+    ])
+    return [
+      own,
+      lineNumbers(),
+      drawSelection(),
+      syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+      isCode ? python() : markdownLanguage(),
+      keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
+      EditorView.lineWrapping,
+      EditorState.readOnly.of(!this.writable),
+      EditorView.editable.of(this.writable),
+      EditorView.contentAttributes.of({ 'aria-readonly': String(!this.writable) }),
+      EditorView.focusChangeEffect.of((_state, focusing) => {
+        if (!focusing && this.cell.cell_type === 'markdown' && this.editing) {
+          queueMicrotask(() => this.edit(false))
+        }
+        return null
+      }),
+      yCollab(ytext, awareness, { undoManager: new Y.UndoManager(ytext) })
+    ]
+  }
+
+  /** Arrow keys past the first or last line move to the neighbouring cell. */
+  private leave (view: EditorView, step: 1 | -1): boolean {
+    const { head } = view.state.selection.main
+    const line = view.state.doc.lineAt(head)
+    if (step === -1 ? line.number !== 1 : line.number !== view.state.doc.lines) return false
+    this.actions.focusNext(this.cell, step)
+    return true
+  }
+
+  private runInPlace (): void {
+    if (this.cell.cell_type === 'markdown') this.edit(false)
+    else if (this.writable) this.actions.run(this.cell)
+  }
+
+  private runAndAdvance (): void {
+    this.runInPlace()
+    this.actions.focusNext(this.cell, 1)
+  }
+
+  /** Show the markdown source for editing (``on``) or its rendering. */
+  edit (on: boolean): void {
+    if (this.rendered === null) return
+    this.editing = on
+    this.draw()
+    if (on) this.editor.focus()
+  }
+
+  focus (atEnd = false): void {
+    if (this.rendered !== null && !this.editing) {
+      this.rendered.focus()
+      return
+    }
+    this.editor.focus()
+    const at = atEnd ? this.editor.state.doc.length : 0
+    this.editor.dispatch({ selection: { anchor: at } })
+  }
+
+  private schedule (): void {
+    if (this.scheduled) return
+    this.scheduled = true
+    requestAnimationFrame(() => { this.scheduled = false; this.draw() })
+  }
+
+  /** Redraw everything but the editor (the binding keeps that one current). */
+  draw (): void {
+    const index = this.el.parentElement ? [...this.el.parentElement.children].indexOf(this.el) + 1 : 0
+    const kind = this.cell.cell_type === 'code' ? 'code' : this.cell.cell_type
+    this.el.setAttribute('aria-label', `Cell ${index}, ${kind}`)
+    if (this.cell.cell_type === 'code') {
+      const code = this.cell as YCodeCell
+      const running = code.executionState === 'running'
+      this.el.classList.toggle('running', running)
+      this.el.dataset.state = running ? 'busy' : 'idle'
+      this.prompt.textContent = running ? '[*]' : `[${code.execution_count ?? ' '}]`
+      this.prompt.setAttribute('aria-label', running ? 'Running' : `Execution count ${code.execution_count ?? 'none'}`)
+      renderOutputs(this.outputs, code.getOutputs() as unknown as Output[])
+    } else {
+      this.prompt.textContent = this.cell.cell_type === 'markdown' ? 'Text' : 'Raw'
+    }
+    if (this.rendered !== null) {
+      const showRendered = !this.editing
+      this.rendered.hidden = !showRendered
+      this.el.classList.toggle('editing', !showRendered)
+      ;(this.editor.dom.parentElement as HTMLElement).hidden = showRendered
+      if (showRendered) {
+        const source = this.cell.ysource.toString()
+        this.rendered.innerHTML = source.trim() ? markdown(source) : '<p class="empty">Empty text cell</p>'
+      }
+    }
+  }
+
+  destroy (): void {
+    this.cell.ymodel.unobserveDeep(this.observer)
+    this.editor.destroy()
+    this.el.remove()
+  }
+}
