@@ -251,6 +251,37 @@ async def test_two_people_edit_see_each_other_run_and_survive_going_offline(
             for page in (alice, bob):
                 await shows(page, "c1", "print('from bob')  # offline edit")
                 await shows(page, "c0", "x = 6 * 7\nprint(x)  # online edit")
+
+            # a new cell at the end, a long run, Interrupt (the sessions API, XSRF token)
+            await alice.click("#add-cell")
+            last = alice.locator("section.cell").last
+            await expect(last.locator(".cm-content")).to_be_focused()
+            await alice.keyboard.type("import time; time.sleep(120)")
+            await alice.keyboard.press("Control+Enter")
+            await expect(bob.locator("#kernel")).to_have_text("busy", timeout=30_000)
+            await alice.click("#interrupt")
+            await expect(alice.locator("#status")).to_have_text("Interrupted.")
+            for page in (alice, bob):
+                await expect(
+                    page.locator("section.cell").last.locator(".output-error")
+                ).to_contain_text("KeyboardInterrupt", timeout=30_000)
+                await expect(page.locator("#kernel")).to_have_text("idle")
+            # bob moves that cell to the top, alice sees it there; then deletes it
+            count = await alice.locator("section.cell").count()
+            for _ in range(count - 1):
+                sleeper = bob.locator("section.cell", has_text="time.sleep(120)")
+                await sleeper.locator("button.up").click()
+            await expect(
+                alice.locator("section.cell").first.locator(".cm-content")
+            ).to_contain_text("time.sleep(120)")
+            await alice.locator("section.cell").first.locator("button.delete").click()
+            await expect(bob.locator("section.cell")).to_have_count(count - 1)
+            await expect(bob.locator("section.cell").first).to_have_attribute("data-cell-id", "c0")
+            # Restart
+            await alice.click("#restart")
+            await expect(alice.locator("#status")).to_have_text(
+                "The kernel restarted.", timeout=60_000
+            )
         except BaseException:
             await shot(alice, "failed-alice")
             await shot(bob, "failed-bob")
