@@ -6,9 +6,10 @@
 //   node build.mjs --dev      unminified, with inline source maps
 
 import * as esbuild from 'esbuild'
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { brotliCompressSync, gzipSync } from 'node:zlib'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const outdir = path.resolve(here, '..', 'hub', 'web', 'static', 'app')
@@ -41,4 +42,12 @@ for (const [file, meta] of Object.entries(result.metafile.outputs)) {
   manifest[`${name}.js`] = path.basename(file)
 }
 await writeFile(path.join(outdir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
+
+// Compressed twins: aiohttp's static files answer with file.js.br or file.js.gz when the
+// browser accepts them (a quarter of the bytes on the wire).
+for (const file of Object.keys(result.metafile.outputs).filter(name => name.endsWith('.js'))) {
+  const content = await readFile(file)
+  await writeFile(`${file}.gz`, gzipSync(content, { level: 9 }))
+  await writeFile(`${file}.br`, brotliCompressSync(content))
+}
 console.log(`built ${(await readdir(outdir)).length} files into ${path.relative(process.cwd(), outdir)}`)

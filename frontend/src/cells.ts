@@ -3,7 +3,6 @@
 // awareness), its toolbar, its prompt and state, its outputs, and for markdown its rendering.
 
 import { defaultKeymap, historyKeymap, indentWithTab } from '@codemirror/commands'
-import { markdown as markdownLanguage } from '@codemirror/lang-markdown'
 import { python } from '@codemirror/lang-python'
 import { defaultHighlightStyle, syntaxHighlighting } from '@codemirror/language'
 import { EditorState, type Extension } from '@codemirror/state'
@@ -125,7 +124,9 @@ export class CellView {
       lineNumbers(),
       drawSelection(),
       syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
-      isCode ? python() : markdownLanguage(),
+      // markdown is edited as plain text: its CodeMirror mode brings HTML, CSS and JavaScript
+      // parsers along, a third of the bundle, for colours the rendering shows anyway
+      isCode ? python() : [],
       keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
       EditorView.lineWrapping,
       EditorState.readOnly.of(!this.writable),

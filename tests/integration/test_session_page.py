@@ -1,7 +1,7 @@
 """The notebook page's server side, without a browser: who may open ``/hub/sessions/{id}``
 (sign-in first; writers and readers; a 404 page for anyone else and any bad id), what it tells
 the script, its Content-Security-Policy, and the bundle's caching (hashed files immutable, the
-manifest not cached)."""
+manifest not cached, the files sent compressed)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,8 @@ async def test_writers_and_readers_open_the_page_and_nobody_else_learns_it_exist
             assert bundle.response.headers["Cache-Control"] == (
                 "public, max-age=31536000, immutable"
             )
+            # compressed on the wire: the build's .br/.gz twin of the file
+            assert bundle.response.headers.get("Content-Encoding") in ("br", "gzip")
             manifest = await people["alice"].get("/hub/static/app/manifest.json")
             assert manifest.response.headers["Cache-Control"] == "no-cache"
 
