@@ -35,6 +35,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap /usr/sbin/nginx /usr/lib/postgr
 
 .PHONY: run test lint typecheck docs unit integration clean frontend
 .PHONY: bench-events bench-audit bench-api bench-spawn bench-collab bench-git bench-publish
+.PHONY: bench-browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +112,10 @@ bench-git: $(VENV)/.installed-bench
 # from a push to the publishing service's HTML, beside nbconvert alone on the same notebooks
 bench-publish: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.publish
+
+# the collaborative notebook page in Debian's Chromium: ready cold and warm, keystroke latency
+bench-browser: $(VENV)/.installed-bench $(FRONTEND) /usr/bin/chromium
+	$(BIN)/python -m bench.browser
 
 # configurable-http-proxy, which the JupyterHub that bench-api measures starts (node >= 20)
 bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json

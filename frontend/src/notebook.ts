@@ -61,9 +61,14 @@ provider.on('status', ({ status: state }: { status: string }) => {
   document.body.dataset.connection = state
 })
 provider.on('sync', (synced: boolean) => {
+  if (synced) {
+    performance.mark('chronohub:synced') // for bench/browser.py's breakdown
+    draw()
+    performance.mark('chronohub:drawn')
+  }
   document.body.dataset.synced = String(synced)
-  if (synced) draw()
 })
+performance.mark('chronohub:started')
 
 // --- cells -------------------------------------------------------------------------------------
 
