@@ -222,6 +222,13 @@ async def test_two_people_edit_see_each_other_run_and_survive_going_offline(
             await type_into(alice, "c0", "")  # alice's cursor back in c0, bob sees it there
             await expect(cell(bob, "c0").locator(".cm-ySelectionInfo")).to_have_text("alice")
             await shot(alice, "01-two-people-typing")
+            # the arrow keys leave a cell past its last line for the next one
+            await cell(alice, "c0").locator(".cm-content").click()
+            await alice.keyboard.press("Control+End")
+            await alice.keyboard.press("ArrowDown")
+            await expect(cell(alice, "c1").locator(".cm-content")).to_be_focused()
+            await alice.keyboard.press("ArrowUp")
+            await expect(cell(alice, "c0").locator(".cm-content")).to_be_focused()
 
             # alice runs c0 and then c1 with Shift-Enter: both see the outputs and the counts
             await type_into(alice, "c0", "\nprint(x)")
@@ -341,6 +348,22 @@ async def test_a_reader_watches_hostile_outputs_run_no_script_and_axe_finds_noth
                 )
                 assert found == []
             await shot(alice, "04-outputs-alice")
+
+            # alice edits the markdown cell (Enter on its rendering), Shift-Enter renders it
+            # again, and the reader sees the new rendering
+            await cell(alice, "md").locator(".markdown-rendered").focus()
+            await alice.keyboard.press("Enter")
+            md_editor = cell(alice, "md").locator(".cm-content")
+            await expect(md_editor).to_be_focused()
+            await alice.keyboard.press("Control+End")
+            await alice.keyboard.type("\n\n## Added together")
+            await alice.keyboard.press("Shift+Enter")
+            await expect(cell(alice, "md").locator(".markdown-rendered h2")).to_have_text(
+                "Added together"
+            )
+            await expect(cell(carol, "md").locator(".markdown-rendered h2")).to_have_text(
+                "Added together"
+            )
 
             # the reader: no run or edit controls, editors not editable, typing changes nothing
             await expect(carol.locator("#read-only")).to_be_visible()
