@@ -35,9 +35,21 @@ function button (label: string, text: string, className: string, onClick: () => 
   return el
 }
 
+// Editors are built when their cell comes near the screen (or is focused): fifty CodeMirror
+// views at once cost half a second of the page's start, and each one redraws its remote
+// selections on every awareness change.
+const nearScreen = new IntersectionObserver(entries => {
+  for (const entry of entries) {
+    if (entry.isIntersecting) (entry.target as HTMLElement & { cellView?: CellView }).cellView?.ensureEditor()
+  }
+}, { rootMargin: '100% 0px' })
+
 export class CellView {
   readonly el: HTMLElement
-  readonly editor: EditorView
+  private editor: EditorView | null = null
+  private readonly editorBox: HTMLElement
+  private readonly placeholder: HTMLElement
+  private readonly awareness: Awareness
   private readonly prompt: HTMLElement
   private readonly outputs: HTMLElement
   private readonly rendered: HTMLElement | null = null
@@ -76,21 +88,22 @@ export class CellView {
       bar.append(tools)
     }
 
-    const editorBox = document.createElement('div')
-    editorBox.className = 'cell-editor'
-    this.editor = new EditorView({
-      parent: editorBox,
-      state: EditorState.create({
-        doc: cell.ysource.toString(),
-        extensions: this.extensions(cell.ysource, awareness, isCode)
-      })
-    })
-    this.editor.contentDOM.setAttribute('aria-label', `${isCode ? 'Code' : 'Markdown'} cell source`)
+    this.awareness = awareness
+    this.editorBox = document.createElement('div')
+    this.editorBox.className = 'cell-editor'
+    // the source as text until the editor is built; focusing it builds the editor
+    this.placeholder = document.createElement('pre')
+    this.placeholder.className = 'cell-source'
+    this.placeholder.tabIndex = 0
+    this.placeholder.setAttribute('aria-label', `${isCode ? 'Code' : 'Markdown'} cell source`)
+    this.placeholder.addEventListener('focus', () => this.ensureEditor().focus())
+    this.editorBox.append(this.placeholder)
+    ;(this.editorBox as HTMLElement & { cellView?: CellView }).cellView = this
 
     this.outputs = document.createElement('div')
     this.outputs.className = 'cell-outputs'
     this.outputs.setAttribute('aria-live', 'polite')
-    this.el.append(bar, editorBox)
+    this.el.append(bar, this.editorBox)
     if (cell.cell_type === 'markdown') {
       this.rendered = document.createElement('div')
       this.rendered.className = 'markdown-rendered'
@@ -109,6 +122,24 @@ export class CellView {
     this.observer = () => this.schedule()
     cell.ymodel.observeDeep(this.observer)
     this.draw()
+    if (cell.cell_type === 'code') nearScreen.observe(this.editorBox)
+  }
+
+  /** The cell's editor, built on first use. */
+  ensureEditor (): EditorView {
+    if (this.editor === null) {
+      nearScreen.unobserve(this.editorBox)
+      const isCode = this.cell.cell_type === 'code'
+      this.editor = new EditorView({
+        state: EditorState.create({
+          doc: this.cell.ysource.toString(),
+          extensions: this.extensions(this.cell.ysource, this.awareness, isCode)
+        })
+      })
+      this.editor.contentDOM.setAttribute('aria-label', `${isCode ? 'Code' : 'Markdown'} cell source`)
+      this.placeholder.replaceWith(this.editor.dom)
+    }
+    return this.editor
   }
 
   private extensions (ytext: Y.Text, awareness: Awareness, isCode: boolean): Extension[] {
@@ -166,7 +197,7 @@ export class CellView {
     if (this.rendered === null) return
     this.editing = on
     this.draw()
-    if (on) this.editor.focus()
+    if (on) this.ensureEditor().focus()
   }
 
   focus (atEnd = false): void {
@@ -174,9 +205,10 @@ export class CellView {
       this.rendered.focus()
       return
     }
-    this.editor.focus()
-    const at = atEnd ? this.editor.state.doc.length : 0
-    this.editor.dispatch({ selection: { anchor: at } })
+    const editor = this.ensureEditor()
+    editor.focus()
+    const at = atEnd ? editor.state.doc.length : 0
+    editor.dispatch({ selection: { anchor: at } })
   }
 
   private schedule (): void {
@@ -187,6 +219,7 @@ export class CellView {
 
   /** Redraw everything but the editor (the binding keeps that one current). */
   draw (): void {
+    if (this.editor === null) this.placeholder.textContent = this.cell.ysource.toString()
     const index = this.el.parentElement ? [...this.el.parentElement.children].indexOf(this.el) + 1 : 0
     const kind = this.cell.cell_type === 'code' ? 'code' : this.cell.cell_type
     this.el.setAttribute('aria-label', `Cell ${index}, ${kind}`)
@@ -205,7 +238,7 @@ export class CellView {
       const showRendered = !this.editing
       this.rendered.hidden = !showRendered
       this.el.classList.toggle('editing', !showRendered)
-      ;(this.editor.dom.parentElement as HTMLElement).hidden = showRendered
+      this.editorBox.hidden = showRendered
       if (showRendered) {
         const source = this.cell.ysource.toString()
         this.rendered.innerHTML = source.trim() ? markdown(source) : '<p class="empty">Empty text cell</p>'
@@ -215,7 +248,8 @@ export class CellView {
 
   destroy (): void {
     this.cell.ymodel.unobserveDeep(this.observer)
-    this.editor.destroy()
+    nearScreen.unobserve(this.editorBox)
+    this.editor?.destroy()
     this.el.remove()
   }
 }
