@@ -55,7 +55,10 @@ export class CellView {
   private readonly rendered: HTMLElement | null = null
   private editing = false
   private scheduled = false
-  private readonly observer: () => void
+  private readonly observer: (events: Array<Y.YEvent<any>>) => void
+  // outputs are drawn again only when something else than the source changed: typing in a
+  // cell must not rebuild (and re-sanitise) its outputs at every keystroke
+  private outputsChanged = true
 
   constructor (
     readonly cell: YCellType,
@@ -119,7 +122,10 @@ export class CellView {
     if (isCode) this.el.append(this.outputs)
 
     // Remote edits, outputs, execution state: redrawn once per frame, whatever arrived.
-    this.observer = () => this.schedule()
+    this.observer = events => {
+      if (events.some(event => event.target !== cell.ysource)) this.outputsChanged = true
+      this.schedule()
+    }
     cell.ymodel.observeDeep(this.observer)
     this.draw()
     if (cell.cell_type === 'code') nearScreen.observe(this.editorBox)
@@ -230,7 +236,10 @@ export class CellView {
       this.el.dataset.state = running ? 'busy' : 'idle'
       this.prompt.textContent = running ? '[*]' : `[${code.execution_count ?? ' '}]`
       this.prompt.setAttribute('aria-label', running ? 'Running' : `Execution count ${code.execution_count ?? 'none'}`)
-      renderOutputs(this.outputs, code.getOutputs() as unknown as Output[])
+      if (this.outputsChanged) {
+        this.outputsChanged = false
+        renderOutputs(this.outputs, code.getOutputs() as unknown as Output[])
+      }
     } else {
       this.prompt.textContent = this.cell.cell_type === 'markdown' ? 'Text' : 'Raw'
     }
