@@ -1,9 +1,19 @@
 # chronohub's image: built by deploy/compose/compose.yaml (docker compose build), or alone with
 #   docker build -t chronohub .
-# Two stages: the first installs chronohub into a virtualenv (pip alone: every dependency ships
-# wheels, so no compiler); the second copies only that virtualenv onto a slim Debian 12 Python,
-# with the few programs the hub runs at run time.
+# Three stages: Node builds the browser bundle (frontend/); the second installs chronohub, with
+# that bundle, into a virtualenv (pip alone: every dependency ships wheels, so no compiler); the
+# third copies only that virtualenv onto a slim Debian 12 Python, with the few programs the hub
+# runs at run time.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# The browser bundle (frontend/): built with Node, only its output goes on.
+FROM ${NODE_IMAGE} AS frontend
+WORKDIR /src/frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY frontend ./
+RUN node build.mjs
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -15,6 +25,7 @@ COPY events ./events
 COPY projections ./projections
 COPY collab ./collab
 COPY hub ./hub
+COPY --from=frontend /src/hub/web/static/app ./hub/web/static/app
 COPY migrations ./migrations
 COPY hubclient ./hubclient
 # the publishing service the wheel ships (publish = true runs it)

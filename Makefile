@@ -33,8 +33,9 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap /usr/sbin/nginx /usr/lib/postgr
 /usr/bin/ansible-lint: PACKAGE = ansible-lint
 /usr/sbin/slapd: PACKAGE = slapd
 
-.PHONY: run test lint typecheck docs unit integration clean
+.PHONY: run test lint typecheck docs unit integration clean frontend
 .PHONY: bench-events bench-audit bench-api bench-spawn bench-collab bench-git bench-publish
+.PHONY: bench-browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,9 +53,24 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev,bench]'
 	touch $@
 
+# The hub's browser bundle (frontend/: TypeScript, esbuild, from frontend/package-lock.json;
+# node >= 20): content-hashed files and their manifest in hub/web/static/app/, which the hub
+# serves under /hub/static/app/ (the collaborative notebook page's script)
+FRONTEND := hub/web/static/app/manifest.json
+FRONTEND_SOURCES := $(wildcard frontend/src/*.ts) frontend/build.mjs frontend/tsconfig.json
+
+frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
+	npm ci --prefix frontend --no-audit --no-fund
+	touch $@
+
+$(FRONTEND): frontend/node_modules/.package-lock.json $(FRONTEND_SOURCES)
+	cd frontend && node_modules/.bin/tsc --noEmit -p . && node build.mjs
+
+frontend: $(FRONTEND)
+
 # options for `chronohub serve`, e.g. make run ARGS="--port 8010"
 ARGS ?=
-run: $(VENV)/.installed-run
+run: $(VENV)/.installed-run $(FRONTEND)
 	$(BIN)/chronohub serve $(ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -67,7 +83,7 @@ typecheck: $(VENV)/.installed-dev
 
 # the documentation's strict build comes before the suite: a broken link, or a configuration
 # reference that hub/settings.py no longer matches, fails in seconds rather than at the end
-test: lint typecheck $(NODE_TEST_CLIENTS) $(DEBIAN_TOOLS)
+test: lint typecheck $(NODE_TEST_CLIENTS) $(DEBIAN_TOOLS) $(FRONTEND)
 	$(BIN)/mkdocs build --strict
 	$(BIN)/pytest
 
@@ -80,7 +96,7 @@ docs: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -m "not integration"
 
-integration: $(VENV)/.installed-dev $(NODE_TEST_CLIENTS)
+integration: $(VENV)/.installed-dev $(NODE_TEST_CLIENTS) $(FRONTEND)
 	$(BIN)/pytest -m integration
 
 bench-events: $(VENV)/.installed-bench
@@ -96,6 +112,10 @@ bench-git: $(VENV)/.installed-bench
 # from a push to the publishing service's HTML, beside nbconvert alone on the same notebooks
 bench-publish: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.publish
+
+# the collaborative notebook page in Debian's Chromium: ready cold and warm, keystroke latency
+bench-browser: $(VENV)/.installed-bench $(FRONTEND) /usr/bin/chromium
+	$(BIN)/python -m bench.browser
 
 # configurable-http-proxy, which the JupyterHub that bench-api measures starts (node >= 20)
 bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json

@@ -1,5 +1,9 @@
 """Awareness between hub processes: the NOTIFY payloads that carry it, and the pure rules.
 
+Each state a client sends with a ``user`` is stamped with the name its connection authenticated
+as (``stamp``: ``user.name``) before anyone sees it, so a cursor cannot claim to be someone
+else's.
+
 Awareness (cursors, names, selections) is ephemeral: it is never stored, it travels in the
 NOTIFY payload itself, on the collab channel, as a JSON object. A bare room name on that
 channel is a document wake-up (collab/relay.py); a room name cannot start with ``{``, so the
@@ -21,6 +25,7 @@ import binascii
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from collab import errors, protocol
 from events import notify
@@ -112,6 +117,28 @@ def fit(
     first, first_left = fit(client_ids[:half], encode)
     second, second_left = fit(client_ids[half:], encode)
     return first + second, first_left + second_left
+
+
+def stamp(
+    entries: tuple[tuple[int, int, Any], ...], name: str
+) -> tuple[tuple[int, int, Any], ...] | None:
+    """``entries`` with ``user.name`` set to ``name`` in every state that has a ``user`` (the
+    name the hub authenticated, whatever the client claimed: cursors and lists of who is here
+    show it), or None when every state already says so. Pure. A state without ``user`` claims
+    no one and stays as it is, as does a removal (state None)."""
+    changed = False
+    stamped = []
+    for client_id, clock, state in entries:
+        if state is not None and "user" in state:
+            user = state["user"]
+            if not isinstance(user, dict) or user.get("name") != name:
+                state = {
+                    **state,
+                    "user": {**(user if isinstance(user, dict) else {}), "name": name},
+                }
+                changed = True
+        stamped.append((client_id, clock, state))
+    return tuple(stamped) if changed else None
 
 
 def outdated(renewed: Mapping[int, float], now: float, timeout_s: float = OUTDATED_S) -> list[int]:

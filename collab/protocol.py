@@ -186,6 +186,17 @@ def crdt_input(what: str) -> Iterator[None]:
         raise ProtocolError(f"{what}: the CRDT decoder failed on it ({exc})") from None
 
 
+def encode_awareness(entries: tuple[tuple[int, int, Any], ...]) -> bytes:
+    """An awareness update holding ``entries`` (the inverse of ``decode_awareness``)."""
+    out = bytearray(pycrdt.write_var_uint(len(entries)))
+    for client_id, clock, state in entries:
+        text = "null" if state is None else json.dumps(state, separators=(",", ":"))
+        data = text.encode()
+        out += pycrdt.write_var_uint(client_id) + pycrdt.write_var_uint(clock)
+        out += pycrdt.write_var_uint(len(data)) + data
+    return bytes(out)
+
+
 def sync_step1(doc: pycrdt.Doc[Any]) -> bytes:
     """SyncStep1 carrying ``doc``'s state vector."""
     return pycrdt.create_sync_message(doc)

@@ -280,7 +280,13 @@ class Room:
             else:
                 conn.controlled.add(client_id)
             self._remote_renewed.pop(client_id, None)  # it is ours now, if it was remote
-        self.awareness.apply_awareness_update(message.update, conn)
+        update = message.update
+        # Everyone sees the name the hub authenticated, not the one the client claims.
+        stamped = awareness.stamp(message.entries, conn.participant.name)
+        if stamped is not None:
+            update = protocol.encode_awareness(stamped)
+            frame = protocol.awareness_message(update)
+        self.awareness.apply_awareness_update(update, conn)
         # Echoed to the sender too: a lone client otherwise hears nothing for 30 s and
         # reconnects (y-websocket's messageReconnectTimeout).
         self.broadcast(protocol.ws_frame(frame))

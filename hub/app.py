@@ -55,6 +55,7 @@ from hub.pages import admin as admin_page
 from hub.pages import events as events_page
 from hub.pages import login as login_pages
 from hub.pages import projects as project_pages
+from hub.pages import sessions as session_pages
 from hub.pages import shares as shares_page
 from hub.pages import token as token_page
 from hub.pages import user as user_pages
@@ -314,6 +315,7 @@ def make_app(hub: context.Hub) -> web.Application:
         )
         collab_server.Endpoint(hub.rooms, gatekeeper).install(app)
     app.add_routes(collab_api.routes())  # shared execution sessions (503 without rooms)
+    app.add_routes(session_pages.routes())  # /hub/sessions/{id}: a session's notebook page
     install_projects(app, hub.settings, hub.store)
     return app
 

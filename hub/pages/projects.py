@@ -316,8 +316,7 @@ async def open_together(request: web.Request) -> web.StreamResponse:
         response = identity.error_page(request, status, str(exc))
         response.headers["Content-Security-Policy"] = CSP
         return response
-    home = Links(owner, name).home
-    raise web.HTTPFound(f"{home}?session={opened.session.id}#sessions")
+    raise web.HTTPFound(f"/hub/sessions/{opened.session.id}")
 
 
 async def blob_page(request: web.Request) -> web.StreamResponse:

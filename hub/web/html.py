@@ -25,6 +25,10 @@ FAVICON = "favicon.svg"
 # The files under /hub/static change only with a release: the layout links them with
 # ?v=<version>, so browsers may keep them for a long time and still see a new release's.
 STATIC_MAX_AGE_S = 7 * 86400
+# The front-end bundle's files (frontend/, built into static/app/) are named by their content's
+# hash (esbuild's "[name]-[hash]"): a year, immutable.
+IMMUTABLE_MAX_AGE_S = 365 * 86400
+HASHED_BUNDLE = re.compile(r"^/hub/static/app/[A-Za-z0-9_]+-[A-Z0-9]{8}\.(?:js|css)$")
 # A path on this hub: starts with one slash (not '//' nor '/\', which browsers read as
 # another host), no control characters or backslashes anywhere.
 _LOCAL_PATH = re.compile(r"^/(?![/\\])[^\x00-\x20\x7f\\]*$")
@@ -214,9 +218,15 @@ async def favicon(request: web.Request) -> web.StreamResponse:
 
 
 async def _cache_static(request: web.Request, response: web.StreamResponse) -> None:
-    """Let browsers keep the stylesheet and icon (the layout's links carry the version)."""
+    """Let browsers keep the stylesheet and icon (the layout's links carry the version), and
+    the front-end bundle's content-hashed files for good (a new build has new names)."""
     if request.path.startswith(STATIC_PREFIX + "/") and response.status == 200:
-        response.headers["Cache-Control"] = f"public, max-age={STATIC_MAX_AGE_S}"
+        if HASHED_BUNDLE.match(request.path):
+            response.headers["Cache-Control"] = f"public, max-age={IMMUTABLE_MAX_AGE_S}, immutable"
+        elif request.path.startswith(STATIC_PREFIX + "/app/"):
+            response.headers["Cache-Control"] = "no-cache"  # the manifest, its licence notes
+        else:
+            response.headers["Cache-Control"] = f"public, max-age={STATIC_MAX_AGE_S}"
 
 
 def install(app: web.Application) -> None:

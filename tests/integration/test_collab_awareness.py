@@ -128,7 +128,7 @@ async def test_a_state_set_on_one_process_reaches_clients_of_the_other(
         await listening(collab_hub, other)
         async with client.connect(collab_hub.url, "aware", token=alice) as a:
             await asyncio.wait_for(a.synced.wait(), 10)
-            a.set_user({"user": {"name": "a"}})
+            a.set_user({"user": {"name": "alice"}})
             here = collab_hub.rooms.get("aware")
             assert here is not None
             await wait_for(lambda: a.awareness.client_id in here.awareness.states)
@@ -136,17 +136,17 @@ async def test_a_state_set_on_one_process_reaches_clients_of_the_other(
             # for its connections' states.
             assert other.rooms.get("aware") is None
             async with client.connect(other.url, "aware", token=alice) as b:
-                await wait_for(lambda: sees(b, a, {"user": {"name": "a"}}), timeout_s=5)
-                b.set_user({"user": {"name": "b"}})
-                await wait_for(lambda: sees(a, b, {"user": {"name": "b"}}), timeout_s=5)
-                a.set_user({"user": {"name": "a", "cursor": 3}})
-                await wait_for(lambda: sees(b, a, {"user": {"name": "a", "cursor": 3}}))
+                await wait_for(lambda: sees(b, a, {"user": {"name": "alice"}}), timeout_s=5)
+                b.set_user({"user": {"name": "alice"}})
+                await wait_for(lambda: sees(a, b, {"user": {"name": "alice"}}), timeout_s=5)
+                a.set_user({"user": {"name": "alice", "cursor": 3}})
+                await wait_for(lambda: sees(b, a, {"user": {"name": "alice", "cursor": 3}}))
                 # A later joiner of the other process has both in its first awareness
                 # message, which comes before the answer to its SyncStep1.
                 async with client.connect(other.url, "aware", token=alice) as late:
                     await asyncio.wait_for(late.synced.wait(), 10)
-                    assert sees(late, a, {"user": {"name": "a", "cursor": 3}})
-                    assert sees(late, b, {"user": {"name": "b"}})
+                    assert sees(late, a, {"user": {"name": "alice", "cursor": 3}})
+                    assert sees(late, b, {"user": {"name": "alice"}})
                 # Documents still converge beside awareness.
                 a.doc.get("t", type=pycrdt.Text).insert(0, "hi")
                 await wait_for(lambda: text_of(b.doc) == "hi")
@@ -183,7 +183,7 @@ async def test_a_dropped_connection_s_cursor_vanishes_on_the_other_process_at_on
             client.connect(other.url, "vanish", token=alice) as b,
         ):
             await asyncio.wait_for(asyncio.gather(a.synced.wait(), b.synced.wait()), 10)
-            a.set_user({"user": {"name": "a"}})
+            a.set_user({"user": {"name": "alice"}})
             await wait_for(lambda: sees(b, a))
             assert collab_hub.rooms.limits.awareness_timeout_s >= 30
             a.ws.transport.abort()  # no goodbye from the client: the server's leave says it
@@ -209,7 +209,7 @@ async def test_a_stopping_process_s_clients_vanish_from_the_others_at_once(
                 client.connect(other.url, "restart", token=alice)
             )
             await asyncio.wait_for(leaving.synced.wait(), 10)
-            leaving.set_user({"user": {"name": "leaving"}})
+            leaving.set_user({"user": {"name": "alice"}})
             await wait_for(lambda: sees(watcher, leaving))
         # ``other`` has stopped: it closed the connection (going away) and stopped its relay.
         assert leaving.close_code is not None
@@ -233,16 +233,16 @@ async def test_one_change_is_one_notification_and_nothing_bounces_back(
             )
             await known_shared(collab_hub, "pingpong")
             async with watching(db_url) as watch:
-                a.set_user({"user": {"name": "a"}})
+                a.set_user({"user": {"name": "alice"}})
                 await wait_for(lambda: sees(b, a) and sees(b2, a))
-                b.set_user({"user": {"name": "b"}})
+                b.set_user({"user": {"name": "alice"}})
                 await wait_for(lambda: sees(a, b))
                 # Each process has handed the other's change to its own clients, which is when
                 # it would have queued a bounce. A last change from each side, once the watch
                 # has it, closes the window without a timed wait: a process sends in order,
                 # so a bounce came before its last change (or with it, naming another client).
-                a_done = {"user": {"name": "a", "done": True}}
-                b_done = {"user": {"name": "b", "done": True}}
+                a_done = {"user": {"name": "alice", "done": True}}
+                b_done = {"user": {"name": "alice", "done": True}}
                 a.set_user(a_done)
                 b.set_user(b_done)
                 await wait_for(
@@ -262,9 +262,9 @@ async def test_one_change_is_one_notification_and_nothing_bounces_back(
                 # A burst of changes from one client is gathered (5 ms per room) into a few
                 # notifications (one, here, on a quiet machine), each with the latest state;
                 # the one carrying the last state is the burst's last notification.
-                last = {"user": {"name": "a", "cursor": 49}}
+                last = {"user": {"name": "alice", "cursor": 49}}
                 for i in range(50):
-                    a.set_user({"user": {"name": "a", "cursor": i}})
+                    a.set_user({"user": {"name": "alice", "cursor": i}})
                 await wait_for(lambda: relayed_state(watch, a, last))
                 await wait_for(lambda: sees(b, a, last))
                 assert 1 <= len(watch.updates()) - 4 <= 10
@@ -285,7 +285,7 @@ async def test_states_set_before_a_room_is_known_shared_are_relayed_once_it_is(
         await asyncio.wait_for(a.synced.wait(), 10)
         here = collab_hub.rooms.get("late")
         assert here is not None
-        state = {"user": {"name": "a"}}
+        state = {"user": {"name": "alice"}}
         a.set_user(state)
         await wait_for(lambda: here.awareness.states.get(a.awareness.client_id) == state)
         await gathered()
@@ -372,7 +372,7 @@ async def test_a_process_alone_in_a_room_sends_no_awareness_notification(
         client.connect(collab_hub.url, "alone", token=alice) as near,
     ):
         await asyncio.wait_for(asyncio.gather(a.synced.wait(), near.synced.wait()), 10)
-        a.set_user({"user": {"name": "a"}})
+        a.set_user({"user": {"name": "alice"}})
         await wait_for(lambda: sees(near, a))
         await gathered()
         assert sent == []  # nothing was handed to the relay, so no notification can follow
@@ -381,9 +381,9 @@ async def test_a_process_alone_in_a_room_sends_no_awareness_notification(
             await listening(collab_hub, other)
             async with client.connect(other.url, "alone", token=alice) as far:
                 await wait_for(lambda: sees(far, a))  # the answer to its query
-                a.set_user({"user": {"name": "a", "cursor": 1}})
-                await wait_for(lambda: sees(far, a, {"user": {"name": "a", "cursor": 1}}))
-                far.set_user({"user": {"name": "far"}})
+                a.set_user({"user": {"name": "alice", "cursor": 1}})
+                await wait_for(lambda: sees(far, a, {"user": {"name": "alice", "cursor": 1}}))
+                far.set_user({"user": {"name": "alice"}})
                 await wait_for(lambda: sees(a, far))
             await other.rooms.close("alone")  # the other process lets the room go
         # Within a poll (2 s) of the presence table, this process knows it is alone again.
@@ -392,8 +392,8 @@ async def test_a_process_alone_in_a_room_sends_no_awareness_notification(
         await wait_for(lambda: not here.shared, timeout_s=10)
         relayed = len(sent)
         assert relayed > 0  # while shared, this process did relay
-        a.set_user({"user": {"name": "a", "cursor": 2}})
-        await wait_for(lambda: sees(near, a, {"user": {"name": "a", "cursor": 2}}))
+        a.set_user({"user": {"name": "alice", "cursor": 2}})
+        await wait_for(lambda: sees(near, a, {"user": {"name": "alice", "cursor": 2}}))
         await gathered()
         assert len(sent) == relayed
 
@@ -425,18 +425,18 @@ async def test_a_malformed_notification_is_ignored_and_the_room_goes_on(
             client.connect(other.url, "bad-input", token=alice) as b,
         ):
             await asyncio.wait_for(asyncio.gather(a.synced.wait(), b.synced.wait()), 10)
-            a.set_user({"user": {"name": "a"}})
+            a.set_user({"user": {"name": "alice"}})
             await wait_for(lambda: sees(b, a))
             with caplog.at_level(logging.WARNING, logger="collab"):
                 await notify_raw(db_url, payload)
-                b.set_user({"user": {"name": "b"}})  # after the bad one, on the same channel
+                b.set_user({"user": {"name": "alice"}})  # after the bad one, on the same channel
                 await wait_for(lambda: sees(a, b))
             if payload.startswith("{") and "not-open" not in payload:
                 assert "ignoring a notification" in caplog.text
             assert a.close_code is None
             assert b.close_code is None
-            a.set_user({"user": {"name": "a", "still": "here"}})
-            await wait_for(lambda: sees(b, a, {"user": {"name": "a", "still": "here"}}))
+            a.set_user({"user": {"name": "alice", "still": "here"}})
+            await wait_for(lambda: sees(b, a, {"user": {"name": "alice", "still": "here"}}))
             a.doc.get("t", type=pycrdt.Text).insert(0, "ok")
             await wait_for(lambda: text_of(b.doc) == "ok")
 
@@ -459,7 +459,7 @@ async def test_a_relayed_update_for_a_room_open_here_that_fails_to_apply_is_igno
         opened = collab_hub.rooms.get("entries")
         assert opened is not None
         assert 5 not in opened.awareness.states
-        a.set_user({"user": {"name": "a"}})
+        a.set_user({"user": {"name": "alice"}})
         await wait_for(lambda: a.awareness.client_id in opened.awareness.states)
 
 
@@ -467,7 +467,7 @@ async def test_an_oversized_state_is_applied_here_and_not_relayed(
     collab_hub: CollabHub, event_store: store.EventStore, db_url: str
 ) -> None:
     alice = await collab_hub.token("alice")
-    big = {"user": {"name": "a", "note": "x" * notify.MAX_PAYLOAD_BYTES}}
+    big = {"user": {"name": "alice", "note": "x" * notify.MAX_PAYLOAD_BYTES}}
     async with serving(event_store, db_url) as other:
         await listening(collab_hub, other)
         async with (
@@ -482,12 +482,12 @@ async def test_an_oversized_state_is_applied_here_and_not_relayed(
             async with watching(db_url) as watch:
                 a.set_user(big)
                 await wait_for(lambda: sees(near, a, big))  # applied and sent locally
-                near.set_user({"user": {"name": "near"}})  # relayed, after the big one
+                near.set_user({"user": {"name": "alice"}})  # relayed, after the big one
                 await wait_for(lambda: sees(far, near))
                 assert not sees(far, a)
                 assert [ids_of(m) for _pid, m in watch.updates()] == [[near.awareness.client_id]]
-            a.set_user({"user": {"name": "a", "note": "small again"}})
-            await wait_for(lambda: sees(far, a, {"user": {"name": "a", "note": "small again"}}))
+            a.set_user({"user": {"name": "alice", "note": "small again"}})
+            await wait_for(lambda: sees(far, a, {"user": {"name": "alice", "note": "small again"}}))
 
 
 async def test_relayed_states_not_renewed_expire_and_come_back_when_renewed(
@@ -506,14 +506,14 @@ async def test_relayed_states_not_renewed_expire_and_come_back_when_renewed(
                 asyncio.gather(a.synced.wait(), near.synced.wait(), far.synced.wait()), 10
             )
             loop = asyncio.get_running_loop()
-            a.set_user({"user": {"name": "a"}})  # the Python client does not renew by itself
+            a.set_user({"user": {"name": "alice"}})  # the Python client does not renew by itself
             await wait_for(lambda: sees(far, a))
             seen_at = loop.time()
             await wait_for(lambda: not sees(far, a), timeout_s=10)
             assert loop.time() - seen_at >= 1.0  # not before the timeout (1.5 s, 1 s janitor)
             assert sees(near, a)  # on its own process, a connected client's state stays
-            a.set_user({"user": {"name": "a", "renewed": True}})
-            await wait_for(lambda: sees(far, a, {"user": {"name": "a", "renewed": True}}))
+            a.set_user({"user": {"name": "alice", "renewed": True}})
+            await wait_for(lambda: sees(far, a, {"user": {"name": "alice", "renewed": True}}))
 
 
 async def test_a_killed_process_leaves_no_ghost_cursor(
@@ -548,7 +548,7 @@ async def test_a_killed_process_leaves_no_ghost_cursor(
                 await asyncio.wait_for(
                     asyncio.gather(watcher.synced.wait(), doomed.synced.wait()), 10
                 )
-                doomed.set_user({"user": {"name": "doomed"}})
+                doomed.set_user({"user": {"name": "alice"}})
                 await wait_for(lambda: sees(watcher, doomed))
                 process.send_signal(signal.SIGKILL)
                 await asyncio.wait_for(process.wait(), 30)

@@ -438,11 +438,12 @@ async def test_the_project_page_opens_a_notebook_together_and_lists_its_sessions
             data={"_xsrf": page.hidden("_xsrf"), "path": "lab.ipynb", "ref": "main"},
         )
         assert opened.status == 302, opened.text
-        assert (opened.location or "").endswith("#sessions")
-        session_id = (opened.location or "").split("session=")[1].split("#")[0]
+        assert (opened.location or "").startswith("/hub/sessions/")
+        session_id = (opened.location or "").rsplit("/", 1)[1]
         for browser in (alice, carol):
             listed = await browser.get("/hub/projects/alice/course")
             assert f'data-session="{session_id}"' in listed.text
+            assert f'href="/hub/sessions/{session_id}"' in listed.text
         # a broken notebook is refused on an error page naming the problem
         refused = await alice.post(
             "/hub/projects/alice/course/sessions",

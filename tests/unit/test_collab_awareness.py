@@ -207,3 +207,38 @@ async def test_a_joiner_and_a_query_get_remote_states_too() -> None:
     shared.receive(joiner, bytes((protocol.QUERY_AWARENESS,)))
     await asyncio.sleep(0)
     assert sorted(sink.awareness_entries()) == [(7, 1, {"here": True}), (9, 5, {"there": True})]
+
+
+def test_stamp_puts_the_authenticated_name_in_every_state_and_keeps_the_rest() -> None:
+    entries = (
+        (1, 3, {"user": {"name": "mallory", "color": "#d1495b"}, "cursor": {"anchor": 1}}),
+        (2, 1, {"cursor": None}),
+        (3, 5, {"user": "not an object"}),
+        (4, 2, None),
+    )
+    assert awareness.stamp(entries, "alice") == (
+        (1, 3, {"user": {"name": "alice", "color": "#d1495b"}, "cursor": {"anchor": 1}}),
+        (2, 1, {"cursor": None}),  # no user claimed, none added
+        (3, 5, {"user": {"name": "alice"}}),
+        (4, 2, None),  # a client leaving says nothing to stamp
+    )
+    # nothing to change: no new update is built
+    assert awareness.stamp(((1, 4, {"user": {"name": "alice"}}), (2, 1, None)), "alice") is None
+
+
+def test_an_encoded_awareness_update_decodes_to_its_entries() -> None:
+    entries = ((7, 2, {"user": {"name": "zoë"}, "n": [1, 2]}), (8, 9, None))
+    assert protocol.decode_awareness(protocol.encode_awareness(entries)) == entries
+
+
+async def test_a_claimed_name_is_replaced_by_the_connections_own_for_everyone() -> None:
+    shared = room.Room("r", None, Limits())
+    conn, _ = connect(shared, "alice")
+    _, watcher = connect(shared, "bob")
+    claimed = {"user": {"name": "bob", "color": "#2e86ab"}}
+    shared.receive(conn, protocol.awareness_message(state_update(7, 1, claimed)))
+    stamped = {"user": {"name": "alice", "color": "#2e86ab"}}
+    assert shared.awareness.states[7] == stamped
+    await asyncio.sleep(0)
+    assert (7, 1, stamped) in watcher.awareness_entries()
+    assert (7, 1, claimed) not in watcher.awareness_entries()

@@ -1,0 +1,53 @@
+// Builds the hub's browser bundle into hub/web/static/app/: content-hashed file names (the hub
+// serves them with a year-long, immutable Cache-Control) and manifest.json, which maps each
+// entry's plain name to its hashed file (the templates link the hashed name through it).
+//
+//   node build.mjs            production build (minified)
+//   node build.mjs --dev      unminified, with inline source maps
+
+import * as esbuild from 'esbuild'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { brotliCompressSync, gzipSync } from 'node:zlib'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const outdir = path.resolve(here, '..', 'hub', 'web', 'static', 'app')
+const dev = process.argv.includes('--dev')
+const entries = { notebook: path.join(here, 'src', 'notebook.ts') }
+
+// A stale bundle left beside the new one would be served forever by its hashed name: start clean.
+await rm(outdir, { recursive: true, force: true })
+await mkdir(outdir, { recursive: true })
+
+const result = await esbuild.build({
+  entryPoints: entries,
+  outdir,
+  bundle: true,
+  format: 'esm',
+  target: ['chrome110', 'firefox110', 'safari16'],
+  entryNames: '[name]-[hash]',
+  chunkNames: 'chunk-[hash]',
+  minify: !dev,
+  sourcemap: dev ? 'inline' : false,
+  metafile: true,
+  legalComments: 'linked',
+  logLevel: 'warning'
+})
+
+const manifest = {}
+for (const [file, meta] of Object.entries(result.metafile.outputs)) {
+  if (!meta.entryPoint) continue
+  const name = Object.keys(entries).find(key => path.resolve(meta.entryPoint) === entries[key])
+  manifest[`${name}.js`] = path.basename(file)
+}
+await writeFile(path.join(outdir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
+
+// Compressed twins: aiohttp's static files answer with file.js.br or file.js.gz when the
+// browser accepts them (a quarter of the bytes on the wire).
+for (const file of Object.keys(result.metafile.outputs).filter(name => name.endsWith('.js'))) {
+  const content = await readFile(file)
+  await writeFile(`${file}.gz`, gzipSync(content, { level: 9 }))
+  await writeFile(`${file}.br`, brotliCompressSync(content))
+}
+console.log(`built ${(await readdir(outdir)).length} files into ${path.relative(process.cwd(), outdir)}`)

@@ -1,0 +1,126 @@
+// A code cell's outputs as DOM, from their nbformat JSON (what @jupyter/ydoc's getOutputs()
+// returns). Outputs come from whatever code someone ran: every piece of markup goes through
+// DOMPurify, text is set as text, ANSI colours go through ansi_up (which escapes HTML).
+
+import { AnsiUp } from 'ansi_up'
+import DOMPurify from 'dompurify'
+import { marked } from 'marked'
+
+type Multiline = string | string[]
+export interface Output {
+  output_type: string
+  name?: string
+  text?: Multiline
+  data?: Record<string, unknown>
+  ename?: string
+  evalue?: string
+  traceback?: string[]
+}
+
+// The richest representation first, as JupyterLab chooses.
+const ORDER = [
+  'text/html',
+  'image/svg+xml',
+  'image/png',
+  'image/jpeg',
+  'text/markdown',
+  'application/json',
+  'text/plain'
+]
+
+// An image a notebook's HTML gives without a text alternative is taken as decorative (alt=""),
+// so that screen readers skip it rather than read its address.
+DOMPurify.addHook('afterSanitizeAttributes', node => {
+  if (node.nodeName === 'IMG' && !node.hasAttribute('alt')) node.setAttribute('alt', '')
+})
+
+const ansi = new AnsiUp()
+ansi.use_classes = true // colours from the stylesheet (readable in dark and light)
+
+function joined (value: unknown): string {
+  if (Array.isArray(value)) return value.join('')
+  return typeof value === 'string' ? value : ''
+}
+
+function pre (className: string, html: string): HTMLElement {
+  const el = document.createElement('pre')
+  el.className = className
+  el.innerHTML = DOMPurify.sanitize(html)
+  return el
+}
+
+/** HTML from a notebook (an output, a markdown cell) made safe to insert: no script, no handler. */
+export function sanitize (html: string): string {
+  return DOMPurify.sanitize(html, { FORBID_TAGS: ['style', 'form'], FORBID_ATTR: ['style'] })
+}
+
+/** Markdown rendered and sanitised. */
+export function markdown (source: string): string {
+  return sanitize(marked.parse(source, { async: false }))
+}
+
+function rich (data: Record<string, unknown>): HTMLElement {
+  const mime = ORDER.find(type => type in data)
+  const box = document.createElement('div')
+  box.className = 'output-rich'
+  if (mime === undefined) {
+    box.textContent = `[output of type ${Object.keys(data).join(', ') || 'none'}]`
+    return box
+  }
+  box.dataset.mime = mime
+  const value = data[mime]
+  switch (mime) {
+    case 'text/html':
+      box.innerHTML = sanitize(joined(value))
+      break
+    case 'image/svg+xml':
+      box.innerHTML = DOMPurify.sanitize(joined(value), { USE_PROFILES: { svg: true, svgFilters: true } })
+      break
+    case 'image/png':
+    case 'image/jpeg': {
+      const img = document.createElement('img')
+      img.src = `data:${mime};base64,${joined(value).replace(/\s/g, '')}`
+      img.alt = joined(data['text/plain']) || 'an image output'
+      box.append(img)
+      break
+    }
+    case 'text/markdown':
+      box.innerHTML = markdown(joined(value))
+      break
+    case 'application/json': {
+      const el = document.createElement('pre')
+      el.textContent = JSON.stringify(value, null, 2)
+      box.append(el)
+      break
+    }
+    default:
+      box.append(pre('output-text', ansi.ansi_to_html(joined(value))))
+  }
+  return box
+}
+
+/** One output's element. */
+export function renderOutput (output: Output): HTMLElement {
+  switch (output.output_type) {
+    case 'stream':
+      return pre(`output-stream ${output.name === 'stderr' ? 'stderr' : 'stdout'}`,
+        ansi.ansi_to_html(joined(output.text)))
+    case 'error':
+      return pre('output-error', ansi.ansi_to_html(
+        (output.traceback ?? []).join('\n') || `${output.ename ?? 'Error'}: ${output.evalue ?? ''}`))
+    case 'execute_result':
+    case 'display_data':
+      return rich(output.data ?? {})
+    default: {
+      const el = document.createElement('p')
+      el.textContent = `[unknown output type ${output.output_type}]`
+      return el
+    }
+  }
+}
+
+/** Replace ``box``'s content with ``outputs``. */
+export function renderOutputs (box: HTMLElement, outputs: Output[]): void {
+  box.replaceChildren(...outputs.map(renderOutput))
+  box.hidden = outputs.length === 0
+}
