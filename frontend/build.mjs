@@ -18,7 +18,11 @@ import { brotliCompressSync, gzipSync } from 'node:zlib'
 const here = path.dirname(fileURLToPath(import.meta.url))
 const outdir = path.resolve(here, '..', 'hub', 'web', 'static', 'app')
 const dev = process.argv.includes('--dev')
-const entries = { notebook: path.join(here, 'src', 'notebook.ts') }
+// One entry per page that has script; each page links its entry through the manifest.
+const entries = {
+  notebook: path.join(here, 'src', 'notebook.ts'),
+  events: path.join(here, 'src', 'events.ts')
+}
 
 // A stale bundle left beside the new one would be served forever by its hashed name: start clean.
 await rm(outdir, { recursive: true, force: true })
