@@ -21,7 +21,9 @@ const dev = process.argv.includes('--dev')
 // One entry per page that has script; each page links its entry through the manifest.
 const entries = {
   notebook: path.join(here, 'src', 'notebook.ts'),
-  events: path.join(here, 'src', 'events.ts')
+  events: path.join(here, 'src', 'events.ts'),
+  // the hub-stats service's chart (examples/hub-stats), served by the hub for the service's page
+  stats: path.join(here, 'src', 'stats.ts')
 }
 
 // A stale bundle left beside the new one would be served forever by its hashed name: start clean.
@@ -41,6 +43,8 @@ const result = await esbuild.build({
   sourcemap: dev ? 'inline' : false,
   metafile: true,
   legalComments: 'linked',
+  // a library's stylesheet comes as text, added to the page by the script that needs it
+  loader: { '.css': 'text' },
   logLevel: 'warning'
 })
 
