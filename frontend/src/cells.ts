@@ -36,6 +36,8 @@ let editorModule: typeof import('./editor') | null = null
 const editorLoaded = import('./editor').then(module => {
   performance.mark('chronohub:editors-loaded') // for bench/browser.py's breakdown
   editorModule = module
+  // usually here before the room's content: warm CodeMirror up meanwhile
+  if (waiting.length === 0) module.warmUp()
 })
 
 // Editors are built when their cell comes near the screen (or is focused): fifty CodeMirror
