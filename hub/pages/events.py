@@ -92,11 +92,20 @@ def parse_time(raw: str, field: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value.astimezone(UTC)  # a zone that puts it before year 1 or after 9999 overflows
+    except (ValueError, OverflowError) as exc:
         raise errors.BadRequest(
             f"{field}: {raw!r} is not a date and time (YYYY-MM-DDTHH:MM, in UTC)"
         ) from exc
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return value
+
+
+def is_position(raw: str) -> bool:
+    """Whether ``raw`` is a position in the log: ASCII digits (``str.isdigit`` alone takes
+    '²', which ``int`` refuses) below the log's bound."""
+    return raw.isascii() and raw.isdigit() and int(raw) < 2**62
 
 
 def query_of(
@@ -137,7 +146,7 @@ def _position(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name, "")
     if not raw:
         return None
-    if not raw.isdigit() or int(raw) >= 2**62:
+    if not is_position(raw):
         raise errors.BadRequest(f"{name}: must be a position in the log (a whole number)")
     return int(raw)
 
@@ -326,7 +335,7 @@ async def at_position(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     raw = request.match_info["position"]
     try:
-        if not raw.isdigit() or int(raw) >= 2**62:
+        if not is_position(raw):
             raise errors.BadRequest(f"position: {raw!r} is not a position in the log")
         position = int(raw)
         caller = access.caller_of(request)

@@ -151,6 +151,10 @@ async def test_newest_first_with_filters_as_a_form(hub: tuple[Api, str], admin: 
         ("from=2025-02-01T00:00&to=2025-01-01T00:00", "from: must be before to"),
         ("before=-3", "before: must be a position in the log"),
         ("before=abc", "before: must be a position in the log"),
+        ("before=%C2%B2", "before: must be a position in the log"),  # '²': isdigit, not int
+        # a zone that puts the time before year 1 or after 9999 once in UTC
+        ("from=0001-01-01T00:00%2B05:00", "from: &#39;0001-01-01T00:00+05:00&#39; is not a date"),
+        ("to=9999-12-31T23:59-05:00", "to: &#39;9999-12-31T23:59-05:00&#39; is not a date"),
     ],
 )
 async def test_bad_filters_are_refused_with_the_form_and_why(
@@ -251,9 +255,10 @@ async def test_the_live_scripts_rows_are_the_pages_rows(
     older = await admin.get(f"/hub/events?before={newest}")
     assert "data-stream" not in older.text
     assert "events.js" not in older.text
-    bad = await admin.get("/hub/events/rows?from_position=x")
-    assert bad.status == 400
-    assert "from_position: must be a position in the log" in bad.text
+    for raw in ("x", "%C2%B9"):  # '¹' passes str.isdigit
+        bad = await admin.get(f"/hub/events/rows?from_position={raw}")
+        assert bad.status == 400
+        assert "from_position: must be a position in the log" in bad.text
 
 
 async def test_the_stream_follows_with_the_login_cookie(
@@ -320,6 +325,8 @@ async def test_the_hub_at_a_moment_is_the_projections_state_then(
     bad = await admin.get("/hub/events/at/abc")
     assert bad.status == 400
     assert "position: &#39;abc&#39; is not a position in the log" in bad.text
+    superscript = await admin.get("/hub/events/at/%C2%B2")
+    assert superscript.status == 400
 
 
 async def test_a_filtered_holder_sees_only_its_subjects_and_no_moment(
