@@ -225,6 +225,22 @@ class EmbeddedPostgres:
                 except EmbeddedError as exc:
                     log.error("%s", exc)
 
+    def running(self) -> bool:
+        """Whether the server's postmaster (the pid in ``postmaster.pid``) is alive."""
+        return self._running_pid() is not None
+
+    def revive(self) -> bool:
+        """Start the server again if its postmaster died (PostgreSQL recovers from its WAL on
+        start); False if it runs. Under the file lock, so when several processes hold the
+        cluster, the first to notice restarts it and the others find it running."""
+        with self._locked():
+            if self._running_pid() is not None:
+                return False
+            log.warning("the embedded PostgreSQL in %s is not running: restarting it", self.pgdata)
+            self._prepare_socket_dir()
+            self._start_server()
+            return True
+
     # --- the pieces ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
