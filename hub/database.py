@@ -85,6 +85,8 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection[Any]:
     try:
         conn: asyncpg.Connection[Any] = await asyncpg.connect(*args, **kwargs)
         return conn
+    except TimeoutError as exc:  # an OSError too, with no words of its own
+        raise event_errors.DatabaseUnavailable("could not connect in time") from exc
     except OSError as exc:
         raise event_errors.DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -165,7 +167,14 @@ class _Borrow:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._inner.__aexit__(exc_type, exc, tb)
+        try:
+            await self._inner.__aexit__(exc_type, exc, tb)
+        except TimeoutError as timed_out:
+            # Releasing a connection whose statement timed out waits (this long at most) for
+            # the server to acknowledge the cancel; asyncpg has closed the connection.
+            raise event_errors.DatabaseUnavailable(
+                f"the database did not acknowledge a cancelled statement within {self._limit} s"
+            ) from timed_out
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._awaited().__await__()

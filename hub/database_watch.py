@@ -37,8 +37,8 @@ RETRY_AFTER_S = 2
 PROBE_INTERVAL_S = 1.0
 # A probe slower than this says the database is slow (health: degraded).
 SLOW_S = 1.0
-# Health stays degraded this long after a request met an unavailable database.
-RECENT_S = 5.0
+# An outage lasts until no request has met an unavailable database for this long.
+RECENT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,12 @@ class DatabaseWatch:
         """The state ``/hub/health`` reports (from the last probe and requests)."""
         if self.outage_since is not None:
             return Status(False, "unavailable", self.reason)
-        recent = self.last_failure is not None and time.monotonic() - self.last_failure < RECENT_S
-        if recent:
-            return Status(False, "unavailable", f"a request failed just now: {self.reason}")
         if self.last_probe_s is not None and self.last_probe_s > SLOW_S:
             return Status(False, "slow", f"SELECT 1 took {self.last_probe_s:.2f} s")
         return Status(True, "ok")
+
+    def _failed_recently(self) -> bool:
+        return self.last_failure is not None and time.monotonic() - self.last_failure < RECENT_S
 
     # --- the probe ----------------------------------------------------------------------------
 
@@ -139,7 +139,10 @@ class DatabaseWatch:
             raise unavailable from exc
         took = time.monotonic() - started
         self.last_probe_s = took
-        if self.outage_since is not None:
+        # Over when the database answers and no request has failed for a while: a slow
+        # database answers the probe while requests time out, and would otherwise start and
+        # end an outage (two log lines) every second.
+        if self.outage_since is not None and not self._failed_recently():
             log.warning(
                 "the database answers again, after %.1f s unavailable",
                 time.monotonic() - self.outage_since,

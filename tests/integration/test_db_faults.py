@@ -1,0 +1,64 @@
+"""The hub survives its database stalling, dying and slowing down (``db_faults`` has the cases):
+every request answers 2xx or 503 with ``Retry-After`` within the hub's bound, nothing
+acknowledged is lost, the audit stream resumes without loss or duplicate, and the hub answers
+normally again within 2 s of the database's return (or brings its embedded database back)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import wait_for
+from tests.integration import db_faults
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def hub(reachable_tmp: Path) -> AsyncIterator[db_faults.FaultHub]:
+    async with db_faults.fault_hub(reachable_tmp) as running:
+        yield running
+
+
+def _assert_survived(result: dict[str, Any]) -> None:
+    assert result["acked_writes"] > 0, json.dumps(result)
+    assert result["acked_lost"] == 0, json.dumps(result)
+    assert result["bad_answers"] == 0, json.dumps(result)
+    assert result["slowest_s"] <= db_faults.BOUND_S, json.dumps(result)
+
+
+async def test_a_stalled_database_answers_503_within_the_bound_and_recovers(
+    hub: db_faults.FaultHub,
+) -> None:
+    result = await db_faults.stall(hub, seconds=8.0)
+    _assert_survived(result)
+    assert result["answered_503"] > 0, json.dumps(result)
+    assert result["recovery_s"] <= 2.0, json.dumps(result)
+    assert (result["stream_lost"], result["stream_duplicates"]) == (0, 0), json.dumps(result)
+    # the outage is logged once, and its end (once no request has failed for a while)
+    await wait_for(lambda: "the database answers again" in hub.log(), timeout_s=15)
+    assert hub.log().count("the database cannot serve") == 1, hub.log()
+
+
+async def test_a_killed_postmaster_is_restarted_and_nothing_acknowledged_is_lost(
+    hub: db_faults.FaultHub,
+) -> None:
+    result = await db_faults.postmaster_kill(hub)
+    _assert_survived(result)
+    assert result["answered_503"] > 0, json.dumps(result)
+    assert (result["stream_lost"], result["stream_duplicates"]) == (0, 0), json.dumps(result)
+    assert "restarted the embedded PostgreSQL" in hub.log()
+
+
+async def test_a_slow_database_is_bounded_and_reported_degraded(hub: db_faults.FaultHub) -> None:
+    result = await db_faults.slow(hub, seconds=6.0)
+    _assert_survived(result)
+    assert result["answered_503"] > 0, json.dumps(result)
+    assert result["recovery_s"] <= 2.0, json.dumps(result)
+    # the pool did not pile up: its size, plus the hub's LISTEN connections
+    assert result["peak_connections"] <= db_faults.POOL_MAX + 3, json.dumps(result)
+    assert 503 in result["health_during"], json.dumps(result)
