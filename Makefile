@@ -33,7 +33,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap /usr/sbin/nginx /usr/lib/postgr
 /usr/bin/ansible-lint: PACKAGE = ansible-lint
 /usr/sbin/slapd: PACKAGE = slapd
 
-.PHONY: run test lint typecheck docs unit integration clean
+.PHONY: run test lint typecheck docs unit integration clean faults
 .PHONY: bench-events bench-audit bench-api bench-spawn bench-collab bench-git bench-publish
 
 $(BIN)/python:
@@ -82,6 +82,11 @@ unit: $(VENV)/.installed-dev
 
 integration: $(VENV)/.installed-dev $(NODE_TEST_CLIENTS)
 	$(BIN)/pytest -m integration
+
+# The database's faults on a real hub (stalled, postmaster killed, slow, disk full): one JSON
+# line with, per case, acknowledged writes lost and recovery time (the disk-full case needs root)
+faults: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.integration.db_faults
 
 bench-events: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.event_store

@@ -166,8 +166,6 @@ class DatabaseWatch:
         try:
             restarted = await asyncio.to_thread(self.embedded.revive)
         except embedded_db.EmbeddedError as exc:
-            # Its backends may still be exiting (their shared memory in use): the next round
-            # tries again.
             log.error("could not restart the embedded PostgreSQL (trying again): %s", exc)
             return
         if restarted:

@@ -81,11 +81,15 @@ class Load:
 class FaultHub:
     """A ``chronohub serve`` process on an embedded PostgreSQL in ``root``."""
 
-    def __init__(self, root: Path, url: str, proc: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self, root: Path, url: str, proc: asyncio.subprocess.Process, env: dict[str, str]
+    ) -> None:
         self.root = root
         self.url = url
         self.proc = proc
+        self.env = env
         self.session: aiohttp.ClientSession | None = None
+        self.verify_output = ""
 
     def log(self) -> str:
         """The hub's log so far."""
@@ -103,7 +107,7 @@ class FaultHub:
             pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _alive(pid) else None
+        return pid if embedded_db._alive(pid) else None
 
     def postgres_pids(self) -> list[int]:
         """The postmaster and its children."""
@@ -127,6 +131,18 @@ class FaultHub:
             password=password, database=embedded_db.DATABASE,
         )  # fmt: skip
         return conn
+
+    async def verify(self) -> bool:
+        """``chronohub projections verify`` on the hub's database (joining its embedded
+        cluster): the read models rebuilt from the log equal the live ones."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hub.cli", "projections", "verify",
+            env=self.env, cwd=self.root,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await proc.communicate()
+        self.verify_output = output.decode()
+        return proc.returncode == 0
 
     # --- the API ----------------------------------------------------------------------------
 
@@ -289,6 +305,34 @@ async def following(hub: FaultHub) -> AsyncIterator[Stream]:
             await task
 
 
+@contextlib.asynccontextmanager
+async def watching_health(hub: FaultHub) -> AsyncIterator[list[tuple[int, str]]]:
+    """``/hub/health`` asked every half second while the block runs: (status, database)."""
+    seen: list[tuple[int, str]] = []
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        assert hub.session is not None
+        while not stop.is_set():
+            try:
+                async with hub.session.get(
+                    f"{hub.url}hub/health", timeout=aiohttp.ClientTimeout(total=BOUND_S)
+                ) as response:
+                    body = await response.json()
+                    seen.append((response.status, body.get("database", "")))
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                seen.append((0, ""))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    task = asyncio.create_task(watch())
+    try:
+        yield seen
+    finally:
+        stop.set()
+        await task
+
+
 async def stream_caught_up(stream: Stream, load: Load) -> None:
     """Wait (30 s at most: a loss is reported, not raised) until the stream has seen every
     user that ``load`` created."""
@@ -308,6 +352,7 @@ async def report(
 ) -> dict[str, Any]:
     """The case's figures (see the module's docstring)."""
     lost = await hub.lost(load)
+    verified = await hub.verify()
     bad = [
         a
         for a in load.answers
@@ -322,10 +367,13 @@ async def report(
         "answered_503": sum(1 for a in load.answers if a.status == 503),
         "bad_answers": len(bad),
         "slowest_s": round(max(a.took_s for a in load.answers), 2),
+        "projections_verify": verified,
         **extra,
     }
     if lost:
         result["lost"] = lost[:10]
+    if not verified:
+        result["verify_output"] = hub.verify_output[-2000:]
     if bad:
         result["bad"] = [f"{a.kind} {a.name}: {a.status} in {a.took_s:.1f} s" for a in bad[:10]]
     if stream is not None:
@@ -345,17 +393,21 @@ async def stall(hub: FaultHub, seconds: float = 8.0) -> dict[str, Any]:
     async with following(hub) as stream:
         async with hub.load("stall") as load:
             await wait_for(lambda: load.succeeded() >= 5, timeout_s=30)
-            hub.signal_database(signal.SIGSTOP)
-            # The outage lasts ``seconds``: the case's definition, not a wait for a condition.
-            await asyncio.sleep(seconds)
-            hub.signal_database(signal.SIGCONT)
+            async with watching_health(hub) as health:
+                hub.signal_database(signal.SIGSTOP)
+                # The outage lasts ``seconds``: the case's definition, not a wait for a
+                # condition.
+                await asyncio.sleep(seconds)
+                hub.signal_database(signal.SIGCONT)
             back = time.monotonic()
             await wait_for(lambda: api_ok(hub), timeout_s=30, every_s=0.05)
             recovery = time.monotonic() - back
             after = len(load.answers)
             await wait_for(lambda: load.succeeded(after) >= 5, timeout_s=30)
         await stream_caught_up(stream, load)
-    return await report(hub, load, stream, recovery, stalled_s=seconds)
+    return await report(
+        hub, load, stream, recovery, stalled_s=seconds, health_during=_statuses(health)
+    )
 
 
 async def postmaster_kill(hub: FaultHub) -> dict[str, Any]:
@@ -366,16 +418,20 @@ async def postmaster_kill(hub: FaultHub) -> dict[str, Any]:
             await wait_for(lambda: load.succeeded() >= 5, timeout_s=30)
             old = hub.postmaster_pid()
             assert old is not None
-            os.kill(old, signal.SIGKILL)
-            killed = time.monotonic()
-            await wait_for(lambda: hub.postmaster_pid() not in (None, old), timeout_s=60)
-            restarted = time.monotonic() - killed
+            async with watching_health(hub) as health:
+                os.kill(old, signal.SIGKILL)
+                killed = time.monotonic()
+                await wait_for(lambda: hub.postmaster_pid() not in (None, old), timeout_s=60)
+                restarted = time.monotonic() - killed
             await wait_for(lambda: api_ok(hub), timeout_s=60, every_s=0.05)
             recovery = time.monotonic() - killed
             after = len(load.answers)
             await wait_for(lambda: load.succeeded(after) >= 5, timeout_s=30)
         await stream_caught_up(stream, load)
-    return await report(hub, load, stream, recovery, restarted_s=round(restarted, 2))
+    return await report(
+        hub, load, stream, recovery,
+        restarted_s=round(restarted, 2), health_during=_statuses(health),
+    )  # fmt: skip
 
 
 async def slow(hub: FaultHub, seconds: float = 6.0) -> dict[str, Any]:
@@ -421,8 +477,103 @@ async def slow(hub: FaultHub, seconds: float = 6.0) -> dict[str, Any]:
     )  # fmt: skip
 
 
+def _statuses(health: list[tuple[int, str]]) -> list[str]:
+    """The distinct answers of ``/hub/health`` as ``status:database``."""
+    return sorted({f"{status}:{database}" for status, database in health})
+
+
 def _unavailable(answer: Answer) -> bool:
     return answer.status == 503 and answer.retry_after
+
+
+class CannotFill(Exception):
+    """The disk-full case needs root (to mount a small tmpfs), which this run has not."""
+
+
+async def disk_full(hub: FaultHub, size: str = "4m") -> dict[str, Any]:
+    """The event log's disk full: the ``events`` table moved to a tablespace on a small tmpfs,
+    which is then filled. Appends are refused with 503 (PostgreSQL's disk-full error), reads
+    are served, and appends work again once space returns; recovery is counted from then."""
+    if os.geteuid() != 0:
+        raise CannotFill("mounting a tmpfs needs root")
+    mount = hub.root / "small-disk"
+    mount.mkdir()
+    mounted = await _run(
+        "mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount)
+    )
+    if not mounted:
+        raise CannotFill(f"could not mount a tmpfs on {mount}")
+    conn = await hub.connect_database()
+    filler = mount / "filler"
+    try:
+        account = embedded_db.database_account()
+        if account is not None:
+            os.chown(mount, account.uid, account.gid)
+        # A utility statement takes no parameters; the path is the test's own.
+        await conn.execute(f"CREATE TABLESPACE small_disk LOCATION '{mount}'")
+        await conn.execute("ALTER TABLE events SET TABLESPACE small_disk")
+        async with hub.load("full", writers=3, readers=3) as load:
+            await wait_for(lambda: load.succeeded() >= 5, timeout_s=30)
+            await asyncio.to_thread(_fill, filler)
+            full = len(load.answers)
+            await wait_for(lambda: _refused_writes(load, full) >= 10, timeout_s=60)
+            # reads keep being served while the disk is full
+            reads = len(load.answers)
+            await wait_for(lambda: _served_reads(load, reads) >= 10, timeout_s=30)
+            writes_while_full = [
+                a for a in load.answers[full:] if a.kind == "user" and a.status == 201
+            ]
+            filler.unlink()
+            freed = time.monotonic()
+            after = len(load.answers)
+            await wait_for(
+                lambda: any(a.kind == "user" and a.status == 201 for a in load.answers[after:]),
+                timeout_s=30,
+                every_s=0.05,
+            )
+            recovery = time.monotonic() - freed
+        logged = "DiskFullError" in hub.log()
+        result = await report(
+            hub, load, None, recovery,
+            refused_writes=_refused_writes(load, full), served_reads=_served_reads(load, reads),
+            writes_acked_while_full=len(writes_while_full), disk_full_logged=logged,
+        )  # fmt: skip
+        await conn.execute("ALTER TABLE events SET TABLESPACE pg_default")
+        await conn.execute("DROP TABLESPACE small_disk")
+        return result
+    finally:
+        filler.unlink(missing_ok=True)
+        await conn.close()
+        await _run("umount", "-l", str(mount))
+
+
+def _refused_writes(load: Load, start: int) -> int:
+    return sum(1 for a in load.answers[start:] if a.kind == "user" and a.status == 503)
+
+
+def _served_reads(load: Load, start: int) -> int:
+    return sum(1 for a in load.answers[start:] if a.kind == "list" and a.status == 200)
+
+
+def _fill(path: Path) -> None:
+    """Write ``path`` until its file system is full (ENOSPC), in ever smaller pieces."""
+    out = open(path, "wb", buffering=0)  # noqa: SIM115 - closed below, where ENOSPC may come
+    try:
+        for piece in (1 << 20, 1 << 16, 1 << 12):
+            block = b"\0" * piece
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(block)
+    finally:
+        with contextlib.suppress(OSError):
+            out.close()
+
+
+async def _run(*args: str) -> bool:
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await proc.wait() == 0
 
 
 async def _health_ok(hub: FaultHub) -> bool:
@@ -430,7 +581,7 @@ async def _health_ok(hub: FaultHub) -> bool:
     return status == 200
 
 
-CASES = {"stall": stall, "postmaster_kill": postmaster_kill, "slow": slow}
+CASES = {"stall": stall, "postmaster_kill": postmaster_kill, "slow": slow, "disk_full": disk_full}
 
 
 async def run_all() -> dict[str, Any]:
@@ -439,7 +590,10 @@ async def run_all() -> dict[str, Any]:
     for name, case in CASES.items():
         with reachable_dir() as root:
             async with fault_hub(root) as hub:
-                results[name] = await case(hub)
+                try:
+                    results[name] = await case(hub)
+                except CannotFill as exc:
+                    results[name] = {"skipped": str(exc), "acked_lost": 0}
     return {
         "cases": results,
         "acked_lost_total": sum(r["acked_lost"] for r in results.values()),
@@ -454,10 +608,6 @@ async def run_all() -> dict[str, Any]:
 def main() -> None:
     """``make faults``: one JSON line."""
     print(json.dumps(asyncio.run(run_all())), flush=True)
-
-
-if __name__ == "__main__":
-    main()
 
 
 # --- the hub ----------------------------------------------------------------------------------
@@ -494,7 +644,7 @@ async def fault_hub(root: Path) -> AsyncIterator[FaultHub]:
         first = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
         match = SERVING.match(first)
         assert match, first + log_path.read_text()
-        hub = FaultHub(root, match[1], proc)
+        hub = FaultHub(root, match[1], proc, env)
         async with aiohttp.ClientSession() as session:
             hub.session = session
             yield hub
@@ -540,11 +690,5 @@ def _children(parent: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ normally again within 2 s of the database's return (or brings its embedded datab
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ async def hub(reachable_tmp: Path) -> AsyncIterator[db_faults.FaultHub]:
 def _assert_survived(result: dict[str, Any]) -> None:
     assert result["acked_writes"] > 0, json.dumps(result)
     assert result["acked_lost"] == 0, json.dumps(result)
+    assert result["projections_verify"], json.dumps(result)
     assert result["bad_answers"] == 0, json.dumps(result)
     assert result["slowest_s"] <= db_faults.BOUND_S, json.dumps(result)
 
@@ -39,6 +41,7 @@ async def test_a_stalled_database_answers_503_within_the_bound_and_recovers(
     assert result["answered_503"] > 0, json.dumps(result)
     assert result["recovery_s"] <= 2.0, json.dumps(result)
     assert (result["stream_lost"], result["stream_duplicates"]) == (0, 0), json.dumps(result)
+    assert "503:unavailable" in result["health_during"], json.dumps(result)
     # the outage is logged once, and its end (once no request has failed for a while)
     await wait_for(lambda: "the database answers again" in hub.log(), timeout_s=15)
     assert hub.log().count("the database cannot serve") == 1, hub.log()
@@ -51,6 +54,7 @@ async def test_a_killed_postmaster_is_restarted_and_nothing_acknowledged_is_lost
     _assert_survived(result)
     assert result["answered_503"] > 0, json.dumps(result)
     assert (result["stream_lost"], result["stream_duplicates"]) == (0, 0), json.dumps(result)
+    assert "503:unavailable" in result["health_during"], json.dumps(result)
     assert "restarted the embedded PostgreSQL" in hub.log()
 
 
@@ -62,3 +66,15 @@ async def test_a_slow_database_is_bounded_and_reported_degraded(hub: db_faults.F
     # the pool did not pile up: its size, plus the hub's LISTEN connections
     assert result["peak_connections"] <= db_faults.POOL_MAX + 3, json.dumps(result)
     assert 503 in result["health_during"], json.dumps(result)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting the small disk (a tmpfs) needs root")
+async def test_a_full_disk_refuses_writes_with_503_and_still_serves_reads(
+    hub: db_faults.FaultHub,
+) -> None:
+    result = await db_faults.disk_full(hub)
+    _assert_survived(result)
+    assert result["refused_writes"] > 0, json.dumps(result)
+    assert result["served_reads"] > 0, json.dumps(result)
+    assert result["disk_full_logged"], json.dumps(result)
+    assert result["recovery_s"] <= 2.0, json.dumps(result)
