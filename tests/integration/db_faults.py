@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from aiohttp import web
 
 from hub import embedded_db, startup
 from tests.helpers import service_toml, wait_for
@@ -50,6 +51,13 @@ POOL_MAX = 10
 BOUND_S = ACQUIRE_TIMEOUT_S + STATEMENT_TIMEOUT_S + ACQUIRE_TIMEOUT_S + 2.0
 TOKEN = "faults-operator-token-0123456789abcdef"
 SCOPES = ["admin:users", "list:users", "tokens", "read:events"]
+WEBHOOK = """
+[[services]]
+name = "hook"
+webhook_url = "{url}"
+webhook_events = ["user.created"]
+webhook_secret = "faults-webhook-secret-0123456789"
+"""
 # The hub's connections to its database (the pool's, and its LISTEN connections).
 HUB_CONNECTIONS = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'chronohub'"
 
@@ -90,6 +98,7 @@ class FaultHub:
         self.env = env
         self.session: aiohttp.ClientSession | None = None
         self.verify_output = ""
+        self.hooks = Hooks()
 
     def log(self) -> str:
         """The hub's log so far."""
@@ -333,12 +342,14 @@ async def watching_health(hub: FaultHub) -> AsyncIterator[list[tuple[int, str]]]
         await task
 
 
-async def stream_caught_up(stream: Stream, load: Load) -> None:
-    """Wait (30 s at most: a loss is reported, not raised) until the stream has seen every
-    user that ``load`` created."""
+async def stream_caught_up(hub: FaultHub, stream: Stream, load: Load) -> None:
+    """Wait (30 s at most each: a loss is reported, not raised) until the stream and the
+    webhook have seen every user that ``load`` created."""
     acked = {a.name for a in load.answers if a.kind == "user" and a.status == 201}
     with contextlib.suppress(AssertionError):
         await wait_for(lambda: acked <= set(stream.names), timeout_s=30)
+    with contextlib.suppress(AssertionError):
+        await wait_for(lambda: acked <= set(hub.hooks.names), timeout_s=30)
 
 
 async def api_ok(hub: FaultHub) -> bool:
@@ -381,6 +392,10 @@ async def report(
         result["stream_lost"] = len(users - set(stream.names))
         result["stream_duplicates"] = len(stream.ids) - len(set(stream.ids))
         result["stream_reconnects"] = stream.reconnects
+        result["webhook_lost"] = len(users - set(hub.hooks.names))
+        # at least once: a delivery answered 2xx whose checkpoint could not be written (the
+        # database went away between the two) is sent again, with the same delivery id
+        result["webhook_resent"] = len(hub.hooks.deliveries) - len(set(hub.hooks.deliveries))
     return result
 
 
@@ -404,7 +419,7 @@ async def stall(hub: FaultHub, seconds: float = 8.0) -> dict[str, Any]:
             recovery = time.monotonic() - back
             after = len(load.answers)
             await wait_for(lambda: load.succeeded(after) >= 5, timeout_s=30)
-        await stream_caught_up(stream, load)
+        await stream_caught_up(hub, stream, load)
     return await report(
         hub, load, stream, recovery, stalled_s=seconds, health_during=_statuses(health)
     )
@@ -427,7 +442,7 @@ async def postmaster_kill(hub: FaultHub) -> dict[str, Any]:
             recovery = time.monotonic() - killed
             after = len(load.answers)
             await wait_for(lambda: load.succeeded(after) >= 5, timeout_s=30)
-        await stream_caught_up(stream, load)
+        await stream_caught_up(hub, stream, load)
     return await report(
         hub, load, stream, recovery,
         restarted_s=round(restarted, 2), health_during=_statuses(health),
@@ -610,6 +625,38 @@ def main() -> None:
     print(json.dumps(asyncio.run(run_all())), flush=True)
 
 
+@dataclass
+class Hooks:
+    """What the webhook receiver was sent: user.created events, by user and by delivery id."""
+
+    names: list[str] = field(default_factory=list)
+    deliveries: list[str] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[tuple[str, Hooks]]:
+    """A receiver on a free loopback port: its URL, and what it was sent."""
+    hooks = Hooks()
+
+    async def receive(request: web.Request) -> web.Response:
+        event = await request.json()
+        hooks.names.append(event["data"]["name"])
+        hooks.deliveries.append(request.headers["X-Chronohub-Delivery"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = startup.free_port("127.0.0.1")
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{port}/hook", hooks
+    finally:
+        await runner.cleanup()
+
+
 # --- the hub ----------------------------------------------------------------------------------
 
 
@@ -617,8 +664,15 @@ def main() -> None:
 async def fault_hub(root: Path) -> AsyncIterator[FaultHub]:
     """``chronohub serve`` with its own embedded PostgreSQL in ``root`` (which other accounts
     may pass through: a root hub's database runs as its own account)."""
+    async with webhook_receiver() as (hook_url, hooks), _serve(root, hook_url) as hub:
+        hub.hooks = hooks
+        yield hub
+
+
+@contextlib.asynccontextmanager
+async def _serve(root: Path, hook_url: str) -> AsyncIterator[FaultHub]:
     config = root / "chronohub.toml"
-    config.write_text(service_toml(TOKEN, SCOPES))
+    config.write_text(service_toml(TOKEN, SCOPES) + WEBHOOK.format(url=hook_url))
     env = {
         k: v
         for k, v in os.environ.items()

@@ -41,6 +41,7 @@ async def test_a_stalled_database_answers_503_within_the_bound_and_recovers(
     assert result["answered_503"] > 0, json.dumps(result)
     assert result["recovery_s"] <= 2.0, json.dumps(result)
     assert (result["stream_lost"], result["stream_duplicates"]) == (0, 0), json.dumps(result)
+    assert result["webhook_lost"] == 0, json.dumps(result)
     assert "503:unavailable" in result["health_during"], json.dumps(result)
     # the outage is logged once, and its end (once no request has failed for a while)
     await wait_for(lambda: "the database answers again" in hub.log(), timeout_s=15)
@@ -54,6 +55,7 @@ async def test_a_killed_postmaster_is_restarted_and_nothing_acknowledged_is_lost
     _assert_survived(result)
     assert result["answered_503"] > 0, json.dumps(result)
     assert (result["stream_lost"], result["stream_duplicates"]) == (0, 0), json.dumps(result)
+    assert result["webhook_lost"] == 0, json.dumps(result)
     assert "503:unavailable" in result["health_during"], json.dumps(result)
     assert "restarted the embedded PostgreSQL" in hub.log()
 
