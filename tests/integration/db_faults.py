@@ -141,6 +141,15 @@ class FaultHub:
         )  # fmt: skip
         return conn
 
+    async def kill_and_restart(self) -> float:
+        """Kill the hub process (SIGKILL) and start another on the same data directory (it
+        joins the embedded cluster, which runs on); the seconds until the new one serves."""
+        killed = time.monotonic()
+        self.proc.kill()
+        await self.proc.wait()
+        self.proc, self.url = await _start(self.root, self.env)
+        return time.monotonic() - killed
+
     async def verify(self) -> bool:
         """``chronohub projections verify`` on the hub's database (joining its embedded
         cluster): the read models rebuilt from the log equal the live ones."""
@@ -501,6 +510,26 @@ def _unavailable(answer: Answer) -> bool:
     return answer.status == 503 and answer.retry_after
 
 
+async def hub_kill(hub: FaultHub) -> dict[str, Any]:
+    """The hub process killed (SIGKILL) under load, then started again: every write answered
+    2xx before the kill is there after it. Requests to the dead process get no answer (not
+    counted as bad: nothing answers them); recovery is counted from the kill until the new
+    process lists users."""
+    async with hub.load("hubkill") as load:
+        await wait_for(lambda: load.succeeded() >= 30, timeout_s=60)
+        killed = time.monotonic()
+        started_s = await hub.kill_and_restart()
+        await wait_for(lambda: api_ok(hub), timeout_s=60, every_s=0.05)
+        recovery = time.monotonic() - killed
+        after = len(load.answers)
+        await wait_for(lambda: load.succeeded(after) >= 5, timeout_s=30)
+    unanswered = sum(1 for a in load.answers if a.status == 0)
+    load.answers = [a for a in load.answers if a.status != 0]
+    return await report(
+        hub, load, None, recovery, restart_s=round(started_s, 2), unanswered=unanswered
+    )
+
+
 class CannotFill(Exception):
     """The disk-full case needs root (to mount a small tmpfs), which this run has not."""
 
@@ -596,7 +625,13 @@ async def _health_ok(hub: FaultHub) -> bool:
     return status == 200
 
 
-CASES = {"stall": stall, "postmaster_kill": postmaster_kill, "slow": slow, "disk_full": disk_full}
+CASES = {
+    "stall": stall,
+    "postmaster_kill": postmaster_kill,
+    "slow": slow,
+    "disk_full": disk_full,
+    "hub_kill": hub_kill,
+}
 
 
 async def run_all() -> dict[str, Any]:
@@ -685,26 +720,15 @@ async def _serve(root: Path, hook_url: str) -> AsyncIterator[FaultHub]:
         "CHRONOHUB_DB_STATEMENT_TIMEOUT": str(STATEMENT_TIMEOUT_S),
         "CHRONOHUB_DB_POOL_MAX": str(POOL_MAX),
     }
-    log_path = root / "hub.log"
-    with open(log_path, "wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub.cli", "serve",
-            "--ip", "127.0.0.1", "--port", "0", "--hub-port", "0",
-            env=env, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=log,
-        )  # fmt: skip
-    hub: FaultHub | None = None
+    proc, url = await _start(root, env)
+    hub = FaultHub(root, url, proc, env)
     try:
-        assert proc.stdout is not None
-        first = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
-        match = SERVING.match(first)
-        assert match, first + log_path.read_text()
-        hub = FaultHub(root, match[1], proc, env)
         async with aiohttp.ClientSession() as session:
             hub.session = session
             yield hub
     finally:
-        if hub is not None:
-            hub.signal_database(signal.SIGCONT)  # never leave it stopped
+        hub.signal_database(signal.SIGCONT)  # never leave it stopped
+        proc = hub.proc
         if proc.returncode is None:
             proc.terminate()
         try:
@@ -714,6 +738,31 @@ async def _serve(root: Path, hook_url: str) -> AsyncIterator[FaultHub]:
             await proc.wait()
         # The hub stopped its cluster on exit; make sure of it, whatever happened.
         embedded_db.EmbeddedPostgres(root / "state").remove()
+
+
+async def _start(root: Path, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
+    """Start ``chronohub serve`` (its log appended to ``root / "hub.log"``); the process and
+    its public URL once it serves."""
+    log_path = root / "hub.log"
+    with open(log_path, "ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hub.cli", "serve",
+            "--ip", "127.0.0.1", "--port", "0", "--hub-port", "0",
+            env=env, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=log,
+        )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        first = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    match = SERVING.match(first)
+    if not match:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(first + log_path.read_text())
+    return proc, match[1]
 
 
 @contextlib.contextmanager

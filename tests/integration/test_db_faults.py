@@ -80,3 +80,9 @@ async def test_a_full_disk_refuses_writes_with_503_and_still_serves_reads(
     assert result["served_reads"] > 0, json.dumps(result)
     assert result["disk_full_logged"], json.dumps(result)
     assert result["recovery_s"] <= 2.0, json.dumps(result)
+
+
+async def test_a_killed_hub_process_loses_no_acknowledged_write(hub: db_faults.FaultHub) -> None:
+    result = await db_faults.hub_kill(hub)
+    _assert_survived(result)
+    assert result["unanswered"] > 0, json.dumps(result)  # the kill came under load
