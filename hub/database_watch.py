@@ -76,6 +76,8 @@ class DatabaseWatch:
         self.reason: str | None = None
         self.last_failure: float | None = None
         self.last_probe_s: float | None = None
+        self.last_answer: float | None = None
+        """When (monotonic) the probe last had an answer."""
         self.restarts = 0
         self._wake = asyncio.Event()
         self._tasks = tasks.TaskOwner("database watch", logger=log)
@@ -109,6 +111,9 @@ class DatabaseWatch:
     def status(self) -> Status:
         """The state ``/hub/health`` reports (from the last probe and requests)."""
         if self.outage_since is not None:
+            if self.last_answer is not None and self.last_answer > self.outage_since:
+                # SELECT 1 answers while requests fail: a slow database (or a full disk)
+                return Status(False, "slow", f"requests fail while it answers: {self.reason}")
             return Status(False, "unavailable", self.reason)
         if self.last_probe_s is not None and self.last_probe_s > SLOW_S:
             return Status(False, "slow", f"SELECT 1 took {self.last_probe_s:.2f} s")
@@ -137,7 +142,8 @@ class DatabaseWatch:
             unavailable.__cause__ = exc
             self.failed(unavailable)
             raise unavailable from exc
-        took = time.monotonic() - started
+        self.last_answer = time.monotonic()
+        took = self.last_answer - started
         self.last_probe_s = took
         # Over when the database answers and no request has failed for a while: a slow
         # database answers the probe while requests time out, and would otherwise start and

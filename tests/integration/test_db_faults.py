@@ -68,6 +68,7 @@ async def test_a_slow_database_is_bounded_and_reported_degraded(hub: db_faults.F
     # the pool did not pile up: its size, plus the hub's LISTEN connections
     assert result["peak_connections"] <= db_faults.POOL_MAX + 3, json.dumps(result)
     assert 503 in result["health_during"], json.dumps(result)
+    assert "slow" in result["degraded_as"], json.dumps(result)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting the small disk (a tmpfs) needs root")
