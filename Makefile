@@ -83,8 +83,9 @@ unit: $(VENV)/.installed-dev
 integration: $(VENV)/.installed-dev $(NODE_TEST_CLIENTS)
 	$(BIN)/pytest -m integration
 
-# Faults on a real hub (database stalled, postmaster killed, slow, disk full; hub killed): one JSON
-# line with, per case, acknowledged writes lost and recovery time (the disk-full case needs root)
+# Faults on a real hub (database stalled, postmaster killed, slow, disk full; hub killed under
+# API writes and under git pushes): one JSON line with, per case, acknowledged writes lost and
+# recovery time (the disk-full case needs root)
 faults: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.integration.db_faults
 

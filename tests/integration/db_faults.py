@@ -39,6 +39,7 @@ from aiohttp import web
 
 from hub import embedded_db, startup
 from tests.helpers import service_toml, wait_for
+from tests.integration import git_client
 from tests.integration.serve_process import SERVING
 
 # The hub's bounds in these runs: short, so that a case takes seconds, not minutes.
@@ -530,6 +531,84 @@ async def hub_kill(hub: FaultHub) -> dict[str, Any]:
     )
 
 
+async def push_kill(hub: FaultHub) -> dict[str, Any]:
+    """The hub process killed (SIGKILL) while the real git CLI pushes to a project, commit
+    after commit, then started again: every push git reported done is in the project's
+    branch after, and the refs and the ``project.pushed`` events agree (each push's old is the
+    previous one's new; the last one's new is the branch), so no push is half written."""
+    await hub.call("POST", "/users/pusher")
+    status, body, _, _ = await hub.call("POST", "/users/pusher/tokens", json_body={})
+    assert status == 201, body
+    token = body["token"]
+    status, body, _, _ = await hub.call(
+        "POST", "/projects", token=token, json_body={"name": "repo"}
+    )
+    assert status == 201, body
+    git = git_client.Git(hub.root / "git-home")
+    work = hub.root / "work"
+    await git.ok("init", "-q", "-b", "main", str(work))
+    acked: list[str] = []
+    failed = 0
+    stop = asyncio.Event()
+
+    def remote() -> str:
+        return hub.url.replace("http://", f"http://pusher:{token}@") + "hub/git/pusher/repo.git"
+
+    async def pusher() -> None:
+        nonlocal failed
+        n = 0
+        while not stop.is_set():
+            n += 1
+            # some weight, so that a push is still under way when the kill comes
+            (work / f"f{n}.bin").write_bytes(os.urandom(512 * 1024))
+            await git.ok("add", ".", cwd=work)
+            await git.ok("commit", "-qm", f"commit {n}", cwd=work)
+            sha = (await git.ok("rev-parse", "HEAD", cwd=work)).out.strip()
+            pushed = await git("push", "-q", remote(), "main", cwd=work, timeout=60)
+            if pushed.code == 0:
+                acked.append(sha)
+            else:
+                failed += 1
+
+    task = asyncio.create_task(pusher())
+    try:
+        await wait_for(lambda: len(acked) >= 3, timeout_s=60)
+        killed = time.monotonic()
+        restart_s = await hub.kill_and_restart()
+        before = len(acked)
+        await wait_for(lambda: len(acked) >= before + 2, timeout_s=60, every_s=0.05)
+        recovery = time.monotonic() - killed
+    finally:
+        stop.set()
+        await task
+    head = (await git.ok("ls-remote", remote(), "refs/heads/main")).out.split()[0]
+    lost = [
+        sha
+        for sha in acked
+        if (await git("merge-base", "--is-ancestor", sha, head, cwd=work)).code != 0
+    ]
+    status, events, _, _ = await hub.call("GET", "/events?type=project.pushed&limit=1000")
+    assert status == 200, events
+    chain = [
+        (ref["old"], ref["new"])
+        for event in events
+        for ref in event["data"]["refs"]
+        if ref["ref"] == "refs/heads/main"
+    ]
+    linked = all(chain[i][0] == chain[i - 1][1] for i in range(1, len(chain)))
+    pushes = [new for _, new in chain]
+    return {
+        "acked_writes": len(acked),
+        "acked_lost": len(lost),
+        "recovery_s": round(recovery, 2),
+        "restart_s": round(restart_s, 2),
+        "failed_pushes": failed,
+        "refs_agree_with_events": bool(chain) and chain[-1][1] == head and linked,
+        "duplicate_push_events": len(pushes) - len(set(pushes)),
+        "projections_verify": await hub.verify(),
+    }
+
+
 class CannotFill(Exception):
     """The disk-full case needs root (to mount a small tmpfs), which this run has not."""
 
@@ -631,6 +710,7 @@ CASES = {
     "slow": slow,
     "disk_full": disk_full,
     "hub_kill": hub_kill,
+    "push_kill": push_kill,
 }
 
 

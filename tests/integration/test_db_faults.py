@@ -87,3 +87,15 @@ async def test_a_killed_hub_process_loses_no_acknowledged_write(hub: db_faults.F
     result = await db_faults.hub_kill(hub)
     _assert_survived(result)
     assert result["unanswered"] > 0, json.dumps(result)  # the kill came under load
+
+
+@pytest.mark.interop
+async def test_a_hub_killed_during_git_pushes_keeps_every_reported_push(
+    hub: db_faults.FaultHub,
+) -> None:
+    result = await db_faults.push_kill(hub)
+    assert result["acked_writes"] >= 5, json.dumps(result)
+    assert result["acked_lost"] == 0, json.dumps(result)
+    assert result["refs_agree_with_events"], json.dumps(result)
+    assert result["duplicate_push_events"] == 0, json.dumps(result)
+    assert result["projections_verify"], json.dumps(result)
