@@ -35,8 +35,10 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pycrdt
 from aiohttp import web
 
+from collab import client as collab_client
 from hub import embedded_db, startup
 from tests.helpers import service_toml, wait_for
 from tests.integration import git_client
@@ -59,6 +61,8 @@ webhook_url = "{url}"
 webhook_events = ["user.created"]
 webhook_secret = "faults-webhook-secret-0123456789"
 """
+# How many updates a collab room has appended.
+ROOM_UPDATES = "SELECT last_seq FROM collab_rooms WHERE room = $1"
 # The hub's connections to its database (the pool's, and its LISTEN connections).
 HUB_CONNECTIONS = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'chronohub'"
 
@@ -609,6 +613,65 @@ async def push_kill(hub: FaultHub) -> dict[str, Any]:
     }
 
 
+async def room_stall(hub: FaultHub, seconds: float = 8.0) -> dict[str, Any]:
+    """A collab room edited before, during and after the database's stall (SIGSTOP): the
+    edits made while it was stopped are kept and appended once it is back, so a hub started
+    afresh (the room reopened from the database) has every one. ``acked_lost`` counts the
+    edits missing then; recovery is counted from SIGCONT until the room's updates are
+    written (a new participant of the restarted hub sees them all)."""
+    await hub.call("POST", "/users/roomer")
+    status, body, _, _ = await hub.call("POST", "/users/roomer/tokens", json_body={})
+    assert status == 201, body
+    token = body["token"]
+
+    def base() -> str:
+        return hub.url.replace("http://", "ws://").rstrip("/") + "/hub"
+
+    words = ["before", "during", "after"]
+    async with collab_client.connect(base(), "faults-room", token=token) as editor:
+        await asyncio.wait_for(editor.synced.wait(), 30)
+        text = editor.doc.get("t", type=pycrdt.Text)
+        text += words[0] + " "
+        await editor.flushed()
+        hub.signal_database(signal.SIGSTOP)
+        text += words[1] + " "
+        await editor.flushed()
+        # The outage lasts ``seconds``: the case's definition, not a wait for a condition.
+        await asyncio.sleep(seconds)
+        hub.signal_database(signal.SIGCONT)
+        back = time.monotonic()
+        closed = editor.close_code
+        if closed is None:
+            text += words[2]
+            await editor.flushed()
+    expected = " ".join(words) if closed is None else words[0] + " " + words[1] + " "
+    edits = len(expected.split())
+
+    async def persisted() -> bool:
+        # What the database holds for the room: read by a participant of a hub started
+        # afresh is the proof, but a restart per poll is slow; first wait for the log here.
+        conn = await hub.connect_database()
+        try:
+            return (await conn.fetchval(ROOM_UPDATES, "faults-room") or 0) >= edits
+        finally:
+            await conn.close()
+
+    await wait_for(persisted, timeout_s=30)
+    recovery = time.monotonic() - back
+    await hub.kill_and_restart()
+    async with collab_client.connect(base(), "faults-room", token=token) as reader:
+        await asyncio.wait_for(reader.synced.wait(), 30)
+        seen = str(reader.doc.get("t", type=pycrdt.Text))
+    lost = [w for w in expected.split() if w not in seen.split()]
+    return {
+        "acked_writes": len(expected.split()),
+        "acked_lost": len(lost),
+        "recovery_s": round(recovery, 2),
+        "closed_during_outage": closed,
+        "text_after_restart": seen,
+    }
+
+
 class CannotFill(Exception):
     """The disk-full case needs root (to mount a small tmpfs), which this run has not."""
 
@@ -711,6 +774,7 @@ CASES = {
     "disk_full": disk_full,
     "hub_kill": hub_kill,
     "push_kill": push_kill,
+    "room_stall": room_stall,
 }
 
 

@@ -99,3 +99,13 @@ async def test_a_hub_killed_during_git_pushes_keeps_every_reported_push(
     assert result["refs_agree_with_events"], json.dumps(result)
     assert result["duplicate_push_events"] == 0, json.dumps(result)
     assert result["projections_verify"], json.dumps(result)
+
+
+async def test_a_rooms_edits_during_a_stall_are_appended_once_it_is_back(
+    hub: db_faults.FaultHub,
+) -> None:
+    result = await db_faults.room_stall(hub, seconds=8.0)
+    assert result["acked_lost"] == 0, json.dumps(result)
+    assert result["closed_during_outage"] is None, json.dumps(result)
+    assert result["text_after_restart"] == "before during after", json.dumps(result)
+    assert result["recovery_s"] <= 2.0, json.dumps(result)
