@@ -1,4 +1,5 @@
-"""The hub survives its database stalling, dying and slowing down (``db_faults`` has the cases):
+"""The hub survives its database stalling, dying, slowing down and filling up, and its own
+process being killed (``db_faults`` has the cases, ``fault_hub`` the harness):
 every request answers 2xx or 503 with ``Retry-After`` within the hub's bound, nothing
 acknowledged is lost, the audit stream resumes without loss or duplicate, and the hub answers
 normally again within 2 s of the database's return (or brings its embedded database back)."""
@@ -14,14 +15,14 @@ from typing import Any
 import pytest
 
 from tests.helpers import wait_for
-from tests.integration import db_faults
+from tests.integration import db_faults, fault_hub
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def hub(reachable_tmp: Path) -> AsyncIterator[db_faults.FaultHub]:
-    async with db_faults.fault_hub(reachable_tmp) as running:
+async def hub(reachable_tmp: Path) -> AsyncIterator[fault_hub.FaultHub]:
+    async with fault_hub.fault_hub(reachable_tmp) as running:
         yield running
 
 
@@ -30,11 +31,11 @@ def _assert_survived(result: dict[str, Any]) -> None:
     assert result["acked_lost"] == 0, json.dumps(result)
     assert result["projections_verify"], json.dumps(result)
     assert result["bad_answers"] == 0, json.dumps(result)
-    assert result["slowest_s"] <= db_faults.BOUND_S, json.dumps(result)
+    assert result["slowest_s"] <= fault_hub.BOUND_S, json.dumps(result)
 
 
 async def test_a_stalled_database_answers_503_within_the_bound_and_recovers(
-    hub: db_faults.FaultHub,
+    hub: fault_hub.FaultHub,
 ) -> None:
     result = await db_faults.stall(hub, seconds=8.0)
     _assert_survived(result)
@@ -49,7 +50,7 @@ async def test_a_stalled_database_answers_503_within_the_bound_and_recovers(
 
 
 async def test_a_killed_postmaster_is_restarted_and_nothing_acknowledged_is_lost(
-    hub: db_faults.FaultHub,
+    hub: fault_hub.FaultHub,
 ) -> None:
     result = await db_faults.postmaster_kill(hub)
     _assert_survived(result)
@@ -60,20 +61,20 @@ async def test_a_killed_postmaster_is_restarted_and_nothing_acknowledged_is_lost
     assert "restarted the embedded PostgreSQL" in hub.log()
 
 
-async def test_a_slow_database_is_bounded_and_reported_degraded(hub: db_faults.FaultHub) -> None:
+async def test_a_slow_database_is_bounded_and_reported_degraded(hub: fault_hub.FaultHub) -> None:
     result = await db_faults.slow(hub, seconds=6.0)
     _assert_survived(result)
     assert result["answered_503"] > 0, json.dumps(result)
     assert result["recovery_s"] <= 2.0, json.dumps(result)
     # the pool did not pile up: its size, plus the hub's LISTEN connections
-    assert result["peak_connections"] <= db_faults.POOL_MAX + 3, json.dumps(result)
+    assert result["peak_connections"] <= fault_hub.POOL_MAX + 3, json.dumps(result)
     assert 503 in result["health_during"], json.dumps(result)
     assert "slow" in result["degraded_as"], json.dumps(result)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting the small disk (a tmpfs) needs root")
 async def test_a_full_disk_refuses_writes_with_503_and_still_serves_reads(
-    hub: db_faults.FaultHub,
+    hub: fault_hub.FaultHub,
 ) -> None:
     result = await db_faults.disk_full(hub)
     _assert_survived(result)
@@ -83,7 +84,7 @@ async def test_a_full_disk_refuses_writes_with_503_and_still_serves_reads(
     assert result["recovery_s"] <= 2.0, json.dumps(result)
 
 
-async def test_a_killed_hub_process_loses_no_acknowledged_write(hub: db_faults.FaultHub) -> None:
+async def test_a_killed_hub_process_loses_no_acknowledged_write(hub: fault_hub.FaultHub) -> None:
     result = await db_faults.hub_kill(hub)
     _assert_survived(result)
     assert result["unanswered"] > 0, json.dumps(result)  # the kill came under load
@@ -91,7 +92,7 @@ async def test_a_killed_hub_process_loses_no_acknowledged_write(hub: db_faults.F
 
 @pytest.mark.interop
 async def test_a_hub_killed_during_git_pushes_keeps_every_reported_push(
-    hub: db_faults.FaultHub,
+    hub: fault_hub.FaultHub,
 ) -> None:
     result = await db_faults.push_kill(hub)
     assert result["acked_writes"] >= 5, json.dumps(result)
@@ -102,7 +103,7 @@ async def test_a_hub_killed_during_git_pushes_keeps_every_reported_push(
 
 
 async def test_a_rooms_edits_during_a_stall_are_appended_once_it_is_back(
-    hub: db_faults.FaultHub,
+    hub: fault_hub.FaultHub,
 ) -> None:
     result = await db_faults.room_stall(hub, seconds=8.0)
     assert result["acked_lost"] == 0, json.dumps(result)
