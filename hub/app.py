@@ -28,7 +28,7 @@ from collab import server as collab_server
 from collab import session_log as collab_session_log
 from collab import sessions as collab_sessions
 from events import notify, store
-from hub import bootstrap, context, data_dir, database, errors, metrics, startup
+from hub import bootstrap, context, data_dir, database, database_watch, errors, metrics, startup
 from hub import settings as hub_settings
 from hub.api import auth as auth_api
 from hub.api import collab as collab_api
@@ -101,11 +101,27 @@ async def open_hub(
         # A serving hub keeps its cookie secret and the servers' logs there; with no database
         # configured, the embedded one makes (or checks) it as it starts.
         await asyncio.to_thread(data_dir.prepare, config.data_dir)
-    dsn = await asyncio.to_thread(database.resolve_dsn, config)
+    located = await asyncio.to_thread(database.locate, config)
+    dsn = located.dsn
     await migrate(config, dsn)
-    pool = await database.create_pool(dsn, min_size=config.db_pool_min, max_size=config.db_pool_max)
+    # A serving hub bounds every wait on its database (503 rather than a hang); one-shot
+    # commands (a rebuild, an export) may run statements as long as they need.
+    pool = await database.create_pool(
+        dsn,
+        min_size=config.db_pool_min,
+        max_size=config.db_pool_max,
+        acquire_timeout=config.db_acquire_timeout if serving else None,
+        statement_timeout=config.db_statement_timeout if serving else None,
+    )
     try:
-        async with notify.Notifier(dsn) as notifier:
+        async with (
+            notify.Notifier(dsn) as notifier,
+            database_watch.DatabaseWatch(
+                pool, embedded=located.embedded if serving else None,
+                probe_timeout=min(config.db_acquire_timeout, config.db_statement_timeout),
+                probing=serving,
+            ) as watch,
+        ):  # fmt: skip
             event_store = store.EventStore(
                 pool,
                 inline=base.Inline(catalog.ALL),
@@ -139,6 +155,7 @@ async def open_hub(
                         settings=config,
                         store=event_store,
                         database=config.describe_database(),
+                        database_watch=watch,
                         servers=manager,
                         isolation=code,
                         rooms=rooms,
@@ -268,6 +285,9 @@ def make_app(hub: context.Hub) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[context.HUB] = hub
+    app[errors.ERROR_PAGE] = html.error_page
+    if hub.database_watch is not None:
+        app[database_watch.WATCH] = hub.database_watch
     app[access.ACTIVITY] = activity
     if hub.servers is not None:
         app[servers_api.SERVER_APP] = hub.servers

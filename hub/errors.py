@@ -21,7 +21,7 @@ from collab import errors as collab_errors
 from collab import session_errors
 from events import errors as event_errors
 from events import sql
-from hub import version
+from hub import database_watch, version
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,11 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
 
 DATABASE_UNAVAILABLE = "The hub's database does not answer; try again shortly."
 
+# How an HTML page for a browser is rendered (``hub.web.html.error_page``, set by hub/app.py:
+# the web layer sits above this module). Without it, every error answers JSON.
+ErrorPage = Callable[[int, str], web.Response]
+ERROR_PAGE: web.AppKey[ErrorPage] = web.AppKey("error_page")
+
 
 def error_response(status: int, message: str) -> web.Response:
     """A JupyterHub-shaped JSON error."""
@@ -140,10 +145,33 @@ def _translate(request: web.Request, exc: Exception) -> web.Response:
     # A handler's own OSError may be a file's: only the store's connections say "database".
     database = sql.unavailable(exc, os_errors=False)
     if database is not None:
-        log.warning("%s %s: the database cannot serve: %s", request.method, request.path, database)
-        return error_response(503, DATABASE_UNAVAILABLE)
+        return _unavailable(request, database)
     status = status_of(exc)
     if status is not None:
         return error_response(status, str(exc))
     log.exception("unhandled error in %s %s", request.method, request.path)
     return error_response(500, "Internal server error; the hub log has the details.")
+
+
+def _unavailable(request: web.Request, error: event_errors.DatabaseUnavailable) -> web.Response:
+    """503 with ``Retry-After``: JSON for the API and other clients, the error page for a
+    browser's page. The outage is logged once (by the database watch), not per request."""
+    watch = request.app.get(database_watch.WATCH)
+    if watch is not None:
+        watch.failed(error)
+    else:
+        log.warning("%s %s: the database cannot serve: %s", request.method, request.path, error)
+    page = request.app.get(ERROR_PAGE)
+    if page is not None and _wants_page(request):
+        response = page(503, DATABASE_UNAVAILABLE)
+    else:
+        response = error_response(503, DATABASE_UNAVAILABLE)
+    response.headers["Retry-After"] = str(database_watch.RETRY_AFTER_S)
+    return response
+
+
+def _wants_page(request: web.Request) -> bool:
+    """A browser asking for a page (not the API, git or a script that accepts JSON)."""
+    if request.path.startswith(("/hub/api/", "/hub/git/")):
+        return False
+    return "text/html" in request.headers.get("Accept", "")

@@ -110,6 +110,19 @@ class Settings(BaseSettings):
     )
     db_pool_min: int = Field(default=2, ge=1, description="Connections the pool keeps open")
     db_pool_max: int = Field(default=10, ge=1, description="Most connections the pool opens")
+    db_acquire_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds a request waits for a database connection (borrowing or opening"
+        " one) before it answers 503 with Retry-After",
+    )
+    db_statement_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds one database statement of the serving hub may take before it is"
+        " cancelled and the request answers 503 with Retry-After (one-shot commands have no"
+        " limit)",
+    )
     max_event_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest event payload the log accepts, in bytes"
     )
