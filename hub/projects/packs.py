@@ -85,6 +85,9 @@ def _land(source: Path, name: str, pack_dir: Path) -> None:
         if (pack_dir / f"{name}.idx").exists():
             # The same objects are there already (the name is their hash), perhaps laid out
             # otherwise: replacing the data under a reader of the old index would mislead it.
+            # Made young again (as git freshens a pack it finds), so that the collector, which
+            # goes by age, leaves it to the push that is about to move refs to it.
+            os.utime(pack_dir / f"{name}.pack")
             return
         moved: list[Path] = []
         try:
