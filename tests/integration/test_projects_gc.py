@@ -133,7 +133,7 @@ def age(path: Path, seconds: float) -> None:
 
 
 async def test_a_quarantine_left_by_a_killed_push_goes_after_the_grace_period(
-    projects_hub: ProjectsHub, pool: asyncpg.Pool[Any], tmp_path: Path
+    projects_hub: ProjectsHub, pool: asyncpg.Pool[Any], tmp_path: Path, db_url: str
 ) -> None:
     hub = projects_hub
     alice = await hub.user_token("alice")
@@ -171,6 +171,18 @@ async def test_a_quarantine_left_by_a_killed_push_goes_after_the_grace_period(
     orphan = objects / "pack" / "pack-0000000000000000000000000000000000000000.pack"
     orphan.write_bytes(b"PACK\0\0\0\2\0\0\0\0")
     age(orphan, 7200)
+
+    # the command line says what would go, and removes nothing
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "projects", "gc", "--grace", "3600", "--dry-run",
+        env={**os.environ, "CHRONOHUB_DATABASE_URL": db_url,
+             "CHRONOHUB_DATA_DIR": str(hub.data_dir)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+    assert proc.returncode == 0, out
+    assert "would remove 0 packs, 0 loose objects, 3 unfinished pack files or push quar" in out
+    assert cut.is_dir()
 
     [collected] = await gc.collect(hub.store, place, grace_s=3600)
     assert (collected.packs, collected.loose, collected.scraps) == ((), 0, 3)
