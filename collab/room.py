@@ -14,7 +14,7 @@ Server-side code changes the document like a client: ``with room.transaction(aut
 any transaction on ``room.doc``) is persisted and broadcast by the same path.
 
 Awareness is never stored. A connection sets only the states of its own client ids (the ids
-it claimed first; see ``Room._may_set``). What it sends is applied and echoed to everyone here at
+it claimed first; see ``Room._claim``). What it sends is applied and echoed to everyone here at
 once, and its client ids are noted for other processes (``take_awareness_changes``; the rooms
 set relays them). States relayed from another process (``apply_remote_awareness``) are
 broadcast here but never relayed again, and dropped when not renewed in time
@@ -120,7 +120,7 @@ class Room:
         self._awareness_to_relay: set[int] = set()
         # Client id -> when its state, learnt from another process, was last renewed.
         self._remote_renewed: dict[int, float] = {}
-        # Client id -> the connection here that claimed it first (see ``_may_set``).
+        # Client id -> the connection here that claimed it first (see ``_claim``).
         self._holders: dict[int, Connection] = {}
         self._cursor = seq
         self._own: set[int] = set()
@@ -285,7 +285,7 @@ class Room:
         # would take it over). y-websocket clients send only their own id, except when they
         # answer a QueryAwareness with every state they know: of that, only theirs is kept.
         # Dropped, not refused: the rest of the message (the sender's own state) still counts.
-        entries = tuple(entry for entry in message.entries if self._may_set(conn, entry[0]))
+        entries = tuple(entry for entry in message.entries if self._claim(conn, entry[0]))
         if not entries:
             return
         for client_id, _clock, state in entries:
@@ -307,13 +307,21 @@ class Room:
         self.broadcast(protocol.ws_frame(frame))
         self._note_awareness([entry[0] for entry in entries])
 
-    def _may_set(self, conn: Connection, client_id: int) -> bool:
+    def _claim(self, conn: Connection, client_id: int) -> bool:
         """Whether ``conn`` may set ``client_id``'s state: the id is its own (it claimed it
-        first, in this room and process), or nobody's here and not live from elsewhere."""
+        first, in this room and process), or nobody's here and not live from elsewhere. The
+        same participant's other connection hands the id over: a browser tab that reconnected
+        before the server noticed its old socket was gone (y-websocket keeps its client id)."""
         holder = self._holders.get(client_id)
-        if holder is not None:
-            return holder is conn
-        return client_id not in self._remote_renewed
+        if holder is None:
+            return client_id not in self._remote_renewed
+        if holder is conn:
+            return True
+        if holder.participant.label != conn.participant.label:
+            return False
+        holder.controlled.discard(client_id)
+        self._holders[client_id] = conn
+        return True
 
     # --- awareness between processes -------------------------------------------------------
 

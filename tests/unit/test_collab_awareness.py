@@ -412,3 +412,22 @@ async def test_an_id_is_free_again_once_its_holder_left_or_its_remote_state_went
     shared.apply_remote_awareness(state_update(9, 1, None), now=1.0)  # it moved here
     shared.receive(again, protocol.awareness_message(state_update(9, 2, {"moved": 1})))
     assert shared.awareness.states[9] == {"moved": 1}
+
+
+async def test_a_reconnect_of_the_same_participant_takes_its_id_over_at_once() -> None:
+    """A browser tab that reconnected before the server noticed its old socket was gone sends
+    its state with the same client id: the same participant's new connection gets the id
+    (another participant's would not), and the old socket's leaving no longer removes it."""
+    shared = room.Room("r", None, Limits(), awareness_changed=lambda _name: None)
+    old, _ = connect(shared, "alice")
+    shared.receive(old, protocol.awareness_message(state_update(7, 1, {"v": 1})))
+    intruder, _ = connect(shared, "carol")
+    shared.receive(intruder, protocol.awareness_message(state_update(7, 2, {"v": "carol"})))
+    assert shared.awareness.states[7] == {"v": 1}
+    new, _ = connect(shared, "alice")
+    shared.receive(new, protocol.awareness_message(state_update(7, 2, {"v": 2})))
+    assert shared.awareness.states[7] == {"v": 2}
+    assert new.controlled == {7}
+    assert old.controlled == set()
+    shared.leave(old)
+    assert shared.awareness.states[7] == {"v": 2}
