@@ -42,6 +42,11 @@ class HubError(Exception):
         """The message the client reads (``message`` unless a subclass says more)."""
         return self.message
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries (none unless a subclass says so)."""
+        return {}
+
     @classmethod
     def with_status(cls, status: int, message: str) -> HubError:
         """An error answering with ``status`` (for decisions made elsewhere, such as scopes)."""
@@ -78,6 +83,21 @@ class Unavailable(HubError):
     """A dependency (the database) is not answering."""
 
     status = 503
+
+
+class Busy(HubError):
+    """A costly piece of work is already under way, or took too long: try again later (503,
+    with ``Retry-After``)."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 # Typed errors of the packages below the hub, as the HTTP status they answer with: the first
@@ -122,6 +142,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         response = await handler(request)
     except HubError as exc:
         response = error_response(exc.status, exc.reply)
+        response.headers.update(exc.headers)
     except web.HTTPException as exc:
         if exc.empty_body or exc.status < 400:
             exc.headers["X-JupyterHub-Version"] = version.JUPYTERHUB_API

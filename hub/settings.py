@@ -370,9 +370,14 @@ class Settings(BaseSettings):
                 f"publish = true adds the service 'publish' and its role 'publish-service':"
                 f" a [[services]] or [[roles]] entry is already called {taken[0]!r}"
             )
-        service = PUBLISH_SERVICE
+        # What its dashboards must not see, even where it lies in a tree their sandbox binds
+        # (chronohub_publish.sandbox): the hub's data directory and the directory of its
+        # configuration, where deployments keep the hub's secrets (/etc/chronohub).
+        hide = [self.data_dir.resolve(), config_path().parent]
+        environment = {"PUBLISH_HIDE": os.pathsep.join(str(path) for path in hide)}
         if not self.publish_sandbox:  # the service's own opt-out (chronohub_publish.sandbox)
-            service = service.model_copy(update={"environment": {"PUBLISH_SANDBOX": "false"}})
+            environment["PUBLISH_SANDBOX"] = "false"
+        service = PUBLISH_SERVICE.model_copy(update={"environment": environment})
         self.services = [*self.services, service]
         self.roles = [*self.roles, PUBLISH_ROLE]
         return self

@@ -152,3 +152,14 @@ def test_a_bad_request_keeps_what_it_translated_as_its_cause() -> None:
     with pytest.raises(errors.BadRequest) as raised:
         pagination.parse(request, default_limit=10, max_limit=10)
     assert isinstance(raised.value.__cause__, ValueError)
+
+
+async def test_a_busy_hub_says_when_to_try_again() -> None:
+    """``errors.Busy`` (a costly replay already under way) answers 503 with Retry-After."""
+    async with test_utils.TestClient(
+        test_utils.TestServer(_raising(lambda: errors.Busy("replaying; try later", 30)))
+    ) as client:
+        response = await client.get("/")
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "30"
+        assert await response.json() == {"status": 503, "message": "replaying; try later"}
