@@ -294,6 +294,7 @@ def make_app(hub: context.Hub) -> web.Application:
     if hub.collab_sessions is not None:
         app[collab_api.SESSIONS] = hub.collab_sessions
     app[collab_forward.OWNERSHIP] = collab_forward.Ownership()  # its origin set once serving
+    app.on_cleanup.append(collab_forward.forget_owned)
     for module in (
         api,
         metrics_api,

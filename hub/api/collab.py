@@ -9,7 +9,9 @@ name, room name, cell id (unknown, or not a code cell) is a 4xx naming the probl
 
 The sessions themselves are ``collab.sessions.SessionManager``'s; the hub hands it
 ``may_write`` (below), which asks again, at each request, whether the participant's own
-roles still allow ``write:collab`` on the room.
+roles still allow ``write:collab`` on the room. A session runs in the hub process that
+opened it; a call of one made to another process is forwarded there (``anywhere``,
+hub/api/collab_forward.py).
 """
 
 from __future__ import annotations

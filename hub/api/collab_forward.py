@@ -11,8 +11,9 @@ relayed as is. A forwarded request is marked (``FORWARDED``) and never forwarded
 owner that does not answer is gone, and its sessions with it: its row is removed and the
 caller gets 404, as for any unknown session.
 
-Sessions that end on their own (the grace period after the last participant left) keep
-their row until someone asks: the owner then answers 404 itself.
+A process that stops forgets the sessions it owned (``forget_owned``). Sessions that end on
+their own (the grace period after the last participant left) keep their row until someone
+asks: the owner then answers 404 itself.
 """
 
 from __future__ import annotations
@@ -87,6 +88,18 @@ async def release(request: web.Request, session_id: uuid.UUID) -> None:
         await conn.execute(queries["release"], session_id)
 
 
+async def forget_owned(app: web.Application) -> None:
+    """At shutdown: forget the sessions this process owned (they end with it)."""
+    ownership = app.get(OWNERSHIP)
+    if ownership is None or ownership.origin is None:
+        return
+    try:
+        async with app[HUB].store.pool.acquire() as conn:
+            await conn.execute(queries["release_owned"], ownership.origin)
+    except Exception:  # noqa: BLE001 - a database gone first leaves rows; callers clean them
+        log.warning("could not forget the collaboration sessions of %s", ownership.origin)
+
+
 async def elsewhere(
     request: web.Request, session_id: uuid.UUID, here: bool
 ) -> web.StreamResponse | None:
@@ -110,6 +123,8 @@ async def _forward(request: web.Request, session_id: uuid.UUID, owner: str) -> w
         (k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED
     )
     headers[FORWARDED] = "1"
+    if request.remote:  # the owner sees the caller's address if it trusts this process
+        headers.add("X-Forwarded-For", request.remote)
     payload = await request.read()
     try:
         # A client per call: forwarding is the exception (a balancer that is not sticky),

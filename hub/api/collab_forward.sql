@@ -12,3 +12,6 @@ DELETE FROM collab_session_owners WHERE session_id = $1;
 -- name: release_gone
 -- Only the row that still names the owner that did not answer.
 DELETE FROM collab_session_owners WHERE session_id = $1 AND origin = $2;
+
+-- name: release_owned
+DELETE FROM collab_session_owners WHERE origin = $1;

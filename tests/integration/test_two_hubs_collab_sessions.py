@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from events import store
+from hub import startup
 from tests.helpers import wait_for
 from tests.integration.collab_fixtures import serving
 from tests.integration.test_collab_sessions_api import SESSIONS, nb, stream_text
@@ -87,9 +88,16 @@ async def test_a_session_whose_hub_is_gone_is_not_found(
         async with serving(event_store, db_url) as a:
             status, created = await a.api.call("POST", SESSIONS, alice, json={"notebook": nb("1")})
             assert status == 201, created
-        # A stopped, as a killed process would, without forgetting its session: its row is
+        # A stopped and forgot its session; a killed process would not have: its row is
         # left, naming an address where nothing answers now.
-        assert created["id"] in await owners(event_store)
+        assert created["id"] not in await owners(event_store)
+        async with event_store.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO collab_session_owners (session_id, room, origin) VALUES ($1, $2, $3)",
+                uuid.UUID(created["id"]),
+                created["room"],
+                f"http://127.0.0.1:{startup.free_port('127.0.0.1')}",
+            )
         status, reply = await b.api.call("GET", f"{SESSIONS}/{created['id']}", alice)
         assert status == 404, reply
         assert reply["message"] == f"No such session: {created['id']}"
