@@ -33,7 +33,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap /usr/sbin/nginx /usr/lib/postgr
 /usr/bin/ansible-lint: PACKAGE = ansible-lint
 /usr/sbin/slapd: PACKAGE = slapd
 
-.PHONY: run test lint typecheck docs unit integration clean frontend
+.PHONY: run test lint typecheck docs unit integration clean frontend faults
 .PHONY: bench-events bench-audit bench-api bench-spawn bench-collab bench-git bench-publish
 .PHONY: bench-browser
 
@@ -98,6 +98,12 @@ unit: $(VENV)/.installed-dev
 
 integration: $(VENV)/.installed-dev $(NODE_TEST_CLIENTS) $(FRONTEND)
 	$(BIN)/pytest -m integration
+
+# Faults on a real hub (database stalled, postmaster killed, slow, disk full; hub killed under
+# API writes and under git pushes): one JSON line with, per case, acknowledged writes lost and
+# recovery time (the disk-full case needs root)
+faults: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.integration.db_faults
 
 bench-events: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.event_store

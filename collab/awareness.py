@@ -1,8 +1,9 @@
 """Awareness between hub processes: the NOTIFY payloads that carry it, and the pure rules.
 
 Each state a client sends with a ``user`` is stamped with the name its connection authenticated
-as (``stamp``: ``user.name``) before anyone sees it, so a cursor cannot claim to be someone
-else's.
+as (``stamp``: ``user.name``, and JupyterLab's ``username``, ``display_name``, ``initials``)
+before anyone sees it, so a cursor cannot claim to be someone else's; its colours must be
+plain colours, as clients put them in ``style`` attributes.
 
 Awareness (cursors, names, selections) is ephemeral: it is never stored, it travels in the
 NOTIFY payload itself, on the collab channel, as a JSON object. A bare room name on that
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,23 +121,59 @@ def fit(
     return first + second, first_left + second_left
 
 
+# A colour is drawn by clients inside a ``style`` attribute (y-codemirror.next's carets and
+# selections, JupyterLab's cursors): anything but a plain colour would be injected CSS.
+# JupyterLab's own colours are its stylesheet's variables.
+COLOUR = re.compile(
+    r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})|var\(--jp-collaborator-color[1-9]\)"
+)
+COLOUR_FIELDS = ("color", "colorLight")
+# JupyterLab shows these rather than ``name``: set to the authenticated name when present.
+NAME_FIELDS = ("username", "display_name")
+# Not vouched for by the hub: an avatar could show someone else's face.
+DROPPED_FIELDS = ("avatar_url",)
+
+
+def initials(name: str) -> str:
+    """What JupyterLab shows in a collaborator's badge: the first letter of up to two words."""
+    words = name.replace("-", " ").replace("_", " ").replace(".", " ").split()
+    return "".join(word[0] for word in words[:2]).upper() or name[:1].upper()
+
+
+def stamped_user(user: object, name: str) -> dict[str, Any]:
+    """``user`` with ``name`` as every name it shows (``name`` always; ``username``,
+    ``display_name`` and ``initials`` when given), colours kept only if plain colours
+    (``COLOUR``), no ``avatar_url``. Pure."""
+    claimed: dict[str, Any] = user if isinstance(user, dict) else {}
+    out = {
+        key: value
+        for key, value in claimed.items()
+        if key not in DROPPED_FIELDS
+        and (key not in COLOUR_FIELDS or (isinstance(value, str) and COLOUR.fullmatch(value)))
+    }
+    out["name"] = name
+    for key in NAME_FIELDS:
+        if key in out:
+            out[key] = name
+    if "initials" in out:
+        out["initials"] = initials(name)
+    return out
+
+
 def stamp(
     entries: tuple[tuple[int, int, Any], ...], name: str
 ) -> tuple[tuple[int, int, Any], ...] | None:
-    """``entries`` with ``user.name`` set to ``name`` in every state that has a ``user`` (the
-    name the hub authenticated, whatever the client claimed: cursors and lists of who is here
-    show it), or None when every state already says so. Pure. A state without ``user`` claims
-    no one and stays as it is, as does a removal (state None)."""
+    """``entries`` with every state's ``user`` stamped (``stamped_user``: the name the hub
+    authenticated, whatever the client claimed, in every field that shows a name, and no
+    colour that is not a colour), or None when every state already says so. Pure. A state
+    without ``user`` claims no one and stays as it is, as does a removal (state None)."""
     changed = False
     stamped = []
     for client_id, clock, state in entries:
         if state is not None and "user" in state:
-            user = state["user"]
-            if not isinstance(user, dict) or user.get("name") != name:
-                state = {
-                    **state,
-                    "user": {**(user if isinstance(user, dict) else {}), "name": name},
-                }
+            user = stamped_user(state["user"], name)
+            if user != state["user"]:
+                state = {**state, "user": user}
                 changed = True
         stamped.append((client_id, clock, state))
     return tuple(stamped) if changed else None

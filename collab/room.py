@@ -13,7 +13,8 @@ connection writes to a ``Sink``.
 Server-side code changes the document like a client: ``with room.transaction(author):`` (or
 any transaction on ``room.doc``) is persisted and broadcast by the same path.
 
-Awareness is never stored. What a connection sends is applied and echoed to everyone here at
+Awareness is never stored. A connection sets only the states of its own client ids (the ids
+it claimed first; see ``Room._claim``). What it sends is applied and echoed to everyone here at
 once, and its client ids are noted for other processes (``take_awareness_changes``; the rooms
 set relays them). States relayed from another process (``apply_remote_awareness``) are
 broadcast here but never relayed again, and dropped when not renewed in time
@@ -119,6 +120,8 @@ class Room:
         self._awareness_to_relay: set[int] = set()
         # Client id -> when its state, learnt from another process, was last renewed.
         self._remote_renewed: dict[int, float] = {}
+        # Client id -> the connection here that claimed it first (see ``_claim``).
+        self._holders: dict[int, Connection] = {}
         self._cursor = seq
         self._own: set[int] = set()
         self._outbox: list[tuple[bytes, bytes, Connection | None, str]] = []
@@ -167,6 +170,8 @@ class Room:
         if conn not in self.connections:
             return
         del self.connections[conn]
+        for client_id in [cid for cid, holder in self._holders.items() if holder is conn]:
+            del self._holders[client_id]
         gone = [cid for cid in conn.controlled if cid in self.awareness.states]
         if gone:
             self.awareness.remove_awareness_states(gone, conn)
@@ -274,23 +279,49 @@ class Room:
     def _apply_awareness(
         self, conn: Connection, message: protocol.AwarenessMessage, frame: bytes
     ) -> None:
-        for client_id, _clock, state in message.entries:
+        # A connection sets only its own clients' states: an entry for an id another
+        # connection holds, or whose state another process relays, is dropped (with a null
+        # state and a higher clock it would remove that cursor for everyone; with a state it
+        # would take it over). y-websocket clients send only their own id, except when they
+        # answer a QueryAwareness with every state they know: of that, only theirs is kept.
+        # Dropped, not refused: the rest of the message (the sender's own state) still counts.
+        entries = tuple(entry for entry in message.entries if self._claim(conn, entry[0]))
+        if not entries:
+            return
+        for client_id, _clock, state in entries:
+            self._holders.setdefault(client_id, conn)
             if state is None:
                 conn.controlled.discard(client_id)
             else:
                 conn.controlled.add(client_id)
-            self._remote_renewed.pop(client_id, None)  # it is ours now, if it was remote
-        update = message.update
         # Everyone sees the name the hub authenticated, not the one the client claims.
-        stamped = awareness.stamp(message.entries, conn.participant.name)
-        if stamped is not None:
-            update = protocol.encode_awareness(stamped)
+        stamped = awareness.stamp(entries, conn.participant.name)
+        if stamped is not None or len(entries) != len(message.entries):
+            update = protocol.encode_awareness(stamped if stamped is not None else entries)
             frame = protocol.awareness_message(update)
+        else:
+            update = message.update
         self.awareness.apply_awareness_update(update, conn)
         # Echoed to the sender too: a lone client otherwise hears nothing for 30 s and
         # reconnects (y-websocket's messageReconnectTimeout).
         self.broadcast(protocol.ws_frame(frame))
-        self._note_awareness([entry[0] for entry in message.entries])
+        self._note_awareness([entry[0] for entry in entries])
+
+    def _claim(self, conn: Connection, client_id: int) -> bool:
+        """Whether ``conn`` may set ``client_id``'s state: the id is its own (it claimed it
+        first, in this room and process), or nobody's here and not live from elsewhere. The
+        same participant's other connection hands the id over: a browser tab that reconnected
+        before the server noticed its old socket was gone (y-websocket keeps its client id)."""
+        holder = self._holders.get(client_id)
+        if holder is None:
+            return client_id not in self._remote_renewed
+        if holder is conn:
+            return True
+        if holder.participant.label != conn.participant.label:
+            return False
+        holder.controlled.discard(client_id)
+        self._holders[client_id] = conn
+        return True
 
     # --- awareness between processes -------------------------------------------------------
 
@@ -320,6 +351,13 @@ class Room:
         """Apply an awareness update relayed by another process (decoded already) and send it
         to every connection here; it is not relayed again. True if it changed anything."""
         entries = protocol.decode_awareness(update)
+        # An id a connection here holds is that connection's: another process's relay (its
+        # own connection claiming the same id, a race or an attempt) does not take it over.
+        kept = tuple(entry for entry in entries if entry[0] not in self._holders)
+        if not kept:
+            return False
+        if len(kept) != len(entries):
+            entries, update = kept, protocol.encode_awareness(kept)
         self.awareness.apply_awareness_update(update, REMOTE)
         applied = False
         for client_id, clock, state in entries:

@@ -45,6 +45,10 @@ _UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.InvalidAuthorizationSpecificationError,
     asyncpg.InvalidCatalogNameError,
     asyncpg.exceptions.ReadOnlySQLTransactionError,
+    # The client's protocol state broken by a connection lost in the middle of a statement
+    # ("cannot switch to state ...; another operation is in progress"), met when the server
+    # is killed under load.
+    asyncpg.InternalClientError,
 )
 
 

@@ -28,13 +28,13 @@ from collab import server as collab_server
 from collab import session_log as collab_session_log
 from collab import sessions as collab_sessions
 from events import notify, store
-from hub import bootstrap, context, data_dir, database, errors, metrics, startup
+from hub import bootstrap, context, data_dir, database, database_watch, errors, metrics, startup
 from hub import settings as hub_settings
 from hub.api import auth as auth_api
 from hub.api import collab as collab_api
+from hub.api import collab_forward, openapi, service_reports
 from hub.api import groups as groups_api
 from hub.api import metrics as metrics_api
-from hub.api import openapi, service_reports
 from hub.api import project_content as project_content_api
 from hub.api import project_sessions as project_sessions_api
 from hub.api import projects as projects_api
@@ -101,11 +101,27 @@ async def open_hub(
         # A serving hub keeps its cookie secret and the servers' logs there; with no database
         # configured, the embedded one makes (or checks) it as it starts.
         await asyncio.to_thread(data_dir.prepare, config.data_dir)
-    dsn = await asyncio.to_thread(database.resolve_dsn, config)
+    located = await asyncio.to_thread(database.locate, config)
+    dsn = located.dsn
     await migrate(config, dsn)
-    pool = await database.create_pool(dsn, min_size=config.db_pool_min, max_size=config.db_pool_max)
+    # A serving hub bounds every wait on its database (503 rather than a hang); one-shot
+    # commands (a rebuild, an export) may run statements as long as they need.
+    pool = await database.create_pool(
+        dsn,
+        min_size=config.db_pool_min,
+        max_size=config.db_pool_max,
+        acquire_timeout=config.db_acquire_timeout if serving else None,
+        statement_timeout=config.db_statement_timeout if serving else None,
+    )
     try:
-        async with notify.Notifier(dsn) as notifier:
+        async with (
+            notify.Notifier(dsn) as notifier,
+            database_watch.DatabaseWatch(
+                pool, embedded=located.embedded if serving else None,
+                probe_timeout=min(config.db_acquire_timeout, config.db_statement_timeout),
+                probing=serving,
+            ) as watch,
+        ):  # fmt: skip
             event_store = store.EventStore(
                 pool,
                 inline=base.Inline(catalog.ALL),
@@ -139,6 +155,7 @@ async def open_hub(
                         settings=config,
                         store=event_store,
                         database=config.describe_database(),
+                        database_watch=watch,
                         servers=manager,
                         isolation=code,
                         rooms=rooms,
@@ -268,11 +285,16 @@ def make_app(hub: context.Hub) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[context.HUB] = hub
+    app[errors.ERROR_PAGE] = html.error_page
+    if hub.database_watch is not None:
+        app[database_watch.WATCH] = hub.database_watch
     app[access.ACTIVITY] = activity
     if hub.servers is not None:
         app[servers_api.SERVER_APP] = hub.servers
     if hub.collab_sessions is not None:
         app[collab_api.SESSIONS] = hub.collab_sessions
+    app[collab_forward.OWNERSHIP] = collab_forward.Ownership()  # its origin set once serving
+    app.on_cleanup.append(collab_forward.forget_owned)
     for module in (
         api,
         metrics_api,
@@ -515,6 +537,12 @@ async def _serve(
     gc.freeze()
     try:
         host, port = app_runner.addresses[0][:2]
+        # Other hub processes forward calls of this one's collaboration sessions here.
+        application[collab_forward.OWNERSHIP].origin = startup.url(
+            socket.gethostname() if host in ("0.0.0.0", "::") else host,  # noqa: S104
+            port,
+            "",
+        )
         # The proxy sends /hub/ to the hub's internal address (where single-user servers call
         # its API too, as in JupyterHub: ``hub_url``, set before the site started).
         hub_target = startup.url(host, port, "")

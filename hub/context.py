@@ -9,6 +9,7 @@ from aiohttp import web
 from collab import rooms as collab_rooms
 from collab import sessions as collab_sessions
 from events import store
+from hub import database_watch
 from hub import settings as hub_settings
 from hub.servers import isolation
 from hub.servers import manager as hub_servers
@@ -21,6 +22,8 @@ class Hub:
     settings: hub_settings.Settings
     store: store.EventStore
     database: str
+    # the database's state (outages, the embedded server's supervision), when the hub serves
+    database_watch: database_watch.DatabaseWatch | None = None
     servers: hub_servers.ServerManager | None = None
     # whose account users' code runs as (the start-up banner and the admin page say)
     isolation: isolation.Isolation | None = None

@@ -4,13 +4,22 @@
 ``hub.embedded_db``), ``migrate`` brings its schema up to date (``hub.app.migrate`` tells a
 database out of reach as a ``DatabaseError``) and ``create_pool`` opens the connection pool
 that ``hub.app`` owns and closes.
+
+A serving hub's pool bounds every wait on the database: borrowing a connection (and opening
+one) and each statement. A wait that runs out is ``DatabaseUnavailable``, like a refused or
+dropped connection, so a stalled or slow database answers 503 instead of holding requests.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Generator
+from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import asyncpg
+from asyncpg import pool as asyncpg_pool
 
 from events import errors as event_errors
 from hub import embedded_db
@@ -29,22 +38,31 @@ class DatabaseError(Exception):
     """The database could not be started, reached or brought to the expected schema."""
 
 
-def start_embedded(config: hub_settings.Settings) -> str:
-    """Start (or join) the embedded PostgreSQL in ``<data_dir>/postgres``; its URL."""
+def resolve_dsn(config: hub_settings.Settings) -> str | None:
+    """The URL to connect to; ``None`` means asyncpg reads the PG* variables itself."""
+    return locate(config).dsn
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where the database is: its URL, and the embedded server when the hub runs one."""
+
+    dsn: str | None
+    embedded: embedded_db.EmbeddedPostgres | None = None
+
+
+def locate(config: hub_settings.Settings) -> Located:
+    """The database to connect to, starting (or joining) the embedded one if none is configured:
+    the hub supervises that one (``hub.database_watch``)."""
+    if config.database_url or config.uses_pg_environment():
+        return Located(config.database_url)
     server = embedded_db.EmbeddedPostgres(
         config.data_dir, listen=config.embedded_db_listen, port=config.embedded_db_port
     )
     try:
-        return server.start()
+        return Located(server.start(), server)
     except embedded_db.EmbeddedError as exc:
         raise DatabaseError(f"the embedded PostgreSQL in {server.pgdata}: {exc}") from exc
-
-
-def resolve_dsn(config: hub_settings.Settings) -> str | None:
-    """The URL to connect to; ``None`` means asyncpg reads the PG* variables itself."""
-    if config.database_url or config.uses_pg_environment():
-        return config.database_url
-    return start_embedded(config)
 
 
 async def keep_session(conn: asyncpg.Connection[Any]) -> None:
@@ -67,24 +85,147 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection[Any]:
     try:
         conn: asyncpg.Connection[Any] = await asyncpg.connect(*args, **kwargs)
         return conn
+    except TimeoutError as exc:  # an OSError too, with no words of its own
+        raise event_errors.DatabaseUnavailable("could not connect in time") from exc
     except OSError as exc:
         raise event_errors.DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
-async def create_pool(dsn: str | None, *, min_size: int, max_size: int) -> asyncpg.Pool[Any]:
-    """A pool on ``dsn`` with chronohub's session settings."""
+class Connection(asyncpg.Connection):
+    """A pool's connection whose statements that run out of time (``command_timeout``) are
+    ``DatabaseUnavailable``: asyncpg raises a bare ``TimeoutError``, which the error middleware
+    could not tell from another wait's (an HTTP call to a server, a spawn). Transactions'
+    BEGIN and COMMIT go through ``execute`` too."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        with _timed_out():
+            return await super().execute(*args, **kwargs)
+
+    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        with _timed_out():
+            return await super().executemany(*args, **kwargs)
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        with _timed_out():
+            return await super().fetch(*args, **kwargs)
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        with _timed_out():
+            return await super().fetchval(*args, **kwargs)
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        with _timed_out():
+            return await super().fetchrow(*args, **kwargs)
+
+    async def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
+        with _timed_out():
+            return await super().fetchmany(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _timed_out() -> Generator[None]:
     try:
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            server_settings=SERVER_SETTINGS,
-            reset=keep_session,
-            connect=_connect,
+        yield
+    except TimeoutError as exc:
+        raise event_errors.DatabaseUnavailable(
+            "a statement did not finish within the database's time limit (db_statement_timeout)"
+        ) from exc
+
+
+class Pool(asyncpg.Pool):
+    """asyncpg's pool, borrowing with a default time limit (``acquire_timeout``): a borrow
+    that runs out of time is ``DatabaseUnavailable`` (asyncpg's ``TimeoutError`` otherwise).
+
+    The limit also bounds the release of a connection whose statement timed out (asyncpg
+    waits for the server to acknowledge the cancel that long), so no request outlives it
+    by more than the statement's own limit."""
+
+    __slots__ = ("acquire_timeout",)
+    acquire_timeout: float | None
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        limit = self.acquire_timeout if timeout is None else timeout
+        return _Borrow(super().acquire(timeout=limit), limit)
+
+
+class _Borrow:
+    """``pool.acquire()``'s context (and awaitable), its time running out translated."""
+
+    def __init__(self, inner: asyncpg_pool.PoolAcquireContext, limit: float | None) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self._inner.__aenter__()
+        except TimeoutError as exc:
+            raise self._unavailable() from exc
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._inner.__aexit__(exc_type, exc, tb)
+        except TimeoutError as timed_out:
+            # Releasing a connection whose statement timed out waits (this long at most) for
+            # the server to acknowledge the cancel; asyncpg has closed the connection.
+            raise event_errors.DatabaseUnavailable(
+                f"the database did not acknowledge a cancelled statement within {self._limit} s"
+            ) from timed_out
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._awaited().__await__()
+
+    async def _awaited(self) -> Any:
+        try:
+            return await self._inner
+        except TimeoutError as exc:
+            raise self._unavailable() from exc
+
+    def _unavailable(self) -> event_errors.DatabaseUnavailable:
+        return event_errors.DatabaseUnavailable(
+            f"no database connection within {self._limit} s (db_acquire_timeout)"
         )
+
+
+async def create_pool(
+    dsn: str | None,
+    *,
+    min_size: int,
+    max_size: int,
+    acquire_timeout: float | None = None,
+    statement_timeout: float | None = None,
+) -> asyncpg.Pool[Any]:
+    """A pool on ``dsn`` with chronohub's session settings; ``acquire_timeout`` bounds borrowing
+    (and opening) a connection, ``statement_timeout`` each statement (None: no bound, for
+    one-shot commands such as a rebuild)."""
+    connect_kwargs: dict[str, Any] = {}
+    if acquire_timeout is not None:
+        connect_kwargs["timeout"] = acquire_timeout
+    # Built as asyncpg.create_pool builds its pool (same defaults), but of the class above.
+    pool = Pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=Connection,
+        record_class=asyncpg.Record,
+        server_settings=SERVER_SETTINGS,
+        reset=keep_session,
+        connect=_connect,
+        command_timeout=statement_timeout,
+        **connect_kwargs,
+    )
+    pool.acquire_timeout = acquire_timeout
+    try:
+        await pool
     except (OSError, asyncpg.PostgresError, event_errors.DatabaseUnavailable) as exc:
         raise DatabaseError(f"could not connect to PostgreSQL: {exc}") from exc
-    assert pool is not None
     return pool
 
 

@@ -37,6 +37,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -225,6 +226,41 @@ class EmbeddedPostgres:
                 except EmbeddedError as exc:
                     log.error("%s", exc)
 
+    def running(self) -> bool:
+        """Whether the server's postmaster (the pid in ``postmaster.pid``) is alive."""
+        return self._running_pid() is not None
+
+    def revive(self) -> bool:
+        """Start the server again if its postmaster died (PostgreSQL recovers from its WAL on
+        start); False if it runs. Under the file lock, so when several processes hold the
+        cluster, the first to notice restarts it and the others find it running."""
+        with self._locked():
+            if self._running_pid() is not None:
+                return False
+            log.warning("the embedded PostgreSQL in %s is not running: restarting it", self.pgdata)
+            self._wait_for_orphans()
+            # The dead postmaster may still be a zombie (not yet reaped by init, which adopted
+            # it), which PostgreSQL takes for a running server ("lock file postmaster.pid
+            # already exists"). It is dead and none of its processes is left: its lock files
+            # (the data directory's and the socket's) are stale.
+            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+            (self.socket_dir / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)
+            self._prepare_socket_dir()
+            self._start_server()
+            return True
+
+    def _wait_for_orphans(self) -> None:
+        """Wait until the dead postmaster's backends have exited: PostgreSQL refuses to start
+        while one still holds the old shared memory (they notice their postmaster's death
+        at their next wait, within moments)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while (left := _processes_in(self.pgdata)) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a thread of its own (to_thread): polling /proc, nothing to wait on
+        if left:
+            raise EmbeddedError(
+                f"the old server's processes {sorted(left)} still run after {START_TIMEOUT_S} s"
+            )
+
     # --- the pieces ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -397,11 +433,34 @@ def _quote(value: str) -> str:
     return f"'{value}'"
 
 
+def _processes_in(directory: Path) -> set[int]:
+    """The live processes whose working directory is ``directory`` (a cluster's server
+    processes: PostgreSQL's work in their data directory), from /proc (empty without it)."""
+    found = set()
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd == str(directory) and _alive(int(entry.name)):
+                found.add(int(entry.name))
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    # A killed postmaster stays a zombie until its parent (init, which adopted it) reaps it,
+    # which may take seconds: it is dead all the same, and its cluster needs restarting.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: trust the signal's answer
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"

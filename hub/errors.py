@@ -21,7 +21,7 @@ from collab import errors as collab_errors
 from collab import session_errors
 from events import errors as event_errors
 from events import sql
-from hub import version
+from hub import database_watch, version
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,11 @@ class HubError(Exception):
     def reply(self) -> str:
         """The message the client reads (``message`` unless a subclass says more)."""
         return self.message
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries (none unless a subclass says so)."""
+        return {}
 
     @classmethod
     def with_status(cls, status: int, message: str) -> HubError:
@@ -80,6 +85,21 @@ class Unavailable(HubError):
     status = 503
 
 
+class Busy(HubError):
+    """A costly piece of work is already under way, or took too long: try again later (503,
+    with ``Retry-After``)."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
 # Typed errors of the packages below the hub, as the HTTP status they answer with: the first
 # class that matches wins, so a subclass comes before its base.
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
@@ -102,6 +122,11 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
 
 DATABASE_UNAVAILABLE = "The hub's database does not answer; try again shortly."
 
+# How an HTML page for a browser is rendered (``hub.web.html.error_page``, set by hub/app.py:
+# the web layer sits above this module). Without it, every error answers JSON.
+ErrorPage = Callable[[int, str], web.Response]
+ERROR_PAGE: web.AppKey[ErrorPage] = web.AppKey("error_page")
+
 
 def error_response(status: int, message: str) -> web.Response:
     """A JupyterHub-shaped JSON error."""
@@ -117,6 +142,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         response = await handler(request)
     except HubError as exc:
         response = error_response(exc.status, exc.reply)
+        response.headers.update(exc.headers)
     except web.HTTPException as exc:
         if exc.empty_body or exc.status < 400:
             exc.headers["X-JupyterHub-Version"] = version.JUPYTERHUB_API
@@ -140,10 +166,33 @@ def _translate(request: web.Request, exc: Exception) -> web.Response:
     # A handler's own OSError may be a file's: only the store's connections say "database".
     database = sql.unavailable(exc, os_errors=False)
     if database is not None:
-        log.warning("%s %s: the database cannot serve: %s", request.method, request.path, database)
-        return error_response(503, DATABASE_UNAVAILABLE)
+        return _unavailable(request, database)
     status = status_of(exc)
     if status is not None:
         return error_response(status, str(exc))
     log.exception("unhandled error in %s %s", request.method, request.path)
     return error_response(500, "Internal server error; the hub log has the details.")
+
+
+def _unavailable(request: web.Request, error: event_errors.DatabaseUnavailable) -> web.Response:
+    """503 with ``Retry-After``: JSON for the API and other clients, the error page for a
+    browser's page. The outage is logged once (by the database watch), not per request."""
+    watch = request.app.get(database_watch.WATCH)
+    if watch is not None:
+        watch.failed(error)
+    else:
+        log.warning("%s %s: the database cannot serve: %s", request.method, request.path, error)
+    page = request.app.get(ERROR_PAGE)
+    if page is not None and _wants_page(request):
+        response = page(503, DATABASE_UNAVAILABLE)
+    else:
+        response = error_response(503, DATABASE_UNAVAILABLE)
+    response.headers["Retry-After"] = str(database_watch.RETRY_AFTER_S)
+    return response
+
+
+def _wants_page(request: web.Request) -> bool:
+    """A browser asking for a page (not the API, git or a script that accepts JSON)."""
+    if request.path.startswith(("/hub/api/", "/hub/git/")):
+        return False
+    return "text/html" in request.headers.get("Accept", "")

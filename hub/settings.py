@@ -110,6 +110,19 @@ class Settings(BaseSettings):
     )
     db_pool_min: int = Field(default=2, ge=1, description="Connections the pool keeps open")
     db_pool_max: int = Field(default=10, ge=1, description="Most connections the pool opens")
+    db_acquire_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds a request waits for a database connection (borrowing or opening"
+        " one) before it answers 503 with Retry-After",
+    )
+    db_statement_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds one database statement of the serving hub may take before it is"
+        " cancelled and the request answers 503 with Retry-After (one-shot commands have no"
+        " limit)",
+    )
     max_event_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest event payload the log accepts, in bytes"
     )
@@ -357,9 +370,14 @@ class Settings(BaseSettings):
                 f"publish = true adds the service 'publish' and its role 'publish-service':"
                 f" a [[services]] or [[roles]] entry is already called {taken[0]!r}"
             )
-        service = PUBLISH_SERVICE
+        # What its dashboards must not see, even where it lies in a tree their sandbox binds
+        # (chronohub_publish.sandbox): the hub's data directory and the directory of its
+        # configuration, where deployments keep the hub's secrets (/etc/chronohub).
+        hide = [self.data_dir.resolve(), config_path().parent]
+        environment = {"PUBLISH_HIDE": os.pathsep.join(str(path) for path in hide)}
         if not self.publish_sandbox:  # the service's own opt-out (chronohub_publish.sandbox)
-            service = service.model_copy(update={"environment": {"PUBLISH_SANDBOX": "false"}})
+            environment["PUBLISH_SANDBOX"] = "false"
+        service = PUBLISH_SERVICE.model_copy(update={"environment": environment})
         self.services = [*self.services, service]
         self.roles = [*self.roles, PUBLISH_ROLE]
         return self

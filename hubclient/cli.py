@@ -41,7 +41,7 @@ def pick_file(text: str) -> tuple[str, Literal["ours", "theirs"]]:
 
 def positive(text: str) -> int:
     """A count of 1 or more."""
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return int(text)
 

@@ -28,11 +28,14 @@ from events import models, sql, store
 from projections import base
 
 queries = sql.Queries(__package__ or "projections", "checkpoints.sql")
+scratch_queries = sql.Queries(__package__ or "projections", "scratch.sql")
 
 Progress = Callable[[int, int], None]
 """Called with (events applied so far, events to apply in all) after each page."""
 
 DEFAULT_BATCH = 20_000
+AS_OF = "state"
+"""The purpose in the names of time travel's scratch schemas (``state_<hex>``)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,10 @@ async def as_of(
     ``conn``'s unqualified SQL reads inside the block (live tables stay reachable as
     ``public.*``). Yields the schema's name; drops it and resets ``search_path`` on the way out.
     """
-    schema = scratch_name("state")
+    schema = scratch_name(AS_OF)
+    # Held while the schema exists: ``drop_unused`` leaves it alone (another process's, or
+    # ``chronohub state --at``'s, in use now); released with the connection if it dies.
+    await conn.fetchval(scratch_queries["hold"], schema)
     try:
         await build(
             conn,
@@ -100,7 +106,26 @@ async def as_of(
         )
         yield schema
     finally:
-        await drop_scratch(conn, schema)
+        try:
+            await drop_scratch(conn, schema)
+        finally:
+            await conn.fetchval(scratch_queries["release"], schema)
+
+
+async def drop_unused(conn: sql.Connection, purpose: str = AS_OF) -> list[str]:
+    """Drop the scratch schemas of ``purpose`` that nobody holds (left over by a process that
+    died mid-replay, or whose drop failed); returns their names."""
+    dropped = []
+    for row in await conn.fetch(scratch_queries["named"], purpose):
+        name: str = row["name"]
+        if not await conn.fetchval(scratch_queries["try_hold"], name):
+            continue  # in use
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {ident(name)} CASCADE")
+            dropped.append(name)
+        finally:
+            await conn.fetchval(scratch_queries["release"], name)
+    return dropped
 
 
 async def build(

@@ -42,6 +42,12 @@ function joined (value: unknown): string {
   return typeof value === 'string' ? value : ''
 }
 
+function utf8Base64 (text: string): string {
+  let binary = ''
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte)
+  return btoa(binary)
+}
+
 function pre (className: string, html: string): HTMLElement {
   const el = document.createElement('pre')
   el.className = className
@@ -83,9 +89,16 @@ function rich (data: Record<string, unknown>): HTMLElement {
     case 'text/html':
       box.innerHTML = sanitize(joined(value))
       break
-    case 'image/svg+xml':
-      box.innerHTML = DOMPurify.sanitize(joined(value), { USE_PROFILES: { svg: true, svgFilters: true } })
+    case 'image/svg+xml': {
+      // As an image, not inline markup: an SVG's <style> and style= would restyle the whole
+      // page (style-src allows inline styles), and its scripts would run in it. Inside <img>
+      // the SVG is a separate document: neither reaches the page.
+      const img = document.createElement('img')
+      img.src = `data:image/svg+xml;base64,${utf8Base64(joined(value))}`
+      img.alt = joined(data['text/plain']) || 'an image output'
+      box.append(img)
       break
+    }
     case 'image/png':
     case 'image/jpeg': {
       const img = document.createElement('img')

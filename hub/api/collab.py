@@ -9,13 +9,16 @@ name, room name, cell id (unknown, or not a code cell) is a 4xx naming the probl
 
 The sessions themselves are ``collab.sessions.SessionManager``'s; the hub hands it
 ``may_write`` (below), which asks again, at each request, whether the participant's own
-roles still allow ``write:collab`` on the room.
+roles still allow ``write:collab`` on the room. A session runs in the hub process that
+opened it; a call of one made to another process is forwarded there (``anywhere``,
+hub/api/collab_forward.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
@@ -29,6 +32,7 @@ from collab import session_errors as errors
 from events import sql, store
 from hub import data_dir
 from hub import errors as hub_errors
+from hub.api import collab_forward
 from hub.auth import access, collab_access, roles, scopes
 from hub.context import HUB
 from hub.projects import sessions as project_sessions
@@ -248,6 +252,7 @@ async def create_session(request: web.Request) -> web.Response:
     bound = await manager.create(
         room, creator, nb=command.notebook, kernel_name=command.kernel_name, owner=owner
     )
+    await collab_forward.claim(request, bound.session.session_id, room)
     return _json(render(request, bound), 201)
 
 
@@ -300,7 +305,27 @@ async def delete_session(request: web.Request) -> web.Response:
     """``DELETE /collab/sessions/{id}``: 204; the kernel stops, the room and notebook stay."""
     bound = await authorized(request, "write")
     await _manager(request).shutdown(bound.session.session_id)
+    await collab_forward.release(request, bound.session.session_id)
     return web.Response(status=204)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def anywhere(handler: Handler) -> Handler:
+    """``handler`` for a session of this process; another process's is asked there."""
+
+    async def forwarding(request: web.Request) -> web.StreamResponse:
+        try:
+            session_id = uuid.UUID(request.match_info["session_id"])
+        except ValueError:
+            return await handler(request)  # which says so
+        manager = request.app.get(SESSIONS)
+        here = manager is not None and manager.get(session_id) is not None
+        answer = await collab_forward.elsewhere(request, session_id, here)
+        return answer if answer is not None else await handler(request)
+
+    return forwarding
 
 
 def routes() -> list[web.RouteDef]:
@@ -309,11 +334,11 @@ def routes() -> list[web.RouteDef]:
     return [
         web.post(PREFIX, create_session),
         web.get(PREFIX, list_sessions),
-        web.get(one, get_session),
-        web.delete(one, delete_session),
-        web.post(one + "/execute", execute),
-        web.post(one + "/interrupt", interrupt),
-        web.post(one + "/restart", restart),
+        web.get(one, anywhere(get_session)),
+        web.delete(one, anywhere(delete_session)),
+        web.post(one + "/execute", anywhere(execute)),
+        web.post(one + "/interrupt", anywhere(interrupt)),
+        web.post(one + "/restart", anywhere(restart)),
     ]
 
 

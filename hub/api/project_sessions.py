@@ -32,6 +32,7 @@ from collab import notebook
 from events.catalog import projects as project_events
 from hub import errors
 from hub.api import collab as collab_api
+from hub.api import collab_forward
 from hub.auth import access, collab_access
 from hub.context import HUB
 from hub.projects import access as project_access
@@ -208,6 +209,7 @@ async def open_on_project(
         # unbound to its project
         await manager.shutdown(session_id)
         raise
+    await collab_forward.claim(request, session_id, room)  # reached from other hub processes
     return ProjectSession(
         session=collab_api.render(request, bound),
         project=full_name,
@@ -319,5 +321,5 @@ def routes() -> list[web.RouteDef]:
     return [
         web.post(one, open_session),
         web.get(one, list_sessions),
-        web.post(collab_api.PREFIX + "/{session_id}/commit", commit_session),
+        web.post(collab_api.PREFIX + "/{session_id}/commit", collab_api.anywhere(commit_session)),
     ]

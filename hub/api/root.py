@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
 from aiohttp import web
 
-from hub import errors, version
+from events import errors as event_errors
+from hub import database_watch, errors, version
 from hub.auth import access, scope_table, scopes
 from hub.context import HUB
 from hub.reads import users as users_read
@@ -77,12 +79,27 @@ async def whoami(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """``GET /hub/health``: 200 when the hub and its database answer, 503 otherwise."""
+    """``GET /hub/health``: 200 when the hub and its database answer; 503 (``degraded``, with
+    the reason and ``Retry-After``) while the database does not answer, answers slowly or has
+    just failed a request."""
     hub = request.app[HUB]
-    # A database that cannot serve answers 503, through the error middleware.
-    async with hub.store.connection(timeout=5) as conn:
-        await conn.fetchval("SELECT 1")
-    return web.json_response({"status": "ok", "database": "ok"})
+    watch = request.app.get(database_watch.WATCH)
+    if watch is None:  # a hub without the watch (tests of single handlers): ask directly
+        async with hub.store.connection(timeout=5) as conn:
+            await conn.fetchval("SELECT 1")
+        return web.json_response({"status": "ok", "database": "ok"})
+    # A probe of its own, so that health tells the present; its failure is recorded by it.
+    with contextlib.suppress(event_errors.DatabaseUnavailable):
+        await watch.probe()
+    status = watch.status()
+    if status.ok:
+        return web.json_response({"status": "ok", "database": "ok"})
+    response = web.json_response(
+        {"status": "degraded", "database": status.database, "reason": status.reason},
+        status=503,
+    )
+    response.headers["Retry-After"] = str(database_watch.RETRY_AFTER_S)
+    return response
 
 
 async def site_root(request: web.Request) -> web.Response:

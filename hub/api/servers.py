@@ -26,6 +26,7 @@ from hub.context import HUB, Hub
 from hub.reads import users as users_read
 from hub.servers import manager as servers
 from hub.servers import rules as server_rules
+from hub.servers import spawn_progress as server_progress
 from hub.web import body
 
 queries = sql.Queries("hub.servers", "servers.sql")
@@ -34,6 +35,8 @@ queries = sql.Queries("hub.servers", "servers.sql")
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){0,28}(?<!-)$")
 # A comment line keeps an idle progress stream open through proxies (JupyterHub: 8 s).
 KEEPALIVE_S = 8.0
+# The states of a server whose spawn is under way (in this hub process or another).
+SPAWNING = frozenset({"spawning", "started"})
 SERVER_APP = web.AppKey("servers", servers.ServerManager)
 
 
@@ -287,20 +290,15 @@ async def progress(request: web.Request) -> web.StreamResponse:
         row = await conn.fetchrow(queries["server"], user["user_id"], server_name)
     path = server_rules.prefix(user["name"], server_name)
     follow = servers_.progress(user["user_id"], server_name)
-    if row is not None and row["state"] == "ready" and follow is None:
-        events: list[dict[str, Any]] = [
-            {
-                "progress": 100,
-                "ready": True,
-                "message": f"Server ready at {path}",
-                "html_message": f'Server ready at <a href="{path}">{path}</a>',
-                "url": path,
-            }
-        ]
+    state = row["state"] if row is not None else None
+    events: list[dict[str, Any]] = []
+    if follow is None and state in SPAWNING:
+        # Another hub process runs this spawn: its steps are in the log.
+        follow = servers_.progress_from_log(user["user_id"], user["name"], server_name)
+    elif follow is None and state == "ready":
+        events = [server_progress.ready_event(path)]
     elif follow is None:
         raise errors.BadRequest(f"{server_rules.label(user['name'], server_name)} is not starting")
-    else:
-        events = []
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )

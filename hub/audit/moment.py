@@ -7,10 +7,14 @@ own, which the connection's ``search_path`` reads), read, and dropped.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import asyncpg
 
 from events import models, sql, store
 from hub import errors
@@ -64,12 +68,66 @@ async def views_at(
     *,
     limit: int = 1000,
     progress: rebuild.Progress | None = None,
+    timeout_s: float | None = None,
 ) -> list[View]:
     """``views`` (names of ``VIEWS``) as of ``checkpoint``: every projection replayed in one
-    pass over the log (each page read once), read, and the scratch schema dropped."""
+    pass over the log (each page read once), read, and the scratch schema dropped.
+
+    ``timeout_s`` bounds the replay (the page's; the CLI waits as long as it takes): each
+    statement by PostgreSQL's ``statement_timeout``, the whole between pages; past it,
+    ``TooLong`` (the scratch schema dropped all the same)."""
     unknown = [v for v in views if v not in HEADERS]
     if unknown:
         raise errors.BadRequest(f"unknown view {unknown[0]!r}; one of {', '.join(VIEWS)}")
+    if timeout_s is None:
+        return await _views_at(conn, event_store, checkpoint, views, limit, progress)
+    deadline = time.monotonic() + timeout_s
+
+    def bounded(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total)
+        if time.monotonic() > deadline:
+            raise TooLong(_too_long(checkpoint, timeout_s))
+
+    # A session setting, as the replay's search_path is: reset before the connection goes
+    # back to the pool (hub.database.keep_session).
+    # (whole seconds, at least one: the bound of the whole is the deadline between pages)
+    await conn.execute(queries["set_statement_timeout"], f"{max(1, math.ceil(timeout_s))}s")
+    try:
+        return await _views_at(conn, event_store, checkpoint, views, limit, bounded)
+    except asyncpg.QueryCanceledError as exc:  # a statement past statement_timeout
+        raise TooLong(_too_long(checkpoint, timeout_s)) from exc
+    finally:
+        await conn.execute(queries["reset_statement_timeout"])
+
+
+class TooLong(errors.Busy):
+    """Replaying the log up to a point took longer than allowed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, RETRY_AFTER_S)
+
+
+RETRY_AFTER_S = 30
+"""What a refused or overlong replay tells the client to wait (``Retry-After``)."""
+
+
+def _too_long(checkpoint: models.Checkpoint, timeout_s: float) -> str:
+    return (
+        f"replaying the log up to position {checkpoint.position} took longer than"
+        f" {timeout_s:g} s, and was stopped; try again later, or run"
+        f" `chronohub state --at {checkpoint.position}` on the hub's machine"
+    )
+
+
+async def _views_at(
+    conn: sql.Connection,
+    event_store: store.EventStore,
+    checkpoint: models.Checkpoint,
+    views: Sequence[str],
+    limit: int,
+    progress: rebuild.Progress | None,
+) -> list[View]:
     found: list[View] = []
     together = base.Together(catalog.ALL)
     async with rebuild.as_of(conn, event_store, together, checkpoint, progress=progress):

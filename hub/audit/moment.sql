@@ -79,3 +79,10 @@ SELECT coalesce(u.name, g.name) || '/' || p.name AS project, p.visibility,
   LEFT JOIN groups g ON p.owner_kind = 'group' AND g.group_id = p.owner_id
  ORDER BY lower(coalesce(u.name, g.name)), lower(p.name)
  LIMIT $1;
+
+-- name: set_statement_timeout
+-- A replay's bound on each statement, for the session (reset after the replay).
+SELECT set_config('statement_timeout', $1, false);
+
+-- name: reset_statement_timeout
+RESET statement_timeout;

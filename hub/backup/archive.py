@@ -80,14 +80,15 @@ def sha256(path: Path) -> str:
 def repository_files(projects: Path) -> Iterator[Path]:
     """Every file of every project's repository under ``projects`` (``<id>.git``), skipping
     the hub's scratch directories (``.serving``, ``.new-*``, ``.deleted-*``) and packs still
-    being received (``tmp_*``, ``incoming_*``), which no ref in the dump can need."""
+    being received (``tmp_*``, ``incoming_*``, the quarantines ``objects/incoming-*``), which
+    no ref in the dump can need."""
     if not projects.is_dir():
         return
     for repo in sorted(projects.iterdir()):
         if repo.name.startswith(".") or not repo.name.endswith(".git") or not repo.is_dir():
             continue
         for folder, subdirs, names in os.walk(repo):
-            subdirs.sort()
+            subdirs[:] = sorted(name for name in subdirs if not name.startswith("incoming-"))
             for name in sorted(names):
                 if not name.startswith(("tmp_", "incoming_")):
                     yield Path(folder, name)

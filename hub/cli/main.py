@@ -50,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # asyncpg's pool logs each failed attempt to reopen its minimum of connections, with a
+    # traceback, every second of a database outage; the hub logs the outage once itself
+    # (hub.database_watch).
+    logging.getLogger("asyncpg.pool").setLevel(max(logging.ERROR, logging.root.level))
     try:
         result: int = _run(args.command(config, args))
     except (startup.StartupError, database.DatabaseError, data_dir.DataDirError) as exc:

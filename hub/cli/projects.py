@@ -33,7 +33,11 @@ async def collect(
         stderr.print(
             f"project {result.project_id}: {verb} {len(result.packs)} packs,"
             f" {result.loose} loose objects"
-            + (f", {result.scraps} unfinished pack files" if result.scraps else "")
+            + (
+                f", {result.scraps} unfinished pack files or push quarantines"
+                if result.scraps
+                else ""
+            )
             + f" ({result.bytes:,} bytes)"
         )
     packs = sum(len(result.packs) for result in done)

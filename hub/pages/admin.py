@@ -60,7 +60,7 @@ def page_links(
 
 def _offset(request: web.Request) -> int:
     value = request.query.get("offset", "0")
-    return int(value) if value.isdigit() else 0
+    return int(value) if value.isascii() and value.isdigit() else 0
 
 
 def _server(user: str, server: dict[str, Any] | None, name: str) -> dict[str, Any]:

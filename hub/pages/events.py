@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +35,9 @@ from hub.audit import history, moment
 from hub.auth import access, identity
 from hub.context import HUB
 from hub.web import assets, html
+from projections import rebuild
+
+log = logging.getLogger(__name__)
 
 PATH = "/hub/events"
 ROWS = "/hub/events/rows"
@@ -42,6 +47,8 @@ LIVE_ROWS = 200
 """The most rows one fetch of the live script returns (a burst beyond shows on reload)."""
 AT_LIMIT = 500
 """Rows of each view shown on the at-position page."""
+AT_TIMEOUT_S = 30.0
+"""How long the at-position page's replay may take (``chronohub state --at`` has no bound)."""
 MOMENT_VIEWS = ("users", "groups", "servers", "projects")
 # The hub's own script and styles only: event data that slipped a tag through would not run.
 CSP = (
@@ -93,11 +100,20 @@ def parse_time(raw: str, field: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value.astimezone(UTC)  # a zone that puts it before year 1 or after 9999 overflows
+    except (ValueError, OverflowError) as exc:
         raise errors.BadRequest(
             f"{field}: {raw!r} is not a date and time (YYYY-MM-DDTHH:MM, in UTC)"
         ) from exc
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return value
+
+
+def is_position(raw: str) -> bool:
+    """Whether ``raw`` is a position in the log: ASCII digits (``str.isdigit`` alone takes
+    '²', which ``int`` refuses) below the log's bound."""
+    return raw.isascii() and raw.isdigit() and int(raw) < 2**62
 
 
 def query_of(
@@ -138,7 +154,7 @@ def _position(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name, "")
     if not raw:
         return None
-    if not raw.isdigit() or int(raw) >= 2**62:
+    if not is_position(raw):
         raise errors.BadRequest(f"{name}: must be a position in the log (a whole number)")
     return int(raw)
 
@@ -254,6 +270,7 @@ def _page(request: web.Request, template: str, **context: Any) -> web.Response:
 def _error(request: web.Request, exc: errors.HubError) -> web.Response:
     response = identity.error_page(request, exc.status, exc.message)
     response.headers["Content-Security-Policy"] = CSP
+    response.headers.update(exc.headers)  # Retry-After of a refused replay
     return response
 
 
@@ -330,7 +347,7 @@ async def at_position(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     raw = request.match_info["position"]
     try:
-        if not raw.isdigit() or int(raw) >= 2**62:
+        if not is_position(raw):
             raise errors.BadRequest(f"position: {raw!r} is not a position in the log")
         position = int(raw)
         caller = access.caller_of(request)
@@ -348,9 +365,20 @@ async def at_position(request: web.Request) -> web.StreamResponse:
                 history.Query(from_position=position, to_position=position, limit=1),
                 None,
             )
-        # A waiting request holds no connection: replays queue here, not in the pool.
-        async with request.app[REPLAYS], hub.store.pool.acquire() as conn:
-            views = await moment.views_at(conn, hub.store, checkpoint, MOMENT_VIEWS, limit=AT_LIMIT)
+        # One replay at a time per process, and none waits for another (aiohttp runs a
+        # handler to its end even when its client left: a queue would grow with each
+        # reload): a second is refused, told when to try again.
+        replays = request.app[REPLAYS]
+        if replays.locked():
+            raise errors.Busy(
+                "The hub is already replaying the log for another view of a moment; try again"
+                f" in {moment.RETRY_AFTER_S} seconds",
+                moment.RETRY_AFTER_S,
+            )
+        async with replays, hub.store.pool.acquire() as conn:
+            views = await moment.views_at(
+                conn, hub.store, checkpoint, MOMENT_VIEWS, limit=AT_LIMIT, timeout_s=AT_TIMEOUT_S
+            )
     except errors.HubError as exc:
         return _error(request, exc)
     shown = rows(found, {}, whole_log=True)[0] if found else None
@@ -367,9 +395,21 @@ async def at_position(request: web.Request) -> web.StreamResponse:
 
 
 def install(app: web.Application) -> None:
-    """The pages' routes and their one-replay-at-a-time limit."""
+    """The pages' routes, their one-replay-at-a-time limit, and the sweep at start of the
+    replays' scratch schemas that a stopped hub left."""
     app[REPLAYS] = asyncio.Semaphore(1)
+    app.cleanup_ctx.append(_sweep_scratch)
     app.add_routes(routes())
+
+
+async def _sweep_scratch(app: web.Application) -> AsyncIterator[None]:
+    """Drop the replays' scratch schemas nobody holds (a hub or ``chronohub state --at``
+    stopped mid-replay); those in use by another process are held, and kept."""
+    async with app[HUB].store.pool.acquire() as conn:
+        dropped = await rebuild.drop_unused(conn)
+    if dropped:
+        log.info("dropped %d scratch schemas of unfinished replays: %s", len(dropped), dropped)
+    yield
 
 
 def routes() -> list[web.RouteDef]:

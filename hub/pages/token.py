@@ -47,7 +47,7 @@ def form_command(form: Any) -> tokens_api.IssueToken:
     requested = str(form.get("scopes", "")).split()
     data: dict[str, Any] = {
         "note": str(form.get("note", "")).strip() or None,
-        "expires_in": int(expires) if expires.isdigit() else (expires or None),
+        "expires_in": int(expires) if _digits(expires) else (expires or None),
         "scopes": requested or None,
     }
     return body.validate(tokens_api.IssueToken, data)
@@ -165,3 +165,8 @@ def routes() -> list[web.RouteDef]:
         web.post("/hub/token", request_token),
         web.post("/hub/token/revoke", revoke_token),
     ]
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` alone takes '²', which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()

@@ -17,15 +17,18 @@ Only whole packs none of whose objects is reachable, and loose objects, go, and 
 older than the grace period (by the file's mtime). A pack with some garbage in it stays as
 it is: repacking would rewrite what pushes and clones are reading, and the garbage this
 collects, packs of refused pushes, always comes as whole packs.
-Unfinished pack files (``tmp_pack_*``, what a push cut short mid-pack leaves) go too, once
-older than the grace period.
+What a push cut short leaves goes too, once older than the grace period: its quarantine
+directory (``objects/incoming-*``, hub/projects/packs.py), unfinished pack files
+(``tmp_pack_*``) and a pack's data whose index never came.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,7 +42,7 @@ from dulwich import refs as dulwich_refs
 
 from events import sql, store
 from events.catalog import projects as project_events
-from hub.projects import storage
+from hub.projects import packs, storage
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ class Collected:
     packs: tuple[str, ...] = ()
     loose: int = 0
     bytes: int = 0
-    scraps: int = 0  # unfinished pack files (``tmp_pack_*``) a push cut short left behind
+    scraps: int = 0  # unfinished pack files or quarantines a push cut short left behind
 
 
 async def collect(
@@ -106,7 +109,7 @@ def _collect(
 ) -> Collected:
     """In ``Workers``: the reachable set from ``roots``, then what is neither it nor young."""
     repo = repositories.open(project_id)
-    packs: list[str] = []
+    gone: list[str] = []
     loose = freed = 0
     doomed_scraps: list[Path] = []
     try:
@@ -136,16 +139,26 @@ def _collect(
                     continue
                 if (directory.name + file.name).encode() not in reachable:
                     doomed_loose.append(file)
-        # A pack still being received is written to a temporary file first; a client that
-        # stalls or leaves mid-pack leaves it there, never to be finished once it is old.
-        for scrap in [*objects.glob("tmp_pack_*"), *(objects / "pack").glob("tmp_pack_*")]:
-            if scrap.is_file() and scrap.stat().st_mtime <= cutoff:
+        # A pack still being received is written to a temporary file first, in a quarantine
+        # directory of its own (packs.py); a hub killed mid-push leaves them there, never to
+        # be finished once they are old. A young quarantine may be a push in progress.
+        for scrap in [
+            *objects.glob("tmp_pack_*"),
+            *(objects / "pack").glob("tmp_pack_*"),
+            *objects.glob(f"{packs.QUARANTINE_PREFIX}*"),
+        ]:
+            if _last_written(scrap) <= cutoff:
                 doomed_scraps.append(scrap)
+        # A pack's data is moved in before its index, which readers wait for: a hub killed
+        # between the two leaves data nothing reads.
+        for data in (objects / "pack").glob("*.pack"):
+            if not data.with_suffix(".idx").exists() and _last_written(data) <= cutoff:
+                doomed_scraps.append(data)
     finally:
         repo.close()  # the packs closed before their files go
     for data in doomed_packs:
         freed += data.stat().st_size
-        packs.append(data.stem)
+        gone.append(data.stem)
         if not dry_run:
             # the index first: a reader that lists packs never finds one without its data
             for suffix in (".idx", ".bitmap", ".rev", ".pack"):
@@ -156,18 +169,33 @@ def _collect(
         if not dry_run:
             file.unlink(missing_ok=True)
     for scrap in doomed_scraps:
-        freed += scrap.stat().st_size
-        if not dry_run:
-            scrap.unlink(missing_ok=True)
-    if packs or loose or doomed_scraps:
+        if scrap.is_dir():
+            freed += sum(file.stat().st_size for file in scrap.rglob("*") if file.is_file())
+            if not dry_run:
+                shutil.rmtree(scrap, ignore_errors=True)
+        else:
+            freed += scrap.stat().st_size
+            if not dry_run:
+                scrap.unlink(missing_ok=True)
+    if gone or loose or doomed_scraps:
         log.info(
             "project %s: %s %d packs, %d loose objects no ref reaches and %d unfinished pack"
-            " files (%d bytes)",
+            " files or quarantines (%d bytes)",
             project_id,
             "would remove" if dry_run else "removed",
-            len(packs),
+            len(gone),
             loose,
             len(doomed_scraps),
             freed,
         )
-    return Collected(project_id, tuple(packs), loose, freed, len(doomed_scraps))
+    return Collected(project_id, tuple(gone), loose, freed, len(doomed_scraps))
+
+
+def _last_written(path: Path) -> float:
+    """When ``path`` (a file, or a directory and everything in it) last changed."""
+    try:
+        if not path.is_dir():
+            return path.stat().st_mtime
+        return max([path.stat().st_mtime, *(inner.stat().st_mtime for inner in path.rglob("*"))])
+    except FileNotFoundError:
+        return math.inf  # gone meanwhile: a push just finished with it, nothing to remove

@@ -31,6 +31,7 @@ from dulwich.errors import (
 from dulwich.graph import can_fast_forward
 from dulwich.object_store import PackInputTooLarge
 from dulwich.objects import Commit, ObjectID, Tag
+from dulwich.pack import DeltaCycle, UnresolvedDeltas
 from dulwich.protocol import ReceivableProtocol
 from dulwich.refs import DictRefsContainer, Ref
 from dulwich.repo import Repo
@@ -232,9 +233,9 @@ class HubReceivePack(ReceivePackHandler):
         names = [ref for _, _, ref in refs_in]
         if any(not c.deletes for c in commands):
             try:
-                # dulwich's add_thin_pack, but a refused pack leaves no temporary file
+                # through a quarantine: a refused pack leaves nothing behind
                 packs.add_thin_pack(
-                    self.repo.object_store,
+                    self.repo.object_store,  # type: ignore[arg-type]  # a Repo on disk's
                     self.proto.read,
                     getattr(self.proto, "recv", None),
                     max_input_size=self._receive_max_input_size(),
@@ -245,6 +246,10 @@ class HubReceivePack(ReceivePackHandler):
                 limit = self.push_context.max_push_bytes
                 reason = f"the pack is larger than the hub's limit of {limit} bytes"
                 yield (b"unpack", reason.encode())
+                yield from ((name, b"unpacker error") for name in names)
+                return
+            except UnresolvedDeltas as exc:  # a thin pack against objects the hub lacks
+                yield (b"unpack", _unresolved(exc).encode())
                 yield from ((name, b"unpacker error") for name in names)
                 return
             except UNPACK_ERRORS as exc:
@@ -303,6 +308,14 @@ class HubReceivePack(ReceivePackHandler):
         exclude = [sha.encode() for sha in self.push_context.current.values()]
         walker = self.repo.get_walker(include=include, exclude=exclude)  # type: ignore[attr-defined]
         return sum(1 for _ in walker)
+
+
+def _unresolved(exc: UnresolvedDeltas) -> str:
+    if isinstance(exc, DeltaCycle):
+        return "the pack's deltas form a cycle"
+    shas = [sha.decode("ascii", "replace") for sha in exc.shas]
+    more = f" and {len(shas) - 3} more" if len(shas) > 3 else ""
+    return f"the pack has deltas against objects the hub does not have: {', '.join(shas[:3])}{more}"
 
 
 def _statuses(

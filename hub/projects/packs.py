@@ -1,63 +1,114 @@
-"""Receiving a pushed pack into a project's object store, and nothing left when it is refused.
+"""Receiving a pushed pack into a project's object store through a quarantine.
 
-dulwich's ``DiskObjectStore.add_thin_pack`` (1.2) writes the incoming pack to a temporary
-``tmp_pack_*`` file in the objects directory and leaves that file behind when the pack turns
-out broken (found by fuzzing, tests/integration/test_fuzz_git.py: a pack whose data inflates
-past its declared size). A client could fill the disk with refused pushes until the
-collector's grace period ends (hub/projects/gc.py), and the file's name cannot be had from
-outside to remove it, nor told apart from a concurrent push's. So this is dulwich's method
-with one change: the temporary file is removed when anything fails. It calls the same
-private helpers dulwich's does; ``dulwich`` is pinned narrowly in pyproject.toml for that.
+dulwich's ``DiskObjectStore.add_thin_pack`` leaves its temporary ``tmp_pack_*`` file behind
+when the pack is refused (found by fuzzing, tests/integration/test_fuzz_git.py), so refused
+pushes could fill the disk. As git does (``receive.quarantine``), each pack is received into
+a fresh ``objects/incoming-*`` directory of its own, moved into ``objects/pack/`` once
+complete, and the whole directory removed whatever happens. The collector removes the
+directory a hub killed mid-push leaves (hub/projects/gc.py).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
-from contextlib import suppress
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from dulwich import object_store
-from dulwich.pack import PackData, PackIndexer, PackStreamCopier
+from dulwich.object_store import DiskObjectStore
+from dulwich.objects import ObjectID, RawObjectID
+
+QUARANTINE_PREFIX = "incoming-"
+"""The name of a quarantine directory under a repository's ``objects/`` starts so."""
+
+
+class Quarantine(DiskObjectStore):
+    """An object store of its own for one incoming pack, which finds the objects it lacks (a
+    thin pack's bases) in the repository's real store."""
+
+    def __init__(self, path: str, real: DiskObjectStore) -> None:
+        super().__init__(
+            path,
+            object_format=real.object_format,
+            pack_compression_level=real.pack_compression_level,
+            pack_index_version=real.pack_index_version,
+            fsync_object_files=real.fsync_object_files,
+        )
+        self.real = real
+
+    def get_raw(self, name: RawObjectID | ObjectID) -> tuple[int, bytes]:
+        """The object from this store, or else from the real one; ``KeyError`` if neither."""
+        try:
+            return super().get_raw(name)
+        except KeyError:
+            return self.real.get_raw(name)
 
 
 def add_thin_pack(
-    store: Any,
+    store: DiskObjectStore,
     read_all: Callable[[int], bytes],
     read_some: Callable[[int], bytes] | None,
     *,
     max_input_size: int | None,
-) -> Any:
-    """Add a (thin) pack read from the wire to ``store`` (a ``DiskObjectStore``); on any
-    failure its temporary file is gone before the error goes on."""
-    if max_input_size:
-        read_all, read_some = object_store._bound_read_callables(
-            read_all, read_some, max_input_size
-        )
-    fd, path = tempfile.mkstemp(dir=store.path, prefix="tmp_pack_")
-    completed = False
+) -> None:
+    """Add a (thin) pack read from the wire to ``store``; on any failure nothing of it stays
+    and the error goes on unchanged. Blocking."""
+    objects = os.fspath(store.path)
+    path = Path(tempfile.mkdtemp(prefix=QUARANTINE_PREFIX, dir=objects))
     try:
-        with os.fdopen(fd, "w+b") as f:
-            os.chmod(path, object_store.PACK_MODE)
-            indexer = PackIndexer(f, store.object_format.hash_func, resolve_ext_ref=store.get_raw)
-            copier = PackStreamCopier(
-                store.object_format.hash_func,
-                read_all,
-                read_some,
-                f,
-                delta_iter=indexer,  # type: ignore[arg-type]  # as dulwich passes it
-            )
-            copier.verify()
-            f.flush()
-            f.seek(0)
-            with PackData(path, file=f, object_format=store.object_format) as data:
-                indexer.set_pack_data(data)
-                entries, ext_refs = store._index_pack(indexer, len(copier))
-            pack = store._complete_pack(f, path, entries, ext_refs)
-            completed = True
-            return pack
+        (path / "pack").mkdir()
+        quarantine = Quarantine(os.fspath(path), store)
+        try:
+            quarantine.add_thin_pack(read_all, read_some, max_input_size=max_input_size)
+        finally:
+            quarantine.close()  # its pack's files closed before they move
+        (index,) = (path / "pack").glob("*.idx")  # the one pack it holds
+        _land(path / "pack", index.stem, Path(os.fspath(store.pack_dir)))
     finally:
-        if not completed:
-            with suppress(FileNotFoundError):
-                os.remove(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _land(source: Path, name: str, pack_dir: Path) -> None:
+    """Move pack ``name``'s files from ``source`` into ``pack_dir``: the data first, the index
+    last, since a reader takes a pack only once its index is there."""
+    # add_thin_pack writes the data and its index only (a bitmap needs refs it is not given);
+    # any other file of the pack goes between the two.
+    extras = sorted(
+        file
+        for file in source.iterdir()
+        if file.name.startswith(f"{name}.") and file.suffix not in (".pack", ".idx")
+    )
+    with _locked(pack_dir):
+        if (pack_dir / f"{name}.idx").exists():
+            # The same objects are there already (the name is their hash), perhaps laid out
+            # otherwise: replacing the data under a reader of the old index would mislead it.
+            # Made young again (as git freshens a pack it finds), so that the collector, which
+            # goes by age, leaves it to the push that is about to move refs to it.
+            os.utime(pack_dir / f"{name}.pack")
+            return
+        moved: list[Path] = []
+        try:
+            for file in [source / f"{name}.pack", *extras, source / f"{name}.idx"]:
+                os.rename(file, pack_dir / file.name)  # same filesystem: objects/ holds both
+                moved.append(pack_dir / file.name)
+        except BaseException:
+            # the index is the last to move, so it is not there: what moved is unreachable
+            for file in moved:
+                file.unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (flock: other processes too, as replicas that
+    share the data directory), so two pushes of the same objects never interleave their
+    files under one name."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

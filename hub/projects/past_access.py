@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -153,11 +153,15 @@ def parse_at(raw: str | None) -> int | datetime | None:
     """``?at=``: a global position (digits) or an ISO 8601 time with a zone; None: now."""
     if raw is None or raw == "":
         return None
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():  # str.isdigit() alone takes '²', which int() refuses
+        if len(raw) > 18:
+            raise errors.BadRequest(f"at: {raw!r} is past any position in the log")
         return int(raw)
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
+        if value.tzinfo is not None:
+            value.astimezone(UTC)  # a zone that puts it out of range overflows: refused here
+    except (ValueError, OverflowError) as exc:
         raise errors.BadRequest(
             f"at: expected an event position or an ISO 8601 time, got {raw!r}"
         ) from exc

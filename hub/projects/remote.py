@@ -51,10 +51,13 @@ from dulwich.errors import (
 )
 from dulwich.object_store import PackInputTooLarge
 from dulwich.objects import Commit, ObjectID, Tag
+from dulwich.pack import UnresolvedDeltas
 from dulwich.protocol import Protocol
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 from urllib3 import connection, connectionpool
+
+from hub.projects import packs
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -74,6 +77,7 @@ UNPACK_ERRORS = (
     ValueError,
     EOFError,
     zlib.error,
+    UnresolvedDeltas,  # a thin pack against objects the hub lacks
 )
 
 
@@ -483,7 +487,8 @@ def fetch(
         if pack.tell():
             pack.seek(0)
             try:
-                store.add_thin_pack(pack.read, None, max_input_size=policy.max_bytes)
+                # through a quarantine: a pack refused leaves nothing in the objects directory
+                packs.add_thin_pack(store, pack.read, None, max_input_size=policy.max_bytes)
             except PackInputTooLarge as exc:
                 raise budget.too_large() from exc
             except UNPACK_ERRORS as exc:

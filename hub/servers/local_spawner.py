@@ -112,13 +112,20 @@ def sandboxed(
     program = sandbox.bwrap()
     if program is None:
         raise spawner.SystemFailure("bubblewrap (bwrap) is not installed: no sandbox to run in")
+    config = hub_settings.config_path()
+    # The configuration file, and the directory holding it when it is one of the hub's own
+    # (/etc/chronohub: the environment file with the database's password, the TOML).
+    secrets = [
+        config,
+        *filter(None, [sandbox.hidden_directory(config, [identity.home, *writable])]),
+    ]
     return sandbox.wrap(
         program,
         command,
         home=identity.home,
         inside=identity.inside or identity.home,
         writable=writable,
-        hidden=[hub_settings.config_path()],
+        hidden=secrets,
         unset=unset,
     )
 

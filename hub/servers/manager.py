@@ -312,15 +312,7 @@ class ServerManager:
                     live, [server_events.ServerReady(**running.ids(live), url=url)], meta
                 )
             await self._routes_changed()
-            live.report(
-                {
-                    "progress": 100,
-                    "ready": True,
-                    "message": f"Server ready at {path}",
-                    "html_message": f'Server ready at <a href="{path}">{path}</a>',
-                    "url": path,
-                }
-            )
+            live.report(spawn_progress.ready_event(path))
             live.finish("ready")
             metrics.spawned("ready", loop.time() - began)
             live.watcher = self._own(self._watch(live), f"watch {live.user}/{live.server_name}")
@@ -367,10 +359,7 @@ class ServerManager:
         # failure reported, so whoever waits for the spawn sees it all done.
         await self._routes_changed()
         await self.oauth.unregister(user=live.user, server_name=live.server_name)
-        message = reason if kind == "policy" else f"Spawn failed: {reason}"
-        live.report(
-            {"progress": 100, "failed": True, "message": message, "kind": kind, "reason": reason}
-        )
+        live.report(spawn_progress.failed_event(reason, kind))
         live.finish("failed")
         if self._live.get(live.key) is live:
             del self._live[live.key]
@@ -460,7 +449,7 @@ class ServerManager:
             )
             await self._revoke(session, live.token_id, meta)
         await self.oauth.unregister(user=live.user, server_name=live.server_name)
-        live.report({"progress": 100, "failed": True, "message": "Spawn cancelled: stopped"})
+        live.report(dict(spawn_progress.STOPPED))
         live.finish("stopped")
         if self._live.get(live.key) is live:
             del self._live[live.key]
@@ -521,6 +510,12 @@ class ServerManager:
     def progress(self, user_id: UUID, server_name: str) -> AsyncIterator[dict[str, Any]] | None:
         """The progress events of a spawn this process runs (past ones first), or None."""
         return spawn_progress.follow(self._live.get((user_id, server_name)))
+
+    def progress_from_log(
+        self, user_id: UUID, user: str, server_name: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The progress of a spawn another hub process runs, followed in the log."""
+        return spawn_progress.from_log(self.store, user_id, user, server_name)
 
     def latest_progress(self, user_id: UUID, server_name: str) -> dict[str, Any] | None:
         """The last progress event of a spawn this process runs, or None."""

@@ -8,8 +8,10 @@ environment (read-only), the user's own home (``<data_dir>/users/<name>``, seen 
 a PID namespace with its own
 ``/proc``, so the hub's process (its environment, its signals) and other users' processes
 cannot be seen; its own ``/tmp`` and IPC. The data directory (database socket and password,
-cookie secret, logs, other users' homes), the hub's configuration file and working
-directory are not in it. The network is shared: the server listens on 127.0.0.1, where the
+cookie secret, logs, other users' homes), the hub's configuration file, the directory that
+holds it (``hidden_directory``: where deployments keep every secret of the hub, the
+environment file with the database's password, the TOML with OAuth client secrets) and its
+working directory are not in it. The network is shared: the server listens on 127.0.0.1, where the
 hub and the proxy reach it (another user's server there still wants that user's token).
 
 bubblewrap adds about 5 ms to a start (measured here: ``python -c pass`` 10-20 ms with and
@@ -45,6 +47,22 @@ def _under_system(path: Path) -> bool:
     return any(path == Path(root) or Path(root) in path.parents for root in SYSTEM)
 
 
+def hidden_directory(config: Path, keep: Sequence[Path] = ()) -> Path | None:
+    """The directory of the hub's configuration file ``config`` when it is one of its own, which
+    the sandbox hides whole (deployments keep every secret of the hub there: the environment
+    file, the TOML, keys); None when it is a shared one (``/``, a system root such as ``/etc``)
+    or holds what the sandbox must see (``keep``: the home, the hub's environment)."""
+    directory = config.parent
+    shared = {Path("/"), *(Path(root) for root in SYSTEM)}
+    if directory in shared:
+        return None
+    if any(
+        path == directory or directory in path.parents for path in [*keep, *environment_paths()]
+    ):
+        return None
+    return directory
+
+
 def wrap(
     program: str,
     command: Sequence[str],
@@ -57,8 +75,8 @@ def wrap(
 ) -> list[str]:
     """``command`` inside a sandbox (``program`` is bubblewrap) that sees the system, the hub's
     environment, ``home`` (read-write, at ``inside``, where the command starts) and
-    ``writable`` (read-write, at their own paths), and not ``hidden`` (files under a bound
-    directory, replaced by an empty one); the variables ``unset`` are removed."""
+    ``writable`` (read-write, at their own paths), and not ``hidden`` (files or directories
+    under a bound directory, replaced by empty ones); the variables ``unset`` are removed."""
     args = [program, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     # A /tmp of its own, empty: nothing of the host's /tmp (kernels' sockets) is seen. First:
     # mounts apply in order, and the binds below may lie under /tmp (a checkout there).
@@ -72,7 +90,11 @@ def wrap(
         args += ["--bind", str(path), str(path)]
     visible = [Path(root) for root in SYSTEM] + environment_paths()
     for path in hidden:
-        if path.is_file() and any(root in path.parents for root in visible):
+        if not any(root in path.parents for root in visible):
+            continue  # not bound: not there anyway
+        if path.is_dir():
+            args += ["--tmpfs", str(path)]  # an empty directory over it, and all it holds
+        elif path.is_file():
             args += ["--ro-bind", os.devnull, str(path)]
     for name in unset:
         args += ["--unsetenv", name]

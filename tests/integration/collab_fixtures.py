@@ -16,6 +16,7 @@ from events import store
 from hub import app, bootstrap, context
 from hub import settings as hub_settings
 from hub.api import collab as collab_api
+from hub.api import collab_forward
 from tests.integration.api_fixtures import CONFIG, Api
 
 COLLAB_CONFIG: dict[str, Any] = {
@@ -83,6 +84,9 @@ async def serving(
             )
             server = test_utils.TestServer(app.make_app(hub), host="127.0.0.1")
             async with test_utils.TestClient(server) as client:
+                # as a serving hub does: other hubs forward its sessions' calls here
+                assert client.app is not None
+                client.app[collab_forward.OWNERSHIP].origin = f"http://127.0.0.1:{server.port}"
                 yield CollabHub(
                     api=Api(client, event_store),
                     rooms=room_set,

@@ -132,8 +132,11 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
             mode: str = "serve",
             command: list[str] | None = None,
             oauth: spawner.OAuthClients | None = None,
+            on_store: store.EventStore | None = None,
             **overrides: Any,
         ) -> SpawnHub:
+            # on_store: a store of its own (with its own notifier), as a second hub process has
+            event_store_ = on_store or event_store
             config = hub_settings.Settings(
                 **{
                     **CONFIG,
@@ -142,9 +145,9 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
                     **overrides,
                 }
             )
-            await bootstrap.reconcile(event_store, config)
+            await bootstrap.reconcile(event_store_, config)
             manager = servers.ServerManager(
-                event_store,
+                event_store_,
                 servers.settings_from(config),
                 # spawner_class: a JupyterHub spawner, as the serving hub builds it
                 spawner_=app.jupyterhub_spawner(config),
@@ -154,7 +157,7 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
             stack.push_async_callback(manager.close, stop_servers=True)
             hub = context.Hub(
                 settings=config,
-                store=event_store,
+                store=event_store_,
                 database="test",
                 servers=manager,
                 isolation=manager.settings.isolation,
@@ -172,7 +175,7 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
             async def to_proxy(table: list[table.Route]) -> None:
                 builtin.set_routes(table)
 
-            follower = routes.RouteFollower(event_store.pool, [to_proxy], 3600)
+            follower = routes.RouteFollower(event_store_.pool, [to_proxy], 3600)
             await follower.start()
             stack.push_async_callback(follower.stop)
             manager.on_routes_changed(follower.refresh)
@@ -183,7 +186,7 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
             return SpawnHub(
                 client,
                 session,
-                event_store,
+                event_store_,
                 manager,
                 builtin,
                 f"http://{host}:{port}",

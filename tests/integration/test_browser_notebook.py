@@ -3,7 +3,8 @@
 Two browser contexts signed in as two people open one shared execution session: each types in
 a cell and sees the other's text and cursor; one runs a cell and both see its output and
 execution count (a real ipykernel); one goes offline, edits, comes back, and nothing is lost.
-A reader sees the notebook but cannot type or run. Hostile HTML and SVG outputs run no script.
+A reader sees the notebook but cannot type or run. Hostile HTML and SVG outputs run no script,
+and an SVG's global style leaves the page as it is.
 axe-core finds no serious or critical accessibility violation. Screenshots are kept in
 ``test-artifacts/notebook/``.
 
@@ -51,7 +52,9 @@ HOSTILE_HTML = (
 HOSTILE_SVG = (
     "<svg xmlns='http://www.w3.org/2000/svg' width='20' height='20' id='hostile-svg'>"
     "<script>window.pwned = 'svg'</script>"
-    "<rect width='20' height='20' onload=\"window.pwned='rect'\"/>"
+    "<style>body * { visibility: hidden !important }</style>"
+    "<rect width='20' height='20' onload=\"window.pwned='rect'\""
+    " style='fill: red'/>"
     "</svg>"
 )
 
@@ -312,7 +315,12 @@ async def test_a_reader_watches_hostile_outputs_run_no_script_and_axe_finds_noth
             for page in (alice, carol):
                 # every output drawn, sanitised
                 await expect(page.locator("#hostile-html")).to_have_text("hostile")
-                await expect(page.locator('[data-mime="image/svg+xml"] svg')).to_have_count(1)
+                # the SVG is an image: its scripts and its global <style> cannot touch the page
+                svg = page.locator('[data-mime="image/svg+xml"] img[src^="data:image/svg+xml"]')
+                await expect(svg).to_have_attribute("alt", "<SVG>")
+                await expect(page.locator('[data-mime="image/svg+xml"] svg')).to_have_count(0)
+                await expect(page.locator("#hostile-html")).to_be_visible()
+                await expect(cell(page, "rest").locator(".output-stream")).to_be_visible()
                 rest = cell(page, "rest").locator(".cell-outputs")
                 await expect(rest.locator(".output-stream")).to_have_text("printed")
                 await expect(rest.locator(".output-error .ansi-red-fg")).to_have_text("ValueError")

@@ -557,3 +557,60 @@ async def test_a_killed_process_leaves_no_ghost_cursor(
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+def hostile(*entries: tuple[int, int, Any]) -> bytes:
+    return protocol.awareness_message(protocol.encode_awareness(entries))
+
+
+async def test_a_reader_cannot_remove_take_over_or_restyle_a_writer_s_cursor(
+    collab_hub: CollabHub, event_store: store.EventStore, db_url: str
+) -> None:
+    """A read-only watcher, on this process and on another, sends entries for the writer's
+    client id with higher clocks (a removal, a takeover), answers as if queried with every
+    state it knows, sets a colour carrying CSS, and leaves: the writer's cursor stays as the
+    writer set it for everyone, and the watcher's colour reaches nobody."""
+    editor = await collab_hub.token("editor")
+    reader = await collab_hub.token("reader", scopes=["read:collab!room=shared"])
+    css = "red;position:fixed;inset:0;z-index:99;background:url(/user/x/y)"
+    styled = {"user": {"name": "reader", "color": css, "colorLight": css}}
+    unstyled = {"user": {"name": "reader"}}
+    mine = {"user": {"name": "editor", "color": "#2e86ab"}, "cursor": {"anchor": 1}}
+
+    async def attack(url: str, ed: client.RoomClient, near: client.RoomClient) -> None:
+        victim = ed.awareness.client_id
+        async with client.connect(url, "shared", token=reader) as ro:
+            await asyncio.wait_for(ro.synced.wait(), 10)
+            await wait_for(lambda: sees(ro, ed, mine))
+            clock = ed.awareness.meta[victim]["clock"]
+            await ro.send_raw(hostile((victim, clock + 10, None)))
+            taken = {"user": {"name": "editor"}, "cursor": {"anchor": 99}}
+            await ro.send_raw(hostile((victim, clock + 11, taken)))
+            # what a client answering QueryAwareness sends: every state it knows
+            everyone = ro.awareness.encode_awareness_update(list(ro.awareness.states))
+            await ro.send_raw(protocol.awareness_message(everyone))
+            ro.set_user(styled)
+            # frames are handled in order: once its own state is seen, the others were
+            await wait_for(lambda: sees(near, ro, unstyled))
+            assert sees(ro, ro, styled)  # a client keeps its own state as it set it
+            assert sees(near, ed, mine)
+            assert near.awareness.meta[victim]["clock"] == clock
+            assert ro.close_code is None  # entries dropped, the connection kept
+        # it left: its own state went, the writer's stayed
+        await wait_for(lambda: not sees(near, ro))
+        assert sees(near, ed, mine)
+
+    async with serving(event_store, db_url) as other:
+        await listening(collab_hub, other)
+        async with (
+            client.connect(collab_hub.url, "shared", token=editor) as ed,
+            client.connect(collab_hub.url, "shared", token=editor) as near,
+        ):
+            await asyncio.wait_for(asyncio.gather(ed.synced.wait(), near.synced.wait()), 10)
+            ed.set_user(mine)
+            await wait_for(lambda: sees(near, ed, mine))
+            await attack(collab_hub.url, ed, near)
+            await attack(other.url, ed, near)
+            here = collab_hub.rooms.get("shared")
+            assert here is not None
+            assert here.awareness.states[ed.awareness.client_id] == mine

@@ -9,6 +9,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from collab import client
+from events import errors as event_errors
 from hub import database, errors, startup
 from tests.integration.collab_fixtures import CollabHub
 from tests.integration.collab_fixtures import collab_hub as collab_hub
@@ -49,3 +50,27 @@ async def test_the_api_answers_503_when_the_database_refuses_connections(
         store.pool = live
         await gone.close()
     assert (status, reply) == (503, {"status": 503, "message": errors.DATABASE_UNAVAILABLE})
+
+
+async def test_the_pools_waits_are_bounded_and_say_so(db_url: str) -> None:
+    """A pool out of connections and a statement that runs too long end as
+    DatabaseUnavailable (503 at the edge) within their limits, not as a bare TimeoutError."""
+    pool = await database.create_pool(
+        db_url, min_size=1, max_size=1, acquire_timeout=0.3, statement_timeout=0.5
+    )
+    try:
+        async with pool.acquire() as held:
+            with pytest.raises(event_errors.DatabaseUnavailable, match="db_acquire_timeout"):
+                async with pool.acquire():
+                    pass
+            with pytest.raises(event_errors.DatabaseUnavailable, match="db_acquire_timeout"):
+                await pool.acquire()
+            assert await held.fetchval("SELECT 1") == 1
+        with pytest.raises(event_errors.DatabaseUnavailable, match="db_statement_timeout"):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT pg_sleep(5)")
+        # the statement was cancelled: the pool serves again at once
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import stat
 import sys
@@ -14,6 +15,7 @@ import asyncpg
 import pytest
 
 from hub import data_dir, embedded_db, startup
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -190,3 +192,32 @@ async def test_the_cli_refuses_an_open_data_directory_in_one_line(tmp_path: Path
     assert f"chmod 700 {path}" in message
     assert "Traceback" not in message
     assert not (path / "postgres").exists()  # refused before anything was made
+
+
+async def test_a_dead_postmaster_is_restarted_once_by_whichever_holder_notices_first(
+    state: Path,
+) -> None:
+    """Two processes hold the cluster and both notice its postmaster died: under the file
+    lock, one restarts it and the other finds it running; the data survives (crash recovery)."""
+    server = embedded_db.EmbeddedPostgres(state)
+    url = await asyncio.to_thread(server.start)
+    conn = await asyncpg.connect(url)
+    await conn.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)")
+    await conn.close()
+    pid = server._running_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    await wait_for(lambda: not server.running(), timeout_s=30)
+    other = embedded_db.EmbeddedPostgres(state)
+    restarted = await asyncio.gather(
+        asyncio.to_thread(server.revive), asyncio.to_thread(other.revive)
+    )
+    assert sorted(restarted) == [False, True]
+    assert server.running()
+    assert server._running_pid() != pid
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT n FROM kept") == 1
+    finally:
+        await conn.close()
+    assert not await asyncio.to_thread(server.revive)  # running: nothing to do

@@ -19,6 +19,7 @@ import pytest
 
 from events import store
 from hub.pages import events as events_page
+from projections import rebuild
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
 
@@ -151,6 +152,10 @@ async def test_newest_first_with_filters_as_a_form(hub: tuple[Api, str], admin: 
         ("from=2025-02-01T00:00&to=2025-01-01T00:00", "from: must be before to"),
         ("before=-3", "before: must be a position in the log"),
         ("before=abc", "before: must be a position in the log"),
+        ("before=%C2%B2", "before: must be a position in the log"),  # '²': isdigit, not int
+        # a zone that puts the time before year 1 or after 9999 once in UTC
+        ("from=0001-01-01T00:00%2B05:00", "from: &#39;0001-01-01T00:00+05:00&#39; is not a date"),
+        ("to=9999-12-31T23:59-05:00", "to: &#39;9999-12-31T23:59-05:00&#39; is not a date"),
     ],
 )
 async def test_bad_filters_are_refused_with_the_form_and_why(
@@ -255,9 +260,10 @@ async def test_the_live_scripts_rows_are_the_pages_rows(
     older = await admin.get(f"/hub/events?before={newest}")
     assert "data-stream" not in older.text
     assert '<script type="module"' not in older.text
-    bad = await admin.get("/hub/events/rows?from_position=x")
-    assert bad.status == 400
-    assert "from_position: must be a position in the log" in bad.text
+    for raw in ("x", "%C2%B9"):  # '¹' passes str.isdigit
+        bad = await admin.get(f"/hub/events/rows?from_position={raw}")
+        assert bad.status == 400
+        assert "from_position: must be a position in the log" in bad.text
 
 
 async def test_the_stream_follows_with_the_login_cookie(
@@ -324,6 +330,8 @@ async def test_the_hub_at_a_moment_is_the_projections_state_then(
     bad = await admin.get("/hub/events/at/abc")
     assert bad.status == 400
     assert "position: &#39;abc&#39; is not a position in the log" in bad.text
+    superscript = await admin.get("/hub/events/at/%C2%B2")
+    assert superscript.status == 400
 
 
 async def test_a_filtered_holder_sees_only_its_subjects_and_no_moment(
@@ -350,3 +358,65 @@ async def test_a_filtered_holder_sees_only_its_subjects_and_no_moment(
             assert (await bob.get(f"/hub/events/at/{shown[0][0]}")).status == 403
         finally:
             await bob.close()
+
+
+async def _scratch(pool: asyncpg.Pool[Any]) -> list[str]:
+    rows = await pool.fetch(rebuild.scratch_queries["named"], rebuild.AS_OF)
+    return [row["name"] for row in rows]
+
+
+async def test_a_second_replay_is_refused_not_queued(
+    hub: tuple[Api, str], admin: Browser, pool: asyncpg.Pool[Any]
+) -> None:
+    """Replays do not queue (a client that left still has its handler run to the end): while
+    one runs, the page answers 503 with Retry-After at once."""
+    api, _ = hub
+    await api.call("POST", "/users/alice")
+    at = await pool.fetchval("SELECT max(global_position) FROM events")
+    async with api.client.app[events_page.REPLAYS]:  # a replay under way
+        busy = await asyncio.wait_for(admin.get(f"/hub/events/at/{at}"), 10)
+        assert busy.status == 503, busy.text
+        assert busy.response.headers["Retry-After"] == "30"
+        assert "already replaying the log" in busy.text
+    assert (await admin.get(f"/hub/events/at/{at}")).status == 200
+    assert await _scratch(pool) == []
+
+
+async def test_a_replay_past_its_time_stops_and_leaves_no_scratch(
+    hub: tuple[Api, str], admin: Browser, pool: asyncpg.Pool[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, _ = hub
+    await api.call("POST", "/users/alice")
+    at = await pool.fetchval("SELECT max(global_position) FROM events")
+    monkeypatch.setattr(events_page, "AT_TIMEOUT_S", 0.0)  # past it after the first page
+    page = await admin.get(f"/hub/events/at/{at}")
+    assert page.status == 503, page.text
+    assert page.response.headers["Retry-After"] == "30"
+    assert f"replaying the log up to position {at} took longer than 0 s" in page.text
+    assert await _scratch(pool) == []  # dropped all the same
+    # the connection went back to the pool as it came: no statement_timeout left on it
+    settings = await pool.fetch("SELECT current_setting('statement_timeout') AS t")
+    assert settings[0]["t"] == "0"
+    monkeypatch.setattr(events_page, "AT_TIMEOUT_S", 30.0)
+    assert (await admin.get(f"/hub/events/at/{at}")).status == 200
+    assert await _scratch(pool) == []
+
+
+async def test_scratch_left_by_a_stopped_replay_is_dropped_at_start(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any], tmp_path: Path
+) -> None:
+    """A hub (or ``chronohub state --at``) that stopped mid-replay left its scratch schema:
+    the next hub drops it at start, but not one another process is replaying into now."""
+    left, in_use = "state_00000000000000ab", "state_00000000000000cd"
+    async with pool.acquire() as other:  # another process's replay, under way
+        await other.fetchval(rebuild.scratch_queries["hold"], in_use)
+        for name in (left, in_use):
+            await pool.execute(f'CREATE SCHEMA "{name}"')
+            await pool.execute(f'CREATE TABLE "{name}".users (name text)')
+        try:
+            async with running_hub(event_store, data_dir=tmp_path / "hub"):
+                assert await _scratch(pool) == [in_use]
+        finally:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{in_use}" CASCADE')
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{left}" CASCADE')
+            await other.fetchval(rebuild.scratch_queries["release"], in_use)

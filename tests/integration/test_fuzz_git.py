@@ -171,7 +171,8 @@ async def test_regression_a_pack_that_inflates_past_its_size_leaves_no_temporary
     projects_hub: ProjectsHub, pool: asyncpg.Pool[Any], tmp_path: Path
 ) -> None:
     # Found by fuzzing (the test above): dulwich's add_thin_pack left its tmp_pack_* file in
-    # the objects directory when indexing failed, so refused pushes piled up on disk.
+    # the objects directory when indexing failed, so refused pushes piled up on disk; the
+    # pack is now received in a quarantine directory, removed whole (hub/projects/packs.py).
     hub = projects_hub
     git = Git(tmp_path / "home")
     alice = await hub.user_token("alice")
@@ -191,6 +192,7 @@ async def test_regression_a_pack_that_inflates_past_its_size_leaves_no_temporary
     assert b"unpacker error" in reply
     (repository,) = (hub.data_dir / "projects").glob("*.git")  # made by the push
     assert list(repository.rglob("tmp_pack_*")) == []
+    assert list(repository.rglob("incoming-*")) == []  # the quarantine went whole
     assert list(repository.rglob("*.pack")) == []
     assert await refs(pool) == {}
     assert await pushes(pool) == []

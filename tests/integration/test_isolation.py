@@ -80,7 +80,8 @@ class Hub:
     process: asyncio.subprocess.Process
     url: str  # http://127.0.0.1:PORT/hub/, through the proxy
     proxy: str  # http://127.0.0.1:PORT/, the public address
-    root: Path  # the data directory's parent: the configuration file, the hub's log
+    root: Path  # the data directory's parent: the hub's log
+    config_dir: Path  # the configuration file's directory, with the hub's secrets beside it
     session: aiohttp.ClientSession
     tokens: dict[str, str] = field(default_factory=dict)
 
@@ -178,13 +179,23 @@ async def hub(request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
         )
     root = Path(tempfile.mkdtemp(prefix="chronohub-isolation-"))
     root.chmod(0o711)  # the database's account passes through to the data directory
-    config = root / "chronohub.toml"
+    # The configuration's directory, as /etc/chronohub of the deployments: the TOML and the
+    # environment file with the database's password, readable by the hub's account. For the
+    # sandbox, in a tree it binds (the hub's environment, standing for /etc).
+    config_dir = root / "config"
+    if mode == "sandbox":
+        config_dir = Path(sys.prefix) / f"chronohub-isolation-config-{root.name}"
+    config_dir.mkdir(mode=0o700)
+    config = config_dir / "chronohub.toml"
     config.write_text(CONFIG)
-    config.chmod(0o600)  # it holds a token: an admin keeps it from other accounts
+    secrets = config_dir / "chronohub.env"
+    secrets.write_text("CHRONOHUB_DATABASE_URL=postgresql://hub:isolation-pw@localhost/hub\n")
+    for path in (config, secrets):
+        path.chmod(0o600)  # it holds a token: an admin keeps it from other accounts
     if mode == "sandbox":
         account = hub_account()
         (root / "state").mkdir(mode=0o700)
-        for path in (root / "state", config):
+        for path in (root / "state", config_dir, config, secrets):
             os.chown(path, account.pw_uid, account.pw_gid)
     env = {
         k: v
@@ -207,7 +218,9 @@ async def hub(request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
         assert public, [*lines, (root / "hub.log").read_text()]
         assert EXPECTED_MODE[mode] in lines[3], lines
         async with aiohttp.ClientSession() as session:
-            running = Hub(mode, proc, public[1], public[1].removesuffix("hub/"), root, session)
+            running = Hub(
+                mode, proc, public[1], public[1].removesuffix("hub/"), root, config_dir, session
+            )
             for user in ("alice", "bob"):
                 status, reply = await running.call("POST", f"/users/{user}")
                 assert status == 201, reply
@@ -229,6 +242,7 @@ async def hub(request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
             proc.kill()
             await proc.wait()
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(config_dir, ignore_errors=True)
 
 
 def targets(hub: Hub) -> dict[str, Any]:
@@ -243,7 +257,10 @@ def targets(hub: Hub) -> dict[str, Any]:
             str(data / "postgres" / "log"),
             str(data / "logs" / "bob.log"),
             str(data / "logs" / "alice.log"),
-            str(hub.root / "chronohub.toml"),
+            str(hub.config_dir / "chronohub.toml"),
+            # beside it, as in /etc/chronohub: the database's password (a notebook cell's
+            # open('/etc/chronohub/chronohub.env'))
+            str(hub.config_dir / "chronohub.env"),
             f"/proc/{hub.process.pid}/environ",
             f"/proc/{bob_server}/environ",
             str(hub.home("bob") / "notes.txt"),

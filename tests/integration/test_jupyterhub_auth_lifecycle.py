@@ -11,6 +11,7 @@ the test, as an admin would; what it answers is set per test in its class variab
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import sys
@@ -25,6 +26,7 @@ from jupyterhub.auth import Authenticator
 from hub.auth import identity
 from hub.auth.authenticators.auth_state import Keeper, parse_keys
 from hub.auth.authenticators.jupyterhub_adapter import JupyterHubAuthenticator
+from tests.helpers import wait_for
 from tests.integration.api_fixtures import CONFIG as API_CONFIG
 from tests.integration.browser import Browser
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
@@ -46,6 +48,8 @@ class TeamAuthenticator(Authenticator):  # type: ignore[misc]
     logins: ClassVar[dict[str, dict[str, Any]]] = {}
     refreshes: ClassVar[dict[str, Any]] = {}
     refreshed: ClassVar[list[str]] = []
+    gate: ClassVar[asyncio.Event | None] = None
+    """When set, ``refresh_user`` answers once it is (a slow provider)."""
 
     async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
         if data["password"] != PASSWORD:
@@ -60,6 +64,8 @@ class TeamAuthenticator(Authenticator):  # type: ignore[misc]
 
     async def refresh_user(self, user: Any, handler: Any = None) -> Any:
         self.refreshed.append(user.name)
+        if self.gate is not None:
+            await self.gate.wait()
         return self.refreshes.get(user.name, True)
 
     async def pre_spawn_start(self, user: Any, spawner: Any) -> None:
@@ -95,6 +101,7 @@ def answers() -> None:
     TeamAuthenticator.logins = {}
     TeamAuthenticator.refreshes = {}
     TeamAuthenticator.refreshed = []
+    TeamAuthenticator.gate = None
 
 
 TeamHub = Callable[..., Awaitable[tuple[SpawnHub, JupyterHubAuthenticator]]]
@@ -270,6 +277,44 @@ async def test_refresh_user_on_browser_requests_and_before_a_spawn(team_hub: Tea
     assert status == 302
     assert (await whoami(again))[0] == 200
     assert SECRET_PREFIX + "rotated" not in await log_text(hub)
+
+
+async def test_parallel_requests_of_one_user_refresh_once(team_hub: TeamHub) -> None:
+    """Eight requests of ben's at once, his auth past auth_refresh_age, the provider slow: it
+    is asked once, its answer's events are recorded once, and every request succeeds (before:
+    eight calls, duplicate events or a stream conflict answered 409/500 to a GET)."""
+    hub, adapter = await team_hub()
+    browser, status = await log_in(hub, "ben")
+    assert status == 302
+    TeamAuthenticator.refreshes["ben"] = {"admin": True, "groups": ["chemistry"]}
+    TeamAuthenticator.gate = asyncio.Event()
+    adapter.refreshed["ben"] = time.monotonic() - 301
+    requests = [asyncio.create_task(whoami(browser)) for _ in range(8)]
+    # every request has reached the refresh: one asks the provider, seven wait for it
+    await wait_for(lambda: len(TeamAuthenticator.refreshed) >= 1)
+    await wait_for(lambda: "ben" in adapter.refreshing and adapter.refreshing["ben"].users == 8)
+    TeamAuthenticator.gate.set()
+    answers = await asyncio.gather(*requests)
+    assert [status for status, _ in answers] == [200] * 8
+    assert all(me["admin"] is True and me["groups"] == ["chemistry"] for _, me in answers)
+    assert TeamAuthenticator.refreshed == ["ben"]
+    assert await user_events(hub, "ben") == [
+        ("user.admin_changed", True, "system:refresh_user"),
+        ("group.members_added", None, "system:refresh_user"),
+    ]
+    assert adapter.refreshing == {}  # nothing kept once nobody waits
+
+    # a refusal: asked once for the requests that waited for its answer, which all follow it
+    TeamAuthenticator.refreshes["ben"] = False
+    TeamAuthenticator.refreshed = []
+    TeamAuthenticator.gate = asyncio.Event()
+    adapter.refreshed["ben"] = time.monotonic() - 301
+    requests = [asyncio.create_task(whoami(browser)) for _ in range(4)]
+    await wait_for(lambda: "ben" in adapter.refreshing and adapter.refreshing["ben"].users == 4)
+    TeamAuthenticator.gate.set()
+    assert [status for status, _ in await asyncio.gather(*requests)] == [403] * 4
+    assert TeamAuthenticator.refreshed == ["ben"]
+    assert adapter.refreshing == {}
 
 
 async def test_a_class_that_does_not_override_refresh_user_is_never_asked(

@@ -123,3 +123,82 @@ async def test_unreferenced_objects_go_after_the_grace_period_and_referenced_one
     await git.ok("clone", "-q", url, str(clone))
     assert (clone / "README.md").read_bytes() == b"# Course\n"
     await git.ok("fsck", "--strict", cwd=clone)
+
+
+def age(path: Path, seconds: float) -> None:
+    """Make ``path``, and all in it, ``seconds`` old."""
+    then = time.time() - seconds
+    for inner in [*path.rglob("*"), path]:
+        os.utime(inner, (then, then))
+
+
+async def test_a_quarantine_left_by_a_killed_push_goes_after_the_grace_period(
+    projects_hub: ProjectsHub, pool: asyncpg.Pool[Any], tmp_path: Path, db_url: str
+) -> None:
+    hub = projects_hub
+    alice = await hub.user_token("alice")
+    project = await hub.project(alice, "course")
+    url = with_token(project["clone_url"], alice, "alice")
+    git = Git(tmp_path / "home")
+    work = tmp_path / "work"
+    await git.new_repo(work, {"README.md": b"# Course\n"})
+    await git.ok("push", url, "main", cwd=work)
+    place: storage.Storage = hub.client.server.app[storage.STORAGE]
+    project_id = await pool.fetchval("SELECT project_id FROM projects")
+    objects = place.repositories.objects(project_id)
+    age_objects(objects.parent, 7200)
+    landed = sorted(path.name for path in (objects / "pack").iterdir())
+
+    # what a hub killed mid-push leaves (hub/projects/packs.py): its quarantine directory,
+    # with dulwich's unfinished pack file in it or a completed pack not yet moved
+    def quarantine(name: str, files: dict[str, bytes]) -> Path:
+        directory = objects / name
+        for path, content in files.items():
+            (directory / path).parent.mkdir(parents=True, exist_ok=True)
+            (directory / path).write_bytes(content)
+        return directory
+
+    cut = quarantine("incoming-cut", {"tmp_pack_x": b"PACK\0\0\0\2", "pack/.keepdir": b""})
+    done = quarantine("incoming-done", {"pack/pack-1.pack": b"PACK", "pack/pack-1.idx": b"x"})
+    age(cut, 7200)
+    age(done, 7200)
+    # a push in progress: young, or an old directory still being written to
+    young = quarantine("incoming-young", {"tmp_pack_y": b"PACK"})
+    writing = quarantine("incoming-writing", {"tmp_pack_z": b"PACK"})
+    age(writing, 7200)
+    os.utime(writing / "tmp_pack_z")
+    # a pack's data moved in by a push killed before its index followed
+    orphan = objects / "pack" / "pack-0000000000000000000000000000000000000000.pack"
+    orphan.write_bytes(b"PACK\0\0\0\2\0\0\0\0")
+    age(orphan, 7200)
+
+    # the command line says what would go, and removes nothing
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "projects", "gc", "--grace", "3600", "--dry-run",
+        env={**os.environ, "CHRONOHUB_DATABASE_URL": db_url,
+             "CHRONOHUB_DATA_DIR": str(hub.data_dir)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+    assert proc.returncode == 0, out
+    assert "would remove 0 packs, 0 loose objects, 3 unfinished pack files or push quar" in out
+    assert cut.is_dir()
+
+    [collected] = await gc.collect(hub.store, place, grace_s=3600)
+    assert (collected.packs, collected.loose, collected.scraps) == ((), 0, 3)
+    assert not cut.exists()
+    assert not done.exists()
+    assert not orphan.exists()
+    assert young.is_dir()
+    assert writing.is_dir()
+    assert sorted(path.name for path in (objects / "pack").iterdir()) == landed
+
+    # no grace: the young ones go too, and what the refs reach stays whole
+    [collected] = await gc.collect(hub.store, place, grace_s=0)
+    assert collected.scraps == 2
+    assert list(objects.glob("incoming-*")) == []
+    await git.commit(work, {"notes.md": b"more\n"}, "more")
+    await git.ok("push", url, "main", cwd=work)
+    clone = tmp_path / "clone"
+    await git.ok("clone", "-q", url, str(clone))
+    await git.ok("fsck", "--strict", cwd=clone)

@@ -244,6 +244,9 @@ async def test_a_push_that_stops_sending_is_dropped_and_frees_its_worker(
         assert reply == b""
     await wait_for(lambda: not held & set(connections(hub)), timeout_s=BOUND_S)
     await wait_for(lambda: serving.now == 0, timeout_s=BOUND_S)
+    # the pack cut short went with its quarantine directory (hub/projects/packs.py)
+    assert list(hub.data_dir.glob("projects/*.git/objects/incoming-*")) == []
+    assert list(hub.data_dir.glob("projects/*.git/**/tmp_pack_*")) == []
 
     assert await refs(pool) == {"refs/heads/main": second}
     recorded = await pushes(pool)

@@ -13,12 +13,14 @@ import html
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
 from chronohub_publish import sandbox
 
+from hub import settings as hub_settings
 from tests.integration.browser import Browser
 from tests.integration.publish_fixtures import TOKEN, Deployment, notebook, through_oauth
 from tests.integration.test_publish import published_commit
@@ -134,6 +136,58 @@ async def test_a_dashboard_reaches_nothing_outside_its_sandbox(
         assert TOKEN not in json.dumps(published.log())
     finally:
         await reader.close()
+
+
+@needs_bwrap
+async def test_a_dashboard_cannot_read_the_hubs_secrets_beside_its_configuration(
+    published: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub's configuration directory (deployments: /etc/chronohub, readable by the hub's
+    account, which the service runs as) holds its secrets; it lies in a tree the sandbox binds
+    (here the Python environment, standing for /etc). The hub names it to the service
+    (``PUBLISH_HIDE``), whose sandbox covers it."""
+    config_dir = Path(sys.prefix) / f"chronohub-test-{tmp_path.name}"
+    config_dir.mkdir(mode=0o750)
+    try:
+        (config_dir / "chronohub.toml").write_text("publish = true\n")
+        secret = config_dir / "chronohub.env"
+        secret.write_text("CHRONOHUB_DATABASE_URL=postgresql://hub:pw-5521@localhost/hub\n")
+        monkeypatch.setenv(hub_settings.CONFIG_ENV, str(config_dir / "chronohub.toml"))
+        hub_config = hub_settings.Settings(
+            database_url="postgresql://unused", publish=True, data_dir=tmp_path / "hub"
+        )
+        [service] = [s for s in hub_config.services if s.name == "publish"]
+        await published.stop()
+        published.env.update(service.environment)  # what the hub gives its managed service
+        await published.start()
+
+        alice = await published.user("alice")
+        status, _ = await published.api.call(
+            "POST", "/projects", alice, json={"name": "probe", "visibility": "public"}
+        )
+        assert status == 201
+        commit = await published.push(alice, "alice", "probe", {
+            "publish.toml": MANIFEST, "probe.ipynb": PROBE, "data.txt": b"hello 5\n",
+        })  # fmt: skip
+        await published_commit(published, commit)
+        reader = Browser(published.public)
+        page = "/services/publish/alice/probe/probe.html"
+        try:
+            for action, target in (("read", str(secret)), ("list", str(config_dir))):
+                query = urlencode({"action": action, "target": target})
+                seen = await reader.get(f"{page}?{query}")
+                shown = text_of(seen.text)
+                assert "pw-5521" not in shown
+                if action == "read":
+                    assert seen.status == 500, shown[-2000:]
+                    assert "cell 2: FileNotFoundError" in shown, shown[-2000:]
+                else:  # an empty directory over it
+                    assert seen.status == 200, shown[-2000:]
+                    assert "listed: []" in shown, shown[-2000:]
+        finally:
+            await reader.close()
+    finally:
+        shutil.rmtree(config_dir)
 
 
 @needs_bwrap

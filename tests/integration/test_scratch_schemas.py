@@ -13,6 +13,7 @@ import pytest
 
 from events import store
 from events.catalog import users as user_events
+from hub.audit import moment
 from hub.cli import events as events_cli
 from projections import rebuild
 from projections import users as users_projection
@@ -107,7 +108,32 @@ async def test_search_path_is_reset_when_the_scratch_schema_cannot_be_dropped(
             await holding.rollback()
             await conn.execute("RESET lock_timeout")
         assert [row["nspname"] for row in await conn.fetch(SCRATCH)] == built
-        await rebuild.drop_scratch(conn, built[0])
+        # left over, and no longer held: the sweep at a hub's start drops it
+        assert await rebuild.drop_unused(conn) == built
+    assert await pool.fetch(SCRATCH) == []
+
+
+async def test_a_cancelled_replay_drops_its_scratch_schema(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    """A replay cancelled midway (the hub stopping, a client's handler cancelled) still drops
+    its schema and releases its hold, and leaves the connection's search_path as it was."""
+    await create_users(event_store, 30)
+    checkpoint = (await event_store.read_all())[-1].checkpoint
+    applied = asyncio.Event()
+    async with pool.acquire() as conn:
+        before = await conn.fetchval("SHOW search_path")
+        replay = asyncio.create_task(
+            moment.views_at(
+                conn, event_store, checkpoint, ["users"], progress=lambda *_: applied.set()
+            )
+        )
+        await asyncio.wait_for(applied.wait(), 30)  # the scratch schema exists, filled
+        replay.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await replay
+        assert await conn.fetchval("SHOW search_path") == before
+        assert await rebuild.drop_unused(conn) == []  # nothing left to sweep
     assert await pool.fetch(SCRATCH) == []
 
 

@@ -92,6 +92,7 @@ async def test_a_requested_token_is_shown_once_works_and_can_be_revoked(
         ({"scopes": "no-such-scope"}, 400, "no-such-scope"),
         ({"scopes": "admin:users"}, 400, "admin:users"),
         ({"expires_in": "soon"}, 400, "expires_in: Input should be a valid integer"),
+        ({"expires_in": "²"}, 400, "expires_in: Input should be a valid integer"),  # isdigit
         ({"expires_in": "0"}, 400, "expires_in: Input should be greater than or equal to 1"),
         ({"note": "x" * 1001}, 400, "note: String should have at most 1000 characters"),
     ],

@@ -61,3 +61,14 @@ def test_a_manifest_that_is_not_json_is_refused(tmp_path: Path) -> None:
     (tmp_path / archive.MANIFEST).write_text(json.dumps({"format": 1}))
     with pytest.raises(errors.BackupError, match="not a chronohub backup manifest"):
         archive.read_manifest(tmp_path)
+
+
+def test_packs_still_being_received_are_not_backed_up(tmp_path: Path) -> None:
+    objects = tmp_path / "p.git" / "objects"
+    kept = [objects / "pack" / "pack-1.pack", objects / "pack" / "pack-1.idx", objects / "ab" / "c"]
+    # a push's quarantine (hub/projects/packs.py), whole, and dulwich's unfinished pack file
+    left = [objects / "incoming-x1" / "pack" / "pack-2.pack", objects / "tmp_pack_y"]
+    for path in [*kept, *left]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert sorted(archive.repository_files(tmp_path)) == sorted(kept)

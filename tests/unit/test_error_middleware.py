@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -14,9 +15,9 @@ from collab import errors as collab_errors
 from collab import session_errors
 from events import errors as event_errors
 from events import sql
-from hub import errors
+from hub import database_watch, errors
 from hub.servers import spawner
-from hub.web import pagination
+from hub.web import html, pagination
 
 
 def _raising(error: Callable[[], Exception]) -> web.Application:
@@ -66,14 +67,63 @@ async def test_a_typed_error_answers_with_its_status(
         lambda: asyncpg.exceptions.TooManyConnectionsError("too many clients"),
         lambda: asyncpg.InterfaceError("pool is closed"),
         lambda: event_errors.DatabaseUnavailable("ConnectionRefusedError: refused"),
+        lambda: asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        lambda: asyncpg.exceptions.AdminShutdownError("terminating connection"),
+        lambda: asyncpg.exceptions.DiskFullError("could not extend file: No space left"),
+        lambda: asyncpg.exceptions.ReadOnlySQLTransactionError("read-only transaction"),
     ],
 )
 async def test_a_database_that_cannot_serve_answers_503_and_is_logged(
     error: Callable[[], Exception], caplog: pytest.LogCaptureFixture
 ) -> None:
-    status, body = await _answer(error)
-    assert (status, body) == (503, {"status": 503, "message": errors.DATABASE_UNAVAILABLE})
+    async with test_utils.TestClient(test_utils.TestServer(_raising(error))) as client:
+        response = await client.get("/")
+        assert response.status == 503
+        assert await response.json() == {"status": 503, "message": errors.DATABASE_UNAVAILABLE}
+        # a client is told when to try again
+        assert response.headers["Retry-After"] == str(database_watch.RETRY_AFTER_S)
     assert any("the database cannot serve" in r.getMessage() for r in caplog.records)
+
+
+def _watched(
+    error: Callable[[], Exception],
+) -> tuple[web.Application, database_watch.DatabaseWatch]:
+    app = _raising(error)
+    # No probe runs (probing=False): only what requests report is tested here.
+    watch = database_watch.DatabaseWatch(cast("Any", None), probing=False)
+    app[database_watch.WATCH] = watch
+    app[errors.ERROR_PAGE] = html.error_page
+    return app, watch
+
+
+async def test_an_outage_is_logged_once_not_per_request(caplog: pytest.LogCaptureFixture) -> None:
+    app, watch = _watched(lambda: event_errors.DatabaseUnavailable("OSError: refused"))
+    async with test_utils.TestClient(test_utils.TestServer(app)) as client:
+        for _ in range(5):
+            assert (await client.get("/")).status == 503
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "the database cannot serve (OSError: refused)" in warnings[0].getMessage()
+    assert watch.status() == database_watch.Status(False, "unavailable", "OSError: refused")
+
+
+async def test_a_browser_gets_the_error_page_and_the_api_json() -> None:
+    app, _ = _watched(lambda: event_errors.DatabaseUnavailable("OSError: refused"))
+
+    async def api(request: web.Request) -> web.Response:
+        raise event_errors.DatabaseUnavailable("OSError: refused")
+
+    app.router.add_get("/hub/api/user", api)
+    async with test_utils.TestClient(test_utils.TestServer(app)) as client:
+        page = await client.get("/", headers={"Accept": "text/html,*/*"})
+        assert page.status == 503
+        assert page.content_type == "text/html"
+        assert errors.DATABASE_UNAVAILABLE.replace("'", "&#39;") in await page.text()
+        assert page.headers["Retry-After"]
+        api_answer = await client.get("/hub/api/user", headers={"Accept": "text/html"})
+        assert api_answer.status == 503
+        assert await api_answer.json() == {"status": 503, "message": errors.DATABASE_UNAVAILABLE}
+        assert api_answer.headers["Retry-After"]
 
 
 async def test_a_wrong_statement_is_a_bug_not_an_outage(caplog: pytest.LogCaptureFixture) -> None:
@@ -102,3 +152,14 @@ def test_a_bad_request_keeps_what_it_translated_as_its_cause() -> None:
     with pytest.raises(errors.BadRequest) as raised:
         pagination.parse(request, default_limit=10, max_limit=10)
     assert isinstance(raised.value.__cause__, ValueError)
+
+
+async def test_a_busy_hub_says_when_to_try_again() -> None:
+    """``errors.Busy`` (a costly replay already under way) answers 503 with Retry-After."""
+    async with test_utils.TestClient(
+        test_utils.TestServer(_raising(lambda: errors.Busy("replaying; try later", 30)))
+    ) as client:
+        response = await client.get("/")
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "30"
+        assert await response.json() == {"status": 503, "message": "replaying; try later"}

@@ -48,6 +48,28 @@ def test_the_services_data_inside_a_bound_directory_is_covered(tmp_path: Path) -
     assert args.index(str(data_dir)) > args.index(str(Path(sys.prefix)))
 
 
+def test_the_hubs_paths_are_hidden_where_a_bound_tree_holds_them(tmp_path: Path) -> None:
+    """``PUBLISH_HIDE`` (from the hub: its data directory, its configuration's directory) is
+    covered where the sandbox would see it; never a whole bound tree nor the environment."""
+    hub_config = Path(sys.prefix) / f"chronohub-test-{tmp_path.name}"  # as /etc/chronohub
+    hub_config.mkdir()
+    try:
+        hub_data = tmp_path / "hub"  # not in a bound tree: nothing to cover
+        hub_data.mkdir()
+        hide = sandbox.hidden_by_hub({"PUBLISH_HIDE": f"{hub_data}{os.pathsep}{hub_config}"})
+        assert hide == [hub_data, hub_config]
+        data_dir = Path(sys.prefix) / "publish-data"  # missing: nothing to cover either
+        assert sandbox.to_hide([data_dir, *hide]) == (hub_config,)
+        args = sandbox.Sandbox("bwrap", None, (hub_config,)).command(["x"], tmp_path)
+        assert args.index(str(hub_config)) > args.index(str(Path(sys.prefix)))
+    finally:
+        hub_config.rmdir()
+    assert sandbox.to_hide([Path("/"), Path("/etc"), Path(sys.prefix), sandbox.PACKAGE]) == ()
+    assert sandbox.hidden_by_hub({}) == []
+    with pytest.raises(ValueError, match="PUBLISH_HIDE: 'etc/chronohub' is not an absolute path"):
+        sandbox.hidden_by_hub({"PUBLISH_HIDE": "etc/chronohub"})
+
+
 def test_the_copy_keeps_links_as_links_and_is_removed_whatever_its_modes(tmp_path: Path) -> None:
     secret = tmp_path / "state.json"
     secret.write_text("the service's secret")

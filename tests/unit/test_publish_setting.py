@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -19,7 +21,10 @@ def test_publish_adds_the_service_and_the_role_its_token_needs() -> None:
     assert role.services == ["publish"]
     assert set(role.scopes) == {"read:projects", "read:events:projects", "read:users:groups"}
     assert "publish-service" in bootstrap.desired_roles(config)  # its scopes are known ones
-    assert service.environment == {}  # dashboards sandboxed (the service's default)
+    # dashboards sandboxed (the service's default), hiding the hub's data directory and the
+    # directory of its configuration (where deployments keep its secrets)
+    hide = [config.data_dir.resolve(), hub_settings.config_path().parent]
+    assert service.environment == {"PUBLISH_HIDE": os.pathsep.join(str(p) for p in hide)}
     off = hub_settings.Settings(database_url="postgresql://unused")
     assert (off.services, off.roles) == ([], [])
 
@@ -29,7 +34,7 @@ def test_publish_sandbox_false_tells_the_service_to_run_dashboards_unsandboxed()
         database_url="postgresql://unused", publish=True, publish_sandbox=False
     )
     [service] = config.services
-    assert service.environment == {"PUBLISH_SANDBOX": "false"}
+    assert service.environment["PUBLISH_SANDBOX"] == "false"
 
 
 @pytest.mark.parametrize(

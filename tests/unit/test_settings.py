@@ -184,3 +184,18 @@ def test_an_old_address_setting_is_refused_naming_the_new_one(
     monkeypatch.setenv(f"CHRONOHUB_{old.upper()}", value.strip('"'))
     with pytest.raises(pydantic.ValidationError, match=f"use {new} \\(CHRONOHUB_{new.upper()}\\)"):
         settings.load()
+
+
+@pytest.mark.parametrize("field", ["db_acquire_timeout", "db_statement_timeout"])
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_database_time_limit_must_be_a_positive_number(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    monkeypatch.setenv(f"CHRONOHUB_{field.upper()}", value)
+    with pytest.raises(pydantic.ValidationError, match=field):
+        settings.load()
+
+
+def test_database_time_limits_have_bounded_defaults() -> None:
+    config = settings.Settings()
+    assert 0 < config.db_acquire_timeout < config.db_statement_timeout <= 60

@@ -33,6 +33,7 @@ async def main() -> None:
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/publish/").rstrip("/") + "/"
     data_dir = _data_dir()
     sandboxed = sandbox.enabled(os.environ)
+    hide = sandbox.hidden_by_hub(os.environ)
     if not sandboxed:
         log.warning(
             "%s=false: dashboards run UNSANDBOXED, as this service's account: a project's"
@@ -40,7 +41,7 @@ async def main() -> None:
             sandbox.VARIABLE,
         )
     name = os.environ.get("JUPYTERHUB_SERVICE_NAME", "publish")
-    pub = publisher.Publisher(data_dir, api, name, sandboxed=sandboxed)
+    pub = publisher.Publisher(data_dir, api, name, sandboxed=sandboxed, hide=hide)
     app = web.make_app(pub, prefix, os.urandom(32))
     sockets = netutil.bind_sockets(bind.port or 0, bind.hostname or "127.0.0.1")
     server = httpserver.HTTPServer(app)

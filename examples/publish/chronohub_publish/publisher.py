@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,19 @@ class Publisher:
     """Owns the state; ``follow`` and ``refresh`` are its two long-running loops."""
 
     def __init__(
-        self, data_dir: Path, api: hubapi.Api, service: str = "publish", *, sandboxed: bool = True
+        self,
+        data_dir: Path,
+        api: hubapi.Api,
+        service: str = "publish",
+        *,
+        sandboxed: bool = True,
+        hide: Sequence[Path] = (),
     ) -> None:
         self.api = api
         self.service = service
         self.store = state.Store(data_dir)
         self.state = self.store.load()
-        self.guard = sandbox.Guard(data_dir, sandboxed)
+        self.guard = sandbox.Guard(data_dir, sandboxed, hide)
         mirror = gitmirror.Mirror(data_dir / "mirrors", api.token)
         self.builder = site.Builder(data_dir, mirror, self.guard)
         self.runs = asyncio.Semaphore(2)

@@ -14,7 +14,11 @@ hub runs as root, the hub's data directory. So each run is a ``bwrap`` sandbox t
   dashboard reaches neither the hub nor anything else).
 
 Nothing else: the service's data directory, the hub's, other projects' checkouts and the
-service's configuration are not in it. A service that runs as root runs its dashboards as
+service's configuration are not in it. Those of them that lie in a tree it binds (the hub's
+configuration directory, ``/etc/chronohub``, which holds the hub's secrets and is readable by
+the hub's account, which the service runs as) are covered by an empty directory: the service's
+own data directory, and the paths the hub names in ``PUBLISH_HIDE`` (its data directory and
+its configuration's directory). A service that runs as root runs its dashboards as
 ``nobody`` too: inside a mount namespace root could still read every root-only file of
 what is bound (``/etc/shadow``) and is one kernel bug from the host.
 
@@ -42,6 +46,8 @@ INSIDE = Path("/home/dashboard")
 """Where the copy of the commit's files appears in the sandbox (the working directory)."""
 PACKAGE = Path(__file__).resolve().parent
 VARIABLE = "PUBLISH_SANDBOX"
+HIDE = "PUBLISH_HIDE"
+"""The hub's paths the runs must not see (``os.pathsep``-separated), from the hub."""
 FALSE = ("false", "0", "no", "off")
 TRUE = ("true", "1", "yes", "on")
 HOW_TO_FIX = (
@@ -64,6 +70,33 @@ def enabled(environ: Mapping[str, str]) -> bool:
     if raw in FALSE:
         return False
     raise ValueError(f"{VARIABLE}={environ[VARIABLE]!r}: true or false expected")
+
+
+def hidden_by_hub(environ: Mapping[str, str]) -> list[Path]:
+    """The paths ``PUBLISH_HIDE`` names (absolute ones; none when it is not set)."""
+    raw = environ.get(HIDE, "")
+    paths = [Path(part) for part in raw.split(os.pathsep) if part]
+    relative = [str(path) for path in paths if not path.is_absolute()]
+    if relative:
+        raise ValueError(f"{HIDE}: {relative[0]!r} is not an absolute path")
+    return paths
+
+
+def to_hide(paths: Sequence[Path]) -> tuple[Path, ...]:
+    """Those of ``paths`` that are directories in a tree the sandbox binds and can be covered
+    whole: not a tree itself (``/``, ``/etc``) nor one holding the environment or this
+    package."""
+    system = [Path(p) for p in SYSTEM]
+    bound = system + environment_paths()
+    needed = [*environment_paths(), PACKAGE]
+    hidden: list[Path] = []
+    for path in paths:
+        if path == Path("/") or path in system or not _under(path, bound) or not path.is_dir():
+            continue  # a missing one is not seen (and bwrap could not mount over it)
+        if any(_under(each, [path]) for each in needed) or path in hidden:
+            continue
+        hidden.append(path)
+    return tuple(hidden)
 
 
 def bwrap() -> str | None:
@@ -101,7 +134,8 @@ class Sandbox:
     run_as: tuple[int, int] | None
     hidden: tuple[Path, ...] = ()
     """Directories under a bound one that must not be seen (the service's data directory,
-    if it lies in the environment), covered by an empty tmpfs."""
+    the hub's data and configuration directories, if they lie there), covered by an empty
+    tmpfs."""
 
     def command(self, argv: Sequence[str], work: Path, chdir: Path = INSIDE) -> list[str]:
         """``argv`` in a sandbox whose working directory ``work`` is seen at ``INSIDE``."""
@@ -163,9 +197,10 @@ class Guard:
     off (``PUBLISH_SANDBOX=false``), else the sandbox once bubblewrap was seen to run a Python
     of the environment in it, else ``Unavailable`` (asked again at the next run)."""
 
-    def __init__(self, data_dir: Path, enabled: bool = True) -> None:
+    def __init__(self, data_dir: Path, enabled: bool = True, hide: Sequence[Path] = ()) -> None:
         self.data_dir = data_dir
         self.enabled = enabled
+        self.hide = tuple(hide)
         self._found: Sandbox | None = None
 
     async def sandbox(self) -> Sandbox | None:
@@ -173,20 +208,19 @@ class Guard:
         if not self.enabled:
             return None
         if self._found is None:
-            self._found = await probe(self.data_dir)
+            self._found = await probe(self.data_dir, self.hide)
         return self._found
 
 
-async def probe(data_dir: Path) -> Sandbox:
-    """A sandbox in which bubblewrap ran this package's Python; ``Unavailable`` otherwise."""
+async def probe(data_dir: Path, hide: Sequence[Path] = ()) -> Sandbox:
+    """A sandbox in which bubblewrap ran this package's Python; ``Unavailable`` otherwise.
+    ``hide``: more directories it must not see (the hub's, ``PUBLISH_HIDE``)."""
     program = bwrap()
     if program is None:
         raise Unavailable(
             f"dashboards run in a sandbox, and bubblewrap is not installed: {HOW_TO_FIX}"
         )
-    bound = [Path(p) for p in SYSTEM] + environment_paths()
-    hidden = (data_dir,) if _under(data_dir, bound) else ()
-    found = Sandbox(program, account(), hidden)
+    found = Sandbox(program, account(), to_hide([data_dir, *hide]))
     work = await asyncio.to_thread(_empty_work)
     try:
         await asyncio.to_thread(found.prepare, work)

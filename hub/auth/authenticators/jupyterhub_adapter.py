@@ -23,10 +23,14 @@ refused at startup with that reason. The result's ``admin`` true makes the user 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
@@ -123,6 +127,17 @@ def _refused_message(exc: Exception) -> str:
     return str(getattr(exc, "log_message", None) or exc)
 
 
+@dataclass
+class _Flight:
+    """One user's refresh lock, and how many requests hold or await it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+    refused_at: float | None = None
+    """When the class last refused this user's refresh (monotonic), for the requests that
+    waited for that answer."""
+
+
 class JupyterHubAuthenticator:
     """A JupyterHub ``Authenticator`` subclass, configured by traitlets, behind the login
     pages."""
@@ -157,6 +172,9 @@ class JupyterHubAuthenticator:
         # JupyterHub's in-memory ``User._auth_refreshed``. Another process, or this one after
         # a restart, refreshes at the user's first request, as JupyterHub does after one.
         self.refreshed: dict[str, float] = {}
+        # The refresh under way for each user (see ``_one_refresh``): N parallel requests of
+        # one user ask the class once, and record its answer's events once.
+        self.refreshing: dict[str, _Flight] = {}
         base = jupyterhub_config.base()
         self.overrides_refresh = type(self.authenticator).refresh_user is not base.refresh_user
         self.overrides_blocked = (
@@ -334,23 +352,54 @@ class JupyterHubAuthenticator:
         age = a.auth_refresh_age
         if not age or not self.overrides_refresh:
             return True
-        now = time.monotonic()
+        asked = time.monotonic()
         last = self.refreshed.get(name)
-        if not force and last is not None and now - last < age:
+        if not force and last is not None and asked - last < age:
             return True
-        event_store = self._event_store()
-        async with event_store.pool.acquire() as conn:
-            state = await self.auth_state(conn, user_id)
-        answer = await _maybe_await(a.refresh_user(AdaptedUser(name, state), None))
-        if not answer:
+        async with self._one_refresh(name) as flight:
+            # Another request of theirs asked the class while this one waited: its answer
+            # stands for this one too (the class is asked once, its events recorded once).
+            last = self.refreshed.get(name)
+            if last is not None and last >= asked:
+                return True
+            if flight.refused_at is None or flight.refused_at < asked:
+                if await self._refresh(user_id, name):
+                    return True
+                flight.refused_at = time.monotonic()
             if strict or a.auth_refresh_strict:
                 log.warning("%s has stale auth: a new login is needed", name)
                 return False
             log.warning("%s has stale auth, which cannot be refreshed here: kept", name)
             return True
-        self.refreshed[name] = now
+
+    @contextlib.asynccontextmanager
+    async def _one_refresh(self, name: str) -> AsyncIterator[_Flight]:
+        """Hold ``name``'s refresh lock; the lock is forgotten once nobody holds or awaits it.
+        (A per-key lock of a few lines: asyncio has none, and no library is worth adding.)"""
+        flight = self.refreshing.get(name)
+        if flight is None:
+            flight = self.refreshing[name] = _Flight()
+        flight.users += 1
+        try:
+            async with flight.lock:
+                yield flight
+        finally:
+            flight.users -= 1
+            if flight.users == 0:
+                del self.refreshing[name]
+
+    async def _refresh(self, user_id: uuid.UUID, name: str) -> bool:
+        """Ask the class's ``refresh_user`` and apply its answer; False: it refused."""
+        event_store = self._event_store()
+        async with event_store.pool.acquire() as conn:
+            state = await self.auth_state(conn, user_id)
+        answer = await _maybe_await(self.authenticator.refresh_user(AdaptedUser(name, state), None))
+        if not answer:
+            return False
         if isinstance(answer, dict):
             await self._apply_refresh(event_store, user_id, name, answer, state)
+        # once answered and applied: the requests that waited for it read it as done
+        self.refreshed[name] = time.monotonic()
         return True
 
     async def _apply_refresh(
