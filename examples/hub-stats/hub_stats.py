@@ -7,7 +7,9 @@ without ever polling the REST API:
 
 * ``<prefix>?period=24h``: a page with users active, servers running, spawns and their
   durations, logins, pushes and collaboration over the period (1h, 6h, 24h, 7d, 30d), and a
-  server-rendered SVG chart of them;
+  chart of them: drawn with uPlot by the hub's ``stats.js`` script (the hub's front-end
+  bundle, linked under the hub's own address, which the proxy shares with this service), a
+  server-rendered SVG without script;
 * ``<prefix>stats.json?period=24h``: the same figures as JSON.
 
 Aggregate-only: the page shows counts, never a user's name, so it asks for no login (anyone
@@ -27,6 +29,7 @@ import logging
 import os
 import signal
 import statistics
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +57,10 @@ DEFAULT_PERIOD = "24h"
 BUCKETS = 24
 """Bars in the chart, whatever the period (1h: 2.5 minutes each; 30d: 30 hours)."""
 SERIES = {"spawns": "#f37726", "logins": "#4c72b0", "pushes": "#55a868", "collab_joins": "#8172b2"}
+SCRIPT_ENTRY = "stats.js"
+"""The hub's front-end bundle entry that draws the chart (frontend/src/stats.ts in chronohub)."""
+MANIFEST_TTL_S = 60.0
+"""How long the hub's bundle manifest is trusted: a rebuilt hub renames its hashed files."""
 
 
 def checkpoint(event_id: str) -> tuple[int, int]:
@@ -253,17 +260,32 @@ def chart(data: dict[str, Any]) -> str:
     )
     first, last = data["buckets"][0], data["buckets"][-1]
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + label + 24}"'
-        f' role="img" aria-label="spawns, logins, pushes and collaboration joins over the'
-        f' period, top {top}">{"".join(parts)}'
+        f'<svg xmlns="http://www.w3.org/2000/svg" id="chart-svg" width="{width}"'
+        f' height="{height + label + 24}" role="img" aria-label="spawns, logins, pushes and'
+        f' collaboration joins over the period, top {top}">{"".join(parts)}'
         f'<text x="0" y="{height + 14}" font-size="11">{html.escape(first)}</text>'
         f'<text x="{width}" y="{height + 14}" font-size="11" text-anchor="end">'
         f"{html.escape(last)}</text>{legend}</svg>"
     )
 
 
-def page(figures: dict[str, Any]) -> str:
-    """The HTML page: the figures of the period, links to the other periods, the chart."""
+def chart_label(figures: dict[str, Any]) -> str:
+    """What the chart shows, in words (its accessible name)."""
+    return (
+        f"spawns, logins, pushes and collaboration joins from {figures['since']}"
+        f" to {figures['until']}, in {BUCKETS} steps"
+    )
+
+
+def data_block(figures: dict[str, Any]) -> str:
+    """The chart's figures as a JSON data block for the script (``</`` cannot end it)."""
+    data = {**figures["chart"], "colours": SERIES, "label": chart_label(figures)}
+    return json.dumps(data).replace("<", "\\u003c")
+
+
+def page(figures: dict[str, Any], script: str | None = None) -> str:
+    """The HTML page: the figures of the period, links to the other periods, the chart (drawn
+    by ``script``, the hub's chart script, when there is one; the SVG otherwise)."""
     median, longest = figures["median_spawn_seconds"], figures["max_spawn_seconds"]
     rows = [
         ("active users (in the period, or now)", figures["active_users"]),
@@ -284,14 +306,58 @@ def page(figures: dict[str, Any]) -> str:
         f"<b>{name}</b>" if name == figures["period"] else f'<a href="?period={name}">{name}</a>'
         for name in PERIODS
     )
+    head = "<meta http-equiv='refresh' content='30'>"
+    if script is not None:
+        # With the script, the figures and the chart refresh in place every 30 s (a timed
+        # reload of the whole page loses the reader's place and focus); without it, the page
+        # reloads itself as before.
+        head = (
+            f'<noscript>{head}</noscript><script type="module" src="{html.escape(script)}">'
+            "</script>"
+        )
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>hub-stats</title>"
-        "<meta http-equiv='refresh' content='30'></head><body><h1>hub-stats</h1>"
-        f"<p>period: {links} (from {html.escape(figures['since'])}"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>hub-stats</title>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"{head}</head><body><main><h1>hub-stats</h1>"
+        f"<p id='period'>period: {links} (from {html.escape(figures['since'])}"
         f" to {html.escape(figures['until'])})</p>"
-        f"<table>{table}</table><h2>over the period</h2>{chart(figures['chart'])}"
-        f"<p>last event {html.escape(str(figures['last_event_id']))}</p></body></html>"
+        f"<table id='figures'>{table}</table><h2>over the period</h2>"
+        f'<div id="chart">{chart(figures["chart"])}</div>'
+        f'<script type="application/json" id="chart-data">{data_block(figures)}</script>'
+        f"<p id='last-event'>last event {html.escape(str(figures['last_event_id']))}</p>"
+        "</main></body></html>"
     )
+
+
+class ChartScript:
+    """Where the hub serves its chart script: read from the hub's bundle manifest (its file
+    names are hashed), again after ``MANIFEST_TTL_S``. None when the hub has no such entry
+    (its front-end not built): the page keeps the SVG."""
+
+    def __init__(self, api_url: str) -> None:
+        # /hub/api -> /hub/static/app/: the hub's static files, under its own base URL
+        hub_path = urlsplit(api_url).path.rstrip("/").removesuffix("/api")
+        self.prefix = f"{hub_path}/static/app/"
+        self.manifest_url = api_url.rstrip("/").removesuffix("/api") + "/static/app/manifest.json"
+        self.url: str | None = None
+        self.checked = -MANIFEST_TTL_S
+
+    async def get(self, session: aiohttp.ClientSession) -> str | None:
+        """The script's path (on the public origin, which the proxy shares with the hub)."""
+        if time.monotonic() - self.checked < MANIFEST_TTL_S:
+            return self.url
+        self.checked = time.monotonic()
+        try:
+            async with session.get(self.manifest_url) as response:
+                response.raise_for_status()
+                manifest = await response.json()
+            entry = manifest.get(SCRIPT_ENTRY) if isinstance(manifest, dict) else None
+            file = entry.get("file") if isinstance(entry, dict) else None
+            self.url = self.prefix + file if isinstance(file, str) else None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("the hub's chart script: %s (the page shows the SVG chart)", exc)
+            self.url = None
+        return self.url
 
 
 async def follow(api_url: str, token: str, stats: Stats) -> None:
@@ -340,8 +406,15 @@ async def read_events(response: aiohttp.ClientResponse, stats: Stats) -> None:
             data = []
 
 
-def make_app(stats: Stats, prefix: str) -> web.Application:
-    """The statistics' web app, under ``prefix``: ``?period=`` chooses the period."""
+def make_app(stats: Stats, prefix: str, script: ChartScript | None = None) -> web.Application:
+    """The statistics' web app, under ``prefix``: ``?period=`` chooses the period; the page's
+    chart is drawn by the hub's ``script`` when there is one."""
+    session = web.AppKey("session", aiohttp.ClientSession)
+
+    async def client(app: web.Application) -> Any:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as app[session]:
+            yield
 
     def figures(request: web.Request) -> dict[str, Any]:
         try:
@@ -354,9 +427,12 @@ def make_app(stats: Stats, prefix: str) -> web.Application:
         return web.json_response(figures(request))
 
     async def as_html(request: web.Request) -> web.Response:
-        return web.Response(text=page(figures(request)), content_type="text/html")
+        shown = figures(request)
+        url = await script.get(request.app[session]) if script is not None else None
+        return web.Response(text=page(shown, url), content_type="text/html")
 
     app = web.Application()
+    app.cleanup_ctx.append(client)
     app.add_routes([web.get(f"{prefix}stats.json", as_json), web.get(prefix, as_html)])
     return app
 
@@ -367,7 +443,7 @@ async def main() -> None:
     bind = urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102"))
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/").rstrip("/") + "/"
     stats = Stats()
-    runner = web.AppRunner(make_app(stats, prefix), access_log=None)
+    runner = web.AppRunner(make_app(stats, prefix, ChartScript(api_url)), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, bind.hostname or "127.0.0.1", bind.port or 0)
     await site.start()

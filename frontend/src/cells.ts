@@ -1,17 +1,12 @@
-// One cell of the shared notebook on the page: a CodeMirror editor bound to the cell's shared
-// Y.Text (y-codemirror.next: remote cursors and selections in each person's colour come from
-// awareness), its toolbar, its prompt and state, its outputs, and for markdown its rendering.
+// One cell of the shared notebook on the page: its toolbar, its prompt and state, its outputs,
+// for markdown its rendering, and its editor (editor.ts: CodeMirror bound to the cell's shared
+// Y.Text), which comes from a chunk of its own, built when the cell comes near the screen.
 
-import { defaultKeymap, historyKeymap, indentWithTab } from '@codemirror/commands'
-import { python } from '@codemirror/lang-python'
-import { defaultHighlightStyle, syntaxHighlighting } from '@codemirror/language'
-import { EditorState, type Extension } from '@codemirror/state'
-import { EditorView, drawSelection, keymap, lineNumbers } from '@codemirror/view'
 import type { YCodeCell, YCellType } from '@jupyter/ydoc'
 import type { Awareness } from 'y-protocols/awareness'
-import { yCollab } from 'y-codemirror.next'
-import * as Y from 'yjs'
+import type * as Y from 'yjs'
 
+import type { EditorView } from './editor'
 import { markdown, renderOutputs, type Output } from './outputs'
 
 /** What a cell view asks of the page. */
@@ -35,12 +30,47 @@ function button (label: string, text: string, className: string, onClick: () => 
   return el
 }
 
+// The editors' chunk, asked for as soon as this module runs (the page also preloads it): until
+// it is here, cells show their source as text.
+let editorModule: typeof import('./editor') | null = null
+const editorLoaded = import('./editor').then(module => {
+  performance.mark('chronohub:editors-loaded') // for bench/browser.py's breakdown
+  editorModule = module
+  // usually here before the room's content: warm CodeMirror up meanwhile
+  if (waiting.length === 0) module.warmUp()
+})
+
 // Editors are built when their cell comes near the screen (or is focused): fifty CodeMirror
 // views at once cost half a second of the page's start, and each one redraws its remote
-// selections on every awareness change.
+// selections on every awareness change. Those near the screen are built a few at a time, in
+// document order, yielding to the browser between batches: the first cells are editable (and
+// painted) before the editors further down are built, and typing is never held up for long.
+const waiting: CellView[] = []
+let pumping = false
+const BATCH_MS = 8
+
+function pump (): void {
+  const started = performance.now()
+  while (waiting.length > 0 && performance.now() - started < BATCH_MS) waiting.shift()!.withEditor(() => {})
+  pumping = waiting.length > 0
+  if (pumping) setTimeout(pump, 0)
+}
+
+function buildSoon (view: CellView): void {
+  if (!waiting.includes(view)) waiting.push(view)
+  if (!pumping && editorModule !== null) {
+    pumping = true
+    pump()
+  }
+}
+void editorLoaded.then(() => { if (!pumping && waiting.length > 0) { pumping = true; pump() } })
+
 const nearScreen = new IntersectionObserver(entries => {
   for (const entry of entries) {
-    if (entry.isIntersecting) (entry.target as HTMLElement & { cellView?: CellView }).cellView?.ensureEditor()
+    const view = (entry.target as HTMLElement & { cellView?: CellView }).cellView
+    if (view === undefined) continue
+    if (entry.isIntersecting) buildSoon(view)
+    else if (waiting.includes(view)) waiting.splice(waiting.indexOf(view), 1)
   }
 }, { rootMargin: '100% 0px' })
 
@@ -54,6 +84,7 @@ export class CellView {
   private readonly outputs: HTMLElement
   private readonly rendered: HTMLElement | null = null
   private editing = false
+  private destroyed = false
   private scheduled = false
   private readonly observer: (events: Array<Y.YEvent<any>>) => void
   // outputs are drawn again only when something else than the source changed: typing in a
@@ -99,7 +130,7 @@ export class CellView {
     this.placeholder.className = 'cell-source'
     this.placeholder.tabIndex = 0
     this.placeholder.setAttribute('aria-label', `${isCode ? 'Code' : 'Markdown'} cell source`)
-    this.placeholder.addEventListener('focus', () => this.ensureEditor().focus())
+    this.placeholder.addEventListener('focus', () => this.withEditor(editor => editor.focus()))
     this.editorBox.append(this.placeholder)
     ;(this.editorBox as HTMLElement & { cellView?: CellView }).cellView = this
 
@@ -131,61 +162,29 @@ export class CellView {
     if (cell.cell_type === 'code') nearScreen.observe(this.editorBox)
   }
 
-  /** The cell's editor, built on first use. */
-  ensureEditor (): EditorView {
-    if (this.editor === null) {
-      nearScreen.unobserve(this.editorBox)
-      const isCode = this.cell.cell_type === 'code'
-      this.editor = new EditorView({
-        state: EditorState.create({
-          doc: this.cell.ysource.toString(),
-          extensions: this.extensions(this.cell.ysource, this.awareness, isCode)
-        })
-      })
-      this.editor.contentDOM.setAttribute('aria-label', `${isCode ? 'Code' : 'Markdown'} cell source`)
-      this.placeholder.replaceWith(this.editor.dom)
+  /** Call ``use`` with the cell's editor, built on first use (once its chunk is here). */
+  withEditor (use: (editor: EditorView) => void): void {
+    if (this.editor !== null) {
+      use(this.editor)
+      return
     }
-    return this.editor
-  }
-
-  private extensions (ytext: Y.Text, awareness: Awareness, isCode: boolean): Extension[] {
-    const own: Extension = keymap.of([
-      { key: 'Shift-Enter', run: () => { this.runAndAdvance(); return true } },
-      { key: 'Ctrl-Enter', run: () => { this.runInPlace(); return true } },
-      { key: 'Escape', run: view => { view.contentDOM.blur(); this.el.focus(); return true } },
-      { key: 'ArrowUp', run: view => this.leave(view, -1) },
-      { key: 'ArrowDown', run: view => this.leave(view, 1) }
-    ])
-    return [
-      own,
-      lineNumbers(),
-      drawSelection(),
-      syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
-      // markdown is edited as plain text: its CodeMirror mode brings HTML, CSS and JavaScript
-      // parsers along, a third of the bundle, for colours the rendering shows anyway
-      isCode ? python() : [],
-      keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
-      EditorView.lineWrapping,
-      EditorState.readOnly.of(!this.writable),
-      EditorView.editable.of(this.writable),
-      EditorView.contentAttributes.of({ 'aria-readonly': String(!this.writable) }),
-      EditorView.focusChangeEffect.of((_state, focusing) => {
-        if (!focusing && this.cell.cell_type === 'markdown' && this.editing) {
-          queueMicrotask(() => this.edit(false))
-        }
-        return null
-      }),
-      yCollab(ytext, awareness, { undoManager: new Y.UndoManager(ytext) })
-    ]
-  }
-
-  /** Arrow keys past the first or last line move to the neighbouring cell. */
-  private leave (view: EditorView, step: 1 | -1): boolean {
-    const { head } = view.state.selection.main
-    const line = view.state.doc.lineAt(head)
-    if (step === -1 ? line.number !== 1 : line.number !== view.state.doc.lines) return false
-    this.actions.focusNext(this.cell, step)
-    return true
+    if (editorModule === null) {
+      void editorLoaded.then(() => { if (!this.destroyed) this.withEditor(use) })
+      return
+    }
+    nearScreen.unobserve(this.editorBox)
+    const isCode = this.cell.cell_type === 'code'
+    this.editor = editorModule.createEditor(this.cell.ysource, this.awareness, isCode, this.writable, {
+      runAndAdvance: () => this.runAndAdvance(),
+      runInPlace: () => this.runInPlace(),
+      escape: () => this.el.focus(),
+      leave: step => this.actions.focusNext(this.cell, step),
+      blurred: () => {
+        if (this.cell.cell_type === 'markdown' && this.editing) queueMicrotask(() => this.edit(false))
+      }
+    })
+    this.placeholder.replaceWith(this.editor.dom)
+    use(this.editor)
   }
 
   private runInPlace (): void {
@@ -203,7 +202,7 @@ export class CellView {
     if (this.rendered === null) return
     this.editing = on
     this.draw()
-    if (on) this.ensureEditor().focus()
+    if (on) this.withEditor(editor => editor.focus())
   }
 
   focus (atEnd = false): void {
@@ -211,10 +210,11 @@ export class CellView {
       this.rendered.focus()
       return
     }
-    const editor = this.ensureEditor()
-    editor.focus()
-    const at = atEnd ? editor.state.doc.length : 0
-    editor.dispatch({ selection: { anchor: at } })
+    this.withEditor(editor => {
+      editor.focus()
+      const at = atEnd ? editor.state.doc.length : 0
+      editor.dispatch({ selection: { anchor: at } })
+    })
   }
 
   private schedule (): void {
@@ -256,6 +256,8 @@ export class CellView {
   }
 
   destroy (): void {
+    this.destroyed = true
+    if (waiting.includes(this)) waiting.splice(waiting.indexOf(this), 1)
     this.cell.ymodel.unobserveDeep(this.observer)
     nearScreen.unobserve(this.editorBox)
     this.editor?.destroy()

@@ -56,6 +56,7 @@ const provider = new WebsocketProvider(wsBase, config.room, nb.ydoc, {
 nb.awareness.setLocalStateField('user', { name: config.user, color: colourOf(config.user) })
 
 provider.on('status', ({ status: state }: { status: string }) => {
+  if (state === 'connected') performance.mark('chronohub:connected')
   connection.textContent = state === 'connected' ? 'connected' : state === 'connecting' ? 'reconnecting…' : 'offline'
   connection.dataset.state = state
   document.body.dataset.connection = state

@@ -6,8 +6,9 @@
   user and group it names, and to the hub at its moment. Everything a caller reads goes
   through the audit API's own rules (``history.permission``, ``asked_subjects``, ``history``).
 * ``/hub/events/rows``: the same list's rows for a range of positions, as an HTML fragment:
-  the live-follow script (``static/events.js``) fetches the rows of the events the SSE stream
-  announces, so one template renders every row, with and without script.
+  the live-follow script (``frontend/src/events.ts``, the bundle's ``events.js``) fetches the
+  rows of the events the SSE stream announces, so one template renders every row, with and
+  without script.
 * ``/hub/events/at/{position}``: users, groups, servers and projects as of that event
   (``moment``: every projection replayed up to it), for callers who may read the whole log.
 
@@ -33,7 +34,7 @@ from hub import errors
 from hub.audit import history, moment
 from hub.auth import access, identity
 from hub.context import HUB
-from hub.web import html
+from hub.web import assets, html
 from projections import rebuild
 
 log = logging.getLogger(__name__)
@@ -320,6 +321,9 @@ async def timeline(request: web.Request) -> web.StreamResponse:
         older=page_url(filters, before=str(listing.cursor)) if listing.cursor else None,
         newest=page_url(filters) if before is not None else None,
         live=live,
+        # the live-follow script: the bundle's events entry (frontend/src/events.ts); without
+        # it (not built) the page still works, without live follow
+        script=assets.url("events.js"),
     )
 
 

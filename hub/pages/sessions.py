@@ -69,6 +69,7 @@ async def session_page(request: web.Request) -> web.StreamResponse:
         user=row["name"],
         session=session,
         script=script,
+        preloads=assets.preloads("notebook.js"),
         build_hint=assets.BUILD_HINT,
         can_write=level == "write",
         config={

@@ -28,6 +28,7 @@ from collab import notebook
 from events import store
 from hub.web import assets
 from tests.helpers import wait_for
+from tests.integration import axe
 from tests.integration import browser as form_browser
 from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub, serving
 from tests.integration.test_journey import CHROMIUM, CHROMIUM_ARGS
@@ -36,7 +37,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.collab, pytest.mark.interop]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "notebook"
-AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 SESSIONS = "/collab/sessions"
 # bob edits alice's rooms, carol watches them
 ROLES = [
@@ -298,25 +298,12 @@ async def test_two_people_edit_see_each_other_run_and_survive_going_offline(
             raise
 
 
-async def axe_violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on ``page`` (evaluated through the devtools
-    protocol: the page's Content-Security-Policy allows no injected script tag)."""
-    await page.evaluate(AXE.read_text(encoding="utf-8") + "\n;0")
-    result = await page.evaluate(
-        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-        ".map(v => ({id: v.id, impact: v.impact, help: v.help,"
-        " nodes: v.nodes.slice(0, 3).map(n => [n.target.join(' '),"
-        " n.any.map(c => c.message).join('; ')])}))"
-    )
-    return [v for v in result if v["impact"] in ("serious", "critical")]
-
-
 @pytest.mark.timeout(240)
 async def test_a_reader_watches_hostile_outputs_run_no_script_and_axe_finds_nothing_serious(
     event_store: store.EventStore, db_url: str
 ) -> None:
     _need_browser()
-    assert AXE.is_file(), "frontend/ is not installed: run `make frontend`"
+    assert axe.AXE.is_file(), axe.NOT_INSTALLED
     async with (
         hub_with_session(event_store, db_url, HOSTILE_NOTEBOOK) as (hub, base, session_id),
         chromium() as chrome,
@@ -395,7 +382,7 @@ async def test_a_reader_watches_hostile_outputs_run_no_script_and_axe_finds_noth
             await shot(carol, "05-reader-320px-dark")
 
             for page in (alice, carol):
-                violations = await axe_violations(page)
+                violations = await axe.violations(page)
                 assert violations == [], json.dumps(violations, indent=1)
         except BaseException:
             await shot(alice, "failed-alice")

@@ -245,6 +245,10 @@ async def test_the_live_scripts_rows_are_the_pages_rows(
     )
     assert listing, page.text
     assert html.unescape(listing.group(1)) == "/hub/api/events/stream?type=user.created"
+    # the live-follow script: the bundle's events entry, by its hashed name
+    assert re.search(r'<script type="module" src="/hub/static/app/events-\w+\.js">', page.text), (
+        "the live page links the bundle's events entry (run `make frontend`)"
+    )
     shown = events_of(page)
     newest, second = shown[0][0], shown[1][0]
     rows_url = html.unescape(listing.group(2)) + f"&from_position={second}&to_position={newest}"
@@ -255,7 +259,7 @@ async def test_the_live_scripts_rows_are_the_pages_rows(
     # An older page does not follow live.
     older = await admin.get(f"/hub/events?before={newest}")
     assert "data-stream" not in older.text
-    assert "events.js" not in older.text
+    assert '<script type="module"' not in older.text
     for raw in ("x", "%C2%B9"):  # '¹' passes str.isdigit
         bad = await admin.get(f"/hub/events/rows?from_position={raw}")
         assert bad.status == 400

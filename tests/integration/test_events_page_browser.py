@@ -1,10 +1,12 @@
 """The audit timeline in Debian's Chromium (driven by Playwright, as test_journey does): an
 event appended through the REST API appears at the top of an open ``/hub/events`` within a
-second (``events.js`` on the SSE stream, authenticated by the login cookie), filters hold
-live too, and the page reads at 320 px. Screenshots go to ``test-artifacts/events/``."""
+second (the bundle's ``events.js`` on the SSE stream, authenticated by the login cookie),
+filters hold live too, the page reads at 320 px, and axe-core finds no serious or critical
+accessibility violation. Screenshots go to ``test-artifacts/events/``."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from playwright.async_api import Page, async_playwright, expect
 
 from events import store
 from hub.audit import history
+from tests.integration import axe
 from tests.integration.api_fixtures import Api
 from tests.integration.browser import PASSWORD, running_hub, set_password
 
@@ -50,6 +53,7 @@ async def test_an_event_appended_through_the_api_appears_at_the_top_within_a_sec
     hub: tuple[Api, str],
 ) -> None:
     api, base = hub
+    assert axe.AXE.is_file(), axe.NOT_INSTALLED
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -74,6 +78,8 @@ async def test_an_event_appended_through_the_api_appears_at_the_top_within_a_sec
             await top.get_by_text("Data").click()  # the event opens to its data
             await expect(top.locator("pre.data")).to_be_visible()
             await page.screenshot(path=str(ARTIFACTS / "timeline.png"), full_page=True)
+            found = await axe.violations(page)
+            assert found == [], json.dumps(found, indent=1)
 
             # Paused, nothing comes; back on, what happened meanwhile arrives (no gap).
             await switch.uncheck()

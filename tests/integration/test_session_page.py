@@ -87,6 +87,15 @@ async def test_writers_and_readers_open_the_page_and_nobody_else_learns_it_exist
             assert bundle.response.headers.get("Content-Encoding") in ("br", "gzip")
             manifest = await people["alice"].get("/hub/static/app/manifest.json")
             assert manifest.response.headers["Cache-Control"] == "no-cache"
+            # the editors' chunk (and what it shares with the entry) preloaded, kept for good
+            chunks = re.findall(
+                r'<link rel="modulepreload" href="(/hub/static/app/[^"]+)">', page.text
+            )
+            assert chunks, "the page preloads the bundle's chunks"
+            for chunk in chunks:
+                answer = await people["alice"].get(chunk)
+                assert answer.status == 200
+                assert "immutable" in answer.response.headers["Cache-Control"]
 
             # a reader: the page, read-only, without run controls
             watched = await people["carol"].get(path)
@@ -109,9 +118,28 @@ async def test_writers_and_readers_open_the_page_and_nobody_else_learns_it_exist
 def test_an_unbuilt_bundle_has_no_url_and_a_built_one_its_hashed_name(tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.json"
     assert assets.url("notebook.js", manifest) is None
-    manifest.write_text('{"notebook.js": "notebook-ABCD1234.js"}')
+    assert assets.preloads("notebook.js", manifest) == []
+    manifest.write_text(
+        '{"notebook.js": {"file": "notebook-ABCD1234.js", "preload": ["chunk-EF56.js"]}}'
+    )
     assert assets.url("notebook.js", manifest) == "/hub/static/app/notebook-ABCD1234.js"
+    assert assets.preloads("notebook.js", manifest) == ["/hub/static/app/chunk-EF56.js"]
     assert assets.url("other.js", manifest) is None
-    manifest.write_text("[]")
-    with pytest.raises(ValueError, match="not a JSON object"):
+    assert assets.preloads("other.js", manifest) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("[]", "not a JSON object"),
+        ('{"notebook.js": "notebook-ABCD1234.js"}', "entry 'notebook.js' has no file name"),
+        ('{"notebook.js": {"file": "n.js", "preload": "c.js"}}', "not a list of names"),
+    ],
+)
+def test_a_malformed_manifest_is_refused_naming_the_problem(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(content)
+    with pytest.raises(ValueError, match=problem):
         assets.url("notebook.js", manifest)

@@ -85,6 +85,41 @@ def test_figures_from_servers_and_sessions() -> None:
     assert "<svg" in html
     assert "2.50 s" in html
     assert "ada" not in html  # aggregate-only
+    assert "http-equiv='refresh'" in html  # without the hub's script: reloads itself
+    assert "<script" not in html.replace('<script type="application/json" id="chart-data">', "")
+
+    # With the hub's chart script: linked, and the timed reload only for browsers without it.
+    scripted = hub_stats.page(stats.figures(now), "/hub/static/app/stats-ABC.js")
+    assert '<script type="module" src="/hub/static/app/stats-ABC.js"></script>' in scripted
+    assert "<noscript><meta http-equiv='refresh' content='30'></noscript>" in scripted
+
+
+def test_the_charts_data_block_cannot_end_its_script_element() -> None:
+    hub_stats = load()
+    figures = {
+        "since": "</script><script>alert(1)</script>",
+        "until": "x",
+        "chart": {"buckets": [], "series": {}},
+    }
+    block = hub_stats.data_block(figures)
+    assert "<" not in block
+    assert "\\u003c/script>" in block
+
+
+@pytest.mark.parametrize(
+    ("api_url", "prefix", "manifest"),
+    [
+        ("http://127.0.0.1:8081/hub/api", "/hub/static/app/",
+         "http://127.0.0.1:8081/hub/static/app/manifest.json"),
+        ("http://10.0.0.2:8081/base/hub/api/", "/base/hub/static/app/",
+         "http://10.0.0.2:8081/base/hub/static/app/manifest.json"),
+    ],
+)  # fmt: skip
+def test_the_chart_script_is_looked_up_under_the_hubs_own_base_url(
+    api_url: str, prefix: str, manifest: str
+) -> None:
+    script = load().ChartScript(api_url)
+    assert (script.prefix, script.manifest_url) == (prefix, manifest)
 
 
 def test_a_period_counts_only_what_happened_in_it() -> None:

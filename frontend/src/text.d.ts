@@ -1,0 +1,5 @@
+// Stylesheets imported as text (build.mjs: the 'text' loader for .css).
+declare module '*.css' {
+  const text: string
+  export default text
+}
