@@ -20,3 +20,20 @@ UPDATE projection_checkpoints
 
 -- name: count_events
 SELECT count(*) FROM events WHERE event_type = ANY($1::text[]);
+
+-- name: checkpoint_at_position
+-- The checkpoint of the event at global position $1, if a fenced reader can see it.
+SELECT e.tx_id::text AS tx, e.global_position AS position, e.recorded_at
+  FROM events e
+ WHERE e.global_position = $1
+   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot());
+
+-- name: checkpoint_at_time
+-- The last event, in the readers' (tx, position) order, recorded at or before $1, among
+-- those a fenced reader can see.
+SELECT e.tx_id::text AS tx, e.global_position AS position, e.recorded_at
+  FROM events e
+ WHERE e.recorded_at <= $1
+   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY e.tx_id DESC, e.global_position DESC
+ LIMIT 1;

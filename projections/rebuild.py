@@ -22,6 +22,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from events import models, sql, store
@@ -74,6 +75,24 @@ async def drop_scratch(conn: sql.Connection, schema: str) -> None:
         await conn.execute(f"DROP SCHEMA IF EXISTS {ident(schema)} CASCADE")
     finally:
         await conn.execute("RESET search_path")
+
+
+Moment = tuple[models.Checkpoint, datetime | None]
+
+
+async def checkpoint_of(conn: sql.Connection, at: int | datetime) -> Moment | None:
+    """The checkpoint to replay up to for "the hub at ``at``", with the event's time: the
+    event at a global position (None if there is none a fenced reader can see yet), or the
+    last one recorded at or before a time (the origin, and no time, before the first)."""
+    if isinstance(at, int):
+        row = await conn.fetchrow(queries["checkpoint_at_position"], at)
+        if row is None:
+            return None
+    else:
+        row = await conn.fetchrow(queries["checkpoint_at_time"], at)
+        if row is None:
+            return models.ORIGIN, None
+    return models.Checkpoint(int(row["tx"]), row["position"]), row["recorded_at"]
 
 
 @contextlib.asynccontextmanager

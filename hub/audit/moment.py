@@ -49,15 +49,10 @@ async def checkpoint_at(
 ) -> tuple[models.Checkpoint, datetime | None]:
     """The checkpoint of the event at a position (404 if there is none a reader can see yet),
     or of the last one at or before a time (the origin, and None, before the first event)."""
-    if isinstance(at, int):
-        row = await conn.fetchrow(queries["checkpoint_at_position"], at)
-        if row is None:
-            raise errors.NotFound(f"no event at position {at} (or not yet readable)")
-    else:
-        row = await conn.fetchrow(queries["checkpoint_at_time"], at)
-        if row is None:
-            return models.ORIGIN, None
-    return models.Checkpoint(int(row["tx"]), row["position"]), row["recorded_at"]
+    moment = await rebuild.checkpoint_of(conn, at)
+    if moment is None:
+        raise errors.NotFound(f"no event at position {at} (or not yet readable)")
+    return moment
 
 
 async def views_at(

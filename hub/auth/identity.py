@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -161,23 +162,38 @@ def nav(request: web.Request, xsrf: str | None) -> html.Nav:
     return html.Nav(user=row["name"], admin=admin, events=events, xsrf=xsrf, here=request.path)
 
 
-def form_page(request: web.Request, template: str, **context: Any) -> web.Response:
+def signed_in_user(request: web.Request) -> Any:
+    """The signed-in user's row, or a redirect to the login page that comes back here."""
+    row = session_user(request)
+    if row is None:
+        raise web.HTTPFound("/hub/login?next=" + quote(request.path_qs, safe=""))
+    return row
+
+
+def form_page(
+    request: web.Request, template: str, *, csp: str | None = None, **context: Any
+) -> web.Response:
     """``html.render(template, **context)`` for a page with forms: ``xsrf`` is the token its
     forms carry (the navigation bar's sign-out button too), and the ``_xsrf`` cookie is set
-    when the browser has none yet."""
+    when the browser has none yet; ``csp``, the page's Content-Security-Policy."""
     cookies = request.app[AUTH].cookies
     token, new_cookie = login_cookies.xsrf_token(request, cookies)
     response = html.render(template, xsrf=token, nav=nav(request, token), **context)
     login_cookies.set_xsrf_cookie(response, cookies, new_cookie)
+    if csp is not None:
+        response.headers["Content-Security-Policy"] = csp
     return response
 
 
-def error_page(request: web.Request, status: int, message: str) -> web.Response:
+def error_page(
+    request: web.Request, status: int, message: str, *, csp: str | None = None
+) -> web.Response:
     """``html.error_page`` with the navigation bar of whoever is signed in."""
     row = session_user(request)
     return form_page(
         request,
         "error.html",
+        csp=csp,
         status=status,
         code=status,
         reason=html.reason(status),

@@ -83,7 +83,7 @@ async def _page(
     error: str | None = None,
     notice: str | None = None,
 ) -> web.Response:
-    signed_in = _signed_in(request)
+    signed_in = identity.signed_in_user(request)
     hub = request.app[HUB]
     name_filter = request.query.get("name_filter", "").strip()
     offset = _offset(request)
@@ -140,13 +140,6 @@ def _isolation_warning(request: web.Request) -> str | None:
     return isolation.describe(code.mode, code.prefix)
 
 
-def _signed_in(request: web.Request) -> Any:
-    row = identity.session_user(request)
-    if row is None:
-        raise web.HTTPFound("/hub/login?" + urlencode({"next": request.path_qs}))
-    return row
-
-
 async def _answer(
     request: web.Request,
     action: Callable[[], Awaitable[None]],
@@ -155,7 +148,7 @@ async def _answer(
 ) -> web.Response:
     """Run ``action()``; the page (``page``, the users' by default) again, with ``notice`` or
     the action's error."""
-    _signed_in(request)
+    identity.signed_in_user(request)
     render = page or _page
     try:
         await action()
@@ -169,7 +162,7 @@ async def _answer(
 
 async def _show(request: web.Request, page: Page) -> web.Response:
     """``page`` for a signed-in browser, or an error page (no ``admin-ui``: 403)."""
-    _signed_in(request)
+    identity.signed_in_user(request)
     try:
         return await page(request)
     except errors.HubError as exc:
@@ -233,7 +226,7 @@ async def _groups_page(
     error: str | None = None,
     notice: str | None = None,
 ) -> web.Response:
-    signed_in = _signed_in(request)
+    signed_in = identity.signed_in_user(request)
     hub = request.app[HUB]
     offset = _offset(request) if request.method == "GET" else 0
     async with hub.store.pool.acquire() as conn:

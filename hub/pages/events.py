@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -254,22 +254,12 @@ async def _listing(
     return Listing(rows(found, names, whole_log=permitted.unrestricted), cursor, query, str(head))
 
 
-def _signed_in(request: web.Request) -> Any:
-    row = identity.session_user(request)
-    if row is None:
-        raise web.HTTPFound("/hub/login?next=" + quote(request.path_qs, safe=""))
-    return row
-
-
 def _page(request: web.Request, template: str, **context: Any) -> web.Response:
-    response = identity.form_page(request, template, **context)
-    response.headers["Content-Security-Policy"] = CSP
-    return response
+    return identity.form_page(request, template, csp=CSP, **context)
 
 
 def _error(request: web.Request, exc: errors.HubError) -> web.Response:
-    response = identity.error_page(request, exc.status, exc.message)
-    response.headers["Content-Security-Policy"] = CSP
+    response = identity.error_page(request, exc.status, exc.message, csp=CSP)
     response.headers.update(exc.headers)  # Retry-After of a refused replay
     return response
 
@@ -282,7 +272,7 @@ def _kinds(request: web.Request) -> list[str]:
 
 async def timeline(request: web.Request) -> web.StreamResponse:
     """``GET /hub/events``: the form, one page of events, the link to older ones."""
-    row = _signed_in(request)
+    row = identity.signed_in_user(request)
     filters = filters_of(request)
     try:
         before = _position(request, "before")
@@ -343,7 +333,7 @@ async def live_rows(request: web.Request) -> web.StreamResponse:
 
 async def at_position(request: web.Request) -> web.StreamResponse:
     """``GET /hub/events/at/{position}``: the hub as of that event."""
-    row = _signed_in(request)
+    row = identity.signed_in_user(request)
     hub = request.app[HUB]
     raw = request.match_info["position"]
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 from uuid import uuid4
 
 from aiohttp import web
@@ -204,16 +203,9 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _require_user(request: web.Request) -> Any:
-    row = identity.session_user(request)
-    if row is None:
-        raise web.HTTPFound("/hub/login?next=" + quote(request.path_qs, safe=""))
-    return row
-
-
 async def home(request: web.Request) -> web.StreamResponse:
     """``GET /hub/home``: who is signed in, and what they can do here."""
-    row = _require_user(request)
+    row = identity.signed_in_user(request)
     auth = request.app[identity.AUTH]
     spawning = request.app.get(servers_api.SERVER_APP) is not None
     return identity.form_page(
@@ -258,7 +250,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 async def password_form(request: web.Request) -> web.StreamResponse:
     """``GET /hub/password``: change your own password (native accounts)."""
-    row = _require_user(request)
+    row = identity.signed_in_user(request)
     return _password_page(request, row)
 
 
@@ -286,7 +278,7 @@ def _password_page(
 
 async def change_password(request: web.Request) -> web.StreamResponse:
     """``POST /hub/password`` (XSRF checked by the middleware)."""
-    row = _require_user(request)
+    row = identity.signed_in_user(request)
     auth = request.app[identity.AUTH]
     if auth.authenticator.kind != "native":
         return _password_page(request, row)

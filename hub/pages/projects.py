@@ -47,23 +47,12 @@ MAX_SHOWN_BYTES = 2 * 1024 * 1024
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 
 
-def _require_user(request: web.Request) -> Any:
-    row = identity.session_user(request)
-    if row is None:
-        raise web.HTTPFound("/hub/login?next=" + quote(request.path_qs, safe=""))
-    return row
-
-
 def _page(request: web.Request, template: str, **context: Any) -> web.Response:
-    response = identity.form_page(request, template, **context)
-    response.headers["Content-Security-Policy"] = CSP
-    return response
+    return identity.form_page(request, template, csp=CSP, **context)
 
 
 def _error(request: web.Request, exc: errors.HubError) -> web.Response:
-    response = identity.error_page(request, exc.status, exc.message)
-    response.headers["Content-Security-Policy"] = CSP
-    return response
+    return identity.error_page(request, exc.status, exc.message, csp=CSP)
 
 
 def _q(path: str) -> str:
@@ -169,7 +158,7 @@ def file_view(source: browse.Source, ref: str, path: str) -> dict[str, Any]:
 async def _list_page(
     request: web.Request, *, status: int = 200, error: str | None = None
 ) -> web.Response:
-    row = _require_user(request)
+    row = identity.signed_in_user(request)
     caller = access.caller_of(request)
     async with request.app[HUB].store.pool.acquire() as conn:
         rows = await projects_api.readable_projects(conn, caller, owner=None, shared_only=False)
@@ -206,7 +195,7 @@ async def list_page(request: web.Request) -> web.StreamResponse:
 
 async def create(request: web.Request) -> web.StreamResponse:
     """``POST /hub/projects``: create a project, then go to its page."""
-    _require_user(request)
+    identity.signed_in_user(request)
     form = await request.post()
     data = {
         key: str(form[key]).strip()
@@ -244,7 +233,7 @@ async def _may_open_together(request: web.Request, row: Any) -> bool:
 
 async def project_page(request: web.Request) -> web.StreamResponse:
     """``GET /hub/projects/{owner}/{name}``."""
-    user = _require_user(request)
+    user = identity.signed_in_user(request)
     try:
         row, refs, links = await _open(request)
         ref = request.query.get("ref") or row["default_branch"]
@@ -277,7 +266,7 @@ async def project_page(request: web.Request) -> web.StreamResponse:
 
 async def tree_page(request: web.Request) -> web.StreamResponse:
     """``GET /hub/projects/{owner}/{name}/tree/{ref}/{path}``."""
-    user = _require_user(request)
+    user = identity.signed_in_user(request)
     try:
         row, refs, links = await _open(request)
         ref, path = browse.split_ref_path(request.match_info["tail"], refs)
@@ -302,7 +291,7 @@ async def tree_page(request: web.Request) -> web.StreamResponse:
 async def open_together(request: web.Request) -> web.StreamResponse:
     """``POST /hub/projects/{owner}/{name}/sessions``: open a session on a notebook (form
     fields ``path`` and ``ref``), then back to the project's page, which lists it."""
-    _require_user(request)
+    identity.signed_in_user(request)
     form = await request.post()
     data = {key: str(form[key]) for key in ("path", "ref") if str(form.get(key, "")).strip()}
     owner, name = request.match_info["owner"], request.match_info["name"]
@@ -321,7 +310,7 @@ async def open_together(request: web.Request) -> web.StreamResponse:
 
 async def blob_page(request: web.Request) -> web.StreamResponse:
     """``GET /hub/projects/{owner}/{name}/blob/{ref}/{path}``."""
-    user = _require_user(request)
+    user = identity.signed_in_user(request)
     try:
         row, refs, links = await _open(request)
         ref, path = browse.split_ref_path(request.match_info["tail"], refs)

@@ -31,15 +31,11 @@ CSP = (
 
 
 def _page(request: web.Request, template: str, **context: Any) -> web.Response:
-    response = identity.form_page(request, template, **context)
-    response.headers["Content-Security-Policy"] = CSP
-    return response
+    return identity.form_page(request, template, csp=CSP, **context)
 
 
 def _not_found(request: web.Request, session_id: str) -> web.Response:
-    response = identity.error_page(request, 404, f"No such session: {session_id}")
-    response.headers["Content-Security-Policy"] = CSP
-    return response
+    return identity.error_page(request, 404, f"No such session: {session_id}", csp=CSP)
 
 
 async def session_page(request: web.Request) -> web.StreamResponse:

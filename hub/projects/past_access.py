@@ -177,17 +177,12 @@ async def checkpoint_at(
     the head (None); ``BadRequest`` naming ``at`` for a position with no readable event."""
     if at is None:
         head = await event_store.head()
-        row = await conn.fetchrow(queries["access_checkpoint_at_position"], head.position)
-        return head, row["recorded_at"] if row is not None else None
-    if isinstance(at, int):
-        row = await conn.fetchrow(queries["access_checkpoint_at_position"], at)
-        if row is None:
-            raise errors.BadRequest(f"at: no event at position {at} (or not yet readable)")
-    else:
-        row = await conn.fetchrow(queries["access_checkpoint_at_time"], at)
-        if row is None:
-            return models.ORIGIN, None
-    return models.Checkpoint(int(row["tx"]), row["position"]), row["recorded_at"]
+        moment = await rebuild.checkpoint_of(conn, head.position)
+        return head, moment[1] if moment is not None else None
+    moment = await rebuild.checkpoint_of(conn, at)
+    if moment is None:
+        raise errors.BadRequest(f"at: no event at position {at} (or not yet readable)")
+    return moment
 
 
 def _projection() -> base.Together:

@@ -1,23 +1,6 @@
--- Who could use a project at a past moment (hub/projects/past_access.py). checkpoint_* read the
--- live log; the access_* queries run with search_path on a scratch schema holding the
--- projections as of that moment (projections.rebuild.as_of), so their unqualified names read
--- the past.
-
--- name: access_checkpoint_at_position
--- The checkpoint of the event at global position $1, if a fenced reader can see it.
-SELECT e.tx_id::text AS tx, e.global_position AS position, e.recorded_at
-  FROM events e
- WHERE e.global_position = $1
-   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot());
-
--- name: access_checkpoint_at_time
--- The last event, in the readers' (tx, position) order, recorded at or before $1.
-SELECT e.tx_id::text AS tx, e.global_position AS position, e.recorded_at
-  FROM events e
- WHERE e.recorded_at <= $1
-   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
- ORDER BY e.tx_id DESC, e.global_position DESC
- LIMIT 1;
+-- Who could use a project at a past moment (hub/projects/past_access.py). The access_* queries
+-- run with search_path on a scratch schema holding the projections as of that moment
+-- (projections.rebuild.as_of), so their unqualified names read the past.
 
 -- name: access_project
 SELECT p.project_id, p.owner_kind, p.owner_id, coalesce(u.name, g.name) AS owner, p.name,
