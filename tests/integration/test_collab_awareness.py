@@ -43,23 +43,15 @@ class ChannelWatch:
 
     def queries(self) -> list[tuple[int, awareness.Query]]:
         """The queries seen (a process that opened a room, or whose LISTEN reconnected)."""
-        out = []
-        for pid, payload in self.seen:
-            if awareness.is_awareness(payload):
-                message = awareness.decode(payload)
-                if isinstance(message, awareness.Query):
-                    out.append((pid, message))
-        return out
+        return [(pid, m) for pid, m in self.messages() if isinstance(m, awareness.Query)]
 
     def updates(self) -> list[tuple[int, awareness.Relayed]]:
         """The relayed awareness updates seen, decoded."""
-        out = []
-        for pid, payload in self.seen:
-            if awareness.is_awareness(payload):
-                message = awareness.decode(payload)
-                if isinstance(message, awareness.Relayed):
-                    out.append((pid, message))
-        return out
+        return [(pid, m) for pid, m in self.messages() if isinstance(m, awareness.Relayed)]
+
+    def messages(self) -> list[tuple[int, object]]:
+        """The awareness messages seen (not the rooms' wake-ups), decoded."""
+        return [(pid, awareness.decode(p)) for pid, p in self.seen if awareness.is_awareness(p)]
 
 
 @contextlib.asynccontextmanager
