@@ -120,6 +120,7 @@ async def open_hub(
                 pool, embedded=located.embedded if serving else None,
                 probe_timeout=min(config.db_acquire_timeout, config.db_statement_timeout),
                 probing=serving,
+                dsn=dsn,
             ) as watch,
         ):  # fmt: skip
             event_store = store.EventStore(

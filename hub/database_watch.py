@@ -65,8 +65,14 @@ class DatabaseWatch:
         probe_timeout: float = 5.0,
         interval: float = PROBE_INTERVAL_S,
         probing: bool = True,
+        dsn: str | None = None,
     ) -> None:
         self.pool = pool
+        # The probe's own connection (with ``dsn``): a pool that requests hold, every
+        # connection waiting on a slow statement, must not read as a database that does not
+        # answer. Without it, the probe borrows from the pool.
+        self.dsn = dsn
+        self._conn: asyncpg.Connection[Any] | None = None
         self.embedded = embedded
         self.probe_timeout = probe_timeout
         self.interval = interval
@@ -89,6 +95,9 @@ class DatabaseWatch:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._tasks.close()
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
 
     # --- what requests report -----------------------------------------------------------------
 
@@ -130,8 +139,7 @@ class DatabaseWatch:
         started = time.monotonic()
         try:
             with sql.translated():
-                async with self.pool.acquire(timeout=self.probe_timeout) as conn:
-                    await conn.fetchval("SELECT 1", timeout=self.probe_timeout)
+                await self._select_one()
         except event_errors.DatabaseUnavailable as exc:
             self.failed(exc)
             raise
@@ -155,6 +163,20 @@ class DatabaseWatch:
             )
             self.outage_since = None
         return took
+
+    async def _select_one(self) -> None:
+        if self.dsn is None:
+            async with self.pool.acquire(timeout=self.probe_timeout) as conn:
+                await conn.fetchval("SELECT 1", timeout=self.probe_timeout)
+            return
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self.dsn, timeout=self.probe_timeout)
+        try:
+            await self._conn.fetchval("SELECT 1", timeout=self.probe_timeout)
+        except BaseException:
+            broken, self._conn = self._conn, None
+            broken.terminate()  # a connection whose answer never came: a new one next time
+            raise
 
     async def _run(self) -> None:
         while True:

@@ -85,7 +85,7 @@ async def release(request: web.Request, session_id: uuid.UUID) -> None:
     if _origin(request) is None:
         return
     async with request.app[HUB].store.pool.acquire() as conn:
-        await conn.execute(queries["release"], session_id)
+        await conn.execute(queries["release_session"], session_id)
 
 
 async def forget_owned(app: web.Application) -> None:

@@ -6,7 +6,7 @@ INSERT INTO collab_session_owners (session_id, room, origin) VALUES ($1, $2, $3)
 -- name: owner
 SELECT origin FROM collab_session_owners WHERE session_id = $1;
 
--- name: release
+-- name: release_session
 DELETE FROM collab_session_owners WHERE session_id = $1;
 
 -- name: release_gone

@@ -29,7 +29,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from events import models
+from events import errors as event_errors
+from events import models, sql
 from hub import errors
 from hub.audit import history, moment
 from hub.auth import access, identity
@@ -395,8 +396,13 @@ def install(app: web.Application) -> None:
 async def _sweep_scratch(app: web.Application) -> AsyncIterator[None]:
     """Drop the replays' scratch schemas nobody holds (a hub or ``chronohub state --at``
     stopped mid-replay); those in use by another process are held, and kept."""
-    async with app[HUB].store.pool.acquire() as conn:
-        dropped = await rebuild.drop_unused(conn)
+    try:
+        with sql.translated():
+            async with app[HUB].store.pool.acquire() as conn:
+                dropped = await rebuild.drop_unused(conn)
+    except event_errors.DatabaseUnavailable as exc:  # the hub still starts; swept next time
+        log.warning("could not sweep the scratch schemas of unfinished replays: %s", exc)
+        dropped = []
     if dropped:
         log.info("dropped %d scratch schemas of unfinished replays: %s", len(dropped), dropped)
     yield

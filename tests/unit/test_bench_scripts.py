@@ -37,6 +37,7 @@ def test_every_benchmark_target_runs_its_script_as_a_module() -> None:
         "bench-collab",
         "bench-git",
         "bench-publish",
+        "bench-browser",
     }
     for target, recipe in recipes.items():
         module = re.search(r"python -m bench\.([a-z_]+)", recipe)
