@@ -27,7 +27,7 @@ from hub.projects import storage
 from hub.reads import users as users_read
 from hub.servers import rules as server_rules
 from hub.servers import spawner
-from hub.web import body, pagination
+from hub.web import body, idempotency, pagination
 
 # Activity is telemetry kept out of the log, in the tables of its owners (auth, servers).
 auth_queries = sql.Queries("hub.auth", "auth.sql")
@@ -427,6 +427,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/hub/api/users/{name}", get_user),
         web.post("/hub/api/users/{name}", create_user),
         web.patch("/hub/api/users/{name}", modify_user),
-        web.delete("/hub/api/users/{name}", delete_user),
+        # servers stopped first, repositories removed after: outside one transaction
+        web.delete("/hub/api/users/{name}", idempotency.outside_transaction(delete_user)),
         web.post("/hub/api/users/{name}/activity", post_activity),
     ]
