@@ -111,7 +111,7 @@ class FaultHub:
         postmaster = self.postmaster_pid()
         if postmaster is None:
             return []
-        return [postmaster, *_children(postmaster)]
+        return [postmaster, *children(postmaster)]
 
     def signal_database(self, sig: signal.Signals) -> None:
         for pid in self.postgres_pids():
@@ -505,7 +505,7 @@ def reachable_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _children(parent: int) -> list[int]:
+def children(parent: int) -> list[int]:
     """The pids whose parent is ``parent`` (from /proc)."""
     found = []
     for entry in Path("/proc").iterdir():

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import uuid
@@ -34,8 +35,9 @@ from typing import Any
 import pycrdt
 
 from collab import client as collab_client
+from hub import processes
 from tests.helpers import wait_for
-from tests.integration.fault_hub import FaultHub
+from tests.integration.fault_hub import FaultHub, children
 
 FAKE_SERVER = Path(__file__).resolve().parent.parent / "spawners" / "fake_server.py"
 # A fake single-user server that takes a while to listen, so that the kill finds spawns at
@@ -290,6 +292,97 @@ async def _user_token(hub: FaultHub, name: str) -> str:
     assert status == 201, body
     token: str = body["token"]
     return token
+
+
+# --- a session's execution ------------------------------------------------------------------------
+
+# Kernels run as the hub's own account (as a root hub's users' would run as theirs).
+SESSION_SETTINGS = """
+single_user_mode = true
+single_user_mode_all_users = true
+"""
+# A cell that prints a numbered line every 50 ms for a while: the kill comes in the middle.
+LONG_CELL = (
+    "import time\nfor i in range(400):\n    print(f'line {i}', flush=True)\n    time.sleep(0.05)"
+)
+
+
+async def execution_kill(hub: FaultHub, lines_before_kill: int = 20) -> dict[str, Any]:
+    """A shared session runs a long cell; once a participant has seen ``lines_before_kill``
+    lines of its output (outputs are written to the room, persisted before they are
+    broadcast), the hub is killed. After the restart, a new participant's room must hold every
+    line the first one saw. The session's kernel dies with its hub or is left running: both
+    are reported (``kernels_left_running``), not judged here."""
+    token = await _user_token(hub, "runner")
+    notebook = {
+        "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+        "cells": [{"id": "c0", "cell_type": "code", "source": LONG_CELL, "metadata": {},
+                   "outputs": [], "execution_count": None}],
+    }  # fmt: skip
+    status, created, _, _ = await hub.call(
+        "POST", "/collab/sessions", token=token, json_body={"notebook": notebook}
+    )
+    assert status == 201, created
+    room = created["room"]
+    async with collab_client.connect(_ws(hub), room, token=token) as watcher:
+        await asyncio.wait_for(watcher.synced.wait(), 30)
+        status, body, _, _ = await hub.call(
+            "POST", f"/collab/sessions/{created['id']}/execute", token=token,
+            json_body={"cell_id": "c0"},
+        )  # fmt: skip
+        assert status == 202, body
+        await wait_for(lambda: len(_output_lines(watcher.doc)) >= lines_before_kill, timeout_s=60)
+        kernels = _kernels_under(hub.proc.pid)
+        killed = time.monotonic()
+        hub.proc.kill()
+        await hub.proc.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watcher.wait_closed(), 10)
+        seen = _output_lines(watcher.doc)  # every line broadcast before the kill
+    restart_s = await hub.kill_and_restart()
+    token = await _user_token(hub, "runner")
+    async with collab_client.connect(_ws(hub), room, token=token) as reader:
+        await asyncio.wait_for(reader.synced.wait(), 30)
+        after = _output_lines(reader.doc)
+    recovery = time.monotonic() - killed
+    left = sorted(pid for pid in kernels if processes.exists(pid))
+    for pid in left:  # not the test's to leave behind
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return {
+        "acked_writes": len(seen),
+        "acked_lost": len([line for line in seen if line not in set(after)]),
+        "recovery_s": round(recovery, 2),
+        "restart_s": round(restart_s, 2),
+        "lines_after_restart": len(after),
+        "kernels_at_kill": len(kernels),
+        "kernels_left_running": len(left),
+        "projections_verify": await hub.verify(),
+    }
+
+
+def _output_lines(doc: pycrdt.Doc[Any]) -> list[str]:
+    """The lines of stream output of cell c0 in a room's notebook."""
+    cells = doc.get("cells", type=pycrdt.Array).to_py() or []
+    text = "".join(
+        str(output.get("text", ""))
+        for cell in cells
+        if cell.get("id") == "c0"
+        for output in cell.get("outputs", [])
+    )
+    return [line for line in text.split("\n") if line]
+
+
+def _kernels_under(parent: int) -> list[int]:
+    """The ipykernel processes among ``parent``'s descendants (from /proc)."""
+    found, todo = [], [parent]
+    while todo:
+        for child in children(todo.pop()):
+            todo.append(child)
+            with contextlib.suppress(OSError):
+                if b"ipykernel" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(child)
+    return found
 
 
 # --- idempotent retries -----------------------------------------------------------------------

@@ -94,6 +94,17 @@ async def test_a_hub_killed_during_a_compaction_keeps_every_acknowledged_update(
     assert result["projections_verify"], json.dumps(result)
 
 
+@pytest.mark.collab
+async def test_a_hub_killed_during_an_execution_keeps_the_outputs_participants_saw(
+    reachable_tmp: Path,
+) -> None:
+    async with fault_hub.fault_hub(reachable_tmp, settings=kill_faults.SESSION_SETTINGS) as hub:
+        result = await kill_faults.execution_kill(hub)
+    assert result["acked_writes"] >= 20, json.dumps(result)
+    assert result["acked_lost"] == 0, json.dumps(result)
+    assert result["projections_verify"], json.dumps(result)
+
+
 async def test_idempotent_retries_across_a_hub_kill_write_once_and_answer_201(
     reachable_tmp: Path,
 ) -> None:
