@@ -38,7 +38,7 @@ from hub.context import HUB
 from hub.projects import sessions as project_sessions
 from hub.reads import users as users_read
 from hub.servers import isolation, local_spawner
-from hub.web import body, idempotency
+from hub.web import body
 
 queries = sql.Queries(__package__ or "hub.api", "collab.sql")
 
@@ -332,14 +332,13 @@ def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     one = PREFIX + "/{session_id}"
     return [
-        # kernels, and calls forwarded to another process: no transaction holds them
-        web.post(PREFIX, idempotency.outside_transaction(create_session)),
+        web.post(PREFIX, create_session),
         web.get(PREFIX, list_sessions),
         web.get(one, anywhere(get_session)),
-        web.delete(one, idempotency.outside_transaction(anywhere(delete_session))),
-        web.post(one + "/execute", idempotency.outside_transaction(anywhere(execute))),
-        web.post(one + "/interrupt", idempotency.outside_transaction(anywhere(interrupt))),
-        web.post(one + "/restart", idempotency.outside_transaction(anywhere(restart))),
+        web.delete(one, anywhere(delete_session)),
+        web.post(one + "/execute", anywhere(execute)),
+        web.post(one + "/interrupt", anywhere(interrupt)),
+        web.post(one + "/restart", anywhere(restart)),
     ]
 
 

@@ -38,7 +38,7 @@ from hub.context import HUB
 from hub.projects import access as project_access
 from hub.projects import browse, push, storage
 from hub.projects import sessions as project_sessions
-from hub.web import body, idempotency
+from hub.web import body
 
 
 class OpenSession(BaseModel):
@@ -319,10 +319,7 @@ def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     one = "/hub/api/projects/{owner}/{name}/sessions"
     return [
-        web.post(one, idempotency.outside_transaction(open_session)),  # a kernel
+        web.post(one, open_session),
         web.get(one, list_sessions),
-        web.post(
-            collab_api.PREFIX + "/{session_id}/commit",
-            idempotency.outside_transaction(collab_api.anywhere(commit_session)),
-        ),
+        web.post(collab_api.PREFIX + "/{session_id}/commit", collab_api.anywhere(commit_session)),
     ]

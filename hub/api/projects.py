@@ -24,7 +24,7 @@ from hub.auth import access
 from hub.context import HUB
 from hub.projects import access as project_access
 from hub.projects import cleanup, importer, past_access, push, remote, storage
-from hub.web import body, idempotency, pagination
+from hub.web import body, pagination
 
 log = logging.getLogger(__name__)
 
@@ -499,8 +499,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/hub/api/projects", create_project),
         web.get(one, get_project),
         web.patch(one, update_project),
-        # the repository removed once the deletion has committed: outside its transaction
-        web.delete(one, idempotency.outside_transaction(delete_project)),
+        web.delete(one, delete_project),
         web.post(one + "/sync", sync_project),
         web.get(one + "/members", list_members),
         web.get(one + "/access", access_at),

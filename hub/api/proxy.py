@@ -26,7 +26,7 @@ from hub.auth import access, scope_table
 from hub.context import HUB
 from hub.proxy import builtin as proxy
 from hub.proxy import chp, table
-from hub.web import body, idempotency, pagination
+from hub.web import body, pagination
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,6 @@ def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     return [
         web.get("/hub/api/proxy", get_proxy),
-        # the proxy's routes changed: no transaction holds that
-        web.post("/hub/api/proxy", idempotency.outside_transaction(sync_proxy)),
-        web.patch("/hub/api/proxy", idempotency.outside_transaction(patch_proxy)),
+        web.post("/hub/api/proxy", sync_proxy),
+        web.patch("/hub/api/proxy", patch_proxy),
     ]

@@ -27,7 +27,7 @@ from hub.reads import users as users_read
 from hub.servers import manager as servers
 from hub.servers import rules as server_rules
 from hub.servers import spawn_progress as server_progress
-from hub.web import body, idempotency
+from hub.web import body
 
 queries = sql.Queries("hub.servers", "servers.sql")
 
@@ -340,21 +340,18 @@ async def _with_keepalive(source: Any) -> Any:
 
 def routes() -> list[web.RouteDef]:
     """The routes of this module."""
-    # a server's process started or stopped, and waited for: no transaction holds that
-    start = idempotency.outside_transaction(start_server)
-    stop = idempotency.outside_transaction(stop_server)
     one = "/hub/api/users/{name}/server"
     named = "/hub/api/users/{name}/servers/{server_name}"
     return [
-        web.post(one, start),
-        web.delete(one, stop),
+        web.post(one, start_server),
+        web.delete(one, stop_server),
         web.get(one, get_server),
         web.get(one + "/progress", progress),
         # JupyterHub also reaches the default server as ``servers/`` (an empty name).
         web.patch(one, modify_server),
         web.patch("/hub/api/users/{name}/servers/", modify_server),
-        web.post(named, start),
-        web.delete(named, stop),
+        web.post(named, start_server),
+        web.delete(named, stop_server),
         web.get(named, get_server),
         web.put(named, define_server),
         web.patch(named, modify_server),

@@ -1,12 +1,17 @@
 """Idempotent retries of REST writes: the ``Idempotency-Key`` request header (the IETF draft
 ``draft-ietf-httpapi-idempotency-key-header``).
 
-A ``POST``, ``PATCH``, ``PUT`` or ``DELETE`` under ``/hub/api/`` that carries the header runs in
-one database transaction (``EventStore.pinned``): the handler's appends and inline projections,
-then the answer recorded under the caller's key, commit together. So a retry with the same key
-gets the first answer again (with ``Idempotent-Replayed: true``) and appends nothing twice, even
-when the hub was killed after the commit and before the answer reached the client; a hub killed
-before the commit wrote nothing, and the retry runs afresh.
+A ``POST``, ``PATCH``, ``PUT`` or ``DELETE`` under ``/hub/api/`` that carries the header holds
+its key (a transaction-scoped advisory lock) while its handler runs, and records the answer
+under the caller's key before that transaction commits. A retry with the same key gets the first
+answer again (with ``Idempotent-Replayed: true``) and its handler does not run.
+
+Handlers marked ``in_transaction`` (those whose writes are one store session, with their reads
+on its connection: creating, renaming users, issuing tokens, groups) run inside that very
+transaction (``EventStore.pinned``): their events, inline projections and the answer commit
+together. So even a hub killed after the commit and before the answer reached the client has
+the answer for the retry, and nothing is appended twice; a hub killed before the commit wrote
+nothing, and the retry runs afresh.
 
 Keys belong to the caller (a user's key is not a service's, nor another user's), live
 ``lifetime_s`` (``idempotency_key_lifetime_s``), and are refused with 400 when empty, too long or
@@ -15,24 +20,26 @@ same key while its first request is still under way answers 409, as the draft sa
 5xx are not recorded (the retry runs again), nor answers of handlers that raised (they wrote
 nothing: the transaction rolled back).
 
-Handlers whose work leaves the database (starting or stopping a server: a process, waited for)
-cannot run inside one transaction; they are marked ``outside_transaction`` and their answer is
-recorded after it was made: a retry still gets it, but a kill between the two runs the retry
-again (which the server API answers as JupyterHub does a second start or stop).
+Other handlers (their work leaves the database: a server's process, a repository on disk, the
+proxy, a kernel; or they read through connections of their own) run beside the transaction, and
+commit on their own: a retry gets their answer, but after a kill between their commit and the
+answer's, the retry runs again, which those endpoints answer as JupyterHub does a second start,
+stop or delete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from events import sql
+from events import sql, store
 from hub import errors
 from hub.context import HUB
 from hub.errors import Handler
@@ -45,7 +52,7 @@ MAX_KEY_LENGTH = 255
 METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 # The answer's headers worth giving back (the rest are set by the hub on every answer).
 KEPT_HEADERS = ("Content-Type", "Location")
-_OUTSIDE = "__chronohub_idempotency_outside__"
+_INSIDE = "__chronohub_idempotency_in_transaction__"
 
 CallerOf = Callable[[web.Request], str | None]
 H = TypeVar("H", bound=Callable[..., Any])
@@ -67,10 +74,11 @@ class _Raced(Exception):
     """Internal: the answer could not be recorded; roll the request's transaction back."""
 
 
-def outside_transaction(handler: H) -> H:
-    """Mark a handler whose work cannot be rolled back with a transaction (a process started
-    or stopped): its answer is recorded after it is made, not in the same transaction."""
-    setattr(handler, _OUTSIDE, True)
+def in_transaction(handler: H) -> H:
+    """Mark a handler whose every write goes through the store (``session``, ``append``), its
+    reads on the same connection, and nothing outside the database: with a key, it runs in
+    the transaction that records its answer."""
+    setattr(handler, _INSIDE, True)
     return handler
 
 
@@ -107,14 +115,13 @@ def middleware(caller_of: CallerOf, lifetime_s: float) -> Any:
         if caller is None:
             return await handler(request)  # it refuses the request: nothing to remember
         entry = _Entry(caller, key, request.method, request.path_qs, await request.read())
-        store = request.app[HUB].store
-        async with store.connection() as conn:
+        event_store = request.app[HUB].store
+        async with event_store.connection() as conn:
             if (answer := await entry.stored(conn)) is not None:
                 return answer
-        if getattr(request.match_info.handler, _OUTSIDE, False):
-            return await _outside(request, handler, entry, lifetime_s)
+        inside = getattr(request.match_info.handler, _INSIDE, False)
         try:
-            async with store.pinned() as conn:
+            async with event_store.pinned() if inside else _beside(event_store) as conn:
                 if not await conn.fetchval(queries["idempotency_claim"], entry.lookup):
                     raise KeyBusy(f"A request with this {HEADER} is under way; retry later")
                 if (answer := await entry.stored(conn)) is not None:
@@ -124,23 +131,18 @@ def middleware(caller_of: CallerOf, lifetime_s: float) -> Any:
                     raise _Raced
         except _Raced:
             # a live row of the key appeared though this request held the key (a clock
-            # stepped back): rolled back, so this request did nothing
+            # stepped back): the answer is not kept
             raise KeyBusy(f"A request with this {HEADER} is under way; retry later") from None
         return response
 
     return idempotent
 
 
-async def _outside(
-    request: web.Request, handler: Handler, entry: _Entry, lifetime_s: float
-) -> web.StreamResponse:
-    response = await handler(request)
-    if response.status < 500:
-        async with request.app[HUB].store.connection() as conn, conn.transaction():
-            if not await conn.fetchval(queries["idempotency_claim"], entry.lookup):
-                return response  # a concurrent retry records its own
-            await entry.record(conn, response, lifetime_s)
-    return response
+@contextlib.asynccontextmanager
+async def _beside(event_store: store.EventStore) -> AsyncIterator[sql.Connection]:
+    """A transaction of its own, the handler's work committing apart from it."""
+    async with event_store.connection() as conn, conn.transaction():
+        yield conn
 
 
 class _Entry:

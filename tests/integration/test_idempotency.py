@@ -95,6 +95,20 @@ async def test_patch_and_delete_retries_are_answered_again(
     assert await pool.fetchval(deleted) == 1
 
 
+async def test_a_handler_beside_the_transaction_is_answered_again_too(
+    api: Api, pool: asyncpg.Pool[Any]
+) -> None:
+    """Deleting a user (servers stopped before, repositories removed after: not one
+    transaction) keeps its answer too, recorded once its work is done."""
+    await api.call("POST", "/users/gone")
+    first = await call(api, "DELETE", "/users/gone", key("del-1"))
+    again = await call(api, "DELETE", "/users/gone", key("del-1"))
+    assert first[0] == again[0] == 204, (first, again)
+    assert again[2].get("Idempotent-Replayed") == "true"
+    deleted = "SELECT count(*) FROM events WHERE event_type = 'user.deleted'"
+    assert await pool.fetchval(deleted) == 1
+
+
 async def test_the_same_key_with_another_request_is_refused_with_422(api: Api) -> None:
     status, _, _ = await call(api, "POST", "/users/dan", key("k-2"), json={"admin": False})
     assert status == 201
