@@ -74,10 +74,17 @@ async def spawn_kill(hub: FaultHub, users: int = 6) -> dict[str, Any]:
         status, body, _, _ = await hub.call("POST", f"/users/{name}")
         assert status == 201, body
     acked = []
-    for name in names:
+    for i, name in enumerate(names):
         status, body, _, _ = await hub.call("POST", f"/users/{name}/server")
         if status in (201, 202):
             acked.append(name)
+        if i == 1:  # the first two ready before the others start: adopted after the kill
+
+            async def ready() -> bool:
+                states = await _server_states(hub)
+                return all(states.get(n, ("", None))[0] == "ready" for n in names[:2])
+
+            await wait_for(ready, timeout_s=30, every_s=0.1)
     before = await _server_states(hub)
     killed = time.monotonic()
     restart_s = await hub.kill_and_restart()
@@ -99,6 +106,12 @@ async def spawn_kill(hub: FaultHub, users: int = 6) -> dict[str, Any]:
             stuck.append(f"{name}: {state}")
         elif state == "ready" and (pid is None or pid not in alive.get(name, set())):
             wrong.append(f"{name}: ready, but its process {pid} is gone")
+        elif (
+            state == "ready"
+            and before.get(name, ("", None))[0] == "ready"
+            and (pid != before[name][1])
+        ):
+            wrong.append(f"{name}: ready before the kill as {before[name][1]}, now as {pid}")
         elif state != "ready" and alive.get(name):
             wrong.append(f"{name}: {state}, but its process {sorted(alive[name])} runs (orphan)")
     strays = sorted(set(alive) - set(acked))
