@@ -125,7 +125,7 @@ def middleware(caller_of: CallerOf, lifetime_s: float) -> Any:
                 if not await conn.fetchval(queries["idempotency_claim"], entry.lookup):
                     raise KeyBusy(f"A request with this {HEADER} is under way; retry later")
                 if (answer := await entry.stored(conn)) is not None:
-                    return answer  # its first request committed while this one waited
+                    return answer  # its first request committed since the look above
                 response = await handler(request)
                 if response.status < 500 and not await entry.record(conn, response, lifetime_s):
                     raise _Raced
