@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -37,6 +38,14 @@ MAX_EVENTS_PER_APPEND = 10_000
 ANY_RETRIES = 5
 # A violation of these means a retry (event id) or a lost race (stream version), not a bug.
 UNIQUE_KEYS = frozenset({"events_event_id_key", "events_stream_version_key"})
+
+
+# The connection that ``EventStore.pinned`` holds for a task, with the task: every append and
+# borrowed connection of that task joins its transaction. The task is kept because a task
+# started inside the block copies the context, and must not use a connection it does not own.
+_PINNED: contextvars.ContextVar[tuple[asyncio.Task[Any] | None, sql.Connection] | None] = (
+    contextvars.ContextVar("chronohub_pinned_connection", default=None)
+)
 
 
 class InlineProjections(Protocol):
@@ -165,10 +174,29 @@ class EventStore:
         timeout: float | None = None,  # noqa: ASYNC109 - a bound on borrowing, for the pool
     ) -> AsyncIterator[sql.Connection]:
         """A connection borrowed from the pool (waiting at most ``timeout`` for one): the
-        driver's errors in the block, and in borrowing it, leave as ``DatabaseUnavailable``."""
+        driver's errors in the block, and in borrowing it, leave as ``DatabaseUnavailable``.
+        Inside ``pinned``, the pinned connection (its transaction) instead."""
+        pinned = _PINNED.get()
         with sql.translated():
+            if pinned is not None and pinned[0] is asyncio.current_task():
+                yield pinned[1]
+                return
             async with self.pool.acquire(timeout=timeout) as conn:
                 yield conn
+
+    @contextlib.asynccontextmanager
+    async def pinned(self) -> AsyncIterator[sql.Connection]:
+        """One transaction that this task's appends and borrowed connections join until the
+        block ends, so that they commit together with the block's own statements (an
+        idempotent request's key and answer); leaving the block by an exception rolls all
+        back. Subscribers are woken once it has committed."""
+        async with self.connection() as conn, conn.transaction():
+            token = _PINNED.set((asyncio.current_task(), conn))
+            try:
+                yield conn
+            finally:
+                _PINNED.reset(token)
+        self._poke()
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:

@@ -68,7 +68,7 @@ from hub.servers import isolation, local_spawner, spawner
 from hub.servers import manager as servers
 from hub.services import environment as service_environment
 from hub.services import supervisor as service_supervisor
-from hub.web import html, request_metrics
+from hub.web import html, idempotency, request_metrics
 from migrations import runner as migrations
 from projections import base, catalog, runner
 
@@ -278,6 +278,15 @@ async def open_sessions(
         yield manager
 
 
+def _caller_label(request: web.Request) -> str | None:
+    """Whose idempotency keys a request's are: its caller's (None: nobody authenticated)."""
+    caller = request.get(access.REQUEST_CALLER)
+    if caller is None:
+        return None
+    # a user by id: a user deleted and made again under the name is someone else
+    return f"user:{caller.user_id}" if caller.user_id is not None else f"service:{caller.name}"
+
+
 def make_app(hub: context.Hub) -> web.Application:
     """The aiohttp application for a running hub."""
     activity = access.ActivityRecorder()
@@ -317,6 +326,10 @@ def make_app(hub: context.Hub) -> web.Application:
     audit.install(app)  # the live feed of /hub/api/events/stream
     webhooks.install(app)  # services' webhooks, delivered from their checkpoints
     login.install(app, hub)  # the login cookie
+    # REST writes retried with an Idempotency-Key: after the callers are known (both ways)
+    app.middlewares.append(
+        idempotency.middleware(_caller_label, hub.settings.idempotency_key_lifetime_s)
+    )
     adopt_authenticator(hub, app[identity.AUTH].authenticator)
     if isinstance(checking := app[identity.AUTH].authenticator, authenticator_base.SessionChecking):
         app[access.BLOCKED] = checking.blocked  # a JupyterHub class's blocked_users

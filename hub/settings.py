@@ -157,6 +157,12 @@ class Settings(BaseSettings):
         " service's account, unsandboxed: a project's writer can then read what the service"
         " can (other projects' private pages, its state)",
     )
+    idempotency_key_lifetime_s: float = Field(
+        default=86400.0,
+        ge=60,
+        description="How long the hub keeps a REST write's answer under its Idempotency-Key"
+        " header, so that a retry with the key gets that answer again instead of writing twice",
+    )
     webhook_retry_initial_s: float = Field(
         default=1.0,
         gt=0,

@@ -24,7 +24,7 @@ from hub.projects import cleanup as project_cleanup
 from hub.projects import storage
 from hub.reads import groups as groups_read
 from hub.reads import users as users_read
-from hub.web import body, pagination
+from hub.web import body, idempotency, pagination
 
 FIELDS_BY_SCOPE: dict[str, frozenset[str]] = {
     scope_table.READ_GROUPS: frozenset({"kind", "name", "properties", "users"}),
@@ -267,13 +267,15 @@ async def set_properties(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     """The routes of this module."""
+    # each write is one store session: a retry's key and answer commit with its events
+    members = idempotency.in_transaction(change_members)
     return [
         web.get("/hub/api/groups", list_groups),
-        web.post("/hub/api/groups", create_groups),
+        web.post("/hub/api/groups", idempotency.in_transaction(create_groups)),
         web.get("/hub/api/groups/{name}", get_group),
-        web.post("/hub/api/groups/{name}", create_group),
-        web.delete("/hub/api/groups/{name}", delete_group),
-        web.post("/hub/api/groups/{name}/users", change_members),
-        web.delete("/hub/api/groups/{name}/users", change_members),
-        web.put("/hub/api/groups/{name}/properties", set_properties),
+        web.post("/hub/api/groups/{name}", idempotency.in_transaction(create_group)),
+        web.delete("/hub/api/groups/{name}", idempotency.in_transaction(delete_group)),
+        web.post("/hub/api/groups/{name}/users", members),
+        web.delete("/hub/api/groups/{name}/users", members),
+        web.put("/hub/api/groups/{name}/properties", idempotency.in_transaction(set_properties)),
     ]

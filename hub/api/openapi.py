@@ -34,6 +34,7 @@ from hub.api import tokens as tokens_api
 from hub.api import users as users_api
 from hub.auth import scope_table
 from hub.auth.oauth import provider as oauth_provider
+from hub.web import idempotency
 
 Model = type[pydantic.BaseModel]
 
@@ -417,6 +418,23 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+# hub/web/idempotency.py: a write retried with the same key gets the first answer again.
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Send the request again with the same key to get the first answer (marked"
+    " Idempotent-Replayed: true) and write nothing twice; 422 if the key was used with another"
+    " request, 409 while its first request is under way",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": idempotency.MAX_KEY_LENGTH,
+        "pattern": "^[ -~]+$",
+    },
+}
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API built so far."""
     documented: set[Model] = {api_models.Error}
@@ -446,11 +464,14 @@ def document() -> dict[str, Any]:
         if op.scope:
             operation["security"] = [{"token": [op.scope]}]
         params = re.findall(r"\{(\w+)\}", op.path)
-        if params:
-            operation["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
+        parameters: list[dict[str, Any]] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+        if op.method in ("post", "patch", "put", "delete"):
+            parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
+        if parameters:
+            operation["parameters"] = parameters
         if op.request is not None:
             operation["requestBody"] = {"required": True, "content": _json(_ref(op.request))}
         paths.setdefault(op.path, {})[op.method] = operation
@@ -469,6 +490,7 @@ def document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
+            "parameters": {"IdempotencyKey": IDEMPOTENCY_KEY},
             "securitySchemes": {
                 "token": {"type": "apiKey", "in": "header", "name": "Authorization"}
             },

@@ -21,7 +21,7 @@ from hub.context import HUB
 from hub.reads import roles as roles_read
 from hub.reads import tokens as tokens_read
 from hub.reads import users as users_read
-from hub.web import body
+from hub.web import body, idempotency
 
 
 class IssueToken(BaseModel):
@@ -179,7 +179,8 @@ def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     return [
         web.get("/hub/api/users/{name}/tokens", list_tokens),
-        web.post("/hub/api/users/{name}/tokens", issue_token),
+        # one store session: a retry's key and answer commit with the token's events
+        web.post("/hub/api/users/{name}/tokens", idempotency.in_transaction(issue_token)),
         web.get("/hub/api/users/{name}/tokens/{token_id}", get_token),
         web.delete("/hub/api/users/{name}/tokens/{token_id}", revoke_token),
     ]

@@ -27,7 +27,7 @@ from hub.projects import storage
 from hub.reads import users as users_read
 from hub.servers import rules as server_rules
 from hub.servers import spawner
-from hub.web import body, pagination
+from hub.web import body, idempotency, pagination
 
 # Activity is telemetry kept out of the log, in the tables of its owners (auth, servers).
 auth_queries = sql.Queries("hub.auth", "auth.sql")
@@ -421,12 +421,14 @@ async def post_activity(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     """The routes of this module."""
+    # one store session each: a retry's key and answer commit with the events (not delete:
+    # servers stop before it and repositories go after it)
     return [
         web.get("/hub/api/users", list_users),
-        web.post("/hub/api/users", create_users),
+        web.post("/hub/api/users", idempotency.in_transaction(create_users)),
         web.get("/hub/api/users/{name}", get_user),
-        web.post("/hub/api/users/{name}", create_user),
-        web.patch("/hub/api/users/{name}", modify_user),
+        web.post("/hub/api/users/{name}", idempotency.in_transaction(create_user)),
+        web.patch("/hub/api/users/{name}", idempotency.in_transaction(modify_user)),
         web.delete("/hub/api/users/{name}", delete_user),
         web.post("/hub/api/users/{name}/activity", post_activity),
     ]

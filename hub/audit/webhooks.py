@@ -14,7 +14,9 @@ instant between the 2xx and the UPDATE) is sent again after the restart with the
 acknowledged *and* checkpointed is sent again; nothing after the checkpoint is lost.
 
 With several hub processes, the one holding a webhook's lease (``LEASE_S``, renewed while
-it works) delivers, and the others stand by until it lets go or its lease runs out.
+it works) delivers, and the others stand by until it lets go or its lease runs out. A holder
+that was killed (SIGKILL: nothing let go) on this machine is seen dead by its pid, recorded
+in its name: a hub restarted after it takes over at once instead of waiting out the lease.
 
 Workers wake on the store's wake-up (a commit in this process, or a NOTIFY from another),
 as the live feed and the projection runner do; the request that appended never waits for a
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import time
 import uuid
@@ -39,6 +42,7 @@ import aiohttp
 from aiohttp import web
 
 from events import errors, models, sql, store, tasks
+from hub import processes
 from hub import settings as hub_settings
 from hub.audit import feed, webhook_signing
 from hub.context import HUB
@@ -64,6 +68,16 @@ RELEASE_TIMEOUT_S = 2.0
 TASK_PREFIX = "chronohub-webhook-"
 ERROR_TEXT = 200
 """Characters of a failing receiver's answer kept for the log and the status."""
+
+
+def dead_here(holder: str) -> bool:
+    """Whether the lease holder ``holder`` (``Webhooks.holder``) was a process of this machine
+    that is gone: another machine's, or one named the older way, is never judged dead here."""
+    host, _, rest = holder.partition(":")
+    pid, _, unique = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit() or not unique:
+        return False
+    return int(pid) != os.getpid() and not processes.exists(int(pid))
 
 
 class LeaseLost(Exception):
@@ -147,8 +161,11 @@ class Webhooks:
     retry_initial_s: float = 1.0
     retry_max_s: float = 300.0
     statuses: dict[str, Status] = field(default_factory=dict)
-    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{uuid.uuid4()}")
-    """This process's name on the leases it holds."""
+    holder: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"
+    )
+    """This process's name on the leases it holds: machine, pid (so that a process restarted
+    on the machine sees a killed holder dead) and a unique part."""
     _renewed: dict[str, float] = field(default_factory=dict)
     _tasks: tasks.TaskOwner = field(init=False)
     _session: aiohttp.ClientSession | None = None
@@ -272,6 +289,13 @@ class Webhooks:
         """Take the lease if it is free (or expired); where the webhook stands, or None."""
         async with self.event_store.connection() as conn:
             row = await conn.fetchrow(queries["lease"], hook.service, self.holder, LEASE_S)
+            if row is None:
+                holder = await conn.fetchval(queries["lease_holder"], hook.service)
+                if holder is not None and dead_here(holder):
+                    log.info("webhook %s: its holder %s is dead; taking over", hook.service, holder)
+                    row = await conn.fetchrow(
+                        queries["lease_from_dead"], hook.service, self.holder, LEASE_S, holder
+                    )
         if row is None:
             return None
         self._renewed[hook.service] = time.monotonic()

@@ -16,6 +16,18 @@ UPDATE webhook_checkpoints
    AND (leased_by IS NULL OR leased_by = $2 OR lease_until < clock_timestamp())
 RETURNING tx_id::text AS tx, position, delivered;
 
+-- name: lease_holder
+-- Who holds the webhook's lease now (NULL: nobody).
+SELECT leased_by FROM webhook_checkpoints WHERE service = $1;
+
+-- name: lease_from_dead
+-- Hub process $2 takes the webhook for $3 seconds from holder $4, a process known to be dead
+-- (killed on this machine: nothing released its lease); no row if $4 no longer holds it.
+UPDATE webhook_checkpoints
+   SET leased_by = $2, lease_until = clock_timestamp() + make_interval(secs => $3)
+ WHERE service = $1 AND leased_by = $4
+RETURNING tx_id::text AS tx, position, delivered;
+
 -- name: renew
 -- The holder $2 keeps its lease $3 seconds more; no row if it is no longer the holder.
 UPDATE webhook_checkpoints

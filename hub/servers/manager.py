@@ -37,6 +37,7 @@ from hub.servers import (
     config,
     isolation,
     local_spawner,
+    orphans,
     readiness,
     records,
     rules,
@@ -544,15 +545,12 @@ class ServerManager:
                 live.stopping = True
                 self._own(self._finish_stop(live, False, models.Metadata()), f"stop {live.user}")
                 continue
-            if live.process is None:
-                await self._fail(
-                    live,
-                    "the hub restarted and the server's process was gone"
-                    if state != "spawning"
-                    else "the hub stopped before the server's process was started",
-                    "system",
-                    None,
+            if live.process is None or state == "spawning":  # _fail stops an unrecorded one
+                gone = "the hub restarted and the server's process was gone"
+                early = "the hub stopped before the server's process was " + (
+                    "recorded; it was stopped" if live.process else "started"
                 )
+                await self._fail(live, early if state == "spawning" else gone, "system", None)
                 continue
             self._live[live.key] = live
             live.spawn_task = self._own(
@@ -562,7 +560,9 @@ class ServerManager:
     async def _adopt(self, row: Any) -> spawner.ServerProcess | None:
         """A recorded server's process if it runs: by its state (JupyterHub's spawners), or pid."""
         if not isinstance(self.spawner, spawner.ResumingSpawner):
-            return self.spawner.adopt(row["pid"]) if row["pid"] else None
+            if not row["pid"]:  # started, perhaps, but never recorded: found by its token
+                return await orphans.unrecorded(self.store, row["token_id"])
+            return self.spawner.adopt(row["pid"])
         user_id, user, name = row["user_id"], row["user_name"], row["server_name"]
         state = await records.spawner_state(self.store, user_id, name)
         return await self.spawner.resume(

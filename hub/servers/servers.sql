@@ -68,3 +68,7 @@ SELECT g.name FROM groups g JOIN group_members m USING (group_id) WHERE m.user_i
 SELECT data -> 'spawner_state' FROM events
  WHERE stream_id = $1 AND event_type = 'server.started'
  ORDER BY stream_version DESC LIMIT 1;
+
+-- name: spawn_token_hash
+-- The stored hash of a spawn's token: how a process started but never recorded is recognised.
+SELECT hash FROM token_secrets WHERE token_id = $1;

@@ -18,7 +18,9 @@ something to the database's processes, and measures:
 
 The cases: ``stall``, ``postmaster_kill``, ``slow``, ``disk_full`` (the database), ``hub_kill``
 and ``push_kill`` (the hub process killed under API writes, under git pushes) and
-``room_stall`` (a collab room edited through a stall).
+``room_stall`` (a collab room edited through a stall); and ``kill_faults``'s, the hub killed
+during spawns, a room's compaction, a session's execution, a webhook delivery and idempotent
+API writes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import pycrdt
 from collab import client as collab_client
 from hub import embedded_db
 from tests.helpers import wait_for
-from tests.integration import git_client
+from tests.integration import git_client, kill_faults
 from tests.integration.fault_hub import (
     ACQUIRE_TIMEOUT_S,
     BOUND_S,
@@ -453,6 +455,17 @@ CASES = {
     "hub_kill": hub_kill,
     "push_kill": push_kill,
     "room_stall": room_stall,
+    "spawn_kill": kill_faults.spawn_kill,
+    "compaction_kill": kill_faults.compaction_kill,
+    "execution_kill": kill_faults.execution_kill,
+    "webhook_kill": kill_faults.webhook_kill,
+    "idempotent_kill": kill_faults.idempotent_kill,
+}
+# What a case's hub needs beyond the harness's configuration.
+HUB_OPTIONS: dict[str, dict[str, Any]] = {
+    "spawn_kill": {"settings": kill_faults.SPAWN_SETTINGS},
+    "compaction_kill": {"env": kill_faults.COMPACTION_ENV},
+    "execution_kill": {"settings": kill_faults.SESSION_SETTINGS},
 }
 
 
@@ -461,7 +474,7 @@ async def run_all() -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, case in CASES.items():
         with reachable_dir() as root:
-            async with fault_hub(root) as hub:
+            async with fault_hub(root, **HUB_OPTIONS.get(name, {})) as hub:
                 try:
                     results[name] = await case(hub)
                 except CannotFill as exc:

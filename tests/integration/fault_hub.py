@@ -36,7 +36,7 @@ POOL_MAX = 10
 # busy machine.
 BOUND_S = ACQUIRE_TIMEOUT_S + STATEMENT_TIMEOUT_S + ACQUIRE_TIMEOUT_S + 2.0
 TOKEN = "faults-operator-token-0123456789abcdef"
-SCOPES = ["admin:users", "list:users", "tokens", "read:events"]
+SCOPES = ["admin:users", "list:users", "tokens", "read:events", "admin:servers"]
 WEBHOOK = """
 [[services]]
 name = "hook"
@@ -111,7 +111,7 @@ class FaultHub:
         postmaster = self.postmaster_pid()
         if postmaster is None:
             return []
-        return [postmaster, *_children(postmaster)]
+        return [postmaster, *children(postmaster)]
 
     def signal_database(self, sig: signal.Signals) -> None:
         for pid in self.postgres_pids():
@@ -131,9 +131,11 @@ class FaultHub:
 
     async def kill_and_restart(self) -> float:
         """Kill the hub process (SIGKILL) and start another on the same data directory (it
-        joins the embedded cluster, which runs on); the seconds until the new one serves."""
+        joins the embedded cluster, which runs on); the seconds until the new one serves.
+        A hub already killed (by the case, at its moment) is only started again."""
         killed = time.monotonic()
-        self.proc.kill()
+        if self.proc.returncode is None:
+            self.proc.kill()
         await self.proc.wait()
         self.proc, self.url = await _start(self.root, self.env)
         return time.monotonic() - killed
@@ -153,7 +155,13 @@ class FaultHub:
     # --- the API ----------------------------------------------------------------------------
 
     async def call(
-        self, method: str, path: str, *, token: str = TOKEN, json_body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str = TOKEN,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any, float, bool]:
         """One API request: status (0 if none came), body, seconds taken, Retry-After given."""
         assert self.session is not None
@@ -162,7 +170,7 @@ class FaultHub:
             async with self.session.request(
                 method,
                 f"{self.url}hub/api{path}",
-                headers={"Authorization": f"token {token}"},
+                headers={"Authorization": f"token {token}", **(headers or {})},
                 json=json_body,
                 timeout=aiohttp.ClientTimeout(total=60),
             ) as response:
@@ -362,10 +370,15 @@ async def health_ok(hub: FaultHub) -> bool:
 
 @dataclass
 class Hooks:
-    """What the webhook receiver was sent: user.created events, by user and by delivery id."""
+    """What the webhook receiver was sent: user.created events, by user and by delivery id,
+    answered 2xx. While ``holding``, a delivery is kept waiting until ``release`` is set, then
+    answered 503 (``held``: what arrived so)."""
 
     names: list[str] = field(default_factory=list)
     deliveries: list[str] = field(default_factory=list)
+    holding: bool = False
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    held: list[tuple[str, str]] = field(default_factory=list)
 
 
 @contextlib.asynccontextmanager
@@ -375,8 +388,13 @@ async def webhook_receiver() -> AsyncIterator[tuple[str, Hooks]]:
 
     async def receive(request: web.Request) -> web.Response:
         event = await request.json()
-        hooks.names.append(event["data"]["name"])
-        hooks.deliveries.append(request.headers["X-Chronohub-Delivery"])
+        name, delivery = event["data"]["name"], request.headers["X-Chronohub-Delivery"]
+        if hooks.holding:
+            hooks.held.append((name, delivery))
+            await hooks.release.wait()
+            return web.Response(status=503)
+        hooks.names.append(name)
+        hooks.deliveries.append(delivery)
         return web.Response(status=204)
 
     app = web.Application()
@@ -389,34 +407,48 @@ async def webhook_receiver() -> AsyncIterator[tuple[str, Hooks]]:
     try:
         yield f"http://127.0.0.1:{port}/hook", hooks
     finally:
+        hooks.release.set()  # no delivery left waiting
         await runner.cleanup()
 
 
 @contextlib.asynccontextmanager
-async def fault_hub(root: Path) -> AsyncIterator[FaultHub]:
+async def fault_hub(
+    root: Path, *, settings: str = "", env: dict[str, str] | None = None
+) -> AsyncIterator[FaultHub]:
     """``chronohub serve`` with its own embedded PostgreSQL in ``root`` (which other accounts
-    may pass through: a root hub's database runs as its own account)."""
-    async with webhook_receiver() as (hook_url, hooks), _serve(root, hook_url) as hub:
+    may pass through: a root hub's database runs as its own account); ``settings`` are more
+    top-level TOML lines of its configuration, ``env`` more of its environment."""
+    async with (
+        webhook_receiver() as (hook_url, hooks),
+        _serve(root, hook_url, settings, env or {}) as hub,
+    ):
         hub.hooks = hooks
         yield hub
 
 
 @contextlib.asynccontextmanager
-async def _serve(root: Path, hook_url: str) -> AsyncIterator[FaultHub]:
+async def _serve(
+    root: Path, hook_url: str, settings: str, extra_env: dict[str, str]
+) -> AsyncIterator[FaultHub]:
     config = root / "chronohub.toml"
-    config.write_text(service_toml(TOKEN, SCOPES) + WEBHOOK.format(url=hook_url))
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CHRONOHUB_", "PG")) and k != "DATABASE_URL"
-    } | {
-        "CHRONOHUB_CONFIG": str(config),
-        "CHRONOHUB_DATA_DIR": str(root / "state"),
-        "CHRONOHUB_EMBEDDED_DB_PORT": str(startup.free_port("127.0.0.1")),
-        "CHRONOHUB_DB_ACQUIRE_TIMEOUT": str(ACQUIRE_TIMEOUT_S),
-        "CHRONOHUB_DB_STATEMENT_TIMEOUT": str(STATEMENT_TIMEOUT_S),
-        "CHRONOHUB_DB_POOL_MAX": str(POOL_MAX),
-    }
+    # top-level keys before the tables ([[services]]), as TOML wants
+    config.write_text(settings + "\n" + service_toml(TOKEN, SCOPES) + WEBHOOK.format(url=hook_url))
+    env = (
+        {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CHRONOHUB_", "PG")) and k != "DATABASE_URL"
+        }
+        | {
+            "CHRONOHUB_CONFIG": str(config),
+            "CHRONOHUB_DATA_DIR": str(root / "state"),
+            "CHRONOHUB_EMBEDDED_DB_PORT": str(startup.free_port("127.0.0.1")),
+            "CHRONOHUB_DB_ACQUIRE_TIMEOUT": str(ACQUIRE_TIMEOUT_S),
+            "CHRONOHUB_DB_STATEMENT_TIMEOUT": str(STATEMENT_TIMEOUT_S),
+            "CHRONOHUB_DB_POOL_MAX": str(POOL_MAX),
+        }
+        | extra_env
+    )
     proc, url = await _start(root, env)
     hub = FaultHub(root, url, proc, env)
     try:
@@ -473,7 +505,7 @@ def reachable_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _children(parent: int) -> list[int]:
+def children(parent: int) -> list[int]:
     """The pids whose parent is ``parent`` (from /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
