@@ -463,7 +463,11 @@ async def run_proxy(
                 await chp.sync(table)
 
             sinks.append(to_chp)
-        follower = routes.RouteFollower(hub.store.pool, sinks, config.proxy_check_interval)
+        # Woken by the event log too: a server another hub process spawned is routed here
+        # as soon as it is ready there.
+        follower = routes.RouteFollower(
+            hub.store.pool, sinks, config.proxy_check_interval, wakeup=hub.store.wakeup
+        )
         await follower.start()
         stack.push_async_callback(follower.stop)
         manager.on_routes_changed(follower.refresh)
