@@ -32,7 +32,7 @@ from hub import bootstrap, context, data_dir, database, database_watch, errors, 
 from hub import settings as hub_settings
 from hub.api import auth as auth_api
 from hub.api import collab as collab_api
-from hub.api import collab_forward, openapi, service_reports
+from hub.api import collab_forward, collab_lease, openapi, service_reports
 from hub.api import groups as groups_api
 from hub.api import metrics as metrics_api
 from hub.api import project_content as project_content_api
@@ -295,6 +295,12 @@ def make_app(hub: context.Hub) -> web.Application:
     if hub.collab_sessions is not None:
         app[collab_api.SESSIONS] = hub.collab_sessions
     app[collab_forward.OWNERSHIP] = collab_forward.Ownership()  # its origin set once serving
+    if hub.collab_sessions is not None:  # renewed once serving, stopped before forgotten
+        leases = collab_lease.Leases(
+            hub.store.pool, hub.collab_sessions, hub.settings.collab_session_lease_s
+        )
+        app[collab_lease.LEASES] = leases
+        app.on_cleanup.append(leases.stop)
     app.on_cleanup.append(collab_forward.forget_owned)
     for module in (
         api,
@@ -543,10 +549,13 @@ async def _serve(
     try:
         host, port = app_runner.addresses[0][:2]
         # Other hub processes forward calls of this one's collaboration sessions here.
-        application[collab_forward.OWNERSHIP].origin = startup.url(
-            socket.gethostname() if host in ("0.0.0.0", "::") else host,  # noqa: S104
-            port,
-            "",
+        collab_forward.serve_at(
+            application,
+            startup.url(
+                socket.gethostname() if host in ("0.0.0.0", "::") else host,  # noqa: S104
+                port,
+                "",
+            ),
         )
         # The proxy sends /hub/ to the hub's internal address (where single-user servers call
         # its API too, as in JupyterHub: ``hub_url``, set before the site started).

@@ -149,7 +149,7 @@ async def nginx_hubs(db_url: str, tmp_path: Path) -> AsyncIterator[StartHubs]:
 
         async def start(n: int, extra_toml: str = "") -> Hubs:
             config = tmp_path / "chronohub.toml"
-            config.write_text(TOML + extra_toml)
+            config.write_text(extra_toml + TOML)  # top-level keys before the tables
             data = tmp_path / "data"  # one data directory for all, as on a shared volume
             # Started together (each takes seconds to start), each stopped by the stack.
             starting = [serving(db_url, tmp_path, config, data, name=f"hub{i}") for i in range(n)]
