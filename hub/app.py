@@ -64,7 +64,7 @@ from hub.projects import sessions as project_sessions
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
-from hub.servers import isolation, local_spawner, spawner
+from hub.servers import isolation, local_spawner, spawner, watch_others
 from hub.servers import manager as servers
 from hub.services import environment as service_environment
 from hub.services import supervisor as service_supervisor
@@ -152,16 +152,18 @@ async def open_hub(
                 await manager.start()
                 try:
                     await manager.readopt()
-                    yield context.Hub(
-                        settings=config,
-                        store=event_store,
-                        database=config.describe_database(),
-                        database_watch=watch,
-                        servers=manager,
-                        isolation=code,
-                        rooms=rooms,
-                        collab_sessions=sessions,
-                    )
+                    # Other processes' servers are watched here too (one may die).
+                    async with watch_others.OtherServers(event_store.pool, manager):
+                        yield context.Hub(
+                            settings=config,
+                            store=event_store,
+                            database=config.describe_database(),
+                            database_watch=watch,
+                            servers=manager,
+                            isolation=code,
+                            rooms=rooms,
+                            collab_sessions=sessions,
+                        )
                 finally:
                     await manager.close(stop_servers=config.cleanup_servers)
     finally:

@@ -1,11 +1,13 @@
 """A hub process killed (kill -9) behind nginx leaves no work stuck (issue 20): its
 collaboration session is taken over by another process once its lease expires (the room and
 the notebook survive, the kernel restarts, the participants see it in the document), and its
-user's server is still reached through the others and stopped by one of them."""
+users' servers are still reached through the others, stopped by them when asked, and watched
+by them (one that dies on its own is recorded failed)."""
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 from collab import client as collab_client
 from collab import notebook
 from hub import processes
+from hub.servers import watch_others
 from tests.helpers import wait_for
 from tests.integration.nginx_hubs import UPSTREAM, Hubs, StartHubs
 from tests.integration.serve_process import Served
@@ -136,18 +139,24 @@ async def test_a_dead_owners_session_is_taken_over_and_its_participants_see_it(
     assert types.count("collab_session.kernel_started") == 2, types
 
 
-async def test_a_dead_processs_server_is_reached_and_stopped_through_another(
+async def test_a_dead_processs_servers_are_reached_stopped_and_watched_through_another(
     nginx_hubs: StartHubs, db_url: str
 ) -> None:
     hubs = await nginx_hubs(2)
+    await hubs.call("POST", "/users/carol")
     spawned = await hubs.call("POST", "/users/alice/server")
     assert spawned.status == 202, spawned
+    await hubs.call("GET", "/")  # the other process's turn
+    also = await hubs.call("POST", "/users/carol/server")
+    assert also.status == 202, also
+    assert also.upstream == spawned.upstream  # both started by one process
 
-    async def ready() -> bool:
-        answer = await hubs.call("GET", "/users/alice")
+    async def ready(name: str) -> bool:
+        answer = await hubs.call("GET", f"/users/{name}")
         return bool(answer.body["servers"].get("", {}).get("ready"))
 
-    await wait_for(ready, timeout_s=60, every_s=0.1)
+    for name in ("alice", "carol"):
+        await wait_for(lambda name=name: ready(name), timeout_s=60, every_s=0.1)
     answered: set[str] = set()
 
     async def routed_everywhere() -> bool:  # a moment after ready (each proxy is woken)
@@ -157,18 +166,19 @@ async def test_a_dead_processs_server_is_reached_and_stopped_through_another(
         return len(answered) == 2
 
     await wait_for(routed_everywhere, timeout_s=5, every_s=0.05)
-    pid = await server_pid(db_url)
+    pid, carols = await server_pid(db_url, "alice"), await server_pid(db_url, "carol")
     spawner = process_at(hubs, spawned.upstream)
     spawner.kill()
     await spawner.process.wait()
-    # The server outlives the hub process that started it, and the process left routes to it.
+    # The servers outlive the hub process that started them, and the process left routes to
+    # them…
     assert processes.exists(pid)
     for _ in range(2):
         async with hubs.session.get(hubs.url("/user/alice/api"), allow_redirects=False) as r:
             assert r.status == 200, await r.text()
             assert await r.json() == {"version": "fake"}
             assert r.headers[UPSTREAM] != spawned.upstream
-    assert processes.exists(pid)
+    # …stops them when asked…
     stopped = await hubs.call("DELETE", "/users/alice/server")
     assert stopped.status in (202, 204), stopped
     assert stopped.upstream != spawned.upstream
@@ -181,20 +191,36 @@ async def test_a_dead_processs_server_is_reached_and_stopped_through_another(
 
     await wait_for(gone, timeout_s=30, every_s=0.1)
     await wait_for(lambda: not processes.exists(pid), timeout_s=10)
-    # And it starts again, through the process left.
+    # …and watches them: one that dies on its own is recorded failed, its route removed.
+    processes.signal_group(carols, signal.SIGKILL)
+
+    async def failed() -> bool:
+        conn = await asyncpg.connect(db_url)
+        try:
+            row = await conn.fetchrow(
+                "SELECT state, reason FROM servers WHERE user_name = 'carol' AND server_name = ''"
+            )
+        finally:
+            await conn.close()
+        return bool(row["state"] == "failed" and "exited on its own" in row["reason"])
+
+    await wait_for(failed, timeout_s=watch_others.CHECK_S + 15, every_s=0.2)
+    async with hubs.session.get(hubs.url("/user/carol/api"), allow_redirects=False) as r:
+        assert r.status != 200
+    # And alice's starts again, through the process left.
     again = await hubs.call("POST", "/users/alice/server")
     assert again.status == 202, again
-    await wait_for(ready, timeout_s=60, every_s=0.1)
+    await wait_for(lambda: ready("alice"), timeout_s=60, every_s=0.1)
     stopped = await hubs.call("DELETE", "/users/alice/server")
     assert stopped.status in (202, 204), stopped
 
 
-async def server_pid(db_url: str) -> int:
-    """The pid the log recorded for alice's default server."""
+async def server_pid(db_url: str, user: str) -> int:
+    """The pid the log recorded for ``user``'s default server."""
     conn = await asyncpg.connect(db_url)
     try:
         pid = await conn.fetchval(
-            "SELECT pid FROM servers WHERE user_name = 'alice' AND server_name = ''"
+            "SELECT pid FROM servers WHERE user_name = $1 AND server_name = ''", user
         )
     finally:
         await conn.close()
