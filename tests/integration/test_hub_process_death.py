@@ -107,6 +107,8 @@ async def test_a_dead_owners_session_is_taken_over_and_its_participants_see_it(
             assert str(staying.doc.get("notes", type=pycrdt.Text)) == "written before the kill"
             assert str(back.doc.get("notes", type=pycrdt.Text)) == "written before the kill"
             assert "asleep" in stream_text(back.doc, "c0")  # outputs stay
+            # and the cell left running by the dead kernel is idle (the page says "idle")
+            assert cell(staying.doc, "c0")["execution_state"] == "idle"
             # The new kernel runs what is asked next, for both.
             requests_of(back)["after"] = {"cell_id": "c1"}
             await wait_for(
