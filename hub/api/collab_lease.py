@@ -158,6 +158,7 @@ class Leases:
                     kernel_name=row["kernel_name"],
                     owner=row["room_owner"],
                     session_id=session_id,
+                    taken_over=True,
                 )
             except session_errors.SessionError as exc:
                 log.warning("could not take over collab session %s: %s", session_id, exc)

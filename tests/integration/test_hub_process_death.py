@@ -7,6 +7,7 @@ by them (one that dies on its own is recorded failed)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -127,18 +128,21 @@ async def test_a_dead_owners_session_is_taken_over_and_its_participants_see_it(
             " WHERE session_id = $1",
             uuid.UUID(session),
         )
-        types = [
-            r["event_type"]
-            for r in await conn.fetch(
-                "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version",
-                f"collab_session-{session}",
-            )
+        logged = await conn.fetch(
+            "SELECT event_type, data FROM events WHERE stream_id = $1 ORDER BY stream_version",
+            f"collab_session-{session}",
+        )
+        types = [r["event_type"] for r in logged]
+        created = [
+            json.loads(r["data"]) for r in logged if r["event_type"] == "collab_session.created"
         ]
     finally:
         await conn.close()
     assert row is not None
     assert row["leased"], (dict(row), [p.url for p in hubs.processes])
     assert types.count("collab_session.kernel_started") == 2, types
+    assert [c.get("taken_over", False) for c in created] == [False, True]
+    assert {c["created_by"] for c in created} == {"alice"}  # its kernel runs as alice's still
 
 
 async def test_a_dead_processs_servers_are_reached_stopped_and_watched_through_another(
