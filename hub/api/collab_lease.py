@@ -72,7 +72,7 @@ class Leases:
                 # The leases run out if this lasts: then another process may take over, and
                 # this one stops its copies at its next renewal.
                 log.warning("could not renew the collaboration sessions' leases: %s", exc)
-            except Exception:  # noqa: BLE001 - one failed round must not end the renewals
+            except Exception:  # one failed round must not end the renewals (logged)
                 log.exception("renewing the collaboration sessions' leases failed")
 
     async def renew(self) -> None:
