@@ -354,6 +354,13 @@ class Executor:
                         "status": "aborted",
                         "reason": "the session was restarted",
                     }
+                    if value.get("status") == "running":
+                        # Its cell was left running by a kernel that is gone (its hub
+                        # process died): idle now, so that nobody's page shows it busy.
+                        with contextlib.suppress(errors.SessionError):
+                            cell = notebook.find_code_cell(self.doc, str(value.get("cell_id")))
+                            if cell.get("execution_state") == "running":
+                                notebook.end_execution(cell, None)
 
     # --- running -----------------------------------------------------------------------
 

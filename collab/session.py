@@ -60,8 +60,10 @@ class Session:
         grace_period: float = 60.0,
         max_output_chars: int = 2_000_000,
         on_ended: Callable[[Session], None] | None = None,
+        taken_over: bool = False,
     ) -> None:
         self.session_id = session_id
+        self.taken_over = taken_over  # started again here: its earlier process died
         self.doc = doc
         self.room = room
         self.created_by = created_by
@@ -109,6 +111,7 @@ class Session:
                 kernel_name=self.kernel.kernel_name,
                 created_by=self.created_by.name,
                 runs_as=self.kernel.account,
+                taken_over=self.taken_over,
             ),
             self.created_by,
         )

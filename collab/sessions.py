@@ -166,6 +166,7 @@ class SessionManager:
         owner: str | None = None,
         session_id: uuid.UUID | None = None,
         seed_author: str | None = None,
+        taken_over: bool = False,
     ) -> Bound:
         """Start a session on room ``room_name`` (created, owned by ``creator``, if new).
 
@@ -173,6 +174,7 @@ class SessionManager:
         otherwise). ``seed_author``: whom the stored updates that load ``nb`` are attributed
         to (default the creator); a project's session loads its notebook as the hub
         (``system:chronohub``), so the room's update authors are the people who edited it.
+        ``taken_over``: the session ran in a hub process that died, and starts again here.
 
         A new room gets ``nb`` (or an empty notebook). An existing room keeps its document
         (its notebook and outputs from an earlier session); giving ``nb`` for a room that
@@ -200,7 +202,9 @@ class SessionManager:
                 with opened.transaction(seed_author or creator.label):
                     opened.doc.apply_update(update)
                 await opened.flushed()
-            return await self._start(opened, creator, kernel_name, owner, run_as, session_id)
+            return await self._start(
+                opened, creator, kernel_name, owner, run_as, session_id, taken_over
+            )
         finally:
             self._creating.discard(room_name)
 
@@ -221,6 +225,7 @@ class SessionManager:
         owner: str | None,
         run_as: kernels.RunAs | None,
         session_id: uuid.UUID | None = None,
+        taken_over: bool = False,
     ) -> Bound:
         session_id = session_id or uuid.uuid4()
         if session_id in self._bound:
@@ -245,6 +250,7 @@ class SessionManager:
             grace_period=self.grace_period,
             max_output_chars=self.max_output_chars,
             on_ended=self._forget,
+            taken_over=taken_over,
         )
         bound = Bound(session, opened, owner)
         self._bound[session_id] = bound

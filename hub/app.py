@@ -32,7 +32,7 @@ from hub import bootstrap, context, data_dir, database, database_watch, errors, 
 from hub import settings as hub_settings
 from hub.api import auth as auth_api
 from hub.api import collab as collab_api
-from hub.api import collab_forward, openapi, service_reports
+from hub.api import collab_forward, collab_lease, openapi, service_reports
 from hub.api import groups as groups_api
 from hub.api import metrics as metrics_api
 from hub.api import project_content as project_content_api
@@ -64,7 +64,7 @@ from hub.projects import sessions as project_sessions
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
-from hub.servers import isolation, local_spawner, spawner
+from hub.servers import isolation, local_spawner, spawner, watch_others
 from hub.servers import manager as servers
 from hub.services import environment as service_environment
 from hub.services import supervisor as service_supervisor
@@ -152,16 +152,18 @@ async def open_hub(
                 await manager.start()
                 try:
                     await manager.readopt()
-                    yield context.Hub(
-                        settings=config,
-                        store=event_store,
-                        database=config.describe_database(),
-                        database_watch=watch,
-                        servers=manager,
-                        isolation=code,
-                        rooms=rooms,
-                        collab_sessions=sessions,
-                    )
+                    # Other processes' servers are watched here too (one may die).
+                    async with watch_others.OtherServers(event_store.pool, manager):
+                        yield context.Hub(
+                            settings=config,
+                            store=event_store,
+                            database=config.describe_database(),
+                            database_watch=watch,
+                            servers=manager,
+                            isolation=code,
+                            rooms=rooms,
+                            collab_sessions=sessions,
+                        )
                 finally:
                     await manager.close(stop_servers=config.cleanup_servers)
     finally:
@@ -304,6 +306,12 @@ def make_app(hub: context.Hub) -> web.Application:
     if hub.collab_sessions is not None:
         app[collab_api.SESSIONS] = hub.collab_sessions
     app[collab_forward.OWNERSHIP] = collab_forward.Ownership()  # its origin set once serving
+    if hub.collab_sessions is not None:  # renewed once serving, stopped before forgotten
+        leases = collab_lease.Leases(
+            hub.store.pool, hub.collab_sessions, hub.settings.collab_session_lease_s
+        )
+        app[collab_lease.LEASES] = leases
+        app.on_cleanup.append(leases.stop)
     app.on_cleanup.append(collab_forward.forget_owned)
     for module in (
         api,
@@ -476,7 +484,11 @@ async def run_proxy(
                 await chp.sync(table)
 
             sinks.append(to_chp)
-        follower = routes.RouteFollower(hub.store.pool, sinks, config.proxy_check_interval)
+        # Woken by the event log too: a server another hub process spawned is routed here
+        # as soon as it is ready there.
+        follower = routes.RouteFollower(
+            hub.store.pool, sinks, config.proxy_check_interval, wakeup=hub.store.wakeup
+        )
         await follower.start()
         stack.push_async_callback(follower.stop)
         manager.on_routes_changed(follower.refresh)
@@ -552,10 +564,13 @@ async def _serve(
     try:
         host, port = app_runner.addresses[0][:2]
         # Other hub processes forward calls of this one's collaboration sessions here.
-        application[collab_forward.OWNERSHIP].origin = startup.url(
-            socket.gethostname() if host in ("0.0.0.0", "::") else host,  # noqa: S104
-            port,
-            "",
+        collab_forward.serve_at(
+            application,
+            startup.url(
+                socket.gethostname() if host in ("0.0.0.0", "::") else host,  # noqa: S104
+                port,
+                "",
+            ),
         )
         # The proxy sends /hub/ to the hub's internal address (where single-user servers call
         # its API too, as in JupyterHub: ``hub_url``, set before the site started).

@@ -554,6 +554,13 @@ class Settings(BaseSettings):
     collab_kernel_startup_timeout_s: float = Field(
         default=60.0, gt=0, description="How long a session's kernel may take to start"
     )
+    collab_session_lease_s: float = Field(
+        default=15.0,
+        ge=0.3,
+        description="How long a hub process's hold on a shared execution session lasts"
+        " unrenewed (it renews every third of this): once a process that died has not renewed"
+        " for this long, another process takes its sessions over and restarts their kernels",
+    )
 
     # Isolation of users' code (servers, session kernels) and of the embedded database.
     single_user_mode: bool = Field(

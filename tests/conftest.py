@@ -40,6 +40,7 @@ pytest_plugins = [
     "tests.integration.projects_fixtures",
     "tests.integration.publish_fixtures",
     "tests.integration.spawn_fixtures",
+    "tests.integration.nginx_hubs",
 ]
 
 TEMPLATE = "chronohub_template"

@@ -45,6 +45,9 @@ class SessionCreated(SessionEvent):
     # Everyone who may write to the room runs code as this account: the creator's own system
     # account, or the hub's in single-user mode. Absent from sessions recorded before it was.
     runs_as: str | None = Field(default=None, min_length=1, max_length=64)
+    # Another hub process started the session again (a new kernel on the same room and
+    # document) because the one that ran it died: its lease on the session expired.
+    taken_over: bool = False
 
 
 class SessionEnded(SessionEvent):

@@ -252,7 +252,7 @@ async def create_session(request: web.Request) -> web.Response:
     bound = await manager.create(
         room, creator, nb=command.notebook, kernel_name=command.kernel_name, owner=owner
     )
-    await collab_forward.claim(request, bound.session.session_id, room)
+    await collab_forward.claim(request, bound)
     return _json(render(request, bound), 201)
 
 

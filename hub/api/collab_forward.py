@@ -11,23 +11,33 @@ relayed as is. A forwarded request is marked (``FORWARDED``) and never forwarded
 owner that does not answer is gone, and its sessions with it: its row is removed and the
 caller gets 404, as for any unknown session.
 
-A process that stops forgets the sessions it owned (``forget_owned``). Sessions that end on
-their own (the grace period after the last participant left) keep their row until someone
-asks: the owner then answers 404 itself.
+The owner holds a lease on each session it runs (hub/api/collab_lease.py). An owner that
+does not answer while its lease runs may be stalled or restarting: 503 with ``Retry-After``
+(the lease's remaining seconds). Once its lease has expired, the process asked takes the
+session over and answers itself. Rows recorded before leases (no creator, kernel) cannot be
+taken over: an owner of one that does not answer is forgotten, and the caller gets 404.
+
+A process that stops forgets the sessions it owned (``forget_owned``); their kernels end with
+it. Sessions that end on their own (the grace period after the last participant left) lose
+their row at their owner's next lease renewal.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from collab import sessions
 from events import sql
 from hub import errors as hub_errors
+from hub.api import collab_lease
 from hub.auth import access, collab_access
 from hub.context import HUB
 
@@ -71,13 +81,29 @@ def _origin(request: web.Request) -> str | None:
     return ownership.origin if ownership is not None else None
 
 
-async def claim(request: web.Request, session_id: uuid.UUID, room: str) -> None:
-    """Record this process as the owner of a session it just opened."""
+async def claim(request: web.Request, bound: sessions.Bound) -> None:
+    """Record this process as the owner of a session it just opened, with a lease and what
+    another process needs to take it over."""
     origin = _origin(request)
     if origin is None:
         return
+    session = bound.session
+    leases = request.app.get(collab_lease.LEASES)
+    lease_s = request.app[HUB].settings.collab_session_lease_s
     async with request.app[HUB].store.pool.acquire() as conn:
-        await conn.execute(queries["claim"], session_id, room, origin)
+        await conn.execute(
+            queries["claim"],
+            session.session_id,
+            session.room,
+            origin,
+            session.kernel.kernel_name,
+            session.created_by.kind,
+            session.created_by.name,
+            bound.owner,
+            lease_s,
+        )
+    if leases is not None:
+        leases.claimed.add(session.session_id)
 
 
 async def release(request: web.Request, session_id: uuid.UUID) -> None:
@@ -86,6 +112,15 @@ async def release(request: web.Request, session_id: uuid.UUID) -> None:
         return
     async with request.app[HUB].store.pool.acquire() as conn:
         await conn.execute(queries["release_session"], session_id)
+
+
+def serve_at(app: web.Application, origin: str) -> None:
+    """The process serves at ``origin``: other processes reach its sessions there, and its
+    leases on them are renewed from now on."""
+    app[OWNERSHIP].origin = origin
+    leases = app.get(collab_lease.LEASES)
+    if leases is not None:
+        leases.start(origin)
 
 
 async def forget_owned(app: web.Application) -> None:
@@ -104,7 +139,8 @@ async def elsewhere(
     request: web.Request, session_id: uuid.UUID, here: bool
 ) -> web.StreamResponse | None:
     """The owner's answer when another process runs the session; None to answer here
-    (``here``: this process holds it; or nobody does, or the caller may not use sessions)."""
+    (``here``: this process holds it, or has just taken it over; or nobody does, or the
+    caller may not use sessions)."""
     origin = _origin(request)
     if here or origin is None or FORWARDED in request.headers:
         return None
@@ -112,13 +148,22 @@ async def elsewhere(
     if not (grants.holds(collab_access.READ) or grants.holds(collab_access.WRITE)):
         return None  # refused here, as without forwarding: no relay for strangers
     async with request.app[HUB].store.pool.acquire() as conn:
-        owner = await conn.fetchval(queries["owner"], session_id)
-    if owner is None or owner == origin:
+        owner = await conn.fetchrow(queries["owner"], session_id)
+    leases = request.app.get(collab_lease.LEASES)
+    if owner is None:
         return None
+    if owner["origin"] == origin:
+        if leases is not None:  # a takeover of it may be under way here
+            await leases.take_over(session_id)
+        return None
+    if owner["takeable"] and not owner["leased"] and leases is not None:
+        await leases.take_over(session_id)  # whoever wins, the session runs somewhere now
+        return await elsewhere(request, session_id, leases.manager.get(session_id) is not None)
     return await _forward(request, session_id, owner)
 
 
-async def _forward(request: web.Request, session_id: uuid.UUID, owner: str) -> web.Response:
+async def _forward(request: web.Request, session_id: uuid.UUID, row: Any) -> web.Response:
+    owner: str = row["origin"]
     headers = CIMultiDict(
         (k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED
     )
@@ -154,6 +199,21 @@ async def _forward(request: web.Request, session_id: uuid.UUID, owner: str) -> w
             f"collaboration session {session_id}: its hub process did not answer in time"
         ) from None
     except aiohttp.ClientConnectionError:
+        if row["takeable"]:
+            # Dead, or restarting: its lease says when another process may take over.
+            wait = max(1, math.ceil(row["lease_left_s"]))
+            log.warning(
+                "collab session %s: its owner %s does not answer; taken over when its lease"
+                " expires (in %ss)",
+                session_id,
+                owner,
+                wait,
+            )
+            raise hub_errors.Busy(
+                f"collaboration session {session_id}: its hub process does not answer; another"
+                f" takes it over in {wait}s",
+                retry_after_s=wait,
+            ) from None
         log.warning("collab session %s: its owner %s does not answer; forgotten", session_id, owner)
         async with request.app[HUB].store.pool.acquire() as conn:
             await conn.execute(queries["release_gone"], session_id, owner)

@@ -1,10 +1,21 @@
 -- name: claim
-INSERT INTO collab_session_owners (session_id, room, origin) VALUES ($1, $2, $3)
+-- The lease starts with the claim; $4-$7: what a process taking the session over needs.
+INSERT INTO collab_session_owners
+    (session_id, room, origin, lease_until, kernel_name, created_by_kind, created_by, room_owner)
+    VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $8), $4, $5, $6, $7)
     ON CONFLICT (session_id) DO UPDATE SET room = excluded.room, origin = excluded.origin,
-                                           claimed = clock_timestamp();
+        lease_until = excluded.lease_until, kernel_name = excluded.kernel_name,
+        created_by_kind = excluded.created_by_kind, created_by = excluded.created_by,
+        room_owner = excluded.room_owner, claimed = clock_timestamp();
 
 -- name: owner
-SELECT origin FROM collab_session_owners WHERE session_id = $1;
+-- Its owner, whether the owner's lease runs (and for how many more seconds), and whether
+-- another process could take it over (rows claimed before leases cannot).
+SELECT origin,
+       lease_until > clock_timestamp() AS leased,
+       greatest(extract(epoch FROM lease_until - clock_timestamp()), 0)::float8 AS lease_left_s,
+       created_by IS NOT NULL AS takeable
+  FROM collab_session_owners WHERE session_id = $1;
 
 -- name: release_session
 DELETE FROM collab_session_owners WHERE session_id = $1;

@@ -209,7 +209,7 @@ async def open_on_project(
         # unbound to its project
         await manager.shutdown(session_id)
         raise
-    await collab_forward.claim(request, session_id, room)  # reached from other hub processes
+    await collab_forward.claim(request, bound)  # reached from other hub processes
     return ProjectSession(
         session=collab_api.render(request, bound),
         project=full_name,

@@ -30,7 +30,7 @@ import aiohttp
 from events import models, sql, store, tasks
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
-from hub import metrics, startup
+from hub import metrics, processes, startup
 from hub.auth import tokens
 from hub.auth.oauth import clients as oauth_clients
 from hub.servers import (
@@ -96,7 +96,7 @@ class ServerManager:
     async def close(self, *, stop_servers: bool = False) -> None:
         """Stop servers if asked (``cleanup_servers``), then cancel every task this owns."""
         if stop_servers:
-            for live in list(self._live.values()):
+            for live in [live for live in self._live.values() if not live.watch_only]:
                 # Each server on its own: one that cannot be stopped does not keep the others
                 # running, and what went wrong is in the log.
                 try:
@@ -340,7 +340,24 @@ class ServerManager:
         async with self._lock(live.key):
             if live.stopping or self._live.get(live.key) is not live:
                 return
+            async with self.store.pool.acquire() as conn:  # another process ended it first?
+                row = await self.server_row(conn, live.user_id, live.server_name)
+            if row is None or row["state"] not in ("started", "ready"):
+                del self._live[live.key]
+                return
             await self._fail(live, f"the server exited on its own with code {code}", "system", None)
+
+    def watch_started_elsewhere(self, row: Any) -> None:
+        """Watch a ready server (a ``servers`` row) another hub process started, perhaps dead
+        since (hub/servers/watch_others.py); a process gone already is recorded failed."""
+        key, pid = (row["user_id"], row["server_name"]), row["pid"]
+        if self.adapted or not pid or key in self._live or key in self._locks:
+            return
+        live = running.Live(key[0], row["user_name"], key[1], row["token_id"], watch_only=True)
+        live.process = self.spawner.adopt(pid) or processes.AdoptedProcess(pid)
+        self._live[key] = live
+        live.finish("ready")
+        live.watcher = self._own(self._watch(live), f"watch {live.user}/{live.server_name}")
 
     async def _fail(
         self, live: running.Live, reason: str, kind: str, meta: models.Metadata | None
@@ -494,17 +511,8 @@ class ServerManager:
         meta: models.Metadata,
     ) -> None:
         """Rename a stopped server (JupyterHub 6's PATCH with ``name``); see ``records``."""
-        await records.rename(
-            self.store,
-            self.settings,
-            user_id,
-            user,
-            server_name,
-            new_name,
-            display_name,
-            options,
-            meta,
-        )
+        await records.rename(self.store, self.settings, user_id, user, server_name, new_name,
+                             display_name, options, meta)  # fmt: skip
 
     # --- progress -----------------------------------------------------------------------------
 

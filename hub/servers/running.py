@@ -33,6 +33,9 @@ class Live:
     spawn_task: asyncio.Task[None] | None = None
     watcher: asyncio.Task[None] | None = None
     stopping: bool = False
+    # Started by another hub process (perhaps dead since), watched here so that its exit is
+    # recorded: this process does not stop it at its own shutdown.
+    watch_only: bool = False
     outcome: asyncio.Future[str] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )

@@ -421,6 +421,7 @@ async def test_requests_left_running_by_an_earlier_session_are_marked_aborted(
             "requester": "alice",
             "status": "running",
         }
+        notebook.begin_execution(notebook.find_code_cell(doc, "c0"))  # by a kernel now gone
     async with make_session(doc, recorded):
         assert entry(doc, "old") == {
             "cell_id": "c0",
@@ -428,6 +429,7 @@ async def test_requests_left_running_by_an_earlier_session_are_marked_aborted(
             "status": "aborted",
             "reason": "the session was restarted",
         }
+        assert notebook.find_code_cell(doc, "c0")["execution_state"] == "idle"
 
 
 async def test_displays_are_updated_in_place_and_clear_output_waits(recorded: Recorded) -> None:

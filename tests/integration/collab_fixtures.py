@@ -86,7 +86,7 @@ async def serving(
             async with test_utils.TestClient(server) as client:
                 # as a serving hub does: other hubs forward its sessions' calls here
                 assert client.app is not None
-                client.app[collab_forward.OWNERSHIP].origin = f"http://127.0.0.1:{server.port}"
+                collab_forward.serve_at(client.app, f"http://127.0.0.1:{server.port}")
                 yield CollabHub(
                     api=Api(client, event_store),
                     rooms=room_set,

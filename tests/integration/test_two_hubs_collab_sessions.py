@@ -109,3 +109,84 @@ def _outputs(doc: Any) -> list[dict[str, Any]]:
 
     outputs: list[dict[str, Any]] = cell(doc, "c0").get("outputs", [])
     return outputs
+
+
+async def test_a_dead_owners_session_answers_503_until_its_lease_expires_then_is_taken_over(
+    event_store: store.EventStore, db_url: str
+) -> None:
+    async with serving(event_store, db_url, collab_session_lease_s=1.5) as b:
+        alice = await b.token("alice")
+        async with serving(event_store, db_url, collab_session_lease_s=1.5) as a:
+            status, created = await a.api.call("POST", SESSIONS, alice, json={"notebook": nb("1")})
+            assert status == 201, created
+            async with event_store.pool.acquire() as conn:
+                row = await conn.fetchrow(
+                    "SELECT * FROM collab_session_owners WHERE session_id = $1",
+                    uuid.UUID(created["id"]),
+                )
+        # A stopped and forgot its session; a killed process would not have: its row is
+        # left as it was, its lease running out, naming an address where nothing answers.
+        assert row is not None
+        assert row["created_by"] == "alice"
+        assert row["kernel_name"] == "python3"
+        dead = f"http://127.0.0.1:{startup.free_port('127.0.0.1')}"
+        async with event_store.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO collab_session_owners (session_id, room, origin, lease_until,"
+                " kernel_name, created_by_kind, created_by, room_owner)"
+                " VALUES ($1, $2, $3, clock_timestamp() + interval '1.5 s', $4, $5, $6, $7)",
+                row["session_id"], row["room"], dead, row["kernel_name"],
+                row["created_by_kind"], row["created_by"], row["room_owner"],
+            )  # fmt: skip
+        one = f"{SESSIONS}/{created['id']}"
+        response = await b.api.client.get(
+            "/hub/api" + one, headers={"Authorization": f"token {alice}"}
+        )
+        assert response.status == 503, await response.text()
+        assert 1 <= int(response.headers["Retry-After"]) <= 2
+        assert "takes it over in" in (await response.json())["message"]
+
+        async def answered() -> bool:
+            return (await b.api.call("GET", one, alice))[0] == 200
+
+        await wait_for(answered, timeout_s=60, every_s=0.1)
+        assert b.sessions is not None
+        assert b.sessions.get(uuid.UUID(created["id"])) is not None  # B runs it now
+        assert (await owners(event_store))[created["id"]] == str(b.api.client.make_url("")).rstrip(
+            "/"
+        )
+
+
+async def test_a_process_that_lost_its_lease_stops_its_copy_of_the_session(
+    event_store: store.EventStore, db_url: str
+) -> None:
+    async with serving(event_store, db_url, collab_session_lease_s=1.5) as a:
+        alice = await a.token("alice")
+        status, created = await a.api.call("POST", SESSIONS, alice, json={"notebook": nb("1")})
+        assert status == 201, created
+        assert a.sessions is not None
+        session_id = uuid.UUID(created["id"])
+        # Renewed while it runs here…
+        async with event_store.pool.acquire() as conn:
+            first = await conn.fetchval(
+                "SELECT lease_until FROM collab_session_owners WHERE session_id = $1", session_id
+            )
+
+        async def renewed() -> bool:
+            async with event_store.pool.acquire() as conn:
+                now = await conn.fetchval(
+                    "SELECT lease_until FROM collab_session_owners WHERE session_id = $1",
+                    session_id,
+                )
+            return bool(now > first)
+
+        await wait_for(renewed, timeout_s=10, every_s=0.05)
+        # …until another process took it over (this one stalled past its lease): it stops.
+        async with event_store.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE collab_session_owners SET origin = 'http://127.0.0.1:9' WHERE"
+                " session_id = $1",
+                session_id,
+            )
+        await wait_for(lambda: a.sessions.get(session_id) is None, timeout_s=10)
+        assert (await owners(event_store))[created["id"]] == "http://127.0.0.1:9"

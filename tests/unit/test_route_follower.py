@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from events import notify
 from hub.proxy import routes, table
 from tests.helpers import wait_for
 
@@ -68,3 +69,29 @@ async def test_a_database_error_is_logged_and_the_follower_resumes_syncing(
     finally:
         await follower.stop()
     assert not any(r.levelno >= logging.ERROR for r in caplog.records)  # never died
+
+
+async def test_a_wake_up_of_the_log_reads_the_table_at_once_and_hands_on_only_a_change() -> None:
+    """Another hub process's spawn reaches this one's proxy as soon as the log wakes it (not
+    at the next periodic check); a wake-up that changed no route bothers no proxy."""
+    pool = FlakyPool([row("/user/a/", "http://127.0.0.1:1")])
+    seen: list[list[table.Route]] = []
+
+    async def sink(routes_: list[table.Route]) -> None:
+        seen.append(routes_)
+
+    wakeup = notify.Wakeup()
+    follower = routes.RouteFollower(pool, [sink], interval=3600, wakeup=wakeup)
+    await follower.start()
+    try:
+        assert len(seen) == 1
+        pool.rows = [row("/user/a/", "http://127.0.0.1:1"), row("/user/b/", "http://127.0.0.1:2")]
+        wakeup.fire()
+        await wait_for(lambda: len(seen) == 2, timeout_s=2)
+        assert [r.prefix for r in seen[-1]] == ["/user/a/", "/user/b/"]
+        reads = pool.reads
+        wakeup.fire()  # nothing changed
+        await wait_for(lambda: pool.reads > reads, timeout_s=2)
+        assert len(seen) == 2
+    finally:
+        await follower.stop()
