@@ -219,6 +219,9 @@ export class CellView {
       }
     })
     this.placeholder.replaceWith(this.editor.dom)
+    if (performance.getEntriesByName('chronohub:first-editor').length === 0) {
+      performance.mark('chronohub:first-editor') // for bench/browser.py's breakdown
+    }
     use(this.editor)
   }
 
