@@ -48,6 +48,7 @@ const editorLoaded = import('./editor').then(module => {
 const onScreen: CellView[] = []
 const nearScreen: CellView[] = []
 let scheduled = false
+let painted = true // a frame was painted since the last batch (the observer reports after one)
 const BATCH_MS = 8
 
 function inOrder (views: CellView[]): void {
@@ -70,6 +71,7 @@ function pump (deadline?: IdleDeadline): void {
     if (view === undefined) break
     view.withEditor(() => {})
   } while (budget())
+  painted = false
   schedule()
 }
 
@@ -77,8 +79,10 @@ function schedule (): void {
   if (scheduled || editorModule === null) return
   if (onScreen.length > 0) {
     scheduled = true
-    // after the next frame: the browser paints (and answers input) between batches
-    requestAnimationFrame(() => setTimeout(pump, 0))
+    // the browser paints (and answers input) between batches: after the next frame, if none
+    // was painted since the last batch
+    if (painted) setTimeout(pump, 0)
+    else requestAnimationFrame(() => setTimeout(pump, 0))
   } else if (nearScreen.length > 0) {
     scheduled = true
     requestIdleCallback(pump, { timeout: 500 })
@@ -93,6 +97,7 @@ function forget (view: CellView): void {
 }
 
 const watcher = new IntersectionObserver(entries => {
+  painted = true
   for (const entry of entries) {
     const view = (entry.target as HTMLElement & { cellView?: CellView }).cellView
     if (view === undefined) continue
