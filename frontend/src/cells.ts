@@ -43,8 +43,9 @@ const editorLoaded = import('./editor').then(module => {
 // view costs a few milliseconds to build and again to measure at the next frame, and fifty of
 // them cost half a second of the page's start. On the page's start, the cells on the screen come
 // first, in document order, a few at a time (BATCH_MS, then the browser paints): the first cells
-// are editable before anything below the screen is built. Cells near the screen (within a
-// screen's height, for scrolling) are built when the browser is idle.
+// are editable before anything below the screen is built. Cells near the screen (those the
+// browser lays out beyond its edges: content-visibility in chronohub.css) are built when the
+// browser is idle, ready for scrolling.
 const onScreen: CellView[] = []
 const nearScreen: CellView[] = []
 let scheduled = false

@@ -32,17 +32,18 @@ let markupLoaded: Promise<void> | null = null // asked for by the first element 
 
 /** Set ``el``'s content to ``html(markup)``: now if the markup chunk is here, else when it is. */
 export function setMarkup (el: HTMLElement, html: (markup: typeof import('./markup')) => string): void {
+  // ``el`` is tagged with its latest request: an earlier one still waiting for the chunk is dropped
+  const tagged = el as HTMLElement & { markupRequest?: symbol }
+  const request = Symbol('markup')
+  tagged.markupRequest = request
   if (markupModule !== null) {
     el.innerHTML = html(markupModule)
     return
   }
   el.replaceChildren()
-  // ``el`` is tagged with this request: a later one (the cell drawn again) wins
-  const request = Symbol('markup')
-  ;(el as HTMLElement & { markupRequest?: symbol }).markupRequest = request
   markupLoaded ??= import('./markup').then(module => { markupModule = module })
   void markupLoaded.then(() => {
-    if ((el as HTMLElement & { markupRequest?: symbol }).markupRequest === request) el.innerHTML = html(markupModule!)
+    if (tagged.markupRequest === request) el.innerHTML = html(markupModule!)
   })
 }
 
