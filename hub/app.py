@@ -48,7 +48,7 @@ from hub.api import tokens as tokens_api
 from hub.api import users as users_api
 from hub.audit import history as audit
 from hub.audit import webhooks
-from hub.auth import access, collab_access, identity, login
+from hub.auth import access, collab_access, identity, login, login_cookies
 from hub.auth.authenticators import base as authenticator_base
 from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
@@ -336,7 +336,11 @@ def make_app(hub: context.Hub) -> web.Application:
     login.install(app, hub)  # the login cookie
     # REST writes retried with an Idempotency-Key: after the callers are known (both ways)
     app.middlewares.append(
-        idempotency.middleware(_caller_label, hub.settings.idempotency_key_lifetime_s)
+        idempotency.middleware(
+            _caller_label,
+            hub.settings.idempotency_key_lifetime_s,
+            login_cookies.load_secret(hub.settings),
+        )
     )
     adopt_authenticator(hub, app[identity.AUTH].authenticator)
     if isinstance(checking := app[identity.AUTH].authenticator, authenticator_base.SessionChecking):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -101,9 +102,11 @@ def parse_key(values: list[str]) -> str:
     return key
 
 
-def middleware(caller_of: CallerOf, lifetime_s: float) -> Any:
+def middleware(caller_of: CallerOf, lifetime_s: float, secret: bytes) -> Any:
     """The middleware for the hub's application; ``caller_of`` names the request's caller
-    (None: nobody authenticated, so no key is kept), ``lifetime_s`` how long a key lives."""
+    (None: nobody authenticated, so no key is kept), ``lifetime_s`` how long a key lives,
+    ``secret`` the hub's (its cookie secret, the same in every process) that the stored keys and
+    answers are derived with."""
 
     @web.middleware
     async def idempotent(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -114,7 +117,7 @@ def middleware(caller_of: CallerOf, lifetime_s: float) -> Any:
         caller = caller_of(request)
         if caller is None:
             return await handler(request)  # it refuses the request: nothing to remember
-        entry = _Entry(caller, key, request.method, request.path_qs, await request.read())
+        entry = _Entry(secret, caller, key, request.method, request.path_qs, await request.read())
         event_store = request.app[HUB].store
         async with event_store.connection() as conn:
             if (answer := await entry.stored(conn)) is not None:
@@ -148,11 +151,19 @@ async def _beside(event_store: store.EventStore) -> AsyncIterator[sql.Connection
 class _Entry:
     """One request's key: where its answer is kept, and how that answer is sealed."""
 
-    def __init__(self, caller: str, key: str, method: str, path: str, body: bytes) -> None:
+    def __init__(
+        self, secret: bytes, caller: str, key: str, method: str, path: str, body: bytes
+    ) -> None:
         scoped = f"{caller}\0{key}".encode()
-        self.lookup = hashlib.sha256(b"chronohub idempotency lookup\0" + scoped).digest()
-        # Sealed with a key only the client (who holds the idempotency key) can derive.
-        self._aead = AESGCM(hashlib.sha256(b"chronohub idempotency answer\0" + scoped).digest())
+
+        def derived(purpose: bytes) -> bytes:
+            return hmac.new(secret, purpose + b"\0" + scoped, hashlib.sha256).digest()
+
+        self.lookup = derived(b"chronohub idempotency lookup")
+        # Sealed with a key derived from the client's idempotency key and the hub's secret: a
+        # reader of the database (a backup, an export) holds neither, and a guessable key
+        # ("1") alone does not open an answer that carries a token.
+        self._aead = AESGCM(derived(b"chronohub idempotency answer"))
         digest = hashlib.sha256(f"{method}\0{path}\0".encode())
         digest.update(body)
         self.fingerprint = digest.digest()
