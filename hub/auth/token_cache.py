@@ -6,7 +6,8 @@ the same way. So each hub process keeps token hash -> what it resolved to, and f
 all when anything it was worked out from changes:
 
 * in any process: an event that changes tokens, users, groups, roles, shares or services
-  fires a trigger on the event log (``migrations/0018_auth_notify.sql``) that NOTIFYs
+  fires a trigger on the event log (``migrations/0018_token_cache_and_users_json.sql``)
+  that NOTIFYs
   ``chronohub_auth`` from inside the appending transaction, delivered when, and only if, it
   commits. Every process LISTENs (on a connection of its own, ``notify.Channel``) and empties
   its cache on each notification;
@@ -40,7 +41,8 @@ MAX_ENTRIES = 20_000
 MAX_AGE_S = 30.0
 
 # The event types that change what a token resolves to: the trigger's list in
-# migrations/0018_auth_notify.sql (tests/integration/test_token_cache.py checks they agree).
+# migrations/0018_token_cache_and_users_json.sql (tests/integration/test_token_cache.py
+# checks that they agree).
 INVALIDATING = frozenset(
     {
         "token.revoked",

@@ -26,3 +26,16 @@ CREATE TRIGGER auth_changed AFTER INSERT ON events FOR EACH ROW
         'service.registered', 'service.removed',
         'oauth_client.removed'))
     EXECUTE FUNCTION chronohub_auth_changed();
+
+-- JupyterHub's timestamp format (ISO 8601 in UTC with a 'Z', microseconds only when there
+-- are any), as hub/web/body.py's iso() writes it: for the JSON the users list has
+-- PostgreSQL build (hub/reads/users.sql, users_page_json). A plain SQL function, inlined;
+-- '.000000Z' can only be the end, and replace() is cheaper than a test and two formats.
+CREATE FUNCTION chronohub_iso(ts timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT replace(to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   '.000000Z', 'Z')
+$$;
+
+-- The users list's default order (creation, then name: hub/reads/users.sql), read from an
+-- index down to the page asked for rather than sorted whole at each request.
+CREATE INDEX users_created ON users (created, name);
