@@ -101,13 +101,15 @@ SELECT gr.name AS group_name, u.name AS user_name
 -- decoding it: the items, how many, the total, and the ids of the page's users with servers
 -- to show ($4: stopped ones too), whose server fields the hub adds itself (hub/api/users.py).
 -- The page is read from an index (users_created) down to where it ends, instead of every
--- user sorted at each request. No filters and one order: PostgreSQL then keeps one generic
--- plan for the prepared statement; with the filters' parameters it planned every request
--- afresh (their generic plan looked dearer), which cost half as much again as running it.
+-- user sorted at each request. No filters, one order, and the page's rows passed on as an
+-- array (whose size the planner guesses without the parameters): PostgreSQL then keeps one
+-- generic plan for the prepared statement. Otherwise the generic plan's estimate grew with
+-- its guess at the page size (a LIMIT by parameter), it planned every request afresh, and
+-- planning cost half as much again as running it.
 WITH page AS (
-    SELECT p.*, row_number() OVER () AS n
-      FROM (SELECT u.user_id, u.name, u.admin, u.created
-              FROM users u ORDER BY u.created, u.name OFFSET $1 LIMIT $2) p
+    SELECT p.user_id, p.name, p.admin, p.created, p.ordinality AS n
+      FROM unnest(ARRAY(SELECT u FROM users u ORDER BY u.created, u.name OFFSET $1 LIMIT $2))
+           WITH ORDINALITY AS p
 ), models AS (
     SELECT p.n, p.user_id,
            EXISTS (SELECT 1 FROM servers s WHERE s.user_id = p.user_id
