@@ -105,40 +105,58 @@ SELECT gr.name AS group_name, u.name AS user_name
 -- array (whose size the planner guesses without the parameters): PostgreSQL then keeps one
 -- generic plan for the prepared statement. Otherwise the generic plan's estimate grew with
 -- its guess at the page size (a LIMIT by parameter), it planned every request afresh, and
--- planning cost half as much again as running it.
+-- planning cost half as much again as running it. Groups, roles, activity and servers are
+-- joined to the page as sets, not looked up per user (a fifth less of PostgreSQL's time).
 WITH page AS (
     SELECT p.user_id, p.name, p.admin, p.created, p.ordinality AS n
       FROM unnest(ARRAY(SELECT u FROM users u ORDER BY u.created, u.name OFFSET $1 LIMIT $2))
            WITH ORDINALITY AS p
+), grp AS (
+    SELECT m.user_id, array_agg(gr.name ORDER BY gr.name) AS names
+      FROM group_members m JOIN groups gr USING (group_id)
+     WHERE m.user_id IN (SELECT user_id FROM page)
+     GROUP BY m.user_id
+), rol AS (
+    SELECT g.principal, array_agg(g.role) AS roles
+      FROM role_grants g
+     WHERE g.principal_kind = 'user' AND g.principal IN (SELECT user_id::text FROM page)
+     GROUP BY g.principal
+), act AS (
+    SELECT a.user_id, max(a.last_activity) AS last_activity
+      FROM activity a WHERE a.user_id IN (SELECT user_id FROM page)
+     GROUP BY a.user_id
+), srv AS (
+    SELECT DISTINCT s.user_id FROM servers s
+     WHERE s.user_id IN (SELECT user_id FROM page)
+       AND ($4::boolean OR s.state IN ('spawning', 'started', 'ready', 'stopping'))
 ), models AS (
-    SELECT p.n, p.user_id,
-           EXISTS (SELECT 1 FROM servers s WHERE s.user_id = p.user_id
-                      AND ($4::boolean OR s.state IN ('spawning', 'started', 'ready', 'stopping')))
-               AS with_servers,
+    SELECT p.n, p.user_id, srv.user_id IS NOT NULL AS with_servers,
            jsonb_build_object(
                'kind', 'user',
                'name', p.name,
                'admin', p.admin,
-               'roles', to_jsonb(ARRAY(
-                   SELECT DISTINCT r COLLATE "C" FROM unnest(
-                       ARRAY['user'] || CASE WHEN p.admin THEN ARRAY['admin'] ELSE '{}' END
-                       || ARRAY(SELECT g.role FROM role_grants g
-                                 WHERE g.principal_kind = 'user'
-                                   AND g.principal = p.user_id::text)) r
-                    ORDER BY 1)),
-               'groups', to_jsonb(ARRAY(SELECT gr.name
-                                          FROM group_members m JOIN groups gr USING (group_id)
-                                         WHERE m.user_id = p.user_id ORDER BY gr.name)),
+               'roles', CASE WHEN rol.roles IS NULL
+                             THEN CASE WHEN p.admin THEN '["admin", "user"]'::jsonb
+                                       ELSE '["user"]'::jsonb END
+                             ELSE to_jsonb(ARRAY(
+                                 SELECT DISTINCT r COLLATE "C" FROM unnest(
+                                     ARRAY['user'] || CASE WHEN p.admin THEN ARRAY['admin']
+                                                           ELSE '{}' END || rol.roles) r
+                                  ORDER BY 1)) END,
+               'groups', coalesce(to_jsonb(grp.names), '[]'::jsonb),
                'server', NULL,
                'pending', NULL,
                'created', chronohub_iso(p.created),
-               'last_activity', chronohub_iso((SELECT max(a.last_activity) FROM activity a
-                                                WHERE a.user_id = p.user_id)),
+               'last_activity', chronohub_iso(act.last_activity),
                'servers', '{}'::jsonb,
                'auth_state', NULL,
                'user_info', jsonb_build_object('name', p.name, 'display_name', p.name)
            ) - $3::text[] AS model
       FROM page p
+      LEFT JOIN grp ON grp.user_id = p.user_id
+      LEFT JOIN rol ON rol.principal = p.user_id::text
+      LEFT JOIN act ON act.user_id = p.user_id
+      LEFT JOIN srv ON srv.user_id = p.user_id
 )
 SELECT coalesce((SELECT json_agg(model ORDER BY n) FROM models), '[]')::text AS items,
        (SELECT count(*) FROM models) AS count,

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.api_fixtures import CULLER_TOKEN, Api
+from hub import bootstrap
+from hub import settings as hub_settings
+from tests.integration.api_fixtures import CONFIG, CULLER_TOKEN, Api
 
 pytestmark = pytest.mark.integration
 
@@ -19,6 +21,10 @@ async def test_the_list_answers_as_each_user_is_rendered(api: Api) -> None:
         assert (await api.call("POST", f"/users/{name}"))[0] == 201
     assert (await api.call("PATCH", "/users/bo", json={"admin": True}))[0] == 200
     assert (await api.call("POST", "/groups/crew", json={"users": ["ann", "bo"]}))[0] == 201
+    # a role granted to ann (and to bo, an admin already) from the configuration
+    helper = {"name": "helper", "scopes": ["read:users"], "users": ["ann", "bo"]}
+    config = hub_settings.Settings(**(CONFIG | {"roles": [*CONFIG["roles"], helper]}))
+    await bootstrap.reconcile(api.store, config)
     # activity on a whole second (no microseconds: written without a fraction), and not
     for name, stamp in (("ann", "2026-01-02T03:04:05Z"), ("bo", "2026-01-02T03:04:05.5Z")):
         reply = await api.call("POST", f"/users/{name}/activity", json={"last_activity": stamp})
@@ -36,9 +42,12 @@ async def test_the_list_answers_as_each_user_is_rendered(api: Api) -> None:
     ann = next(item for item in listed if item["name"] == "ann")
     assert ann["last_activity"] == "2026-01-02T03:04:05Z"
     assert ann["groups"] == ["crew"]
+    assert ann["roles"] == ["helper", "user"]
     bo = next(item for item in listed if item["name"] == "bo")
     assert bo["last_activity"] == "2026-01-02T03:04:05.500000Z"
-    assert bo["roles"] == ["admin", "user"]
+    assert bo["roles"] == ["admin", "helper", "user"]
+    cy = next(item for item in listed if item["name"] == "cy")
+    assert (cy["roles"], cy["groups"], cy["last_activity"]) == (["user"], [], None)
 
 
 async def test_pages_follow_one_another_to_the_end(api: Api) -> None:
