@@ -14,7 +14,7 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -48,7 +48,7 @@ from hub.api import tokens as tokens_api
 from hub.api import users as users_api
 from hub.audit import history as audit
 from hub.audit import webhooks
-from hub.auth import access, collab_access, identity, login, login_cookies
+from hub.auth import access, collab_access, identity, login, login_cookies, token_cache
 from hub.auth.authenticators import base as authenticator_base
 from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
@@ -113,9 +113,12 @@ async def open_hub(
         acquire_timeout=config.db_acquire_timeout if serving else None,
         statement_timeout=config.db_statement_timeout if serving else None,
     )
+    # A serving hub remembers what tokens resolve to, while notifications keep it true.
+    tokens = token_cache.TokenCache(dsn) if serving else None
     try:
         async with (
             notify.Notifier(dsn) as notifier,
+            tokens if tokens is not None else contextlib.nullcontext(),
             database_watch.DatabaseWatch(
                 pool, embedded=located.embedded if serving else None,
                 probe_timeout=min(config.db_acquire_timeout, config.db_statement_timeout),
@@ -128,7 +131,7 @@ async def open_hub(
                 inline=base.Inline(catalog.ALL),
                 notifier=notifier,
                 max_event_bytes=config.max_event_bytes,
-                on_append=metrics.count_appended,
+                on_append=appended(tokens),
             )
             projections = catalog.ALL if serving else ()
             if serving:
@@ -163,11 +166,24 @@ async def open_hub(
                             isolation=code,
                             rooms=rooms,
                             collab_sessions=sessions,
+                            token_cache=tokens,
                         )
                 finally:
                     await manager.close(stop_servers=config.cleanup_servers)
     finally:
         await pool.close()
+
+
+def appended(tokens: token_cache.TokenCache | None) -> Callable[[Sequence[str]], None]:
+    """The event store's append hook: count the events, and tell the token cache."""
+    if tokens is None:
+        return metrics.count_appended
+
+    def hook(types: Sequence[str]) -> None:
+        metrics.count_appended(types)
+        tokens.on_append(types)
+
+    return hook
 
 
 def jupyterhub_spawner(config: hub_settings.Settings) -> spawner.Spawner | None:
