@@ -342,6 +342,7 @@ class Room:
         self.all_in = asyncio.Event()
         self.joined = 0
         self.all_joined = asyncio.Event()
+        self.ended: list[str] = []  # how each client's connection ended early, if one did
         self.deliveries: list[float] = []
         self.doc: pycrdt.Doc[Any] = pycrdt.Doc()
         self.array: pycrdt.Array[int] = self.doc.get("a", type=pycrdt.Array)
@@ -370,18 +371,31 @@ EMPTY_UPDATE = pycrdt.Doc().get_update()
 async def read_room(ws: aiohttp.ClientWebSocketResponse, room: Room, reader: bool) -> None:
     """A client's reading side: answer the server's sync step 1 (as a Yjs provider does; the
     room sends it on joining), and for a reader count each update. An update sent before a
-    reader joined would reach it inside sync step 2 instead: the writers wait for every join."""
-    async for msg in ws:
-        if msg.type != aiohttp.WSMsgType.BINARY:
-            continue
-        message = protocol.parse(msg.data)
-        if not isinstance(message, protocol.SyncMessage):
-            continue
-        if message.subtype == protocol.SYNC_STEP1:
-            room.join()
-            await ws.send_bytes(protocol.sync_step2(EMPTY_UPDATE))
-        elif message.subtype == protocol.SYNC_UPDATE and reader:
-            room.delivered()
+    reader joined would reach it inside sync step 2 instead: the writers wait for every join.
+    A connection that ends (closed by the hub, say) is noted in ``room.ended`` with why."""
+    closing = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg.type in closing:
+                room.ended.append(f"closed: {ws.close_code} {msg.extra or ''}".strip())
+                return
+            if msg.type == aiohttp.WSMsgType.ERROR:
+                room.ended.append(f"error: {ws.exception()!r}")
+                return
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                continue
+            message = protocol.parse(msg.data)
+            if not isinstance(message, protocol.SyncMessage):
+                continue
+            if message.subtype == protocol.SYNC_STEP1:
+                room.join()
+                await ws.send_bytes(protocol.sync_step2(EMPTY_UPDATE))
+            elif message.subtype == protocol.SYNC_UPDATE and reader:
+                room.delivered()
+    except Exception as exc:  # said in the report: the part goes on with the other rooms
+        room.ended.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+        raise
 
 
 async def rooms_part(
@@ -410,18 +424,23 @@ async def rooms_part(
             return ws
 
         try:
-            writers = []
+            writers = {}
             for room in all_rooms:
                 group = await bounded((join(room, c) for c in range(clients)), clients)
-                writers.append(group[0])
+                writers[room.name] = group[0]
                 sockets.extend(group)
+            # Every client joined (60 s for them all), or the room is left out and counted.
+            deadline = time.monotonic() + 60
+            joined = []
             for room in all_rooms:
                 try:
-                    await asyncio.wait_for(room.all_joined.wait(), 60)
+                    await asyncio.wait_for(room.all_joined.wait(), deadline - time.monotonic())
+                    joined.append(room)
                 except TimeoutError:
-                    raise common.StepError(
-                        f"{room.joined} of {clients} clients joined room {room.name} in 60 s"
-                    ) from None
+                    why = "; ".join(sorted(set(room.ended))) or "no answer"
+                    errors[f"room not joined by every client in 60 s ({why})"] += 1
+            if not joined:
+                raise common.StepError(f"no room joined by its {clients} clients: {dict(errors)}")
             opened = time.perf_counter() - began
             common.log(f"  {rooms} rooms x {clients} clients open in {opened:.1f} s")
 
@@ -438,7 +457,7 @@ async def rooms_part(
                         return
 
             start = time.perf_counter()
-            await asyncio.gather(*(write(r, ws) for r, ws in zip(all_rooms, writers, strict=True)))
+            await asyncio.gather(*(write(room, writers[room.name]) for room in joined))
             elapsed = time.perf_counter() - start
             after_kb = gauge.read()[0]
             phase = gauge.mark("rooms")
@@ -451,6 +470,7 @@ async def rooms_part(
     latencies = [d for room in all_rooms for d in room.deliveries]
     return {
         "rooms": rooms,
+        "rooms_joined": len(joined),
         "clients_per_room": clients,
         "updates_per_room": updates,
         "open_s": round(opened, 1),

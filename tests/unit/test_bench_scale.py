@@ -57,3 +57,19 @@ def test_a_missed_target_says_by_how_much() -> None:
     assert "clones_errors = 3 misses its target <= 0" in notes
     assert "state_at_s: not measured" in notes
     assert len(notes) == 4
+
+
+def test_parts_are_chosen_by_name() -> None:
+    assert scale.parse_args([]).parts == scale.PARTS
+    assert scale.parse_args(["--parts", "rooms, clones"]).parts == ("rooms", "clones")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("rooms,kernels", "unknown part 'kernels'"), (",", "no part named")]
+)
+def test_unknown_parts_are_refused(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        scale.parse_args(["--parts", value])
+    assert message in capsys.readouterr().err
