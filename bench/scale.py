@@ -86,6 +86,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "token_create_p99_ms": ("<=", 100.0),
     "clients_errors": ("<=", 0),
     "clients_p99_ms": ("<=", 1000.0),
+    "rooms_not_joined": ("<=", 0),
     "room_kb": ("<=", 100.0),
     "deliveries_per_s": (">=", 5000.0),
     "delivery_p99_ms": ("<=", 500.0),
@@ -210,6 +211,9 @@ def headline(detail: dict[str, Any], process: dict[str, dict[str, float]]) -> di
         "token_create_p99_ms": get("api", "token_create", "p99_ms"),
         "clients_errors": get("clients", "errors"),
         "clients_p99_ms": get("clients", "whoami_p99_ms"),
+        "rooms_not_joined": (
+            get("rooms", "rooms") - get("rooms", "rooms_joined") if "rooms" in detail else None
+        ),
         "room_kb": get("rooms", "room_kb"),
         "deliveries_per_s": get("rooms", "deliveries_per_s"),
         "delivery_p99_ms": get("rooms", "delivery_p99_ms"),
