@@ -21,7 +21,7 @@ import asyncpg
 import pydantic
 import pydantic_core
 
-from events import errors, models, notify, sql
+from events import errors, group_commit, models, notify, sql
 
 queries = sql.Queries(__package__ or "events", "queries.sql")
 
@@ -124,6 +124,7 @@ class EventStore:
         notifier: notify.Notifier | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         on_append: Callable[[Sequence[str]], None] | None = None,
+        group_commit_lanes: int = group_commit.DEFAULT_LANES,
     ) -> None:
         self.pool = pool
         # Told the types of the events of each committed append (the hub counts them).
@@ -133,6 +134,12 @@ class EventStore:
         self.wakeup = notifier.wakeup if notifier else notify.Wakeup()
         self._poke: Callable[[], None] = notifier.poke if notifier else self.wakeup.fire
         self.max_event_bytes = max_event_bytes
+        # Appends outside a session are coalesced (events.group_commit); 0 turns it off.
+        self.group_commit = (
+            group_commit.GroupCommit(self, lanes=group_commit_lanes, on_commit=self._poke)
+            if group_commit_lanes
+            else None
+        )
 
     # --- writing -----------------------------------------------------------------------
 
@@ -149,11 +156,16 @@ class EventStore:
 
         Raises ``ConcurrencyConflict`` (with the actual version) when it is not. Retrying with
         the same ``event_ids`` returns the first append's result and writes nothing.
+        Concurrent appends share a statement and a commit (``events.group_commit``); each
+        still gets its own result or error, and only once its events are committed.
         """
         prepared = self._prepare(stream_id, events, expected, metadata, event_ids)
-        async with self.connection() as conn:
-            result = await self._append_on(conn, prepared, expected)
-        self._poke()
+        if self.group_commit is not None:
+            result = await self.group_commit.append(prepared, expected)
+        else:
+            async with self.connection() as conn:
+                result = await self._append_on(conn, prepared, expected)
+            self._poke()
         if self.on_append is not None:
             self.on_append(prepared.types)
         return result
@@ -288,9 +300,24 @@ class EventStore:
                 )
             if not rows:
                 raise _Rejected
+            recorded = None
             if inline is not None:
-                recorded = tuple(_recorded(prepared, rows))
+                recorded = self.recorded(prepared, rows)
                 await inline.apply(conn, recorded)
+        return self.result_of(prepared, rows, recorded)
+
+    @staticmethod
+    def recorded(prepared: _Prepared, rows: Sequence[Any]) -> tuple[models.RecordedEvent, ...]:
+        """The events of ``prepared`` as recorded, from the rows its append returned."""
+        return tuple(_recorded(prepared, rows))
+
+    @staticmethod
+    def result_of(
+        prepared: _Prepared,
+        rows: Sequence[Any],
+        recorded: tuple[models.RecordedEvent, ...] | None,
+    ) -> AppendResult:
+        """The result of an append that wrote ``rows`` (its events built already, or later)."""
         last = rows[-1]
         return AppendResult(
             stream_id=prepared.stream_id,
@@ -298,7 +325,7 @@ class EventStore:
             positions=tuple(row["global_position"] for row in rows),
             checkpoint=models.Checkpoint(int(last["tx"]), last["global_position"]),
             build_events=(lambda: recorded)
-            if inline is not None
+            if recorded is not None
             else (lambda: tuple(_recorded(prepared, rows))),
         )
 
