@@ -1,9 +1,10 @@
 """Group commit: concurrent appends from one process coalesced into one statement and commit.
 
 Each ``EventStore.append`` made outside a session is handed to the store's ``GroupCommit``.
-The first caller that finds a free lane (at most ``lanes`` batches run at once) leads: it
-takes the queued appends (its own and any that arrived while every lane was busy), writes
-them with one statement (``append_many``) and, when an inline projection is concerned,
+The first caller that finds a free lane leads (one batch at a time, more only while every
+batch in flight is slow: ``SPARE_LANE_AFTER_S``, up to ``lanes``): it takes the queued
+appends (its own and any that arrived while every lane was busy), writes them with one
+statement (``append_many``) and, when an inline projection is concerned,
 applies them in the same transaction, then hands every caller its own result. Under load a
 lane's batch holds every append that queued while it was busy, so eight writers pay about
 one pool borrow, one round trip and one commit between them instead of eight.
@@ -45,8 +46,12 @@ if TYPE_CHECKING:
 queries = sql.Queries(__package__ or "events", "group_commit.sql")
 
 DEFAULT_LANES = 4
-"""Batches in flight at once: enough to keep PostgreSQL's own group commit busy while one
-lane commits, few enough to leave the pool's other connections to readers."""
+"""At most this many batches in flight at once."""
+SPARE_LANE_AFTER_S = 0.02
+"""Another lane opens only when every batch in flight has run this long: one lane makes the
+biggest batches, the cheapest per append (measured with 8 writers, client and server CPU per
+append: 155 µs with one lane, 225 µs with two always open, 340 µs without group commit), and
+the spare lanes keep one slow batch (a lock wait) from holding every append back."""
 MAX_BATCH_EVENTS = 2000
 """A batch holds appends until it has this many events (an append alone may hold more)."""
 
@@ -87,12 +92,15 @@ class GroupCommit:
         store: store_module.EventStore,
         *,
         lanes: int = DEFAULT_LANES,
+        spare_lane_after_s: float = SPARE_LANE_AFTER_S,
         on_commit: Callable[[], None],
     ) -> None:
         if lanes < 1:
             raise ValueError(f"group commit needs at least one lane, got {lanes}")
         self._store = store
         self._lanes = lanes
+        self._spare_after_s = spare_lane_after_s
+        self._last_start = 0.0
         self._on_commit = on_commit
         self._queue: collections.deque[Pending] = collections.deque()
         self._running = 0
@@ -106,7 +114,7 @@ class GroupCommit:
         item = Pending(prepared, expected)
         self._queue.append(item)
         while not item.done:
-            if item.queued and self._running < self._lanes:
+            if item.queued and self._may_lead():
                 await self._lead(item)
                 continue
             item.wake = asyncio.get_running_loop().create_future()
@@ -116,7 +124,7 @@ class GroupCommit:
                 if item.queued:
                     self._queue.remove(item)
                     # We may have been the one nudged to lead: pass it on.
-                    if self._queue and self._running < self._lanes:
+                    if self._queue and self._may_lead():
                         self._queue[0].nudge()
                 raise
             finally:
@@ -125,6 +133,16 @@ class GroupCommit:
             raise item.error
         assert item.result is not None
         return item.result
+
+    def _may_lead(self) -> bool:
+        """Whether a batch may start now: no lane is busy, or a spare lane is free and every
+        batch in flight has run for ``spare_lane_after_s``."""
+        if self._running == 0:
+            return True
+        return (
+            self._running < self._lanes
+            and asyncio.get_running_loop().time() - self._last_start >= self._spare_after_s
+        )
 
     def _take(self) -> list[Pending]:
         """The next batch from the front of the queue: one append per stream, bounded size."""
@@ -151,6 +169,7 @@ class GroupCommit:
     async def _lead(self, me: Pending) -> None:
         batch = self._take()
         self._running += 1
+        self._last_start = asyncio.get_running_loop().time()
         try:
             await self._write(batch)
         except asyncio.CancelledError:
@@ -167,7 +186,7 @@ class GroupCommit:
                 if item.done:
                     item.nudge()
             if self._queue:
-                self._queue[0].nudge()  # a lane is free: the first in line leads next
+                self._queue[0].nudge()  # a lane is free: the first in line may lead next
 
     async def _write(self, batch: Sequence[Pending]) -> None:
         """Write ``batch``, settling every append in it with its result or its error."""

@@ -11,7 +11,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from events import errors, models, sql, store
+from events import errors, group_commit, models, sql, store
 from events.catalog import users as user_events
 from projections import base, catalog
 from tests.helpers import Noted, wait_for
@@ -276,3 +276,30 @@ async def test_many_writers_lose_nothing(event_store: store.EventStore) -> None:
     for w in range(writers):
         stored = await event_store.read_stream(f"note-w{w}")
         assert [e.data.text for e in stored] == [f"{w}-{k}" for k in range(each)]  # type: ignore[attr-defined]
+
+
+async def test_a_slow_batch_does_not_hold_back_the_others(
+    pool: asyncpg.Pool[Any], blocker: sql.Connection
+) -> None:
+    # A user's append waits on a lock on the users read model (its inline projection); an
+    # append that does not touch it goes through a spare lane meanwhile.
+    two_lanes = store.EventStore(pool, inline=base.Inline(catalog.ALL), group_commit_lanes=2)
+    group = two_lanes.group_commit
+    assert group is not None
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE users IN EXCLUSIVE MODE")
+    user = uuid4()
+    slow = asyncio.ensure_future(
+        two_lanes.append(
+            f"user-{user}", [user_events.UserCreated(user_id=user, name="slow", admin=False)]
+        )
+    )
+    await wait_for(lambda: group._running == 1)
+    loop = asyncio.get_running_loop()
+    await wait_for(lambda: loop.time() - group._last_start >= group_commit.SPARE_LANE_AFTER_S)
+    quick = await two_lanes.append("note-quick", [Noted(text="not held")], expected=0)
+    assert quick.version == 1
+    assert not slow.done()
+    await tx.rollback()
+    assert (await slow).version == 1
