@@ -103,7 +103,7 @@ class _Prepared:
 
 @dataclass(frozen=True)
 class _RawPage:
-    text: str
+    rows: list[Any]
     length: int
     last: models.Checkpoint | None
 
@@ -381,7 +381,7 @@ class EventStore:
                 raw = await self._fetch_page(own, after, filter, limit, fenced)
         else:
             raw = await self._fetch_page(conn, after, filter, limit, fenced)
-        return self.registry.decode_page(raw.text)
+        return self.registry.decode_rows(raw.rows)
 
     async def pages(
         self,
@@ -422,7 +422,7 @@ class EventStore:
                         )
                         await asyncio.sleep(0)  # let it send the query before we decode
                     if raw.length:
-                        yield self.registry.decode_page(raw.text)
+                        yield self.registry.decode_rows(raw.rows)
             finally:
                 if pending is not None:
                     pending.cancel()
@@ -440,7 +440,7 @@ class EventStore:
         if limit < 1:
             raise errors.InvalidEvent(f"limit must be at least 1, got {limit}")
         upto = filter.upto
-        row = await conn.fetchrow(
+        rows = await conn.fetch(
             queries["read_all"],
             str(after.tx),
             after.position,
@@ -455,12 +455,11 @@ class EventStore:
             upto.position if upto else None,
             fenced,
         )
-        assert row is not None  # an aggregate always returns a row
-        last = row["last"]
+        last = rows[-1] if rows else None
         return _RawPage(
-            text=row["page"],
-            length=row["length"],
-            last=models.Checkpoint(int(last[0]), int(last[1])) if last else None,
+            rows=rows,
+            length=len(rows),
+            last=models.Checkpoint(int(last[1]), last[0]) if last is not None else None,
         )
 
     async def read_stream(
@@ -472,8 +471,12 @@ class EventStore:
         conn: sql.Connection | None = None,
     ) -> list[models.RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""
-        page = await self._fetchval(conn, queries["read_stream"], stream_id, from_version, limit)
-        return self.registry.decode_page(page)
+        if conn is None:
+            async with self.connection() as own:
+                rows = await own.fetch(queries["read_stream"], stream_id, from_version, limit)
+        else:
+            rows = await conn.fetch(queries["read_stream"], stream_id, from_version, limit)
+        return self.registry.decode_rows(rows)
 
     async def stream_version(self, stream_id: str, *, conn: sql.Connection | None = None) -> int:
         """The stream's current version; 0 if it does not exist."""
