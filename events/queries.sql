@@ -27,7 +27,10 @@ RETURNING global_position, stream_version, tx_id::text AS tx, recorded_at;
 
 -- name: append_one
 -- The same as append for a single event, with scalars instead of arrays: cheaper to encode
--- and to execute, and most appends are of one event.
+-- and to execute, and most appends are of one event. A lost race for the version or a reused
+-- event id writes nothing (no row returned) instead of failing on the unique key, so that
+-- inside a caller's transaction the append needs no savepoint; with one row, "nothing"
+-- cannot be half an append.
 WITH current_version AS (
     SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $1
 )
@@ -36,6 +39,7 @@ INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_vers
 SELECT $1, c.version + 1, $3, $4, $5, $6, $7, $8
   FROM current_version c
  WHERE $2::bigint = -1 OR c.version = $2::bigint
+ON CONFLICT DO NOTHING
 RETURNING global_position, stream_version, tx_id::text AS tx, recorded_at;
 
 -- name: events_by_id
