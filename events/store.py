@@ -173,7 +173,7 @@ class EventStore:
         still gets its own result or error, and only once its events are committed.
         """
         prepared = self._prepare(stream_id, events, expected, metadata, event_ids)
-        if self.group_commit is not None:
+        if self.group_commit is not None and not self._pinned_here():
             result = await self.group_commit.append(prepared, expected)
         else:
             async with self.connection() as conn:
@@ -194,11 +194,18 @@ class EventStore:
         Inside ``pinned``, the pinned connection (its transaction) instead."""
         pinned = _PINNED.get()
         with sql.translated():
-            if pinned is not None and pinned[0] is asyncio.current_task():
+            if pinned is not None and self._pinned_here():
                 yield pinned[1]
                 return
             async with self.pool.acquire(timeout=timeout) as conn:
                 yield conn
+
+    @staticmethod
+    def _pinned_here() -> bool:
+        """Whether this task is inside ``pinned`` (its appends join that transaction, so they
+        may not go to a group commit's batch on another connection)."""
+        pinned = _PINNED.get()
+        return pinned is not None and pinned[0] is asyncio.current_task()
 
     @contextlib.asynccontextmanager
     async def pinned(self) -> AsyncIterator[sql.Connection]:

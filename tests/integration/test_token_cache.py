@@ -182,12 +182,16 @@ async def test_a_token_revoked_while_the_listeners_are_cut_is_refused_by_the_oth
     assert (await call(session, a, "GET", "/user", token))[0] == 403
 
 
-async def test_a_revoked_token_is_refused_at_once_by_the_other_hub_from_its_cache(
+async def test_a_revoked_token_is_refused_by_the_other_hub_once_notified(
     two_hubs: tuple[str, str, Any],
 ) -> None:
+    # The other process forgets when it reads PostgreSQL's notification, sent as the revoking
+    # transaction commits: a request racing it by a few milliseconds may still be answered
+    # from memory (docs/api.md says so), so this waits for the refusal, bounded, rather than
+    # expecting it on the very next request (which a loaded machine did not always give).
     a, b, session = two_hubs
     assert (await call(session, a, "POST", "/users/erin", OPERATOR))[0] == 201
-    for round_ in range(5):  # several rounds: a race would show in one of them
+    for _round in range(5):  # several rounds: a lost notification would show in one of them
         status, issued = await call(session, a, "POST", "/users/erin/tokens", OPERATOR, json={})
         assert status == 201, issued
         token = issued["token"]
@@ -195,4 +199,9 @@ async def test_a_revoked_token_is_refused_at_once_by_the_other_hub_from_its_cach
             assert (await call(session, b, "GET", "/user", token))[0] == 200
         path = f"/users/erin/tokens/{issued['id']}"
         assert (await call(session, a, "DELETE", path, OPERATOR))[0] == 204
-        assert (await call(session, b, "GET", "/user", token))[0] == 403, round_
+
+        async def refused(token: str = token) -> bool:
+            return (await call(session, b, "GET", "/user", token))[0] == 403
+
+        await wait_for(refused, timeout_s=2.0)
+        assert (await call(session, a, "GET", "/user", token))[0] == 403  # its own: at once
