@@ -246,11 +246,12 @@ class Room:
         self._applying = True
         try:
             # The origin tells observers (a session's executor) who wrote the update.
-            with (
-                protocol.crdt_input("update does not apply"),
-                self.doc.transaction(origin=conn.participant),
-            ):
+            with self.doc.transaction(origin=conn.participant):
                 self.doc.apply_update(update)
+        except BaseException as exc:  # a plain try: this runs for every update (crdt_input)
+            if (refusal := protocol.crdt_refusal("update does not apply", exc)) is None:
+                raise
+            raise refusal from None
         finally:
             self._applying = False
         # An update the document already had changes nothing and is neither stored nor sent.
