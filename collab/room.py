@@ -462,8 +462,7 @@ class Room:
                 return
         self._note_own(seqs)
         self.updates_since_snapshot += len(batch)
-        for _update, payload, origin, _author in batch:
-            self.broadcast(protocol.ws_frame(payload), exclude=origin)
+        self._broadcast_batch([(protocol.ws_frame(item[1]), item[2]) for item in batch])
         if shared and self._announce is not None:
             self._announce(self.name)
 
@@ -515,6 +514,24 @@ class Room:
         for conn in self.connections:
             if conn is not exclude:
                 self._send(conn, frame)
+
+    def _broadcast_batch(self, frames: list[tuple[bytes, Connection | None]]) -> None:
+        """Queue a batch's frames, in order, for every connection but each frame's origin.
+
+        The frames are joined once for all the connections that sent none of them (in a burst,
+        every reader), so a connection gets one queued blob per batch rather than one frame per
+        update; a connection that sent some of them gets the others joined for it alone.
+        """
+        if len(frames) == 1:
+            self.broadcast(*frames[0])
+            return
+        origins = {origin for _frame, origin in frames if origin is not None}
+        everything = b"".join(frame for frame, _origin in frames)
+        for conn in self.connections:
+            if conn not in origins:
+                self._send(conn, everything)
+            elif others := b"".join(frame for frame, origin in frames if origin is not conn):
+                self._send(conn, others)
 
     def _send(self, conn: Connection, frame: bytes) -> None:
         if conn.closed:

@@ -9,6 +9,7 @@ import pycrdt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets import frames as ws_frames
 
 from collab import access, errors, persistence, protocol
 from collab.limits import TokenBucket
@@ -85,6 +86,32 @@ def test_any_bytes_parse_or_raise_a_protocol_error(frame: bytes) -> None:
     if reason is not None:
         assert reason
         assert len(reason.encode()) <= errors.MAX_REASON_BYTES
+
+
+# Short sync frames whose length byte is the payload's length, one off, or a varint's first byte.
+SYNC_FRAMES = st.tuples(
+    st.integers(0, 3), st.binary(max_size=140), st.sampled_from([0, 1, -1, 0x80])
+).map(lambda t: bytes((0, t[0], max(0, len(t[1]) + t[2]) % 256)) + t[1])
+
+
+@given(st.one_of(st.binary(max_size=200), SYNC_FRAMES))
+@settings(max_examples=500, deadline=None)
+def test_parse_and_its_shortcut_read_every_frame_alike(frame: bytes) -> None:
+    # parse takes a shortcut for short sync messages: it must answer as read_message does.
+    def outcome(read: Any) -> object:
+        try:
+            return read(frame)
+        except errors.ProtocolError as exc:
+            return ("refused", exc.reason)
+
+    assert outcome(protocol.parse) == outcome(protocol.read_message)
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_outgoing_websocket_frames_are_those_of_the_websockets_package(length: int) -> None:
+    payload = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    expected = ws_frames.Frame(ws_frames.Opcode.BINARY, payload).serialize(mask=False)
+    assert protocol.ws_frame(payload) == expected
 
 
 def test_close_reasons_fit_a_close_frame() -> None:
