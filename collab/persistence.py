@@ -136,7 +136,7 @@ class RoomStore:
         """Append updates (one statement, one round trip): their sequence numbers, in order,
         and whether another process holds the room (and so needs a wake-up)."""
         async with self.events.connection() as conn:
-            rows = await conn.fetch(
+            row = await conn.fetchrow(
                 queries["append_updates"],
                 room,
                 list(updates),
@@ -144,9 +144,10 @@ class RoomStore:
                 self.commit_mode,
                 self.process,
             )
-        if len(rows) != len(updates):
+        if row is None or row["appended"] != len(updates):
             raise errors.CollabError(f"room {room!r} does not exist; nothing was appended")
-        return Appended(sorted(row["seq"] for row in rows), bool(rows and rows[0]["shared"]))
+        base = row["base"]
+        return Appended(list(range(base + 1, base + 1 + len(updates))), row["shared"])
 
     async def authors(self, room: str) -> list[str]:
         """The authors (``kind:name``) of the room's stored updates, first writer first."""

@@ -513,6 +513,14 @@ async def test_an_append_says_whether_another_process_holds_the_room(
     assert both == persistence.Appended([2, 3], shared=True)
     await two.release("presence")
     assert (await one.append("presence", [text_update("d", 4)], ["x"])).shared is False
+    three = [text_update(c, 5 + i) for i, c in enumerate("efg")]
+    many = await one.append("presence", three, ["x"] * 3)
+    assert many == persistence.Appended([5, 6, 7], shared=False)
+    async with event_store.pool.acquire() as conn:
+        seqs = await conn.fetch("SELECT seq, author FROM collab_updates WHERE room = 'presence'")
+    assert sorted(r["seq"] for r in seqs) == list(range(1, 8))
+    with pytest.raises(errors.CollabError, match="room 'nowhere' does not exist"):
+        await one.append("nowhere", [text_update("z", 9)], ["x"])
 
 
 async def test_a_rooms_authors_survive_its_compaction(event_store: store.EventStore) -> None:
