@@ -483,17 +483,21 @@ class Room:
             await asyncio.sleep(RETRY_S)
             self._wake = True
             return
+        changed: list[tuple[bytes, Connection | None]] = []  # sent together, in order
         if snapshot is not None:  # compacted past our cursor: the snapshot holds what we lack
-            self._apply_foreign(snapshot, SYSTEM)
+            self._apply_foreign(snapshot, SYSTEM, changed)
         for seq, data, label in rows:
             if seq in self._own:
                 self._own.discard(seq)
             else:
-                self._apply_foreign(data, author(label))
+                self._apply_foreign(data, author(label), changed)
             self._cursor = max(self._cursor, seq)
         self._own = {seq for seq in self._own if seq > self._cursor}
+        self._broadcast_batch(changed)
 
-    def _apply_foreign(self, update: bytes, origin: Participant) -> None:
+    def _apply_foreign(
+        self, update: bytes, origin: Participant, changed: list[tuple[bytes, Connection | None]]
+    ) -> None:
         self._changed = False
         self._applying = True
         try:
@@ -505,7 +509,7 @@ class Room:
         finally:
             self._applying = False
         if self._changed:
-            self.broadcast(protocol.ws_frame(protocol.update_message(update)))
+            changed.append((protocol.ws_frame(protocol.update_message(update)), None))
 
     # --- outgoing frames --------------------------------------------------------------------
 
@@ -522,8 +526,9 @@ class Room:
         every reader), so a connection gets one queued blob per batch rather than one frame per
         update; a connection that sent some of them gets the others joined for it alone.
         """
-        if len(frames) == 1:
-            self.broadcast(*frames[0])
+        if len(frames) <= 1:
+            if frames:
+                self.broadcast(*frames[0])
             return
         origins = {origin for _frame, origin in frames if origin is not None}
         everything = b"".join(frame for frame, _origin in frames)
