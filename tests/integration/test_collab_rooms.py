@@ -632,7 +632,7 @@ async def test_a_connection_that_stops_reading_is_closed_and_the_room_goes_on(
             for e in await event_store.read_stream(collab_events.stream_id("slow"))
             if e.type == "collab.participant_left"
         ]
-        assert any("bytes waiting to be sent" in e.reason for e in left)  # type: ignore[attr-defined]
+        assert any("bytes waiting to be sent" in e.reason for e in left), left  # type: ignore[attr-defined]
 
 
 async def test_observers_learn_who_wrote_an_update_here_and_through_another_process(
