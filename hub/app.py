@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 import signal
 import socket
@@ -297,12 +298,19 @@ async def open_sessions(
 
 
 def _caller_label(request: web.Request) -> str | None:
-    """Whose idempotency keys a request's are: its caller's (None: nobody authenticated)."""
+    """Whose idempotency keys a request's are (None: nobody authenticated): the very token (or
+    browser session) that sent it, with what it may do. Another token of the same user (a
+    narrower one: the server's, an OAuth client's) holds other keys, so it cannot replay an
+    answer (a token's secret) it could not have got itself; nor can the same token once its
+    scopes shrank (its retry then runs afresh, and is refused or not as it would be)."""
     caller = request.get(access.REQUEST_CALLER)
     if caller is None:
         return None
     # a user by id: a user deleted and made again under the name is someone else
-    return f"user:{caller.user_id}" if caller.user_id is not None else f"service:{caller.name}"
+    who = f"user:{caller.user_id}" if caller.user_id is not None else f"service:{caller.name}"
+    sent_by = f"token:{caller.token_id}" if caller.token_id else "browser"
+    may = hashlib.sha256("\n".join(sorted(map(str, caller.expanded))).encode()).hexdigest()
+    return f"{who}/{sent_by}/{may}"
 
 
 def make_app(hub: context.Hub) -> web.Application:
