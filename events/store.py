@@ -43,9 +43,12 @@ UNIQUE_KEYS = frozenset({"events_event_id_key", "events_stream_version_key"})
 # The connection that ``EventStore.pinned`` holds for a task, with the task: every append and
 # borrowed connection of that task joins its transaction. The task is kept because a task
 # started inside the block copies the context, and must not use a connection it does not own.
-_PINNED: contextvars.ContextVar[tuple[asyncio.Task[Any] | None, sql.Connection] | None] = (
-    contextvars.ContextVar("chronohub_pinned_connection", default=None)
-)
+# The third item collects the types appended in the block, told to ``on_append`` only once
+# the block has committed (a token cache emptied before the commit could be filled again from
+# the state the block is about to change).
+_PINNED: contextvars.ContextVar[
+    tuple[asyncio.Task[Any] | None, sql.Connection, list[str]] | None
+] = contextvars.ContextVar("chronohub_pinned_connection", default=None)
 
 
 class InlineProjections(Protocol):
@@ -179,8 +182,7 @@ class EventStore:
             async with self.connection() as conn:
                 result = await self._append_on(conn, prepared, expected)
             self._poke()
-        if self.on_append is not None:
-            self.on_append(prepared.types)
+        self._appended(prepared.types)
         return result
 
     @contextlib.asynccontextmanager
@@ -214,12 +216,23 @@ class EventStore:
         idempotent request's key and answer); leaving the block by an exception rolls all
         back. Subscribers are woken once it has committed."""
         async with self.connection() as conn, conn.transaction():
-            token = _PINNED.set((asyncio.current_task(), conn))
+            appended: list[str] = []
+            token = _PINNED.set((asyncio.current_task(), conn, appended))
             try:
                 yield conn
             finally:
                 _PINNED.reset(token)
         self._poke()
+        if appended and self.on_append is not None:
+            self.on_append(appended)
+
+    def _appended(self, types: Sequence[str]) -> None:
+        """Tell ``on_append`` of committed appends; inside ``pinned``, once the block commits."""
+        pinned = _PINNED.get()
+        if pinned is not None and pinned[0] is asyncio.current_task():
+            pinned[2].extend(types)
+        elif self.on_append is not None:
+            self.on_append(types)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
@@ -229,8 +242,7 @@ class EventStore:
             yield session
         if session.appended:
             self._poke()
-            if self.on_append is not None:
-                self.on_append(session.types)
+            self._appended(session.types)
 
     def _prepare(
         self,
