@@ -1,7 +1,8 @@
 -- Token cache invalidation (issue 20 part 4): each hub process keeps the callers its tokens
 -- resolve to (hub/auth/token_cache.py) and must forget them, in every process, when an event
 -- changes what they were worked out from (hub/auth/auth.sql, token_owner: tokens, their
--- owners, groups, roles, shares, services). A trigger on the event log sends a NOTIFY on
+-- owners, groups, roles, shares (and the servers they name), services). A trigger on the
+-- event log sends a NOTIFY on
 -- 'chronohub_auth' from inside the appending transaction: PostgreSQL delivers it if and only
 -- if that transaction commits, so no code path that appends such an event can forget to tell
 -- the caches. On the log rather than on the read-model tables, because a projection rebuild
@@ -24,7 +25,8 @@ CREATE TRIGGER auth_changed AFTER INSERT ON events FOR EACH ROW
         'role.defined', 'role.granted', 'role.removed', 'role.revoked',
         'share.granted', 'share.revoked', 'share.code_accepted',
         'service.registered', 'service.removed',
-        'oauth_client.removed'))
+        'oauth_client.removed',
+        'server.removed', 'server.renamed'))
     EXECUTE FUNCTION chronohub_auth_changed();
 
 -- JupyterHub's timestamp format (ISO 8601 in UTC with a 'Z', microseconds only when there
