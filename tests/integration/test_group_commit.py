@@ -184,6 +184,10 @@ async def test_appends_to_one_stream_stay_in_order(one_lane: store.EventStore) -
     assert sorted(r.version for r in results) == list(range(1, 21))
     stored = await one_lane.read_stream("note-order")
     assert [e.stream_version for e in stored] == list(range(1, 21))
+    # each caller's result is its own event's, and they are stored in the order they came
+    texts = [e.data.text for e in stored]  # type: ignore[attr-defined]
+    assert [texts[r.version - 1] for r in results] == [str(i) for i in range(20)]
+    assert texts == [str(i) for i in range(20)]
 
 
 async def test_nothing_acknowledged_when_the_batch_dies_before_commit(
