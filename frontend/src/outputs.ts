@@ -42,8 +42,14 @@ export function setMarkup (el: HTMLElement, html: (markup: typeof import('./mark
   }
   el.replaceChildren()
   markupLoaded ??= import('./markup').then(module => { markupModule = module })
-  void markupLoaded.then(() => {
+  markupLoaded.then(() => {
     if (tagged.markupRequest === request) el.innerHTML = html(markupModule!)
+  }, () => {
+    // the chunk did not load (a network drop): say so here, and let the next output ask again
+    markupLoaded = null
+    if (tagged.markupRequest === request) {
+      el.textContent = 'This output could not be shown: part of the page did not load. Reload the page to see it.'
+    }
   })
 }
 
