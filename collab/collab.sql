@@ -47,6 +47,9 @@ SELECT DISTINCT room FROM collab_presence WHERE room = ANY($1::text[]) AND proce
 -- name: leave_room
 DELETE FROM collab_presence WHERE room = $1 AND process = $2;
 
+-- name: leave_rooms
+DELETE FROM collab_presence WHERE room = ANY($1::text[]) AND process = $2;
+
 -- name: latest_snapshot
 SELECT seq, data, authors FROM collab_snapshots WHERE room = $1 ORDER BY seq DESC LIMIT 1;
 

@@ -132,6 +132,11 @@ class RoomStore:
         async with self.events.connection() as conn:
             await conn.execute(queries["leave_room"], room, self.process)
 
+    async def release_all(self, rooms: Sequence[str]) -> None:
+        """This process no longer holds any of ``rooms`` (one statement)."""
+        async with self.events.connection() as conn:
+            await conn.execute(queries["leave_rooms"], list(rooms), self.process)
+
     async def append(self, room: str, updates: Sequence[bytes], authors: Sequence[str]) -> Appended:
         """Append updates (one statement, one round trip): their sequence numbers, in order,
         and whether another process holds the room (and so needs a wake-up)."""

@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 JANITOR_S = 1.0
 RECORD_DRAIN_S = 5.0
+RECORD_BATCH = 200  # joins and leaves recorded in one transaction at most
+# A stopping hub closes its rooms within this, STOP_CONCURRENCY at a time once their updates
+# are stored (the database pool has 10 connections by default; the rest wait their turn).
+STOP_BUDGET_S = 10.0
+STOP_CONCURRENCY = 8
 AWARENESS_COALESCE_S = 0.005  # awareness changes of a room within this go out in one NOTIFY
 
 
@@ -46,6 +51,22 @@ def _metadata(who: access.Participant) -> models.Metadata:
     if who.kind == "system":
         return models.Metadata()
     return models.Metadata(actor=models.Actor(kind=who.kind, name=who.name))
+
+
+async def _within(tasks: Sequence[asyncio.Future[None]], deadline: float) -> bool:
+    """Wait for ``tasks`` until ``deadline`` (monotonic); cancel those still running then.
+    True if all finished in time. A task's own failure is logged, not raised."""
+    if not tasks:
+        return True
+    _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("closing a room failed", exc_info=task.exception())
+    return not pending
 
 
 class Rooms:
@@ -88,13 +109,20 @@ class Rooms:
         self._recorder = self._tasks.start(self._record_loop(), "chronohub-collab-recorder")
 
     async def stop(self) -> None:
-        """Close every room (persisting what is queued), then stop the janitor and the relay."""
+        """Close every room (persisting what is queued), then stop the janitor and the relay.
+
+        Bounded: the rooms are closed all at once (``close_all``: their queued updates stored
+        first, then released and recorded in a few transactions) within ``STOP_BUDGET_S``, so
+        a hub with a thousand rooms open stops in seconds, not one room after another."""
         if self._janitor is not None:
             await self._tasks.cancel(self._janitor)
             self._janitor = None
         self._flush_awareness()
-        for name in list(self._rooms):
-            await self.close(name, reason="the hub is stopping")
+        began = time.monotonic()
+        count = len(self._rooms)
+        await self.close_all(reason="the hub is stopping", budget_s=STOP_BUDGET_S)
+        if count:
+            log.info("closed %d rooms in %.1f s", count, time.monotonic() - began)
         if self._awareness_flush is not None:
             self._awareness_flush.cancel()
             self._awareness_flush = None
@@ -200,6 +228,75 @@ class Rooms:
         if closing is None:
             return
         await closing.close(errors.GOING_AWAY, reason)
+        await self._unloaded(name, closing)
+
+    async def close_all(self, *, reason: str, budget_s: float) -> None:
+        """Close every room at once: first each room's connections, and its queued updates
+        stored (all rooms concurrently), then all released (one statement), those over the
+        compaction threshold compacted and each recorded as closed, ``STOP_CONCURRENCY`` at a
+        time. Whatever is not done within ``budget_s`` is abandoned with a warning: a queued
+        update not stored by then was never acknowledged (nobody received it), and an
+        unfinished compaction or record loses nothing (the updates stay in the room's log and
+        its next load merges them)."""
+        closing = dict(self._rooms)
+        self._rooms.clear()
+        if not closing:
+            return
+        deadline = time.monotonic() + budget_s
+        flushes = [
+            asyncio.ensure_future(opened.close(errors.GOING_AWAY, reason))
+            for opened in closing.values()
+        ]
+        if not await _within(flushes, deadline):
+            log.warning(
+                "%d of %d rooms had updates not stored within %.0f s of stopping",
+                sum(not task.done() for task in flushes),
+                len(flushes),
+                budget_s,
+            )
+        turns = asyncio.Semaphore(STOP_CONCURRENCY)
+
+        async def compact(name: str) -> None:
+            async with turns:
+                await self.compact(name)
+
+        unrecorded: list[str] = []
+
+        async def record(name: str, opened: room.Room) -> None:
+            async with turns:
+                try:
+                    await self.store.events.append(
+                        collab_events.stream_id(name),
+                        [collab_events.RoomClosed(room=name, process=self.process, seq=opened.seq)],
+                    )
+                except event_errors.DatabaseUnavailable:
+                    unrecorded.append(name)
+
+        try:
+            remaining = max(0.0, deadline - time.monotonic())
+            await asyncio.wait_for(self.store.release_all(list(closing)), remaining)
+        except (event_errors.DatabaseUnavailable, TimeoutError) as exc:
+            log.warning("stopping: %d rooms not released (%r)", len(closing), exc)
+        # Only rooms the janitor would compact now: the others' few updates stay in their log
+        # and the next load merges them (each compaction is a transaction of its own). One
+        # stream per transaction: the recorder's transactions span streams, and two such in
+        # different orders would deadlock.
+        threshold = self.limits.compact_after_updates
+        tasks = [
+            asyncio.ensure_future(compact(name))
+            for name, opened in closing.items()
+            if opened.updates_since_snapshot >= threshold
+        ] + [asyncio.ensure_future(record(name, opened)) for name, opened in closing.items()]
+        if not await _within(tasks, deadline):
+            log.warning(
+                "stopping: rooms not all compacted and recorded as closed within %.0f s"
+                " (their updates are stored)",
+                budget_s,
+            )
+        if unrecorded:
+            log.warning("stopping: %d rooms closed, but not recorded", len(unrecorded))
+
+    async def _unloaded(self, name: str, closing: room.Room) -> None:
         try:
             await self.store.release(name)
             if closing.updates_since_snapshot:
@@ -256,16 +353,23 @@ class Rooms:
     async def _record_loop(self) -> None:
         # Joins and leaves are recorded by this one owned task, not by the connection's
         # handler, which aiohttp may cancel as the socket goes, and in the order they happened.
+        # Those queued meanwhile go in one transaction (one commit, not one each: a stopping
+        # hub's thousands of leaves are recorded in a few).
         while True:
-            name, event, metadata = await self._records.get()
+            batch = [await self._records.get()]
+            while len(batch) < RECORD_BATCH and not self._records.empty():
+                batch.append(self._records.get_nowait())
             try:
-                await self.store.events.append(
-                    collab_events.stream_id(name), [event], metadata=metadata
-                )
+                async with self.store.events.session() as session:
+                    for name, event, metadata in batch:
+                        await session.append(
+                            collab_events.stream_id(name), [event], metadata=metadata
+                        )
             except event_errors.DatabaseUnavailable as exc:
-                log.warning("room %s: could not record %s (%s)", name, event.type, exc)
+                log.warning("could not record %d joins and leaves (%s)", len(batch), exc)
             finally:
-                self._records.task_done()
+                for _ in batch:
+                    self._records.task_done()
 
     def _participants_changed(self, changed: room.Room) -> None:
         for hook in self.participants_hooks:

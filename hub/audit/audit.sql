@@ -4,7 +4,8 @@
 --
 -- Filters: $1 cursor position (exclusive), $2 limit, $3 exact types, $4 type LIKE patterns,
 -- $5 streams, $6 actor, $7 recorded_at >= , $8 recorded_at <, $9 position >=, $10 position <=,
--- $11 subjects: the event's data contains any of these JSON objects.
+-- $11 subjects: the event's data contains any of these JSON objects; in the history_about_*
+-- queries, $12: more subjects, the user ids of those {"user_id": id} (not in $11).
 
 -- name: history_ascending
 SELECT coalesce(json_agg(json_build_object(
@@ -59,9 +60,33 @@ SELECT coalesce(json_agg(json_build_object(
 -- the subject's events early: it cannot estimate how rare they are (jsonb containment), and
 -- for a rare subject that walk reads the entire log. The cost here grows with the subject's
 -- events, never with the log.
-WITH about AS MATERIALIZED (
+-- Subjects {"user_id": id} ($12, the ids) are most of a user's history (every event of the
+-- user's stream): those are read in position order through events_user_position (0021),
+-- filtered and cut to the page there, so a user's page reads the page's events, not all of
+-- the user's (each on a page of its own in a large log). The other subjects ($11) go through
+-- the index on data.
+WITH by_user AS MATERIALIZED (
+    SELECT page.global_position
+      FROM unnest($12::text[]) AS u(id),
+           LATERAL (SELECT e.global_position
+                      FROM events e
+                     WHERE e.data ? 'user_id' AND e.data->>'user_id' = u.id
+                       AND e.global_position > $1
+                       AND ($3::text[] IS NULL OR e.event_type = ANY($3::text[]))
+                       AND ($4::text[] IS NULL OR e.event_type LIKE ANY($4::text[]))
+                       AND ($5::text[] IS NULL OR e.stream_id = ANY($5::text[]))
+                       AND ($6::text IS NULL OR e.actor = $6::text)
+                       AND ($7::timestamptz IS NULL OR e.recorded_at >= $7::timestamptz)
+                       AND ($8::timestamptz IS NULL OR e.recorded_at < $8::timestamptz)
+                       AND ($9::bigint IS NULL OR e.global_position >= $9::bigint)
+                       AND ($10::bigint IS NULL OR e.global_position <= $10::bigint)
+                     ORDER BY e.data->>'user_id', e.global_position
+                     LIMIT $2) AS page
+), about AS MATERIALIZED (
     SELECT global_position FROM events
      WHERE data @> ANY($11::jsonb[]) AND global_position > $1
+    UNION
+    SELECT global_position FROM by_user
 )
 SELECT coalesce(json_agg(json_build_object(
            'tag', p.event_type || '@' || p.schema_version,
@@ -90,9 +115,33 @@ SELECT coalesce(json_agg(json_build_object(
 -- the subject's events early: it cannot estimate how rare they are (jsonb containment), and
 -- for a rare subject that walk reads the entire log. The cost here grows with the subject's
 -- events, never with the log.
-WITH about AS MATERIALIZED (
+-- Subjects {"user_id": id} ($12, the ids) are most of a user's history (every event of the
+-- user's stream): those are read in position order through events_user_position (0021),
+-- filtered and cut to the page there, so a user's page reads the page's events, not all of
+-- the user's (each on a page of its own in a large log). The other subjects ($11) go through
+-- the index on data.
+WITH by_user AS MATERIALIZED (
+    SELECT page.global_position
+      FROM unnest($12::text[]) AS u(id),
+           LATERAL (SELECT e.global_position
+                      FROM events e
+                     WHERE e.data ? 'user_id' AND e.data->>'user_id' = u.id
+                       AND e.global_position < $1
+                       AND ($3::text[] IS NULL OR e.event_type = ANY($3::text[]))
+                       AND ($4::text[] IS NULL OR e.event_type LIKE ANY($4::text[]))
+                       AND ($5::text[] IS NULL OR e.stream_id = ANY($5::text[]))
+                       AND ($6::text IS NULL OR e.actor = $6::text)
+                       AND ($7::timestamptz IS NULL OR e.recorded_at >= $7::timestamptz)
+                       AND ($8::timestamptz IS NULL OR e.recorded_at < $8::timestamptz)
+                       AND ($9::bigint IS NULL OR e.global_position >= $9::bigint)
+                       AND ($10::bigint IS NULL OR e.global_position <= $10::bigint)
+                     ORDER BY e.data->>'user_id' DESC, e.global_position DESC
+                     LIMIT $2) AS page
+), about AS MATERIALIZED (
     SELECT global_position FROM events
      WHERE data @> ANY($11::jsonb[]) AND global_position < $1
+    UNION
+    SELECT global_position FROM by_user
 )
 SELECT coalesce(json_agg(json_build_object(
            'tag', p.event_type || '@' || p.schema_version,

@@ -292,7 +292,7 @@ def history_args(query: Query, allowed: list[dict[str, Any]] | None) -> tuple[An
     cursor = query.cursor
     if cursor is None:
         cursor = 2**62 if query.descending else 0
-    return (
+    common = (
         cursor,
         query.limit,
         list(query.types) if query.types else None,
@@ -303,8 +303,17 @@ def history_args(query: Query, allowed: list[dict[str, Any]] | None) -> tuple[An
         query.until,
         query.from_position,
         query.to_position,
-        [json.dumps(s) for s in allowed] if allowed is not None else None,
     )
+    if allowed is None:
+        return (*common, None)
+    # {"user_id": id} apart: history_about_* reads those through an index in position order.
+    user_ids = [s["user_id"] for s in allowed if _user_id_only(s)]
+    others = [json.dumps(s) for s in allowed if not _user_id_only(s)]
+    return (*common, others, user_ids)
+
+
+def _user_id_only(subject: dict[str, Any]) -> bool:
+    return list(subject) == ["user_id"] and isinstance(subject["user_id"], str)
 
 
 def history_query(query: Query, allowed: Subjects | None) -> str:

@@ -99,6 +99,49 @@ async def test_history_about_one_user_uses_the_data_index(pool: asyncpg.Pool[Any
         assert "events_data" in plan, name
 
 
+async def test_a_users_history_reads_only_its_page_in_position_order(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """A user's history (``?user=``, all the subjects ``audit.subjects`` makes of one user):
+    its events of ``{"user_id": id}`` are read through events_user_position in position order
+    and cut to the page (a user's 1,000 events in a log of 10,000,000 are 1,000 pages of their
+    own: issue 20 part 3), not all found through the index on data and sorted."""
+    await pool.execute(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,"
+        " data, metadata, actor)"
+        " SELECT 'user-' || (i % 1000), i / 1000 + 1, gen_random_uuid(), 'user.admin_changed', 1,"
+        "        jsonb_build_object('user_id', md5((i % 1000)::text)::uuid, 'admin', true), '{}',"
+        "        'system:chronohub'"
+        "   FROM generate_series(0, 199999) i"
+    )
+    await pool.execute("ANALYZE events")
+    user_id = str(uuid.UUID(hashlib.md5(b"7").hexdigest()))
+    subjects: list[dict[str, Any]] = [
+        {"user_id": user_id},
+        {"user_ids": [user_id]},
+        {"principal": user_id},
+        {"member_id": user_id},
+    ]
+    for query in (audit.Query(limit=100), audit.Query(limit=100, descending=True)):
+        name = audit.history_query(query, subjects)
+        args = audit.history_args(query, subjects)
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(audit.queries["custom_plans"])
+            rows = await conn.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + audit.queries[name], *args
+            )
+            page = json.loads(await conn.fetchval(audit.queries[name], *args))
+        plan = rows[0][0] if isinstance(rows[0][0], list) else json.loads(rows[0][0])
+        scans = {node.get("Index Name"): node for node in nodes(plan)}
+        assert "events_user_position" in scans, (name, list(scans))
+        # 100 rows of the user's 1,000 read from the index, not all of them
+        assert scans["events_user_position"]["Actual Rows"] <= 100, name
+        assert "events_data" in scans, name  # the other subjects: through the index on data
+        positions = [event["position"] for event in page]
+        assert len(positions) == 100
+        assert positions == sorted(positions, reverse=query.descending)
+
+
 async def test_the_users_page_reads_the_creation_index_down_to_the_page(
     pool: asyncpg.Pool[Any],
 ) -> None:
