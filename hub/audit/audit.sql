@@ -61,7 +61,7 @@ SELECT coalesce(json_agg(json_build_object(
 -- for a rare subject that walk reads the entire log. The cost here grows with the subject's
 -- events, never with the log.
 -- Subjects {"user_id": id} ($12, the ids) are most of a user's history (every event of the
--- user's stream): those are read in position order through events_user_position (0021),
+-- user's stream): those are read in position order through events_user_position (0019),
 -- filtered and cut to the page there, so a user's page reads the page's events, not all of
 -- the user's (each on a page of its own in a large log). The other subjects ($11) go through
 -- the index on data.
@@ -116,7 +116,7 @@ SELECT coalesce(json_agg(json_build_object(
 -- for a rare subject that walk reads the entire log. The cost here grows with the subject's
 -- events, never with the log.
 -- Subjects {"user_id": id} ($12, the ids) are most of a user's history (every event of the
--- user's stream): those are read in position order through events_user_position (0021),
+-- user's stream): those are read in position order through events_user_position (0019),
 -- filtered and cut to the page there, so a user's page reads the page's events, not all of
 -- the user's (each on a page of its own in a large log). The other subjects ($11) go through
 -- the index on data.
