@@ -20,8 +20,9 @@ What each caller still gets, exactly as from a lone append:
 * an acknowledgement only after commit: results are handed out once the batch's
   transaction has committed, so a process dying mid-batch loses nothing that was
   acknowledged (the whole batch is rolled back by PostgreSQL);
-* per-stream order: a batch holds at most one append per stream; a second append to the
-  same stream waits for the next batch, behind the first.
+* per-stream order: a batch holds at most one append per stream, and none to a stream that
+  a batch in flight holds; a second append to the same stream waits for a later batch,
+  behind the first.
 
 There is no background task: a batch runs in the task of the caller that leads it. If that
 caller is cancelled mid-batch, the others' appends go back to the front of the queue and the
@@ -104,6 +105,7 @@ class GroupCommit:
         self._on_commit = on_commit
         self._queue: collections.deque[Pending] = collections.deque()
         self._running = 0
+        self._in_flight: set[str] = set()  # the streams of the batches being written
         self.batches = 0
         """Batches written so far (for tests and the benchmark)."""
 
@@ -114,8 +116,7 @@ class GroupCommit:
         item = Pending(prepared, expected)
         self._queue.append(item)
         while not item.done:
-            if item.queued and self._may_lead():
-                await self._lead(item)
+            if item.queued and self._may_lead() and await self._lead(item):
                 continue
             item.wake = asyncio.get_running_loop().create_future()
             try:
@@ -145,9 +146,11 @@ class GroupCommit:
         )
 
     def _take(self) -> list[Pending]:
-        """The next batch from the front of the queue: one append per stream, bounded size."""
+        """The next batch from the front of the queue: one append per stream, none to a stream
+        a batch in flight holds (it would wait on that batch's rows, holding a spare lane back
+        behind the very batch it opened to get past), bounded size."""
         batch: list[Pending] = []
-        streams: set[str] = set()
+        streams: set[str] = set(self._in_flight)
         events = 0
         held: list[Pending] = []
         while self._queue:
@@ -166,8 +169,14 @@ class GroupCommit:
         self._queue.extendleft(reversed(held))
         return batch
 
-    async def _lead(self, me: Pending) -> None:
+    async def _lead(self, me: Pending) -> bool:
+        """Write the next batch (False: none could start, every queued append being behind a
+        batch in flight, whose end nudges the first in line)."""
         batch = self._take()
+        if not batch:
+            return False
+        taken = {item.prepared.stream_id for item in batch}
+        self._in_flight |= taken
         self._running += 1
         self._last_start = asyncio.get_running_loop().time()
         try:
@@ -182,11 +191,13 @@ class GroupCommit:
             raise
         finally:
             self._running -= 1
+            self._in_flight -= taken
             for item in batch:
                 if item.done:
                     item.nudge()
             if self._queue:
                 self._queue[0].nudge()  # a lane is free: the first in line may lead next
+        return True
 
     async def _write(self, batch: Sequence[Pending]) -> None:
         """Write ``batch``, settling every append in it with its result or its error."""

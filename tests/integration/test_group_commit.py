@@ -307,3 +307,39 @@ async def test_a_slow_batch_does_not_hold_back_the_others(
     assert not slow.done()
     await tx.rollback()
     assert (await slow).version == 1
+
+
+async def test_a_spare_lane_leaves_a_stream_that_a_slow_batch_holds(
+    pool: asyncpg.Pool[Any], blocker: sql.Connection
+) -> None:
+    # A second append to the stream the slow batch holds waits for it, rather than going
+    # through the spare lane to wait on that batch's rows (and fail, and be run again alone);
+    # an append to another stream still goes past.
+    two_lanes = store.EventStore(pool, inline=base.Inline(catalog.ALL), group_commit_lanes=2)
+    group = two_lanes.group_commit
+    assert group is not None
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE users IN EXCLUSIVE MODE")
+    user = uuid4()
+    stream = f"user-{user}"
+    slow = asyncio.ensure_future(
+        two_lanes.append(stream, [user_events.UserCreated(user_id=user, name="held", admin=False)])
+    )
+    await wait_for(lambda: group._running == 1)
+    loop = asyncio.get_running_loop()
+    await wait_for(lambda: loop.time() - group._last_start >= group_commit.SPARE_LANE_AFTER_S)
+    behind = asyncio.ensure_future(
+        two_lanes.append(
+            stream, [user_events.UserRenamed(user_id=user, old_name="held", name="moved")]
+        )
+    )
+    await wait_for(lambda: len(group._queue) == 1)  # queued, held behind the slow batch
+    quick = await two_lanes.append("note-past", [Noted(text="not held")], expected=0)
+    assert quick.version == 1
+    assert not slow.done()
+    assert not behind.done()
+    assert group._running == 1  # the spare lane took only the other stream's append
+    await tx.rollback()
+    assert (await slow).version == 1
+    assert (await behind).version == 2
