@@ -9,6 +9,7 @@ commit and halve append throughput.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Self
@@ -71,10 +72,12 @@ class Channel:
         ignore_own: bool = False,
         coalesce_s: float = 0.02,
         reconnect_s: float = 1.0,
+        ping_s: float = 5.0,
         connect_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self._dsn = dsn
         self._channel = channel
+        self._ping_s = ping_s
         self._on_message = on_message
         self._ignore_own = ignore_own
         self._coalesce_s = coalesce_s
@@ -165,15 +168,35 @@ class Channel:
                     await conn.add_listener(self._channel, self._on_notify)
                     self.listening.set()
                     self._on_message(None)  # anything sent while we were not listening
-                    await lost.wait()
+                    while not lost.is_set() and await self._answers(conn, lost):
+                        pass
                 log.warning("LISTEN connection lost; reconnecting")
             except errors.DatabaseUnavailable as exc:
                 log.warning("could not LISTEN (%s); retrying in %.1fs", exc, self._reconnect_s)
             finally:
                 self.listening.clear()
                 if conn is not None and not conn.is_closed():
-                    await conn.close()
+                    # bounded: a connection that stopped answering would not answer a goodbye
+                    # either (asyncpg aborts it when the graceful close fails)
+                    with contextlib.suppress(TimeoutError, OSError, asyncpg.PostgresError):
+                        await conn.close(timeout=self._ping_s)
             await asyncio.sleep(self._reconnect_s)
+
+    async def _answers(self, conn: asyncpg.Connection[Any], lost: asyncio.Event) -> bool:
+        """Wait ``ping_s`` for the connection to end; if it has not, whether it still answers
+        within ``ping_s``. A connection cut without a reset (a partition) never ends by
+        itself, and notifications sent meanwhile would be lost unnoticed."""
+        try:
+            await asyncio.wait_for(lost.wait(), self._ping_s)
+            return False
+        except TimeoutError:
+            pass
+        try:
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), self._ping_s)
+        except TimeoutError:
+            log.warning("LISTEN connection did not answer within %.1fs", self._ping_s)
+            return False
+        return True
 
     def _on_notify(self, _conn: object, pid: int, _channel: str, payload: object) -> None:
         if self._ignore_own and pid in self._own_pids:
