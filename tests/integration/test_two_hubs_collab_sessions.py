@@ -121,8 +121,8 @@ async def orphan(event_store: store.EventStore, row: Any, origin: str, lease_s: 
         await conn.execute(
             "INSERT INTO collab_session_owners (session_id, room, origin, incarnation,"
             " lease_until, kernel_name, created_by_kind, created_by, created_by_id, room_owner)"
-            " VALUES ($1, $2, $3, 'a dead one', clock_timestamp() + make_interval(secs => $4), $5, $6, $7,"
-            " $8, $9)",
+            " VALUES ($1, $2, $3, 'a dead one', clock_timestamp() + make_interval(secs => $4),"
+            " $5, $6, $7, $8, $9)",
             row["session_id"], row["room"], origin, lease_s, row["kernel_name"],
             row["created_by_kind"], row["created_by"], row["created_by_id"], row["room_owner"],
         )  # fmt: skip
