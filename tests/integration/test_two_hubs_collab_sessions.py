@@ -261,16 +261,23 @@ class Accounts:
         return None
 
 
-async def test_a_deleted_creators_session_is_not_taken_over_but_ended(
-    event_store: store.EventStore, db_url: str
+@pytest.mark.parametrize("change", ["deleted", "renamed"])
+async def test_a_creator_gone_or_no_longer_a_writer_ends_the_session_instead(
+    event_store: store.EventStore, db_url: str, change: str
 ) -> None:
+    """``deleted``: the creator is gone. ``renamed``: carol's room is carol's by name (rooms
+    keep their owner's name), so the user renamed may no longer write to it."""
     created, row = await stopped_hubs_session(event_store, db_url, "carol", notebook=nb("1"))
     async with serving(event_store, db_url, collab_session_lease_s=1.5) as b:
         assert b.sessions is not None
         accounts = Accounts()
         b.sessions.kernel_account = accounts
-        status, reply = await b.api.call("DELETE", "/users/carol")
-        assert status == 204, reply
+        if change == "deleted":
+            status, reply = await b.api.call("DELETE", "/users/carol")
+            assert status == 204, reply
+        else:
+            status, reply = await b.api.call("PATCH", "/users/carol", json={"name": "carole"})
+            assert status == 200, reply
         await orphan(event_store, row, f"http://127.0.0.1:{startup.free_port('127.0.0.1')}", 0)
 
         async def forgotten() -> bool:
@@ -282,7 +289,8 @@ async def test_a_deleted_creators_session_is_not_taken_over_but_ended(
         logged = await event_store.read_stream(stream_id(uuid.UUID(created["id"])))
         ends = [e.data.reason for e in logged if e.type == "collab_session.ended"]
         # the stopped hub's own end, then why nobody took it over
-        assert ends == ["shutdown", "creator_gone"], ends
+        reason = "creator_gone" if change == "deleted" else "creator_cannot_write"
+        assert ends == ["shutdown", reason], ends
         assert sum(e.type == "collab_session.created" for e in logged) == 1
 
 
