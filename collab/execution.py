@@ -155,6 +155,7 @@ class Executor:
         self._subscription: Any = None
         self._tasks = tasks.TaskOwner("executor", logger=log)
         self._closed = False
+        self._abandoned = False  # stopped without a word: the session runs on elsewhere
 
     async def __aenter__(self) -> Executor:
         self.start()
@@ -184,6 +185,13 @@ class Executor:
         await self._tasks.close()
         for request in self.drain():
             await self._finish(request, "aborted", None, started=None, reason="session ended")
+
+    async def abandon(self) -> None:
+        """Stop taking and running requests, and write nothing of it, neither to the log nor
+        to the document: another hub process runs the session now (it took it over) and says
+        itself what became of the requests. Their callers here see them ``aborted``."""
+        self._abandoned = True
+        await self.stop()
 
     # --- asking ------------------------------------------------------------------------
 
@@ -468,6 +476,10 @@ class Executor:
         started: float | None,
         reason: str | None = None,
     ) -> None:
+        if self._abandoned:
+            if not request.done.done():
+                request.done.set_result(Outcome("aborted", None))
+            return
         if started is not None:
             with self.doc.transaction(origin=ORIGIN), contextlib.suppress(errors.SessionError):
                 notebook.end_execution(notebook.find_code_cell(self.doc, request.cell_id), count)

@@ -157,6 +157,23 @@ class Session:
             if self.on_ended is not None:
                 self.on_ended(self)
 
+    async def abandon(self) -> None:
+        """Stop the executor and the kernel and record nothing: another hub process took the
+        session over (this one lost its lease) and runs it on; the session has not ended."""
+        if self.state in ("ending", "ended"):
+            await self.ended.wait()
+            return
+        self.state = "ending"
+        self._disarm_grace_timer()
+        try:
+            await self.executor.abandon()
+            await self.kernel.shutdown()
+        finally:
+            self.state = "ended"
+            self.ended.set()
+            if self.on_ended is not None:
+                self.on_ended(self)
+
     async def _record_end(self, reason: EndReason) -> None:
         await self.record(
             session_events.SessionEnded(session_id=self.session_id, reason=reason), None

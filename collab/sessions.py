@@ -280,6 +280,13 @@ class SessionManager:
         if bound is not None:
             await bound.session.shutdown()
 
+    async def abandon(self, session_id: uuid.UUID) -> None:
+        """Stop this process's copy of a session another process took over: its kernel stops,
+        and nothing of the session's end is recorded (it runs on there)."""
+        bound = self._bound.get(session_id)
+        if bound is not None:
+            await bound.session.abandon()
+
     async def close(self) -> None:
         """Shut every session down (the hub is stopping); no new one starts after this."""
         self._closed = True

@@ -50,12 +50,21 @@ class SessionCreated(SessionEvent):
     taken_over: bool = False
 
 
+# Why a session ended: deleted (``shutdown``), nobody in its room (``idle``), its kernel did
+# not start (``kernel_failed``); or its hub process died and another did not take it over,
+# because its creator was deleted (``creator_gone``), is blocked (``creator_blocked``) or may
+# no longer write to its room (``creator_cannot_write``): its kernel would run as them.
+EndReason = Literal[
+    "shutdown", "idle", "kernel_failed", "creator_gone", "creator_blocked", "creator_cannot_write"
+]
+
+
 class SessionEnded(SessionEvent):
     """The session is over: its kernel is gone and it takes no more requests."""
 
     type: ClassVar[str] = "collab_session.ended"
 
-    reason: Literal["shutdown", "idle", "kernel_failed"]
+    reason: EndReason
 
 
 class KernelStarted(SessionEvent):

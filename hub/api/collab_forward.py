@@ -11,6 +11,11 @@ relayed as is. A forwarded request is marked (``FORWARDED``) and never forwarded
 owner that does not answer is gone, and its sessions with it: its row is removed and the
 caller gets 404, as for any unknown session.
 
+An owner is one start of a process: its origin and a random ``incarnation``. A process
+restarted at the address of one that died sees the dead one's rows as another owner's: it
+does not forward to itself (it would answer 404 for a session it does not run) but treats
+that owner as one that does not answer (503 while its lease runs, then it takes over).
+
 The owner holds a lease on each session it runs (hub/api/collab_lease.py). An owner that
 does not answer while its lease runs may be stalled or restarting: 503 with ``Retry-After``
 (the lease's remaining seconds). Once its lease has expired, the process asked takes the
@@ -27,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -68,9 +73,11 @@ NOT_FORWARDED = frozenset(
 @dataclass
 class Ownership:
     """Where other hub processes reach this one (``scheme://host:port``); None until it
-    serves, and then sessions are neither recorded nor looked up."""
+    serves, and then sessions are neither recorded nor looked up. ``incarnation``: this start
+    of the process (another start at the same address is another owner)."""
 
     origin: str | None = None
+    incarnation: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 OWNERSHIP = web.AppKey("collab_ownership", Ownership)
@@ -79,6 +86,10 @@ OWNERSHIP = web.AppKey("collab_ownership", Ownership)
 def _origin(request: web.Request) -> str | None:
     ownership = request.app.get(OWNERSHIP)
     return ownership.origin if ownership is not None else None
+
+
+def _incarnation(request: web.Request) -> str:
+    return request.app[OWNERSHIP].incarnation
 
 
 async def claim(request: web.Request, bound: sessions.Bound) -> None:
@@ -101,17 +112,21 @@ async def claim(request: web.Request, bound: sessions.Bound) -> None:
             session.created_by.name,
             bound.owner,
             lease_s,
+            _incarnation(request),
+            # the creator by id: a takeover runs as this user, whatever their name is then
+            access.caller_of(request).user_id if session.created_by.kind == "user" else None,
         )
     if leases is not None:
         leases.claimed.add(session.session_id)
 
 
 async def release(request: web.Request, session_id: uuid.UUID) -> None:
-    """Forget the owner of a session that ended here."""
-    if _origin(request) is None:
+    """Forget the owner of a session that ended here (if this process still owns it)."""
+    origin = _origin(request)
+    if origin is None:
         return
     async with request.app[HUB].store.pool.acquire() as conn:
-        await conn.execute(queries["release_session"], session_id)
+        await conn.execute(queries["release_session"], session_id, origin, _incarnation(request))
 
 
 def serve_at(app: web.Application, origin: str) -> None:
@@ -120,7 +135,7 @@ def serve_at(app: web.Application, origin: str) -> None:
     app[OWNERSHIP].origin = origin
     leases = app.get(collab_lease.LEASES)
     if leases is not None:
-        leases.start(origin)
+        leases.start(origin, app[OWNERSHIP].incarnation, app.get(access.BLOCKED))
 
 
 async def forget_owned(app: web.Application) -> None:
@@ -130,7 +145,7 @@ async def forget_owned(app: web.Application) -> None:
         return
     try:
         async with app[HUB].store.pool.acquire() as conn:
-            await conn.execute(queries["release_owned"], ownership.origin)
+            await conn.execute(queries["release_owned"], ownership.origin, ownership.incarnation)
     except Exception:  # noqa: BLE001 - a database gone first leaves rows; callers clean them
         log.warning("could not forget the collaboration sessions of %s", ownership.origin)
 
@@ -152,13 +167,15 @@ async def elsewhere(
     leases = request.app.get(collab_lease.LEASES)
     if owner is None:
         return None
-    if owner["origin"] == origin:
+    if owner["origin"] == origin and owner["incarnation"] == _incarnation(request):
         if leases is not None:  # a takeover of it may be under way here
             await leases.take_over(session_id)
         return None
     if owner["takeable"] and not owner["leased"] and leases is not None:
         await leases.take_over(session_id)  # whoever wins, the session runs somewhere now
         return await elsewhere(request, session_id, leases.manager.get(session_id) is not None)
+    if owner["origin"] == origin:  # an earlier start of this process, dead
+        raise await _unanswered(request, session_id, owner)
     return await _forward(request, session_id, owner)
 
 
@@ -199,22 +216,30 @@ async def _forward(request: web.Request, session_id: uuid.UUID, row: Any) -> web
             f"collaboration session {session_id}: its hub process did not answer in time"
         ) from None
     except aiohttp.ClientConnectionError:
-        if row["takeable"]:
-            # Dead, or restarting: its lease says when another process may take over.
-            wait = max(1, math.ceil(row["lease_left_s"]))
-            log.warning(
-                "collab session %s: its owner %s does not answer; taken over when its lease"
-                " expires (in %ss)",
-                session_id,
-                owner,
-                wait,
-            )
-            raise hub_errors.Busy(
-                f"collaboration session {session_id}: its hub process does not answer; another"
-                f" takes it over in {wait}s",
-                retry_after_s=wait,
-            ) from None
-        log.warning("collab session %s: its owner %s does not answer; forgotten", session_id, owner)
-        async with request.app[HUB].store.pool.acquire() as conn:
-            await conn.execute(queries["release_gone"], session_id, owner)
-        raise hub_errors.NotFound(f"No such session: {session_id}") from None
+        raise await _unanswered(request, session_id, row) from None
+
+
+async def _unanswered(request: web.Request, session_id: uuid.UUID, row: Any) -> hub_errors.HubError:
+    """What to answer when the owner of ``session_id`` is dead or restarting: 503 while its
+    lease runs (then the session is taken over), or 404 with its row forgotten if it cannot
+    be taken over."""
+    owner: str = row["origin"]
+    if row["takeable"]:
+        # Dead, or restarting: its lease says when another process may take over.
+        wait = max(1, math.ceil(row["lease_left_s"]))
+        log.warning(
+            "collab session %s: its owner %s does not answer; taken over when its lease"
+            " expires (in %ss)",
+            session_id,
+            owner,
+            wait,
+        )
+        return hub_errors.Busy(
+            f"collaboration session {session_id}: its hub process does not answer; another"
+            f" takes it over in {wait}s",
+            retry_after_s=wait,
+        )
+    log.warning("collab session %s: its owner %s does not answer; forgotten", session_id, owner)
+    async with request.app[HUB].store.pool.acquire() as conn:
+        await conn.execute(queries["release_gone"], session_id, owner)
+    return hub_errors.NotFound(f"No such session: {session_id}")
