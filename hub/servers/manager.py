@@ -35,6 +35,7 @@ from hub.auth import tokens
 from hub.auth.oauth import clients as oauth_clients
 from hub.servers import (
     config,
+    hub_processes,
     isolation,
     local_spawner,
     orphans,
@@ -83,6 +84,9 @@ class ServerManager:
         self._tasks = tasks.TaskOwner("server", logger=log)
         self._listeners: list[Callable[[], Awaitable[None]]] = []
         self._session: aiohttp.ClientSession | None = None
+        # The live hub processes sharing the database (set when serving): spawns and stops
+        # are claimed, and another live process's are left to it.
+        self.hubs: hub_processes.Registry | None = None
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -93,10 +97,12 @@ class ServerManager:
             connector=aiohttp.TCPConnector(force_close=True),
         )
 
-    async def close(self, *, stop_servers: bool = False) -> None:
-        """Stop servers if asked (``cleanup_servers``), then cancel every task this owns."""
+    async def close(self, *, stop_servers: bool = False, watched_too: bool = False) -> None:
+        """Stop servers if asked (``cleanup_servers``: those this process started or
+        re-adopted, and ``watched_too`` those it watches for other processes, when it is the last
+        live one), then cancel every task this owns."""
         if stop_servers:
-            for live in [live for live in self._live.values() if not live.watch_only]:
+            for live in [v for v in self._live.values() if watched_too or not v.watch_only]:
                 # Each server on its own: one that cannot be stopped does not keep the others
                 # running, and what went wrong is in the log.
                 try:
@@ -208,6 +214,8 @@ class ServerManager:
                         ],
                         metadata=meta,
                     )
+                    if self.hubs is not None:
+                        await self.hubs.claim(conn, user_id, server_name)
             live = self._live.get(key)
             if decision == "spawn":
                 live = running.Live(
@@ -340,12 +348,11 @@ class ServerManager:
         async with self._lock(live.key):
             if live.stopping or self._live.get(live.key) is not live:
                 return
-            async with self.store.pool.acquire() as conn:  # another process ended it first?
-                row = await self.server_row(conn, live.user_id, live.server_name)
-            if row is None or row["state"] not in ("started", "ready"):
+            reason = f"the server exited on its own with code {code}"
+            # Other processes may watch it too: the first to record it decides, the others
+            # find it recorded (or ended otherwise) and only forget it.
+            if not await self._fail(live, reason, "system", None, if_running=True):
                 del self._live[live.key]
-                return
-            await self._fail(live, f"the server exited on its own with code {code}", "system", None)
 
     def watch_started_elsewhere(self, row: Any) -> None:
         """Watch a ready server (a ``servers`` row) another hub process started, perhaps dead
@@ -360,15 +367,29 @@ class ServerManager:
         live.watcher = self._own(self._watch(live), f"watch {live.user}/{live.server_name}")
 
     async def _fail(
-        self, live: running.Live, reason: str, kind: str, meta: models.Metadata | None
-    ) -> None:
-        """Kill what is left, record ``server.failed`` and revoke the server's token."""
+        self,
+        live: running.Live,
+        reason: str,
+        kind: str,
+        meta: models.Metadata | None,
+        *,
+        if_running: bool = False,
+    ) -> bool:
+        """Kill what is left, record ``server.failed`` and revoke the server's token; with
+        ``if_running``, only if the log still says it runs (false, nothing done, otherwise:
+        another hub process ended it first, under the server's lock)."""
         if live.process is not None and live.process.exit_code() is None:
             await live.process.stop(0.5)
-        log.warning("server %s/%s failed: %s", live.user, live.server_name, reason)
+        stream = server_events.stream_id(live.user_id, live.server_name)
         async with self.store.session() as session:
+            if if_running:
+                await session.conn.execute(queries["lock_server"], stream)
+                row = await self.server_row(session.conn, live.user_id, live.server_name)
+                if row is None or row["state"] not in ("started", "ready"):
+                    return False
+            log.warning("server %s/%s failed: %s", live.user, live.server_name, reason)
             await session.append(
-                server_events.stream_id(live.user_id, live.server_name),
+                stream,
                 [server_events.ServerFailed(**running.ids(live), reason=reason[:2000], kind=kind)],
                 metadata=meta or models.Metadata(),
             )
@@ -381,6 +402,7 @@ class ServerManager:
         live.finish("failed")
         if self._live.get(live.key) is live:
             del self._live[live.key]
+        return True
 
     async def _revoke(
         self, session: store.Session, token_id: str | None, meta: models.Metadata | None
@@ -435,6 +457,8 @@ class ServerManager:
                 await session.append(
                     stream, [server_events.ServerStopRequested(**ids)], metadata=meta
                 )
+                if self.hubs is not None:
+                    await self.hubs.claim(conn, user_id, server_name)
             assert row is not None
             live = self._live.get(key)
             if live is None:
@@ -539,31 +563,62 @@ class ServerManager:
     # --- after a restart ----------------------------------------------------------------------
 
     async def readopt(self) -> None:
-        """Adopt the servers the log says run whose process still answers; fail the others."""
+        """Adopt the servers the log says run whose process still answers; fail the others.
+        A spawn or stop that another live hub process runs is left to it (hub_processes)."""
         async with self.store.pool.acquire() as conn:
             rows = await conn.fetch(queries["live_servers"])
+            taken = None if self.hubs is None else await self.hubs.take_orphaned(conn)
         for row in rows:
-            live = running.Live(
-                row["user_id"], row["user_name"], row["server_name"], token_id=row["token_id"]
-            )
-            live.process = await self._adopt(row)
-            state = row["state"]
-            if state == "stopping":
-                self._live[live.key] = live
-                live.stopping = True
-                self._own(self._finish_stop(live, False, models.Metadata()), f"stop {live.user}")
+            key = (row["user_id"], row["server_name"])
+            if taken is None or row["state"] == "ready" or key in taken:
+                await self._readopt(row)
+
+    async def take_up_orphans(self) -> None:
+        """Fail or finish the spawns and stops whose hub process is no longer live (it died:
+        its lease expired), as readoption does; each taken up by one process."""
+        if self.hubs is None:
+            return
+        async with self.store.pool.acquire() as conn:
+            taken = await self.hubs.take_orphaned(conn)
+            rows = await conn.fetch(queries["live_servers"]) if taken else []
+        for row in rows:
+            key = (row["user_id"], row["server_name"])
+            if key not in taken or row["state"] == "ready":
                 continue
-            if live.process is None or state == "spawning":  # _fail stops an unrecorded one
-                gone = "the hub restarted and the server's process was gone"
-                early = "the hub stopped before the server's process was " + (
-                    "recorded; it was stopped" if live.process else "started"
-                )
-                await self._fail(live, early if state == "spawning" else gone, "system", None)
-                continue
+            async with self._lock(key):
+                watched = self._live.get(key)
+                if watched is not None and not watched.watch_only:
+                    continue  # this process's own (its claim was lost while it stalled)
+                if watched is not None:
+                    del self._live[key]
+                    if watched.watcher is not None:
+                        watched.watcher.cancel()
+                log.info("taking up %s/%s: its hub process is gone", row["user_name"], key[1])
+                await self._readopt(row)
+
+    async def _readopt(self, row: Any) -> None:
+        """Adopt one server the log says runs if its process answers; else fail it."""
+        live = running.Live(
+            row["user_id"], row["user_name"], row["server_name"], token_id=row["token_id"]
+        )
+        live.process = await self._adopt(row)
+        state = row["state"]
+        if state == "stopping":
             self._live[live.key] = live
-            live.spawn_task = self._own(
-                self._resume(live, row["url"], state), f"readopt {live.user}/{live.server_name}"
+            live.stopping = True
+            self._own(self._finish_stop(live, False, models.Metadata()), f"stop {live.user}")
+            return
+        if live.process is None or state == "spawning":  # _fail stops an unrecorded one
+            gone = "the hub restarted and the server's process was gone"
+            early = "the hub stopped before the server's process was " + (
+                "recorded; it was stopped" if live.process else "started"
             )
+            await self._fail(live, early if state == "spawning" else gone, "system", None)
+            return
+        self._live[live.key] = live
+        live.spawn_task = self._own(
+            self._resume(live, row["url"], state), f"readopt {live.user}/{live.server_name}"
+        )
 
     async def _adopt(self, row: Any) -> spawner.ServerProcess | None:
         """A recorded server's process if it runs: by its state (JupyterHub's spawners), or pid."""
