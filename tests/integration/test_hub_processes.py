@@ -3,7 +3,7 @@ serve`` processes share one database, each registered with a lease (hub/servers/
 A process started while another is mid-spawn leaves that spawn alone (it ends ready); stopping
 one of two processes leaves users' servers running and reachable through the other (the last
 one stops them, cleanup_servers); a killed process's half-done spawn is taken up by another once
-its lease expires."""
+its lease expires; the collab sessions list shows every process's sessions."""
 
 from __future__ import annotations
 
@@ -181,3 +181,29 @@ async def test_a_killed_processs_half_done_spawn_is_taken_up_once_its_lease_expi
         assert status == 202
         status, _ = await call(survivor, "DELETE", "/users/alice/server")
         assert status in (202, 204)
+
+
+@pytest.mark.collab
+async def test_the_sessions_list_shows_every_processs_sessions(nginx_hubs: StartHubs) -> None:
+    hubs = await nginx_hubs(2)
+    alice = (await hubs.call("POST", "/users/alice/tokens", json={})).body["token"]
+    made = await hubs.call("POST", "/collab/sessions", alice, json={})
+    assert made.status == 201, made
+    listed = [await hubs.call("GET", "/collab/sessions", alice) for _ in range(2)]
+    assert {answer.upstream for answer in listed} == {hubs.upstream_of(p) for p in hubs.processes}
+    for answer in listed:  # the owner's own, and the other's through the owner
+        assert answer.status == 200, answer
+        assert [s["id"] for s in answer.body["sessions"]] == [made.body["id"]]
+        assert answer.body["sessions"][0]["state"] in ("new", "running")
+    # one who may not read alice's room sees it listed by neither (each owner filters)
+    carol = await hubs.call("POST", "/users/carol")
+    assert carol.status in (201, 409), carol
+    token = (await hubs.call("POST", "/users/carol/tokens", json={})).body["token"]
+    for _ in range(2):
+        answer = await hubs.call("GET", "/collab/sessions", token)
+        assert answer.status == 200, answer
+        assert answer.body["sessions"] == []
+    ended = await hubs.call("DELETE", f"/collab/sessions/{made.body['id']}", alice)
+    assert ended.status == 204, ended
+    for _ in range(2):
+        assert (await hubs.call("GET", "/collab/sessions", alice)).body["sessions"] == []
