@@ -7,7 +7,7 @@
 -- live. Process state, not hub actions: kept outside the event log, as login failures are.
 CREATE TABLE hub_processes (
     process_id  uuid PRIMARY KEY,
-    host        text NOT NULL,
+    host        text NOT NULL,  -- host name and pid namespace: where pid means this process
     pid         integer NOT NULL,
     started     timestamptz NOT NULL DEFAULT clock_timestamp(),
     lease_until timestamptz NOT NULL

@@ -6,6 +6,10 @@ INSERT INTO hub_processes (process_id, host, pid, lease_until)
 VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4))
 ON CONFLICT (process_id) DO UPDATE SET lease_until = EXCLUDED.lease_until;
 
+-- name: processes_here
+-- The processes recorded on this machine (host name and pid namespace), to check their pids.
+SELECT process_id, pid FROM hub_processes WHERE host = $1;
+
 -- name: process_lock
 -- Processes leave one at a time (taken in the transaction that deletes this process's row and
 -- then counts the others, each statement with its own snapshot), so that of processes

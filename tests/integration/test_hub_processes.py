@@ -207,3 +207,34 @@ async def test_the_sessions_list_shows_every_processs_sessions(nginx_hubs: Start
     assert ended.status == 204, ended
     for _ in range(2):
         assert (await hubs.call("GET", "/collab/sessions", alice)).body["sessions"] == []
+
+
+async def test_a_restart_on_the_same_machine_takes_up_the_killed_processs_spawn_at_once(
+    db_url: str, tmp_path: Path
+) -> None:
+    config(tmp_path, delay=4, start_timeout=30)
+    # A lease far longer than the test: the process's restart knows its pid is gone.
+    path = tmp_path / "chronohub.toml"
+    path.write_text(
+        path.read_text().replace(f"process_lease_s = {LEASE_S}", "process_lease_s = 600")
+    )
+    async with hub(db_url, tmp_path, "hub0") as doomed:
+        assert (await call(doomed, "POST", "/users/alice"))[0] in (201, 409)
+        status, body = await call(doomed, "POST", "/users/alice/server")
+        assert status == 202, body
+
+        async def started() -> bool:
+            return (await server_row(db_url, "alice"))["state"] == "started"
+
+        await wait_for(started, timeout_s=30, every_s=0.1)
+        doomed.kill()
+        await doomed.process.wait()
+    async with hub(db_url, tmp_path, "hub0-again") as again:
+
+        async def ready() -> bool:
+            return (await server_row(db_url, "alice"))["state"] == "ready"
+
+        await wait_for(ready, timeout_s=40, every_s=0.2)  # its spawn completed, adopted
+        assert "re-adopted alice/" in again.log.read_text()
+        status, _ = await call(again, "DELETE", "/users/alice/server")
+        assert status in (202, 204)
