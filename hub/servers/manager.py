@@ -8,7 +8,9 @@ the servers and routes projections follow in the same transaction. The decisions
 pure functions ``decide_spawn`` and ``decide_stop``.
 
 At startup ``readopt`` looks at the servers the log says are running: a process that still
-answers is adopted, anything else is cleaned up and recorded as failed.
+answers is adopted, anything else is cleaned up and recorded as failed; a spawn or stop another
+live hub process runs is left to it, and one a dead process left is taken up later
+(hub/servers/readoption.py, hub/servers/hub_processes.py).
 
 The process lifecycle; beside it ``records``, ``spawn_progress``, ``running`` (live servers,
 their locks), ``config`` and ``jupyterhub_adapter`` (JupyterHub's spawner classes).
@@ -40,6 +42,7 @@ from hub.servers import (
     local_spawner,
     orphans,
     readiness,
+    readoption,
     records,
     rules,
     running,
@@ -50,8 +53,6 @@ from hub.servers import (
 log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub.servers", "servers.sql")
 
-# After a hub restart, a server recorded as ready gets this long to answer again.
-READOPT_CHECK_S = 3.0
 # How long DELETE waits for a stop before answering 202.
 SLOW_STOP_TIMEOUT_S = 10.0
 
@@ -61,7 +62,7 @@ Settings = config.Settings
 settings_from = config.settings_from
 
 
-class ServerManager:
+class ServerManager(readoption.Readoption):
     """Starts, watches and stops servers, recording every transition as events."""
 
     def __init__(
@@ -560,65 +561,7 @@ class ServerManager:
         """Write proxy-observed activity of servers (and their users), forward only."""
         await records.record_activity(self.store, seen)
 
-    # --- after a restart ----------------------------------------------------------------------
-
-    async def readopt(self) -> None:
-        """Adopt the servers the log says run whose process still answers; fail the others.
-        A spawn or stop that another live hub process runs is left to it (hub_processes)."""
-        async with self.store.pool.acquire() as conn:
-            rows = await conn.fetch(queries["live_servers"])
-            taken = None if self.hubs is None else await self.hubs.take_orphaned(conn)
-        for row in rows:
-            key = (row["user_id"], row["server_name"])
-            if taken is None or row["state"] == "ready" or key in taken:
-                await self._readopt(row)
-
-    async def take_up_orphans(self) -> None:
-        """Fail or finish the spawns and stops whose hub process is no longer live (it died:
-        its lease expired), as readoption does; each taken up by one process."""
-        if self.hubs is None:
-            return
-        async with self.store.pool.acquire() as conn:
-            taken = await self.hubs.take_orphaned(conn)
-            rows = await conn.fetch(queries["live_servers"]) if taken else []
-        for row in rows:
-            key = (row["user_id"], row["server_name"])
-            if key not in taken or row["state"] == "ready":
-                continue
-            async with self._lock(key):
-                watched = self._live.get(key)
-                if watched is not None and not watched.watch_only:
-                    continue  # this process's own (its claim was lost while it stalled)
-                if watched is not None:
-                    del self._live[key]
-                    if watched.watcher is not None:
-                        watched.watcher.cancel()
-                log.info("taking up %s/%s: its hub process is gone", row["user_name"], key[1])
-                await self._readopt(row)
-
-    async def _readopt(self, row: Any) -> None:
-        """Adopt one server the log says runs if its process answers; else fail it."""
-        live = running.Live(
-            row["user_id"], row["user_name"], row["server_name"], token_id=row["token_id"]
-        )
-        live.process = await self._adopt(row)
-        state = row["state"]
-        if state == "stopping":
-            self._live[live.key] = live
-            live.stopping = True
-            self._own(self._finish_stop(live, False, models.Metadata()), f"stop {live.user}")
-            return
-        if live.process is None or state == "spawning":  # _fail stops an unrecorded one
-            gone = "the hub restarted and the server's process was gone"
-            early = "the hub stopped before the server's process was " + (
-                "recorded; it was stopped" if live.process else "started"
-            )
-            await self._fail(live, early if state == "spawning" else gone, "system", None)
-            return
-        self._live[live.key] = live
-        live.spawn_task = self._own(
-            self._resume(live, row["url"], state), f"readopt {live.user}/{live.server_name}"
-        )
+    # --- after a restart (readopt, take_up_orphans: hub/servers/readoption.py) ---------------
 
     async def _adopt(self, row: Any) -> spawner.ServerProcess | None:
         """A recorded server's process if it runs: by its state (JupyterHub's spawners), or pid."""
@@ -631,28 +574,6 @@ class ServerManager:
         return await self.spawner.resume(
             user_id=user_id, user=user, server_name=name, url=row["url"] or "", state=state
         )
-
-    async def _resume(self, live: running.Live, url: str, state: str) -> None:
-        assert live.process is not None
-        loop = asyncio.get_running_loop()
-        wait = self.settings.start_timeout if state == "started" else READOPT_CHECK_S
-        log_path = local_spawner.log_path(self.settings.data_dir, live.user, live.server_name)
-        try:
-            await self._wait_ready(url, live.process, loop.time() + wait, log_path)
-        except spawner.SpawnError as exc:
-            await self._fail(live, f"after the hub restarted: {exc.message}", "system", None)
-            return
-        async with self._lock(live.key):
-            if live.stopping:
-                return
-            if state == "started":
-                await self._append(
-                    live, [server_events.ServerReady(**running.ids(live), url=url)], None
-                )
-        log.info("re-adopted %s/%s (pid %s)", live.user, live.server_name, live.process.pid)
-        await self._routes_changed()
-        live.finish("ready")
-        live.watcher = self._own(self._watch(live), f"watch {live.user}/{live.server_name}")
 
     # --- reads --------------------------------------------------------------------------------
 
