@@ -57,6 +57,7 @@ class Registry:
         their restart) leave at once: their work is taken up without waiting for their lease."""
         with sql.translated():
             async with self.pool.acquire() as conn:
+                await conn.execute(queries["processes_forget_stale"])
                 rows = await conn.fetch(queries["processes_here"], machine())
                 for row in rows:
                     if not processes.exists(row["pid"]):

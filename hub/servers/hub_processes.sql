@@ -10,6 +10,10 @@ ON CONFLICT (process_id) DO UPDATE SET lease_until = EXCLUDED.lease_until;
 -- The processes recorded on this machine (host name and pid namespace), to check their pids.
 SELECT process_id, pid FROM hub_processes WHERE host = $1;
 
+-- name: processes_forget_stale
+-- Processes that died long ago (their leases expired a day ago): no longer worth a row.
+DELETE FROM hub_processes WHERE lease_until < clock_timestamp() - interval '1 day';
+
 -- name: process_lock
 -- Processes leave one at a time (taken in the transaction that deletes this process's row and
 -- then counts the others, each statement with its own snapshot), so that of processes
