@@ -35,7 +35,7 @@ DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/bwrap /usr/sbin/nginx /usr/lib/postgr
 
 .PHONY: run test lint typecheck docs unit integration clean frontend faults
 .PHONY: bench-events bench-audit bench-api bench-spawn bench-collab bench-git bench-publish
-.PHONY: bench-browser
+.PHONY: bench-browser bench-scale
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -122,6 +122,11 @@ bench-publish: $(VENV)/.installed-bench
 # the collaborative notebook page in Debian's Chromium: ready cold and warm, keystroke latency
 bench-browser: $(VENV)/.installed-bench $(FRONTEND) /usr/bin/chromium
 	$(BIN)/python -m bench.browser
+
+# one hub process at 10,000 users, 1,000 concurrent clients, 1,000 rooms, 100 clones and a
+# 10-million-event log, each figure beside its target (ARGS=--small: 1/10 of each, quicker)
+bench-scale: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.scale $(ARGS)
 
 # configurable-http-proxy, which the JupyterHub that bench-api measures starts (node >= 20)
 bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json

@@ -19,7 +19,10 @@ The driver (``bench/collab_node/driver.mjs``, Node, the same for all three):
 
 * fan-out: one writer sends a burst of ``--updates`` one-element Y.Array pushes into a room
   with N-1 readers (N = 2, 16, 64); deliveries/s = update frames received by the readers
-  over the time from the first send to the last delivery;
+  over the time from the first send to the last delivery; CPU per delivery = the CPU time the
+  server's main thread (its event loop) spent over that burst, divided by the deliveries
+  (``/proc/<pid>/task/<pid>/schedstat``), a figure that a loaded machine moves much less than
+  a rate;
 * latency: the writer sends 50 updates/s for ``--samples`` updates; one reader applies them
   with yjs and times each from its send (the first second is warm-up), N-2 others count;
 * idle rooms: 1,000 rooms opened with one small edit each, then left; memory per idle room is
@@ -88,6 +91,11 @@ class Server:
 
     def room_url(self, room: str) -> str:
         return f"{self.room_base}/{room}" + (f"?{self.query}" if self.query else "")
+
+    def cpu_s(self) -> float:
+        """CPU time of the server's main thread (its event loop) so far, in seconds."""
+        pid = self.proc.pid
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -189,16 +197,29 @@ def stop(server: Server) -> None:
         server.log_file.close()
 
 
-async def drive(*args: str | int | float) -> dict[str, Any]:
-    """Run the driver once; its JSON line."""
+async def drive(*args: str | int | float, server: Server | None = None) -> dict[str, Any]:
+    """Run the driver once; its JSON line. For a fan-out, with ``server``'s CPU time over the
+    burst (``cpu_s``: from when every client is in until the result comes)."""
     proc = await asyncio.create_subprocess_exec(
-        "node", str(DRIVER), *map(str, args),
-        cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "node", str(DRIVER), *map(str, args), cwd=NODE_DIR, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    cpu_before = None
+    if args[0] == "fanout":
+        connected = await asyncio.wait_for(proc.stdout.readline(), 300)
+        if connected.strip() == b"connected":
+            cpu_before = server.cpu_s() if server is not None else None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
     out, err = await asyncio.wait_for(proc.communicate(), 300)
+    cpu_after = server.cpu_s() if server is not None and cpu_before is not None else None
     if proc.returncode != 0:
         raise RuntimeError(f"driver {args[0]} failed: {err.decode()[-2000:]}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    if cpu_before is not None and cpu_after is not None:
+        result["cpu_s"] = cpu_after - cpu_before
     return result
 
 
@@ -218,10 +239,16 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     log(f"  {server.label}: {figures['idle_room_kb']} KB per idle room")
     for clients in CLIENTS:
         room = f"fanout-{clients}-{secrets.token_hex(3)}"
-        result = await drive("fanout", server.room_url(room), clients, args.updates)
+        result = await drive("fanout", server.room_url(room), clients, args.updates, server=server)
         figures[f"deliveries_per_s_c{clients}"] = round(result["deliveries_per_s"])
         figures[f"fanout_complete_c{clients}"] = result["complete"]
-        log(f"  {server.label}: {clients} clients: {result['deliveries_per_s']:.0f} deliveries/s")
+        cpu = result.get("cpu_s")
+        if cpu is not None and result["delivered"]:
+            figures[f"cpu_us_per_delivery_c{clients}"] = round(1e6 * cpu / result["delivered"], 3)
+        log(
+            f"  {server.label}: {clients} clients: {result['deliveries_per_s']:.0f} deliveries/s,"
+            f" {figures.get(f'cpu_us_per_delivery_c{clients}')} us of CPU per delivery"
+        )
     for clients in CLIENTS:
         room = f"latency-{clients}-{secrets.token_hex(3)}"
         result = await drive("latency", server.room_url(room), clients, 50, args.samples)
@@ -239,9 +266,11 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def ratio(a: Any, b: Any) -> float | None:
+def ratio(a: Any, b: Any, digits: int = 2) -> float | None:
     return (
-        round(a / b, 2) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+        round(a / b, digits)
+        if isinstance(a, int | float) and isinstance(b, int | float) and b
+        else None
     )
 
 
@@ -288,6 +317,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "deliveries_vs_pycrdt_c64": ratio(
             ours.get("deliveries_per_s_c64"), pycrdt.get("deliveries_per_s_c64")
         ),
+        # chronohub's CPU per delivery over the Node server's: below 1, chronohub spends less
+        "cpu_per_delivery_vs_node_c64": ratio(
+            ours.get("cpu_us_per_delivery_c64"), node.get("cpu_us_per_delivery_c64"), 3
+        ),
+        "cpu_us_per_delivery_c64": ours.get("cpu_us_per_delivery_c64"),
         "p99_ms_c64_rate50": ours.get("p99_ms_c64_rate50"),
         "idle_room_kb": ours.get("idle_room_kb"),
         **{

@@ -12,7 +12,9 @@ SELECT room, owner, last_seq FROM collab_rooms WHERE room = $1;
 -- Takes the room row's lock for the statement's transaction, so the room's updates commit in
 -- sequence order (readers never skip one); one round trip for a whole batch. $4 is this
 -- transaction's synchronous_commit ('on' or 'off'; see RoomStore): set inside the statement,
--- which is its own transaction, so it needs no BEGIN/COMMIT round trips.
+-- which is its own transaction, so it needs no BEGIN/COMMIT round trips. The batch's sequence
+-- numbers are base + 1 .. base + appended (the counter reserves them in one piece): one row
+-- comes back, not one per update. No row: the room does not exist.
 WITH commit_mode AS (
     SELECT set_config('synchronous_commit', $4::text, true) AS mode
 ),
@@ -20,13 +22,17 @@ counter AS (
     UPDATE collab_rooms SET last_seq = last_seq + cardinality($2::bytea[])
     WHERE room = $1
     RETURNING last_seq - cardinality($2::bytea[]) AS base
+),
+appended AS (
+    INSERT INTO collab_updates (room, seq, data, author)
+    SELECT $1, counter.base + u.ord, u.data, u.author
+    FROM commit_mode, counter,
+        unnest($2::bytea[], $3::text[]) WITH ORDINALITY AS u(data, author, ord)
+    RETURNING seq
 )
-INSERT INTO collab_updates (room, seq, data, author)
-SELECT $1, counter.base + u.ord, u.data, u.author
-FROM commit_mode, counter,
-    unnest($2::bytea[], $3::text[]) WITH ORDINALITY AS u(data, author, ord)
-RETURNING seq,
-    EXISTS (SELECT 1 FROM collab_presence p WHERE p.room = $1 AND p.process <> $5) AS shared;
+SELECT counter.base, (SELECT count(*) FROM appended) AS appended,
+    EXISTS (SELECT 1 FROM collab_presence p WHERE p.room = $1 AND p.process <> $5) AS shared
+FROM counter;
 
 -- name: enter_room
 -- Also says whether another process holds the room already.

@@ -136,7 +136,7 @@ class RoomStore:
         """Append updates (one statement, one round trip): their sequence numbers, in order,
         and whether another process holds the room (and so needs a wake-up)."""
         async with self.events.connection() as conn:
-            rows = await conn.fetch(
+            row = await conn.fetchrow(
                 queries["append_updates"],
                 room,
                 list(updates),
@@ -144,9 +144,10 @@ class RoomStore:
                 self.commit_mode,
                 self.process,
             )
-        if len(rows) != len(updates):
+        if row is None or row["appended"] != len(updates):
             raise errors.CollabError(f"room {room!r} does not exist; nothing was appended")
-        return Appended(sorted(row["seq"] for row in rows), bool(rows and rows[0]["shared"]))
+        base = row["base"]
+        return Appended(list(range(base + 1, base + 1 + len(updates))), row["shared"])
 
     async def authors(self, room: str) -> list[str]:
         """The authors (``kind:name``) of the room's stored updates, first writer first."""
@@ -206,16 +207,36 @@ class RoomStore:
         return Compaction(seq=cut, updates=len(rows), snapshot_bytes=len(data))
 
 
+# How many updates ``merge`` hands pycrdt at once: merge_updates' cost grows with the square of
+# the updates merged together (2,000 one-element updates: 18 ms at once, 2 ms by 32s).
+MERGE_FAN_IN = 32
+
+
+def merge(parts: Sequence[bytes], fan_in: int = MERGE_FAN_IN) -> bytes:
+    """``pycrdt.merge_updates(*parts)``, merged ``fan_in`` at a time, then the merges."""
+    merged = list(parts)
+    while len(merged) > fan_in:
+        merged = [
+            pycrdt.merge_updates(*merged[i : i + fan_in]) for i in range(0, len(merged), fan_in)
+        ]
+    return pycrdt.merge_updates(*merged)
+
+
 def squash(parts: Sequence[bytes]) -> bytes:
     """One update equivalent to ``parts``: the document's encoding when that loses nothing.
 
     A document drops structs still waiting for a missing dependency (pycrdt-store lost data
     this way), so the compact encoding is used only when it holds everything the merged
     updates hold beyond its state vector; otherwise the (larger) lossless merge is kept.
+
+    The document is built from the parts one by one: applying their merge at once costs far
+    more (24 ms against 6 ms for 2,000 one-element array updates), and compaction runs in the
+    event loop, where every room waits for it.
     """
-    merged = pycrdt.merge_updates(*parts)
+    merged = merge(parts)
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
-    doc.apply_update(merged)
+    for part in parts:
+        doc.apply_update(part)
     state = doc.get_state()
     compact = doc.get_update()
     if pycrdt.get_update(merged, state) == doc.get_update(state):

@@ -246,11 +246,12 @@ class Room:
         self._applying = True
         try:
             # The origin tells observers (a session's executor) who wrote the update.
-            with (
-                protocol.crdt_input("update does not apply"),
-                self.doc.transaction(origin=conn.participant),
-            ):
+            with self.doc.transaction(origin=conn.participant):
                 self.doc.apply_update(update)
+        except BaseException as exc:  # a plain try: this runs for every update (crdt_input)
+            if (refusal := protocol.crdt_refusal("update does not apply", exc)) is None:
+                raise
+            raise refusal from None
         finally:
             self._applying = False
         # An update the document already had changes nothing and is neither stored nor sent.
@@ -461,8 +462,7 @@ class Room:
                 return
         self._note_own(seqs)
         self.updates_since_snapshot += len(batch)
-        for _update, payload, origin, _author in batch:
-            self.broadcast(protocol.ws_frame(payload), exclude=origin)
+        self._broadcast_batch([(protocol.ws_frame(item[1]), item[2]) for item in batch])
         if shared and self._announce is not None:
             self._announce(self.name)
 
@@ -483,17 +483,21 @@ class Room:
             await asyncio.sleep(RETRY_S)
             self._wake = True
             return
+        changed: list[tuple[bytes, Connection | None]] = []  # sent together, in order
         if snapshot is not None:  # compacted past our cursor: the snapshot holds what we lack
-            self._apply_foreign(snapshot, SYSTEM)
+            self._apply_foreign(snapshot, SYSTEM, changed)
         for seq, data, label in rows:
             if seq in self._own:
                 self._own.discard(seq)
             else:
-                self._apply_foreign(data, author(label))
+                self._apply_foreign(data, author(label), changed)
             self._cursor = max(self._cursor, seq)
         self._own = {seq for seq in self._own if seq > self._cursor}
+        self._broadcast_batch(changed)
 
-    def _apply_foreign(self, update: bytes, origin: Participant) -> None:
+    def _apply_foreign(
+        self, update: bytes, origin: Participant, changed: list[tuple[bytes, Connection | None]]
+    ) -> None:
         self._changed = False
         self._applying = True
         try:
@@ -505,7 +509,7 @@ class Room:
         finally:
             self._applying = False
         if self._changed:
-            self.broadcast(protocol.ws_frame(protocol.update_message(update)))
+            changed.append((protocol.ws_frame(protocol.update_message(update)), None))
 
     # --- outgoing frames --------------------------------------------------------------------
 
@@ -514,6 +518,25 @@ class Room:
         for conn in self.connections:
             if conn is not exclude:
                 self._send(conn, frame)
+
+    def _broadcast_batch(self, frames: list[tuple[bytes, Connection | None]]) -> None:
+        """Queue a batch's frames, in order, for every connection but each frame's origin.
+
+        The frames are joined once for all the connections that sent none of them (in a burst,
+        every reader), so a connection gets one queued blob per batch rather than one frame per
+        update; a connection that sent some of them gets the others joined for it alone.
+        """
+        if len(frames) <= 1:
+            if frames:
+                self.broadcast(*frames[0])
+            return
+        origins = {origin for _frame, origin in frames if origin is not None}
+        everything = b"".join(frame for frame, _origin in frames)
+        for conn in self.connections:
+            if conn not in origins:
+                self._send(conn, everything)
+            elif others := b"".join(frame for frame, origin in frames if origin is not conn):
+                self._send(conn, others)
 
     def _send(self, conn: Connection, frame: bytes) -> None:
         if conn.closed:

@@ -13,12 +13,13 @@ import gc
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union
 from uuid import UUID
 
 import pydantic
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import errors
@@ -148,6 +149,8 @@ class Registry:
     def __init__(self) -> None:
         self._models: dict[str, type[Event]] = {}
         self._page_adapter: pydantic.TypeAdapter[list[RecordedEvent]] | None = None
+        self._list_adapters: dict[str, pydantic.TypeAdapter[list[Any]]] = {}
+        self._recorded_classes: dict[str, type[RecordedEvent]] = {}
 
     def register(self, model: type[Event]) -> None:
         """Check ``model`` against the registry's rules and add it; raises ``RegistryError``."""
@@ -175,6 +178,8 @@ class Registry:
         _check_no_secrets(name, model)
         self._models[name] = model
         self._page_adapter = None
+        self._list_adapters = {}
+        self._recorded_classes = {}
 
     def model(self, type_name: str) -> type[Event]:
         """The model registered for ``type_name``; raises ``UnknownEventType``."""
@@ -230,6 +235,88 @@ class Registry:
             for row in rows
         ]
 
+    def decode_rows(self, rows: Sequence[Sequence[Any]]) -> list[RecordedEvent]:
+        """Decode stored rows as the driver returns them, columns in ``ROW_COLUMNS`` order.
+
+        Only the payloads are validated, those of one type in one call into pydantic's Rust
+        core (a call per row cost twice as much), upcast first if old; each distinct metadata
+        once per call. The envelope's columns arrive typed (bigint, uuid, timestamptz…) by
+        PostgreSQL's binary protocol: validating them again bought nothing and cost more than
+        the rest. Measured on 5,000-event pages against the page built as one JSON document
+        by the server and validated whole: a quarter of the server's CPU and about half of
+        the client's.
+        """
+        with collection_paused():
+            by_type: dict[tuple[str, int], list[int]] = {}
+            for index, row in enumerate(rows):
+                by_type.setdefault((row[5], row[6]), []).append(index)
+            payloads: list[Any] = [None] * len(rows)
+            classes: dict[str, type[RecordedEvent]] = {}
+            for (type_name, schema), indices in by_type.items():
+                decoded = self._payloads(type_name, schema, [rows[i] for i in indices])
+                for index, payload in zip(indices, decoded, strict=True):
+                    payloads[index] = payload
+                classes[type_name] = self._recorded_class(type_name)
+            metadata: dict[str, Metadata] = {}
+            out: list[RecordedEvent] = []
+            for row, payload in zip(rows, payloads, strict=True):
+                position, tx, stream_id, version, event_id, type_name, schema, _, meta, at = row
+                envelope = metadata.get(meta)
+                if envelope is None:
+                    envelope = metadata[meta] = _metadata(meta, position)
+                out.append(
+                    _trusted(
+                        classes[type_name],
+                        {
+                            "position": position,
+                            "tx": int(tx),
+                            "stream_id": stream_id,
+                            "stream_version": version,
+                            "event_id": event_id,
+                            "type": type_name,
+                            "schema_version": schema,
+                            "data": payload,
+                            "metadata": envelope,
+                            "recorded_at": at,
+                        },
+                    )
+                )
+        return out
+
+    def _recorded_class(self, type_name: str) -> type[RecordedEvent]:
+        """``RecordedEvent`` with ``data`` typed as the type's model, so that dumping it
+        dumps the payload's fields (a field typed ``Event`` dumps as ``{}``)."""
+        recorded = self._recorded_classes.get(type_name)
+        if recorded is None:
+            recorded = pydantic.create_model(
+                f"Recorded[{type_name}]", __base__=RecordedEvent, data=(self.model(type_name), ...)
+            )
+            self._recorded_classes[type_name] = recorded
+        return recorded
+
+    def _payloads(self, type_name: str, version: int, rows: list[Sequence[Any]]) -> list[Event]:
+        """The payloads of ``rows``, all of ``type_name`` at schema ``version``."""
+        model = self.model(type_name)
+        if version != model.schema_version:
+            return [self.decode_payload(type_name, version, _json_object(row)) for row in rows]
+        adapter = self._list_adapters.get(type_name)
+        if adapter is None:
+            adapter = self._list_adapters[type_name] = pydantic.TypeAdapter(list[model])  # type: ignore[valid-type]
+        try:
+            return adapter.validate_json("[" + ",".join(row[7] for row in rows) + "]")
+        except pydantic.ValidationError:
+            pass
+        for row in rows:  # find the row at fault and say which it is
+            try:
+                model.model_validate_json(row[7])
+            except pydantic.ValidationError as exc:
+                raise errors.InvalidEvent(
+                    f"stored {type_name} event at position {row[0]} fails validation: {exc}"
+                ) from exc
+        raise AssertionError(
+            "a page failed validation but none of its rows did"
+        )  # pragma: no cover
+
     def _decode_one(self, row: dict[str, Any]) -> RecordedEvent:
         data = row["data"]
         if not isinstance(data, dict):
@@ -277,6 +364,54 @@ class Registry:
         return adapter
 
 
+ROW_COLUMNS = (
+    "position",
+    "tx",
+    "stream_id",
+    "stream_version",
+    "event_id",
+    "type",
+    "schema_version",
+    "data",
+    "metadata",
+    "recorded_at",
+)
+"""The columns of a stored row, in the order ``Registry.decode_rows`` takes them (the
+transaction id and the payloads as text)."""
+
+_RECORDED_FIELDS = frozenset(RecordedEvent.model_fields)
+
+
+def _trusted(cls: type[RecordedEvent], fields: dict[str, Any]) -> RecordedEvent:
+    """A ``cls`` of fields already of their types, built without validation.
+
+    What ``model_construct`` does, less its per-field Python loop over defaults and aliases
+    (six times the cost, measured): every field is given, none has an alias.
+    """
+    event = object.__new__(cls)
+    object.__setattr__(event, "__dict__", fields)
+    object.__setattr__(event, "__pydantic_fields_set__", _RECORDED_FIELDS)
+    object.__setattr__(event, "__pydantic_extra__", None)
+    object.__setattr__(event, "__pydantic_private__", None)
+    return event
+
+
+def _json_object(row: Sequence[Any]) -> dict[str, Any]:
+    data = pydantic_core.from_json(row[7])
+    if not isinstance(data, dict):
+        raise errors.InvalidEvent(f"stored event at position {row[0]} has no data")
+    return data
+
+
+def _metadata(text: str, position: int) -> Metadata:
+    try:
+        return Metadata.model_validate_json(text)
+    except pydantic.ValidationError as exc:
+        raise errors.InvalidEvent(
+            f"stored event at position {position} has malformed metadata: {exc}"
+        ) from exc
+
+
 class _LegacyRow(BaseModel):
     """A stored row of an older schema version, kept as plain data until it is upcast."""
 
@@ -290,8 +425,6 @@ class _LegacyRow(BaseModel):
 
 def pydantic_core_from_json(page_json: str | bytes) -> list[dict[str, Any]]:
     """Parse a page without validating it, for the precise-error path."""
-    import pydantic_core
-
     rows = pydantic_core.from_json(page_json)
     if not isinstance(rows, list):
         raise errors.InvalidEvent("a page of events must be a JSON array")

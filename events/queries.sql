@@ -27,7 +27,10 @@ RETURNING global_position, stream_version, tx_id::text AS tx, recorded_at;
 
 -- name: append_one
 -- The same as append for a single event, with scalars instead of arrays: cheaper to encode
--- and to execute, and most appends are of one event.
+-- and to execute, and most appends are of one event. A lost race for the version or a reused
+-- event id writes nothing (no row returned) instead of failing on the unique key, so that
+-- inside a caller's transaction the append needs no savepoint; with one row, "nothing"
+-- cannot be half an append.
 WITH current_version AS (
     SELECT coalesce(max(stream_version), 0) AS version FROM events WHERE stream_id = $1
 )
@@ -36,6 +39,7 @@ INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_vers
 SELECT $1, c.version + 1, $3, $4, $5, $6, $7, $8
   FROM current_version c
  WHERE $2::bigint = -1 OR c.version = $2::bigint
+ON CONFLICT DO NOTHING
 RETURNING global_position, stream_version, tx_id::text AS tx, recorded_at;
 
 -- name: events_by_id
@@ -48,19 +52,13 @@ SELECT event_id, stream_id, stream_version
 SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1;
 
 -- name: read_stream
--- One stream from a version on, as a JSON array decoded by events.models.Registry.decode_page.
-SELECT coalesce(json_agg(json_build_object(
-           'tag', p.event_type || '@' || p.schema_version,
-           'position', p.global_position, 'tx', p.tx_id::text,
-           'stream_id', p.stream_id, 'stream_version', p.stream_version,
-           'event_id', p.event_id, 'type', p.event_type, 'schema_version', p.schema_version,
-           'data', p.data, 'metadata', p.metadata, 'recorded_at', p.recorded_at)
-         ORDER BY p.stream_version), '[]')::text
-  FROM (SELECT *
-          FROM events e
-         WHERE e.stream_id = $1 AND e.stream_version >= $2
-         ORDER BY e.stream_version
-         LIMIT $3) p;
+-- One stream from a version on, in version order, as rows for events.models.Registry.decode_rows.
+SELECT e.global_position, e.tx_id::text, e.stream_id, e.stream_version, e.event_id,
+       e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at
+  FROM events e
+ WHERE e.stream_id = $1 AND e.stream_version >= $2
+ ORDER BY e.stream_version
+ LIMIT $3;
 
 -- name: read_all
 -- A fenced page in global order after ($1 tx, $2 position), at most $3 events, filtered by
@@ -68,30 +66,24 @@ SELECT coalesce(json_agg(json_build_object(
 -- recorded_at >= $8 and < $9, and at most up to ($10 tx, $11 position) when given.
 -- $12 false drops the fence: only for a caller that holds locks keeping writers out of
 -- what it reads (the swap of a projection rebuild).
--- Returns the page as JSON, its length, and the checkpoint of its last event as
--- {tx, position}, so a reader can ask for the next page before decoding this one.
-SELECT coalesce(json_agg(json_build_object(
-           'tag', p.event_type || '@' || p.schema_version,
-           'position', p.global_position, 'tx', p.tx_id::text,
-           'stream_id', p.stream_id, 'stream_version', p.stream_version,
-           'event_id', p.event_id, 'type', p.event_type, 'schema_version', p.schema_version,
-           'data', p.data, 'metadata', p.metadata, 'recorded_at', p.recorded_at)
-         ORDER BY p.tx_id, p.global_position), '[]')::text AS page,
-       count(*) AS length,
-       max(ARRAY[p.tx_id::text::numeric, p.global_position]) AS last
-  FROM (SELECT *
-          FROM events e
-         WHERE (e.tx_id, e.global_position) > ($1::text::xid8, $2::bigint)
-           AND (NOT $12::boolean OR e.tx_id < pg_snapshot_xmin(pg_current_snapshot()))
-           AND ($4::text[] IS NULL OR e.event_type = ANY($4::text[]))
-           AND ($5::text[] IS NULL OR e.event_type LIKE ANY($5::text[]))
-           AND ($6::text[] IS NULL OR e.stream_id = ANY($6::text[]))
-           AND ($7::text IS NULL OR e.actor = $7::text)
-           AND ($8::timestamptz IS NULL OR e.recorded_at >= $8::timestamptz)
-           AND ($9::timestamptz IS NULL OR e.recorded_at < $9::timestamptz)
-           AND ($10::text IS NULL OR (e.tx_id, e.global_position) <= ($10::text::xid8, $11::bigint))
-         ORDER BY e.tx_id, e.global_position
-         LIMIT $3) p;
+-- Plain rows, decoded by events.models.Registry.decode_rows: the columns come typed from
+-- PostgreSQL's binary protocol, so only the payload is validated in Python. (Pages built as
+-- one JSON document by the server, json_agg of json_build_object, cost the server four
+-- times a plain read and the client twice the decoding: measured, see docs/benchmarks.md.)
+SELECT e.global_position, e.tx_id::text, e.stream_id, e.stream_version, e.event_id,
+       e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at
+  FROM events e
+ WHERE (e.tx_id, e.global_position) > ($1::text::xid8, $2::bigint)
+   AND (NOT $12::boolean OR e.tx_id < pg_snapshot_xmin(pg_current_snapshot()))
+   AND ($4::text[] IS NULL OR e.event_type = ANY($4::text[]))
+   AND ($5::text[] IS NULL OR e.event_type LIKE ANY($5::text[]))
+   AND ($6::text[] IS NULL OR e.stream_id = ANY($6::text[]))
+   AND ($7::text IS NULL OR e.actor = $7::text)
+   AND ($8::timestamptz IS NULL OR e.recorded_at >= $8::timestamptz)
+   AND ($9::timestamptz IS NULL OR e.recorded_at < $9::timestamptz)
+   AND ($10::text IS NULL OR (e.tx_id, e.global_position) <= ($10::text::xid8, $11::bigint))
+ ORDER BY e.tx_id, e.global_position
+ LIMIT $3;
 
 -- name: head
 -- The last event a fenced reader can see now, or none.

@@ -22,7 +22,7 @@ import asyncpg
 import pydantic
 import pydantic_core
 
-from events import errors, models, notify, sql
+from events import errors, group_commit, models, notify, sql
 
 queries = sql.Queries(__package__ or "events", "queries.sql")
 
@@ -43,9 +43,12 @@ UNIQUE_KEYS = frozenset({"events_event_id_key", "events_stream_version_key"})
 # The connection that ``EventStore.pinned`` holds for a task, with the task: every append and
 # borrowed connection of that task joins its transaction. The task is kept because a task
 # started inside the block copies the context, and must not use a connection it does not own.
-_PINNED: contextvars.ContextVar[tuple[asyncio.Task[Any] | None, sql.Connection] | None] = (
-    contextvars.ContextVar("chronohub_pinned_connection", default=None)
-)
+# The third item collects the types appended in the block, told to ``on_append`` only once
+# the block has committed (a token cache emptied before the commit could be filled again from
+# the state the block is about to change).
+_PINNED: contextvars.ContextVar[
+    tuple[asyncio.Task[Any] | None, sql.Connection, list[str]] | None
+] = contextvars.ContextVar("chronohub_pinned_connection", default=None)
 
 
 class InlineProjections(Protocol):
@@ -112,13 +115,17 @@ class _Prepared:
 
 @dataclass(frozen=True)
 class _RawPage:
-    text: str
+    rows: list[Any]
     length: int
     last: models.Checkpoint | None
 
 
 class _Rejected(Exception):
     """Internal: the append statement wrote nothing; roll back and find out why."""
+
+
+class _LostRace(Exception):
+    """Internal: an append at ANY wrote nothing because another took the version first."""
 
 
 class EventStore:
@@ -133,6 +140,7 @@ class EventStore:
         notifier: notify.Notifier | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         on_append: Callable[[Sequence[str]], None] | None = None,
+        group_commit_lanes: int = group_commit.DEFAULT_LANES,
     ) -> None:
         self.pool = pool
         # Told the types of the events of each committed append (the hub counts them).
@@ -142,6 +150,12 @@ class EventStore:
         self.wakeup = notifier.wakeup if notifier else notify.Wakeup()
         self._poke: Callable[[], None] = notifier.poke if notifier else self.wakeup.fire
         self.max_event_bytes = max_event_bytes
+        # Appends outside a session are coalesced (events.group_commit); 0 turns it off.
+        self.group_commit = (
+            group_commit.GroupCommit(self, lanes=group_commit_lanes, on_commit=self._poke)
+            if group_commit_lanes
+            else None
+        )
 
     # --- writing -----------------------------------------------------------------------
 
@@ -158,13 +172,17 @@ class EventStore:
 
         Raises ``ConcurrencyConflict`` (with the actual version) when it is not. Retrying with
         the same ``event_ids`` returns the first append's result and writes nothing.
+        Concurrent appends share a statement and a commit (``events.group_commit``); each
+        still gets its own result or error, and only once its events are committed.
         """
         prepared = self._prepare(stream_id, events, expected, metadata, event_ids)
-        async with self.connection() as conn:
-            result = await self._append_on(conn, prepared, expected)
-        self._poke()
-        if self.on_append is not None:
-            self.on_append(prepared.types)
+        if self.group_commit is not None and not self._pinned_here():
+            result = await self.group_commit.append(prepared, expected)
+        else:
+            async with self.connection() as conn:
+                result = await self._append_on(conn, prepared, expected)
+            self._poke()
+        self._appended(prepared.types)
         return result
 
     @contextlib.asynccontextmanager
@@ -178,11 +196,18 @@ class EventStore:
         Inside ``pinned``, the pinned connection (its transaction) instead."""
         pinned = _PINNED.get()
         with sql.translated():
-            if pinned is not None and pinned[0] is asyncio.current_task():
+            if pinned is not None and self._pinned_here():
                 yield pinned[1]
                 return
             async with self.pool.acquire(timeout=timeout) as conn:
                 yield conn
+
+    @staticmethod
+    def _pinned_here() -> bool:
+        """Whether this task is inside ``pinned`` (its appends join that transaction, so they
+        may not go to a group commit's batch on another connection)."""
+        pinned = _PINNED.get()
+        return pinned is not None and pinned[0] is asyncio.current_task()
 
     @contextlib.asynccontextmanager
     async def pinned(self) -> AsyncIterator[sql.Connection]:
@@ -191,12 +216,23 @@ class EventStore:
         idempotent request's key and answer); leaving the block by an exception rolls all
         back. Subscribers are woken once it has committed."""
         async with self.connection() as conn, conn.transaction():
-            token = _PINNED.set((asyncio.current_task(), conn))
+            appended: list[str] = []
+            token = _PINNED.set((asyncio.current_task(), conn, appended))
             try:
                 yield conn
             finally:
                 _PINNED.reset(token)
         self._poke()
+        if appended and self.on_append is not None:
+            self.on_append(appended)
+
+    def _appended(self, types: Sequence[str]) -> None:
+        """Tell ``on_append`` of committed appends; inside ``pinned``, once the block commits."""
+        pinned = _PINNED.get()
+        if pinned is not None and pinned[0] is asyncio.current_task():
+            pinned[2].extend(types)
+        elif self.on_append is not None:
+            self.on_append(types)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
@@ -206,8 +242,7 @@ class EventStore:
             yield session
         if session.appended:
             self._poke()
-            if self.on_append is not None:
-                self.on_append(session.types)
+            self._appended(session.types)
 
     def _prepare(
         self,
@@ -270,7 +305,10 @@ class EventStore:
             try:
                 return await self._try_append(conn, prepared, expected)
             except _Rejected:
-                return await self._explain_rejection(conn, prepared, expected)
+                try:
+                    return await self._explain_rejection(conn, prepared, expected)
+                except _LostRace:
+                    continue  # "any" may simply go after the append that won
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name not in UNIQUE_KEYS:
                     raise
@@ -285,12 +323,18 @@ class EventStore:
         self, conn: sql.Connection, prepared: _Prepared, expected: int
     ) -> AppendResult:
         inline = self.inline if self.inline and self.inline.handles_any(prepared.types) else None
+        single = len(prepared.events) == 1
         # One statement is atomic on its own: with nothing else to run in the transaction,
         # send it alone (one round trip instead of three). Inside a session, a nested
-        # transaction is a savepoint, so a refused append leaves the session usable.
-        guarded = inline is not None or conn.is_in_transaction()
+        # transaction is a savepoint, so a refused append leaves the session usable; a
+        # single event's statement needs none there: it writes nothing rather than fail on
+        # a unique key (append_one), and the savepoint and its release were a sixth of the
+        # hub's CPU for a token's creation (profiled under bench-api). An inline projection
+        # that refuses that event fails the session's transaction, which the caller's error
+        # rolls back.
+        guarded = not single if conn.is_in_transaction() else inline is not None
         async with conn.transaction() if guarded else contextlib.nullcontext():
-            if len(prepared.events) == 1:
+            if single:
                 rows = await conn.fetch(
                     queries["append_one"],
                     prepared.stream_id,
@@ -316,9 +360,24 @@ class EventStore:
                 )
             if not rows:
                 raise _Rejected
+            recorded = None
             if inline is not None:
-                recorded = tuple(_recorded(prepared, rows))
+                recorded = self.recorded(prepared, rows)
                 await inline.apply(conn, recorded)
+        return self.result_of(prepared, rows, recorded)
+
+    @staticmethod
+    def recorded(prepared: _Prepared, rows: Sequence[Any]) -> tuple[models.RecordedEvent, ...]:
+        """The events of ``prepared`` as recorded, from the rows its append returned."""
+        return tuple(_recorded(prepared, rows))
+
+    @staticmethod
+    def result_of(
+        prepared: _Prepared,
+        rows: Sequence[Any],
+        recorded: tuple[models.RecordedEvent, ...] | None,
+    ) -> AppendResult:
+        """The result of an append that wrote ``rows`` (its events built already, or later)."""
         last = rows[-1]
         return AppendResult(
             stream_id=prepared.stream_id,
@@ -326,7 +385,7 @@ class EventStore:
             positions=tuple(row["global_position"] for row in rows),
             checkpoint=models.Checkpoint(int(last["tx"]), last["global_position"]),
             build_events=(lambda: recorded)
-            if inline is not None
+            if recorded is not None
             else (lambda: tuple(_recorded(prepared, rows))),
         )
 
@@ -358,6 +417,10 @@ class EventStore:
                 f"it belongs to {first['stream_id']!r} version {first['stream_version']},"
                 " in a different append",
             )
+        if expected == ANY:
+            # Only a single event's statement skips a lost race (ON CONFLICT DO NOTHING)
+            # instead of failing on the unique key: at ANY, nothing else refuses an append.
+            raise _LostRace
         actual = await conn.fetchval(queries["stream_version"], prepared.stream_id)
         raise errors.ConcurrencyConflict(prepared.stream_id, expected, actual)
 
@@ -382,7 +445,7 @@ class EventStore:
                 raw = await self._fetch_page(own, after, filter, limit, fenced)
         else:
             raw = await self._fetch_page(conn, after, filter, limit, fenced)
-        return self.registry.decode_page(raw.text)
+        return self.registry.decode_rows(raw.rows)
 
     async def pages(
         self,
@@ -423,7 +486,7 @@ class EventStore:
                         )
                         await asyncio.sleep(0)  # let it send the query before we decode
                     if raw.length:
-                        yield self.registry.decode_page(raw.text)
+                        yield self.registry.decode_rows(raw.rows)
             finally:
                 if pending is not None:
                     pending.cancel()
@@ -441,7 +504,7 @@ class EventStore:
         if limit < 1:
             raise errors.InvalidEvent(f"limit must be at least 1, got {limit}")
         upto = filter.upto
-        row = await conn.fetchrow(
+        rows = await conn.fetch(
             queries["read_all"],
             str(after.tx),
             after.position,
@@ -456,12 +519,11 @@ class EventStore:
             upto.position if upto else None,
             fenced,
         )
-        assert row is not None  # an aggregate always returns a row
-        last = row["last"]
+        last = rows[-1] if rows else None
         return _RawPage(
-            text=row["page"],
-            length=row["length"],
-            last=models.Checkpoint(int(last[0]), int(last[1])) if last else None,
+            rows=rows,
+            length=len(rows),
+            last=models.Checkpoint(int(last[1]), last[0]) if last is not None else None,
         )
 
     async def read_stream(
@@ -473,8 +535,12 @@ class EventStore:
         conn: sql.Connection | None = None,
     ) -> list[models.RecordedEvent]:
         """The events of one stream from ``from_version`` on, in version order."""
-        page = await self._fetchval(conn, queries["read_stream"], stream_id, from_version, limit)
-        return self.registry.decode_page(page)
+        if conn is None:
+            async with self.connection() as own:
+                rows = await own.fetch(queries["read_stream"], stream_id, from_version, limit)
+        else:
+            rows = await conn.fetch(queries["read_stream"], stream_id, from_version, limit)
+        return self.registry.decode_rows(rows)
 
     async def stream_version(self, stream_id: str, *, conn: sql.Connection | None = None) -> int:
         """The stream's current version; 0 if it does not exist."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -50,7 +51,7 @@ from hub.api import tokens as tokens_api
 from hub.api import users as users_api
 from hub.audit import history as audit
 from hub.audit import webhooks
-from hub.auth import access, collab_access, identity, login
+from hub.auth import access, collab_access, identity, login, login_cookies, token_cache
 from hub.auth.authenticators import base as authenticator_base
 from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
@@ -115,9 +116,12 @@ async def open_hub(
         acquire_timeout=config.db_acquire_timeout if serving else None,
         statement_timeout=config.db_statement_timeout if serving else None,
     )
+    # A serving hub remembers what tokens resolve to, while notifications keep it true.
+    tokens = token_cache.TokenCache(dsn) if serving else None
     try:
         async with (
             notify.Notifier(dsn) as notifier,
+            tokens if tokens is not None else contextlib.nullcontext(),
             database_watch.DatabaseWatch(
                 pool, embedded=located.embedded if serving else None,
                 probe_timeout=min(config.db_acquire_timeout, config.db_statement_timeout),
@@ -130,7 +134,7 @@ async def open_hub(
                 inline=base.Inline(catalog.ALL),
                 notifier=notifier,
                 max_event_bytes=config.max_event_bytes,
-                on_append=metrics.count_appended,
+                on_append=appended(tokens),
             )
             projections = catalog.ALL if serving else ()
             if serving:
@@ -167,6 +171,7 @@ async def open_hub(
                             isolation=code,
                             rooms=rooms,
                             collab_sessions=sessions,
+                            token_cache=tokens,
                         )
                 finally:
                     # Users' servers are stopped only by the last live process: stopping one
@@ -180,6 +185,18 @@ async def open_hub(
                     )
     finally:
         await pool.close()
+
+
+def appended(tokens: token_cache.TokenCache | None) -> Callable[[Sequence[str]], None]:
+    """The event store's append hook: count the events, and tell the token cache."""
+    if tokens is None:
+        return metrics.count_appended
+
+    def hook(types: Sequence[str]) -> None:
+        metrics.count_appended(types)
+        tokens.on_append(types)
+
+    return hook
 
 
 def jupyterhub_spawner(config: hub_settings.Settings) -> spawner.Spawner | None:
@@ -293,12 +310,19 @@ async def open_sessions(
 
 
 def _caller_label(request: web.Request) -> str | None:
-    """Whose idempotency keys a request's are: its caller's (None: nobody authenticated)."""
+    """Whose idempotency keys a request's are (None: nobody authenticated): the very token (or
+    browser session) that sent it, with what it may do. Another token of the same user (a
+    narrower one: the server's, an OAuth client's) holds other keys, so it cannot replay an
+    answer (a token's secret) it could not have got itself; nor can the same token once its
+    scopes shrank (its retry then runs afresh, and is refused or not as it would be)."""
     caller = request.get(access.REQUEST_CALLER)
     if caller is None:
         return None
     # a user by id: a user deleted and made again under the name is someone else
-    return f"user:{caller.user_id}" if caller.user_id is not None else f"service:{caller.name}"
+    who = f"user:{caller.user_id}" if caller.user_id is not None else f"service:{caller.name}"
+    sent_by = f"token:{caller.token_id}" if caller.token_id else "browser"
+    may = hashlib.sha256("\n".join(sorted(map(str, caller.expanded))).encode()).hexdigest()
+    return f"{who}/{sent_by}/{may}"
 
 
 def make_app(hub: context.Hub) -> web.Application:
@@ -348,7 +372,11 @@ def make_app(hub: context.Hub) -> web.Application:
     login.install(app, hub)  # the login cookie
     # REST writes retried with an Idempotency-Key: after the callers are known (both ways)
     app.middlewares.append(
-        idempotency.middleware(_caller_label, hub.settings.idempotency_key_lifetime_s)
+        idempotency.middleware(
+            _caller_label,
+            hub.settings.idempotency_key_lifetime_s,
+            login_cookies.load_secret(hub.settings),
+        )
     )
     adopt_authenticator(hub, app[identity.AUTH].authenticator)
     if isinstance(checking := app[identity.AUTH].authenticator, authenticator_base.SessionChecking):

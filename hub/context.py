@@ -11,6 +11,7 @@ from collab import sessions as collab_sessions
 from events import store
 from hub import database_watch
 from hub import settings as hub_settings
+from hub.auth import token_cache as hub_token_cache
 from hub.servers import isolation
 from hub.servers import manager as hub_servers
 
@@ -30,6 +31,8 @@ class Hub:
     rooms: collab_rooms.Rooms | None = None  # collaboration rooms, when the hub serves them
     # shared execution sessions on those rooms (hub/api/collab.py)
     collab_sessions: collab_sessions.SessionManager | None = None
+    # the callers tokens resolve to, kept while notifications keep it true (hub/auth/access.py)
+    token_cache: hub_token_cache.TokenCache | None = None
 
 
 HUB = web.AppKey("hub", Hub)

@@ -18,18 +18,21 @@ that does not reset sessions (``hub.database.keep_session``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from events import models, sql, store
 from projections import base
 
 queries = sql.Queries(__package__ or "projections", "checkpoints.sql")
 scratch_queries = sql.Queries(__package__ or "projections", "scratch.sql")
+
+T = TypeVar("T")
 
 Progress = Callable[[int, int], None]
 """Called with (events applied so far, events to apply in all) after each page."""
@@ -297,9 +300,10 @@ async def _replay(
     wanted = store.EventFilter(types=projection.handles, upto=upto)
     done = 0
     if fenced:
-        # Pages come from a connection of their own, the next one read while this one is
-        # applied; each page is applied in a transaction of its own on ``conn``.
-        async for page in event_store.pages(after, filter=wanted, page_size=batch_size):
+        # Pages come from a connection of their own, the next one read and decoded while
+        # this one is applied; each page is applied in a transaction of its own on ``conn``.
+        pages = event_store.pages(after, filter=wanted, page_size=batch_size)
+        async for page in _ahead(pages):
             async with conn.transaction():
                 await projection.apply(conn, page)
             after = page[-1].checkpoint
@@ -317,6 +321,33 @@ async def _replay(
             done += len(page)
         if len(page) < batch_size:
             return after, done
+
+
+async def _ahead(source: AsyncIterator[T]) -> AsyncIterator[T]:
+    """The items of ``source``, the next one made while the caller works on this one.
+
+    A replay's client decodes a page while the server applies the previous one (its
+    projection's statements), instead of each waiting for the other. The look-ahead is a
+    short-lived future, awaited or cancelled here.
+    """
+    pending: asyncio.Future[T] | None = asyncio.ensure_future(anext(source))
+    try:
+        while pending is not None:
+            try:
+                item = await pending
+            except StopAsyncIteration:
+                pending = None
+                return
+            pending = asyncio.ensure_future(anext(source))
+            yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _compare(

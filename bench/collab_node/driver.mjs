@@ -2,6 +2,8 @@
 // every server. Prints one JSON line. Loopback only; every phase stops by count and deadline.
 //
 //   node driver.mjs fanout  <room-url> <clients> <updates>   1 writer, clients-1 readers: a burst
+//        (once every client is in, it prints "connected" and waits for a line on stdin: the
+//        caller reads the server's CPU time then, and again when the result comes)
 //   node driver.mjs latency <room-url> <clients> <rate> <samples>   steady rate, one reader
 //        applies the updates (yjs) and times each; the other readers count frames
 //   node driver.mjs rooms   <base-url> <count> <query>        open <count> rooms, one small edit
@@ -70,6 +72,9 @@ async function fanout (url, clients, count) {
     }))
   }
   const writer = await connect(url, () => {})
+  process.stdout.write('connected\n')
+  await new Promise(resolve => process.stdin.once('data', resolve))
+  process.stdin.pause()
   const started = performance.now()
   for (const frame of updates) writer.send(frame)
   const timeout = new Promise(resolve => setTimeout(resolve, DEADLINE_MS))

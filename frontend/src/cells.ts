@@ -7,7 +7,7 @@ import type { Awareness } from 'y-protocols/awareness'
 import type * as Y from 'yjs'
 
 import type { EditorView } from './editor'
-import { markdown, renderOutputs, type Output } from './outputs'
+import { renderOutputs, setMarkup, type Output } from './outputs'
 
 /** What a cell view asks of the page. */
 export interface Actions {
@@ -36,42 +36,81 @@ let editorModule: typeof import('./editor') | null = null
 const editorLoaded = import('./editor').then(module => {
   performance.mark('chronohub:editors-loaded') // for bench/browser.py's breakdown
   editorModule = module
-  // usually here before the room's content: warm CodeMirror up meanwhile
-  if (waiting.length === 0) module.warmUp()
+  schedule()
 })
 
-// Editors are built when their cell comes near the screen (or is focused): fifty CodeMirror
-// views at once cost half a second of the page's start, and each one redraws its remote
-// selections on every awareness change. Those near the screen are built a few at a time, in
-// document order, yielding to the browser between batches: the first cells are editable (and
-// painted) before the editors further down are built, and typing is never held up for long.
-const waiting: CellView[] = []
-let pumping = false
+// Editors are built when their cell is on the screen or near it (or is focused): a CodeMirror
+// view costs a few milliseconds to build and again to measure at the next frame, and fifty of
+// them cost half a second of the page's start. On the page's start, the cells on the screen come
+// first, in document order, a few at a time (BATCH_MS, then the browser paints): the first cells
+// are editable before anything below the screen is built. Cells near the screen (those the
+// browser lays out beyond its edges: content-visibility in chronohub.css) are built when the
+// browser is idle, ready for scrolling.
+const onScreen: CellView[] = []
+const nearScreen: CellView[] = []
+let scheduled = false
+let painted = true // a frame was painted since the last batch (the observer reports after one)
 const BATCH_MS = 8
 
-function pump (): void {
-  const started = performance.now()
-  while (waiting.length > 0 && performance.now() - started < BATCH_MS) waiting.shift()!.withEditor(() => {})
-  pumping = waiting.length > 0
-  if (pumping) setTimeout(pump, 0)
+function inOrder (views: CellView[]): void {
+  // document order: the first cells are the ones read first
+  views.sort((a, b) => a.el.compareDocumentPosition(b.el) & Node.DOCUMENT_POSITION_FOLLOWING ? -1 : 1)
 }
 
-function buildSoon (view: CellView): void {
-  if (!waiting.includes(view)) waiting.push(view)
-  if (!pumping && editorModule !== null) {
-    pumping = true
-    pump()
+function take (): CellView | undefined {
+  return onScreen.shift() ?? nearScreen.shift()
+}
+
+function pump (deadline?: IdleDeadline): void {
+  scheduled = false
+  const started = performance.now()
+  const budget = (): boolean => deadline !== undefined
+    ? deadline.timeRemaining() > 1
+    : performance.now() - started < BATCH_MS
+  do {
+    const view = take()
+    if (view === undefined) break
+    view.withEditor(() => {})
+  } while (budget())
+  painted = false
+  schedule()
+}
+
+function schedule (): void {
+  if (scheduled || editorModule === null) return
+  if (onScreen.length > 0) {
+    scheduled = true
+    // the browser paints (and answers input) between batches: after the next frame, if none
+    // was painted since the last batch
+    if (painted) setTimeout(pump, 0)
+    else requestAnimationFrame(() => setTimeout(pump, 0))
+  } else if (nearScreen.length > 0) {
+    scheduled = true
+    requestIdleCallback(pump, { timeout: 500 })
   }
 }
-void editorLoaded.then(() => { if (!pumping && waiting.length > 0) { pumping = true; pump() } })
 
-const nearScreen = new IntersectionObserver(entries => {
+function forget (view: CellView): void {
+  for (const queue of [onScreen, nearScreen]) {
+    const at = queue.indexOf(view)
+    if (at >= 0) queue.splice(at, 1)
+  }
+}
+
+const watcher = new IntersectionObserver(entries => {
+  painted = true
   for (const entry of entries) {
     const view = (entry.target as HTMLElement & { cellView?: CellView }).cellView
     if (view === undefined) continue
-    if (entry.isIntersecting) buildSoon(view)
-    else if (waiting.includes(view)) waiting.splice(waiting.indexOf(view), 1)
+    forget(view)
+    if (!entry.isIntersecting) continue
+    const box = entry.boundingClientRect
+    const visible = box.bottom > 0 && box.top < document.documentElement.clientHeight
+    ;(visible ? onScreen : nearScreen).push(view)
   }
+  inOrder(onScreen)
+  inOrder(nearScreen)
+  schedule()
 }, { rootMargin: '100% 0px' })
 
 export class CellView {
@@ -84,6 +123,7 @@ export class CellView {
   private readonly outputs: HTMLElement
   private readonly rendered: HTMLElement | null = null
   private editing = false
+  private index = 0
   private destroyed = false
   private scheduled = false
   private readonly observer: (events: Array<Y.YEvent<any>>) => void
@@ -159,7 +199,7 @@ export class CellView {
     }
     cell.ymodel.observeDeep(this.observer)
     this.draw()
-    if (cell.cell_type === 'code') nearScreen.observe(this.editorBox)
+    if (cell.cell_type === 'code') watcher.observe(this.editorBox)
   }
 
   /** Call ``use`` with the cell's editor, built on first use (once its chunk is here). */
@@ -172,7 +212,8 @@ export class CellView {
       void editorLoaded.then(() => { if (!this.destroyed) this.withEditor(use) })
       return
     }
-    nearScreen.unobserve(this.editorBox)
+    watcher.unobserve(this.editorBox)
+    forget(this)
     const isCode = this.cell.cell_type === 'code'
     this.editor = editorModule.createEditor(this.cell.ysource, this.awareness, isCode, this.writable, {
       runAndAdvance: () => this.runAndAdvance(),
@@ -184,6 +225,9 @@ export class CellView {
       }
     })
     this.placeholder.replaceWith(this.editor.dom)
+    if (performance.getEntriesByName('chronohub:first-editor').length === 0) {
+      performance.mark('chronohub:first-editor') // for bench/browser.py's breakdown
+    }
     use(this.editor)
   }
 
@@ -223,12 +267,22 @@ export class CellView {
     requestAnimationFrame(() => { this.scheduled = false; this.draw() })
   }
 
+  /** The cell's place in the notebook (from 1), for its label. */
+  place (index: number): void {
+    if (index === this.index) return
+    this.index = index
+    this.label()
+  }
+
+  private label (): void {
+    const kind = this.cell.cell_type === 'code' ? 'code' : this.cell.cell_type
+    this.el.setAttribute('aria-label', `Cell ${this.index}, ${kind}`)
+  }
+
   /** Redraw everything but the editor (the binding keeps that one current). */
   draw (): void {
     if (this.editor === null) this.placeholder.textContent = this.cell.ysource.toString()
-    const index = this.el.parentElement ? [...this.el.parentElement.children].indexOf(this.el) + 1 : 0
-    const kind = this.cell.cell_type === 'code' ? 'code' : this.cell.cell_type
-    this.el.setAttribute('aria-label', `Cell ${index}, ${kind}`)
+    this.label()
     if (this.cell.cell_type === 'code') {
       const code = this.cell as YCodeCell
       const running = code.executionState === 'running'
@@ -250,16 +304,16 @@ export class CellView {
       this.editorBox.hidden = showRendered
       if (showRendered) {
         const source = this.cell.ysource.toString()
-        this.rendered.innerHTML = source.trim() ? markdown(source) : '<p class="empty">Empty text cell</p>'
+        setMarkup(this.rendered, markup => source.trim() ? markup.markdown(source) : '<p class="empty">Empty text cell</p>')
       }
     }
   }
 
   destroy (): void {
     this.destroyed = true
-    if (waiting.includes(this)) waiting.splice(waiting.indexOf(this), 1)
+    forget(this)
     this.cell.ymodel.unobserveDeep(this.observer)
-    nearScreen.unobserve(this.editorBox)
+    watcher.unobserve(this.editorBox)
     this.editor?.destroy()
     this.el.remove()
   }

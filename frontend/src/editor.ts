@@ -9,7 +9,7 @@ import { python } from '@codemirror/lang-python'
 import { defaultHighlightStyle, syntaxHighlighting } from '@codemirror/language'
 import { EditorState, type Extension } from '@codemirror/state'
 import { EditorView, drawSelection, keymap, lineNumbers } from '@codemirror/view'
-import { Awareness } from 'y-protocols/awareness'
+import type { Awareness } from 'y-protocols/awareness'
 import { yCollab } from 'y-codemirror.next'
 import * as Y from 'yjs'
 
@@ -41,22 +41,6 @@ export function createEditor (
   })
   editor.contentDOM.setAttribute('aria-label', `${isCode ? 'Code' : 'Markdown'} cell source`)
   return editor
-}
-
-/** Build and drop one editor off the page: CodeMirror's first editor costs tens of
- * milliseconds more than the next ones (its stylesheets mounted, the Python grammar's tables
- * and the code's first compilation). Called while the page waits for the room's content, that
- * cost is not paid when the first cell's editor is built. */
-export function warmUp (): void {
-  const doc = new Y.Doc()
-  const ytext = doc.getText('warm-up')
-  ytext.insert(0, 'def f(x):\n    return x * 2\n')
-  const awareness = new Awareness(doc)
-  const nothing = (): void => {}
-  const hooks: EditorHooks = { runAndAdvance: nothing, runInPlace: nothing, escape: nothing, leave: nothing, blurred: nothing }
-  createEditor(ytext, awareness, true, true, hooks).destroy()
-  awareness.destroy()
-  doc.destroy()
 }
 
 /** Arrow keys past the first or last line move to the neighbouring cell. */

@@ -146,8 +146,8 @@ function draw (): void {
       views.set(cell, view)
     }
     if (cellsBox.children[index] !== view.el) cellsBox.insertBefore(view.el, cellsBox.children[index] ?? null)
+    view.place(index + 1) // each view draws itself when its cell changes: only its place is new here
   })
-  for (const view of views.values()) view.draw()
   byId('empty').hidden = nb.cells.length > 0 || !document.body.dataset.synced
   drawKernel()
 }

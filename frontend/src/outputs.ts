@@ -1,10 +1,9 @@
 // A code cell's outputs as DOM, from their nbformat JSON (what @jupyter/ydoc's getOutputs()
 // returns). Outputs come from whatever code someone ran: every piece of markup goes through
-// DOMPurify, text is set as text, ANSI colours go through ansi_up (which escapes HTML).
-
-import { AnsiUp } from 'ansi_up'
-import DOMPurify from 'dompurify'
-import { marked } from 'marked'
+// DOMPurify, text is set as text, ANSI colours go through ansi_up (which escapes HTML). Those
+// libraries are a chunk of their own (markup.ts, preloaded by the page), asked for by the first
+// element that needs them, which is drawn empty and filled when they are here (never with
+// unsanitised markup): a notebook whose outputs are plain text does not run them at all.
 
 type Multiline = string | string[]
 export interface Output {
@@ -28,14 +27,25 @@ const ORDER = [
   'text/plain'
 ]
 
-// An image a notebook's HTML gives without a text alternative is taken as decorative (alt=""),
-// so that screen readers skip it rather than read its address.
-DOMPurify.addHook('afterSanitizeAttributes', node => {
-  if (node.nodeName === 'IMG' && !node.hasAttribute('alt')) node.setAttribute('alt', '')
-})
+let markupModule: typeof import('./markup') | null = null
+let markupLoaded: Promise<void> | null = null // asked for by the first element that needs it
 
-const ansi = new AnsiUp()
-ansi.use_classes = true // colours from the stylesheet (readable in dark and light)
+/** Set ``el``'s content to ``html(markup)``: now if the markup chunk is here, else when it is. */
+export function setMarkup (el: HTMLElement, html: (markup: typeof import('./markup')) => string): void {
+  // ``el`` is tagged with its latest request: an earlier one still waiting for the chunk is dropped
+  const tagged = el as HTMLElement & { markupRequest?: symbol }
+  const request = Symbol('markup')
+  tagged.markupRequest = request
+  if (markupModule !== null) {
+    el.innerHTML = html(markupModule)
+    return
+  }
+  el.replaceChildren()
+  markupLoaded ??= import('./markup').then(module => { markupModule = module })
+  void markupLoaded.then(() => {
+    if (tagged.markupRequest === request) el.innerHTML = html(markupModule!)
+  })
+}
 
 function joined (value: unknown): string {
   if (Array.isArray(value)) return value.join('')
@@ -48,31 +58,15 @@ function utf8Base64 (text: string): string {
   return btoa(binary)
 }
 
-function pre (className: string, html: string): HTMLElement {
-  const el = document.createElement('pre')
-  el.className = className
-  el.innerHTML = DOMPurify.sanitize(html)
-  return el
-}
 
 /** Text that may hold ANSI colours. Most has none: set as text, it needs neither ansi_up nor
  * DOMPurify (a notebook's hundred outputs drawn in a fraction of the time). */
 function ansiText (className: string, text: string): HTMLElement {
-  if (text.includes('\x1b')) return pre(className, ansi.ansi_to_html(text))
   const el = document.createElement('pre')
   el.className = className
-  el.textContent = text
+  if (text.includes('\x1b')) setMarkup(el, markup => markup.ansiHtml(text))
+  else el.textContent = text
   return el
-}
-
-/** HTML from a notebook (an output, a markdown cell) made safe to insert: no script, no handler. */
-export function sanitize (html: string): string {
-  return DOMPurify.sanitize(html, { FORBID_TAGS: ['style', 'form'], FORBID_ATTR: ['style'] })
-}
-
-/** Markdown rendered and sanitised. */
-export function markdown (source: string): string {
-  return sanitize(marked.parse(source, { async: false }))
 }
 
 function rich (data: Record<string, unknown>): HTMLElement {
@@ -87,7 +81,7 @@ function rich (data: Record<string, unknown>): HTMLElement {
   const value = data[mime]
   switch (mime) {
     case 'text/html':
-      box.innerHTML = sanitize(joined(value))
+      setMarkup(box, markup => markup.sanitize(joined(value)))
       break
     case 'image/svg+xml': {
       // As an image, not inline markup: an SVG's <style> and style= would restyle the whole
@@ -108,7 +102,7 @@ function rich (data: Record<string, unknown>): HTMLElement {
       break
     }
     case 'text/markdown':
-      box.innerHTML = markdown(joined(value))
+      setMarkup(box, markup => markup.markdown(joined(value)))
       break
     case 'application/json': {
       const el = document.createElement('pre')

@@ -274,7 +274,9 @@ def routes() -> list[web.RouteDef]:
         web.post("/hub/api/groups", idempotency.in_transaction(create_groups)),
         web.get("/hub/api/groups/{name}", get_group),
         web.post("/hub/api/groups/{name}", idempotency.in_transaction(create_group)),
-        web.delete("/hub/api/groups/{name}", idempotency.in_transaction(delete_group)),
+        # not in the key's transaction: it removes the group's repositories from disk once its
+        # events committed, which a rolled-back transaction could not undo
+        web.delete("/hub/api/groups/{name}", delete_group),
         web.post("/hub/api/groups/{name}/users", members),
         web.delete("/hub/api/groups/{name}/users", members),
         web.put("/hub/api/groups/{name}/properties", idempotency.in_transaction(set_properties)),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import sys
 from typing import Any
 
@@ -38,18 +40,34 @@ async def info(request: web.Request) -> web.Response:
     )
 
 
+JSON = {"Content-Type": "application/json; charset=utf-8"}  # as web.json_response says
+
+
+@functools.lru_cache(maxsize=4096)
+def _rendered(expanded: frozenset[scopes.Scope]) -> tuple[str, ...]:
+    """A token's scopes as whoami lists them (pure, so remembered: a token's next request
+    asks the same)."""
+    return tuple(scopes.render(expanded))
+
+
 async def whoami(request: web.Request) -> web.Response:
     """``GET /hub/api/user``: the token's owner, with the token's expanded scopes.
 
     Any valid token may ask who it belongs to: the owner's identify scopes are added for the
     check only, and the reply lists the scopes the token itself carries (what HubAuth checks).
     """
-    hub = request.app[HUB]
     caller = access.caller_of(request)
+    token = access.token_of(request)
+    if token is not None and token.whoami is not None:
+        return web.Response(body=token.whoami, headers=JSON)
     model: dict[str, Any]
     if caller.kind == "user":
-        async with hub.store.pool.acquire() as conn:
-            row = await users_read.find(conn, caller.name)
+        # Resolved with the token (and kept with it in the token cache); a cookie's caller
+        # has none, and its user is read here.
+        row: Any = token.profile if token is not None else None
+        if row is None:
+            async with request.app[HUB].store.pool.acquire() as conn:
+                row = await users_read.find(conn, caller.name)
         if row is None:
             raise errors.Forbidden(access.MISSING_CREDENTIALS)
         model = {
@@ -74,8 +92,11 @@ async def whoami(request: web.Request) -> web.Response:
         }
     model["token_id"] = caller.token_id
     model["session_id"] = None
-    model["scopes"] = scopes.render(caller.expanded)
-    return web.json_response(model)
+    model["scopes"] = _rendered(caller.expanded)
+    encoded = json.dumps(model).encode()
+    if token is not None:
+        token.whoami = encoded  # until the profile moves (access.ActivityRecorder)
+    return web.Response(body=encoded, headers=JSON)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from events import models, sql
 from hub import errors
-from hub.auth import roles, scope_table, scopes, tokens
+from hub.auth import roles, scope_table, scopes, token_cache, tokens
 from hub.context import HUB
 from hub.errors import Handler
 from hub.reads import users as users_read
@@ -50,6 +50,9 @@ class Caller:
 
 
 REQUEST_CALLER: web.RequestKey[Caller | None] = web.RequestKey("chronohub.caller")
+# What the request's token resolved to (with the caller, the profile of its user): whoami
+# answers from it.
+REQUEST_TOKEN: web.RequestKey[token_cache.Entry] = web.RequestKey("chronohub.token")
 
 
 def parse_authorization(header: str | None) -> str | None:
@@ -65,9 +68,17 @@ def parse_authorization(header: str | None) -> str | None:
 
 async def authenticate(conn: sql.Connection, secret: str) -> Caller | None:
     """The caller a token belongs to, or None if it is unknown, revoked or expired."""
-    row = await conn.fetchrow(queries["token_owner"], tokens.digest(secret))
+    entry = await lookup(conn, tokens.digest(secret))
+    return entry.caller if entry is not None else None
+
+
+async def lookup(conn: sql.Connection, digest: bytes) -> token_cache.Entry | None:
+    """What the token of hash ``digest`` resolves to (its caller, expiry, and for a user's
+    token the profile whoami shows), or None if it is unknown, revoked or expired."""
+    row = await conn.fetchrow(queries["token_owner"], digest)
     if row is None:
         return None
+    profile: dict[str, Any] | None = None
     if row["user_id"] is not None:
         if row["user_name"] is None:
             return None
@@ -75,6 +86,13 @@ async def authenticate(conn: sql.Connection, secret: str) -> Caller | None:
         name, admin = row["user_name"], bool(row["user_admin"])
         owner = scopes.Owner.for_user(name)
         implicit: tuple[str, ...] = ("user", "admin") if admin else ("user",)
+        profile = {
+            "name": name,
+            "admin": admin,
+            "groups": list(row["groups"]),
+            "created": row["user_created"],
+            "last_activity": row["last_activity"],
+        }
     else:
         kind, name, admin = "service", row["service"], bool(row["service_admin"])
         owner = scopes.Owner.for_service(name)
@@ -92,7 +110,7 @@ async def authenticate(conn: sql.Connection, secret: str) -> Caller | None:
         owner,
         tuple(sorted((user, frozenset(groups)) for user, groups in membership.items())),
     )
-    return Caller(
+    caller = Caller(
         kind=kind,
         name=name,
         user_id=row["user_id"],
@@ -102,6 +120,8 @@ async def authenticate(conn: sql.Connection, secret: str) -> Caller | None:
         expanded=effective,
         grants=grants,
     )
+    expires = row["expires_at"]
+    return token_cache.Entry(caller, expires.timestamp() if expires else None, profile)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -273,16 +293,36 @@ class ActivityRecorder:
         if self.due(f"browser:{user_id}"):
             await pool.execute(queries["activity_touch"], user_id, "", datetime.now(UTC))
 
-    async def record(self, conn: sql.Connection, caller: Caller) -> None:
-        """Write the activity of ``caller``'s token (and user) if it is due."""
+    async def record(self, conn: sql.Connection, caller: Caller) -> datetime | None:
+        """Write the activity of ``caller``'s token (and user) if it is due; the user's
+        activity written, if it was (not for a server's own token)."""
         if not self.due(caller.token_id):
-            return
+            return None
+        return await self._write(conn, caller)
+
+    async def _write(self, conn: sql.Connection, caller: Caller) -> datetime | None:
         now = datetime.now(UTC)
         await conn.execute(queries["token_touch"], caller.token_id, now)
-        if caller.user_id is not None:
-            await conn.execute(
-                queries["activity_touch_unless_server_token"], caller.user_id, caller.token_id, now
-            )
+        if caller.user_id is None:
+            return None
+        written: datetime | None = await conn.fetchval(
+            queries["activity_touch_unless_server_token"], caller.user_id, caller.token_id, now
+        )
+        return written
+
+    async def record_entry(self, pool: Any, entry: token_cache.Entry) -> None:
+        """``record`` for a resolved token, borrowing a connection only when it is due (the
+        resolution may have come from the cache, without one); the user's activity written
+        moves the profile whoami answers from."""
+        if not self.due(entry.caller.token_id):
+            return
+        async with pool.acquire() as conn:
+            written = await self._write(conn, entry.caller)
+        profile = entry.profile
+        if written is not None and profile is not None:
+            last = profile["last_activity"]
+            profile["last_activity"] = written if last is None else max(last, written)
+            entry.whoami = None
 
 
 ACTIVITY = web.AppKey("chronohub.activity", ActivityRecorder)
@@ -296,10 +336,33 @@ BLOCKED: web.AppKey[Blocked] = web.AppKey("chronohub.blocked")
 async def authenticate_in(app: web.Application, conn: sql.Connection, secret: str) -> Caller | None:
     """``authenticate``, and None for a user the app's authenticator blocks now."""
     caller = await authenticate(conn, secret)
+    if caller is None or await _blocked(app, caller):
+        return None
+    return caller
+
+
+async def _blocked(app: web.Application, caller: Caller) -> bool:
     blocked = app.get(BLOCKED)
-    if caller is None or caller.kind != "user" or blocked is None:
-        return caller
-    return None if await blocked(caller.name) else caller
+    return caller.kind == "user" and blocked is not None and await blocked(caller.name)
+
+
+async def resolve(app: web.Application, secret: str) -> token_cache.Entry | None:
+    """What a token resolves to (None: unknown, revoked, expired, or its user blocked): from
+    the hub's token cache when it holds it, else from the database (and then remembered)."""
+    hub = app[HUB]
+    cache = hub.token_cache
+    digest = tokens.digest(secret)
+    entry = cache.get(digest) if cache is not None else None
+    if entry is None:
+        generation = cache.generation if cache is not None else 0
+        async with hub.store.pool.acquire() as conn:
+            entry = await lookup(conn, digest)
+        if entry is None:
+            return None
+        if cache is not None:
+            cache.put(digest, entry, generation)
+    # The authenticator's blocked users are its configuration, asked at each use.
+    return None if await _blocked(app, entry.caller) else entry
 
 
 def middleware(recorder: ActivityRecorder) -> Any:
@@ -309,12 +372,18 @@ def middleware(recorder: ActivityRecorder) -> Any:
     async def authenticate_request(request: web.Request, handler: Handler) -> web.StreamResponse:
         secret = parse_authorization(request.headers.get("Authorization"))
         if secret is not None:
-            hub = request.app[HUB]
-            async with hub.store.pool.acquire() as conn:
-                caller = await authenticate_in(request.app, conn, secret)
-                if caller is not None:
-                    await recorder.record(conn, caller)
-            request[REQUEST_CALLER] = caller
+            entry = await resolve(request.app, secret)
+            if entry is None:
+                request[REQUEST_CALLER] = None
+            else:
+                await recorder.record_entry(request.app[HUB].store.pool, entry)
+                request[REQUEST_CALLER] = entry.caller
+                request[REQUEST_TOKEN] = entry
         return await handler(request)
 
     return authenticate_request
+
+
+def token_of(request: web.Request) -> token_cache.Entry | None:
+    """What the token that authenticated ``request`` resolved to (None: no token did)."""
+    return request.get(REQUEST_TOKEN)

@@ -66,9 +66,13 @@ DELETE FROM login_sessions WHERE expires_at <= clock_timestamp();
 
 -- name: token_owner
 -- Who a token belongs to, if it exists and has not expired, with everything needed to work
--- out its scopes: the lookup of every request, in one round trip.
-SELECT t.token_id, t.user_id, t.service, t.scopes,
-       u.name AS user_name, u.admin AS user_admin, s.admin AS service_admin,
+-- out its scopes and whoami's answer: a request's lookup, in one round trip, when the hub's
+-- token cache does not hold it (hub/auth/token_cache.py; expires_at is checked at each use).
+SELECT t.token_id, t.user_id, t.service, t.scopes, t.expires_at,
+       u.name AS user_name, u.admin AS user_admin, u.created AS user_created,
+       s.admin AS service_admin,
+       (SELECT max(a.last_activity) FROM activity a WHERE a.user_id = t.user_id)
+           AS last_activity,
        coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
                    FROM group_members m JOIN groups gr USING (group_id)
                   WHERE m.user_id = t.user_id), '{}') AS groups,
@@ -148,11 +152,13 @@ ON CONFLICT (user_id, server_name) DO UPDATE
 -- name: activity_touch_unless_server_token
 -- A user's activity from API use with token $2, unless that is a server's own token: a
 -- server's API calls are not its user's activity (JupyterHub does not count them either).
+-- The user's activity written, if it was.
 INSERT INTO activity (user_id, server_name, last_activity)
 SELECT $1, '', $3
  WHERE NOT EXISTS (SELECT 1 FROM servers WHERE token_id = $2)
 ON CONFLICT (user_id, server_name) DO UPDATE
-   SET last_activity = greatest(activity.last_activity, excluded.last_activity);
+   SET last_activity = greatest(activity.last_activity, excluded.last_activity)
+RETURNING last_activity;
 
 -- name: groups_of_users
 SELECT u.name AS user_name, g.name AS group_name

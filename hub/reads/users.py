@@ -68,7 +68,19 @@ async def page(
     return rows, int(total)
 
 
+async def page_json(
+    conn: sql.Connection, *, offset: int, limit: int, hidden: list[str], include_stopped: bool
+) -> Record:
+    """A page of every user in the default order, as one JSON array built by PostgreSQL
+    (``users_page_json``), the fields in ``hidden`` left out; with ``count`` (on this page),
+    ``total`` and ``with_servers`` (ids of the page's users with servers to show)."""
+    rows: list[Record] = await conn.fetch(
+        queries["users_page_json"], offset, limit, hidden, include_stopped
+    )
+    return rows[0]  # one row, whatever matches
+
+
 async def members_of(conn: sql.Connection, groups: Collection[str]) -> set[str]:
     """The names of the members of the named groups."""
-    rows = await conn.fetch(queries["group_member_names"], sorted(groups))
+    rows: list[Record] = await conn.fetch(queries["group_member_names"], sorted(groups))
     return {row["user_name"] for row in rows}

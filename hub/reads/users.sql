@@ -93,3 +93,72 @@ SELECT count(*) FROM users u
 SELECT gr.name AS group_name, u.name AS user_name
   FROM groups gr JOIN group_members m USING (group_id) JOIN users u USING (user_id)
  WHERE gr.name = ANY($1::text[]);
+
+-- name: users_page_json
+-- A page of every user ($1 offset, $2 limit) in the default order (creation, then name), the
+-- page's user models built here as one JSON array (JupyterHub's user model, the keys in $3
+-- left out: those the caller's scopes do not reveal), so that the hub sends it on without
+-- decoding it: the items, how many, the total, and the ids of the page's users with servers
+-- to show ($4: stopped ones too), whose server fields the hub adds itself (hub/api/users.py).
+-- The page is read from an index (users_created) down to where it ends, instead of every
+-- user sorted at each request. No filters, one order, and the page's rows passed on as an
+-- array (whose size the planner guesses without the parameters): PostgreSQL then keeps one
+-- generic plan for the prepared statement. Otherwise the generic plan's estimate grew with
+-- its guess at the page size (a LIMIT by parameter), it planned every request afresh, and
+-- planning cost half as much again as running it. Groups, roles, activity and servers are
+-- joined to the page as sets, not looked up per user (a fifth less of PostgreSQL's time).
+WITH page AS (
+    SELECT p.user_id, p.name, p.admin, p.created, p.ordinality AS n
+      FROM unnest(ARRAY(SELECT u FROM users u ORDER BY u.created, u.name OFFSET $1 LIMIT $2))
+           WITH ORDINALITY AS p
+), grp AS (
+    SELECT m.user_id, array_agg(gr.name ORDER BY gr.name) AS names
+      FROM group_members m JOIN groups gr USING (group_id)
+     WHERE m.user_id IN (SELECT user_id FROM page)
+     GROUP BY m.user_id
+), rol AS (
+    SELECT g.principal, array_agg(g.role) AS roles
+      FROM role_grants g
+     WHERE g.principal_kind = 'user' AND g.principal IN (SELECT user_id::text FROM page)
+     GROUP BY g.principal
+), act AS (
+    SELECT a.user_id, max(a.last_activity) AS last_activity
+      FROM activity a WHERE a.user_id IN (SELECT user_id FROM page)
+     GROUP BY a.user_id
+), srv AS (
+    SELECT DISTINCT s.user_id FROM servers s
+     WHERE s.user_id IN (SELECT user_id FROM page)
+       AND ($4::boolean OR s.state IN ('spawning', 'started', 'ready', 'stopping'))
+), models AS (
+    SELECT p.n, p.user_id, srv.user_id IS NOT NULL AS with_servers,
+           jsonb_build_object(
+               'kind', 'user',
+               'name', p.name,
+               'admin', p.admin,
+               'roles', CASE WHEN rol.roles IS NULL
+                             THEN CASE WHEN p.admin THEN '["admin", "user"]'::jsonb
+                                       ELSE '["user"]'::jsonb END
+                             ELSE to_jsonb(ARRAY(
+                                 SELECT DISTINCT r COLLATE "C" FROM unnest(
+                                     ARRAY['user'] || CASE WHEN p.admin THEN ARRAY['admin']
+                                                           ELSE '{}' END || rol.roles) r
+                                  ORDER BY 1)) END,
+               'groups', coalesce(to_jsonb(grp.names), '[]'::jsonb),
+               'server', NULL,
+               'pending', NULL,
+               'created', chronohub_iso(p.created),
+               'last_activity', chronohub_iso(act.last_activity),
+               'servers', '{}'::jsonb,
+               'auth_state', NULL,
+               'user_info', jsonb_build_object('name', p.name, 'display_name', p.name)
+           ) - $3::text[] AS model
+      FROM page p
+      LEFT JOIN grp ON grp.user_id = p.user_id
+      LEFT JOIN rol ON rol.principal = p.user_id::text
+      LEFT JOIN act ON act.user_id = p.user_id
+      LEFT JOIN srv ON srv.user_id = p.user_id
+)
+SELECT coalesce((SELECT json_agg(model ORDER BY n) FROM models), '[]')::text AS items,
+       (SELECT count(*) FROM models) AS count,
+       (SELECT count(*) FROM users) AS total,
+       ARRAY(SELECT user_id FROM models WHERE with_servers ORDER BY n) AS with_servers;

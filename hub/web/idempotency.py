@@ -13,7 +13,8 @@ together. So even a hub killed after the commit and before the answer reached th
 the answer for the retry, and nothing is appended twice; a hub killed before the commit wrote
 nothing, and the retry runs afresh.
 
-Keys belong to the caller (a user's key is not a service's, nor another user's), live
+Keys belong to the caller (a user's key is not a service's, nor another user's, nor another
+token's of the same user), live
 ``lifetime_s`` (``idempotency_key_lifetime_s``), and are refused with 400 when empty, too long or
 not printable ASCII. The same key with another request (method, path or body) answers 422; the
 same key while its first request is still under way answers 409, as the draft says. Answers of
@@ -21,16 +22,21 @@ same key while its first request is still under way answers 409, as the draft sa
 nothing: the transaction rolled back).
 
 Other handlers (their work leaves the database: a server's process, a repository on disk, the
-proxy, a kernel; or they read through connections of their own) run beside the transaction, and
-commit on their own: a retry gets their answer, but after a kill between their commit and the
-answer's, the retry runs again, which those endpoints answer as JupyterHub does a second start,
-stop or delete.
+proxy, a kernel; or they read through connections of their own) hold the key on a connection
+outside any transaction (they may run longer than PostgreSQL lets a transaction sit idle) and
+commit on their own, their answer recorded after: a retry gets it, but after a kill between
+their commit and the answer's, the retry runs again, which those endpoints answer as JupyterHub
+does a second start, stop or delete.
+
+Keys belong to the very token (or browser session) that sent the request, and to what it may
+do (``app._caller_label``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +45,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from events import errors as events_errors
 from events import sql, store
 from hub import errors
 from hub.context import HUB
@@ -101,9 +108,11 @@ def parse_key(values: list[str]) -> str:
     return key
 
 
-def middleware(caller_of: CallerOf, lifetime_s: float) -> Any:
+def middleware(caller_of: CallerOf, lifetime_s: float, secret: bytes) -> Any:
     """The middleware for the hub's application; ``caller_of`` names the request's caller
-    (None: nobody authenticated, so no key is kept), ``lifetime_s`` how long a key lives."""
+    (None: nobody authenticated, so no key is kept), ``lifetime_s`` how long a key lives,
+    ``secret`` the hub's (its cookie secret, the same in every process) that the stored keys and
+    answers are derived with."""
 
     @web.middleware
     async def idempotent(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -114,16 +123,16 @@ def middleware(caller_of: CallerOf, lifetime_s: float) -> Any:
         caller = caller_of(request)
         if caller is None:
             return await handler(request)  # it refuses the request: nothing to remember
-        entry = _Entry(caller, key, request.method, request.path_qs, await request.read())
+        entry = _Entry(secret, caller, key, request.method, request.path_qs, await request.read())
         event_store = request.app[HUB].store
         async with event_store.connection() as conn:
             if (answer := await entry.stored(conn)) is not None:
                 return answer
         inside = getattr(request.match_info.handler, _INSIDE, False)
         try:
-            async with event_store.pinned() if inside else _beside(event_store) as conn:
-                if not await conn.fetchval(queries["idempotency_claim"], entry.lookup):
-                    raise KeyBusy(f"A request with this {HEADER} is under way; retry later")
+            async with (
+                _inside(event_store, entry) if inside else _beside(event_store, entry)
+            ) as conn:
                 if (answer := await entry.stored(conn)) is not None:
                     return answer  # its first request committed since the look above
                 response = await handler(request)
@@ -132,27 +141,58 @@ def middleware(caller_of: CallerOf, lifetime_s: float) -> Any:
         except _Raced:
             # a live row of the key appeared though this request held the key (a clock
             # stepped back): the answer is not kept
-            raise KeyBusy(f"A request with this {HEADER} is under way; retry later") from None
+            raise _busy() from None
         return response
 
     return idempotent
 
 
+def _busy() -> KeyBusy:
+    return KeyBusy(f"A request with this {HEADER} is under way; retry later")
+
+
 @contextlib.asynccontextmanager
-async def _beside(event_store: store.EventStore) -> AsyncIterator[sql.Connection]:
-    """A transaction of its own, the handler's work committing apart from it."""
-    async with event_store.connection() as conn, conn.transaction():
+async def _inside(event_store: store.EventStore, entry: _Entry) -> AsyncIterator[sql.Connection]:
+    """The handler's own transaction (``pinned``), the key held until it ends."""
+    async with event_store.pinned() as conn:
+        if not await conn.fetchval(queries["idempotency_claim"], entry.lookup):
+            raise _busy()
         yield conn
+
+
+@contextlib.asynccontextmanager
+async def _beside(event_store: store.EventStore, entry: _Entry) -> AsyncIterator[sql.Connection]:
+    """A connection that holds the key (a session-level lock, not a transaction: the handler
+    may run longer than PostgreSQL lets a transaction sit idle, an import or a kernel's
+    start), its answer recorded in a statement of its own once the handler's work committed.
+    The lock goes with the connection if it breaks (and the pool's reset unlocks all)."""
+    async with event_store.connection() as conn:
+        if not await conn.fetchval(queries["idempotency_claim_session"], entry.lookup):
+            raise _busy()
+        try:
+            yield conn
+        finally:
+            # a connection that broke took its lock with it: the request's own outcome stands
+            with contextlib.suppress(events_errors.DatabaseUnavailable), sql.translated():
+                await conn.execute(queries["idempotency_release"], entry.lookup)
 
 
 class _Entry:
     """One request's key: where its answer is kept, and how that answer is sealed."""
 
-    def __init__(self, caller: str, key: str, method: str, path: str, body: bytes) -> None:
+    def __init__(
+        self, secret: bytes, caller: str, key: str, method: str, path: str, body: bytes
+    ) -> None:
         scoped = f"{caller}\0{key}".encode()
-        self.lookup = hashlib.sha256(b"chronohub idempotency lookup\0" + scoped).digest()
-        # Sealed with a key only the client (who holds the idempotency key) can derive.
-        self._aead = AESGCM(hashlib.sha256(b"chronohub idempotency answer\0" + scoped).digest())
+
+        def derived(purpose: bytes) -> bytes:
+            return hmac.new(secret, purpose + b"\0" + scoped, hashlib.sha256).digest()
+
+        self.lookup = derived(b"chronohub idempotency lookup")
+        # Sealed with a key derived from the client's idempotency key and the hub's secret: a
+        # reader of the database (a backup, an export) holds neither, and a guessable key
+        # ("1") alone does not open an answer that carries a token.
+        self._aead = AESGCM(derived(b"chronohub idempotency answer"))
         digest = hashlib.sha256(f"{method}\0{path}\0".encode())
         digest.update(body)
         self.fingerprint = digest.digest()

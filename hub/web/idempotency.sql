@@ -9,6 +9,14 @@ WHERE lookup = $1 AND expires > clock_timestamp();
 -- request with the key is under way).
 SELECT pg_try_advisory_xact_lock(hashtextextended(encode($1::bytea, 'hex'), 17));
 
+-- name: idempotency_claim_session
+-- For a handler that runs beside the key's row (its work commits on its own): hold the key on
+-- this connection until idempotency_release, outside any transaction (false: under way).
+SELECT pg_try_advisory_lock(hashtextextended(encode($1::bytea, 'hex'), 17));
+
+-- name: idempotency_release
+SELECT pg_advisory_unlock(hashtextextended(encode($1::bytea, 'hex'), 17));
+
 -- name: idempotency_store
 -- Record the answer in the request's transaction. An expired row of the same key is replaced;
 -- a few other expired rows go on the way (an insert is the only time rows are added, so rows

@@ -9,6 +9,7 @@ page size.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -72,22 +73,36 @@ def reply(
     """The JSON body: paginated when asked for, else the bare list."""
     if not page.paginated:
         return items
+    return {"items": items, "_pagination": _meta(request, page, len(items), total, public_url)}
+
+
+def reply_encoded(
+    request: web.Request,
+    page: Page,
+    items: str,
+    count: int,
+    total: int,
+    public_url: str | None,
+) -> bytes:
+    """``reply``'s body, encoded, around ``items``: a JSON array already encoded (by the
+    database) of ``count`` items, passed on as it is."""
+    if not page.paginated:
+        return items.encode()
+    meta = json.dumps(_meta(request, page, count, total, public_url))
+    return f'{{"items": {items}, "_pagination": {meta}}}'.encode()
+
+
+def _meta(
+    request: web.Request, page: Page, count: int, total: int, public_url: str | None
+) -> dict[str, Any]:
     next_page = None
-    if page.offset + len(items) < total:
+    if page.offset + count < total:
         next_offset = page.offset + page.limit
         url = _absolute(request, public_url).update_query(
             offset=str(next_offset), limit=str(page.limit)
         )
         next_page = {"offset": next_offset, "limit": page.limit, "url": str(url)}
-    return {
-        "items": items,
-        "_pagination": {
-            "offset": page.offset,
-            "limit": page.limit,
-            "total": total,
-            "next": next_page,
-        },
-    }
+    return {"offset": page.offset, "limit": page.limit, "total": total, "next": next_page}
 
 
 def _absolute(request: web.Request, public_url: str | None) -> URL:

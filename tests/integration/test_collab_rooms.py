@@ -513,6 +513,14 @@ async def test_an_append_says_whether_another_process_holds_the_room(
     assert both == persistence.Appended([2, 3], shared=True)
     await two.release("presence")
     assert (await one.append("presence", [text_update("d", 4)], ["x"])).shared is False
+    three = [text_update(c, 5 + i) for i, c in enumerate("efg")]
+    many = await one.append("presence", three, ["x"] * 3)
+    assert many == persistence.Appended([5, 6, 7], shared=False)
+    async with event_store.pool.acquire() as conn:
+        seqs = await conn.fetch("SELECT seq, author FROM collab_updates WHERE room = 'presence'")
+    assert sorted(r["seq"] for r in seqs) == list(range(1, 8))
+    with pytest.raises(errors.CollabError, match="room 'nowhere' does not exist"):
+        await one.append("nowhere", [text_update("z", 9)], ["x"])
 
 
 async def test_a_rooms_authors_survive_its_compaction(event_store: store.EventStore) -> None:
@@ -624,7 +632,7 @@ async def test_a_connection_that_stops_reading_is_closed_and_the_room_goes_on(
             for e in await event_store.read_stream(collab_events.stream_id("slow"))
             if e.type == "collab.participant_left"
         ]
-        assert any("bytes waiting to be sent" in e.reason for e in left)  # type: ignore[attr-defined]
+        assert any("bytes waiting to be sent" in e.reason for e in left), left  # type: ignore[attr-defined]
 
 
 async def test_observers_learn_who_wrote_an_update_here_and_through_another_process(

@@ -179,6 +179,34 @@ async def test_keys_belong_to_their_caller(api: Api, pool: asyncpg.Pool[Any]) ->
     assert "Idempotent-Replayed" not in response.headers
 
 
+async def test_another_token_of_the_same_user_cannot_replay_an_answer(
+    api: Api, pool: asyncpg.Pool[Any]
+) -> None:
+    # kim's full token issues a token with key K; kim's narrower token (her server's, an OAuth
+    # client's) sending the same request and key must not get that token's secret
+    full = await api.user_token("kim")
+    narrow = await api.user_token("kim", scopes=["read:users:name!user=kim"])
+
+    async def issue(token: str) -> tuple[int, dict[str, str], Any]:
+        response = await api.client.post(
+            "/hub/api/users/kim/tokens",
+            headers={"Authorization": f"token {token}", "Idempotency-Key": "K"},
+            json={"note": "k"},
+        )
+        return response.status, dict(response.headers), await response.json()
+
+    status, _, first = await issue(full)
+    assert status == 201, first
+    status, headers, answer = await issue(narrow)
+    assert status == 403, answer  # run for this token, and refused: no replay
+    assert "Idempotent-Replayed" not in headers
+    assert first["token"] not in str(answer)
+    # the full token's own retry is still answered from the key
+    status, headers, again = await issue(full)
+    assert (status, headers.get("Idempotent-Replayed")) == (201, "true")
+    assert again["token"] == first["token"]
+
+
 async def test_an_expired_key_is_a_new_request(api: Api, pool: asyncpg.Pool[Any]) -> None:
     first = await call(api, "POST", "/users/jo", key("k-4"))
     assert first[0] == 201

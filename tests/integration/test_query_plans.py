@@ -17,6 +17,7 @@ import pytest
 
 from events import store
 from hub.audit import history as audit
+from hub.reads import users as users_read
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +97,35 @@ async def test_history_about_one_user_uses_the_data_index(pool: asyncpg.Pool[Any
             )
         plan = json.dumps(rows[0][0])
         assert "events_data" in plan, name
+
+
+async def test_the_users_page_reads_the_creation_index_down_to_the_page(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    # The users list's JSON (hub/reads/users.sql): a page of 50 of 5,000 users is read from
+    # users_created, not a scan and a sort of every user at each request.
+    await pool.execute(
+        "INSERT INTO users (user_id, name, admin, created, updated, last_position)"
+        " SELECT gen_random_uuid(), 'u' || i, false, now() + i * interval '1 ms', now(), i"
+        "   FROM generate_series(1, 5000) i"
+    )
+    await pool.execute("ANALYZE users")
+    async with pool.acquire() as conn:
+        plan = await generic_plan(
+            conn, users_read.queries["users_page_json"], 0, 50, ["auth_state"], False
+        )
+    # (the total still counts every user: JupyterHub's pagination reports it)
+    parsed = json.loads(json.loads(plan))  # generic_plan's text is the JSON plan, quoted
+    scans = [(node["Node Type"], node.get("Index Name")) for node in nodes(parsed)]
+    assert ("Index Scan", "users_created") in scans, scans
+
+
+def nodes(plan: Any) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
+    found: list[dict[str, Any]] = []
+    stack = [item["Plan"] for item in plan]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(node.get("Plans", []))
+    return found

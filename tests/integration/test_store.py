@@ -234,3 +234,35 @@ async def test_read_all_filters(event_store: store.EventStore) -> None:
     assert await event_store.head() == everything[-1].checkpoint
     # A LIKE wildcard in a prefix is taken literally.
     assert await event_store.read_all(filter=store.EventFilter(type_prefixes=("%",))) == []
+
+
+async def test_a_refused_single_append_leaves_the_session_usable(
+    event_store: store.EventStore,
+) -> None:
+    # A single event's append inside a session runs without a savepoint: a conflict, a lost
+    # race at ANY and an idempotent retry write nothing instead of failing on a unique key.
+    first_id = uuid4()
+    await event_store.append("note-s", [Noted(text="one")], expected=0, event_ids=[first_id])
+    async with event_store.session() as session:
+        with pytest.raises(errors.ConcurrencyConflict):
+            await session.append("note-s", [Noted(text="late")], expected=0)
+        again = await session.append(
+            "note-s", [Noted(text="one")], expected=store.ANY, event_ids=[first_id]
+        )
+        assert again.version == 1
+        written = await session.append("note-s", [Noted(text="two")], expected=1)
+        assert written.version == 2
+    assert [e.data for e in await event_store.read_stream("note-s")] == [
+        Noted(text="one"),
+        Noted(text="two"),
+    ]
+
+
+async def test_sessions_racing_at_any_all_get_a_version(event_store: store.EventStore) -> None:
+    async def add(i: int) -> int:
+        async with event_store.session() as session:
+            result = await session.append("note-race", [Noted(text=str(i))], expected=store.ANY)
+            return result.version
+
+    versions = await asyncio.gather(*(add(i) for i in range(4)))
+    assert sorted(versions) == [1, 2, 3, 4]

@@ -57,3 +57,29 @@ async def test_a_task_started_in_the_block_uses_connections_of_its_own(
         assert await asyncio.create_task(background())
         # committed on its own, while the block is still open
         assert await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = 'note-r'") == 1
+
+
+async def test_on_append_is_told_once_the_block_commits(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    # A token cache emptied before the commit could be filled again from the state the block
+    # is about to change: the hook hears of the block's appends after its commit, not before.
+    heard: list[list[str]] = []
+
+    def hook(types: Any) -> None:
+        heard.append(list(types))
+
+    previous, event_store.on_append = event_store.on_append, hook
+    try:
+        async with event_store.pinned():
+            await event_store.append("note-t", [Noted(text="one")])
+            async with event_store.session() as session:
+                await session.append("note-t", [Noted(text="two")])
+            assert heard == []  # not yet: nothing is committed
+        assert heard == [["test.noted", "test.noted"]]
+        assert await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = 'note-t'") == 2
+        # outside a block, as before: told at once
+        await event_store.append("note-t", [Noted(text="three")])
+        assert heard[-1] == ["test.noted"]
+    finally:
+        event_store.on_append = previous

@@ -38,6 +38,7 @@ def test_every_benchmark_target_runs_its_script_as_a_module() -> None:
         "bench-git",
         "bench-publish",
         "bench-browser",
+        "bench-scale",
     }
     for target, recipe in recipes.items():
         module = re.search(r"python -m bench\.([a-z_]+)", recipe)

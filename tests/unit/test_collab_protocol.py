@@ -9,6 +9,7 @@ import pycrdt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets import frames as ws_frames
 
 from collab import access, errors, persistence, protocol
 from collab.limits import TokenBucket
@@ -85,6 +86,32 @@ def test_any_bytes_parse_or_raise_a_protocol_error(frame: bytes) -> None:
     if reason is not None:
         assert reason
         assert len(reason.encode()) <= errors.MAX_REASON_BYTES
+
+
+# Short sync frames whose length byte is the payload's length, one off, or a varint's first byte.
+SYNC_FRAMES = st.tuples(
+    st.integers(0, 3), st.binary(max_size=140), st.sampled_from([0, 1, -1, 0x80])
+).map(lambda t: bytes((0, t[0], max(0, len(t[1]) + t[2]) % 256)) + t[1])
+
+
+@given(st.one_of(st.binary(max_size=200), SYNC_FRAMES))
+@settings(max_examples=500, deadline=None)
+def test_parse_and_its_shortcut_read_every_frame_alike(frame: bytes) -> None:
+    # parse takes a shortcut for short sync messages: it must answer as read_message does.
+    def outcome(read: Any) -> object:
+        try:
+            return read(frame)
+        except errors.ProtocolError as exc:
+            return ("refused", exc.reason)
+
+    assert outcome(protocol.parse) == outcome(protocol.read_message)
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_outgoing_websocket_frames_are_those_of_the_websockets_package(length: int) -> None:
+    payload = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    expected = ws_frames.Frame(ws_frames.Opcode.BINARY, payload).serialize(mask=False)
+    assert protocol.ws_frame(payload) == expected
 
 
 def test_close_reasons_fit_a_close_frame() -> None:
@@ -206,3 +233,58 @@ def test_squash_keeps_updates_still_waiting_for_a_dependency() -> None:
     doc.apply_update(squashed)
     doc.apply_update(updates[0])
     assert str(doc.get("t", type=pycrdt.Text)) == "abcd"
+
+
+def text_of(*updates: bytes) -> str:
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    for update in updates:
+        doc.apply_update(update)
+    return str(doc.get("t", type=pycrdt.Text))
+
+
+@given(
+    ops=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 40), st.text("xyz", max_size=2)),
+        min_size=1,
+        max_size=80,
+    ),
+    order=st.randoms(use_true_random=False),
+    held_back=st.integers(0, 200),
+)
+@settings(max_examples=80, deadline=None)
+def test_squash_loses_nothing_whatever_the_order_and_gaps(
+    ops: list[tuple[int, int, str]], order: Any, held_back: int
+) -> None:
+    """Three clients insert and delete, building on each other; their updates are squashed in
+    any order, one perhaps held back (so that others wait for it). The squash, and the merge
+    it may keep, hold all the rest: with the held-back update they make the whole document.
+    Without it, the squash reads as squashing the updates all at once did (squash's first
+    version), though it merges them a few at a time and builds its document one by one."""
+    docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc(client_id=i + 1) for i in range(3)]
+    updates: list[bytes] = []
+    for doc in docs:
+        doc.observe(lambda event: updates.append(event.update))
+    for who, where, text in ops:
+        t = docs[who].get("t", type=pycrdt.Text)
+        if text:
+            t.insert(min(where, len(t)), text)
+        elif len(t):
+            del t[min(where, len(t) - 1)]
+        other = docs[(who + 1) % 3]
+        other.apply_update(docs[who].get_update(other.get_state()))
+    whole = text_of(*updates)
+    order.shuffle(updates)
+    rest = list(updates)
+    late = [rest.pop(held_back)] if held_back < len(rest) else []
+    squashed = persistence.squash(rest)
+    merged = persistence.merge(rest, fan_in=4)  # several rounds of merging
+    assert text_of(squashed, *late) == whole
+    assert text_of(merged, *late) == whole
+    # and it reads as squashing at once read (pycrdt.merge_updates of all, applied at once)
+    at_once = pycrdt.merge_updates(*rest)
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    doc.apply_update(at_once)
+    state = doc.get_state()
+    if pycrdt.get_update(at_once, state) == doc.get_update(state):
+        at_once = doc.get_update()
+    assert text_of(squashed) == text_of(at_once)

@@ -92,3 +92,70 @@ def test_the_log_rebuilds_the_room_whatever_the_arrival_order(
         for update in updates:
             everything.apply_update(update)
     assert live == str(everything.get("t", type=pycrdt.Text))
+
+
+class FrameSink(NullSink):
+    """Keeps what the room writes, to be read back as WebSocket frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.data += data
+
+    def messages(self) -> list[bytes]:
+        """The payloads of the unmasked binary frames written so far (lengths under 65,536)."""
+        out, pos, data = [], 0, bytes(self.data)
+        while pos < len(data):
+            assert data[pos] == 0x82
+            length, pos = data[pos + 1], pos + 2
+            if length == 126:
+                length, pos = int.from_bytes(data[pos : pos + 2], "big"), pos + 2
+            out.append(data[pos : pos + length])
+            pos += length
+        return out
+
+
+@given(
+    senders=st.lists(st.integers(0, 2), min_size=1, max_size=30),
+    pauses=st.sets(st.integers(0, 29)),
+)
+@settings(max_examples=60, deadline=None)
+def test_each_connection_gets_every_other_ones_updates_in_order(
+    senders: list[int], pauses: set[int]
+) -> None:
+    """Three writers and a reader; updates arrive in one batch or in several (a pause lets
+    the room append and broadcast): each writer gets everyone else's updates, the reader
+    all of them, each in the order they arrived, one frame per update."""
+    docs: list[pycrdt.Doc[Any]] = [pycrdt.Doc(client_id=i + 1) for i in range(3)]
+    sent: list[tuple[int, bytes]] = []
+
+    async def run() -> list[FrameSink]:
+        shared = room.Room("fan", MemoryLog(), Limits(rate_burst=10_000))  # type: ignore[arg-type]
+        sinks = [FrameSink() for _ in range(4)]
+        conns = [
+            room.Connection(access.Participant("user", f"u{i}", True), sink, shared.limits)
+            for i, sink in enumerate(sinks)
+        ]
+        for conn in conns:
+            shared.join(conn)
+        await asyncio.sleep(0)  # the join messages written
+        for sink in sinks:
+            sink.data.clear()
+        for i, who in enumerate(senders):
+            before = docs[who].get_state()
+            docs[who].get("a", type=pycrdt.Array).append(i)
+            frame = protocol.update_message(docs[who].get_update(before))
+            sent.append((who, frame))
+            shared.receive(conns[who], frame)
+            if i in pauses:
+                await shared.flushed()
+        await shared.flushed()
+        await asyncio.sleep(0)  # the queued frames written
+        return sinks
+
+    sinks = asyncio.run(run())
+    for index, sink in enumerate(sinks):
+        assert sink.messages() == [frame for who, frame in sent if who != index]

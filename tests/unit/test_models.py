@@ -437,3 +437,80 @@ def test_events_and_metadata_are_frozen() -> None:
         Noted(text="a").text = "b"  # type: ignore[misc]
     with pytest.raises(pydantic.ValidationError):
         models.Metadata().request_id = "r"  # type: ignore[misc]
+
+
+# --- decoding stored rows as the driver returns them ---------------------------------------
+
+
+def row_of(
+    type_name: str, schema_version: int, data: Any, position: int = 1, metadata: str | None = None
+) -> tuple[Any, ...]:
+    """One row as the ``read_all`` query returns it (``models.ROW_COLUMNS``)."""
+    return (
+        position,
+        str(1000 + position),
+        "note-a",
+        position,
+        uuid4(),
+        type_name,
+        schema_version,
+        json.dumps(data),
+        metadata or models.Metadata().model_dump_json(),
+        datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+    )
+
+
+def test_decode_rows_equals_decoding_the_same_page(registry: models.Registry) -> None:
+    rows = [
+        row_of("test.noted", 1, {"text": "a"}, 1),
+        row_of("test.counted", 3, {"count": 1, "unit": "x"}, 2),
+        row_of("test.noted", 1, {"text": "b"}, 3),
+        row_of("test.counted", 1, {"n": 5}, 4),
+        row_of("test.noted", 1, {"text": "c"}, 5),
+    ]
+    decoded = registry.decode_rows(rows)
+    as_page = registry.decode_page(
+        page(
+            *(
+                stored_row(
+                    r[5],
+                    r[6],
+                    json.loads(r[7]),
+                    position=r[0],
+                    event_id=str(r[4]),
+                    recorded_at=r[9].isoformat(),
+                )
+                for r in rows
+            )
+        )
+    )
+    assert decoded == as_page
+    assert [e.position for e in decoded] == [1, 2, 3, 4, 5]
+    assert decoded[3].data == Counted(count=5, unit="item")
+    assert all(isinstance(e, models.RecordedEvent) for e in decoded)
+    assert decoded[0].model_dump() == as_page[0].model_dump()
+    assert json.loads(decoded[0].model_dump_json()) == json.loads(as_page[0].model_dump_json())
+
+
+def test_decode_rows_shares_equal_metadata(registry: models.Registry) -> None:
+    alice = models.Metadata(actor=models.Actor(kind="user", name="alice")).model_dump_json()
+    rows = [row_of("test.noted", 1, {"text": str(i)}, i, alice) for i in range(1, 4)]
+    decoded = registry.decode_rows([*rows, row_of("test.noted", 1, {"text": "s"}, 4)])
+    assert decoded[0].metadata is decoded[2].metadata
+    assert decoded[0].metadata.actor.label == "user:alice"
+    assert decoded[3].metadata == models.Metadata()
+
+
+def test_decode_rows_names_the_row_at_fault(registry: models.Registry) -> None:
+    rows = [row_of("test.noted", 1, {"text": "a"}, 1), row_of("test.noted", 1, {"txt": "b"}, 2)]
+    with pytest.raises(errors.InvalidEvent, match=r"test\.noted event at position 2"):
+        registry.decode_rows(rows)
+    with pytest.raises(errors.InvalidEvent, match=r"position 9 has malformed metadata"):
+        registry.decode_rows([row_of("test.noted", 1, {"text": "a"}, 9, '{"actor": 1}')])
+    with pytest.raises(errors.UnknownEventType, match=r"'test\.nothing'"):
+        registry.decode_rows([row_of("test.nothing", 1, {}, 1)])
+    with pytest.raises(errors.InvalidEvent, match=r"version 7 is not known"):
+        registry.decode_rows([row_of("test.counted", 7, {"count": 1}, 1)])
+    with pytest.raises(errors.InvalidEvent, match=r"position 3 has no data"):
+        registry.decode_rows([row_of("test.counted", 1, [1], 3)])
+    assert registry.decode_rows([]) == []

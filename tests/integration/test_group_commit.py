@@ -1,0 +1,305 @@
+"""Group commit against real PostgreSQL: concurrent appends share a statement and a commit,
+each caller still gets its own result or error, and nothing is acknowledged before commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from events import errors, group_commit, models, sql, store
+from events.catalog import users as user_events
+from projections import base, catalog
+from tests.helpers import Noted, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def blocker(pool: asyncpg.Pool[Any]) -> AsyncIterator[sql.Connection]:
+    """A connection of its own, to hold a lock on ``events`` that keeps a batch waiting."""
+    async with pool.acquire() as conn:
+        yield conn
+
+
+async def held_batch(
+    event_store: store.EventStore,
+    blocker: sql.Connection,
+    appends: list[Any],
+) -> list[Any]:
+    """Run ``appends`` (coroutine factories) so that all but a first, blocked one queue up and
+    then go as one batch: a lock on ``events`` holds the first append until all have queued."""
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+    group = event_store.group_commit
+    assert group is not None
+    first = asyncio.ensure_future(event_store.append("note-opener", [Noted(text="first")]))
+    await wait_for(lambda: group._running == 1)
+    rest = [asyncio.ensure_future(make()) for make in appends]
+    await wait_for(lambda: len(group._queue) == len(appends))
+    batches = group.batches
+    await tx.rollback()
+    await first
+    results = await asyncio.gather(*rest, return_exceptions=True)
+    assert group.batches == batches + 1, "the queued appends went as one batch"
+    return results
+
+
+@pytest.fixture
+def one_lane(pool: asyncpg.Pool[Any]) -> store.EventStore:
+    return store.EventStore(pool, inline=base.Inline(catalog.ALL), group_commit_lanes=1)
+
+
+async def test_concurrent_appends_share_one_transaction(
+    one_lane: store.EventStore, blocker: sql.Connection
+) -> None:
+    results = await held_batch(
+        one_lane,
+        blocker,
+        [
+            lambda i=i: one_lane.append(f"note-g{i}", [Noted(text=str(i))], expected=0)
+            for i in range(6)
+        ],
+    )
+    assert all(isinstance(r, store.AppendResult) for r in results)
+    assert len({r.checkpoint.tx for r in results}) == 1, "one transaction for the batch"
+    for i, result in enumerate(results):
+        assert result.stream_id == f"note-g{i}"
+        assert result.version == 1
+        assert [e.data for e in result.events] == [Noted(text=str(i))]
+        stored = await one_lane.read_stream(f"note-g{i}")
+        assert [(e.position, e.data) for e in stored] == [(result.positions[0], Noted(text=str(i)))]
+
+
+async def test_a_conflict_fails_its_own_append_only(
+    one_lane: store.EventStore, blocker: sql.Connection
+) -> None:
+    await one_lane.append("note-c1", [Noted(text="there")], expected=0)
+    results = await held_batch(
+        one_lane,
+        blocker,
+        [
+            lambda: one_lane.append("note-c0", [Noted(text="a"), Noted(text="b")], expected=0),
+            lambda: one_lane.append("note-c1", [Noted(text="late")], expected=0),
+            lambda: one_lane.append("note-c2", [Noted(text="c")], expected=store.ANY),
+        ],
+    )
+    assert isinstance(results[0], store.AppendResult)
+    assert results[0].version == 2
+    assert isinstance(results[1], errors.ConcurrencyConflict)
+    assert (results[1].expected, results[1].actual) == (0, 1)
+    assert isinstance(results[2], store.AppendResult)
+    assert results[2].version == 1
+    assert results[0].checkpoint.tx == results[2].checkpoint.tx
+    assert [e.data for e in await one_lane.read_stream("note-c1")] == [Noted(text="there")]
+    assert [e.data for e in await one_lane.read_stream("note-c0")] == [
+        Noted(text="a"),
+        Noted(text="b"),
+    ]
+
+
+async def test_a_failing_append_does_not_fail_the_batch(
+    one_lane: store.EventStore, blocker: sql.Connection
+) -> None:
+    # An idempotent retry (its event id in the log) and an inline projection refusing an
+    # event (a rename of a user who does not exist) each fail the batch statement as a whole:
+    # the batch is rolled back and its appends run one by one, each with its own outcome.
+    retried_id = uuid4()
+    original = await one_lane.append(
+        "note-r", [Noted(text="once")], expected=0, event_ids=[retried_id]
+    )
+    ghost = uuid4()
+    alice = uuid4()
+    results = await held_batch(
+        one_lane,
+        blocker,
+        [
+            lambda: one_lane.append(
+                "note-r", [Noted(text="once")], expected=store.ANY, event_ids=[retried_id]
+            ),
+            lambda: one_lane.append(
+                f"user-{ghost}",
+                [user_events.UserRenamed(user_id=ghost, old_name="x", name="y")],
+            ),
+            lambda: one_lane.append(
+                f"user-{alice}",
+                [user_events.UserCreated(user_id=alice, name="alice-gc", admin=False)],
+                expected=0,
+            ),
+            lambda: one_lane.append("note-ok", [Noted(text="fine")], expected=0),
+        ],
+    )
+    assert isinstance(results[0], store.AppendResult)
+    assert results[0].positions == original.positions
+    assert isinstance(results[1], base.ProjectionError)
+    assert isinstance(results[2], store.AppendResult)
+    assert results[2].version == 1
+    assert isinstance(results[3], store.AppendResult)
+    assert results[3].version == 1
+    assert await one_lane.stream_version(f"user-{ghost}") == 0
+    assert await one_lane.stream_version("note-r") == 1
+    name = await one_lane.pool.fetchval("SELECT name FROM users WHERE user_id = $1", alice)
+    assert name == "alice-gc", "the inline projection ran for the appends that were written"
+
+
+async def test_inline_projection_sees_a_batch_in_order(
+    one_lane: store.EventStore, blocker: sql.Connection
+) -> None:
+    users = [uuid4() for _ in range(4)]
+    results = await held_batch(
+        one_lane,
+        blocker,
+        [
+            lambda u=u, i=i: one_lane.append(
+                f"user-{u}",
+                [
+                    user_events.UserCreated(user_id=u, name=f"gc-{i}", admin=False),
+                    user_events.UserRenamed(user_id=u, old_name=f"gc-{i}", name=f"gc-{i}b"),
+                ],
+                expected=0,
+            )
+            for i, u in enumerate(users)
+        ],
+    )
+    assert all(isinstance(r, store.AppendResult) for r in results)
+    rows = await one_lane.pool.fetch(
+        "SELECT user_id, name, last_position FROM users WHERE user_id = ANY($1::uuid[])", users
+    )
+    got = {r["user_id"]: (r["name"], r["last_position"]) for r in rows}
+    for i, (u, result) in enumerate(zip(users, results, strict=True)):
+        assert got[u] == (f"gc-{i}b", result.positions[-1])
+
+
+async def test_appends_to_one_stream_stay_in_order(one_lane: store.EventStore) -> None:
+    # Two appends to one stream never share a batch: the second waits for the first.
+    async def add(i: int) -> store.AppendResult:
+        return await one_lane.append("note-order", [Noted(text=str(i))], expected=store.ANY)
+
+    results = await asyncio.gather(*(add(i) for i in range(20)))
+    assert sorted(r.version for r in results) == list(range(1, 21))
+    stored = await one_lane.read_stream("note-order")
+    assert [e.stream_version for e in stored] == list(range(1, 21))
+
+
+async def test_nothing_acknowledged_when_the_batch_dies_before_commit(
+    one_lane: store.EventStore,
+    blocker: sql.Connection,
+    pool: asyncpg.Pool[Any],
+) -> None:
+    # The batch's backend is killed while it waits for a lock: every caller in it gets an
+    # error, none a result, and nothing of theirs is in the log.
+    group = one_lane.group_commit
+    assert group is not None
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+    opener = asyncio.ensure_future(one_lane.append("note-d0", [Noted(text="opener")]))
+    await wait_for(lambda: group._running == 1)
+    queued = [
+        asyncio.ensure_future(one_lane.append(f"note-d{i}", [Noted(text="x")], expected=0))
+        for i in range(1, 5)
+    ]
+    await wait_for(lambda: len(group._queue) == 4)
+    # Kill the lone opener's backend, then the batch's, each while it waits on the lock.
+    waiting = (
+        "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    for _ in range(2):
+        await wait_for(lambda: pool.fetchval(f"SELECT count(*) {waiting}"))
+        await pool.execute(f"SELECT pg_terminate_backend(pid) {waiting}")
+        if opener.done() and all(q.done() for q in queued):
+            break
+        await wait_for(lambda: opener.done())
+    outcomes = await asyncio.gather(opener, *queued, return_exceptions=True)
+    await tx.rollback()
+    assert all(isinstance(o, errors.DatabaseUnavailable) for o in outcomes), outcomes
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE stream_id LIKE 'note-d%'") == 0
+    # The store carries on.
+    after = await one_lane.append("note-d1", [Noted(text="again")], expected=0)
+    assert after.version == 1
+
+
+async def test_a_cancelled_leader_hands_its_batch_on(
+    one_lane: store.EventStore, blocker: sql.Connection
+) -> None:
+    group = one_lane.group_commit
+    assert group is not None
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+    leader = asyncio.ensure_future(one_lane.append("note-l0", [Noted(text="leader")]))
+    await wait_for(lambda: group._running == 1)
+    followers = [
+        asyncio.ensure_future(one_lane.append(f"note-l{i}", [Noted(text="f")], expected=0))
+        for i in range(1, 4)
+    ]
+    await wait_for(lambda: len(group._queue) == 3)
+    leader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    await tx.rollback()
+    results = await asyncio.gather(*followers)
+    assert [r.version for r in results] == [1, 1, 1]
+
+
+async def test_without_group_commit(pool: asyncpg.Pool[Any]) -> None:
+    plain = store.EventStore(pool, group_commit_lanes=0)
+    assert plain.group_commit is None
+    results = await asyncio.gather(
+        *(plain.append(f"note-p{i}", [Noted(text="p")], expected=0) for i in range(4))
+    )
+    assert [r.version for r in results] == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="at least one lane"):
+        store.EventStore(pool, group_commit_lanes=-1)
+
+
+async def test_many_writers_lose_nothing(event_store: store.EventStore) -> None:
+    writers, each = 16, 25
+    metadata = models.Metadata(actor=models.Actor(kind="user", name="gc"))
+
+    async def writer(w: int) -> list[int]:
+        versions = []
+        for k in range(each):
+            result = await event_store.append(
+                f"note-w{w}", [Noted(text=f"{w}-{k}")], expected=k, metadata=metadata
+            )
+            versions.append(result.version)
+        return versions
+
+    results = await asyncio.gather(*(writer(w) for w in range(writers)))
+    assert all(v == list(range(1, each + 1)) for v in results)
+    for w in range(writers):
+        stored = await event_store.read_stream(f"note-w{w}")
+        assert [e.data.text for e in stored] == [f"{w}-{k}" for k in range(each)]  # type: ignore[attr-defined]
+
+
+async def test_a_slow_batch_does_not_hold_back_the_others(
+    pool: asyncpg.Pool[Any], blocker: sql.Connection
+) -> None:
+    # A user's append waits on a lock on the users read model (its inline projection); an
+    # append that does not touch it goes through a spare lane meanwhile.
+    two_lanes = store.EventStore(pool, inline=base.Inline(catalog.ALL), group_commit_lanes=2)
+    group = two_lanes.group_commit
+    assert group is not None
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE users IN EXCLUSIVE MODE")
+    user = uuid4()
+    slow = asyncio.ensure_future(
+        two_lanes.append(
+            f"user-{user}", [user_events.UserCreated(user_id=user, name="slow", admin=False)]
+        )
+    )
+    await wait_for(lambda: group._running == 1)
+    loop = asyncio.get_running_loop()
+    await wait_for(lambda: loop.time() - group._last_start >= group_commit.SPARE_LANE_AFTER_S)
+    quick = await two_lanes.append("note-quick", [Noted(text="not held")], expected=0)
+    assert quick.version == 1
+    assert not slow.done()
+    await tx.rollback()
+    assert (await slow).version == 1
