@@ -1,7 +1,8 @@
 """The composition root: the only place that builds pools, tasks and servers and wires packages.
 
 Shutdown runs in reverse order of the ``async with`` below: the proxy and the HTTP site stop
-first, then the server manager (stopping servers unless ``cleanup_servers`` is off), the shared
+first, then the server manager (stopping servers unless ``cleanup_servers`` is off or another hub
+process is live), the shared
 execution sessions (their kernels), the collab rooms, the projection runner, the notifier, and
 last the pool.
 """
@@ -28,6 +29,7 @@ from collab import rooms as collab_rooms
 from collab import server as collab_server
 from collab import session_log as collab_session_log
 from collab import sessions as collab_sessions
+from events import errors as event_errors
 from events import notify, store
 from hub import bootstrap, context, data_dir, database, database_watch, errors, metrics, startup
 from hub import settings as hub_settings
@@ -65,7 +67,7 @@ from hub.projects import sessions as project_sessions
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
-from hub.servers import isolation, local_spawner, spawner, watch_others
+from hub.servers import hub_processes, isolation, local_spawner, spawner, watch_others
 from hub.servers import manager as servers
 from hub.services import environment as service_environment
 from hub.services import supervisor as service_supervisor
@@ -154,7 +156,9 @@ async def open_hub(
                     oauth=oauth,
                 )
                 await manager.start()
+                manager.hubs = hubs = hub_processes.Registry(pool, config.process_lease_s)
                 try:
+                    await hubs.join()
                     await manager.readopt()
                     # Other processes' servers are watched here too (one may die).
                     async with watch_others.OtherServers(event_store.pool, manager):
@@ -170,7 +174,15 @@ async def open_hub(
                             token_cache=tokens,
                         )
                 finally:
-                    await manager.close(stop_servers=config.cleanup_servers)
+                    # Users' servers are stopped only by the last live process: stopping one
+                    # of several behind a load balancer leaves them to the others.
+                    last = await hubs.leave()
+                    if last and config.cleanup_servers:  # those started elsewhere too
+                        with contextlib.suppress(event_errors.DatabaseUnavailable):
+                            await watch_others.OtherServers(pool, manager).watch_ready()
+                    await manager.close(
+                        stop_servers=config.cleanup_servers and last, watched_too=last
+                    )
     finally:
         await pool.close()
 

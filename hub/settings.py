@@ -480,8 +480,9 @@ class Settings(BaseSettings):
     )
     cleanup_servers: bool = Field(
         default=True,
-        description="Stop servers when the hub shuts down; false leaves them running, and the"
-        " next hub process re-adopts them",
+        description="Stop servers when the hub shuts down, if no other hub process sharing"
+        " the database is live; false leaves them running, and the next hub process re-adopts"
+        " them",
     )
     proxy: str = Field(
         default="builtin",
@@ -553,6 +554,14 @@ class Settings(BaseSettings):
     )
     collab_kernel_startup_timeout_s: float = Field(
         default=60.0, gt=0, description="How long a session's kernel may take to start"
+    )
+    process_lease_s: float = Field(
+        default=15.0,
+        ge=0.3,
+        description="How long a hub process counts as live unrenewed (it renews every third"
+        " of this): the spawns and stops of a process that died are failed or finished by"
+        " another once this has passed; a process stopping while another is live leaves"
+        " users' servers running (cleanup_servers applies to the last one)",
     )
     collab_session_lease_s: float = Field(
         default=15.0,

@@ -257,7 +257,8 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    """``GET /collab/sessions``: the running sessions whose rooms the caller may read."""
+    """``GET /collab/sessions``: the running sessions whose rooms the caller may read, in
+    every hub process."""
     caller = access.caller_of(request)
     if not (caller.grants.holds(collab_access.READ) or caller.grants.holds(collab_access.WRITE)):
         raise _refuse(caller.grants, collab_access.READ)
@@ -267,6 +268,13 @@ async def list_sessions(request: web.Request) -> web.Response:
             level = await caller_level(conn, caller, bound.session.room, bound.owner)
             if level in ("read", "write"):
                 visible.append(render(request, bound))
+    # and those other hub processes run, as each lists them for the caller (issue 20)
+    seen = {session.id for session in visible}
+    for listed in await collab_forward.listed_elsewhere(request):
+        other = CollabSession.model_validate(listed)
+        if other.id not in seen:  # (one being taken over may be listed twice)
+            seen.add(other.id)
+            visible.append(other)
     return _json(CollabSessions(sessions=visible))
 
 

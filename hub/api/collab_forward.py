@@ -29,6 +29,7 @@ their row at their owner's next lease renewal.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import uuid
@@ -179,14 +180,53 @@ async def elsewhere(
     return await _forward(request, session_id, owner)
 
 
-async def _forward(request: web.Request, session_id: uuid.UUID, row: Any) -> web.Response:
-    owner: str = row["origin"]
+def _headers(request: web.Request) -> CIMultiDict[str]:
+    """The caller's request headers as forwarded: its own credentials, marked forwarded."""
     headers = CIMultiDict(
         (k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED
     )
     headers[FORWARDED] = "1"
     if request.remote:  # the owner sees the caller's address if it trusts this process
         headers.add("X-Forwarded-For", request.remote)
+    return headers
+
+
+async def listed_elsewhere(request: web.Request) -> list[Any]:
+    """The sessions other live processes run that the caller may see (``GET`` of the
+    sessions list): each process holding a live lease is asked once for its own list, with the
+    caller's credentials. One that does not answer is left out (its sessions are taken over
+    once their leases expire)."""
+    origin = _origin(request)
+    if origin is None or FORWARDED in request.headers:
+        return []
+    async with request.app[HUB].store.pool.acquire() as conn:
+        rows = await conn.fetch(queries["live_origins"], origin)
+    lists = await asyncio.gather(*(_listed_at(request, row["origin"]) for row in rows))
+    return [session for listed in lists for session in listed]
+
+
+async def _listed_at(request: web.Request, owner: str) -> list[Any]:
+    try:
+        async with (
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            ) as client,
+            client.get(owner + str(request.rel_url), headers=_headers(request)) as answer,
+        ):
+            if answer.status != 200:
+                log.warning("hub process %s answered %s to a sessions list", owner, answer.status)
+                return []
+            listed: list[Any] = (await answer.json()).get("sessions", [])
+            return listed
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        log.warning("hub process %s did not list its collaboration sessions: %s", owner, exc)
+        return []
+
+
+async def _forward(request: web.Request, session_id: uuid.UUID, row: Any) -> web.Response:
+    owner: str = row["origin"]
+    headers = _headers(request)
     payload = await request.read()
     try:
         # A client per call: forwarding is the exception (a balancer that is not sticky),

@@ -32,3 +32,8 @@ DELETE FROM collab_session_owners WHERE session_id = $1 AND origin = $2;
 
 -- name: release_owned
 DELETE FROM collab_session_owners WHERE origin = $1 AND incarnation = $2;
+
+-- name: live_origins
+-- The other processes ($1: this one) that hold a live lease on a session (sessions list).
+SELECT DISTINCT origin FROM collab_session_owners
+ WHERE origin <> $1 AND lease_until > clock_timestamp() ORDER BY origin;

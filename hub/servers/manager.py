@@ -8,7 +8,9 @@ the servers and routes projections follow in the same transaction. The decisions
 pure functions ``decide_spawn`` and ``decide_stop``.
 
 At startup ``readopt`` looks at the servers the log says are running: a process that still
-answers is adopted, anything else is cleaned up and recorded as failed.
+answers is adopted, anything else is cleaned up and recorded as failed; a spawn or stop another
+live hub process runs is left to it, and one a dead process left is taken up later
+(hub/servers/readoption.py, hub/servers/hub_processes.py).
 
 The process lifecycle; beside it ``records``, ``spawn_progress``, ``running`` (live servers,
 their locks), ``config`` and ``jupyterhub_adapter`` (JupyterHub's spawner classes).
@@ -35,10 +37,12 @@ from hub.auth import tokens
 from hub.auth.oauth import clients as oauth_clients
 from hub.servers import (
     config,
+    hub_processes,
     isolation,
     local_spawner,
     orphans,
     readiness,
+    readoption,
     records,
     rules,
     running,
@@ -49,8 +53,6 @@ from hub.servers import (
 log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub.servers", "servers.sql")
 
-# After a hub restart, a server recorded as ready gets this long to answer again.
-READOPT_CHECK_S = 3.0
 # How long DELETE waits for a stop before answering 202.
 SLOW_STOP_TIMEOUT_S = 10.0
 
@@ -60,7 +62,7 @@ Settings = config.Settings
 settings_from = config.settings_from
 
 
-class ServerManager:
+class ServerManager(readoption.Readoption):
     """Starts, watches and stops servers, recording every transition as events."""
 
     def __init__(
@@ -83,6 +85,9 @@ class ServerManager:
         self._tasks = tasks.TaskOwner("server", logger=log)
         self._listeners: list[Callable[[], Awaitable[None]]] = []
         self._session: aiohttp.ClientSession | None = None
+        # The live hub processes sharing the database (set when serving): spawns and stops
+        # are claimed, and another live process's are left to it.
+        self.hubs: hub_processes.Registry | None = None
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -93,10 +98,12 @@ class ServerManager:
             connector=aiohttp.TCPConnector(force_close=True),
         )
 
-    async def close(self, *, stop_servers: bool = False) -> None:
-        """Stop servers if asked (``cleanup_servers``), then cancel every task this owns."""
+    async def close(self, *, stop_servers: bool = False, watched_too: bool = False) -> None:
+        """Stop servers if asked (``cleanup_servers``: those this process started or
+        re-adopted, and ``watched_too`` those it watches for other processes, when it is the last
+        live one), then cancel every task this owns."""
         if stop_servers:
-            for live in [live for live in self._live.values() if not live.watch_only]:
+            for live in [v for v in self._live.values() if watched_too or not v.watch_only]:
                 # Each server on its own: one that cannot be stopped does not keep the others
                 # running, and what went wrong is in the log.
                 try:
@@ -208,6 +215,8 @@ class ServerManager:
                         ],
                         metadata=meta,
                     )
+                    if self.hubs is not None:
+                        await self.hubs.claim(conn, user_id, server_name)
             live = self._live.get(key)
             if decision == "spawn":
                 live = running.Live(
@@ -340,12 +349,11 @@ class ServerManager:
         async with self._lock(live.key):
             if live.stopping or self._live.get(live.key) is not live:
                 return
-            async with self.store.pool.acquire() as conn:  # another process ended it first?
-                row = await self.server_row(conn, live.user_id, live.server_name)
-            if row is None or row["state"] not in ("started", "ready"):
+            reason = f"the server exited on its own with code {code}"
+            # Other processes may watch it too: the first to record it decides, the others
+            # find it recorded (or ended otherwise) and only forget it.
+            if not await self._fail(live, reason, "system", None, if_running=True):
                 del self._live[live.key]
-                return
-            await self._fail(live, f"the server exited on its own with code {code}", "system", None)
 
     def watch_started_elsewhere(self, row: Any) -> None:
         """Watch a ready server (a ``servers`` row) another hub process started, perhaps dead
@@ -360,15 +368,29 @@ class ServerManager:
         live.watcher = self._own(self._watch(live), f"watch {live.user}/{live.server_name}")
 
     async def _fail(
-        self, live: running.Live, reason: str, kind: str, meta: models.Metadata | None
-    ) -> None:
-        """Kill what is left, record ``server.failed`` and revoke the server's token."""
+        self,
+        live: running.Live,
+        reason: str,
+        kind: str,
+        meta: models.Metadata | None,
+        *,
+        if_running: bool = False,
+    ) -> bool:
+        """Kill what is left, record ``server.failed`` and revoke the server's token; with
+        ``if_running``, only if the log still says it runs (false, nothing done, otherwise:
+        another hub process ended it first, under the server's lock)."""
         if live.process is not None and live.process.exit_code() is None:
             await live.process.stop(0.5)
-        log.warning("server %s/%s failed: %s", live.user, live.server_name, reason)
+        stream = server_events.stream_id(live.user_id, live.server_name)
         async with self.store.session() as session:
+            if if_running:
+                await session.conn.execute(queries["lock_server"], stream)
+                row = await self.server_row(session.conn, live.user_id, live.server_name)
+                if row is None or row["state"] not in ("started", "ready"):
+                    return False
+            log.warning("server %s/%s failed: %s", live.user, live.server_name, reason)
             await session.append(
-                server_events.stream_id(live.user_id, live.server_name),
+                stream,
                 [server_events.ServerFailed(**running.ids(live), reason=reason[:2000], kind=kind)],
                 metadata=meta or models.Metadata(),
             )
@@ -381,6 +403,7 @@ class ServerManager:
         live.finish("failed")
         if self._live.get(live.key) is live:
             del self._live[live.key]
+        return True
 
     async def _revoke(
         self, session: store.Session, token_id: str | None, meta: models.Metadata | None
@@ -435,6 +458,8 @@ class ServerManager:
                 await session.append(
                     stream, [server_events.ServerStopRequested(**ids)], metadata=meta
                 )
+                if self.hubs is not None:
+                    await self.hubs.claim(conn, user_id, server_name)
             assert row is not None
             live = self._live.get(key)
             if live is None:
@@ -536,34 +561,7 @@ class ServerManager:
         """Write proxy-observed activity of servers (and their users), forward only."""
         await records.record_activity(self.store, seen)
 
-    # --- after a restart ----------------------------------------------------------------------
-
-    async def readopt(self) -> None:
-        """Adopt the servers the log says run whose process still answers; fail the others."""
-        async with self.store.pool.acquire() as conn:
-            rows = await conn.fetch(queries["live_servers"])
-        for row in rows:
-            live = running.Live(
-                row["user_id"], row["user_name"], row["server_name"], token_id=row["token_id"]
-            )
-            live.process = await self._adopt(row)
-            state = row["state"]
-            if state == "stopping":
-                self._live[live.key] = live
-                live.stopping = True
-                self._own(self._finish_stop(live, False, models.Metadata()), f"stop {live.user}")
-                continue
-            if live.process is None or state == "spawning":  # _fail stops an unrecorded one
-                gone = "the hub restarted and the server's process was gone"
-                early = "the hub stopped before the server's process was " + (
-                    "recorded; it was stopped" if live.process else "started"
-                )
-                await self._fail(live, early if state == "spawning" else gone, "system", None)
-                continue
-            self._live[live.key] = live
-            live.spawn_task = self._own(
-                self._resume(live, row["url"], state), f"readopt {live.user}/{live.server_name}"
-            )
+    # --- after a restart (readopt, take_up_orphans: hub/servers/readoption.py) ---------------
 
     async def _adopt(self, row: Any) -> spawner.ServerProcess | None:
         """A recorded server's process if it runs: by its state (JupyterHub's spawners), or pid."""
@@ -576,28 +574,6 @@ class ServerManager:
         return await self.spawner.resume(
             user_id=user_id, user=user, server_name=name, url=row["url"] or "", state=state
         )
-
-    async def _resume(self, live: running.Live, url: str, state: str) -> None:
-        assert live.process is not None
-        loop = asyncio.get_running_loop()
-        wait = self.settings.start_timeout if state == "started" else READOPT_CHECK_S
-        log_path = local_spawner.log_path(self.settings.data_dir, live.user, live.server_name)
-        try:
-            await self._wait_ready(url, live.process, loop.time() + wait, log_path)
-        except spawner.SpawnError as exc:
-            await self._fail(live, f"after the hub restarted: {exc.message}", "system", None)
-            return
-        async with self._lock(live.key):
-            if live.stopping:
-                return
-            if state == "started":
-                await self._append(
-                    live, [server_events.ServerReady(**running.ids(live), url=url)], None
-                )
-        log.info("re-adopted %s/%s (pid %s)", live.user, live.server_name, live.process.pid)
-        await self._routes_changed()
-        live.finish("ready")
-        live.watcher = self._own(self._watch(live), f"watch {live.user}/{live.server_name}")
 
     # --- reads --------------------------------------------------------------------------------
 

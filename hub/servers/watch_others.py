@@ -7,6 +7,7 @@ process that looks: every ``every_s`` seconds each process reads the ready serve
 watches those it does not know yet (``ServerManager.watch_started_elsewhere``). So when the
 process that started a server dies, the others still notice the server's exit, as they
 still route to it (routes are in the database) and stop it when asked (by its recorded pid).
+A spawn or stop a dead process left half done is taken up here too, once its lease expired.
 Local-process servers only: a JupyterHub spawner's are found again from their state, where
 one is asked about.
 """
@@ -37,6 +38,13 @@ class OtherServers:
         self._tasks = tasks.TaskOwner("other processes' servers", logger=log)
 
     async def check(self) -> None:
+        """Watch the ready servers this process does not know yet; take up the spawns and
+        stops of processes no longer live (hub/servers/hub_processes.py)."""
+        await self.watch_ready()
+        with sql.translated():
+            await self.manager.take_up_orphans()
+
+    async def watch_ready(self) -> None:
         """Watch the ready servers this process does not know yet."""
         with sql.translated():
             async with self.pool.acquire() as conn:

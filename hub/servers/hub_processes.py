@@ -1,0 +1,119 @@
+"""The live hub processes sharing one database, and which of them runs each server's spawn or
+stop (issue 20: no process stops or fails another live process's work).
+
+Each ``chronohub serve`` process holds a row in ``hub_processes`` with a lease that it renews
+every third of ``process_lease_s`` (the pattern of the collab sessions' leases,
+hub/api/collab_lease.py). A process that begins a spawn or a stop claims the server
+(``server_claims``, in the transaction that records it). So:
+
+- readoption at start, and the periodic look of hub/servers/watch_others.py, take up only the
+  spawns and stops whose claimant is not live (it died, or stopped, or none was recorded): a
+  spawn another live process runs right now is left to it, and ends ready;
+- a process that dies leaves its half-done spawns claimed until its lease expires; then the
+  first process to look claims them in its place and fails or stops them, as readoption does;
+- at shutdown a process leaves the registry, and ``cleanup_servers`` stops servers only when
+  no other process is live: stopping one process of N must not stop users' servers;
+
+The renewal is one task, named and owned (``events.tasks.TaskOwner``), cancelled on ``leave``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from events import errors, sql, tasks
+from hub import processes
+
+log = logging.getLogger(__name__)
+queries = sql.Queries(__package__ or "hub.servers", "hub_processes.sql")
+
+
+def machine() -> str:
+    """This machine and pid namespace: where a recorded pid means this process table's."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = "?"
+    return f"{socket.gethostname()} {namespace}"
+
+
+class Registry:
+    """This process's row among the live hub processes, and its claims on servers."""
+
+    def __init__(self, pool: Any, lease_s: float) -> None:
+        self.pool = pool
+        self.lease_s = lease_s
+        self.process_id = uuid.uuid4()
+        self._tasks = tasks.TaskOwner("hub process lease", logger=log)
+
+    async def join(self) -> None:
+        """Record this process as live, and renew its lease every third of it from now on.
+        Processes of this machine recorded live whose pid is gone (killed, say, and this one
+        their restart) leave at once: their work is taken up without waiting for their lease."""
+        with sql.translated():
+            async with self.pool.acquire() as conn:
+                await conn.execute(queries["processes_forget_stale"])
+                rows = await conn.fetch(queries["processes_here"], machine())
+                for row in rows:
+                    if not processes.exists(row["pid"]):
+                        log.info("hub process %s (pid %s) is gone", row["process_id"], row["pid"])
+                        await conn.execute(queries["process_leave"], row["process_id"])
+        await self.renew()
+        self._tasks.start(self._run(), "hub process lease")
+
+    async def renew(self) -> None:
+        """This process is live for one lease more."""
+        with sql.translated():
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    queries["process_renew"],
+                    self.process_id,
+                    machine(),
+                    os.getpid(),
+                    self.lease_s,
+                )
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self.renew()
+            except errors.DatabaseUnavailable as exc:
+                # If this lasts past the lease, other processes take up this one's spawns.
+                log.warning("could not renew this hub process's lease: %s", exc)
+            except Exception:  # one failed round must not end the renewals (logged)
+                log.exception("renewing this hub process's lease failed")
+
+    async def leave(self) -> bool:
+        """Stop renewing and leave the registry; true if no other process is live (this one
+        was the last), or if the database cannot say (as with one process)."""
+        await self._tasks.close()
+        try:
+            with sql.translated():
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await conn.execute(queries["process_lock"])
+                    await conn.execute(queries["process_leave"], self.process_id)
+                    others: int = await conn.fetchval(queries["others_live"], self.process_id)
+        except errors.DatabaseUnavailable as exc:
+            log.warning("could not tell whether other hub processes are live: %s", exc)
+            return True
+        if others:
+            log.info("%d other hub process(es) live: their users' servers are left running", others)
+        return not others
+
+    # --- claims on servers ------------------------------------------------------------------
+
+    async def claim(self, conn: sql.Connection, user_id: uuid.UUID, server_name: str) -> None:
+        """This process runs the spawn or stop of this server now (in the caller's
+        transaction, the one that records it)."""
+        await conn.execute(queries["server_claim"], user_id, server_name, self.process_id)
+
+    async def take_orphaned(self, conn: sql.Connection) -> set[tuple[uuid.UUID, str]]:
+        """Claim the servers in a passing state whose claimant is not live; their keys."""
+        rows = await conn.fetch(queries["take_orphaned"], self.process_id)
+        return {(row["user_id"], row["server_name"]) for row in rows}

@@ -1,0 +1,144 @@
+"""Readoption: the servers the log says are starting, running or stopping, looked at when a
+hub process starts (``readopt``) and, for those a dead hub process left half done, by the
+periodic look of hub/servers/watch_others.py (``take_up_orphans``): a process that still
+answers is adopted, anything else is killed and recorded as failed, and a stop is finished.
+A spawn or stop another live hub process runs is left to it (hub/servers/hub_processes.py).
+
+A part of ``ServerManager`` (hub/servers/manager.py), kept apart for its size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from events import models, sql
+from events.catalog import servers as server_events
+from events.store import EventStore
+from hub.servers import config, hub_processes, local_spawner, running, spawner
+
+log = logging.getLogger("hub.servers.manager")
+queries = sql.Queries("hub.servers", "servers.sql")
+
+# After a hub restart, a server recorded as ready gets this long to answer again.
+READOPT_CHECK_S = 3.0
+
+
+class Readoption:
+    """``ServerManager``'s readoption (its state and steps declared here for the checker)."""
+
+    store: EventStore
+    settings: config.Settings
+    hubs: hub_processes.Registry | None
+    _live: dict[tuple[UUID, str], running.Live]
+
+    if TYPE_CHECKING:
+
+        def _lock(self, key: tuple[UUID, str]) -> contextlib.AbstractAsyncContextManager[None]: ...
+        def _own(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]: ...
+        async def _adopt(self, row: Any) -> spawner.ServerProcess | None: ...
+        async def _fail(
+            self,
+            live: running.Live,
+            reason: str,
+            kind: str,
+            meta: models.Metadata | None,
+            *,
+            if_running: bool = False,
+        ) -> bool: ...
+        async def _finish_stop(
+            self, live: running.Live, remove: bool, meta: models.Metadata
+        ) -> None: ...
+        async def _wait_ready(
+            self, url: str, process: spawner.ServerProcess, deadline: float, log_path: Path
+        ) -> None: ...
+        async def _append(
+            self, live: running.Live, events: list[models.Event], meta: models.Metadata | None
+        ) -> None: ...
+        async def _routes_changed(self) -> None: ...
+        async def _watch(self, live: running.Live) -> None: ...
+
+    async def readopt(self) -> None:
+        """Adopt the servers the log says run whose process still answers; fail the others.
+        A spawn or stop that another live hub process runs is left to it (hub_processes)."""
+        async with self.store.pool.acquire() as conn:
+            rows = await conn.fetch(queries["live_servers"])
+            taken = None if self.hubs is None else await self.hubs.take_orphaned(conn)
+        for row in rows:
+            key = (row["user_id"], row["server_name"])
+            if taken is None or row["state"] == "ready" or key in taken:
+                await self._readopt(row)
+
+    async def take_up_orphans(self) -> None:
+        """Fail or finish the spawns and stops whose hub process is no longer live (it died:
+        its lease expired), as readoption does; each taken up by one process."""
+        if self.hubs is None:
+            return
+        async with self.store.pool.acquire() as conn:
+            taken = await self.hubs.take_orphaned(conn)
+            rows = await conn.fetch(queries["live_servers"]) if taken else []
+        for row in rows:
+            key = (row["user_id"], row["server_name"])
+            if key not in taken or row["state"] == "ready":
+                continue
+            async with self._lock(key):
+                watched = self._live.get(key)
+                if watched is not None and not watched.watch_only:
+                    continue  # this process's own (its claim was lost while it stalled)
+                if watched is not None:
+                    del self._live[key]
+                    if watched.watcher is not None:
+                        watched.watcher.cancel()
+                log.info("taking up %s/%s: its hub process is gone", row["user_name"], key[1])
+                await self._readopt(row)
+
+    async def _readopt(self, row: Any) -> None:
+        """Adopt one server the log says runs if its process answers; else fail it."""
+        live = running.Live(
+            row["user_id"], row["user_name"], row["server_name"], token_id=row["token_id"]
+        )
+        live.process = await self._adopt(row)
+        state = row["state"]
+        if state == "stopping":
+            self._live[live.key] = live
+            live.stopping = True
+            self._own(self._finish_stop(live, False, models.Metadata()), f"stop {live.user}")
+            return
+        if live.process is None or state == "spawning":  # _fail stops an unrecorded one
+            gone = "the hub restarted and the server's process was gone"
+            early = "the hub stopped before the server's process was " + (
+                "recorded; it was stopped" if live.process else "started"
+            )
+            await self._fail(live, early if state == "spawning" else gone, "system", None)
+            return
+        self._live[live.key] = live
+        live.spawn_task = self._own(
+            self._resume(live, row["url"], state), f"readopt {live.user}/{live.server_name}"
+        )
+
+    async def _resume(self, live: running.Live, url: str, state: str) -> None:
+        assert live.process is not None
+        loop = asyncio.get_running_loop()
+        wait = self.settings.start_timeout if state == "started" else READOPT_CHECK_S
+        log_path = local_spawner.log_path(self.settings.data_dir, live.user, live.server_name)
+        try:
+            await self._wait_ready(url, live.process, loop.time() + wait, log_path)
+        except spawner.SpawnError as exc:
+            await self._fail(live, f"after the hub restarted: {exc.message}", "system", None)
+            return
+        async with self._lock(live.key):
+            if live.stopping:
+                return
+            if state == "started":
+                await self._append(
+                    live, [server_events.ServerReady(**running.ids(live), url=url)], None
+                )
+        log.info("re-adopted %s/%s (pid %s)", live.user, live.server_name, live.process.pid)
+        await self._routes_changed()
+        live.finish("ready")
+        live.watcher = self._own(self._watch(live), f"watch {live.user}/{live.server_name}")
