@@ -100,8 +100,16 @@ def database_account() -> Account | None:
     try:
         entry = pwd.getpwnam(DB_ACCOUNT)
     except KeyError:
-        _run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-              DB_ACCOUNT], what=f"create the system account {DB_ACCOUNT}")  # fmt: skip
+        try:
+            _run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                  DB_ACCOUNT], what=f"create the system account {DB_ACCOUNT}")  # fmt: skip
+        except EmbeddedError:
+            # Two processes starting their first cluster at once (hubs, parallel test workers):
+            # the one that lost the race finds the account made by the other.
+            with contextlib.suppress(KeyError):
+                entry = pwd.getpwnam(DB_ACCOUNT)
+                return Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
+            raise
         entry = pwd.getpwnam(DB_ACCOUNT)
     return Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
 

@@ -6,6 +6,9 @@ Where PostgreSQL comes from, in order:
 * ``CHRONOHUB_TEST_POSTGRES=docker``: testcontainers' PostgreSQL, where a Docker engine runs;
 * otherwise the hub's own embedded cluster (``hub.embedded_db``) in a temporary directory,
   with durability off, since a test database is thrown away anyway.
+
+Under pytest-xdist (``-n``, in the configuration's addopts) each worker is a test run of its
+own: its own embedded cluster, or its own template database on a shared server.
 """
 
 from __future__ import annotations
@@ -43,7 +46,10 @@ pytest_plugins = [
     "tests.integration.nginx_hubs",
 ]
 
-TEMPLATE = "chronohub_template"
+# Under pytest-xdist each worker is a test run of its own: its own embedded cluster, or, on a
+# shared server (CHRONOHUB_TEST_DATABASE_URL, docker), a template database of its own.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+TEMPLATE = f"chronohub_template_{WORKER}" if WORKER else "chronohub_template"
 _clone_numbers = itertools.count(1)
 
 

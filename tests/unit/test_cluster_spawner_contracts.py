@@ -187,7 +187,13 @@ class FakeKubernetes:
         self.calls: list[tuple[str, str]] = []
         self.pods: dict[str, dict[str, Any]] = {}
         self.version = 1
-        self.changes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # None ends the watch streams (close): the server's cleanup waits for every handler,
+        # and a watch left to its own timeoutSeconds (10 s) would hold the teardown that long
+        self.changes: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    def close(self) -> None:
+        """End the open watch streams, as an API server going away does."""
+        self.changes.put_nowait(None)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -252,6 +258,9 @@ class FakeKubernetes:
         try:
             while True:
                 change = await asyncio.wait_for(self.changes.get(), timeout)
+                if change is None:
+                    self.changes.put_nowait(None)  # for any other stream still open
+                    break
                 await response.write(json.dumps(change).encode() + b"\n")
         except TimeoutError:
             pass
@@ -289,6 +298,7 @@ async def kubernetes(
             yield fake
         finally:
             await kubespawner.KubeSpawner._stop_all_reflectors()
+            fake.close()
 
 
 async def test_kubespawner_starts_resumes_and_stops_through_the_adapter(
