@@ -132,13 +132,15 @@ async def postmaster_kill(hub: FaultHub) -> dict[str, Any]:
             await wait_for(lambda: load.succeeded() >= 5, timeout_s=30)
             old = hub.postmaster_pid()
             assert old is not None
+            # health is watched until the API answers again, not only until the postmaster
+            # is back: the hub may notice the outage only as the new one starts
             async with watching_health(hub) as health:
                 os.kill(old, signal.SIGKILL)
                 killed = time.monotonic()
                 await wait_for(lambda: hub.postmaster_pid() not in (None, old), timeout_s=60)
                 restarted = time.monotonic() - killed
-            await wait_for(lambda: api_ok(hub), timeout_s=60, every_s=0.05)
-            recovery = time.monotonic() - killed
+                await wait_for(lambda: api_ok(hub), timeout_s=60, every_s=0.05)
+                recovery = time.monotonic() - killed
             after = len(load.answers)
             await wait_for(lambda: load.succeeded(after) >= 5, timeout_s=30)
         await stream_caught_up(hub, stream, load)

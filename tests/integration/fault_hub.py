@@ -321,7 +321,8 @@ async def following(hub: FaultHub) -> AsyncIterator[Stream]:
 
 @contextlib.asynccontextmanager
 async def watching_health(hub: FaultHub) -> AsyncIterator[list[tuple[int, str]]]:
-    """``/hub/health`` asked every half second while the block runs: (status, database)."""
+    """``/hub/health`` asked every fifth of a second while the block runs: (status,
+    database)."""
     seen: list[tuple[int, str]] = []
     stop = asyncio.Event()
 
@@ -337,7 +338,7 @@ async def watching_health(hub: FaultHub) -> AsyncIterator[list[tuple[int, str]]]
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 seen.append((0, ""))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
+                await asyncio.wait_for(stop.wait(), 0.2)
 
     task = asyncio.create_task(watch())
     try:
