@@ -21,6 +21,7 @@ import pytest
 from chronohub_publish import sandbox
 
 from hub import settings as hub_settings
+from tests.helpers import wait_for
 from tests.integration.browser import Browser
 from tests.integration.publish_fixtures import TOKEN, Deployment, notebook, through_oauth
 from tests.integration.test_publish import published_commit
@@ -62,14 +63,22 @@ def text_of(page: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", page))
 
 
-def site_of(deployment: Deployment, owner: str, name: str) -> Path:
-    """The directory of ``owner/name``'s latest build, from the service's state."""
-    state = json.loads((deployment.data_dir / "state.json").read_text())
-    [project_id] = [
-        k for k, v in state["projects"].items() if (v["owner"], v["name"]) == (owner, name)
-    ]
-    latest: str = state["sites"][project_id]["latest"]
-    return deployment.data_dir / "sites" / str(project_id) / latest
+async def site_of(deployment: Deployment, owner: str, name: str) -> Path:
+    """The directory of ``owner/name``'s latest build, from the service's state (which the
+    service may write a moment after it logged the build)."""
+    found: list[Path] = []
+
+    def recorded() -> bool:
+        state = json.loads((deployment.data_dir / "state.json").read_text())
+        for project_id, project in state["projects"].items():
+            site = state.get("sites", {}).get(project_id)
+            if (project["owner"], project["name"]) == (owner, name) and site:
+                found.append(deployment.data_dir / "sites" / str(project_id) / site["latest"])
+                return True
+        return False
+
+    await wait_for(recorded, timeout_s=30, every_s=0.1)
+    return found[-1]
 
 
 @needs_bwrap
@@ -86,7 +95,7 @@ async def test_a_dashboard_reaches_nothing_outside_its_sandbox(
         "publish.toml": b"", "plans.md": b"# Plans\n\nthe private plans 8412\n",
     })  # fmt: skip
     await published_commit(published, secret)
-    private_page = site_of(published, "alice", "secret") / "plans.html"
+    private_page = (await site_of(published, "alice", "secret")) / "plans.html"
     assert "the private plans 8412" in private_page.read_text()
 
     commit = await published.push(alice, "alice", "probe", {
@@ -100,7 +109,7 @@ async def test_a_dashboard_reaches_nothing_outside_its_sandbox(
         normal = await reader.get(page)
         assert normal.status == 200, normal.text
         assert "normal run: hello 7 in /home/dashboard" in text_of(normal.text)
-        checkout = site_of(published, "alice", "probe").parent.parent.parent / "checkouts"
+        checkout = (await site_of(published, "alice", "probe")).parent.parent.parent / "checkouts"
         assert list(checkout.rglob("data.txt"))  # the service's own checkout of the commit…
         assert not list(checkout.rglob("made-by-the-run.txt"))  # …which the run did not touch
 
