@@ -186,13 +186,17 @@ class Channel:
         """Wait ``ping_s`` for the connection to end; if it has not, whether it still answers
         within ``ping_s``. A connection cut without a reset (a partition) never ends by
         itself, and notifications sent meanwhile would be lost unnoticed."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the cancellation
+        # that stop() sends when its inner wait ends at the same moment
         try:
-            await asyncio.wait_for(lost.wait(), self._ping_s)
+            async with asyncio.timeout(self._ping_s):
+                await lost.wait()
             return False
         except TimeoutError:
             pass
         try:
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), self._ping_s)
+            async with asyncio.timeout(self._ping_s):
+                await conn.fetchval("SELECT 1")
         except TimeoutError:
             log.warning("LISTEN connection did not answer within %.1fs", self._ping_s)
             return False
