@@ -36,7 +36,7 @@ def entry(expires_at: float | None = None) -> token_cache.Entry:
 @contextlib.asynccontextmanager
 async def listening(db_url: str, **kwargs: Any) -> AsyncIterator[token_cache.TokenCache]:
     async with token_cache.TokenCache(db_url, **kwargs) as cache:
-        await wait_for(cache.listening.is_set)
+        await wait_for(cache.serving)
         yield cache
 
 
