@@ -169,8 +169,11 @@ class Membership:
                 self._joined_epoch = -1
                 await asyncio.sleep(self._reconnect_s)
                 continue
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that arrives as the wait ends, and then stop() would wait for this loop forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), heartbeat_s)
+                async with asyncio.timeout(heartbeat_s):
+                    await self._wake.wait()
 
     async def _step(self) -> None:
         if self._conn is None or self._conn.is_closed():
