@@ -69,6 +69,10 @@ INVALIDATING = frozenset(
         "service.registered",
         "service.removed",
         "oauth_client.removed",
+        # a server removed or renamed drops or moves the shares of it (projections/shares.py),
+        # which a caller's !server= scopes were worked out from
+        "server.removed",
+        "server.renamed",
     }
 )
 
