@@ -9,6 +9,7 @@ held at all, 404 when it is held but not on this resource, so existence does not
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from events import models, sql
 from hub import errors
-from hub.auth import roles, scope_table, scopes, token_cache, tokens
+from hub.auth import roles, scope_table, scopes, token_acks, token_cache, tokens
 from hub.context import HUB
 from hub.errors import Handler
 from hub.reads import users as users_read
@@ -379,9 +380,32 @@ def middleware(recorder: ActivityRecorder) -> Any:
                 await recorder.record_entry(request.app[HUB].store.pool, entry)
                 request[REQUEST_CALLER] = entry.caller
                 request[REQUEST_TOKEN] = entry
-        return await handler(request)
+        # A request that commits an event changing what tokens resolve to answers once every
+        # other process's token cache acknowledged it (hub/auth/token_acks.py). Here, outside
+        # the idempotency middleware (the innermost), which commits an idempotent request's
+        # events when it returns: they are committed by the time this waits.
+        committed = token_acks.watching()  # each request runs on a task of its own
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if committed:
+                await acknowledged(request)
+            raise
+        if committed:
+            await acknowledged(request)
+        return response
 
     return authenticate_request
+
+
+async def acknowledged(request: web.Request) -> None:
+    """Wait for the other processes' token caches to acknowledge this request's invalidating
+    events (bounded: ``token_acks.Membership.wait_for_others``)."""
+    hub = request.app[HUB]
+    if hub.token_cache is not None:
+        await hub.token_cache.acknowledged(hub.store.pool)
 
 
 def token_of(request: web.Request) -> token_cache.Entry | None:

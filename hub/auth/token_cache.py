@@ -15,7 +15,11 @@ all when anything it was worked out from changes:
   append, before the request that appended answers, so this process's next request never
   sees what it just revoked;
 * while the LISTEN connection is down, nothing is served from the cache (a notification sent
-  meanwhile would be lost), and it is emptied again when the connection is back.
+  meanwhile would be lost), and it is emptied again when the connection is back;
+* in every other process before the request that committed the event answers: each cache
+  acknowledges the notifications it handled, and that request waits for the
+  acknowledgements (``hub/auth/token_acks.py``); a cache serves only while its membership's
+  lease holds, so one that stopped answering is waited for at most that long.
 
 What is not invalidated but checked at each use: a token's expiry (kept with the entry).
 A fill that started before an invalidation is not stored (``generation``), so a lookup that
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events import notify
+from hub.auth import token_acks
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,7 @@ class TokenCache:
         max_entries: int = MAX_ENTRIES,
         max_age_s: float = MAX_AGE_S,
         reconnect_s: float = 1.0,
+        lease_s: float = token_acks.LEASE_S,
     ) -> None:
         self.max_entries = max_entries
         self.max_age_s = max_age_s
@@ -113,15 +119,21 @@ class TokenCache:
             connect_kwargs={"server_settings": {"application_name": APPLICATION_NAME}},
         )
         self.listening = self._channel.listening
+        self.membership = token_acks.Membership(
+            dsn, self.invalidate, self.listening, lease_s=lease_s, reconnect_s=reconnect_s
+        )
         self.hits = 0
         self.misses = 0
 
     async def start(self) -> None:
-        """Start listening; entries are served once the LISTEN connection is up."""
+        """Start listening; entries are served once the LISTEN connection is up and the
+        membership joined."""
         await self._channel.start()
+        await self.membership.start()
 
     async def stop(self) -> None:
-        """Stop listening and forget everything."""
+        """Leave, stop listening and forget everything."""
+        await self.membership.stop()
         await self._channel.stop()
         self.invalidate()
 
@@ -135,10 +147,15 @@ class TokenCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def serving(self) -> bool:
+        """Whether entries are served: listening, and the membership's lease holds."""
+        return self.listening.is_set() and self.membership.holds(time.monotonic())
+
     def get(self, digest: bytes) -> Entry | None:
         """The live entry of this token hash, or None: unknown, expired, too old, or the
-        cache is not listening (then it is emptied: what it holds may be stale)."""
-        if not self.listening.is_set():
+        cache is not serving (then it is emptied: what it holds may be stale)."""
+        now = time.monotonic()
+        if not self.listening.is_set() or not self.membership.holds(now):
             if self._entries:
                 self.invalidate()
             self.misses += 1
@@ -148,7 +165,7 @@ class TokenCache:
             self.misses += 1
             return None
         if (entry.expires_at is not None and entry.expires_at <= time.time()) or (
-            time.monotonic() - entry.filled > self.max_age_s
+            now - entry.filled > self.max_age_s
         ):
             del self._entries[digest]
             self.misses += 1
@@ -158,8 +175,8 @@ class TokenCache:
 
     def put(self, digest: bytes, entry: Entry, generation: int) -> None:
         """Remember ``entry``, unless the cache was invalidated since ``generation`` (read
-        before the lookup that produced it) or is not listening."""
-        if generation != self.generation or not self.listening.is_set():
+        before the lookup that produced it) or is not serving."""
+        if generation != self.generation or not self.serving():
             return
         if len(self._entries) >= self.max_entries:
             # Oldest first (dicts keep insertion order): a token still in use comes back.
@@ -173,13 +190,30 @@ class TokenCache:
 
     def on_append(self, types: Any) -> None:
         """The event store's append hook: forget everything if this process committed an
-        event that changes what tokens resolve to."""
+        event that changes what tokens resolve to (and then the request that appended it
+        waits for the other processes' acknowledgements: ``acknowledged``)."""
         if not INVALIDATING.isdisjoint(types):
             self.invalidate()
+            token_acks.mark_committed()
+
+    async def acknowledged(self, pool: Any) -> None:
+        """After this task's invalidating events committed: forget again (a lookup between
+        the append and its commit read the old state), then wait until every other process's
+        cache has handled them (bounded by the membership's lease)."""
+        self.invalidate()
+        await self.membership.wait_for_others(pool)
 
     def _on_message(self, payload: str | None) -> None:
         # None: the LISTEN connection (re)connected, and whatever was sent while it was
         # down is unknown. A payload: an invalidating event committed somewhere.
         if payload is None:
             log.info("token cache listening; emptied")
+            self.invalidate()
+            self.membership.reconnected()
+            return
         self.invalidate()
+        try:
+            number = int(payload)
+        except ValueError:  # not a numbered notification: nothing to acknowledge
+            return
+        self.membership.handled(number)
