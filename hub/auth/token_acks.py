@@ -6,7 +6,7 @@ Every hub process's token cache is a *member*: a row of ``token_cache_members`` 
 ``Membership`` task renews (a lease of ``lease_s``) while its LISTEN connection is up, and in
 which it records the largest notification number it has handled (``seen``): the cache is
 emptied first, then the number is written. Numbers follow commit order
-(``migrations/0022_token_cache_acknowledgements.sql``), so ``seen >= n`` means every
+(``migrations/0021_token_cache_acknowledgements.sql``), so ``seen >= n`` means every
 invalidation up to ``n`` has been handled.
 
 A request whose task committed such an event (``mark_committed``, from the event store's

@@ -1,5 +1,5 @@
 -- Queries of hub/auth/token_acks.py: the token caches' membership and acknowledgements
--- (migrations/0022_token_cache_acknowledgements.sql explains the numbering).
+-- (migrations/0021_token_cache_acknowledgements.sql explains the numbering).
 
 -- name: join
 -- Under the invalidating commits' advisory lock (the trigger's key): every notification
