@@ -359,17 +359,30 @@ class Rooms:
             batch = [await self._records.get()]
             while len(batch) < RECORD_BATCH and not self._records.empty():
                 batch.append(self._records.get_nowait())
+            # By room (a stable sort keeps each room's order): every process then takes the
+            # rooms' rows in one order, so two processes' batches cannot deadlock.
+            batch.sort(key=lambda record: record[0])
             try:
-                async with self.store.events.session() as session:
-                    for name, event, metadata in batch:
-                        await session.append(
-                            collab_events.stream_id(name), [event], metadata=metadata
-                        )
+                await self._record(batch)
             except event_errors.DatabaseUnavailable as exc:
                 log.warning("could not record %d joins and leaves (%s)", len(batch), exc)
+            except Exception:  # one bad record must neither lose the others nor end the task
+                log.exception("recording %d joins and leaves together failed", len(batch))
+                for record in batch:
+                    try:
+                        await self._record([record])
+                    except Exception:  # logged; the next ones are still recorded
+                        log.exception("could not record %s in room %s", record[1].type, record[0])
             finally:
                 for _ in batch:
                     self._records.task_done()
+
+    async def _record(
+        self, batch: list[tuple[str, collab_events.RoomEvent, models.Metadata]]
+    ) -> None:
+        async with self.store.events.session() as session:
+            for name, event, metadata in batch:
+                await session.append(collab_events.stream_id(name), [event], metadata=metadata)
 
     def _participants_changed(self, changed: room.Room) -> None:
         for hook in self.participants_hooks:

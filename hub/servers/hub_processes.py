@@ -34,12 +34,20 @@ queries = sql.Queries(__package__ or "hub.servers", "hub_processes.sql")
 
 
 def machine() -> str:
-    """This machine and pid namespace: where a recorded pid means this process table's."""
+    """This machine, boot and pid namespace: where a recorded pid means this process table's.
+    The boot's id is in it because every host's first pid namespace has the same name, and two
+    machines may share a host name (cloned images): without it, one would retire the other's
+    live processes as gone."""
     try:
         namespace = os.readlink("/proc/self/ns/pid")
     except OSError:
         namespace = "?"
-    return f"{socket.gethostname()} {namespace}"
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            boot_id = boot.read().strip()
+    except OSError:
+        boot_id = "?"
+    return f"{socket.gethostname()} {boot_id} {namespace}"
 
 
 class Registry:
@@ -63,20 +71,23 @@ class Registry:
                     if not processes.exists(row["pid"]):
                         log.info("hub process %s (pid %s) is gone", row["process_id"], row["pid"])
                         await conn.execute(queries["process_leave"], row["process_id"])
-        await self.renew()
+                # Under the lock that leaving takes: a process leaving at this moment sees this
+                # one, and does not stop, as the last, the servers it is about to adopt.
+                async with conn.transaction():
+                    await conn.execute(queries["process_lock"])
+                    await self._renew_on(conn)
         self._tasks.start(self._run(), "hub process lease")
 
     async def renew(self) -> None:
         """This process is live for one lease more."""
         with sql.translated():
             async with self.pool.acquire() as conn:
-                await conn.execute(
-                    queries["process_renew"],
-                    self.process_id,
-                    machine(),
-                    os.getpid(),
-                    self.lease_s,
-                )
+                await self._renew_on(conn)
+
+    async def _renew_on(self, conn: sql.Connection) -> None:
+        await conn.execute(
+            queries["process_renew"], self.process_id, machine(), os.getpid(), self.lease_s
+        )
 
     async def _run(self) -> None:
         while True:
@@ -91,7 +102,7 @@ class Registry:
 
     async def leave(self) -> bool:
         """Stop renewing and leave the registry; true if no other process is live (this one
-        was the last), or if the database cannot say (as with one process)."""
+        was the last); false if the database cannot say."""
         await self._tasks.close()
         try:
             with sql.translated():
@@ -100,8 +111,13 @@ class Registry:
                     await conn.execute(queries["process_leave"], self.process_id)
                     others: int = await conn.fetchval(queries["others_live"], self.process_id)
         except errors.DatabaseUnavailable as exc:
-            log.warning("could not tell whether other hub processes are live: %s", exc)
-            return True
+            # Stopping users' servers cannot be undone; leaving them running is undone by the
+            # next process's readoption: with no answer, this process is not the last.
+            log.warning(
+                "could not tell whether other hub processes are live (%s): servers left running",
+                exc,
+            )
+            return False
         if others:
             log.info("%d other hub process(es) live: their users' servers are left running", others)
         return not others

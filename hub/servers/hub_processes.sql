@@ -7,7 +7,8 @@ VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4))
 ON CONFLICT (process_id) DO UPDATE SET lease_until = EXCLUDED.lease_until;
 
 -- name: processes_here
--- The processes recorded on this machine (host name and pid namespace), to check their pids.
+-- The processes recorded on this machine (host name, boot and pid namespace), to check their
+-- pids.
 SELECT process_id, pid FROM hub_processes WHERE host = $1;
 
 -- name: processes_forget_stale

@@ -45,7 +45,6 @@ from typing import Any, TypeVar
 from aiohttp import web
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from events import errors as events_errors
 from events import sql, store
 from hub import errors
 from hub.context import HUB
@@ -165,16 +164,29 @@ async def _beside(event_store: store.EventStore, entry: _Entry) -> AsyncIterator
     """A connection that holds the key (a session-level lock, not a transaction: the handler
     may run longer than PostgreSQL lets a transaction sit idle, an import or a kernel's
     start), its answer recorded in a statement of its own once the handler's work committed.
-    The lock goes with the connection if it breaks (and the pool's reset unlocks all)."""
+    The pool does not reset sessions (hub/database.py), so a lock whose release is not
+    confirmed (an error, a cancellation, even during the claim) ends with its connection."""
     async with event_store.connection() as conn:
-        if not await conn.fetchval(queries["idempotency_claim_session"], entry.lookup):
-            raise _busy()
+        busy = False
         try:
+            if not await conn.fetchval(queries["idempotency_claim_session"], entry.lookup):
+                busy = True
+                raise _busy()
             yield conn
         finally:
-            # a connection that broke took its lock with it: the request's own outcome stands
-            with contextlib.suppress(events_errors.DatabaseUnavailable), sql.translated():
-                await conn.execute(queries["idempotency_release"], entry.lookup)
+            if not busy:
+                await _release(conn, entry.lookup)
+
+
+async def _release(conn: sql.Connection, lookup: bytes) -> None:
+    released = False
+    try:
+        released = bool(await conn.fetchval(queries["idempotency_release"], lookup))
+    except Exception:  # noqa: BLE001, S110 - ended below, which releases the lock
+        pass
+    finally:
+        if not released:
+            conn.terminate()  # the lock, if held, goes with the session; the pool opens another
 
 
 class _Entry:
