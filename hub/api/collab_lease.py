@@ -176,7 +176,16 @@ class Leases:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._taking[session_id] = done
         try:
-            creator = await self._creator(row)
+            try:
+                creator = await self._creator(row)
+            except errors.DatabaseUnavailable as exc:
+                # Not renewed from now on: the lease just taken runs out, and a later sweep
+                # (here or elsewhere) takes the session over again. Dropping the row would
+                # leave it running in the log with nobody to end it.
+                log.warning("could not take over collab session %s yet: %s", session_id, exc)
+                self.claimed.discard(session_id)
+                done.set_result(False)
+                return False
             if creator is None:
                 done.set_result(False)
                 return False

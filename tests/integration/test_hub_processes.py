@@ -129,6 +129,15 @@ async def test_stopping_one_of_two_processes_leaves_users_servers_to_the_other(
     pid = (await server_row(db_url, "alice"))["pid"]
     (starter,) = [p for p in hubs.processes if hubs.upstream_of(p) == spawned.upstream]
     (other,) = [p for p in hubs.processes if p is not starter]
+
+    async def routed_by_other() -> bool:
+        # the other process routes a server another spawned once the log wakes its route
+        # follower (~0.1 s after server.ready); a starter that stops sooner would race it
+        url = f"http://{hubs.upstream_of(other)}/user/alice/api"
+        async with hubs.session.get(url, allow_redirects=False) as response:
+            return response.status == 200
+
+    await wait_for(routed_by_other, timeout_s=10, every_s=0.05)
     starter.process.send_signal(signal.SIGTERM)
     assert await starter.process.wait() == 0
     assert "other hub process(es) live" in starter.log.read_text()
