@@ -36,8 +36,8 @@ $$;
 
 DROP TRIGGER auth_changed ON events;
 
--- The same event types as 0018 as the lead branch has it (with server.removed and
--- server.renamed); token_cache.INVALIDATING, a test checks that they agree.
+-- The same event types as 0018; token_cache.INVALIDATING has them too (a test checks that
+-- they agree).
 CREATE CONSTRAINT TRIGGER auth_changed AFTER INSERT ON events
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
     WHEN (NEW.event_type IN (
