@@ -145,7 +145,7 @@ class Membership:
             return
         try:
             with sql.translated():
-                await conn.execute(queries["leave"], self.name, timeout=2.0)
+                await conn.execute(queries["member_leave"], self.name, timeout=2.0)
         except (errors.DatabaseUnavailable, TimeoutError) as exc:
             log.warning(
                 "token cache member %s could not leave (%s); its row expires", self.name, exc
@@ -186,14 +186,14 @@ class Membership:
             # Not listening: serving nothing, and not to be waited for.
             self.lease_until = 0.0
             if self._joined_epoch >= 0:
-                await conn.execute(queries["leave"], self.name, timeout=timeout)
+                await conn.execute(queries["member_leave"], self.name, timeout=timeout)
                 self._joined_epoch = -1
             return
         started = time.monotonic()
         if self._joined and started < self.lease_until:
             seen = self._seen
             renewed = await conn.fetchval(
-                queries["renew"], self.name, seen, self.lease_s, timeout=timeout
+                queries["member_renew"], self.name, seen, self.lease_s, timeout=timeout
             )
             if renewed is not None:
                 self._acknowledged = max(self._acknowledged, seen)
@@ -203,12 +203,14 @@ class Membership:
         self.lease_until = 0.0
         epoch = self._epoch
         async with conn.transaction():
-            joined = await conn.fetchrow(queries["join"], timeout=timeout)
+            joined = await conn.fetchrow(queries["member_join"], timeout=timeout)
             assert joined is not None  # a SELECT without FROM: one row
             drawn = joined[1]
             self._invalidate()  # every number up to `drawn` is committed: forget what preceded
             seen = max(self._seen, drawn)
-            await conn.execute(queries["register"], self.name, seen, self.lease_s, timeout=timeout)
+            await conn.execute(
+                queries["member_register"], self.name, seen, self.lease_s, timeout=timeout
+            )
         self._seen = self._acknowledged = seen
         self._joined_epoch = epoch  # not joined if the LISTEN connection came back meanwhile
         self.lease_until = started + self.lease_s
@@ -228,7 +230,7 @@ class Membership:
         deadline = time.monotonic() + self.lease_s + EXTRA_WAIT_S
         lapsed: list[str] = []
         async with pool.acquire() as conn:
-            first = await conn.fetchrow(queries["waiting_for"], self.name)
+            first = await conn.fetchrow(queries["member_waiting_for"], self.name)
             assert first is not None  # the sequence's one row
             number, pending = first["n"], list(first["pending"])
             pause = 0.002
@@ -239,7 +241,7 @@ class Membership:
                 pause = min(pause * 2, 0.05)
                 rows = {
                     row["member"]: row
-                    for row in await conn.fetch(queries["progress"], pending, number)
+                    for row in await conn.fetch(queries["member_progress"], pending, number)
                 }
                 waiting = []
                 for member in pending:
