@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
@@ -282,11 +283,19 @@ async def test_many_writers_lose_nothing(event_store: store.EventStore) -> None:
         assert [e.data.text for e in stored] == [f"{w}-{k}" for k in range(each)]  # type: ignore[attr-defined]
 
 
-async def test_a_slow_batch_does_not_hold_back_the_others(
-    pool: asyncpg.Pool[Any], blocker: sql.Connection
-) -> None:
-    # A user's append waits on a lock on the users read model (its inline projection); an
-    # append that does not touch it goes through a spare lane meanwhile.
+@dataclass
+class SlowBatch:
+    """A store of two lanes whose first batch (a user's creation) waits on a lock on the users
+    read model (its inline projection), with the spare lane's delay passed."""
+
+    events: store.EventStore
+    group: group_commit.GroupCommit
+    tx: Any
+    user: Any
+    append: asyncio.Future[store.AppendResult]
+
+
+async def slow_batch(pool: asyncpg.Pool[Any], blocker: sql.Connection) -> SlowBatch:
     two_lanes = store.EventStore(pool, inline=base.Inline(catalog.ALL), group_commit_lanes=2)
     group = two_lanes.group_commit
     assert group is not None
@@ -296,17 +305,25 @@ async def test_a_slow_batch_does_not_hold_back_the_others(
     user = uuid4()
     slow = asyncio.ensure_future(
         two_lanes.append(
-            f"user-{user}", [user_events.UserCreated(user_id=user, name="slow", admin=False)]
+            f"user-{user}", [user_events.UserCreated(user_id=user, name="held", admin=False)]
         )
     )
     await wait_for(lambda: group._running == 1)
     loop = asyncio.get_running_loop()
     await wait_for(lambda: loop.time() - group._last_start >= group_commit.SPARE_LANE_AFTER_S)
-    quick = await two_lanes.append("note-quick", [Noted(text="not held")], expected=0)
+    return SlowBatch(two_lanes, group, tx, user, slow)
+
+
+async def test_a_slow_batch_does_not_hold_back_the_others(
+    pool: asyncpg.Pool[Any], blocker: sql.Connection
+) -> None:
+    # an append that does not touch the users read model goes through a spare lane meanwhile
+    held = await slow_batch(pool, blocker)
+    quick = await held.events.append("note-quick", [Noted(text="not held")], expected=0)
     assert quick.version == 1
-    assert not slow.done()
-    await tx.rollback()
-    assert (await slow).version == 1
+    assert not held.append.done()
+    await held.tx.rollback()
+    assert (await held.append).version == 1
 
 
 async def test_a_spare_lane_leaves_a_stream_that_a_slow_batch_holds(
@@ -315,31 +332,19 @@ async def test_a_spare_lane_leaves_a_stream_that_a_slow_batch_holds(
     # A second append to the stream the slow batch holds waits for it, rather than going
     # through the spare lane to wait on that batch's rows (and fail, and be run again alone);
     # an append to another stream still goes past.
-    two_lanes = store.EventStore(pool, inline=base.Inline(catalog.ALL), group_commit_lanes=2)
-    group = two_lanes.group_commit
-    assert group is not None
-    tx = blocker.transaction()
-    await tx.start()
-    await blocker.execute("LOCK TABLE users IN EXCLUSIVE MODE")
-    user = uuid4()
-    stream = f"user-{user}"
-    slow = asyncio.ensure_future(
-        two_lanes.append(stream, [user_events.UserCreated(user_id=user, name="held", admin=False)])
-    )
-    await wait_for(lambda: group._running == 1)
-    loop = asyncio.get_running_loop()
-    await wait_for(lambda: loop.time() - group._last_start >= group_commit.SPARE_LANE_AFTER_S)
+    held = await slow_batch(pool, blocker)
     behind = asyncio.ensure_future(
-        two_lanes.append(
-            stream, [user_events.UserRenamed(user_id=user, old_name="held", name="moved")]
+        held.events.append(
+            f"user-{held.user}",
+            [user_events.UserRenamed(user_id=held.user, old_name="held", name="moved")],
         )
     )
-    await wait_for(lambda: len(group._queue) == 1)  # queued, held behind the slow batch
-    quick = await two_lanes.append("note-past", [Noted(text="not held")], expected=0)
+    await wait_for(lambda: len(held.group._queue) == 1)  # queued, held behind the slow batch
+    quick = await held.events.append("note-past", [Noted(text="not held")], expected=0)
     assert quick.version == 1
-    assert not slow.done()
+    assert not held.append.done()
     assert not behind.done()
-    assert group._running == 1  # the spare lane took only the other stream's append
-    await tx.rollback()
-    assert (await slow).version == 1
+    assert held.group._running == 1  # the spare lane took only the other stream's append
+    await held.tx.rollback()
+    assert (await held.append).version == 1
     assert (await behind).version == 2
