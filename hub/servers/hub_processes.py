@@ -13,6 +13,10 @@ hub/api/collab_lease.py). A process that begins a spawn or a stop claims the ser
   first process to look claims them in its place and fails or stops them, as readoption does;
 - at shutdown a process leaves the registry, and ``cleanup_servers`` stops servers only when
   no other process is live: stopping one process of N must not stop users' servers;
+- a process that stalled (stopped, swapped out, cut from the database) past its lease may find
+  its spawn or stop taken over when it wakes: each step it records is fenced by its claim
+  (``fence``, in the step's transaction), so it records nothing more, and stops the server it
+  started unless the process that took over adopted it.
 
 The renewal is one task, named and owned (``events.tasks.TaskOwner``), cancelled on ``leave``.
 """
@@ -27,10 +31,25 @@ import uuid
 from typing import Any
 
 from events import errors, sql, tasks
+from hub import errors as hub_errors
 from hub import processes
+from hub.servers import running
 
 log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub.servers", "hub_processes.sql")
+
+
+class ClaimLost(hub_errors.HubError):
+    """Another hub process took this server's spawn or stop over while this one stalled;
+    ``adopted``: it runs the server process this one started (which must then be left alone)."""
+
+    status = 409
+
+    def __init__(self, live: running.Live, adopted: bool) -> None:
+        super().__init__(
+            f"another hub process took over {live.user}/{live.server_name} while this one stalled"
+        )
+        self.adopted = adopted
 
 
 def machine() -> str:
@@ -133,3 +152,19 @@ class Registry:
         """Claim the servers in a passing state whose claimant is not live; their keys."""
         rows = await conn.fetch(queries["take_orphaned"], self.process_id)
         return {(row["user_id"], row["server_name"]) for row in rows}
+
+    async def fence(self, conn: sql.Connection, live: running.Live) -> None:
+        """``ClaimLost`` unless this process still runs the spawn or stop of ``live`` (the spawn
+        that issued its token): call it in the transaction that records the next step."""
+        row = await conn.fetchrow(queries["server_fence"], live.user_id, live.server_name)
+        if row is not None and (row["process_id"], row["token_id"]) == (
+            self.process_id,
+            live.token_id,
+        ):
+            return
+        pid = None if live.process is None else live.process.pid
+        adopted = (
+            row is not None and pid is not None and row["pid"] == pid
+            and row["state"] in ("started", "ready")
+        )  # fmt: skip
+        raise ClaimLost(live, adopted)

@@ -50,3 +50,12 @@ DO UPDATE SET process_id = EXCLUDED.process_id, claimed = clock_timestamp()
                     WHERE p.process_id = server_claims.process_id
                       AND p.lease_until > clock_timestamp())
 RETURNING user_id, server_name;
+
+-- name: server_fence
+-- Who runs this server's spawn or stop now, and what the log says of the server: the claim's
+-- row locked until the transaction ends, so no takeover slips between this check and the step
+-- recorded after it (take_orphaned's upsert waits for the lock).
+SELECT c.process_id, s.token_id, s.pid, s.state
+  FROM server_claims c JOIN servers s USING (user_id, server_name)
+ WHERE c.user_id = $1 AND c.server_name = $2
+   FOR UPDATE OF c;

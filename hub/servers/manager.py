@@ -40,7 +40,6 @@ from hub.servers import (
     hub_processes,
     isolation,
     local_spawner,
-    orphans,
     readiness,
     readoption,
     records,
@@ -326,13 +325,15 @@ class ServerManager(readoption.Readoption):
             live.finish("ready")
             metrics.spawned("ready", loop.time() - began)
             live.watcher = self._own(self._watch(live), f"watch {live.user}/{live.server_name}")
+        except hub_processes.ClaimLost as exc:
+            await self._lost(live, exc)
         except spawner.SpawnError as exc:
             metrics.spawned(f"failed_{exc.kind}", loop.time() - began)
-            await self._fail(live, exc.message, exc.kind, meta)
+            await self._fail(live, exc.message, exc.kind, meta, claimed=True)
         except (OSError, aiohttp.ClientError) as exc:
             log.exception("spawning %s/%s", live.user, live.server_name)
             metrics.spawned("failed_system", loop.time() - began)
-            await self._fail(live, f"unexpected error: {exc}", "system", meta)
+            await self._fail(live, f"unexpected error: {exc}", "system", meta, claimed=True)
 
     async def _wait_ready(
         self, url: str, process: spawner.ServerProcess, deadline: float, log_path: Path
@@ -375,26 +376,35 @@ class ServerManager(readoption.Readoption):
         meta: models.Metadata | None,
         *,
         if_running: bool = False,
+        claimed: bool = False,
     ) -> bool:
         """Kill what is left, record ``server.failed`` and revoke the server's token; with
         ``if_running``, only if the log still says it runs (false, nothing done, otherwise:
-        another hub process ended it first, under the server's lock)."""
-        if live.process is not None and live.process.exit_code() is None:
-            await live.process.stop(0.5)
-        stream = server_events.stream_id(live.user_id, live.server_name)
-        async with self.store.session() as session:
-            if if_running:
+        another hub process ended it first, under the server's lock); with ``claimed`` (this
+        process's own spawn), only if no other process took the spawn over meanwhile."""
+        try:
+            if claimed:
+                await self._append(live, [], meta)  # fenced: nothing to record yet
+            if live.process is not None and live.process.exit_code() is None:
+                await live.process.stop(0.5)
+            stream = server_events.stream_id(live.user_id, live.server_name)
+            async with self.store.session() as session:
                 await session.conn.execute(queries["lock_server"], stream)
-                row = await self.server_row(session.conn, live.user_id, live.server_name)
-                if row is None or row["state"] not in ("started", "ready"):
-                    return False
-            log.warning("server %s/%s failed: %s", live.user, live.server_name, reason)
-            await session.append(
-                stream,
-                [server_events.ServerFailed(**running.ids(live), reason=reason[:2000], kind=kind)],
-                metadata=meta or models.Metadata(),
-            )
-            await self._revoke(session, live.token_id, meta)
+                if if_running:
+                    row = await self.server_row(session.conn, live.user_id, live.server_name)
+                    if row is None or row["state"] not in ("started", "ready"):
+                        return False
+                if claimed and self.hubs is not None:
+                    await self.hubs.fence(session.conn, live)
+                log.warning("server %s/%s failed: %s", live.user, live.server_name, reason)
+                failed = server_events.ServerFailed(
+                    **running.ids(live), reason=reason[:2000], kind=kind
+                )
+                await session.append(stream, [failed], metadata=meta or models.Metadata())
+                await self._revoke(session, live.token_id, meta)
+        except hub_processes.ClaimLost as exc:
+            await self._lost(live, exc)
+            return False
         # The proxy forgets the route first, then the OAuth client goes; only then is the
         # failure reported, so whoever waits for the spawn sees it all done.
         await self._routes_changed()
@@ -418,11 +428,15 @@ class ServerManager(readoption.Readoption):
     async def _append(
         self, live: running.Live, events: list[models.Event], meta: models.Metadata | None
     ) -> None:
-        await self.store.append(
-            server_events.stream_id(live.user_id, live.server_name),
-            events,
-            metadata=meta or models.Metadata(),
-        )
+        """Record a step of a spawn this process runs; ``ClaimLost`` (nothing recorded) if
+        another hub process took it over while this one stalled (hub_processes.fence)."""
+        stream = server_events.stream_id(live.user_id, live.server_name)
+        async with self.store.session() as session:
+            await session.conn.execute(queries["lock_server"], stream)
+            if self.hubs is not None:
+                await self.hubs.fence(session.conn, live)
+            if events:
+                await session.append(stream, events, metadata=meta or models.Metadata())
 
     # --- stopping -----------------------------------------------------------------------------
 
@@ -486,11 +500,17 @@ class ServerManager(readoption.Readoption):
         events: list[models.Event] = [server_events.ServerStopped(**ids, forced=forced)]
         if remove:
             events.append(server_events.ServerRemoved(**ids))
-        async with self.store.session() as session:
-            await session.append(
-                server_events.stream_id(live.user_id, live.server_name), events, metadata=meta
-            )
-            await self._revoke(session, live.token_id, meta)
+        stream = server_events.stream_id(live.user_id, live.server_name)
+        try:
+            async with self.store.session() as session:
+                if self.hubs is not None:
+                    await session.conn.execute(queries["lock_server"], stream)
+                    await self.hubs.fence(session.conn, live)
+                await session.append(stream, events, metadata=meta)
+                await self._revoke(session, live.token_id, meta)
+        except hub_processes.ClaimLost as exc:
+            await self._lost(live, exc)
+            return
         await self.oauth.unregister(user=live.user, server_name=live.server_name)
         live.report(dict(spawn_progress.STOPPED))
         live.finish("stopped")
@@ -560,20 +580,6 @@ class ServerManager(readoption.Readoption):
     async def record_activity(self, seen: dict[tuple[UUID, str], datetime]) -> None:
         """Write proxy-observed activity of servers (and their users), forward only."""
         await records.record_activity(self.store, seen)
-
-    # --- after a restart (readopt, take_up_orphans: hub/servers/readoption.py) ---------------
-
-    async def _adopt(self, row: Any) -> spawner.ServerProcess | None:
-        """A recorded server's process if it runs: by its state (JupyterHub's spawners), or pid."""
-        if not isinstance(self.spawner, spawner.ResumingSpawner):
-            if not row["pid"]:  # started, perhaps, but never recorded: found by its token
-                return await orphans.unrecorded(self.store, row["token_id"])
-            return self.spawner.adopt(row["pid"])
-        user_id, user, name = row["user_id"], row["user_name"], row["server_name"]
-        state = await records.spawner_state(self.store, user_id, name)
-        return await self.spawner.resume(
-            user_id=user_id, user=user, server_name=name, url=row["url"] or "", state=state
-        )
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -4,6 +4,9 @@ periodic look of hub/servers/watch_others.py (``take_up_orphans``): a process th
 answers is adopted, anything else is killed and recorded as failed, and a stop is finished.
 A spawn or stop another live hub process runs is left to it (hub/servers/hub_processes.py).
 
+Here too: finding a recorded server's process again (``_adopt``), and giving up a spawn or stop
+another process took over while this one stalled (``_lost``).
+
 A part of ``ServerManager`` (hub/servers/manager.py), kept apart for its size.
 """
 
@@ -20,7 +23,16 @@ from uuid import UUID
 from events import models, sql
 from events.catalog import servers as server_events
 from events.store import EventStore
-from hub.servers import config, hub_processes, local_spawner, running, spawner
+from hub.servers import (
+    config,
+    hub_processes,
+    local_spawner,
+    orphans,
+    records,
+    running,
+    spawn_progress,
+)
+from hub.servers import spawner as spawners
 
 log = logging.getLogger("hub.servers.manager")
 queries = sql.Queries("hub.servers", "servers.sql")
@@ -34,6 +46,7 @@ class Readoption:
 
     store: EventStore
     settings: config.Settings
+    spawner: spawners.Spawner  # the manager's
     hubs: hub_processes.Registry | None
     _live: dict[tuple[UUID, str], running.Live]
 
@@ -41,7 +54,6 @@ class Readoption:
 
         def _lock(self, key: tuple[UUID, str]) -> contextlib.AbstractAsyncContextManager[None]: ...
         def _own(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]: ...
-        async def _adopt(self, row: Any) -> spawner.ServerProcess | None: ...
         async def _fail(
             self,
             live: running.Live,
@@ -55,7 +67,7 @@ class Readoption:
             self, live: running.Live, remove: bool, meta: models.Metadata
         ) -> None: ...
         async def _wait_ready(
-            self, url: str, process: spawner.ServerProcess, deadline: float, log_path: Path
+            self, url: str, process: spawners.ServerProcess, deadline: float, log_path: Path
         ) -> None: ...
         async def _append(
             self, live: running.Live, events: list[models.Event], meta: models.Metadata | None
@@ -128,7 +140,7 @@ class Readoption:
         log_path = local_spawner.log_path(self.settings.data_dir, live.user, live.server_name)
         try:
             await self._wait_ready(url, live.process, loop.time() + wait, log_path)
-        except spawner.SpawnError as exc:
+        except spawners.SpawnError as exc:
             await self._fail(live, f"after the hub restarted: {exc.message}", "system", None)
             return
         async with self._lock(live.key):
@@ -142,3 +154,26 @@ class Readoption:
         await self._routes_changed()
         live.finish("ready")
         live.watcher = self._own(self._watch(live), f"watch {live.user}/{live.server_name}")
+
+    async def _adopt(self, row: Any) -> spawners.ServerProcess | None:
+        """A recorded server's process if it runs: by its state (JupyterHub's spawners), or pid."""
+        if not isinstance(self.spawner, spawners.ResumingSpawner):
+            if not row["pid"]:  # started, perhaps, but never recorded: found by its token
+                return await orphans.unrecorded(self.store, row["token_id"])
+            return self.spawner.adopt(row["pid"])
+        user_id, user, name = row["user_id"], row["user_name"], row["server_name"]
+        state = await records.spawner_state(self.store, user_id, name)
+        return await self.spawner.resume(
+            user_id=user_id, user=user, server_name=name, url=row["url"] or "", state=state
+        )
+
+    async def _lost(self, live: running.Live, exc: hub_processes.ClaimLost) -> None:
+        """Give up a spawn or stop another hub process took over: record nothing more, and
+        stop the server process this one started unless the other adopted it."""
+        log.warning("%s: this process records nothing more of it", exc.message)
+        if not exc.adopted and live.process is not None and live.process.exit_code() is None:
+            await live.process.stop(0.5)
+        live.report(spawn_progress.failed_event(exc.message, "system"))
+        live.finish("failed")
+        if self._live.get(live.key) is live:
+            del self._live[live.key]

@@ -3,7 +3,9 @@ serve`` processes share one database, each registered with a lease (hub/servers/
 A process started while another is mid-spawn leaves that spawn alone (it ends ready); stopping
 one of two processes leaves users' servers running and reachable through the other (the last
 one stops them, cleanup_servers); a killed process's half-done spawn is taken up by another once
-its lease expires; the collab sessions list shows every process's sessions."""
+its lease expires, and one that only stalled past its lease records nothing more of the spawn
+taken over (its steps are fenced by its claim); the collab sessions list shows every process's
+sessions."""
 
 from __future__ import annotations
 
@@ -186,6 +188,80 @@ async def test_a_killed_processs_half_done_spawn_is_taken_up_once_its_lease_expi
         assert "taking up alice/" in survivor.log.read_text()
         assert (await event_types(db_url, "alice")).count("server.failed") == 1
         # and alice can start again, through the process left
+        status, _ = await call(survivor, "POST", "/users/alice/server")
+        assert status == 202
+        status, _ = await call(survivor, "DELETE", "/users/alice/server")
+        assert status in (202, 204)
+
+
+@contextlib.asynccontextmanager
+async def stalled_mid_spawn(
+    db_url: str, tmp_path: Path, survivor: Served
+) -> AsyncIterator[tuple[Served, int]]:
+    """A second process spawns alice's server and stalls (SIGSTOP) once it is recorded
+    started; it runs again (SIGCONT) when the block ends. Yields it and the server's pid."""
+    async with hub(db_url, tmp_path, "hub0") as stalled:
+        assert (await call(stalled, "POST", "/users/alice"))[0] in (201, 409)
+        status, body = await call(stalled, "POST", "/users/alice/server")
+        assert status == 202, body
+
+        async def started() -> bool:
+            return (await server_row(db_url, "alice"))["state"] == "started"
+
+        await wait_for(started, timeout_s=30, every_s=0.1)
+        stalled.process.send_signal(signal.SIGSTOP)
+        try:
+            yield stalled, (await server_row(db_url, "alice"))["pid"]
+        finally:
+            stalled.process.send_signal(signal.SIGCONT)
+        # Awake, it finds its spawn taken over, says so, and records nothing more.
+        await wait_for(
+            lambda: "another hub process took over alice/" in stalled.log.read_text(),
+            timeout_s=30,
+        )
+        assert "taking up alice/" in survivor.log.read_text()
+
+
+async def test_a_stalled_processs_spawn_adopted_by_another_gets_no_second_ready(
+    db_url: str, tmp_path: Path
+) -> None:
+    # The server listens 8 s after its start: the process that took the spawn over adopts it.
+    config(tmp_path, delay=8, start_timeout=60)
+    async with hub(db_url, tmp_path, "hub1") as survivor:
+        async with stalled_mid_spawn(db_url, tmp_path, survivor) as (_, pid):
+
+            async def ready() -> bool:
+                return (await server_row(db_url, "alice"))["state"] == "ready"
+
+            await wait_for(ready, timeout_s=LEASE_S + watch_others.CHECK_S + 8 + 15, every_s=0.2)
+        types = await event_types(db_url, "alice")
+        assert types.count("server.ready") == 1, types
+        assert types.count("server.started") == 1, types
+        assert "server.failed" not in types, types
+        # the stalled process left the server it started to the one that adopted it
+        assert processes.exists(pid)
+        assert (await server_row(db_url, "alice"))["state"] == "ready"
+        status, _ = await call(survivor, "DELETE", "/users/alice/server")
+        assert status in (202, 204)
+
+
+async def test_a_stalled_processs_spawn_failed_by_another_gets_no_second_failure(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Servers that never listen in time: the process that took the spawn over fails it; the
+    # stalled one, awake past its own deadline, must not record a failure of its own.
+    config(tmp_path, delay=120, start_timeout=6)
+    async with hub(db_url, tmp_path, "hub1") as survivor:
+        async with stalled_mid_spawn(db_url, tmp_path, survivor) as (_, pid):
+
+            async def failed() -> bool:
+                return (await server_row(db_url, "alice"))["state"] == "failed"
+
+            await wait_for(failed, timeout_s=LEASE_S + watch_others.CHECK_S + 6 + 15, every_s=0.2)
+        types = await event_types(db_url, "alice")
+        assert types.count("server.failed") == 1, types
+        assert types[-1] == "server.failed", types
+        await wait_for(lambda: not processes.exists(pid), timeout_s=10)
         status, _ = await call(survivor, "POST", "/users/alice/server")
         assert status == 202
         status, _ = await call(survivor, "DELETE", "/users/alice/server")
