@@ -4,6 +4,7 @@ each caller still gets its own result or error, and nothing is acknowledged befo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,47 @@ async def blocker(pool: asyncpg.Pool[Any]) -> AsyncIterator[sql.Connection]:
         yield conn
 
 
+@dataclass
+class Queue:
+    """Appends queued behind a first one (``opener``) that a lock on ``events`` holds."""
+
+    opener: asyncio.Future[store.AppendResult]
+    queued: list[asyncio.Future[Any]]
+    lock: Any  # the blocker's transaction
+    released: bool = False
+
+    async def release(self) -> None:
+        """Let the opener through (the queued appends follow as one batch)."""
+        if not self.released:
+            self.released = True
+            await self.lock.rollback()
+
+
+@contextlib.asynccontextmanager
+async def queue_behind_lock(
+    event_store: store.EventStore,
+    blocker: sql.Connection,
+    opener_stream: str,
+    appends: list[Any],
+) -> AsyncIterator[Queue]:
+    """Start an append to ``opener_stream`` that a lock on ``events`` holds, then ``appends``
+    (coroutine factories), which queue behind it; the lock goes at the end at the latest."""
+    lock = blocker.transaction()
+    await lock.start()
+    await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+    group = event_store.group_commit
+    assert group is not None
+    opener = asyncio.ensure_future(event_store.append(opener_stream, [Noted(text="first")]))
+    await wait_for(lambda: group._running == 1)
+    queued = [asyncio.ensure_future(make()) for make in appends]
+    await wait_for(lambda: len(group._queue) == len(appends))
+    queue = Queue(opener, queued, lock)
+    try:
+        yield queue
+    finally:
+        await queue.release()
+
+
 async def held_batch(
     event_store: store.EventStore,
     blocker: sql.Connection,
@@ -34,19 +76,13 @@ async def held_batch(
 ) -> list[Any]:
     """Run ``appends`` (coroutine factories) so that all but a first, blocked one queue up and
     then go as one batch: a lock on ``events`` holds the first append until all have queued."""
-    tx = blocker.transaction()
-    await tx.start()
-    await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
     group = event_store.group_commit
     assert group is not None
-    first = asyncio.ensure_future(event_store.append("note-opener", [Noted(text="first")]))
-    await wait_for(lambda: group._running == 1)
-    rest = [asyncio.ensure_future(make()) for make in appends]
-    await wait_for(lambda: len(group._queue) == len(appends))
-    batches = group.batches
-    await tx.rollback()
-    await first
-    results = await asyncio.gather(*rest, return_exceptions=True)
+    async with queue_behind_lock(event_store, blocker, "note-opener", appends) as queue:
+        batches = group.batches
+        await queue.release()
+        await queue.opener
+        results = await asyncio.gather(*queue.queued, return_exceptions=True)
     assert group.batches == batches + 1, "the queued appends went as one batch"
     return results
 
@@ -198,30 +234,23 @@ async def test_nothing_acknowledged_when_the_batch_dies_before_commit(
 ) -> None:
     # The batch's backend is killed while it waits for a lock: every caller in it gets an
     # error, none a result, and nothing of theirs is in the log.
-    group = one_lane.group_commit
-    assert group is not None
-    tx = blocker.transaction()
-    await tx.start()
-    await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
-    opener = asyncio.ensure_future(one_lane.append("note-d0", [Noted(text="opener")]))
-    await wait_for(lambda: group._running == 1)
-    queued = [
-        asyncio.ensure_future(one_lane.append(f"note-d{i}", [Noted(text="x")], expected=0))
+    appends = [
+        lambda i=i: one_lane.append(f"note-d{i}", [Noted(text="x")], expected=0)
         for i in range(1, 5)
     ]
-    await wait_for(lambda: len(group._queue) == 4)
-    # Kill the lone opener's backend, then the batch's, each while it waits on the lock.
-    waiting = (
-        "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-    )
-    for _ in range(2):
-        await wait_for(lambda: pool.fetchval(f"SELECT count(*) {waiting}"))
-        await pool.execute(f"SELECT pg_terminate_backend(pid) {waiting}")
-        if opener.done() and all(q.done() for q in queued):
-            break
-        await wait_for(lambda: opener.done())
-    outcomes = await asyncio.gather(opener, *queued, return_exceptions=True)
-    await tx.rollback()
+    async with queue_behind_lock(one_lane, blocker, "note-d0", appends) as queue:
+        opener, queued = queue.opener, queue.queued
+        # Kill the lone opener's backend, then the batch's, each while it waits on the lock.
+        waiting = (
+            "FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        for _ in range(2):
+            await wait_for(lambda: pool.fetchval(f"SELECT count(*) {waiting}"))
+            await pool.execute(f"SELECT pg_terminate_backend(pid) {waiting}")
+            if opener.done() and all(q.done() for q in queued):
+                break
+            await wait_for(lambda: opener.done())
+        outcomes = await asyncio.gather(opener, *queued, return_exceptions=True)
     assert all(isinstance(o, errors.DatabaseUnavailable) for o in outcomes), outcomes
     assert await pool.fetchval("SELECT count(*) FROM events WHERE stream_id LIKE 'note-d%'") == 0
     # The store carries on.
@@ -232,23 +261,16 @@ async def test_nothing_acknowledged_when_the_batch_dies_before_commit(
 async def test_a_cancelled_leader_hands_its_batch_on(
     one_lane: store.EventStore, blocker: sql.Connection
 ) -> None:
-    group = one_lane.group_commit
-    assert group is not None
-    tx = blocker.transaction()
-    await tx.start()
-    await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
-    leader = asyncio.ensure_future(one_lane.append("note-l0", [Noted(text="leader")]))
-    await wait_for(lambda: group._running == 1)
-    followers = [
-        asyncio.ensure_future(one_lane.append(f"note-l{i}", [Noted(text="f")], expected=0))
+    appends = [
+        lambda i=i: one_lane.append(f"note-l{i}", [Noted(text="f")], expected=0)
         for i in range(1, 4)
     ]
-    await wait_for(lambda: len(group._queue) == 3)
-    leader.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await leader
-    await tx.rollback()
-    results = await asyncio.gather(*followers)
+    async with queue_behind_lock(one_lane, blocker, "note-l0", appends) as queue:
+        queue.opener.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queue.opener
+        await queue.release()
+        results = await asyncio.gather(*queue.queued)
     assert [r.version for r in results] == [1, 1, 1]
 
 
