@@ -22,7 +22,8 @@ The driver (``bench/collab_node/driver.mjs``, Node, the same for all three):
   over the time from the first send to the last delivery; CPU per delivery = the CPU time the
   server's main thread (its event loop) spent over that burst, divided by the deliveries
   (``/proc/<pid>/task/<pid>/schedstat``), a figure that a loaded machine moves much less than
-  a rate;
+  a rate; busy = a side's CPU time over the burst's length (the server's event loop,
+  chronohub's embedded PostgreSQL, the driver's Node process): a side near 1 bounds the rate;
 * latency: the writer sends 50 updates/s for ``--samples`` updates; one reader applies them
   with yjs and times each from its send (the first second is warm-up), N-2 others count;
 * idle rooms: 1,000 rooms opened with one small edit each, then left; memory per idle room is
@@ -96,6 +97,32 @@ class Server:
         """CPU time of the server's main thread (its event loop) so far, in seconds."""
         pid = self.proc.pid
         return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+
+    def database_cpu_s(self) -> float | None:
+        """CPU time so far of the server's embedded PostgreSQL (the postmaster that names the
+        server's directory, and its backends), in seconds; None without one (or psutil)."""
+        try:
+            import psutil
+        except ImportError:
+            return None
+        if self.log_path is None:
+            return None
+        marker = str(self.log_path.parent)
+        total, found = 0.0, False
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info["cmdline"] or ()
+            if proc.pid == self.proc.pid or not any(marker in part for part in cmdline):
+                continue
+            if not any(part.endswith("postgres") for part in cmdline[:1]):
+                continue
+            try:
+                for member in [proc, *proc.children(recursive=True)]:
+                    times = member.cpu_times()
+                    total += times.user + times.system
+                    found = True
+            except psutil.Error:
+                continue
+        return total if found else None
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -206,20 +233,26 @@ async def drive(*args: str | int | float, server: Server | None = None) -> dict[
     )  # fmt: skip
     assert proc.stdin is not None
     assert proc.stdout is not None
-    cpu_before = None
+    cpu_before = database_before = None
     if args[0] == "fanout":
         connected = await asyncio.wait_for(proc.stdout.readline(), 300)
         if connected.strip() == b"connected":
-            cpu_before = server.cpu_s() if server is not None else None
+            if server is not None:
+                cpu_before, database_before = server.cpu_s(), server.database_cpu_s()
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
     out, err = await asyncio.wait_for(proc.communicate(), 300)
     cpu_after = server.cpu_s() if server is not None and cpu_before is not None else None
+    database_after = (
+        server.database_cpu_s() if server is not None and database_before is not None else None
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"driver {args[0]} failed: {err.decode()[-2000:]}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     if cpu_before is not None and cpu_after is not None:
         result["cpu_s"] = cpu_after - cpu_before
+    if database_before is not None and database_after is not None:
+        result["database_cpu_s"] = database_after - database_before
     return result
 
 
@@ -245,9 +278,21 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[str, Any]:
         cpu = result.get("cpu_s")
         if cpu is not None and result["delivered"]:
             figures[f"cpu_us_per_delivery_c{clients}"] = round(1e6 * cpu / result["delivered"], 3)
+        # Which side was busy over the burst (CPU time over its length): near 1, that side
+        # bounds the rate; the driver's Node process and the server share the 2 cores.
+        if result["seconds"]:
+            if cpu is not None:
+                figures[f"server_busy_c{clients}"] = round(cpu / result["seconds"], 2)
+            if (database := result.get("database_cpu_s")) is not None:
+                figures[f"database_busy_c{clients}"] = round(database / result["seconds"], 2)
+            driver = result["driver_cpu_s"]
+            figures[f"driver_busy_c{clients}"] = round(driver / result["seconds"], 2)
         log(
             f"  {server.label}: {clients} clients: {result['deliveries_per_s']:.0f} deliveries/s,"
-            f" {figures.get(f'cpu_us_per_delivery_c{clients}')} us of CPU per delivery"
+            f" {figures.get(f'cpu_us_per_delivery_c{clients}')} us of CPU per delivery;"
+            f" busy over the burst: server {figures.get(f'server_busy_c{clients}')},"
+            f" its database {figures.get(f'database_busy_c{clients}')},"
+            f" driver {figures.get(f'driver_busy_c{clients}')}"
         )
     for clients in CLIENTS:
         room = f"latency-{clients}-{secrets.token_hex(3)}"
@@ -324,6 +369,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_us_per_delivery_c64": ours.get("cpu_us_per_delivery_c64"),
         "p99_ms_c64_rate50": ours.get("p99_ms_c64_rate50"),
         "idle_room_kb": ours.get("idle_room_kb"),
+        # each server's and the driver's share of the 64-client burst spent on a core: the
+        # side near 1 bounds that server's rate
+        "busy_c64": {
+            label: {
+                side: figures.get(f"{side}_busy_c64") for side in ("server", "database", "driver")
+            }
+            for label, figures in results.items()
+        },
         **{
             f"deliveries_vs_node_c{c}": ratio(
                 ours.get(f"deliveries_per_s_c{c}"), node.get(f"deliveries_per_s_c{c}")

@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
 import logging
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-import asyncpg
 from aiohttp import web
 
 import events.catalog  # noqa: F401 - registers the hub's events
@@ -67,12 +65,12 @@ from hub.projects import sessions as project_sessions
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
-from hub.servers import hub_processes, isolation, local_spawner, spawner, watch_others
+from hub.servers import config as servers_config
+from hub.servers import hub_processes, isolation, spawner, watch_others
 from hub.servers import manager as servers
 from hub.services import environment as service_environment
 from hub.services import supervisor as service_supervisor
 from hub.web import html, idempotency, request_metrics
-from migrations import runner as migrations
 from projections import base, catalog, runner
 
 log = logging.getLogger(__name__)
@@ -98,15 +96,15 @@ async def open_hub(
     """
     code = isolation.Isolation.from_settings(config)
     # Checked first: a server command that cannot run is told before anything is written.
-    adapted = jupyterhub_spawner(config) if serving else None
-    command = spawn_command(config, code) if serving and adapted is None else ()
+    adapted = servers_config.jupyterhub_spawner(config) if serving else None
+    command = servers_config.spawn_command(config, code) if serving and adapted is None else ()
     if serving and (config.database_url or config.uses_pg_environment()):
         # A serving hub keeps its cookie secret and the servers' logs there; with no database
         # configured, the embedded one makes (or checks) it as it starts.
         await asyncio.to_thread(data_dir.prepare, config.data_dir)
     located = await asyncio.to_thread(database.locate, config)
     dsn = located.dsn
-    await migrate(config, dsn)
+    await database.migrate(dsn, described=config.describe_database())
     # A serving hub bounds every wait on its database (503 rather than a hang); one-shot
     # commands (a rebuild, an export) may run statements as long as they need.
     pool = await database.create_pool(
@@ -199,64 +197,6 @@ def appended(tokens: token_cache.TokenCache | None) -> Callable[[Sequence[str]],
     return hook
 
 
-def jupyterhub_spawner(config: hub_settings.Settings) -> spawner.Spawner | None:
-    """The JupyterHub spawner ``spawner_class`` names, configured; None for chronohub's own.
-    A ``StartupError`` naming the problem when the class or one of its traits is unknown."""
-    if config.spawner_class is None:
-        return None
-    # Imported only when used: jupyterhub's spawner module brings SQLAlchemy and tornado.
-    from hub.servers import jupyterhub_adapter, jupyterhub_config
-
-    try:
-        return jupyterhub_adapter.JupyterHubSpawner.from_settings(
-            config.spawner_class, config.spawner_config, config.spawner_config_file
-        )
-    except jupyterhub_config.SpawnerConfigError as exc:
-        raise startup.StartupError(exc.message) from exc
-
-
-def spawn_command(config: hub_settings.Settings, code: isolation.Isolation) -> tuple[str, ...]:
-    """The spawner's command, its program found; a ``StartupError`` at start-up, not at the
-    first spawn, when it is missing or out of reach of the accounts servers run as."""
-    try:
-        command = local_spawner.resolve_command([*config.spawner_cmd, *config.spawner_args])
-        if code.mode == "system_users":
-            local_spawner.setpriv()
-    except spawner.SystemFailure as exc:
-        raise startup.StartupError(exc.message) from exc
-    if code.mode == "system_users" and (closed := local_spawner.closed_to_users(command[0])):
-        raise startup.StartupError(
-            f"users' servers run as their own system accounts, which cannot pass through"
-            f" {closed} to run {command[0]}: install the hub in an environment made from an"
-            " interpreter every account can run (`make run` uses /usr/bin/python3 where it"
-            f" exists), or let them through with: chmod o+x {closed}"
-        )
-    return command
-
-
-# What asyncpg raises when it cannot reach a database or is not let in: a bad URL, no
-# server answering, a refused login, no such database, a server still starting.
-UNREACHABLE = (
-    OSError,
-    asyncpg.ClientConfigurationError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InvalidAuthorizationSpecificationError,
-    asyncpg.InvalidCatalogNameError,
-    asyncpg.CannotConnectNowError,
-)
-
-
-async def migrate(config: hub_settings.Settings, dsn: str | None) -> list[migrations.Migration]:
-    """Apply pending migrations: the first contact with the database, so one out of reach is
-    told here as a ``database.DatabaseError``."""
-    try:
-        return await database.migrate(dsn)
-    except UNREACHABLE as exc:
-        raise database.DatabaseError(
-            f"could not reach PostgreSQL ({config.describe_database()}): {exc}"
-        ) from exc
-
-
 def collab_limits_of(config: hub_settings.Settings) -> collab_limits.Limits:
     """collab's limits, from the hub's settings."""
     return collab_limits.Limits(
@@ -309,22 +249,6 @@ async def open_sessions(
         yield manager
 
 
-def _caller_label(request: web.Request) -> str | None:
-    """Whose idempotency keys a request's are (None: nobody authenticated): the very token (or
-    browser session) that sent it, with what it may do. Another token of the same user (a
-    narrower one: the server's, an OAuth client's) holds other keys, so it cannot replay an
-    answer (a token's secret) it could not have got itself; nor can the same token once its
-    scopes shrank (its retry then runs afresh, and is refused or not as it would be)."""
-    caller = request.get(access.REQUEST_CALLER)
-    if caller is None:
-        return None
-    # a user by id: a user deleted and made again under the name is someone else
-    who = f"user:{caller.user_id}" if caller.user_id is not None else f"service:{caller.name}"
-    sent_by = f"token:{caller.token_id}" if caller.token_id else "browser"
-    may = hashlib.sha256("\n".join(sorted(map(str, caller.expanded))).encode()).hexdigest()
-    return f"{who}/{sent_by}/{may}"
-
-
 def make_app(hub: context.Hub) -> web.Application:
     """The aiohttp application for a running hub."""
     activity = access.ActivityRecorder()
@@ -373,7 +297,7 @@ def make_app(hub: context.Hub) -> web.Application:
     # REST writes retried with an Idempotency-Key: after the callers are known (both ways)
     app.middlewares.append(
         idempotency.middleware(
-            _caller_label,
+            access.idempotency_owner,
             hub.settings.idempotency_key_lifetime_s,
             login_cookies.load_secret(hub.settings),
         )
@@ -410,7 +334,7 @@ def adopt_authenticator(hub: context.Hub, authenticator: object) -> None:
     gets) runs before each start, as in JupyterHub."""
     if hub.servers is None or hub.settings.spawner_class is None:
         return
-    # Imported only when used, as in jupyterhub_spawner
+    # Imported only when used, as in servers_config.jupyterhub_spawner
     from hub.auth.authenticators import jupyterhub_adapter as jupyterhub_auth
     from hub.servers import jupyterhub_adapter
 

@@ -1,9 +1,9 @@
 """Where the database is: an existing PostgreSQL server, or one embedded in the data directory.
 
 ``resolve_dsn`` finds the database (starting the embedded server when none is configured:
-``hub.embedded_db``), ``migrate`` brings its schema up to date (``hub.app.migrate`` tells a
-database out of reach as a ``DatabaseError``) and ``create_pool`` opens the connection pool
-that ``hub.app`` owns and closes.
+``hub.embedded_db``), ``migrate`` brings its schema up to date (and tells a database out of
+reach as a ``DatabaseError``) and ``create_pool`` opens the connection pool that ``hub.app``
+owns and closes.
 
 A serving hub's pool bounds every wait on the database: borrowing a connection (and opening
 one) and each statement. A wait that runs out is ``DatabaseUnavailable``, like a refused or
@@ -229,10 +229,28 @@ async def create_pool(
     return pool
 
 
-async def migrate(dsn: str | None) -> list[runner.Migration]:
-    """Apply pending migrations on ``dsn`` (under the runner's advisory lock)."""
-    conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+# What asyncpg raises when it cannot reach a database or is not let in: a bad URL, no
+# server answering, a refused login, no such database, a server still starting.
+UNREACHABLE = (
+    OSError,
+    asyncpg.ClientConfigurationError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+async def migrate(dsn: str | None, *, described: str | None = None) -> list[runner.Migration]:
+    """Apply pending migrations on ``dsn`` (under the runner's advisory lock). It is the hub's
+    first contact with its database, so one out of reach is told here as a ``DatabaseError``
+    naming ``described`` (``Settings.describe_database()``: where it was looked for)."""
     try:
-        return await runner.migrate(conn)
-    finally:
-        await conn.close()
+        conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+        try:
+            return await runner.migrate(conn)
+        finally:
+            await conn.close()
+    except UNREACHABLE as exc:
+        where = f" ({described})" if described else ""
+        raise DatabaseError(f"could not reach PostgreSQL{where}: {exc}") from exc

@@ -3,7 +3,8 @@
 //
 //   node driver.mjs fanout  <room-url> <clients> <updates>   1 writer, clients-1 readers: a burst
 //        (once every client is in, it prints "connected" and waits for a line on stdin: the
-//        caller reads the server's CPU time then, and again when the result comes)
+//        caller reads the server's CPU time then, and again when the result comes; the
+//        result has the driver's own CPU time over the burst too)
 //   node driver.mjs latency <room-url> <clients> <rate> <samples>   steady rate, one reader
 //        applies the updates (yjs) and times each; the other readers count frames
 //   node driver.mjs rooms   <base-url> <count> <query>        open <count> rooms, one small edit
@@ -76,10 +77,12 @@ async function fanout (url, clients, count) {
   await new Promise(resolve => process.stdin.once('data', resolve))
   process.stdin.pause()
   const started = performance.now()
+  const cpuBefore = process.cpuUsage()
   for (const frame of updates) writer.send(frame)
   const timeout = new Promise(resolve => setTimeout(resolve, DEADLINE_MS))
   await Promise.race([finished, timeout])
   const seconds = (performance.now() - started) / 1000
+  const cpu = process.cpuUsage(cpuBefore)
   const delivered = received.reduce((a, b) => a + b, 0)
   for (const ws of [...sockets, writer]) ws.terminate()
   return {
@@ -88,7 +91,10 @@ async function fanout (url, clients, count) {
     complete: done === readers,
     delivered,
     seconds,
-    deliveries_per_s: delivered / seconds
+    deliveries_per_s: delivered / seconds,
+    // the driver's own CPU time over the burst: near `seconds`, the driver (not the server)
+    // bounds the rate
+    driver_cpu_s: (cpu.user + cpu.system) / 1e6
   }
 }
 

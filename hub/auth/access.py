@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -411,3 +412,19 @@ async def acknowledged(request: web.Request) -> None:
 def token_of(request: web.Request) -> token_cache.Entry | None:
     """What the token that authenticated ``request`` resolved to (None: no token did)."""
     return request.get(REQUEST_TOKEN)
+
+
+def idempotency_owner(request: web.Request) -> str | None:
+    """Whose idempotency keys a request's are (None: nobody authenticated): the very token (or
+    browser session) that sent it, with what it may do. Another token of the same user (a
+    narrower one: the server's, an OAuth client's) holds other keys, so it cannot replay an
+    answer (a token's secret) it could not have got itself; nor can the same token once its
+    scopes shrank (its retry then runs afresh, and is refused or not as it would be)."""
+    caller = request.get(REQUEST_CALLER)
+    if caller is None:
+        return None
+    # a user by id: a user deleted and made again under the name is someone else
+    who = f"user:{caller.user_id}" if caller.user_id is not None else f"service:{caller.name}"
+    sent_by = f"token:{caller.token_id}" if caller.token_id else "browser"
+    may = hashlib.sha256("\n".join(sorted(map(str, caller.expanded))).encode()).hexdigest()
+    return f"{who}/{sent_by}/{may}"

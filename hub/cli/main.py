@@ -242,7 +242,7 @@ async def _serve(config: hub_settings.Settings, args: argparse.Namespace) -> int
 
 async def _migrate(config: hub_settings.Settings, args: argparse.Namespace) -> int:
     dsn = await asyncio.to_thread(database.resolve_dsn, config)
-    applied = await app.migrate(config, dsn)
+    applied = await database.migrate(dsn, described=config.describe_database())
     for migration in applied:
         console.print(f"applied {migration.version:04d}_{migration.name}")
     console.print(f"schema at version {migrations.latest_version()} ({config.describe_database()})")

@@ -1,13 +1,18 @@
-"""The server manager's settings, taken from the hub's."""
+"""The server manager's settings, taken from the hub's, and the spawner they choose: a
+JupyterHub spawner class configured, or chronohub's own command with its program found, both
+checked at start-up (a ``StartupError`` before anything is written, not at the first spawn)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub import startup
-from hub.servers import isolation
+from hub.servers import isolation, local_spawner, spawner
+
+if TYPE_CHECKING:
+    from hub import settings as hub_settings
 
 
 @dataclass
@@ -58,3 +63,38 @@ def settings_from(
         isolation=code or isolation.Isolation.from_settings(config),
         hub_url=hub_url or startup.url(config.hub_ip, config.hub_port, "/hub/"),
     )
+
+
+def jupyterhub_spawner(config: hub_settings.Settings) -> spawner.Spawner | None:
+    """The JupyterHub spawner ``spawner_class`` names, configured; None for chronohub's own.
+    A ``StartupError`` naming the problem when the class or one of its traits is unknown."""
+    if config.spawner_class is None:
+        return None
+    # Imported only when used: jupyterhub's spawner module brings SQLAlchemy and tornado.
+    from hub.servers import jupyterhub_adapter, jupyterhub_config
+
+    try:
+        return jupyterhub_adapter.JupyterHubSpawner.from_settings(
+            config.spawner_class, config.spawner_config, config.spawner_config_file
+        )
+    except jupyterhub_config.SpawnerConfigError as exc:
+        raise startup.StartupError(exc.message) from exc
+
+
+def spawn_command(config: hub_settings.Settings, code: isolation.Isolation) -> tuple[str, ...]:
+    """The spawner's command, its program found; a ``StartupError`` at start-up, not at the
+    first spawn, when it is missing or out of reach of the accounts servers run as."""
+    try:
+        command = local_spawner.resolve_command([*config.spawner_cmd, *config.spawner_args])
+        if code.mode == "system_users":
+            local_spawner.setpriv()
+    except spawner.SystemFailure as exc:
+        raise startup.StartupError(exc.message) from exc
+    if code.mode == "system_users" and (closed := local_spawner.closed_to_users(command[0])):
+        raise startup.StartupError(
+            f"users' servers run as their own system accounts, which cannot pass through"
+            f" {closed} to run {command[0]}: install the hub in an environment made from an"
+            " interpreter every account can run (`make run` uses /usr/bin/python3 where it"
+            f" exists), or let them through with: chmod o+x {closed}"
+        )
+    return command

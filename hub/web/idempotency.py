@@ -29,7 +29,7 @@ their commit and the answer's, the retry runs again, which those endpoints answe
 does a second start, stop or delete.
 
 Keys belong to the very token (or browser session) that sent the request, and to what it may
-do (``app._caller_label``).
+do (``hub.auth.access.idempotency_owner``).
 """
 
 from __future__ import annotations

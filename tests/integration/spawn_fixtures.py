@@ -22,6 +22,7 @@ from hub import settings as hub_settings
 from hub.api import proxy as proxy_api
 from hub.proxy import builtin as proxy
 from hub.proxy import routes, table
+from hub.servers import config as servers_config
 from hub.servers import manager as servers
 from hub.servers import spawner
 from tests.helpers import call_api
@@ -150,7 +151,7 @@ async def spawn_hub(event_store: store.EventStore, tmp_path: Path) -> AsyncItera
                 event_store_,
                 servers.settings_from(config),
                 # spawner_class: a JupyterHub spawner, as the serving hub builds it
-                spawner_=app.jupyterhub_spawner(config),
+                spawner_=servers_config.jupyterhub_spawner(config),
                 oauth=oauth,
             )
             await manager.start()

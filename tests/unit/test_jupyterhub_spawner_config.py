@@ -14,8 +14,9 @@ from traitlets import Unicode
 from traitlets.config import Config
 
 from events.catalog import servers as server_events
-from hub import app, startup
 from hub import settings as hub_settings
+from hub import startup
+from hub.servers import config as servers_config
 from hub.servers import jupyterhub_adapter, jupyterhub_config, spawner
 
 
@@ -92,8 +93,9 @@ def test_the_hub_refuses_to_start_with_a_bad_spawner_class() -> None:
         database_url="postgresql://unused", spawner_class="collections.OrderedDict"
     )
     with pytest.raises(startup.StartupError, match="not a JupyterHub Spawner subclass"):
-        app.jupyterhub_spawner(config)
-    assert app.jupyterhub_spawner(hub_settings.Settings(database_url="postgresql://x")) is None
+        servers_config.jupyterhub_spawner(config)
+    no_class = hub_settings.Settings(database_url="postgresql://x")
+    assert servers_config.jupyterhub_spawner(no_class) is None
 
 
 def test_the_spawner_gets_what_jupyterhubs_base_expects() -> None:
