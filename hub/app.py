@@ -73,7 +73,7 @@ from hub.services import environment as service_environment
 from hub.services import supervisor as service_supervisor
 from hub.web import html, idempotency, request_metrics
 from migrations import runner as migrations
-from projections import base, catalog, runner
+from projections import base, catalog, runner, snapshots
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,15 @@ async def open_hub(
                 await bootstrap.reconcile(event_store, config)
             async with (
                 runner.AsyncRunner(event_store, projections),
+                # Snapshots of the read models for time travel, by a serving hub only.
+                snapshots.Snapshotter(
+                    event_store,
+                    catalog.ALL,
+                    every=config.snapshot_every_events,
+                    keep=config.snapshot_keep,
+                )
+                if serving and config.snapshot_every_events
+                else contextlib.nullcontext(),
                 open_rooms(config, event_store, dsn, serving=serving) as rooms,
                 open_sessions(config, event_store, rooms, code) as sessions,
             ):
