@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
@@ -93,9 +94,7 @@ async def versions(
     shapes = {r["name"]: r["columns"] for r in await conn.fetch(queries["columns"], tables)}
     result = {}
     for projection in found:
-        digest = hashlib.sha256()
-        for part in _code(projection):
-            digest.update(part)
+        digest = hashlib.sha256(_code(type(projection)).encode())
         digest.update(repr(getattr(projection, "version", None)).encode())
         for type_name in sorted(projection.handles):
             digest.update(f"{type_name}@{registry.model(type_name).schema_version};".encode())
@@ -105,16 +104,17 @@ async def versions(
     return result
 
 
-def _code(projection: base.Projection) -> list[bytes]:
-    """The source of the projection's module and the SQL files beside it of the same stem."""
-    source = inspect.getsourcefile(type(projection))
-    if source is None:  # pragma: no cover - every projection is defined in a file
-        return [type(projection).__qualname__.encode()]
-    path = Path(source)
-    return [
-        path.read_bytes(),
-        *(p.read_bytes() for p in sorted(path.parent.glob(path.stem + "*.sql"))),
-    ]
+@functools.cache
+def _code(cls: type) -> str:
+    """A digest of the source of the class's module and the SQL files beside it of the same
+    stem (read once: the code does not change under a running process)."""
+    digest = hashlib.sha256(cls.__qualname__.encode())
+    source = inspect.getsourcefile(cls)
+    if source is not None:  # every projection is defined in a file
+        path = Path(source)
+        for part in [path, *sorted(path.parent.glob(path.stem + "*.sql"))]:
+            digest.update(part.read_bytes())
+    return digest.hexdigest()
 
 
 async def listed(conn: sql.Connection) -> list[Snapshot]:
