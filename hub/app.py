@@ -141,15 +141,7 @@ async def open_hub(
                 await bootstrap.reconcile(event_store, config)
             async with (
                 runner.AsyncRunner(event_store, projections),
-                # Snapshots of the read models for time travel, by a serving hub only.
-                snapshots.Snapshotter(
-                    event_store,
-                    catalog.ALL,
-                    every=config.snapshot_every_events,
-                    keep=config.snapshot_keep,
-                )
-                if serving and config.snapshot_every_events
-                else contextlib.nullcontext(),
+                take_snapshots(config, dsn, serving=serving),
                 open_rooms(config, event_store, dsn, serving=serving) as rooms,
                 open_sessions(config, event_store, rooms, code) as sessions,
             ):
@@ -276,6 +268,30 @@ def collab_limits_of(config: hub_settings.Settings) -> collab_limits.Limits:
         room_grace_s=config.collab_room_grace_s,
         compact_after_updates=config.collab_compact_after_updates,
     )
+
+
+@contextlib.asynccontextmanager
+async def take_snapshots(
+    config: hub_settings.Settings, dsn: str | None, *, serving: bool
+) -> AsyncIterator[snapshots.Snapshotter | None]:
+    """A serving hub's snapshots of the read models for time travel, every
+    ``snapshot_every_events`` positions (none for one-shot commands, or when 0)."""
+    if not serving or not config.snapshot_every_events:
+        yield None
+        return
+    # A pool of its own, without the requests' bound on a statement: taking a snapshot is
+    # background work that may run statements as long as a one-shot command's.
+    pool = await database.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with snapshots.Snapshotter(
+            store.EventStore(pool, group_commit_lanes=0),
+            catalog.ALL,
+            every=config.snapshot_every_events,
+            keep=config.snapshot_keep,
+        ) as taker:
+            yield taker
+    finally:
+        await pool.close()
 
 
 @contextlib.asynccontextmanager
