@@ -36,7 +36,11 @@ The parts, in order (a part that fails says why under ``errors``; the rest still
 * ``log``: at the filled log's size, 8 writers appending single events through the store with
   the hub's inline projections for ``--seconds`` s (appends/s); 200 audit queries
   (``GET /events?user=<name>&limit=100``, one at a time, random users): p50/p99; ``chronohub
-  state --at <the log's middle position> users`` run as a command: seconds.
+  state --at <the log's middle position> users`` run as a command: seconds; and the same at
+  the worst point (``state_at_worst_s``): just before the kept snapshot farthest from the one
+  before it. The fill takes the snapshots of the read models that a serving hub with the
+  default settings takes as its log grows (``snapshots_s`` in the fill's detail: the hub's
+  background work, not counted in any figure).
 
 The client and the hub share the machine (2 cores here): figures taken while other programs
 load it are noisy (``load_average`` says how much).
@@ -95,6 +99,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "append8_per_s": (">=", 2000.0),
     "audit_query_p99_ms": ("<=", 100.0),
     "state_at_s": ("<=", 60.0),
+    "state_at_worst_s": ("<=", 60.0),
     "hub_peak_rss_mb": ("<=", 1024.0),
     "hub_peak_fds": ("<=", 5_000),
 }
@@ -224,6 +229,7 @@ def headline(detail: dict[str, Any], process: dict[str, dict[str, float]]) -> di
         "audit_query_p50_ms": get("log", "audit_query_p50_ms"),
         "audit_query_p99_ms": get("log", "audit_query_p99_ms"),
         "state_at_s": get("log", "state_at_s"),
+        "state_at_worst_s": get("log", "state_at_worst_s"),
         "hub_peak_rss_mb": max((p["peak_rss_mb"] for p in process.values()), default=None),
         "hub_peak_fds": max((p["peak_fds"] for p in process.values()), default=None),
     }

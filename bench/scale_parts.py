@@ -24,8 +24,8 @@ from bench import common, git_http, rest_api
 from collab import protocol
 from events import models, sql, store
 from events.catalog import users as user_events
-from hub import database
-from projections import base, catalog, rebuild, users
+from hub import database, settings
+from projections import base, catalog, rebuild, snapshots, users
 
 queries = sql.Queries("bench", "scale.sql")
 FILL_CHUNK = 50_000  # events per INSERT statement: many transaction ids, no huge one
@@ -118,6 +118,8 @@ async def fill_log(dsn: str, total: int, users_count: int) -> dict[str, Any]:
         rebuilt = time.perf_counter() - began
     finally:
         await pool.close()
+    common.log("  log: taking the snapshots a serving hub takes as its log grows")
+    snapshots_s, kept = await take_snapshots(dsn)
     return {
         "events": count,
         "fill_s": round(filled, 1),
@@ -125,7 +127,35 @@ async def fill_log(dsn: str, total: int, users_count: int) -> dict[str, Any]:
         "index_s": round(indexed, 1),
         "users_rebuild_s": round(rebuilt, 1),
         "users_rebuild_events_per_s": round(result.events / rebuilt),
+        "snapshots_s": round(snapshots_s, 1),
+        "snapshots_kept": kept,
     }
+
+
+async def take_snapshots(dsn: str) -> tuple[float, list[int]]:
+    """The snapshots of the read models that a serving hub with the default settings takes as
+    its log grows (one each ``snapshot_every_events`` positions, at most ``snapshot_keep``
+    kept): the fill writes the log without a hub, as it rebuilds the users model for it.
+    Returns the seconds they took in all (background work of the hub, not part of any
+    request) and the positions of those kept."""
+    fields = settings.Settings.model_fields
+    every, keep = fields["snapshot_every_events"].default, fields["snapshot_keep"].default
+    pool = await database.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        event_store = store.EventStore(pool)
+        head = await event_store.head()
+        began = time.perf_counter()
+        for position in range(every, head.position + 1, every):
+            async with pool.acquire() as conn:
+                moment = await rebuild.checkpoint_of(conn, position)
+            if moment is not None:
+                await snapshots.take(event_store, catalog.ALL, at=moment[0], keep=keep)
+        took = time.perf_counter() - began
+        async with pool.acquire() as conn:
+            kept = [s.checkpoint.position for s in await snapshots.listed(conn)]
+    finally:
+        await pool.close()
+    return took, kept
 
 
 async def append_rate(
@@ -188,16 +218,29 @@ async def audit_queries(
 
 
 async def state_at(dsn: str, workdir: Path) -> dict[str, Any]:
-    """``chronohub state --at <the log's middle position> users``, as an operator runs it."""
+    """``chronohub state --at <the log's middle position> users``, as an operator runs it; and
+    at the worst point: just before the kept snapshot farthest from the one before it (or
+    from the log's start), where the replay is the longest any ``state --at`` needs."""
     conn = await asyncpg.connect(dsn)
     try:
         total = await conn.fetchval(queries["event_count"])
         middle = await conn.fetchval(queries["middle_position"], total // 2)
+        kept = [0] + [s.checkpoint.position for s in await snapshots.listed(conn)]
     finally:
         await conn.close()
+    gaps = [(kept[i + 1] - kept[i], kept[i + 1]) for i in range(len(kept) - 1)]
+    worst = max(gaps)[1] - 1 if gaps else total
+    figures: dict[str, Any] = {}
+    for name, position in (("state_at", middle), ("state_at_worst", worst)):
+        elapsed = await _state_at(dsn, workdir, position)
+        figures |= {f"{name}_s": round(elapsed, 1), f"{name}_position": position}
+    return figures
+
+
+async def _state_at(dsn: str, workdir: Path, position: int) -> float:
     env = {k: v for k, v in os.environ.items() if k not in common.DATABASE_VARIABLES}
     env |= {"CHRONOHUB_DATABASE_URL": dsn, "CHRONOHUB_DATA_DIR": str(workdir / "data")}
-    cmd = [str(common.BIN_DIR / "chronohub"), "state", "--at", str(middle), "users"]
+    cmd = [str(common.BIN_DIR / "chronohub"), "state", "--at", str(position), "users"]
     began = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         *cmd, "--limit", "10", env=env, cwd=workdir,
@@ -206,9 +249,12 @@ async def state_at(dsn: str, workdir: Path) -> dict[str, Any]:
     out, err = await proc.communicate()
     elapsed = time.perf_counter() - began
     if proc.returncode != 0:
-        raise common.StepError(f"state --at {middle} failed: {err.decode()[-500:]}")
-    common.log(f"  state --at {middle}: {elapsed:.1f} s ({out.decode().splitlines()[:1]})")
-    return {"state_at_s": round(elapsed, 1), "state_at_position": middle}
+        raise common.StepError(f"state --at {position} failed: {err.decode()[-500:]}")
+    said = [line for line in err.decode().splitlines() if "snapshot" in line or "start" in line]
+    common.log(
+        f"  state --at {position}: {elapsed:.1f} s ({out.decode().splitlines()[:1]}, {said})"
+    )
+    return elapsed
 
 
 # --- the hub's process ---------------------------------------------------------------------

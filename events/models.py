@@ -247,40 +247,56 @@ class Registry:
         the client's.
         """
         with collection_paused():
-            by_type: dict[tuple[str, int], list[int]] = {}
-            for index, row in enumerate(rows):
-                by_type.setdefault((row[5], row[6]), []).append(index)
-            payloads: list[Any] = [None] * len(rows)
+            # One pass groups the rows by (type, schema version); each group's payloads are
+            # validated in one call, then handed out in order by an iterator per group. The
+            # loop below is the whole per-event cost in Python: it builds each envelope with
+            # local names only (profiled: helper calls and index lookups were a third of it).
+            groups: dict[tuple[str, int], list[Sequence[Any]]] = {}
+            for row in rows:
+                key = (row[5], row[6])
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [row]
+                else:
+                    group.append(row)
+            decoded: dict[tuple[str, int], Iterator[Event]] = {}
             classes: dict[str, type[RecordedEvent]] = {}
-            for (type_name, schema), indices in by_type.items():
-                decoded = self._payloads(type_name, schema, [rows[i] for i in indices])
-                for index, payload in zip(indices, decoded, strict=True):
-                    payloads[index] = payload
-                classes[type_name] = self._recorded_class(type_name)
+            for key, group in groups.items():
+                decoded[key] = iter(self._payloads(key[0], key[1], group))
+                classes[key[0]] = self._recorded_class(key[0])
             metadata: dict[str, Metadata] = {}
             out: list[RecordedEvent] = []
-            for row, payload in zip(rows, payloads, strict=True):
+            append = out.append
+            new = object.__new__
+            set_slot = object.__setattr__
+            fields_set = _RECORDED_FIELDS
+            for row in rows:
                 position, tx, stream_id, version, event_id, type_name, schema, _, meta, at = row
                 envelope = metadata.get(meta)
                 if envelope is None:
                     envelope = metadata[meta] = _metadata(meta, position)
-                out.append(
-                    _trusted(
-                        classes[type_name],
-                        {
-                            "position": position,
-                            "tx": int(tx),
-                            "stream_id": stream_id,
-                            "stream_version": version,
-                            "event_id": event_id,
-                            "type": type_name,
-                            "schema_version": schema,
-                            "data": payload,
-                            "metadata": envelope,
-                            "recorded_at": at,
-                        },
-                    )
+                # What ``_trusted`` does, inline.
+                event = new(classes[type_name])
+                set_slot(
+                    event,
+                    "__dict__",
+                    {
+                        "position": position,
+                        "tx": int(tx),
+                        "stream_id": stream_id,
+                        "stream_version": version,
+                        "event_id": event_id,
+                        "type": type_name,
+                        "schema_version": schema,
+                        "data": next(decoded[type_name, schema]),
+                        "metadata": envelope,
+                        "recorded_at": at,
+                    },
                 )
+                set_slot(event, "__pydantic_fields_set__", fields_set)
+                set_slot(event, "__pydantic_extra__", None)
+                set_slot(event, "__pydantic_private__", None)
+                append(event)
         return out
 
     def _recorded_class(self, type_name: str) -> type[RecordedEvent]:

@@ -71,7 +71,7 @@ from hub.servers import manager as servers
 from hub.services import environment as service_environment
 from hub.services import supervisor as service_supervisor
 from hub.web import html, idempotency, request_metrics
-from projections import base, catalog, runner
+from projections import base, catalog, runner, snapshots
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ async def open_hub(
                 await bootstrap.reconcile(event_store, config)
             async with (
                 runner.AsyncRunner(event_store, projections),
+                take_snapshots(config, dsn, serving=serving),
                 open_rooms(config, event_store, dsn, serving=serving) as rooms,
                 open_sessions(config, event_store, rooms, code) as sessions,
             ):
@@ -207,6 +208,30 @@ def collab_limits_of(config: hub_settings.Settings) -> collab_limits.Limits:
         room_grace_s=config.collab_room_grace_s,
         compact_after_updates=config.collab_compact_after_updates,
     )
+
+
+@contextlib.asynccontextmanager
+async def take_snapshots(
+    config: hub_settings.Settings, dsn: str | None, *, serving: bool
+) -> AsyncIterator[snapshots.Snapshotter | None]:
+    """A serving hub's snapshots of the read models for time travel, every
+    ``snapshot_every_events`` positions (none for one-shot commands, or when 0)."""
+    if not serving or not config.snapshot_every_events:
+        yield None
+        return
+    # A pool of its own, without the requests' bound on a statement: taking a snapshot is
+    # background work that may run statements as long as a one-shot command's.
+    pool = await database.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with snapshots.Snapshotter(
+            store.EventStore(pool, group_commit_lanes=0),
+            catalog.ALL,
+            every=config.snapshot_every_events,
+            keep=config.snapshot_keep,
+        ) as taker:
+            yield taker
+    finally:
+        await pool.close()
 
 
 @contextlib.asynccontextmanager

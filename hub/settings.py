@@ -126,6 +126,22 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest event payload the log accepts, in bytes"
     )
+    snapshot_every_events: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="A serving hub copies every read model each time the log has grown by this"
+        " many positions, so that 'chronohub state --at' and the audit's past views replay"
+        " only the events after the newest copy at or before the point asked for (0: never;"
+        " 'chronohub projections snapshot' takes one by hand)",
+    )
+    snapshot_keep: int = Field(
+        default=8,
+        ge=1,
+        description="Most snapshots of the read models kept: those built by other projection"
+        " code are dropped first, then the one whose neighbours are closest (never the newest),"
+        " so that those kept stay spread over the log; each holds a copy of every read"
+        " model's tables",
+    )
     log_level: str = Field(
         default="INFO", description="Python logging level: DEBUG, INFO, WARNING or ERROR"
     )

@@ -77,12 +77,21 @@ class UsersProjection:
 
     async def apply(self, conn: sql.Connection, events: Sequence[models.RecordedEvent]) -> None:
         """Fold ``events`` into the touched rows and write them back."""
-        ids = [_user_id(e) for e in events]
-        stored = await conn.fetch(queries["load"], list(set(ids)))
-        rows: dict[UUID, UserRow | None] = {r[0]: UserRow(*r) for r in stored}
-        for user_id, event in zip(ids, events, strict=True):
-            rows[user_id] = evolve(rows.get(user_id), event)
-        gone = [user_id for user_id, row in rows.items() if row is None]
+        # Keyed by the UUID's integer: the ids come as ``uuid.UUID`` from the payloads and as
+        # the driver's own UUID subclass from the table, both hashed by a Python-level
+        # ``__hash__`` (a sixth of a rebuild's client CPU, profiled); the integer is a slot.
+        ids: dict[int, UUID] = {}
+        keys = []
+        for event in events:
+            user_id = _user_id(event)
+            key = user_id.int
+            ids[key] = user_id
+            keys.append(key)
+        stored = await conn.fetch(queries["load"], list(ids.values()))
+        rows: dict[int, UserRow | None] = {r[0].int: UserRow(*r) for r in stored}
+        for key, event in zip(keys, events, strict=True):
+            rows[key] = evolve(rows.get(key), event)
+        gone = [ids[key] for key, row in rows.items() if row is None]
         live = [row for row in rows.values() if row is not None]
         if gone:
             await conn.execute(queries["delete"], gone)

@@ -1,8 +1,10 @@
 """The hub at a moment: users, groups, tokens, servers and projects as they were at a position
 or time of the log, for ``chronohub state --at`` and the page ``/hub/events/at/{position}``.
 
-Every projection is replayed up to that point (``rebuild.as_of``: a scratch schema of its
-own, which the connection's ``search_path`` reads), read, and dropped.
+Every projection is replayed up to that point into a scratch schema of its own, which the
+connection's ``search_path`` reads, then read, and dropped: from the newest snapshot of the
+read models at or before that point (``projections.snapshots``), so that only the events
+after it are replayed, or from the start of the log if there is none of the running code.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncpg
 
 from events import models, sql, store
 from hub import errors
-from projections import base, catalog, rebuild
+from projections import base, catalog, rebuild, snapshots
 
 queries = sql.Queries(__package__ or "hub.audit", "moment.sql")
 
@@ -51,6 +53,15 @@ async def checkpoint_at(
     or of the last one at or before a time (the origin, and None, before the first event)."""
     moment = await rebuild.checkpoint_of(conn, at)
     if moment is None:
+        last = await conn.fetchval(queries["last_position"])
+        if isinstance(at, int) and at > last:
+            raise errors.NotFound(
+                f"position {at} is past the end of the log (its last event is at {last})"
+                if last
+                else f"position {at} is past the end of the log, which is empty"
+            )
+        if isinstance(at, int) and at < 1:
+            raise errors.NotFound(f"no event at position {at}: positions start at 1")
         raise errors.NotFound(f"no event at position {at} (or not yet readable)")
     return moment
 
@@ -64,18 +75,20 @@ async def views_at(
     limit: int = 1000,
     progress: rebuild.Progress | None = None,
     timeout_s: float | None = None,
+    note: snapshots.Note | None = None,
 ) -> list[View]:
     """``views`` (names of ``VIEWS``) as of ``checkpoint``: every projection replayed in one
     pass over the log (each page read once), read, and the scratch schema dropped.
 
     ``timeout_s`` bounds the replay (the page's; the CLI waits as long as it takes): each
     statement by PostgreSQL's ``statement_timeout``, the whole between pages; past it,
-    ``TooLong`` (the scratch schema dropped all the same)."""
+    ``TooLong`` (the scratch schema dropped all the same). ``note`` is told which snapshot the
+    replay starts from, or why none."""
     unknown = [v for v in views if v not in HEADERS]
     if unknown:
         raise errors.BadRequest(f"unknown view {unknown[0]!r}; one of {', '.join(VIEWS)}")
     if timeout_s is None:
-        return await _views_at(conn, event_store, checkpoint, views, limit, progress)
+        return await _views_at(conn, event_store, checkpoint, views, limit, progress, note)
     deadline = time.monotonic() + timeout_s
 
     def bounded(done: int, total: int) -> None:
@@ -89,7 +102,7 @@ async def views_at(
     # (whole seconds, at least one: the bound of the whole is the deadline between pages)
     await conn.execute(queries["set_statement_timeout"], f"{max(1, math.ceil(timeout_s))}s")
     try:
-        return await _views_at(conn, event_store, checkpoint, views, limit, bounded)
+        return await _views_at(conn, event_store, checkpoint, views, limit, bounded, note)
     except asyncpg.QueryCanceledError as exc:  # a statement past statement_timeout
         raise TooLong(_too_long(checkpoint, timeout_s)) from exc
     finally:
@@ -122,10 +135,13 @@ async def _views_at(
     views: Sequence[str],
     limit: int,
     progress: rebuild.Progress | None,
+    note: snapshots.Note | None,
 ) -> list[View]:
     found: list[View] = []
     together = base.Together(catalog.ALL)
-    async with rebuild.as_of(conn, event_store, together, checkpoint, progress=progress):
+    async with snapshots.as_of(
+        conn, event_store, together, checkpoint, progress=progress, note=note
+    ):
         for view in views:
             rows = await conn.fetch(queries[f"state_{view}"], limit)
             total = rows[0]["total"] if rows else 0

@@ -69,3 +69,7 @@ SELECT set_config('statement_timeout', $1, false);
 
 -- name: reset_statement_timeout
 RESET statement_timeout;
+
+-- name: last_position
+-- The log's last position, committed or not yet readable (for the error past its end).
+SELECT coalesce(max(global_position), 0) FROM events;

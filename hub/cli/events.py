@@ -31,7 +31,7 @@ from hub import errors
 from hub.audit import export_format, moment
 from hub.audit import history as audit
 from hub.cli import progress
-from projections import catalog, rebuild
+from projections import catalog, rebuild, snapshots
 
 queries = sql.Queries(__package__ or "hub.cli", "events.sql")
 
@@ -314,7 +314,8 @@ async def state(
     event_store: store.EventStore, at: int | datetime, view: str, *, limit: int = 1000
 ) -> int:
     """Show users, groups, tokens, servers or projects (with their members) as they were at a
-    position or time (``moment``: every projection replayed up to that point)."""
+    position or time (``moment``: every projection replayed up to that point, from the
+    newest snapshot before it)."""
     async with event_store.pool.acquire() as conn:
         try:
             checkpoint, recorded_at = await moment.checkpoint_at(conn, at)
@@ -324,7 +325,13 @@ async def state(
         with progress.bar(stderr) as bar:
             report = progress.reporter(bar, "replay all projections", exact=False)
             [found] = await moment.views_at(
-                conn, event_store, checkpoint, [view], limit=limit, progress=report
+                conn,
+                event_store,
+                checkpoint,
+                [view],
+                limit=limit,
+                progress=report,
+                note=lambda text: stderr.print(escape(text)),
             )
     when = (
         f"position {checkpoint.position} ({_time(recorded_at)} UTC)"
@@ -341,6 +348,53 @@ async def state(
             else f"{found.total} in all",
         )
     )
+    return 0
+
+
+async def snapshot(event_store: store.EventStore, at: int | datetime | None, *, keep: int) -> int:
+    """Take a snapshot of every read model at a position or time (the log's end by default),
+    then keep at most ``keep`` (spread over the log)."""
+    upto = None
+    if at is not None:
+        async with event_store.pool.acquire() as conn:
+            try:
+                upto, _ = await moment.checkpoint_at(conn, at)
+            except errors.HubError as exc:
+                return _failed(exc)
+    try:
+        with progress.bar(stderr) as bar:
+            taken = await snapshots.take(
+                event_store,
+                catalog.ALL,
+                at=upto,
+                keep=keep,
+                progress=progress.reporter(bar, "replay all projections", exact=False),
+                note=lambda text: stderr.print(escape(text)),
+            )
+    except snapshots.SnapshotError as exc:
+        stderr.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 1
+    stdout.print(f"snapshot {taken.schema} at position {taken.checkpoint.position}")
+    return 0
+
+
+async def list_snapshots(event_store: store.EventStore) -> int:
+    """List the snapshots, oldest point first, and whether the running code can use each."""
+    async with event_store.pool.acquire() as conn:
+        current = await snapshots.versions(conn, catalog.ALL)
+        found = await snapshots.listed(conn)
+    rows = [
+        (
+            s.schema,
+            s.checkpoint.position,
+            _time(s.recorded_at) if s.recorded_at else "",
+            _time(s.created_at),
+            "yes" if s.usable_for(current) else "no: " + ", ".join(s.changed(current)),
+        )
+        for s in found
+    ]
+    headers = ("snapshot", "position", "event time (UTC)", "taken (UTC)", "usable")
+    stdout.print(_table(headers, rows, caption=f"{len(rows)} snapshots"))
     return 0
 
 

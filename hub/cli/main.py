@@ -130,6 +130,20 @@ def _parser() -> argparse.ArgumentParser:
     verify_cmd = actions.add_parser("verify", help="rebuild aside and compare with live tables")
     verify_cmd.add_argument("name", nargs="?", help="one projection (default: all)")
     verify_cmd.set_defaults(command=_verify)
+    snapshot_cmd = actions.add_parser(
+        "snapshot",
+        help="copy every read model as of a point, so that 'state --at' replays only the rest",
+    )
+    snapshot_cmd.add_argument(
+        "--at",
+        type=events_cli.at_argument,
+        metavar="POSITION|TIMESTAMP",
+        help="the point (default: the log's end); at most snapshot_keep are kept",
+    )
+    snapshot_cmd.add_argument(
+        "--list", action="store_true", help="list the snapshots instead of taking one"
+    )
+    snapshot_cmd.set_defaults(command=_snapshot)
 
     log = commands.add_parser("events", help="read, follow, export, import or count the event log")
     log_actions = log.add_subparsers(required=True, metavar="ACTION")
@@ -310,6 +324,13 @@ async def _rebuild(config: hub_settings.Settings, args: argparse.Namespace) -> i
                 )
             console.print(f"rebuilt {result.projection}: {result.events} events")
     return 0
+
+
+async def _snapshot(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    async with app.open_hub(config, serving=False) as hub:
+        if args.list:
+            return await events_cli.list_snapshots(hub.store)
+        return await events_cli.snapshot(hub.store, args.at, keep=config.snapshot_keep)
 
 
 async def _verify(config: hub_settings.Settings, args: argparse.Namespace) -> int:

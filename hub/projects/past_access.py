@@ -1,11 +1,12 @@
 """Who could read, write or manage a project at a past moment, and through what.
 
 The answer comes from the log alone: the users, groups, roles and projects read models are
-replayed up to that moment into a scratch schema (``projections.rebuild.as_of``), and the
-same rules as ``hub.projects.access`` are applied to them. Each user who could use the
-project is listed with their best role and every way they had it: as its owner, through a
-grant to them, a grant to one of their groups, membership of the owning team, a role held
-(the hub's admins hold ``admin``), or as a team admin (``admin:groups!group=<team>``).
+replayed up to that moment into a scratch schema (``projections.snapshots.as_of``: from the
+newest snapshot before it, if any), and the same rules as ``hub.projects.access`` are applied
+to them. Each user who could use the project is listed with their best role and every way
+they had it: as its owner, through a grant to them, a grant to one of their groups,
+membership of the owning team, a role held (the hub's admins hold ``admin``), or as a team
+admin (``admin:groups!group=<team>``).
 Visibility is told once (``signed_in``/``anyone``), not user by user. Tokens are not part
 of the answer: they narrow what a person may do, they never widen it.
 
@@ -24,7 +25,7 @@ from events import models, sql, store
 from hub import errors
 from hub.auth import roles, scope_table, scopes
 from hub.projects import access
-from projections import base, catalog, rebuild
+from projections import base, catalog, rebuild, snapshots
 
 queries = sql.Queries(__package__ or "hub.projects", "past_access.sql")
 
@@ -197,7 +198,7 @@ async def at(
 ) -> dict[str, Any]:
     """Who could use project ``project_id`` at ``when`` (see the module's docstring)."""
     checkpoint, recorded_at = await checkpoint_at(conn, event_store, when)
-    async with rebuild.as_of(conn, event_store, _projection(), checkpoint):
+    async with snapshots.as_of(conn, event_store, _projection(), checkpoint):
         project = await conn.fetchrow(queries["access_project"], project_id)
         if project is not None:
             users = await conn.fetch(queries["access_users"])

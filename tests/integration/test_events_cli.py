@@ -312,7 +312,8 @@ async def test_state_before_the_first_event_is_empty(history: History, db_url: s
     [
         ("yesterday", 2, "neither a position"),
         ("2026-01-01T00:00:00", 2, "has no time zone"),
-        ("999999", 1, "no event at position 999999"),
+        ("999999", 1, "position 999999 is past the end of the log (its last event is at"),
+        ("0", 1, "no event at position 0: positions start at 1"),
     ],
 )
 async def test_state_at_refuses_what_is_not_a_point_of_the_log(

@@ -326,7 +326,7 @@ async def test_the_hub_at_a_moment_is_the_projections_state_then(
 
     missing = await admin.get("/hub/events/at/999999")
     assert missing.status == 404
-    assert "no event at position 999999" in missing.text
+    assert "position 999999 is past the end of the log (its last event is at" in missing.text
     bad = await admin.get("/hub/events/at/abc")
     assert bad.status == 400
     assert "position: &#39;abc&#39; is not a position in the log" in bad.text

@@ -1,0 +1,431 @@
+"""Snapshots of the read models at past points of the log, so that time travel replays only
+the events after the newest snapshot at or before the point asked for.
+
+A snapshot is a schema of its own (``snapshot_<hex>``) with logged copies of the projections'
+tables as of a checkpoint, and a one-row table (``_chronohub_snapshot``) saying which
+checkpoint, and which *version* of each projection built it. A version is a digest of what
+decides the rows a projection writes: its module's code and SQL, the schema versions of the
+events it handles, and the columns of its live tables. A snapshot whose versions differ from
+the running code's is never used (time travel says so and replays from the start): it may
+hold rows the current code would not write.
+
+Snapshots are taken by ``chronohub projections snapshot``, and by a serving hub every
+``snapshot_every_events`` positions of the log (``Snapshotter``); at most ``snapshot_keep``
+are kept (those of other versions dropped first, then the one whose neighbours are closest,
+never the newest: those kept stay spread over the log). One snapshot is
+taken at a time per database (an advisory lock); a snapshot being copied from is never
+dropped under its reader (a shared advisory lock per snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import inspect
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+
+from events import errors, models, sql, store, tasks
+from projections import base, rebuild
+
+log = logging.getLogger(__name__)
+queries = sql.Queries(__package__ or "projections", "snapshots.sql")
+
+PURPOSE = "snapshot"
+BUILDING = "snapshot_build"
+"""The purpose in the names of snapshots being built: ``rebuild.drop_unused`` sweeps those a
+dead process left."""
+INFO = "_chronohub_snapshot"
+DEFAULT_KEEP = 8
+
+Note = Callable[[str], None]
+"""Told, in a sentence, where a time travel starts from (a snapshot, or why not one)."""
+
+
+class SnapshotError(base.ProjectionError):
+    """A snapshot that cannot be taken (another is being taken, or the point is unknown)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A finished snapshot: its schema, where it stands and the versions that built it."""
+
+    schema: str
+    checkpoint: models.Checkpoint
+    recorded_at: datetime | None
+    versions: dict[str, str]
+    events: int
+    created_at: datetime
+
+    def usable_for(self, current: dict[str, str]) -> bool:
+        """Whether it holds every projection of ``current``, each of the same version."""
+        return all(self.versions.get(name) == version for name, version in current.items())
+
+    def changed(self, current: dict[str, str]) -> list[str]:
+        """The projections of ``current`` it holds in another version (or not at all)."""
+        return sorted(n for n, v in current.items() if self.versions.get(n) != v)
+
+
+def members(projection: base.Projection) -> list[base.Projection]:
+    """The projections ``projection`` applies: those of a ``base.Together``, or itself."""
+    if isinstance(projection, base.Together):
+        return list(projection.projections)
+    return [projection]
+
+
+async def versions(
+    conn: sql.Connection,
+    projections: Iterable[base.Projection],
+    registry: models.Registry = models.registry,
+) -> dict[str, str]:
+    """Each projection's version: a digest of its module's source and SQL files, an explicit
+    ``version`` attribute if it has one, the schema versions of the events it handles and the
+    columns of its live tables."""
+    found = list(projections)
+    tables = sorted({t for p in found for t in p.tables})
+    shapes = {r["name"]: r["columns"] for r in await conn.fetch(queries["columns"], tables)}
+    result = {}
+    for projection in found:
+        digest = hashlib.sha256(_code(type(projection)).encode())
+        digest.update(repr(getattr(projection, "version", None)).encode())
+        for type_name in sorted(projection.handles):
+            digest.update(f"{type_name}@{registry.model(type_name).schema_version};".encode())
+        for table in projection.tables:
+            digest.update(f"{table}({shapes.get(table)});".encode())
+        result[projection.name] = digest.hexdigest()[:32]
+    return result
+
+
+@functools.cache
+def _code(cls: type) -> str:
+    """A digest of the source of the class's module and the SQL files beside it of the same
+    stem (read once: the code does not change under a running process)."""
+    digest = hashlib.sha256(cls.__qualname__.encode())
+    source = inspect.getsourcefile(cls)
+    if source is not None:  # every projection is defined in a file
+        path = Path(source)
+        for part in [path, *sorted(path.parent.glob(path.stem + "*.sql"))]:
+            digest.update(part.read_bytes())
+    return digest.hexdigest()
+
+
+async def listed(conn: sql.Connection) -> list[Snapshot]:
+    """The finished snapshots, oldest checkpoint first."""
+    found = []
+    for row in await conn.fetch(queries["named"]):
+        name = row["name"]
+        try:
+            info = await conn.fetchrow(
+                f"SELECT tx_id::text AS tx, position, recorded_at, versions::text AS versions,"
+                f" events, created_at FROM {rebuild.ident(name)}.{INFO}"
+            )
+        except asyncpg.UndefinedTableError:
+            continue  # dropped meanwhile, or not one of ours
+        if info is None:
+            continue
+        found.append(
+            Snapshot(
+                schema=name,
+                checkpoint=models.Checkpoint(int(info["tx"]), info["position"]),
+                recorded_at=info["recorded_at"],
+                versions=json.loads(info["versions"]),
+                events=info["events"],
+                created_at=info["created_at"],
+            )
+        )
+    return sorted(found, key=lambda s: s.checkpoint)
+
+
+async def _restore(
+    conn: sql.Connection, snapshot: Snapshot, schema: str, projection: base.Projection
+) -> bool:
+    """Copy ``projection``'s tables from ``snapshot`` into ``schema`` (made by
+    ``rebuild.create_tables``); False if the snapshot was dropped before it could be read."""
+    async with conn.transaction():
+        await conn.fetchval(queries["use"], snapshot.schema)
+        if not await conn.fetchval(queries["exists"], snapshot.schema):
+            return False
+        for table in projection.tables:
+            target, source = rebuild.ident(schema), rebuild.ident(snapshot.schema)
+            # Same columns in the same order: the table's shape is part of the version.
+            await conn.execute(
+                f"INSERT INTO {target}.{rebuild.ident(table)}"
+                f" SELECT * FROM {source}.{rebuild.ident(table)}"
+            )
+    return True
+
+
+async def _start_from(
+    conn: sql.Connection,
+    projection: base.Projection,
+    schema: str,
+    upto: models.Checkpoint | None,
+    note: Note | None,
+) -> Snapshot | None:
+    """Restore into ``schema`` the newest snapshot usable for ``projection`` at or before
+    ``upto``; the snapshot, or None (start from the origin). Tells ``note`` which, and why."""
+    current = await versions(conn, members(projection))
+    candidates = [s for s in await listed(conn) if upto is None or s.checkpoint <= upto]
+    skipped: Snapshot | None = None
+    for snapshot in reversed(candidates):
+        if not snapshot.usable_for(current):
+            skipped = skipped or snapshot
+            continue
+        if await _restore(conn, snapshot, schema, projection):
+            if note is not None:
+                note(f"starting from the snapshot at position {snapshot.checkpoint.position}")
+            return snapshot
+    if note is not None:
+        if skipped is not None:
+            note(
+                f"the snapshot at position {skipped.checkpoint.position} was built by other code"
+                f" of {', '.join(skipped.changed(current))}: replaying the log from the start"
+            )
+        else:
+            note("no snapshot at or before this point: replaying the log from the start")
+    return None
+
+
+@contextlib.asynccontextmanager
+async def as_of(
+    conn: sql.Connection,
+    event_store: store.EventStore,
+    projection: base.Projection,
+    upto: models.Checkpoint,
+    *,
+    batch_size: int = rebuild.DEFAULT_BATCH,
+    progress: rebuild.Progress | None = None,
+    note: Note | None = None,
+) -> AsyncIterator[str]:
+    """Time travel as ``rebuild.as_of`` does it, from the newest usable snapshot at or before
+    ``upto`` when there is one: only the events after it are replayed. Exactly the tables a
+    replay from the start builds (a snapshot is such a replay, stopped at its checkpoint)."""
+    schema = rebuild.scratch_name(rebuild.AS_OF)
+    await conn.fetchval(rebuild.scratch_queries["hold"], schema)
+    try:
+        await rebuild.create_tables(conn, projection, schema)
+        start = await _start_from(conn, projection, schema, upto, note)
+        after = start.checkpoint if start is not None else models.ORIGIN
+        total = await _remaining(conn, projection, after, upto) if progress is not None else 0
+        await rebuild.replay(
+            conn, event_store, projection, after, upto, batch_size, progress, total
+        )
+        yield schema
+    finally:
+        try:
+            await rebuild.drop_scratch(conn, schema)
+        finally:
+            await conn.fetchval(rebuild.scratch_queries["release"], schema)
+
+
+async def _remaining(
+    conn: sql.Connection,
+    projection: base.Projection,
+    after: models.Checkpoint,
+    upto: models.Checkpoint | None,
+) -> int:
+    """About how many events a replay from ``after`` applies (for a progress bar)."""
+    head = await conn.fetchval(queries["head_position"])
+    last = upto.position if upto is not None else head
+    return max(0, last - after.position)
+
+
+async def take(
+    event_store: store.EventStore,
+    projections: Sequence[base.Projection],
+    *,
+    at: models.Checkpoint | None = None,
+    keep: int = DEFAULT_KEEP,
+    batch_size: int = rebuild.DEFAULT_BATCH,
+    progress: rebuild.Progress | None = None,
+    note: Note | None = None,
+) -> Snapshot:
+    """Take a snapshot of ``projections`` at ``at`` (the log's readable head by default),
+    from the newest usable one before it; then keep at most ``keep`` (``prune``).
+
+    Raises ``SnapshotError`` while another snapshot is being taken."""
+    if keep < 1:
+        raise SnapshotError(f"keep must be at least 1, got {keep}")
+    together = base.Together(projections)
+    async with event_store.connection() as conn:
+        if not await conn.fetchval(queries["take_lock"]):
+            raise SnapshotError("another snapshot is being taken; try again when it is done")
+        try:
+            await rebuild.drop_unused(conn, BUILDING)
+            upto = at if at is not None else await event_store.head(conn=conn)
+            current = await versions(conn, projections)
+            for existing in await listed(conn):
+                if existing.checkpoint == upto and existing.usable_for(current):
+                    if note is not None:
+                        note(f"a snapshot at position {upto.position} exists already")
+                    return existing
+            snapshot = await _build(
+                conn, event_store, together, upto, current, batch_size, progress, note
+            )
+            await prune(conn, keep, current)
+            return snapshot
+        finally:
+            await conn.fetchval(queries["take_unlock"])
+
+
+async def _build(
+    conn: sql.Connection,
+    event_store: store.EventStore,
+    together: base.Together,
+    upto: models.Checkpoint,
+    current: dict[str, str],
+    batch_size: int,
+    progress: rebuild.Progress | None,
+    note: Note | None,
+) -> Snapshot:
+    building = rebuild.scratch_name(BUILDING)
+    await conn.fetchval(rebuild.scratch_queries["hold"], building)
+    try:
+        await rebuild.create_tables(conn, together, building)
+        start = await _start_from(conn, together, building, upto, note)
+        after = start.checkpoint if start is not None else models.ORIGIN
+        total = await _remaining(conn, together, after, upto) if progress is not None else 0
+        _, count = await rebuild.replay(
+            conn, event_store, together, after, upto, batch_size, progress, total
+        )
+        recorded_at = await conn.fetchval(queries["recorded_at"], upto.position)
+        final = rebuild.scratch_name(PURPOSE)
+        async with conn.transaction():
+            for table in together.tables:
+                # Logged: an unlogged table is emptied by crash recovery, and an empty copy
+                # would pass for the state of the hub at that point.
+                await conn.execute(
+                    f"ALTER TABLE {rebuild.ident(building)}.{rebuild.ident(table)} SET LOGGED"
+                )
+            await conn.execute(
+                f"CREATE TABLE {rebuild.ident(building)}.{INFO} (tx_id xid8 NOT NULL,"
+                " position bigint NOT NULL, recorded_at timestamptz, versions jsonb NOT NULL,"
+                " events bigint NOT NULL, created_at timestamptz NOT NULL)"
+            )
+            created_at = await conn.fetchval(
+                f"INSERT INTO {rebuild.ident(building)}.{INFO}"
+                " VALUES ($1::text::xid8, $2, $3, $4::jsonb, $5, clock_timestamp())"
+                " RETURNING created_at",
+                str(upto.tx),
+                upto.position,
+                recorded_at,
+                json.dumps(current, sort_keys=True),
+                count + (start.events if start is not None else 0),
+            )
+            await conn.execute(
+                f"ALTER SCHEMA {rebuild.ident(building)} RENAME TO {rebuild.ident(final)}"
+            )
+        log.info("snapshot %s taken at position %d", final, upto.position)
+        return Snapshot(
+            final,
+            upto,
+            recorded_at,
+            current,
+            count + (start.events if start is not None else 0),
+            created_at,
+        )
+    finally:
+        try:
+            await rebuild.drop_scratch(conn, building)  # gone if renamed: IF EXISTS
+        finally:
+            await conn.fetchval(rebuild.scratch_queries["release"], building)
+
+
+async def prune(conn: sql.Connection, keep: int, current: dict[str, str]) -> list[str]:
+    """Keep at most ``keep`` snapshots: those of other versions go first; then, while there
+    are too many, the one whose neighbours are closest together (``thinned``), so that those
+    kept stay spread over the whole log. A snapshot being read is left for the next pruning.
+    Returns the names dropped."""
+    found = await listed(conn)
+    stale = [s for s in found if not s.usable_for(current)]
+    fresh = [s for s in found if s.usable_for(current)]
+    excess = max(0, len(found) - keep)
+    doomed = stale[:excess] + thinned(fresh, excess - len(stale[:excess]))
+    dropped = []
+    for snapshot in doomed:
+        async with conn.transaction():
+            if not await conn.fetchval(queries["try_drop"], snapshot.schema):
+                continue
+            await conn.execute(f"DROP SCHEMA IF EXISTS {rebuild.ident(snapshot.schema)} CASCADE")
+            dropped.append(snapshot.schema)
+    return dropped
+
+
+def thinned(kept: Sequence[Snapshot], count: int) -> list[Snapshot]:
+    """``count`` of ``kept`` (oldest checkpoint first) to drop, never the newest: each time the
+    one whose removal leaves the shortest gap between its neighbours (the origin before the
+    first), so that the longest replay a time travel needs grows as little as it can."""
+    left = list(kept)
+    chosen: list[Snapshot] = []
+    for _ in range(max(0, min(count, len(left) - 1))):
+        positions = [0] + [s.checkpoint.position for s in left]
+        gaps = [positions[i + 2] - positions[i] for i in range(len(left) - 1)]
+        chosen.append(left.pop(gaps.index(min(gaps))))
+    return chosen
+
+
+class Snapshotter:
+    """Takes a snapshot whenever the log has grown ``every`` positions past the newest one
+    (checked every ``check_s``); ``start``/``stop`` or ``async with``."""
+
+    def __init__(
+        self,
+        event_store: store.EventStore,
+        projections: Sequence[base.Projection],
+        *,
+        every: int,
+        keep: int = DEFAULT_KEEP,
+        check_s: float = 60.0,
+    ) -> None:
+        if every < 1:
+            raise SnapshotError(f"every must be at least 1, got {every}")
+        self.store = event_store
+        self.projections = list(projections)
+        self.every = every
+        self.keep = keep
+        self.check_s = check_s
+        self._tasks = tasks.TaskOwner("snapshot", logger=log)
+
+    async def start(self) -> None:
+        """Start watching the log's growth (one named task)."""
+        self._tasks.start(self._watch(), "chronohub-snapshots")
+
+    async def stop(self) -> None:
+        """Cancel the task; a snapshot being built is dropped."""
+        await self._tasks.close()
+
+    async def __aenter__(self) -> Snapshotter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def due(self) -> bool:
+        """Whether the log is ``every`` positions past the newest usable snapshot."""
+        async with self.store.connection() as conn:
+            head = await self.store.head(conn=conn)
+            current = await versions(conn, self.projections)
+            usable = [s for s in await listed(conn) if s.usable_for(current)]
+        newest = usable[-1].checkpoint.position if usable else 0
+        return head.position - newest >= self.every
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                if await self.due():
+                    await take(self.store, self.projections, keep=self.keep)
+            except SnapshotError as exc:  # another process is taking one
+                log.info("snapshot not taken: %s", exc)
+            except (base.ProjectionError, errors.DatabaseUnavailable, asyncpg.PostgresError) as exc:
+                # Nothing is lost: the half-built schema was dropped; try again next time.
+                log.error("snapshot failed: %s", exc)
+            await asyncio.sleep(self.check_s)

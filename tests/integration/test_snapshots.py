@@ -1,0 +1,174 @@
+"""Snapshots of the read models: time travel from a snapshot gives exactly the tables a replay
+from the start gives; a snapshot of other projection code is not used (and time travel says
+so); only the newest ``keep`` are kept; a serving hub takes them as the log grows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from events import models, store
+from projections import base, catalog, rebuild, snapshots
+from projections import users as users_projection
+from tests.helpers import wait_for
+from tests.integration.api_fixtures import Api
+from tests.integration.test_events_cli import cli
+from tests.integration.test_projections import create_user
+from tests.integration.test_workflow import run_workflow
+
+pytestmark = pytest.mark.integration
+
+ALL = base.Together(catalog.ALL)
+SNAPSHOTS = "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^snapshot_'"
+
+
+async def tables(conn: Any, projection: base.Projection) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the projection's tables as ``conn``'s ``search_path`` finds them, sorted."""
+    found = {}
+    for table in projection.tables:
+        rows = await conn.fetch(f"SELECT * FROM {rebuild.ident(table)}")
+        found[table] = sorted((tuple(r) for r in rows), key=repr)
+    return found
+
+
+async def both_ways(
+    pool: asyncpg.Pool[Any], event_store: store.EventStore, upto: models.Checkpoint
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The read models at ``upto`` from the newest snapshot, and replayed from the start; and
+    what the snapshot way said."""
+    said: list[str] = []
+    async with pool.acquire() as conn:
+        async with snapshots.as_of(conn, event_store, ALL, upto, batch_size=7, note=said.append):
+            fast = await tables(conn, ALL)
+        async with rebuild.as_of(conn, event_store, ALL, upto):
+            slow = await tables(conn, ALL)
+    return fast, slow, said
+
+
+async def test_time_travel_from_snapshots_equals_a_replay_from_the_start(
+    api: Api, event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    await run_workflow(api)
+    log = await event_store.read_all(limit=10_000)
+    assert len(log) > 30
+    first = await snapshots.take(event_store, catalog.ALL, at=log[len(log) // 3].checkpoint)
+    second = await snapshots.take(event_store, catalog.ALL, at=log[2 * len(log) // 3].checkpoint)
+    assert first.checkpoint < second.checkpoint
+    assert second.events == 2 * len(log) // 3 + 1  # built from the first, counted in all
+    points = [0, len(log) // 3 - 1, len(log) // 3, len(log) // 2, 2 * len(log) // 3, len(log) - 1]
+    for index in points:
+        upto = log[index].checkpoint
+        fast, slow, said = await both_ways(pool, event_store, upto)
+        assert fast == slow, f"at position {upto.position}"
+        expected = [s for s in (first, second) if s.checkpoint <= upto]
+        if expected:
+            assert said == [
+                f"starting from the snapshot at position {expected[-1].checkpoint.position}"
+            ]
+        else:
+            assert said == ["no snapshot at or before this point: replaying the log from the start"]
+    assert any(v for v in (await both_ways(pool, event_store, log[-1].checkpoint))[1].values())
+
+
+async def test_a_snapshot_of_other_projection_code_is_not_used(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for number in range(5):
+        await create_user(event_store, f"user{number}")
+    head = await event_store.head()
+    await snapshots.take(event_store, catalog.ALL, at=head)
+    # The users projection's code changes (an explicit version is part of its digest).
+    monkeypatch.setattr(users_projection.UsersProjection, "version", 2, raising=False)
+    fast, slow, said = await both_ways(pool, event_store, head)
+    assert fast == slow
+    assert said == [
+        f"the snapshot at position {head.position} was built by other code of users:"
+        " replaying the log from the start"
+    ]
+    # Taking one again builds it from the start, and the stale one goes first.
+    again = await snapshots.take(event_store, catalog.ALL, at=head, keep=1)
+    async with pool.acquire() as conn:
+        assert [s.schema for s in await snapshots.listed(conn)] == [again.schema]
+
+
+async def test_at_most_keep_snapshots_are_kept(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    points = []
+    for number in range(4):
+        await create_user(event_store, f"user{number}")
+        points.append(await event_store.head())
+    for point in points:
+        await snapshots.take(event_store, catalog.ALL, at=point, keep=2)
+    async with pool.acquire() as conn:
+        kept = [s.checkpoint for s in await snapshots.listed(conn)]
+    assert len(kept) == 2
+    assert kept[-1] == points[-1]  # the newest stays; which other, ``thinned`` decides
+    assert await pool.fetchval(SNAPSHOTS) == 2  # nothing else left behind (no build schema)
+    # One at a point that has one already is not taken twice.
+    said: list[str] = []
+    await snapshots.take(event_store, catalog.ALL, at=points[-1], keep=2, note=said.append)
+    assert said == [f"a snapshot at position {points[-1].position} exists already"]
+    with pytest.raises(snapshots.SnapshotError, match="at least 1"):
+        await snapshots.take(event_store, catalog.ALL, keep=0)
+
+
+async def test_one_snapshot_is_taken_at_a_time(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    await create_user(event_store, "ann")
+    async with pool.acquire() as conn:
+        assert await conn.fetchval(snapshots.queries["take_lock"])
+        try:
+            with pytest.raises(snapshots.SnapshotError, match="another snapshot"):
+                await snapshots.take(event_store, catalog.ALL)
+        finally:
+            await conn.fetchval(snapshots.queries["take_unlock"])
+
+
+async def test_a_serving_hub_takes_snapshots_as_the_log_grows(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    async with snapshots.Snapshotter(event_store, catalog.ALL, every=3, keep=2, check_s=0.05):
+        for number in range(3):
+            await create_user(event_store, f"user{number}")
+        head = await event_store.head()
+
+        async def taken() -> list[snapshots.Snapshot]:
+            async with pool.acquire() as conn:
+                return await snapshots.listed(conn)
+
+        await wait_for(lambda: _at(taken, head))
+        for number in range(3, 9):
+            await create_user(event_store, f"user{number}")
+        last = await event_store.head()
+        await wait_for(lambda: _at(taken, last))
+    async with pool.acquire() as conn:
+        assert len(await snapshots.listed(conn)) <= 2
+
+
+async def _at(taken: Any, point: models.Checkpoint) -> bool:
+    return any(s.checkpoint >= point for s in await taken())
+
+
+async def test_the_snapshot_command_and_state_at_from_it(
+    event_store: store.EventStore, db_url: str, pool: asyncpg.Pool[Any]
+) -> None:
+    for number in range(6):
+        await create_user(event_store, f"user{number}")
+    positions = [e.position for e in await event_store.read_all()]
+    code, out = await cli(db_url, "projections", "snapshot", "--at", str(positions[2]))
+    assert code == 0, out
+    assert f"at position {positions[2]}" in out
+    code, out = await cli(db_url, "projections", "snapshot", "--list")
+    assert code == 0, out
+    assert "1 snapshots" in out
+    code, out = await cli(db_url, "state", "--at", str(positions[4]))
+    assert code == 0, out
+    assert f"starting from the snapshot at position {positions[2]}" in out
+    assert "5 in all" in out
+    code, out = await cli(db_url, "projections", "snapshot", "--at", str(positions[-1] + 10))
+    assert code == 1
+    assert "past the end of the log" in out
