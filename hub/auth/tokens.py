@@ -38,11 +38,13 @@ def digest(secret: str) -> bytes:
 
 @dataclass(frozen=True)
 class Issued:
-    """A token just issued: its id and, this once, the secret itself."""
+    """A token just issued: its id, this once the secret itself, and when it was issued (the
+    event's time, which the tokens read model records as its ``created``)."""
 
     token_id: str
     secret: str
     expires_at: datetime | None
+    created: datetime
 
 
 async def issue(
@@ -67,7 +69,7 @@ async def issue(
     token_id = new_token_id()
     secret = secret or new_secret()
     expires_at = now + timedelta(seconds=expires_in) if expires_in else None
-    await session.append(
+    appended = await session.append(
         token_events.stream_id(token_id),
         [
             token_events.TokenIssued(
@@ -87,4 +89,4 @@ async def issue(
     await session.conn.execute(
         queries["token_store_secret"], token_id, secret[:PREFIX_LENGTH], digest(secret)
     )
-    return Issued(token_id, secret, expires_at)
+    return Issued(token_id, secret, expires_at, appended.events[0].recorded_at)
