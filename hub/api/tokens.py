@@ -96,7 +96,8 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[d
     async with hub.store.session() as session:
         conn = session.conn
         caller = access.caller_of(request)
-        owner = await users_read.find(conn, name)
+        fresh = tokens.Fresh.new()
+        owner = await tokens.owner_storing_secret(conn, name, fresh)
         if owner is None or not caller.grants.allows(
             scope_table.TOKENS,
             scopes.Filter.user(name),
@@ -116,6 +117,7 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[d
             expires_in=command.expires_in,
             now=datetime.now(UTC),
             metadata=access.event_metadata(request, caller),
+            stored=fresh,
         )
     # The row the tokens read model holds now (``user_token``), from what was just written:
     # reading it back was one more round trip per token.

@@ -109,6 +109,23 @@ SELECT t.token_id, t.user_id, t.service, t.scopes, t.expires_at,
 -- name: token_store_secret
 INSERT INTO token_secrets (token_id, prefix, hash) VALUES ($1, $2, $3);
 
+-- name: token_owner_storing_secret
+-- The user a new token is for ($1 by name: id, name, admin flag and groups, or no row) read in
+-- the round trip that stores the token's hash ($2 token id, $3 prefix, $4 hash): one round
+-- trip fewer per token issued through the API (hub/api/tokens.py). The hash is stored
+-- whether or not the user exists: the caller's transaction rolls it back when it refuses the
+-- request, and a hash whose token was never issued authenticates nobody (token_owner joins
+-- tokens).
+WITH stored AS (
+    INSERT INTO token_secrets (token_id, prefix, hash) VALUES ($2, $3, $4)
+)
+SELECT u.user_id, u.name, u.admin,
+       coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
+                   FROM group_members m JOIN groups gr USING (group_id)
+                  WHERE m.user_id = u.user_id), '{}') AS groups
+  FROM users u
+ WHERE u.name = $1;
+
 -- name: token_touch
 INSERT INTO token_activity (token_id, last_activity) VALUES ($1, $2)
 ON CONFLICT (token_id) DO UPDATE SET last_activity = greatest(token_activity.last_activity,
