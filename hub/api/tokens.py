@@ -85,7 +85,7 @@ async def issue_token(request: web.Request) -> web.Response:
     return web.json_response(reply, status=201)
 
 
-async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[Any, str]:
+async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[dict[str, Any], str]:
     """Issue a token to user ``name`` as the request's caller asks: its row and its secret.
 
     Raises ``errors.HubError`` (with JupyterHub's messages) for what may not be issued."""
@@ -96,7 +96,8 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[A
     async with hub.store.session() as session:
         conn = session.conn
         caller = access.caller_of(request)
-        owner = await users_read.find(conn, name)
+        fresh = tokens.Fresh.new()
+        owner = await tokens.owner_storing_secret(conn, name, fresh)
         if owner is None or not caller.grants.allows(
             scope_table.TOKENS,
             scopes.Filter.user(name),
@@ -106,17 +107,30 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[A
             raise errors.Forbidden(f"User {name} not found or no permissions to generate tokens")
         requested = await _requested_scopes(conn, command)
         await access.check_token_request(conn, owner, requested)
+        note = command.note or _default_note(caller, name)
         issued = await tokens.issue(
             session,
             owner_name=name,
             user_id=owner["user_id"],
             scopes=requested,
-            note=command.note or _default_note(caller, name),
+            note=note,
             expires_in=command.expires_in,
             now=datetime.now(UTC),
             metadata=access.event_metadata(request, caller),
+            stored=fresh,
         )
-        row = await tokens_read.require(conn, owner["user_id"], issued.token_id)
+    # The row the tokens read model holds now (``user_token``), from what was just written:
+    # reading it back was one more round trip per token.
+    row = {
+        "token_id": issued.token_id,
+        "scopes": requested,
+        "note": note,
+        "created": issued.created,
+        "last_activity": None,  # not used yet
+        "expires_at": issued.expires_at,
+        "oauth_client": None,
+        "oauth_client_name": None,  # an API token
+    }
     return row, issued.secret
 
 

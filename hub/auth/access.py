@@ -156,12 +156,11 @@ async def user_scopes(
     """A user's expanded scopes and role names: ``user``, ``admin`` if admin, granted roles
     (directly or through groups), and the scopes shared with them."""
     implicit: tuple[str, ...] = ("user", "admin") if admin else ("user",)
-    granted = [s for r in await conn.fetch(queries["user_role_scopes"], user_id) for s in r[0]]
-    granted += [r[0] for r in await conn.fetch(queries["user_share_scopes"], user_id)]
-    names = [r["role"] for r in await conn.fetch(queries["user_role_names"], user_id)]
+    row: Any = await conn.fetchrow(queries["user_scopes"], user_id)  # one row, always
+    granted = {*row["role_scopes"], *row["share_scopes"]}
     owner = scopes.Owner.for_user(name)
-    return _owner_scopes(implicit, tuple(sorted(set(granted))), owner), tuple(
-        sorted({*implicit, *names})
+    return _owner_scopes(implicit, tuple(sorted(granted)), owner), tuple(
+        sorted({*implicit, *row["role_names"]})
     )
 
 
@@ -243,6 +242,8 @@ async def check_token_request(conn: sql.Connection, owner: Any, requested: list[
         # data, not a role: it is checked when used (hub/projects/access.py), where it only
         # ever narrows what the owner may do there.
         checked = [str(s) for s in parsed if s.filter is None or s.filter.kind != "project"]
+        if all(text == scopes.INHERIT for text in checked):
+            return  # what the owner holds, whatever that is: nothing to look up (the default)
         owner_scopes, _ = await user_scopes(conn, owner["user_id"], owner["name"], owner["admin"])
         scopes.check_token_scopes(
             checked, owner_scopes, owner=who, groups_of={owner["name"]: set(owner["groups"])}

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from events import models, sql, store
@@ -37,12 +38,37 @@ def digest(secret: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class Fresh:
+    """A token about to be issued: its id and its secret."""
+
+    token_id: str
+    secret: str
+
+    @classmethod
+    def new(cls) -> Fresh:
+        """A new id and a new secret."""
+        return cls(new_token_id(), new_secret())
+
+
+async def owner_storing_secret(conn: sql.Connection, name: str, fresh: Fresh) -> Any | None:
+    """User ``name`` (id, name, admin flag, groups; None: no such user), read in the round trip
+    that stores ``fresh``'s hash; then ``issue(..., stored=fresh)`` in the same transaction."""
+    secret = fresh.secret
+    return await conn.fetchrow(
+        queries["token_owner_storing_secret"],
+        name, fresh.token_id, secret[:PREFIX_LENGTH], digest(secret),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Issued:
-    """A token just issued: its id and, this once, the secret itself."""
+    """A token just issued: its id, this once the secret itself, and when it was issued (the
+    event's time, which the tokens read model records as its ``created``)."""
 
     token_id: str
     secret: str
     expires_at: datetime | None
+    created: datetime
 
 
 async def issue(
@@ -58,16 +84,19 @@ async def issue(
     metadata: models.Metadata,
     secret: str | None = None,
     oauth_client: str | None = None,
+    stored: Fresh | None = None,
 ) -> Issued:
     """Append ``token.issued`` and store the secret's hash, in the session's transaction.
 
     ``secret`` is for tokens given in configuration; otherwise a new one is made.
     ``oauth_client`` names the OAuth client a token is issued to by the provider.
+    ``stored`` is a token whose hash this transaction stored already
+    (``owner_storing_secret``): it is the one issued.
     """
-    token_id = new_token_id()
-    secret = secret or new_secret()
+    token_id = stored.token_id if stored is not None else new_token_id()
+    secret = stored.secret if stored is not None else secret or new_secret()
     expires_at = now + timedelta(seconds=expires_in) if expires_in else None
-    await session.append(
+    appended = await session.append(
         token_events.stream_id(token_id),
         [
             token_events.TokenIssued(
@@ -84,7 +113,8 @@ async def issue(
         expected=store.NO_STREAM,
         metadata=metadata,
     )
-    await session.conn.execute(
-        queries["token_store_secret"], token_id, secret[:PREFIX_LENGTH], digest(secret)
-    )
-    return Issued(token_id, secret, expires_at)
+    if stored is None:
+        await session.conn.execute(
+            queries["token_store_secret"], token_id, secret[:PREFIX_LENGTH], digest(secret)
+        )
+    return Issued(token_id, secret, expires_at, appended.events[0].recorded_at)

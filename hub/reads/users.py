@@ -71,8 +71,8 @@ async def page(
 async def page_json(
     conn: sql.Connection, *, offset: int, limit: int, hidden: list[str], include_stopped: bool
 ) -> Record:
-    """A page of every user in the default order, as one JSON array built by PostgreSQL
-    (``users_page_json``), the fields in ``hidden`` left out; with ``count`` (on this page),
+    """A page of every user in the default order, as one JSON array built by PostgreSQL (UTF-8
+    bytes: ``users_page_json``), the fields in ``hidden`` left out; with ``count`` (on this page),
     ``total`` and ``with_servers`` (ids of the page's users with servers to show)."""
     rows: list[Record] = await conn.fetch(
         queries["users_page_json"], offset, limit, hidden, include_stopped

@@ -98,8 +98,9 @@ SELECT gr.name AS group_name, u.name AS user_name
 -- A page of every user ($1 offset, $2 limit) in the default order (creation, then name), the
 -- page's user models built here as one JSON array (JupyterHub's user model, the keys in $3
 -- left out: those the caller's scopes do not reveal), so that the hub sends it on without
--- decoding it: the items, how many, the total, and the ids of the page's users with servers
--- to show ($4: stopped ones too), whose server fields the hub adds itself (hub/api/users.py).
+-- decoding it: the items (UTF-8 bytes), how many, the total, and the ids of the page's users
+-- with servers to show ($4: stopped ones too), whose server fields the hub adds itself
+-- (hub/api/users.py).
 -- The page is read from an index (users_created) down to where it ends, instead of every
 -- user sorted at each request. No filters, one order, and the page's rows passed on as an
 -- array (whose size the planner guesses without the parameters): PostgreSQL then keeps one
@@ -107,6 +108,11 @@ SELECT gr.name AS group_name, u.name AS user_name
 -- its guess at the page size (a LIMIT by parameter), it planned every request afresh, and
 -- planning cost half as much again as running it. Groups, roles, activity and servers are
 -- joined to the page as sets, not looked up per user (a fifth less of PostgreSQL's time).
+-- Each model is written as text, key by key, in the order and with the separators of the
+-- hub's own rendering (json.dumps of hub/api/users.py's render): building jsonb objects and
+-- removing the hidden keys from them cost PostgreSQL a third more per page (measured: about
+-- 500 against 345 µs of CPU for 50 users). Values are encoded by to_json (strings, escaped)
+-- or are literals, booleans and ISO timestamps, none of which needs escaping.
 WITH page AS (
     SELECT p.user_id, p.name, p.admin, p.created, p.ordinality AS n
       FROM unnest(ARRAY(SELECT u FROM users u ORDER BY u.created, u.name OFFSET $1 LIMIT $2))
@@ -131,34 +137,41 @@ WITH page AS (
        AND ($4::boolean OR s.state IN ('spawning', 'started', 'ready', 'stopping'))
 ), models AS (
     SELECT p.n, p.user_id, srv.user_id IS NOT NULL AS with_servers,
-           jsonb_build_object(
-               'kind', 'user',
-               'name', p.name,
-               'admin', p.admin,
-               'roles', CASE WHEN rol.roles IS NULL
-                             THEN CASE WHEN p.admin THEN '["admin", "user"]'::jsonb
-                                       ELSE '["user"]'::jsonb END
-                             ELSE to_jsonb(ARRAY(
-                                 SELECT DISTINCT r COLLATE "C" FROM unnest(
-                                     ARRAY['user'] || CASE WHEN p.admin THEN ARRAY['admin']
-                                                           ELSE '{}' END || rol.roles) r
-                                  ORDER BY 1)) END,
-               'groups', coalesce(to_jsonb(grp.names), '[]'::jsonb),
-               'server', NULL,
-               'pending', NULL,
-               'created', chronohub_iso(p.created),
-               'last_activity', chronohub_iso(act.last_activity),
-               'servers', '{}'::jsonb,
-               'auth_state', NULL,
-               'user_info', jsonb_build_object('name', p.name, 'display_name', p.name)
-           ) - $3::text[] AS model
+           '{' || concat_ws(', ',
+               CASE WHEN 'kind' <> ALL($3::text[]) THEN '"kind": "user"' END,
+               CASE WHEN 'name' <> ALL($3::text[]) THEN '"name": ' || to_json(p.name) END,
+               CASE WHEN 'admin' <> ALL($3::text[]) THEN '"admin": ' || p.admin END,
+               CASE WHEN 'roles' <> ALL($3::text[]) THEN '"roles": ' ||
+                   CASE WHEN rol.roles IS NULL
+                        THEN CASE WHEN p.admin THEN '["admin", "user"]' ELSE '["user"]' END
+                        ELSE to_jsonb(ARRAY(
+                            SELECT DISTINCT r COLLATE "C" FROM unnest(
+                                ARRAY['user'] || CASE WHEN p.admin THEN ARRAY['admin']
+                                                      ELSE '{}' END || rol.roles) r
+                             ORDER BY 1))::text END END,
+               CASE WHEN 'groups' <> ALL($3::text[])
+                    THEN '"groups": ' || coalesce(to_jsonb(grp.names)::text, '[]') END,
+               CASE WHEN 'server' <> ALL($3::text[]) THEN '"server": null' END,
+               CASE WHEN 'pending' <> ALL($3::text[]) THEN '"pending": null' END,
+               CASE WHEN 'created' <> ALL($3::text[])
+                    THEN '"created": "' || chronohub_iso(p.created) || '"' END,
+               CASE WHEN 'last_activity' <> ALL($3::text[])
+                    THEN '"last_activity": '
+                         || coalesce('"' || chronohub_iso(act.last_activity) || '"', 'null') END,
+               CASE WHEN 'servers' <> ALL($3::text[]) THEN '"servers": {}' END,
+               CASE WHEN 'auth_state' <> ALL($3::text[]) THEN '"auth_state": null' END,
+               CASE WHEN 'user_info' <> ALL($3::text[])
+                    THEN '"user_info": {"name": ' || to_json(p.name)
+                         || ', "display_name": ' || to_json(p.name) || '}' END
+           ) || '}' AS model
       FROM page p
       LEFT JOIN grp ON grp.user_id = p.user_id
       LEFT JOIN rol ON rol.principal = p.user_id::text
       LEFT JOIN act ON act.user_id = p.user_id
       LEFT JOIN srv ON srv.user_id = p.user_id
 )
-SELECT coalesce((SELECT json_agg(model ORDER BY n) FROM models), '[]')::text AS items,
+SELECT convert_to('[' || coalesce((SELECT string_agg(model, ', ' ORDER BY n) FROM models), '')
+                  || ']', 'UTF8') AS items,
        (SELECT count(*) FROM models) AS count,
        (SELECT count(*) FROM users) AS total,
        ARRAY(SELECT user_id FROM models WHERE with_servers ORDER BY n) AS with_servers;

@@ -79,17 +79,17 @@ def reply(
 def reply_encoded(
     request: web.Request,
     page: Page,
-    items: str,
+    items: bytes,
     count: int,
     total: int,
     public_url: str | None,
 ) -> bytes:
     """``reply``'s body, encoded, around ``items``: a JSON array already encoded (by the
-    database) of ``count`` items, passed on as it is."""
+    database, as UTF-8) of ``count`` items, passed on as it is."""
     if not page.paginated:
-        return items.encode()
-    meta = json.dumps(_meta(request, page, count, total, public_url))
-    return f'{{"items": {items}, "_pagination": {meta}}}'.encode()
+        return items
+    meta = json.dumps(_meta(request, page, count, total, public_url)).encode()
+    return b'{"items": ' + items + b', "_pagination": ' + meta + b"}"
 
 
 def _meta(

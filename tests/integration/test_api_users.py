@@ -266,6 +266,48 @@ async def test_tokens(api: Api, pool: asyncpg.Pool[Any]) -> None:
     assert SERVICE_TOKEN not in log
 
 
+async def test_a_new_tokens_answer_is_the_model_it_reads_as_afterwards(api: Api) -> None:
+    """The answer to ``POST /users/{name}/tokens`` is built from what was written (not read
+    back): it must be the token's model as ``GET`` then shows it, the secret aside."""
+    await api.user_token("issued")  # creates the user
+    for body in (
+        {},
+        {"note": "n", "expires_in": 3600},
+        {"scopes": ["read:users!user=issued", "inherit"]},
+        {"scopes": ["read:users!user=issued"], "expires_in": 60},
+    ):
+        status, made = await api.call("POST", "/users/issued/tokens", json=body)
+        assert status == 201, made
+        secret = made.pop("token")
+        status, read = await api.call("GET", f"/users/issued/tokens/{made['id']}")
+        assert (status, made) == (200, read), body
+        assert (await api.call("GET", "/user", token=secret))[0] == 200
+
+
+async def test_a_refused_token_leaves_no_hash_behind(api: Api, pool: asyncpg.Pool[Any]) -> None:
+    # The hash is stored in the round trip that reads the owner (token_owner_storing_secret),
+    # before the request is judged: a refusal rolls it back.
+    mine = await api.user_token("keeper")
+    await api.user_token("other")
+    before = await pool.fetchval("SELECT count(*) FROM token_secrets")
+    refused = [
+        await api.call("POST", "/users/nobody/tokens", json={}),
+        await api.call("POST", "/users/other/tokens", token=mine, json={}),
+        await api.call(
+            "POST", "/users/keeper/tokens", token=mine, json={"scopes": ["admin:users"]}
+        ),
+    ]
+    assert [status for status, _ in refused] == [403, 403, 400], refused
+    assert await pool.fetchval("SELECT count(*) FROM token_secrets") == before
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM token_secrets LEFT JOIN tokens USING (token_id)"
+            " WHERE tokens.token_id IS NULL"
+        )
+        == 0
+    )
+
+
 async def test_a_user_cannot_grant_itself_more_than_it_holds(api: Api) -> None:
     token = await api.user_token("modest")
     status, payload = await api.call(

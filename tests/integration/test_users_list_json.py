@@ -5,11 +5,14 @@ scopes reveal, and the pages."""
 
 from __future__ import annotations
 
+import json
+from urllib.parse import quote
+
 import pytest
 
 from hub import bootstrap
 from hub import settings as hub_settings
-from tests.integration.api_fixtures import CONFIG, CULLER_TOKEN, Api
+from tests.integration.api_fixtures import CONFIG, CULLER_TOKEN, SERVICE_TOKEN, Api
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +73,25 @@ async def test_pages_follow_one_another_to_the_end(api: Api) -> None:
     assert [n for n in seen if n in names] == names  # creation order
     status, beyond = await api.call("GET", f"/users?offset={total}", headers=PAGINATION)
     assert (status, beyond["items"], beyond["_pagination"]["next"]) == (200, [], None)
+
+
+async def test_the_lists_bytes_are_the_hubs_own_encoding_of_each_user(api: Api) -> None:
+    # PostgreSQL writes each model as text, key by key (users_page_json): the same keys, in
+    # the same order, with the same separators and string escapes as json.dumps of the hub's
+    # own rendering; the hidden keys of a narrower caller (the culler) left out alike.
+    names = ["plain", "zoë", 'quo"te', "back\\slash"]
+    for name in names:
+        assert (await api.call("POST", f"/users/{quote(name, safe='')}"))[0] == 201
+    assert (await api.call("PATCH", "/users/plain", json={"admin": True}))[0] == 200
+    for token in (SERVICE_TOKEN, CULLER_TOKEN):
+        headers = {"Authorization": f"token {token}"}
+        response = await api.client.get("/hub/api/users", headers=headers)
+        assert response.status == 200
+        raw = await response.read()
+        expected = []
+        for item in json.loads(raw):
+            status, one = await api.call("GET", f"/users/{quote(item['name'], safe='')}", token)
+            assert status == 200, one
+            expected.append(one)
+        assert {item["name"] for item in expected} >= set(names)
+        assert raw == json.dumps(expected, ensure_ascii=False).encode()
