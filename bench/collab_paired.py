@@ -69,8 +69,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 if label == "node":
                     servers[label] = collab.start_node(workdir)
                 else:
+                    own_bin = collab.BIN_DIR
                     collab.BIN_DIR = bins[label]  # the chronohub command start_chronohub runs
-                    servers[label] = collab.start_chronohub(workdir)
+                    try:
+                        servers[label] = collab.start_chronohub(workdir)
+                    finally:
+                        collab.BIN_DIR = own_bin
             for server in servers.values():
                 await collab.wait_ready(server)
                 await collab.drive("rooms", server.room_base, 1, server.query)  # first room in
@@ -86,9 +90,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             for server in servers.values():
                 collab.stop(server)
     by = {(row["round"], row["server"]): row for row in rows}
+    # a round where the other delivered nothing has no ratio (it is in the rows all the same)
     paired = [
         by[(r, "this")]["deliveries_per_s"] / by[(r, "other")]["deliveries_per_s"]
         for r in range(args.rounds)
+        if by[(r, "other")]["deliveries_per_s"]
     ]
     return {
         "benchmark": "collab_paired",

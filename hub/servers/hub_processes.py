@@ -14,9 +14,10 @@ hub/api/collab_lease.py). A process that begins a spawn or a stop claims the ser
 - at shutdown a process leaves the registry, and ``cleanup_servers`` stops servers only when
   no other process is live: stopping one process of N must not stop users' servers;
 - a process that stalled (stopped, swapped out, cut from the database) past its lease may find
-  its spawn or stop taken over when it wakes: each step it records is fenced by its claim
-  (``fence``, in the step's transaction), so it records nothing more, and stops the server it
-  started unless the process that took over adopted it.
+  its spawn or stop taken over when it wakes, and a spawn may be stopped through another
+  process: each step a process records is fenced by its claim and the spawn's token
+  (``fence``, in the step's transaction), so one that lost it records nothing more, and leaves
+  alone a server another process adopted or a newer spawn's (``judge``).
 
 The renewal is one task, named and owned (``events.tasks.TaskOwner``), cancelled on ``leave``.
 """
@@ -28,7 +29,8 @@ import logging
 import os
 import socket
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from events import errors, sql, tasks
 from hub import errors as hub_errors
@@ -39,17 +41,36 @@ log = logging.getLogger(__name__)
 queries = sql.Queries(__package__ or "hub.servers", "hub_processes.sql")
 
 
+Verdict = Literal["ours", "adopted", "ended", "superseded"]
+
+
 class ClaimLost(hub_errors.HubError):
-    """Another hub process took this server's spawn or stop over while this one stalled;
-    ``adopted``: it runs the server process this one started (which must then be left alone)."""
+    """Another hub process took this server's spawn or stop over: this one stalled past its
+    lease, or another stopped the server meanwhile. ``verdict`` (``judge``) says what became of
+    the spawn this process ran, and ``state`` is the server's state in the log."""
 
     status = 409
 
-    def __init__(self, live: running.Live, adopted: bool) -> None:
+    def __init__(self, live: running.Live, verdict: Verdict, state: str | None) -> None:
         super().__init__(
-            f"another hub process took over {live.user}/{live.server_name} while this one stalled"
+            f"another hub process took over the spawn or stop of {live.user}/{live.server_name}"
         )
-        self.adopted = adopted
+        self.verdict = verdict
+        self.state = state
+
+
+def judge(row: Mapping[str, Any] | None, process_id: uuid.UUID, token_id: str | None) -> Verdict:
+    """What became of the spawn that issued ``token_id``, from its server's claim and row
+    (``server_fence``): still this process's (``ours``); run by another process that took it
+    over (``adopted``: its process is the one this process started, which must be left alone);
+    ended by another (``ended``: failed or stopped); or followed by a newer spawn, or the server
+    gone (``superseded``: a server process found by name, a JupyterHub spawner's, is the newer
+    one's)."""
+    if row is None or row["token_id"] != token_id:
+        return "superseded"
+    if row["process_id"] == process_id:
+        return "ours"
+    return "adopted" if row["state"] in ("started", "ready") else "ended"
 
 
 def machine() -> str:
@@ -157,14 +178,6 @@ class Registry:
         """``ClaimLost`` unless this process still runs the spawn or stop of ``live`` (the spawn
         that issued its token): call it in the transaction that records the next step."""
         row = await conn.fetchrow(queries["server_fence"], live.user_id, live.server_name)
-        if row is not None and (row["process_id"], row["token_id"]) == (
-            self.process_id,
-            live.token_id,
-        ):
-            return
-        pid = None if live.process is None else live.process.pid
-        adopted = (
-            row is not None and pid is not None and row["pid"] == pid
-            and row["state"] in ("started", "ready")
-        )  # fmt: skip
-        raise ClaimLost(live, adopted)
+        verdict = judge(row, self.process_id, live.token_id)
+        if verdict != "ours":
+            raise ClaimLost(live, verdict, None if row is None else row["state"])

@@ -29,7 +29,7 @@ from uuid import UUID
 
 import aiohttp
 
-from events import models, sql, store, tasks
+from events import errors, models, sql, store, tasks
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
 from hub import metrics, processes, startup
@@ -384,7 +384,10 @@ class ServerManager(readoption.Readoption):
         process's own spawn), only if no other process took the spawn over meanwhile."""
         try:
             if claimed:
-                await self._append(live, [], meta)  # fenced: nothing to record yet
+                with contextlib.suppress(errors.DatabaseUnavailable):
+                    # fenced before the kill; with no answer the failed server is stopped all
+                    # the same (its record below fails the same way)
+                    await self._append(live, [], meta)
             if live.process is not None and live.process.exit_code() is None:
                 await live.process.stop(0.5)
             stream = server_events.stream_id(live.user_id, live.server_name)
@@ -476,6 +479,9 @@ class ServerManager(readoption.Readoption):
                     await self.hubs.claim(conn, user_id, server_name)
             assert row is not None
             live = self._live.get(key)
+            if live is not None and live.token_id != row["token_id"]:
+                self._forget(live)  # an earlier spawn's, overtaken: this stop is the row's
+                live = None
             if live is None:
                 live = running.Live(user_id, user, server_name, token_id=row["token_id"])
                 live.process = await self._adopt(row)
@@ -492,6 +498,12 @@ class ServerManager(readoption.Readoption):
             live.spawn_task.cancel()
             await asyncio.gather(live.spawn_task, return_exceptions=True)
         forced = False
+        try:
+            if self.hubs is not None:  # fenced before the kill (a name may be a newer spawn's)
+                await self._append(live, [], meta)
+        except hub_processes.ClaimLost as exc:
+            await self._lost(live, exc)
+            return
         if live.process is not None:
             forced = await live.process.stop(self.settings.term_timeout)
         if live.watcher is not None:
@@ -514,6 +526,14 @@ class ServerManager(readoption.Readoption):
         await self.oauth.unregister(user=live.user, server_name=live.server_name)
         live.report(dict(spawn_progress.STOPPED))
         live.finish("stopped")
+        if self._live.get(live.key) is live:
+            del self._live[live.key]
+
+    def _forget(self, live: running.Live) -> None:
+        """Drop what this process knew of an earlier spawn of a server: its watcher stops (it
+        would record the newer one's end); a spawn task left meets its fence (``_lost``)."""
+        if live.watcher is not None:
+            live.watcher.cancel()
         if self._live.get(live.key) is live:
             del self._live[live.key]
 

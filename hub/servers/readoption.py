@@ -29,6 +29,7 @@ from hub.servers import (
     local_spawner,
     orphans,
     records,
+    rules,
     running,
     spawn_progress,
 )
@@ -47,6 +48,7 @@ class Readoption:
     store: EventStore
     settings: config.Settings
     spawner: spawners.Spawner  # the manager's
+    adapted: bool
     hubs: hub_processes.Registry | None
     _live: dict[tuple[UUID, str], running.Live]
 
@@ -62,6 +64,7 @@ class Readoption:
             meta: models.Metadata | None,
             *,
             if_running: bool = False,
+            claimed: bool = False,
         ) -> bool: ...
         async def _finish_stop(
             self, live: running.Live, remove: bool, meta: models.Metadata
@@ -79,8 +82,9 @@ class Readoption:
         """Adopt the servers the log says run whose process still answers; fail the others.
         A spawn or stop that another live hub process runs is left to it (hub_processes)."""
         async with self.store.pool.acquire() as conn:
-            rows = await conn.fetch(queries["live_servers"])
+            # Claims first: the rows read after them are what this process acts on.
             taken = None if self.hubs is None else await self.hubs.take_orphaned(conn)
+            rows = await conn.fetch(queries["live_servers"])
         for row in rows:
             key = (row["user_id"], row["server_name"])
             if taken is None or row["state"] == "ready" or key in taken:
@@ -126,7 +130,9 @@ class Readoption:
             early = "the hub stopped before the server's process was " + (
                 "recorded; it was stopped" if live.process else "started"
             )
-            await self._fail(live, early if state == "spawning" else gone, "system", None)
+            reason = early if state == "spawning" else gone
+            # a spawn taken up is this process's claim; a ready server's is nobody's
+            await self._fail(live, reason, "system", None, claimed=state != "ready")
             return
         self._live[live.key] = live
         live.spawn_task = self._own(
@@ -141,15 +147,19 @@ class Readoption:
         try:
             await self._wait_ready(url, live.process, loop.time() + wait, log_path)
         except spawners.SpawnError as exc:
-            await self._fail(live, f"after the hub restarted: {exc.message}", "system", None)
+            reason = f"after the hub restarted: {exc.message}"
+            await self._fail(live, reason, "system", None, claimed=state == "started")
             return
         async with self._lock(live.key):
             if live.stopping:
                 return
             if state == "started":
-                await self._append(
-                    live, [server_events.ServerReady(**running.ids(live), url=url)], None
-                )
+                ready = server_events.ServerReady(**running.ids(live), url=url)
+                try:
+                    await self._append(live, [ready], None)
+                except hub_processes.ClaimLost as exc:
+                    await self._lost(live, exc)
+                    return
         log.info("re-adopted %s/%s (pid %s)", live.user, live.server_name, live.process.pid)
         await self._routes_changed()
         live.finish("ready")
@@ -168,12 +178,23 @@ class Readoption:
         )
 
     async def _lost(self, live: running.Live, exc: hub_processes.ClaimLost) -> None:
-        """Give up a spawn or stop another hub process took over: record nothing more, and
-        stop the server process this one started unless the other adopted it."""
-        log.warning("%s: this process records nothing more of it", exc.message)
-        if not exc.adopted and live.process is not None and live.process.exit_code() is None:
-            await live.process.stop(0.5)
-        live.report(spawn_progress.failed_event(exc.message, "system"))
-        live.finish("failed")
+        """Give up a spawn or stop another hub process took over: record nothing more; stop
+        what this process started only if the spawn ended elsewhere, or if a newer spawn's
+        server cannot be the same (this process's own child); never one another process
+        adopted. Whoever waits here learns how it ended as far as the log says."""
+        log.warning("%s (%s): this process records nothing more of it", exc.message, exc.verdict)
+        process = live.process
+        ended_here = exc.verdict == "ended" or (exc.verdict == "superseded" and not self.adapted)
+        if ended_here and process is not None and process.exit_code() is None:
+            await process.stop(0.5)
+        if live.stopping:
+            live.report(dict(spawn_progress.STOPPED))
+            live.finish("stopped")
+        elif exc.verdict == "adopted" and exc.state == "ready":
+            live.report(spawn_progress.ready_event(rules.prefix(live.user, live.server_name)))
+            live.finish("ready")
+        else:
+            live.report(spawn_progress.failed_event(exc.message, "system"))
+            live.finish("failed")
         if self._live.get(live.key) is live:
             del self._live[live.key]

@@ -216,7 +216,7 @@ async def stalled_mid_spawn(
             stalled.process.send_signal(signal.SIGCONT)
         # Awake, it finds its spawn taken over, says so, and records nothing more.
         await wait_for(
-            lambda: "another hub process took over alice/" in stalled.log.read_text(),
+            lambda: "took over the spawn or stop of alice/" in stalled.log.read_text(),
             timeout_s=30,
         )
         assert "taking up alice/" in survivor.log.read_text()
