@@ -529,14 +529,6 @@ class ServerManager(readoption.Readoption):
         if self._live.get(live.key) is live:
             del self._live[live.key]
 
-    def _forget(self, live: running.Live) -> None:
-        """Drop what this process knew of an earlier spawn of a server: its watcher stops (it
-        would record the newer one's end); a spawn task left meets its fence (``_lost``)."""
-        if live.watcher is not None:
-            live.watcher.cancel()
-        if self._live.get(live.key) is live:
-            del self._live[live.key]
-
     # --- named servers without a process ----------------------------------------------------
 
     async def define(

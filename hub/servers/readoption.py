@@ -4,8 +4,8 @@ periodic look of hub/servers/watch_others.py (``take_up_orphans``): a process th
 answers is adopted, anything else is killed and recorded as failed, and a stop is finished.
 A spawn or stop another live hub process runs is left to it (hub/servers/hub_processes.py).
 
-Here too: finding a recorded server's process again (``_adopt``), and giving up a spawn or stop
-another process took over while this one stalled (``_lost``).
+Here too: finding a recorded server's process again (``_adopt``), giving up a spawn or stop
+another process took over (``_lost``), and forgetting an earlier spawn overtaken (``_forget``).
 
 A part of ``ServerManager`` (hub/servers/manager.py), kept apart for its size.
 """
@@ -196,5 +196,13 @@ class Readoption:
         else:
             live.report(spawn_progress.failed_event(exc.message, "system"))
             live.finish("failed")
+        if self._live.get(live.key) is live:
+            del self._live[live.key]
+
+    def _forget(self, live: running.Live) -> None:
+        """Drop what this process knew of an earlier spawn of a server: its watcher stops (it
+        would record the newer one's end); a spawn task left meets its fence (``_lost``)."""
+        if live.watcher is not None:
+            live.watcher.cancel()
         if self._live.get(live.key) is live:
             del self._live[live.key]
