@@ -12,7 +12,8 @@ Chromium, driven by Playwright:
 * ``page_ready_cold_ms``: a fresh browser context (empty cache) opens ``/hub/sessions/<id>``;
   the time from navigation start (the page's own ``performance.now()``) until the document is
   synced, all 50 cells are drawn with their outputs, and the first editor is editable. Median
-  of ``--runs``.
+  of ``--runs``. Synced means the websocket's sync with the room is done: the page draws its
+  cells earlier, from the copy of the document its HTML carries, but is not ready before.
 * ``page_ready_warm_ms``: the same in a context that loaded the page before (the hashed bundle
   comes from the cache without revalidation). Median of ``--runs``.
 * ``page_ready_warm_code_cached_ms``: a third load in the same context. Meant to show V8's code
@@ -73,6 +74,7 @@ BREAKDOWN = """() => {
     html_ms: nav.responseEnd, dom_ms: nav.domContentLoadedEventEnd,
     bundle_ms: bundle ? bundle.responseEnd : null,
     script_started_ms: mark('chronohub:started'), synced_ms: mark('chronohub:synced'),
+    state_drawn_ms: mark('chronohub:state-drawn'),
     connected_ms: mark('chronohub:connected'), drawn_ms: mark('chronohub:drawn'),
     editors_loaded_ms: mark('chronohub:editors-loaded'),
     first_editor_ms: mark('chronohub:first-editor'),

@@ -30,10 +30,16 @@ function button (label: string, text: string, className: string, onClick: () => 
   return el
 }
 
-// The editors' chunk, asked for as soon as this module runs (the page also preloads it): until
-// it is here, cells show their source as text.
+// The editors' chunk (the page preloads it): until it is here, cells show their source as text.
+// Its evaluation is one long task (30-60 ms), so it is asked for after the first frame (the
+// cells painted, and the websocket's handshake, begun with the script, answered meanwhile): the
+// socket's open event, and with it the sync's first message, are not queued behind it. Or after
+// 100 ms, if the page is not being rendered (a background tab has no frames).
 let editorModule: typeof import('./editor') | null = null
-const editorLoaded = import('./editor').then(module => {
+const editorLoaded = new Promise<void>(resolve => {
+  requestAnimationFrame(() => setTimeout(resolve, 0))
+  setTimeout(resolve, 100)
+}).then(async () => await import('./editor')).then(module => {
   performance.mark('chronohub:editors-loaded') // for bench/browser.py's breakdown
   editorModule = module
   schedule()

@@ -2,13 +2,13 @@
 // selections in each person's colour come from awareness). CodeMirror and its Python grammar
 // are more than half of the page's script, so this module is a chunk of its own, loaded by
 // cells.ts with import(): the notebook's structure, markdown and outputs are drawn from the
-// first chunk while this one downloads and compiles beside the room's connection.
+// first chunk while this one downloads and compiles beside the room's connection. Python's
+// grammar is a further chunk (python.ts), added to the code editors once it is here.
 
 import { defaultKeymap, historyKeymap, indentWithTab } from '@codemirror/commands'
-import { python } from '@codemirror/lang-python'
 import { defaultHighlightStyle, syntaxHighlighting } from '@codemirror/language'
-import { EditorState, type Extension } from '@codemirror/state'
-import { EditorView, drawSelection, keymap, lineNumbers } from '@codemirror/view'
+import { Compartment, EditorState, type Extension } from '@codemirror/state'
+import { EditorView, ViewPlugin, drawSelection, keymap, lineNumbers } from '@codemirror/view'
 import type { Awareness } from 'y-protocols/awareness'
 import { yCollab } from 'y-codemirror.next'
 import * as Y from 'yjs'
@@ -28,6 +28,38 @@ export interface EditorHooks {
   /** The editor lost the focus. */
   blurred (): void
 }
+
+// Python's support, asked for when the browser is next idle after the first code editor (its
+// module's evaluation would otherwise come between the page's start and the first editable
+// cell): editors built before it is here get it through their compartment.
+const language = new Compartment()
+let pythonSupport: Extension | null = null
+let pythonLoaded: Promise<Extension> | null = null
+
+function whenIdle (): Promise<void> {
+  return new Promise(resolve => {
+    if (typeof requestIdleCallback === 'function') requestIdleCallback(() => resolve(), { timeout: 200 })
+    else setTimeout(resolve, 50) // Safari has no requestIdleCallback
+  })
+}
+
+function loadPython (): Promise<Extension> {
+  pythonLoaded ??= whenIdle()
+    .then(async () => await import('./python'))
+    .then(module => (pythonSupport = module.python()))
+  return pythonLoaded
+}
+
+/** Gives a code editor built before Python's support was here that support when it comes. */
+const pythonWhenLoaded = ViewPlugin.define(view => {
+  let live = true
+  if (pythonSupport === null) {
+    loadPython().then(support => {
+      if (live) view.dispatch({ effects: language.reconfigure(support) })
+    }, () => { live = false }) // a network drop: the editor stays plain text, still editable
+  }
+  return { destroy () { live = false } }
+})
 
 /** A new editor of ``ytext``: Python for code cells, plain text for markdown. */
 export function createEditor (
@@ -69,7 +101,7 @@ function extensions (
     syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
     // markdown is edited as plain text: its CodeMirror mode brings HTML, CSS and JavaScript
     // parsers along, a third of the bundle, for colours the rendering shows anyway
-    isCode ? python() : [],
+    isCode ? [language.of(pythonSupport ?? []), pythonWhenLoaded] : [],
     keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
     EditorView.lineWrapping,
     EditorState.readOnly.of(!writable),
