@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import importlib
 import inspect
 import json
 import logging
@@ -30,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from uuid import UUID
 
 import asyncpg
 
@@ -44,6 +46,7 @@ BUILDING = "snapshot_build"
 """The purpose in the names of snapshots being built: ``rebuild.drop_unused`` sweeps those a
 dead process left."""
 INFO = "_chronohub_snapshot"
+"""The one-row table in each snapshot saying where it stands (``create_info`` in snapshots.sql)."""
 DEFAULT_KEEP = 8
 
 Note = Callable[[str], None]
@@ -52,6 +55,10 @@ Note = Callable[[str], None]
 
 class SnapshotError(base.ProjectionError):
     """A snapshot that cannot be taken (another is being taken, or the point is unknown)."""
+
+
+class SnapshotBusy(SnapshotError):
+    """Another process (of this database) is taking a snapshot."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,8 @@ class Snapshot:
     versions: dict[str, str]
     events: int
     created_at: datetime
+    event_id: UUID | None = None
+    """The id of the event at the checkpoint (None in snapshots taken before it was kept)."""
 
     def usable_for(self, current: dict[str, str]) -> bool:
         """Whether it holds every projection of ``current``, each of the same version."""
@@ -86,18 +95,24 @@ async def versions(
     projections: Iterable[base.Projection],
     registry: models.Registry = models.registry,
 ) -> dict[str, str]:
-    """Each projection's version: a digest of its module's source and SQL files, an explicit
-    ``version`` attribute if it has one, the schema versions of the events it handles and the
-    columns of its live tables."""
+    """Each projection's version: a digest of its module's source and SQL files, the code
+    every projection shares (``SHARED_CODE``), an explicit ``version`` attribute if it has one,
+    the schema versions of the events it handles and the source of their modules (models and
+    upcasters), and the shape of its live tables (columns, defaults, constraints, indexes)."""
     found = list(projections)
     tables = sorted({t for p in found for t in p.tables})
-    shapes = {r["name"]: r["columns"] for r in await conn.fetch(queries["columns"], tables)}
+    shapes = {
+        r["name"]: f"{r['columns']}|{r['constraints']}|{r['indexes']}"
+        for r in await conn.fetch(queries["columns"], tables)
+    }
     result = {}
     for projection in found:
         digest = hashlib.sha256(_code(type(projection)).encode())
+        digest.update(_shared_code().encode())
         digest.update(repr(getattr(projection, "version", None)).encode())
         for type_name in sorted(projection.handles):
-            digest.update(f"{type_name}@{registry.model(type_name).schema_version};".encode())
+            model = registry.model(type_name)
+            digest.update(f"{type_name}@{model.schema_version}:{_code(model)};".encode())
         for table in projection.tables:
             digest.update(f"{table}({shapes.get(table)});".encode())
         result[projection.name] = digest.hexdigest()[:32]
@@ -117,16 +132,34 @@ def _code(cls: type) -> str:
     return digest.hexdigest()
 
 
+SHARED_CODE = ("projections.base", "events.models", "events.catalog.server_records")
+"""Modules whose code decides the rows of every projection (how events are applied and
+decoded, the server records several read models derive): part of every version."""
+
+
+@functools.cache
+def _shared_code() -> str:
+    digest = hashlib.sha256()
+    for name in SHARED_CODE:
+        source = inspect.getsourcefile(importlib.import_module(name))
+        if source is not None:
+            digest.update(Path(source).read_bytes())
+    return digest.hexdigest()
+
+
+def _statement(name: str, **identifiers: str) -> str:
+    """The statement ``name`` of snapshots.sql with its schema and table names filled in,
+    each quoted (they cannot be bind parameters)."""
+    return queries[name].format(**{k: rebuild.ident(v) for k, v in identifiers.items()})
+
+
 async def listed(conn: sql.Connection) -> list[Snapshot]:
     """The finished snapshots, oldest checkpoint first."""
     found = []
     for row in await conn.fetch(queries["named"]):
         name = row["name"]
         try:
-            info = await conn.fetchrow(
-                f"SELECT tx_id::text AS tx, position, recorded_at, versions::text AS versions,"
-                f" events, created_at FROM {rebuild.ident(name)}.{INFO}"
-            )
+            info = await conn.fetchrow(_statement("info", schema=name))
         except asyncpg.UndefinedTableError:
             continue  # dropped meanwhile, or not one of ours
         if info is None:
@@ -139,6 +172,7 @@ async def listed(conn: sql.Connection) -> list[Snapshot]:
                 versions=json.loads(info["versions"]),
                 events=info["events"],
                 created_at=info["created_at"],
+                event_id=info["event_id"],
             )
         )
     return sorted(found, key=lambda s: s.checkpoint)
@@ -148,19 +182,21 @@ async def _restore(
     conn: sql.Connection, snapshot: Snapshot, schema: str, projection: base.Projection
 ) -> bool:
     """Copy ``projection``'s tables from ``snapshot`` into ``schema`` (made by
-    ``rebuild.create_tables``); False if the snapshot was dropped before it could be read."""
-    async with conn.transaction():
-        await conn.fetchval(queries["use"], snapshot.schema)
+    ``rebuild.create_tables``), a table per transaction; False if the snapshot was dropped
+    before it could be read. The session holds the snapshot (``use``) meanwhile: a pruning
+    leaves it alone. The scratch schema is dropped by the caller, even if half-filled."""
+    await conn.fetchval(queries["use"], snapshot.schema)
+    try:
         if not await conn.fetchval(queries["exists"], snapshot.schema):
             return False
         for table in projection.tables:
-            target, source = rebuild.ident(schema), rebuild.ident(snapshot.schema)
-            # Same columns in the same order: the table's shape is part of the version.
-            await conn.execute(
-                f"INSERT INTO {target}.{rebuild.ident(table)}"
-                f" SELECT * FROM {source}.{rebuild.ident(table)}"
-            )
-    return True
+            async with conn.transaction():
+                await conn.execute(
+                    _statement("copy_table", schema=schema, source=snapshot.schema, table=table)
+                )
+        return True
+    finally:
+        await conn.fetchval(queries["unuse"], snapshot.schema)
 
 
 async def _start_from(
@@ -175,16 +211,25 @@ async def _start_from(
     current = await versions(conn, members(projection))
     candidates = [s for s in await listed(conn) if upto is None or s.checkpoint <= upto]
     skipped: Snapshot | None = None
+    foreign: Snapshot | None = None
     for snapshot in reversed(candidates):
         if not snapshot.usable_for(current):
             skipped = skipped or snapshot
+            continue
+        if not await _same_log(conn, snapshot):
+            foreign = foreign or snapshot
             continue
         if await _restore(conn, snapshot, schema, projection):
             if note is not None:
                 note(f"starting from the snapshot at position {snapshot.checkpoint.position}")
             return snapshot
     if note is not None:
-        if skipped is not None:
+        if foreign is not None and (skipped is None or foreign.checkpoint > skipped.checkpoint):
+            note(
+                f"the snapshot at position {foreign.checkpoint.position} was taken of another"
+                " log (the event at its position differs): replaying the log from the start"
+            )
+        elif skipped is not None:
             note(
                 f"the snapshot at position {skipped.checkpoint.position} was built by other code"
                 f" of {', '.join(skipped.changed(current))}: replaying the log from the start"
@@ -226,6 +271,13 @@ async def as_of(
             await conn.fetchval(rebuild.scratch_queries["release"], schema)
 
 
+async def _same_log(conn: sql.Connection, snapshot: Snapshot) -> bool:
+    """Whether the log still holds, at ``snapshot``'s checkpoint, the event it was taken at
+    (a log truncated and imported again may hold others at the same positions)."""
+    row = await conn.fetchrow(queries["at_checkpoint"], snapshot.checkpoint.position)
+    return row is not None and snapshot.event_id is not None and row["event_id"] == snapshot.event_id
+
+
 async def _remaining(
     conn: sql.Connection,
     projection: base.Projection,
@@ -257,10 +309,16 @@ async def take(
     together = base.Together(projections)
     async with event_store.connection() as conn:
         if not await conn.fetchval(queries["take_lock"]):
-            raise SnapshotError("another snapshot is being taken; try again when it is done")
+            raise SnapshotBusy("another snapshot is being taken; try again when it is done")
         try:
             await rebuild.drop_unused(conn, BUILDING)
             upto = at if at is not None else await event_store.head(conn=conn)
+            first = await conn.fetchval(queries["first_position"])
+            if first is None or upto.position < first:
+                raise SnapshotError(
+                    f"nothing to take a snapshot of at position {upto.position}: it is before"
+                    " the log's first event" + ("" if first is None else f" (at {first})")
+                )
             current = await versions(conn, projections)
             for existing in await listed(conn):
                 if existing.checkpoint == upto and existing.usable_for(current):
@@ -270,7 +328,7 @@ async def take(
             snapshot = await _build(
                 conn, event_store, together, upto, current, batch_size, progress, note
             )
-            await prune(conn, keep, current)
+            await prune(conn, keep, current, spare=snapshot.schema)
             return snapshot
         finally:
             await conn.fetchval(queries["take_unlock"])
@@ -296,33 +354,28 @@ async def _build(
         _, count = await rebuild.replay(
             conn, event_store, together, after, upto, batch_size, progress, total
         )
-        recorded_at = await conn.fetchval(queries["recorded_at"], upto.position)
+        at_checkpoint = await conn.fetchrow(queries["at_checkpoint"], upto.position)
+        recorded_at = at_checkpoint["recorded_at"] if at_checkpoint is not None else None
+        event_id = at_checkpoint["event_id"] if at_checkpoint is not None else None
         final = rebuild.scratch_name(PURPOSE)
+        # A short transaction per table (a long one would hold back every fenced reader); a
+        # schema left half-logged by a failure keeps its ``snapshot_build_`` name, which
+        # ``drop_unused`` sweeps. Only the last transaction makes it a snapshot.
+        for table in together.tables:
+            async with conn.transaction():
+                await conn.execute(_statement("set_logged", schema=building, table=table))
         async with conn.transaction():
-            for table in together.tables:
-                # Logged: an unlogged table is emptied by crash recovery, and an empty copy
-                # would pass for the state of the hub at that point.
-                await conn.execute(
-                    f"ALTER TABLE {rebuild.ident(building)}.{rebuild.ident(table)} SET LOGGED"
-                )
-            await conn.execute(
-                f"CREATE TABLE {rebuild.ident(building)}.{INFO} (tx_id xid8 NOT NULL,"
-                " position bigint NOT NULL, recorded_at timestamptz, versions jsonb NOT NULL,"
-                " events bigint NOT NULL, created_at timestamptz NOT NULL)"
-            )
+            await conn.execute(_statement("create_info", schema=building))
             created_at = await conn.fetchval(
-                f"INSERT INTO {rebuild.ident(building)}.{INFO}"
-                " VALUES ($1::text::xid8, $2, $3, $4::jsonb, $5, clock_timestamp())"
-                " RETURNING created_at",
+                _statement("insert_info", schema=building),
                 str(upto.tx),
                 upto.position,
                 recorded_at,
                 json.dumps(current, sort_keys=True),
                 count + (start.events if start is not None else 0),
+                event_id,
             )
-            await conn.execute(
-                f"ALTER SCHEMA {rebuild.ident(building)} RENAME TO {rebuild.ident(final)}"
-            )
+            await conn.execute(_statement("finish", schema=building, final=final))
         log.info("snapshot %s taken at position %d", final, upto.position)
         return Snapshot(
             final,
@@ -331,6 +384,7 @@ async def _build(
             current,
             count + (start.events if start is not None else 0),
             created_at,
+            event_id,
         )
     finally:
         try:
@@ -339,36 +393,53 @@ async def _build(
             await conn.fetchval(rebuild.scratch_queries["release"], building)
 
 
-async def prune(conn: sql.Connection, keep: int, current: dict[str, str]) -> list[str]:
+async def prune(
+    conn: sql.Connection, keep: int, current: dict[str, str], *, spare: str | None = None
+) -> list[str]:
     """Keep at most ``keep`` snapshots: those of other versions go first; then, while there
     are too many, the one whose neighbours are closest together (``thinned``), so that those
-    kept stay spread over the whole log. A snapshot being read is left for the next pruning.
-    Returns the names dropped."""
+    kept stay spread over the whole log. Never ``spare`` (the snapshot just taken). A snapshot
+    being read, or whose drop would wait over ``drop_timeout`` for its lock (a pg_dump reading
+    it), is left for the next pruning. Returns the names dropped."""
     found = await listed(conn)
-    stale = [s for s in found if not s.usable_for(current)]
+    stale = [s for s in found if not s.usable_for(current) and s.schema != spare]
     fresh = [s for s in found if s.usable_for(current)]
     excess = max(0, len(found) - keep)
-    doomed = stale[:excess] + thinned(fresh, excess - len(stale[:excess]))
+    doomed = stale[:excess] + thinned(fresh, excess - len(stale[:excess]), spare=spare)
     dropped = []
     for snapshot in doomed:
-        async with conn.transaction():
-            if not await conn.fetchval(queries["try_drop"], snapshot.schema):
-                continue
-            await conn.execute(f"DROP SCHEMA IF EXISTS {rebuild.ident(snapshot.schema)} CASCADE")
-            dropped.append(snapshot.schema)
+        try:
+            async with conn.transaction():
+                if not await conn.fetchval(queries["try_drop"], snapshot.schema):
+                    continue
+                await conn.execute(queries["drop_timeout"])
+                await conn.execute(_statement("drop", schema=snapshot.schema))
+        except asyncpg.LockNotAvailableError:
+            log.warning("snapshot %s not dropped: its tables are in use", snapshot.schema)
+            continue
+        dropped.append(snapshot.schema)
     return dropped
 
 
-def thinned(kept: Sequence[Snapshot], count: int) -> list[Snapshot]:
-    """``count`` of ``kept`` (oldest checkpoint first) to drop, never the newest: each time the
-    one whose removal leaves the shortest gap between its neighbours (the origin before the
-    first), so that the longest replay a time travel needs grows as little as it can."""
+def thinned(
+    kept: Sequence[Snapshot], count: int, *, spare: str | None = None
+) -> list[Snapshot]:
+    """``count`` of ``kept`` (oldest checkpoint first) to drop, never the newest nor ``spare``
+    (a schema name): each time the one whose removal leaves the shortest gap between its
+    neighbours (the origin before the first), so that the longest replay a time travel needs
+    grows as little as it can."""
     left = list(kept)
     chosen: list[Snapshot] = []
-    for _ in range(max(0, min(count, len(left) - 1))):
+    for _ in range(max(0, count)):
         positions = [0] + [s.checkpoint.position for s in left]
-        gaps = [positions[i + 2] - positions[i] for i in range(len(left) - 1)]
-        chosen.append(left.pop(gaps.index(min(gaps))))
+        gaps = [
+            (positions[i + 2] - positions[i], i)
+            for i in range(len(left) - 1)
+            if left[i].schema != spare
+        ]
+        if not gaps:
+            break
+        chosen.append(left.pop(min(gaps)[1]))
     return chosen
 
 

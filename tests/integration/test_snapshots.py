@@ -172,3 +172,51 @@ async def test_the_snapshot_command_and_state_at_from_it(
     code, out = await cli(db_url, "projections", "snapshot", "--at", str(positions[-1] + 10))
     assert code == 1
     assert "past the end of the log" in out
+
+
+async def test_a_snapshot_of_another_log_is_not_used(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    """A log truncated and imported again may hold other events at a snapshot's position: the
+    snapshot keeps the id of the event at its checkpoint, and is used only while it matches."""
+    for number in range(3):
+        await create_user(event_store, f"user{number}")
+    head = await event_store.head()
+    taken = await snapshots.take(event_store, catalog.ALL, at=head)
+    assert taken.event_id is not None
+    await pool.execute(
+        f"UPDATE {rebuild.ident(taken.schema)}.{snapshots.INFO} SET event_id = gen_random_uuid()"
+    )
+    fast, slow, said = await both_ways(pool, event_store, head)
+    assert fast == slow
+    assert said == [
+        f"the snapshot at position {head.position} was taken of another log (the event at its"
+        " position differs): replaying the log from the start"
+    ]
+
+
+async def test_a_snapshot_before_the_first_event_is_refused(
+    event_store: store.EventStore,
+) -> None:
+    with pytest.raises(snapshots.SnapshotError, match="before the log's first event"):
+        await snapshots.take(event_store, catalog.ALL)  # the log is empty
+    await create_user(event_store, "ann")
+    with pytest.raises(snapshots.SnapshotError, match="before the log's first event"):
+        await snapshots.take(event_store, catalog.ALL, at=models.ORIGIN)
+
+
+async def test_the_snapshot_just_taken_is_never_pruned(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    points = []
+    for number in range(6):
+        await create_user(event_store, f"user{number}")
+        points.append(await event_store.head())
+    await snapshots.take(event_store, catalog.ALL, at=points[3], keep=2)
+    await snapshots.take(event_store, catalog.ALL, at=points[5], keep=2)
+    # Thinning alone would drop this one again (its neighbours are the closest together).
+    early = await snapshots.take(event_store, catalog.ALL, at=points[0], keep=2)
+    async with pool.acquire() as conn:
+        kept = [s.schema for s in await snapshots.listed(conn)]
+    assert early.schema in kept
+    assert len(kept) == 2
