@@ -4,17 +4,21 @@ the events after the newest snapshot at or before the point asked for.
 A snapshot is a schema of its own (``snapshot_<hex>``) with logged copies of the projections'
 tables as of a checkpoint, and a one-row table (``_chronohub_snapshot``) saying which
 checkpoint, and which *version* of each projection built it. A version is a digest of what
-decides the rows a projection writes: its module's code and SQL, the schema versions of the
-events it handles, and the columns of its live tables. A snapshot whose versions differ from
-the running code's is never used (time travel says so and replays from the start): it may
-hold rows the current code would not write.
+decides the rows a projection writes: its module's code and SQL, the code all projections
+share, the schema versions and modules of the events it handles, and the shape of its live
+tables (columns, defaults, constraints, indexes). A snapshot whose versions differ from the
+running code's is never used (time travel says so and replays from the start): it may hold
+rows the current code would not write. Nor is one whose checkpoint's event id is not the
+log's (a log truncated and imported again).
 
 Snapshots are taken by ``chronohub projections snapshot``, and by a serving hub every
-``snapshot_every_events`` positions of the log (``Snapshotter``); at most ``snapshot_keep``
-are kept (those of other versions dropped first, then the one whose neighbours are closest,
-never the newest: those kept stay spread over the log). One snapshot is
-taken at a time per database (an advisory lock); a snapshot being copied from is never
-dropped under its reader (a shared advisory lock per snapshot).
+``snapshot_every_events`` positions of the log (``Snapshotter``, which runs that command as a
+child process); at most ``snapshot_keep`` are kept (over that, those of other versions are
+dropped first, then the one whose neighbours are closest, never the newest nor the one just
+taken: those kept stay spread over the log). One snapshot is taken at a time per database (an
+advisory lock); a snapshot being copied from is never dropped under its reader (a shared
+advisory lock per snapshot, held by the reader's session). No step holds a long transaction:
+tables are copied and made logged one per transaction.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import importlib
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import random
+import shlex
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -274,8 +280,10 @@ async def as_of(
 async def _same_log(conn: sql.Connection, snapshot: Snapshot) -> bool:
     """Whether the log still holds, at ``snapshot``'s checkpoint, the event it was taken at
     (a log truncated and imported again may hold others at the same positions)."""
+    if snapshot.event_id is None:  # taken before the id was kept: cannot tell
+        return False
     row = await conn.fetchrow(queries["at_checkpoint"], snapshot.checkpoint.position)
-    return row is not None and snapshot.event_id is not None and row["event_id"] == snapshot.event_id
+    return row is not None and row["event_id"] == snapshot.event_id
 
 
 async def _remaining(
@@ -421,9 +429,7 @@ async def prune(
     return dropped
 
 
-def thinned(
-    kept: Sequence[Snapshot], count: int, *, spare: str | None = None
-) -> list[Snapshot]:
+def thinned(kept: Sequence[Snapshot], count: int, *, spare: str | None = None) -> list[Snapshot]:
     """``count`` of ``kept`` (oldest checkpoint first) to drop, never the newest nor ``spare``
     (a schema name): each time the one whose removal leaves the shortest gap between its
     neighbours (the origin before the first), so that the longest replay a time travel needs
@@ -443,9 +449,28 @@ def thinned(
     return chosen
 
 
+BUSY_EXIT = 75
+"""The exit status of ``chronohub projections snapshot`` while another process is taking a
+snapshot (``EX_TEMPFAIL``): a ``Snapshotter``'s child tells busy from failed by it."""
+
+
+class SnapshotFailed(SnapshotError):
+    """A child process taking a snapshot failed; says its exit status and the tail of its
+    standard error."""
+
+
 class Snapshotter:
-    """Takes a snapshot whenever the log has grown ``every`` positions past the newest one
-    (checked every ``check_s``); ``start``/``stop`` or ``async with``."""
+    """Takes a snapshot whenever the log has grown ``every`` positions past the newest usable
+    one (checked every ``check_s``, the first time ``first_check_s`` plus up to ``jitter_s``
+    after ``start``: a hub just started, or upgraded, does not build one at once).
+
+    With ``command`` (a serving hub: ``chronohub projections snapshot``) each snapshot is
+    built by a child process run with ``env``: replaying the log is CPU-bound work that
+    would stall the hub's event loop. The child is killed if the snapshotter stops. Without,
+    it is built in this process (``take``). A failure is logged and tried again after a delay
+    doubling each time (``check_s`` up to ``max_backoff_s``). One snapshot is taken at a time
+    per database whoever takes it (``take``'s advisory lock): a busy taker is no failure.
+    ``start``/``stop`` or ``async with``."""
 
     def __init__(
         self,
@@ -455,6 +480,11 @@ class Snapshotter:
         every: int,
         keep: int = DEFAULT_KEEP,
         check_s: float = 60.0,
+        first_check_s: float = 60.0,
+        jitter_s: float = 30.0,
+        max_backoff_s: float = 3600.0,
+        command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         if every < 1:
             raise SnapshotError(f"every must be at least 1, got {every}")
@@ -463,6 +493,13 @@ class Snapshotter:
         self.every = every
         self.keep = keep
         self.check_s = check_s
+        self.first_check_s = first_check_s
+        self.jitter_s = jitter_s
+        self.max_backoff_s = max(max_backoff_s, check_s)
+        self.command = list(command) if command is not None else None
+        self.env = dict(env) if env is not None else None
+        self.failures = 0
+        """Failed attempts in a row (0 after a success)."""
         self._tasks = tasks.TaskOwner("snapshot", logger=log)
 
     async def start(self) -> None:
@@ -470,7 +507,7 @@ class Snapshotter:
         self._tasks.start(self._watch(), "chronohub-snapshots")
 
     async def stop(self) -> None:
-        """Cancel the task; a snapshot being built is dropped."""
+        """Cancel the task; a snapshot being built is dropped (its child killed)."""
         await self._tasks.close()
 
     async def __aenter__(self) -> Snapshotter:
@@ -489,14 +526,68 @@ class Snapshotter:
         newest = usable[-1].checkpoint.position if usable else 0
         return head.position - newest >= self.every
 
+    def next_wait(self) -> float:
+        """Seconds until the next check: ``check_s``, doubled for each failure in a row."""
+        if not self.failures:
+            return self.check_s
+        doubling: float = self.check_s * 2.0 ** min(self.failures, 32)
+        return min(self.max_backoff_s, doubling)
+
     async def _watch(self) -> None:
+        # Jitter spreads the hubs started together; no secret.
+        await asyncio.sleep(self.first_check_s + random.uniform(0, self.jitter_s))  # noqa: S311
         while True:
             try:
                 if await self.due():
-                    await take(self.store, self.projections, keep=self.keep)
-            except SnapshotError as exc:  # another process is taking one
+                    await self._take()
+                self.failures = 0
+            except SnapshotBusy as exc:  # another process is taking one
                 log.info("snapshot not taken: %s", exc)
             except (base.ProjectionError, errors.DatabaseUnavailable, asyncpg.PostgresError) as exc:
-                # Nothing is lost: the half-built schema was dropped; try again next time.
-                log.error("snapshot failed: %s", exc)
-            await asyncio.sleep(self.check_s)
+                # Nothing is lost: the half-built schema is swept; try again later.
+                self.failures += 1
+                log.error(
+                    "snapshot failed (%d in a row; next try in %.0f s): %s",
+                    self.failures,
+                    self.next_wait(),
+                    exc,
+                )
+            await asyncio.sleep(self.next_wait())
+
+    async def _take(self) -> None:
+        if self.command is None:
+            await take(self.store, self.projections, keep=self.keep)
+            return
+        code, tail = await _run(self.command, self.env)
+        if code == BUSY_EXIT:
+            raise SnapshotBusy("another process is taking a snapshot")
+        if code != 0:
+            raise SnapshotFailed(f"{shlex.join(self.command)} exited with status {code}: {tail}")
+
+
+STDERR_TAIL = 4096
+"""How much of a child's standard error a failure reports (its last bytes)."""
+
+
+async def _run(command: Sequence[str], env: Mapping[str, str] | None) -> tuple[int, str]:
+    """Run ``command``; its exit status and the tail of its standard error. Killed if this
+    is cancelled (the hub stopping): its half-built snapshot is swept by the next taker."""
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    tail = b""
+    try:
+        assert proc.stderr is not None  # piped
+        while chunk := await proc.stderr.read(65536):
+            tail = (tail + chunk)[-STDERR_TAIL:]
+        code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    return code, tail.decode(errors="replace").strip()
