@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
@@ -219,19 +221,36 @@ async def take_snapshots(
     if not serving or not config.snapshot_every_events:
         yield None
         return
-    # A pool of its own, without the requests' bound on a statement: taking a snapshot is
-    # background work that may run statements as long as a one-shot command's.
-    pool = await database.create_pool(dsn, min_size=1, max_size=2)
+    # A small pool of its own for the checks (the requests' pool bounds every statement).
+    pool = await database.create_pool(dsn, min_size=1, max_size=1)
     try:
         async with snapshots.Snapshotter(
             store.EventStore(pool, group_commit_lanes=0),
             catalog.ALL,
             every=config.snapshot_every_events,
             keep=config.snapshot_keep,
+            # Built by a child process: replaying the log is CPU-bound work that would stall
+            # this event loop. It reads the same settings (environment and TOML file), on the
+            # database this hub uses.
+            command=[sys.executable, "-m", "hub.cli", "projections", "snapshot"],
+            env=snapshot_env(config, dsn),
         ) as taker:
             yield taker
     finally:
         await pool.close()
+
+
+def snapshot_env(config: hub_settings.Settings, dsn: str | None) -> dict[str, str]:
+    """The environment of a child ``chronohub projections snapshot``: this process's, plus
+    the settings it must share with this hub whatever gave them (the command line, say)."""
+    env = {
+        **os.environ,
+        hub_settings.CONFIG_ENV: str(hub_settings.config_path()),
+        "CHRONOHUB_SNAPSHOT_KEEP": str(config.snapshot_keep),
+    }
+    if dsn is not None:
+        env["CHRONOHUB_DATABASE_URL"] = dsn
+    return env
 
 
 @contextlib.asynccontextmanager

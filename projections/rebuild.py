@@ -43,7 +43,8 @@ REBUILD_BATCH = 50_000
 writes each row it touches once, so larger pages write less per event (the users rebuild of
 the benchmark: 0.2 rows per event instead of 0.5, a third less CPU in all). Memory: a decoded
 event holds about 1 kB (measured on the benchmark's user events), its row as read about half
-that again, and two pages are alive at a time (one applied, the next decoded): ~150 MB."""
+that again, and up to three pages are alive at a time (one applied, the next decoded, and
+the one after that fetched as rows, not yet decoded): ~150 MB and the raw rows of a page."""
 AS_OF = "state"
 """The purpose in the names of time travel's scratch schemas (``state_<hex>``)."""
 

@@ -16,7 +16,9 @@ What a backup holds, and what not (docs/operations.md, "Backup and restore"):
   A backup is often kept where the running hub's key should not be; with it, a stolen backup
   would let its holder forge anyone's session on the live hub;
 * not the embedded database's password (the new cluster has its own), users' home
-  directories (users' files, backed up as any file system is) nor servers' logs.
+  directories (users' files, backed up as any file system is) nor servers' logs;
+* not the read models' snapshots nor the scratch schemas of time travel, rebuild and verify
+  (``SCRATCH_SCHEMAS``): derived from the log, and as large as many copies of the read models.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from hub import data_dir, database, version
 from hub import settings as hub_settings
 from hub.backup import archive, errors, pgtools
 from migrations import runner
+from projections import rebuild, snapshots
 
 queries = sql.Queries(__package__ or "hub.backup", "backup.sql")
 
@@ -44,7 +47,19 @@ NOT_INCLUDED = [
     "cookie_secret: a restored hub makes a new one, so browser sessions end; API tokens work",
     "db_password: the embedded PostgreSQL that restores this makes its own",
     "users/ and logs/: users' files and servers' output, backed up as any file system is",
+    "snapshots of the read models (snapshot_* schemas): derived from the log, taken again",
 ]
+SCRATCH_SCHEMAS = [
+    f"{snapshots.PURPOSE}_[0-9a-f]{{16}}",
+    f"{snapshots.BUILDING}_[0-9a-f]{{16}}",
+    f"{rebuild.AS_OF}_[0-9a-f]{{16}}",
+    "rebuild_*_[0-9a-f]{16}",
+    "verify_*_[0-9a-f]{16}",
+]
+"""``pg_dump --exclude-schema`` patterns (``rebuild.scratch_name``): the read models'
+snapshots and the scratch schemas of time travel, rebuild and verify. All are derived from
+the log (a restore replays it), and copying them would make a backup as large as
+``snapshot_keep`` copies of the read models."""
 # Beyond this many transaction ids to hand out, a restore asks for pg_resetwal instead
 # (consuming them costs about a second per hundred thousand).
 MAX_XID_GAP = 50_000_000
@@ -99,7 +114,8 @@ async def take(
             dump = target / archive.DUMP
             await pgtools.run(
                 [pg_dump, "--format=custom", "--no-owner", "--no-privileges",
-                 f"--snapshot={snapshot}", f"--file={dump}", *args],
+                 f"--snapshot={snapshot}", f"--file={dump}",
+                 *(f"--exclude-schema={pattern}" for pattern in SCRATCH_SCHEMAS), *args],
                 env,
                 what="dump the database",
             )  # fmt: skip

@@ -373,7 +373,8 @@ async def snapshot(event_store: store.EventStore, at: int | datetime | None, *, 
             )
     except snapshots.SnapshotError as exc:
         stderr.print(f"[red]error:[/red] {escape(str(exc))}")
-        return 1
+        # Busy is not failed: a serving hub's snapshotter tries again later without backoff.
+        return snapshots.BUSY_EXIT if isinstance(exc, snapshots.SnapshotBusy) else 1
     stdout.print(f"snapshot {taken.schema} at position {taken.checkpoint.position}")
     return 0
 

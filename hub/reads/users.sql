@@ -108,8 +108,11 @@ SELECT gr.name AS group_name, u.name AS user_name
 -- its guess at the page size (a LIMIT by parameter), it planned every request afresh, and
 -- planning cost half as much again as running it. Groups, roles, activity and servers are
 -- joined to the page as sets, not looked up per user (a fifth less of PostgreSQL's time).
--- Each model is written as text, key by key, in the order and with the separators of the
--- hub's own rendering (json.dumps of hub/api/users.py's render): building jsonb objects and
+-- Each model is written as text, key by key, in the order and with the separators of
+-- json.dumps(..., ensure_ascii=False) of hub/api/users.py's render. Not byte for byte what
+-- the hub's json_response sends for one user: that escapes non-ASCII characters
+-- (ensure_ascii=True), this sends them as UTF-8; both are valid JSON of the same data.
+-- Building jsonb objects and
 -- removing the hidden keys from them cost PostgreSQL a third more per page (measured: about
 -- 500 against 345 µs of CPU for 50 users). Values are encoded by to_json (strings, escaped)
 -- or are literals, booleans and ISO timestamps, none of which needs escaping.

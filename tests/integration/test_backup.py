@@ -18,7 +18,7 @@ import pytest
 
 from events import store
 from hub import database, embedded_db
-from hub.backup import archive
+from hub.backup import archive, pgtools
 from hub.cli import events as events_cli
 from migrations import runner
 from projections import base, catalog
@@ -247,3 +247,36 @@ async def test_backing_up_into_a_non_empty_directory_is_refused(
     )
     assert code == 1
     assert "not an empty directory" in out
+
+
+async def test_snapshots_and_scratch_schemas_are_not_backed_up(db_url: str, tmp_path: Path) -> None:
+    """They are derived from the log, and a backup would hold snapshot_keep copies of the read
+    models; any other schema is dumped."""
+    left_out = [
+        "snapshot_0123456789abcdef",
+        "snapshot_build_0123456789abcdef",
+        "state_0123456789abcdef",
+        "rebuild_users_0123456789abcdef",
+        "verify_users_0123456789abcdef",
+    ]
+    kept = ["state_of_the_art"]
+    conn = await asyncpg.connect(db_url)
+    try:
+        for name in left_out + kept:
+            await conn.execute(f'CREATE SCHEMA "{name}"')
+            await conn.execute(f'CREATE TABLE "{name}".rows (id int)')
+    finally:
+        await conn.close()
+    target = tmp_path / "backup"
+    env = {"CHRONOHUB_DATABASE_URL": db_url, "CHRONOHUB_DATA_DIR": str(tmp_path / "data")}
+    code, out = await chronohub(env, "backup", str(target))
+    assert code == 0, out
+    proc = await asyncio.create_subprocess_exec(
+        str(pgtools.binary("pg_restore", None)), "--list", str(target / archive.DUMP),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    listing, _ = await proc.communicate()
+    assert proc.returncode == 0
+    schemas = {line.split()[-2] for line in listing.decode().splitlines() if " SCHEMA - " in line}
+    assert "state_of_the_art" in schemas
+    assert not schemas & set(left_out)

@@ -4,6 +4,9 @@ so); only the newest ``keep`` are kept; a serving hub takes them as the log grow
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from typing import Any
 
 import asyncpg
@@ -131,7 +134,9 @@ async def test_one_snapshot_is_taken_at_a_time(
 async def test_a_serving_hub_takes_snapshots_as_the_log_grows(
     event_store: store.EventStore, pool: asyncpg.Pool[Any]
 ) -> None:
-    async with snapshots.Snapshotter(event_store, catalog.ALL, every=3, keep=2, check_s=0.05):
+    async with snapshots.Snapshotter(
+        event_store, catalog.ALL, every=3, keep=2, check_s=0.05, first_check_s=0, jitter_s=0
+    ):
         for number in range(3):
             await create_user(event_store, f"user{number}")
         head = await event_store.head()
@@ -172,3 +177,160 @@ async def test_the_snapshot_command_and_state_at_from_it(
     code, out = await cli(db_url, "projections", "snapshot", "--at", str(positions[-1] + 10))
     assert code == 1
     assert "past the end of the log" in out
+
+
+async def test_a_snapshot_of_another_log_is_not_used(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    """A log truncated and imported again may hold other events at a snapshot's position: the
+    snapshot keeps the id of the event at its checkpoint, and is used only while it matches."""
+    for number in range(3):
+        await create_user(event_store, f"user{number}")
+    head = await event_store.head()
+    taken = await snapshots.take(event_store, catalog.ALL, at=head)
+    assert taken.event_id is not None
+    await pool.execute(
+        f"UPDATE {rebuild.ident(taken.schema)}.{snapshots.INFO} SET event_id = gen_random_uuid()"
+    )
+    fast, slow, said = await both_ways(pool, event_store, head)
+    assert fast == slow
+    assert said == [
+        f"the snapshot at position {head.position} was taken of another log (the event at its"
+        " position differs): replaying the log from the start"
+    ]
+
+
+async def test_a_snapshot_before_the_first_event_is_refused(
+    event_store: store.EventStore,
+) -> None:
+    with pytest.raises(snapshots.SnapshotError, match="before the log's first event"):
+        await snapshots.take(event_store, catalog.ALL)  # the log is empty
+    await create_user(event_store, "ann")
+    with pytest.raises(snapshots.SnapshotError, match="before the log's first event"):
+        await snapshots.take(event_store, catalog.ALL, at=models.ORIGIN)
+
+
+async def test_the_snapshot_just_taken_is_never_pruned(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    points = []
+    for number in range(6):
+        await create_user(event_store, f"user{number}")
+        points.append(await event_store.head())
+    await snapshots.take(event_store, catalog.ALL, at=points[3], keep=2)
+    await snapshots.take(event_store, catalog.ALL, at=points[5], keep=2)
+    # Thinning alone would drop this one again (its neighbours are the closest together).
+    early = await snapshots.take(event_store, catalog.ALL, at=points[0], keep=2)
+    async with pool.acquire() as conn:
+        kept = [s.schema for s in await snapshots.listed(conn)]
+    assert early.schema in kept
+    assert len(kept) == 2
+
+
+CHILD = [sys.executable, "-m", "hub.cli", "projections", "snapshot"]
+
+
+async def test_a_serving_hub_builds_snapshots_in_a_child_process(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any], db_url: str
+) -> None:
+    for number in range(3):
+        await create_user(event_store, f"user{number}")
+    head = await event_store.head()
+    env = {**os.environ, "CHRONOHUB_DATABASE_URL": db_url}
+    taker = snapshots.Snapshotter(
+        event_store, catalog.ALL, every=3, check_s=0.05, first_check_s=0, jitter_s=0,
+        command=CHILD, env=env,
+    )  # fmt: skip
+
+    async def taken() -> list[snapshots.Snapshot]:
+        async with pool.acquire() as conn:
+            return await snapshots.listed(conn)
+
+    async with taker:
+        await wait_for(lambda: _at(taken, head), timeout_s=60)
+    assert taker.failures == 0
+
+
+async def test_a_failing_snapshot_child_is_retried_with_backoff(
+    event_store: store.EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    await create_user(event_store, "ann")
+    failing = [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"]
+    taker = snapshots.Snapshotter(
+        event_store, catalog.ALL, every=1, check_s=0.01, first_check_s=0, jitter_s=0,
+        max_backoff_s=0.08, command=failing,
+    )  # fmt: skip
+    with caplog.at_level(logging.ERROR, logger=snapshots.log.name):
+        async with taker:
+            await wait_for(lambda: taker.failures >= 3, timeout_s=30)
+    waits = []
+    for failures in (0, 1, 2, 3, 10):
+        taker.failures = failures
+        waits.append(taker.next_wait())
+    assert waits == [0.01, 0.02, 0.04, 0.08, 0.08]  # doubling, capped at max_backoff_s
+    failed = [r.getMessage() for r in caplog.records if "snapshot failed" in r.getMessage()]
+    assert failed
+    assert "exited with status 3: boom" in failed[0]
+    assert "(1 in a row;" in failed[0]
+
+
+async def test_a_busy_snapshot_child_is_no_failure(event_store: store.EventStore) -> None:
+    await create_user(event_store, "ann")
+    busy = [sys.executable, "-c", f"import sys; sys.exit({snapshots.BUSY_EXIT})"]
+    ran = 0
+    real_take = snapshots.Snapshotter._take
+
+    taker = snapshots.Snapshotter(
+        event_store, catalog.ALL, every=1, check_s=0.01, first_check_s=0, jitter_s=0,
+        command=busy,
+    )  # fmt: skip
+
+    async def counted(self: snapshots.Snapshotter) -> None:
+        nonlocal ran
+        ran += 1
+        await real_take(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(snapshots.Snapshotter, "_take", counted)
+        async with taker:
+            await wait_for(lambda: ran >= 3, timeout_s=30)
+    assert taker.failures == 0
+
+
+async def test_stopping_kills_the_snapshot_child(
+    event_store: store.EventStore, tmp_path: Any
+) -> None:
+    await create_user(event_store, "ann")
+    started = tmp_path / "pid"
+    sleeper = [
+        sys.executable, "-c",
+        f"import os, time; open({str(started)!r}, 'w').write(str(os.getpid())); time.sleep(600)",
+    ]  # fmt: skip
+    taker = snapshots.Snapshotter(
+        event_store, catalog.ALL, every=1, first_check_s=0, jitter_s=0, command=sleeper
+    )
+    async with taker:
+        await wait_for(lambda: started.exists() and started.read_text() != "", timeout_s=30)
+    pid = int(started.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # reaped: gone
+
+
+async def test_a_drop_waiting_on_a_reader_of_the_tables_is_skipped(
+    event_store: store.EventStore, pool: asyncpg.Pool[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pg_dump holds a lock on every table it dumps: a pruning waits at most 2 s for it,
+    then leaves that snapshot for the next one (time travel would queue behind its lock)."""
+    await create_user(event_store, "ann")
+    taken = await snapshots.take(event_store, catalog.ALL)
+    table = f"{rebuild.ident(taken.schema)}.{rebuild.ident(catalog.ALL[0].tables[0])}"
+    async with pool.acquire() as dumper, dumper.transaction():
+        await dumper.execute(f"LOCK TABLE {table} IN ACCESS SHARE MODE")
+        async with pool.acquire() as conn:
+            with caplog.at_level(logging.WARNING, logger=snapshots.log.name):
+                # Stale for these versions, and over keep=0: due to go.
+                dropped = await snapshots.prune(conn, 0, {"other": "version"})
+    assert dropped == []
+    assert f"snapshot {taken.schema} not dropped" in caplog.text
+    async with pool.acquire() as conn:
+        assert await snapshots.prune(conn, 0, {"other": "version"}) == [taken.schema]

@@ -77,8 +77,10 @@ async def test_pages_follow_one_another_to_the_end(api: Api) -> None:
 
 async def test_the_lists_bytes_are_the_hubs_own_encoding_of_each_user(api: Api) -> None:
     # PostgreSQL writes each model as text, key by key (users_page_json): the same keys, in
-    # the same order, with the same separators and string escapes as json.dumps of the hub's
-    # own rendering; the hidden keys of a narrower caller (the culler) left out alike.
+    # the same order, with the same separators and string escapes as json.dumps with
+    # ensure_ascii=False of the data the hub renders for each user; the hidden keys of a
+    # narrower caller (the culler) left out alike. The hub's own responses (json_response)
+    # escape non-ASCII characters instead (ensure_ascii=True): other bytes, same JSON data.
     names = ["plain", "zoë", 'quo"te', "back\\slash"]
     for name in names:
         assert (await api.call("POST", f"/users/{quote(name, safe='')}"))[0] == 201
