@@ -145,11 +145,12 @@ async def test_a_serving_hub_takes_snapshots_as_the_log_grows(
             async with pool.acquire() as conn:
                 return await snapshots.listed(conn)
 
-        await wait_for(lambda: _at(taken, head))
+        # a build makes and fills a schema of every read model: seconds on a loaded machine
+        await wait_for(lambda: _at(taken, head), timeout_s=60, every_s=0.1)
         for number in range(3, 9):
             await create_user(event_store, f"user{number}")
         last = await event_store.head()
-        await wait_for(lambda: _at(taken, last))
+        await wait_for(lambda: _at(taken, last), timeout_s=60, every_s=0.1)
     async with pool.acquire() as conn:
         assert len(await snapshots.listed(conn)) <= 2
 
