@@ -260,14 +260,25 @@ class Room:
             self._applying = False
         # An update the document already had changes nothing and is neither stored nor sent.
         # One whose dependencies are missing changes nothing *yet* (pycrdt keeps it pending)
-        # and must be stored: what the document lacks of it tells the two apart.
+        # and must be stored: what the document lacks of it tells the two apart. What it
+        # lacks always keeps the update's deletions, known or not: a client that holds the
+        # whole document (the notebook page, which comes with it; a reconnect) answers our
+        # sync step 1 with every deletion the document has, which is nothing new either.
         if not self._changed:
             with protocol.crdt_input("update does not decode"):
                 missing = pycrdt.get_update(update, self.doc.get_state())
-            if missing == protocol.EMPTY_UPDATE:
-                return
+                if missing == protocol.EMPTY_UPDATE or self._only_known_deletions(missing):
+                    return
         payload = frame if frame is not None else protocol.update_message(update)
         self._queue(update, payload, conn, conn.participant.label)
+
+    def _only_known_deletions(self, missing: bytes) -> bool:
+        """Whether ``missing`` (an update less what the document has) holds no new items and
+        only deletions the document has made already."""
+        if missing[:1] != b"\x00":  # items this document lacks
+            return False
+        known = self.doc.get_update(self.doc.get_state())  # no items: every deletion
+        return pycrdt.merge_updates(known, missing) == known
 
     def _refuse_read_only(self, conn: Connection, update: bytes) -> None:
         # A read-only client still answers our SyncStep1 with its own state: nothing new in

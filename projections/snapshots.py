@@ -518,8 +518,12 @@ class Snapshotter:
         await self.stop()
 
     async def due(self) -> bool:
-        """Whether the log is ``every`` positions past the newest usable snapshot."""
+        """Whether the log is ``every`` positions past the newest usable snapshot, and no
+        process is taking one now (a child is not started only to find the lock taken)."""
         async with self.store.connection() as conn:
+            if not await conn.fetchval(queries["take_lock"]):
+                return False
+            await conn.fetchval(queries["take_unlock"])
             head = await self.store.head(conn=conn)
             current = await versions(conn, self.projections)
             usable = [s for s in await listed(conn) if s.usable_for(current)]

@@ -47,6 +47,10 @@ function loadPython (): Promise<Extension> {
   pythonLoaded ??= whenIdle()
     .then(async () => await import('./python'))
     .then(module => (pythonSupport = module.python()))
+    .catch(error => {
+      pythonLoaded = null // a failed download is tried again by the next editor
+      throw error
+    })
   return pythonLoaded
 }
 

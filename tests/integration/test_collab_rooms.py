@@ -81,6 +81,33 @@ async def test_every_update_is_stored_with_its_author_before_anyone_receives_it(
     assert text_of(doc) == "01234"
 
 
+async def test_a_client_that_holds_the_whole_document_writes_nothing_by_joining(
+    collab_hub: CollabHub,
+) -> None:
+    # The notebook page comes with the room's document; its answer to the room's sync step 1
+    # then carries every deletion the document has: nothing new, so nothing stored or sent.
+    alice = await collab_hub.token("alice")
+    async with client.connect(collab_hub.url, "held", token=alice) as writer:
+        await asyncio.wait_for(writer.synced.wait(), 10)
+        text = writer.doc.get("t", type=pycrdt.Text)
+        text += "hello world"
+        del text[0:6]
+
+        async def stored(count: int) -> bool:
+            return len(await stored_updates(collab_hub, "held")) == count
+
+        await wait_for(lambda: stored(2))
+        held: pycrdt.Doc[Any] = pycrdt.Doc()
+        held.apply_update(writer.doc.get_update())
+        async with client.connect(collab_hub.url, "held", token=alice, doc=held) as late:
+            await asyncio.wait_for(late.synced.wait(), 10)
+            # a marker after the join: once it is stored, the join's answer was handled
+            late.doc.get("t", type=pycrdt.Text).insert(0, "> ")
+            await wait_for(lambda: text_of(writer.doc) == "> world")
+        rows = await stored_updates(collab_hub, "held")
+    assert len(rows) == 3, [bytes(r["data"]) for r in rows]  # the two edits and the marker
+
+
 async def test_the_broadcast_waits_for_the_append(collab_hub: CollabHub) -> None:
     """Appends are held back (a lock on the room's row); nobody receives the update meanwhile."""
     alice = await collab_hub.token("alice")
