@@ -514,6 +514,7 @@ async def run_proxy(
                 port=config.port,
                 hub_target=hub_target,
                 on_activity=manager.record_activity,
+                ports=manager.settings.ports,  # the hub's one port picker (port_range)
             )
             await stack.enter_async_context(chp)
             # An external CHP listens wherever it was told to: ip:port is taken to be that
@@ -560,6 +561,8 @@ async def run_services(
         hub.settings,
         service_environment.Addresses(api_url=api_url, public_url=hub.settings.public_url),
         on_routes_changed=routes_changed,
+        # the hub's one port picker (port_range), the server manager's
+        ports=hub.servers.settings.ports if hub.servers is not None else None,
     )
     async with supervisor:
         state.supervisor = supervisor
