@@ -41,8 +41,8 @@ class PortsExhausted(Exception):
         else:
             low, high = span
             message = (
-                f"no port of port_range {low}-{high} ({high - low + 1} ports) is free on {ip}:"
-                f" {held} were handed out in the last {HOLD_S:.0f} s, the others are taken;"
+                f"no port of port_range {low}-{high} is free on {ip}: of its {high - low + 1},"
+                f" {held} were handed out in the last {HOLD_S:.0f} s and the others are taken;"
                 " widen port_range (CHRONOHUB_PORT_RANGE)"
             )
         super().__init__(message)

@@ -96,7 +96,7 @@ def test_a_port_handed_out_is_held_until_its_server_had_time_to_bind_it() -> Non
     span = free_span(1)
     picker = ports.Ports(span, clock=clock)
     assert picker.pick("127.0.0.1") == span[0]  # not bound by anyone yet...
-    with pytest.raises(ports.PortsExhausted, match="1 were handed out"):
+    with pytest.raises(ports.PortsExhausted, match="of its 1, 1 were handed out"):
         picker.pick("127.0.0.1")  # ...but not handed out again
     clock.now += ports.HOLD_S
     assert picker.pick("127.0.0.1") == span[0]  # its server never came: free again
