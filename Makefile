@@ -82,10 +82,13 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 # the documentation's strict build comes before the suite: a broken link, or a configuration
-# reference that hub/settings.py no longer matches, fails in seconds rather than at the end
+# reference that hub/settings.py no longer matches, fails in seconds rather than at the end.
+# The suite runs on one pytest-xdist worker per core, a module's tests on one worker
+# (docs/testing.md: each worker has its own PostgreSQL and its own ports); plain `pytest`
+# runs it in one process.
 test: lint typecheck $(NODE_TEST_CLIENTS) $(DEBIAN_TOOLS) $(FRONTEND)
 	$(BIN)/mkdocs build --strict
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadscope
 
 # The documentation site (mkdocs.yml): the configuration reference written anew from
 # hub/settings.py, then docs/ and README.md built into site/; open site/index.html

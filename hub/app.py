@@ -32,6 +32,7 @@ from collab import sessions as collab_sessions
 from events import errors as event_errors
 from events import notify, store
 from hub import bootstrap, context, data_dir, database, database_watch, errors, metrics, startup
+from hub import ports as hub_ports
 from hub import settings as hub_settings
 from hub.api import auth as auth_api
 from hub.api import collab as collab_api
@@ -482,8 +483,12 @@ async def run_proxy(
                 port=config.port,
                 hub_target=hub_target,
                 on_activity=manager.record_activity,
+                ports=manager.settings.ports,  # the hub's one port picker (port_range)
             )
-            await stack.enter_async_context(chp)
+            try:
+                await stack.enter_async_context(chp)
+            except hub_ports.PortsExhausted as exc:  # no port for its API: say it in one line
+                raise startup.StartupError(f"configurable-http-proxy's API: {exc}") from exc
             # An external CHP listens wherever it was told to: ip:port is taken to be that
             # place, as JupyterHub takes bind_url to be its external proxy's.
             running = RunningProxy(startup.url(config.ip, config.port), chp=chp)
@@ -528,6 +533,8 @@ async def run_services(
         hub.settings,
         service_environment.Addresses(api_url=api_url, public_url=hub.settings.public_url),
         on_routes_changed=routes_changed,
+        # the hub's one port picker (port_range), the server manager's
+        ports=hub.servers.settings.ports if hub.servers is not None else None,
     )
     async with supervisor:
         state.supervisor = supervisor

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     IPvAnyNetwork,
     SecretStr,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -26,6 +27,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from hub import ports
 
 # the tables of the file, re-exported: callers name them hub.settings.ServiceConfig etc.
 from hub.config_tables import RoleConfig as RoleConfig
@@ -518,6 +521,15 @@ class Settings(BaseSettings):
     chp_auth_token: SecretStr | None = Field(
         default=None, description="CONFIGPROXY_AUTH_TOKEN of an external proxy"
     )
+    port_range: str | None = Field(
+        default=None,
+        description="Ports the hub hands out to what it starts (single-user servers, managed"
+        " services whose url has port 0, configurable-http-proxy's API), as LOW-HIGH such as"
+        " 20000-29999: a port of it nothing listens on. Outside the kernel's ephemeral range"
+        " (/proc/sys/net/ipv4/ip_local_port_range) no outgoing connection can take a port"
+        " between its choice and its server's start, and a firewall can open just these;"
+        " unset: the kernel's choice",
+    )
     proxy_check_interval: float = Field(
         default=5,
         gt=0,
@@ -635,6 +647,15 @@ class Settings(BaseSettings):
         description="The embedded PostgreSQL's port (its socket's name, and its TCP port when"
         " embedded_db_listen is set)",
     )
+
+    @field_validator("port_range")
+    @classmethod
+    def _port_range_is_a_range(cls, value: str | None) -> str | None:
+        """``LOW-HIGH`` within 1..65535, not reversed, written back plainly."""
+        if value is None:
+            return None
+        low, high = ports.parse(value)
+        return f"{low}-{high}"
 
     @classmethod
     def settings_customise_sources(

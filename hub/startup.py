@@ -131,11 +131,3 @@ def banner(
     else:
         opened = url(hub_host, hub_port, "/hub/")
     return [f"chronohub serving at {opened}", f"hub: {where}", f"database: {database}"]
-
-
-def free_port(ip: str) -> int:
-    """A port nothing listens on now (the server binds it a moment later, as in JupyterHub)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((ip, 0))
-        port: int = sock.getsockname()[1]
-        return port

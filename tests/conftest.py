@@ -7,8 +7,9 @@ Where PostgreSQL comes from, in order:
 * otherwise the hub's own embedded cluster (``hub.embedded_db``) in a temporary directory,
   with durability off, since a test database is thrown away anyway.
 
-Under pytest-xdist (``-n``, in the configuration's addopts) each worker is a test run of its
-own: its own embedded cluster, or its own template database on a shared server.
+Under pytest-xdist (``-n``, as ``make test`` runs the suite) each worker is a test run of its
+own: its own embedded cluster, or its own template database on a shared server, and its own
+ports (``tests/ports.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import events.catalog.users  # noqa: F401 - registers the user events
 from events import notify, store
 from hub import database, embedded_db
 from projections import base, catalog
+from tests import ports
 
 # Fixtures of the integration tests with names of their own, shared by every module that asks
 # for them (``api``, ``spawn_hub``, ``collab_hub``, ``chp_command``). Fixtures whose names
@@ -99,6 +101,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "these tests use PostgreSQL but are not marked integration (add"
             f" `pytestmark = pytest.mark.integration`): {', '.join(undeclared)}"
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_port_range() -> Iterator[None]:
+    """Hubs started in this process hand out this worker's ports (``tests.ports``), outside
+    the kernel's ephemeral range, where the other worker's picks and connections cannot take
+    them; hubs run as processes get them from ``tests.helpers.hub_process_env``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHRONOHUB_PORT_RANGE", ports.HUB_RANGE)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,6 +15,7 @@ from aiohttp import test_utils
 from pydantic import Field
 
 from events import models
+from tests import ports
 
 
 async def call_api(
@@ -37,15 +38,21 @@ async def call_api(
     return response.status, payload
 
 
-def hub_process_env(db_url: str, config: Path, data_dir: Path) -> dict[str, str]:
-    """The environment of a ``chronohub serve`` subprocess on the test database: this one's,
-    minus any database or chronohub settings, plus the test's."""
+def hub_base_env() -> dict[str, str]:
+    """This process's environment minus any database or chronohub settings, but for the ports
+    this worker's hubs hand out (``tests.ports.HUB_RANGE``): a hub subprocess's to build on."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "PGHOST", "PGDATABASE") and not k.startswith("CHRONOHUB_")
     }
-    return env | {
+    return env | {"CHRONOHUB_PORT_RANGE": ports.HUB_RANGE}
+
+
+def hub_process_env(db_url: str, config: Path, data_dir: Path) -> dict[str, str]:
+    """The environment of a ``chronohub serve`` subprocess on the test database: this one's,
+    minus any database or chronohub settings but this worker's ports, plus the test's."""
+    return hub_base_env() | {
         "CHRONOHUB_DATABASE_URL": db_url,
         "CHRONOHUB_CONFIG": str(config),
         "CHRONOHUB_DATA_DIR": str(data_dir),

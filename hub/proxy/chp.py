@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from hub import startup
+from hub import ports as hub_ports
 from hub.proxy import table
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,11 @@ class ChpProxy:
         port: int,
         hub_target: str,
         on_activity: table.OnActivity | None = None,
+        ports: hub_ports.Ports | None = None,
     ) -> None:
         self.command = list(command)
+        # Where its API's port comes from: the hub's one picker (port_range).
+        self.ports = ports or hub_ports.Ports()
         self.api_url = api_url
         self.auth_token = auth_token or secrets.token_hex(32)
         self.ip, self.port = ip, port
@@ -107,7 +110,7 @@ class ChpProxy:
         await self._wait_for_api()
 
     async def _launch(self) -> None:
-        api_port = startup.free_port("127.0.0.1")
+        api_port = self.ports.pick("127.0.0.1")
         self.api_url = f"http://127.0.0.1:{api_port}"
         env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": self.auth_token}
         args = [

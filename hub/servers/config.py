@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub import ports as hub_ports
 from hub import startup
 from hub.servers import isolation, local_spawner, spawner
 
@@ -36,6 +37,9 @@ class Settings:
     hub_url: str = "http://127.0.0.1:8081/hub/"
     # Safe by default: nobody's code runs until the hub's settings say how.
     isolation: isolation.Isolation = field(default_factory=lambda: isolation.Isolation("none"))
+    # Where servers' ports come from: the hub's one picker (port_range), shared with the
+    # services and the proxy; by default the kernel's choice.
+    ports: hub_ports.Ports = field(default_factory=hub_ports.Ports)
 
 
 def settings_from(
@@ -43,10 +47,12 @@ def settings_from(
     code: isolation.Isolation | None = None,
     command: tuple[str, ...] | None = None,
     hub_url: str | None = None,
+    picker: hub_ports.Ports | None = None,
 ) -> Settings:
     """The manager's settings from the hub's (``code``: the hub's one ``Isolation``;
     ``command``: the spawner's command as found at start-up; ``hub_url``: the hub's internal
-    URL, by default from ``hub_ip`` and ``hub_port``)."""
+    URL, by default from ``hub_ip`` and ``hub_port``; ``picker``: the hub's one port picker, by
+    default one of the manager's own from ``port_range``)."""
     return Settings(
         command=command or (*config.spawner_cmd, *config.spawner_args),
         env=dict(config.spawner_env),
@@ -62,6 +68,7 @@ def settings_from(
         server_token_projects=config.server_token_projects,
         isolation=code or isolation.Isolation.from_settings(config),
         hub_url=hub_url or startup.url(config.hub_ip, config.hub_port, "/hub/"),
+        ports=picker or hub_ports.Ports.from_setting(config.port_range),
     )
 
 

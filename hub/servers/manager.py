@@ -32,7 +32,8 @@ import aiohttp
 from events import errors, models, sql, store, tasks
 from events.catalog import servers as server_events
 from events.catalog import tokens as token_events
-from hub import metrics, processes, startup
+from hub import metrics, processes
+from hub import ports as hub_ports
 from hub.auth import tokens
 from hub.auth.oauth import clients as oauth_clients
 from hub.servers import (
@@ -258,7 +259,10 @@ class ServerManager(readoption.Readoption):
         began = loop.time()
         deadline = began + settings.start_timeout
         try:
-            port = startup.free_port(settings.ip)
+            try:
+                port = settings.ports.pick(settings.ip)
+            except hub_ports.PortsExhausted as exc:
+                raise spawner.SystemFailure(str(exc)) from exc
             path = rules.prefix(live.user, live.server_name)
             url = f"http://{settings.ip}:{port}{path}"
             env = rules.contract_env(

@@ -48,7 +48,8 @@ from events import errors as store_errors
 from events import models, store, tasks
 from events.catalog import services as service_events
 from events.catalog import tokens as token_events
-from hub import data_dir, processes, startup
+from hub import data_dir, processes
+from hub import ports as hub_ports
 from hub import settings as hub_settings
 from hub.auth import scopes, tokens
 from hub.services import environment, restarts
@@ -139,9 +140,12 @@ class Supervisor:
         *,
         on_routes_changed: RoutesChanged | None = None,
         environ: Mapping[str, str] | None = None,
+        ports: hub_ports.Ports | None = None,
     ) -> None:
         self.store = event_store
         self.config = config
+        # The hub's one port picker, shared with servers and the proxy (port_range).
+        self.ports = ports or hub_ports.Ports.from_setting(config.port_range)
         self.addresses = addresses
         self.on_routes_changed = on_routes_changed
         self.environ = dict(os.environ if environ is None else environ)
@@ -231,7 +235,7 @@ class Supervisor:
         entry = service.entry
         try:
             url = self._url(entry)
-        except PortTaken as exc:
+        except (PortTaken, hub_ports.PortsExhausted) as exc:
             return Death(0, None, str(exc))
         except OSError as exc:  # no free port on the configured host
             return Death(0, None, f"no port to listen on at {entry.url}: {exc}")
@@ -301,7 +305,7 @@ class Supervisor:
         host = parts.hostname or "127.0.0.1"
         port = parts.port
         if port == 0:
-            port = startup.free_port(host)
+            port = self.ports.pick(host)
             netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         if port is not None and _local(host):

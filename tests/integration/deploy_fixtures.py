@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests import ports
 from tests.helpers import wait_for
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
@@ -33,13 +34,6 @@ needs_nginx = pytest.mark.skipif(
     NGINX is None or OPENSSL is None,
     reason="Debian's nginx (and openssl) are not installed: `make test` installs them as root",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def ipv6_loopback() -> bool:
@@ -201,7 +195,7 @@ async def debian_cluster(root: Path) -> AsyncIterator[Cluster]:
          "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256", "-N"],
         check=True, capture_output=True, timeout=120, **as_postgres(),
     )  # fmt: skip
-    port = free_port()
+    port = ports.free_port()
     command = [str(bin_dir / "postgres"), "-D", str(pg / "data"), "-p", str(port),
                "-k", str(pg), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]  # fmt: skip
     with (

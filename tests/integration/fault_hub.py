@@ -23,7 +23,8 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from hub import embedded_db, startup
+from hub import embedded_db
+from tests import ports
 from tests.helpers import service_toml, wait_for
 from tests.integration.serve_process import SERVING
 
@@ -402,7 +403,7 @@ async def webhook_receiver() -> AsyncIterator[tuple[str, Hooks]]:
     app.router.add_post("/hook", receive)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     try:
@@ -443,7 +444,7 @@ async def _serve(
         | {
             "CHRONOHUB_CONFIG": str(config),
             "CHRONOHUB_DATA_DIR": str(root / "state"),
-            "CHRONOHUB_EMBEDDED_DB_PORT": str(startup.free_port("127.0.0.1")),
+            "CHRONOHUB_EMBEDDED_DB_PORT": str(ports.free_port()),
             "CHRONOHUB_DB_ACQUIRE_TIMEOUT": str(ACQUIRE_TIMEOUT_S),
             "CHRONOHUB_DB_STATEMENT_TIMEOUT": str(STATEMENT_TIMEOUT_S),
             "CHRONOHUB_DB_POOL_MAX": str(POOL_MAX),

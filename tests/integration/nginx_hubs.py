@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests import ports
 from tests.helpers import service_toml, wait_for
 from tests.integration import deploy_fixtures as deploy
 from tests.integration.api_fixtures import CONFIG
@@ -163,7 +164,7 @@ async def nginx_hubs(db_url: str, tmp_path: Path) -> AsyncIterator[StartHubs]:
                 if isinstance(result, BaseException):
                     raise result
             processes = [p for p in entered if isinstance(p, Served)]
-            port = deploy.free_port()
+            port = ports.free_port()
             servers = "\n".join(
                 f"    server {p.url.removeprefix('http://').rstrip('/')};" for p in processes
             )

@@ -18,9 +18,9 @@ import nbformat
 import pytest
 
 from events import store
-from hub import startup
 from hub.proxy import builtin as proxy
 from hub.proxy import routes, table
+from tests import ports
 from tests.helpers import wait_for
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, running_hub, set_password
@@ -157,7 +157,7 @@ async def deployment(
     event_store: store.EventStore, tmp_path: Path, users: list[str]
 ) -> AsyncIterator[Deployment]:
     """chronohub behind its proxy with the publishing service registered and running."""
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     services = [
         *CONFIG["services"],
         {"name": "publish", "api_token": TOKEN, "url": f"http://127.0.0.1:{port}",

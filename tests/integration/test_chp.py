@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from hub import app, context, startup
+from hub import app, context
 from hub import settings as hub_settings
+from tests import ports
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import CONFIG, StartHub
 
@@ -24,7 +25,7 @@ async def test_chp_follows_the_routes_read_model(
     spawn_hub: StartHub, chp_command: list[str]
 ) -> None:
     hub = await spawn_hub("serve")
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     config = hub_settings.Settings(
         **{
             **CONFIG,

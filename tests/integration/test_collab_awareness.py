@@ -24,7 +24,7 @@ import pytest
 from collab import awareness, client, protocol, relay, rooms
 from collab import limits as collab_limits
 from events import notify, store
-from hub import startup
+from tests import ports
 from tests.helpers import hub_process_env, wait_for
 from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub, serving
 from tests.integration.test_collab_rooms import text_of
@@ -517,7 +517,7 @@ async def test_a_killed_process_leaves_no_ghost_cursor(
     async with serving(event_store, db_url, short) as here:
         await listening(here)
         alice = await here.token("alice")
-        port = startup.free_port("127.0.0.1")
+        port = ports.free_port()
         env = hub_process_env(db_url, tmp_path / "none.toml", tmp_path / "state") | {
             "CHRONOHUB_ADMIN_USERS": json.dumps(COLLAB_CONFIG["admin_users"]),
             "CHRONOHUB_SERVICES": json.dumps(COLLAB_CONFIG["services"]),

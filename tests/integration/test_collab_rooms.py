@@ -15,7 +15,7 @@ import pytest
 from collab import client, errors, persistence, protocol
 from events import models, store
 from events.catalog import collab as collab_events
-from hub import startup
+from tests import ports
 from tests.helpers import hub_process_env, wait_for
 from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub
 
@@ -484,7 +484,7 @@ async def test_two_hub_processes_serving_one_room_converge(
     collab_hub: CollabHub, db_url: str, tmp_path: Path
 ) -> None:
     """A second chronohub, a separate OS process on the same database, serves the same room."""
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     env = hub_process_env(db_url, tmp_path / "none.toml", tmp_path / "state") | {
         "CHRONOHUB_ADMIN_USERS": json.dumps(COLLAB_CONFIG["admin_users"]),
         "CHRONOHUB_SERVICES": json.dumps(COLLAB_CONFIG["services"]),

@@ -16,7 +16,7 @@ import pytest
 
 from collab import client
 from events.catalog import collab as collab_events
-from hub import startup
+from tests import ports
 from tests.helpers import hub_process_env, wait_for
 from tests.integration.collab_fixtures import COLLAB_CONFIG, CollabHub
 
@@ -34,7 +34,7 @@ def text_of(doc: pycrdt.Doc[Any]) -> str:
 async def test_a_hub_with_a_hundred_rooms_open_stops_soon_after_sigterm_and_keeps_every_edit(
     collab_hub: CollabHub, db_url: str, tmp_path: Path
 ) -> None:
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     env = hub_process_env(db_url, tmp_path / "none.toml", tmp_path / "state") | {
         "CHRONOHUB_ADMIN_USERS": json.dumps(COLLAB_CONFIG["admin_users"]),
         "CHRONOHUB_SERVICES": json.dumps(COLLAB_CONFIG["services"]),

@@ -10,7 +10,8 @@ from websockets.exceptions import InvalidStatus
 
 from collab import client
 from events import errors as event_errors
-from hub import database, errors, startup
+from hub import database, errors
+from tests import ports
 from tests.integration.collab_fixtures import CollabHub
 from tests.integration.collab_fixtures import collab_hub as collab_hub
 
@@ -40,7 +41,7 @@ async def test_the_api_answers_503_when_the_database_refuses_connections(
     """A database whose server is gone refuses new connections (an OSError from the socket,
     not a driver error): the pool turns that into the same 503, not a 500."""
     alice = await collab_hub.token("alice")
-    nowhere = f"postgresql://chronohub@127.0.0.1:{startup.free_port('127.0.0.1')}/chronohub"
+    nowhere = f"postgresql://chronohub@127.0.0.1:{ports.free_port()}/chronohub"
     gone = await database.create_pool(nowhere, min_size=0, max_size=1)
     store = collab_hub.api.store
     live, store.pool = store.pool, gone

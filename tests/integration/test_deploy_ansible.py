@@ -41,6 +41,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests import helpers, ports
 from tests.helpers import wait_for
 from tests.integration import deploy_fixtures as deploy
 
@@ -154,7 +155,7 @@ async def test_a_real_run_serves_the_hub_through_nginx_and_a_second_run_changes_
 
 
 async def _run_and_serve(root: Path, cluster: deploy.Cluster) -> None:
-    http, https, proxy_port, hub_port, grader_port = (deploy.free_port() for _ in range(5))
+    http, https, proxy_port, hub_port, grader_port = (ports.free_port() for _ in range(5))
     public = f"https://127.0.0.1:{https}"
     venv = root / "opt" / "venv"
     # The throwaway virtualenv sees this test run's packages (see the module's docstring).
@@ -253,11 +254,7 @@ async def _run_and_serve(root: Path, cluster: deploy.Cluster) -> None:
     assert "host    chronohub" in (cluster.data / "pg_hba.conf").read_text()
 
     main = deploy.nginx_config(nginx_root, f"include {nginx_root}/sites-enabled/*;\n")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "PGHOST", "PGDATABASE") and not k.startswith("CHRONOHUB_")
-    } | env_file
+    env = helpers.hub_base_env() | env_file
     hub_log, nginx_log = root / "hub.log", root / "nginx.log"
     with (
         open(hub_log, "ab") as log,

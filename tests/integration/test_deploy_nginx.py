@@ -49,6 +49,7 @@ import pytest_asyncio
 
 from collab import client as collab_client
 from hub.auth import login_cookies
+from tests import ports
 from tests.helpers import hub_process_env, service_toml, wait_for
 from tests.integration import deploy_fixtures as deploy
 from tests.integration.browser import PASSWORD, Browser
@@ -67,7 +68,7 @@ def test_nginx_accepts_the_shipped_site(tmp_path: Path) -> None:
     """``nginx -t``: the shipped site parses and loads with Debian's nginx."""
     certs, _ = deploy.self_signed(tmp_path / "certs")
     site = deploy.render_site(
-        tmp_path, http=deploy.free_port(), https=deploy.free_port(), upstream=deploy.free_port(),
+        tmp_path, http=ports.free_port(), https=ports.free_port(), upstream=ports.free_port(),
         certs=certs.parent, webroot=tmp_path / "webroot",
     )  # fmt: skip
     main = deploy.nginx_config(tmp_path, site)
@@ -192,10 +193,10 @@ async def deployment() -> AsyncIterator[Deployment]:
 async def _serve(root: Path, db_url: str) -> AsyncIterator[Deployment]:
     """nginx and ``chronohub serve`` on ``db_url``, both on free loopback ports."""
     http, https, proxy_port, hub_port = (
-        deploy.free_port(),
-        deploy.free_port(),
-        deploy.free_port(),
-        deploy.free_port(),
+        ports.free_port(),
+        ports.free_port(),
+        ports.free_port(),
+        ports.free_port(),
     )
     public = f"https://127.0.0.1:{https}"
     certs, _ = deploy.self_signed(root / "certs")

@@ -14,7 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from hub import data_dir, embedded_db, startup
+from hub import data_dir, embedded_db
+from tests import ports
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -69,7 +70,7 @@ def pwd_uid(name: str) -> int:
 
 
 async def test_tcp_only_when_configured_and_still_with_a_password(state: Path) -> None:
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     server = embedded_db.EmbeddedPostgres(state, listen="127.0.0.1", port=port)
     url = await asyncio.to_thread(server.start)
     password = server.password_file.read_text()

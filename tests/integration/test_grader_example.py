@@ -26,9 +26,9 @@ import aiohttp
 import pytest
 
 from events import store
-from hub import startup
 from hub.proxy import builtin as proxy
 from hub.proxy import routes, table
+from tests import ports
 from tests.helpers import wait_for
 from tests.integration.api_fixtures import CONFIG
 from tests.integration.browser import Browser, Page, set_password
@@ -206,7 +206,7 @@ class Course:
 @pytest.fixture
 async def course(event_store: store.EventStore, tmp_path: Path) -> AsyncIterator[Course]:
     """Course c1: grace grades, sam and tom study; the grader service is running."""
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     services = [
         s if s["name"] != "grader" else {**s, "url": f"http://127.0.0.1:{port}"} for s in SERVICES
     ]

@@ -22,9 +22,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from events import store
-from hub import startup
 from hub.proxy import builtin as proxy
 from hub.proxy import routes, table
+from tests import ports
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
 
@@ -38,7 +38,7 @@ SERVICE = Path(__file__).with_name("huboauth_service.py")
 async def deployment(event_store: store.EventStore) -> AsyncIterator[tuple[Api, str, str]]:
     """chronohub behind its built-in proxy, and the HubOAuth service registered with it;
     yields (api, public URL, the service's public URL)."""
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     services = [
         *CONFIG["services"],
         {"name": "whoami", "api_token": TOKEN, "url": f"http://127.0.0.1:{port}"},

@@ -38,6 +38,7 @@ import psutil
 import pytest
 import pytest_asyncio
 
+from tests import helpers
 from tests.helpers import service_toml, wait_for
 
 pytestmark = [
@@ -197,11 +198,7 @@ async def hub(request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
         (root / "state").mkdir(mode=0o700)
         for path in (root / "state", config_dir, config, secrets):
             os.chown(path, account.pw_uid, account.pw_gid)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "PGHOST", "PGDATABASE") and not k.startswith("CHRONOHUB_")
-    }
+    env = helpers.hub_base_env()
     env |= {"CHRONOHUB_CONFIG": str(config), "CHRONOHUB_DATA_DIR": str(root / "state")}
     if mode == "sandbox":
         env["HOME"] = str(root / "state")

@@ -23,11 +23,11 @@ import asyncpg
 import pytest
 
 from events import models, store
-from hub import startup
 from hub.auth import identity
 from hub.auth.authenticators import managed_groups
 from hub.auth.authenticators.auth_state import Keeper, parse_keys
 from hub.auth.authenticators.jupyterhub_adapter import JupyterHubAuthenticator
+from tests import ports
 from tests.integration.api_fixtures import Api
 from tests.integration.browser import Browser, running_hub, set_password
 from tests.integration.test_github_login import CLIENT_ID, CLIENT_SECRET, GitHub, github
@@ -147,7 +147,7 @@ async def hubs(
 ) -> AsyncIterator[tuple[str, Api, str, Api]]:
     """(hub A's URL, provider B's API, B's URL as the browser reaches it, A's API); A logs
     in through GenericOAuthenticator, B knows A as an OAuth client."""
-    a_port = startup.free_port("127.0.0.1")
+    a_port = ports.free_port()
     a_url = f"http://127.0.0.1:{a_port}"
     provider = provider_config(a_url, ["alice", "carol", "dave"])
     async with running_hub(provider_store, **provider) as (b_api, b_url):
@@ -268,7 +268,7 @@ async def test_generic_oauthenticator_admin_groups_promote_and_demote_at_login(
 ) -> None:
     """OAuthenticator's admin_groups answer admin False for a user not in them: JupyterHub
     demotes a previous admin at that login, and so does chronohub (user.admin_changed)."""
-    a_port = startup.free_port("127.0.0.1")
+    a_port = ports.free_port()
     a_url = f"http://127.0.0.1:{a_port}"
     async with running_hub(provider_store, **provider_config(a_url, ["erin"])) as (b_api, b_url):
         b_port = urlsplit(b_url).port

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from events import store
-from hub import startup
+from tests import ports
 from tests.helpers import wait_for
 from tests.integration.browser import Browser, running_hub
 
@@ -81,7 +81,7 @@ async def slapd(tmp_path: Path) -> AsyncIterator[int]:
     subprocess.run(
         [SLAPADD, "-f", str(conf)], input=_ldif(), text=True, check=True, capture_output=True
     )
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     # -d 0: stay in the foreground (ours to stop), logging nothing
     errors = tmp_path / "slapd.err"
     with errors.open("w") as stderr:

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from events import store
-from hub import startup
+from tests import ports
 from tests.integration.git_client import Git, with_token
 from tests.integration.git_upstream import UPSTREAM, Upstream, serve_upstream
 from tests.integration.projects_fixtures import ProjectsHub, open_projects_hub
@@ -394,7 +394,7 @@ async def test_import_over_the_git_protocol(
 ) -> None:
     await make_upstream(git, tmp_path, upstream)
     expected = await upstream_refs(git, upstream)
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     daemon = await asyncio.create_subprocess_exec(
         "git",
         "daemon",

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from hub import app, context, startup
+from hub import app, context
 from hub import settings as hub_settings
 from hub.api import models as api_models
 from hub.api import proxy as proxy_api
 from hub.proxy import chp
+from tests import ports
 from tests.integration.spawn_fixtures import CONFIG, StartHub
 
 pytestmark = pytest.mark.integration
@@ -85,7 +86,7 @@ async def test_patch_moves_the_hub_to_another_chp_and_keeps_the_old_one_if_refus
             **CONFIG,
             "proxy": "chp",
             "chp_command": chp_command,
-            "port": startup.free_port("127.0.0.1"),
+            "port": ports.free_port(),
             "proxy_check_interval": 3600,
         }
     )
@@ -104,8 +105,9 @@ async def test_patch_moves_the_hub_to_another_chp_and_keeps_the_old_one_if_refus
             api_url=None,
             auth_token="second-proxy-token-0123456789",
             ip="127.0.0.1",
-            port=startup.free_port("127.0.0.1"),
+            port=ports.free_port(),
             hub_target=hub_target,
+            ports=ports.PICKER,
         ) as second,
     ):
         assert running is not None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hub import startup
+from tests import ports
 from tests.helpers import wait_for
 from tests.integration.browser import Browser
 from tests.integration.publish_fixtures import Deployment, notebook, through_oauth
@@ -340,7 +340,7 @@ async def test_a_hostile_notebook_runs_no_script_in_chromium(
     app.add_routes([web.get("/beacon/{what}", beacon), web.get("/copy", plain)])
     runner = web.AppRunner(app)
     await runner.setup()
-    port = startup.free_port("127.0.0.1")
+    port = ports.free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         alice = await published.user("alice")

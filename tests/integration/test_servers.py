@@ -10,9 +10,11 @@ import io
 import json
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -20,8 +22,10 @@ import pytest
 from aiohttp import web
 
 from events.catalog import servers as server_events
+from hub import ports as hub_ports
 from hub.api import models as api_models
 from hub.servers import isolation
+from tests import ports as test_ports
 from tests.helpers import wait_for
 from tests.integration.spawn_fixtures import SpawnHub, StartHub
 
@@ -328,6 +332,29 @@ async def test_a_failed_spawn_is_a_clear_error_and_a_failed_event(
     assert status == 200, user
     assert user["servers"] == {}
     assert user["pending"] is None
+
+
+async def test_servers_get_ports_of_port_range_and_a_range_all_taken_fails_the_spawn(
+    spawn_hub: StartHub,
+) -> None:
+    hub = await spawn_hub("serve")  # this worker's hubs' range (tests/ports.py)
+    low, high = hub_ports.parse(test_ports.HUB_RANGE)
+    await hub.user("erin")
+    status, reply = await hub.call("POST", "/users/erin/server")
+    assert status == 201, reply
+    row = await hub.server("erin")
+    assert row is not None
+    assert low <= urlsplit(row["url"]).port <= high
+
+    taken = test_ports.free_port()
+    with socket.create_server(("127.0.0.1", taken)):
+        full = await spawn_hub("serve", port_range=f"{taken}-{taken}")
+        await full.user("fay")
+        status, reply = await full.call("POST", "/users/fay/server")
+    assert status == 500, reply
+    assert f"no port of port_range {taken}-{taken} is free" in reply["message"]
+    failed = json.loads((await full.events("server.failed"))[0]["data"])
+    assert failed["kind"] == "system"
 
 
 async def test_a_server_that_never_answers_reports_failure_on_the_progress_stream(

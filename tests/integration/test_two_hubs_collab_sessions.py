@@ -13,7 +13,7 @@ from collab import execution
 from collab import kernel as kernels
 from events import store
 from events.catalog.collab_sessions import stream_id
-from hub import startup
+from tests import ports
 from tests.helpers import wait_for
 from tests.integration.collab_fixtures import serving
 from tests.integration.test_collab_sessions_api import SESSIONS, nb, stream_text
@@ -99,7 +99,7 @@ async def test_a_session_whose_hub_is_gone_is_not_found(
                 "INSERT INTO collab_session_owners (session_id, room, origin) VALUES ($1, $2, $3)",
                 uuid.UUID(created["id"]),
                 created["room"],
-                f"http://127.0.0.1:{startup.free_port('127.0.0.1')}",
+                f"http://127.0.0.1:{ports.free_port()}",
             )
         status, reply = await b.api.call("GET", f"{SESSIONS}/{created['id']}", alice)
         assert status == 404, reply
@@ -169,7 +169,7 @@ async def test_a_dead_owners_session_answers_503_until_its_lease_expires_then_is
         if restarted:
             dead = str(b.api.client.make_url("")).rstrip("/")
         else:
-            dead = f"http://127.0.0.1:{startup.free_port('127.0.0.1')}"
+            dead = f"http://127.0.0.1:{ports.free_port()}"
         await orphan(event_store, row, dead, 1.5)
         one = f"{SESSIONS}/{created['id']}"
         response = await b.api.client.get(
@@ -278,7 +278,7 @@ async def test_a_creator_gone_or_no_longer_a_writer_ends_the_session_instead(
         else:
             status, reply = await b.api.call("PATCH", "/users/carol", json={"name": "carole"})
             assert status == 200, reply
-        await orphan(event_store, row, f"http://127.0.0.1:{startup.free_port('127.0.0.1')}", 0)
+        await orphan(event_store, row, f"http://127.0.0.1:{ports.free_port()}", 0)
 
         async def forgotten() -> bool:
             return created["id"] not in await owners(event_store)
@@ -310,7 +310,7 @@ async def test_a_renamed_creators_session_runs_as_their_account_under_the_new_na
         assert status == 200, reply
         status, reply = await b.api.call("POST", "/users/editor")  # someone else, that name
         assert status == 201, reply
-        await orphan(event_store, row, f"http://127.0.0.1:{startup.free_port('127.0.0.1')}", 0)
+        await orphan(event_store, row, f"http://127.0.0.1:{ports.free_port()}", 0)
         session_id = uuid.UUID(created["id"])
         await wait_for(lambda: b.sessions.get(session_id) is not None, timeout_s=60)
         assert accounts.asked == [("user", "redactor")]

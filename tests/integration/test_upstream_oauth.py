@@ -16,8 +16,9 @@ import asyncpg
 import pytest
 
 from events import store
-from hub import database, startup
+from hub import database
 from projections import base, catalog
+from tests import ports
 from tests.conftest import TEMPLATE, create_database, drop_database
 from tests.integration.api_fixtures import CONFIG, Api
 from tests.integration.browser import Browser, Page, running_hub, set_password
@@ -68,7 +69,7 @@ async def hubs(
     event_store: store.EventStore, provider_store: store.EventStore
 ) -> AsyncIterator[tuple[Api, str, Api, str]]:
     """(hub A's API, A's URL, provider B's API, B's URL as the browser reaches it)."""
-    a_port = startup.free_port("127.0.0.1")
+    a_port = ports.free_port()
     a_url = f"http://127.0.0.1:{a_port}"
     provider = provider_config(a_url, ["alice", "carol"])
     async with running_hub(provider_store, **provider) as (b_api, b_url):

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from hub import startup
 from hub.proxy import builtin as proxy
 from hub.proxy import table
+from tests import ports
 
 
 @pytest.fixture
@@ -36,11 +36,11 @@ async def backend() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def front(backend: str) -> AsyncIterator[str]:
-    running = proxy.Proxy(f"http://127.0.0.1:{startup.free_port('127.0.0.1')}")
+    running = proxy.Proxy(f"http://127.0.0.1:{ports.free_port()}")
     running.set_routes(
         [
             table.Route("/user/a/", backend),
-            table.Route("/user/dead/", f"http://127.0.0.1:{startup.free_port('127.0.0.1')}"),
+            table.Route("/user/dead/", f"http://127.0.0.1:{ports.free_port()}"),
         ]
     )
     host, port = await running.start("127.0.0.1", 0)

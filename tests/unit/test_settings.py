@@ -199,3 +199,29 @@ def test_a_database_time_limit_must_be_a_positive_number(
 def test_database_time_limits_have_bounded_defaults() -> None:
     config = settings.Settings()
     assert 0 < config.db_acquire_timeout < config.db_statement_timeout <= 60
+
+
+def test_port_range_is_unset_by_default_the_kernels_choice() -> None:
+    assert settings.load().port_range is None
+
+
+def test_port_range_is_read_from_the_environment_and_written_plainly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHRONOHUB_PORT_RANGE", " 20000 - 29999 ")
+    assert settings.load().port_range == "20000-29999"
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("", "port_range is empty"),
+        ("29999-20000", "reversed: write 20000-29999"),
+        ("0-10", "0 is not a port"),
+        ("60000-70000", "70000 is not a port"),
+        ("20000", "is not LOW-HIGH"),
+    ],
+)
+def test_a_bad_port_range_is_refused_saying_why(value: str, says: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=says):
+        settings.load(port_range=value)
