@@ -5,6 +5,9 @@ first, then the server manager (stopping servers unless ``cleanup_servers`` is o
 process is live), the shared
 execution sessions (their kernels), the collab rooms, the projection runner, the notifier, and
 last the pool.
+
+A little over 600 lines, on purpose: being the one place that builds infrastructure, it holds
+each part's wiring (and only that: what a part does lives in its own package).
 """
 
 from __future__ import annotations
