@@ -54,18 +54,17 @@ function say (message: string): void {
 }
 
 const nb = new YNotebook({ disableDocumentWideUndoRedo: true })
+// Before the provider exists: an update applied later would be sent back to the room.
+const inlined = document.getElementById('session-state')?.textContent
+if (inlined) {
+  const binary = atob(JSON.parse(inlined) as string)
+  Y.applyUpdate(nb.ydoc, Uint8Array.from(binary, ch => ch.charCodeAt(0)), 'page')
+}
 const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${config.ws_path}`
 const provider = new WebsocketProvider(wsBase, config.room, nb.ydoc, {
   awareness: nb.awareness,
   disableBc: true // another tab of this browser is just another participant, through the hub
 })
-// After the provider, so that its socket is opening meanwhile; with the provider as its origin,
-// as the provider applies the room's own updates: it is not sent back to the room.
-const inlined = document.getElementById('session-state')?.textContent
-if (inlined) {
-  const binary = atob(JSON.parse(inlined) as string)
-  Y.applyUpdate(nb.ydoc, Uint8Array.from(binary, ch => ch.charCodeAt(0)), provider)
-}
 nb.awareness.setLocalStateField('user', { name: config.user, color: colourOf(config.user) })
 
 provider.on('status', ({ status: state }: { status: string }) => {
