@@ -74,7 +74,6 @@ BREAKDOWN = """() => {
     html_ms: nav.responseEnd, dom_ms: nav.domContentLoadedEventEnd,
     bundle_ms: bundle ? bundle.responseEnd : null,
     script_started_ms: mark('chronohub:started'), synced_ms: mark('chronohub:synced'),
-    state_drawn_ms: mark('chronohub:state-drawn'),
     connected_ms: mark('chronohub:connected'), drawn_ms: mark('chronohub:drawn'),
     editors_loaded_ms: mark('chronohub:editors-loaded'),
     first_editor_ms: mark('chronohub:first-editor'),

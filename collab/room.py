@@ -152,10 +152,6 @@ class Room:
         """The last update sequence number this room holds from the log."""
         return self._cursor
 
-    def state(self) -> bytes:
-        """The whole document as one update (what a new client's sync would receive)."""
-        return self.doc.get_update()
-
     # --- connections -----------------------------------------------------------------------
 
     def join(self, conn: Connection) -> None:

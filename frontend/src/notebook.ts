@@ -4,15 +4,9 @@
 // the schema the room holds). Cells run through the document (the room's execution_requests
 // map, collab/execution.py); interrupt and restart through the sessions API, with the XSRF
 // token the page carries.
-//
-// The page also carries the room's document as it was when the page was made (one Yjs update,
-// base64): it is applied before the provider connects, so the cells are drawn as soon as this
-// script runs, and the sync then carries only what changed since (the client's first message
-// says what it has). The page counts as synced only once that sync is done, as before.
 
 import { YNotebook, type YCellType } from '@jupyter/ydoc'
 import { WebsocketProvider } from 'y-websocket'
-import * as Y from 'yjs'
 
 import { CellView, type Actions } from './cells'
 
@@ -54,12 +48,6 @@ function say (message: string): void {
 }
 
 const nb = new YNotebook({ disableDocumentWideUndoRedo: true })
-// Before the provider exists: an update applied later would be sent back to the room.
-const inlined = document.getElementById('session-state')?.textContent
-if (inlined) {
-  const binary = atob(JSON.parse(inlined) as string)
-  Y.applyUpdate(nb.ydoc, Uint8Array.from(binary, ch => ch.charCodeAt(0)), 'page')
-}
 const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${config.ws_path}`
 const provider = new WebsocketProvider(wsBase, config.room, nb.ydoc, {
   awareness: nb.awareness,
@@ -226,12 +214,6 @@ if (config.can_write) {
     draw()
     views.get(nb.cells[nb.cells.length - 1])?.focus()
   })
-}
-
-// The document the page carried, drawn now; the sync's answer redraws only what changed.
-if (nb.cells.length > 0) {
-  draw()
-  performance.mark('chronohub:state-drawn') // for bench/browser.py's breakdown
 }
 
 // What the tests (and curious people) can look at: the document and the provider.

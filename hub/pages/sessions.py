@@ -10,9 +10,8 @@ data block, not script. Who may open it is the sessions API's rule (``collab_api
 
 from __future__ import annotations
 
-import base64
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -22,9 +21,6 @@ from hub.auth import access, identity
 from hub.context import HUB
 from hub.web import assets
 
-if TYPE_CHECKING:
-    from collab import sessions
-
 # The bundle's script and connections to this origin only; CodeMirror and the remote cursors
 # set style attributes (hence 'unsafe-inline' for styles); images of outputs come as data: URLs.
 CSP = (
@@ -32,18 +28,6 @@ CSP = (
     " img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self';"
     " frame-ancestors 'none'; base-uri 'none'"
 )
-
-# A larger document (outputs with big images) is left to the websocket's sync: the page's HTML
-# would grow by a third more than that (base64), and nothing of it may be cached.
-STATE_INLINE_MAX_BYTES = 2 * 1024 * 1024
-
-
-def _inline_state(bound: sessions.Bound) -> str | None:
-    """The room's document as base64 for the page, or None if it is too large to inline."""
-    state = bound.room.state()
-    if len(state) > STATE_INLINE_MAX_BYTES:
-        return None
-    return base64.b64encode(state).decode("ascii")
 
 
 def _page(request: web.Request, template: str, **context: Any) -> web.Response:
@@ -84,7 +68,6 @@ async def session_page(request: web.Request) -> web.StreamResponse:
         preloads=assets.preloads("notebook.js"),
         build_hint=assets.BUILD_HINT,
         can_write=level == "write",
-        state=_inline_state(bound),
         config={
             "session_id": session.id,
             "room": session.room,

@@ -1,12 +1,10 @@
 """The notebook page's server side, without a browser: who may open ``/hub/sessions/{id}``
 (sign-in first; writers and readers; a 404 page for anyone else and any bad id), what it tells
-the script (the room's document inlined as its first content, unless too large), its
-Content-Security-Policy, and the bundle's caching (hashed files immutable, the manifest not
-cached, the files sent compressed)."""
+the script, its Content-Security-Policy, and the bundle's caching (hashed files immutable, the
+manifest not cached, the files sent compressed)."""
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import re
@@ -14,11 +12,9 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
-import pycrdt
 import pytest
 
 from events import store
-from hub.pages import sessions as session_pages
 from hub.web import assets
 from tests.integration import browser
 from tests.integration.collab_fixtures import COLLAB_CONFIG, serving
@@ -30,7 +26,6 @@ ROLES = [
     {"name": "alice-readers", "scopes": ["read:collab!user=alice"], "users": ["carol"]},
 ]
 CONFIG = re.compile(r'<script type="application/json" id="session-config">(.*?)</script>', re.S)
-STATE = re.compile(r'<script type="application/json" id="session-state">(.*?)</script>', re.S)
 
 
 def config_of(page: browser.Page) -> dict[str, object]:
@@ -78,10 +73,6 @@ async def test_writers_and_readers_open_the_page_and_nobody_else_learns_it_exist
                 "xsrf": people["alice"].xsrf(),
             }
             assert 'id="run-all"' in page.text
-            # the room's document, inlined: the whole of it, as the room holds it
-            room = hub.rooms.get(created["room"])
-            assert room is not None
-            assert inlined_state(page) == room.state()
             script = re.search(r'<script type="module" src="(/hub/static/app/[^"]+)">', page.text)
             assert script, "the page links the bundle (run `make frontend`)"
             assert "token" not in script[1]
@@ -112,7 +103,6 @@ async def test_writers_and_readers_open_the_page_and_nobody_else_learns_it_exist
             assert config_of(watched)["can_write"] is False
             assert 'id="read-only"' in watched.text
             assert 'id="run-all"' not in watched.text
-            assert inlined_state(watched) == room.state()  # what the reader's sync would send
 
             # anyone else, an unknown session, a malformed id: the same 404 page
             for other in (path, f"/hub/sessions/{uuid.uuid4()}", "/hub/sessions/not-a-uuid"):
@@ -123,41 +113,6 @@ async def test_writers_and_readers_open_the_page_and_nobody_else_learns_it_exist
         finally:
             for person in (*people.values(), anonymous):
                 await person.close()
-
-
-def inlined_state(page: browser.Page) -> bytes | None:
-    """The Yjs update the page carries for the script, or None if it carries none."""
-    found = STATE.search(page.text)
-    if found is None:
-        return None
-    state = base64.b64decode(json.loads(html.unescape(found[1])), validate=True)
-    # a well-formed update: it applies to an empty document
-    pycrdt.Doc().apply_update(state)
-    return state
-
-
-async def test_a_document_too_large_to_inline_is_left_to_the_websocket(
-    event_store: store.EventStore, db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with serving(event_store, db_url, roles=ROLES) as hub:
-        await browser.set_password(hub.api, "alice")
-        status, created = await hub.api.call("POST", "/collab/sessions", await hub.token("alice"))
-        assert status == 201, created
-        room = hub.rooms.get(created["room"])
-        assert room is not None
-        alice = browser.Browser(hub.url.replace("ws://", "http://"))
-        try:
-            assert (await alice.login("alice")).status == 302
-            path = f"/hub/sessions/{created['id']}"
-            monkeypatch.setattr(session_pages, "STATE_INLINE_MAX_BYTES", len(room.state()))
-            assert inlined_state(await alice.get(path)) == room.state()  # at the limit: inlined
-            monkeypatch.setattr(session_pages, "STATE_INLINE_MAX_BYTES", len(room.state()) - 1)
-            page = await alice.get(path)
-            assert page.status == 200, page.text
-            assert inlined_state(page) is None
-            assert config_of(page)["room"] == created["room"]  # the page works as before
-        finally:
-            await alice.close()
 
 
 def test_an_unbuilt_bundle_has_no_url_and_a_built_one_its_hashed_name(tmp_path: Path) -> None:
