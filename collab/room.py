@@ -258,7 +258,7 @@ class Room:
         # One whose dependencies are missing changes nothing *yet* (pycrdt keeps it pending)
         # and must be stored: what the document lacks of it tells the two apart. What it
         # lacks always keeps the update's deletions, known or not: a client that holds the
-        # whole document (the notebook page, which comes with it; a reconnect) answers our
+        # whole document (one reconnecting, or one that loaded it elsewhere) answers our
         # sync step 1 with every deletion the document has, which is nothing new either.
         if not self._changed:
             with protocol.crdt_input("update does not decode"):

@@ -84,7 +84,7 @@ async def test_every_update_is_stored_with_its_author_before_anyone_receives_it(
 async def test_a_client_that_holds_the_whole_document_writes_nothing_by_joining(
     collab_hub: CollabHub,
 ) -> None:
-    # The notebook page comes with the room's document; its answer to the room's sync step 1
+    # A client that reconnects holds the room's document; its answer to the room's sync step 1
     # then carries every deletion the document has: nothing new, so nothing stored or sent.
     alice = await collab_hub.token("alice")
     async with client.connect(collab_hub.url, "held", token=alice) as writer:
