@@ -6,6 +6,7 @@ lookup at run time can miss."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ PACKAGES = ("events", "projections", "collab", "hub")
 HUB = ROOT / "hub"
 FILES = sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.sql"))
 SOURCES = sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))
+# Statements on a schema or table named at run time (projections/snapshots.sql: identifiers
+# cannot be bind parameters) hold ``{word}``; here they name objects that do not exist, so such
+# a statement is checked for its syntax (parsing comes first), and run by its own tests.
+TEMPLATE = re.compile(r"(?<!')\{(\w+)\}(?!')")  # not an array literal such as '{ready}'
+NOT_THERE = (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError)
 
 
 def load(path: Path) -> sql.Queries:
@@ -105,7 +111,14 @@ async def test_every_query_prepares(pool: asyncpg.Pool[Any], path: Path) -> None
     queries = load(path)
     async with pool.acquire() as conn:
         for name in queries.names():
+            text = queries[name]
+            templated = TEMPLATE.search(text) is not None
+            if templated:
+                text = TEMPLATE.sub(lambda m: f'"sql_check_{m[1]}"', text)
             try:
-                await conn.prepare(queries[name])
+                await conn.prepare(text)
+            except NOT_THERE:
+                if not templated:
+                    raise
             except asyncpg.PostgresError as exc:
                 pytest.fail(f"{queries.source} {name}: {exc}")
