@@ -245,6 +245,29 @@ async def _start_from(
     return None
 
 
+async def _fill(
+    conn: sql.Connection,
+    event_store: store.EventStore,
+    projection: base.Projection,
+    schema: str,
+    upto: models.Checkpoint,
+    batch_size: int,
+    progress: rebuild.Progress | None,
+    note: Note | None,
+) -> int:
+    """Make ``projection``'s tables in ``schema`` as of ``upto``: from the newest usable
+    snapshot at or before it, then the events after; how many events they are made of (the
+    snapshot's and those replayed)."""
+    await rebuild.create_tables(conn, projection, schema)
+    start = await _start_from(conn, projection, schema, upto, note)
+    after = start.checkpoint if start is not None else models.ORIGIN
+    total = await _remaining(conn, projection, after, upto) if progress is not None else 0
+    _, count = await rebuild.replay(
+        conn, event_store, projection, after, upto, batch_size, progress, total
+    )
+    return count + (start.events if start is not None else 0)
+
+
 @contextlib.asynccontextmanager
 async def as_of(
     conn: sql.Connection,
@@ -262,13 +285,7 @@ async def as_of(
     schema = rebuild.scratch_name(rebuild.AS_OF)
     await conn.fetchval(rebuild.scratch_queries["hold"], schema)
     try:
-        await rebuild.create_tables(conn, projection, schema)
-        start = await _start_from(conn, projection, schema, upto, note)
-        after = start.checkpoint if start is not None else models.ORIGIN
-        total = await _remaining(conn, projection, after, upto) if progress is not None else 0
-        await rebuild.replay(
-            conn, event_store, projection, after, upto, batch_size, progress, total
-        )
+        await _fill(conn, event_store, projection, schema, upto, batch_size, progress, note)
         yield schema
     finally:
         try:
@@ -355,13 +372,7 @@ async def _build(
     building = rebuild.scratch_name(BUILDING)
     await conn.fetchval(rebuild.scratch_queries["hold"], building)
     try:
-        await rebuild.create_tables(conn, together, building)
-        start = await _start_from(conn, together, building, upto, note)
-        after = start.checkpoint if start is not None else models.ORIGIN
-        total = await _remaining(conn, together, after, upto) if progress is not None else 0
-        _, count = await rebuild.replay(
-            conn, event_store, together, after, upto, batch_size, progress, total
-        )
+        count = await _fill(conn, event_store, together, building, upto, batch_size, progress, note)
         at_checkpoint = await conn.fetchrow(queries["at_checkpoint"], upto.position)
         recorded_at = at_checkpoint["recorded_at"] if at_checkpoint is not None else None
         event_id = at_checkpoint["event_id"] if at_checkpoint is not None else None
@@ -380,7 +391,7 @@ async def _build(
                 upto.position,
                 recorded_at,
                 json.dumps(current, sort_keys=True),
-                count + (start.events if start is not None else 0),
+                count,
                 event_id,
             )
             await conn.execute(_statement("finish", schema=building, final=final))
@@ -390,7 +401,7 @@ async def _build(
             upto,
             recorded_at,
             current,
-            count + (start.events if start is not None else 0),
+            count,
             created_at,
             event_id,
         )
