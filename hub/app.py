@@ -82,6 +82,8 @@ from projections import base, catalog, runner, snapshots
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+# A serving hub's snapshots are built by this child, which ends with the hub (--parent-pid).
+SNAPSHOT_COMMAND = (sys.executable, "-m", "hub.cli", "projections", "snapshot")
 
 
 @contextlib.asynccontextmanager
@@ -235,8 +237,8 @@ async def take_snapshots(
             keep=config.snapshot_keep,
             # Built by a child process: replaying the log is CPU-bound work that would stall
             # this event loop. It reads the same settings (environment and TOML file), on the
-            # database this hub uses.
-            command=[sys.executable, "-m", "hub.cli", "projections", "snapshot"],
+            # database this hub uses, and dies with this process (even a SIGKILL of it).
+            command=[*SNAPSHOT_COMMAND, "--parent-pid", str(os.getpid())],
             env=snapshot_env(config, dsn),
         ) as taker:
             yield taker

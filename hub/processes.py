@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -33,6 +35,34 @@ def signal_group(pid: int, sig: int) -> bool:
         os.killpg(pid, sig)
     except ProcessLookupError:
         return False
+    return True
+
+
+# prctl(2)'s option: a signal this process gets when its parent thread ends.
+PR_SET_PDEATHSIG = 1
+
+
+class ParentGone(Exception):
+    """The process that started this one has already ended."""
+
+
+def die_with_parent(parent: int) -> bool:
+    """Have the kernel SIGKILL this process when ``parent`` (the process that started it)
+    ends, even by SIGKILL; ``ParentGone`` if it already has. True where the kernel can (Linux),
+    False elsewhere (nothing done).
+
+    For work a hub hands to a child of its own (a snapshot's replay) that is useless without
+    the hub, never for users' servers, which outlive it on purpose. ``prctl`` has no wrapper in
+    the standard library, and one ``ctypes`` call needs no package. The parent is checked
+    after the call: had it ended before, no signal would ever come."""
+    libc_name = ctypes.util.find_library("c")
+    prctl = getattr(ctypes.CDLL(libc_name, use_errno=True), "prctl", None) if libc_name else None
+    if prctl is None:
+        return False
+    if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        raise ParentGone(f"the process that started this one ({parent}) has ended")
     return True
 
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import pydantic
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from hub import app, bootstrap, data_dir, database, errors, startup
+from hub import app, bootstrap, data_dir, database, errors, processes, startup
 from hub import settings as hub_settings
 from hub.backup import errors as backup_errors
 from hub.backup import operations as backup
@@ -143,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     snapshot_cmd.add_argument(
         "--list", action="store_true", help="list the snapshots instead of taking one"
     )
+    # A serving hub's child: ends with the hub that started it (never typed by hand).
+    snapshot_cmd.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     snapshot_cmd.set_defaults(command=_snapshot)
 
     log = commands.add_parser("events", help="read, follow, export, import or count the event log")
@@ -327,6 +330,12 @@ async def _rebuild(config: hub_settings.Settings, args: argparse.Namespace) -> i
 
 
 async def _snapshot(config: hub_settings.Settings, args: argparse.Namespace) -> int:
+    if args.parent_pid is not None:
+        try:
+            processes.die_with_parent(args.parent_pid)
+        except processes.ParentGone as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc))}")
+            return 1
     async with app.open_hub(config, serving=False) as hub:
         if args.list:
             return await events_cli.list_snapshots(hub.store)
