@@ -145,7 +145,8 @@ async def test_a_users_history_reads_only_its_page_in_position_order(
             for node in nodes(plan)
             if node.get("Index Name") == "events_pkey"
         ]
-        assert fetched and sum(fetched) <= 100, (name, fetched)
+        assert fetched, name
+        assert sum(fetched) <= 100, (name, fetched)
         # ...whatever the planner's estimates at this size: what is joined to the log is the
         # page (at most 100 positions), never all the subjects' events found.
         joined = [
@@ -155,7 +156,8 @@ async def test_a_users_history_reads_only_its_page_in_position_order(
             for child in node["Plans"]
             if child.get("Index Name") != "events_pkey"
         ]
-        assert joined and max(joined) <= 100, (name, joined)
+        assert joined, name
+        assert max(joined) <= 100, (name, joined)
         positions = [event["position"] for event in page]
         assert len(positions) == 100
         assert positions == sorted(positions, reverse=query.descending)
