@@ -243,10 +243,10 @@ class Settings(BaseSettings):
     read_cache_entries: int = Field(
         default=256,
         ge=0,
-        description="Answers of the users list's queries each hub process remembers (pages"
-        " asked for again, by any caller), emptied in every process whenever anything on them"
-        " changes; the least recently used go first. 0: none, every request reads the"
-        " database",
+        description="Answers of the users and groups lists' queries each hub process"
+        " remembers (pages asked for again, by any caller), emptied in every process whenever"
+        " anything on them changes; the least recently used go first. 0: none, every request"
+        " reads the database",
     )
     token_expires_in_max_seconds: int = Field(
         default=0,

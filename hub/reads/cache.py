@@ -1,5 +1,6 @@
 """Answers of read models that services ask for again and again, remembered in the hub
-process (issue 20 part 4): the users list's pages, and the rows it is built from.
+process (issue 20 part 4): the users list's pages, the rows it is built from, and the groups
+list's pages.
 
 A service that polls ``GET /hub/api/users`` (the idle culler, a dashboard) gets the same
 page until something on it changes, and building it cost PostgreSQL alone more than four

@@ -478,3 +478,45 @@ async def test_each_kind_of_write_through_a_is_acknowledged_by_b_before_a_answer
     # a token's first use through A: its user's activity, acknowledged before A answers
     assert (await call(session, a.url, "GET", "/user", issued["token"]))[0] == 200
     assert (await members(pool))[b_member]["seen"] >= await drawn(pool)
+
+
+async def test_the_groups_list_follows_every_change_through_the_other_hub(
+    two_hubs: tuple[str, str, Any],
+) -> None:
+    a, b, session = two_hubs
+
+    async def groups(base: str, twice: bool = False) -> dict[str, Any]:
+        answers = [await call(session, base, "GET", "/groups") for _ in range(2 if twice else 1)]
+        assert answers[0][0] == 200, answers[0]
+        assert all(answer == answers[0] for answer in answers)
+        return {group["name"]: group for group in answers[0][1]["items"]}
+
+    assert (await call(session, a, "POST", "/users/zed"))[0] == 201
+    writes: list[tuple[str, str, Any, Any]] = [
+        ("POST", "/groups/crew", None, lambda found: found["crew"]["users"] == []),
+        (
+            "POST",
+            "/groups/crew/users",
+            {"users": ["zed"]},
+            lambda found: found["crew"]["users"] == ["zed"],
+        ),
+        (
+            "PUT",
+            "/groups/crew/properties",
+            {"ship": "ark"},
+            lambda found: found["crew"]["properties"] == {"ship": "ark"},
+        ),
+        (
+            "PATCH",
+            "/users/zed",
+            {"name": "zoe"},
+            lambda found: found["crew"]["users"] == ["zoe"],
+        ),
+        ("DELETE", "/groups/crew", None, lambda found: "crew" not in found),
+    ]
+    for method, path, body, seen in writes:
+        await groups(b, twice=True)  # B's cache holds the list
+        status, answer = await call(session, a, method, path, json=body)
+        assert status in (200, 201, 204), (method, path, answer)
+        assert seen(await groups(b)), (method, path)
+        assert seen(await groups(a)), (method, path)
