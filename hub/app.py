@@ -55,7 +55,15 @@ from hub.api import tokens as tokens_api
 from hub.api import users as users_api
 from hub.audit import history as audit
 from hub.audit import webhooks
-from hub.auth import access, collab_access, identity, login, login_cookies, token_cache
+from hub.auth import (
+    access,
+    collab_access,
+    identity,
+    login,
+    login_cookies,
+    token_acks,
+    token_cache,
+)
 from hub.auth.authenticators import base as authenticator_base
 from hub.auth.oauth import provider as oauth_provider
 from hub.pages import admin as admin_page
@@ -71,6 +79,7 @@ from hub.projects import sessions as project_sessions
 from hub.proxy import builtin as builtin_proxy
 from hub.proxy import chp as chp_proxy
 from hub.proxy import routes, table
+from hub.reads import cache as reads_cache
 from hub.servers import config as servers_config
 from hub.servers import hub_processes, isolation, spawner, watch_others
 from hub.servers import manager as servers
@@ -122,8 +131,13 @@ async def open_hub(
         acquire_timeout=config.db_acquire_timeout if serving else None,
         statement_timeout=config.db_statement_timeout if serving else None,
     )
-    # A serving hub remembers what tokens resolve to, while notifications keep it true.
+    # A serving hub remembers what tokens resolve to, and the users list's pages, while
+    # notifications keep them true.
     tokens = token_cache.TokenCache(dsn) if serving else None
+    answers = None
+    if tokens is not None:
+        answers = reads_cache.ReadCache(tokens.serving, max_entries=config.read_cache_entries)
+        tokens.followers.append(answers.invalidate)
     try:
         async with (
             notify.Notifier(dsn) as notifier,
@@ -140,7 +154,7 @@ async def open_hub(
                 inline=base.Inline(catalog.ALL),
                 notifier=notifier,
                 max_event_bytes=config.max_event_bytes,
-                on_append=appended(tokens),
+                on_append=appended(tokens, answers),
             )
             projections = catalog.ALL if serving else ()
             if serving:
@@ -163,6 +177,8 @@ async def open_hub(
                     oauth=oauth,
                 )
                 await manager.start()
+                if answers is not None:
+                    manager.on_activity_written = answers.invalidate
                 manager.hubs = hubs = hub_processes.Registry(pool, config.process_lease_s)
                 try:
                     await hubs.join()
@@ -179,6 +195,7 @@ async def open_hub(
                             rooms=rooms,
                             collab_sessions=sessions,
                             token_cache=tokens,
+                            read_cache=answers,
                         )
                 finally:
                     # Users' servers are stopped only by the last live process: stopping one
@@ -194,14 +211,19 @@ async def open_hub(
         await pool.close()
 
 
-def appended(tokens: token_cache.TokenCache | None) -> Callable[[Sequence[str]], None]:
-    """The event store's append hook: count the events, and tell the token cache."""
+def appended(
+    tokens: token_cache.TokenCache | None, answers: reads_cache.ReadCache | None = None
+) -> Callable[[Sequence[str]], None]:
+    """The event store's append hook: count the events, and tell the token and read caches
+    (the request that appended then waits for the other processes' acknowledgements)."""
     if tokens is None:
         return metrics.count_appended
 
     def hook(types: Sequence[str]) -> None:
         metrics.count_appended(types)
         tokens.on_append(types)
+        if answers is not None and answers.changed_by(types):
+            token_acks.mark_committed(token_acks.READS)
 
     return hook
 
@@ -301,7 +323,7 @@ async def open_sessions(
 
 def make_app(hub: context.Hub) -> web.Application:
     """The aiohttp application for a running hub."""
-    activity = access.ActivityRecorder()
+    activity = access.ActivityRecorder(read_cache=hub.read_cache)
     app = web.Application(
         middlewares=[request_metrics.middleware, errors.middleware, access.middleware(activity)],
         client_max_size=MAX_BODY_BYTES,

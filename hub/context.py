@@ -12,6 +12,7 @@ from events import store
 from hub import database_watch
 from hub import settings as hub_settings
 from hub.auth import token_cache as hub_token_cache
+from hub.reads import cache as hub_read_cache
 from hub.servers import isolation
 from hub.servers import manager as hub_servers
 
@@ -33,6 +34,8 @@ class Hub:
     collab_sessions: collab_sessions.SessionManager | None = None
     # the callers tokens resolve to, kept while notifications keep it true (hub/auth/access.py)
     token_cache: hub_token_cache.TokenCache | None = None
+    # read models' answers (the users list), kept true by the token cache's notifications
+    read_cache: hub_read_cache.ReadCache | None = None
 
 
 HUB = web.AppKey("hub", Hub)

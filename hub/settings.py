@@ -240,6 +240,14 @@ class Settings(BaseSettings):
     api_page_max_limit: int = Field(
         default=200, ge=1, description="Largest limit a REST list request may ask for"
     )
+    read_cache_entries: int = Field(
+        default=256,
+        ge=0,
+        description="Answers of the users and groups lists' queries each hub process"
+        " remembers (pages asked for again, by any caller), emptied in every process whenever"
+        " anything on them changes; the least recently used go first. 0: none, every request"
+        " reads the database",
+    )
     token_expires_in_max_seconds: int = Field(
         default=0,
         ge=0,

@@ -22,6 +22,7 @@ from hub.auth import access, scope_table, scopes
 from hub.context import HUB
 from hub.projects import cleanup as project_cleanup
 from hub.projects import storage
+from hub.reads import cache as reads_cache
 from hub.reads import groups as groups_read
 from hub.reads import users as users_read
 from hub.web import body, idempotency, pagination
@@ -89,9 +90,14 @@ async def list_groups(request: web.Request) -> web.Response:
         max_limit=hub.settings.api_page_max_limit,
     )
     filters = caller.grants.filters(scope_table.LIST_GROUPS)
-    only = None if filters.everything else sorted(filters.groups)
-    async with hub.store.pool.acquire() as conn:
-        rows, total = await groups_read.page(conn, offset=page.offset, limit=page.limit, only=only)
+    only = None if filters.everything else tuple(sorted(filters.groups))
+    # remembered by the read cache (hub/reads/cache.py) under the query and its arguments
+    rows, total = await reads_cache.fetch(
+        hub.read_cache,
+        ("groups_page", page.offset, page.limit, only),
+        hub.store.pool,
+        lambda conn: groups_read.page(conn, offset=page.offset, limit=page.limit, only=only),
+    )
     fields = users_api.visible_fields(caller, FIELDS_BY_SCOPE)
     items = [render(row, caller, fields) for row in rows]
     return web.json_response(pagination.reply(request, page, items, total, hub.settings.public_url))

@@ -24,6 +24,7 @@ from hub.auth import access, scope_table, scopes
 from hub.context import HUB
 from hub.projects import cleanup as project_cleanup
 from hub.projects import storage
+from hub.reads import cache as reads_cache
 from hub.reads import users as users_read
 from hub.servers import rules as server_rules
 from hub.servers import spawner
@@ -196,31 +197,44 @@ async def list_users(request: web.Request) -> web.Response:
     name_filter = request.query.get("name_filter") or None
     fields = visible_fields(caller, FIELDS_BY_SCOPE)
     include_stopped = _include_stopped(request)
-    async with hub.store.pool.acquire() as conn:
-        only = await access.listable_users(conn, caller)
-        if fields is not None and only is None and (sort, state, name_filter) == ("id", None, None):
-            # The common case (the idle culler's, an admin's): every user, in the default
-            # order, and the caller sees the same fields of each; PostgreSQL builds the page's
-            # JSON and it is sent on as it is.
-            found = await users_read.page_json(
+    # Each read below is remembered by the process's read cache (hub/reads/cache.py), keyed
+    # by the query and all its arguments; what this caller may see is decided here, from
+    # those arguments, at every request. A connection is borrowed only for what is not held.
+    cache, pool = hub.read_cache, hub.store.pool
+    only = await _listable_users(cache, pool, caller)
+    if fields is not None and only is None and (sort, state, name_filter) == ("id", None, None):
+        # The common case (the idle culler's, an admin's): every user, in the default
+        # order, and the caller sees the same fields of each; PostgreSQL builds the page's
+        # JSON and it is sent on as it is.
+        hidden = tuple(sorted(ALL_FIELDS - fields))
+        found = await reads_cache.fetch(
+            cache,
+            ("users_page_json", page.offset, page.limit, hidden, include_stopped),
+            pool,
+            lambda conn: users_read.page_json(
                 conn,
                 offset=page.offset,
                 limit=page.limit,
-                hidden=sorted(ALL_FIELDS - fields),
+                hidden=list(hidden),
                 include_stopped=include_stopped,
+            ),
+        )
+        # Users with servers to show: their server models are the hub's (URLs, options)
+        if not found["with_servers"] or not fields & SERVER_FIELDS:
+            encoded = pagination.reply_encoded(
+                request,
+                page,
+                found["items"],
+                found["count"],
+                found["total"],
+                hub.settings.public_url,
             )
-            # Users with servers to show: their server models are the hub's (URLs, options)
-            if not found["with_servers"] or not fields & SERVER_FIELDS:
-                encoded = pagination.reply_encoded(
-                    request,
-                    page,
-                    found["items"],
-                    found["count"],
-                    found["total"],
-                    hub.settings.public_url,
-                )
-                return web.Response(body=encoded, headers=JSON)
-        rows, total = await users_read.page(
+            return web.Response(body=encoded, headers=JSON)
+    rows, total = await reads_cache.fetch(
+        cache,
+        ("users_page", page.offset, page.limit, name_filter, only, state, sort),
+        pool,
+        lambda conn: users_read.page(
             conn,
             offset=page.offset,
             limit=page.limit,
@@ -228,12 +242,33 @@ async def list_users(request: web.Request) -> web.Response:
             only=only,
             state=state,
             sort=sort,
-        )
-        servers = await servers_api.servers_by_user(
-            conn, [row["user_id"] for row in rows], include_stopped=include_stopped
-        )
+        ),
+    )
+    ids = tuple(row["user_id"] for row in rows)
+    servers = await reads_cache.fetch(
+        cache,
+        ("servers_of_users", ids, include_stopped),
+        pool,
+        lambda conn: servers_api.servers_by_user(conn, list(ids), include_stopped=include_stopped),
+    )
     items = [render(row, caller, fields, servers[row["user_id"]]) for row in rows]
     return web.json_response(pagination.reply(request, page, items, total, hub.settings.public_url))
+
+
+async def _listable_users(
+    cache: reads_cache.ReadCache | None, pool: Any, caller: access.Caller
+) -> tuple[str, ...] | None:
+    """``access.listable_users``, the members of its groups read through the read cache."""
+
+    async def members_of(groups: tuple[str, ...]) -> set[str]:
+        return await reads_cache.fetch(
+            cache,
+            ("group_member_names", groups),
+            pool,
+            lambda conn: users_read.members_of(conn, groups),
+        )
+
+    return await access.listable_users(caller, members_of)
 
 
 def _include_stopped(request: web.Request) -> bool:
@@ -442,6 +477,7 @@ async def post_activity(request: web.Request) -> web.Response:
                     list(report.servers),
                     [activity.last_activity for activity in report.servers.values()],
                 )
+    access.user_activity_moved(hub.read_cache)  # committed: the users list shows it
     return web.json_response({})
 
 

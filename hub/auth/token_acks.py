@@ -55,25 +55,28 @@ EXTRA_WAIT_S = 1.0
 
 # Set by ``middleware`` for each request: a list that ``mark_committed`` appends to (a list,
 # not a flag, so that tasks the handler starts, which copy the context, mark the same one).
-_COMMITTED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+_COMMITTED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "token_acks_committed", default=None
 )
+AUTH = "auth"  # what tokens resolve to changed (and what the read cache holds)
+READS = "reads"  # only what the read cache holds changed (hub/reads/cache.py)
 
 
-def watching() -> list[bool]:
+def watching() -> list[str]:
     """For the request about to run on this task: a list that ``mark_committed`` makes
-    non-empty (``access.middleware`` then waits for the acknowledgements)."""
-    holder: list[bool] = []
+    non-empty, of the kinds committed (``access.middleware`` then waits for the
+    acknowledgements)."""
+    holder: list[str] = []
     _COMMITTED.set(holder)
     return holder
 
 
-def mark_committed() -> None:
-    """This task committed an event that changes what tokens resolve to: its request must
-    wait for the other processes' acknowledgements before it answers."""
+def mark_committed(kind: str = AUTH) -> None:
+    """This task committed a change of ``kind`` (``AUTH`` or ``READS``) that other processes'
+    caches hold: its request must wait for their acknowledgements before it answers."""
     holder = _COMMITTED.get()
-    if holder is not None and not holder:
-        holder.append(True)
+    if holder is not None and kind not in holder:
+        holder.append(kind)
 
 
 def member_name() -> str:

@@ -26,12 +26,18 @@ A fill that started before an invalidation is not stored (``generation``), so a 
 read the old state cannot put it back after the notification emptied the cache. Entries also
 age out after ``max_age_s``: the whoami profile's ``last_activity`` (which other processes
 and servers move without an event) is then read again.
+
+The hub's read cache (``hub/reads/cache.py``) shares these notifications and this membership:
+it is one of ``followers``, emptied whenever this cache is, and also on the notifications
+that concern only it (a payload ``"<n> reads"``: a user created, a server's state or a
+``last_activity`` moved), which leave the tokens' entries alone.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +130,9 @@ class TokenCache:
         )
         self.hits = 0
         self.misses = 0
+        # Other caches these notifications keep true (the read cache): emptied with this one,
+        # and alone on a notification that concerns only them.
+        self.followers: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         """Start listening; entries are served once the LISTEN connection is up and the
@@ -184,9 +193,15 @@ class TokenCache:
         self._entries[digest] = entry
 
     def invalidate(self) -> None:
-        """Forget every entry, and any fill still under way."""
+        """Forget every entry, and any fill still under way (the followers' too)."""
         self.generation += 1
         self._entries.clear()
+        self.invalidate_followers()
+
+    def invalidate_followers(self) -> None:
+        """Empty the followers only (what changed resolves no token differently)."""
+        for forget in self.followers:
+            forget()
 
     def on_append(self, types: Any) -> None:
         """The event store's append hook: forget everything if this process committed an
@@ -196,11 +211,15 @@ class TokenCache:
             self.invalidate()
             token_acks.mark_committed()
 
-    async def acknowledged(self, pool: Any) -> None:
+    async def acknowledged(self, pool: Any, *, tokens: bool = True) -> None:
         """After this task's invalidating events committed: forget again (a lookup between
-        the append and its commit read the old state), then wait until every other process's
-        cache has handled them (bounded by the membership's lease)."""
-        self.invalidate()
+        the append and its commit read the old state; with ``tokens`` false, only the
+        followers), then wait until every other process's cache has handled them (bounded by
+        the membership's lease)."""
+        if tokens:
+            self.invalidate()
+        else:
+            self.invalidate_followers()
         await self.membership.wait_for_others(pool)
 
     def _on_message(self, payload: str | None) -> None:
@@ -211,9 +230,13 @@ class TokenCache:
             self.invalidate()
             self.membership.reconnected()
             return
-        self.invalidate()
+        text, _, kind = payload.partition(" ")
+        if kind == "reads":
+            self.invalidate_followers()
+        else:
+            self.invalidate()
         try:
-            number = int(payload)
+            number = int(text)
         except ValueError:  # not a numbered notification: nothing to acknowledge
             return
         self.membership.handled(number)

@@ -94,7 +94,9 @@ async def _page(
             offset=offset,
             limit=PAGE_SIZE,
             name_filter=name_filter or None,
-            only=await access.listable_users(conn, caller),
+            only=await access.listable_users(
+                caller, lambda groups: users_read.members_of(conn, groups)
+            ),
             sort="name",
         )
         servers = await servers_api.servers_by_user(

@@ -39,14 +39,15 @@ async def named(conn: sql.Connection, names: Collection[str]) -> list[Record]:
 
 
 async def page(
-    conn: sql.Connection, *, offset: int, limit: int, only: list[str] | None = None
+    conn: sql.Connection, *, offset: int, limit: int, only: Collection[str] | None = None
 ) -> tuple[list[Record], int]:
     """One page of groups by name and how many there are in all (``only``: just these names,
     as a filtered list scope allows; None: every group)."""
-    rows = list(await conn.fetch(queries["groups_page"], offset, limit, only))
+    names = None if only is None else list(only)
+    rows = list(await conn.fetch(queries["groups_page"], offset, limit, names))
     if rows:
         return rows, int(rows[0]["total"])
-    return rows, int(await conn.fetchval(queries["groups_count"], only))
+    return rows, int(await conn.fetchval(queries["groups_count"], names))
 
 
 async def member_ids(conn: sql.Connection, group_id: UUID) -> set[UUID]:

@@ -50,7 +50,7 @@ async def page(
     offset: int,
     limit: int,
     name_filter: str | None = None,
-    only: list[str] | None = None,
+    only: Collection[str] | None = None,
     state: str | None = None,
     sort: str = "id",
 ) -> tuple[list[Record], int]:
@@ -61,10 +61,11 @@ async def page(
     ``last_activity``, ``-`` before it for descending.
     """
     query = queries["users_page_by_activity" if "last_activity" in sort else "users_page"]
-    rows = list(await conn.fetch(query, offset, limit, name_filter, only, state, sort))
+    names = None if only is None else list(only)
+    rows = list(await conn.fetch(query, offset, limit, name_filter, names, state, sort))
     if rows:
         return rows, int(rows[0]["total"])
-    total = await conn.fetchval(queries["users_count"], name_filter, only, state)
+    total = await conn.fetchval(queries["users_count"], name_filter, names, state)
     return rows, int(total)
 
 
