@@ -93,32 +93,31 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[d
     limit = hub.settings.token_expires_in_max_seconds
     if limit and (command.expires_in is None or command.expires_in > limit):
         raise errors.BadRequest(f"expires_in must be at most {limit} seconds")
-    async with hub.store.session() as session:
-        conn = session.conn
-        caller = access.caller_of(request)
-        fresh = tokens.Fresh.new()
-        owner = await tokens.owner_storing_secret(conn, name, fresh)
+    caller = access.caller_of(request)
+    # Judged on what is read here, then written with the owner checked again in the append's
+    # transaction (tokens.issue_to_user): the append and the token's hash commit with other
+    # requests' (group commit), one transaction for a batch of tokens instead of one each.
+    async with hub.store.connection() as conn:
+        owner = await tokens.new_token_owner(conn, name)
         if owner is None or not caller.grants.allows(
             scope_table.TOKENS,
             scopes.Filter.user(name),
             groups_of={name: list(owner["groups"])},
         ):
-            # JupyterHub's answer: one message for "no such user" and "not yours".
-            raise errors.Forbidden(f"User {name} not found or no permissions to generate tokens")
+            raise tokens.owner_not_found(name)
         requested = await _requested_scopes(conn, command)
         await access.check_token_request(conn, owner, requested)
-        note = command.note or _default_note(caller, name)
-        issued = await tokens.issue(
-            session,
-            owner_name=name,
-            user_id=owner["user_id"],
-            scopes=requested,
-            note=note,
-            expires_in=command.expires_in,
-            now=datetime.now(UTC),
-            metadata=access.event_metadata(request, caller),
-            stored=fresh,
-        )
+    note = command.note or _default_note(caller, name)
+    issued = await tokens.issue_to_user(
+        hub.store,
+        owner_name=name,
+        user_id=owner["user_id"],
+        scopes=requested,
+        note=note,
+        expires_in=command.expires_in,
+        now=datetime.now(UTC),
+        metadata=access.event_metadata(request, caller),
+    )
     # The row the tokens read model holds now (``user_token``), from what was just written:
     # reading it back was one more round trip per token.
     row = {
@@ -193,7 +192,7 @@ def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     return [
         web.get("/hub/api/users/{name}/tokens", list_tokens),
-        # one store session: a retry's key and answer commit with the token's events
+        # a retry's key and answer commit with the token's event (EventStore.pinned)
         web.post("/hub/api/users/{name}/tokens", idempotency.in_transaction(issue_token)),
         web.get("/hub/api/users/{name}/tokens/{token_id}", get_token),
         web.delete("/hub/api/users/{name}/tokens/{token_id}", revoke_token),
