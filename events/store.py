@@ -183,7 +183,7 @@ class EventStore:
         refuses them, and the append with them).
         """
         prepared = self._prepare(stream_id, events, expected, metadata, event_ids)
-        if self.group_commit is not None and not self._pinned_here():
+        if self.group_commit is not None and not self.pinned_here():
             result = await self.group_commit.append(prepared, expected, beside)
         else:
             async with self.connection() as conn:
@@ -203,14 +203,14 @@ class EventStore:
         Inside ``pinned``, the pinned connection (its transaction) instead."""
         pinned = _PINNED.get()
         with sql.translated():
-            if pinned is not None and self._pinned_here():
+            if pinned is not None and self.pinned_here():
                 yield pinned[1]
                 return
             async with self.pool.acquire(timeout=timeout) as conn:
                 yield conn
 
     @staticmethod
-    def _pinned_here() -> bool:
+    def pinned_here() -> bool:
         """Whether this task is inside ``pinned`` (its appends join that transaction, so they
         may not go to a group commit's batch on another connection)."""
         pinned = _PINNED.get()

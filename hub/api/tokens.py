@@ -94,19 +94,22 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[d
     if limit and (command.expires_in is None or command.expires_in > limit):
         raise errors.BadRequest(f"expires_in must be at most {limit} seconds")
     caller = access.caller_of(request)
-    # Judged on what is read here, then written with the owner checked again in the append's
-    # transaction (tokens.issue_to_user): the append and the token's hash commit with other
-    # requests' (group commit), one transaction for a batch of tokens instead of one each.
-    async with hub.store.connection() as conn:
-        owner = await tokens.new_token_owner(conn, name)
-        if owner is None or not caller.grants.allows(
-            scope_table.TOKENS,
-            scopes.Filter.user(name),
-            groups_of={name: list(owner["groups"])},
-        ):
-            raise tokens.owner_not_found(name)
-        requested = await _requested_scopes(conn, command)
-        await access.check_token_request(conn, owner, requested)
+    # Judged on the owner as read here (concurrent requests' owners in one query), then
+    # written with the owner checked again in the append's transaction
+    # (tokens.issue_to_user): the append and the token's hash commit with other requests'
+    # (group commit), one transaction for a batch of tokens instead of one each.
+    owner = await hub.token_owners.get(name)
+    if owner is None or not caller.grants.allows(
+        scope_table.TOKENS,
+        scopes.Filter.user(name),
+        groups_of={name: list(owner["groups"])},
+    ):
+        raise tokens.owner_not_found(name)
+    requested = [scopes.INHERIT]
+    if command.scopes or command.roles:  # roles to look up, the owner's scopes to check
+        async with hub.store.connection() as conn:
+            requested = await _requested_scopes(conn, command)
+            await access.check_token_request(conn, owner, requested)
     note = command.note or _default_note(caller, name)
     issued = await tokens.issue_to_user(
         hub.store,

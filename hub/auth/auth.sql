@@ -109,16 +109,17 @@ SELECT t.token_id, t.user_id, t.service, t.scopes, t.expires_at,
 -- name: token_store_secret
 INSERT INTO token_secrets (token_id, prefix, hash) VALUES ($1, $2, $3);
 
--- name: new_token_owner
--- The user a new token is for ($1 by name: id, name, admin flag and groups, or no row), read
--- before the token is judged (hub/api/tokens.py); its hash is stored with the token's event
--- (token_secrets_beside), which checks again that this user is still there.
+-- name: new_token_owners
+-- The users new tokens are for ($1 their names: id, name, admin flag and groups of those that
+-- exist), read before the tokens are judged (hub/api/tokens.py; concurrent requests' in one
+-- query, hub/reads/coalesce.py); each token's hash is stored with its event
+-- (token_secrets_beside), which checks again that its user is still there.
 SELECT u.user_id, u.name, u.admin,
        coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
                    FROM group_members m JOIN groups gr USING (group_id)
                   WHERE m.user_id = u.user_id), '{}') AS groups
   FROM users u
- WHERE u.name = $1;
+ WHERE u.name = ANY($1::text[]);
 
 -- name: token_secrets_beside
 -- The hashes of new user tokens, written in the transaction that appends their token.issued

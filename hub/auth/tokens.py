@@ -52,10 +52,12 @@ class Fresh:
         return cls(new_token_id(), new_secret())
 
 
-async def new_token_owner(conn: sql.Connection, name: str) -> Any | None:
-    """User ``name`` (id, name, admin flag, groups) as a new token's owner; None: no such user.
-    Then ``issue_to_user``, which checks again that the user is still there."""
-    return await conn.fetchrow(queries["new_token_owner"], name)
+async def new_token_owners(conn: sql.Connection, names: list[str]) -> dict[str, Any]:
+    """Users ``names`` (id, name, admin flag, groups) as new tokens' owners, by name; those
+    that do not exist are left out. Then ``issue_to_user``, which checks again that the user
+    is still there."""
+    rows = await conn.fetch(queries["new_token_owners"], names)
+    return {row["name"]: row for row in rows}
 
 
 def owner_not_found(name: str) -> errors.Forbidden:
@@ -105,7 +107,7 @@ async def issue_to_user(
     now: datetime,
     metadata: models.Metadata,
 ) -> Issued:
-    """Issue a new token to user ``owner_name`` (``user_id``), as read by ``new_token_owner``
+    """Issue a new token to user ``owner_name`` (``user_id``), as read by ``new_token_owners``
     and judged by the caller: ``token.issued`` appended with its hash beside it, with other
     concurrent appends (one batch, one commit: ``events.group_commit``), or in the transaction
     of ``EventStore.pinned`` around it. ``errors.Forbidden`` if the user is gone meanwhile."""
