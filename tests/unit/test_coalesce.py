@@ -44,7 +44,7 @@ class Reader:
 
 
 def coalesced(reader: Reader) -> coalesce.Coalesced[str, str]:
-    return coalesce.Coalesced(cast(store.EventStore, FakeStore()), reader.fetch)
+    return coalesce.Coalesced(cast("store.EventStore", FakeStore()), reader.fetch)
 
 
 async def test_keys_asked_for_meanwhile_go_in_one_query() -> None:
