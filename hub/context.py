@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -14,8 +12,6 @@ from events import store
 from hub import database_watch
 from hub import settings as hub_settings
 from hub.auth import token_cache as hub_token_cache
-from hub.auth import tokens as hub_tokens
-from hub.reads import coalesce
 from hub.servers import isolation
 from hub.servers import manager as hub_servers
 
@@ -37,12 +33,6 @@ class Hub:
     collab_sessions: collab_sessions.SessionManager | None = None
     # the callers tokens resolve to, kept while notifications keep it true (hub/auth/access.py)
     token_cache: hub_token_cache.TokenCache | None = None
-
-    @functools.cached_property
-    def token_owners(self) -> coalesce.Coalesced[str, Any]:
-        """New tokens' owners by name, concurrent requests' read in one query
-        (hub/api/tokens.py)."""
-        return coalesce.Coalesced(self.store, hub_tokens.new_token_owners)
 
 
 HUB = web.AppKey("hub", Hub)

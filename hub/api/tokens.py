@@ -12,16 +12,25 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from events import sql
+from events import sql, store
 from events.catalog import tokens as token_events
 from hub import errors
 from hub import settings as hub_settings
 from hub.auth import access, roles, scope_table, scopes, tokens
 from hub.context import HUB
+from hub.reads import coalesce
 from hub.reads import roles as roles_read
 from hub.reads import tokens as tokens_read
 from hub.reads import users as users_read
 from hub.web import body, idempotency
+
+OWNERS: web.AppKey[coalesce.Coalesced[str, Any]] = web.AppKey("chronohub.token_owners")
+"""New tokens' owners by name, concurrent requests' read in one query (``owners``)."""
+
+
+def owners(event_store: store.EventStore) -> coalesce.Coalesced[str, Any]:
+    """What ``make_app`` keeps under ``OWNERS``."""
+    return coalesce.Coalesced(event_store, tokens.new_token_owners)
 
 
 class IssueToken(BaseModel):
@@ -98,7 +107,7 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[d
     # written with the owner checked again in the append's transaction
     # (tokens.issue_to_user): the append and the token's hash commit with other requests'
     # (group commit), one transaction for a batch of tokens instead of one each.
-    owner = await hub.token_owners.get(name)
+    owner = await request.app[OWNERS].get(name)
     if owner is None or not caller.grants.allows(
         scope_table.TOKENS,
         scopes.Filter.user(name),
