@@ -24,6 +24,15 @@ What each caller still gets, exactly as from a lone append:
   a batch in flight holds; a second append to the same stream waits for a later batch,
   behind the first.
 
+An append may carry rows of its own to write in the same transaction (``Beside``: a token's
+hash beside its ``token.issued``, with a check that its owner is still there). A batch writes
+those of one kind with one statement (``Beside.write_many``), before the events; one that
+refuses its item (its owner gone) fails that append alone, and writes nothing of it. An
+append with such rows is always written in a transaction, alone or in its batch's, so its
+rows and its events commit together or not at all: if the events statement skips one of
+them (its stream not at the expected version), the batch is rolled back and its appends run
+one by one.
+
 There is no background task: a batch runs in the task of the caller that leads it. If that
 caller is cancelled mid-batch, the others' appends go back to the front of the queue and the
 next waiter leads them (an append that had committed after all is found again by its event
@@ -33,11 +42,12 @@ own caller is cancelled may or may not have been written, as with a lone append.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from events import models, sql
 
@@ -57,12 +67,38 @@ MAX_BATCH_EVENTS = 2000
 """A batch holds appends until it has this many events (an append alone may hold more)."""
 
 
+class Beside(abc.ABC):
+    """Rows that one append writes beside its events, in the same transaction (a token's
+    hash). A subclass is one kind of rows: a batch writes all of its appends' rows of a kind
+    with one ``write_many``."""
+
+    @classmethod
+    @abc.abstractmethod
+    async def write_many(
+        cls, conn: sql.Connection, items: Sequence[Self]
+    ) -> list[Exception | None]:
+        """Write the rows of ``items``, inside the caller's transaction, before their events:
+        for each item, None (written) or the error that refuses its append (then nothing of
+        that item may have been written)."""
+
+    async def write(self, conn: sql.Connection) -> None:
+        """Write this item's rows inside the caller's transaction, or raise what refuses it."""
+        (error,) = await type(self).write_many(conn, [self])
+        if error is not None:
+            raise error
+
+
+class _Redo(Exception):
+    """Internal: the batch is rolled back and its appends written one by one."""
+
+
 @dataclass(eq=False)
 class Pending:
     """One caller's append, waiting to be written."""
 
     prepared: store_module._Prepared
     expected: int
+    beside: Beside | None = None
     queued: bool = True
     result: store_module.AppendResult | None = None
     error: BaseException | None = None
@@ -110,10 +146,14 @@ class GroupCommit:
         """Batches written so far (for tests and the benchmark)."""
 
     async def append(
-        self, prepared: store_module._Prepared, expected: int
+        self,
+        prepared: store_module._Prepared,
+        expected: int,
+        beside: Beside | None = None,
     ) -> store_module.AppendResult:
-        """Write one append as part of whatever batch it joins; its own result or error."""
-        item = Pending(prepared, expected)
+        """Write one append (and the rows ``beside`` it) as part of whatever batch it joins;
+        its own result or error."""
+        item = Pending(prepared, expected, beside)
         self._queue.append(item)
         while not item.done:
             if item.queued and self._may_lead() and await self._lead(item):
@@ -206,14 +246,7 @@ class GroupCommit:
         try:
             async with store.connection() as conn:
                 if len(batch) == 1:
-                    item = batch[0]
-                    try:
-                        item.settle(await store._append_on(conn, item.prepared, item.expected))
-                        committed = True
-                    except Exception as exc:
-                        if sql.unavailable(exc) is not None:
-                            raise
-                        item.settle(error=exc)
+                    committed = await self._write_alone(conn, batch)
                     return
                 self.batches += 1
                 try:
@@ -222,7 +255,8 @@ class GroupCommit:
                 except Exception as exc:
                     if sql.unavailable(exc) is not None:
                         raise
-                    # Something in the batch failed it as a whole: each append on its own.
+                    # Something in the batch failed it as a whole (or ``_Redo``): each append
+                    # on its own.
                     committed = await self._write_alone(conn, batch)
                     return
                 for item in rejected:
@@ -248,7 +282,11 @@ class GroupCommit:
         committed = False
         for item in batch:
             try:
-                item.settle(await self._store._append_on(conn, item.prepared, item.expected))
+                item.settle(
+                    await self._store._append_beside(
+                        conn, item.prepared, item.expected, item.beside
+                    )
+                )
                 committed = True
             except Exception as exc:
                 if sql.unavailable(exc) is not None:
@@ -259,68 +297,105 @@ class GroupCommit:
     async def _write_together(
         self, conn: sql.Connection, batch: Sequence[Pending]
     ) -> list[Pending]:
-        """One statement (and, for inline projections, one transaction) for the batch.
+        """One statement (and, for inline projections or rows beside, one transaction) for
+        the batch.
 
-        Settles the appends it wrote; returns those the statement skipped because their
-        stream was not at the expected version (nothing of theirs was written).
+        Settles, once committed, the appends it wrote and those whose rows beside were
+        refused; returns those the statement skipped because their stream was not at the
+        expected version (nothing of theirs was written). Raises ``_Redo`` (the batch rolled
+        back) when such a skipped append had rows beside: they would commit without it.
         """
         store = self._store
-        streams: list[str] = []
-        expected: list[int] = []
-        ids: list[Any] = []
-        types: list[str] = []
-        versions: list[int] = []
-        data: list[str] = []
-        metadata: list[str] = []
-        actors: list[str] = []
-        ordinals: list[int] = []
-        for item in batch:
-            p = item.prepared
-            n = len(p.events)
-            streams += [p.stream_id] * n
-            expected += [item.expected] * n
-            ids += p.event_ids
-            types += p.types
-            versions += p.versions
-            data += p.data
-            metadata += [p.metadata_json] * n
-            actors += [p.metadata.actor.label] * n
-            ordinals += range(1, n + 1)
-        inline = store.inline if store.inline and store.inline.handles_any(types) else None
-        async with conn.transaction() if inline is not None else _nothing():
-            rows = await conn.fetch(
-                queries["append_many"],
-                streams,
-                expected,
-                ids,
-                types,
-                versions,
-                data,
-                metadata,
-                actors,
-                ordinals,
-            )
-            by_id = {row["event_id"]: row for row in rows}
-            written: list[tuple[Pending, list[Any]]] = []
-            rejected: list[Pending] = []
-            for item in batch:
-                mine = [by_id.get(event_id) for event_id in item.prepared.event_ids]
-                if mine[0] is None:
-                    rejected.append(item)
-                else:
-                    written.append((item, mine))
-            recorded: dict[int, tuple[models.RecordedEvent, ...]] = {}
-            if inline is not None and written:
-                for index, (item, mine) in enumerate(written):
-                    recorded[index] = store.recorded(item.prepared, mine)
-                everything = sorted(
-                    (event for events in recorded.values() for event in events),
-                    key=lambda event: event.position,
-                )
-                await inline.apply(conn, everything)
+        besides = any(item.beside is not None for item in batch)
+        inline = store.inline
+        if inline is not None and not inline.handles_any(
+            type_name for item in batch for type_name in item.prepared.types
+        ):
+            inline = None
+        refused: list[tuple[Pending, Exception]] = []
+        written: list[tuple[Pending, list[Any]]] = []
+        rejected: list[Pending] = []
+        recorded: dict[int, tuple[models.RecordedEvent, ...]] = {}
+        async with conn.transaction() if inline is not None or besides else _nothing():
+            if besides:
+                refused = await _write_besides(conn, batch)
+                if refused:
+                    gone = {id(item) for item, _ in refused}
+                    batch = [item for item in batch if id(item) not in gone]
+            if batch:
+                rows = await conn.fetch(queries["append_many"], *_columns(batch))
+                by_id = {row["event_id"]: row for row in rows}
+                for item in batch:
+                    mine = [by_id.get(event_id) for event_id in item.prepared.event_ids]
+                    if mine[0] is None:
+                        if item.beside is not None:
+                            raise _Redo  # its rows beside must not commit without it
+                        rejected.append(item)
+                    else:
+                        written.append((item, mine))
+                if inline is not None and written:
+                    for index, (item, mine) in enumerate(written):
+                        recorded[index] = store.recorded(item.prepared, mine)
+                    everything = sorted(
+                        (event for events in recorded.values() for event in events),
+                        key=lambda event: event.position,
+                    )
+                    await inline.apply(conn, everything)
+        for item, error in refused:
+            item.settle(error=error)
         for index, (item, mine) in enumerate(written):
             item.settle(store.result_of(item.prepared, mine, recorded.get(index)))
         return rejected
+
+
+def _columns(batch: Sequence[Pending]) -> tuple[list[Any], ...]:
+    """The parameters of ``append_many`` for the batch's appends, one row per event."""
+    streams: list[str] = []
+    expected: list[int] = []
+    ids: list[Any] = []
+    types: list[str] = []
+    versions: list[int] = []
+    data: list[str] = []
+    metadata: list[str] = []
+    actors: list[str] = []
+    ordinals: list[int] = []
+    for item in batch:
+        p = item.prepared
+        n = len(p.events)
+        streams += [p.stream_id] * n
+        expected += [item.expected] * n
+        ids += p.event_ids
+        types += p.types
+        versions += p.versions
+        data += p.data
+        metadata += [p.metadata_json] * n
+        actors += [p.metadata.actor.label] * n
+        ordinals += range(1, n + 1)
+    return streams, expected, ids, types, versions, data, metadata, actors, ordinals
+
+
+async def _write_besides(
+    conn: sql.Connection, batch: Sequence[Pending]
+) -> list[tuple[Pending, Exception]]:
+    """Write the batch's rows beside its appends, one ``write_many`` per kind: the appends
+    whose rows were refused, each with its error."""
+    kinds: dict[type[Beside], list[tuple[Pending, Beside]]] = {}
+    for item in batch:
+        if item.beside is not None:
+            kinds.setdefault(type(item.beside), []).append((item, item.beside))
+    refused: list[tuple[Pending, Exception]] = []
+    for kind, pairs in kinds.items():
+        answers = await kind.write_many(conn, [beside for _, beside in pairs])
+        if len(answers) != len(pairs):
+            raise TypeError(
+                f"{kind.__qualname__}.write_many answered {len(answers)} of {len(pairs)} items"
+            )
+        refused += [
+            (item, error)
+            for (item, _), error in zip(pairs, answers, strict=True)
+            if error is not None
+        ]
+    return refused
 
 
 class _Nothing:

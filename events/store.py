@@ -171,6 +171,7 @@ class EventStore:
         expected: int = ANY,
         metadata: models.Metadata | None = None,
         event_ids: Sequence[UUID] | None = None,
+        beside: group_commit.Beside | None = None,
     ) -> AppendResult:
         """Append ``events`` to ``stream_id`` if it is at ``expected`` (``ANY``, ``NO_STREAM``, n).
 
@@ -178,13 +179,15 @@ class EventStore:
         the same ``event_ids`` returns the first append's result and writes nothing.
         Concurrent appends share a statement and a commit (``events.group_commit``); each
         still gets its own result or error, and only once its events are committed.
+        ``beside``: rows written in the same transaction as the events (or the error that
+        refuses them, and the append with them).
         """
         prepared = self._prepare(stream_id, events, expected, metadata, event_ids)
-        if self.group_commit is not None and not self._pinned_here():
-            result = await self.group_commit.append(prepared, expected)
+        if self.group_commit is not None and not self.pinned_here():
+            result = await self.group_commit.append(prepared, expected, beside)
         else:
             async with self.connection() as conn:
-                result = await self._append_on(conn, prepared, expected)
+                result = await self._append_beside(conn, prepared, expected, beside)
             self._poke()
         self._appended(prepared.types)
         return result
@@ -200,14 +203,14 @@ class EventStore:
         Inside ``pinned``, the pinned connection (its transaction) instead."""
         pinned = _PINNED.get()
         with sql.translated():
-            if pinned is not None and self._pinned_here():
+            if pinned is not None and self.pinned_here():
                 yield pinned[1]
                 return
             async with self.pool.acquire(timeout=timeout) as conn:
                 yield conn
 
     @staticmethod
-    def _pinned_here() -> bool:
+    def pinned_here() -> bool:
         """Whether this task is inside ``pinned`` (its appends join that transaction, so they
         may not go to a group commit's batch on another connection)."""
         pinned = _PINNED.get()
@@ -301,6 +304,20 @@ class EventStore:
             metadata=meta,
             metadata_json=meta.model_dump_json(),
         )
+
+    async def _append_beside(
+        self,
+        conn: sql.Connection,
+        prepared: _Prepared,
+        expected: int,
+        beside: group_commit.Beside | None,
+    ) -> AppendResult:
+        """An append with its rows ``beside`` in one transaction (a savepoint in another)."""
+        if beside is None:
+            return await self._append_on(conn, prepared, expected)
+        async with conn.transaction():
+            await beside.write(conn)
+            return await self._append_on(conn, prepared, expected)
 
     async def _append_on(
         self, conn: sql.Connection, prepared: _Prepared, expected: int

@@ -333,6 +333,7 @@ def make_app(hub: context.Hub) -> web.Application:
     if hub.database_watch is not None:
         app[database_watch.WATCH] = hub.database_watch
     app[access.ACTIVITY] = activity
+    app[tokens_api.OWNERS] = tokens_api.owners(hub.store)
     if hub.servers is not None:
         app[servers_api.SERVER_APP] = hub.servers
     if hub.collab_sessions is not None:

@@ -28,6 +28,23 @@ INSERT INTO tokens (token_id, user_id, service, scopes, note, expires_at, create
                     oauth_client)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
+-- name: tokens_issue_run
+-- A run of token.issued events, in log order, in one statement (the tokens of a batch of
+-- concurrent appends, events/group_commit.py): $1 token ids, $2 user ids, $3 services,
+-- $4 scopes (each a JSON array of strings, as a row of arrays cannot be an array of arrays),
+-- $5 notes, $6 expiries, $7 the events' times, $8 their positions, $9 OAuth clients. As
+-- token_issue, one row each.
+INSERT INTO tokens (token_id, user_id, service, scopes, note, expires_at, created, last_position,
+                    oauth_client)
+SELECT r.token_id, r.user_id, r.service,
+       ARRAY(SELECT e.scope FROM jsonb_array_elements_text(r.scopes) WITH ORDINALITY
+                                 AS e(scope, n) ORDER BY e.n),
+       r.note, r.expires_at, r.created, r.position, r.oauth_client
+  FROM unnest($1::text[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[],
+              $7::timestamptz[], $8::bigint[], $9::text[])
+           AS r(token_id, user_id, service, scopes, note, expires_at, created, position,
+                oauth_client);
+
 -- name: token_revoke
 DELETE FROM tokens WHERE token_id = $1;
 

@@ -12,16 +12,25 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from events import sql
+from events import sql, store
 from events.catalog import tokens as token_events
 from hub import errors
 from hub import settings as hub_settings
 from hub.auth import access, roles, scope_table, scopes, tokens
 from hub.context import HUB
+from hub.reads import coalesce
 from hub.reads import roles as roles_read
 from hub.reads import tokens as tokens_read
 from hub.reads import users as users_read
 from hub.web import body, idempotency
+
+OWNERS: web.AppKey[coalesce.Coalesced[str, Any]] = web.AppKey("chronohub.token_owners")
+"""New tokens' owners by name, concurrent requests' read in one query (``owners``)."""
+
+
+def owners(event_store: store.EventStore) -> coalesce.Coalesced[str, Any]:
+    """What ``make_app`` keeps under ``OWNERS``."""
+    return coalesce.Coalesced(event_store, tokens.new_token_owners)
 
 
 class IssueToken(BaseModel):
@@ -93,32 +102,34 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[d
     limit = hub.settings.token_expires_in_max_seconds
     if limit and (command.expires_in is None or command.expires_in > limit):
         raise errors.BadRequest(f"expires_in must be at most {limit} seconds")
-    async with hub.store.session() as session:
-        conn = session.conn
-        caller = access.caller_of(request)
-        fresh = tokens.Fresh.new()
-        owner = await tokens.owner_storing_secret(conn, name, fresh)
-        if owner is None or not caller.grants.allows(
-            scope_table.TOKENS,
-            scopes.Filter.user(name),
-            groups_of={name: list(owner["groups"])},
-        ):
-            # JupyterHub's answer: one message for "no such user" and "not yours".
-            raise errors.Forbidden(f"User {name} not found or no permissions to generate tokens")
-        requested = await _requested_scopes(conn, command)
-        await access.check_token_request(conn, owner, requested)
-        note = command.note or _default_note(caller, name)
-        issued = await tokens.issue(
-            session,
-            owner_name=name,
-            user_id=owner["user_id"],
-            scopes=requested,
-            note=note,
-            expires_in=command.expires_in,
-            now=datetime.now(UTC),
-            metadata=access.event_metadata(request, caller),
-            stored=fresh,
-        )
+    caller = access.caller_of(request)
+    # Judged on the owner as read here (concurrent requests' owners in one query), then
+    # written with the owner checked again in the append's transaction
+    # (tokens.issue_to_user): the append and the token's hash commit with other requests'
+    # (group commit), one transaction for a batch of tokens instead of one each.
+    owner = await request.app[OWNERS].get(name)
+    if owner is None or not caller.grants.allows(
+        scope_table.TOKENS,
+        scopes.Filter.user(name),
+        groups_of={name: list(owner["groups"])},
+    ):
+        raise tokens.owner_not_found(name)
+    requested = [scopes.INHERIT]
+    if command.scopes or command.roles:  # roles to look up, the owner's scopes to check
+        async with hub.store.connection() as conn:
+            requested = await _requested_scopes(conn, command)
+            await access.check_token_request(conn, owner, requested)
+    note = command.note or _default_note(caller, name)
+    issued = await tokens.issue_to_user(
+        hub.store,
+        owner_name=name,
+        user_id=owner["user_id"],
+        scopes=requested,
+        note=note,
+        expires_in=command.expires_in,
+        now=datetime.now(UTC),
+        metadata=access.event_metadata(request, caller),
+    )
     # The row the tokens read model holds now (``user_token``), from what was just written:
     # reading it back was one more round trip per token.
     row = {
@@ -193,7 +204,7 @@ def routes() -> list[web.RouteDef]:
     """The routes of this module."""
     return [
         web.get("/hub/api/users/{name}/tokens", list_tokens),
-        # one store session: a retry's key and answer commit with the token's events
+        # a retry's key and answer commit with the token's event (EventStore.pinned)
         web.post("/hub/api/users/{name}/tokens", idempotency.in_transaction(issue_token)),
         web.get("/hub/api/users/{name}/tokens/{token_id}", get_token),
         web.delete("/hub/api/users/{name}/tokens/{token_id}", revoke_token),

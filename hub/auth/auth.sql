@@ -109,22 +109,44 @@ SELECT t.token_id, t.user_id, t.service, t.scopes, t.expires_at,
 -- name: token_store_secret
 INSERT INTO token_secrets (token_id, prefix, hash) VALUES ($1, $2, $3);
 
--- name: token_owner_storing_secret
--- The user a new token is for ($1 by name: id, name, admin flag and groups, or no row) read in
--- the round trip that stores the token's hash ($2 token id, $3 prefix, $4 hash): one round
--- trip fewer per token issued through the API (hub/api/tokens.py). The hash is stored
--- whether or not the user exists: the caller's transaction rolls it back when it refuses the
--- request, and a hash whose token was never issued authenticates nobody (token_owner joins
--- tokens).
-WITH stored AS (
-    INSERT INTO token_secrets (token_id, prefix, hash) VALUES ($2, $3, $4)
-)
+-- name: new_token_owners
+-- The users new tokens are for ($1 their names: id, name, admin flag and groups of those that
+-- exist), read before the tokens are judged (hub/api/tokens.py; concurrent requests' in one
+-- query, hub/reads/coalesce.py); each token's hash is stored with its event
+-- (token_secrets_beside), which checks again that its user is still there.
 SELECT u.user_id, u.name, u.admin,
        coalesce((SELECT array_agg(gr.name ORDER BY gr.name)
                    FROM group_members m JOIN groups gr USING (group_id)
                   WHERE m.user_id = u.user_id), '{}') AS groups
   FROM users u
- WHERE u.name = $1;
+ WHERE u.name = ANY($1::text[]);
+
+-- name: token_secrets_beside
+-- The hashes of new user tokens, written in the transaction that appends their token.issued
+-- events (hub/auth/tokens.py, SecretBeside; several tokens' at once when their appends share
+-- a batch, events/group_commit.py): $1 token ids, $2 prefixes, $3 hashes, $4 owners' user
+-- ids, $5 the owners' names as the requests named them. A hash is stored only if its owner is
+-- still there under that name; the owners' rows are locked (FOR KEY SHARE, in one order) until
+-- the commit, so a user deleted meanwhile either waits for it (and then takes the tokens along,
+-- token_forget_user) or went first (its token refused here, nothing of it written). Returns
+-- the ids of the tokens whose hashes were stored.
+WITH req AS (
+    SELECT *
+      FROM unnest($1::text[], $2::text[], $3::bytea[], $4::uuid[], $5::text[])
+               AS r(token_id, prefix, hash, user_id, name)
+), owners AS (
+    SELECT u.user_id, u.name
+      FROM users u
+     WHERE u.user_id IN (SELECT r.user_id FROM req r)
+     ORDER BY u.user_id
+       FOR KEY SHARE
+), stored AS (
+    INSERT INTO token_secrets (token_id, prefix, hash)
+    SELECT r.token_id, r.prefix, r.hash
+      FROM req r JOIN owners o ON o.user_id = r.user_id AND o.name = r.name
+    RETURNING token_id
+)
+SELECT token_id FROM stored;
 
 -- name: token_touch
 INSERT INTO token_activity (token_id, last_activity) VALUES ($1, $2)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from events import models, sql, store
+from events import group_commit, models, sql, store
 from events.catalog import tokens as token_events
+from hub import errors
 
 queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
 
@@ -50,14 +52,84 @@ class Fresh:
         return cls(new_token_id(), new_secret())
 
 
-async def owner_storing_secret(conn: sql.Connection, name: str, fresh: Fresh) -> Any | None:
-    """User ``name`` (id, name, admin flag, groups; None: no such user), read in the round trip
-    that stores ``fresh``'s hash; then ``issue(..., stored=fresh)`` in the same transaction."""
-    secret = fresh.secret
-    return await conn.fetchrow(
-        queries["token_owner_storing_secret"],
-        name, fresh.token_id, secret[:PREFIX_LENGTH], digest(secret),
-    )  # fmt: skip
+async def new_token_owners(conn: sql.Connection, names: list[str]) -> dict[str, Any]:
+    """Users ``names`` (id, name, admin flag, groups) as new tokens' owners, by name; those
+    that do not exist are left out. Then ``issue_to_user``, which checks again that the user
+    is still there."""
+    rows = await conn.fetch(queries["new_token_owners"], names)
+    return {row["name"]: row for row in rows}
+
+
+def owner_not_found(name: str) -> errors.Forbidden:
+    """JupyterHub's answer, one message for "no such user" and "not yours"."""
+    return errors.Forbidden(f"User {name} not found or no permissions to generate tokens")
+
+
+@dataclass(frozen=True)
+class SecretBeside(group_commit.Beside):
+    """A new user token's hash, stored in the transaction of its ``token.issued`` if its owner
+    is still there under the name the request gave (``token_secrets_beside``); otherwise the
+    append is refused with ``owner_not_found``. Concurrent tokens' hashes go in one statement
+    when their appends share a batch (``events.group_commit``)."""
+
+    fresh: Fresh
+    user_id: UUID
+    owner_name: str
+
+    @classmethod
+    async def write_many(
+        cls, conn: sql.Connection, items: Sequence[SecretBeside]
+    ) -> list[Exception | None]:
+        """Store the hashes of ``items``; each refused one's error (its owner gone)."""
+        rows = await conn.fetch(
+            queries["token_secrets_beside"],
+            [item.fresh.token_id for item in items],
+            [item.fresh.secret[:PREFIX_LENGTH] for item in items],
+            [digest(item.fresh.secret) for item in items],
+            [item.user_id for item in items],
+            [item.owner_name for item in items],
+        )
+        stored = {row["token_id"] for row in rows}
+        return [
+            None if item.fresh.token_id in stored else owner_not_found(item.owner_name)
+            for item in items
+        ]
+
+
+async def issue_to_user(
+    event_store: store.EventStore,
+    *,
+    owner_name: str,
+    user_id: UUID,
+    scopes: list[str],
+    note: str | None,
+    expires_in: int | None,
+    now: datetime,
+    metadata: models.Metadata,
+) -> Issued:
+    """Issue a new token to user ``owner_name`` (``user_id``), as read by ``new_token_owners``
+    and judged by the caller: ``token.issued`` appended with its hash beside it, with other
+    concurrent appends (one batch, one commit: ``events.group_commit``), or in the transaction
+    of ``EventStore.pinned`` around it. ``errors.Forbidden`` if the user is gone meanwhile."""
+    fresh = Fresh.new()
+    expires_at = now + timedelta(seconds=expires_in) if expires_in else None
+    appended = await event_store.append(
+        token_events.stream_id(fresh.token_id),
+        [
+            token_events.TokenIssued(
+                token_id=fresh.token_id,
+                user_id=user_id,
+                owner_name=owner_name,
+                scopes=scopes,
+                note=note,
+                expires_at=expires_at,
+            )
+        ],
+        expected=store.NO_STREAM,
+        metadata=metadata,
+        beside=SecretBeside(fresh, user_id, owner_name),
+    )
+    return Issued(fresh.token_id, fresh.secret, expires_at, appended.events[0].recorded_at)
 
 
 @dataclass(frozen=True)
@@ -84,17 +156,14 @@ async def issue(
     metadata: models.Metadata,
     secret: str | None = None,
     oauth_client: str | None = None,
-    stored: Fresh | None = None,
 ) -> Issued:
     """Append ``token.issued`` and store the secret's hash, in the session's transaction.
 
     ``secret`` is for tokens given in configuration; otherwise a new one is made.
     ``oauth_client`` names the OAuth client a token is issued to by the provider.
-    ``stored`` is a token whose hash this transaction stored already
-    (``owner_storing_secret``): it is the one issued.
     """
-    token_id = stored.token_id if stored is not None else new_token_id()
-    secret = stored.secret if stored is not None else secret or new_secret()
+    token_id = new_token_id()
+    secret = secret or new_secret()
     expires_at = now + timedelta(seconds=expires_in) if expires_in else None
     appended = await session.append(
         token_events.stream_id(token_id),
@@ -113,8 +182,7 @@ async def issue(
         expected=store.NO_STREAM,
         metadata=metadata,
     )
-    if stored is None:
-        await session.conn.execute(
-            queries["token_store_secret"], token_id, secret[:PREFIX_LENGTH], digest(secret)
-        )
+    await session.conn.execute(
+        queries["token_store_secret"], token_id, secret[:PREFIX_LENGTH], digest(secret)
+    )
     return Issued(token_id, secret, expires_at, appended.events[0].recorded_at)

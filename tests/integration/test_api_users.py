@@ -285,8 +285,8 @@ async def test_a_new_tokens_answer_is_the_model_it_reads_as_afterwards(api: Api)
 
 
 async def test_a_refused_token_leaves_no_hash_behind(api: Api, pool: asyncpg.Pool[Any]) -> None:
-    # The hash is stored in the round trip that reads the owner (token_owner_storing_secret),
-    # before the request is judged: a refusal rolls it back.
+    # The hash is stored with the token's event, after the request is judged: a refused
+    # request stores none.
     mine = await api.user_token("keeper")
     await api.user_token("other")
     before = await pool.fetchval("SELECT count(*) FROM token_secrets")

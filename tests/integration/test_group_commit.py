@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
@@ -370,3 +370,122 @@ async def test_a_spare_lane_leaves_a_stream_that_a_slow_batch_holds(
     await held.tx.rollback()
     assert (await held.append).version == 1
     assert (await behind).version == 2
+
+
+# --- rows beside an append ------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """A ``Marked`` item refused by its rows beside."""
+
+
+@dataclass(frozen=True)
+class Marked(group_commit.Beside):
+    """A row in ``marks`` written beside an append, or its append refused (``refuse``)."""
+
+    stream: str
+    refuse: bool = False
+    calls: list[int] | None = None  # told the size of each write_many
+
+    @classmethod
+    async def write_many(
+        cls, conn: sql.Connection, items: Sequence[Marked]
+    ) -> list[Exception | None]:
+        if items[0].calls is not None:
+            items[0].calls.append(len(items))
+        await conn.execute(
+            "INSERT INTO marks (stream) SELECT unnest($1::text[])",
+            [item.stream for item in items if not item.refuse],
+        )
+        return [Refused(item.stream) if item.refuse else None for item in items]
+
+
+@pytest.fixture
+async def marks(pool: asyncpg.Pool[Any]) -> None:
+    await pool.execute("CREATE TABLE marks (stream text PRIMARY KEY)")
+
+
+async def marked(pool: asyncpg.Pool[Any]) -> set[str]:
+    return {row["stream"] for row in await pool.fetch("SELECT stream FROM marks")}
+
+
+@pytest.mark.usefixtures("marks")
+async def test_rows_beside_commit_with_their_batch_and_a_refusal_fails_alone(
+    one_lane: store.EventStore, blocker: sql.Connection, pool: asyncpg.Pool[Any]
+) -> None:
+    calls: list[int] = []
+    refused = {"note-b2"}
+    results = await held_batch(
+        one_lane,
+        blocker,
+        [
+            lambda i=i: one_lane.append(
+                f"note-b{i}",
+                [Noted(text=str(i))],
+                expected=0,
+                beside=Marked(f"note-b{i}", f"note-b{i}" in refused, calls),
+            )
+            for i in range(5)
+        ]
+        + [lambda: one_lane.append("note-plain", [Noted(text="no rows beside")], expected=0)],
+    )
+    assert calls == [5], "the batch's rows beside went in one write_many"
+    assert isinstance(results[2], Refused)
+    written = [r for i, r in enumerate(results) if i != 2]
+    assert all(isinstance(r, store.AppendResult) for r in written), results
+    assert len({r.checkpoint.tx for r in written}) == 1, "one transaction for the batch"
+    assert await marked(pool) == {"note-b0", "note-b1", "note-b3", "note-b4"}
+    assert await one_lane.stream_version("note-b2") == 0, "a refused append writes no event"
+    for i in (0, 1, 3, 4):
+        assert await one_lane.stream_version(f"note-b{i}") == 1
+    assert await one_lane.stream_version("note-plain") == 1
+
+
+@pytest.mark.usefixtures("marks")
+async def test_an_append_skipped_with_rows_beside_leaves_none_of_them(
+    one_lane: store.EventStore, blocker: sql.Connection, pool: asyncpg.Pool[Any]
+) -> None:
+    # The batch statement skips an append whose stream is not at its expected version; its
+    # rows beside were written already in the batch's transaction: the batch is rolled back
+    # and its appends run one by one, so that append fails with none of its rows kept.
+    await one_lane.append("note-x1", [Noted(text="there")], expected=0)
+    results = await held_batch(
+        one_lane,
+        blocker,
+        [
+            lambda i=i: one_lane.append(
+                f"note-x{i}", [Noted(text="new")], expected=0, beside=Marked(f"note-x{i}")
+            )
+            for i in range(3)
+        ],
+    )
+    assert isinstance(results[0], store.AppendResult)
+    assert isinstance(results[1], errors.ConcurrencyConflict)
+    assert isinstance(results[2], store.AppendResult)
+    assert await marked(pool) == {"note-x0", "note-x2"}
+    assert [e.data for e in await one_lane.read_stream("note-x1")] == [Noted(text="there")]
+
+
+@pytest.mark.usefixtures("marks")
+async def test_rows_beside_a_lone_append_share_its_transaction(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    for lanes in (1, 0):  # through group commit, and without it
+        events = store.EventStore(pool, group_commit_lanes=lanes)
+        await events.append("note-s1", [Noted(text="there")], expected=store.ANY)
+        with pytest.raises(errors.ConcurrencyConflict):
+            await events.append(
+                "note-s1", [Noted(text="again")], expected=0, beside=Marked(f"note-s{lanes}a")
+            )
+        with pytest.raises(Refused):
+            await events.append(
+                f"note-s{lanes}b",
+                [Noted(text="no")],
+                expected=0,
+                beside=Marked(f"note-s{lanes}b", refuse=True),
+            )
+        await events.append(
+            f"note-s{lanes}c", [Noted(text="yes")], expected=0, beside=Marked(f"note-s{lanes}c")
+        )
+        assert await events.stream_version(f"note-s{lanes}b") == 0
+    assert await marked(pool) == {"note-s1c", "note-s0c"}
