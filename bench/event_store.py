@@ -334,8 +334,8 @@ async def bench_replay(event_store: store.EventStore, expected: int, page: int) 
 # The floor of a replay: the same rows, keyset-paged by position, no fence, no JSON built by
 # the database, nothing decoded in Python (jsonb columns stay text, as asyncpg returns them).
 # A replay also reads ``tx_id`` (its checkpoints are (tx, position) pairs); the floor does not,
-# which makes it a little faster, never slower: measured beside it, adding the column cost the
-# read <RESULT> (docs/benchmarks.md).
+# which makes it a little cheaper, never dearer: measured beside it, the column cost the read
+# about 5 % more CPU per row (docs/benchmarks.md).
 RAW_READ = """
 SELECT global_position, stream_id, stream_version, event_id, event_type, schema_version,
        data, metadata, recorded_at
