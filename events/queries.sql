@@ -69,9 +69,9 @@ SELECT e.global_position, e.tx_id, e.stream_id, e.stream_version, e.event_id,
 -- Plain rows, decoded by events.models.Registry.decode_rows: the columns come typed from
 -- PostgreSQL's binary protocol (tx_id too: the driver reads xid8 as an int, where a text
 -- cast cost the server a conversion and the client a parse per row), so only the payload is
--- validated in Python. (Pages built as
--- one JSON document by the server, json_agg of json_build_object, cost the server four
--- times a plain read and the client twice the decoding: measured, see docs/benchmarks.md.)
+-- validated in Python. (Pages built as one JSON document by the server, json_agg of
+-- json_build_object, cost the server four times a plain read and the client twice the
+-- decoding: measured, see docs/benchmarks.md.)
 SELECT e.global_position, e.tx_id, e.stream_id, e.stream_version, e.event_id,
        e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at
   FROM events e
