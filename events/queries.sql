@@ -53,7 +53,7 @@ SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1;
 
 -- name: read_stream
 -- One stream from a version on, in version order, as rows for events.models.Registry.decode_rows.
-SELECT e.global_position, e.tx_id::text, e.stream_id, e.stream_version, e.event_id,
+SELECT e.global_position, e.tx_id, e.stream_id, e.stream_version, e.event_id,
        e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at
   FROM events e
  WHERE e.stream_id = $1 AND e.stream_version >= $2
@@ -67,10 +67,12 @@ SELECT e.global_position, e.tx_id::text, e.stream_id, e.stream_version, e.event_
 -- $12 false drops the fence: only for a caller that holds locks keeping writers out of
 -- what it reads (the swap of a projection rebuild).
 -- Plain rows, decoded by events.models.Registry.decode_rows: the columns come typed from
--- PostgreSQL's binary protocol, so only the payload is validated in Python. (Pages built as
--- one JSON document by the server, json_agg of json_build_object, cost the server four
--- times a plain read and the client twice the decoding: measured, see docs/benchmarks.md.)
-SELECT e.global_position, e.tx_id::text, e.stream_id, e.stream_version, e.event_id,
+-- PostgreSQL's binary protocol (tx_id too: the driver reads xid8 as an int, where a text
+-- cast cost the server a conversion and the client a parse per row), so only the payload is
+-- validated in Python. (Pages built as one JSON document by the server, json_agg of
+-- json_build_object, cost the server four times a plain read and the client twice the
+-- decoding: measured, see docs/benchmarks.md.)
+SELECT e.global_position, e.tx_id, e.stream_id, e.stream_version, e.event_id,
        e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at
   FROM events e
  WHERE (e.tx_id, e.global_position) > ($1::text::xid8, $2::bigint)

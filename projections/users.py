@@ -7,9 +7,10 @@ what lets a rebuild run at tens of thousands of events per second.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 from events import models, sql
@@ -30,6 +31,10 @@ class UserRow(NamedTuple):
     last_position: int
 
 
+# ``UserRow(...)`` runs the named tuple's ``__new__``, a Python function; ``tuple.__new__``
+# builds the same row in C (a rebuild builds one per event: measured, a tenth of its fold).
+_row = cast("Callable[[Iterable[Any]], UserRow]", functools.partial(tuple.__new__, UserRow))
+
 CREATED = user_events.UserCreated.type
 RENAMED = user_events.UserRenamed.type
 ADMIN_CHANGED = user_events.UserAdminChanged.type
@@ -41,19 +46,19 @@ def evolve(row: UserRow | None, event: models.RecordedEvent) -> UserRow | None:
     # Dispatch on the type name, which the registry ties to one model: isinstance against
     # pydantic models goes through ABCMeta and cost a fifth of a rebuild.
     kind, at, position = event.type, event.recorded_at, event.position
+    # The payload's model is the one registered for ``kind`` (user_events'); read untyped,
+    # where ``typing.cast`` would be a call per event for nothing at run time.
+    data: Any = event.data
     if kind == CREATED:
-        created = cast("user_events.UserCreated", event.data)
-        return UserRow(created.user_id, created.name, created.admin, at, at, position)
+        return _row((data.user_id, data.name, data.admin, at, at, position))
     if row is None:
         raise base.ProjectionError(
             f"{kind} at position {position} for user {event.stream_id} that does not exist"
         )
     if kind == RENAMED:
-        name = cast("user_events.UserRenamed", event.data).name
-        return UserRow(row.user_id, name, row.admin, row.created, at, position)
+        return _row((row.user_id, data.name, row.admin, row.created, at, position))
     if kind == ADMIN_CHANGED:
-        admin = cast("user_events.UserAdminChanged", event.data).admin
-        return UserRow(row.user_id, row.name, admin, row.created, at, position)
+        return _row((row.user_id, row.name, data.admin, row.created, at, position))
     if kind == DELETED:
         return None
     raise base.ProjectionError(f"the users projection does not handle {kind}")
@@ -83,12 +88,12 @@ class UsersProjection:
         ids: dict[int, UUID] = {}
         keys = []
         for event in events:
-            user_id = _user_id(event)
+            user_id: UUID = event.data.user_id  # type: ignore[attr-defined] # every user event has one
             key = user_id.int
             ids[key] = user_id
             keys.append(key)
         stored = await conn.fetch(queries["load"], list(ids.values()))
-        rows: dict[int, UserRow | None] = {r[0].int: UserRow(*r) for r in stored}
+        rows: dict[int, UserRow | None] = {r[0].int: _row(r) for r in stored}
         for key, event in zip(keys, events, strict=True):
             rows[key] = evolve(rows.get(key), event)
         gone = [ids[key] for key, row in rows.items() if row is None]
@@ -97,8 +102,3 @@ class UsersProjection:
             await conn.execute(queries["delete"], gone)
         if live:
             await conn.execute(queries["upsert"], *map(list, zip(*live, strict=True)))
-
-
-def _user_id(event: models.RecordedEvent) -> UUID:
-    user_id: UUID = event.data.user_id  # type: ignore[attr-defined] # every user event has one
-    return user_id

@@ -448,7 +448,7 @@ def row_of(
     """One row as the ``read_all`` query returns it (``models.ROW_COLUMNS``)."""
     return (
         position,
-        str(1000 + position),
+        1000 + position,
         "note-a",
         position,
         uuid4(),
