@@ -123,8 +123,9 @@ bench-publish: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.publish
 
 # the collaborative notebook page in Debian's Chromium: ready cold and warm, keystroke latency
+# (ARGS: e.g. --runs 10, or --chromium-arg=<flag> to try a browser condition side by side)
 bench-browser: $(VENV)/.installed-bench $(FRONTEND) /usr/bin/chromium
-	$(BIN)/python -m bench.browser
+	$(BIN)/python -m bench.browser $(ARGS)
 
 # one hub process at 10,000 users, 1,000 concurrent clients, 1,000 rooms, 100 clones and a
 # 10-million-event log, each figure beside its target (ARGS=--small: 1/10 of each, quicker)

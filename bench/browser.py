@@ -12,20 +12,28 @@ Chromium, driven by Playwright:
 * ``page_ready_cold_ms``: a fresh browser context (empty cache) opens ``/hub/sessions/<id>``;
   the time from navigation start (the page's own ``performance.now()``) until the document is
   synced, all 50 cells are drawn with their outputs, and the first editor is editable. Median
-  of ``--runs``. Synced means the websocket's sync with the room is done: the page draws its
-  cells earlier, from the copy of the document its HTML carries, but is not ready before.
-* ``page_ready_warm_ms``: the same in a context that loaded the page before (the hashed bundle
-  comes from the cache without revalidation). Median of ``--runs``.
-* ``page_ready_warm_code_cached_ms``: a third load in the same context. Meant to show V8's code
-  cache (Chromium writes a script's on its second load and reads it from the third on), it does
-  not: a Playwright context is off the record, and Chromium keeps no code cache there (traces
-  show ``v8.produceModuleCache`` for the bundle's files only in a persistent profile). So it is
-  a second warm load, and what sets it apart from ``warm`` is noise. Median of ``--runs``; not
-  a target of the issue, shown beside it.
+  of ``--runs``. Synced means the websocket's sync with the room is done.
+* ``page_ready_warm_ms``: the same in that context's second load (the hashed bundle comes from
+  the cache without revalidation). Median of ``--runs``. Playwright's ``new_context`` is off the
+  record, and Chromium keeps no V8 code cache there: each load compiles the bundle again.
+* ``page_ready_warm_profile_ms`` / ``page_ready_warm_profile_second_visit_ms``: a returning
+  user's browser instead: a browser with a persistent profile of its own
+  (``launch_persistent_context``, a temporary user-data directory, the same Chromium and flags,
+  the login cookie) opens the page three times, each in a new page; these are the third and
+  the second visit. The bundle comes from the profile's disk cache; on the second visit
+  Chromium makes V8's code cache for the bundle's modules (traces show
+  ``v8.produceModuleCache``, 59 KB for the entry), which a user's browser keeps. Whether the
+  third visit's compilation uses it the traces do not show (its modules are still compiled
+  streamed, with no consumption event). Medians of ``--runs``; not targets of the issue.
 * ``keystroke_p50_ms`` / ``keystroke_p99_ms``: two contexts on the page; one types a character
   into the first cell, the other's editor shows it; from the key event in the first page to
   the change of the second page's editor DOM (a MutationObserver), both on the machine's clock
   (``performance.timeOrigin + performance.now()``). One keystroke at a time, ``--keys`` of them.
+
+``--chromium-arg`` adds a flag to Chromium's command line (repeatable; none by default), for
+trying a condition side by side, e.g. ``--chromium-arg=--disable-features=PreloadTopChromeWebUI``
+(docs/benchmarks.md: the browser's own WebUI renderers busy during the load); the flags used are
+in the JSON line (``chromium_args``).
 
 Targets from issue 18: cold <= 1000 ms, warm <= 300 ms, keystroke p99 <= 50 ms.
 """
@@ -44,7 +52,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    StorageState,
+    ViewportSize,
+    async_playwright,
+)
 
 from bench import common
 
@@ -55,6 +71,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 PASSWORD = "a benchmark's password"
+VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 TARGETS = {"page_ready_cold_ms": 1000.0, "page_ready_warm_ms": 300.0, "keystroke_p99_ms": 50.0}
 
 # Its value is the page's clock when it first held (polled at each animation frame), not when
@@ -160,7 +177,7 @@ async def start_hub(workdir: Path) -> tuple[common.Server, str]:
 
 
 async def sign_in(chrome: Browser, base: str) -> BrowserContext:
-    context = await chrome.new_context(viewport={"width": 1280, "height": 900})
+    context = await chrome.new_context(viewport=VIEWPORT)
     page = await context.new_page()
     await page.goto(f"{base}/hub/login")
     await page.fill("input[name=username]", "alice")
@@ -225,28 +242,56 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         try:
             async with async_playwright() as playwright:
                 chrome = await playwright.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
+                    executable_path=CHROMIUM, args=chromium_args(args)
                 )
                 try:
-                    return await measure(chrome, base, args)
+                    return await measure(playwright, chrome, base, args)
                 finally:
                     await chrome.close()
         finally:
             common.stop(server)
 
 
-async def measure(chrome: Browser, base: str, args: argparse.Namespace) -> dict[str, Any]:
+def chromium_args(args: argparse.Namespace) -> list[str]:
+    """Chromium's command line flags: the bench's own, then those of ``--chromium-arg``."""
+    return [*CHROMIUM_ARGS, *args.chromium_arg]
+
+
+async def profile_visits(
+    playwright: Playwright, state: StorageState, url: str, args: argparse.Namespace, visits: int
+) -> list[float]:
+    """``visits`` loads of the page by a browser with a persistent profile of its own (as a
+    user's is: HTTP cache and V8 code cache kept between visits), each in a new page."""
+    with tempfile.TemporaryDirectory(prefix="bench-browser-profile-") as profile:
+        context = await playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=chromium_args(args), viewport=VIEWPORT
+        )
+        try:
+            await context.add_cookies(state["cookies"])
+            times = []
+            for visit in range(visits):
+                page, ms = await page_ready(context, url, args.cells)
+                times.append(ms)
+                if visit == visits - 1:
+                    log(f"profile, visit {visit + 1}: {await page.evaluate(BREAKDOWN)}")
+                await page.close()
+            return times
+        finally:
+            await context.close()
+
+
+async def measure(
+    playwright: Playwright, chrome: Browser, base: str, args: argparse.Namespace
+) -> dict[str, Any]:
     first = await sign_in(chrome, base)
     session_id = await open_session(first, base, args.cells)
     url = f"{base}/hub/sessions/{session_id}"
     state = await first.storage_state()
     await first.close()
-    cold, warm, code_cached = [], [], []
+    cold, warm, second_visit, profile = [], [], [], []
     for run in range(args.runs):
         # a new context: the login cookie, nothing in the cache
-        context = await chrome.new_context(
-            viewport={"width": 1280, "height": 900}, storage_state=state
-        )
+        context = await chrome.new_context(viewport=VIEWPORT, storage_state=state)
         page, ms = await page_ready(context, url, args.cells)
         cold.append(ms)
         log(f"cold: {await page.evaluate(BREAKDOWN)}")
@@ -255,18 +300,15 @@ async def measure(chrome: Browser, base: str, args: argparse.Namespace) -> dict[
         warm.append(ms)
         log(f"warm: {await page.evaluate(BREAKDOWN)}")
         await page.close()
-        page, ms = await page_ready(context, url, args.cells)
-        code_cached.append(ms)
-        await page.close()
         await context.close()
+        _, second, third = await profile_visits(playwright, state, url, args, 3)
+        second_visit.append(second)
+        profile.append(third)
         log(
-            f"run {run + 1}: cold {cold[-1]:.0f} ms, warm {warm[-1]:.0f} ms,"
-            f" code cached {code_cached[-1]:.0f} ms"
+            f"run {run + 1}: cold {cold[-1]:.0f} ms, warm {warm[-1]:.0f} ms;"
+            f" a persistent profile's second visit {second:.0f} ms, third {third:.0f} ms"
         )
-    contexts = [
-        await chrome.new_context(viewport={"width": 1280, "height": 900}, storage_state=state)
-        for _ in range(2)
-    ]
+    contexts = [await chrome.new_context(viewport=VIEWPORT, storage_state=state) for _ in range(2)]
     typing, _ = await page_ready(contexts[0], url, args.cells)
     watching, _ = await page_ready(contexts[1], url, args.cells)
     log(f"typing {args.keys} keystrokes…")
@@ -283,7 +325,8 @@ async def measure(chrome: Browser, base: str, args: argparse.Namespace) -> dict[
         "keystroke_p99_ms": round(quantile(latencies, 0.99), 2),
     }
     figures_extra = {
-        "page_ready_warm_code_cached_ms": round(statistics.median(code_cached), 1),
+        "page_ready_warm_profile_ms": round(statistics.median(profile), 1),
+        "page_ready_warm_profile_second_visit_ms": round(statistics.median(second_visit), 1),
         "keystroke_loop_ms": round(loop_s * 1000 / args.keys, 1),
     }
     return {
@@ -292,6 +335,8 @@ async def measure(chrome: Browser, base: str, args: argparse.Namespace) -> dict[
         "cells": args.cells,
         "runs": args.runs,
         "keystrokes": args.keys,
+        "chromium_args": chromium_args(args),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "targets": TARGETS,
         "within_targets": {key: figures[key] <= limit for key, limit in TARGETS.items()},
     }
@@ -302,6 +347,13 @@ def cli() -> None:
     parser.add_argument("--cells", type=int, default=50)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keys", type=int, default=200)
+    parser.add_argument(
+        "--chromium-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="a further flag for Chromium's command line (repeatable; none by default)",
+    )
     args = parser.parse_args()
     try:
         result = asyncio.run(main(args))
