@@ -12,12 +12,13 @@ room (pycrdt-websocket hangs all but one of them). A room with nobody connected 
 for a grace period, so a quick reconnect does not reload it, then is unloaded.
 
 Between processes (collab/relay.py): document updates wake the other processes' rooms, and
-awareness travels in the notifications themselves. The awareness that this process's
-connections send is gathered per room for a few milliseconds and relayed, but only for rooms
-another process serves too (``Room.shared``: known when the room is opened here, from the
-others' notifications, those heard while it was opening included, and from the janitor's
-poll of who holds which room); a room opened here asks the others for their connections'
-states; the janitor drops relayed states that are no longer renewed.
+awareness travels in the notifications themselves. The janitor's poll (one statement for every
+room open here) wakes a room whose log went past what it holds, should a wake-up be lost. The
+awareness that this process's connections send is gathered per room for a few milliseconds and
+relayed, but only for rooms another process serves too (``Room.shared``: known when the room is
+opened here, from the others' notifications, those heard while it was opening included, and
+from the janitor's poll of who holds which room); a room opened here asks the others for their
+connections' states; the janitor drops relayed states that are no longer renewed.
 """
 
 from __future__ import annotations
@@ -470,7 +471,7 @@ class Rooms:
             return
         for name, opened in asked:
             state = states.get(name)
-            if state is None:
+            if state is None or self._rooms.get(name) is not opened:  # closed meanwhile
                 continue
             # Only a room behind reads its log: waking every room would cost one transaction
             # each, every poll (at 1,000 rooms, 500 a second on the shared pool).
