@@ -34,15 +34,18 @@ SELECT counter.base, (SELECT count(*) FROM appended) AS appended,
     EXISTS (SELECT 1 FROM collab_presence p WHERE p.room = $1 AND p.process <> $5) AS shared
 FROM counter;
 
+-- name: rooms_state
+-- Of these rooms (the janitor's poll, one statement for all of a process's rooms): the last
+-- sequence number each has handed out, and whether another process holds it too.
+SELECT r.room, r.last_seq,
+    EXISTS (SELECT 1 FROM collab_presence p WHERE p.room = r.room AND p.process <> $2) AS shared
+FROM collab_rooms r WHERE r.room = ANY($1::text[]);
+
 -- name: enter_room
 -- Also says whether another process holds the room already.
 INSERT INTO collab_presence (room, process) VALUES ($1, $2)
 ON CONFLICT (room, process) DO UPDATE SET opened_at = clock_timestamp()
 RETURNING EXISTS (SELECT 1 FROM collab_presence p WHERE p.room = $1 AND p.process <> $2);
-
--- name: shared_rooms
--- Which of these rooms another process holds too.
-SELECT DISTINCT room FROM collab_presence WHERE room = ANY($1::text[]) AND process <> $2;
 
 -- name: leave_room
 DELETE FROM collab_presence WHERE room = $1 AND process = $2;

@@ -1,7 +1,9 @@
 """Rooms in PostgreSQL: creation (with its event), the update log, snapshots and compaction.
 
 Every applied update is appended to ``collab_updates`` with the room's next sequence number
-before it is broadcast; a room loads from its latest snapshot plus the updates after it.
+before it is broadcast (the batches of many rooms appended at the same moment share one
+statement: ``collab/group_commit.py``); a room loads from its latest snapshot plus the updates
+after it.
 Compaction replaces a prefix of the log with one snapshot in one transaction and never loses
 an update that arrives meanwhile: it merges only the updates it read, and deletes only those.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 import pycrdt
 
-from collab import errors
+from collab import errors, group_commit
 from events import models, sql, store
 from events.catalog import collab as collab_events
 
@@ -56,6 +58,14 @@ class Appended:
 
 
 @dataclass(frozen=True)
+class RoomState:
+    """Where a room's log stands in the database, and whether another process holds it."""
+
+    last_seq: int
+    shared: bool
+
+
+@dataclass(frozen=True)
 class Compaction:
     """What a compaction did: the sequence it covers and how many updates it replaced."""
 
@@ -87,6 +97,7 @@ class RoomStore:
         self.pool = event_store.pool  # borrowed through the store, which translates its errors
         self.commit_mode = "on" if durable_updates else "off"
         self.process = process or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.group = group_commit.GroupCommit(self)
 
     async def info(self, room: str) -> tuple[bool, str | None]:
         """Whether ``room`` exists, and its owner."""
@@ -121,11 +132,12 @@ class RoomStore:
         seq = rows[-1]["seq"] if rows else base
         return Loaded(update=update, seq=seq, updates_since_snapshot=len(rows), shared=shared)
 
-    async def shared(self, rooms: Sequence[str]) -> set[str]:
-        """Which of ``rooms`` another process holds too."""
+    async def states(self, rooms: Sequence[str]) -> dict[str, RoomState]:
+        """Of ``rooms`` (one statement however many): the last sequence number each has handed
+        out, and whether another process holds it too. A room that does not exist is left out."""
         async with self.events.connection() as conn:
-            rows = await conn.fetch(queries["shared_rooms"], list(rooms), self.process)
-        return {row["room"] for row in rows}
+            rows = await conn.fetch(queries["rooms_state"], list(rooms), self.process)
+        return {row["room"]: RoomState(row["last_seq"], row["shared"]) for row in rows}
 
     async def release(self, room: str) -> None:
         """This process no longer holds ``room``."""
@@ -138,21 +150,36 @@ class RoomStore:
             await conn.execute(queries["leave_rooms"], list(rooms), self.process)
 
     async def append(self, room: str, updates: Sequence[bytes], authors: Sequence[str]) -> Appended:
-        """Append updates (one statement, one round trip): their sequence numbers, in order,
-        and whether another process holds the room (and so needs a wake-up)."""
-        async with self.events.connection() as conn:
-            row = await conn.fetchrow(
-                queries["append_updates"],
-                room,
-                list(updates),
-                list(authors),
-                self.commit_mode,
-                self.process,
-            )
-        if row is None or row["appended"] != len(updates):
+        """Append updates, numbered in one piece after the room's last: their sequence numbers,
+        in order, and whether another process holds the room (and so needs a wake-up).
+
+        Concurrent appends of many rooms share one statement and commit
+        (``collab/group_commit.py``); each room still gets only its own result or error.
+        """
+        return await self.group.append(room, updates, authors)
+
+    async def append_on(
+        self, conn: sql.Connection, room: str, updates: Sequence[bytes], authors: Sequence[str]
+    ) -> Appended:
+        """``append`` of one room alone, on ``conn``: one statement, one round trip."""
+        row = await conn.fetchrow(
+            queries["append_updates"],
+            room,
+            list(updates),
+            list(authors),
+            self.commit_mode,
+            self.process,
+        )
+        return self.appended(room, row, len(updates))
+
+    @staticmethod
+    def appended(room: str, row: Any, count: int) -> Appended:
+        """What an append statement's row for ``room`` says it wrote (no row: the room does not
+        exist, and nothing was)."""
+        if row is None or row["appended"] != count:
             raise errors.CollabError(f"room {room!r} does not exist; nothing was appended")
         base = row["base"]
-        return Appended(list(range(base + 1, base + 1 + len(updates))), row["shared"])
+        return Appended(list(range(base + 1, base + 1 + count)), row["shared"])
 
     async def authors(self, room: str) -> list[str]:
         """The authors (``kind:name``) of the room's stored updates, first writer first."""

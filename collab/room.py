@@ -123,6 +123,7 @@ class Room:
         # Client id -> the connection here that claimed it first (see ``_claim``).
         self._holders: dict[int, Connection] = {}
         self._cursor = seq
+        self._reached = 0  # the log's end, as last polled, when this room was behind it
         self._own: set[int] = set()
         self._outbox: list[tuple[bytes, bytes, Connection | None, str]] = []
         self._wake = False
@@ -431,6 +432,13 @@ class Room:
         self._wake = True
         self._kick()
 
+    def log_reached(self, seq: int) -> None:
+        """The room's log has reached ``seq`` (the rooms set's poll): read what this room
+        lacks of it, unless the appends it has in flight were the news (they are its own)."""
+        if seq > self._cursor:
+            self._reached = max(self._reached, seq)
+            self._kick()
+
     def _kick(self) -> None:
         if self._task is None:
             self._task = self._tasks.start(self._sync(), f"chronohub-collab-room-{self.name}")
@@ -445,8 +453,9 @@ class Room:
             while True:
                 if self._outbox:
                     await self._flush_outbox()
-                elif self._wake:
+                elif self._wake or self._reached > self._cursor:
                     self._wake = False
+                    self._reached = 0  # one read per poll's news (a compaction may end ahead)
                     await self._catch_up()
                 else:
                     return
