@@ -248,6 +248,13 @@ class Settings(BaseSettings):
         " anything on them changes; the least recently used go first. 0: none, every request"
         " reads the database",
     )
+    read_cache_max_age_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an answer stays in the read cache at most: users' last_activity,"
+        " which moves without notifying the other processes, may lag by this much in the users"
+        " list (everything else is seen at once)",
+    )
     token_expires_in_max_seconds: int = Field(
         default=0,
         ge=0,
