@@ -137,7 +137,11 @@ async def open_hub(
     tokens = token_cache.TokenCache(dsn) if serving else None
     answers = None
     if tokens is not None:
-        answers = reads_cache.ReadCache(tokens.serving, max_entries=config.read_cache_entries)
+        answers = reads_cache.ReadCache(
+            tokens.serving,
+            max_entries=config.read_cache_entries,
+            max_age_s=config.read_cache_max_age_s,
+        )
         tokens.followers.append(answers.invalidate)
     try:
         async with (
@@ -178,8 +182,6 @@ async def open_hub(
                     oauth=oauth,
                 )
                 await manager.start()
-                if answers is not None:
-                    manager.on_activity_written = answers.invalidate
                 manager.hubs = hubs = hub_processes.Registry(pool, config.process_lease_s)
                 try:
                     await hubs.join()
@@ -324,7 +326,7 @@ async def open_sessions(
 
 def make_app(hub: context.Hub) -> web.Application:
     """The aiohttp application for a running hub."""
-    activity = access.ActivityRecorder(read_cache=hub.read_cache)
+    activity = access.ActivityRecorder()
     app = web.Application(
         middlewares=[request_metrics.middleware, errors.middleware, access.middleware(activity)],
         client_max_size=MAX_BODY_BYTES,

@@ -3,7 +3,7 @@
 ``prometheus_client`` keeps the figures and writes the text format; each figure is updated
 where its event happens (the request middleware, the server manager, the push transaction,
 the event store's append hook), which costs a dictionary lookup and an addition: nothing a
-request would notice. Open rooms are read when the metrics are.
+request would notice. Open rooms and the read cache's counts are read when the metrics are.
 
 The figures live in a registry of the hub's own rather than the library's global one, so a
 library that registers metrics of its own (jupyterhub does, on import) never clashes with
@@ -57,6 +57,14 @@ GIT_PUSHES = Counter(
 COLLAB_ROOMS_OPEN = Gauge(
     "chronohub_collab_rooms_open",
     "Collaboration rooms open in this process",
+    registry=REGISTRY,
+)
+# The read cache's own counts (hub/reads/cache.py), copied when the metrics are read.
+READ_CACHE_LOOKUPS = Gauge(
+    "chronohub_read_cache_lookups",
+    "Lookups of this process's read cache (the users and groups lists' answers) since it"
+    " started, by outcome (hit, miss)",
+    ["outcome"],
     registry=REGISTRY,
 )
 

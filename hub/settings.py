@@ -245,8 +245,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Answers of the users and groups lists' queries each hub process"
         " remembers (pages asked for again, by any caller), emptied in every process whenever"
-        " anything on them changes; the least recently used go first. 0: none, every request"
-        " reads the database",
+        " the log changes anything on them (last_activity: see read_cache_max_age_s); the least"
+        " recently used go first. 0: none, every request reads the database",
+    )
+    read_cache_max_age_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an answer stays in the read cache at most: users' last_activity,"
+        " which moves without notifying the other processes, may lag by this much in the users"
+        " list (everything else is seen at once)",
     )
     token_expires_in_max_seconds: int = Field(
         default=0,

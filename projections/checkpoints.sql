@@ -37,3 +37,11 @@ SELECT e.tx_id::text AS tx, e.global_position AS position, e.recorded_at
    AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
  ORDER BY e.tx_id DESC, e.global_position DESC
  LIMIT 1;
+
+-- name: read_models_changed
+-- A rebuild swapped a projection's tables (no event says so): every hub process's token and
+-- read caches must forget what they read from them. One numbered 'chronohub_auth'
+-- notification of the kind that empties both, sent at the commit
+-- (migrations/0022_read_cache.sql); taken last in the swap's transaction, after its table
+-- locks, as the triggers take the same ordering lock at their commits.
+SELECT chronohub_notify_changed('auth');

@@ -6,7 +6,9 @@ All three replay the log into tables in a scratch schema, created ``LIKE`` the l
 runs in page-sized transactions: one long transaction would hold back the fence of every
 subscriber. Only the final step locks the live tables:
 
-* rebuild: catch up, then drop the live tables and move the new ones in, in one transaction;
+* rebuild: catch up, then drop the live tables and move the new ones in, in one transaction,
+  which notifies the hub processes' token and read caches at its commit (they forget what
+  they read from the old tables);
 * verify: catch up, then compare row for row (``EXCEPT ALL`` both ways) and drop the copies;
 * time travel (``as_of``): replay up to a checkpoint and read the copies, then drop them.
 
@@ -245,6 +247,8 @@ async def rebuild(
                     await conn.execute(
                         queries["set"], projection.name, str(checkpoint.tx), checkpoint.position
                     )
+                # the hub processes' caches hold what the old tables said: notified at commit
+                await conn.execute(queries["read_models_changed"])
             return Result(projection.name, count + more, checkpoint)
         finally:
             await drop_scratch(conn, schema)

@@ -18,6 +18,9 @@ async def serve_metrics(request: web.Request) -> web.Response:
     async with hub.store.pool.acquire() as conn:
         await access.require(request, conn, [scope_table.READ_METRICS])
     metrics.COLLAB_ROOMS_OPEN.set(len(hub.rooms) if hub.rooms is not None else 0)
+    if hub.read_cache is not None:
+        metrics.READ_CACHE_LOOKUPS.labels("hit").set(hub.read_cache.hits)
+        metrics.READ_CACHE_LOOKUPS.labels("miss").set(hub.read_cache.misses)
     # The process collector reads /proc: a thread, not the event loop.
     body = await asyncio.to_thread(metrics.render)
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})

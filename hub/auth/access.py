@@ -26,7 +26,6 @@ from hub import errors
 from hub.auth import roles, scope_table, scopes, token_acks, token_cache, tokens
 from hub.context import HUB
 from hub.errors import Handler
-from hub.reads import cache as reads_cache
 from hub.web import client_address
 
 queries = sql.Queries(__package__ or "hub.auth", "auth.sql")
@@ -278,14 +277,8 @@ class ActivityRecorder:
     server checking its users would keep its idle user looking active.
     """
 
-    def __init__(
-        self,
-        resolution_s: float = ACTIVITY_RESOLUTION_S,
-        *,
-        read_cache: reads_cache.ReadCache | None = None,
-    ) -> None:
+    def __init__(self, resolution_s: float = ACTIVITY_RESOLUTION_S) -> None:
         self.resolution_s = resolution_s
-        self.read_cache = read_cache  # shows users' last_activity: told when it moves
         self._last: dict[str, float] = {}
 
     def due(self, token_id: str) -> bool:
@@ -304,7 +297,6 @@ class ActivityRecorder:
         (JupyterHub counts a browser's requests to the hub as its user's activity)."""
         if self.due(f"browser:{user_id}"):
             await pool.execute(queries["activity_touch"], user_id, "", datetime.now(UTC))
-            user_activity_moved(self.read_cache)
 
     async def record(self, conn: sql.Connection, caller: Caller) -> datetime | None:
         """Write the activity of ``caller``'s token (and user) if it is due; the user's
@@ -321,8 +313,6 @@ class ActivityRecorder:
         written: datetime | None = await conn.fetchval(
             queries["activity_touch_unless_server_token"], caller.user_id, caller.token_id, now
         )
-        if written is not None:
-            user_activity_moved(self.read_cache)
         return written
 
     async def record_entry(self, pool: Any, entry: token_cache.Entry) -> None:
@@ -338,16 +328,6 @@ class ActivityRecorder:
             last = profile["last_activity"]
             profile["last_activity"] = written if last is None else max(last, written)
             entry.whoami = None
-
-
-def user_activity_moved(read_cache: reads_cache.ReadCache | None) -> None:
-    """A user's ``last_activity`` moved (no event says so; PostgreSQL notifies the other
-    processes at its commit: migrations/0022_read_cache.sql): forget what the read cache
-    holds now, and have the request wait for the other processes' acknowledgements (the
-    middleware forgets again once the request's writes are committed)."""
-    if read_cache is not None:
-        read_cache.invalidate()
-    token_acks.mark_committed(token_acks.READS)
 
 
 ACTIVITY = web.AppKey("chronohub.activity", ActivityRecorder)
@@ -395,13 +375,6 @@ def middleware(recorder: ActivityRecorder) -> Any:
 
     @web.middleware
     async def authenticate_request(request: web.Request, handler: Handler) -> web.StreamResponse:
-        # A request that commits an event changing what tokens resolve to (or what the read
-        # cache holds) answers once every other process's token cache acknowledged it
-        # (hub/auth/token_acks.py). Here, outside the idempotency middleware (the innermost),
-        # which commits an idempotent request's events when it returns: they are committed by
-        # the time this waits. Watched from here: the token's activity, written below, moves
-        # its user's last_activity.
-        committed = token_acks.watching()  # each request runs on a task of its own
         secret = parse_authorization(request.headers.get("Authorization"))
         if secret is not None:
             entry = await resolve(request.app, secret)
@@ -411,6 +384,13 @@ def middleware(recorder: ActivityRecorder) -> Any:
                 await recorder.record_entry(request.app[HUB].store.pool, entry)
                 request[REQUEST_CALLER] = entry.caller
                 request[REQUEST_TOKEN] = entry
+        # A request that commits an event changing what tokens resolve to (or what the read
+        # cache holds) answers once every other process's cache acknowledged it
+        # (hub/auth/token_acks.py). Here, outside the idempotency middleware (the innermost),
+        # which commits an idempotent request's events when it returns: they are committed by
+        # the time this waits. The token's activity, written above, is not watched: it
+        # notifies nothing (the caches bound its staleness by age instead).
+        committed = token_acks.watching()  # each request runs on a task of its own
         try:
             response = await handler(request)
         except asyncio.CancelledError:

@@ -21,9 +21,15 @@ emptied. Joining (at start, after the LISTEN connection is back, after a lapse) 
 invalidating commits' lock: every number drawn so far is then committed, and the cache
 emptied after it may acknowledge them all.
 
+The read cache (``hub/reads/cache.py``) is kept true by the same notifications and
+acknowledgements: a request that committed an event changing what it holds (a user created,
+a server's state: ``READS``) waits the same way, with the token caches left alone.
+
 Costs: each process one more connection and a heartbeat statement every ``lease_s / 4``; an
-invalidating request two or three more round trips (a few milliseconds while every process
-answers); nothing for any other request.
+invalidating request (``AUTH`` or ``READS``) two or three more round trips (a few milliseconds
+while every process answers; a stalled process, until its lease runs out); nothing for any
+other request: reads, token issues and ``last_activity`` writes (a token's use, activity
+reports, the proxy's poll) notify nothing and wait for nobody.
 """
 
 from __future__ import annotations

@@ -29,8 +29,10 @@ and servers move without an event) is then read again.
 
 The hub's read cache (``hub/reads/cache.py``) shares these notifications and this membership:
 it is one of ``followers``, emptied whenever this cache is, and also on the notifications
-that concern only it (a payload ``"<n> reads"``: a user created, a server's state or a
-``last_activity`` moved), which leave the tokens' entries alone.
+that concern only it (a payload ``"<n> reads"``: a user created, a server's state moved),
+which leave the tokens' entries alone. (A process of a version before the read cache reads
+such a payload as no number: it empties its cache and acknowledges nothing, so processes of
+the two versions must not serve together: docs/operations.md, upgrades.)
 """
 
 from __future__ import annotations

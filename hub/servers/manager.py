@@ -80,8 +80,6 @@ class ServerManager(readoption.Readoption):
         self.adapted = isinstance(self.spawner, spawner.ResumingSpawner)
         self.oauth = oauth or oauth_clients.ServerClients(event_store)
         self.hub_url = settings.hub_url  # where servers reach the hub's API
-        # told after this process wrote servers' activity (hub/app.py: the read cache)
-        self.on_activity_written: Callable[[], None] | None = None
         self._live: dict[tuple[UUID, str], running.Live] = {}
         self._locks: running.KeyedLocks[tuple[UUID, str]] = running.KeyedLocks()
         self._tasks = tasks.TaskOwner("server", logger=log)
@@ -596,11 +594,8 @@ class ServerManager(readoption.Readoption):
     # --- activity -----------------------------------------------------------------------------
 
     async def record_activity(self, seen: dict[tuple[UUID, str], datetime]) -> None:
-        """Write proxy-observed activity of servers (and their users), forward only; then
-        tell ``on_activity_written`` (the read cache, which shows it, forgets it at once:
-        other processes are notified by PostgreSQL at the commit)."""
-        if await records.record_activity(self.store, seen) and self.on_activity_written:
-            self.on_activity_written()
+        """Write proxy-observed activity of servers (and their users), forward only."""
+        await records.record_activity(self.store, seen)
 
     # --- reads --------------------------------------------------------------------------------
 

@@ -156,11 +156,10 @@ async def rename(
 
 async def record_activity(
     event_store: store.EventStore, seen: dict[tuple[UUID, str], datetime]
-) -> bool:
-    """Write proxy-observed activity of servers (and their users), forward only; whether
-    anything was written."""
+) -> None:
+    """Write proxy-observed activity of servers (and their users), forward only."""
     if not seen:
-        return False
+        return
     keys = list(seen)
     async with event_store.pool.acquire() as conn, conn.transaction():
         await conn.execute(
@@ -173,7 +172,6 @@ async def record_activity(
         for (user_id, _), stamp in seen.items():
             latest[user_id] = max(stamp, latest.get(user_id, stamp))
         await conn.execute(queries["user_activity_touch"], list(latest), list(latest.values()))
-    return True
 
 
 async def spawner_state(event_store: store.EventStore, user_id: UUID, server_name: str) -> Any:
