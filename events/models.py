@@ -415,7 +415,9 @@ ROW_COLUMNS = (
 """The columns of a stored row, in the order ``Registry.decode_rows`` takes them (the
 transaction id as an int, ``xid8`` through the binary protocol; the payloads as text)."""
 
-_RECORDED_FIELDS = frozenset(RecordedEvent.model_fields)
+# A plain set, as pydantic keeps (exclude_unset and model_copy(update=...) need one); shared
+# by every decoded event: model_copy copies it before changing it.
+_RECORDED_FIELDS = set(RecordedEvent.model_fields)
 _SLOT_SETTERS = tuple(
     BaseModel.__dict__[slot].__set__
     for slot in ("__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")

@@ -544,7 +544,7 @@ class EventStore:
         return _RawPage(
             rows=rows,
             length=len(rows),
-            last=models.Checkpoint(int(last[1]), last[0]) if last is not None else None,
+            last=models.Checkpoint(last[1], last[0]) if last is not None else None,
         )
 
     async def read_stream(

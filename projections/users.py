@@ -93,7 +93,8 @@ class UsersProjection:
             ids[key] = user_id
             keys.append(key)
         stored = await conn.fetch(queries["load"], list(ids.values()))
-        rows: dict[int, UserRow | None] = {r[0].int: _row(r) for r in stored}
+        # UserRow(*r), not _row: a stored row's length is checked (one per user, not per event)
+        rows: dict[int, UserRow | None] = {r[0].int: UserRow(*r) for r in stored}
         for key, event in zip(keys, events, strict=True):
             rows[key] = evolve(rows.get(key), event)
         gone = [ids[key] for key, row in rows.items() if row is None]

@@ -499,6 +499,23 @@ def test_decode_rows_shares_equal_metadata(registry: models.Registry) -> None:
     assert decoded[0].metadata is decoded[2].metadata
     assert decoded[0].metadata.actor.label == "user:alice"
     assert decoded[3].metadata == models.Metadata()
+    bob = models.Metadata(actor=models.Actor(kind="user", name="bob")).model_dump_json()
+    mixed = [
+        row_of("test.noted", 1, {"text": str(i)}, i, m)
+        for i, m in enumerate((alice, bob, alice), 1)
+    ]
+    again = registry.decode_rows(mixed)
+    assert again[0].metadata is again[2].metadata
+    assert again[1].metadata.actor.label == "user:bob"
+
+
+def test_decoded_rows_behave_as_validated_events(registry: models.Registry) -> None:
+    [event] = registry.decode_rows([row_of("test.noted", 1, {"text": "a"}, 5)])
+    assert isinstance(event.tx, int)
+    assert event.model_dump(exclude_unset=True)["position"] == 5
+    moved = event.model_copy(update={"position": 6})
+    assert (moved.position, event.position) == (6, 5)
+    assert event.model_fields_set == set(models.RecordedEvent.model_fields)
 
 
 def test_decode_rows_names_the_row_at_fault(registry: models.Registry) -> None:
