@@ -127,8 +127,10 @@ SELECT u.user_id, u.name, u.admin,
 -- a batch, events/group_commit.py): $1 token ids, $2 prefixes, $3 hashes, $4 owners' user
 -- ids, $5 the owners' names as the requests named them. A hash is stored only if its owner is
 -- still there under that name; the owners' rows are locked (FOR KEY SHARE, in one order) until
--- the commit, so a user deleted meanwhile either waits for it (and then takes the tokens along,
--- token_forget_user) or went first (its token refused here, nothing of it written). Returns
+-- the commit. A user's deletion or rename locks its row FOR UPDATE before appending its event
+-- (hub/reads/users.py, lock), so it either waits for this commit (the tokens' events before
+-- its own in the log, a deletion then taking the tokens along: token_forget_user) or went
+-- first (its token refused here, nothing of it written). Returns
 -- the ids of the tokens whose hashes were stored. A hash stored already under its token's id
 -- (a retry of an append that committed) is left as it is: token_secrets_of tells which.
 WITH req AS (

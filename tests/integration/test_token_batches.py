@@ -184,3 +184,57 @@ async def test_a_retried_token_append_answers_as_the_first(
         == 4
     )
     assert (await rebuild.verify(api.store, hub_model.TokensProjection())).differences == ()
+
+
+@pytest.mark.parametrize(("method", "body"), [("DELETE", None), ("PATCH", {"name": "th-renamed"})])
+async def test_a_token_asked_for_while_its_owner_is_deleted_or_renamed(
+    api: Api, pool: asyncpg.Pool[Any], method: str, body: dict[str, str] | None
+) -> None:
+    # The deletion (or rename) is held in its transaction after it locked the user's row and
+    # before its event is written (a lock on ``events``); tokens are asked for meanwhile, the
+    # owner still there as read. The batch writing them waits for the change, then refuses the
+    # changed user's token: the log never holds a token.issued after its owner's change.
+    names = ["th-keep", "th-changed"]
+    assert (await api.call("POST", "/users", json={"usernames": names}))[0] == 201
+    changed = await pool.fetchval("SELECT user_id FROM users WHERE name = 'th-changed'")
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND datname = current_database()"
+    )
+    async with pool.acquire() as blocker:
+        lock = blocker.transaction()
+        await lock.start()
+        await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+        try:
+            change = asyncio.ensure_future(api.call(method, "/users/th-changed", json=body))
+            await wait_for(lambda: pool.fetchval(waiting), timeout_s=10)
+            posts = [
+                asyncio.ensure_future(api.call("POST", f"/users/{name}/tokens", json={}))
+                for name in names
+            ]
+            # the change waits on events; the token batch on the change (or, without the
+            # lock, on events too, its hash written already)
+            await wait_for(lambda: _equals(pool.fetchval(waiting), 2), timeout_s=10)
+        finally:
+            await lock.rollback()
+    assert (await change)[0] in (200, 204)
+    answers = await asyncio.gather(*posts)
+    assert [status for status, _ in answers] == [201, 403], answers
+    log = await pool.fetch(
+        "SELECT event_type FROM events WHERE stream_id = $1"
+        " OR (event_type = 'token.issued' AND (data->>'user_id')::uuid = $2)"
+        " ORDER BY global_position",
+        f"user-{changed}",
+        changed,
+    )
+    assert [row["event_type"] for row in log] == [
+        "user.created",
+        "user.deleted" if method == "DELETE" else "user.renamed",
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM tokens WHERE user_id = $1", changed) == 0
+    tokens_model = hub_model.TokensProjection()
+    assert (await rebuild.verify(api.store, tokens_model)).differences == ()
+
+
+async def _equals(value: Awaitable[Any], expected: Any) -> bool:
+    return await value == expected
