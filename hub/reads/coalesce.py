@@ -51,6 +51,7 @@ class Coalesced(Generic[K, V]):
                 self.queries += 1
                 return (await self._fetch(conn, [key])).get(key)
         futures = self._waiting.get(key)
+        found: asyncio.Future[V | None]
         if futures is None:
             found = asyncio.get_running_loop().create_future()
             self._waiting[key] = [found]
