@@ -70,7 +70,12 @@ MAX_BATCH_EVENTS = 2000
 class Beside(abc.ABC):
     """Rows that one append writes beside its events, in the same transaction (a token's
     hash). A subclass is one kind of rows: a batch writes all of its appends' rows of a kind
-    with one ``write_many``."""
+    with one ``write_many``.
+
+    The rows are written before the events, so a retry of an append that committed (the same
+    event ids: a caller's retry, or an append re-queued after its leader was cancelled) writes
+    them again before its events are found by id: ``write_many`` must answer None for an item
+    whose rows are there already as that item wrote them, and write nothing more."""
 
     @classmethod
     @abc.abstractmethod
@@ -78,8 +83,9 @@ class Beside(abc.ABC):
         cls, conn: sql.Connection, items: Sequence[Self]
     ) -> list[Exception | None]:
         """Write the rows of ``items``, inside the caller's transaction, before their events:
-        for each item, None (written) or the error that refuses its append (then nothing of
-        that item may have been written)."""
+        for each item, None (written, or there already from an earlier attempt of the same
+        append) or the error that refuses its append (then nothing of that item may have been
+        written)."""
 
     async def write(self, conn: sql.Connection) -> None:
         """Write this item's rows inside the caller's transaction, or raise what refuses it."""

@@ -106,7 +106,9 @@ async def issue(request: web.Request, name: str, command: IssueToken) -> tuple[d
     # Judged on the owner as read here (concurrent requests' owners in one query), then
     # written with the owner checked again in the append's transaction
     # (tokens.issue_to_user): the append and the token's hash commit with other requests'
-    # (group commit), one transaction for a batch of tokens instead of one each.
+    # (group commit), one transaction for a batch of tokens instead of one each. Only the
+    # owner's existence and name are checked again there: a `!group=` grant and the owner's
+    # scopes are as read here (docs/api.md, Tokens).
     owner = await request.app[OWNERS].get(name)
     if owner is None or not caller.grants.allows(
         scope_table.TOKENS,

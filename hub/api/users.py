@@ -359,6 +359,7 @@ async def modify(request: web.Request, name: str, command: ModifyUser) -> tuple[
         caller = await access.require(
             request, conn, [scope_table.ADMIN_USERS], scopes.Filter.user(name)
         )
+        await users_read.lock(conn, name)  # a rename vs. tokens being issued: see lock
         row = await users_read.require(conn, name)
         stream = user_events.stream_id(row["user_id"])
         changes: list[models.Event] = []
@@ -401,6 +402,7 @@ async def delete(request: web.Request, name: str) -> None:
         caller = await access.require(
             request, session.conn, [scope_table.DELETE_USERS], scopes.Filter.user(name)
         )
+        await users_read.lock(session.conn, name)  # vs. tokens being issued: see lock
         row = await users_read.require(session.conn, name)
         if caller.kind == "user" and caller.name == name:
             raise errors.BadRequest("Cannot delete yourself!")

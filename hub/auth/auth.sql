@@ -127,9 +127,12 @@ SELECT u.user_id, u.name, u.admin,
 -- a batch, events/group_commit.py): $1 token ids, $2 prefixes, $3 hashes, $4 owners' user
 -- ids, $5 the owners' names as the requests named them. A hash is stored only if its owner is
 -- still there under that name; the owners' rows are locked (FOR KEY SHARE, in one order) until
--- the commit, so a user deleted meanwhile either waits for it (and then takes the tokens along,
--- token_forget_user) or went first (its token refused here, nothing of it written). Returns
--- the ids of the tokens whose hashes were stored.
+-- the commit. A user's deletion or rename locks its row FOR UPDATE before appending its event
+-- (hub/reads/users.py, lock), so it either waits for this commit (the tokens' events before
+-- its own in the log, a deletion then taking the tokens along: token_forget_user) or went
+-- first (its token refused here, nothing of it written). Returns
+-- the ids of the tokens whose hashes were stored. A hash stored already under its token's id
+-- (a retry of an append that committed) is left as it is: token_secrets_of tells which.
 WITH req AS (
     SELECT *
       FROM unnest($1::text[], $2::text[], $3::bytea[], $4::uuid[], $5::text[])
@@ -144,9 +147,16 @@ WITH req AS (
     INSERT INTO token_secrets (token_id, prefix, hash)
     SELECT r.token_id, r.prefix, r.hash
       FROM req r JOIN owners o ON o.user_id = r.user_id AND o.name = r.name
+    ON CONFLICT (token_id) DO NOTHING
     RETURNING token_id
 )
 SELECT token_id FROM stored;
+
+-- name: token_secrets_of
+-- The hashes stored under tokens $1 (by id), for those that token_secrets_beside did not
+-- store: in a statement of its own, so that it sees a hash that a concurrent attempt of the
+-- same append committed while token_secrets_beside waited on it.
+SELECT token_id, hash FROM token_secrets WHERE token_id = ANY($1::text[]);
 
 -- name: token_touch
 INSERT INTO token_activity (token_id, last_activity) VALUES ($1, $2)

@@ -80,20 +80,34 @@ class SecretBeside(group_commit.Beside):
     async def write_many(
         cls, conn: sql.Connection, items: Sequence[SecretBeside]
     ) -> list[Exception | None]:
-        """Store the hashes of ``items``; each refused one's error (its owner gone)."""
+        """Store the hashes of ``items``; each refused one's error (its owner gone). One
+        stored already by an earlier attempt of its append (the same secret) counts as
+        stored: the append then finds its event by id, and answers as the first time."""
+        hashes = [digest(item.fresh.secret) for item in items]
         rows = await conn.fetch(
             queries["token_secrets_beside"],
             [item.fresh.token_id for item in items],
             [item.fresh.secret[:PREFIX_LENGTH] for item in items],
-            [digest(item.fresh.secret) for item in items],
+            hashes,
             [item.user_id for item in items],
             [item.owner_name for item in items],
         )
         stored = {row["token_id"] for row in rows}
-        return [
-            None if item.fresh.token_id in stored else owner_not_found(item.owner_name)
-            for item in items
-        ]
+        missed = [item.fresh.token_id for item in items if item.fresh.token_id not in stored]
+        there: dict[str, bytes] = {}
+        if missed:  # refused, or a retry's: a round trip only then
+            rows = await conn.fetch(queries["token_secrets_of"], missed)
+            there = {row["token_id"]: row["hash"] for row in rows}
+        answers: list[Exception | None] = []
+        for item, hashed in zip(items, hashes, strict=True):
+            token_id = item.fresh.token_id
+            if token_id in stored or there.get(token_id) == hashed:
+                answers.append(None)
+            elif token_id in there:
+                answers.append(errors.Conflict(f"Token {token_id} has another secret already"))
+            else:
+                answers.append(owner_not_found(item.owner_name))
+        return answers
 
 
 async def issue_to_user(

@@ -5,10 +5,15 @@ Under load many requests read the same kind of row at once (a new token's owner,
 read was a pool borrow and a round trip of its own, a large part of the hub's CPU for such a
 request. Here the first caller that finds no query in flight runs one for every key waiting
 (its own included); the others wait for its answer, or for their turn to run the next one.
-Nothing runs in the background: a query runs in the task of the caller that leads it. A leader
-cancelled mid-query puts the keys back for the next caller to read; an error reading (the
-database unavailable) is every waiting caller's. Inside ``EventStore.pinned`` (a request's own
-transaction) a read goes alone, on that transaction's connection.
+Nothing runs in the background: a query runs in the task of the caller that leads it.
+
+Every unanswered caller's future is either waiting (``_waiting``) or in the query in flight,
+so a caller whose future is not done finds a key to read whenever no query is in flight. A
+leader cancelled mid-query puts its keys' futures back (beside any that callers asked for
+meanwhile under the same key), for the next caller to read. An error reading (the database
+unavailable) is every waiting caller's: each re-raises that same exception object, as
+``asyncio.gather``'s callers do. Inside ``EventStore.pinned`` (a request's own transaction) a
+read goes alone, on that transaction's connection.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ class Coalesced(Generic[K, V]):
     def __init__(self, event_store: store.EventStore, fetch: Fetch[K, V]) -> None:
         self._store = event_store
         self._fetch = fetch
-        self._waiting: dict[K, asyncio.Future[V | None]] = {}
+        # Each key's futures: normally one that its callers share; more after a cancelled
+        # leader put its key back while a newer caller waited under it already.
+        self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
         self._busy = False
         self._turn: asyncio.Future[None] | None = None
         self.queries = 0
@@ -43,11 +50,17 @@ class Coalesced(Generic[K, V]):
             async with self._store.connection() as conn:
                 self.queries += 1
                 return (await self._fetch(conn, [key])).get(key)
-        found = self._waiting.get(key)
-        if found is None:
-            found = self._waiting[key] = asyncio.get_running_loop().create_future()
+        futures = self._waiting.get(key)
+        found: asyncio.Future[V | None]
+        if futures is None:
+            found = asyncio.get_running_loop().create_future()
+            self._waiting[key] = [found]
+        else:
+            found = futures[0]
         while not found.done():
             if not self._busy:
+                if not self._waiting:  # cannot happen (see the module's docstring)
+                    raise RuntimeError(f"coalesced read of {key!r} lost its future")
                 await self._lead()
                 continue
             if self._turn is None:
@@ -64,18 +77,24 @@ class Coalesced(Generic[K, V]):
                 self.queries += 1
                 rows = await self._fetch(conn, list(batch))
         except asyncio.CancelledError:
-            # our caller is gone, not the others: their keys go to the next query
-            for key, future in batch.items():
-                self._waiting.setdefault(key, future)
+            # our caller is gone, not the others: their keys go to the next query, beside
+            # the futures of callers that asked for the same key meanwhile
+            for key, futures in batch.items():
+                self._waiting.setdefault(key, []).extend(futures)
             raise
         except Exception as exc:  # noqa: BLE001 - every caller waiting gets it
-            for future in batch.values():
-                if not future.done():
-                    future.set_exception(exc)
+            for futures in batch.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+                        # a caller cancelled meanwhile never retrieves it: no "never
+                        # retrieved" warning for that one (the others still raise it)
+                        future.exception()
         else:
-            for key, future in batch.items():
-                if not future.done():
-                    future.set_result(rows.get(key))
+            for key, futures in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(rows.get(key))
         finally:
             self._busy = False
             turn, self._turn = self._turn, None

@@ -34,6 +34,16 @@ async def require(conn: sql.Connection, name: str) -> Record:
     return row
 
 
+async def lock(conn: sql.Connection, name: str) -> None:
+    """Lock user ``name``'s row (if there is one) until the caller's transaction ends; call
+    it before appending the user's deletion or rename, before reading the user. A batch of
+    new tokens locks its owners' rows (``token_secrets_beside``): it then either commits
+    first, its ``token.issued`` before the change in the log (which a deletion's tokens then
+    follow), or waits for the change and is refused. Without the lock a token could be
+    issued between the change's event and its projection's write, after it in the log."""
+    await conn.execute(queries["user_lock"], name)
+
+
 async def exists(conn: sql.Connection, name: str) -> bool:
     """Whether user ``name`` exists."""
     return await find(conn, name) is not None

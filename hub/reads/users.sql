@@ -178,3 +178,9 @@ SELECT convert_to('[' || coalesce((SELECT string_agg(model, ', ' ORDER BY n) FRO
        (SELECT count(*) FROM models) AS count,
        (SELECT count(*) FROM users) AS total,
        ARRAY(SELECT user_id FROM models WHERE with_servers ORDER BY n) AS with_servers;
+
+-- name: user_lock
+-- User $1's row locked until the caller's transaction ends (users.lock): taken before
+-- appending the user's deletion or rename. FOR UPDATE, which waits for, and holds back, the
+-- FOR KEY SHARE of token_secrets_beside (hub/auth/auth.sql).
+SELECT 1 FROM users WHERE name = $1 FOR UPDATE;

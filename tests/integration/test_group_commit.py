@@ -394,7 +394,7 @@ class Marked(group_commit.Beside):
         if items[0].calls is not None:
             items[0].calls.append(len(items))
         await conn.execute(
-            "INSERT INTO marks (stream) SELECT unnest($1::text[])",
+            "INSERT INTO marks (stream) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
             [item.stream for item in items if not item.refuse],
         )
         return [Refused(item.stream) if item.refuse else None for item in items]
