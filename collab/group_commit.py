@@ -26,10 +26,11 @@ What each room still gets, exactly as from an append of its own:
   a whole (a bad value in one room's batch) makes each batch go again alone, in its own
   statement, so one bad batch fails only its own room's append.
 
-There is no background task: a statement runs in the task of the caller that leads it. If that
-caller is cancelled mid-statement, the other rooms' batches go back to the front of the queue
-and the next waiter leads them; the statement either committed (those rooms may then have
-their updates twice in the log: a Yjs update applied twice changes nothing) or not.
+Each statement runs in a task of its own, owned by the ``GroupCommit`` (cancelled at
+``close``), not in its leader's: a caller cancelled while a statement carries its batch (or
+leads one carrying others') interrupts nothing, and every other room gets its result as if
+nobody had gone; the cancelled caller's batch is written or not, like any append whose caller
+gave up. A caller cancelled while its batch is still queued takes it out of the queue.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from collab import errors
-from events import sql
+from events import errors as event_errors
+from events import sql, tasks
 
 if TYPE_CHECKING:
     from collab import persistence
@@ -115,6 +117,8 @@ class GroupCommit:
         self._queue: collections.deque[Pending] = collections.deque()
         self._running = 0
         self._in_flight: set[str] = set()  # the rooms of the statements being written
+        self._statements = tasks.TaskOwner("collab group commit")
+        self._closing = False
         self.statements = 0
         """Statements of several rooms written so far (for tests and the benchmark)."""
         self.rooms_written = 0
@@ -127,7 +131,7 @@ class GroupCommit:
         item = Pending(room, updates, authors, sum(map(len, updates)))
         self._queue.append(item)
         while not item.done:
-            if item.queued and self._may_lead() and await self._lead(item):
+            if item.queued and self._may_lead() and self._lead():
                 continue
             item.wake = asyncio.get_running_loop().create_future()
             try:
@@ -136,8 +140,8 @@ class GroupCommit:
                 if item.queued:
                     self._queue.remove(item)
                     # We may have been the one nudged to lead: pass it on.
-                    if self._queue and self._may_lead():
-                        self._queue[0].nudge()
+                    self._nudge_first()
+                # Not queued: a statement carries our batch; it runs on without us.
                 raise
             finally:
                 item.wake = None
@@ -146,9 +150,34 @@ class GroupCommit:
         assert item.result is not None
         return item.result
 
+    async def close(self) -> None:
+        """Cancel the statements in flight and fail every batch still waiting: for a process
+        that stops (``Rooms.stop``), once its rooms have stored what they could. An append
+        after this starts afresh."""
+        self._closing = True
+        try:
+            await self._statements.close()
+            while self._queue:
+                item = self._queue.popleft()
+                item.queued = False
+                item.settle(error=errors.CollabError("the room store closed; nothing was appended"))
+        finally:
+            self._closing = False
+
+    def _nudge_first(self) -> None:
+        """If a statement may start now, wake the first queued batch's caller to lead it."""
+        if not self._may_lead():
+            return
+        for item in self._queue:
+            if item.wake is not None:
+                item.nudge()
+                return
+
     def _may_lead(self) -> bool:
         """Whether a statement may start now: no lane is busy, or a spare lane is free and
-        every statement in flight has run for ``spare_lane_after_s``."""
+        every statement in flight has run for ``spare_lane_after_s`` (none while closing)."""
+        if self._closing:
+            return False
         if self._running == 0:
             return True
         return (
@@ -181,9 +210,9 @@ class GroupCommit:
         self._queue.extendleft(reversed(held))
         return taken
 
-    async def _lead(self, me: Pending) -> bool:
-        """Write the next statement (False: none could start, every queued batch being behind
-        one in flight, whose end nudges the first in line)."""
+    def _lead(self) -> bool:
+        """Start the next statement, in a task of its own (False: none could start, every
+        queued batch being behind one in flight, whose end nudges the first in line)."""
         batch = self._take()
         if not batch:
             return False
@@ -191,25 +220,23 @@ class GroupCommit:
         self._in_flight |= taken
         self._running += 1
         self._last_start = asyncio.get_running_loop().time()
+        self._statements.start(
+            self._run(batch, taken), f"chronohub-collab-group-commit-{len(batch)}"
+        )
+        return True
+
+    async def _run(self, batch: Sequence[Pending], taken: set[str]) -> None:
+        """One statement's task: write ``batch``, then hand out its results and free its lane."""
         try:
             await self._write(batch)
-        except asyncio.CancelledError:
-            # Our caller is gone; the other rooms' batches are not: back to the front of the
-            # queue, for the next waiter to lead (see the module's docstring).
-            again = [item for item in batch if not item.done and item is not me]
-            for item in again:
-                item.queued = True
-            self._queue.extendleft(reversed(again))
-            raise
         finally:
             self._running -= 1
             self._in_flight -= taken
             for item in batch:
-                if item.done:
-                    item.nudge()
-            if self._queue:
-                self._queue[0].nudge()  # a lane is free: the first in line may lead next
-        return True
+                if not item.done:  # cancelled by ``close``
+                    item.settle(error=errors.CollabError("the room store closed mid-append"))
+                item.nudge()
+            self._nudge_first()  # a lane is free: the first in line may lead next
 
     async def _write(self, batch: Sequence[Pending]) -> None:
         """Write ``batch``, settling every room's append with its result or its error."""
@@ -238,10 +265,11 @@ class GroupCommit:
                         item.settle(error=exc)
         except Exception as exc:  # noqa: BLE001 - handed to every caller, none left waiting
             # The database could not serve (borrowing, writing or committing): every batch
-            # not yet answered gets that error. Nothing unanswered was acknowledged.
+            # not yet answered gets that error, each its own (raised in its own task), the
+            # original as its cause. Nothing unanswered was acknowledged.
             for item in batch:
                 if not item.done:
-                    item.settle(error=exc)
+                    item.settle(error=_fresh(exc))
 
     async def _write_alone(self, conn: sql.Connection, batch: Sequence[Pending]) -> None:
         """Each batch with the one-room statement (its own transaction)."""
@@ -281,3 +309,16 @@ class GroupCommit:
             store.commit_mode,
             store.process,
         ]
+
+
+def _fresh(exc: Exception) -> Exception:
+    """An error of its own for one room's append that ``exc`` failed (an exception object is
+    raised in one task only: raised in many, their tracebacks would pile up on it)."""
+    unavailable = sql.unavailable(exc)
+    fresh: Exception
+    if unavailable is not None:
+        fresh = event_errors.DatabaseUnavailable(str(unavailable))
+    else:
+        fresh = errors.CollabError(f"appending failed: {type(exc).__name__}: {exc}")
+    fresh.__cause__ = exc
+    return fresh

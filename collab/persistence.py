@@ -189,14 +189,19 @@ class RoomStore:
 
     async def catch_up(
         self, room: str, seq: int
-    ) -> tuple[bytes | None, list[tuple[int, bytes, str]]]:
-        """What a process holding updates up to ``seq`` lacks: the latest snapshot if it was
-        compacted past ``seq`` (None otherwise), and the updates after ``seq`` with their
-        authors, in order."""
+    ) -> tuple[tuple[int, bytes] | None, list[tuple[int, bytes, str]]]:
+        """What a process holding updates up to ``seq`` lacks: the latest snapshot, with the
+        sequence number it covers, if it was compacted past ``seq`` (None otherwise), and the
+        updates after ``seq`` with their authors, in order (all after the snapshot's: one
+        transaction)."""
         async with self.events.connection() as conn, conn.transaction(isolation="repeatable_read"):
             snapshot = await conn.fetchrow(queries["latest_snapshot"], room)
             rows = await conn.fetch(queries["updates_after"], room, seq)
-        newer = snapshot["data"] if snapshot is not None and snapshot["seq"] > seq else None
+        newer = (
+            (snapshot["seq"], snapshot["data"])
+            if snapshot is not None and snapshot["seq"] > seq
+            else None
+        )
         return newer, [(row["seq"], row["data"], row["author"]) for row in rows]
 
     async def compact(

@@ -505,7 +505,11 @@ class Room:
             return
         changed: list[tuple[bytes, Connection | None]] = []  # sent together, in order
         if snapshot is not None:  # compacted past our cursor: the snapshot holds what we lack
-            self._apply_foreign(snapshot, SYSTEM, changed)
+            covered, data = snapshot
+            self._apply_foreign(data, SYSTEM, changed)
+            # ...up to its sequence number: without this, a room with no update after the
+            # snapshot would stay behind its log and read it again at every poll.
+            self._cursor = max(self._cursor, covered)
         for seq, data, label in rows:
             if seq in self._own:
                 self._own.discard(seq)

@@ -132,6 +132,7 @@ class Rooms:
                 await asyncio.wait_for(self._records.join(), RECORD_DRAIN_S)
             self._recorder = None
         await self._tasks.close()
+        await self.store.group.close()
         if self._relay is not None:
             await self._relay.stop()
 

@@ -9,10 +9,11 @@ from typing import Any
 import pycrdt
 import pytest
 
-from collab import errors, persistence, rooms
+from collab import client, errors, persistence
 from collab.limits import Limits
 from events import models, store
 from tests.helpers import wait_for
+from tests.integration.collab_fixtures import serving
 
 pytestmark = pytest.mark.integration
 
@@ -126,28 +127,78 @@ async def test_appends_of_one_room_never_share_a_statement_and_keep_their_order(
 
 
 async def test_the_poll_reads_only_the_rooms_behind_their_log(
-    event_store: store.EventStore,
+    event_store: store.EventStore, db_url: str
 ) -> None:
-    """With no notification (no relay), a room learns of another process's append from the
-    janitor's poll, and a room that is not behind reads nothing."""
-    limits = Limits(poll_s=0.1)
-    here = persistence.RoomStore(event_store, process="here")
+    """With no notification (no relay), a room learns of another process's append, or of its
+    compaction, from the janitor's poll; a room that is not behind reads nothing, though
+    someone is connected to it (before, every poll read every connected room's log)."""
     other = persistence.RoomStore(event_store, process="other")
-    reads: list[str] = []
-    catch_up = here.catch_up
+    limits = Limits(poll_s=0.05, room_grace_s=3600)
+    async with serving(event_store, db_url, limits, relay=False) as hub:
+        here = hub.rooms.store
+        reads: list[tuple[str, bool]] = []  # each read's room, and whether a snapshot came
+        polls = asking = 0
+        unpaused = asyncio.Event()
+        unpaused.set()
+        catch_up, states = here.catch_up, here.states
 
-    async def counted(room: str, seq: int) -> Any:
-        reads.append(room)
-        return await catch_up(room, seq)
+        async def read(room: str, seq: int) -> Any:
+            snapshot, rows = await catch_up(room, seq)
+            reads.append((room, snapshot is not None))
+            return snapshot, rows
 
-    here.catch_up = counted  # type: ignore[method-assign]
-    async with rooms.Rooms(here, limits, relay=False) as opened:
-        behind = await opened.open("gc-behind")
-        level = await opened.open("gc-level")
-        with level.transaction("user:here") as doc:
-            doc.get("t", type=pycrdt.Text).insert(0, "ours")
-        await level.flushed()
-        await other.append("gc-behind", [update("theirs", 7)], ["user:other"])
-        await wait_for(lambda: str(behind.doc.get("t", type=pycrdt.Text)) == "theirs")
-    # The poll that found the one room behind looked at the other too, and left it alone.
-    assert reads == ["gc-behind"]
+        async def polled(rooms_: Any) -> Any:
+            nonlocal polls, asking
+            await unpaused.wait()
+            asking += 1
+            try:
+                return await states(rooms_)
+            finally:
+                asking -= 1
+                polls += 1
+
+        here.catch_up = read  # type: ignore[method-assign]
+        here.states = polled  # type: ignore[method-assign]
+
+        async def polled_twice() -> None:
+            seen = polls
+            await wait_for(lambda: polls >= seen + 2)
+
+        alice = await hub.token("alice")
+        async with (
+            client.connect(hub.url, "gc-behind", token=alice) as behind,
+            client.connect(hub.url, "gc-level", token=alice) as level,
+            client.connect(hub.url, "gc-compacted", token=alice) as compacted,
+        ):
+            await asyncio.wait_for(
+                asyncio.gather(behind.synced.wait(), level.synced.wait(), compacted.synced.wait()),
+                10,
+            )
+            level.doc.get("t", type=pycrdt.Text).insert(0, "ours")
+            level_room = hub.rooms.get("gc-level")
+            assert level_room is not None
+            await wait_for(lambda: level_room.seq == 1)  # its own append: not news to it
+            await polled_twice()
+            reads.clear()
+
+            await other.append("gc-behind", [update("theirs", 7)], ["user:other"])
+            await wait_for(lambda: str(behind.doc.get("t", type=pycrdt.Text)) == "theirs")
+            await polled_twice()
+            assert reads == [("gc-behind", False)]  # read once; the connected level room never
+
+            # Another process appends and compacts its log into a snapshot, past our room
+            # (no poll meanwhile, so that the room finds the snapshot, not the update).
+            reads.clear()
+            unpaused.clear()
+            await wait_for(lambda: asking == 0)
+            await other.append("gc-compacted", [update("snap", 8)], ["user:other"])
+            await other.compact("gc-compacted")
+            unpaused.set()
+            text = compacted.doc.get("t", type=pycrdt.Text)
+            await wait_for(lambda: str(text) == "snap")
+            await polled_twice()
+            # Caught up to the snapshot's number: read once, not at every poll since.
+            assert reads == [("gc-compacted", True)]
+            compacted_room = hub.rooms.get("gc-compacted")
+            assert compacted_room is not None
+            assert compacted_room.seq == 1
