@@ -26,24 +26,26 @@ What each room still gets, exactly as from an append of its own:
   a whole (a bad value in one room's batch) makes each batch go again alone, in its own
   statement, so one bad batch fails only its own room's append.
 
-Each statement runs in a task of its own, owned by the ``GroupCommit`` (cancelled at
-``close``), not in its leader's: a caller cancelled while a statement carries its batch (or
-leads one carrying others') interrupts nothing, and every other room gets its result as if
-nobody had gone; the cancelled caller's batch is written or not, like any append whose caller
-gave up. A caller cancelled while its batch is still queued takes it out of the queue.
+The lanes, the queue and who leads are ``events.lanes``, the machinery the event store's
+group commit uses too; this module keeps what is the rooms' own (the statements, the sizes,
+the errors). Each statement runs in a task of its own, owned by the ``GroupCommit``'s lanes
+(cancelled at ``close``), not in its leader's: a caller cancelled while a statement carries
+its batch (or leads one carrying others') interrupts nothing, and every other room gets its
+result as if nobody had gone; the cancelled caller's batch is written or not, like any append
+whose caller gave up. A caller cancelled while its batch is still queued takes it out of the
+queue.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from collab import errors
 from events import errors as event_errors
-from events import sql, tasks
+from events import lanes as _lanes
+from events import sql
 
 if TYPE_CHECKING:
     from collab import persistence
@@ -63,35 +65,25 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(eq=False)
-class Pending:
+class Pending(_lanes.Queued["persistence.Appended"]):
     """One room's batch of updates, waiting to be written."""
 
     room: str
     updates: Sequence[bytes]
     authors: Sequence[str]
-    size: int
-    queued: bool = True
-    result: persistence.Appended | None = None
-    error: BaseException | None = None
-    wake: asyncio.Future[None] | None = field(default=None, repr=False)
+    nbytes: int
+
+    @property
+    def key(self) -> str:
+        return self.room
 
     @property
     def count(self) -> int:
         return len(self.updates)
 
     @property
-    def done(self) -> bool:
-        return self.result is not None or self.error is not None
-
-    def settle(
-        self, result: persistence.Appended | None = None, error: BaseException | None = None
-    ) -> None:
-        self.result, self.error = result, error
-        self.nudge()
-
-    def nudge(self) -> None:
-        if self.wake is not None and not self.wake.done():
-            self.wake.set_result(None)
+    def size(self) -> int:
+        return self.nbytes
 
 
 class GroupCommit:
@@ -106,19 +98,17 @@ class GroupCommit:
         max_updates: int = MAX_BATCH_UPDATES,
         max_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
-        if lanes < 1:
-            raise ValueError(f"group commit needs at least one lane, got {lanes}")
         self._store = store
-        self._lanes = lanes
-        self._spare_after_s = spare_lane_after_s
-        self._max_updates = max_updates
-        self._max_bytes = max_bytes
-        self._last_start = 0.0
-        self._queue: collections.deque[Pending] = collections.deque()
-        self._running = 0
-        self._in_flight: set[str] = set()  # the rooms of the statements being written
-        self._statements = tasks.TaskOwner("collab group commit")
-        self._closing = False
+        self.lanes: _lanes.Lanes[Pending] = _lanes.Lanes(
+            "collab-group-commit",
+            self._write,
+            closed=_closed,
+            lanes=lanes,
+            spare_lane_after_s=spare_lane_after_s,
+            max_count=max_updates,
+            max_bytes=max_bytes,
+        )
+        """The statements' lanes and queue (``events.lanes``)."""
         self.statements = 0
         """Statements of several rooms written so far (for tests and the benchmark)."""
         self.rooms_written = 0
@@ -129,22 +119,7 @@ class GroupCommit:
     ) -> persistence.Appended:
         """Write one room's batch as part of whatever statement it joins; its own result."""
         item = Pending(room, updates, authors, sum(map(len, updates)))
-        self._queue.append(item)
-        while not item.done:
-            if item.queued and self._may_lead() and self._lead():
-                continue
-            item.wake = asyncio.get_running_loop().create_future()
-            try:
-                await item.wake
-            except asyncio.CancelledError:
-                if item.queued:
-                    self._queue.remove(item)
-                    # We may have been the one nudged to lead: pass it on.
-                    self._nudge_first()
-                # Not queued: a statement carries our batch; it runs on without us.
-                raise
-            finally:
-                item.wake = None
+        await self.lanes.submit(item)
         if item.error is not None:
             raise item.error
         assert item.result is not None
@@ -154,89 +129,7 @@ class GroupCommit:
         """Cancel the statements in flight and fail every batch still waiting: for a process
         that stops (``Rooms.stop``), once its rooms have stored what they could. An append
         after this starts afresh."""
-        self._closing = True
-        try:
-            await self._statements.close()
-            while self._queue:
-                item = self._queue.popleft()
-                item.queued = False
-                item.settle(error=errors.CollabError("the room store closed; nothing was appended"))
-        finally:
-            self._closing = False
-
-    def _nudge_first(self) -> None:
-        """If a statement may start now, wake the first queued batch's caller to lead it."""
-        if not self._may_lead():
-            return
-        for item in self._queue:
-            if item.wake is not None:
-                item.nudge()
-                return
-
-    def _may_lead(self) -> bool:
-        """Whether a statement may start now: no lane is busy, or a spare lane is free and
-        every statement in flight has run for ``spare_lane_after_s`` (none while closing)."""
-        if self._closing:
-            return False
-        if self._running == 0:
-            return True
-        return (
-            self._running < self._lanes
-            and asyncio.get_running_loop().time() - self._last_start >= self._spare_after_s
-        )
-
-    def _take(self) -> list[Pending]:
-        """The next statement's batches from the front of the queue: one per room, none of a
-        room whose batch is in flight, bounded in updates and bytes."""
-        taken: list[Pending] = []
-        rooms: set[str] = set(self._in_flight)
-        updates = size = 0
-        held: list[Pending] = []
-        while self._queue:
-            item = self._queue.popleft()
-            if taken and (
-                updates + item.count > self._max_updates or size + item.size > self._max_bytes
-            ):
-                self._queue.appendleft(item)
-                break
-            if item.room in rooms:
-                held.append(item)  # behind a batch of the same room: a later statement
-                continue
-            item.queued = False
-            taken.append(item)
-            rooms.add(item.room)
-            updates += item.count
-            size += item.size
-        self._queue.extendleft(reversed(held))
-        return taken
-
-    def _lead(self) -> bool:
-        """Start the next statement, in a task of its own (False: none could start, every
-        queued batch being behind one in flight, whose end nudges the first in line)."""
-        batch = self._take()
-        if not batch:
-            return False
-        taken = {item.room for item in batch}
-        self._in_flight |= taken
-        self._running += 1
-        self._last_start = asyncio.get_running_loop().time()
-        self._statements.start(
-            self._run(batch, taken), f"chronohub-collab-group-commit-{len(batch)}"
-        )
-        return True
-
-    async def _run(self, batch: Sequence[Pending], taken: set[str]) -> None:
-        """One statement's task: write ``batch``, then hand out its results and free its lane."""
-        try:
-            await self._write(batch)
-        finally:
-            self._running -= 1
-            self._in_flight -= taken
-            for item in batch:
-                if not item.done:  # cancelled by ``close``
-                    item.settle(error=errors.CollabError("the room store closed mid-append"))
-                item.nudge()
-            self._nudge_first()  # a lane is free: the first in line may lead next
+        await self.lanes.close()
 
     async def _write(self, batch: Sequence[Pending]) -> None:
         """Write ``batch``, settling every room's append with its result or its error."""
@@ -309,6 +202,11 @@ class GroupCommit:
             store.commit_mode,
             store.process,
         ]
+
+
+def _closed(what: str) -> errors.CollabError:
+    """The error of a batch that ``close`` left unwritten (or whose statement died)."""
+    return errors.CollabError(f"the room store closed; {what}")
 
 
 def _fresh(exc: Exception) -> Exception:

@@ -63,6 +63,12 @@ class RegistryError(EventStoreError):
     """An event model that breaks the registry's rules (raised at import time)."""
 
 
+class StoreClosed(EventStoreError):
+    """The event store was closed while an append waited for its batch (nothing of it was
+    written) or while its batch was being written (written or not, like an append whose
+    caller gave up)."""
+
+
 def _describe(expected: int) -> str:
     if expected == -1:
         return "any version"

@@ -33,23 +33,25 @@ rows and its events commit together or not at all: if the events statement skips
 them (its stream not at the expected version), the batch is rolled back and its appends run
 one by one.
 
-There is no background task: a batch runs in the task of the caller that leads it. If that
-caller is cancelled mid-batch, the others' appends go back to the front of the queue and the
-next waiter leads them (an append that had committed after all is found again by its event
-ids, the store's idempotent retry, and answered with its original result). An append whose
-own caller is cancelled may or may not have been written, as with a lone append.
+The lanes, the queue and who leads are ``events.lanes``, the machinery the collab rooms'
+group commit uses too; this module keeps what is the appends' own (the statements, rows
+beside, the errors). Each batch runs in a task of its own, owned by the ``GroupCommit``'s
+lanes (cancelled at ``close``, which ``EventStore.aclose`` calls), not in its leader's: a
+caller cancelled while a batch carries its append (or leads one carrying others') interrupts
+nothing, and every other caller gets its result as if nobody had gone. An append whose own
+caller is cancelled may or may not have been written, as with a lone append; one cancelled
+while still queued is taken out of the queue, and the lead passes to the next waiter.
 """
 
 from __future__ import annotations
 
 import abc
-import asyncio
-import collections
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
-from events import models, sql
+from events import errors, models, sql
+from events import lanes as _lanes
 
 if TYPE_CHECKING:
     from events import store as store_module
@@ -73,9 +75,9 @@ class Beside(abc.ABC):
     with one ``write_many``.
 
     The rows are written before the events, so a retry of an append that committed (the same
-    event ids: a caller's retry, or an append re-queued after its leader was cancelled) writes
-    them again before its events are found by id: ``write_many`` must answer None for an item
-    whose rows are there already as that item wrote them, and write nothing more."""
+    event ids: a caller's retry) writes them again before its events are found by id:
+    ``write_many`` must answer None for an item whose rows are there already as that item
+    wrote them, and write nothing more."""
 
     @classmethod
     @abc.abstractmethod
@@ -99,32 +101,20 @@ class _Redo(Exception):
 
 
 @dataclass(eq=False)
-class Pending:
+class Pending(_lanes.Queued["store_module.AppendResult"]):
     """One caller's append, waiting to be written."""
 
     prepared: store_module._Prepared
     expected: int
     beside: Beside | None = None
-    queued: bool = True
-    result: store_module.AppendResult | None = None
-    error: BaseException | None = None
-    wake: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
-    def done(self) -> bool:
-        return self.result is not None or self.error is not None
+    def key(self) -> str:
+        return self.prepared.stream_id
 
-    def settle(
-        self,
-        result: store_module.AppendResult | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        self.result, self.error = result, error
-        self.nudge()
-
-    def nudge(self) -> None:
-        if self.wake is not None and not self.wake.done():
-            self.wake.set_result(None)
+    @property
+    def count(self) -> int:
+        return len(self.prepared.events)
 
 
 class GroupCommit:
@@ -138,16 +128,17 @@ class GroupCommit:
         spare_lane_after_s: float = SPARE_LANE_AFTER_S,
         on_commit: Callable[[], None],
     ) -> None:
-        if lanes < 1:
-            raise ValueError(f"group commit needs at least one lane, got {lanes}")
         self._store = store
-        self._lanes = lanes
-        self._spare_after_s = spare_lane_after_s
-        self._last_start = 0.0
         self._on_commit = on_commit
-        self._queue: collections.deque[Pending] = collections.deque()
-        self._running = 0
-        self._in_flight: set[str] = set()  # the streams of the batches being written
+        self.lanes: _lanes.Lanes[Pending] = _lanes.Lanes(
+            "group-commit",
+            self._write,
+            closed=_closed,
+            lanes=lanes,
+            spare_lane_after_s=spare_lane_after_s,
+            max_count=MAX_BATCH_EVENTS,
+        )
+        """The batches' lanes and queue (``events.lanes``)."""
         self.batches = 0
         """Batches written so far (for tests and the benchmark)."""
 
@@ -160,90 +151,16 @@ class GroupCommit:
         """Write one append (and the rows ``beside`` it) as part of whatever batch it joins;
         its own result or error."""
         item = Pending(prepared, expected, beside)
-        self._queue.append(item)
-        while not item.done:
-            if item.queued and self._may_lead() and await self._lead(item):
-                continue
-            item.wake = asyncio.get_running_loop().create_future()
-            try:
-                await item.wake
-            except asyncio.CancelledError:
-                if item.queued:
-                    self._queue.remove(item)
-                    # We may have been the one nudged to lead: pass it on.
-                    if self._queue and self._may_lead():
-                        self._queue[0].nudge()
-                raise
-            finally:
-                item.wake = None
+        await self.lanes.submit(item)
         if item.error is not None:
             raise item.error
         assert item.result is not None
         return item.result
 
-    def _may_lead(self) -> bool:
-        """Whether a batch may start now: no lane is busy, or a spare lane is free and every
-        batch in flight has run for ``spare_lane_after_s``."""
-        if self._running == 0:
-            return True
-        return (
-            self._running < self._lanes
-            and asyncio.get_running_loop().time() - self._last_start >= self._spare_after_s
-        )
-
-    def _take(self) -> list[Pending]:
-        """The next batch from the front of the queue: one append per stream, none to a stream
-        a batch in flight holds (it would wait on that batch's rows, holding a spare lane back
-        behind the very batch it opened to get past), bounded size."""
-        batch: list[Pending] = []
-        streams: set[str] = set(self._in_flight)
-        events = 0
-        held: list[Pending] = []
-        while self._queue:
-            item = self._queue.popleft()
-            size = len(item.prepared.events)
-            if batch and events + size > MAX_BATCH_EVENTS:
-                self._queue.appendleft(item)
-                break
-            if item.prepared.stream_id in streams:
-                held.append(item)  # behind an append to the same stream: next batch
-                continue
-            item.queued = False
-            batch.append(item)
-            streams.add(item.prepared.stream_id)
-            events += size
-        self._queue.extendleft(reversed(held))
-        return batch
-
-    async def _lead(self, me: Pending) -> bool:
-        """Write the next batch (False: none could start, every queued append being behind a
-        batch in flight, whose end nudges the first in line)."""
-        batch = self._take()
-        if not batch:
-            return False
-        taken = {item.prepared.stream_id for item in batch}
-        self._in_flight |= taken
-        self._running += 1
-        self._last_start = asyncio.get_running_loop().time()
-        try:
-            await self._write(batch)
-        except asyncio.CancelledError:
-            # Our caller is gone; the others' appends are not: back to the front of the
-            # queue, for the next waiter to lead (see the module's docstring).
-            again = [item for item in batch if not item.done and item is not me]
-            for item in again:
-                item.queued = True
-            self._queue.extendleft(reversed(again))
-            raise
-        finally:
-            self._running -= 1
-            self._in_flight -= taken
-            for item in batch:
-                if item.done:
-                    item.nudge()
-            if self._queue:
-                self._queue[0].nudge()  # a lane is free: the first in line may lead next
-        return True
+    async def close(self) -> None:
+        """Cancel the batches in flight and fail every append still queued (``StoreClosed``):
+        for a process that stops (``EventStore.aclose``). An append after this starts afresh."""
+        await self.lanes.close()
 
     async def _write(self, batch: Sequence[Pending]) -> None:
         """Write ``batch``, settling every append in it with its result or its error."""
@@ -352,6 +269,12 @@ class GroupCommit:
         for index, (item, mine) in enumerate(written):
             item.settle(store.result_of(item.prepared, mine, recorded.get(index)))
         return rejected
+
+
+def _closed(what: str) -> errors.StoreClosed:
+    """The error of an append that ``close`` left unwritten (or written or not: its batch was
+    cancelled mid-write)."""
+    return errors.StoreClosed(f"the event store closed; {what}")
 
 
 def _columns(batch: Sequence[Pending]) -> tuple[list[Any], ...]:

@@ -161,6 +161,13 @@ class EventStore:
             else None
         )
 
+    async def aclose(self) -> None:
+        """Stop the group commit's batches in flight and fail the appends still queued
+        (``StoreClosed``), so that no batch outlives the store's user (the hub, at its end,
+        with ``contextlib.aclosing``). The store may be used again after."""
+        if self.group_commit is not None:
+            await self.group_commit.close()
+
     # --- writing -----------------------------------------------------------------------
 
     async def append(

@@ -165,6 +165,7 @@ async def open_hub(
             if serving:
                 await bootstrap.reconcile(event_store, config)
             async with (
+                contextlib.aclosing(event_store),  # exits last: no append outlives the rest
                 runner.AsyncRunner(event_store, projections),
                 take_snapshots(config, dsn, serving=serving),
                 open_rooms(config, event_store, dsn, serving=serving) as rooms,

@@ -59,9 +59,9 @@ async def queue_behind_lock(
     group = event_store.group_commit
     assert group is not None
     opener = asyncio.ensure_future(event_store.append(opener_stream, [Noted(text="first")]))
-    await wait_for(lambda: group._running == 1)
+    await wait_for(lambda: group.lanes.running == 1)
     queued = [asyncio.ensure_future(make()) for make in appends]
-    await wait_for(lambda: len(group._queue) == len(appends))
+    await wait_for(lambda: len(group.lanes.queue) == len(appends))
     queue = Queue(opener, queued, lock)
     try:
         yield queue
@@ -274,6 +274,62 @@ async def test_a_cancelled_leader_hands_its_batch_on(
     assert [r.version for r in results] == [1, 1, 1]
 
 
+async def test_a_leader_cancelled_while_its_own_append_is_held_back_strands_nobody(
+    pool: asyncpg.Pool[Any], blocker: sql.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A caller leads the spare lane's batch while its own append stays queued (its stream is
+    # in flight, and the batch is full), and is cancelled: a later append must still be
+    # written, though nobody appends after it (its append was once left queued with no
+    # waiter, first in line, and every nudge went to it).
+    monkeypatch.setattr(group_commit, "MAX_BATCH_EVENTS", 2)
+    two_lanes = store.EventStore(pool, group_commit_lanes=2)
+    group = two_lanes.group_commit
+    assert group is not None
+    lock = blocker.transaction()
+    await lock.start()
+    await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+    try:
+        first = asyncio.ensure_future(two_lanes.append("note-sa", [Noted(text="1")]))
+        await wait_for(lambda: group.lanes.running == 1)  # held by the lock, in the first lane
+        queued = [
+            asyncio.ensure_future(two_lanes.append(f"note-s{s}", [Noted(text="1")])) for s in "bc"
+        ]
+        await wait_for(lambda: len(group.lanes.queue) == 2)
+        loop = asyncio.get_running_loop()
+        spare = group_commit.SPARE_LANE_AFTER_S
+        await wait_for(lambda: loop.time() - group.lanes.last_start >= spare)
+        # It leads the spare lane's batch, of b and c; its own append stays queued.
+        second = asyncio.ensure_future(two_lanes.append("note-sa", [Noted(text="2")]))
+        await wait_for(lambda: group.lanes.running == 2)
+        late = asyncio.ensure_future(two_lanes.append("note-se", [Noted(text="1")]))
+        await wait_for(lambda: len(group.lanes.queue) == 2)  # a's second and e: no lane free
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+    finally:
+        await lock.rollback()
+    assert (await first).version == 1
+    assert [(await task).version for task in queued] == [1, 1]
+    assert (await asyncio.wait_for(late, 10)).version == 1
+    assert await two_lanes.stream_version("note-sa") == 1  # the cancelled append is not written
+    assert (group.lanes.running, group.lanes.queue) == (0, ())
+
+
+async def test_closing_the_store_fails_what_waits_and_appends_go_on_after(
+    one_lane: store.EventStore, blocker: sql.Connection
+) -> None:
+    appends = [lambda: one_lane.append("note-x1", [Noted(text="queued")], expected=0)]
+    async with queue_behind_lock(one_lane, blocker, "note-x0", appends) as queue:
+        await one_lane.aclose()
+        outcomes = await asyncio.gather(queue.opener, *queue.queued, return_exceptions=True)
+    assert all(isinstance(o, errors.StoreClosed) for o in outcomes), outcomes
+    assert await one_lane.stream_version("note-x1") == 0  # the queued one was never written
+    group = one_lane.group_commit
+    assert group is not None
+    assert (group.lanes.running, group.lanes.queue) == (0, ())
+    assert (await one_lane.append("note-x1", [Noted(text="after")], expected=0)).version == 1
+
+
 async def test_without_group_commit(pool: asyncpg.Pool[Any]) -> None:
     plain = store.EventStore(pool, group_commit_lanes=0)
     assert plain.group_commit is None
@@ -330,9 +386,9 @@ async def slow_batch(pool: asyncpg.Pool[Any], blocker: sql.Connection) -> SlowBa
             f"user-{user}", [user_events.UserCreated(user_id=user, name="held", admin=False)]
         )
     )
-    await wait_for(lambda: group._running == 1)
+    await wait_for(lambda: group.lanes.running == 1)
     loop = asyncio.get_running_loop()
-    await wait_for(lambda: loop.time() - group._last_start >= group_commit.SPARE_LANE_AFTER_S)
+    await wait_for(lambda: loop.time() - group.lanes.last_start >= group_commit.SPARE_LANE_AFTER_S)
     return SlowBatch(two_lanes, group, tx, user, slow)
 
 
@@ -361,12 +417,15 @@ async def test_a_spare_lane_leaves_a_stream_that_a_slow_batch_holds(
             [user_events.UserRenamed(user_id=held.user, old_name="held", name="moved")],
         )
     )
-    await wait_for(lambda: len(held.group._queue) == 1)  # queued, held behind the slow batch
+    await wait_for(lambda: len(held.group.lanes.queue) == 1)  # queued, held behind the slow batch
     quick = await held.events.append("note-past", [Noted(text="not held")], expected=0)
     assert quick.version == 1
     assert not held.append.done()
     assert not behind.done()
-    assert held.group._running == 1  # the spare lane took only the other stream's append
+    # The spare lane took only the other stream's append (its task ends just after it
+    # hands out the result).
+    await wait_for(lambda: held.group.lanes.running == 1)
+    assert [item.key for item in held.group.lanes.queue] == [f"user-{held.user}"]
     await held.tx.rollback()
     assert (await held.append).version == 1
     assert (await behind).version == 2

@@ -50,7 +50,7 @@ async def events_held(pool: asyncpg.Pool[Any], event_store: store.EventStore) ->
         await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
         opener = asyncio.ensure_future(event_store.append("note-opener", [Noted(text="x")]))
         try:
-            await wait_for(lambda: group._running == 1)
+            await wait_for(lambda: group.lanes.running == 1)
             yield group
         finally:
             await lock.rollback()
@@ -66,7 +66,7 @@ async def test_concurrent_requests_share_one_commit(api: Api, pool: asyncpg.Pool
             asyncio.ensure_future(api.call("POST", f"/users/{name}/tokens", json=body))
             for name in names
         ]
-        await wait_for(lambda: len(group._queue) == len(names))
+        await wait_for(lambda: len(group.lanes.queue) == len(names))
         batches = group.batches
     answers = await asyncio.gather(*posts)
     assert group.batches == batches + 1
@@ -101,7 +101,7 @@ async def test_a_token_whose_owner_went_meanwhile_fails_alone(
         ]
         # judged and queued: the owner is read already; now it goes (as a deletion's
         # projection would remove it) before the batch is written
-        await wait_for(lambda: len(group._queue) == len(names))
+        await wait_for(lambda: len(group.lanes.queue) == len(names))
         await pool.execute("DELETE FROM users WHERE user_id = $1", gone)
     answers = await asyncio.gather(*posts)
     assert [status for status, _ in answers] == [201, 403, 201], answers
@@ -165,7 +165,7 @@ async def test_a_retried_token_append_answers_as_the_first(
             asyncio.ensure_future(append_token(api.store, fresh, event_id)),
             asyncio.ensure_future(append_token(api.store, tokens.Fresh.new(), uuid4())),
         ]
-        await wait_for(lambda: len(group._queue) == len(batched))
+        await wait_for(lambda: len(group.lanes.queue) == len(batched))
     again, other = await asyncio.gather(*batched)
     assert (again.positions, again.checkpoint) == (first.positions, first.checkpoint)
     assert other.version == 1

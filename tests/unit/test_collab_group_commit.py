@@ -141,7 +141,7 @@ async def test_a_leader_cancelled_mid_statement_leaves_the_statement_running() -
     assert store.statements == [["b", "c"]]
     assert store.alone == ["a"]
     assert store.seqs == {"a": 1, "b": 1, "c": 1}
-    assert group._running == 0
+    assert group.lanes.running == 0
 
 
 async def test_a_leader_cancelled_while_its_own_batch_is_held_back_strands_nobody() -> None:
@@ -157,14 +157,14 @@ async def test_a_leader_cancelled_while_its_own_batch_is_held_back_strands_nobod
     first = asyncio.ensure_future(group.append("a", [b"1"], ["x"]))
     await wait_for(lambda: store.alone == ["a"])  # a leads alone, in the first lane
     queued = [asyncio.ensure_future(group.append(r, [b"1"], ["x"])) for r in "bc"]
-    await wait_for(lambda: loop.time() - group._last_start >= 0.05)  # the spare lane opens
+    await wait_for(lambda: loop.time() - group.lanes.last_start >= 0.05)  # the spare lane opens
     store.together.clear()
     # a again: it leads the second lane's statement, of b and c; its own batch stays queued
     # (room a is in flight, and the statement is full).
     second = asyncio.ensure_future(group.append("a", [b"2"], ["x"]))
     await wait_for(lambda: store.statements == [["b", "c"]])
     late = asyncio.ensure_future(group.append("e", [b"1"], ["x"]))  # no lane free: queued
-    await wait_for(lambda: [item.room for item in group._queue] == ["a", "e"])
+    await wait_for(lambda: [item.room for item in group.lanes.queue] == ["a", "e"])
     second.cancel()
     with pytest.raises(asyncio.CancelledError):
         await second
@@ -175,7 +175,7 @@ async def test_a_leader_cancelled_while_its_own_batch_is_held_back_strands_nobod
     # Nobody appended after the cancellation: e is written all the same, by its own caller.
     assert (await asyncio.wait_for(late, 5)).seqs == [1]
     assert store.seqs == {"a": 1, "b": 1, "c": 1, "e": 1}  # the cancelled batch is not written
-    assert (group._running, list(group._queue)) == (0, [])
+    assert (group.lanes.running, list(group.lanes.queue)) == (0, [])
 
 
 async def test_the_next_append_after_an_unavailable_database_is_written() -> None:
@@ -198,10 +198,10 @@ async def test_the_next_append_after_an_unavailable_database_is_written() -> Non
     assert isinstance(c, BaseException)
     assert b.__cause__ is not None
     assert b.__cause__ is c.__cause__
-    assert group._running == 0
+    assert group.lanes.running == 0
     store.down = False
     assert (await group.append("a", [b"2"], ["x"])).seqs == [1]
-    assert (group._running, list(group._queue)) == (0, [])
+    assert (group.lanes.running, list(group.lanes.queue)) == (0, [])
 
 
 async def test_close_fails_what_is_in_flight_and_queued_and_appends_go_on_after() -> None:
@@ -210,12 +210,12 @@ async def test_close_fails_what_is_in_flight_and_queued_and_appends_go_on_after(
     lead = asyncio.ensure_future(group.append("a", [b"1"], ["x"]))
     await wait_for(lambda: store.alone == ["a"])
     queued = asyncio.ensure_future(group.append("b", [b"1"], ["x"]))
-    await wait_for(lambda: len(group._queue) == 1)
+    await wait_for(lambda: len(group.lanes.queue) == 1)
     await group.close()
     for task in (lead, queued):
         with pytest.raises(errors.CollabError, match="closed"):
             await task
-    assert (group._running, list(group._queue)) == (0, [])
+    assert (group.lanes.running, list(group.lanes.queue)) == (0, [])
     store.gate.set()
     assert (await group.append("b", [b"1"], ["x"])).seqs == [1]
 
@@ -233,10 +233,10 @@ async def test_a_rooms_next_batch_waits_for_the_one_in_flight_and_the_others_do_
     assert [(await task).seqs for task in others] == [[1], [1]]
     assert not first.done()
     assert not second.done()
-    assert [item.room for item in group._queue] == ["a"]
+    assert [item.room for item in group.lanes.queue] == ["a"]
     assert store.alone.count("a") == 1
     slow.set()
     assert (await first).seqs == [1]
     assert (await second).seqs == [2, 3]  # after the first, in a statement of its own
     assert store.alone.count("a") == 2
-    assert (group._running, list(group._queue)) == (0, [])
+    assert (group.lanes.running, list(group.lanes.queue)) == (0, [])
