@@ -9,7 +9,8 @@ that finds a free lane leads: it takes the items queued meanwhile, its own among
 most one per key, none of a key that a batch in flight holds, bounded in count and bytes),
 and starts a task that writes them with the owner's ``write`` callback, which settles each
 item with its result or its error. One batch runs at a time; another lane opens only while
-every batch in flight has run for ``spare_lane_after_s`` (up to ``lanes``).
+every batch in flight has run for ``spare_lane_after_s`` (up to ``lanes``), looked at when a
+caller arrives or a batch ends.
 
 Each batch runs in a task of its own, owned by the ``Lanes`` (cancelled at ``close``), not in
 its leader's: a caller cancelled while a batch carries its item (or leads one carrying
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -153,13 +155,16 @@ class Lanes(Generic[Q]):
                 item.settle(error=self._closed("nothing was written"))
         finally:
             self._closing = False
+            self._nudge_first()  # a close cancelled midway: whoever still waits may lead
 
     def _nudge_first(self) -> None:
         """If a batch may start now, wake the first queued item's caller to lead it."""
         if not self._may_lead():
             return
         for item in self._queue:
-            if item.wake is not None:
+            # A caller nudged already but not yet resumed will lead what it can: the next one
+            # may take another free lane.
+            if item.wake is not None and not item.wake.done():
                 item.nudge()
                 return
 
@@ -213,18 +218,40 @@ class Lanes(Generic[Q]):
         self._in_flight |= taken
         self._running += 1
         self._last_start = asyncio.get_running_loop().time()
-        self._batches.start(self._run(batch, taken), f"chronohub-{self.what}-{len(batch)}")
+        # In a context of its own, not the leader's: what the write marks in a context variable
+        # (e.g. token_acks' commits of a request) is no request's.
+        self._batches.start(
+            self._run(batch, taken),
+            f"chronohub-{self.what}-{len(batch)}",
+            context=contextvars.Context(),
+        )
         return True
 
     async def _run(self, batch: Sequence[Q], taken: set[str]) -> None:
         """One batch's task: write it, then hand out its results and free its lane."""
+        failure: BaseException | None = None
         try:
             await self._write(batch)
+        except Exception as exc:
+            failure = exc  # each caller left unsettled gets an error of its own, below
+            raise
         finally:
             self._running -= 1
             self._in_flight -= taken
             for item in batch:
                 if not item.done:  # cancelled by ``close``, or ``write`` failed
-                    item.settle(error=self._closed("the write was interrupted"))
+                    item.settle(
+                        error=self._closed("the write was interrupted")
+                        if failure is None
+                        else _failed(self.what, failure)
+                    )
                 item.nudge()
             self._nudge_first()  # a lane is free: the first in line may lead next
+
+
+def _failed(what: str, exc: BaseException) -> RuntimeError:
+    """The error of one caller whose batch's write raised ``exc`` (its own object: one raised
+    in many tasks would pile their tracebacks onto one another)."""
+    error = RuntimeError(f"{what}: the write failed: {exc}")
+    error.__cause__ = exc
+    return error

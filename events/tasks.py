@@ -13,6 +13,7 @@ A short-lived future that its creator awaits, or cancels in a ``finally`` (such 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -42,9 +43,16 @@ class TaskOwner:
         self._on_death = on_death
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def start(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
-        """Run ``coro`` as a task named ``name``, owned until it ends or ``close`` cancels it."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+    def start(
+        self,
+        coro: Coroutine[Any, Any, T],
+        name: str,
+        *,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[T]:
+        """Run ``coro`` as a task named ``name``, owned until it ends or ``close`` cancels it
+        (in ``context``: by default a copy of the caller's, as asyncio does)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
