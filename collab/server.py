@@ -143,8 +143,13 @@ class Endpoint:
             room.drop(conn, exc.code, exc.reason)
         finally:
             room.leave(conn)
-            if sink.closing is not None:
-                reason = reason if reason != "closed by the client" else sink.close_reason
-                await sink.closing
-            self.rooms.left(room, conn, reason)
+            if sink.closing is not None and reason == "closed by the client":
+                reason = sink.close_reason
+            try:
+                if sink.closing is not None:
+                    await sink.closing
+            finally:
+                # Recorded even if aiohttp cancels this handler while the close waits (the
+                # socket gone): the leave would otherwise never reach the log.
+                self.rooms.left(room, conn, reason)
         return ws
