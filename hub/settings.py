@@ -4,7 +4,7 @@ Built once in ``main()`` and passed down. The database is, in order: ``CHRONOHUB
 ``DATABASE_URL``, the standard ``PG*`` variables (when ``PGHOST`` or ``PGDATABASE`` is set),
 else an embedded PostgreSQL in ``data_dir``.
 
-Over 600 lines, on purpose: one model holds every setting with its description, the source the
+Over 700 lines, on purpose: one model holds every setting with its description, the source the
 configuration reference (docs/configuration.md) is generated from, and the checks that tie
 settings together; the tables of the TOML file (services, roles…) are apart, in
 ``hub.config_tables``.
